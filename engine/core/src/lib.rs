@@ -1,0 +1,22 @@
+//! Strata's pure composition core.
+//!
+//! Everything here is a plain function of its inputs: no network, no clock, no Kubernetes client.
+//! The controllers, the embedded control plane and the CLI call into it; nothing here calls out.
+//!
+//! Data enters as YAML/JSON documents ([`load`]), is compiled once per Composition
+//! ([`compile`], [`graph`]) and rendered per composite resource ([`render`]).
+
+pub mod compile;
+pub mod connection;
+pub mod crd;
+pub mod fieldpath;
+pub mod graph;
+pub mod lint;
+pub mod load;
+pub mod model;
+pub mod patch;
+pub mod readiness;
+pub mod render;
+pub mod schema;
+pub mod transform;
+pub mod wire;
