@@ -1,1 +1,7 @@
+//! Strata's one integration-test binary: end-to-end behaviour through the real `strata` binary,
+//! the embedded control plane, the real kubectl and the cloud emulators.
+
 mod apiserver;
+mod crds;
+mod golden;
+mod support;

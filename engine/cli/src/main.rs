@@ -1,1 +1,52 @@
-fn main() {}
+//! `strata`: thin glue over the engine crates. Each subcommand lives in its own module,
+//! parses its arguments into a settings struct once, and calls the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod crds;
+mod graph;
+mod input;
+mod render;
+// mod up;
+// mod validate;
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "A composition engine for cloud infrastructure on Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render a composite resource with a Composition, offline, in-process.
+    Render(render::RenderArgs),
+    /// Show the dependency graph of a Composition.
+    Graph(graph::GraphArgs),
+    /// Write Strata's own CRDs.
+    Crds(crds::CrdsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render(args) => render::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Crds(args) => crds::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(f)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,542 @@
-//! (module under construction)
+//! Compiles a [`CompositionSpec`] once into an immutable [`CompiledComposition`]: PatchSets
+//! expanded, field paths parsed, transforms checked, the dependency graph built. Every render of
+//! every XR reuses it, so nothing here runs per reconcile.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::fieldpath::{FieldPath, ParseError};
+use crate::graph::{DependencyGraph, EdgeKind, EdgeSpec, GraphError};
+use crate::model::{
+    CompositionSpec, ConnectionDetail, ConnectionDetailType, FromFieldPathPolicy, Patch,
+    PatchType, ReadinessCheck, ReadinessCheckType, ToFieldPathPolicy, TypeReference,
+};
+use crate::transform::{CompiledTransform, TransformError, compile_all};
+
+/// A Composition, ready to render.
+#[derive(Clone, Debug)]
+pub struct CompiledComposition {
+    pub composite_type: TypeReference,
+    pub resources: Vec<CompiledResource>,
+    pub environment_patches: Vec<CompiledPatch>,
+    /// Environment data the render starts from, before selected EnvironmentConfigs.
+    pub environment_defaults: Option<Value>,
+    pub graph: DependencyGraph,
+    pub write_connection_secrets_to_namespace: Option<String>,
+}
+
+/// One composed resource template, compiled.
+#[derive(Clone, Debug)]
+pub struct CompiledResource {
+    pub name: String,
+    pub base: Value,
+    pub patches: Vec<CompiledPatch>,
+    pub connection_details: Vec<CompiledConnectionDetail>,
+    /// Empty means the default check: the `Ready` condition is `True`.
+    pub readiness_checks: Vec<CompiledReadinessCheck>,
+}
+
+/// Where a patch reads from.
+#[derive(Clone, Debug)]
+pub enum PatchSource {
+    Path(FieldPath),
+    Combine { variables: Vec<FieldPath>, format: String },
+}
+
+/// A patch with parsed paths and compiled transforms.
+#[derive(Clone, Debug)]
+pub struct CompiledPatch {
+    /// Position in the resource's patch list after PatchSets are expanded (as Crossplane counts).
+    pub index: usize,
+    pub kind: PatchType,
+    pub source: PatchSource,
+    pub to: FieldPath,
+    /// `toFieldPath` contains `[*]`: write to every existing match.
+    pub to_wildcard: bool,
+    /// `FromResourceFieldPath`: the declaration index of the resource read.
+    pub from_resource: Option<usize>,
+    pub transforms: Vec<CompiledTransform>,
+    pub from_policy: FromFieldPathPolicy,
+    pub to_policy: ToFieldPathPolicy,
+}
+
+/// A connection detail with its type resolved.
+#[derive(Clone, Debug)]
+pub enum CompiledConnectionDetail {
+    FromConnectionSecretKey { name: String, key: String },
+    FromFieldPath { name: String, path: FieldPath },
+    FromValue { name: String, value: String },
+}
+
+/// A readiness check with parsed paths.
+#[derive(Clone, Debug)]
+pub enum CompiledReadinessCheck {
+    None,
+    NonEmpty(FieldPath),
+    MatchString(FieldPath, String),
+    MatchInteger(FieldPath, i64),
+    MatchTrue(FieldPath),
+    MatchFalse(FieldPath),
+    MatchCondition { kind: String, status: String },
+}
+
+/// Where in a Composition a problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Resource(String),
+    Environment,
+    PatchSet(String),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Resource(r) => write!(f, "resource `{r}`"),
+            Location::Environment => f.write_str("environment"),
+            Location::PatchSet(p) => write!(f, "patchSet `{p}`"),
+        }
+    }
+}
+
+/// Why a Composition does not compile. Every variant says where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    #[error("{at}: patch {index} ({kind}): {field}: {message}")]
+    Patch { at: Location, index: usize, kind: &'static str, field: &'static str, message: String },
+    #[error("{at}: patch {index} ({kind}): {source}")]
+    Transform {
+        at: Location,
+        index: usize,
+        kind: &'static str,
+        #[source]
+        source: TransformError,
+    },
+    #[error("{at}: {field}: {message}")]
+    Field { at: Location, field: String, message: String },
+    #[error("{0}")]
+    Graph(#[from] GraphError),
+}
+
+impl CompiledComposition {
+    /// Compiles a Composition. Fails on the first problem; [`crate::lint`] reports all of them.
+    pub fn compile(spec: &CompositionSpec) -> Result<Self, CompileError> {
+        let patch_sets: BTreeMap<&str, &[Patch]> =
+            spec.patch_sets.iter().map(|s| (s.name.as_str(), s.patches.as_slice())).collect();
+        for set in &spec.patch_sets {
+            for (index, p) in set.patches.iter().enumerate() {
+                if p.kind == PatchType::PatchSet {
+                    return Err(CompileError::Patch {
+                        at: Location::PatchSet(set.name.clone()),
+                        index,
+                        kind: p.kind.as_str(),
+                        field: "type",
+                        message: "a PatchSet cannot contain another PatchSet".into(),
+                    });
+                }
+            }
+        }
+        let names: Vec<String> = spec.resources.iter().map(|r| r.name.clone()).collect();
+        let mut resources = Vec::with_capacity(spec.resources.len());
+        for template in &spec.resources {
+            let at = Location::Resource(template.name.clone());
+            if template.name.is_empty() {
+                return Err(CompileError::Field {
+                    at,
+                    field: "name".into(),
+                    message: "every resource needs a name".into(),
+                });
+            }
+            if !template.base.is_object() {
+                return Err(CompileError::Field {
+                    at,
+                    field: "base".into(),
+                    message: "must be an object with apiVersion and kind".into(),
+                });
+            }
+            for field in ["apiVersion", "kind"] {
+                if !template.base.get(field).is_some_and(Value::is_string) {
+                    return Err(CompileError::Field {
+                        at: at.clone(),
+                        field: format!("base.{field}"),
+                        message: "required string".into(),
+                    });
+                }
+            }
+            let expanded = expand_patch_sets(&at, &template.patches, &patch_sets)?;
+            let mut patches = Vec::with_capacity(expanded.len());
+            for (index, patch) in expanded.iter().enumerate() {
+                patches.push(compile_patch(&at, index, patch, &names, false)?);
+            }
+            let connection_details = template
+                .connection_details
+                .iter()
+                .enumerate()
+                .map(|(i, d)| compile_connection_detail(&at, i, d))
+                .collect::<Result<_, _>>()?;
+            let readiness_checks = template
+                .readiness_checks
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, c)| compile_readiness_check(&at, i, c))
+                .collect::<Result<_, _>>()?;
+            resources.push(CompiledResource {
+                name: template.name.clone(),
+                base: template.base.clone(),
+                patches,
+                connection_details,
+                readiness_checks,
+            });
+        }
+        let mut environment_patches = Vec::new();
+        if let Some(env) = &spec.environment {
+            let expanded = expand_patch_sets(&Location::Environment, &env.patches, &patch_sets)?;
+            for (index, patch) in expanded.iter().enumerate() {
+                environment_patches.push(compile_patch(
+                    &Location::Environment,
+                    index,
+                    patch,
+                    &names,
+                    true,
+                )?);
+            }
+        }
+        let mut edges = Vec::new();
+        for (to, template) in spec.resources.iter().enumerate() {
+            for dep in &template.depends_on {
+                let Some(from) = names.iter().position(|n| n == dep) else {
+                    return Err(GraphError::Unknown {
+                        resource: template.name.clone(),
+                        missing: dep.clone(),
+                    }
+                    .into());
+                };
+                edges.push(EdgeSpec {
+                    from,
+                    to,
+                    kind: EdgeKind::DependsOn,
+                    detail: format!("dependsOn {dep}"),
+                });
+            }
+        }
+        for (to, resource) in resources.iter().enumerate() {
+            for patch in &resource.patches {
+                if let (Some(from), PatchSource::Path(path)) = (patch.from_resource, &patch.source) {
+                    edges.push(EdgeSpec {
+                        from,
+                        to,
+                        kind: EdgeKind::ResourceRef,
+                        detail: path.to_string(),
+                    });
+                }
+            }
+        }
+        edges.extend(inferred_edges(&resources));
+        let graph = DependencyGraph::build(&names, &edges)?;
+        Ok(Self {
+            composite_type: spec.composite_type_ref.clone(),
+            resources,
+            environment_patches,
+            environment_defaults: spec.environment.as_ref().and_then(|e| e.default_data.clone()),
+            graph,
+            write_connection_secrets_to_namespace: spec.write_connection_secrets_to_namespace.clone(),
+        })
+    }
+
+    /// The declaration index of a resource template by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.resources.iter().position(|r| r.name == name)
+    }
+}
+
+/// Edges for data flowing through the XR: a resource writing `status.x` (To*Composite) and a
+/// resource reading an overlapping path (From*Composite).
+fn inferred_edges(resources: &[CompiledResource]) -> Vec<EdgeSpec> {
+    let mut edges = Vec::new();
+    for (w, writer) in resources.iter().enumerate() {
+        for wp in writer.patches.iter().filter(|p| {
+            matches!(p.kind, PatchType::ToCompositeFieldPath | PatchType::CombineToComposite)
+        }) {
+            for (r, reader) in resources.iter().enumerate() {
+                if r == w {
+                    continue;
+                }
+                for rp in reader.patches.iter().filter(|p| {
+                    matches!(p.kind, PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite)
+                }) {
+                    let reads: Vec<&FieldPath> = match &rp.source {
+                        PatchSource::Path(p) => vec![p],
+                        PatchSource::Combine { variables, .. } => variables.iter().collect(),
+                    };
+                    if let Some(read) = reads.into_iter().find(|p| p.overlaps(&wp.to)) {
+                        edges.push(EdgeSpec {
+                            from: w,
+                            to: r,
+                            kind: EdgeKind::ThroughComposite,
+                            detail: read.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    edges
+}
+
+fn expand_patch_sets(
+    at: &Location,
+    patches: &[Patch],
+    sets: &BTreeMap<&str, &[Patch]>,
+) -> Result<Vec<Patch>, CompileError> {
+    let mut out = Vec::with_capacity(patches.len());
+    for (index, patch) in patches.iter().enumerate() {
+        if patch.kind != PatchType::PatchSet {
+            out.push(patch.clone());
+            continue;
+        }
+        let Some(name) = patch.patch_set_name.as_deref() else {
+            return Err(CompileError::Patch {
+                at: at.clone(),
+                index,
+                kind: "PatchSet",
+                field: "patchSetName",
+                message: "required".into(),
+            });
+        };
+        let Some(set) = sets.get(name) else {
+            return Err(CompileError::Patch {
+                at: at.clone(),
+                index,
+                kind: "PatchSet",
+                field: "patchSetName",
+                message: format!("cannot find PatchSet by name {name}"),
+            });
+        };
+        out.extend(set.iter().cloned());
+    }
+    Ok(out)
+}
+
+fn parse_path(
+    at: &Location,
+    index: usize,
+    kind: PatchType,
+    field: &'static str,
+    raw: &str,
+) -> Result<FieldPath, CompileError> {
+    FieldPath::parse(raw).map_err(|e: ParseError| CompileError::Patch {
+        at: at.clone(),
+        index,
+        kind: kind.as_str(),
+        field,
+        message: e.to_string(),
+    })
+}
+
+fn compile_patch(
+    at: &Location,
+    index: usize,
+    patch: &Patch,
+    names: &[String],
+    environment: bool,
+) -> Result<CompiledPatch, CompileError> {
+    let kind = patch.kind;
+    let missing = |field: &'static str| CompileError::Patch {
+        at: at.clone(),
+        index,
+        kind: kind.as_str(),
+        field,
+        message: "required".into(),
+    };
+    if environment
+        && !matches!(
+            kind,
+            PatchType::FromCompositeFieldPath
+                | PatchType::ToCompositeFieldPath
+                | PatchType::CombineFromComposite
+                | PatchType::CombineToComposite
+        )
+    {
+        return Err(CompileError::Patch {
+            at: at.clone(),
+            index,
+            kind: kind.as_str(),
+            field: "type",
+            message: "environment patches support only FromCompositeFieldPath, \
+                      ToCompositeFieldPath, CombineFromComposite and CombineToComposite"
+                .into(),
+        });
+    }
+    let combine = matches!(
+        kind,
+        PatchType::CombineFromComposite
+            | PatchType::CombineToComposite
+            | PatchType::CombineFromEnvironment
+            | PatchType::CombineToEnvironment
+    );
+    let source = if combine {
+        let Some(c) = &patch.combine else { return Err(missing("combine")) };
+        if c.variables.is_empty() {
+            return Err(missing("combine.variables"));
+        }
+        if c.strategy != "string" {
+            return Err(CompileError::Patch {
+                at: at.clone(),
+                index,
+                kind: kind.as_str(),
+                field: "combine.strategy",
+                message: format!("combine strategy {:?} is not supported; supported: string", c.strategy),
+            });
+        }
+        let Some(s) = &c.string else { return Err(missing("combine.string")) };
+        let variables = c
+            .variables
+            .iter()
+            .map(|v| parse_path(at, index, kind, "combine.variables.fromFieldPath", &v.from_field_path))
+            .collect::<Result<_, _>>()?;
+        PatchSource::Combine { variables, format: s.fmt.clone() }
+    } else {
+        let Some(from) = patch.from_field_path.as_deref() else { return Err(missing("fromFieldPath")) };
+        PatchSource::Path(parse_path(at, index, kind, "fromFieldPath", from)?)
+    };
+    let to_raw = match (&patch.to_field_path, &source) {
+        (Some(to), _) => to.clone(),
+        (None, PatchSource::Path(_)) => patch.from_field_path.clone().unwrap_or_default(),
+        (None, PatchSource::Combine { .. }) => return Err(missing("toFieldPath")),
+    };
+    let to = parse_path(at, index, kind, "toFieldPath", &to_raw)?;
+    if to.is_empty() {
+        return Err(missing("toFieldPath"));
+    }
+    let from_resource = if kind == PatchType::FromResourceFieldPath {
+        let Some(name) = patch.from_resource.as_deref() else { return Err(missing("fromResource")) };
+        let Some(i) = names.iter().position(|n| n == name) else {
+            return Err(CompileError::Patch {
+                at: at.clone(),
+                index,
+                kind: kind.as_str(),
+                field: "fromResource",
+                message: format!("unknown resource `{name}`"),
+            });
+        };
+        Some(i)
+    } else {
+        None
+    };
+    let transforms = compile_all(&patch.transforms).map_err(|source| CompileError::Transform {
+        at: at.clone(),
+        index,
+        kind: kind.as_str(),
+        source,
+    })?;
+    let policy = patch.policy.clone().unwrap_or_default();
+    let to_policy = match (policy.to_field_path, &policy.merge_options) {
+        (Some(p), _) => p,
+        (None, None) => ToFieldPathPolicy::Replace,
+        // Crossplane's deprecated mergeOptions map onto the same merge modes.
+        (None, Some(m)) => match (m.keep_map_values == Some(true), m.append_slice == Some(true)) {
+            (true, true) => ToFieldPathPolicy::MergeObjectsAppendArrays,
+            (true, false) => ToFieldPathPolicy::MergeObjects,
+            (false, true) => ToFieldPathPolicy::ForceMergeObjectsAppendArrays,
+            (false, false) => ToFieldPathPolicy::ForceMergeObjects,
+        },
+    };
+    Ok(CompiledPatch {
+        index,
+        kind,
+        source,
+        to_wildcard: to_raw.contains("[*]"),
+        to,
+        from_resource,
+        transforms,
+        from_policy: policy.from_field_path.unwrap_or_default(),
+        to_policy,
+    })
+}
+
+fn compile_connection_detail(
+    at: &Location,
+    index: usize,
+    d: &ConnectionDetail,
+) -> Result<CompiledConnectionDetail, CompileError> {
+    let err = |field: &str, message: &str| CompileError::Field {
+        at: at.clone(),
+        field: format!("connectionDetails[{index}].{field}"),
+        message: message.to_owned(),
+    };
+    // Crossplane infers the type from the field that is set.
+    let kind = match d.kind {
+        Some(k) => k,
+        None if d.value.is_some() => ConnectionDetailType::FromValue,
+        None if d.from_connection_secret_key.is_some() => ConnectionDetailType::FromConnectionSecretKey,
+        None if d.from_field_path.is_some() => ConnectionDetailType::FromFieldPath,
+        None => return Err(err("type", "cannot infer the type: set value, fromConnectionSecretKey or fromFieldPath")),
+    };
+    Ok(match kind {
+        ConnectionDetailType::FromConnectionSecretKey => {
+            let Some(key) = d.from_connection_secret_key.clone() else {
+                return Err(err("fromConnectionSecretKey", "required for type FromConnectionSecretKey"));
+            };
+            CompiledConnectionDetail::FromConnectionSecretKey {
+                name: d.name.clone().unwrap_or_else(|| key.clone()),
+                key,
+            }
+        }
+        ConnectionDetailType::FromFieldPath => {
+            let Some(raw) = d.from_field_path.as_deref() else {
+                return Err(err("fromFieldPath", "required for type FromFieldPath"));
+            };
+            let Some(name) = d.name.clone() else { return Err(err("name", "required for type FromFieldPath")) };
+            let path = FieldPath::parse(raw).map_err(|e| err("fromFieldPath", &e.to_string()))?;
+            CompiledConnectionDetail::FromFieldPath { name, path }
+        }
+        ConnectionDetailType::FromValue => {
+            let Some(value) = d.value.clone() else { return Err(err("value", "required for type FromValue")) };
+            let Some(name) = d.name.clone() else { return Err(err("name", "required for type FromValue")) };
+            CompiledConnectionDetail::FromValue { name, value }
+        }
+    })
+}
+
+fn compile_readiness_check(
+    at: &Location,
+    index: usize,
+    c: &ReadinessCheck,
+) -> Result<CompiledReadinessCheck, CompileError> {
+    let err = |field: &str, message: String| CompileError::Field {
+        at: at.clone(),
+        field: format!("readinessChecks[{index}].{field}"),
+        message,
+    };
+    let path = || -> Result<FieldPath, CompileError> {
+        let Some(raw) = c.field_path.as_deref() else {
+            return Err(err("fieldPath", format!("required for type {:?}", c.kind)));
+        };
+        FieldPath::parse(raw).map_err(|e| err("fieldPath", e.to_string()))
+    };
+    Ok(match c.kind {
+        ReadinessCheckType::None => CompiledReadinessCheck::None,
+        ReadinessCheckType::NonEmpty => CompiledReadinessCheck::NonEmpty(path()?),
+        ReadinessCheckType::MatchString => {
+            let Some(s) = c.match_string.clone() else {
+                return Err(err("matchString", "required for type MatchString".into()));
+            };
+            CompiledReadinessCheck::MatchString(path()?, s)
+        }
+        ReadinessCheckType::MatchInteger => {
+            let Some(n) = c.match_integer else {
+                return Err(err("matchInteger", "required for type MatchInteger".into()));
+            };
+            CompiledReadinessCheck::MatchInteger(path()?, n)
+        }
+        ReadinessCheckType::MatchTrue => CompiledReadinessCheck::MatchTrue(path()?),
+        ReadinessCheckType::MatchFalse => CompiledReadinessCheck::MatchFalse(path()?),
+        ReadinessCheckType::MatchCondition => {
+            let Some(m) = c.match_condition.clone() else {
+                return Err(err("matchCondition", "required for type MatchCondition".into()));
+            };
+            CompiledReadinessCheck::MatchCondition { kind: m.kind, status: m.status }
+        }
+    })
+}

@@ -1,1 +1,720 @@
-//! (module under construction)
+//! Linting Compositions: every problem at once, each at the field it is in.
+//!
+//! [`CompiledComposition::compile`](crate::compile::CompiledComposition::compile) stops at the
+//! first error because a render needs a whole, valid Composition. `strata validate` wants the
+//! complete list, so [`lint_composition`] walks the wire form ([`CompositionSpec`]) and reports
+//! every problem compile would refuse, plus what compile cannot see because it has no XRD:
+//! patches that write into (or read from) fields the composite resource's schema rules out.
+//!
+//! Data enters as a typed Composition and the XRDs loaded next to it; it leaves as a list of
+//! [`Finding`]s in document order (compositeTypeRef, patchSets, resources, environment, then the
+//! dependency graph). Nothing here reads files or prints.
+//!
+//! Decisions worth knowing:
+//! - `compositeTypeRef` naming no loaded XRD is a *warning*, and only when at least one XRD was
+//!   loaded: a Composition is often validated without its XRD, and an XRD elsewhere is not a
+//!   mistake. Naming a loaded XRD but a version that XRD does not define is an error.
+//! - Schema checks use the generated XR CRD ([`crate::crd::xrd_to_crds`]), so the engine's
+//!   machinery fields (`spec.compositionRef`, `status.conditions`, ...) are known. When the XRD
+//!   cannot be turned into a CRD the schema checks are skipped: validating the XRD reports why.
+//! - A write to the XR outside `status` is a warning: a render writes back only the XR's status.
+//! - Paths are those of the native form (`spec.resources[1].patches[0]`); a Crossplane
+//!   `mode: Pipeline` Composition is linted after its patch-and-transform step was folded in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::crd::xrd_to_crds;
+use crate::fieldpath::{FieldPath, Segment};
+use crate::graph::{DependencyGraph, EdgeKind, EdgeSpec, GraphError};
+use crate::model::{
+    CompositeResourceDefinition, CompositionSpec, ConnectionDetail, ConnectionDetailType, Patch,
+    PatchType, ReadinessCheck, ReadinessCheckType,
+};
+use crate::schema::{Lookup, PathSegment, SchemaType, StructuralSchema};
+use crate::transform::TransformErrorReason;
+
+/// How bad a finding is: errors make `strata validate` fail, warnings do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem in one object, at one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// `Kind/name`, e.g. `Composition/aws-postgres`.
+    pub object: String,
+    /// The field path inside the object, e.g. `spec.resources[1].patches[0].toFieldPath`.
+    pub field: String,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// `Composition/name: spec.resources[0].name: required`.
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.object, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.object, self.field, self.message)
+        }
+    }
+}
+
+/// Every problem of a Composition named `name`, checked against the loaded XRDs.
+///
+/// Reports what [`CompiledComposition::compile`](crate::compile::CompiledComposition::compile)
+/// would refuse (so a Composition with no error findings compiles) and schema problems only an
+/// XRD can reveal. Never stops at the first problem.
+pub fn lint_composition(
+    name: &str,
+    spec: &CompositionSpec,
+    xrds: &[&CompositeResourceDefinition],
+) -> Vec<Finding> {
+    let mut lint = Lint {
+        object: format!("Composition/{name}"),
+        spec,
+        patch_sets: first_positions(spec.patch_sets.iter().map(|s| s.name.as_str())),
+        resources: first_positions(spec.resources.iter().map(|r| r.name.as_str())),
+        xr: None,
+        findings: Vec::new(),
+    };
+    lint.composite_type_ref(xrds);
+    lint.patch_sets();
+    for index in 0..spec.resources.len() {
+        lint.resource(index);
+    }
+    lint.environment();
+    lint.dependency_cycles();
+    lint.findings
+}
+
+/// Name → position of its first occurrence.
+fn first_positions<'a>(names: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, usize> {
+    let mut out = BTreeMap::new();
+    for (i, name) in names.enumerate() {
+        out.entry(name).or_insert(i);
+    }
+    out
+}
+
+/// The composite resource a Composition composes, as far as its XRD tells.
+struct CompositeSchema {
+    /// `XPostgres v1alpha1`, for messages.
+    label: String,
+    schema: StructuralSchema,
+}
+
+/// Where a patch sits, which decides what it may do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Site {
+    /// A composed resource's patch list (declaration index of the resource).
+    Resource(usize),
+    /// `spec.environment.patches`: between the XR and the environment.
+    Environment,
+    /// Inside `spec.patchSets[]`: expanded where it is referenced.
+    PatchSet,
+}
+
+struct Lint<'a> {
+    object: String,
+    spec: &'a CompositionSpec,
+    patch_sets: BTreeMap<&'a str, usize>,
+    resources: BTreeMap<&'a str, usize>,
+    xr: Option<CompositeSchema>,
+    findings: Vec<Finding>,
+}
+
+impl<'a> Lint<'a> {
+    fn report(&mut self, severity: Severity, field: impl Into<String>, message: impl Into<String>) {
+        self.findings.push(Finding {
+            severity,
+            object: self.object.clone(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.report(Severity::Error, field, message);
+    }
+
+    fn warning(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.report(Severity::Warning, field, message);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // compositeTypeRef
+    // -----------------------------------------------------------------------------------------
+
+    fn composite_type_ref(&mut self, xrds: &[&CompositeResourceDefinition]) {
+        let reference = &self.spec.composite_type_ref;
+        let field = "spec.compositeTypeRef";
+        let Some((group, version)) = reference.api_version.rsplit_once('/') else {
+            self.error(
+                format!("{field}.apiVersion"),
+                format!("{:?} must be GROUP/VERSION: a composite resource is never in the core group", reference.api_version),
+            );
+            return;
+        };
+        if group.is_empty() || version.is_empty() {
+            self.error(format!("{field}.apiVersion"), format!("{:?} must be GROUP/VERSION", reference.api_version));
+            return;
+        }
+        if reference.kind.is_empty() {
+            self.error(format!("{field}.kind"), "required");
+            return;
+        }
+        if xrds.is_empty() {
+            return;
+        }
+        let Some(xrd) = xrds.iter().find(|x| x.spec.group == group && x.spec.names.kind == reference.kind) else {
+            let kinds: Vec<&str> =
+                xrds.iter().filter(|x| x.spec.group == group).map(|x| x.spec.names.kind.as_str()).collect();
+            let known = if kinds.is_empty() {
+                format!("no loaded XRD has group {group}")
+            } else {
+                format!("XRDs of group {group} define {}", kinds.join(", "))
+            };
+            self.warning(field, format!("no loaded XRD defines kind {} in {group} ({known})", reference.kind));
+            return;
+        };
+        let xrd_name = xrd.metadata.name.clone().unwrap_or_else(|| format!("{}.{group}", xrd.spec.names.plural));
+        let Some(defined) = xrd.spec.versions.iter().find(|v| v.name == version) else {
+            let versions: Vec<&str> = xrd.spec.versions.iter().map(|v| v.name.as_str()).collect();
+            self.error(
+                format!("{field}.apiVersion"),
+                format!("XRD {xrd_name} defines no version {version} (versions: {})", versions.join(", ")),
+            );
+            return;
+        };
+        if !defined.referenceable {
+            let referenceable: Vec<&str> =
+                xrd.spec.versions.iter().filter(|v| v.referenceable).map(|v| v.name.as_str()).collect();
+            self.warning(
+                format!("{field}.apiVersion"),
+                format!(
+                    "version {version} of XRD {xrd_name} is not referenceable (referenceable: {}); \
+                     Compositions are selected by the referenceable version",
+                    if referenceable.is_empty() { "none".to_owned() } else { referenceable.join(", ") }
+                ),
+            );
+        }
+        self.xr = composite_schema(xrd, version);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // patchSets
+    // -----------------------------------------------------------------------------------------
+
+    fn patch_sets(&mut self) {
+        let spec = self.spec;
+        for (s, set) in spec.patch_sets.iter().enumerate() {
+            let at = format!("spec.patchSets[{s}]");
+            if set.name.is_empty() {
+                self.error(format!("{at}.name"), "required: resources reference a PatchSet by name");
+            } else if let Some(first) = self.patch_sets.get(set.name.as_str()).filter(|first| **first != s) {
+                self.error(
+                    format!("{at}.name"),
+                    format!("duplicate PatchSet name `{}` (first at spec.patchSets[{first}])", set.name),
+                );
+            }
+            for (p, patch) in set.patches.iter().enumerate() {
+                self.patch(&format!("{at}.patches[{p}]"), patch, Site::PatchSet);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // resources
+    // -----------------------------------------------------------------------------------------
+
+    fn resource(&mut self, index: usize) {
+        let spec = self.spec;
+        let template = &spec.resources[index];
+        let at = format!("spec.resources[{index}]");
+        if template.name.is_empty() {
+            self.error(format!("{at}.name"), "required: every resource needs a name");
+        } else if let Some(first) = self.resources.get(template.name.as_str()).filter(|first| **first != index) {
+            self.error(
+                format!("{at}.name"),
+                format!("duplicate resource name `{}` (first at spec.resources[{first}])", template.name),
+            );
+        }
+        if template.base.is_object() {
+            for field in ["apiVersion", "kind"] {
+                match template.base.get(field) {
+                    Some(Value::String(s)) if !s.is_empty() => {}
+                    Some(Value::String(_)) | None => self.error(format!("{at}.base.{field}"), "required"),
+                    Some(other) => {
+                        self.error(format!("{at}.base.{field}"), format!("must be a string, found {}", json_kind(other)))
+                    }
+                }
+            }
+        } else {
+            self.error(format!("{at}.base"), "must be an object with apiVersion and kind");
+        }
+        for (p, patch) in template.patches.iter().enumerate() {
+            self.patch(&format!("{at}.patches[{p}]"), patch, Site::Resource(index));
+        }
+        for (d, detail) in template.connection_details.iter().enumerate() {
+            self.connection_detail(&format!("{at}.connectionDetails[{d}]"), detail);
+        }
+        for (c, check) in template.readiness_checks.iter().flatten().enumerate() {
+            self.readiness_check(&format!("{at}.readinessChecks[{c}]"), check);
+        }
+        for (d, dependency) in template.depends_on.iter().enumerate() {
+            let field = format!("{at}.dependsOn[{d}]");
+            match self.resources.get(dependency.as_str()) {
+                None => self.error(field, format!("unknown resource `{dependency}`")),
+                Some(_) if *dependency == template.name => {
+                    self.error(field, format!("resource `{dependency}` cannot depend on itself"))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn connection_detail(&mut self, at: &str, detail: &ConnectionDetail) {
+        // Crossplane infers the type from the field that is set; so does compile.
+        let kind = match detail.kind {
+            Some(kind) => kind,
+            None if detail.value.is_some() => ConnectionDetailType::FromValue,
+            None if detail.from_connection_secret_key.is_some() => ConnectionDetailType::FromConnectionSecretKey,
+            None if detail.from_field_path.is_some() => ConnectionDetailType::FromFieldPath,
+            None => {
+                self.error(
+                    format!("{at}.type"),
+                    "cannot infer the type: set value, fromConnectionSecretKey or fromFieldPath",
+                );
+                return;
+            }
+        };
+        match kind {
+            ConnectionDetailType::FromConnectionSecretKey => {
+                if detail.from_connection_secret_key.is_none() {
+                    self.error(format!("{at}.fromConnectionSecretKey"), "required for type FromConnectionSecretKey");
+                }
+            }
+            ConnectionDetailType::FromFieldPath => {
+                match detail.from_field_path.as_deref() {
+                    None => self.error(format!("{at}.fromFieldPath"), "required for type FromFieldPath"),
+                    Some(raw) => {
+                        self.parse_path(&format!("{at}.fromFieldPath"), raw);
+                    }
+                }
+                if detail.name.is_none() {
+                    self.error(format!("{at}.name"), "required for type FromFieldPath");
+                }
+            }
+            ConnectionDetailType::FromValue => {
+                if detail.value.is_none() {
+                    self.error(format!("{at}.value"), "required for type FromValue");
+                }
+                if detail.name.is_none() {
+                    self.error(format!("{at}.name"), "required for type FromValue");
+                }
+            }
+        }
+    }
+
+    fn readiness_check(&mut self, at: &str, check: &ReadinessCheck) {
+        let kind = check.kind;
+        let needs_path = !matches!(kind, ReadinessCheckType::None | ReadinessCheckType::MatchCondition);
+        if needs_path {
+            match check.field_path.as_deref() {
+                None => self.error(format!("{at}.fieldPath"), format!("required for type {kind:?}")),
+                Some(raw) => {
+                    self.parse_path(&format!("{at}.fieldPath"), raw);
+                }
+            }
+        }
+        match kind {
+            ReadinessCheckType::MatchString if check.match_string.is_none() => {
+                self.error(format!("{at}.matchString"), "required for type MatchString")
+            }
+            ReadinessCheckType::MatchInteger if check.match_integer.is_none() => {
+                self.error(format!("{at}.matchInteger"), "required for type MatchInteger")
+            }
+            ReadinessCheckType::MatchCondition if check.match_condition.is_none() => {
+                self.error(format!("{at}.matchCondition"), "required for type MatchCondition")
+            }
+            _ => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // environment
+    // -----------------------------------------------------------------------------------------
+
+    fn environment(&mut self) {
+        let Some(environment) = &self.spec.environment else { return };
+        for (p, patch) in environment.patches.iter().enumerate() {
+            self.patch(&format!("spec.environment.patches[{p}]"), patch, Site::Environment);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // patches
+    // -----------------------------------------------------------------------------------------
+
+    fn patch(&mut self, at: &str, patch: &Patch, site: Site) {
+        let kind = patch.kind;
+        if kind == PatchType::PatchSet {
+            self.patch_set_reference(at, patch, site);
+            return;
+        }
+        if site == Site::Environment && !is_composite_environment_type(kind) {
+            self.error(format!("{at}.type"), ENVIRONMENT_TYPES_MESSAGE);
+        }
+        let combine = matches!(
+            kind,
+            PatchType::CombineFromComposite
+                | PatchType::CombineToComposite
+                | PatchType::CombineFromEnvironment
+                | PatchType::CombineToEnvironment
+        );
+        // The paths the patch reads and the one it writes, once parsed: (field, path).
+        let mut reads: Vec<(String, FieldPath)> = Vec::new();
+        let mut write: Option<(String, FieldPath)> = None;
+        if combine {
+            match &patch.combine {
+                None => self.error(format!("{at}.combine"), format!("required for type {}", kind.as_str())),
+                Some(c) => {
+                    if c.variables.is_empty() {
+                        self.error(format!("{at}.combine.variables"), "at least one variable is required");
+                    }
+                    for (v, variable) in c.variables.iter().enumerate() {
+                        let field = format!("{at}.combine.variables[{v}].fromFieldPath");
+                        if let Some(path) = self.parse_path(&field, &variable.from_field_path) {
+                            reads.push((field, path));
+                        }
+                    }
+                    if c.strategy != "string" {
+                        self.error(
+                            format!("{at}.combine.strategy"),
+                            format!("combine strategy {:?} is not supported; supported: string", c.strategy),
+                        );
+                    }
+                    if c.string.is_none() {
+                        self.error(format!("{at}.combine.string"), "required for strategy string (with fmt)");
+                    }
+                }
+            }
+            match patch.to_field_path.as_deref() {
+                None => self.error(format!("{at}.toFieldPath"), format!("required for type {}", kind.as_str())),
+                Some(raw) => write = self.parse_write_path(&format!("{at}.toFieldPath"), raw),
+            }
+        } else {
+            let from_field = format!("{at}.fromFieldPath");
+            match patch.from_field_path.as_deref() {
+                None => self.error(&from_field, format!("required for type {}", kind.as_str())),
+                Some(raw) => {
+                    if let Some(path) = self.parse_path(&from_field, raw) {
+                        reads.push((from_field.clone(), path));
+                    }
+                }
+            }
+            match patch.to_field_path.as_deref() {
+                Some(raw) => write = self.parse_write_path(&format!("{at}.toFieldPath"), raw),
+                // `toFieldPath` defaults to `fromFieldPath`.
+                None => match reads.first() {
+                    Some((_, from)) if from.is_empty() => {
+                        self.error(format!("{at}.toFieldPath"), "required when fromFieldPath is empty")
+                    }
+                    Some((_, from)) => write = Some((from_field, from.clone())),
+                    None => {}
+                },
+            }
+        }
+        self.from_resource(at, patch, site);
+        for (t, transform) in patch.transforms.iter().enumerate() {
+            if let Err(e) = transform.compile() {
+                let at = format!("{at}.transforms[{t}]");
+                match e.reason {
+                    TransformErrorReason::Invalid { field, message } => self.error(format!("{at}.{field}"), message),
+                    TransformErrorReason::Failed(message) => self.error(at, message),
+                }
+            }
+        }
+        match kind {
+            PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => {
+                for (field, path) in &reads {
+                    self.composite_read(field, path);
+                }
+            }
+            PatchType::ToCompositeFieldPath | PatchType::CombineToComposite => {
+                if let Some((field, path)) = &write {
+                    self.composite_write(field, path);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A `type: PatchSet` patch: the name must resolve, and nothing nests.
+    fn patch_set_reference(&mut self, at: &str, patch: &Patch, site: Site) {
+        if site == Site::PatchSet {
+            self.error(format!("{at}.type"), "a PatchSet cannot contain another PatchSet");
+            return;
+        }
+        let Some(name) = patch.patch_set_name.as_deref() else {
+            self.error(format!("{at}.patchSetName"), "required for type PatchSet");
+            return;
+        };
+        let Some(&s) = self.patch_sets.get(name) else {
+            let known: Vec<&str> = self.patch_sets.keys().copied().collect();
+            self.error(
+                format!("{at}.patchSetName"),
+                format!(
+                    "cannot find PatchSet by name {name} (defined: {})",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+            );
+            return;
+        };
+        // The set's own patches are linted once, under spec.patchSets; here only what depends on
+        // where the set is expanded.
+        let spec = self.spec;
+        for (p, inner) in spec.patch_sets[s].patches.iter().enumerate() {
+            let inside = format!("spec.patchSets[{s}].patches[{p}]");
+            match site {
+                Site::Environment if inner.kind != PatchType::PatchSet && !is_composite_environment_type(inner.kind) => {
+                    self.error(
+                        format!("{at}.patchSetName"),
+                        format!(
+                            "PatchSet `{name}` has a {} patch ({inside}); {ENVIRONMENT_TYPES_MESSAGE}",
+                            inner.kind.as_str()
+                        ),
+                    );
+                }
+                Site::Resource(own) if inner.kind == PatchType::FromResourceFieldPath => {
+                    let reads_self = inner.from_resource.as_deref() == Some(spec.resources[own].name.as_str());
+                    if reads_self {
+                        self.error(
+                            format!("{at}.patchSetName"),
+                            format!(
+                                "PatchSet `{name}` makes resource `{}` read itself ({inside}.fromResource)",
+                                spec.resources[own].name
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `fromResource` names another resource of this Composition, and only on its own patch type.
+    fn from_resource(&mut self, at: &str, patch: &Patch, site: Site) {
+        let field = format!("{at}.fromResource");
+        if patch.kind != PatchType::FromResourceFieldPath {
+            if patch.from_resource.is_some() {
+                self.warning(field, format!("ignored: only FromResourceFieldPath patches read it, this is {}", patch.kind.as_str()));
+            }
+            return;
+        }
+        let Some(name) = patch.from_resource.as_deref() else {
+            self.error(field, "required for type FromResourceFieldPath");
+            return;
+        };
+        if !self.resources.contains_key(name) {
+            self.error(field, format!("unknown resource `{name}`"));
+            return;
+        }
+        if let Site::Resource(own) = site
+            && self.spec.resources[own].name == name
+        {
+            self.error(field, format!("resource `{name}` cannot read itself"));
+        }
+    }
+
+    /// Parses a field path, reporting a malformed one.
+    fn parse_path(&mut self, field: &str, raw: &str) -> Option<FieldPath> {
+        match FieldPath::parse(raw) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                self.error(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Parses a destination: well-formed and not the whole object.
+    fn parse_write_path(&mut self, field: &str, raw: &str) -> Option<(String, FieldPath)> {
+        let path = self.parse_path(field, raw)?;
+        if path.is_empty() {
+            self.error(field, "must name a field: an empty path would replace the whole object");
+            return None;
+        }
+        Some((field.to_owned(), path))
+    }
+
+    /// A patch writes `path` of the XR: the schema must allow it, and only status survives.
+    fn composite_write(&mut self, field: &str, path: &FieldPath) {
+        if let Some(Segment::Field(first)) = path.segments().first()
+            && first != "status"
+        {
+            self.warning(
+                field,
+                format!("`{path}` is outside the XR's status; a render writes back only the status, so this write is dropped"),
+            );
+        }
+        let Some(xr) = &self.xr else { return };
+        if let Lookup::Forbidden { reason } = xr.schema.lookup(&schema_path(&xr.schema, path)) {
+            let message = format!("the {} schema does not allow `{path}`: {reason}", xr.label);
+            self.error(field, message);
+        }
+    }
+
+    /// A patch reads `path` of the XR: a path the schema rules out is never there.
+    fn composite_read(&mut self, field: &str, path: &FieldPath) {
+        let Some(xr) = &self.xr else { return };
+        if let Lookup::Forbidden { reason } = xr.schema.lookup(&schema_path(&xr.schema, path)) {
+            let message =
+                format!("the {} schema does not allow `{path}`, so the patch never finds a value: {reason}", xr.label);
+            self.warning(field, message);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // dependency graph
+    // -----------------------------------------------------------------------------------------
+
+    /// Reports every cycle of creation-gating edges (`dependsOn`, `fromResource`), each naming
+    /// all of its members. Unknown and self references are reported where they are written.
+    fn dependency_cycles(&mut self) {
+        let spec = self.spec;
+        // Names must be unique to build a graph; duplicates were reported already.
+        let names: Vec<String> = spec
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match self.resources.get(r.name.as_str()) {
+                Some(first) if *first != i => format!("{}#{i}", r.name),
+                _ => r.name.clone(),
+            })
+            .collect();
+        let mut edges = Vec::new();
+        let mut edge = |from: Option<&usize>, to: usize, kind: EdgeKind, detail: String| {
+            if let Some(&from) = from
+                && from != to
+            {
+                edges.push(EdgeSpec { from, to, kind, detail });
+            }
+        };
+        for (to, template) in spec.resources.iter().enumerate() {
+            for dependency in &template.depends_on {
+                edge(self.resources.get(dependency.as_str()), to, EdgeKind::DependsOn, format!("dependsOn {dependency}"));
+            }
+            for patch in &template.patches {
+                let expanded: &[Patch] = match (patch.kind, patch.patch_set_name.as_deref()) {
+                    (PatchType::PatchSet, Some(set)) => match self.patch_sets.get(set) {
+                        Some(&s) => &spec.patch_sets[s].patches,
+                        None => &[],
+                    },
+                    _ => std::slice::from_ref(patch),
+                };
+                for p in expanded.iter().filter(|p| p.kind == PatchType::FromResourceFieldPath) {
+                    if let Some(source) = p.from_resource.as_deref() {
+                        let detail = p.from_field_path.clone().unwrap_or_default();
+                        edge(self.resources.get(source), to, EdgeKind::ResourceRef, detail);
+                    }
+                }
+            }
+        }
+        // One cycle per build: report it, cut its internal edges, look again.
+        while let Err(GraphError::Cycle { members }) = DependencyGraph::build(&names, &edges) {
+            let positions: BTreeSet<usize> =
+                members.iter().filter_map(|m| names.iter().position(|n| n == m)).collect();
+            let Some(&first) = positions.first() else { break };
+            self.error(format!("spec.resources[{first}]"), format!("dependency cycle: {}", members.join(" -> ")));
+            let before = edges.len();
+            edges.retain(|e| !(positions.contains(&e.from) && positions.contains(&e.to)));
+            if edges.len() == before {
+                break;
+            }
+        }
+    }
+}
+
+/// The patch types allowed in `spec.environment.patches` (where "composite" means XR ↔ environment).
+fn is_composite_environment_type(kind: PatchType) -> bool {
+    matches!(
+        kind,
+        PatchType::FromCompositeFieldPath
+            | PatchType::ToCompositeFieldPath
+            | PatchType::CombineFromComposite
+            | PatchType::CombineToComposite
+    )
+}
+
+const ENVIRONMENT_TYPES_MESSAGE: &str = "environment patches support only FromCompositeFieldPath, \
+     ToCompositeFieldPath, CombineFromComposite and CombineToComposite";
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The schema of version `version` of the XR an XRD defines, machinery fields included.
+/// `None` when the XRD does not generate a CRD or its schema does not compile: validating the XRD
+/// itself reports those.
+fn composite_schema(xrd: &CompositeResourceDefinition, version: &str) -> Option<CompositeSchema> {
+    let generated = xrd_to_crds(xrd).ok()?;
+    let crd_version = generated.composite.spec.versions.into_iter().find(|v| v.name == version)?;
+    let props = crd_version.schema?.open_api_v3_schema?;
+    let value = serde_json::to_value(props).ok()?;
+    let schema = StructuralSchema::compile(&value).ok()?;
+    Some(CompositeSchema { label: format!("{} {version}", xrd.spec.names.kind), schema })
+}
+
+/// A field path as schema segments. A wildcard over array items becomes item 0 (every item has
+/// the same schema); a wildcard over object fields ends the path, so only its prefix is checked.
+fn schema_path(schema: &StructuralSchema, path: &FieldPath) -> Vec<PathSegment> {
+    let mut out = Vec::with_capacity(path.segments().len());
+    for segment in path.segments() {
+        match segment {
+            Segment::Index(i) => out.push(PathSegment::Index(*i as usize)),
+            Segment::Field(f) if f == "*" => match schema.lookup(&out) {
+                Lookup::Allowed(node) if node.schema_type() == Some(SchemaType::Array) => {
+                    out.push(PathSegment::Index(0))
+                }
+                _ => break,
+            },
+            Segment::Field(f) => out.push(PathSegment::Field(f.clone())),
+        }
+    }
+    out
+}

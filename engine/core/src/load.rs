@@ -1,1 +1,410 @@
-//! (module under construction)
+//! Loading documents: YAML/JSON streams → typed objects.
+//!
+//! Accepts Strata's native `apiextensions.strata.dev/v1alpha1` kinds and Crossplane's
+//! `apiextensions.crossplane.io/v1` and `v2` XRDs and Compositions. A Crossplane Composition in
+//! `mode: Pipeline` is converted when its steps are ones Strata runs in-process:
+//! function-patch-and-transform (input `pt.fn.crossplane.io/v1beta1 Resources`),
+//! function-environment-configs (its selection becomes the Composition's environment), and
+//! function-auto-ready (Strata's default readiness already does what it does). Any other function
+//! is a clear error, never a silent skip.
+//!
+//! Every error names where it is: the source, the document, the object and the field path.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::model::{
+    Composition, CompositionSpec, CompositeResourceDefinition, EnvironmentConfig,
+};
+use crate::wire;
+
+/// Inputs larger than this are refused before parsing.
+pub const MAX_INPUT_BYTES: usize = 8 * 1024 * 1024;
+
+/// A loading error with its location.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct LoadError {
+    pub location: String,
+    pub message: String,
+}
+
+/// One parsed document and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcedValue {
+    pub source: String,
+    /// 1-based position in the stream.
+    pub document: usize,
+    pub value: Value,
+}
+
+impl SourcedValue {
+    /// `file.yaml (document 2, Composition/name)`.
+    pub fn location(&self) -> String {
+        let kind = self.value.get("kind").and_then(Value::as_str).unwrap_or("?");
+        let name = self.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+        format!("{} (document {}, {kind}/{name})", self.source, self.document)
+    }
+
+    fn error(&self, message: impl Into<String>) -> LoadError {
+        LoadError { location: self.location(), message: message.into() }
+    }
+}
+
+/// A classified document.
+#[derive(Debug, Clone)]
+pub enum Document {
+    Xrd(Box<CompositeResourceDefinition>),
+    Composition(Box<Composition>),
+    EnvironmentConfig(Box<EnvironmentConfig>),
+    /// Anything else: an XR, a claim, an observed resource.
+    Object(Value),
+}
+
+/// Parses a YAML (or JSON) stream into its non-empty documents.
+pub fn parse_stream(text: &str, source: &str) -> Result<Vec<SourcedValue>, LoadError> {
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(LoadError {
+            location: source.to_owned(),
+            message: format!("input is {} bytes; the limit is {MAX_INPUT_BYTES}", text.len()),
+        });
+    }
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| LoadError { location: source.to_owned(), message: first_lines(&e.to_string()) })?;
+    let mut out = Vec::with_capacity(docs.len());
+    for (i, value) in docs.into_iter().enumerate() {
+        if value.is_null() {
+            continue;
+        }
+        let doc = SourcedValue { source: source.to_owned(), document: i + 1, value };
+        if !doc.value.is_object() {
+            return Err(doc.error("a document must be an object with apiVersion and kind"));
+        }
+        out.push(doc);
+    }
+    Ok(out)
+}
+
+/// The YAML library's messages carry a snippet; keep them short for one-line findings.
+fn first_lines(message: &str) -> String {
+    message.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn api_version(v: &Value) -> &str {
+    v.get("apiVersion").and_then(Value::as_str).unwrap_or("")
+}
+
+fn kind(v: &Value) -> &str {
+    v.get("kind").and_then(Value::as_str).unwrap_or("")
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+/// Classifies a document by apiVersion and kind, converting Crossplane forms.
+pub fn classify(doc: &SourcedValue) -> Result<Document, LoadError> {
+    let group = group_of(api_version(&doc.value));
+    let is_machinery = group == wire::GROUP_APIEXTENSIONS || group == wire::CROSSPLANE_GROUP_APIEXTENSIONS;
+    if !is_machinery {
+        return Ok(Document::Object(doc.value.clone()));
+    }
+    match kind(&doc.value) {
+        "CompositeResourceDefinition" => xrd(doc).map(|x| Document::Xrd(Box::new(x))),
+        "Composition" => composition(doc).map(|c| Document::Composition(Box::new(c))),
+        "EnvironmentConfig" => environment_config(doc).map(|e| Document::EnvironmentConfig(Box::new(e))),
+        "CompositionRevision" => Ok(Document::Object(doc.value.clone())),
+        other => Err(doc.error(format!(
+            "unknown kind {other:?} in {group}; expected CompositeResourceDefinition, Composition, \
+             CompositionRevision or EnvironmentConfig"
+        ))),
+    }
+}
+
+fn check_version(doc: &SourcedValue, supported: &[&str]) -> Result<(), LoadError> {
+    let av = api_version(&doc.value);
+    if supported.contains(&av) {
+        return Ok(());
+    }
+    Err(doc.error(format!("apiVersion {av:?} is not supported; supported: {}", supported.join(", "))))
+}
+
+fn typed<T: DeserializeOwned>(doc: &SourcedValue, value: Value) -> Result<T, LoadError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." || path.is_empty() { doc.error(inner) } else { doc.error(format!("{path}: {inner}")) }
+    })
+}
+
+/// Loads an XRD (native, or Crossplane v1/v2).
+pub fn xrd(doc: &SourcedValue) -> Result<CompositeResourceDefinition, LoadError> {
+    check_version(
+        doc,
+        &[
+            "apiextensions.strata.dev/v1alpha1",
+            "apiextensions.crossplane.io/v1",
+            "apiextensions.crossplane.io/v2",
+        ],
+    )?;
+    let mut value = doc.value.clone();
+    normalise_header(&mut value, "CompositeResourceDefinition");
+    if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+        // Crossplane fields with no meaning for Strata's engine.
+        for ignored in ["conversion", "metadata"] {
+            spec.remove(ignored);
+        }
+    }
+    typed(doc, value)
+}
+
+/// Loads an EnvironmentConfig (native, or Crossplane v1alpha1/v1beta1/v1).
+pub fn environment_config(doc: &SourcedValue) -> Result<EnvironmentConfig, LoadError> {
+    check_version(
+        doc,
+        &[
+            "apiextensions.strata.dev/v1alpha1",
+            "apiextensions.crossplane.io/v1alpha1",
+            "apiextensions.crossplane.io/v1beta1",
+            "apiextensions.crossplane.io/v1",
+        ],
+    )?;
+    let mut value = doc.value.clone();
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("apiVersion");
+        obj.remove("kind");
+    }
+    let config: EnvironmentConfig = typed(doc, value)?;
+    if !(config.data.is_object() || config.data.is_null()) {
+        return Err(doc.error("data: must be an object"));
+    }
+    Ok(config)
+}
+
+/// Loads a Composition (native, or Crossplane v1 `Resources`/`Pipeline`).
+pub fn composition(doc: &SourcedValue) -> Result<Composition, LoadError> {
+    check_version(doc, &["apiextensions.strata.dev/v1alpha1", "apiextensions.crossplane.io/v1"])?;
+    let mut value = doc.value.clone();
+    normalise_header(&mut value, "Composition");
+    let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Err(doc.error("spec: required object"));
+    };
+    // Crossplane fields with no meaning for an in-process engine.
+    for ignored in ["publishConnectionDetailsWithStoreConfigRef", "revisionActivationPolicy"] {
+        spec.remove(ignored);
+    }
+    let mode = match spec.remove("mode") {
+        None => "Resources".to_owned(),
+        Some(Value::String(m)) => m,
+        Some(other) => return Err(doc.error(format!("spec.mode: expected a string, got {other}"))),
+    };
+    let pipeline = spec.remove("pipeline");
+    match mode.as_str() {
+        "Resources" => {
+            if pipeline.is_some() {
+                return Err(doc.error("spec.pipeline: only allowed with spec.mode: Pipeline"));
+            }
+        }
+        "Pipeline" => {
+            let Some(Value::Array(steps)) = pipeline else {
+                return Err(doc.error("spec.pipeline: required list with spec.mode: Pipeline"));
+            };
+            if spec.get("resources").is_some() {
+                return Err(doc.error("spec.resources: not allowed with spec.mode: Pipeline"));
+            }
+            convert_pipeline(doc, spec, steps)?;
+        }
+        other => {
+            return Err(doc.error(format!("spec.mode: unknown mode {other:?}; supported: Resources, Pipeline")));
+        }
+    }
+    let composition: Composition = typed(doc, value)?;
+    Ok(composition)
+}
+
+/// Rewrites the header to the native kind so the typed structs accept it.
+fn normalise_header(value: &mut Value, kind: &str) {
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("apiVersion".into(), Value::String(format!("{}/{}", wire::GROUP_APIEXTENSIONS, crate::model::VERSION)));
+        obj.insert("kind".into(), Value::String(kind.to_owned()));
+    }
+}
+
+/// Folds the supported pipeline steps into a Resources-mode spec.
+fn convert_pipeline(doc: &SourcedValue, spec: &mut Map<String, Value>, steps: Vec<Value>) -> Result<(), LoadError> {
+    let mut resources: Vec<Value> = Vec::new();
+    let mut patch_sets: Vec<Value> = Vec::new();
+    let mut env_patches: Vec<Value> = Vec::new();
+    let mut env_configs: Vec<Value> = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        let at = format!("spec.pipeline[{i}]");
+        let name = step.get("step").and_then(Value::as_str).unwrap_or("?").to_owned();
+        let function = step.pointer("/functionRef/name").and_then(Value::as_str).unwrap_or("").to_owned();
+        if function.is_empty() {
+            return Err(doc.error(format!("{at}.functionRef.name: required")));
+        }
+        let input = step.get("input");
+        let input_api = input.map(api_version).unwrap_or("");
+        let input_kind = input.map(kind).unwrap_or("");
+        if input_api == wire::CROSSPLANE_PT_INPUT_API_VERSION && input_kind == "Resources" {
+            let Some(Value::Object(input)) = input.cloned() else { continue };
+            for (key, value) in input {
+                match key.as_str() {
+                    "apiVersion" | "kind" | "metadata" => {}
+                    "resources" => resources.extend(list(doc, &at, "input.resources", value)?),
+                    "patchSets" => patch_sets.extend(list(doc, &at, "input.patchSets", value)?),
+                    "environment" => {
+                        let patches = value.get("patches").cloned().unwrap_or(Value::Null);
+                        env_patches.extend(list(doc, &at, "input.environment.patches", patches)?);
+                    }
+                    other => return Err(doc.error(format!("{at}.input.{other}: unknown field"))),
+                }
+            }
+        } else if group_of(input_api) == "environmentconfigs.fn.crossplane.io" {
+            let configs = input
+                .and_then(|i| i.pointer("/spec/environmentConfigs"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            env_configs.extend(list(doc, &at, "input.spec.environmentConfigs", configs)?);
+        } else if input.is_none() && function.contains("auto-ready") {
+            // Strata's default readiness (the Ready condition) is what function-auto-ready does.
+        } else {
+            return Err(doc.error(format!(
+                "{at} (step {name:?}): function {function:?} cannot run in-process; supported: \
+                 function-patch-and-transform (input {} Resources), function-environment-configs \
+                 (input environmentconfigs.fn.crossplane.io), function-auto-ready",
+                wire::CROSSPLANE_PT_INPUT_API_VERSION
+            )));
+        }
+    }
+    spec.insert("resources".into(), Value::Array(resources));
+    if !patch_sets.is_empty() {
+        spec.insert("patchSets".into(), Value::Array(patch_sets));
+    }
+    if !env_patches.is_empty() || !env_configs.is_empty() {
+        let mut env_obj = Map::new();
+        if !env_patches.is_empty() {
+            env_obj.insert("patches".into(), Value::Array(env_patches));
+        }
+        if !env_configs.is_empty() {
+            env_obj.insert("environmentConfigs".into(), Value::Array(env_configs));
+        }
+        spec.insert("environment".into(), Value::Object(env_obj));
+    }
+    Ok(())
+}
+
+fn list(doc: &SourcedValue, at: &str, field: &str, value: Value) -> Result<Vec<Value>, LoadError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(doc.error(format!("{at}.{field}: expected a list"))),
+    }
+}
+
+/// Reads a Composition from a single-document source (a convenience for the CLI and tests).
+pub fn composition_from_str(text: &str, source: &str) -> Result<Composition, LoadError> {
+    let docs = parse_stream(text, source)?;
+    let mut found = docs.iter().filter(|d| kind(&d.value) == "Composition");
+    let Some(doc) = found.next() else {
+        return Err(LoadError { location: source.to_owned(), message: "no Composition found".into() });
+    };
+    if found.next().is_some() {
+        return Err(LoadError { location: source.to_owned(), message: "more than one Composition found".into() });
+    }
+    composition(doc)
+}
+
+/// The composition spec of a typed Composition (a shorthand used across the crate).
+pub fn spec_of(c: &Composition) -> &CompositionSpec {
+    &c.spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Result<Document, LoadError> {
+        let docs = parse_stream(text, "test.yaml")?;
+        classify(&docs[0])
+    }
+
+    #[test]
+    fn reads_a_crossplane_pipeline_composition() {
+        let text = r#"
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata: {name: c}
+spec:
+  compositeTypeRef: {apiVersion: example.org/v1, kind: XDB}
+  mode: Pipeline
+  pipeline:
+  - step: patch-and-transform
+    functionRef: {name: function-patch-and-transform}
+    input:
+      apiVersion: pt.fn.crossplane.io/v1beta1
+      kind: Resources
+      resources:
+      - name: db
+        base: {apiVersion: v1, kind: ConfigMap}
+        patches:
+        - {type: FromCompositeFieldPath, fromFieldPath: spec.size, toFieldPath: data.size}
+  - step: ready
+    functionRef: {name: function-auto-ready}
+"#;
+        let Ok(Document::Composition(c)) = one(text) else { panic!("expected a composition") };
+        assert_eq!(c.spec.resources.len(), 1);
+        assert_eq!(c.spec.resources[0].patches[0].to_field_path.as_deref(), Some("data.size"));
+    }
+
+    #[test]
+    fn an_unsupported_function_is_a_clear_error() {
+        let text = r#"
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata: {name: c}
+spec:
+  compositeTypeRef: {apiVersion: example.org/v1, kind: XDB}
+  mode: Pipeline
+  pipeline:
+  - step: kcl
+    functionRef: {name: function-kcl}
+    input: {apiVersion: krm.kcl.dev/v1alpha1, kind: KCLInput}
+"#;
+        let err = one(text).expect_err("unsupported");
+        assert!(err.message.contains("function \"function-kcl\" cannot run in-process; supported:"), "{err}");
+        assert!(err.location.contains("Composition/c"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_name_their_path() {
+        let text = r#"
+apiVersion: apiextensions.strata.dev/v1alpha1
+kind: Composition
+metadata: {name: c}
+spec:
+  compositeTypeRef: {apiVersion: example.org/v1, kind: XDB}
+  resources:
+  - name: db
+    base: {apiVersion: v1, kind: ConfigMap}
+    patches:
+    - {fromFieldPth: spec.size}
+"#;
+        let err = one(text).expect_err("unknown field");
+        assert!(err.message.starts_with("spec.resources[0].patches[0].fromFieldPth: unknown field `fromFieldPth`"), "{err}");
+    }
+
+    #[test]
+    fn malformed_yaml_and_wrong_versions_are_errors() {
+        assert!(parse_stream("a: [1, 2", "x.yaml").is_err());
+        let err = one("apiVersion: apiextensions.crossplane.io/v9\nkind: Composition\nmetadata: {name: c}\n").expect_err("bad version");
+        assert!(err.message.contains("not supported"), "{err}");
+        assert!(parse_stream("- 1\n- 2\n", "x.yaml").is_err(), "a list is not an object");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(parse_stream(&deep, "deep.yaml").is_err());
+    }
+}

@@ -1,1 +1,514 @@
-//! (module under construction)
+//! `render`: one composite resource (XR) + its compiled Composition + what is observed →
+//! the desired composed resources, the XR's status, readiness and connection details.
+//!
+//! This is the only implementation of composition: the controllers, `strata render`,
+//! `strata validate` and the tests all call [`render`]. It is a pure function.
+//!
+//! Semantics follow Crossplane's patch-and-transform: patch sources are always *observed*
+//! objects (the observed XR, the environment, observed composed resources), destinations are
+//! always *desired* ones; patches run in order and resources in declaration order; only the XR's
+//! status survives from XR-bound patches. Strata adds the dependency graph: a resource with a
+//! gating dependency (`dependsOn`, `FromResourceFieldPath`) that is not yet observed Ready is
+//! withheld while it does not exist, and released resources are returned in graph order.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::compile::{CompiledComposition, CompiledPatch, CompiledResource};
+use crate::connection::{self, ConnectionDetails};
+use crate::model::{FromFieldPathPolicy, PatchType};
+use crate::patch::{self, Outcome, PatchError};
+use crate::readiness::{self, Readiness};
+use crate::wire;
+
+/// An observed composed resource and the data of its connection secret.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub resource: Value,
+    pub connection_details: ConnectionDetails,
+}
+
+/// Observed composed resources by Composition template name.
+pub type ObservedResources = BTreeMap<String, Observed>;
+
+/// Everything a render reads.
+#[derive(Clone, Copy, Debug)]
+pub struct RenderInput<'a> {
+    /// The observed XR (schema defaults already applied).
+    pub composite: &'a Value,
+    pub observed: &'a ObservedResources,
+    /// The merged environment data (an object), if any EnvironmentConfig was selected.
+    pub environment: Option<&'a Value>,
+}
+
+/// A composed resource the render wants to exist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredResource {
+    /// The Composition template name.
+    pub name: String,
+    /// Declaration index of the template.
+    pub index: usize,
+    pub resource: Value,
+    pub readiness: Readiness,
+}
+
+/// A composed resource the render does not release yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withheld {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Everything a render produces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderOutput {
+    /// The observed XR with the status patches wrote and the `Ready` condition.
+    pub composite: Value,
+    /// Only the status the render wants on the XR (what a controller applies).
+    pub composite_status: Value,
+    /// Released resources in graph order (dependencies first, ties by declaration order).
+    pub resources: Vec<DesiredResource>,
+    pub withheld: Vec<Withheld>,
+    /// Template names that are not Ready, sorted.
+    pub unready: Vec<String>,
+    pub connection_details: ConnectionDetails,
+    /// The environment after environment and resource patches.
+    pub environment: Value,
+    pub warnings: Vec<String>,
+}
+
+impl RenderOutput {
+    pub fn ready(&self) -> bool {
+        self.unready.is_empty()
+    }
+}
+
+/// Why a render failed. Every variant names the object and, for patches, the index.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    #[error("composite resource: {0}")]
+    Composite(String),
+    #[error("composite resource {found} does not match the Composition's compositeTypeRef {expected}")]
+    TypeMismatch { found: String, expected: String },
+    #[error("resource `{resource}`: patch {index} ({kind}): {source}")]
+    Patch {
+        resource: String,
+        index: usize,
+        kind: &'static str,
+        #[source]
+        source: PatchError,
+    },
+    #[error("environment: patch {index} ({kind}): {source}")]
+    EnvironmentPatch {
+        index: usize,
+        kind: &'static str,
+        #[source]
+        source: PatchError,
+    },
+    #[error("environment: patch {index} ({kind}): required {path} not found")]
+    EnvironmentRequired { index: usize, kind: &'static str, path: String },
+    #[error("resource `{resource}`: {message}")]
+    Resource { resource: String, message: String },
+}
+
+/// Renders one XR. Pure: same input, same output, byte for byte.
+pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<RenderOutput, RenderError> {
+    let xr = input.composite;
+    let meta = CompositeMeta::read(xr, comp)?;
+    let mut warnings = Vec::new();
+
+    let mut environment = match (&comp.environment_defaults, input.environment) {
+        (Some(d), Some(e)) => patch::merge(Some(d.clone()), e.clone(), false, false)
+            .map_err(|m| RenderError::Composite(format!("environment: {m}")))?,
+        (Some(d), None) => d.clone(),
+        (None, Some(e)) => e.clone(),
+        (None, None) => Value::Object(Map::new()),
+    };
+    if !environment.is_object() {
+        return Err(RenderError::Composite("environment: must be an object".into()));
+    }
+    // The desired XR: only what patches write; its status is kept at the end.
+    let mut desired_xr = Value::Object(Map::new());
+    for p in &comp.environment_patches {
+        let result = match p.kind {
+            PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => {
+                patch::apply(p, xr, &mut environment)
+            }
+            _ => patch::apply(p, &environment, &mut desired_xr),
+        };
+        match result {
+            Ok(Outcome::Applied) => {}
+            Ok(Outcome::SourceMissing(path)) => {
+                if p.from_policy == FromFieldPathPolicy::Required {
+                    return Err(RenderError::EnvironmentRequired { index: p.index, kind: p.kind.as_str(), path });
+                }
+            }
+            Err(source) => {
+                return Err(RenderError::EnvironmentPatch { index: p.index, kind: p.kind.as_str(), source });
+            }
+        }
+    }
+
+    let mut rendered: Vec<Option<DesiredResource>> = vec![None; comp.resources.len()];
+    let mut withheld = Vec::new();
+    let mut connection_details = ConnectionDetails::new();
+    for (index, template) in comp.resources.iter().enumerate() {
+        let observed = input.observed.get(&template.name);
+        if observed.is_none()
+            && let Some(reason) = waiting_for(comp, index, input.observed)
+        {
+            warnings.push(format!("resource `{}` withheld: {reason}", template.name));
+            withheld.push(Withheld { name: template.name.clone(), reason });
+            continue;
+        }
+        let mut desired = template.base.clone();
+        meta.stamp(&mut desired, template, observed.map(|o| &o.resource));
+        let mut release = true;
+        for p in &template.patches {
+            let result = apply_resource_patch(p, xr, &mut environment, &mut desired_xr, &mut desired, observed, input.observed, comp);
+            match result {
+                Ok(Outcome::Applied) => {}
+                Ok(Outcome::SourceMissing(path)) => {
+                    if p.from_policy != FromFieldPathPolicy::Required {
+                        continue;
+                    }
+                    if observed.is_none() {
+                        let reason = format!("required patch {} ({}): {path}", p.index, p.kind.as_str());
+                        warnings.push(format!("resource `{}` withheld: {reason}", template.name));
+                        withheld.push(Withheld { name: template.name.clone(), reason });
+                        release = false;
+                        break;
+                    }
+                    warnings.push(format!(
+                        "resource `{}`: required patch {} ({}) skipped: {path}",
+                        template.name,
+                        p.index,
+                        p.kind.as_str()
+                    ));
+                }
+                Err(source) => {
+                    return Err(RenderError::Patch {
+                        resource: template.name.clone(),
+                        index: p.index,
+                        kind: p.kind.as_str(),
+                        source,
+                    });
+                }
+            }
+        }
+        if !release {
+            continue;
+        }
+        meta.check_namespace(&desired, &template.name)?;
+        let readiness = match observed {
+            Some(o) => {
+                connection::extract(&template.connection_details, &o.resource, &o.connection_details, &mut connection_details);
+                readiness::evaluate(&template.readiness_checks, &o.resource)
+            }
+            None => Readiness::NotReady,
+        };
+        if let Readiness::Unknown(why) = &readiness {
+            warnings.push(format!("resource `{}`: {why}", template.name));
+        }
+        rendered[index] = Some(DesiredResource { name: template.name.clone(), index, resource: desired, readiness });
+    }
+
+    let mut unready: Vec<String> = rendered
+        .iter()
+        .flatten()
+        .filter(|r| !r.readiness.is_ready())
+        .map(|r| r.name.clone())
+        .chain(withheld.iter().map(|w| w.name.clone()))
+        .collect();
+    unready.sort();
+    let resources: Vec<DesiredResource> =
+        comp.graph.order().iter().filter_map(|i| rendered[*i].take()).collect();
+
+    let mut status = match desired_xr.get_mut("status").map(Value::take) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    status.insert("conditions".into(), json!([ready_condition(&unready)]));
+    let composite_status = Value::Object(status);
+    let composite = composite_with_status(xr, &composite_status);
+    Ok(RenderOutput {
+        composite,
+        composite_status,
+        resources,
+        withheld,
+        unready,
+        connection_details,
+        environment,
+        warnings,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_resource_patch(
+    p: &CompiledPatch,
+    xr: &Value,
+    environment: &mut Value,
+    desired_xr: &mut Value,
+    desired: &mut Value,
+    observed: Option<&Observed>,
+    all_observed: &ObservedResources,
+    comp: &CompiledComposition,
+) -> Result<Outcome, PatchError> {
+    match p.kind {
+        PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => patch::apply(p, xr, desired),
+        PatchType::FromEnvironmentFieldPath | PatchType::CombineFromEnvironment => {
+            patch::apply(p, environment, desired)
+        }
+        PatchType::FromResourceFieldPath => {
+            let from = p.from_resource.map(|i| comp.resources[i].name.as_str()).unwrap_or_default();
+            match all_observed.get(from) {
+                Some(o) => patch::apply(p, &o.resource, desired),
+                None => Ok(Outcome::SourceMissing(format!("resource `{from}` does not exist yet"))),
+            }
+        }
+        // Patches from a composed resource need it to exist; until then there is nothing to copy.
+        PatchType::ToCompositeFieldPath | PatchType::CombineToComposite => match observed {
+            Some(o) => patch::apply(p, &o.resource, desired_xr),
+            None => Ok(Outcome::Applied),
+        },
+        PatchType::ToEnvironmentFieldPath | PatchType::CombineToEnvironment => match observed {
+            Some(o) => patch::apply(p, &o.resource, environment),
+            None => Ok(Outcome::Applied),
+        },
+        // Expanded at compile time.
+        PatchType::PatchSet => Ok(Outcome::Applied),
+    }
+}
+
+/// Why a resource that does not exist yet must wait, if it must.
+fn waiting_for(comp: &CompiledComposition, index: usize, observed: &ObservedResources) -> Option<String> {
+    let waiting: Vec<String> = comp
+        .graph
+        .dependencies(index)
+        .into_iter()
+        .filter(|(_, kind)| kind.gates_creation())
+        .filter_map(|(dep, _)| {
+            let template = &comp.resources[dep];
+            match observed.get(&template.name) {
+                None => Some(format!("`{}` (does not exist yet)", template.name)),
+                Some(o) if !readiness::evaluate(&template.readiness_checks, &o.resource).is_ready() => {
+                    Some(format!("`{}` (not Ready)", template.name))
+                }
+                Some(_) => None,
+            }
+        })
+        .collect();
+    (!waiting.is_empty()).then(|| format!("waiting for {}", waiting.join(", ")))
+}
+
+/// The XR's `Ready` condition, naming what it waits for (first three, sorted, as Crossplane).
+fn ready_condition(unready: &[String]) -> Value {
+    if unready.is_empty() {
+        return json!({"type": "Ready", "status": "True", "reason": "Available"});
+    }
+    let message = if unready.len() > 3 {
+        format!("Unready resources: {}, and {} more", unready[..3].join(", "), unready.len() - 3)
+    } else {
+        format!("Unready resources: {}", unready.join(", "))
+    };
+    json!({"type": "Ready", "status": "False", "reason": "Creating", "message": message})
+}
+
+/// The observed XR with the desired status merged in; conditions are merged by type.
+fn composite_with_status(xr: &Value, status: &Value) -> Value {
+    let mut out = xr.clone();
+    let Some(obj) = out.as_object_mut() else { return out };
+    let current = obj.entry("status").or_insert_with(|| Value::Object(Map::new()));
+    if !current.is_object() {
+        *current = Value::Object(Map::new());
+    }
+    if let (Some(current), Some(desired)) = (current.as_object_mut(), status.as_object()) {
+        for (k, v) in desired {
+            if k == "conditions" {
+                continue;
+            }
+            match (current.get_mut(k), v) {
+                (Some(existing @ Value::Object(_)), Value::Object(_)) => deep_merge(existing, v),
+                _ => {
+                    current.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let mut conditions: Vec<Value> = match current.get("conditions") {
+            Some(Value::Array(cs)) => cs.clone(),
+            _ => Vec::new(),
+        };
+        for c in status.get("conditions").and_then(Value::as_array).into_iter().flatten() {
+            let kind = c.get("type");
+            match conditions.iter_mut().find(|e| e.get("type") == kind) {
+                Some(e) => *e = c.clone(),
+                None => conditions.push(c.clone()),
+            }
+        }
+        current.insert("conditions".into(), Value::Array(conditions));
+    }
+    out
+}
+
+fn deep_merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                    _ => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (into, from) => *into = from.clone(),
+    }
+}
+
+/// What a render needs to know about the XR to stamp composed resources.
+struct CompositeMeta<'a> {
+    name: &'a str,
+    namespace: Option<&'a str>,
+    api_version: &'a str,
+    kind: &'a str,
+    uid: Option<&'a str>,
+    composite_label: &'a str,
+    claim_name: Option<&'a str>,
+    claim_namespace: Option<&'a str>,
+}
+
+impl<'a> CompositeMeta<'a> {
+    fn read(xr: &'a Value, comp: &CompiledComposition) -> Result<Self, RenderError> {
+        if !xr.is_object() {
+            return Err(RenderError::Composite("must be an object".into()));
+        }
+        let string = |ptr: &str| xr.pointer(ptr).and_then(Value::as_str);
+        let api_version = string("/apiVersion").ok_or_else(|| RenderError::Composite("apiVersion: required string".into()))?;
+        let kind = string("/kind").ok_or_else(|| RenderError::Composite("kind: required string".into()))?;
+        let name = string("/metadata/name").ok_or_else(|| RenderError::Composite("metadata.name: required string".into()))?;
+        let expected = &comp.composite_type;
+        if api_version != expected.api_version || kind != expected.kind {
+            return Err(RenderError::TypeMismatch {
+                found: format!("{api_version}/{kind}"),
+                expected: format!("{}/{}", expected.api_version, expected.kind),
+            });
+        }
+        let labels = xr.pointer("/metadata/labels");
+        let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        Ok(Self {
+            name,
+            namespace: string("/metadata/namespace"),
+            api_version,
+            kind,
+            uid: string("/metadata/uid"),
+            composite_label: label(wire::LABEL_COMPOSITE).unwrap_or(name),
+            claim_name: label(wire::LABEL_CLAIM_NAME),
+            claim_namespace: label(wire::LABEL_CLAIM_NAMESPACE),
+        })
+    }
+
+    /// Sets name, namespace, labels, the template annotation and the controller reference.
+    fn stamp(&self, desired: &mut Value, template: &CompiledResource, observed: Option<&Value>) {
+        let Some(obj) = desired.as_object_mut() else { return };
+        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+        if !meta.is_object() {
+            *meta = Value::Object(Map::new());
+        }
+        let Some(meta) = meta.as_object_mut() else { return };
+        let observed_meta = observed.and_then(|o| o.get("metadata"));
+        match observed_meta.and_then(|m| m.get("name")).and_then(Value::as_str) {
+            Some(name) => {
+                meta.insert("name".into(), Value::String(name.to_owned()));
+            }
+            None if meta.get("name").is_some_and(Value::is_string) => {}
+            None => {
+                meta.insert("name".into(), Value::String(composed_name(self.name, &template.name)));
+            }
+        }
+        if let Some(ns) = self.namespace {
+            meta.insert("namespace".into(), Value::String(ns.to_owned()));
+        }
+        let labels = object_entry(meta, "labels");
+        labels.insert(wire::LABEL_COMPOSITE.into(), Value::String(self.composite_label.to_owned()));
+        if let Some(c) = self.claim_name {
+            labels.insert(wire::LABEL_CLAIM_NAME.into(), Value::String(c.to_owned()));
+        }
+        if let Some(c) = self.claim_namespace {
+            labels.insert(wire::LABEL_CLAIM_NAMESPACE.into(), Value::String(c.to_owned()));
+        }
+        let annotations = object_entry(meta, "annotations");
+        annotations.insert(wire::ANNOTATION_RESOURCE_NAME.into(), Value::String(template.name.clone()));
+        let mut owner = json!({
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "controller": true,
+            "blockOwnerDeletion": true,
+        });
+        if let (Some(uid), Some(o)) = (self.uid, owner.as_object_mut()) {
+            o.insert("uid".into(), Value::String(uid.to_owned()));
+        }
+        match meta.get_mut("ownerReferences") {
+            Some(Value::Array(refs)) => {
+                refs.retain(|r| r.get("controller") != Some(&Value::Bool(true)));
+                refs.push(owner);
+            }
+            _ => {
+                meta.insert("ownerReferences".into(), Value::Array(vec![owner]));
+            }
+        }
+    }
+
+    /// A namespaced XR composes only in its own namespace.
+    fn check_namespace(&self, desired: &Value, resource: &str) -> Result<(), RenderError> {
+        let Some(ns) = self.namespace else { return Ok(()) };
+        match desired.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(found) if found != ns => Err(RenderError::Resource {
+                resource: resource.to_owned(),
+                message: format!(
+                    "metadata.namespace: {found:?} is outside the composite resource's namespace {ns:?}"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
+    let entry = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    match entry {
+        Value::Object(m) => m,
+        _ => unreachable!("just made an object"),
+    }
+}
+
+/// The deterministic name of a composed resource: `<xr>-<template>` when it is a valid
+/// DNS label of at most 63 characters, otherwise shortened with a hash suffix.
+pub fn composed_name(xr: &str, template: &str) -> String {
+    let sanitized: String = template
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let candidate = format!("{xr}-{}", sanitized.trim_matches('-'));
+    if candidate.len() <= 63 && candidate == template_safe(&candidate) {
+        return candidate;
+    }
+    let digest = Sha256::digest(format!("{xr}/{template}").as_bytes());
+    let suffix: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+    let prefix: String = template_safe(&candidate).chars().take(63 - 7).collect();
+    format!("{}-{suffix}", prefix.trim_end_matches('-'))
+}
+
+fn template_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_owned()
+}

@@ -29,3 +29,33 @@ pub const GROUP_APIEXTENSIONS: &str = "apiextensions.strata.dev";
 pub const CROSSPLANE_GROUP_APIEXTENSIONS: &str = "apiextensions.crossplane.io";
 /// The input kind of Crossplane's patch-and-transform function.
 pub const CROSSPLANE_PT_INPUT_API_VERSION: &str = "pt.fn.crossplane.io/v1beta1";
+
+// --- Controllers: finalizers, labels, annotations and event reasons. ---
+
+/// Finalizer the XRD controller holds until the XRD's CRDs are deleted.
+pub const FINALIZER_XRD: &str = "strata.dev/xrd";
+/// Finalizer the XR controller holds until every composed resource is deleted, wave by wave.
+pub const FINALIZER_COMPOSITE: &str = "strata.dev/composite";
+/// Finalizer the claim controller holds until the claim's composite resource is deleted.
+pub const FINALIZER_CLAIM: &str = "strata.dev/claim";
+/// Label naming the Composition a CompositionRevision snapshots.
+pub const LABEL_COMPOSITION_NAME: &str = "strata.dev/composition-name";
+/// Label carrying the content hash of a CompositionRevision.
+pub const LABEL_COMPOSITION_HASH: &str = "strata.dev/composition-hash";
+/// Hash of the desired state last applied to a composed resource or connection Secret; a pass
+/// whose desired state hashes the same and is still present skips the write.
+pub const ANNOTATION_APPLIED_HASH: &str = "strata.dev/applied-hash";
+/// Event reasons.
+pub const REASON_SELECT_COMPOSITION: &str = "SelectComposition";
+pub const REASON_COMPILE_COMPOSITION: &str = "CompileComposition";
+pub const REASON_RENDER: &str = "RenderComposition";
+pub const REASON_APPLY_RESOURCE: &str = "ApplyComposedResource";
+pub const REASON_OBSERVE_RESOURCE: &str = "ObserveComposedResource";
+pub const REASON_PRUNE_RESOURCE: &str = "PruneComposedResource";
+pub const REASON_DELETE_RESOURCE: &str = "DeleteComposedResource";
+pub const REASON_CONNECTION_SECRET: &str = "PublishConnectionSecret";
+pub const REASON_ENVIRONMENT: &str = "SelectEnvironment";
+pub const REASON_APPLY_CRD: &str = "ApplyCustomResourceDefinition";
+pub const REASON_DELETE_CRD: &str = "DeleteCustomResourceDefinition";
+pub const REASON_BIND_COMPOSITE: &str = "BindCompositeResource";
+pub const REASON_CREATE_REVISION: &str = "CreateCompositionRevision";

@@ -16,7 +16,10 @@ mod apply;
 pub mod gofmt;
 pub mod quantity;
 
-// pub use apply::{CompiledTransform, TransformError, compile_all, apply_all};
+pub use apply::{
+    CompiledTransform, TransformError, TransformErrorReason, apply_all, compile_all,
+    normalize_numbers,
+};
 
 /// The kinds of transform.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]

@@ -1,0 +1,135 @@
+//! Admission of incoming objects: what the server checks and fills in before a write, per kind.
+//!
+//! CRDs are checked for the fields that define a resource and get their `Established` and
+//! `NamesAccepted` status here; custom objects are validated against their version's schema at
+//! the single call site [`admit_custom_object`].
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ErrorTarget, FieldCause};
+use crate::resource::ResourceType;
+
+fn invalid(target: &ErrorTarget, field: &str, message: &str) -> ApiError {
+    ApiError::Invalid { target: target.clone(), causes: vec![FieldCause { field: field.into(), message: message.into() }] }
+}
+
+/// Checks a CRD defines a servable resource and fills its status as kube-apiserver reports it.
+pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiError> {
+    let name = crate::object::name(crd).to_owned();
+    let target = ErrorTarget::new(crate::resource::CRD_GROUP, "CustomResourceDefinition", &name);
+    let text = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let group = text("/spec/group");
+    let plural = text("/spec/names/plural");
+    if group.is_empty() {
+        return Err(invalid(&target, "spec.group", "Required value"));
+    }
+    if plural.is_empty() {
+        return Err(invalid(&target, "spec.names.plural", "Required value"));
+    }
+    if text("/spec/names/kind").is_empty() {
+        return Err(invalid(&target, "spec.names.kind", "Required value"));
+    }
+    if name != format!("{plural}.{group}") {
+        return Err(invalid(&target, "metadata.name", "Invalid value: must be spec.names.plural+\".\"+spec.group"));
+    }
+    let scope = text("/spec/scope");
+    if scope != "Namespaced" && scope != "Cluster" {
+        return Err(invalid(&target, "spec.scope", "Unsupported value: supported values: \"Cluster\", \"Namespaced\""));
+    }
+    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    if versions.is_empty() {
+        return Err(invalid(&target, "spec.versions", "Invalid value: must have exactly one version marked as storage version"));
+    }
+    let storage: Vec<&str> = versions
+        .iter()
+        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .collect();
+    if storage.len() != 1 {
+        return Err(invalid(&target, "spec.versions", "Invalid value: must have exactly one version marked as storage version"));
+    }
+    for (i, v) in versions.iter().enumerate() {
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            if let Err(message) = crate::validation::compile_schema(schema) {
+                return Err(invalid(&target, &format!("spec.versions[{i}].schema.openAPIV3Schema"), &message));
+            }
+        }
+    }
+    let stored: Vec<Value> = {
+        let mut s: Vec<Value> = previous
+            .and_then(|p| p.pointer("/status/storedVersions"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if !s.iter().any(|v| v.as_str() == Some(storage[0])) {
+            s.push(json!(storage[0]));
+        }
+        s
+    };
+    let since = |condition: &str| -> String {
+        previous
+            .and_then(|p| p.pointer("/status/conditions"))
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(condition)))
+            .and_then(|c| c.get("lastTransitionTime").and_then(Value::as_str))
+            .map(str::to_owned)
+            .unwrap_or_else(crate::object::now)
+    };
+    let accepted_names = crd.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
+    crd["status"] = json!({
+        "acceptedNames": accepted_names,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+             "message": "no conflicts found", "lastTransitionTime": since("NamesAccepted")},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+             "message": "the initial names have been accepted", "lastTransitionTime": since("Established")},
+        ],
+        "storedVersions": stored,
+    });
+    Ok(())
+}
+
+/// Validates and defaults a custom object against the schema of the version it was sent in.
+pub fn admit_custom_object(rt: &ResourceType, version: &str, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(schema) = rt.version(version).and_then(|v| v.compiled.as_ref()) else { return Ok(()) };
+    let target = ErrorTarget::new(&rt.group, &rt.kind, crate::object::name(obj));
+    crate::validation::validate_and_default(schema, obj)
+        .map_err(|causes| ApiError::Invalid { target, causes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd() -> Value {
+        json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true}]}})
+    }
+
+    #[test]
+    fn an_admitted_crd_is_established_with_its_storage_version_recorded() {
+        let mut c = crd();
+        admit_crd(&mut c, None).unwrap();
+        assert_eq!(c["status"]["conditions"][1]["type"], "Established");
+        assert_eq!(c["status"]["storedVersions"], json!(["v1"]));
+    }
+
+    #[test]
+    fn a_crd_whose_name_is_not_plural_dot_group_is_invalid() {
+        let mut c = crd();
+        c["metadata"]["name"] = json!("widget.example.com");
+        let err = admit_crd(&mut c, None).unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert!(err.to_string().contains("metadata.name"), "{err}");
+    }
+
+    #[test]
+    fn readmitting_keeps_condition_transition_times() {
+        let mut c = crd();
+        admit_crd(&mut c, None).unwrap();
+        let mut again = c.clone();
+        admit_crd(&mut again, Some(&c)).unwrap();
+        assert_eq!(again["status"], c["status"]);
+    }
+}

@@ -1,0 +1,70 @@
+//! Bearer-token authentication and the kubeconfig that carries the token to clients.
+
+use std::path::Path;
+
+use serde_json::json;
+
+/// A fresh random token: 32 bytes, hex.
+pub fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether an `Authorization` header value carries `token`.
+pub fn authorized(header: Option<&str>, token: &str) -> bool {
+    header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Writes a kubeconfig for `server` (an `https://` URL) trusting `ca_pem`, with the token.
+pub fn write_kubeconfig(path: &Path, server: &str, token: &str, ca_pem: &str) -> std::io::Result<()> {
+    use base64::Engine;
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "strata", "cluster": {"server": server, "certificate-authority-data": ca_data}}],
+        "users": [{"name": "strata", "user": {"token": token}}],
+        "contexts": [{"name": "strata", "context": {"cluster": "strata", "user": "strata", "namespace": "default"}}],
+        "current-context": "strata",
+        "preferences": {},
+    });
+    let text = serde_saphyr::to_string(&config).map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    restrict_permissions(&tmp)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_bearer_token_is_authorized() {
+        let t = new_token();
+        assert!(authorized(Some(&format!("Bearer {t}")), &t));
+        assert!(!authorized(Some("Bearer nope"), &t));
+        assert!(!authorized(Some(&t), &t), "the Bearer scheme is required");
+        assert!(!authorized(None, &t));
+    }
+}

@@ -1,0 +1,1052 @@
+//! The object state machine: every read and write of objects, with Kubernetes semantics
+//! (identity, resource versions, generation, preconditions, finalizers, status isolation,
+//! managedFields) applied before anything is written.
+//!
+//! All decisions happen under one state lock, which also assigns resource versions and queues the
+//! write to the group-commit writer in order; callers then wait, outside the lock, until the write
+//! is durable. A write that changes nothing returns the stored object and writes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, oneshot};
+
+use crate::error::{ApiError, ApiResult, ErrorTarget};
+use crate::fields;
+use crate::object::{self, meta_mut};
+use crate::patch::{PatchKind, apply_patch};
+use crate::resource::{CRD_GROUP, CRD_RESOURCE, GroupResource, Registry, ResourceType};
+use crate::selector::Selector;
+use crate::store::{Pending, Store, StoreError, Write};
+use crate::watch::{EventType, Hub, WatchEvent};
+
+type ObjectKey = (String, String);
+
+/// Finalizers the server itself manages.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+pub const ORPHAN_FINALIZER: &str = "orphan";
+pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    Main,
+    Status,
+}
+
+impl Subresource {
+    fn as_str(self) -> &'static str {
+        match self {
+            Subresource::Main => "",
+            Subresource::Status => "status",
+        }
+    }
+}
+
+/// Where a request points: a resource type, the version it speaks, and a namespace ("" for
+/// cluster-scoped).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub rt: Arc<ResourceType>,
+    pub version: String,
+    pub namespace: String,
+}
+
+impl Target {
+    fn error_target(&self, name: &str) -> ErrorTarget {
+        ErrorTarget::new(&self.rt.group, &self.rt.resource, name)
+    }
+
+    fn key(&self, name: &str) -> ObjectKey {
+        (self.namespace.clone(), name.to_owned())
+    }
+
+    fn api_version(&self) -> String {
+        self.rt.api_version(&self.version)
+    }
+
+    /// The object as this target's version presents it.
+    pub fn present(&self, obj: &Value) -> Value {
+        let mut out = obj.clone();
+        if let Value::Object(m) = &mut out {
+            m.insert("apiVersion".into(), json!(self.api_version()));
+            m.insert("kind".into(), json!(self.rt.kind));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeleteOptions {
+    pub propagation: Propagation,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+}
+
+impl Default for DeleteOptions {
+    fn default() -> Self {
+        DeleteOptions {
+            propagation: Propagation::Background,
+            precondition_uid: None,
+            precondition_rv: None,
+        }
+    }
+}
+
+pub struct ListPage {
+    pub items: Vec<Arc<Value>>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<usize>,
+}
+
+struct State {
+    rv: u64,
+    registry: Registry,
+    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>>,
+}
+
+/// A decided write, waiting to become durable.
+struct Outcome {
+    object: Arc<Value>,
+    durable: Option<oneshot::Receiver<Result<(), String>>>,
+}
+
+pub struct Cluster {
+    state: Mutex<State>,
+    writer: crate::store::Writer<Arc<WatchEvent>>,
+    pub hub: Arc<Hub>,
+    /// Woken whenever a write may give the garbage collector work.
+    pub gc_wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("store: object `{key}` is corrupt: {detail}")]
+    CorruptObject { key: String, detail: String },
+}
+
+pub fn store_key(gr: &GroupResource, ns: &str, name: &str) -> String {
+    format!("{}|{}|{}|{}", gr.group, gr.resource, ns, name)
+}
+
+fn parse_store_key(key: &str) -> Option<(GroupResource, ObjectKey)> {
+    let mut parts = key.splitn(4, '|');
+    let (g, r, ns, n) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some((GroupResource::new(g, r), (ns.to_owned(), n.to_owned())))
+}
+
+impl Cluster {
+    /// Loads the store into memory and starts the writer; the default namespaces are created when
+    /// missing.
+    pub async fn open(store: Store) -> Result<Arc<Cluster>, OpenError> {
+        let loaded = store.load()?;
+        let mut registry = Registry::with_builtins();
+        let mut objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>> = BTreeMap::new();
+        for (key, bytes) in loaded.objects {
+            let (gr, okey) = parse_store_key(&key).ok_or_else(|| OpenError::CorruptObject {
+                key: key.clone(),
+                detail: "malformed key".into(),
+            })?;
+            let value: Value =
+                serde_json::from_slice(&bytes).map_err(|e| OpenError::CorruptObject {
+                    key: key.clone(),
+                    detail: e.to_string(),
+                })?;
+            if gr.group == CRD_GROUP && gr.resource == CRD_RESOURCE {
+                if let Some(t) = ResourceType::from_crd(&value) {
+                    registry.insert(t);
+                }
+            }
+            objects.entry(gr).or_default().insert(okey, Arc::new(value));
+        }
+        let history: Vec<WatchEvent> = loaded
+            .events
+            .iter()
+            .filter_map(|(rv, bytes)| WatchEvent::from_stored(*rv, bytes))
+            .collect();
+        let hub = Arc::new(Hub::new(history, loaded.resource_version));
+        let gc_wake = Arc::new(Notify::new());
+        let publish_hub = hub.clone();
+        let publish_wake = gc_wake.clone();
+        let writer = crate::store::Writer::start(store, move |events: Vec<Arc<WatchEvent>>| {
+            let wakes_gc = events.iter().any(|e| {
+                e.type_ == EventType::Deleted
+                    || object::is_deleting(&e.object)
+                    || !object::owner_uids(&e.object).is_empty()
+            });
+            publish_hub.publish(events);
+            if wakes_gc {
+                publish_wake.notify_one();
+            }
+        });
+        let cluster = Arc::new(Cluster {
+            state: Mutex::new(State {
+                rv: loaded.resource_version,
+                registry,
+                objects,
+            }),
+            writer,
+            hub,
+            gc_wake,
+        });
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let target = cluster.target("", "v1", "namespaces", "").ok_or_else(|| {
+                OpenError::CorruptObject {
+                    key: "namespaces".into(),
+                    detail: "the namespace resource is not registered".into(),
+                }
+            })?;
+            if cluster.get(&target, ns).is_err() {
+                let body =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                cluster
+                    .create(&target, body, "strata-apiserver")
+                    .await
+                    .map_err(|e| OpenError::CorruptObject {
+                        key: format!("namespace {ns}"),
+                        detail: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(cluster)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn registry(&self) -> Registry {
+        self.lock().registry.clone()
+    }
+
+    /// The target for `group/version/resource` in `namespace`, if that resource is served.
+    pub fn target(
+        &self,
+        group: &str,
+        version: &str,
+        resource: &str,
+        namespace: &str,
+    ) -> Option<Target> {
+        let rt = self.lock().registry.lookup(group, version, resource)?;
+        let namespace = if rt.namespaced {
+            namespace.to_owned()
+        } else {
+            String::new()
+        };
+        Some(Target {
+            rt,
+            version: version.to_owned(),
+            namespace,
+        })
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    pub fn get(&self, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
+        let st = self.lock();
+        st.objects
+            .get(&t.rt.group_resource())
+            .and_then(|m| m.get(&t.key(name)))
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
+    }
+
+    /// Objects of `t` (all namespaces when `all_namespaces`), filtered, paged after `continue`.
+    pub fn list(
+        &self,
+        t: &Target,
+        all_namespaces: bool,
+        selector: &Selector,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+    ) -> ApiResult<ListPage> {
+        let start = continue_token.map(decode_continue).transpose()?;
+        let st = self.lock();
+        let mut items = Vec::new();
+        let mut remaining = 0usize;
+        let mut next = None;
+        if let Some(objects) = st.objects.get(&t.rt.group_resource()) {
+            let range: Box<dyn Iterator<Item = (&ObjectKey, &Arc<Value>)>> = match &start {
+                Some(after) => Box::new(objects.range((
+                    std::ops::Bound::Excluded(after.clone()),
+                    std::ops::Bound::Unbounded,
+                ))),
+                None => Box::new(objects.iter()),
+            };
+            for (key, obj) in range {
+                if !all_namespaces && key.0 != t.namespace {
+                    continue;
+                }
+                if !selector.matches(obj) {
+                    continue;
+                }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    remaining += 1;
+                    continue;
+                }
+                items.push(obj.clone());
+                next = Some(key.clone());
+            }
+        }
+        let continue_token = if remaining > 0 {
+            next.map(|k| encode_continue(&k))
+        } else {
+            None
+        };
+        Ok(ListPage {
+            items,
+            resource_version: st.rv,
+            continue_token,
+            remaining: if remaining > 0 { Some(remaining) } else { None },
+        })
+    }
+
+    /// Every stored object with its resource type, for the garbage collector.
+    pub fn snapshot(&self) -> Vec<(Arc<ResourceType>, Arc<Value>)> {
+        let st = self.lock();
+        st.objects
+            .iter()
+            .filter_map(|(gr, objs)| st.registry.get(gr).map(|rt| (rt, objs)))
+            .flat_map(|(rt, objs)| objs.values().map(move |o| (rt.clone(), o.clone())))
+            .collect()
+    }
+
+    async fn finish(outcome: Outcome) -> ApiResult<Arc<Value>> {
+        if let Some(durable) = outcome.durable {
+            durable
+                .await
+                .map_err(|_| {
+                    ApiError::Internal(
+                        "the store writer stopped before the write was durable".into(),
+                    )
+                })?
+                .map_err(|e| ApiError::Internal(format!("storing the write failed: {e}")))?;
+        }
+        Ok(outcome.object)
+    }
+
+    pub async fn create(&self, t: &Target, body: Value, manager: &str) -> ApiResult<Arc<Value>> {
+        let outcome = {
+            let mut st = self.lock();
+            let mut obj = self.prepare_create(&st, t, body)?;
+            let now = object::now();
+            let w = fields::Writer {
+                manager,
+                api_version: &t.api_version(),
+                subresource: "",
+                now: &now,
+            };
+            fields::record_update(None, &mut obj, &w);
+            self.insert_new(&mut st, t, obj)?
+        };
+        Self::finish(outcome).await
+    }
+
+    fn insert_new(&self, st: &mut State, t: &Target, obj: Value) -> ApiResult<Outcome> {
+        let name = object::name(&obj).to_owned();
+        if st
+            .objects
+            .get(&t.rt.group_resource())
+            .is_some_and(|m| m.contains_key(&t.key(&name)))
+        {
+            return Err(ApiError::AlreadyExists(t.error_target(&name)));
+        }
+        Ok(self.commit(st, t, None, obj))
+    }
+
+    fn prepare_create(&self, st: &State, t: &Target, mut body: Value) -> ApiResult<Value> {
+        check_type_meta(t, &body, true)?;
+        if !body.is_object() {
+            return Err(ApiError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        }
+        let m = meta_mut(&mut body);
+        let body_ns = m
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if t.rt.namespaced && !body_ns.is_empty() && body_ns != t.namespace {
+            return Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+        let mut name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if name.is_empty() {
+            if let Some(prefix) = m.get("generateName").and_then(Value::as_str) {
+                name = format!("{prefix}{}", object::name_suffix());
+            }
+        }
+        let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, &name);
+        object::validate_name(&name, t.rt.builtin, &target)?;
+        m.insert("name".into(), json!(name));
+        if t.rt.namespaced {
+            m.insert("namespace".into(), json!(t.namespace));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert("uid".into(), json!(object::new_uid()));
+        m.insert("creationTimestamp".into(), json!(object::now()));
+        m.insert("generation".into(), json!(1));
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            m.remove(f);
+        }
+        if t.rt.namespaced {
+            let ns_gr = GroupResource::new("", "namespaces");
+            match st
+                .objects
+                .get(&ns_gr)
+                .and_then(|m| m.get(&(String::new(), t.namespace.clone())))
+            {
+                None => {
+                    return Err(ApiError::NotFound(ErrorTarget::new(
+                        "",
+                        "namespaces",
+                        &t.namespace,
+                    )));
+                }
+                Some(ns) if object::is_deleting(ns) => {
+                    return Err(ApiError::Forbidden(format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                        t.rt.resource, t.namespace
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if t.rt.has_status_subresource() && !(t.rt.builtin && t.rt.resource == "namespaces") {
+            if let Value::Object(m) = &mut body {
+                m.remove("status");
+            }
+        }
+        if t.rt.builtin && t.rt.resource == "namespaces" {
+            body["status"] = json!({"phase": "Active"});
+        }
+        self.admit(t, None, &mut body)?;
+        body["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
+        body["kind"] = json!(t.rt.kind);
+        Ok(body)
+    }
+
+    fn admit(&self, t: &Target, previous: Option<&Value>, obj: &mut Value) -> ApiResult<()> {
+        if t.rt.builtin {
+            if t.rt.group == CRD_GROUP && t.rt.resource == CRD_RESOURCE {
+                crate::admission::admit_crd(obj, previous)?;
+            }
+            return Ok(());
+        }
+        crate::admission::admit_custom_object(&t.rt, &t.version, obj)
+    }
+
+    /// Replaces an object (PUT); `sub` decides which part of the body is taken.
+    pub async fn update(
+        &self,
+        t: &Target,
+        name: &str,
+        body: Value,
+        sub: Subresource,
+        manager: &str,
+    ) -> ApiResult<Arc<Value>> {
+        let outcome = {
+            let mut st = self.lock();
+            let old = self.existing(&st, t, name)?;
+            check_type_meta(t, &body, false)?;
+            let body_name = object::name(&body);
+            if !body_name.is_empty() && body_name != name {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            let new =
+                self.prepare_update(t, &old, body, sub, ManagedFields::RecordUpdate(manager))?;
+            self.write_update(&mut st, t, old, new)?
+        };
+        Self::finish(outcome).await
+    }
+
+    fn existing(&self, st: &State, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
+        st.objects
+            .get(&t.rt.group_resource())
+            .and_then(|m| m.get(&t.key(name)))
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
+    }
+
+    fn prepare_update(
+        &self,
+        t: &Target,
+        old: &Value,
+        body: Value,
+        sub: Subresource,
+        managed: ManagedFields<'_>,
+    ) -> ApiResult<Value> {
+        let requested_rv = object::resource_version(&body).to_owned();
+        if !requested_rv.is_empty() && requested_rv != object::resource_version(old) {
+            return Err(ApiError::Conflict {
+                target: t.error_target(object::name(old)),
+                message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+            });
+        }
+        let isolate_status = t.rt.has_status_subresource();
+        let mut new = match sub {
+            Subresource::Main => {
+                let mut new = body;
+                if isolate_status {
+                    match old.get("status") {
+                        Some(s) => new["status"] = s.clone(),
+                        None => {
+                            if let Value::Object(m) = &mut new {
+                                m.remove("status");
+                            }
+                        }
+                    }
+                }
+                new
+            }
+            Subresource::Status => {
+                let mut new = old.clone();
+                match body.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Value::Object(m) = &mut new {
+                            m.remove("status");
+                        }
+                    }
+                }
+                new
+            }
+        };
+        let old_meta = object::meta(old).cloned().unwrap_or_default();
+        {
+            let m = meta_mut(&mut new);
+            for f in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match old_meta.get(f) {
+                    Some(v) => m.insert(f.into(), v.clone()),
+                    None => m.remove(f),
+                };
+            }
+            m.remove("selfLink");
+            if let ManagedFields::RecordUpdate(_) = managed {
+                match old_meta.get("managedFields") {
+                    Some(v) => m.insert("managedFields".into(), v.clone()),
+                    None => m.remove("managedFields"),
+                };
+            }
+        }
+        if sub == Subresource::Main {
+            self.admit(t, Some(old), &mut new)?;
+        } else if !t.rt.builtin {
+            crate::admission::admit_custom_object(&t.rt, &t.version, &mut new)?;
+        }
+        new["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
+        new["kind"] = json!(t.rt.kind);
+        if spec_changed(old, &new, isolate_status) {
+            let generation = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                + 1;
+            meta_mut(&mut new).insert("generation".into(), json!(generation));
+        }
+        if let ManagedFields::RecordUpdate(manager) = managed {
+            let now = object::now();
+            let w = fields::Writer {
+                manager,
+                api_version: &t.api_version(),
+                subresource: sub.as_str(),
+                now: &now,
+            };
+            fields::record_update(Some(old), &mut new, &w);
+        }
+        Ok(new)
+    }
+
+    /// Stores `new` in place of `old` unless nothing changed; removes the object when it is being
+    /// deleted and its last finalizer just went.
+    fn write_update(
+        &self,
+        st: &mut State,
+        t: &Target,
+        old: Arc<Value>,
+        new: Value,
+    ) -> ApiResult<Outcome> {
+        if fields::without_managed_fields(&old) == fields::without_managed_fields(&new) {
+            return Ok(Outcome {
+                object: old,
+                durable: None,
+            });
+        }
+        if object::is_deleting(&new) && object::finalizers(&new).is_empty() {
+            return Ok(self.remove(st, t, &old, new));
+        }
+        Ok(self.commit(st, t, Some(old), new))
+    }
+
+    /// Assigns the next resource version, updates memory and queues the durable write.
+    fn commit(
+        &self,
+        st: &mut State,
+        t: &Target,
+        old: Option<Arc<Value>>,
+        mut obj: Value,
+    ) -> Outcome {
+        st.rv += 1;
+        let rv = st.rv;
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        let gr = t.rt.group_resource();
+        let name = object::name(&obj).to_owned();
+        let obj = Arc::new(obj);
+        st.objects
+            .entry(gr.clone())
+            .or_default()
+            .insert(t.key(&name), obj.clone());
+        if t.rt.group == CRD_GROUP && t.rt.resource == CRD_RESOURCE {
+            if let Some(crd_type) = ResourceType::from_crd(&obj) {
+                st.registry.insert(crd_type);
+            }
+        }
+        let type_ = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        let event = WatchEvent {
+            rv,
+            type_,
+            gr: gr.clone(),
+            object: obj.clone(),
+            previous: old,
+        };
+        let durable = self.queue(&gr, &t.namespace, &name, Some(&obj), event);
+        Outcome {
+            object: obj,
+            durable: Some(durable),
+        }
+    }
+
+    fn remove(&self, st: &mut State, t: &Target, old: &Arc<Value>, mut last: Value) -> Outcome {
+        st.rv += 1;
+        let rv = st.rv;
+        meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
+        let gr = t.rt.group_resource();
+        let name = object::name(old).to_owned();
+        if let Some(m) = st.objects.get_mut(&gr) {
+            m.remove(&t.key(&name));
+        }
+        let last = Arc::new(last);
+        let event = WatchEvent {
+            rv,
+            type_: EventType::Deleted,
+            gr: gr.clone(),
+            object: last.clone(),
+            previous: Some(old.clone()),
+        };
+        let durable = self.queue(&gr, &t.namespace, &name, None, event);
+        if t.rt.group == CRD_GROUP && t.rt.resource == CRD_RESOURCE {
+            self.drop_custom_resource(st, old);
+        }
+        Outcome {
+            object: last,
+            durable: Some(durable),
+        }
+    }
+
+    /// A CRD is gone: its resource stops being served and any instance left is removed.
+    fn drop_custom_resource(&self, st: &mut State, crd: &Value) {
+        let Some(crd_type) = ResourceType::from_crd(crd) else {
+            return;
+        };
+        let gr = crd_type.group_resource();
+        let Some(rt) = st.registry.get(&gr) else {
+            return;
+        };
+        let leftovers: Vec<Arc<Value>> = st
+            .objects
+            .get(&gr)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for obj in leftovers {
+            let t = Target {
+                rt: rt.clone(),
+                version: rt.storage_version().to_owned(),
+                namespace: object::namespace(&obj).to_owned(),
+            };
+            let last = (*obj).clone();
+            // Durability of these removals rides on the CRD's own write: same batch or later.
+            let _ = self.remove(st, &t, &obj, last);
+        }
+        st.objects.remove(&gr);
+        st.registry.remove(&gr);
+    }
+
+    fn queue(
+        &self,
+        gr: &GroupResource,
+        ns: &str,
+        name: &str,
+        obj: Option<&Arc<Value>>,
+        event: WatchEvent,
+    ) -> oneshot::Receiver<Result<(), String>> {
+        let (ack, durable) = oneshot::channel();
+        let write = Write {
+            rv: event.rv,
+            key: store_key(gr, ns, name),
+            object: obj.map(|o| serde_json::to_vec(&**o).unwrap_or_default()),
+            event: event.to_stored(),
+        };
+        if let Err(e) = self.writer.submit(Pending {
+            write,
+            payload: Arc::new(event),
+            ack,
+        }) {
+            tracing::error!("queueing a write: {e}");
+        }
+        durable
+    }
+
+    /// PATCH: merge, JSON, strategic or server-side apply.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        t: &Target,
+        name: &str,
+        kind: PatchKind,
+        body: &[u8],
+        sub: Subresource,
+        manager: Option<&str>,
+        force: bool,
+    ) -> ApiResult<Arc<Value>> {
+        if kind == PatchKind::Strategic && !t.rt.builtin {
+            return Err(ApiError::UnsupportedMediaType {
+                accepted: crate::patch::accepted_patch_types()
+                    .replace(", application/strategic-merge-patch+json", ""),
+            });
+        }
+        let outcome = {
+            let mut st = self.lock();
+            if kind == PatchKind::Apply {
+                let manager = manager.filter(|m| !m.is_empty()).ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "PATCH with apply requires a non-empty fieldManager".into(),
+                    )
+                })?;
+                self.server_side_apply(&mut st, t, name, body, sub, manager, force)?
+            } else {
+                let old = self.existing(&st, t, name)?;
+                let patched = apply_patch(kind, &t.present(&old), body)?;
+                let manager = manager.unwrap_or("unknown");
+                let new = self.prepare_update(
+                    t,
+                    &old,
+                    patched,
+                    sub,
+                    ManagedFields::RecordUpdate(manager),
+                )?;
+                self.write_update(&mut st, t, old, new)?
+            }
+        };
+        Self::finish(outcome).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn server_side_apply(
+        &self,
+        st: &mut State,
+        t: &Target,
+        name: &str,
+        body: &[u8],
+        sub: Subresource,
+        manager: &str,
+        force: bool,
+    ) -> ApiResult<Outcome> {
+        let config: Value = serde_saphyr::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+        if !config.is_object() {
+            return Err(ApiError::BadRequest(
+                "the applied configuration must be an object".into(),
+            ));
+        }
+        check_type_meta(t, &config, true)?;
+        let cfg_name = object::name(&config);
+        if cfg_name != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let now = object::now();
+        let api_version = t.api_version();
+        let w = fields::Writer {
+            manager,
+            api_version: &api_version,
+            subresource: sub.as_str(),
+            now: &now,
+        };
+        let old = st
+            .objects
+            .get(&t.rt.group_resource())
+            .and_then(|m| m.get(&t.key(name)))
+            .cloned();
+        let conflict = |c: fields::ApplyConflicts| ApiError::ApplyConflict {
+            target: t.error_target(name),
+            conflicts: c.messages,
+            causes: c.causes,
+        };
+        match old {
+            None => {
+                if sub == Subresource::Status {
+                    return Err(ApiError::NotFound(t.error_target(name)));
+                }
+                let applied = fields::apply(None, &config, &w, force).map_err(conflict)?;
+                let managed = object::meta(&applied)
+                    .and_then(|m| m.get("managedFields"))
+                    .cloned();
+                let mut obj = self.prepare_create(st, t, applied)?;
+                if let Some(mf) = managed {
+                    meta_mut(&mut obj).insert("managedFields".into(), mf);
+                }
+                self.insert_new(st, t, obj)
+            }
+            Some(old) => {
+                let applied =
+                    fields::apply(Some(&t.present(&old)), &config, &w, force).map_err(conflict)?;
+                let new = self.prepare_update(t, &old, applied, sub, ManagedFields::Given)?;
+                self.write_update(st, t, old, new)
+            }
+        }
+    }
+
+    /// Changes an object by a function under the state lock (used by the garbage collector).
+    pub async fn modify(
+        &self,
+        t: &Target,
+        name: &str,
+        manager: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> ApiResult<Arc<Value>> {
+        let outcome = {
+            let mut st = self.lock();
+            let old = self.existing(&st, t, name)?;
+            let mut new = t.present(&old);
+            change(&mut new);
+            let new = self.prepare_update(
+                t,
+                &old,
+                new,
+                Subresource::Main,
+                ManagedFields::RecordUpdate(manager),
+            )?;
+            self.write_update(&mut st, t, old, new)?
+        };
+        Self::finish(outcome).await
+    }
+
+    /// Removes an object that is being deleted regardless of its finalizers (a namespace whose
+    /// contents are gone). `uid` guards against removing a re-created object of the same name.
+    pub async fn purge(&self, t: &Target, name: &str, uid: &str) -> ApiResult<Arc<Value>> {
+        let outcome = {
+            let mut st = self.lock();
+            let old = self.existing(&st, t, name)?;
+            if object::uid(&old) != uid || !object::is_deleting(&old) {
+                return Err(ApiError::Conflict { target: t.error_target(name), message: "the object is not being deleted".into() });
+            }
+            let last = (*old).clone();
+            self.remove(&mut st, t, &old, last)
+        };
+        Self::finish(outcome).await
+    }
+
+    /// DELETE: removes the object now, or marks it for deletion while finalizers remain.
+    pub async fn delete(
+        &self,
+        t: &Target,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Arc<Value>> {
+        let outcome: ApiResult<Outcome> = {
+            let mut st = self.lock();
+            let old = self.existing(&st, t, name)?;
+            if opts
+                .precondition_uid
+                .as_deref()
+                .is_some_and(|u| u != object::uid(&old))
+            {
+                return Err(ApiError::Conflict {
+                    target: t.error_target(name),
+                    message: format!(
+                        "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                        opts.precondition_uid.as_deref().unwrap_or_default(),
+                        object::uid(&old)
+                    ),
+                });
+            }
+            if opts
+                .precondition_rv
+                .as_deref()
+                .is_some_and(|rv| rv != object::resource_version(&old))
+            {
+                return Err(ApiError::Conflict {
+                    target: t.error_target(name),
+                    message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+                });
+            }
+            let mut finalizers = object::finalizers(&old);
+            let is_namespace = t.rt.builtin && t.rt.resource == "namespaces";
+            let is_crd = t.rt.group == CRD_GROUP && t.rt.resource == CRD_RESOURCE;
+            let extra = match opts.propagation {
+                _ if is_crd => Some(CRD_CLEANUP_FINALIZER),
+                Propagation::Foreground => Some(FOREGROUND_FINALIZER),
+                Propagation::Orphan => Some(ORPHAN_FINALIZER),
+                Propagation::Background => None,
+            };
+            if object::is_deleting(&old) {
+                Ok(Outcome {
+                    object: old,
+                    durable: None,
+                })
+            } else {
+                if let Some(f) = extra {
+                    if !finalizers.iter().any(|x| x == f) {
+                        finalizers.push(f.to_owned());
+                    }
+                }
+                if finalizers.is_empty() && !is_namespace {
+                    let last = (*old).clone();
+                    Ok(self.remove(&mut st, t, &old, last))
+                } else {
+                    let mut new = (*old).clone();
+                    object::set_finalizers(&mut new, finalizers);
+                    let m = meta_mut(&mut new);
+                    m.insert("deletionTimestamp".into(), json!(object::now()));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                    if !t.rt.builtin {
+                        let generation =
+                            m.get("generation").and_then(Value::as_i64).unwrap_or(1) + 1;
+                        m.insert("generation".into(), json!(generation));
+                    }
+                    if is_namespace {
+                        new["status"] = json!({"phase": "Terminating"});
+                    }
+                    Ok(self.commit(&mut st, t, Some(old), new))
+                }
+            }
+        };
+        let result = Self::finish(outcome?).await;
+        self.gc_wake.notify_one();
+        result
+    }
+}
+
+/// How managedFields are maintained on an update.
+enum ManagedFields<'a> {
+    /// Record the change for this manager (operation Update).
+    RecordUpdate(&'a str),
+    /// The body's managedFields were computed already (server-side apply).
+    Given,
+}
+
+fn check_type_meta(t: &Target, body: &Value, required: bool) -> ApiResult<()> {
+    let api_version = body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if api_version.is_empty() && kind.is_empty() && !required {
+        return Ok(());
+    }
+    if !api_version.is_empty()
+        && t.rt
+            .version(api_version.rsplit('/').next().unwrap_or_default())
+            .is_none()
+        || !api_version.is_empty() && api_version.contains('/') != !t.rt.group.is_empty()
+        || !api_version.is_empty()
+            && !t.rt.group.is_empty()
+            && !api_version.starts_with(&format!("{}/", t.rt.group))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            t.api_version()
+        )));
+    }
+    if !kind.is_empty() && kind != t.rt.kind {
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            t.rt.kind
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a write changes what `generation` counts: everything but metadata (and status, when
+/// status is a subresource).
+fn spec_changed(old: &Value, new: &Value, isolate_status: bool) -> bool {
+    let strip = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Value::Object(m) = &mut v {
+            m.remove("metadata");
+            m.remove("apiVersion");
+            m.remove("kind");
+            if isolate_status {
+                m.remove("status");
+            }
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+fn encode_continue(key: &ObjectKey) -> String {
+    use base64::Engine;
+    let raw = json!({"ns": key.0, "name": key.1}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str) -> ApiResult<ObjectKey> {
+    use base64::Engine;
+    let bad = || ApiError::BadRequest(format!("invalid continue token `{token}`"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    Ok((
+        v.get("ns")
+            .and_then(Value::as_str)
+            .ok_or_else(bad)?
+            .to_owned(),
+        v.get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(bad)?
+            .to_owned(),
+    ))
+}

@@ -1,0 +1,150 @@
+//! Discovery documents (`/api`, `/apis`, group and group-version resource lists, `/version`),
+//! built from the registry on every request so new CRDs appear at once.
+
+use serde_json::{Value, json};
+
+use crate::resource::{Registry, ResourceType};
+
+const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+pub fn version() -> Value {
+    json!({
+        "major": "1", "minor": "32", "gitVersion": "v1.32.0-strata", "gitCommit": "", "gitTreeState": "clean",
+        "buildDate": "", "goVersion": "", "compiler": "strata", "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+pub fn core_versions(server_address: &str) -> Value {
+    json!({"kind": "APIVersions", "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]})
+}
+
+fn group_doc(group: &str, versions: &[String]) -> Value {
+    let versions: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let preferred = versions.first().cloned().unwrap_or(json!({}));
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions, "preferredVersion": preferred})
+}
+
+pub fn group_list(registry: &Registry) -> Value {
+    let groups: Vec<Value> = registry.groups().iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group_doc(g, v)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub fn group(registry: &Registry, group: &str) -> Option<Value> {
+    registry.groups().get(group).map(|v| group_doc(group, v))
+}
+
+fn resource_entries(t: &ResourceType) -> Vec<Value> {
+    let mut main = json!({"name": t.resource, "singularName": t.singular, "namespaced": t.namespaced,
+        "kind": t.kind, "verbs": VERBS});
+    if !t.short_names.is_empty() {
+        main["shortNames"] = json!(t.short_names);
+    }
+    if !t.categories.is_empty() {
+        main["categories"] = json!(t.categories);
+    }
+    let mut out = vec![main];
+    if t.has_status_subresource() {
+        out.push(json!({"name": format!("{}/status", t.resource), "singularName": "", "namespaced": t.namespaced,
+            "kind": t.kind, "verbs": ["get", "patch", "update"]}));
+    }
+    out
+}
+
+/// The APIResourceList of `group/version`, `None` when nothing is served there.
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let resources: Vec<Value> = registry
+        .all()
+        .filter(|t| t.group == group && t.version(version).is_some())
+        .flat_map(|t| resource_entries(t))
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}
+
+/// The group-version paths of `/openapi/v3`, each pointing at its document.
+pub fn openapi_v3_root(registry: &Registry) -> Value {
+    let mut paths = serde_json::Map::new();
+    for (group, versions) in registry.groups() {
+        for v in versions {
+            let key = if group.is_empty() { format!("api/{v}") } else { format!("apis/{group}/{v}") };
+            let hash = registry_hash(registry, &group, &v);
+            paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}));
+        }
+    }
+    json!({"paths": paths})
+}
+
+/// A fingerprint of what is served in a group-version, so clients re-fetch after CRD changes.
+fn registry_hash(registry: &Registry, group: &str, version: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for t in registry.all().filter(|t| t.group == group) {
+        if let Some(v) = t.version(version) {
+            h.update(t.resource.as_bytes());
+            h.update(t.kind.as_bytes());
+            h.update(v.schema.as_ref().map(Value::to_string).unwrap_or_default().as_bytes());
+        }
+    }
+    h.finalize().iter().take(16).map(|b| format!("{b:02X}")).collect()
+}
+
+/// The OpenAPI v3 document of one group-version: a PATCH operation per kind that declares the
+/// `fieldValidation` parameter (so kubectl validates on the server) and the kinds' schemas.
+pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    for t in registry.all().filter(|t| t.group == group) {
+        let Some(v) = t.version(version) else { continue };
+        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let path = if t.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.resource)
+        } else {
+            format!("{prefix}/{}/{{name}}", t.resource)
+        };
+        let gvk = json!({"group": group, "version": version, "kind": t.kind});
+        let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+        let op = json!({
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [query("dryRun"), query("fieldManager"), query("fieldValidation"), query("force")],
+            "responses": {"200": {"description": "OK"}},
+        });
+        paths.insert(path, json!({"patch": op.clone(), "put": op}));
+        let schema_name = format!("{}.{}.{}", if group.is_empty() { "io.k8s.api.core" } else { group }, version, t.kind);
+        let mut schema = v.schema.clone().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+        schema["x-kubernetes-group-version-kind"] = json!([gvk]);
+        schemas.insert(schema_name, schema);
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_group_lists_namespaces_with_their_status_subresource() {
+        let list = resource_list(&Registry::with_builtins(), "", "v1").unwrap();
+        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+        assert!(names.contains(&"namespaces") && names.contains(&"namespaces/status") && names.contains(&"secrets"));
+        assert!(!names.contains(&"leases"), "leases live in coordination.k8s.io");
+    }
+
+    #[test]
+    fn group_list_excludes_the_core_group() {
+        let list = group_list(&Registry::with_builtins());
+        let groups: Vec<&str> = list["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
+        assert_eq!(groups, vec!["apiextensions.k8s.io", "coordination.k8s.io", "events.k8s.io"]);
+    }
+}

@@ -1,0 +1,238 @@
+//! Patch application: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge
+//! patch for the built-in kinds. Pure functions of (current object, patch body).
+
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
+pub const JSON_PATCH: &str = "application/json-patch+json";
+pub const STRATEGIC_PATCH: &str = "application/strategic-merge-patch+json";
+pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
+pub const APPLY_PATCH_CBOR: &str = "application/apply-patch+cbor";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Merge,
+    Json,
+    Strategic,
+    Apply,
+}
+
+impl PatchKind {
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        let base = content_type.split(';').next().unwrap_or_default().trim();
+        match base {
+            MERGE_PATCH => Some(PatchKind::Merge),
+            JSON_PATCH => Some(PatchKind::Json),
+            STRATEGIC_PATCH => Some(PatchKind::Strategic),
+            APPLY_PATCH => Some(PatchKind::Apply),
+            _ => None,
+        }
+    }
+}
+
+pub fn accepted_patch_types() -> String {
+    [JSON_PATCH, MERGE_PATCH, APPLY_PATCH, STRATEGIC_PATCH].join(", ")
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))
+}
+
+/// Applies a merge, JSON or strategic patch to `current`, returning the patched object.
+pub fn apply_patch(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
+    let mut target = current.clone();
+    match kind {
+        PatchKind::Merge => {
+            let patch = parse_json(body)?;
+            if !patch.is_object() {
+                return Err(ApiError::BadRequest("merge patch must be a JSON object".into()));
+            }
+            json_patch::merge(&mut target, &patch);
+        }
+        PatchKind::Json => {
+            let patch: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("error decoding JSON patch: {e}")))?;
+            json_patch::patch(&mut target, &patch).map_err(|e| ApiError::UnprocessablePatch(e.to_string()))?;
+        }
+        PatchKind::Strategic => {
+            let patch = parse_json(body)?;
+            strategic_merge(&mut target, &patch, "")?;
+        }
+        PatchKind::Apply => return Err(ApiError::Internal("server-side apply is not a plain patch".into())),
+    }
+    Ok(target)
+}
+
+/// How a list field merges under strategic merge patch, as the built-in types declare it.
+enum ListStrategy {
+    Replace,
+    MergePrimitives,
+    MergeByKey(&'static str),
+}
+
+fn list_strategy(path: &str) -> ListStrategy {
+    match path {
+        "/metadata/finalizers" => ListStrategy::MergePrimitives,
+        "/metadata/ownerReferences" => ListStrategy::MergeByKey("uid"),
+        "/secrets" | "/imagePullSecrets" => ListStrategy::MergeByKey("name"),
+        _ => ListStrategy::Replace,
+    }
+}
+
+const DIRECTIVE: &str = "$patch";
+const RETAIN_KEYS: &str = "$retainKeys";
+const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList/";
+const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
+
+/// Strategic merge patch over maps and the list strategies of the built-in kinds served here.
+fn strategic_merge(target: &mut Value, patch: &Value, path: &str) -> Result<(), ApiError> {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return Ok(());
+    };
+    match patch_map.get(DIRECTIVE).and_then(Value::as_str) {
+        Some("replace") => {
+            let mut replaced = patch_map.clone();
+            replaced.remove(DIRECTIVE);
+            *target = Value::Object(replaced);
+            return Ok(());
+        }
+        Some("delete") => {
+            *target = Value::Object(Map::new());
+            return Ok(());
+        }
+        Some("merge") | None => {}
+        Some(other) => return Err(ApiError::UnprocessablePatch(format!("{path}: unknown patch directive `$patch: {other}`"))),
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(target_map) = target else { return Ok(()) };
+    for (key, value) in patch_map {
+        if key == DIRECTIVE || key == RETAIN_KEYS || key.starts_with(SET_ELEMENT_ORDER) {
+            continue;
+        }
+        if let Some(list_key) = key.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) {
+            let remove = value.as_array().cloned().unwrap_or_default();
+            if let Some(Value::Array(items)) = target_map.get_mut(list_key) {
+                items.retain(|i| !remove.contains(i));
+            }
+            continue;
+        }
+        let child_path = format!("{path}/{key}");
+        match value {
+            Value::Null => {
+                target_map.remove(key);
+            }
+            Value::Object(m) if m.get(DIRECTIVE).and_then(Value::as_str) == Some("delete") => {
+                target_map.remove(key);
+            }
+            Value::Object(_) => {
+                let entry = target_map.entry(key.clone()).or_insert(Value::Object(Map::new()));
+                strategic_merge(entry, value, &child_path)?;
+            }
+            Value::Array(items) => {
+                let merged = merge_list(target_map.get(key), items, &child_path)?;
+                target_map.insert(key.clone(), merged);
+            }
+            scalar => {
+                target_map.insert(key.clone(), scalar.clone());
+            }
+        }
+    }
+    if let Some(retain) = patch_map.get(RETAIN_KEYS) {
+        let keep: Vec<&str> = retain
+            .as_array()
+            .ok_or_else(|| ApiError::UnprocessablePatch(format!("{path}: $retainKeys must be a list of field names")))?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        target_map.retain(|k, _| keep.contains(&k.as_str()));
+    }
+    Ok(())
+}
+
+fn merge_list(current: Option<&Value>, patch: &[Value], path: &str) -> Result<Value, ApiError> {
+    let current = current.and_then(Value::as_array).cloned().unwrap_or_default();
+    match list_strategy(path) {
+        ListStrategy::Replace => {
+            if patch.iter().any(|i| i.get(DIRECTIVE).is_some()) {
+                return Err(ApiError::UnprocessablePatch(format!("{path}: `$patch` directives are not supported in this list, it is replaced as a whole")));
+            }
+            Ok(Value::Array(patch.to_vec()))
+        }
+        ListStrategy::MergePrimitives => {
+            let mut out = current;
+            for item in patch {
+                if !out.contains(item) {
+                    out.push(item.clone());
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        ListStrategy::MergeByKey(merge_key) => {
+            let mut out = current;
+            for item in patch {
+                let key = item.get(merge_key).cloned().ok_or_else(|| {
+                    ApiError::UnprocessablePatch(format!("{path}: list item has no merge key `{merge_key}`"))
+                })?;
+                let pos = out.iter().position(|o| o.get(merge_key) == Some(&key));
+                let delete = item.get(DIRECTIVE).and_then(Value::as_str) == Some("delete");
+                match (pos, delete) {
+                    (Some(i), true) => {
+                        out.remove(i);
+                    }
+                    (None, true) => {}
+                    (Some(i), false) => strategic_merge(&mut out[i], item, path)?,
+                    (None, false) => out.push(item.clone()),
+                }
+            }
+            Ok(Value::Array(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_patch_test_operation_failure_is_unprocessable() {
+        let obj = json!({"metadata": {"finalizers": ["a"]}});
+        let patch = br#"[{"op":"test","path":"/metadata/finalizers","value":["b"]},{"op":"remove","path":"/metadata/finalizers/0"}]"#;
+        let err = apply_patch(PatchKind::Json, &obj, patch).unwrap_err();
+        assert_eq!(err.code(), 422);
+    }
+
+    #[test]
+    fn merge_patch_null_removes_a_key() {
+        let obj = json!({"data": {"a": "1", "b": "2"}});
+        let out = apply_patch(PatchKind::Merge, &obj, br#"{"data":{"a":null}}"#).unwrap();
+        assert_eq!(out, json!({"data": {"b": "2"}}));
+    }
+
+    #[test]
+    fn strategic_patch_merges_finalizers_and_replaces_other_lists() {
+        let obj = json!({"metadata": {"finalizers": ["a"], "labels": {"x": "1"}}, "list": [1, 2]});
+        let patch = br#"{"metadata":{"finalizers":["b"],"labels":{"y":"2"}},"list":[3]}"#;
+        let out = apply_patch(PatchKind::Strategic, &obj, patch).unwrap();
+        assert_eq!(out, json!({"metadata": {"finalizers": ["a", "b"], "labels": {"x": "1", "y": "2"}}, "list": [3]}));
+    }
+
+    #[test]
+    fn strategic_patch_directives_delete_and_retain_keys() {
+        let obj = json!({"metadata": {"finalizers": ["a", "b"]}, "data": {"k": "v", "j": "w"}, "spec": {"x": 1, "y": 2}});
+        let patch = br#"{"$deleteFromPrimitiveList/finalizers":["a"],"metadata":{"$deleteFromPrimitiveList/finalizers":["a"]},"data":{"$patch":"delete"},"spec":{"$retainKeys":["x"],"x":3}}"#;
+        let out = apply_patch(PatchKind::Strategic, &obj, patch).unwrap();
+        assert_eq!(out, json!({"metadata": {"finalizers": ["b"]}, "spec": {"x": 3}}));
+    }
+
+    #[test]
+    fn unknown_strategic_directive_is_rejected() {
+        let err = apply_patch(PatchKind::Strategic, &json!({}), br#"{"spec":{"$patch":"explode"}}"#).unwrap_err();
+        assert_eq!(err.code(), 422);
+    }
+}

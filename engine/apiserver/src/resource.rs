@@ -1,0 +1,303 @@
+//! The registry of served resource types: the built-in kinds and every established CRD.
+//!
+//! Built-ins are fixed at start; CRDs enter through [`ResourceType::from_crd`] whenever a
+//! `CustomResourceDefinition` object is written, and leave when it is finally removed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// A resource within an API group: the unit objects are stored under.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupResource {
+    pub group: String,
+    pub resource: String,
+}
+
+impl GroupResource {
+    pub fn new(group: &str, resource: &str) -> Self {
+        Self { group: group.to_owned(), resource: resource.to_owned() }
+    }
+}
+
+impl std::fmt::Display for GroupResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group.is_empty() { write!(f, "{}", self.resource) } else { write!(f, "{}.{}", self.resource, self.group) }
+    }
+}
+
+/// An `additionalPrinterColumns` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrinterColumn {
+    pub name: String,
+    pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    pub json_path: String,
+}
+
+/// One served version of a resource.
+#[derive(Debug, Clone)]
+pub struct ResourceVersion {
+    pub name: String,
+    pub storage: bool,
+    pub status_subresource: bool,
+    pub printer_columns: Vec<PrinterColumn>,
+    /// The `openAPIV3Schema` of a CRD version.
+    pub schema: Option<Value>,
+    /// The compiled schema custom objects of this version are validated against.
+    pub compiled: Option<strata_core::schema::StructuralSchema>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceType {
+    pub group: String,
+    pub resource: String,
+    pub singular: String,
+    pub kind: String,
+    pub list_kind: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub versions: Vec<ResourceVersion>,
+    /// Built-in kinds accept strategic merge patches; custom resources do not.
+    pub builtin: bool,
+}
+
+impl ResourceType {
+    pub fn group_resource(&self) -> GroupResource {
+        GroupResource::new(&self.group, &self.resource)
+    }
+
+    pub fn version(&self, name: &str) -> Option<&ResourceVersion> {
+        self.versions.iter().find(|v| v.name == name)
+    }
+
+    pub fn storage_version(&self) -> &str {
+        self.versions
+            .iter()
+            .find(|v| v.storage)
+            .or(self.versions.first())
+            .map(|v| v.name.as_str())
+            .unwrap_or("v1")
+    }
+
+    pub fn api_version(&self, version: &str) -> String {
+        if self.group.is_empty() { version.to_owned() } else { format!("{}/{}", self.group, version) }
+    }
+
+    /// True when any version serves a `/status` subresource (status changes are isolated).
+    pub fn has_status_subresource(&self) -> bool {
+        self.versions.iter().any(|v| v.status_subresource)
+    }
+
+    fn builtin(group: &str, version: &str, resource: &str, kind: &str, namespaced: bool, status: bool) -> Self {
+        ResourceType {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+            singular: kind.to_lowercase(),
+            kind: kind.to_owned(),
+            list_kind: format!("{kind}List"),
+            namespaced,
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            versions: vec![ResourceVersion {
+                name: version.to_owned(),
+                storage: true,
+                status_subresource: status,
+                printer_columns: Vec::new(),
+                schema: None,
+                compiled: None,
+            }],
+            builtin: true,
+        }
+    }
+
+    fn with_short_names(mut self, names: &[&str]) -> Self {
+        self.short_names = names.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// Reads a CRD object into a resource type; `None` when the CRD lacks the fields that
+    /// identify a resource (validation rejects such CRDs before they are stored).
+    pub fn from_crd(crd: &Value) -> Option<Self> {
+        let spec = crd.get("spec")?;
+        let names = spec.get("names")?;
+        let group = spec.get("group")?.as_str()?.to_owned();
+        let resource = names.get("plural")?.as_str()?.to_owned();
+        let kind = names.get("kind")?.as_str()?.to_owned();
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        let versions = spec
+            .get("versions")?
+            .as_array()?
+            .iter()
+            .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))
+            .filter_map(|v| {
+                Some(ResourceVersion {
+                    name: v.get("name")?.as_str()?.to_owned(),
+                    storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
+                    status_subresource: v.pointer("/subresources/status").is_some(),
+                    printer_columns: v
+                        .get("additionalPrinterColumns")
+                        .and_then(Value::as_array)
+                        .map(|cols| cols.iter().filter_map(printer_column).collect())
+                        .unwrap_or_default(),
+                    schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                    compiled: v
+                        .pointer("/schema/openAPIV3Schema")
+                        .and_then(|s| strata_core::schema::StructuralSchema::compile(s).ok()),
+                })
+            })
+            .collect::<Vec<_>>();
+        if versions.is_empty() {
+            return None;
+        }
+        Some(ResourceType {
+            group,
+            singular: names.get("singular").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| kind.to_lowercase()),
+            list_kind: names.get("listKind").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("{kind}List")),
+            kind,
+            resource,
+            namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
+            short_names: strings(names.get("shortNames")),
+            categories: strings(names.get("categories")),
+            versions,
+            builtin: false,
+        })
+    }
+}
+
+fn printer_column(col: &Value) -> Option<PrinterColumn> {
+    let text = |k: &str| col.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    Some(PrinterColumn {
+        name: col.get("name")?.as_str()?.to_owned(),
+        type_: text("type"),
+        format: text("format"),
+        description: text("description"),
+        priority: col.get("priority").and_then(Value::as_i64).unwrap_or(0),
+        json_path: col.get("jsonPath")?.as_str()?.to_owned(),
+    })
+}
+
+pub const CRD_GROUP: &str = "apiextensions.k8s.io";
+pub const CRD_RESOURCE: &str = "customresourcedefinitions";
+
+/// The resource types served by the control plane, keyed by group and plural.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    types: BTreeMap<GroupResource, Arc<ResourceType>>,
+}
+
+impl Registry {
+    pub fn with_builtins() -> Self {
+        let builtins = [
+            ResourceType::builtin("", "v1", "namespaces", "Namespace", false, true).with_short_names(&["ns"]),
+            ResourceType::builtin("", "v1", "secrets", "Secret", true, false),
+            ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, false).with_short_names(&["cm"]),
+            ResourceType::builtin("", "v1", "events", "Event", true, false).with_short_names(&["ev"]),
+            ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, false).with_short_names(&["sa"]),
+            ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, false).with_short_names(&["ev"]),
+            ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
+            ResourceType::builtin(CRD_GROUP, "v1", CRD_RESOURCE, "CustomResourceDefinition", false, true)
+                .with_short_names(&["crd", "crds"]),
+        ];
+        Registry { types: builtins.into_iter().map(|t| (t.group_resource(), Arc::new(t))).collect() }
+    }
+
+    pub fn get(&self, gr: &GroupResource) -> Option<Arc<ResourceType>> {
+        self.types.get(gr).cloned()
+    }
+
+    /// The type served at `group/version` under plural `resource`.
+    pub fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<Arc<ResourceType>> {
+        self.types.get(&GroupResource::new(group, resource)).filter(|t| t.version(version).is_some()).cloned()
+    }
+
+    /// Registers a CRD's resource; built-in resources are never replaced.
+    pub fn insert(&mut self, t: ResourceType) {
+        if self.types.get(&t.group_resource()).is_some_and(|existing| existing.builtin) {
+            return;
+        }
+        self.types.insert(t.group_resource(), Arc::new(t));
+    }
+
+    pub fn remove(&mut self, gr: &GroupResource) {
+        if self.types.get(gr).is_some_and(|t| !t.builtin) {
+            self.types.remove(gr);
+        }
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceType>> {
+        self.types.values()
+    }
+
+    /// Groups in discovery order (core first, then by name) with their versions, the preferred first.
+    pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for t in self.types.values() {
+            let versions = groups.entry(t.group.clone()).or_default();
+            for v in &t.versions {
+                if !versions.contains(&v.name) {
+                    versions.push(v.name.clone());
+                }
+            }
+        }
+        for versions in groups.values_mut() {
+            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        }
+        groups
+    }
+}
+
+/// Kubernetes version ordering: GA > beta > alpha, higher numbers first.
+fn version_priority(v: &str) -> (u8, u64, u64) {
+    let Some(rest) = v.strip_prefix('v') else { return (0, 0, 0) };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let major = digits.parse().unwrap_or(0);
+    let tail = &rest[digits.len()..];
+    let (stage, minor) = if tail.is_empty() {
+        (3, 0)
+    } else if let Some(n) = tail.strip_prefix("beta") {
+        (2, n.parse().unwrap_or(0))
+    } else if let Some(n) = tail.strip_prefix("alpha") {
+        (1, n.parse().unwrap_or(0))
+    } else {
+        (0, 0)
+    };
+    (stage, major, minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn crd_with_two_served_versions_yields_both_with_storage_flag() {
+        let crd = json!({"spec": {"group": "example.com", "scope": "Cluster",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [
+                {"name": "v1alpha1", "served": true, "storage": false},
+                {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}},
+                {"name": "v0", "served": false, "storage": false}]}});
+        let t = ResourceType::from_crd(&crd).unwrap();
+        assert_eq!(t.versions.len(), 2);
+        assert_eq!(t.storage_version(), "v1");
+        assert!(!t.namespaced);
+        assert_eq!(t.list_kind, "WidgetList");
+        assert!(t.has_status_subresource());
+    }
+
+    #[test]
+    fn ga_versions_are_preferred_over_beta_and_alpha() {
+        let mut v = vec!["v1alpha1".to_owned(), "v1".to_owned(), "v2beta1".to_owned()];
+        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        assert_eq!(v, ["v1", "v2beta1", "v1alpha1"]);
+    }
+}

@@ -1,0 +1,165 @@
+//! Label and field selectors as lists and watches take them (`labelSelector`, `fieldSelector`).
+
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq)]
+enum LabelRequirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum FieldRequirement {
+    Equals(String, String),
+    NotEquals(String, String),
+}
+
+/// A parsed label and field selector pair; the empty selector matches everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selector {
+    labels: Vec<LabelRequirement>,
+    fields: Vec<FieldRequirement>,
+}
+
+/// Splits on commas that are not inside parentheses (`env in (a,b),tier`).
+fn split_top_level(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+}
+
+fn parse_set(s: &str, whole: &str) -> Result<Vec<String>, ApiError> {
+    let inner = s
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| ApiError::BadRequest(format!("unable to parse requirement: `{whole}`: expected a (value,...) set")))?;
+    Ok(inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
+}
+
+fn parse_label(req: &str) -> Result<LabelRequirement, ApiError> {
+    if let Some(key) = req.strip_prefix('!') {
+        return Ok(LabelRequirement::NotExists(key.trim().to_owned()));
+    }
+    if let Some((k, v)) = req.split_once("!=") {
+        return Ok(LabelRequirement::NotEquals(k.trim().to_owned(), v.trim().to_owned()));
+    }
+    if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
+        return Ok(LabelRequirement::Equals(k.trim().to_owned(), v.trim().to_owned()));
+    }
+    let words: Vec<&str> = req.splitn(2, char::is_whitespace).collect();
+    if let [key, rest] = words.as_slice() {
+        let rest = rest.trim();
+        if let Some(set) = rest.strip_prefix("notin") {
+            return Ok(LabelRequirement::NotIn((*key).to_owned(), parse_set(set, req)?));
+        }
+        if let Some(set) = rest.strip_prefix("in") {
+            return Ok(LabelRequirement::In((*key).to_owned(), parse_set(set, req)?));
+        }
+        return Err(ApiError::BadRequest(format!("unable to parse requirement: `{req}`")));
+    }
+    Ok(LabelRequirement::Exists(req.trim().to_owned()))
+}
+
+fn parse_field(req: &str) -> Result<FieldRequirement, ApiError> {
+    if let Some((k, v)) = req.split_once("!=") {
+        return Ok(FieldRequirement::NotEquals(k.trim().to_owned(), v.trim().to_owned()));
+    }
+    if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
+        return Ok(FieldRequirement::Equals(k.trim().to_owned(), v.trim().to_owned()));
+    }
+    Err(ApiError::BadRequest(format!("invalid field selector: `{req}`: expected field=value or field!=value")))
+}
+
+impl Selector {
+    pub fn parse(label_selector: Option<&str>, field_selector: Option<&str>) -> Result<Self, ApiError> {
+        let labels = label_selector.map(split_top_level).unwrap_or_default().into_iter().map(parse_label).collect::<Result<_, _>>()?;
+        let fields = field_selector
+            .map(|s| s.split(',').map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(parse_field)
+            .collect::<Result<_, _>>()?;
+        Ok(Selector { labels, fields })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        let labels = object.pointer("/metadata/labels");
+        let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        let labels_ok = self.labels.iter().all(|r| match r {
+            LabelRequirement::Equals(k, v) => label(k) == Some(v.as_str()),
+            LabelRequirement::NotEquals(k, v) => label(k) != Some(v.as_str()),
+            LabelRequirement::In(k, set) => label(k).is_some_and(|l| set.iter().any(|s| s == l)),
+            LabelRequirement::NotIn(k, set) => !label(k).is_some_and(|l| set.iter().any(|s| s == l)),
+            LabelRequirement::Exists(k) => label(k).is_some(),
+            LabelRequirement::NotExists(k) => label(k).is_none(),
+        });
+        labels_ok
+            && self.fields.iter().all(|r| match r {
+                FieldRequirement::Equals(k, v) => field_value(object, k) == *v,
+                FieldRequirement::NotEquals(k, v) => field_value(object, k) != *v,
+            })
+    }
+}
+
+/// A field's value as field selectors compare it: scalars as text, absent as "".
+fn field_value(object: &Value, path: &str) -> String {
+    let pointer: String = path.split('.').map(|p| format!("/{p}")).collect();
+    match object.pointer(&pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn set_based_and_equality_label_requirements_combine() {
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns", "labels": {"env": "prod", "tier": "db"}}});
+        let cases = [
+            ("env=prod", true, "equality"),
+            ("env==prod,tier", true, "double equals and existence"),
+            ("env in (dev, prod)", true, "set membership"),
+            ("env notin (prod)", false, "set exclusion"),
+            ("!tier", false, "non-existence"),
+            ("env!=dev", true, "inequality"),
+        ];
+        for (sel, want, why) in cases {
+            assert_eq!(Selector::parse(Some(sel), None).unwrap().matches(&obj), want, "{why}: {sel}");
+        }
+    }
+
+    #[test]
+    fn field_selectors_match_name_and_namespace() {
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns"}});
+        assert!(Selector::parse(None, Some("metadata.name=a,metadata.namespace=ns")).unwrap().matches(&obj));
+        assert!(!Selector::parse(None, Some("metadata.name!=a")).unwrap().matches(&obj));
+    }
+}

@@ -1,0 +1,291 @@
+//! Durable storage: one redb file in the data dir holding every object, the recent event history
+//! (so watches resume across restarts) and the resource-version counter.
+//!
+//! Writes enter through [`Writer`], a dedicated thread that commits whatever is queued as one
+//! transaction with immediate durability (group commit) and only then acknowledges the writers
+//! and hands the committed batch to the caller's publish function, in resource-version order.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+const FORMAT_KEY: &str = "format";
+const FORMAT: &str = "strata-apiserver/1";
+const RV_KEY: &str = "resource-version";
+const TOKEN_KEY: &str = "token";
+pub const STORE_FILE: &str = "store.redb";
+
+/// How many watch events are retained for resuming watches.
+pub const EVENT_HISTORY: u64 = 10_000;
+/// The most writes committed in one transaction.
+const MAX_BATCH: usize = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data dir {dir}: cannot create it: {source}")]
+    CreateDir { dir: PathBuf, source: std::io::Error },
+    #[error("data dir {dir}: {file} is not a readable Strata store (corrupt or foreign file): {source}")]
+    Open { dir: PathBuf, file: String, source: redb::DatabaseError },
+    #[error("data dir {dir}: {file} is not a Strata store: it has tables but no format marker `{FORMAT}`")]
+    Foreign { dir: PathBuf, file: String },
+    #[error("data dir {dir}: {file} has format `{found}`, this server reads `{FORMAT}`")]
+    WrongFormat { dir: PathBuf, file: String, found: String },
+    #[error("store: {doing}: {source}")]
+    Db { doing: &'static str, source: redb::Error },
+    #[error("store: stored {what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+}
+
+fn db_err<E: Into<redb::Error>>(doing: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Db { doing, source: e.into() }
+}
+
+/// One object write: `object: None` removes the key.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub rv: u64,
+    pub key: String,
+    pub object: Option<Vec<u8>>,
+    pub event: Vec<u8>,
+}
+
+/// Everything read back at start.
+pub struct Loaded {
+    pub objects: Vec<(String, Vec<u8>)>,
+    pub events: Vec<(u64, Vec<u8>)>,
+    pub resource_version: u64,
+}
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, refusing files that are not a Strata store.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_owned(), source })?;
+        let path = dir.join(STORE_FILE);
+        let db = Database::create(&path)
+            .map_err(|source| StoreError::Open { dir: dir.to_owned(), file: STORE_FILE.to_owned(), source })?;
+        let store = Store { db };
+        store.check_format(dir)?;
+        Ok(store)
+    }
+
+    fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err("begin format check"))?;
+        {
+            let has_tables = txn.list_tables().map_err(db_err("list tables"))?.next().is_some();
+            let mut meta = txn.open_table(META).map_err(db_err("open meta table"))?;
+            let found = meta.get(FORMAT_KEY).map_err(db_err("read format"))?.map(|v| v.value().to_owned());
+            match found {
+                Some(f) if f == FORMAT => {}
+                Some(found) => {
+                    return Err(StoreError::WrongFormat { dir: dir.to_owned(), file: STORE_FILE.into(), found });
+                }
+                None if has_tables => {
+                    return Err(StoreError::Foreign { dir: dir.to_owned(), file: STORE_FILE.into() });
+                }
+                None => {
+                    meta.insert(FORMAT_KEY, FORMAT).map_err(db_err("write format"))?;
+                }
+            }
+            txn.open_table(OBJECTS).map_err(db_err("open objects table"))?;
+            txn.open_table(EVENTS).map_err(db_err("open events table"))?;
+        }
+        txn.commit().map_err(db_err("commit format marker"))
+    }
+
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err("begin read"))?;
+        let objects_table = txn.open_table(OBJECTS).map_err(db_err("open objects table"))?;
+        let mut objects = Vec::new();
+        for row in objects_table.iter().map_err(db_err("iterate objects"))? {
+            let (k, v) = row.map_err(db_err("read object"))?;
+            objects.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        let events_table = txn.open_table(EVENTS).map_err(db_err("open events table"))?;
+        let mut events = Vec::new();
+        for row in events_table.iter().map_err(db_err("iterate events"))? {
+            let (k, v) = row.map_err(db_err("read event"))?;
+            events.push((k.value(), v.value().to_vec()));
+        }
+        let meta = txn.open_table(META).map_err(db_err("open meta table"))?;
+        let resource_version = match meta.get(RV_KEY).map_err(db_err("read resource version"))? {
+            Some(v) => v.value().parse().map_err(|_| StoreError::Corrupt {
+                what: "resource version".into(),
+                detail: format!("`{}` is not a number", v.value()),
+            })?,
+            None => 0,
+        };
+        Ok(Loaded { objects, events, resource_version })
+    }
+
+    /// The API token persisted at first start, if any.
+    pub fn token(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err("begin read"))?;
+        let meta = txn.open_table(META).map_err(db_err("open meta table"))?;
+        Ok(meta.get(TOKEN_KEY).map_err(db_err("read token"))?.map(|v| v.value().to_owned()))
+    }
+
+    /// A server setting kept in the store (CA material).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err("begin read"))?;
+        let meta = txn.open_table(META).map_err(db_err("open meta table"))?;
+        Ok(meta.get(key).map_err(db_err("read setting"))?.map(|v| v.value().to_owned()))
+    }
+
+    pub fn put_meta(&self, entries: &[(&str, &str)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err("begin settings write"))?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err("open meta table"))?;
+            for (k, v) in entries {
+                meta.insert(*k, *v).map_err(db_err("write setting"))?;
+            }
+        }
+        txn.commit().map_err(db_err("commit settings"))
+    }
+
+    pub fn save_token(&self, token: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err("begin token write"))?;
+        txn.open_table(META).map_err(db_err("open meta table"))?.insert(TOKEN_KEY, token).map_err(db_err("write token"))?;
+        txn.commit().map_err(db_err("commit token"))
+    }
+
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let Some(last) = writes.last() else { return Ok(()) };
+        let txn = self.db.begin_write().map_err(db_err("begin write"))?;
+        {
+            let mut objects = txn.open_table(OBJECTS).map_err(db_err("open objects table"))?;
+            let mut events = txn.open_table(EVENTS).map_err(db_err("open events table"))?;
+            for w in writes {
+                match &w.object {
+                    Some(bytes) => objects.insert(w.key.as_str(), bytes.as_slice()).map(drop),
+                    None => objects.remove(w.key.as_str()).map(drop),
+                }
+                .map_err(db_err("write object"))?;
+                events.insert(w.rv, w.event.as_slice()).map_err(db_err("write event"))?;
+            }
+            let horizon = last.rv.saturating_sub(EVENT_HISTORY);
+            if horizon > 0 {
+                events.retain_in(..horizon, |_, _| false).map_err(db_err("trim event history"))?;
+            }
+            let rv = last.rv.to_string();
+            txn.open_table(META)
+                .map_err(db_err("open meta table"))?
+                .insert(RV_KEY, rv.as_str())
+                .map_err(db_err("write resource version"))?;
+        }
+        txn.commit().map_err(db_err("commit"))
+    }
+}
+
+/// A queued write and whom to tell once it is durable.
+pub struct Pending<T> {
+    pub write: Write,
+    pub payload: T,
+    pub ack: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// The group-commit writer thread's input.
+pub struct Writer<T> {
+    tx: mpsc::Sender<Pending<T>>,
+}
+
+impl<T> Clone for Writer<T> {
+    fn clone(&self) -> Self {
+        Writer { tx: self.tx.clone() }
+    }
+}
+
+impl<T: Send + 'static> Writer<T> {
+    /// Starts the writer thread; `publish` runs after each durable commit with the batch's payloads.
+    pub fn start(store: Store, publish: impl Fn(Vec<T>) + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::channel::<Pending<T>>();
+        std::thread::Builder::new()
+            .name("strata-store-writer".into())
+            .spawn(move || run_writer(store, rx, publish))
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!("cannot start the store writer thread: {e}"));
+        Writer { tx }
+    }
+
+    /// Queues a write; must be called in resource-version order (the caller holds its state lock).
+    pub fn submit(&self, pending: Pending<T>) -> Result<(), String> {
+        self.tx.send(pending).map_err(|_| "the store writer has stopped".to_owned())
+    }
+}
+
+fn run_writer<T>(store: Store, rx: mpsc::Receiver<Pending<T>>, publish: impl Fn(Vec<T>)) {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if failed.is_none() {
+            let writes: Vec<Write> = batch.iter().map(|p| p.write.clone()).collect();
+            if let Err(e) = store.commit(&writes) {
+                tracing::error!("store commit failed, refusing further writes: {e}");
+                failed = Some(e.to_string());
+            }
+        }
+        let mut payloads = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        for p in batch {
+            payloads.push(p.payload);
+            acks.push(p.ack);
+        }
+        if failed.is_none() {
+            publish(payloads);
+        }
+        for ack in acks {
+            let _ = ack.send(match &failed {
+                None => Ok(()),
+                Some(e) => Err(e.clone()),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("strata-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn committed_writes_are_read_back_with_the_counter() {
+        let dir = temp_dir("roundtrip");
+        let store = Store::open(&dir).unwrap();
+        store
+            .commit(&[Write { rv: 7, key: "k".into(), object: Some(b"{}".to_vec()), event: b"e".to_vec() }])
+            .unwrap();
+        drop(store);
+        let loaded = Store::open(&dir).unwrap().load().unwrap();
+        assert_eq!(loaded.resource_version, 7);
+        assert_eq!(loaded.objects, vec![("k".to_owned(), b"{}".to_vec())]);
+        assert_eq!(loaded.events.len(), 1);
+    }
+
+    #[test]
+    fn a_foreign_file_in_place_of_the_store_is_refused() {
+        let dir = temp_dir("foreign");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(STORE_FILE), b"this is not a database, it is a text file").unwrap();
+        let err = Store::open(&dir).err().unwrap();
+        assert!(err.to_string().contains("not a readable Strata store"), "{err}");
+    }
+}

@@ -1,0 +1,223 @@
+//! `meta.k8s.io/v1 Table` output (`Accept: application/json;as=Table;...`), what `kubectl get`
+//! prints: built-in columns per kind, `additionalPrinterColumns` for custom resources.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::resource::{PrinterColumn, ResourceType};
+
+/// Whether an Accept header asks for a Table.
+pub fn wants_table(accept: &str) -> bool {
+    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+}
+
+struct Column {
+    name: String,
+    type_: String,
+    format: String,
+    description: String,
+    priority: i64,
+    cell: Cell,
+}
+
+enum Cell {
+    Name,
+    Age,
+    Path(String),
+    DataCount,
+    ListCount(&'static str),
+}
+
+fn column(name: &str, type_: &str, cell: Cell) -> Column {
+    Column { name: name.into(), type_: type_.into(), format: String::new(), description: String::new(), priority: 0, cell }
+}
+
+fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
+    let name_col = || {
+        let mut c = column("Name", "string", Cell::Name);
+        c.format = "name".into();
+        c.description = "Name must be unique within a namespace.".into();
+        c
+    };
+    if !rt.builtin {
+        let printer = rt.version(version).map(|v| v.printer_columns.clone()).unwrap_or_default();
+        if printer.is_empty() {
+            return vec![name_col(), column("Age", "date", Cell::Age)];
+        }
+        let mut cols = vec![name_col()];
+        cols.extend(printer.into_iter().map(|p: PrinterColumn| Column {
+            cell: if p.json_path == ".metadata.creationTimestamp" { Cell::Age } else { Cell::Path(p.json_path) },
+            name: p.name,
+            type_: p.type_,
+            format: p.format,
+            description: p.description,
+            priority: p.priority,
+        }));
+        return cols;
+    }
+    let mut cols = vec![name_col()];
+    match (rt.group.as_str(), rt.resource.as_str()) {
+        ("", "namespaces") => cols.push(column("Status", "string", Cell::Path(".status.phase".into()))),
+        ("", "secrets") => {
+            cols.push(column("Type", "string", Cell::Path(".type".into())));
+            cols.push(column("Data", "string", Cell::DataCount));
+        }
+        ("", "configmaps") => cols.push(column("Data", "string", Cell::DataCount)),
+        ("", "serviceaccounts") => cols.push(column("Secrets", "string", Cell::ListCount("secrets"))),
+        ("coordination.k8s.io", "leases") => cols.push(column("Holder", "string", Cell::Path(".spec.holderIdentity".into()))),
+        (_, "events") => {
+            cols.push(column("Type", "string", Cell::Path(".type".into())));
+            cols.push(column("Reason", "string", Cell::Path(".reason".into())));
+            cols.push(column("Message", "string", Cell::Path(".message".into())));
+        }
+        _ => {}
+    }
+    if rt.resource == "customresourcedefinitions" {
+        cols.push(column("Created At", "date", Cell::Path(".metadata.creationTimestamp".into())));
+        return cols;
+    }
+    cols.push(column("Age", "string", Cell::Age));
+    cols
+}
+
+fn cell_value(cell: &Cell, obj: &Value, now: jiff::Timestamp) -> Value {
+    match cell {
+        Cell::Name => obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+        Cell::Age => json!(obj
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .map(|t| age(t, now))
+            .unwrap_or_else(|| "<unknown>".into())),
+        Cell::DataCount => {
+            let count = |k: &str| obj.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
+            json!(count("data") + count("binaryData") + count("stringData"))
+        }
+        Cell::ListCount(field) => json!(obj.get(*field).and_then(Value::as_array).map_or(0, Vec::len)),
+        Cell::Path(path) => {
+            let found = crate::table::jsonpath(obj, path);
+            match found.as_slice() {
+                [] => Value::Null,
+                [one] => (*one).clone(),
+                many => json!(many.iter().map(|v| plain(v)).collect::<Vec<_>>().join(",")),
+            }
+        }
+    }
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Age as kubectl prints it (`45s`, `3m12s`, `5h`, `2d3h`, `400d`).
+fn age(created: &str, now: jiff::Timestamp) -> String {
+    let Ok(t) = created.parse::<jiff::Timestamp>() else { return "<invalid>".into() };
+    let secs = (now.as_second() - t.as_second()).max(0);
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        _ if m < 10 => format!("{m}m{}s", secs % 60),
+        _ if h < 3 => format!("{m}m"),
+        _ if h < 8 => format!("{h}h{}m", m % 60),
+        _ if h < 48 => format!("{h}h"),
+        _ if d < 8 => format!("{d}d{}h", h % 24),
+        _ => format!("{d}d"),
+    }
+}
+
+/// A small JSONPath subset: `.a.b`, `[n]`, `[*]` and `[?(@.k=="v")]`.
+pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
+    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('$');
+    let mut current = vec![obj];
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let key = &r[..end];
+            current = current.into_iter().filter_map(|v| v.get(key)).collect();
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let Some(end) = r.find(']') else { return Vec::new() };
+            let inner = &r[..end];
+            rest = &r[end + 1..];
+            current = current
+                .into_iter()
+                .flat_map(|v| v.as_array().map(|a| a.iter().collect::<Vec<_>>()).unwrap_or_default().into_iter().enumerate().map(move |(i, item)| (i, item)))
+                .filter(|(i, item)| index_matches(inner, *i, item))
+                .map(|(_, item)| item)
+                .collect();
+        } else {
+            return Vec::new();
+        }
+    }
+    current
+}
+
+fn index_matches(selector: &str, i: usize, item: &Value) -> bool {
+    if selector == "*" {
+        return true;
+    }
+    if let Ok(n) = selector.parse::<usize>() {
+        return n == i;
+    }
+    let Some(cond) = selector.strip_prefix("?(@.").and_then(|c| c.strip_suffix(')')) else { return false };
+    let Some((key, want)) = cond.split_once("==") else { return false };
+    let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
+    item.pointer(&format!("/{}", key.trim().replace('.', "/"))).map(plain).as_deref() == Some(want)
+}
+
+/// A Table of `objects`; column definitions are left out for watch events after the first.
+pub fn table(rt: &ResourceType, version: &str, objects: &[Arc<Value>], include_columns: bool, include_object: bool, list_meta: Value) -> Value {
+    let cols = columns(rt, version);
+    let now = jiff::Timestamp::now();
+    let definitions: Vec<Value> = if include_columns {
+        cols.iter()
+            .map(|c| json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let cells: Vec<Value> = cols.iter().map(|c| cell_value(&c.cell, o, now)).collect();
+            let object = if include_object {
+                (**o).clone()
+            } else {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
+            };
+            json!({"cells": cells, "object": object})
+        })
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": definitions, "rows": rows})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonpath_filters_conditions_by_type() {
+        let obj = json!({"status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}});
+        assert_eq!(jsonpath(&obj, ".status.conditions[?(@.type==\"Ready\")].status"), vec![&json!("True")]);
+        assert_eq!(jsonpath(&obj, ".status.conditions[0].type"), vec![&json!("Synced")]);
+        assert!(jsonpath(&obj, ".spec.missing").is_empty());
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let now: jiff::Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
+        assert_eq!(age("2026-01-01T23:59:15Z", now), "45s");
+        assert_eq!(age("2026-01-01T23:55:00Z", now), "5m0s");
+        assert_eq!(age("2026-01-01T00:00:00Z", now), "24h");
+    }
+
+    #[test]
+    fn accept_header_with_table_first_asks_for_a_table() {
+        assert!(wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"));
+        assert!(!wants_table("application/json"));
+    }
+}

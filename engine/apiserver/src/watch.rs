@@ -1,0 +1,170 @@
+//! The watch hub: committed events fan out to watchers, and a bounded history lets a watch resume
+//! from a resource version without replaying the whole store.
+//!
+//! Events enter through [`Hub::publish`] (called by the store writer after a durable commit, in
+//! resource-version order) and leave through [`Hub::subscribe_after`], which hands back the
+//! retained events after a version plus a live receiver, taken atomically so nothing falls between.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::resource::GroupResource;
+use crate::store::EVENT_HISTORY;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ADDED" => Some(EventType::Added),
+            "MODIFIED" => Some(EventType::Modified),
+            "DELETED" => Some(EventType::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// One committed change. `previous` lets a filtered watch turn "stopped matching" into DELETED.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub rv: u64,
+    pub type_: EventType,
+    pub gr: GroupResource,
+    pub object: Arc<Value>,
+    pub previous: Option<Arc<Value>>,
+}
+
+impl WatchEvent {
+    /// The durable form kept in the store's event history.
+    pub fn to_stored(&self) -> Vec<u8> {
+        let v = json!({"type": self.type_.as_str(), "group": self.gr.group, "resource": self.gr.resource, "object": &*self.object});
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+
+    pub fn from_stored(rv: u64, bytes: &[u8]) -> Option<Self> {
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        Some(WatchEvent {
+            rv,
+            type_: EventType::parse(v.get("type")?.as_str()?)?,
+            gr: GroupResource::new(v.get("group")?.as_str()?, v.get("resource")?.as_str()?),
+            object: Arc::new(v.get("object")?.clone()),
+            previous: None,
+        })
+    }
+}
+
+struct HubState {
+    history: VecDeque<Arc<WatchEvent>>,
+    /// The first version whose event may be missing from history (everything before is gone).
+    oldest: u64,
+    head: u64,
+}
+
+pub struct Hub {
+    state: Mutex<HubState>,
+    sender: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+const LIVE_BUFFER: usize = 16_384;
+
+impl Hub {
+    /// A hub whose history holds `history` (ascending) and whose last committed version is `head`.
+    pub fn new(history: Vec<WatchEvent>, head: u64) -> Self {
+        let history: VecDeque<Arc<WatchEvent>> = history.into_iter().map(Arc::new).collect();
+        let oldest = history.front().map(|e| e.rv).unwrap_or(head + 1);
+        let (sender, _) = broadcast::channel(LIVE_BUFFER);
+        Hub { state: Mutex::new(HubState { history, oldest, head }), sender }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn publish(&self, events: Vec<Arc<WatchEvent>>) {
+        let mut state = self.lock();
+        for e in events {
+            state.head = state.head.max(e.rv);
+            state.history.push_back(e.clone());
+            let _ = self.sender.send(e);
+        }
+        while state.history.len() as u64 > EVENT_HISTORY {
+            state.history.pop_front();
+            state.oldest = state.history.front().map(|e| e.rv).unwrap_or(state.head + 1);
+        }
+    }
+
+    pub fn head(&self) -> u64 {
+        self.lock().head
+    }
+
+    /// Retained events with a version above `rv` and a receiver for everything published later;
+    /// `Expired` when events after `rv` have already been dropped from history.
+    pub fn subscribe_after(&self, rv: u64) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+        let state = self.lock();
+        if rv + 1 < state.oldest && rv < state.head {
+            return Err(ApiError::Expired { requested: rv, oldest: state.oldest.saturating_sub(1) });
+        }
+        let replay = state.history.iter().filter(|e| e.rv > rv).cloned().collect();
+        Ok((replay, self.sender.subscribe()))
+    }
+
+    /// A live receiver only, for watches that start from a fresh listing.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
+        let _state = self.lock();
+        self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(rv: u64) -> WatchEvent {
+        WatchEvent {
+            rv,
+            type_: EventType::Added,
+            gr: GroupResource::new("", "secrets"),
+            object: Arc::new(json!({"metadata": {"name": format!("s{rv}")}})),
+            previous: None,
+        }
+    }
+
+    #[test]
+    fn resuming_replays_only_events_after_the_version() {
+        let hub = Hub::new(vec![event(5), event(6), event(7)], 7);
+        let (replay, _rx) = hub.subscribe_after(5).unwrap();
+        assert_eq!(replay.iter().map(|e| e.rv).collect::<Vec<_>>(), vec![6, 7]);
+    }
+
+    #[test]
+    fn resuming_before_retained_history_is_expired() {
+        let hub = Hub::new(vec![event(5), event(6)], 6);
+        assert!(hub.subscribe_after(4).is_ok(), "version 4 is just before the first retained event");
+        assert!(matches!(hub.subscribe_after(3), Err(ApiError::Expired { .. })));
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let e = event(9);
+        let back = WatchEvent::from_stored(9, &e.to_stored()).unwrap();
+        assert_eq!(back.gr, e.gr);
+        assert_eq!(back.object, e.object);
+    }
+}

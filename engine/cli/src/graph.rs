@@ -1,0 +1,142 @@
+//! `strata graph`: the dependency graph of a Composition as text, Graphviz dot or Mermaid.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use strata_core::compile::CompiledComposition;
+use strata_core::graph::{DependencyGraph, EdgeKind};
+use strata_core::load;
+
+use crate::input::read_text;
+
+#[derive(clap::Args, Debug)]
+pub struct GraphArgs {
+    /// The Composition (Strata or Crossplane format).
+    composition: PathBuf,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    format: GraphFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+pub fn run(args: GraphArgs) -> Result<ExitCode> {
+    let text = match read_text(&args.composition) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let composition = match load::composition_from_str(&text, &args.composition.display().to_string()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let compiled = match CompiledComposition::compile(&composition.spec) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.composition.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let name = composition.metadata.name.as_deref().unwrap_or("composition");
+    let out = match args.format {
+        GraphFormat::Text => text_graph(name, &compiled),
+        GraphFormat::Dot => dot_graph(name, &compiled.graph),
+        GraphFormat::Mermaid => mermaid_graph(&compiled.graph),
+    };
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn names(graph: &DependencyGraph, indexes: &[usize]) -> String {
+    indexes.iter().map(|i| graph.name(*i)).collect::<Vec<_>>().join(", ")
+}
+
+/// A plain-text report: creation order with each resource's dependencies, then the waves.
+pub fn text_graph(name: &str, compiled: &CompiledComposition) -> String {
+    let g = &compiled.graph;
+    let t = &compiled.composite_type;
+    let mut out = String::new();
+    let _ = writeln!(out, "Composition {name} ({} {})", t.api_version, t.kind);
+    let _ = writeln!(out, "resources in creation order:");
+    for (n, i) in g.order().iter().enumerate() {
+        let deps: Vec<String> = g
+            .edges()
+            .into_iter()
+            .filter(|(_, to, _, _)| to == i)
+            .map(|(from, _, kind, detail)| match kind {
+                EdgeKind::DependsOn => format!("{} (dependsOn)", g.name(from)),
+                _ => format!("{} ({kind}: {detail})", g.name(from)),
+            })
+            .collect();
+        if deps.is_empty() {
+            let _ = writeln!(out, "  {}. {}", n + 1, g.name(*i));
+        } else {
+            let _ = writeln!(out, "  {}. {} <- {}", n + 1, g.name(*i), deps.join(", "));
+        }
+    }
+    let _ = writeln!(out, "creation waves:");
+    for (n, wave) in g.creation_waves().iter().enumerate() {
+        let _ = writeln!(out, "  {}: {}", n + 1, names(g, wave));
+    }
+    let _ = writeln!(out, "deletion waves:");
+    for (n, wave) in g.deletion_waves().iter().enumerate() {
+        let _ = writeln!(out, "  {}: {}", n + 1, names(g, wave));
+    }
+    if !g.dropped_edges().is_empty() {
+        let _ = writeln!(out, "inferred edges ignored because they would form a cycle:");
+        for d in g.dropped_edges() {
+            let _ = writeln!(out, "  {} -> {} ({})", d.from, d.to, d.detail);
+        }
+    }
+    out
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Graphviz: solid edges gate creation, dashed ones are inferred data flow.
+pub fn dot_graph(name: &str, g: &DependencyGraph) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph {} {{", quote(name));
+    let _ = writeln!(out, "  rankdir=LR;");
+    for i in g.order() {
+        let _ = writeln!(out, "  {};", quote(g.name(*i)));
+    }
+    for (from, to, kind, detail) in g.edges() {
+        let style = if kind.gates_creation() { "solid" } else { "dashed" };
+        let label = if detail.is_empty() || kind == EdgeKind::DependsOn {
+            kind.to_string()
+        } else {
+            format!("{kind}: {detail}")
+        };
+        let _ = writeln!(out, "  {} -> {} [label={}, style={style}];", quote(g.name(from)), quote(g.name(to)), quote(&label));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Mermaid flowchart: `-->` gates creation, `-.->` is inferred.
+pub fn mermaid_graph(g: &DependencyGraph) -> String {
+    let mut out = String::from("flowchart LR\n");
+    let id = |i: usize| format!("r{i}");
+    for i in g.order() {
+        let _ = writeln!(out, "  {}[\"{}\"]", id(*i), g.name(*i).replace('"', "'"));
+    }
+    for (from, to, kind, _) in g.edges() {
+        let arrow = if kind.gates_creation() { "-->" } else { "-.->" };
+        let _ = writeln!(out, "  {} {arrow}|{kind}| {}", id(from), id(to));
+    }
+    out
+}

@@ -1,0 +1,273 @@
+//! `strata render`: one XR + one Composition (+ observed resources, environment, XRD) → the
+//! desired state as a YAML stream, computed in-process by the same `render` the controllers use.
+//!
+//! Exit codes: 0 success, 1 render error, 2 bad usage or unparseable input.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use strata_core::compile::CompiledComposition;
+use strata_core::connection::ConnectionDetails;
+use strata_core::load::{self, Document};
+use strata_core::render::{Observed, ObservedResources, RenderInput, render};
+use strata_core::schema::StructuralSchema;
+use strata_core::{crd, wire};
+
+use crate::input::{read_documents, read_text};
+
+#[derive(clap::Args, Debug)]
+pub struct RenderArgs {
+    /// The composite resource (XR), a YAML or JSON file.
+    composite: PathBuf,
+    /// The Composition (Strata or Crossplane format).
+    composition: PathBuf,
+    /// Observed composed resources (file or directory), matched to templates by the
+    /// `strata.dev/composition-resource-name` (or `crossplane.io/...`) annotation. Secrets in it
+    /// are used as the connection secrets of resources whose `writeConnectionSecretToRef` names them.
+    #[arg(long = "observed-resources", short = 'r')]
+    observed_resources: Option<PathBuf>,
+    /// Environment data: a YAML object, or one or more EnvironmentConfigs merged in order.
+    #[arg(long, short = 'e')]
+    environment: Option<PathBuf>,
+    /// The XRD of the XR: its schema defaults are applied to the XR before rendering.
+    #[arg(long)]
+    xrd: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Yaml)]
+    output: Format,
+    /// Also print the XR's connection details as a Secret (values base64-encoded).
+    #[arg(long)]
+    include_connection_details: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// Input problems exit 2; render problems exit 1.
+pub fn run(args: RenderArgs) -> Result<ExitCode> {
+    let prepared = match prepare(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let compiled = match CompiledComposition::compile(&prepared.composition) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.composition.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let output = match render(
+        &compiled,
+        RenderInput {
+            composite: &prepared.composite,
+            observed: &prepared.observed,
+            environment: prepared.environment.as_ref(),
+        },
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for w in &output.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut docs: Vec<Value> = Vec::with_capacity(output.resources.len() + 2);
+    docs.push(output.composite.clone());
+    docs.extend(output.resources.iter().map(|r| r.resource.clone()));
+    if args.include_connection_details {
+        docs.push(connection_secret(&output.composite, &output.connection_details));
+    }
+    print!("{}", format_documents(&docs, args.output)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Prepared {
+    composite: Value,
+    composition: strata_core::model::CompositionSpec,
+    observed: ObservedResources,
+    environment: Option<Value>,
+}
+
+fn prepare(args: &RenderArgs) -> Result<Prepared> {
+    let mut composite = single_object(&args.composite)?;
+    let text = read_text(&args.composition)?;
+    let composition = load::composition_from_str(&text, &args.composition.display().to_string())?.spec;
+    if let Some(path) = &args.xrd {
+        apply_xrd_defaults(path, &mut composite)?;
+    }
+    let observed = match &args.observed_resources {
+        Some(p) => observed_resources(p)?,
+        None => ObservedResources::new(),
+    };
+    let environment = match &args.environment {
+        Some(p) => Some(environment(p)?),
+        None => None,
+    };
+    Ok(Prepared { composite, composition, observed, environment })
+}
+
+fn single_object(path: &PathBuf) -> Result<Value> {
+    let mut docs = read_documents(path)?;
+    match docs.len() {
+        1 => Ok(docs.remove(0).value),
+        0 => bail!("{}: no object found", path.display()),
+        n => bail!("{}: expected one composite resource, found {n} documents", path.display()),
+    }
+}
+
+fn apply_xrd_defaults(path: &PathBuf, composite: &mut Value) -> Result<()> {
+    let docs = read_documents(path)?;
+    let api_version = composite.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
+    let kind = composite.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
+    for doc in &docs {
+        let Document::Xrd(xrd) = load::classify(doc)? else { continue };
+        let generated = crd::xrd_to_crds(&xrd).with_context(|| doc.location())?;
+        let crd = &generated.composite;
+        if crd.spec.names.kind != kind {
+            continue;
+        }
+        let Some(version) = crd
+            .spec
+            .versions
+            .iter()
+            .find(|v| format!("{}/{}", crd.spec.group, v.name) == api_version)
+        else {
+            bail!("{}: XRD {} has no version matching {api_version}", path.display(), crd.spec.names.kind);
+        };
+        let Some(schema) = version.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()) else {
+            return Ok(());
+        };
+        let schema = serde_json::to_value(schema)?;
+        let compiled = StructuralSchema::compile(&schema).with_context(|| doc.location())?;
+        compiled.apply_defaults(composite);
+        return Ok(());
+    }
+    bail!("{}: no XRD defines {api_version} {kind}", path.display())
+}
+
+fn template_name(object: &Value) -> Option<&str> {
+    let annotations = object.pointer("/metadata/annotations")?;
+    annotations
+        .get(wire::ANNOTATION_RESOURCE_NAME)
+        .or_else(|| annotations.get(wire::CROSSPLANE_ANNOTATION_RESOURCE_NAME))
+        .and_then(Value::as_str)
+}
+
+fn observed_resources(path: &PathBuf) -> Result<ObservedResources> {
+    let docs = read_documents(path)?;
+    let mut secrets: BTreeMap<(String, String), ConnectionDetails> = BTreeMap::new();
+    for doc in &docs {
+        let v = &doc.value;
+        if v.get("apiVersion").and_then(Value::as_str) == Some("v1") && v.get("kind").and_then(Value::as_str) == Some("Secret") {
+            let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_owned();
+            let namespace = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_owned();
+            secrets.insert((namespace, name), secret_data(v).with_context(|| doc.location())?);
+        }
+    }
+    let mut out = ObservedResources::new();
+    for doc in &docs {
+        let Some(name) = template_name(&doc.value) else { continue };
+        let connection_details = match doc.value.pointer("/spec/writeConnectionSecretToRef") {
+            Some(r) => {
+                let name = r.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+                let namespace = r.get("namespace").and_then(Value::as_str).unwrap_or("").to_owned();
+                secrets.get(&(namespace, name)).cloned().unwrap_or_default()
+            }
+            None => ConnectionDetails::new(),
+        };
+        if out.insert(name.to_owned(), Observed { resource: doc.value.clone(), connection_details }).is_some() {
+            bail!("{}: two observed resources claim template {name:?}", doc.location());
+        }
+    }
+    Ok(out)
+}
+
+fn secret_data(secret: &Value) -> Result<ConnectionDetails> {
+    let mut out = ConnectionDetails::new();
+    if let Some(data) = secret.get("data").and_then(Value::as_object) {
+        for (k, v) in data {
+            let s = v.as_str().with_context(|| format!("data.{k}: expected a base64 string"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .with_context(|| format!("data.{k}: invalid base64"))?;
+            out.insert(k.clone(), bytes);
+        }
+    }
+    if let Some(data) = secret.get("stringData").and_then(Value::as_object) {
+        for (k, v) in data {
+            let s = v.as_str().with_context(|| format!("stringData.{k}: expected a string"))?;
+            out.insert(k.clone(), s.as_bytes().to_vec());
+        }
+    }
+    Ok(out)
+}
+
+fn environment(path: &PathBuf) -> Result<Value> {
+    let docs = read_documents(path)?;
+    let mut merged = Value::Object(serde_json::Map::new());
+    for doc in &docs {
+        let data = match load::classify(doc)? {
+            Document::EnvironmentConfig(e) => e.data,
+            Document::Object(v) if v.get("kind").is_none() => v,
+            Document::Object(_) | Document::Xrd(_) | Document::Composition(_) => {
+                bail!("{}: expected an EnvironmentConfig or a plain object", doc.location())
+            }
+        };
+        if data.is_null() {
+            continue;
+        }
+        merged = strata_core::patch::merge(Some(merged), data, false, false).map_err(anyhow::Error::msg)?;
+    }
+    Ok(merged)
+}
+
+fn connection_secret(composite: &Value, details: &ConnectionDetails) -> Value {
+    let reference = composite.pointer("/spec/writeConnectionSecretToRef");
+    let xr_name = composite.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("composite");
+    let name = reference
+        .and_then(|r| r.get("name"))
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("{xr_name}-connection"), str::to_owned);
+    let mut metadata = json!({ "name": name });
+    if let Some(ns) = reference.and_then(|r| r.get("namespace")).and_then(Value::as_str) {
+        metadata["namespace"] = Value::String(ns.to_owned());
+    }
+    let data: serde_json::Map<String, Value> = details
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(base64::engine::general_purpose::STANDARD.encode(v))))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "connection.strata.dev/v1alpha1", "data": data})
+}
+
+/// A YAML stream (`---` before every document) or a JSON `v1/List`.
+pub fn format_documents(docs: &[Value], format: Format) -> Result<String> {
+    match format {
+        Format::Yaml => {
+            let mut out = String::new();
+            for doc in docs {
+                out.push_str("---\n");
+                out.push_str(&serde_saphyr::to_string(doc)?);
+                if !out.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            Ok(out)
+        }
+        Format::Json => {
+            let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
+            Ok(format!("{}\n", serde_json::to_string_pretty(&list)?))
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `strata up`: run the embedded, Kubernetes-compatible control plane until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use strata_apiserver::{Server, ServerConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Directory holding the durable store and the generated kubeconfig.
+    #[arg(long, default_value = ".strata")]
+    pub data_dir: PathBuf,
+    /// Address to serve the Kubernetes API on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Where to write the kubeconfig (default: <data-dir>/kubeconfig).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Serve the API only, without Strata's controllers.
+    #[arg(long)]
+    pub no_controllers: bool,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let config = ServerConfig { data_dir: args.data_dir.clone(), listen: args.listen, kubeconfig: args.kubeconfig };
+    let server = Server::start(config)
+        .await
+        .with_context(|| format!("starting the control plane in {}", args.data_dir.display()))?;
+    println!("strata up: serving the Kubernetes API on {}", server.url());
+    println!("strata up: kubeconfig written to {}", server.kubeconfig_path().display());
+    if args.no_controllers {
+        println!("strata up: controllers disabled (--no-controllers)");
+    }
+    tracing::info!(addr = %server.addr(), controllers = !args.no_controllers, "control plane started");
+    wait_for_signal().await?;
+    println!("strata up: shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    Ok(())
+}

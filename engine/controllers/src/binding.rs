@@ -1,0 +1,132 @@
+//! Claim ↔ composite resource binding: the pure part. What a claim's XR looks like, which of the
+//! claim's spec fields flow to the XR, and what flows back to the claim's status.
+
+use serde_json::{Map, Value, json};
+use strata_core::wire;
+
+/// Claim spec fields that belong to the claim and never reach the XR.
+const CLAIM_ONLY_FIELDS: [&str; 3] = ["resourceRef", "writeConnectionSecretToRef", "compositeDeletePolicy"];
+
+/// The XR spec fields a claim dictates: its whole spec minus the claim-only fields.
+pub fn composite_spec_from_claim(claim: &Value) -> Map<String, Value> {
+    let mut spec = match claim.get("spec") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    for f in CLAIM_ONLY_FIELDS {
+        spec.remove(f);
+    }
+    spec
+}
+
+/// The identity of a claim, read once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimIdentity {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+impl ClaimIdentity {
+    pub fn of(claim: &Value) -> Option<Self> {
+        let s = |p: &str| claim.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            api_version: s("/apiVersion")?,
+            kind: s("/kind")?,
+            name: s("/metadata/name")?,
+            namespace: s("/metadata/namespace")?,
+        })
+    }
+}
+
+/// A new XR for a claim: `generateName` from the claim name, the claim labels, `spec.claimRef`
+/// and the claim's spec.
+pub fn new_composite(claim: &Value, id: &ClaimIdentity, xr_api_version: &str, xr_kind: &str) -> Value {
+    let mut spec = composite_spec_from_claim(claim);
+    spec.insert(
+        "claimRef".into(),
+        json!({"apiVersion": id.api_version, "kind": id.kind, "name": id.name, "namespace": id.namespace}),
+    );
+    json!({
+        "apiVersion": xr_api_version,
+        "kind": xr_kind,
+        "metadata": {
+            "generateName": format!("{}-", id.name),
+            "labels": {
+                wire::LABEL_CLAIM_NAME: id.name,
+                wire::LABEL_CLAIM_NAMESPACE: id.namespace,
+            },
+        },
+        "spec": Value::Object(spec),
+    })
+}
+
+/// True when the XR is bound to this claim (its `spec.claimRef` names it).
+pub fn bound_to(xr: &Value, id: &ClaimIdentity) -> bool {
+    let s = |p: &str| xr.pointer(p).and_then(Value::as_str);
+    s("/spec/claimRef/name") == Some(id.name.as_str()) && s("/spec/claimRef/namespace") == Some(id.namespace.as_str())
+}
+
+/// The claim's status as copied from its XR: every XR status field except the XR-only
+/// `claimConditionTypes`.
+pub fn claim_status_from_composite(xr: &Value) -> Value {
+    let mut status = match xr.get("status") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    status.remove("claimConditionTypes");
+    Value::Object(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim() -> Value {
+        json!({
+            "apiVersion": "example.org/v1",
+            "kind": "Database",
+            "metadata": {"name": "db", "namespace": "team"},
+            "spec": {
+                "size": "small",
+                "compositionRef": {"name": "c"},
+                "resourceRef": {"apiVersion": "example.org/v1", "kind": "XDatabase", "name": "db-x1"},
+                "writeConnectionSecretToRef": {"name": "db-conn"},
+                "compositeDeletePolicy": "Foreground",
+            },
+        })
+    }
+
+    #[test]
+    fn claim_only_fields_do_not_reach_the_composite() {
+        let spec = composite_spec_from_claim(&claim());
+        assert_eq!(Value::Object(spec), json!({"size": "small", "compositionRef": {"name": "c"}}));
+    }
+
+    #[test]
+    fn a_new_composite_is_generated_from_the_claim_name_and_bound_to_it() {
+        let c = claim();
+        let id = ClaimIdentity::of(&c).unwrap();
+        let xr = new_composite(&c, &id, "example.org/v1", "XDatabase");
+        assert_eq!(xr["metadata"]["generateName"], "db-");
+        assert_eq!(xr["metadata"]["labels"][wire::LABEL_CLAIM_NAMESPACE], "team");
+        assert_eq!(xr["spec"]["size"], "small");
+        assert!(xr["spec"].get("resourceRef").is_none());
+        assert!(bound_to(&xr, &id));
+    }
+
+    #[test]
+    fn a_composite_bound_to_another_claim_is_not_ours() {
+        let c = claim();
+        let id = ClaimIdentity::of(&c).unwrap();
+        let xr = json!({"spec": {"claimRef": {"name": "db", "namespace": "other"}}});
+        assert!(!bound_to(&xr, &id));
+    }
+
+    #[test]
+    fn the_claim_status_copies_everything_but_claim_condition_types() {
+        let xr = json!({"status": {"address": "x", "conditions": [{"type": "Ready"}], "claimConditionTypes": ["A"]}});
+        assert_eq!(claim_status_from_composite(&xr), json!({"address": "x", "conditions": [{"type": "Ready"}]}));
+    }
+}
