@@ -56,6 +56,8 @@ fn composition() -> CompositionSpec {
 fn composites() -> Vec<String> {
     (0..XRS)
         .map(|i| {
+            let region = ["us-east-1", "eu-west-1", "ap-south-1"][i % 3];
+            let size = if i % 2 == 0 { "small" } else { "large" };
             json!({
                 "apiVersion": "example.org/v1",
                 "kind": "XApp",
@@ -66,8 +68,8 @@ fn composites() -> Vec<String> {
                     "annotations": {"description": "x".repeat(400)}
                 },
                 "spec": {
-                    "region": ["us-east-1", "eu-west-1", "ap-south-1"][i % 3],
-                    "size": if i % 2 == 0 { "small" } else { "large" },
+                    "region": region,
+                    "size": size,
                     "storageGB": 20 + i as i64,
                     "labels": {"app": format!("app-{i}"), "env": "prod"},
                     "notes": "y".repeat(300)

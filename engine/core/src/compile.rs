@@ -35,6 +35,8 @@ pub struct CompiledResource {
     pub connection_details: Vec<CompiledConnectionDetail>,
     /// Empty means the default check: the `Ready` condition is `True`.
     pub readiness_checks: Vec<CompiledReadinessCheck>,
+    /// The template name as a DNS label, for composed resource names (computed once).
+    pub name_suffix: String,
 }
 
 /// Where a patch reads from.
@@ -187,6 +189,7 @@ impl CompiledComposition {
                 patches,
                 connection_details,
                 readiness_checks,
+                name_suffix: crate::render::dns_label(&template.name),
             });
         }
         let mut environment_patches = Vec::new();

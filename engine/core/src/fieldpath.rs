@@ -209,18 +209,24 @@ impl FieldPath {
                 let Value::Object(map) = current else {
                     return Err(AccessError::Invalid(format!("{} is not an object", self.prefix(i))));
                 };
-                let slot = map.entry(f.clone()).or_insert_with(|| match next {
-                    Some(Segment::Index(_)) => Value::Array(Vec::new()),
-                    Some(Segment::Field(_)) => Value::Object(Map::new()),
-                    None => Value::Null,
-                });
-                Ok(slot)
+                // Look up before inserting: most writes land on keys that exist, and the key
+                // would otherwise be allocated for nothing.
+                if !map.contains_key(f.as_str()) {
+                    let fresh = match next {
+                        Some(Segment::Index(_)) => Value::Array(Vec::new()),
+                        Some(Segment::Field(_)) => Value::Object(Map::new()),
+                        None => Value::Null,
+                    };
+                    map.insert(f.clone(), fresh);
+                }
+                map.get_mut(f.as_str())
+                    .ok_or_else(|| AccessError::Invalid(format!("{}: cannot create field", self.prefix(i + 1))))
             }
             Segment::Index(n) => {
                 if *n > MAX_INDEX {
                     return Err(AccessError::Invalid(format!(
                         "{}: index {n} is greater than max allowed index {MAX_INDEX}",
-                        self.prefix(i + 1)
+                        self.prefix(i)
                     )));
                 }
                 let Value::Array(items) = current else {
@@ -334,6 +340,7 @@ pub fn format_segments(segments: &[Segment]) -> String {
                 out.push(']');
             }
             Segment::Field(f) if f.is_empty() => out.push_str("['']"),
+            Segment::Field(f) if f == "*" => out.push_str("[*]"),
             Segment::Field(f) if f.contains('.') || f.contains('[') || f.contains(']') => {
                 out.push('[');
                 out.push_str(f);
@@ -479,6 +486,19 @@ mod tests {
         for p in ["spec.items[0].name", "metadata.annotations[example.org/name]", "a"] {
             assert_eq!(FieldPath::parse(p).expect("parses").to_string(), p);
         }
+    }
+
+    #[test]
+    fn a_wildcard_segment_prints_in_brackets_like_crossplane() {
+        let p = FieldPath::parse("spec.containers[*].image").expect("parses");
+        assert_eq!(p.to_string(), "spec.containers[*].image");
+    }
+
+    #[test]
+    fn the_index_cap_error_names_the_array_once() {
+        let mut v = json!({});
+        let err = FieldPath::parse("spec.items[1025]").expect("parses").set(&mut v, json!(1)).expect_err("over the cap");
+        assert_eq!(err.to_string(), "spec.items: index 1025 is greater than max allowed index 1024");
     }
 
     proptest::proptest! {

@@ -98,26 +98,41 @@ impl DependencyGraph {
     pub fn build(names: &[String], edges: &[EdgeSpec]) -> Result<Self, GraphError> {
         let mut graph: DiGraph<String, (EdgeKind, String)> =
             DiGraph::with_capacity(names.len(), edges.len());
-        for (i, name) in names.iter().enumerate() {
-            if names[..i].contains(name) {
+        let mut seen = std::collections::HashSet::with_capacity(names.len());
+        for name in names {
+            if !seen.insert(name.as_str()) {
                 return Err(GraphError::Duplicate(name.clone()));
             }
             graph.add_node(name.clone());
         }
+        if let Some(e) = edges.iter().find(|e| e.from >= names.len() || e.to >= names.len()) {
+            return Err(GraphError::Unknown {
+                resource: names.get(e.to).cloned().unwrap_or_else(|| format!("#{}", e.to)),
+                missing: format!("#{}", e.from.max(e.to)),
+            });
+        }
         // Gating edges first: they must be acyclic.
         let mut sorted: Vec<&EdgeSpec> = edges.iter().collect();
         sorted.sort_by_key(|e| (e.kind, e.to, e.from));
+        let has_inferred = sorted.iter().any(|e| !e.kind.gates_creation());
         let mut dropped = Vec::new();
+        let mut previous: Option<(usize, usize, EdgeKind)> = None;
         for edge in sorted.iter().filter(|e| e.kind.gates_creation()) {
             if edge.from == edge.to {
                 return Err(GraphError::SelfDependency { resource: names[edge.to].clone() });
             }
-            let (a, b) = (NodeIndex::new(edge.from), NodeIndex::new(edge.to));
-            if !graph.edges_connecting(a, b).any(|e| e.weight().0 == edge.kind) {
+            // Edges are sorted, so a duplicate is always next to its twin.
+            let key = (edge.from, edge.to, edge.kind);
+            if previous != Some(key) {
+                let (a, b) = (NodeIndex::new(edge.from), NodeIndex::new(edge.to));
                 graph.add_edge(a, b, (edge.kind, edge.detail.clone()));
             }
+            previous = Some(key);
         }
-        if let Some(members) = first_cycle(&graph) {
+        // A topological order that misses nodes means a cycle; only then find and name it.
+        if topological_order(&graph).len() < graph.node_count()
+            && let Some(members) = first_cycle(&graph)
+        {
             return Err(GraphError::Cycle { members });
         }
         // Inferred edges: keep those that do not close a cycle.
@@ -140,6 +155,7 @@ impl DependencyGraph {
             graph.add_edge(a, b, (edge.kind, edge.detail.clone()));
         }
         let order = topological_order(&graph);
+        debug_assert!(has_inferred || order.len() == graph.node_count());
         let creation_waves = waves(&graph, &order, petgraph::Direction::Incoming);
         let mut reversed = order.clone();
         reversed.reverse();

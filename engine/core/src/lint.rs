@@ -178,12 +178,18 @@ impl<'a> Lint<'a> {
         let Some((group, version)) = reference.api_version.rsplit_once('/') else {
             self.error(
                 format!("{field}.apiVersion"),
-                format!("{:?} must be GROUP/VERSION: a composite resource is never in the core group", reference.api_version),
+                format!(
+                    "{:?} must be GROUP/VERSION: a composite resource is never in the core group",
+                    reference.api_version
+                ),
             );
             return;
         };
         if group.is_empty() || version.is_empty() {
-            self.error(format!("{field}.apiVersion"), format!("{:?} must be GROUP/VERSION", reference.api_version));
+            self.error(
+                format!("{field}.apiVersion"),
+                format!("{:?} must be GROUP/VERSION", reference.api_version),
+            );
             return;
         }
         if reference.kind.is_empty() {
@@ -193,35 +199,63 @@ impl<'a> Lint<'a> {
         if xrds.is_empty() {
             return;
         }
-        let Some(xrd) = xrds.iter().find(|x| x.spec.group == group && x.spec.names.kind == reference.kind) else {
-            let kinds: Vec<&str> =
-                xrds.iter().filter(|x| x.spec.group == group).map(|x| x.spec.names.kind.as_str()).collect();
+        let Some(xrd) = xrds
+            .iter()
+            .find(|x| x.spec.group == group && x.spec.names.kind == reference.kind)
+        else {
+            let kinds: Vec<&str> = xrds
+                .iter()
+                .filter(|x| x.spec.group == group)
+                .map(|x| x.spec.names.kind.as_str())
+                .collect();
             let known = if kinds.is_empty() {
                 format!("no loaded XRD has group {group}")
             } else {
                 format!("XRDs of group {group} define {}", kinds.join(", "))
             };
-            self.warning(field, format!("no loaded XRD defines kind {} in {group} ({known})", reference.kind));
+            self.warning(
+                field,
+                format!(
+                    "no loaded XRD defines kind {} in {group} ({known})",
+                    reference.kind
+                ),
+            );
             return;
         };
-        let xrd_name = xrd.metadata.name.clone().unwrap_or_else(|| format!("{}.{group}", xrd.spec.names.plural));
+        let xrd_name = xrd
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}.{group}", xrd.spec.names.plural));
         let Some(defined) = xrd.spec.versions.iter().find(|v| v.name == version) else {
             let versions: Vec<&str> = xrd.spec.versions.iter().map(|v| v.name.as_str()).collect();
             self.error(
                 format!("{field}.apiVersion"),
-                format!("XRD {xrd_name} defines no version {version} (versions: {})", versions.join(", ")),
+                format!(
+                    "XRD {xrd_name} defines no version {version} (versions: {})",
+                    versions.join(", ")
+                ),
             );
             return;
         };
         if !defined.referenceable {
-            let referenceable: Vec<&str> =
-                xrd.spec.versions.iter().filter(|v| v.referenceable).map(|v| v.name.as_str()).collect();
+            let referenceable: Vec<&str> = xrd
+                .spec
+                .versions
+                .iter()
+                .filter(|v| v.referenceable)
+                .map(|v| v.name.as_str())
+                .collect();
             self.warning(
                 format!("{field}.apiVersion"),
                 format!(
                     "version {version} of XRD {xrd_name} is not referenceable (referenceable: {}); \
                      Compositions are selected by the referenceable version",
-                    if referenceable.is_empty() { "none".to_owned() } else { referenceable.join(", ") }
+                    if referenceable.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        referenceable.join(", ")
+                    }
                 ),
             );
         }
@@ -237,11 +271,21 @@ impl<'a> Lint<'a> {
         for (s, set) in spec.patch_sets.iter().enumerate() {
             let at = format!("spec.patchSets[{s}]");
             if set.name.is_empty() {
-                self.error(format!("{at}.name"), "required: resources reference a PatchSet by name");
-            } else if let Some(first) = self.patch_sets.get(set.name.as_str()).filter(|first| **first != s) {
                 self.error(
                     format!("{at}.name"),
-                    format!("duplicate PatchSet name `{}` (first at spec.patchSets[{first}])", set.name),
+                    "required: resources reference a PatchSet by name",
+                );
+            } else if let Some(first) = self
+                .patch_sets
+                .get(set.name.as_str())
+                .filter(|first| **first != s)
+            {
+                self.error(
+                    format!("{at}.name"),
+                    format!(
+                        "duplicate PatchSet name `{}` (first at spec.patchSets[{first}])",
+                        set.name
+                    ),
                 );
             }
             for (p, patch) in set.patches.iter().enumerate() {
@@ -259,25 +303,41 @@ impl<'a> Lint<'a> {
         let template = &spec.resources[index];
         let at = format!("spec.resources[{index}]");
         if template.name.is_empty() {
-            self.error(format!("{at}.name"), "required: every resource needs a name");
-        } else if let Some(first) = self.resources.get(template.name.as_str()).filter(|first| **first != index) {
             self.error(
                 format!("{at}.name"),
-                format!("duplicate resource name `{}` (first at spec.resources[{first}])", template.name),
+                "required: every resource needs a name",
+            );
+        } else if let Some(first) = self
+            .resources
+            .get(template.name.as_str())
+            .filter(|first| **first != index)
+        {
+            self.error(
+                format!("{at}.name"),
+                format!(
+                    "duplicate resource name `{}` (first at spec.resources[{first}])",
+                    template.name
+                ),
             );
         }
         if template.base.is_object() {
             for field in ["apiVersion", "kind"] {
                 match template.base.get(field) {
                     Some(Value::String(s)) if !s.is_empty() => {}
-                    Some(Value::String(_)) | None => self.error(format!("{at}.base.{field}"), "required"),
-                    Some(other) => {
-                        self.error(format!("{at}.base.{field}"), format!("must be a string, found {}", json_kind(other)))
+                    Some(Value::String(_)) | None => {
+                        self.error(format!("{at}.base.{field}"), "required")
                     }
+                    Some(other) => self.error(
+                        format!("{at}.base.{field}"),
+                        format!("must be a string, found {}", json_kind(other)),
+                    ),
                 }
             }
         } else {
-            self.error(format!("{at}.base"), "must be an object with apiVersion and kind");
+            self.error(
+                format!("{at}.base"),
+                "must be an object with apiVersion and kind",
+            );
         }
         for (p, patch) in template.patches.iter().enumerate() {
             self.patch(&format!("{at}.patches[{p}]"), patch, Site::Resource(index));
@@ -292,9 +352,10 @@ impl<'a> Lint<'a> {
             let field = format!("{at}.dependsOn[{d}]");
             match self.resources.get(dependency.as_str()) {
                 None => self.error(field, format!("unknown resource `{dependency}`")),
-                Some(_) if *dependency == template.name => {
-                    self.error(field, format!("resource `{dependency}` cannot depend on itself"))
-                }
+                Some(_) if *dependency == template.name => self.error(
+                    field,
+                    format!("resource `{dependency}` cannot depend on itself"),
+                ),
                 Some(_) => {}
             }
         }
@@ -305,7 +366,9 @@ impl<'a> Lint<'a> {
         let kind = match detail.kind {
             Some(kind) => kind,
             None if detail.value.is_some() => ConnectionDetailType::FromValue,
-            None if detail.from_connection_secret_key.is_some() => ConnectionDetailType::FromConnectionSecretKey,
+            None if detail.from_connection_secret_key.is_some() => {
+                ConnectionDetailType::FromConnectionSecretKey
+            }
             None if detail.from_field_path.is_some() => ConnectionDetailType::FromFieldPath,
             None => {
                 self.error(
@@ -318,12 +381,18 @@ impl<'a> Lint<'a> {
         match kind {
             ConnectionDetailType::FromConnectionSecretKey => {
                 if detail.from_connection_secret_key.is_none() {
-                    self.error(format!("{at}.fromConnectionSecretKey"), "required for type FromConnectionSecretKey");
+                    self.error(
+                        format!("{at}.fromConnectionSecretKey"),
+                        "required for type FromConnectionSecretKey",
+                    );
                 }
             }
             ConnectionDetailType::FromFieldPath => {
                 match detail.from_field_path.as_deref() {
-                    None => self.error(format!("{at}.fromFieldPath"), "required for type FromFieldPath"),
+                    None => self.error(
+                        format!("{at}.fromFieldPath"),
+                        "required for type FromFieldPath",
+                    ),
                     Some(raw) => {
                         self.parse_path(&format!("{at}.fromFieldPath"), raw);
                     }
@@ -345,10 +414,16 @@ impl<'a> Lint<'a> {
 
     fn readiness_check(&mut self, at: &str, check: &ReadinessCheck) {
         let kind = check.kind;
-        let needs_path = !matches!(kind, ReadinessCheckType::None | ReadinessCheckType::MatchCondition);
+        let needs_path = !matches!(
+            kind,
+            ReadinessCheckType::None | ReadinessCheckType::MatchCondition
+        );
         if needs_path {
             match check.field_path.as_deref() {
-                None => self.error(format!("{at}.fieldPath"), format!("required for type {kind:?}")),
+                None => self.error(
+                    format!("{at}.fieldPath"),
+                    format!("required for type {kind:?}"),
+                ),
                 Some(raw) => {
                     self.parse_path(&format!("{at}.fieldPath"), raw);
                 }
@@ -358,12 +433,14 @@ impl<'a> Lint<'a> {
             ReadinessCheckType::MatchString if check.match_string.is_none() => {
                 self.error(format!("{at}.matchString"), "required for type MatchString")
             }
-            ReadinessCheckType::MatchInteger if check.match_integer.is_none() => {
-                self.error(format!("{at}.matchInteger"), "required for type MatchInteger")
-            }
-            ReadinessCheckType::MatchCondition if check.match_condition.is_none() => {
-                self.error(format!("{at}.matchCondition"), "required for type MatchCondition")
-            }
+            ReadinessCheckType::MatchInteger if check.match_integer.is_none() => self.error(
+                format!("{at}.matchInteger"),
+                "required for type MatchInteger",
+            ),
+            ReadinessCheckType::MatchCondition if check.match_condition.is_none() => self.error(
+                format!("{at}.matchCondition"),
+                "required for type MatchCondition",
+            ),
             _ => {}
         }
     }
@@ -373,9 +450,15 @@ impl<'a> Lint<'a> {
     // -----------------------------------------------------------------------------------------
 
     fn environment(&mut self) {
-        let Some(environment) = &self.spec.environment else { return };
+        let Some(environment) = &self.spec.environment else {
+            return;
+        };
         for (p, patch) in environment.patches.iter().enumerate() {
-            self.patch(&format!("spec.environment.patches[{p}]"), patch, Site::Environment);
+            self.patch(
+                &format!("spec.environment.patches[{p}]"),
+                patch,
+                Site::Environment,
+            );
         }
     }
 
@@ -404,10 +487,16 @@ impl<'a> Lint<'a> {
         let mut write: Option<(String, FieldPath)> = None;
         if combine {
             match &patch.combine {
-                None => self.error(format!("{at}.combine"), format!("required for type {}", kind.as_str())),
+                None => self.error(
+                    format!("{at}.combine"),
+                    format!("required for type {}", kind.as_str()),
+                ),
                 Some(c) => {
                     if c.variables.is_empty() {
-                        self.error(format!("{at}.combine.variables"), "at least one variable is required");
+                        self.error(
+                            format!("{at}.combine.variables"),
+                            "at least one variable is required",
+                        );
                     }
                     for (v, variable) in c.variables.iter().enumerate() {
                         let field = format!("{at}.combine.variables[{v}].fromFieldPath");
@@ -418,16 +507,25 @@ impl<'a> Lint<'a> {
                     if c.strategy != "string" {
                         self.error(
                             format!("{at}.combine.strategy"),
-                            format!("combine strategy {:?} is not supported; supported: string", c.strategy),
+                            format!(
+                                "combine strategy {:?} is not supported; supported: string",
+                                c.strategy
+                            ),
                         );
                     }
                     if c.string.is_none() {
-                        self.error(format!("{at}.combine.string"), "required for strategy string (with fmt)");
+                        self.error(
+                            format!("{at}.combine.string"),
+                            "required for strategy string (with fmt)",
+                        );
                     }
                 }
             }
             match patch.to_field_path.as_deref() {
-                None => self.error(format!("{at}.toFieldPath"), format!("required for type {}", kind.as_str())),
+                None => self.error(
+                    format!("{at}.toFieldPath"),
+                    format!("required for type {}", kind.as_str()),
+                ),
                 Some(raw) => write = self.parse_write_path(&format!("{at}.toFieldPath"), raw),
             }
         } else {
@@ -444,20 +542,23 @@ impl<'a> Lint<'a> {
                 Some(raw) => write = self.parse_write_path(&format!("{at}.toFieldPath"), raw),
                 // `toFieldPath` defaults to `fromFieldPath`.
                 None => match reads.first() {
-                    Some((_, from)) if from.is_empty() => {
-                        self.error(format!("{at}.toFieldPath"), "required when fromFieldPath is empty")
-                    }
+                    Some((_, from)) if from.is_empty() => self.error(
+                        format!("{at}.toFieldPath"),
+                        "required when fromFieldPath is empty",
+                    ),
                     Some((_, from)) => write = Some((from_field, from.clone())),
                     None => {}
                 },
             }
         }
-        self.from_resource(at, patch, site);
+        self.resource_reference(at, patch, site);
         for (t, transform) in patch.transforms.iter().enumerate() {
             if let Err(e) = transform.compile() {
                 let at = format!("{at}.transforms[{t}]");
                 match e.reason {
-                    TransformErrorReason::Invalid { field, message } => self.error(format!("{at}.{field}"), message),
+                    TransformErrorReason::Invalid { field, message } => {
+                        self.error(format!("{at}.{field}"), message)
+                    }
                     TransformErrorReason::Failed(message) => self.error(at, message),
                 }
             }
@@ -480,7 +581,10 @@ impl<'a> Lint<'a> {
     /// A `type: PatchSet` patch: the name must resolve, and nothing nests.
     fn patch_set_reference(&mut self, at: &str, patch: &Patch, site: Site) {
         if site == Site::PatchSet {
-            self.error(format!("{at}.type"), "a PatchSet cannot contain another PatchSet");
+            self.error(
+                format!("{at}.type"),
+                "a PatchSet cannot contain another PatchSet",
+            );
             return;
         }
         let Some(name) = patch.patch_set_name.as_deref() else {
@@ -493,7 +597,11 @@ impl<'a> Lint<'a> {
                 format!("{at}.patchSetName"),
                 format!(
                     "cannot find PatchSet by name {name} (defined: {})",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             );
             return;
@@ -504,7 +612,10 @@ impl<'a> Lint<'a> {
         for (p, inner) in spec.patch_sets[s].patches.iter().enumerate() {
             let inside = format!("spec.patchSets[{s}].patches[{p}]");
             match site {
-                Site::Environment if inner.kind != PatchType::PatchSet && !is_composite_environment_type(inner.kind) => {
+                Site::Environment
+                    if inner.kind != PatchType::PatchSet
+                        && !is_composite_environment_type(inner.kind) =>
+                {
                     self.error(
                         format!("{at}.patchSetName"),
                         format!(
@@ -514,7 +625,8 @@ impl<'a> Lint<'a> {
                     );
                 }
                 Site::Resource(own) if inner.kind == PatchType::FromResourceFieldPath => {
-                    let reads_self = inner.from_resource.as_deref() == Some(spec.resources[own].name.as_str());
+                    let reads_self =
+                        inner.from_resource.as_deref() == Some(spec.resources[own].name.as_str());
                     if reads_self {
                         self.error(
                             format!("{at}.patchSetName"),
@@ -531,11 +643,17 @@ impl<'a> Lint<'a> {
     }
 
     /// `fromResource` names another resource of this Composition, and only on its own patch type.
-    fn from_resource(&mut self, at: &str, patch: &Patch, site: Site) {
+    fn resource_reference(&mut self, at: &str, patch: &Patch, site: Site) {
         let field = format!("{at}.fromResource");
         if patch.kind != PatchType::FromResourceFieldPath {
             if patch.from_resource.is_some() {
-                self.warning(field, format!("ignored: only FromResourceFieldPath patches read it, this is {}", patch.kind.as_str()));
+                self.warning(
+                    field,
+                    format!(
+                        "ignored: only FromResourceFieldPath patches read it, this is {}",
+                        patch.kind.as_str()
+                    ),
+                );
             }
             return;
         }
@@ -569,7 +687,10 @@ impl<'a> Lint<'a> {
     fn parse_write_path(&mut self, field: &str, raw: &str) -> Option<(String, FieldPath)> {
         let path = self.parse_path(field, raw)?;
         if path.is_empty() {
-            self.error(field, "must name a field: an empty path would replace the whole object");
+            self.error(
+                field,
+                "must name a field: an empty path would replace the whole object",
+            );
             return None;
         }
         Some((field.to_owned(), path))
@@ -596,8 +717,10 @@ impl<'a> Lint<'a> {
     fn composite_read(&mut self, field: &str, path: &FieldPath) {
         let Some(xr) = &self.xr else { return };
         if let Lookup::Forbidden { reason } = xr.schema.lookup(&schema_path(&xr.schema, path)) {
-            let message =
-                format!("the {} schema does not allow `{path}`, so the patch never finds a value: {reason}", xr.label);
+            let message = format!(
+                "the {} schema does not allow `{path}`, so the patch never finds a value: {reason}",
+                xr.label
+            );
             self.warning(field, message);
         }
     }
@@ -625,12 +748,22 @@ impl<'a> Lint<'a> {
             if let Some(&from) = from
                 && from != to
             {
-                edges.push(EdgeSpec { from, to, kind, detail });
+                edges.push(EdgeSpec {
+                    from,
+                    to,
+                    kind,
+                    detail,
+                });
             }
         };
         for (to, template) in spec.resources.iter().enumerate() {
             for dependency in &template.depends_on {
-                edge(self.resources.get(dependency.as_str()), to, EdgeKind::DependsOn, format!("dependsOn {dependency}"));
+                edge(
+                    self.resources.get(dependency.as_str()),
+                    to,
+                    EdgeKind::DependsOn,
+                    format!("dependsOn {dependency}"),
+                );
             }
             for patch in &template.patches {
                 let expanded: &[Patch] = match (patch.kind, patch.patch_set_name.as_deref()) {
@@ -640,20 +773,35 @@ impl<'a> Lint<'a> {
                     },
                     _ => std::slice::from_ref(patch),
                 };
-                for p in expanded.iter().filter(|p| p.kind == PatchType::FromResourceFieldPath) {
+                for p in expanded
+                    .iter()
+                    .filter(|p| p.kind == PatchType::FromResourceFieldPath)
+                {
                     if let Some(source) = p.from_resource.as_deref() {
                         let detail = p.from_field_path.clone().unwrap_or_default();
-                        edge(self.resources.get(source), to, EdgeKind::ResourceRef, detail);
+                        edge(
+                            self.resources.get(source),
+                            to,
+                            EdgeKind::ResourceRef,
+                            detail,
+                        );
                     }
                 }
             }
         }
         // One cycle per build: report it, cut its internal edges, look again.
         while let Err(GraphError::Cycle { members }) = DependencyGraph::build(&names, &edges) {
-            let positions: BTreeSet<usize> =
-                members.iter().filter_map(|m| names.iter().position(|n| n == m)).collect();
-            let Some(&first) = positions.first() else { break };
-            self.error(format!("spec.resources[{first}]"), format!("dependency cycle: {}", members.join(" -> ")));
+            let positions: BTreeSet<usize> = members
+                .iter()
+                .filter_map(|m| names.iter().position(|n| n == m))
+                .collect();
+            let Some(&first) = positions.first() else {
+                break;
+            };
+            self.error(
+                format!("spec.resources[{first}]"),
+                format!("dependency cycle: {}", members.join(" -> ")),
+            );
             let before = edges.len();
             edges.retain(|e| !(positions.contains(&e.from) && positions.contains(&e.to)));
             if edges.len() == before {
@@ -693,11 +841,19 @@ fn json_kind(value: &Value) -> &'static str {
 /// itself reports those.
 fn composite_schema(xrd: &CompositeResourceDefinition, version: &str) -> Option<CompositeSchema> {
     let generated = xrd_to_crds(xrd).ok()?;
-    let crd_version = generated.composite.spec.versions.into_iter().find(|v| v.name == version)?;
+    let crd_version = generated
+        .composite
+        .spec
+        .versions
+        .into_iter()
+        .find(|v| v.name == version)?;
     let props = crd_version.schema?.open_api_v3_schema?;
     let value = serde_json::to_value(props).ok()?;
     let schema = StructuralSchema::compile(&value).ok()?;
-    Some(CompositeSchema { label: format!("{} {version}", xrd.spec.names.kind), schema })
+    Some(CompositeSchema {
+        label: format!("{} {version}", xrd.spec.names.kind),
+        schema,
+    })
 }
 
 /// A field path as schema segments. A wildcard over array items becomes item 0 (every item has
@@ -717,4 +873,828 @@ fn schema_path(schema: &StructuralSchema, path: &FieldPath) -> Vec<PathSegment> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::CompiledComposition;
+    use crate::load;
+
+    const XRD: &str = r#"
+apiVersion: apiextensions.crossplane.io/v1
+kind: CompositeResourceDefinition
+metadata: {name: xdatabases.example.org}
+spec:
+  group: example.org
+  names: {kind: XDatabase, plural: xdatabases}
+  claimNames: {kind: Database, plural: databases}
+  versions:
+  - name: v1
+    served: true
+    referenceable: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+              region: {type: string}
+          status:
+            type: object
+            properties:
+              address: {type: string}
+  - name: v1beta1
+    served: true
+    referenceable: false
+    schema:
+      openAPIV3Schema: {type: object}
+"#;
+
+    fn xrd() -> CompositeResourceDefinition {
+        let docs = load::parse_stream(XRD, "xrd.yaml").expect("parses");
+        load::xrd(&docs[0]).expect("a valid XRD")
+    }
+
+    fn spec(yaml: &str) -> CompositionSpec {
+        serde_saphyr::from_str(yaml).expect("a well-formed CompositionSpec")
+    }
+
+    /// Lints a spec (YAML of `spec` only) against the test XRD.
+    fn lint_with_xrd(yaml: &str) -> Vec<Finding> {
+        let xrd = xrd();
+        lint_composition("c", &spec(yaml), &[&xrd])
+    }
+
+    fn lint(yaml: &str) -> Vec<Finding> {
+        lint_composition("c", &spec(yaml), &[])
+    }
+
+    /// `(severity, field, message)` of every finding, for compact assertions.
+    fn summary(findings: &[Finding]) -> Vec<(Severity, String, String)> {
+        findings
+            .iter()
+            .map(|f| (f.severity, f.field.clone(), f.message.clone()))
+            .collect()
+    }
+
+    fn errors_at(findings: &[Finding]) -> Vec<&str> {
+        findings
+            .iter()
+            .filter(|f| f.is_error())
+            .map(|f| f.field.as_str())
+            .collect()
+    }
+
+    const HEAD: &str = "compositeTypeRef: {apiVersion: example.org/v1, kind: XDatabase}\n";
+
+    fn with_resources(resources: &str) -> String {
+        format!("{HEAD}resources:\n{resources}")
+    }
+
+    #[test]
+    fn a_valid_composition_has_no_findings_and_compiles() {
+        let yaml = format!(
+            "{HEAD}{}",
+            r#"patchSets:
+- name: common
+  patches:
+  - {fromFieldPath: spec.region, toFieldPath: spec.forProvider.region}
+resources:
+- name: net
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {type: PatchSet, patchSetName: common}
+  - {type: ToCompositeFieldPath, fromFieldPath: status.atProvider.address, toFieldPath: status.address}
+  readinessChecks:
+  - {type: MatchString, fieldPath: status.phase, matchString: Ready}
+  connectionDetails:
+  - {name: address, fromFieldPath: status.atProvider.address}
+- name: db
+  dependsOn: [net]
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {type: FromResourceFieldPath, fromResource: net, fromFieldPath: data.id, toFieldPath: data.net}
+  - type: CombineFromComposite
+    combine:
+      variables: [{fromFieldPath: spec.region}, {fromFieldPath: metadata.name}]
+      strategy: string
+      string: {fmt: "%s-%s"}
+    toFieldPath: data.name
+    transforms:
+    - {type: string, string: {type: Convert, convert: ToUpper}}
+"#
+        );
+        assert_eq!(lint_with_xrd(&yaml), vec![]);
+        CompiledComposition::compile(&spec(&yaml))
+            .expect("a Composition without findings compiles");
+    }
+
+    #[test]
+    fn an_unknown_patch_set_name_is_reported() {
+        let findings = lint(&with_resources(
+            "- name: a\n  base: {apiVersion: v1, kind: ConfigMap}\n  patches:\n  - {type: PatchSet, patchSetName: nope}\n",
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![(
+                Severity::Error,
+                "spec.resources[0].patches[0].patchSetName".into(),
+                "cannot find PatchSet by name nope (defined: none)".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_patch_set_inside_a_patch_set_is_reported() {
+        let yaml = format!(
+            "{HEAD}patchSets:\n- name: outer\n  patches:\n  - {{type: PatchSet, patchSetName: outer}}\nresources: []\n"
+        );
+        assert_eq!(
+            summary(&lint(&yaml)),
+            vec![(
+                Severity::Error,
+                "spec.patchSets[0].patches[0].type".into(),
+                "a PatchSet cannot contain another PatchSet".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_patch_set_patch_without_a_name_is_reported() {
+        let findings = lint(&with_resources(
+            "- name: a\n  base: {apiVersion: v1, kind: ConfigMap}\n  patches:\n  - {type: PatchSet}\n",
+        ));
+        assert_eq!(
+            errors_at(&findings),
+            vec!["spec.resources[0].patches[0].patchSetName"]
+        );
+        assert_eq!(findings[0].message, "required for type PatchSet");
+    }
+
+    #[test]
+    fn field_path_patches_without_from_field_path_are_reported_for_every_type() {
+        for kind in [
+            "FromCompositeFieldPath",
+            "ToCompositeFieldPath",
+            "FromEnvironmentFieldPath",
+            "ToEnvironmentFieldPath",
+        ] {
+            let findings = lint(&with_resources(&format!(
+                "- name: a\n  base: {{apiVersion: v1, kind: ConfigMap}}\n  patches:\n  - {{type: {kind}, toFieldPath: status.x}}\n"
+            )));
+            assert_eq!(
+                summary(&findings),
+                vec![(
+                    Severity::Error,
+                    "spec.resources[0].patches[0].fromFieldPath".into(),
+                    format!("required for type {kind}")
+                )],
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn combine_patches_report_every_missing_part() {
+        let findings = lint(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {type: CombineFromComposite}
+  - type: CombineFromEnvironment
+    combine: {variables: [], strategy: concat}
+"#,
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[0].combine".into(),
+                    "required for type CombineFromComposite".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[0].toFieldPath".into(),
+                    "required for type CombineFromComposite".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[1].combine.variables".into(),
+                    "at least one variable is required".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[1].combine.strategy".into(),
+                    "combine strategy \"concat\" is not supported; supported: string".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[1].combine.string".into(),
+                    "required for strategy string (with fmt)".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[1].toFieldPath".into(),
+                    "required for type CombineFromEnvironment".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_from_resource_patch_needs_a_known_other_resource() {
+        let findings = lint(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {type: FromResourceFieldPath, fromFieldPath: data.x}
+  - {type: FromResourceFieldPath, fromResource: ghost, fromFieldPath: data.x}
+  - {type: FromResourceFieldPath, fromResource: a, fromFieldPath: data.x}
+"#,
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[0].fromResource".into(),
+                    "required for type FromResourceFieldPath".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[1].fromResource".into(),
+                    "unknown resource `ghost`".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[2].fromResource".into(),
+                    "resource `a` cannot read itself".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_field_paths_are_reported_wherever_they_are() {
+        let findings = lint(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {fromFieldPath: "spec..size", toFieldPath: "data[x"}
+  - type: CombineFromComposite
+    combine: {variables: [{fromFieldPath: ".a"}], strategy: string, string: {fmt: "%s"}}
+    toFieldPath: "a]"
+  connectionDetails:
+  - {name: n, fromFieldPath: "status.[0]"}
+  readinessChecks:
+  - {type: NonEmpty, fieldPath: "status."}
+"#,
+        ));
+        assert_eq!(
+            errors_at(&findings),
+            vec![
+                "spec.resources[0].patches[0].fromFieldPath",
+                "spec.resources[0].patches[0].toFieldPath",
+                "spec.resources[0].patches[1].combine.variables[0].fromFieldPath",
+                "spec.resources[0].patches[1].toFieldPath",
+                "spec.resources[0].connectionDetails[0].fromFieldPath",
+                "spec.resources[0].readinessChecks[0].fieldPath",
+            ]
+        );
+        assert!(
+            findings[0]
+                .message
+                .starts_with("invalid field path \"spec..size\""),
+            "{}",
+            findings[0]
+        );
+    }
+
+    #[test]
+    fn an_empty_destination_is_reported() {
+        let findings = lint(&with_resources(
+            "- name: a\n  base: {apiVersion: v1, kind: ConfigMap}\n  patches:\n  - {fromFieldPath: \"\"}\n  - {fromFieldPath: spec.x, toFieldPath: \"\"}\n",
+        ));
+        assert_eq!(
+            errors_at(&findings),
+            vec![
+                "spec.resources[0].patches[0].toFieldPath",
+                "spec.resources[0].patches[1].toFieldPath"
+            ]
+        );
+    }
+
+    #[test]
+    fn transform_option_errors_are_reported_with_the_transform_index_and_option() {
+        let findings = lint(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - fromFieldPath: spec.x
+    toFieldPath: data.x
+    transforms:
+    - {type: string, string: {type: Convert, convert: ToUpper}}
+    - {type: math}
+    - {type: match, match: {patterns: [{type: regexp, regexp: "(", result: 1}]}}
+"#,
+        ));
+        let fields = errors_at(&findings);
+        assert_eq!(fields.len(), 2, "{findings:?}");
+        assert!(
+            fields[0].starts_with("spec.resources[0].patches[0].transforms[1]"),
+            "{findings:?}"
+        );
+        assert!(
+            fields[1].starts_with("spec.resources[0].patches[0].transforms[2]"),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn readiness_checks_missing_their_options_are_reported() {
+        let findings = lint(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  readinessChecks:
+  - {type: MatchString}
+  - {type: MatchInteger, fieldPath: status.n}
+  - {type: MatchCondition}
+  - {type: MatchTrue}
+  - {type: None}
+"#,
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![
+                (
+                    Severity::Error,
+                    "spec.resources[0].readinessChecks[0].fieldPath".into(),
+                    "required for type MatchString".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].readinessChecks[0].matchString".into(),
+                    "required for type MatchString".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].readinessChecks[1].matchInteger".into(),
+                    "required for type MatchInteger".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].readinessChecks[2].matchCondition".into(),
+                    "required for type MatchCondition".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].readinessChecks[3].fieldPath".into(),
+                    "required for type MatchTrue".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn connection_details_missing_their_options_are_reported() {
+        let findings = lint(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  connectionDetails:
+  - {name: only-a-name}
+  - {type: FromValue}
+  - {type: FromFieldPath, fromFieldPath: status.x}
+  - {type: FromConnectionSecretKey, name: k}
+"#,
+        ));
+        assert_eq!(
+            errors_at(&findings),
+            vec![
+                "spec.resources[0].connectionDetails[0].type",
+                "spec.resources[0].connectionDetails[1].value",
+                "spec.resources[0].connectionDetails[1].name",
+                "spec.resources[0].connectionDetails[2].name",
+                "spec.resources[0].connectionDetails[3].fromConnectionSecretKey",
+            ]
+        );
+    }
+
+    #[test]
+    fn depending_on_an_unknown_resource_or_on_itself_is_reported() {
+        let findings = lint(&with_resources(
+            "- name: a\n  base: {apiVersion: v1, kind: ConfigMap}\n  dependsOn: [ghost, a]\n",
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![
+                (
+                    Severity::Error,
+                    "spec.resources[0].dependsOn[0]".into(),
+                    "unknown resource `ghost`".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].dependsOn[1]".into(),
+                    "resource `a` cannot depend on itself".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_dependency_cycle_is_reported_naming_all_its_members() {
+        let findings = lint(&with_resources(
+            r#"- {name: a, base: {apiVersion: v1, kind: ConfigMap}, dependsOn: [c]}
+- {name: b, base: {apiVersion: v1, kind: ConfigMap}, dependsOn: [a]}
+- name: c
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {type: FromResourceFieldPath, fromResource: b, fromFieldPath: data.x, toFieldPath: data.y}
+- {name: d, base: {apiVersion: v1, kind: ConfigMap}, dependsOn: [e]}
+- {name: e, base: {apiVersion: v1, kind: ConfigMap}, dependsOn: [d]}
+- {name: f, base: {apiVersion: v1, kind: ConfigMap}, dependsOn: [a]}
+"#,
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![
+                (
+                    Severity::Error,
+                    "spec.resources[0]".into(),
+                    "dependency cycle: a -> b -> c -> a".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[3]".into(),
+                    "dependency cycle: d -> e -> d".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_and_empty_resource_names_are_reported() {
+        let findings = lint(&with_resources(
+            r#"- {name: a, base: {apiVersion: v1, kind: ConfigMap}}
+- {name: "", base: {apiVersion: v1, kind: ConfigMap}}
+- {name: a, base: {apiVersion: v1, kind: ConfigMap}}
+"#,
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![
+                (
+                    Severity::Error,
+                    "spec.resources[1].name".into(),
+                    "required: every resource needs a name".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[2].name".into(),
+                    "duplicate resource name `a` (first at spec.resources[0])".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_base_without_api_version_or_kind_is_reported() {
+        let findings = lint(&with_resources(
+            r#"- {name: a, base: {metadata: {name: x}}}
+- {name: b, base: {apiVersion: v1, kind: 3}}
+- {name: c, base: [1]}
+"#,
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![
+                (
+                    Severity::Error,
+                    "spec.resources[0].base.apiVersion".into(),
+                    "required".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].base.kind".into(),
+                    "required".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[1].base.kind".into(),
+                    "must be a string, found a number".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[2].base".into(),
+                    "must be an object with apiVersion and kind".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_composite_type_ref_matching_no_loaded_xrd_is_a_warning_only_when_xrds_are_loaded() {
+        let yaml = "compositeTypeRef: {apiVersion: example.org/v1, kind: XCache}\nresources: []\n";
+        assert_eq!(
+            lint(yaml),
+            vec![],
+            "without XRDs there is nothing to match against"
+        );
+        assert_eq!(
+            summary(&lint_with_xrd(yaml)),
+            vec![(
+                Severity::Warning,
+                "spec.compositeTypeRef".into(),
+                "no loaded XRD defines kind XCache in example.org (XRDs of group example.org define XDatabase)".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_composite_type_ref_to_a_version_the_xrd_lacks_is_an_error_and_a_non_referenceable_one_a_warning()
+     {
+        let missing = lint_with_xrd(
+            "compositeTypeRef: {apiVersion: example.org/v2, kind: XDatabase}\nresources: []\n",
+        );
+        assert_eq!(
+            summary(&missing),
+            vec![(
+                Severity::Error,
+                "spec.compositeTypeRef.apiVersion".into(),
+                "XRD xdatabases.example.org defines no version v2 (versions: v1, v1beta1)".into()
+            )]
+        );
+        let old = lint_with_xrd(
+            "compositeTypeRef: {apiVersion: example.org/v1beta1, kind: XDatabase}\nresources: []\n",
+        );
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].severity, Severity::Warning);
+        assert!(
+            old[0]
+                .message
+                .contains("not referenceable (referenceable: v1)"),
+            "{}",
+            old[0]
+        );
+        let core = lint("compositeTypeRef: {apiVersion: v1, kind: XDatabase}\nresources: []\n");
+        assert_eq!(errors_at(&core), vec!["spec.compositeTypeRef.apiVersion"]);
+    }
+
+    #[test]
+    fn writing_into_a_field_the_xr_schema_forbids_is_an_error() {
+        let findings = lint_with_xrd(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {type: ToCompositeFieldPath, fromFieldPath: data.x, toFieldPath: status.adress}
+  - type: CombineToComposite
+    combine: {variables: [{fromFieldPath: data.x}], strategy: string, string: {fmt: "%s"}}
+    toFieldPath: status.address.host
+  - {type: ToCompositeFieldPath, fromFieldPath: data.x, toFieldPath: status.address}
+"#,
+        ));
+        assert_eq!(
+            summary(&findings),
+            vec![
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[0].toFieldPath".into(),
+                    "the XDatabase v1 schema does not allow `status.adress`: status declares no field \"adress\"".into()
+                ),
+                (
+                    Severity::Error,
+                    "spec.resources[0].patches[1].toFieldPath".into(),
+                    "the XDatabase v1 schema does not allow `status.address.host`: status.address is a string, not an object"
+                        .into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn reading_a_field_the_xr_schema_forbids_is_a_warning() {
+        let findings = lint_with_xrd(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {fromFieldPath: spec.sise, toFieldPath: data.size}
+  - type: CombineFromComposite
+    combine: {variables: [{fromFieldPath: spec.region}, {fromFieldPath: spec.zone}], strategy: string, string: {fmt: "%s%s"}}
+    toFieldPath: data.where
+"#,
+        ));
+        assert_eq!(
+            findings
+                .iter()
+                .map(|f| (f.severity, f.field.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    Severity::Warning,
+                    "spec.resources[0].patches[0].fromFieldPath"
+                ),
+                (
+                    Severity::Warning,
+                    "spec.resources[0].patches[1].combine.variables[1].fromFieldPath"
+                ),
+            ]
+        );
+        assert!(
+            findings[0].message.contains("never finds a value"),
+            "{}",
+            findings[0]
+        );
+    }
+
+    #[test]
+    fn the_engines_machinery_fields_and_metadata_of_the_xr_are_known_to_the_schema() {
+        let findings = lint_with_xrd(&with_resources(
+            r#"- name: a
+  base: {apiVersion: v1, kind: ConfigMap}
+  patches:
+  - {fromFieldPath: spec.compositionRef.name, toFieldPath: data.composition}
+  - {fromFieldPath: spec.writeConnectionSecretToRef.name, toFieldPath: data.secret}
+  - {fromFieldPath: "metadata.labels[example.org/team]", toFieldPath: data.team}
+  - {type: ToCompositeFieldPath, fromFieldPath: data.x, toFieldPath: "status.conditions[0].reason"}
+"#,
+        ));
+        assert_eq!(findings, vec![]);
+    }
+
+    #[test]
+    fn a_write_to_the_xr_outside_status_is_a_warning() {
+        let findings = lint(&with_resources(
+            "- name: a\n  base: {apiVersion: v1, kind: ConfigMap}\n  patches:\n  - {type: ToCompositeFieldPath, fromFieldPath: data.x, toFieldPath: spec.size}\n",
+        ));
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].severity, Severity::Warning);
+        assert_eq!(
+            findings[0].field,
+            "spec.resources[0].patches[0].toFieldPath"
+        );
+    }
+
+    #[test]
+    fn environment_patches_of_resource_types_are_reported_directly_and_through_patch_sets() {
+        let yaml = format!(
+            "{HEAD}{}",
+            r#"patchSets:
+- name: env
+  patches:
+  - {type: FromEnvironmentFieldPath, fromFieldPath: x, toFieldPath: data.x}
+resources: []
+environment:
+  patches:
+  - {type: ToEnvironmentFieldPath, fromFieldPath: spec.x, toFieldPath: x}
+  - {type: PatchSet, patchSetName: env}
+  - {fromFieldPath: spec.region, toFieldPath: region}
+"#
+        );
+        assert_eq!(
+            errors_at(&lint(&yaml)),
+            vec![
+                "spec.environment.patches[0].type",
+                "spec.environment.patches[1].patchSetName"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_from_resource_on_another_patch_type_is_a_warning() {
+        let findings = lint(&with_resources(
+            "- name: a\n  base: {apiVersion: v1, kind: ConfigMap}\n  patches:\n  - {fromFieldPath: spec.x, toFieldPath: data.x, fromResource: a}\n",
+        ));
+        assert_eq!(findings.len(), 1);
+        assert_eq!(
+            (findings[0].severity, findings[0].field.as_str()),
+            (
+                Severity::Warning,
+                "spec.resources[0].patches[0].fromResource"
+            )
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = format!(
+            "{HEAD}{}",
+            r#"patchSets:
+- name: s
+  patches:
+  - {type: PatchSet, patchSetName: s}
+resources:
+- name: a
+  base: {apiVersion: v1}
+  dependsOn: [b]
+  patches:
+  - {type: PatchSet, patchSetName: missing}
+  - {type: ToCompositeFieldPath, fromFieldPath: data.x, toFieldPath: status.nope}
+  - {fromFieldPath: "spec..x", toFieldPath: data.x, transforms: [{type: math}]}
+  readinessChecks:
+  - {type: MatchString, fieldPath: status.phase}
+  connectionDetails:
+  - {type: FromValue, name: password}
+- name: b
+  base: {apiVersion: v1, kind: ConfigMap}
+  dependsOn: [a]
+- name: b
+  base: {apiVersion: v1, kind: ConfigMap}
+"#
+        );
+        let findings = lint_with_xrd(&yaml);
+        let fields = errors_at(&findings);
+        for expected in [
+            "spec.patchSets[0].patches[0].type",
+            "spec.resources[0].base.kind",
+            "spec.resources[0].patches[0].patchSetName",
+            "spec.resources[0].patches[1].toFieldPath",
+            "spec.resources[0].patches[2].fromFieldPath",
+            "spec.resources[0].readinessChecks[0].matchString",
+            "spec.resources[0].connectionDetails[0].value",
+            "spec.resources[2].name",
+            "spec.resources[0]",
+        ] {
+            assert!(
+                fields.contains(&expected),
+                "missing {expected} in {findings:#?}"
+            );
+        }
+        assert!(
+            fields
+                .iter()
+                .any(|f| f.starts_with("spec.resources[0].patches[2].transforms[0]")),
+            "missing the transform error in {findings:#?}"
+        );
+        assert!(findings.iter().all(|f| f.object == "Composition/c"));
+        assert!(
+            CompiledComposition::compile(&spec(&yaml)).is_err(),
+            "compile refuses it too"
+        );
+    }
+
+    #[test]
+    fn lint_errors_and_compile_errors_agree_on_single_problems() {
+        // Each row has exactly one problem compile also refuses; lint must report an error too.
+        let rows: &[(&str, &str)] = &[
+            (
+                "unknown PatchSet",
+                "  patches: [{type: PatchSet, patchSetName: x}]\n",
+            ),
+            (
+                "missing fromFieldPath",
+                "  patches: [{toFieldPath: data.x}]\n",
+            ),
+            (
+                "malformed toFieldPath",
+                "  patches: [{fromFieldPath: spec.x, toFieldPath: 'a..b'}]\n",
+            ),
+            (
+                "bad transform",
+                "  patches: [{fromFieldPath: spec.x, transforms: [{type: map}]}]\n",
+            ),
+            (
+                "readiness without path",
+                "  readinessChecks: [{type: NonEmpty}]\n",
+            ),
+            (
+                "connection detail without name",
+                "  connectionDetails: [{type: FromFieldPath, fromFieldPath: a}]\n",
+            ),
+            ("unknown dependency", "  dependsOn: [x]\n"),
+            ("self dependency", "  dependsOn: [a]\n"),
+        ];
+        for (why, extra) in rows {
+            let yaml = with_resources(&format!(
+                "- name: a\n  base: {{apiVersion: v1, kind: ConfigMap}}\n{extra}"
+            ));
+            let findings = lint(&yaml);
+            assert!(
+                CompiledComposition::compile(&spec(&yaml)).is_err(),
+                "{why}: compile should refuse it"
+            );
+            assert_eq!(
+                findings.iter().filter(|f| f.is_error()).count(),
+                1,
+                "{why}: {findings:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_finding_displays_object_field_and_message() {
+        let finding = Finding {
+            severity: Severity::Error,
+            object: "Composition/c".into(),
+            field: "spec.resources[0].name".into(),
+            message: "required".into(),
+        };
+        assert_eq!(
+            finding.to_string(),
+            "Composition/c: spec.resources[0].name: required"
+        );
+    }
 }

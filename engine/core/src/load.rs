@@ -85,9 +85,11 @@ pub fn parse_stream(text: &str, source: &str) -> Result<Vec<SourcedValue>, LoadE
     Ok(out)
 }
 
-/// The YAML library's messages carry a snippet; keep them short for one-line findings.
+/// The YAML library's messages carry a source snippet after the first line (`--> <input>:3:1`,
+/// gutters); keep only the first line, which already has the position, for one-line findings.
 fn first_lines(message: &str) -> String {
-    message.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" ")
+    let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid YAML");
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
 fn api_version(v: &Value) -> &str {
@@ -327,6 +329,13 @@ mod tests {
     fn one(text: &str) -> Result<Document, LoadError> {
         let docs = parse_stream(text, "test.yaml")?;
         classify(&docs[0])
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_is_one_line_with_its_position() {
+        let err = parse_stream("a:\n  b: 1\n c: 2\n", "in.yaml").expect_err("bad indentation");
+        assert!(!err.message.contains('\n') && !err.message.contains("-->"), "{}", err.message);
+        assert!(err.message.contains("line 3"), "{}", err.message);
     }
 
     #[test]

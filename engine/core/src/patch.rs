@@ -63,7 +63,8 @@ pub fn apply(patch: &CompiledPatch, source: &Value, destination: &mut Value) -> 
     Ok(Outcome::Applied)
 }
 
-/// Writes `value` at `to` in `destination` with the given policy, expanding `[*]` if asked.
+/// Writes `value` at `to` in `destination` with the given policy, expanding `[*]` if asked
+/// (expanded paths are always replaced, as Crossplane does).
 pub fn write(
     to: &FieldPath,
     wildcard: bool,
@@ -88,8 +89,9 @@ pub fn write(
     if paths.is_empty() {
         return Err(PatchError::NoWildcardMatch(to.to_string()));
     }
+    // Crossplane sets every expanded path as it is: the toFieldPath policy does not apply.
     for path in &paths {
-        write_one(path, value.clone(), policy, destination).map_err(|e| match e {
+        write_one(path, value.clone(), ToFieldPathPolicy::Replace, destination).map_err(|e| match e {
             WriteError::Access(e) => write_err(path, e),
             WriteError::Merge(m) => PatchError::Write { path: path.to_string(), message: m },
         })?;
@@ -255,6 +257,14 @@ mod tests {
     fn top_level_scalars_keep_or_replace() {
         assert_eq!(merge(Some(json!("a")), json!("b"), true, false), Ok(json!("a")));
         assert_eq!(merge(Some(json!("a")), json!("b"), false, false), Ok(json!("b")));
+    }
+
+    #[test]
+    fn wildcard_writes_replace_whatever_the_merge_policy() {
+        let to = FieldPath::parse("items[*].tags").expect("parses");
+        let mut dst = json!({"items": [{"tags": {"a": 1}}, {"tags": {"b": 2}}]});
+        write(&to, true, json!({"c": 3}), ToFieldPathPolicy::MergeObjects, &mut dst).expect("writes");
+        assert_eq!(dst, json!({"items": [{"tags": {"c": 3}}, {"tags": {"c": 3}}]}));
     }
 
     #[test]

@@ -201,6 +201,9 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
         if !release {
             continue;
         }
+        // Crossplane serialises every composed resource through Go's JSON: a float64 with an
+        // integral value, even one written in the base, prints as an integer.
+        patch::normalize_numbers(&mut desired);
         meta.check_namespace(&desired, &template.name)?;
         let readiness = match observed {
             Some(o) => {
@@ -232,7 +235,8 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
     };
     status.insert("conditions".into(), json!([ready_condition(&unready)]));
     let composite_status = Value::Object(status);
-    let composite = composite_with_status(xr, &composite_status);
+    let mut composite = composite_with_status(xr, &composite_status);
+    patch::normalize_numbers(&mut composite);
     Ok(RenderOutput {
         composite,
         composite_status,
@@ -425,7 +429,13 @@ impl<'a> CompositeMeta<'a> {
             }
             None if meta.get("name").is_some_and(Value::is_string) => {}
             None => {
-                meta.insert("name".into(), Value::String(composed_name(self.name, &template.name)));
+                let name = format!("{}-{}", self.name, template.name_suffix);
+                let name = if name.len() <= 63 && !template.name_suffix.is_empty() && !self.name.contains('.') {
+                    name
+                } else {
+                    composed_name(self.name, &template.name)
+                };
+                meta.insert("name".into(), Value::String(name));
             }
         }
         if let Some(ns) = self.namespace {
@@ -505,10 +515,40 @@ pub fn composed_name(xr: &str, template: &str) -> String {
     format!("{}-{suffix}", prefix.trim_end_matches('-'))
 }
 
+/// A template name as the tail of a DNS label: lowercase alphanumerics and dashes.
+pub(crate) fn dns_label(template: &str) -> String {
+    template_safe(template)
+}
+
 fn template_safe(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
         .collect::<String>()
         .trim_matches('-')
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CompositionSpec;
+
+    fn compile(spec: serde_json::Value) -> CompiledComposition {
+        let spec: CompositionSpec = serde_json::from_value(spec).expect("valid spec");
+        CompiledComposition::compile(&spec).expect("compiles")
+    }
+
+    #[test]
+    fn integral_floats_in_a_base_or_the_xr_render_as_integers() {
+        let comp = compile(json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
+            "resources": [{"name": "a", "base": {"apiVersion": "v1", "kind": "T", "spec": {"f": 2.0, "h": 1.5}}}]
+        }));
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {"f": 3.0}});
+        let observed = ObservedResources::new();
+        let out = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect("renders");
+        assert_eq!(out.resources[0].resource["spec"], json!({"f": 2, "h": 1.5}));
+        assert!(out.resources[0].resource["spec"]["f"].is_i64());
+        assert!(out.composite["spec"]["f"].is_i64());
+    }
 }

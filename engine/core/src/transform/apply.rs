@@ -200,6 +200,8 @@ impl Transform {
                     };
                     patterns.push((matcher, go_decoded(&p.result)));
                 }
+                // Crossplane reports both fallbacks only when no pattern matches; the mistake is
+                // in the options, so it is reported here, once, for every input.
                 let fallback = match (m.fallback_to, &m.fallback_value) {
                     (Some(MatchFallbackTo::Input), Some(_)) => {
                         return Err(invalid(
@@ -218,6 +220,8 @@ impl Transform {
                 let m = self.math.as_ref().ok_or_else(|| {
                     invalid("math", "given transform type math requires configuration")
                 })?;
+                // The Composition CRD defaults `type` to Multiply (function-patch-and-transform's
+                // validation would demand it instead).
                 match m.kind.unwrap_or(MathType::Multiply) {
                     MathType::Multiply => Op::Multiply(m.multiply.ok_or_else(|| {
                         invalid(
@@ -246,6 +250,7 @@ impl Transform {
                         "given transform type string requires configuration",
                     )
                 })?;
+                // As for math, the CRD default for `type` is Format.
                 match s.kind.unwrap_or(StringTransformType::Format) {
                     StringTransformType::Format => Op::Format(s.fmt.clone().ok_or_else(|| {
                         invalid("string.fmt", "format transform requires a format")
@@ -371,7 +376,10 @@ pub fn normalize_numbers(value: Value) -> Value {
             {
                 Value::from(f as i64)
             } else {
-                Value::Number(n)
+                // An integer beyond int64 is a float64 in Go (and loses its low digits there).
+                Number::from_f64(f)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Number(n))
             }
         }
         Value::Array(items) => Value::Array(items.into_iter().map(normalize_numbers).collect()),
@@ -489,19 +497,54 @@ impl CompiledTransform {
                     })
             }
             Op::Join(separator) => match go {
-                GoValue::Slice(items) => Ok(Value::String(
-                    items
-                        .iter()
-                        .map(gofmt::sprint_value)
-                        .collect::<Vec<_>>()
-                        .join(separator),
-                )),
+                GoValue::Slice(items) => Ok(Value::String(join_like_crossplane(items, separator))),
                 _ => Err("could not parse input array".to_string()),
             },
             Op::Replace { search, replace } => Ok(Value::String(
                 gofmt::sprint_value(input).replace(search.as_str(), replace),
             )),
             Op::ConvertTo { to, format } => convert(go, input, *to, *format),
+        }
+    }
+}
+
+/// function-patch-and-transform appends the separator after every element and then cuts the
+/// last *byte* when the separator is not empty, so a separator longer than one byte leaves its
+/// remainder at the end (`", "` joins `[a b]` as `a, b,`). A cut inside a multi-byte character
+/// leaves bytes Go later encodes as one U+FFFD each.
+fn join_like_crossplane(items: &[Value], separator: &str) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut joined = String::new();
+    for item in items {
+        joined.push_str(&gofmt::sprint_value(item));
+        joined.push_str(separator);
+    }
+    if separator.is_empty() {
+        return joined;
+    }
+    let mut bytes = joined.into_bytes();
+    bytes.pop();
+    go_lossy_utf8(&bytes)
+}
+
+/// Bytes as Go's JSON encoder writes a string holding them: each byte of an invalid sequence
+/// becomes U+FFFD.
+fn go_lossy_utf8(mut bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(valid) => {
+                out.push_str(valid);
+                return out;
+            }
+            Err(e) => {
+                let (valid, rest) = bytes.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                out.push('\u{FFFD}');
+                bytes = &rest[1..];
+            }
         }
     }
 }
@@ -699,6 +742,8 @@ fn type_name(t: ConvertType) -> &'static str {
     }
 }
 
+/// Crossplane's conversion table. `quantity` applies only to string → float64: Crossplane has no
+/// string → int64 quantity conversion, so that pair is "not supported" as it is there.
 fn convert(
     go: GoValue<'_>,
     input: &Value,
@@ -848,9 +893,13 @@ fn go_unmarshal(s: &str, target: &str, fits: impl Fn(&Value) -> bool) -> Result<
 // ---------------------------------------------------------------------------------------------
 
 /// Compile an RE2 pattern with Go's semantics: `\d \w \s \b` are ASCII-only in Go (Unicode in
-/// the `regex` crate), `[` inside a class is literal, and `\Q…\E` quotes text.
+/// the `regex` crate), `[` inside a class is literal, `\Q…\E` quotes text, a brace that does
+/// not start a repetition is literal and `\123` is an octal escape. Not reproduced: Go's limit of
+/// 1000 on repetition counts.
 pub(crate) fn go_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&translate_go_regex(pattern))
+    regex::RegexBuilder::new(&translate_go_regex(pattern))
+        .octal(true)
+        .build()
 }
 
 fn translate_go_regex(pattern: &str) -> String {
@@ -1505,8 +1554,20 @@ mod tests {
             (
                 s(json!({"type": "Join", "join": {"separator": ", "}})),
                 json!(["a", 1, 1.5, true, null]),
-                json!("a, 1, 1.5, true, <nil>"),
-                "join prints %v",
+                json!("a, 1, 1.5, true, <nil>,"),
+                "join prints %v and, like Crossplane, cuts only one byte of the last separator",
+            ),
+            (
+                s(json!({"type": "Join", "join": {"separator": ","}})),
+                json!(["a", "b"]),
+                json!("a,b"),
+                "single-byte separator",
+            ),
+            (
+                s(json!({"type": "Join", "join": {"separator": "→"}})),
+                json!(["a", "b"]),
+                json!("a→b\u{FFFD}\u{FFFD}"),
+                "cutting one byte of a multi-byte separator leaves invalid bytes",
             ),
             (
                 s(json!({"type": "Join", "join": {"separator": ""}})),
@@ -1833,10 +1894,10 @@ mod tests {
 
     #[test]
     fn normalisation_turns_integral_floats_into_integers_everywhere() {
-        let v = json!({"a": [1.0, 2.5, {"b": -0.0}], "c": 9.3e18, "d": 1e300});
+        let v = json!({"a": [1.0, 2.5, {"b": -0.0}], "c": 9.3e18, "d": 1e300, "e": u64::MAX});
         assert_eq!(
             normalize_numbers(v),
-            json!({"a": [1, 2.5, {"b": 0}], "c": 9.3e18, "d": 1e300})
+            json!({"a": [1, 2.5, {"b": 0}], "c": 9.3e18, "d": 1e300, "e": 1.8446744073709552e19})
         );
     }
 

@@ -10,7 +10,7 @@
 //! other number (fractions, and integers beyond `i64`) is `float64`; a number written with a
 //! fraction (`3.0`) stays `float64`, as it does in Go before a JSON round trip.
 //!
-//! Known gaps, all outside what JSON values can reach in practice: `%p` prints `0x0` for maps and
+//! Known gaps, rarely reachable from a Composition: `%p` prints `0x0` for maps and
 //! slices (Go prints a memory address), and `%q`'s notion of a printable rune approximates
 //! Go's `unicode.IsPrint` tables (controls, separators, format characters, private-use and
 //! non-characters are escaped; unassigned code points are not recognised).
@@ -76,7 +76,7 @@ pub fn sprintf(format: &str, args: &[&Value]) -> String {
 /// Go's `fmt.Sprintf("%v", v)`.
 pub fn sprint_value(v: &Value) -> String {
     let mut p = Printer::default();
-    p.print_arg(Some(v), 'v');
+    p.print_arg(v, 'v');
     p.buf
 }
 
@@ -305,7 +305,7 @@ impl Printer {
                     self.f.plus_v = self.f.plus;
                     self.f.plus = false;
                 }
-                self.print_arg(Some(args[arg_num]), verb);
+                self.print_arg(args[arg_num], verb);
                 arg_num += 1;
             }
         }
@@ -323,16 +323,16 @@ impl Printer {
                 } else {
                     self.buf.push_str(gv.type_name());
                     self.buf.push('=');
-                    self.print_arg(Some(arg), 'v');
+                    self.print_arg(arg, 'v');
                 }
             }
             self.buf.push(')');
         }
     }
 
-    /// Go's `printArg` for a top-level operand (`None` is never passed; kept for clarity).
-    fn print_arg(&mut self, arg: Option<&Value>, verb: char) {
-        let gv = arg.map(GoValue::of).unwrap_or(GoValue::Nil);
+    /// Go's `printArg` for a top-level operand.
+    fn print_arg(&mut self, arg: &Value, verb: char) {
+        let gv = GoValue::of(arg);
         if let GoValue::Nil = gv {
             match verb {
                 'T' | 'v' => self.pad_string("<nil>"),
@@ -509,7 +509,8 @@ impl Printer {
                 s.push(c);
                 self.pad_string(&s);
             }
-            'q' => {
+            // Go quotes only values up to the last code point; larger ones are a bad verb.
+            'q' if v <= 0x10FFFF => {
                 let c = rune_of(v);
                 let mut s = String::new();
                 quote_rune_into(&mut s, c, self.f.plus);
@@ -1609,7 +1610,7 @@ mod tests {
             (
                 "%.*f",
                 vec![json!(2), json!(1.23456)],
-                "3.14",
+                "1.23",
                 "star precision",
             ),
             (
@@ -1646,6 +1647,214 @@ mod tests {
                 want,
                 "{reason}: Sprintf({format:?}, {args:?})"
             );
+        }
+    }
+
+    /// Rows taken from Go's own fmt_test.go, restricted to the types JSON values can have.
+    #[test]
+    fn sprintf_matches_go_fmt_test_table() {
+        let rows: Vec<(&str, Value, &str)> = vec![
+            ("%q", json!(""), "\"\""),
+            ("%#q", json!(""), "``"),
+            ("%q", json!("\""), "\"\\\"\""),
+            ("%#q", json!("\""), "`\"`"),
+            ("%q", json!("`"), "\"`\""),
+            ("%#q", json!("`"), "\"`\""),
+            ("%q", json!("\n"), "\"\\n\""),
+            ("%#q", json!("\n"), "\"\\n\""),
+            ("%q", json!("\\n"), "\"\\\\n\""),
+            ("%#q", json!("\\n"), "`\\n`"),
+            ("%q", json!("日本語"), "\"日本語\""),
+            ("%+q", json!("日本語"), "\"\\u65e5\\u672c\\u8a9e\""),
+            ("%#q", json!("日本語"), "`日本語`"),
+            ("%#+q", json!("日本語"), "`日本語`"),
+            (
+                "%q",
+                json!("\u{7}\u{8}\u{c}\n\r\t\u{b}\"\\"),
+                "\"\\a\\b\\f\\n\\r\\t\\v\\\"\\\\\"",
+            ),
+            ("%q", json!("☺"), "\"☺\""),
+            ("% q", json!("☺"), "\"☺\""),
+            ("%+q", json!("☺"), "\"\\u263a\""),
+            ("%10q", json!("⌘"), "       \"⌘\""),
+            ("%+10q", json!("⌘"), "  \"\\u2318\""),
+            ("%-10q", json!("⌘"), "\"⌘\"       "),
+            ("%010q", json!("⌘"), "0000000\"⌘\""),
+            ("%-010q", json!("⌘"), "\"⌘\"       "),
+            ("%#8q", json!("\n"), "    \"\\n\""),
+            ("%#-8q", json!("\t"), "`\t`     "),
+            ("%q", json!("\u{10ffff}"), "\"\\U0010ffff\""),
+            ("%c", json!(0xe4), "ä"),
+            ("%.0c", json!(0x2318), "⌘"),
+            ("%3c", json!(0x2318), "  ⌘"),
+            ("%-3c", json!(0x2318), "⌘  "),
+            ("%c", json!(0xDC80), "\u{FFFD}"),
+            ("%c", json!(0xFFFFFFFFFi64), "\u{FFFD}"),
+            ("%q", json!(0), "'\\x00'"),
+            ("%q", json!(0x22), "'\"'"),
+            ("%q", json!(0x27), "'\\''"),
+            ("%+q", json!(0xff), "'\\u00ff'"),
+            ("%010q", json!(0x2318), "0000000'⌘'"),
+            ("%q", json!(0xDC80), "'\u{FFFD}'"),
+            ("%q", json!(-1), "%!q(int64=-1)"),
+            ("%q", json!(0xFFFFFFFFFi64), "%!q(int64=68719476735)"),
+            ("%5s", json!("abc"), "  abc"),
+            ("%2s", json!("\u{263a}"), " ☺"),
+            ("%05s", json!("abc"), "00abc"),
+            ("%.0s", json!("日本語日本語"), ""),
+            ("%.5s", json!("日本語日本語"), "日本語日本"),
+            ("%08q", json!("abc"), "000\"abc\""),
+            ("%.5q", json!("abcdefghijklmnopqrstuvwxyz"), "\"abcde\""),
+            ("%.5x", json!("abcdefghijklmnopqrstuvwxyz"), "6162636465"),
+            ("%.1x", json!("日本語"), "e6"),
+            ("%10.1q", json!("日本語日本語"), "       \"日\""),
+            ("%10v", Value::Null, "     <nil>"),
+            ("%-10v", Value::Null, "<nil>     "),
+            ("%d", json!(i64::MIN), "-9223372036854775808"),
+            ("%.d", json!(0), ""),
+            ("%6.0d", json!(0), "      "),
+            ("%06.0d", json!(0), "      "),
+            ("%b", json!(-6), "-110"),
+            ("%#b", json!(-6), "-0b110"),
+            ("%#o", json!(-0o1234), "-01234"),
+            ("%O", json!(-0o1234), "-0o1234"),
+            ("%#X", json!(0), "0X0"),
+            ("%.20b", json!(7), "00000000000000000111"),
+            ("%010d", json!(-12345), "-000012345"),
+            ("%20.8d", json!(-1234), "           -00001234"),
+            ("%020.8d", json!(1234), "            00001234"),
+            ("%-20.8d", json!(-1234), "-00001234           "),
+            ("%-#20.8x", json!(0x1234abc), "0x01234abc          "),
+            ("%-#20.8o", json!(0o1234), "00001234            "),
+            ("%U", json!(0), "U+0000"),
+            ("%U", json!(-1), "U+FFFFFFFFFFFFFFFF"),
+            ("%#U", json!(10), "U+000A"),
+            ("%+U", json!(0x78), "U+0078"),
+            ("%# U", json!(0x78), "U+0078 'x'"),
+            ("%#.2U", json!(0x78), "U+0078 'x'"),
+            ("%#U", json!(0x263a), "U+263A '☺'"),
+            ("%#14.6U", json!(0x2318), "  U+002318 '⌘'"),
+            ("%#-14.6U", json!(0x2318), "U+002318 '⌘'  "),
+            ("%#014.6U", json!(0x2318), "  U+002318 '⌘'"),
+            ("%+.3e", json!(0.0), "+0.000e+00"),
+            ("%+.3e", json!(1.0), "+1.000e+00"),
+            ("%+.3x", json!(0.0), "+0x0.000p+00"),
+            ("%+.3x", json!(1.0), "+0x1.000p+00"),
+            ("%+.3f", json!(-1.0), "-1.000"),
+            ("%+.3F", json!(-1.0), "-1.000"),
+            ("%+07.2f", json!(1.0), "+001.00"),
+            ("%+07.2f", json!(-1.0), "-001.00"),
+            ("%-07.2f", json!(1.0), "1.00   "),
+            ("%-07.2f", json!(-1.0), "-1.00  "),
+            ("%+-07.2f", json!(1.0), "+1.00  "),
+            ("%+10.2f", json!(1.0), "     +1.00"),
+            ("% .3E", json!(-1.0), "-1.000E+00"),
+            ("% .3e", json!(1.0), " 1.000e+00"),
+            ("% .3X", json!(-1.0), "-0X1.000P+00"),
+            ("% .3x", json!(1.0), " 0x1.000p+00"),
+            ("%+.3g", json!(0.0), "+0"),
+            ("%+.3g", json!(-1.0), "-1"),
+            ("% .3g", json!(1.0), " 1"),
+            ("%#g", json!(1e-323), "1.00000e-323"),
+            ("%#g", json!(-1.0), "-1.00000"),
+            ("%#g", json!(1.1), "1.10000"),
+            ("%#g", json!(123456.0), "123456."),
+            ("%#g", json!(1234567.0), "1.234567e+06"),
+            ("%#g", json!(1230000.0), "1.23000e+06"),
+            ("%#.0f", json!(1.0), "1."),
+            ("%#.0e", json!(1.0), "1.e+00"),
+            ("%#.0x", json!(1.0), "0x1.p+00"),
+            ("%#.0g", json!(1.0), "1."),
+            ("%#.0g", json!(1100000.0), "1.e+06"),
+            ("%#.4f", json!(1.0), "1.0000"),
+            ("%#.4x", json!(1.0), "0x1.0000p+00"),
+            ("%#.4g", json!(100000.0), "1.000e+05"),
+            ("%#.4g", json!(0.1234), "0.1234"),
+            ("%#.4g", json!(1.23), "1.230"),
+            ("%#.4g", json!(0.123), "0.1230"),
+            ("%#.4g", json!(10.2), "10.20"),
+            ("%#.4g", json!(0.0), "0.000"),
+            ("%#.4g", json!(0.012), "0.01200"),
+            ("%#.0e", json!(123.0), "1.e+02"),
+            ("%#.0x", json!(123.0), "0x1.p+07"),
+            ("%#.4x", json!(123.0), "0x1.ec00p+06"),
+            ("%#.4g", json!(123000.0), "1.230e+05"),
+            ("%#9.4g", json!(1.0), "    1.000"),
+            ("%#b", json!(1.0), "4503599627370496p-52"),
+            ("%.4b", json!(-1.0), "-4503599627370496p-52"),
+            ("%e", json!(1234.5678e3), "1.234568e+06"),
+            ("%e", json!(1234.5678e-8), "1.234568e-05"),
+            ("%e", json!(-1e-9), "-1.000000e-09"),
+            ("%f", json!(1234.5678e3), "1234567.800000"),
+            ("%f", json!(1234.5678e-8), "0.000012"),
+            ("%f", json!(-1e-9), "-0.000000"),
+            ("%g", json!(1234.5678e3), "1.2345678e+06"),
+            ("%g", json!(1234.5678e-8), "1.2345678e-05"),
+            ("%g", json!(-7.0), "-7"),
+            ("%g", json!(-1e-9), "-1e-09"),
+            ("%G", json!(1234.5678e-8), "1.2345678E-05"),
+            ("%20.5s", json!("qwertyuiop"), "               qwert"),
+            ("%-20.5s", json!("qwertyuiop"), "qwert               "),
+            ("%20c", json!(0x78), "                   x"),
+            ("%20.6e", json!(1.2345e-3), "        1.234500e-03"),
+            ("%20f", json!(12345678901.234568), "  12345678901.234568"),
+            ("%20.8f", json!(1.23456789e-3), "          0.00123457"),
+            ("%g", json!(1.23456789e-3), "0.00123456789"),
+            ("%g", json!(1.23456789e20), "1.23456789e+20"),
+            ("%v", json!([1, "hello", 2.5, null]), "[1 hello 2.5 <nil>]"),
+            (
+                "%#v",
+                json!([1, "hello", 2.5, null]),
+                "[]interface {}{1, \"hello\", 2.5, interface {}(nil)}",
+            ),
+            ("%v", json!(1.2345678), "1.2345678"),
+            ("%#v", json!(1.0), "1"),
+            ("%#v", json!(1000000.0), "1e+06"),
+            ("%#v", json!(1000000000), "1000000000"),
+            ("%#v", json!("foo"), "\"foo\""),
+            ("%#v", json!([]), "[]interface {}{}"),
+            ("%#v", json!({}), "map[string]interface {}{}"),
+            ("%x", json!([1, 2, 15]), "[1 2 f]"),
+            ("%#x", json!([1, 2, 15]), "[0x1 0x2 0xf]"),
+            ("%2x", json!(""), "  "),
+            ("% 02x", json!(""), "00"),
+            ("%-02x", json!(""), "  "),
+            ("%10T", Value::Null, "     <nil>"),
+            ("%-10T", Value::Null, "<nil>     "),
+            ("%p", json!(27), "%!p(int64=27)"),
+            ("%p", Value::Null, "%!p(<nil>)"),
+            ("%#p", Value::Null, "%!p(<nil>)"),
+            ("%#v", Value::Null, "<nil>"),
+            ("", Value::Null, "%!(EXTRA <nil>)"),
+            ("", json!(2), "%!(EXTRA int64=2)"),
+            ("no args", json!("hello"), "no args%!(EXTRA string=hello)"),
+            ("%s %", json!("hello"), "hello %!(NOVERB)"),
+            ("%s %.2", json!("hello"), "hello %!(NOVERB)"),
+            (
+                "%017091901790959340919092959340919017929593813360",
+                json!(0),
+                "%!(NOVERB)%!(EXTRA int64=0)",
+            ),
+            (
+                "%184467440737095516170v",
+                json!(0),
+                "%!(NOVERB)%!(EXTRA int64=0)",
+            ),
+            ("%010.2", json!("12345"), "%!(NOVERB)%!(EXTRA string=12345)"),
+            ("% .2f", json!(1.0), " 1.00"),
+            ("%07.2f", json!(1.0), "0001.00"),
+            ("% 07.2f", json!(1.0), " 001.00"),
+            ("% +07.2f", json!(-1.0), "-001.00"),
+            ("%0-5s", json!("abc"), "abc  "),
+            ("%-05.1f", json!(1.0), "1.0  "),
+            ("%06v", json!([10.0, 10]), "[000010 000010]"),
+            ("%06v", json!([-10.0, 10]), "[-00010 000010]"),
+            ("%03.6v", json!([1, 2.0, "x"]), "[000001 002 00x]"),
+            ("%03.0v", json!([0, 2.0, "x"]), "[    002 000]"),
+            ("%.", json!(3), "%!.(int64=3)"),
+        ];
+        for (format, arg, want) in rows {
+            assert_eq!(sprintf(format, &[&arg]), want, "Sprintf({format:?}, {arg})");
         }
     }
 
