@@ -5,3 +5,4 @@ mod apiserver;
 mod crds;
 mod golden;
 mod support;
+mod validate;

@@ -9,8 +9,8 @@ mod crds;
 mod graph;
 mod input;
 mod render;
-// mod up;
-// mod validate;
+mod up;
+mod validate;
 
 #[derive(Parser)]
 #[command(name = "strata", version, about = "A composition engine for cloud infrastructure on Kubernetes")]
@@ -23,18 +23,24 @@ struct Cli {
 enum Command {
     /// Render a composite resource with a Composition, offline, in-process.
     Render(render::RenderArgs),
+    /// Validate XRDs, Compositions, XRs and claims.
+    Validate(validate::ValidateArgs),
     /// Show the dependency graph of a Composition.
     Graph(graph::GraphArgs),
     /// Write Strata's own CRDs.
     Crds(crds::CrdsArgs),
+    /// Start the embedded, Kubernetes-compatible control plane.
+    Up(up::UpArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Render(args) => render::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Crds(args) => crds::run(args),
+        Command::Up(args) => run_async(up::run(args)),
     };
     match result {
         Ok(code) => code,

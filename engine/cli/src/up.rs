@@ -23,12 +23,16 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let config = ServerConfig { data_dir: args.data_dir.clone(), listen: args.listen, kubeconfig: args.kubeconfig };
+    let mut config = ServerConfig::new(args.data_dir.clone(), args.listen);
+    config.kubeconfig = args.kubeconfig;
     let server = Server::start(config)
         .await
         .with_context(|| format!("starting the control plane in {}", args.data_dir.display()))?;
     println!("strata up: serving the Kubernetes API on {}", server.url());
-    println!("strata up: kubeconfig written to {}", server.kubeconfig_path().display());
+    println!(
+        "strata up: kubeconfig written to {}",
+        server.kubeconfig_path().display()
+    );
     if args.no_controllers {
         println!("strata up: controllers disabled (--no-controllers)");
     }
@@ -50,6 +54,8 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct CompiledResource {
     pub readiness_checks: Vec<CompiledReadinessCheck>,
     /// The template name as a DNS label, for composed resource names (computed once).
     pub name_suffix: String,
+    /// `base` with the metadata every render sets anyway (see `render::prestamp`).
+    pub stamped_base: Value,
 }
 
 /// Where a patch reads from.
@@ -190,6 +192,7 @@ impl CompiledComposition {
                 connection_details,
                 readiness_checks,
                 name_suffix: crate::render::dns_label(&template.name),
+                stamped_base: crate::render::prestamp(&template.base, &template.name, &spec.composite_type_ref),
             });
         }
         let mut environment_patches = Vec::new();

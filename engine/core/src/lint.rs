@@ -30,8 +30,8 @@ use crate::crd::xrd_to_crds;
 use crate::fieldpath::{FieldPath, Segment};
 use crate::graph::{DependencyGraph, EdgeKind, EdgeSpec, GraphError};
 use crate::model::{
-    CompositeResourceDefinition, CompositionSpec, ConnectionDetail, ConnectionDetailType, Patch,
-    PatchType, ReadinessCheck, ReadinessCheckType,
+    CompositeResourceDefinition, CompositionSpec, ConnectionDetail, ConnectionDetailType,
+    EnvironmentSource, EnvironmentSourceType, Patch, PatchType, ReadinessCheck, ReadinessCheckType,
 };
 use crate::schema::{Lookup, PathSegment, SchemaType, StructuralSchema};
 use crate::transform::TransformErrorReason;
@@ -453,12 +453,81 @@ impl<'a> Lint<'a> {
         let Some(environment) = &self.spec.environment else {
             return;
         };
+        for (e, source) in environment.environment_configs.iter().enumerate() {
+            self.environment_source(&format!("spec.environment.environmentConfigs[{e}]"), source);
+        }
         for (p, patch) in environment.patches.iter().enumerate() {
             self.patch(
                 &format!("spec.environment.patches[{p}]"),
                 patch,
                 Site::Environment,
             );
+        }
+    }
+
+    /// One EnvironmentConfig source: a reference by name, or a label selector.
+    fn environment_source(&mut self, at: &str, source: &EnvironmentSource) {
+        match source.kind {
+            EnvironmentSourceType::Reference => {
+                if source.reference.as_ref().is_none_or(|r| r.name.is_empty()) {
+                    self.error(format!("{at}.ref.name"), "required for type Reference");
+                }
+            }
+            EnvironmentSourceType::Selector => {
+                let Some(selector) = &source.selector else {
+                    self.error(format!("{at}.selector"), "required for type Selector");
+                    return;
+                };
+                let at = format!("{at}.selector");
+                if let Some(mode) = selector.mode.as_deref()
+                    && !matches!(mode, "Single" | "Multiple")
+                {
+                    self.error(
+                        format!("{at}.mode"),
+                        format!("unknown mode {mode:?}; supported: Single, Multiple"),
+                    );
+                }
+                if let (Some(min), Some(max)) = (selector.min_match, selector.max_match)
+                    && min > max
+                {
+                    self.error(
+                        format!("{at}.minMatch"),
+                        format!("{min} is more than maxMatch {max}"),
+                    );
+                }
+                if let Some(raw) = selector.sort_by_field_path.as_deref() {
+                    self.parse_path(&format!("{at}.sortByFieldPath"), raw);
+                }
+                for (l, label) in selector.match_labels.iter().enumerate() {
+                    let at = format!("{at}.matchLabels[{l}]");
+                    match label.kind.as_deref() {
+                        None | Some("FromCompositeFieldPath") => {
+                            let field = format!("{at}.valueFromFieldPath");
+                            match label.value_from_field_path.as_deref() {
+                                None => {
+                                    self.error(field, "required for type FromCompositeFieldPath")
+                                }
+                                Some(raw) => {
+                                    if let Some(path) = self.parse_path(&field, raw) {
+                                        self.composite_read(&field, &path);
+                                    }
+                                }
+                            }
+                        }
+                        Some("Value") => {
+                            if label.value.is_none() {
+                                self.error(format!("{at}.value"), "required for type Value");
+                            }
+                        }
+                        Some(other) => self.error(
+                            format!("{at}.type"),
+                            format!(
+                                "unknown type {other:?}; supported: FromCompositeFieldPath, Value"
+                            ),
+                        ),
+                    }
+                }
+            }
         }
     }
 
@@ -1559,6 +1628,64 @@ environment:
             vec![
                 "spec.environment.patches[0].type",
                 "spec.environment.patches[1].patchSetName"
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_config_sources_missing_their_options_are_reported() {
+        let yaml = format!(
+            "{HEAD}{}",
+            r#"resources: []
+environment:
+  environmentConfigs:
+  - {type: Reference}
+  - {type: Selector}
+  - type: Selector
+    selector:
+      mode: Some
+      minMatch: 3
+      maxMatch: 1
+      sortByFieldPath: "data..x"
+      matchLabels:
+      - {key: a}
+      - {key: b, type: Value}
+      - {key: c, type: Label, value: x}
+      - {key: d, valueFromFieldPath: spec.zone}
+"#
+        );
+        let findings = lint_with_xrd(&yaml);
+        let at = "spec.environment.environmentConfigs";
+        assert_eq!(
+            findings
+                .iter()
+                .map(|f| (f.severity, f.field.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (Severity::Error, format!("{at}[0].ref.name").as_str()),
+                (Severity::Error, &format!("{at}[1].selector")),
+                (Severity::Error, &format!("{at}[2].selector.mode")),
+                (Severity::Error, &format!("{at}[2].selector.minMatch")),
+                (
+                    Severity::Error,
+                    &format!("{at}[2].selector.sortByFieldPath")
+                ),
+                (
+                    Severity::Error,
+                    &format!("{at}[2].selector.matchLabels[0].valueFromFieldPath")
+                ),
+                (
+                    Severity::Error,
+                    &format!("{at}[2].selector.matchLabels[1].value")
+                ),
+                (
+                    Severity::Error,
+                    &format!("{at}[2].selector.matchLabels[2].type")
+                ),
+                (
+                    Severity::Warning,
+                    &format!("{at}[2].selector.matchLabels[3].valueFromFieldPath")
+                ),
             ]
         );
     }

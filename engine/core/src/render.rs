@@ -163,7 +163,7 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
             withheld.push(Withheld { name: template.name.clone(), reason });
             continue;
         }
-        let mut desired = template.base.clone();
+        let mut desired = template.stamped_base.clone();
         meta.stamp(&mut desired, template, observed.map(|o| &o.resource));
         let mut release = true;
         for p in &template.patches {
@@ -376,8 +376,6 @@ fn deep_merge(into: &mut Value, from: &Value) {
 struct CompositeMeta<'a> {
     name: &'a str,
     namespace: Option<&'a str>,
-    api_version: &'a str,
-    kind: &'a str,
     uid: Option<&'a str>,
     composite_label: &'a str,
     claim_name: Option<&'a str>,
@@ -405,8 +403,6 @@ impl<'a> CompositeMeta<'a> {
         Ok(Self {
             name,
             namespace: string("/metadata/namespace"),
-            api_version,
-            kind,
             uid: string("/metadata/uid"),
             composite_label: label(wire::LABEL_COMPOSITE).unwrap_or(name),
             claim_name: label(wire::LABEL_CLAIM_NAME),
@@ -414,16 +410,12 @@ impl<'a> CompositeMeta<'a> {
         })
     }
 
-    /// Sets name, namespace, labels, the template annotation and the controller reference.
+    /// Sets what varies per XR on a template's pre-stamped base (see [`prestamp`]): the name,
+    /// the namespace, the composite and claim labels, and the owner's name and uid.
     fn stamp(&self, desired: &mut Value, template: &CompiledResource, observed: Option<&Value>) {
-        let Some(obj) = desired.as_object_mut() else { return };
-        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-        if !meta.is_object() {
-            *meta = Value::Object(Map::new());
-        }
-        let Some(meta) = meta.as_object_mut() else { return };
-        let observed_meta = observed.and_then(|o| o.get("metadata"));
-        match observed_meta.and_then(|m| m.get("name")).and_then(Value::as_str) {
+        let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+        let observed_name = observed.and_then(|o| o.pointer("/metadata/name")).and_then(Value::as_str);
+        match observed_name {
             Some(name) => {
                 meta.insert("name".into(), Value::String(name.to_owned()));
             }
@@ -441,33 +433,24 @@ impl<'a> CompositeMeta<'a> {
         if let Some(ns) = self.namespace {
             meta.insert("namespace".into(), Value::String(ns.to_owned()));
         }
-        let labels = object_entry(meta, "labels");
-        labels.insert(wire::LABEL_COMPOSITE.into(), Value::String(self.composite_label.to_owned()));
-        if let Some(c) = self.claim_name {
-            labels.insert(wire::LABEL_CLAIM_NAME.into(), Value::String(c.to_owned()));
-        }
-        if let Some(c) = self.claim_namespace {
-            labels.insert(wire::LABEL_CLAIM_NAMESPACE.into(), Value::String(c.to_owned()));
-        }
-        let annotations = object_entry(meta, "annotations");
-        annotations.insert(wire::ANNOTATION_RESOURCE_NAME.into(), Value::String(template.name.clone()));
-        let mut owner = json!({
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "name": self.name,
-            "controller": true,
-            "blockOwnerDeletion": true,
-        });
-        if let (Some(uid), Some(o)) = (self.uid, owner.as_object_mut()) {
-            o.insert("uid".into(), Value::String(uid.to_owned()));
-        }
-        match meta.get_mut("ownerReferences") {
-            Some(Value::Array(refs)) => {
-                refs.retain(|r| r.get("controller") != Some(&Value::Bool(true)));
-                refs.push(owner);
+        if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
+            labels.insert(wire::LABEL_COMPOSITE.into(), Value::String(self.composite_label.to_owned()));
+            if let Some(c) = self.claim_name {
+                labels.insert(wire::LABEL_CLAIM_NAME.into(), Value::String(c.to_owned()));
             }
-            _ => {
-                meta.insert("ownerReferences".into(), Value::Array(vec![owner]));
+            if let Some(c) = self.claim_namespace {
+                labels.insert(wire::LABEL_CLAIM_NAMESPACE.into(), Value::String(c.to_owned()));
+            }
+        }
+        let owner = meta
+            .get_mut("ownerReferences")
+            .and_then(Value::as_array_mut)
+            .and_then(|refs| refs.last_mut())
+            .and_then(Value::as_object_mut);
+        if let Some(owner) = owner {
+            owner.insert("name".into(), Value::String(self.name.to_owned()));
+            if let Some(uid) = self.uid {
+                owner.insert("uid".into(), Value::String(uid.to_owned()));
             }
         }
     }
@@ -496,6 +479,38 @@ fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<S
         Value::Object(m) => m,
         _ => unreachable!("just made an object"),
     }
+}
+
+/// Everything of a template's metadata that does not depend on the XR, done once at compile
+/// time: the template annotation, the labels map, and the controller reference to the composite
+/// type (its name and uid are filled in per XR by `stamp`).
+pub(crate) fn prestamp(base: &Value, template: &str, composite: &crate::model::TypeReference) -> Value {
+    let mut out = base.clone();
+    let Some(obj) = out.as_object_mut() else { return out };
+    let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    let Some(meta) = meta.as_object_mut() else { return out };
+    object_entry(meta, "labels");
+    object_entry(meta, "annotations")
+        .insert(wire::ANNOTATION_RESOURCE_NAME.into(), Value::String(template.to_owned()));
+    let owner = json!({
+        "apiVersion": composite.api_version,
+        "kind": composite.kind,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    });
+    match meta.get_mut("ownerReferences") {
+        Some(Value::Array(refs)) => {
+            refs.retain(|r| r.get("controller") != Some(&Value::Bool(true)));
+            refs.push(owner);
+        }
+        _ => {
+            meta.insert("ownerReferences".into(), Value::Array(vec![owner]));
+        }
+    }
+    out
 }
 
 /// The deterministic name of a composed resource: `<xr>-<template>` when it is a valid

@@ -19,8 +19,11 @@ const XR_API_VERSION: &str = "example.org/v1";
 const XR_KIND: &str = "XThing";
 const RESOURCE_NAMES: [&str; 4] = ["r0", "r1", "r2", "r3"];
 
+/// `cases` per property, unless `PROPTEST_CASES` asks for a longer (or shorter) run.
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, max_shrink_iters: 2_000, ..ProptestConfig::default() }
+    let default = ProptestConfig::default();
+    let cases = if std::env::var_os("PROPTEST_CASES").is_some() { default.cases } else { cases };
+    ProptestConfig { cases, max_shrink_iters: 2_000, ..default }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -91,7 +94,7 @@ fn field_path() -> impl Strategy<Value = String> {
         1 => Just("[-1]".to_owned()),
     ];
     prop_oneof![
-        9 => prop::collection::vec(segment, 1..5).prop_map(|segs| {
+        19 => prop::collection::vec(segment, 1..5).prop_map(|segs| {
             let mut out = String::new();
             for s in segs {
                 if !out.is_empty() && !s.starts_with('[') {
@@ -216,6 +219,13 @@ fn transform() -> impl Strategy<Value = Value> {
     prop_oneof![map, match_, math, string, convert]
 }
 
+/// Every patch type.
+const ALL_PATCHES: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+/// What a PatchSet may hold (no nested PatchSet).
+const SET_PATCHES: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 9];
+/// What `environment.patches` may hold.
+const ENVIRONMENT_PATCHES: &[usize] = &[0, 1, 2, 3];
+
 const PATCH_TYPES: [&str; 10] = [
     "FromCompositeFieldPath",
     "ToCompositeFieldPath",
@@ -265,16 +275,17 @@ fn policy() -> impl Strategy<Value = Option<Value>> {
     )
 }
 
-fn patch() -> impl Strategy<Value = Value> {
+/// Patches of the given types (indexes into [`PATCH_TYPES`]).
+fn patch(types: &'static [usize]) -> impl Strategy<Value = Value> {
     (
-        0..PATCH_TYPES.len(),
+        prop::sample::select(types),
         field_path(),
         prop::option::of(field_path()),
-        prop::collection::vec(field_path(), 0..3),
+        prop::collection::vec(field_path(), 1..3),
         go_format(),
         prop_oneof![Just("s0"), Just("s1"), Just("missing")],
         prop_oneof![Just("r0"), Just("r1"), Just("r2"), Just("r3"), Just("nope")],
-        prop::collection::vec(transform(), 0..3),
+        prop_oneof![2 => Just(Vec::new()), 1 => prop::collection::vec(transform(), 1..3)],
         policy(),
     )
         .prop_map(|(kind, from, to, vars, fmt, set, resource, transforms, policy)| {
@@ -296,8 +307,15 @@ fn patch() -> impl Strategy<Value = Value> {
             if kind == "FromResourceFieldPath" {
                 p.insert("fromResource".into(), json!(resource));
             }
-            if let Some(to) = to {
-                p.insert("toFieldPath".into(), json!(to));
+            match to {
+                Some(to) => {
+                    p.insert("toFieldPath".into(), json!(to));
+                }
+                // A Combine patch needs a toFieldPath; usually give it one.
+                None if kind.starts_with("Combine") && from.len() % 4 != 0 => {
+                    p.insert("toFieldPath".into(), json!(from));
+                }
+                None => {}
             }
             if !transforms.is_empty() {
                 p.insert("transforms".into(), Value::Array(transforms));
@@ -342,8 +360,8 @@ fn connection_detail() -> impl Strategy<Value = Value> {
 fn template(name: &'static str) -> impl Strategy<Value = Value> {
     (
         json_object(),
-        any::<bool>(),
-        prop::collection::vec(patch(), 0..5),
+        prop::bool::weighted(0.95),
+        prop::collection::vec(patch(ALL_PATCHES), 0..5),
         prop::option::of(prop::collection::vec(readiness_check(), 0..3)),
         prop::collection::vec(connection_detail(), 0..3),
         prop::collection::vec(prop_oneof![Just("r0"), Just("r1"), Just("r2"), Just("r3")], 0..2),
@@ -368,8 +386,8 @@ fn template(name: &'static str) -> impl Strategy<Value = Value> {
 /// A Composition spec as JSON: 0–4 resources, 0–2 PatchSets, optional environment patches.
 fn composition() -> impl Strategy<Value = Value> {
     (
-        prop::collection::vec(prop::collection::vec(patch(), 0..3), 0..3),
-        prop::option::of(prop::collection::vec(patch(), 0..3)),
+        prop::collection::vec(prop::collection::vec(patch(SET_PATCHES), 0..3), 0..3),
+        prop::option::of(prop::collection::vec(patch(ENVIRONMENT_PATCHES), 0..3)),
         prop::option::of(json_object()),
         (0..=RESOURCE_NAMES.len()).prop_flat_map(|n| {
             RESOURCE_NAMES[..n].iter().map(|name| template(name)).collect::<Vec<_>>()
@@ -401,7 +419,7 @@ fn composition() -> impl Strategy<Value = Value> {
 }
 
 fn composite() -> impl Strategy<Value = Value> {
-    (json_object(), json_object(), any::<bool>(), prop::option::of(Just("ns1"))).prop_map(
+    (json_object(), json_object(), prop::bool::weighted(0.95), prop::option::weighted(0.2, Just("ns1"))).prop_map(
         |(spec, status, matching, namespace)| {
             let mut xr = json!({
                 "apiVersion": if matching { XR_API_VERSION } else { "example.org/v2" },
@@ -445,7 +463,7 @@ fn observed() -> impl Strategy<Value = ObservedResources> {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(config(300))]
+    #![proptest_config(config(1000))]
 
     /// Compile and render never panic; a successful render accounts for every template, names
     /// every released resource, carries the XR's Ready condition and is deterministic.
@@ -454,7 +472,10 @@ proptest! {
         spec in composition(),
         xr in composite(),
         observed in observed(),
-        environment in prop::option::of(json_value()),
+        environment in prop_oneof![
+            8 => prop::option::of(json_object().prop_map(Value::Object)),
+            1 => json_value().prop_map(Some),
+        ],
     ) {
         let Ok(spec) = serde_json::from_value::<CompositionSpec>(spec) else { return Ok(()) };
         let Ok(compiled) = CompiledComposition::compile(&spec) else { return Ok(()) };
@@ -466,6 +487,24 @@ proptest! {
         prop_assert_eq!(out.resources.len() + out.withheld.len(), spec.resources.len());
         for r in &out.resources {
             prop_assert!(r.resource.pointer("/metadata/name").is_some_and(Value::is_string), "{} has a name", r.name);
+            let annotation = r.resource.pointer("/metadata/annotations/strata.dev~1composition-resource-name");
+            prop_assert_eq!(annotation, Some(&json!(r.name)));
+            let owner = r.resource.pointer("/metadata/ownerReferences").and_then(Value::as_array)
+                .map(|refs| refs.iter().filter(|o| o["controller"] == json!(true)).count());
+            prop_assert_eq!(owner, Some(1), "{} has exactly one controller reference", &r.name);
+            prop_assert!(!has_integral_float(&r.resource), "{} keeps an integral float", &r.name);
+        }
+        for w in &out.withheld {
+            prop_assert!(!observed.contains_key(&w.name), "an observed resource ({}) is never withheld", &w.name);
+        }
+        // Released resources come after the released resources they depend on.
+        let position: BTreeMap<usize, usize> = out.resources.iter().enumerate().map(|(p, r)| (r.index, p)).collect();
+        for (p, r) in out.resources.iter().enumerate() {
+            for (dep, _) in compiled.graph.dependencies(r.index) {
+                if let Some(dp) = position.get(&dep) {
+                    prop_assert!(*dp < p, "{} is printed before its dependency", &r.name);
+                }
+            }
         }
         let ready = out.composite.pointer("/status/conditions").and_then(Value::as_array)
             .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).cloned();
