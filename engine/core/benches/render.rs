@@ -6,6 +6,11 @@
 //! graph build + topological sort of 10,000 nodes.
 
 use std::hint::black_box;
+
+// The same allocator the `strata` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};

@@ -63,8 +63,7 @@ pub fn apply(patch: &CompiledPatch, source: &Value, destination: &mut Value) -> 
     Ok(Outcome::Applied)
 }
 
-/// Writes `value` at `to` in `destination` with the given policy, expanding `[*]` if asked
-/// (expanded paths are always replaced, as Crossplane does).
+/// Writes `value` at `to` in `destination` with the given policy, expanding `[*]` if asked.
 pub fn write(
     to: &FieldPath,
     wildcard: bool,
@@ -89,9 +88,9 @@ pub fn write(
     if paths.is_empty() {
         return Err(PatchError::NoWildcardMatch(to.to_string()));
     }
-    // Crossplane sets every expanded path as it is: the toFieldPath policy does not apply.
+    // Crossplane merges into every expanded path with the same toFieldPath policy.
     for path in &paths {
-        write_one(path, value.clone(), ToFieldPathPolicy::Replace, destination).map_err(|e| match e {
+        write_one(path, value.clone(), policy, destination).map_err(|e| match e {
             WriteError::Access(e) => write_err(path, e),
             WriteError::Merge(m) => PatchError::Write { path: path.to_string(), message: m },
         })?;
@@ -260,11 +259,11 @@ mod tests {
     }
 
     #[test]
-    fn wildcard_writes_replace_whatever_the_merge_policy() {
+    fn wildcard_writes_merge_into_every_match_with_the_policy() {
         let to = FieldPath::parse("items[*].tags").expect("parses");
         let mut dst = json!({"items": [{"tags": {"a": 1}}, {"tags": {"b": 2}}]});
         write(&to, true, json!({"c": 3}), ToFieldPathPolicy::MergeObjects, &mut dst).expect("writes");
-        assert_eq!(dst, json!({"items": [{"tags": {"c": 3}}, {"tags": {"c": 3}}]}));
+        assert_eq!(dst, json!({"items": [{"tags": {"a": 1, "c": 3}}, {"tags": {"b": 2, "c": 3}}]}));
     }
 
     #[test]

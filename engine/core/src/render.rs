@@ -107,7 +107,8 @@ pub enum RenderError {
         #[source]
         source: PatchError,
     },
-    #[error("environment: patch {index} ({kind}): required {path} not found")]
+    /// `path` is the not-found message (`spec.a: no such field`).
+    #[error("environment: patch {index} ({kind}): required source is missing: {path}")]
     EnvironmentRequired { index: usize, kind: &'static str, path: String },
     #[error("resource `{resource}`: {message}")]
     Resource { resource: String, message: String },
@@ -164,7 +165,6 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
             continue;
         }
         let mut desired = template.stamped_base.clone();
-        meta.stamp(&mut desired, template, observed.map(|o| &o.resource));
         let mut release = true;
         for p in &template.patches {
             let result = apply_resource_patch(p, xr, &mut environment, &mut desired_xr, &mut desired, observed, input.observed, comp);
@@ -205,6 +205,7 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
         // integral value, even one written in the base, prints as an integer.
         patch::normalize_numbers(&mut desired);
         meta.check_namespace(&desired, &template.name)?;
+        meta.stamp(&mut desired, template, observed.map(|o| &o.resource));
         let readiness = match observed {
             Some(o) => {
                 connection::extract(&template.connection_details, &o.resource, &o.connection_details, &mut connection_details);
@@ -376,6 +377,8 @@ fn deep_merge(into: &mut Value, from: &Value) {
 struct CompositeMeta<'a> {
     name: &'a str,
     namespace: Option<&'a str>,
+    api_version: &'a str,
+    kind: &'a str,
     uid: Option<&'a str>,
     composite_label: &'a str,
     claim_name: Option<&'a str>,
@@ -403,6 +406,8 @@ impl<'a> CompositeMeta<'a> {
         Ok(Self {
             name,
             namespace: string("/metadata/namespace"),
+            api_version,
+            kind,
             uid: string("/metadata/uid"),
             composite_label: label(wire::LABEL_COMPOSITE).unwrap_or(name),
             claim_name: label(wire::LABEL_CLAIM_NAME),
@@ -410,10 +415,18 @@ impl<'a> CompositeMeta<'a> {
         })
     }
 
-    /// Sets what varies per XR on a template's pre-stamped base (see [`prestamp`]): the name,
-    /// the namespace, the composite and claim labels, and the owner's name and uid.
+    /// Stamps the metadata Strata relies on, after the patches ran (as Crossplane's function
+    /// composer does, so a patch that replaces `metadata.labels` cannot drop them): the name,
+    /// the namespace, the composite and claim labels, the template annotation and the controller
+    /// reference. Templates are pre-stamped at compile time (see [`prestamp`]), so usually only
+    /// the per-XR values are written here.
     fn stamp(&self, desired: &mut Value, template: &CompiledResource, observed: Option<&Value>) {
-        let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+        let Some(obj) = desired.as_object_mut() else { return };
+        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+        if !meta.is_object() {
+            *meta = Value::Object(Map::new());
+        }
+        let Some(meta) = meta.as_object_mut() else { return };
         let observed_name = observed.and_then(|o| o.pointer("/metadata/name")).and_then(Value::as_str);
         match observed_name {
             Some(name) => {
@@ -433,21 +446,43 @@ impl<'a> CompositeMeta<'a> {
         if let Some(ns) = self.namespace {
             meta.insert("namespace".into(), Value::String(ns.to_owned()));
         }
-        if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
-            labels.insert(wire::LABEL_COMPOSITE.into(), Value::String(self.composite_label.to_owned()));
-            if let Some(c) = self.claim_name {
-                labels.insert(wire::LABEL_CLAIM_NAME.into(), Value::String(c.to_owned()));
-            }
-            if let Some(c) = self.claim_namespace {
-                labels.insert(wire::LABEL_CLAIM_NAMESPACE.into(), Value::String(c.to_owned()));
-            }
+        let labels = object_entry(meta, "labels");
+        labels.insert(wire::LABEL_COMPOSITE.into(), Value::String(self.composite_label.to_owned()));
+        if let Some(c) = self.claim_name {
+            labels.insert(wire::LABEL_CLAIM_NAME.into(), Value::String(c.to_owned()));
         }
-        let owner = meta
-            .get_mut("ownerReferences")
-            .and_then(Value::as_array_mut)
-            .and_then(|refs| refs.last_mut())
-            .and_then(Value::as_object_mut);
-        if let Some(owner) = owner {
+        if let Some(c) = self.claim_namespace {
+            labels.insert(wire::LABEL_CLAIM_NAMESPACE.into(), Value::String(c.to_owned()));
+        }
+        let annotations = object_entry(meta, "annotations");
+        if annotations.get(wire::ANNOTATION_RESOURCE_NAME).and_then(Value::as_str) != Some(template.name.as_str()) {
+            annotations.insert(wire::ANNOTATION_RESOURCE_NAME.into(), Value::String(template.name.clone()));
+        }
+        let refs = match meta.get_mut("ownerReferences") {
+            Some(Value::Array(refs)) => refs,
+            _ => {
+                meta.insert("ownerReferences".into(), Value::Array(Vec::new()));
+                match meta.get_mut("ownerReferences") {
+                    Some(Value::Array(refs)) => refs,
+                    _ => return,
+                }
+            }
+        };
+        let is_ours = |r: &Value| {
+            r.get("controller") == Some(&Value::Bool(true))
+                && r.get("apiVersion").and_then(Value::as_str) == Some(self.api_version)
+                && r.get("kind").and_then(Value::as_str) == Some(self.kind)
+        };
+        if !refs.last().is_some_and(is_ours) {
+            refs.retain(|r| r.get("controller") != Some(&Value::Bool(true)));
+            refs.push(json!({
+                "apiVersion": self.api_version,
+                "kind": self.kind,
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }));
+        }
+        if let Some(owner) = refs.last_mut().and_then(Value::as_object_mut) {
             owner.insert("name".into(), Value::String(self.name.to_owned()));
             if let Some(uid) = self.uid {
                 owner.insert("uid".into(), Value::String(uid.to_owned()));
@@ -554,6 +589,22 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_required_environment_source_says_what_is_missing_once() {
+        let comp = compile(json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
+            "environment": {"patches": [{"fromFieldPath": "spec.a.b", "toFieldPath": "a",
+                "policy": {"fromFieldPath": "Required"}}]},
+        }));
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {}});
+        let observed = ObservedResources::new();
+        let err = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect_err("required");
+        assert_eq!(
+            err.to_string(),
+            "environment: patch 0 (FromCompositeFieldPath): required source is missing: spec.a: no such field"
+        );
+    }
+
+    #[test]
     fn integral_floats_in_a_base_or_the_xr_render_as_integers() {
         let comp = compile(json!({
             "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
@@ -565,5 +616,55 @@ mod tests {
         assert_eq!(out.resources[0].resource["spec"], json!({"f": 2, "h": 1.5}));
         assert!(out.resources[0].resource["spec"]["f"].is_i64());
         assert!(out.composite["spec"]["f"].is_i64());
+    }
+}
+
+#[cfg(test)]
+mod stamping_tests {
+    use super::*;
+    use crate::model::CompositionSpec;
+
+    fn compiled(resources: Value) -> CompiledComposition {
+        let spec: CompositionSpec = serde_json::from_value(json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XApp"},
+            "resources": resources,
+        }))
+        .expect("valid spec");
+        CompiledComposition::compile(&spec).expect("compiles")
+    }
+
+    #[test]
+    fn a_patch_replacing_labels_cannot_drop_the_composite_label_or_owner() {
+        let comp = compiled(json!([{
+            "name": "cm",
+            "base": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}},
+            "patches": [
+                {"fromFieldPath": "spec.labels", "toFieldPath": "metadata.labels"},
+                {"fromFieldPath": "spec.refs", "toFieldPath": "metadata.ownerReferences"}
+            ]
+        }]));
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XApp",
+            "metadata": {"name": "app", "uid": "u-1"},
+            "spec": {"labels": {"team": "a"}, "refs": [{"apiVersion": "v1", "kind": "X", "name": "y", "controller": true}]}});
+        let observed = ObservedResources::new();
+        let out = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect("renders");
+        let meta = &out.resources[0].resource["metadata"];
+        assert_eq!(meta["labels"], json!({"team": "a", "strata.dev/composite": "app"}));
+        assert_eq!(meta["annotations"][wire::ANNOTATION_RESOURCE_NAME], json!("cm"));
+        assert_eq!(meta["ownerReferences"], json!([{"apiVersion": "example.org/v1", "kind": "XApp",
+            "name": "app", "uid": "u-1", "controller": true, "blockOwnerDeletion": true}]));
+        assert_eq!(meta["name"], json!("app-cm"));
+    }
+
+    #[test]
+    fn a_namespaced_composite_refuses_a_resource_in_another_namespace() {
+        let comp = compiled(json!([{
+            "name": "cm",
+            "base": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "other"}}
+        }]));
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XApp", "metadata": {"name": "app", "namespace": "team-a"}});
+        let observed = ObservedResources::new();
+        let err = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect_err("outside");
+        assert!(err.to_string().starts_with("resource `cm`: metadata.namespace"), "{err}");
     }
 }
