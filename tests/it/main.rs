@@ -1,6 +1,8 @@
 //! Strata's one integration-test binary: end-to-end behaviour through the real `strata` binary,
 //! the embedded control plane, the real kubectl and the cloud emulators.
 
+#![allow(clippy::unwrap_used)]
+
 mod apiserver;
 mod crds;
 mod golden;

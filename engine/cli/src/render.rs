@@ -4,7 +4,7 @@
 //! Exit codes: 0 success, 1 render error, 2 bad usage or unparseable input.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -118,7 +118,7 @@ fn prepare(args: &RenderArgs) -> Result<Prepared> {
     Ok(Prepared { composite, composition, observed, environment })
 }
 
-fn single_object(path: &PathBuf) -> Result<Value> {
+fn single_object(path: &Path) -> Result<Value> {
     let mut docs = read_documents(path)?;
     match docs.len() {
         1 => Ok(docs.remove(0).value),
@@ -127,7 +127,7 @@ fn single_object(path: &PathBuf) -> Result<Value> {
     }
 }
 
-fn apply_xrd_defaults(path: &PathBuf, composite: &mut Value) -> Result<()> {
+fn apply_xrd_defaults(path: &Path, composite: &mut Value) -> Result<()> {
     let docs = read_documents(path)?;
     let api_version = composite.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
     let kind = composite.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
@@ -165,7 +165,7 @@ fn template_name(object: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-fn observed_resources(path: &PathBuf) -> Result<ObservedResources> {
+fn observed_resources(path: &Path) -> Result<ObservedResources> {
     let docs = read_documents(path)?;
     let mut secrets: BTreeMap<(String, String), ConnectionDetails> = BTreeMap::new();
     for doc in &docs {
@@ -214,7 +214,7 @@ fn secret_data(secret: &Value) -> Result<ConnectionDetails> {
     Ok(out)
 }
 
-fn environment(path: &PathBuf) -> Result<Value> {
+fn environment(path: &Path) -> Result<Value> {
     let docs = read_documents(path)?;
     let mut merged = Value::Object(serde_json::Map::new());
     for doc in &docs {
