@@ -1,1 +1,8 @@
-//! End-to-end tests of the embedded control plane.
+//! The embedded control plane (`strata up`): kube-rs and the real kubectl against it.
+#![allow(clippy::unwrap_used)]
+
+mod bad_requests;
+mod crash;
+mod fixture;
+mod kube_client;
+mod kubectl;

@@ -10,14 +10,29 @@ use crate::error::{ApiError, ErrorTarget, FieldCause};
 use crate::resource::ResourceType;
 
 fn invalid(target: &ErrorTarget, field: &str, message: &str) -> ApiError {
-    ApiError::Invalid { target: target.clone(), causes: vec![FieldCause { field: field.into(), message: message.into() }] }
+    ApiError::Invalid {
+        target: target.clone(),
+        causes: vec![FieldCause {
+            field: field.into(),
+            message: message.into(),
+        }],
+    }
 }
 
 /// Checks a CRD defines a servable resource and fills its status as kube-apiserver reports it.
 pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiError> {
     let name = crate::object::name(crd).to_owned();
-    let target = ErrorTarget::new(crate::resource::CRD_GROUP, "CustomResourceDefinition", &name);
-    let text = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let target = ErrorTarget::new(
+        crate::resource::CRD_GROUP,
+        "CustomResourceDefinition",
+        &name,
+    );
+    let text = |p: &str| {
+        crd.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let group = text("/spec/group");
     let plural = text("/spec/names/plural");
     if group.is_empty() {
@@ -30,15 +45,31 @@ pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiErr
         return Err(invalid(&target, "spec.names.kind", "Required value"));
     }
     if name != format!("{plural}.{group}") {
-        return Err(invalid(&target, "metadata.name", "Invalid value: must be spec.names.plural+\".\"+spec.group"));
+        return Err(invalid(
+            &target,
+            "metadata.name",
+            "Invalid value: must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     let scope = text("/spec/scope");
     if scope != "Namespaced" && scope != "Cluster" {
-        return Err(invalid(&target, "spec.scope", "Unsupported value: supported values: \"Cluster\", \"Namespaced\""));
+        return Err(invalid(
+            &target,
+            "spec.scope",
+            "Unsupported value: supported values: \"Cluster\", \"Namespaced\"",
+        ));
     }
-    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if versions.is_empty() {
-        return Err(invalid(&target, "spec.versions", "Invalid value: must have exactly one version marked as storage version"));
+        return Err(invalid(
+            &target,
+            "spec.versions",
+            "Invalid value: must have exactly one version marked as storage version",
+        ));
     }
     let storage: Vec<&str> = versions
         .iter()
@@ -46,13 +77,21 @@ pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiErr
         .filter_map(|v| v.get("name").and_then(Value::as_str))
         .collect();
     if storage.len() != 1 {
-        return Err(invalid(&target, "spec.versions", "Invalid value: must have exactly one version marked as storage version"));
+        return Err(invalid(
+            &target,
+            "spec.versions",
+            "Invalid value: must have exactly one version marked as storage version",
+        ));
     }
     for (i, v) in versions.iter().enumerate() {
-        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
-            if let Err(message) = crate::validation::compile_schema(schema) {
-                return Err(invalid(&target, &format!("spec.versions[{i}].schema.openAPIV3Schema"), &message));
-            }
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema")
+            && let Err(message) = crate::validation::compile_schema(schema)
+        {
+            return Err(invalid(
+                &target,
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                &message,
+            ));
         }
     }
     let stored: Vec<Value> = {
@@ -70,12 +109,18 @@ pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiErr
         previous
             .and_then(|p| p.pointer("/status/conditions"))
             .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(condition)))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some(condition))
+            })
             .and_then(|c| c.get("lastTransitionTime").and_then(Value::as_str))
             .map(str::to_owned)
             .unwrap_or_else(crate::object::now)
     };
-    let accepted_names = crd.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
+    let accepted_names = crd
+        .pointer("/spec/names")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     crd["status"] = json!({
         "acceptedNames": accepted_names,
         "conditions": [
@@ -90,11 +135,33 @@ pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiErr
 }
 
 /// Validates and defaults a custom object against the schema of the version it was sent in.
-pub fn admit_custom_object(rt: &ResourceType, version: &str, obj: &mut Value) -> Result<(), ApiError> {
-    let Some(schema) = rt.version(version).and_then(|v| v.compiled.as_ref()) else { return Ok(()) };
+/// With `strict` (`fieldValidation=Strict`), fields the schema does not know are an error
+/// instead of being pruned.
+pub fn admit_custom_object(
+    rt: &ResourceType,
+    version: &str,
+    obj: &mut Value,
+    strict: bool,
+) -> Result<(), ApiError> {
+    let Some(schema) = rt.version(version).and_then(|v| v.compiled.as_ref()) else {
+        return Ok(());
+    };
     let target = ErrorTarget::new(&rt.group, &rt.kind, crate::object::name(obj));
-    crate::validation::validate_and_default(schema, obj)
-        .map_err(|causes| ApiError::Invalid { target, causes })
+    let pruned = crate::validation::validate_and_default(schema, obj)
+        .map_err(|causes| ApiError::Invalid { target, causes })?;
+    if strict && !pruned.is_empty() {
+        let unknown: Vec<String> = pruned
+            .iter()
+            .map(|p| format!("unknown field \"{p}\""))
+            .collect();
+        return Err(ApiError::BadRequest(format!(
+            "{} in version \"{version}\" cannot be handled as a {}: strict decoding error: {}",
+            rt.kind,
+            rt.kind,
+            unknown.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -22,7 +22,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Writes a kubeconfig for `server` (an `https://` URL) trusting `ca_pem`, with the token.
-pub fn write_kubeconfig(path: &Path, server: &str, token: &str, ca_pem: &str) -> std::io::Result<()> {
+pub fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    token: &str,
+    ca_pem: &str,
+) -> std::io::Result<()> {
     use base64::Engine;
     let ca_data = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let config = json!({

@@ -28,6 +28,9 @@ pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 pub const ORPHAN_FINALIZER: &str = "orphan";
 pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
+/// The longest a read or no-op waits for the store to make what it shows durable.
+const DURABILITY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subresource {
     Main,
@@ -50,6 +53,8 @@ pub struct Target {
     pub rt: Arc<ResourceType>,
     pub version: String,
     pub namespace: String,
+    /// `fieldValidation=Strict`: unknown fields of custom objects are rejected, not pruned.
+    pub strict_fields: bool,
 }
 
 impl Target {
@@ -66,13 +71,20 @@ impl Target {
     }
 
     /// The object as this target's version presents it.
-    pub fn present(&self, obj: &Value) -> Value {
+    /// Borrowed when the stored form already speaks this version (the common case).
+    pub fn present<'a>(&self, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
+        let api_version = self.api_version();
+        if obj.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str())
+            && obj.get("kind").and_then(Value::as_str) == Some(self.rt.kind.as_str())
+        {
+            return std::borrow::Cow::Borrowed(obj);
+        }
         let mut out = obj.clone();
         if let Value::Object(m) = &mut out {
-            m.insert("apiVersion".into(), json!(self.api_version()));
+            m.insert("apiVersion".into(), json!(api_version));
             m.insert("kind".into(), json!(self.rt.kind));
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
 }
 
@@ -122,6 +134,9 @@ struct Outcome {
 pub struct Cluster {
     state: Mutex<State>,
     writer: crate::store::Writer<Arc<WatchEvent>>,
+    /// The highest resource version known durable; reads wait for it so no client ever sees
+    /// a write a crash could still lose.
+    durable: tokio::sync::watch::Sender<u64>,
     pub hub: Arc<Hub>,
     /// Woken whenever a write may give the garbage collector work.
     pub gc_wake: Arc<Notify>,
@@ -162,10 +177,11 @@ impl Cluster {
                     key: key.clone(),
                     detail: e.to_string(),
                 })?;
-            if gr.group == CRD_GROUP && gr.resource == CRD_RESOURCE {
-                if let Some(t) = ResourceType::from_crd(&value) {
-                    registry.insert(t);
-                }
+            if gr.group == CRD_GROUP
+                && gr.resource == CRD_RESOURCE
+                && let Some(t) = ResourceType::from_crd(&value)
+            {
+                registry.insert(t);
             }
             objects.entry(gr).or_default().insert(okey, Arc::new(value));
         }
@@ -174,11 +190,24 @@ impl Cluster {
             .iter()
             .filter_map(|(rv, bytes)| WatchEvent::from_stored(*rv, bytes))
             .collect();
-        let hub = Arc::new(Hub::new(history, loaded.resource_version));
+        let hub = Arc::new(Hub::new(
+            history,
+            loaded.resource_version,
+            store.event_history(),
+        ));
         let gc_wake = Arc::new(Notify::new());
         let publish_hub = hub.clone();
         let publish_wake = gc_wake.clone();
+        let (durable, _) = tokio::sync::watch::channel(loaded.resource_version);
+        let publish_durable = durable.clone();
         let writer = crate::store::Writer::start(store, move |events: Vec<Arc<WatchEvent>>| {
+            if let Some(last) = events.iter().map(|e| e.rv).max() {
+                publish_durable.send_if_modified(|d| {
+                    let advanced = last > *d;
+                    *d = (*d).max(last);
+                    advanced
+                });
+            }
             let wakes_gc = events.iter().any(|e| {
                 e.type_ == EventType::Deleted
                     || object::is_deleting(&e.object)
@@ -196,6 +225,7 @@ impl Cluster {
                 objects,
             }),
             writer,
+            durable,
             hub,
             gc_wake,
         });
@@ -249,6 +279,7 @@ impl Cluster {
             rt,
             version: version.to_owned(),
             namespace,
+            strict_fields: false,
         })
     }
 
@@ -325,8 +356,25 @@ impl Cluster {
             .collect()
     }
 
-    async fn finish(outcome: Outcome) -> ApiResult<Arc<Value>> {
-        if let Some(durable) = outcome.durable {
+    /// Waits until every write up to `rv` is durable (bounded: a failed store errors instead).
+    pub async fn wait_durable(&self, rv: u64) -> ApiResult<()> {
+        let mut rx = self.durable.subscribe();
+        match tokio::time::timeout(DURABILITY_WAIT, rx.wait_for(|d| *d >= rv)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::Internal(format!(
+                "resource version {rv} is not durable yet: the store is not committing"
+            ))),
+        }
+    }
+
+    async fn finish(&self, outcome: Outcome) -> ApiResult<Arc<Value>> {
+        let Some(durable) = outcome.durable else {
+            // A no-op answers with the stored object, which must itself be durable.
+            let rv = object::resource_version(&outcome.object).parse().unwrap_or(0);
+            self.wait_durable(rv).await?;
+            return Ok(outcome.object);
+        };
+        {
             durable
                 .await
                 .map_err(|_| {
@@ -353,7 +401,7 @@ impl Cluster {
             fields::record_update(None, &mut obj, &w);
             self.insert_new(&mut st, t, obj)?
         };
-        Self::finish(outcome).await
+        self.finish(outcome).await
     }
 
     fn insert_new(&self, st: &mut State, t: &Target, obj: Value) -> ApiResult<Outcome> {
@@ -391,10 +439,10 @@ impl Cluster {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        if name.is_empty() {
-            if let Some(prefix) = m.get("generateName").and_then(Value::as_str) {
-                name = format!("{prefix}{}", object::name_suffix());
-            }
+        if name.is_empty()
+            && let Some(prefix) = m.get("generateName").and_then(Value::as_str)
+        {
+            name = format!("{prefix}{}", object::name_suffix());
         }
         let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, &name);
         object::validate_name(&name, t.rt.builtin, &target)?;
@@ -438,10 +486,21 @@ impl Cluster {
                 Some(_) => {}
             }
         }
-        if t.rt.has_status_subresource() && !(t.rt.builtin && t.rt.resource == "namespaces") {
-            if let Value::Object(m) = &mut body {
-                m.remove("status");
-            }
+        if t.rt.has_status_subresource()
+            && !(t.rt.builtin && t.rt.resource == "namespaces")
+            && let Value::Object(m) = &mut body
+        {
+            m.remove("status");
+        }
+        if t.rt.builtin
+            && t.rt.group.is_empty()
+            && t.rt.resource == "secrets"
+            && body
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            body["type"] = json!("Opaque");
         }
         if t.rt.builtin && t.rt.resource == "namespaces" {
             body["status"] = json!({"phase": "Active"});
@@ -459,7 +518,7 @@ impl Cluster {
             }
             return Ok(());
         }
-        crate::admission::admit_custom_object(&t.rt, &t.version, obj)
+        crate::admission::admit_custom_object(&t.rt, &t.version, obj, t.strict_fields)
     }
 
     /// Replaces an object (PUT); `sub` decides which part of the body is taken.
@@ -485,7 +544,7 @@ impl Cluster {
                 self.prepare_update(t, &old, body, sub, ManagedFields::RecordUpdate(manager))?;
             self.write_update(&mut st, t, old, new)?
         };
-        Self::finish(outcome).await
+        self.finish(outcome).await
     }
 
     fn existing(&self, st: &State, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
@@ -568,7 +627,7 @@ impl Cluster {
         if sub == Subresource::Main {
             self.admit(t, Some(old), &mut new)?;
         } else if !t.rt.builtin {
-            crate::admission::admit_custom_object(&t.rt, &t.version, &mut new)?;
+            crate::admission::admit_custom_object(&t.rt, &t.version, &mut new, t.strict_fields)?;
         }
         new["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
         new["kind"] = json!(t.rt.kind);
@@ -632,10 +691,11 @@ impl Cluster {
             .entry(gr.clone())
             .or_default()
             .insert(t.key(&name), obj.clone());
-        if t.rt.group == CRD_GROUP && t.rt.resource == CRD_RESOURCE {
-            if let Some(crd_type) = ResourceType::from_crd(&obj) {
-                st.registry.insert(crd_type);
-            }
+        if t.rt.group == CRD_GROUP
+            && t.rt.resource == CRD_RESOURCE
+            && let Some(crd_type) = ResourceType::from_crd(&obj)
+        {
+            st.registry.insert(crd_type);
         }
         let type_ = if old.is_some() {
             EventType::Modified
@@ -702,6 +762,7 @@ impl Cluster {
                 rt: rt.clone(),
                 version: rt.storage_version().to_owned(),
                 namespace: object::namespace(&obj).to_owned(),
+                strict_fields: false,
             };
             let last = (*obj).clone();
             // Durability of these removals rides on the CRD's own write: same batch or later.
@@ -720,11 +781,16 @@ impl Cluster {
         event: WatchEvent,
     ) -> oneshot::Receiver<Result<(), String>> {
         let (ack, durable) = oneshot::channel();
+        let object = obj.map(|o| serde_json::to_vec(&**o).unwrap_or_default());
+        let event_bytes = match (&object, event.type_) {
+            (Some(bytes), _) => event.to_stored_with(bytes),
+            (None, _) => event.to_stored(),
+        };
         let write = Write {
             rv: event.rv,
             key: store_key(gr, ns, name),
-            object: obj.map(|o| serde_json::to_vec(&**o).unwrap_or_default()),
-            event: event.to_stored(),
+            object,
+            event: event_bytes,
         };
         if let Err(e) = self.writer.submit(Pending {
             write,
@@ -777,7 +843,7 @@ impl Cluster {
                 self.write_update(&mut st, t, old, new)?
             }
         };
-        Self::finish(outcome).await
+        self.finish(outcome).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -858,7 +924,7 @@ impl Cluster {
         let outcome = {
             let mut st = self.lock();
             let old = self.existing(&st, t, name)?;
-            let mut new = t.present(&old);
+            let mut new = t.present(&old).into_owned();
             change(&mut new);
             let new = self.prepare_update(
                 t,
@@ -869,7 +935,7 @@ impl Cluster {
             )?;
             self.write_update(&mut st, t, old, new)?
         };
-        Self::finish(outcome).await
+        self.finish(outcome).await
     }
 
     /// Removes an object that is being deleted regardless of its finalizers (a namespace whose
@@ -879,12 +945,15 @@ impl Cluster {
             let mut st = self.lock();
             let old = self.existing(&st, t, name)?;
             if object::uid(&old) != uid || !object::is_deleting(&old) {
-                return Err(ApiError::Conflict { target: t.error_target(name), message: "the object is not being deleted".into() });
+                return Err(ApiError::Conflict {
+                    target: t.error_target(name),
+                    message: "the object is not being deleted".into(),
+                });
             }
             let last = (*old).clone();
             self.remove(&mut st, t, &old, last)
         };
-        Self::finish(outcome).await
+        self.finish(outcome).await
     }
 
     /// DELETE: removes the object now, or marks it for deletion while finalizers remain.
@@ -936,10 +1005,10 @@ impl Cluster {
                     durable: None,
                 })
             } else {
-                if let Some(f) = extra {
-                    if !finalizers.iter().any(|x| x == f) {
-                        finalizers.push(f.to_owned());
-                    }
+                if let Some(f) = extra
+                    && !finalizers.iter().any(|x| x == f)
+                {
+                    finalizers.push(f.to_owned());
                 }
                 if finalizers.is_empty() && !is_namespace {
                     let last = (*old).clone();
@@ -962,7 +1031,7 @@ impl Cluster {
                 }
             }
         };
-        let result = Self::finish(outcome?).await;
+        let result = self.finish(outcome?).await;
         self.gc_wake.notify_one();
         result
     }
@@ -989,7 +1058,7 @@ fn check_type_meta(t: &Target, body: &Value, required: bool) -> ApiResult<()> {
         && t.rt
             .version(api_version.rsplit('/').next().unwrap_or_default())
             .is_none()
-        || !api_version.is_empty() && api_version.contains('/') != !t.rt.group.is_empty()
+        || !api_version.is_empty() && api_version.contains('/') == t.rt.group.is_empty()
         || !api_version.is_empty()
             && !t.rt.group.is_empty()
             && !api_version.starts_with(&format!("{}/", t.rt.group))

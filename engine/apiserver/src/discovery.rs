@@ -5,7 +5,16 @@ use serde_json::{Value, json};
 
 use crate::resource::{Registry, ResourceType};
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn version() -> Value {
     json!({
@@ -20,13 +29,21 @@ pub fn core_versions(server_address: &str) -> Value {
 }
 
 fn group_doc(group: &str, versions: &[String]) -> Value {
-    let versions: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     let preferred = versions.first().cloned().unwrap_or(json!({}));
     json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions, "preferredVersion": preferred})
 }
 
 pub fn group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry.groups().iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group_doc(g, v)).collect();
+    let groups: Vec<Value> = registry
+        .groups()
+        .iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, v)| group_doc(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -61,8 +78,14 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// The group-version paths of `/openapi/v3`, each pointing at its document.
@@ -70,9 +93,16 @@ pub fn openapi_v3_root(registry: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
     for (group, versions) in registry.groups() {
         for v in versions {
-            let key = if group.is_empty() { format!("api/{v}") } else { format!("apis/{group}/{v}") };
+            let key = if group.is_empty() {
+                format!("api/{v}")
+            } else {
+                format!("apis/{group}/{v}")
+            };
             let hash = registry_hash(registry, &group, &v);
-            paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}));
+            paths.insert(
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+            );
         }
     }
     json!({"paths": paths})
@@ -86,10 +116,20 @@ fn registry_hash(registry: &Registry, group: &str, version: &str) -> String {
         if let Some(v) = t.version(version) {
             h.update(t.resource.as_bytes());
             h.update(t.kind.as_bytes());
-            h.update(v.schema.as_ref().map(Value::to_string).unwrap_or_default().as_bytes());
+            h.update(
+                v.schema
+                    .as_ref()
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
         }
     }
-    h.finalize().iter().take(16).map(|b| format!("{b:02X}")).collect()
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02X}"))
+        .collect()
 }
 
 /// The OpenAPI v3 document of one group-version: a PATCH operation per kind that declares the
@@ -98,8 +138,14 @@ pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str)
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
     for t in registry.all().filter(|t| t.group == group) {
-        let Some(v) = t.version(version) else { continue };
-        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let Some(v) = t.version(version) else {
+            continue;
+        };
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let path = if t.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.resource)
         } else {
@@ -113,8 +159,19 @@ pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str)
             "responses": {"200": {"description": "OK"}},
         });
         paths.insert(path, json!({"patch": op.clone(), "put": op}));
-        let schema_name = format!("{}.{}.{}", if group.is_empty() { "io.k8s.api.core" } else { group }, version, t.kind);
-        let mut schema = v.schema.clone().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+        let schema_name = format!(
+            "{}.{}.{}",
+            if group.is_empty() {
+                "io.k8s.api.core"
+            } else {
+                group
+            },
+            version,
+            t.kind
+        );
+        let mut schema = v.schema.clone().unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        );
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name, schema);
     }
@@ -136,15 +193,39 @@ mod tests {
     #[test]
     fn core_group_lists_namespaces_with_their_status_subresource() {
         let list = resource_list(&Registry::with_builtins(), "", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
-        assert!(names.contains(&"namespaces") && names.contains(&"namespaces/status") && names.contains(&"secrets"));
-        assert!(!names.contains(&"leases"), "leases live in coordination.k8s.io");
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"namespaces")
+                && names.contains(&"namespaces/status")
+                && names.contains(&"secrets")
+        );
+        assert!(
+            !names.contains(&"leases"),
+            "leases live in coordination.k8s.io"
+        );
     }
 
     #[test]
     fn group_list_excludes_the_core_group() {
         let list = group_list(&Registry::with_builtins());
-        let groups: Vec<&str> = list["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
-        assert_eq!(groups, vec!["apiextensions.k8s.io", "coordination.k8s.io", "events.k8s.io"]);
+        let groups: Vec<&str> = list["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                "apiextensions.k8s.io",
+                "coordination.k8s.io",
+                "events.k8s.io"
+            ]
+        );
     }
 }

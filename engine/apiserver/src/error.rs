@@ -16,11 +16,19 @@ pub struct ErrorTarget {
 
 impl ErrorTarget {
     pub fn new(group: &str, kind: &str, name: &str) -> Self {
-        Self { group: group.to_owned(), kind: kind.to_owned(), name: name.to_owned() }
+        Self {
+            group: group.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        }
     }
 
     fn qualified_kind(&self) -> String {
-        if self.group.is_empty() { self.kind.clone() } else { format!("{}.{}", self.kind, self.group) }
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
     }
 }
 
@@ -40,11 +48,21 @@ pub enum ApiError {
     #[error("{} \"{}\" already exists", .0.qualified_kind(), .0.name)]
     AlreadyExists(ErrorTarget),
     #[error("Operation cannot be fulfilled on {} \"{}\": {message}", .target.qualified_kind(), .target.name)]
-    Conflict { target: ErrorTarget, message: String },
+    Conflict {
+        target: ErrorTarget,
+        message: String,
+    },
     #[error("Apply failed with {} conflict{}: {}", .conflicts.len(), if .conflicts.len() == 1 { "" } else { "s" }, .conflicts.join("\n"))]
-    ApplyConflict { target: ErrorTarget, conflicts: Vec<String>, causes: Vec<FieldCause> },
+    ApplyConflict {
+        target: ErrorTarget,
+        conflicts: Vec<String>,
+        causes: Vec<FieldCause>,
+    },
     #[error("{} \"{}\" is invalid: {}", .target.qualified_kind(), .target.name, invalid_summary(.causes))]
-    Invalid { target: ErrorTarget, causes: Vec<FieldCause> },
+    Invalid {
+        target: ErrorTarget,
+        causes: Vec<FieldCause>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -53,7 +71,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
-    #[error("the body of the request was in an unknown format - accepted media types include: {accepted}")]
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: {accepted}"
+    )]
     UnsupportedMediaType { accepted: String },
     #[error("the request is too large: the body must be at most {limit} bytes")]
     RequestTooLarge { limit: usize },
@@ -66,15 +86,24 @@ pub enum ApiError {
 }
 
 fn invalid_summary(causes: &[FieldCause]) -> String {
-    let parts: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-    if parts.len() == 1 { parts.join("") } else { format!("[{}]", parts.join(", ")) }
+    let parts: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    if parts.len() == 1 {
+        parts.join("")
+    } else {
+        format!("[{}]", parts.join(", "))
+    }
 }
 
 impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownResource { .. } => 404,
-            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => 409,
+            ApiError::AlreadyExists(_)
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } | ApiError::UnprocessablePatch(_) => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Forbidden(_) => 403,
@@ -111,7 +140,9 @@ impl ApiError {
             ApiError::ApplyConflict { target, causes, .. } => {
                 return Some(details_json(target, causes, "FieldManagerConflict"));
             }
-            ApiError::Invalid { target, causes } => return Some(details_json(target, causes, "FieldValueInvalid")),
+            ApiError::Invalid { target, causes } => {
+                return Some(details_json(target, causes, "FieldValueInvalid"));
+            }
             _ => return None,
         };
         Some(details_json(target, &[], ""))
@@ -177,7 +208,10 @@ mod tests {
             message: "the object has been modified; please apply your changes to the latest version and try again"
                 .into(),
         };
-        assert!(err.to_string().starts_with("Operation cannot be fulfilled on widgets.example.com \"a\""));
+        assert!(
+            err.to_string()
+                .starts_with("Operation cannot be fulfilled on widgets.example.com \"a\"")
+        );
         assert_eq!(err.code(), 409);
     }
 }

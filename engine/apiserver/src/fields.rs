@@ -58,7 +58,9 @@ impl FieldSet {
         for path in &self.0 {
             let mut node = &mut root;
             for part in path {
-                let entry = node.entry(format!("f:{part}")).or_insert_with(|| Value::Object(Map::new()));
+                let entry = node
+                    .entry(format!("f:{part}"))
+                    .or_insert_with(|| Value::Object(Map::new()));
                 let Value::Object(next) = entry else { break };
                 node = next;
             }
@@ -95,8 +97,11 @@ fn collect_leaves(value: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldP
 
 fn read_fields_v1(v: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
     let Value::Object(map) = v else { return };
-    let children: Vec<(&String, &Value)> = map.iter().filter(|(k, _)| k.starts_with("f:")).collect();
-    let keyed = map.keys().any(|k| k.starts_with("k:") || k.starts_with("v:") || k.starts_with("i:"));
+    let children: Vec<(&String, &Value)> =
+        map.iter().filter(|(k, _)| k.starts_with("f:")).collect();
+    let keyed = map
+        .keys()
+        .any(|k| k.starts_with("k:") || k.starts_with("v:") || k.starts_with("i:"));
     if (children.is_empty() || keyed) && !path.is_empty() {
         out.insert(path.clone());
         return;
@@ -113,7 +118,9 @@ fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 fn remove_at(obj: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut node = obj;
     for part in parents {
         match node.get_mut(part) {
@@ -142,7 +149,12 @@ struct Entry {
 }
 
 fn read_entries(obj: &Value) -> Vec<Entry> {
-    let text = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |e: &Value, k: &str| {
+        e.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     obj.pointer("/metadata/managedFields")
         .and_then(Value::as_array)
         .map(|entries| {
@@ -154,7 +166,10 @@ fn read_entries(obj: &Value) -> Vec<Entry> {
                     api_version: text(e, "apiVersion"),
                     time: text(e, "time"),
                     subresource: text(e, "subresource"),
-                    fields: e.get("fieldsV1").map(FieldSet::from_fields_v1).unwrap_or_default(),
+                    fields: e
+                        .get("fieldsV1")
+                        .map(FieldSet::from_fields_v1)
+                        .unwrap_or_default(),
                 })
                 .collect()
         })
@@ -222,10 +237,13 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
     for e in &mut entries {
         e.fields.0.retain(|p| !changed.contains(p));
     }
-    let owned: BTreeSet<FieldPath> = changed.into_iter().filter(|p| new_leaves.contains(p)).collect();
-    let pos = entries
-        .iter()
-        .position(|e| e.manager == w.manager && e.operation == "Update" && e.subresource == w.subresource);
+    let owned: BTreeSet<FieldPath> = changed
+        .into_iter()
+        .filter(|p| new_leaves.contains(p))
+        .collect();
+    let pos = entries.iter().position(|e| {
+        e.manager == w.manager && e.operation == "Update" && e.subresource == w.subresource
+    });
     match pos {
         Some(i) => {
             entries[i].fields.0.extend(owned);
@@ -252,39 +270,70 @@ pub struct ApplyConflicts {
 }
 
 /// Server-side apply of `config` by `w` onto `live` (absent: the object is created).
-pub fn apply(live: Option<&Value>, config: &Value, w: &Writer<'_>, force: bool) -> Result<Value, ApplyConflicts> {
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    w: &Writer<'_>,
+    force: bool,
+) -> Result<Value, ApplyConflicts> {
     let mut entries = live.map(read_entries).unwrap_or_default();
     let applied = FieldSet::leaves(config);
     let mut conflicts = Vec::new();
     if let Some(live) = live {
-        for e in entries.iter().filter(|e| !(e.manager == w.manager && e.operation == "Apply")) {
+        for e in entries
+            .iter()
+            .filter(|e| !(e.manager == w.manager && e.operation == "Apply"))
+        {
             if e.subresource != w.subresource {
                 continue;
             }
             for p in applied.0.iter().filter(|p| e.fields.contains(p)) {
                 if value_at(live, p) != value_at(config, p) {
-                    conflicts.push((e.manager.clone(), p.clone()));
+                    // kube-apiserver names the version of managers that wrote by update.
+                    let who = if e.operation == "Update" {
+                        format!("\"{}\" using {}", e.manager, e.api_version)
+                    } else {
+                        format!("\"{}\"", e.manager)
+                    };
+                    conflicts.push((who, p.clone()));
                 }
             }
         }
     }
     if !conflicts.is_empty() && !force {
         return Err(ApplyConflicts {
-            messages: conflicts.iter().map(|(m, p)| format!("conflict with \"{m}\": {}", display_path(p))).collect(),
+            messages: conflicts
+                .iter()
+                .map(|(who, p)| format!("conflict with {who}: {}", display_path(p)))
+                .collect(),
             causes: conflicts
                 .iter()
-                .map(|(m, p)| FieldCause { field: display_path(p), message: format!("conflict with \"{m}\"") })
+                .map(|(who, p)| FieldCause {
+                    field: display_path(p),
+                    message: format!("conflict with {who}"),
+                })
                 .collect(),
         });
     }
-    let mine = |e: &Entry| e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource;
-    let previous = entries.iter().find(|e| mine(e)).map(|e| e.fields.clone()).unwrap_or_default();
+    let mine = |e: &Entry| {
+        e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource
+    };
+    let previous = entries
+        .iter()
+        .find(|e| mine(e))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
     for e in entries.iter_mut().filter(|e| !mine(e)) {
-        e.fields.0.retain(|p| !(force && applied.contains(p) && conflicts.iter().any(|(_, c)| c == p)));
+        e.fields
+            .0
+            .retain(|p| !(force && applied.contains(p) && conflicts.iter().any(|(_, c)| c == p)));
     }
     let mut result = live.cloned().unwrap_or_else(|| json!({}));
     for p in previous.0.iter().filter(|p| !applied.contains(p)) {
-        let owned_elsewhere = entries.iter().filter(|e| !mine(e)).any(|e| e.fields.contains(p));
+        let owned_elsewhere = entries
+            .iter()
+            .filter(|e| !mine(e))
+            .any(|e| e.fields.contains(p));
         if !owned_elsewhere {
             remove_at(&mut result, p);
         }
@@ -308,7 +357,9 @@ fn deep_merge(target: &mut Value, config: &Value) {
         (Value::Object(t), Value::Object(c)) => {
             for (k, v) in c {
                 match t.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        deep_merge(existing, v)
+                    }
                     _ => {
                         t.insert(k.clone(), v.clone());
                     }
@@ -334,7 +385,12 @@ mod tests {
     use super::*;
 
     fn writer(manager: &str) -> Writer<'_> {
-        Writer { manager, api_version: "v1", subresource: "", now: "2026-01-01T00:00:00Z" }
+        Writer {
+            manager,
+            api_version: "v1",
+            subresource: "",
+            now: "2026-01-01T00:00:00Z",
+        }
     }
 
     fn cm(data: Value) -> Value {
@@ -343,8 +399,13 @@ mod tests {
 
     #[test]
     fn fields_v1_round_trips_leaf_paths() {
-        let set = FieldSet::leaves(&json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"l": [1]}}));
-        assert_eq!(set.to_fields_v1(), json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:l": {}}}));
+        let set = FieldSet::leaves(
+            &json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"l": [1]}}),
+        );
+        assert_eq!(
+            set.to_fields_v1(),
+            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:l": {}}})
+        );
         assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()), set);
     }
 
@@ -355,21 +416,41 @@ mod tests {
         assert_eq!(err.messages, vec!["conflict with \"one\": .data.a"]);
         let forced = apply(Some(&live), &cm(json!({"a": "2"})), &writer("two"), true).unwrap();
         assert_eq!(forced["data"]["a"], "2");
-        let managers: Vec<&str> =
-            forced["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| e["manager"].as_str().unwrap()).collect();
-        assert_eq!(managers, vec!["two"], "the forced field moved to the new manager, leaving `one` with nothing");
+        let managers: Vec<&str> = forced["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            managers,
+            vec!["two"],
+            "the forced field moved to the new manager, leaving `one` with nothing"
+        );
     }
 
     #[test]
     fn applying_the_same_value_shares_ownership_without_conflict() {
         let live = apply(None, &cm(json!({"a": "1"})), &writer("one"), false).unwrap();
         let shared = apply(Some(&live), &cm(json!({"a": "1"})), &writer("two"), false).unwrap();
-        assert_eq!(shared["metadata"]["managedFields"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            shared["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn a_field_no_longer_applied_is_removed_unless_someone_else_owns_it() {
-        let live = apply(None, &cm(json!({"a": "1", "b": "2"})), &writer("one"), false).unwrap();
+        let live = apply(
+            None,
+            &cm(json!({"a": "1", "b": "2"})),
+            &writer("one"),
+            false,
+        )
+        .unwrap();
         let live = apply(Some(&live), &cm(json!({"b": "2"})), &writer("two"), false).unwrap();
         let after = apply(Some(&live), &cm(json!({"c": "3"})), &writer("one"), false).unwrap();
         assert_eq!(after["data"], json!({"b": "2", "c": "3"}));

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{CRD_CLEANUP_FINALIZER, Cluster, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation, Target};
+use crate::cluster::{
+    CRD_CLEANUP_FINALIZER, Cluster, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER,
+    Propagation, Target,
+};
 use crate::object;
 use crate::resource::{CRD_GROUP, CRD_RESOURCE, ResourceType};
 
@@ -23,11 +26,20 @@ type Entry = (Arc<ResourceType>, Arc<Value>);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Delete a dependent (or namespace content, or CRD instance) with this propagation.
-    Delete { index: usize, propagation: Propagation },
+    Delete {
+        index: usize,
+        propagation: Propagation,
+    },
     /// Remove owner references to these uids (their owners orphan their dependents).
-    DropOwners { index: usize, uids: BTreeSet<String> },
+    DropOwners {
+        index: usize,
+        uids: BTreeSet<String>,
+    },
     /// Remove a server-managed finalizer: its work is done.
-    RemoveFinalizer { index: usize, finalizer: &'static str },
+    RemoveFinalizer {
+        index: usize,
+        finalizer: &'static str,
+    },
     /// A terminating namespace is empty: remove it.
     RemoveNamespace { index: usize },
 }
@@ -42,12 +54,19 @@ fn is_namespace(rt: &ResourceType) -> bool {
 
 /// Decides every action for one snapshot of all objects.
 pub fn plan(objects: &[Entry]) -> Vec<Action> {
-    let by_uid: BTreeMap<&str, usize> = objects.iter().enumerate().map(|(i, (_, o))| (object::uid(o), i)).collect();
+    let by_uid: BTreeMap<&str, usize> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, (_, o))| (object::uid(o), i))
+        .collect();
     let mut dependents: BTreeMap<&str, Vec<(usize, bool)>> = BTreeMap::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         for (owner, block) in object::owner_uids(o) {
             if let Some(&owner_index) = by_uid.get(owner.as_str()) {
-                dependents.entry(object::uid(&objects[owner_index].1)).or_default().push((i, block));
+                dependents
+                    .entry(object::uid(&objects[owner_index].1))
+                    .or_default()
+                    .push((i, block));
             }
         }
     }
@@ -55,20 +74,41 @@ pub fn plan(objects: &[Entry]) -> Vec<Action> {
     for (i, (rt, o)) in objects.iter().enumerate() {
         let owners = object::owner_uids(o);
         if !owners.is_empty() && !object::is_deleting(o) {
-            let present: Vec<&Value> = owners.iter().filter_map(|(u, _)| by_uid.get(u.as_str())).map(|&j| &*objects[j].1).collect();
+            let present: Vec<&Value> = owners
+                .iter()
+                .filter_map(|(u, _)| by_uid.get(u.as_str()))
+                .map(|&j| &*objects[j].1)
+                .collect();
             let orphaning: BTreeSet<String> = present
                 .iter()
-                .filter(|owner| object::is_deleting(owner) && object::finalizers(owner).iter().any(|f| f == ORPHAN_FINALIZER))
+                .filter(|owner| {
+                    object::is_deleting(owner)
+                        && object::finalizers(owner)
+                            .iter()
+                            .any(|f| f == ORPHAN_FINALIZER)
+                })
                 .map(|owner| object::uid(owner).to_owned())
                 .collect();
             if present.is_empty() {
-                actions.push(Action::Delete { index: i, propagation: Propagation::Background });
+                actions.push(Action::Delete {
+                    index: i,
+                    propagation: Propagation::Background,
+                });
             } else if !orphaning.is_empty() {
-                actions.push(Action::DropOwners { index: i, uids: orphaning });
+                actions.push(Action::DropOwners {
+                    index: i,
+                    uids: orphaning,
+                });
             } else if present.iter().all(|owner| {
-                object::is_deleting(owner) && object::finalizers(owner).iter().any(|f| f == FOREGROUND_FINALIZER)
+                object::is_deleting(owner)
+                    && object::finalizers(owner)
+                        .iter()
+                        .any(|f| f == FOREGROUND_FINALIZER)
             }) {
-                actions.push(Action::Delete { index: i, propagation: Propagation::Foreground });
+                actions.push(Action::Delete {
+                    index: i,
+                    propagation: Propagation::Foreground,
+                });
             }
         }
         if !object::is_deleting(o) {
@@ -76,11 +116,19 @@ pub fn plan(objects: &[Entry]) -> Vec<Action> {
         }
         let finalizers = object::finalizers(o);
         let deps = dependents.get(object::uid(o)).cloned().unwrap_or_default();
-        if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) && !deps.iter().any(|(_, block)| *block) {
-            actions.push(Action::RemoveFinalizer { index: i, finalizer: FOREGROUND_FINALIZER });
+        if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER)
+            && !deps.iter().any(|(_, block)| *block)
+        {
+            actions.push(Action::RemoveFinalizer {
+                index: i,
+                finalizer: FOREGROUND_FINALIZER,
+            });
         }
         if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) && deps.is_empty() {
-            actions.push(Action::RemoveFinalizer { index: i, finalizer: ORPHAN_FINALIZER });
+            actions.push(Action::RemoveFinalizer {
+                index: i,
+                finalizer: ORPHAN_FINALIZER,
+            });
         }
         if is_namespace(rt) {
             let ns = object::name(o);
@@ -99,26 +147,39 @@ pub fn plan(objects: &[Entry]) -> Vec<Action> {
                     contents
                         .into_iter()
                         .filter(|&j| !object::is_deleting(&objects[j].1))
-                        .map(|j| Action::Delete { index: j, propagation: Propagation::Background }),
+                        .map(|j| Action::Delete {
+                            index: j,
+                            propagation: Propagation::Background,
+                        }),
                 );
             }
         }
         if is_crd(rt) && finalizers.iter().any(|f| f == CRD_CLEANUP_FINALIZER) {
-            let Some(served) = ResourceType::from_crd(o) else { continue };
+            let Some(served) = ResourceType::from_crd(o) else {
+                continue;
+            };
             let instances: Vec<usize> = objects
                 .iter()
                 .enumerate()
-                .filter(|(_, (t, _))| t.group == served.group && t.resource == served.resource && !t.builtin)
+                .filter(|(_, (t, _))| {
+                    t.group == served.group && t.resource == served.resource && !t.builtin
+                })
                 .map(|(j, _)| j)
                 .collect();
             if instances.is_empty() {
-                actions.push(Action::RemoveFinalizer { index: i, finalizer: CRD_CLEANUP_FINALIZER });
+                actions.push(Action::RemoveFinalizer {
+                    index: i,
+                    finalizer: CRD_CLEANUP_FINALIZER,
+                });
             } else {
                 actions.extend(
                     instances
                         .into_iter()
                         .filter(|&j| !object::is_deleting(&objects[j].1))
-                        .map(|j| Action::Delete { index: j, propagation: Propagation::Background }),
+                        .map(|j| Action::Delete {
+                            index: j,
+                            propagation: Propagation::Background,
+                        }),
                 );
             }
         }
@@ -127,15 +188,27 @@ pub fn plan(objects: &[Entry]) -> Vec<Action> {
 }
 
 fn target_of(rt: &Arc<ResourceType>, obj: &Value) -> Target {
-    Target { rt: rt.clone(), version: rt.storage_version().to_owned(), namespace: object::namespace(obj).to_owned() }
+    Target {
+        rt: rt.clone(),
+        version: rt.storage_version().to_owned(),
+        namespace: object::namespace(obj).to_owned(),
+        strict_fields: false,
+    }
 }
 
 async fn act(cluster: &Cluster, objects: &[Entry], action: Action) -> bool {
     let result = match action {
         Action::Delete { index, propagation } => {
             let (rt, o) = &objects[index];
-            let opts = DeleteOptions { propagation, precondition_uid: Some(object::uid(o).to_owned()), precondition_rv: None };
-            cluster.delete(&target_of(rt, o), object::name(o), &opts).await.map(drop)
+            let opts = DeleteOptions {
+                propagation,
+                precondition_uid: Some(object::uid(o).to_owned()),
+                precondition_rv: None,
+            };
+            cluster
+                .delete(&target_of(rt, o), object::name(o), &opts)
+                .await
+                .map(drop)
         }
         Action::DropOwners { index, uids } => {
             let (rt, o) = &objects[index];
@@ -143,7 +216,11 @@ async fn act(cluster: &Cluster, objects: &[Entry], action: Action) -> bool {
                 .modify(&target_of(rt, o), object::name(o), MANAGER, |obj| {
                     let m = object::meta_mut(obj);
                     if let Some(Value::Array(refs)) = m.get_mut("ownerReferences") {
-                        refs.retain(|r| !r.get("uid").and_then(Value::as_str).is_some_and(|u| uids.contains(u)));
+                        refs.retain(|r| {
+                            !r.get("uid")
+                                .and_then(Value::as_str)
+                                .is_some_and(|u| uids.contains(u))
+                        });
                         if refs.is_empty() {
                             m.remove("ownerReferences");
                         }
@@ -156,7 +233,10 @@ async fn act(cluster: &Cluster, objects: &[Entry], action: Action) -> bool {
             let (rt, o) = &objects[index];
             cluster
                 .modify(&target_of(rt, o), object::name(o), MANAGER, |obj| {
-                    let remaining = object::finalizers(obj).into_iter().filter(|f| f != finalizer).collect();
+                    let remaining = object::finalizers(obj)
+                        .into_iter()
+                        .filter(|f| f != finalizer)
+                        .collect();
                     object::set_finalizers(obj, remaining);
                 })
                 .await
@@ -164,7 +244,10 @@ async fn act(cluster: &Cluster, objects: &[Entry], action: Action) -> bool {
         }
         Action::RemoveNamespace { index } => {
             let (rt, o) = &objects[index];
-            cluster.purge(&target_of(rt, o), object::name(o), object::uid(o)).await.map(drop)
+            cluster
+                .purge(&target_of(rt, o), object::name(o), object::uid(o))
+                .await
+                .map(drop)
         }
     };
     match result {
@@ -201,7 +284,9 @@ mod tests {
     use serde_json::json;
 
     fn cm(name: &str, uid: &str, owners: Value, deleting: Option<&[&str]>) -> Entry {
-        let rt = Registry::with_builtins().get(&GroupResource::new("", "configmaps")).unwrap();
+        let rt = Registry::with_builtins()
+            .get(&GroupResource::new("", "configmaps"))
+            .unwrap();
         let mut o = json!({"metadata": {"name": name, "namespace": "default", "uid": uid, "ownerReferences": owners}});
         if let Some(f) = deleting {
             o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
@@ -213,16 +298,39 @@ mod tests {
     #[test]
     fn a_dependent_whose_owner_is_gone_is_deleted_in_the_background() {
         let objects = vec![cm("child", "c", json!([{"uid": "gone"}]), None)];
-        assert_eq!(plan(&objects), vec![Action::Delete { index: 0, propagation: Propagation::Background }]);
+        assert_eq!(
+            plan(&objects),
+            vec![Action::Delete {
+                index: 0,
+                propagation: Propagation::Background
+            }]
+        );
     }
 
     #[test]
     fn foreground_owner_waits_for_blocking_dependents_then_releases() {
         let owner = cm("owner", "o", json!([]), Some(&["foregroundDeletion"]));
-        let child = cm("child", "c", json!([{"uid": "o", "blockOwnerDeletion": true}]), None);
+        let child = cm(
+            "child",
+            "c",
+            json!([{"uid": "o", "blockOwnerDeletion": true}]),
+            None,
+        );
         let actions = plan(&[owner.clone(), child]);
-        assert_eq!(actions, vec![Action::Delete { index: 1, propagation: Propagation::Foreground }]);
-        assert_eq!(plan(&[owner]), vec![Action::RemoveFinalizer { index: 0, finalizer: FOREGROUND_FINALIZER }]);
+        assert_eq!(
+            actions,
+            vec![Action::Delete {
+                index: 1,
+                propagation: Propagation::Foreground
+            }]
+        );
+        assert_eq!(
+            plan(&[owner]),
+            vec![Action::RemoveFinalizer {
+                index: 0,
+                finalizer: FOREGROUND_FINALIZER
+            }]
+        );
     }
 
     #[test]
@@ -230,6 +338,12 @@ mod tests {
         let owner = cm("owner", "o", json!([]), Some(&["orphan"]));
         let child = cm("child", "c", json!([{"uid": "o"}]), None);
         let actions = plan(&[owner, child]);
-        assert_eq!(actions, vec![Action::DropOwners { index: 1, uids: BTreeSet::from(["o".to_owned()]) }]);
+        assert_eq!(
+            actions,
+            vec![Action::DropOwners {
+                index: 1,
+                uids: BTreeSet::from(["o".to_owned()])
+            }]
+        );
     }
 }

@@ -43,14 +43,33 @@ async fn dispatch(State(app): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 pub fn error_response(e: &ApiError) -> Response {
-    json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status())
+    json_response(
+        StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.status(),
+    )
+}
+
+/// A list body serialized straight from the stored objects, without copying them.
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    kind: &'a str,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: Vec<std::borrow::Cow<'a, Value>>,
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    bytes_response(code, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn bytes_response(code: StatusCode, bytes: Vec<u8>) -> Response {
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = code;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -62,7 +81,11 @@ struct Query(HashMap<String, String>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Self {
-        Query(form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect())
+        Query(
+            form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
@@ -74,96 +97,207 @@ impl Query {
 
 /// Which part of the API a path names.
 enum ApiPath<'a> {
-    Collection { ns: Option<&'a str>, resource: &'a str },
-    Object { ns: Option<&'a str>, resource: &'a str, name: &'a str, sub: Option<&'a str> },
+    Collection {
+        ns: Option<&'a str>,
+        resource: &'a str,
+    },
+    Object {
+        ns: Option<&'a str>,
+        resource: &'a str,
+        name: &'a str,
+        sub: Option<&'a str>,
+    },
 }
 
 fn parse_resource_path<'a>(rest: &[&'a str]) -> Option<ApiPath<'a>> {
     match rest {
         [resource] => Some(ApiPath::Collection { ns: None, resource }),
-        ["namespaces", name, sub @ ("status" | "finalize")] => {
-            Some(ApiPath::Object { ns: None, resource: "namespaces", name, sub: Some(sub) })
-        }
-        ["namespaces", ns, resource] => Some(ApiPath::Collection { ns: Some(ns), resource }),
-        ["namespaces", ns, resource, name] => Some(ApiPath::Object { ns: Some(ns), resource, name, sub: None }),
-        ["namespaces", ns, resource, name, sub] => Some(ApiPath::Object { ns: Some(ns), resource, name, sub: Some(sub) }),
-        [resource, name] => Some(ApiPath::Object { ns: None, resource, name, sub: None }),
-        [resource, name, sub] => Some(ApiPath::Object { ns: None, resource, name, sub: Some(sub) }),
+        ["namespaces", name, sub @ ("status" | "finalize")] => Some(ApiPath::Object {
+            ns: None,
+            resource: "namespaces",
+            name,
+            sub: Some(sub),
+        }),
+        ["namespaces", ns, resource] => Some(ApiPath::Collection {
+            ns: Some(ns),
+            resource,
+        }),
+        ["namespaces", ns, resource, name] => Some(ApiPath::Object {
+            ns: Some(ns),
+            resource,
+            name,
+            sub: None,
+        }),
+        ["namespaces", ns, resource, name, sub] => Some(ApiPath::Object {
+            ns: Some(ns),
+            resource,
+            name,
+            sub: Some(sub),
+        }),
+        [resource, name] => Some(ApiPath::Object {
+            ns: None,
+            resource,
+            name,
+            sub: None,
+        }),
+        [resource, name, sub] => Some(ApiPath::Object {
+            ns: None,
+            resource,
+            name,
+            sub: Some(sub),
+        }),
         _ => None,
     }
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
+/// Bodies past this are not even drained: the connection is dropped after the 413.
+const MAX_DRAINED: usize = 64 * 1024 * 1024;
+
+/// Reads the body; one over [`MAX_BODY`] is read to its end (up to [`MAX_DRAINED`]) and
+/// discarded, so the client gets the 413 rather than a broken connection.
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        seen += chunk.len();
+        if seen > MAX_DRAINED {
+            break;
+        }
+        if seen <= MAX_BODY {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY {
         return Err(ApiError::RequestTooLarge { limit: MAX_BODY });
     }
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::RequestTooLarge { limit: MAX_BODY })
+    Ok(Bytes::from(buf))
 }
 
 async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
-    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if !crate::auth::authorized(auth, &app.token) {
         return Err(ApiError::Unauthorized);
     }
     let (parts, body) = req.into_parts();
-    let body = read_body(&parts.headers, body).await?;
+    let body = read_body(body).await?;
     let query = Query::parse(parts.uri.query());
     let path = parts.uri.path().to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let not_found = || ApiError::UnknownResource { path: path.clone() };
-    let get_only = |m: &Method| if m == Method::GET { Ok(()) } else { Err(ApiError::MethodNotAllowed) };
+    let get_only = |m: &Method| {
+        if m == Method::GET {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed)
+        }
+    };
     let registry = || app.cluster.registry();
     match segments.as_slice() {
         ["version"] => ok(&crate::discovery::version()),
         ["healthz" | "livez" | "readyz"] => {
             let mut r = Response::new(Body::from("ok"));
-            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain"),
+            );
             Ok(r)
         }
-        ["api"] => get_only(&parts.method).and_then(|()| ok(&crate::discovery::core_versions(&app.server_address))),
-        ["apis"] => get_only(&parts.method).and_then(|()| ok(&crate::discovery::group_list(&registry()))),
-        ["api", "v1"] => crate::discovery::resource_list(&registry(), "", "v1").ok_or_else(not_found).and_then(|d| ok(&d)),
-        ["apis", group] => crate::discovery::group(&registry(), group).ok_or_else(not_found).and_then(|d| ok(&d)),
-        ["apis", group, version] => {
-            crate::discovery::resource_list(&registry(), group, version).ok_or_else(not_found).and_then(|d| ok(&d))
+        ["api"] => get_only(&parts.method)
+            .and_then(|()| ok(&crate::discovery::core_versions(&app.server_address))),
+        ["apis"] => {
+            get_only(&parts.method).and_then(|()| ok(&crate::discovery::group_list(&registry())))
         }
+        ["api", "v1"] => crate::discovery::resource_list(&registry(), "", "v1")
+            .ok_or_else(not_found)
+            .and_then(|d| ok(&d)),
+        ["apis", group] => crate::discovery::group(&registry(), group)
+            .ok_or_else(not_found)
+            .and_then(|d| ok(&d)),
+        ["apis", group, version] => crate::discovery::resource_list(&registry(), group, version)
+            .ok_or_else(not_found)
+            .and_then(|d| ok(&d)),
         ["openapi", "v3"] => ok(&crate::discovery::openapi_v3_root(&registry())),
         ["openapi", "v3", "api", version] => {
-            crate::discovery::openapi_v3_group_version(&registry(), "", version).ok_or_else(not_found).and_then(|d| ok(&d))
+            crate::discovery::openapi_v3_group_version(&registry(), "", version)
+                .ok_or_else(not_found)
+                .and_then(|d| ok(&d))
         }
         ["openapi", "v3", "apis", group, version] => {
-            crate::discovery::openapi_v3_group_version(&registry(), group, version).ok_or_else(not_found).and_then(|d| ok(&d))
+            crate::discovery::openapi_v3_group_version(&registry(), group, version)
+                .ok_or_else(not_found)
+                .and_then(|d| ok(&d))
         }
         ["api", "v1", rest @ ..] => {
             let p = parse_resource_path(rest).ok_or_else(not_found)?;
-            resource_request(app, "", "v1", p, &parts.method, &parts.headers, &query, &body, &path).await
+            resource_request(
+                app,
+                "",
+                "v1",
+                p,
+                &parts.method,
+                &parts.headers,
+                &query,
+                &body,
+                &path,
+            )
+            .await
         }
         ["apis", group, version, rest @ ..] => {
             let p = parse_resource_path(rest).ok_or_else(not_found)?;
-            resource_request(app, group, version, p, &parts.method, &parts.headers, &query, &body, &path).await
+            resource_request(
+                app,
+                group,
+                version,
+                p,
+                &parts.method,
+                &parts.headers,
+                &query,
+                &body,
+                &path,
+            )
+            .await
         }
         _ => Err(not_found()),
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 /// The field manager of a write: `fieldManager`, else the client's user-agent name.
 fn field_manager(query: &Query, headers: &HeaderMap) -> String {
-    query.get("fieldManager").map(str::to_owned).unwrap_or_else(|| {
-        let agent = header_str(headers, header::USER_AGENT);
-        let name = agent.split('/').next().unwrap_or_default();
-        if name.is_empty() { "unknown".into() } else { name.to_owned() }
-    })
+    query
+        .get("fieldManager")
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let agent = header_str(headers, header::USER_AGENT);
+            let name = agent.split('/').next().unwrap_or_default();
+            if name.is_empty() {
+                "unknown".into()
+            } else {
+                name.to_owned()
+            }
+        })
 }
 
 fn parse_json_body(body: &[u8]) -> ApiResult<Value> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::BadRequest("the request body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
     }
     Ok(v)
 }
@@ -181,21 +315,44 @@ async fn resource_request(
     path: &str,
 ) -> ApiResult<Response> {
     if query.get("dryRun").is_some() {
-        return Err(ApiError::BadRequest("dryRun is not supported by this server".into()));
+        return Err(ApiError::BadRequest(
+            "dryRun is not supported by this server".into(),
+        ));
     }
     let content_type = header_str(headers, header::CONTENT_TYPE);
-    if !body.is_empty() && (content_type.contains("protobuf") || content_type.contains("cbor")) {
-        return Err(ApiError::UnsupportedMediaType { accepted: "application/json, application/yaml".into() });
-    }
+    let decoded;
+    let body =
+        if !body.is_empty() && content_type.starts_with("application/vnd.kubernetes.protobuf") {
+            decoded = serde_json::to_vec(&crate::protobuf::decode(body)?).unwrap_or_default();
+            decoded.as_slice()
+        } else if !body.is_empty() && content_type.contains("cbor") {
+            return Err(ApiError::UnsupportedMediaType {
+                accepted: "application/json, application/vnd.kubernetes.protobuf".into(),
+            });
+        } else {
+            body
+        };
     let cluster = &app.cluster;
     let (ns, resource) = match &p {
-        ApiPath::Collection { ns, resource } | ApiPath::Object { ns, resource, .. } => (*ns, *resource),
+        ApiPath::Collection { ns, resource } | ApiPath::Object { ns, resource, .. } => {
+            (*ns, *resource)
+        }
     };
     let t = cluster
         .target(group, version, resource, ns.unwrap_or_default())
-        .ok_or_else(|| ApiError::UnknownResource { path: path.to_owned() })?;
-    if t.rt.namespaced == false && ns.is_some() || (t.rt.namespaced && ns.is_none() && matches!(p, ApiPath::Object { .. })) {
-        return Err(ApiError::UnknownResource { path: path.to_owned() });
+        .ok_or_else(|| ApiError::UnknownResource {
+            path: path.to_owned(),
+        })?;
+    let t = Target {
+        strict_fields: query.get("fieldValidation") == Some("Strict"),
+        ..t
+    };
+    if !t.rt.namespaced && ns.is_some()
+        || (t.rt.namespaced && ns.is_none() && matches!(p, ApiPath::Object { .. }))
+    {
+        return Err(ApiError::UnknownResource {
+            path: path.to_owned(),
+        });
     }
     let accept = header_str(headers, header::ACCEPT);
     let manager = field_manager(query, headers);
@@ -204,7 +361,9 @@ async fn resource_request(
             let all_namespaces = t.rt.namespaced && ns.is_none();
             let selector = Selector::parse(query.get("labelSelector"), query.get("fieldSelector"))?;
             match *method {
-                Method::GET if query.flag("watch") => watch(app, t, all_namespaces, selector, query, accept),
+                Method::GET if query.flag("watch") => {
+                    watch(app, t, all_namespaces, selector, query, accept)
+                }
                 Method::GET => list(cluster, &t, all_namespaces, &selector, query, accept),
                 Method::POST => {
                     if all_namespaces {
@@ -218,15 +377,20 @@ async fn resource_request(
                     let page = cluster.list(&t, all_namespaces, &selector, None, None)?;
                     let mut deleted = Vec::new();
                     for obj in page.items {
-                        let t = Target { namespace: crate::object::namespace(&obj).to_owned(), ..t.clone() };
+                        let t = Target {
+                            namespace: crate::object::namespace(&obj).to_owned(),
+                            ..t.clone()
+                        };
                         match cluster.delete(&t, crate::object::name(&obj), &opts).await {
-                            Ok(o) => deleted.push(t.present(&o)),
+                            Ok(o) => deleted.push(t.present(&o).into_owned()),
                             Err(ApiError::NotFound(_)) => {}
                             Err(e) => return Err(e),
                         }
                     }
-                    ok(&json!({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(&t.version),
-                        "metadata": {"resourceVersion": cluster.resource_version().to_string()}, "items": deleted}))
+                    ok(
+                        &json!({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(&t.version),
+                        "metadata": {"resourceVersion": cluster.resource_version().to_string()}, "items": deleted}),
+                    )
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
@@ -235,28 +399,49 @@ async fn resource_request(
             let sub = match sub {
                 None | Some("finalize") => Subresource::Main,
                 Some("status") if t.rt.has_status_subresource() => Subresource::Status,
-                Some(_) => return Err(ApiError::UnknownResource { path: path.to_owned() }),
+                Some(_) => {
+                    return Err(ApiError::UnknownResource {
+                        path: path.to_owned(),
+                    });
+                }
             };
             match *method {
                 Method::GET => {
                     let obj = cluster.get(&t, name)?;
                     if crate::table::wants_table(accept) {
-                        let table = crate::table::table(&t.rt, &t.version, &[obj], true, query.get("includeObject") == Some("Object"), json!({}));
+                        let table = crate::table::table(
+                            &t.rt,
+                            &t.version,
+                            &[obj],
+                            true,
+                            query.get("includeObject") == Some("Object"),
+                            json!({}),
+                        );
                         return ok(&table);
                     }
                     ok(&t.present(&obj))
                 }
                 Method::PUT => {
-                    let updated = cluster.update(&t, name, parse_json_body(body)?, sub, &manager).await?;
+                    let updated = cluster
+                        .update(&t, name, parse_json_body(body)?, sub, &manager)
+                        .await?;
                     ok(&t.present(&updated))
                 }
                 Method::PATCH => {
                     let content_type = header_str(headers, header::CONTENT_TYPE);
-                    let kind = PatchKind::from_content_type(content_type).ok_or_else(|| ApiError::UnsupportedMediaType {
-                        accepted: crate::patch::accepted_patch_types(),
+                    let kind = PatchKind::from_content_type(content_type).ok_or_else(|| {
+                        ApiError::UnsupportedMediaType {
+                            accepted: crate::patch::accepted_patch_types(),
+                        }
                     })?;
-                    let manager = if kind == PatchKind::Apply { query.get("fieldManager") } else { Some(manager.as_str()) };
-                    let patched = cluster.patch(&t, name, kind, body, sub, manager, query.flag("force")).await?;
+                    let manager = if kind == PatchKind::Apply {
+                        query.get("fieldManager")
+                    } else {
+                        Some(manager.as_str())
+                    };
+                    let patched = cluster
+                        .patch(&t, name, kind, body, sub, manager, query.flag("force"))
+                        .await?;
                     ok(&t.present(&patched))
                 }
                 Method::DELETE => {
@@ -271,30 +456,65 @@ async fn resource_request(
 }
 
 fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
-    let opts: Value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_json_body(body)? };
-    let policy = opts.get("propagationPolicy").and_then(Value::as_str).or(query.get("propagationPolicy"));
-    let orphan = opts.get("orphanDependents").and_then(Value::as_bool).unwrap_or(false);
+    let opts: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_json_body(body)?
+    };
+    let policy = opts
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or(query.get("propagationPolicy"));
+    let orphan = opts
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let propagation = match policy {
         Some("Foreground") => Propagation::Foreground,
         Some("Orphan") => Propagation::Orphan,
         Some("Background") => Propagation::Background,
         None if orphan => Propagation::Orphan,
         None => Propagation::Background,
-        Some(other) => return Err(ApiError::BadRequest(format!("unknown propagationPolicy `{other}`"))),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown propagationPolicy `{other}`"
+            )));
+        }
     };
     let text = |p: &str| opts.pointer(p).and_then(Value::as_str).map(str::to_owned);
-    Ok(DeleteOptions { propagation, precondition_uid: text("/preconditions/uid"), precondition_rv: text("/preconditions/resourceVersion") })
+    Ok(DeleteOptions {
+        propagation,
+        precondition_uid: text("/preconditions/uid"),
+        precondition_rv: text("/preconditions/resourceVersion"),
+    })
 }
 
-fn list(cluster: &Cluster, t: &Target, all_namespaces: bool, selector: &Selector, query: &Query, accept: &str) -> ApiResult<Response> {
+fn list(
+    cluster: &Cluster,
+    t: &Target,
+    all_namespaces: bool,
+    selector: &Selector,
+    query: &Query,
+    accept: &str,
+) -> ApiResult<Response> {
     let limit = match query.get("limit") {
-        Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::BadRequest(format!("invalid limit `{l}`")))?).filter(|&n| n > 0),
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid limit `{l}`")))?,
+        )
+        .filter(|&n| n > 0),
         None => None,
     };
-    if let (Some("Exact"), Some(rv)) = (query.get("resourceVersionMatch"), query.get("resourceVersion")) {
+    if let (Some("Exact"), Some(rv)) = (
+        query.get("resourceVersionMatch"),
+        query.get("resourceVersion"),
+    ) {
         let current = cluster.resource_version();
         if rv.parse::<u64>().ok() != Some(current) {
-            return Err(ApiError::Expired { requested: rv.parse().unwrap_or(0), oldest: current });
+            return Err(ApiError::Expired {
+                requested: rv.parse().unwrap_or(0),
+                oldest: current,
+            });
         }
     }
     let page = cluster.list(t, all_namespaces, selector, limit, query.get("continue"))?;
@@ -306,10 +526,24 @@ fn list(cluster: &Cluster, t: &Target, all_namespaces: bool, selector: &Selector
         list_meta["remainingItemCount"] = json!(r);
     }
     if crate::table::wants_table(accept) {
-        return ok(&crate::table::table(&t.rt, &t.version, &page.items, true, query.get("includeObject") == Some("Object"), list_meta));
+        return ok(&crate::table::table(
+            &t.rt,
+            &t.version,
+            &page.items,
+            true,
+            query.get("includeObject") == Some("Object"),
+            list_meta,
+        ));
     }
-    let items: Vec<Value> = page.items.iter().map(|o| t.present(o)).collect();
-    ok(&json!({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(&t.version), "metadata": list_meta, "items": items}))
+    let body = ListBody {
+        kind: &t.rt.list_kind,
+        api_version: t.rt.api_version(&t.version),
+        metadata: list_meta,
+        items: page.items.iter().map(|o| t.present(o)).collect(),
+    };
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::Internal(format!("encoding a list: {e}")))?;
+    Ok(bytes_response(StatusCode::OK, bytes))
 }
 
 /// How one watch renders and filters events.
@@ -323,7 +557,10 @@ struct WatchView {
 
 impl WatchView {
     fn in_scope(&self, obj: &Value) -> bool {
-        (self.all_namespaces || !self.t.rt.namespaced || crate::object::namespace(obj) == self.t.namespace) && self.selector.matches(obj)
+        (self.all_namespaces
+            || !self.t.rt.namespaced
+            || crate::object::namespace(obj) == self.t.namespace)
+            && self.selector.matches(obj)
     }
 
     /// The event type this watcher sees for a committed event, if any.
@@ -347,11 +584,19 @@ impl WatchView {
         let object = if self.table {
             let include = !self.columns_sent;
             self.columns_sent = true;
-            crate::table::table(&self.t.rt, &self.t.version, &[Arc::new(obj.clone())], include, false, json!({"resourceVersion": crate::object::resource_version(obj)}))
+            crate::table::table(
+                &self.t.rt,
+                &self.t.version,
+                &[Arc::new(obj.clone())],
+                include,
+                false,
+                json!({"resourceVersion": crate::object::resource_version(obj)}),
+            )
         } else {
-            self.t.present(obj)
+            self.t.present(obj).into_owned()
         };
-        let mut bytes = serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
+        let mut bytes =
+            serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
         bytes.push(b'\n');
         Bytes::from(bytes)
     }
@@ -362,34 +607,59 @@ impl WatchView {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let obj = json!({"kind": self.t.rt.kind, "apiVersion": self.t.rt.api_version(&self.t.version), "metadata": meta});
-        let mut bytes = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
+        let mut bytes =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         bytes.push(b'\n');
         Bytes::from(bytes)
     }
 }
 
 fn error_line(e: &ApiError) -> Bytes {
-    let mut bytes = serde_json::to_vec(&json!({"type": "ERROR", "object": e.status()})).unwrap_or_default();
+    let mut bytes =
+        serde_json::to_vec(&json!({"type": "ERROR", "object": e.status()})).unwrap_or_default();
     bytes.push(b'\n');
     Bytes::from(bytes)
 }
 
-fn watch(app: &AppState, t: Target, all_namespaces: bool, selector: Selector, query: &Query, accept: &str) -> ApiResult<Response> {
+fn watch(
+    app: &AppState,
+    t: Target,
+    all_namespaces: bool,
+    selector: Selector,
+    query: &Query,
+    accept: &str,
+) -> ApiResult<Response> {
     let cluster = app.cluster.clone();
     let rv_param = query.get("resourceVersion").filter(|rv| *rv != "0");
     let send_initial = query.flag("sendInitialEvents");
     let bookmarks = query.flag("allowWatchBookmarks");
     let timeout = match query.get("timeoutSeconds") {
-        Some(s) => Duration::from_secs(s.parse().map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds `{s}`")))?),
+        Some(s) => Duration::from_secs(
+            s.parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds `{s}`")))?,
+        ),
         None => DEFAULT_WATCH_TIMEOUT,
     };
-    let mut view = WatchView { t, all_namespaces, selector, table: crate::table::wants_table(accept), columns_sent: false };
+    let mut view = WatchView {
+        t,
+        all_namespaces,
+        selector,
+        table: crate::table::wants_table(accept),
+        columns_sent: false,
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     let start = match rv_param {
         Some(rv) if !send_initial => {
-            let rv: u64 = rv.parse().map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion `{rv}`")))?;
+            let rv: u64 = rv
+                .parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion `{rv}`")))?;
             match cluster.hub.subscribe_after(rv) {
-                Ok((replay, live)) => WatchStart { initial: Vec::new(), replay, live, from: rv },
+                Ok((replay, live)) => WatchStart {
+                    initial: Vec::new(),
+                    replay,
+                    live,
+                    from: rv,
+                },
                 Err(e) => {
                     let line = error_line(&e);
                     tokio::spawn(async move {
@@ -402,12 +672,22 @@ fn watch(app: &AppState, t: Target, all_namespaces: bool, selector: Selector, qu
         _ => {
             let live = cluster.hub.subscribe();
             let page = cluster.list(&view.t, all_namespaces, &view.selector, None, None)?;
-            WatchStart { initial: page.items, replay: Vec::new(), live, from: page.resource_version }
+            WatchStart {
+                initial: page.items,
+                replay: Vec::new(),
+                live,
+                from: page.resource_version,
+            }
         }
     };
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
-        let WatchStart { initial, replay, mut live, from } = start;
+        let WatchStart {
+            initial,
+            replay,
+            mut live,
+            from,
+        } = start;
         let mut last = from;
         for obj in &initial {
             if tx.send(view.line("ADDED", obj)).await.is_err() {
@@ -419,13 +699,16 @@ fn watch(app: &AppState, t: Target, all_namespaces: bool, selector: Selector, qu
         }
         for e in replay {
             last = last.max(e.rv);
-            if let Some(ty) = view.visible(&e) {
-                if tx.send(view.line(ty.as_str(), &e.object)).await.is_err() {
-                    return;
-                }
+            if let Some(ty) = view.visible(&e)
+                && tx.send(view.line(ty.as_str(), &e.object)).await.is_err()
+            {
+                return;
             }
         }
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+            BOOKMARK_INTERVAL,
+        );
         loop {
             let line = tokio::select! {
                 received = live.recv() => match received {
@@ -463,8 +746,13 @@ struct WatchStart {
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
     let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }

@@ -3,24 +3,26 @@
 //! Data enters over HTTP ([`http`]), is decided on by [`cluster`] under one lock, made durable by
 //! [`store`]'s group-commit writer, and fans out to watchers through [`watch`]. The garbage
 //! collector ([`gc`]) is a client of [`cluster`] like any controller.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod admission;
+pub mod auth;
 pub mod cluster;
+pub mod discovery;
 pub mod error;
 pub mod fields;
+pub mod gc;
+pub mod http;
 pub mod object;
 pub mod patch;
+pub mod protobuf;
 pub mod resource;
 pub mod selector;
+pub mod server;
 pub mod store;
+pub mod table;
+pub mod tls;
 pub mod validation;
 pub mod watch;
-pub mod discovery;
-pub mod gc;
-pub mod table;
-pub mod auth;
-pub mod http;
-pub mod server;
-pub mod tls;
 
 pub use server::{Server, ServerConfig, ServerError};

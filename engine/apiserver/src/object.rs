@@ -6,7 +6,9 @@ use crate::error::{ApiError, ErrorTarget, FieldCause};
 
 /// Now, as Kubernetes writes timestamps (RFC 3339, whole seconds, UTC).
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 pub fn new_uid() -> String {
@@ -17,7 +19,10 @@ pub fn new_uid() -> String {
 pub fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes: [u8; 5] = rand::random();
-    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
 }
 
 pub fn meta(obj: &Value) -> Option<&Map<String, Value>> {
@@ -61,12 +66,18 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     meta(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub fn is_deleting(obj: &Value) -> bool {
-    meta(obj).and_then(|m| m.get("deletionTimestamp")).is_some_and(|v| !v.is_null())
+    meta(obj)
+        .and_then(|m| m.get("deletionTimestamp"))
+        .is_some_and(|v| !v.is_null())
 }
 
 pub fn set_finalizers(obj: &mut Value, finalizers: Vec<String>) {
@@ -88,7 +99,9 @@ pub fn owner_uids(obj: &Value) -> Vec<(String, bool)> {
                 .filter_map(|r| {
                     Some((
                         r.get("uid")?.as_str()?.to_owned(),
-                        r.get("blockOwnerDeletion").and_then(Value::as_bool).unwrap_or(false),
+                        r.get("blockOwnerDeletion")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
                     ))
                 })
                 .collect()
@@ -98,20 +111,34 @@ pub fn owner_uids(obj: &Value) -> Vec<(String, bool)> {
 
 /// Checks a name as kube-apiserver does: DNS subdomain for built-ins, a path segment for custom
 /// resources.
-pub fn validate_name(name: &str, dns_subdomain: bool, target: &ErrorTarget) -> Result<(), ApiError> {
+pub fn validate_name(
+    name: &str,
+    dns_subdomain: bool,
+    target: &ErrorTarget,
+) -> Result<(), ApiError> {
     let invalid = |message: String| ApiError::Invalid {
         target: target.clone(),
-        causes: vec![FieldCause { field: "metadata.name".into(), message }],
+        causes: vec![FieldCause {
+            field: "metadata.name".into(),
+            message,
+        }],
     };
     if name.is_empty() {
-        return Err(invalid("Required value: name or generateName is required".into()));
+        return Err(invalid(
+            "Required value: name or generateName is required".into(),
+        ));
     }
     if name == "." || name == ".." || name.contains('/') || name.contains('%') {
-        return Err(invalid(format!("Invalid value: \"{name}\": may not contain '/' or '%' and may not be '.' or '..'")));
+        return Err(invalid(format!(
+            "Invalid value: \"{name}\": may not contain '/' or '%' and may not be '.' or '..'"
+        )));
     }
     if dns_subdomain {
-        let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-        let ok_ends = name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        let ok_chars = name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        let ok_ends = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric());
         if !ok_chars || !ok_ends || name.len() > 253 {
             return Err(invalid(format!(
                 "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"

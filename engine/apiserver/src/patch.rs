@@ -37,7 +37,8 @@ pub fn accepted_patch_types() -> String {
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))
 }
 
 /// Applies a merge, JSON or strategic patch to `current`, returning the patched object.
@@ -47,20 +48,36 @@ pub fn apply_patch(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Valu
         PatchKind::Merge => {
             let patch = parse_json(body)?;
             if !patch.is_object() {
-                return Err(ApiError::BadRequest("merge patch must be a JSON object".into()));
+                return Err(ApiError::BadRequest(
+                    "merge patch must be a JSON object".into(),
+                ));
             }
             json_patch::merge(&mut target, &patch);
         }
         PatchKind::Json => {
             let patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadRequest(format!("error decoding JSON patch: {e}")))?;
-            json_patch::patch(&mut target, &patch).map_err(|e| ApiError::UnprocessablePatch(e.to_string()))?;
+            for op in &patch.0 {
+                // As kube-apiserver's JSON patch: testing a missing path for null succeeds.
+                if let json_patch::PatchOperation::Test(test) = op
+                    && test.value.is_null()
+                    && test.path.resolve(&target).is_err()
+                {
+                    continue;
+                }
+                json_patch::patch(&mut target, std::slice::from_ref(op))
+                    .map_err(|e| ApiError::UnprocessablePatch(e.to_string()))?;
+            }
         }
         PatchKind::Strategic => {
             let patch = parse_json(body)?;
             strategic_merge(&mut target, &patch, "")?;
         }
-        PatchKind::Apply => return Err(ApiError::Internal("server-side apply is not a plain patch".into())),
+        PatchKind::Apply => {
+            return Err(ApiError::Internal(
+                "server-side apply is not a plain patch".into(),
+            ));
+        }
     }
     Ok(target)
 }
@@ -104,12 +121,18 @@ fn strategic_merge(target: &mut Value, patch: &Value, path: &str) -> Result<(), 
             return Ok(());
         }
         Some("merge") | None => {}
-        Some(other) => return Err(ApiError::UnprocessablePatch(format!("{path}: unknown patch directive `$patch: {other}`"))),
+        Some(other) => {
+            return Err(ApiError::UnprocessablePatch(format!(
+                "{path}: unknown patch directive `$patch: {other}`"
+            )));
+        }
     }
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let Value::Object(target_map) = target else { return Ok(()) };
+    let Value::Object(target_map) = target else {
+        return Ok(());
+    };
     for (key, value) in patch_map {
         if key == DIRECTIVE || key == RETAIN_KEYS || key.starts_with(SET_ELEMENT_ORDER) {
             continue;
@@ -130,7 +153,9 @@ fn strategic_merge(target: &mut Value, patch: &Value, path: &str) -> Result<(), 
                 target_map.remove(key);
             }
             Value::Object(_) => {
-                let entry = target_map.entry(key.clone()).or_insert(Value::Object(Map::new()));
+                let entry = target_map
+                    .entry(key.clone())
+                    .or_insert(Value::Object(Map::new()));
                 strategic_merge(entry, value, &child_path)?;
             }
             Value::Array(items) => {
@@ -145,7 +170,11 @@ fn strategic_merge(target: &mut Value, patch: &Value, path: &str) -> Result<(), 
     if let Some(retain) = patch_map.get(RETAIN_KEYS) {
         let keep: Vec<&str> = retain
             .as_array()
-            .ok_or_else(|| ApiError::UnprocessablePatch(format!("{path}: $retainKeys must be a list of field names")))?
+            .ok_or_else(|| {
+                ApiError::UnprocessablePatch(format!(
+                    "{path}: $retainKeys must be a list of field names"
+                ))
+            })?
             .iter()
             .filter_map(Value::as_str)
             .collect();
@@ -155,11 +184,16 @@ fn strategic_merge(target: &mut Value, patch: &Value, path: &str) -> Result<(), 
 }
 
 fn merge_list(current: Option<&Value>, patch: &[Value], path: &str) -> Result<Value, ApiError> {
-    let current = current.and_then(Value::as_array).cloned().unwrap_or_default();
+    let current = current
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     match list_strategy(path) {
         ListStrategy::Replace => {
             if patch.iter().any(|i| i.get(DIRECTIVE).is_some()) {
-                return Err(ApiError::UnprocessablePatch(format!("{path}: `$patch` directives are not supported in this list, it is replaced as a whole")));
+                return Err(ApiError::UnprocessablePatch(format!(
+                    "{path}: `$patch` directives are not supported in this list, it is replaced as a whole"
+                )));
             }
             Ok(Value::Array(patch.to_vec()))
         }
@@ -176,7 +210,9 @@ fn merge_list(current: Option<&Value>, patch: &[Value], path: &str) -> Result<Va
             let mut out = current;
             for item in patch {
                 let key = item.get(merge_key).cloned().ok_or_else(|| {
-                    ApiError::UnprocessablePatch(format!("{path}: list item has no merge key `{merge_key}`"))
+                    ApiError::UnprocessablePatch(format!(
+                        "{path}: list item has no merge key `{merge_key}`"
+                    ))
                 })?;
                 let pos = out.iter().position(|o| o.get(merge_key) == Some(&key));
                 let delete = item.get(DIRECTIVE).and_then(Value::as_str) == Some("delete");
@@ -208,6 +244,13 @@ mod tests {
     }
 
     #[test]
+    fn json_patch_test_for_null_passes_on_a_missing_path_like_kube_apiserver() {
+        let patch = br#"[{"op":"test","path":"/metadata/finalizers","value":null},{"op":"add","path":"/metadata/finalizers","value":["f"]}]"#;
+        let out = apply_patch(PatchKind::Json, &json!({"metadata": {}}), patch).unwrap();
+        assert_eq!(out, json!({"metadata": {"finalizers": ["f"]}}));
+    }
+
+    #[test]
     fn merge_patch_null_removes_a_key() {
         let obj = json!({"data": {"a": "1", "b": "2"}});
         let out = apply_patch(PatchKind::Merge, &obj, br#"{"data":{"a":null}}"#).unwrap();
@@ -219,7 +262,10 @@ mod tests {
         let obj = json!({"metadata": {"finalizers": ["a"], "labels": {"x": "1"}}, "list": [1, 2]});
         let patch = br#"{"metadata":{"finalizers":["b"],"labels":{"y":"2"}},"list":[3]}"#;
         let out = apply_patch(PatchKind::Strategic, &obj, patch).unwrap();
-        assert_eq!(out, json!({"metadata": {"finalizers": ["a", "b"], "labels": {"x": "1", "y": "2"}}, "list": [3]}));
+        assert_eq!(
+            out,
+            json!({"metadata": {"finalizers": ["a", "b"], "labels": {"x": "1", "y": "2"}}, "list": [3]})
+        );
     }
 
     #[test]
@@ -227,12 +273,20 @@ mod tests {
         let obj = json!({"metadata": {"finalizers": ["a", "b"]}, "data": {"k": "v", "j": "w"}, "spec": {"x": 1, "y": 2}});
         let patch = br#"{"$deleteFromPrimitiveList/finalizers":["a"],"metadata":{"$deleteFromPrimitiveList/finalizers":["a"]},"data":{"$patch":"delete"},"spec":{"$retainKeys":["x"],"x":3}}"#;
         let out = apply_patch(PatchKind::Strategic, &obj, patch).unwrap();
-        assert_eq!(out, json!({"metadata": {"finalizers": ["b"]}, "spec": {"x": 3}}));
+        assert_eq!(
+            out,
+            json!({"metadata": {"finalizers": ["b"]}, "spec": {"x": 3}})
+        );
     }
 
     #[test]
     fn unknown_strategic_directive_is_rejected() {
-        let err = apply_patch(PatchKind::Strategic, &json!({}), br#"{"spec":{"$patch":"explode"}}"#).unwrap_err();
+        let err = apply_patch(
+            PatchKind::Strategic,
+            &json!({}),
+            br#"{"spec":{"$patch":"explode"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), 422);
     }
 }

@@ -17,13 +17,20 @@ pub struct GroupResource {
 
 impl GroupResource {
     pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_owned(), resource: resource.to_owned() }
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
     }
 }
 
 impl std::fmt::Display for GroupResource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.group.is_empty() { write!(f, "{}", self.resource) } else { write!(f, "{}.{}", self.resource, self.group) }
+        if self.group.is_empty() {
+            write!(f, "{}", self.resource)
+        } else {
+            write!(f, "{}.{}", self.resource, self.group)
+        }
     }
 }
 
@@ -85,7 +92,11 @@ impl ResourceType {
     }
 
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() { version.to_owned() } else { format!("{}/{}", self.group, version) }
+        if self.group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{}/{}", self.group, version)
+        }
     }
 
     /// True when any version serves a `/status` subresource (status changes are isolated).
@@ -93,7 +104,14 @@ impl ResourceType {
         self.versions.iter().any(|v| v.status_subresource)
     }
 
-    fn builtin(group: &str, version: &str, resource: &str, kind: &str, namespaced: bool, status: bool) -> Self {
+    fn builtin(
+        group: &str,
+        version: &str,
+        resource: &str,
+        kind: &str,
+        namespaced: bool,
+        status: bool,
+    ) -> Self {
         ResourceType {
             group: group.to_owned(),
             resource: resource.to_owned(),
@@ -130,7 +148,11 @@ impl ResourceType {
         let kind = names.get("kind")?.as_str()?.to_owned();
         let strings = |v: Option<&Value>| -> Vec<String> {
             v.and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let versions = spec
@@ -160,8 +182,16 @@ impl ResourceType {
         }
         Some(ResourceType {
             group,
-            singular: names.get("singular").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| kind.to_lowercase()),
-            list_kind: names.get("listKind").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("{kind}List")),
+            singular: names
+                .get("singular")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| kind.to_lowercase()),
+            list_kind: names
+                .get("listKind")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{kind}List")),
             kind,
             resource,
             namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
@@ -174,7 +204,12 @@ impl ResourceType {
 }
 
 fn printer_column(col: &Value) -> Option<PrinterColumn> {
-    let text = |k: &str| col.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        col.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     Some(PrinterColumn {
         name: col.get("name")?.as_str()?.to_owned(),
         type_: text("type"),
@@ -197,17 +232,34 @@ pub struct Registry {
 impl Registry {
     pub fn with_builtins() -> Self {
         let builtins = [
-            ResourceType::builtin("", "v1", "namespaces", "Namespace", false, true).with_short_names(&["ns"]),
+            ResourceType::builtin("", "v1", "namespaces", "Namespace", false, true)
+                .with_short_names(&["ns"]),
             ResourceType::builtin("", "v1", "secrets", "Secret", true, false),
-            ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, false).with_short_names(&["cm"]),
-            ResourceType::builtin("", "v1", "events", "Event", true, false).with_short_names(&["ev"]),
-            ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, false).with_short_names(&["sa"]),
-            ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, false).with_short_names(&["ev"]),
+            ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, false)
+                .with_short_names(&["cm"]),
+            ResourceType::builtin("", "v1", "events", "Event", true, false)
+                .with_short_names(&["ev"]),
+            ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, false)
+                .with_short_names(&["sa"]),
+            ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, false)
+                .with_short_names(&["ev"]),
             ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
-            ResourceType::builtin(CRD_GROUP, "v1", CRD_RESOURCE, "CustomResourceDefinition", false, true)
-                .with_short_names(&["crd", "crds"]),
+            ResourceType::builtin(
+                CRD_GROUP,
+                "v1",
+                CRD_RESOURCE,
+                "CustomResourceDefinition",
+                false,
+                true,
+            )
+            .with_short_names(&["crd", "crds"]),
         ];
-        Registry { types: builtins.into_iter().map(|t| (t.group_resource(), Arc::new(t))).collect() }
+        Registry {
+            types: builtins
+                .into_iter()
+                .map(|t| (t.group_resource(), Arc::new(t)))
+                .collect(),
+        }
     }
 
     pub fn get(&self, gr: &GroupResource) -> Option<Arc<ResourceType>> {
@@ -216,12 +268,19 @@ impl Registry {
 
     /// The type served at `group/version` under plural `resource`.
     pub fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<Arc<ResourceType>> {
-        self.types.get(&GroupResource::new(group, resource)).filter(|t| t.version(version).is_some()).cloned()
+        self.types
+            .get(&GroupResource::new(group, resource))
+            .filter(|t| t.version(version).is_some())
+            .cloned()
     }
 
     /// Registers a CRD's resource; built-in resources are never replaced.
     pub fn insert(&mut self, t: ResourceType) {
-        if self.types.get(&t.group_resource()).is_some_and(|existing| existing.builtin) {
+        if self
+            .types
+            .get(&t.group_resource())
+            .is_some_and(|existing| existing.builtin)
+        {
             return;
         }
         self.types.insert(t.group_resource(), Arc::new(t));
@@ -249,7 +308,7 @@ impl Registry {
             }
         }
         for versions in groups.values_mut() {
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         groups
     }
@@ -257,7 +316,9 @@ impl Registry {
 
 /// Kubernetes version ordering: GA > beta > alpha, higher numbers first.
 fn version_priority(v: &str) -> (u8, u64, u64) {
-    let Some(rest) = v.strip_prefix('v') else { return (0, 0, 0) };
+    let Some(rest) = v.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     let major = digits.parse().unwrap_or(0);
     let tail = &rest[digits.len()..];
@@ -297,7 +358,7 @@ mod tests {
     #[test]
     fn ga_versions_are_preferred_over_beta_and_alpha() {
         let mut v = vec!["v1alpha1".to_owned(), "v1".to_owned(), "v2beta1".to_owned()];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
         assert_eq!(v, ["v1", "v2beta1", "v1alpha1"]);
     }
 }

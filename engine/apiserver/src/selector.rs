@@ -44,7 +44,11 @@ fn split_top_level(s: &str) -> Vec<&str> {
         }
     }
     parts.push(&s[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn parse_set(s: &str, whole: &str) -> Result<Vec<String>, ApiError> {
@@ -52,8 +56,16 @@ fn parse_set(s: &str, whole: &str) -> Result<Vec<String>, ApiError> {
         .trim()
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| ApiError::BadRequest(format!("unable to parse requirement: `{whole}`: expected a (value,...) set")))?;
-    Ok(inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unable to parse requirement: `{whole}`: expected a (value,...) set"
+            ))
+        })?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 fn parse_label(req: &str) -> Result<LabelRequirement, ApiError> {
@@ -61,40 +73,75 @@ fn parse_label(req: &str) -> Result<LabelRequirement, ApiError> {
         return Ok(LabelRequirement::NotExists(key.trim().to_owned()));
     }
     if let Some((k, v)) = req.split_once("!=") {
-        return Ok(LabelRequirement::NotEquals(k.trim().to_owned(), v.trim().to_owned()));
+        return Ok(LabelRequirement::NotEquals(
+            k.trim().to_owned(),
+            v.trim().to_owned(),
+        ));
     }
     if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
-        return Ok(LabelRequirement::Equals(k.trim().to_owned(), v.trim().to_owned()));
+        return Ok(LabelRequirement::Equals(
+            k.trim().to_owned(),
+            v.trim().to_owned(),
+        ));
     }
     let words: Vec<&str> = req.splitn(2, char::is_whitespace).collect();
     if let [key, rest] = words.as_slice() {
         let rest = rest.trim();
         if let Some(set) = rest.strip_prefix("notin") {
-            return Ok(LabelRequirement::NotIn((*key).to_owned(), parse_set(set, req)?));
+            return Ok(LabelRequirement::NotIn(
+                (*key).to_owned(),
+                parse_set(set, req)?,
+            ));
         }
         if let Some(set) = rest.strip_prefix("in") {
-            return Ok(LabelRequirement::In((*key).to_owned(), parse_set(set, req)?));
+            return Ok(LabelRequirement::In(
+                (*key).to_owned(),
+                parse_set(set, req)?,
+            ));
         }
-        return Err(ApiError::BadRequest(format!("unable to parse requirement: `{req}`")));
+        return Err(ApiError::BadRequest(format!(
+            "unable to parse requirement: `{req}`"
+        )));
     }
     Ok(LabelRequirement::Exists(req.trim().to_owned()))
 }
 
 fn parse_field(req: &str) -> Result<FieldRequirement, ApiError> {
     if let Some((k, v)) = req.split_once("!=") {
-        return Ok(FieldRequirement::NotEquals(k.trim().to_owned(), v.trim().to_owned()));
+        return Ok(FieldRequirement::NotEquals(
+            k.trim().to_owned(),
+            v.trim().to_owned(),
+        ));
     }
     if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
-        return Ok(FieldRequirement::Equals(k.trim().to_owned(), v.trim().to_owned()));
+        return Ok(FieldRequirement::Equals(
+            k.trim().to_owned(),
+            v.trim().to_owned(),
+        ));
     }
-    Err(ApiError::BadRequest(format!("invalid field selector: `{req}`: expected field=value or field!=value")))
+    Err(ApiError::BadRequest(format!(
+        "invalid field selector: `{req}`: expected field=value or field!=value"
+    )))
 }
 
 impl Selector {
-    pub fn parse(label_selector: Option<&str>, field_selector: Option<&str>) -> Result<Self, ApiError> {
-        let labels = label_selector.map(split_top_level).unwrap_or_default().into_iter().map(parse_label).collect::<Result<_, _>>()?;
+    pub fn parse(
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let labels = label_selector
+            .map(split_top_level)
+            .unwrap_or_default()
+            .into_iter()
+            .map(parse_label)
+            .collect::<Result<_, _>>()?;
         let fields = field_selector
-            .map(|s| s.split(',').map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>())
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default()
             .into_iter()
             .map(parse_field)
@@ -113,7 +160,9 @@ impl Selector {
             LabelRequirement::Equals(k, v) => label(k) == Some(v.as_str()),
             LabelRequirement::NotEquals(k, v) => label(k) != Some(v.as_str()),
             LabelRequirement::In(k, set) => label(k).is_some_and(|l| set.iter().any(|s| s == l)),
-            LabelRequirement::NotIn(k, set) => !label(k).is_some_and(|l| set.iter().any(|s| s == l)),
+            LabelRequirement::NotIn(k, set) => {
+                !label(k).is_some_and(|l| set.iter().any(|s| s == l))
+            }
             LabelRequirement::Exists(k) => label(k).is_some(),
             LabelRequirement::NotExists(k) => label(k).is_none(),
         });
@@ -152,14 +201,26 @@ mod tests {
             ("env!=dev", true, "inequality"),
         ];
         for (sel, want, why) in cases {
-            assert_eq!(Selector::parse(Some(sel), None).unwrap().matches(&obj), want, "{why}: {sel}");
+            assert_eq!(
+                Selector::parse(Some(sel), None).unwrap().matches(&obj),
+                want,
+                "{why}: {sel}"
+            );
         }
     }
 
     #[test]
     fn field_selectors_match_name_and_namespace() {
         let obj = json!({"metadata": {"name": "a", "namespace": "ns"}});
-        assert!(Selector::parse(None, Some("metadata.name=a,metadata.namespace=ns")).unwrap().matches(&obj));
-        assert!(!Selector::parse(None, Some("metadata.name!=a")).unwrap().matches(&obj));
+        assert!(
+            Selector::parse(None, Some("metadata.name=a,metadata.namespace=ns"))
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !Selector::parse(None, Some("metadata.name!=a"))
+                .unwrap()
+                .matches(&obj)
+        );
     }
 }

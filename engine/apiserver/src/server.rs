@@ -18,6 +18,19 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where to write the kubeconfig; `<data_dir>/kubeconfig` when `None`.
     pub kubeconfig: Option<PathBuf>,
+    /// How many watch events are kept for resuming watches.
+    pub event_history: u64,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        ServerConfig {
+            data_dir,
+            listen,
+            kubeconfig: None,
+            event_history: crate::store::DEFAULT_EVENT_HISTORY,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +40,17 @@ pub enum ServerError {
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("listening on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     #[error("writing the kubeconfig {path}: {source}")]
-    Kubeconfig { path: PathBuf, source: std::io::Error },
+    Kubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A running control plane.
@@ -49,7 +68,7 @@ pub struct Server {
 impl Server {
     /// Opens the data dir, binds, writes the kubeconfig and starts serving in the background.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open(&config.data_dir)?.with_event_history(config.event_history);
         let token = match store.token()? {
             Some(t) => t,
             None => {
@@ -62,18 +81,43 @@ impl Server {
         let cluster = Cluster::open(store).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let host = if addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let host = if addr.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            addr.ip()
+        };
         let url = format!("https://{}", SocketAddr::new(host, addr.port()));
-        let kubeconfig = config.kubeconfig.clone().unwrap_or_else(|| config.data_dir.join("kubeconfig"));
-        crate::auth::write_kubeconfig(&kubeconfig, &url, &token, &tls.ca_pem)
-            .map_err(|source| ServerError::Kubeconfig { path: kubeconfig.clone(), source })?;
-        let state = Arc::new(crate::http::AppState { cluster: cluster.clone(), token: token.clone(), server_address: addr.to_string() });
+        let kubeconfig = config
+            .kubeconfig
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("kubeconfig"));
+        crate::auth::write_kubeconfig(&kubeconfig, &url, &token, &tls.ca_pem).map_err(
+            |source| ServerError::Kubeconfig {
+                path: kubeconfig.clone(),
+                source,
+            },
+        )?;
+        let state = Arc::new(crate::http::AppState {
+            cluster: cluster.clone(),
+            token: token.clone(),
+            server_address: addr.to_string(),
+        });
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let app = crate::http::router(state);
-        let listener = crate::tls::TlsListener::new(listener, tls.config)
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let listener = crate::tls::TlsListener::new(listener, tls.config).map_err(|source| {
+            ServerError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
         let serve = tokio::spawn(async move {
             let result = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -85,7 +129,16 @@ impl Server {
             }
         });
         let gc = tokio::spawn(crate::gc::run(cluster));
-        Ok(Server { addr, url, token, ca_pem: tls.ca_pem, kubeconfig, shutdown: Some(shutdown_tx), serve, gc })
+        Ok(Server {
+            addr,
+            url,
+            token,
+            ca_pem: tls.ca_pem,
+            kubeconfig,
+            shutdown: Some(shutdown_tx),
+            serve,
+            gc,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -117,9 +170,11 @@ impl Server {
         }
         self.gc.abort();
         let serve = &mut self.serve;
-        if tokio::time::timeout(std::time::Duration::from_secs(5), serve).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), serve)
+            .await
+            .is_err()
+        {
             self.serve.abort();
         }
     }
 }
-

@@ -20,29 +20,52 @@ const RV_KEY: &str = "resource-version";
 const TOKEN_KEY: &str = "token";
 pub const STORE_FILE: &str = "store.redb";
 
-/// How many watch events are retained for resuming watches.
-pub const EVENT_HISTORY: u64 = 10_000;
+/// How many watch events are retained for resuming watches, unless configured otherwise.
+pub const DEFAULT_EVENT_HISTORY: u64 = 10_000;
+/// redb's page cache: objects are served from memory, so the store needs little.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// The most writes committed in one transaction.
 const MAX_BATCH: usize = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("data dir {dir}: cannot create it: {source}")]
-    CreateDir { dir: PathBuf, source: std::io::Error },
-    #[error("data dir {dir}: {file} is not a readable Strata store (corrupt or foreign file): {source}")]
-    Open { dir: PathBuf, file: String, source: redb::DatabaseError },
-    #[error("data dir {dir}: {file} is not a Strata store: it has tables but no format marker `{FORMAT}`")]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "data dir {dir}: {file} is not a readable Strata store (corrupt or foreign file): {source}"
+    )]
+    Open {
+        dir: PathBuf,
+        file: String,
+        source: redb::DatabaseError,
+    },
+    #[error(
+        "data dir {dir}: {file} is not a Strata store: it has tables but no format marker `{FORMAT}`"
+    )]
     Foreign { dir: PathBuf, file: String },
     #[error("data dir {dir}: {file} has format `{found}`, this server reads `{FORMAT}`")]
-    WrongFormat { dir: PathBuf, file: String, found: String },
+    WrongFormat {
+        dir: PathBuf,
+        file: String,
+        found: String,
+    },
     #[error("store: {doing}: {source}")]
-    Db { doing: &'static str, source: redb::Error },
+    Db {
+        doing: &'static str,
+        source: redb::Error,
+    },
     #[error("store: stored {what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
 }
 
 fn db_err<E: Into<redb::Error>>(doing: &'static str) -> impl FnOnce(E) -> StoreError {
-    move |e| StoreError::Db { doing, source: e.into() }
+    move |e| StoreError::Db {
+        doing,
+        source: e.into(),
+    }
 }
 
 /// One object write: `object: None` removes the key.
@@ -63,53 +86,100 @@ pub struct Loaded {
 
 pub struct Store {
     db: Database,
+    history: u64,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`, refusing files that are not a Strata store.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join(STORE_FILE);
-        let db = Database::create(&path)
-            .map_err(|source| StoreError::Open { dir: dir.to_owned(), file: STORE_FILE.to_owned(), source })?;
-        let store = Store { db };
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
+                dir: dir.to_owned(),
+                file: STORE_FILE.to_owned(),
+                source,
+            })?;
+        let store = Store {
+            db,
+            history: DEFAULT_EVENT_HISTORY,
+        };
         store.check_format(dir)?;
         Ok(store)
     }
 
+    /// Keeps at most `events` watch events for resuming watches.
+    pub fn with_event_history(mut self, events: u64) -> Self {
+        self.history = events.max(1);
+        self
+    }
+
+    pub fn event_history(&self) -> u64 {
+        self.history
+    }
+
     fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err("begin format check"))?;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(db_err("begin format check"))?;
         {
-            let has_tables = txn.list_tables().map_err(db_err("list tables"))?.next().is_some();
+            let has_tables = txn
+                .list_tables()
+                .map_err(db_err("list tables"))?
+                .next()
+                .is_some();
             let mut meta = txn.open_table(META).map_err(db_err("open meta table"))?;
-            let found = meta.get(FORMAT_KEY).map_err(db_err("read format"))?.map(|v| v.value().to_owned());
+            let found = meta
+                .get(FORMAT_KEY)
+                .map_err(db_err("read format"))?
+                .map(|v| v.value().to_owned());
             match found {
                 Some(f) if f == FORMAT => {}
                 Some(found) => {
-                    return Err(StoreError::WrongFormat { dir: dir.to_owned(), file: STORE_FILE.into(), found });
+                    return Err(StoreError::WrongFormat {
+                        dir: dir.to_owned(),
+                        file: STORE_FILE.into(),
+                        found,
+                    });
                 }
                 None if has_tables => {
-                    return Err(StoreError::Foreign { dir: dir.to_owned(), file: STORE_FILE.into() });
+                    return Err(StoreError::Foreign {
+                        dir: dir.to_owned(),
+                        file: STORE_FILE.into(),
+                    });
                 }
                 None => {
-                    meta.insert(FORMAT_KEY, FORMAT).map_err(db_err("write format"))?;
+                    meta.insert(FORMAT_KEY, FORMAT)
+                        .map_err(db_err("write format"))?;
                 }
             }
-            txn.open_table(OBJECTS).map_err(db_err("open objects table"))?;
-            txn.open_table(EVENTS).map_err(db_err("open events table"))?;
+            txn.open_table(OBJECTS)
+                .map_err(db_err("open objects table"))?;
+            txn.open_table(EVENTS)
+                .map_err(db_err("open events table"))?;
         }
         txn.commit().map_err(db_err("commit format marker"))
     }
 
     pub fn load(&self) -> Result<Loaded, StoreError> {
         let txn = self.db.begin_read().map_err(db_err("begin read"))?;
-        let objects_table = txn.open_table(OBJECTS).map_err(db_err("open objects table"))?;
+        let objects_table = txn
+            .open_table(OBJECTS)
+            .map_err(db_err("open objects table"))?;
         let mut objects = Vec::new();
         for row in objects_table.iter().map_err(db_err("iterate objects"))? {
             let (k, v) = row.map_err(db_err("read object"))?;
             objects.push((k.value().to_owned(), v.value().to_vec()));
         }
-        let events_table = txn.open_table(EVENTS).map_err(db_err("open events table"))?;
+        let events_table = txn
+            .open_table(EVENTS)
+            .map_err(db_err("open events table"))?;
         let mut events = Vec::new();
         for row in events_table.iter().map_err(db_err("iterate events"))? {
             let (k, v) = row.map_err(db_err("read event"))?;
@@ -123,25 +193,38 @@ impl Store {
             })?,
             None => 0,
         };
-        Ok(Loaded { objects, events, resource_version })
+        Ok(Loaded {
+            objects,
+            events,
+            resource_version,
+        })
     }
 
     /// The API token persisted at first start, if any.
     pub fn token(&self) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err("begin read"))?;
         let meta = txn.open_table(META).map_err(db_err("open meta table"))?;
-        Ok(meta.get(TOKEN_KEY).map_err(db_err("read token"))?.map(|v| v.value().to_owned()))
+        Ok(meta
+            .get(TOKEN_KEY)
+            .map_err(db_err("read token"))?
+            .map(|v| v.value().to_owned()))
     }
 
     /// A server setting kept in the store (CA material).
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err("begin read"))?;
         let meta = txn.open_table(META).map_err(db_err("open meta table"))?;
-        Ok(meta.get(key).map_err(db_err("read setting"))?.map(|v| v.value().to_owned()))
+        Ok(meta
+            .get(key)
+            .map_err(db_err("read setting"))?
+            .map(|v| v.value().to_owned()))
     }
 
     pub fn put_meta(&self, entries: &[(&str, &str)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err("begin settings write"))?;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(db_err("begin settings write"))?;
         {
             let mut meta = txn.open_table(META).map_err(db_err("open meta table"))?;
             for (k, v) in entries {
@@ -153,27 +236,40 @@ impl Store {
 
     pub fn save_token(&self, token: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err("begin token write"))?;
-        txn.open_table(META).map_err(db_err("open meta table"))?.insert(TOKEN_KEY, token).map_err(db_err("write token"))?;
+        txn.open_table(META)
+            .map_err(db_err("open meta table"))?
+            .insert(TOKEN_KEY, token)
+            .map_err(db_err("write token"))?;
         txn.commit().map_err(db_err("commit token"))
     }
 
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
-        let Some(last) = writes.last() else { return Ok(()) };
+        let Some(last) = writes.last() else {
+            return Ok(());
+        };
         let txn = self.db.begin_write().map_err(db_err("begin write"))?;
         {
-            let mut objects = txn.open_table(OBJECTS).map_err(db_err("open objects table"))?;
-            let mut events = txn.open_table(EVENTS).map_err(db_err("open events table"))?;
+            let mut objects = txn
+                .open_table(OBJECTS)
+                .map_err(db_err("open objects table"))?;
+            let mut events = txn
+                .open_table(EVENTS)
+                .map_err(db_err("open events table"))?;
             for w in writes {
                 match &w.object {
                     Some(bytes) => objects.insert(w.key.as_str(), bytes.as_slice()).map(drop),
                     None => objects.remove(w.key.as_str()).map(drop),
                 }
                 .map_err(db_err("write object"))?;
-                events.insert(w.rv, w.event.as_slice()).map_err(db_err("write event"))?;
+                events
+                    .insert(w.rv, w.event.as_slice())
+                    .map_err(db_err("write event"))?;
             }
-            let horizon = last.rv.saturating_sub(EVENT_HISTORY);
+            let horizon = last.rv.saturating_sub(self.history);
             if horizon > 0 {
-                events.retain_in(..horizon, |_, _| false).map_err(db_err("trim event history"))?;
+                events
+                    .retain_in(..horizon, |_, _| false)
+                    .map_err(db_err("trim event history"))?;
             }
             let rv = last.rv.to_string();
             txn.open_table(META)
@@ -199,7 +295,9 @@ pub struct Writer<T> {
 
 impl<T> Clone for Writer<T> {
     fn clone(&self) -> Self {
-        Writer { tx: self.tx.clone() }
+        Writer {
+            tx: self.tx.clone(),
+        }
     }
 }
 
@@ -217,7 +315,9 @@ impl<T: Send + 'static> Writer<T> {
 
     /// Queues a write; must be called in resource-version order (the caller holds its state lock).
     pub fn submit(&self, pending: Pending<T>) -> Result<(), String> {
-        self.tx.send(pending).map_err(|_| "the store writer has stopped".to_owned())
+        self.tx
+            .send(pending)
+            .map_err(|_| "the store writer has stopped".to_owned())
     }
 }
 
@@ -271,7 +371,12 @@ mod tests {
         let dir = temp_dir("roundtrip");
         let store = Store::open(&dir).unwrap();
         store
-            .commit(&[Write { rv: 7, key: "k".into(), object: Some(b"{}".to_vec()), event: b"e".to_vec() }])
+            .commit(&[Write {
+                rv: 7,
+                key: "k".into(),
+                object: Some(b"{}".to_vec()),
+                event: b"e".to_vec(),
+            }])
             .unwrap();
         drop(store);
         let loaded = Store::open(&dir).unwrap().load().unwrap();
@@ -284,8 +389,15 @@ mod tests {
     fn a_foreign_file_in_place_of_the_store_is_refused() {
         let dir = temp_dir("foreign");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(STORE_FILE), b"this is not a database, it is a text file").unwrap();
+        std::fs::write(
+            dir.join(STORE_FILE),
+            b"this is not a database, it is a text file",
+        )
+        .unwrap();
         let err = Store::open(&dir).err().unwrap();
-        assert!(err.to_string().contains("not a readable Strata store"), "{err}");
+        assert!(
+            err.to_string().contains("not a readable Strata store"),
+            "{err}"
+        );
     }
 }

@@ -9,7 +9,10 @@ use crate::resource::{PrinterColumn, ResourceType};
 
 /// Whether an Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
 }
 
 struct Column {
@@ -30,7 +33,14 @@ enum Cell {
 }
 
 fn column(name: &str, type_: &str, cell: Cell) -> Column {
-    Column { name: name.into(), type_: type_.into(), format: String::new(), description: String::new(), priority: 0, cell }
+    Column {
+        name: name.into(),
+        type_: type_.into(),
+        format: String::new(),
+        description: String::new(),
+        priority: 0,
+        cell,
+    }
 }
 
 fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
@@ -41,13 +51,20 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
         c
     };
     if !rt.builtin {
-        let printer = rt.version(version).map(|v| v.printer_columns.clone()).unwrap_or_default();
+        let printer = rt
+            .version(version)
+            .map(|v| v.printer_columns.clone())
+            .unwrap_or_default();
         if printer.is_empty() {
             return vec![name_col(), column("Age", "date", Cell::Age)];
         }
         let mut cols = vec![name_col()];
         cols.extend(printer.into_iter().map(|p: PrinterColumn| Column {
-            cell: if p.json_path == ".metadata.creationTimestamp" { Cell::Age } else { Cell::Path(p.json_path) },
+            cell: if p.json_path == ".metadata.creationTimestamp" {
+                Cell::Age
+            } else {
+                Cell::Path(p.json_path)
+            },
             name: p.name,
             type_: p.type_,
             format: p.format,
@@ -58,14 +75,24 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
     }
     let mut cols = vec![name_col()];
     match (rt.group.as_str(), rt.resource.as_str()) {
-        ("", "namespaces") => cols.push(column("Status", "string", Cell::Path(".status.phase".into()))),
+        ("", "namespaces") => cols.push(column(
+            "Status",
+            "string",
+            Cell::Path(".status.phase".into()),
+        )),
         ("", "secrets") => {
             cols.push(column("Type", "string", Cell::Path(".type".into())));
             cols.push(column("Data", "string", Cell::DataCount));
         }
         ("", "configmaps") => cols.push(column("Data", "string", Cell::DataCount)),
-        ("", "serviceaccounts") => cols.push(column("Secrets", "string", Cell::ListCount("secrets"))),
-        ("coordination.k8s.io", "leases") => cols.push(column("Holder", "string", Cell::Path(".spec.holderIdentity".into()))),
+        ("", "serviceaccounts") => {
+            cols.push(column("Secrets", "string", Cell::ListCount("secrets")))
+        }
+        ("coordination.k8s.io", "leases") => cols.push(column(
+            "Holder",
+            "string",
+            Cell::Path(".spec.holderIdentity".into()),
+        )),
         (_, "events") => {
             cols.push(column("Type", "string", Cell::Path(".type".into())));
             cols.push(column("Reason", "string", Cell::Path(".reason".into())));
@@ -74,7 +101,11 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
         _ => {}
     }
     if rt.resource == "customresourcedefinitions" {
-        cols.push(column("Created At", "date", Cell::Path(".metadata.creationTimestamp".into())));
+        cols.push(column(
+            "Created At",
+            "date",
+            Cell::Path(".metadata.creationTimestamp".into()),
+        ));
         return cols;
     }
     cols.push(column("Age", "string", Cell::Age));
@@ -83,17 +114,25 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
 
 fn cell_value(cell: &Cell, obj: &Value, now: jiff::Timestamp) -> Value {
     match cell {
-        Cell::Name => obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
-        Cell::Age => json!(obj
-            .pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str)
-            .map(|t| age(t, now))
-            .unwrap_or_else(|| "<unknown>".into())),
+        Cell::Name => obj
+            .pointer("/metadata/name")
+            .cloned()
+            .unwrap_or(Value::Null),
+        Cell::Age => json!(
+            obj.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .map(|t| age(t, now))
+                .unwrap_or_else(|| "<unknown>".into())
+        ),
         Cell::DataCount => {
             let count = |k: &str| obj.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
             json!(count("data") + count("binaryData") + count("stringData"))
         }
-        Cell::ListCount(field) => json!(obj.get(*field).and_then(Value::as_array).map_or(0, Vec::len)),
+        Cell::ListCount(field) => json!(
+            obj.get(*field)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        ),
         Cell::Path(path) => {
             let found = crate::table::jsonpath(obj, path);
             match found.as_slice() {
@@ -114,7 +153,9 @@ fn plain(v: &Value) -> String {
 
 /// Age as kubectl prints it (`45s`, `3m12s`, `5h`, `2d3h`, `400d`).
 fn age(created: &str, now: jiff::Timestamp) -> String {
-    let Ok(t) = created.parse::<jiff::Timestamp>() else { return "<invalid>".into() };
+    let Ok(t) = created.parse::<jiff::Timestamp>() else {
+        return "<invalid>".into();
+    };
     let secs = (now.as_second() - t.as_second()).max(0);
     let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
     match secs {
@@ -130,7 +171,11 @@ fn age(created: &str, now: jiff::Timestamp) -> String {
 
 /// A small JSONPath subset: `.a.b`, `[n]`, `[*]` and `[?(@.k=="v")]`.
 pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
-    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('$');
+    let path = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim_start_matches('$');
     let mut current = vec![obj];
     let mut rest = path;
     while !rest.is_empty() {
@@ -140,12 +185,20 @@ pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
             current = current.into_iter().filter_map(|v| v.get(key)).collect();
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix('[') {
-            let Some(end) = r.find(']') else { return Vec::new() };
+            let Some(end) = r.find(']') else {
+                return Vec::new();
+            };
             let inner = &r[..end];
             rest = &r[end + 1..];
             current = current
                 .into_iter()
-                .flat_map(|v| v.as_array().map(|a| a.iter().collect::<Vec<_>>()).unwrap_or_default().into_iter().enumerate().map(move |(i, item)| (i, item)))
+                .flat_map(|v| {
+                    v.as_array()
+                        .map(|a| a.iter().collect::<Vec<_>>())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .enumerate()
+                })
                 .filter(|(i, item)| index_matches(inner, *i, item))
                 .map(|(_, item)| item)
                 .collect();
@@ -163,14 +216,31 @@ fn index_matches(selector: &str, i: usize, item: &Value) -> bool {
     if let Ok(n) = selector.parse::<usize>() {
         return n == i;
     }
-    let Some(cond) = selector.strip_prefix("?(@.").and_then(|c| c.strip_suffix(')')) else { return false };
-    let Some((key, want)) = cond.split_once("==") else { return false };
+    let Some(cond) = selector
+        .strip_prefix("?(@.")
+        .and_then(|c| c.strip_suffix(')'))
+    else {
+        return false;
+    };
+    let Some((key, want)) = cond.split_once("==") else {
+        return false;
+    };
     let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
-    item.pointer(&format!("/{}", key.trim().replace('.', "/"))).map(plain).as_deref() == Some(want)
+    item.pointer(&format!("/{}", key.trim().replace('.', "/")))
+        .map(plain)
+        .as_deref()
+        == Some(want)
 }
 
 /// A Table of `objects`; column definitions are left out for watch events after the first.
-pub fn table(rt: &ResourceType, version: &str, objects: &[Arc<Value>], include_columns: bool, include_object: bool, list_meta: Value) -> Value {
+pub fn table(
+    rt: &ResourceType,
+    version: &str,
+    objects: &[Arc<Value>],
+    include_columns: bool,
+    include_object: bool,
+    list_meta: Value,
+) -> Value {
     let cols = columns(rt, version);
     let now = jiff::Timestamp::now();
     let definitions: Vec<Value> = if include_columns {
@@ -202,8 +272,14 @@ mod tests {
     #[test]
     fn jsonpath_filters_conditions_by_type() {
         let obj = json!({"status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}});
-        assert_eq!(jsonpath(&obj, ".status.conditions[?(@.type==\"Ready\")].status"), vec![&json!("True")]);
-        assert_eq!(jsonpath(&obj, ".status.conditions[0].type"), vec![&json!("Synced")]);
+        assert_eq!(
+            jsonpath(&obj, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![&json!("True")]
+        );
+        assert_eq!(
+            jsonpath(&obj, ".status.conditions[0].type"),
+            vec![&json!("Synced")]
+        );
         assert!(jsonpath(&obj, ".spec.missing").is_empty());
     }
 
@@ -217,7 +293,9 @@ mod tests {
 
     #[test]
     fn accept_header_with_table_first_asks_for_a_table() {
-        assert!(wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"));
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        ));
         assert!(!wants_table("application/json"));
     }
 }

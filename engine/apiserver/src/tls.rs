@@ -8,7 +8,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -27,7 +30,10 @@ pub enum TlsError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("TLS: {doing}: {source}")]
-    Certificate { doing: &'static str, source: rcgen::Error },
+    Certificate {
+        doing: &'static str,
+        source: rcgen::Error,
+    },
     #[error("TLS: building the server configuration: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -43,12 +49,17 @@ pub struct TlsMaterial {
 }
 
 fn ca_params() -> Result<CertificateParams, TlsError> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("building the CA parameters"))?;
+    let mut params = CertificateParams::new(Vec::<String>::new())
+        .map_err(cert_err("building the CA parameters"))?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, CA_COMMON_NAME);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_after = rcgen::date_time_ymd(2126, 1, 1);
     Ok(params)
 }
@@ -57,28 +68,44 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
 /// for localhost, 127.0.0.1, ::1 and `listen_ip`.
 pub fn load_or_create(store: &Store, listen_ip: IpAddr) -> Result<TlsMaterial, TlsError> {
     let (ca_key, ca_pem) = match (store.meta(CA_KEY)?, store.meta(CA_CERT)?) {
-        (Some(key), Some(cert)) => (KeyPair::from_pem(&key).map_err(cert_err("reading the stored CA key"))?, cert),
+        (Some(key), Some(cert)) => (
+            KeyPair::from_pem(&key).map_err(cert_err("reading the stored CA key"))?,
+            cert,
+        ),
         _ => {
             let key = KeyPair::generate().map_err(cert_err("generating the CA key"))?;
-            let cert = ca_params()?.self_signed(&key).map_err(cert_err("self-signing the CA"))?;
+            let cert = ca_params()?
+                .self_signed(&key)
+                .map_err(cert_err("self-signing the CA"))?;
             store.put_meta(&[(CA_KEY, &key.serialize_pem()), (CA_CERT, &cert.pem())])?;
             (key, cert.pem())
         }
     };
-    let ca_der = CertificateDer::from(
-        rustls_pem_der(&ca_pem).ok_or(TlsError::Certificate { doing: "reading the stored CA certificate", source: rcgen::Error::CouldNotParseCertificate })?,
-    );
+    let ca_der = CertificateDer::from(rustls_pem_der(&ca_pem).ok_or(TlsError::Certificate {
+        doing: "reading the stored CA certificate",
+        source: rcgen::Error::CouldNotParseCertificate,
+    })?);
     let issuer = Issuer::new(ca_params()?, ca_key);
     let server_key = KeyPair::generate().map_err(cert_err("generating the server key"))?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).map_err(cert_err("building the server certificate parameters"))?;
-    let mut ips = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()])
+        .map_err(cert_err("building the server certificate parameters"))?;
+    let mut ips = vec![
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ];
     if !ips.contains(&listen_ip) && !listen_ip.is_unspecified() {
         ips.push(listen_ip);
     }
-    params.subject_alt_names.extend(ips.into_iter().map(SanType::IpAddress));
-    params.distinguished_name.push(DnType::CommonName, "strata-apiserver");
+    params
+        .subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "strata-apiserver");
     params.not_after = rcgen::date_time_ymd(2126, 1, 1);
-    let server_cert = params.signed_by(&server_key, &issuer).map_err(cert_err("issuing the server certificate"))?;
+    let server_cert = params
+        .signed_by(&server_key, &issuer)
+        .map_err(cert_err("issuing the server certificate"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -88,7 +115,10 @@ pub fn load_or_create(store: &Store, listen_ip: IpAddr) -> Result<TlsMaterial, T
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
         )?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsMaterial { ca_pem, config: Arc::new(config) })
+    Ok(TlsMaterial {
+        ca_pem,
+        config: Arc::new(config),
+    })
 }
 
 /// The DER bytes of the first PEM block.
@@ -130,7 +160,8 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
                         Ok(Ok(stream)) => {
                             let _ = tx.send((stream, peer)).await;
                         }

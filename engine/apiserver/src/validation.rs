@@ -8,23 +8,35 @@ use crate::error::FieldCause;
 
 /// Compiles an `openAPIV3Schema`, for rejecting CRDs whose schema cannot be served.
 pub fn compile_schema(schema: &Value) -> Result<(), String> {
-    StructuralSchema::compile(schema).map(drop).map_err(|e| e.to_string())
+    StructuralSchema::compile(schema)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Prunes unknown fields, applies defaults and validates; every violation becomes a cause.
-pub fn validate_and_default(schema: &StructuralSchema, obj: &mut Value) -> Result<(), Vec<FieldCause>> {
-    schema.prune(obj);
+/// Returns the paths of the unknown fields it pruned.
+pub fn validate_and_default(
+    schema: &StructuralSchema,
+    obj: &mut Value,
+) -> Result<Vec<String>, Vec<FieldCause>> {
+    let pruned = schema.prune(obj);
     schema.apply_defaults(obj);
     let errors = schema.validate(obj);
     if errors.is_empty() {
-        return Ok(());
+        return Ok(pruned);
     }
     Err(errors
         .into_iter()
         .map(|e| {
             let text = e.to_string();
-            let message = text.strip_prefix(&format!("{}: ", e.path)).unwrap_or(&text).to_owned();
-            FieldCause { field: e.path, message }
+            let message = text
+                .strip_prefix(&format!("{}: ", e.path))
+                .unwrap_or(&text)
+                .to_owned();
+            FieldCause {
+                field: e.path,
+                message,
+            }
         })
         .collect())
 }
@@ -44,6 +56,10 @@ mod tests {
         assert_eq!(causes[0].field, "spec.size");
         let mut good = json!({"apiVersion": "example.com/v1", "kind": "W", "metadata": {"name": "a"}, "spec": {"size": 1, "junk": 1}});
         validate_and_default(&schema, &mut good).unwrap();
-        assert_eq!(good["spec"], json!({"size": 1, "tier": "small"}), "unknown field pruned, default applied");
+        assert_eq!(
+            good["spec"],
+            json!({"size": 1, "tier": "small"}),
+            "unknown field pruned, default applied"
+        );
     }
 }

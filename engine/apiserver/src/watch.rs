@@ -13,7 +13,6 @@ use tokio::sync::broadcast;
 
 use crate::error::ApiError;
 use crate::resource::GroupResource;
-use crate::store::EVENT_HISTORY;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -58,6 +57,19 @@ impl WatchEvent {
         serde_json::to_vec(&v).unwrap_or_default()
     }
 
+    /// The durable form, reusing the object's already serialized bytes.
+    pub fn to_stored_with(&self, object_json: &[u8]) -> Vec<u8> {
+        let head = json!({"type": self.type_.as_str(), "group": self.gr.group, "resource": self.gr.resource});
+        let mut out = serde_json::to_vec(&head).unwrap_or_default();
+        if out.last() == Some(&b'}') {
+            out.pop();
+            out.extend_from_slice(b",\"object\":");
+            out.extend_from_slice(object_json);
+            out.push(b'}');
+        }
+        out
+    }
+
     pub fn from_stored(rv: u64, bytes: &[u8]) -> Option<Self> {
         let v: Value = serde_json::from_slice(bytes).ok()?;
         Some(WatchEvent {
@@ -75,7 +87,11 @@ struct HubState {
     /// The first version whose event may be missing from history (everything before is gone).
     oldest: u64,
     head: u64,
+    limit: u64,
 }
+
+/// Retained events to replay, and the live receiver that continues after them.
+pub type Subscription = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>);
 
 pub struct Hub {
     state: Mutex<HubState>,
@@ -85,16 +101,27 @@ pub struct Hub {
 const LIVE_BUFFER: usize = 16_384;
 
 impl Hub {
-    /// A hub whose history holds `history` (ascending) and whose last committed version is `head`.
-    pub fn new(history: Vec<WatchEvent>, head: u64) -> Self {
+    /// A hub whose history holds `history` (ascending, at most `limit` kept) and whose last
+    /// committed version is `head`.
+    pub fn new(history: Vec<WatchEvent>, head: u64, limit: u64) -> Self {
         let history: VecDeque<Arc<WatchEvent>> = history.into_iter().map(Arc::new).collect();
         let oldest = history.front().map(|e| e.rv).unwrap_or(head + 1);
         let (sender, _) = broadcast::channel(LIVE_BUFFER);
-        Hub { state: Mutex::new(HubState { history, oldest, head }), sender }
+        Hub {
+            state: Mutex::new(HubState {
+                history,
+                oldest,
+                head,
+                limit,
+            }),
+            sender,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn publish(&self, events: Vec<Arc<WatchEvent>>) {
@@ -104,9 +131,13 @@ impl Hub {
             state.history.push_back(e.clone());
             let _ = self.sender.send(e);
         }
-        while state.history.len() as u64 > EVENT_HISTORY {
+        while state.history.len() as u64 > state.limit {
             state.history.pop_front();
-            state.oldest = state.history.front().map(|e| e.rv).unwrap_or(state.head + 1);
+            state.oldest = state
+                .history
+                .front()
+                .map(|e| e.rv)
+                .unwrap_or(state.head + 1);
         }
     }
 
@@ -116,12 +147,20 @@ impl Hub {
 
     /// Retained events with a version above `rv` and a receiver for everything published later;
     /// `Expired` when events after `rv` have already been dropped from history.
-    pub fn subscribe_after(&self, rv: u64) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+    pub fn subscribe_after(&self, rv: u64) -> Result<Subscription, ApiError> {
         let state = self.lock();
         if rv + 1 < state.oldest && rv < state.head {
-            return Err(ApiError::Expired { requested: rv, oldest: state.oldest.saturating_sub(1) });
+            return Err(ApiError::Expired {
+                requested: rv,
+                oldest: state.oldest.saturating_sub(1),
+            });
         }
-        let replay = state.history.iter().filter(|e| e.rv > rv).cloned().collect();
+        let replay = state
+            .history
+            .iter()
+            .filter(|e| e.rv > rv)
+            .cloned()
+            .collect();
         Ok((replay, self.sender.subscribe()))
     }
 
@@ -148,16 +187,22 @@ mod tests {
 
     #[test]
     fn resuming_replays_only_events_after_the_version() {
-        let hub = Hub::new(vec![event(5), event(6), event(7)], 7);
+        let hub = Hub::new(vec![event(5), event(6), event(7)], 7, 100);
         let (replay, _rx) = hub.subscribe_after(5).unwrap();
         assert_eq!(replay.iter().map(|e| e.rv).collect::<Vec<_>>(), vec![6, 7]);
     }
 
     #[test]
     fn resuming_before_retained_history_is_expired() {
-        let hub = Hub::new(vec![event(5), event(6)], 6);
-        assert!(hub.subscribe_after(4).is_ok(), "version 4 is just before the first retained event");
-        assert!(matches!(hub.subscribe_after(3), Err(ApiError::Expired { .. })));
+        let hub = Hub::new(vec![event(5), event(6)], 6, 100);
+        assert!(
+            hub.subscribe_after(4).is_ok(),
+            "version 4 is just before the first retained event"
+        );
+        assert!(matches!(
+            hub.subscribe_after(3),
+            Err(ApiError::Expired { .. })
+        ));
     }
 
     #[test]
@@ -166,5 +211,9 @@ mod tests {
         let back = WatchEvent::from_stored(9, &e.to_stored()).unwrap();
         assert_eq!(back.gr, e.gr);
         assert_eq!(back.object, e.object);
+        let bytes = serde_json::to_vec(&*e.object).unwrap();
+        let spliced = WatchEvent::from_stored(9, &e.to_stored_with(&bytes)).unwrap();
+        assert_eq!(spliced.object, e.object);
+        assert_eq!(spliced.type_, EventType::Added);
     }
 }

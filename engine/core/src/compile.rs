@@ -358,10 +358,16 @@ fn compile_patch(
     if environment
         && !matches!(
             kind,
+            // Crossplane's built-in names (the composite's view) and function-patch-and-transform's
+            // (the environment's view: ToEnvironment is XR -> environment).
             PatchType::FromCompositeFieldPath
                 | PatchType::ToCompositeFieldPath
                 | PatchType::CombineFromComposite
                 | PatchType::CombineToComposite
+                | PatchType::ToEnvironmentFieldPath
+                | PatchType::FromEnvironmentFieldPath
+                | PatchType::CombineToEnvironment
+                | PatchType::CombineFromEnvironment
         )
     {
         return Err(CompileError::Patch {
@@ -370,7 +376,9 @@ fn compile_patch(
             kind: kind.as_str(),
             field: "type",
             message: "environment patches support only FromCompositeFieldPath, \
-                      ToCompositeFieldPath, CombineFromComposite and CombineToComposite"
+                      ToCompositeFieldPath, CombineFromComposite, CombineToComposite, \
+                      ToEnvironmentFieldPath, FromEnvironmentFieldPath, CombineToEnvironment \
+                      and CombineFromEnvironment"
                 .into(),
         });
     }

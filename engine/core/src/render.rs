@@ -134,9 +134,12 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
     let mut desired_xr = Value::Object(Map::new());
     for p in &comp.environment_patches {
         let result = match p.kind {
-            PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => {
-                patch::apply(p, xr, &mut environment)
-            }
+            // XR -> environment, in Crossplane's and in function-patch-and-transform's names.
+            PatchType::FromCompositeFieldPath
+            | PatchType::CombineFromComposite
+            | PatchType::ToEnvironmentFieldPath
+            | PatchType::CombineToEnvironment => patch::apply(p, xr, &mut environment),
+            // Environment -> XR.
             _ => patch::apply(p, &environment, &mut desired_xr),
         };
         match result {
@@ -602,6 +605,27 @@ mod tests {
             err.to_string(),
             "environment: patch 0 (FromCompositeFieldPath): required source is missing: spec.a: no such field"
         );
+    }
+
+    #[test]
+    fn environment_patches_accept_function_patch_and_transform_names() {
+        let comp = compile(json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
+            "environment": {"patches": [
+                {"type": "ToEnvironmentFieldPath", "fromFieldPath": "spec.size", "toFieldPath": "size"},
+                {"type": "CombineToEnvironment", "toFieldPath": "label", "combine": {"strategy": "string",
+                    "variables": [{"fromFieldPath": "spec.size"}], "string": {"fmt": "size-%s"}}},
+                {"type": "FromEnvironmentFieldPath", "fromFieldPath": "size", "toFieldPath": "status.size"},
+                {"type": "CombineFromEnvironment", "toFieldPath": "status.label", "combine": {"strategy": "string",
+                    "variables": [{"fromFieldPath": "label"}], "string": {"fmt": "%s!"}}}
+            ]},
+        }));
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {"size": "L"}});
+        let observed = ObservedResources::new();
+        let out = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect("renders");
+        assert_eq!(out.environment, json!({"size": "L", "label": "size-L"}));
+        assert_eq!(out.composite["status"]["size"], json!("L"));
+        assert_eq!(out.composite["status"]["label"], json!("size-L!"));
     }
 
     #[test]

@@ -1,0 +1,275 @@
+//! Decoding of the Kubernetes protobuf wire format for the built-in kinds kubectl's generators
+//! send that way (`kubectl create namespace|configmap|secret` post
+//! `application/vnd.kubernetes.protobuf`). Responses are always JSON, which clients accept.
+//!
+//! Only the fields those kinds carry are read; anything else is rejected rather than dropped.
+
+use base64::Engine;
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+
+const MAGIC: &[u8] = b"k8s\x00";
+
+fn bad(what: &str) -> ApiError {
+    ApiError::BadRequest(format!("decoding protobuf: {what}"))
+}
+
+/// One protobuf field: its number and its payload.
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, ApiError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self
+                .buf
+                .split_first()
+                .ok_or_else(|| bad("truncated varint"))?;
+            self.buf = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(bad("varint too long"))
+    }
+
+    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, ApiError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let (number, wire) = (key >> 3, key & 7);
+        let field = match wire {
+            0 => Field::Varint(self.varint()?),
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| bad("length too large"))?;
+                if len > self.buf.len() {
+                    return Err(bad("truncated field"));
+                }
+                let (bytes, rest) = self.buf.split_at(len);
+                self.buf = rest;
+                Field::Bytes(bytes)
+            }
+            other => {
+                return Err(bad(&format!(
+                    "unsupported wire type {other} in field {number}"
+                )));
+            }
+        };
+        Ok(Some((number, field)))
+    }
+}
+
+fn fields(buf: &[u8]) -> Result<Vec<(u64, Field<'_>)>, ApiError> {
+    let mut r = Reader { buf };
+    let mut out = Vec::new();
+    while let Some(f) = r.next()? {
+        out.push(f);
+    }
+    Ok(out)
+}
+
+fn text(f: &Field<'_>) -> Result<String, ApiError> {
+    match f {
+        Field::Bytes(b) => String::from_utf8(b.to_vec()).map_err(|_| bad("string is not UTF-8")),
+        Field::Varint(_) => Err(bad("expected a string")),
+    }
+}
+
+fn bytes<'a>(f: &Field<'a>) -> Result<&'a [u8], ApiError> {
+    match f {
+        Field::Bytes(b) => Ok(b),
+        Field::Varint(_) => Err(bad("expected bytes")),
+    }
+}
+
+/// A `map<string, V>` entry: key = 1, value = 2.
+fn map_entry<'a>(f: &Field<'a>) -> Result<(String, Option<Field<'a>>), ApiError> {
+    let mut key = String::new();
+    let mut value = None;
+    for (n, inner) in fields(bytes(f)?)? {
+        match n {
+            1 => key = text(&inner)?,
+            2 => value = Some(inner),
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
+fn string_map_insert(
+    target: &mut Map<String, Value>,
+    f: &Field<'_>,
+    base64_values: bool,
+) -> Result<(), ApiError> {
+    let (k, v) = map_entry(f)?;
+    let v = match (&v, base64_values) {
+        (Some(v), true) => json!(base64::engine::general_purpose::STANDARD.encode(bytes(v)?)),
+        (Some(v), false) => json!(text(v)?),
+        (None, _) => json!(""),
+    };
+    target.insert(k, v);
+    Ok(())
+}
+
+fn owner_reference(buf: &[u8]) -> Result<Value, ApiError> {
+    let mut r = Map::new();
+    for (n, f) in fields(buf)? {
+        match (n, &f) {
+            (1, _) => drop(r.insert("kind".into(), json!(text(&f)?))),
+            (3, _) => drop(r.insert("name".into(), json!(text(&f)?))),
+            (4, _) => drop(r.insert("uid".into(), json!(text(&f)?))),
+            (5, _) => drop(r.insert("apiVersion".into(), json!(text(&f)?))),
+            (6, Field::Varint(v)) => drop(r.insert("controller".into(), json!(*v != 0))),
+            (7, Field::Varint(v)) => drop(r.insert("blockOwnerDeletion".into(), json!(*v != 0))),
+            _ => return Err(bad(&format!("unsupported OwnerReference field {n}"))),
+        }
+    }
+    Ok(Value::Object(r))
+}
+
+fn object_meta(buf: &[u8]) -> Result<Value, ApiError> {
+    let mut m = Map::new();
+    let mut labels = Map::new();
+    let mut annotations = Map::new();
+    let mut finalizers = Vec::new();
+    let mut owners = Vec::new();
+    for (n, f) in fields(buf)? {
+        match n {
+            1 => drop(m.insert("name".into(), json!(text(&f)?))),
+            2 => drop(m.insert("generateName".into(), json!(text(&f)?))),
+            3 => drop(m.insert("namespace".into(), json!(text(&f)?))),
+            // selfLink, uid, resourceVersion, generation, timestamps: set by the server.
+            4..=10 | 17 => {}
+            11 => string_map_insert(&mut labels, &f, false)?,
+            12 => string_map_insert(&mut annotations, &f, false)?,
+            13 => owners.push(owner_reference(bytes(&f)?)?),
+            14 => finalizers.push(json!(text(&f)?)),
+            _ => return Err(bad(&format!("unsupported ObjectMeta field {n}"))),
+        }
+    }
+    if !labels.is_empty() {
+        m.insert("labels".into(), Value::Object(labels));
+    }
+    if !annotations.is_empty() {
+        m.insert("annotations".into(), Value::Object(annotations));
+    }
+    if !finalizers.is_empty() {
+        m.insert("finalizers".into(), Value::Array(finalizers));
+    }
+    if !owners.is_empty() {
+        m.insert("ownerReferences".into(), Value::Array(owners));
+    }
+    Ok(Value::Object(m))
+}
+
+/// The JSON form of a protobuf-encoded Namespace, ConfigMap or Secret.
+pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
+    let unknown = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("missing the k8s envelope"))?;
+    let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &[][..]);
+    for (n, f) in fields(unknown)? {
+        match n {
+            1 => {
+                for (tn, tf) in fields(bytes(&f)?)? {
+                    match tn {
+                        1 => api_version = text(&tf)?,
+                        2 => kind = text(&tf)?,
+                        _ => {}
+                    }
+                }
+            }
+            2 => raw = bytes(&f)?,
+            _ => {}
+        }
+    }
+    let mut obj = Map::new();
+    obj.insert("apiVersion".into(), json!(api_version));
+    obj.insert("kind".into(), json!(kind));
+    let mut data = Map::new();
+    let mut binary = Map::new();
+    let mut string_data = Map::new();
+    for (n, f) in fields(raw)? {
+        match (kind.as_str(), n) {
+            (_, 1) => drop(obj.insert("metadata".into(), object_meta(bytes(&f)?)?)),
+            ("ConfigMap", 2) => string_map_insert(&mut data, &f, false)?,
+            ("ConfigMap", 3) => string_map_insert(&mut binary, &f, true)?,
+            ("ConfigMap", 4) | ("Secret", 5) => {
+                if let Field::Varint(v) = f {
+                    obj.insert("immutable".into(), json!(v != 0));
+                }
+            }
+            ("Secret", 2) => string_map_insert(&mut data, &f, true)?,
+            ("Secret", 3) => drop(obj.insert("type".into(), json!(text(&f)?))),
+            ("Secret", 4) => string_map_insert(&mut string_data, &f, false)?,
+            ("Namespace", 2 | 3) => {}
+            _ => {
+                return Err(ApiError::UnsupportedMediaType {
+                    accepted: format!(
+                        "application/json (protobuf is read for Namespace, ConfigMap and Secret only, not {kind} field {n})"
+                    ),
+                });
+            }
+        }
+    }
+    for (key, map) in [
+        ("data", data),
+        ("binaryData", binary),
+        ("stringData", string_data),
+    ] {
+        if !map.is_empty() {
+            obj.insert(key.into(), Value::Object(map));
+        }
+    }
+    Ok(Value::Object(obj))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(n: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![
+            u8::try_from((n << 3) | 2).unwrap(),
+            u8::try_from(payload.len()).unwrap(),
+        ];
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn a_configmap_in_its_envelope_decodes_to_json() {
+        let meta = [
+            field(1, b"cfg"),
+            field(11, &[field(1, b"app"), field(2, b"web")].concat()),
+        ]
+        .concat();
+        let configmap = [
+            field(1, &meta),
+            field(2, &[field(1, b"k"), field(2, b"v")].concat()),
+        ]
+        .concat();
+        let type_meta = [field(1, b"v1"), field(2, b"ConfigMap")].concat();
+        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &configmap)].concat();
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "labels": {"app": "web"}}, "data": {"k": "v"}})
+        );
+    }
+
+    #[test]
+    fn bodies_without_the_envelope_or_truncated_are_bad_requests() {
+        assert_eq!(decode(b"{}").unwrap_err().code(), 400);
+        assert_eq!(decode(b"k8s\x00\x0a\x05ab").unwrap_err().code(), 400);
+    }
+}

@@ -1,0 +1,121 @@
+//! A control plane for one test: served from its own runtime thread on a free loopback port,
+//! stopped and its data dir removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use strata_apiserver::{Server, ServerConfig};
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("strata-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    pub fn start(name: &str) -> Self {
+        Self::start_with(name, |_| {})
+    }
+
+    pub fn start_with(name: &str, configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = temp_dir(name);
+        let mut config = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse().unwrap());
+        configure(&mut config);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = Server::start(config).await.unwrap();
+                ready_tx.send(server.kubeconfig_path().to_owned()).unwrap();
+                let _ = stopped.await;
+                server.shutdown().await;
+            });
+        });
+        let kubeconfig = ready_rx.recv().expect("the control plane started");
+        ControlPlane {
+            dir,
+            kubeconfig,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        client_for(&self.kubeconfig).await
+    }
+
+    /// Runs the real kubectl against this control plane.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl(&self.kubeconfig, args)
+    }
+
+    /// Runs kubectl and fails the test unless it succeeds; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn client_for(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs")
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
