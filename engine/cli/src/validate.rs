@@ -172,18 +172,21 @@ impl Located {
 }
 
 /// `error: FILE:DOC: Kind/name: field: message`, or `error: FILE: message` for a stream that
-/// did not parse.
+/// did not parse. Always one line: messages that span lines (a regex error with its caret) are
+/// joined with spaces.
 impl std::fmt::Display for Located {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let severity = self.finding.severity;
-        match self.document {
-            Some(document) => write!(
-                f,
-                "{severity}: {}:{document}: {}",
-                self.source, self.finding
-            ),
-            None => write!(f, "{severity}: {}: {}", self.source, self.finding.message),
-        }
+        let text = match self.document {
+            Some(document) => format!("{}:{document}: {}", self.source, self.finding),
+            None => format!("{}: {}", self.source, self.finding.message),
+        };
+        let one_line: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        write!(f, "{severity}: {}", one_line.join(" "))
     }
 }
 
@@ -318,8 +321,30 @@ pub fn validate_documents(documents: &[SourcedValue]) -> Vec<Located> {
         out.extend(findings.into_iter().map(|f| Located::at(doc, f)));
         // Lint is written to find everything compile refuses; should it ever miss something,
         // validate must still not pass what render would reject.
-        if clean && let Err(e) = CompiledComposition::compile(&composition.spec) {
-            out.push(finding(Severity::Error, doc, "spec", e.to_string()));
+        if !clean {
+            continue;
+        }
+        match CompiledComposition::compile(&composition.spec) {
+            Err(e) => out.push(finding(Severity::Error, doc, "spec", e.to_string())),
+            Ok(compiled) => {
+                for dropped in compiled.graph.dropped_edges() {
+                    let at = compiled.index_of(&dropped.to).map_or_else(
+                        || "spec.resources".to_owned(),
+                        |i| format!("spec.resources[{i}]"),
+                    );
+                    out.push(finding(
+                        Severity::Warning,
+                        doc,
+                        at,
+                        format!(
+                            "reads `{}` of the XR, which `{}` writes, but `{}` must come after this \
+                             resource; that data-flow ordering is ignored because it would close \
+                             a dependency cycle",
+                            dropped.detail, dropped.from, dropped.from
+                        ),
+                    ));
+                }
+            }
         }
     }
 
