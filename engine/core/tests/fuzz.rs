@@ -3,15 +3,18 @@
 //! field paths and transforms. Every property states that the code under test returns `Ok` or a
 //! typed error and never panics, plus the invariants a successful result must keep.
 //!
-//! Failures are persisted under `proptest-regressions/` and replayed first on every run.
+//! Failures are persisted in `engine/core/proptest-regressions/fuzz.txt` and replayed first on
+//! every run: commit that file.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Map, Value, json};
 use strata_core::compile::CompiledComposition;
 use strata_core::fieldpath::{FieldPath, Segment};
 use strata_core::model::CompositionSpec;
+use strata_core::patch::merge;
 use strata_core::render::{Observed, ObservedResources, RenderInput, render};
 use strata_core::transform::{Transform, apply_all, compile_all};
 
@@ -22,8 +25,20 @@ const RESOURCE_NAMES: [&str; 4] = ["r0", "r1", "r2", "r3"];
 /// `cases` per property, unless `PROPTEST_CASES` asks for a longer (or shorter) run.
 fn config(cases: u32) -> ProptestConfig {
     let default = ProptestConfig::default();
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() { default.cases } else { cases };
-    ProptestConfig { cases, max_shrink_iters: 2_000, ..default }
+    let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
+        default.cases
+    } else {
+        cases
+    };
+    ProptestConfig {
+        cases,
+        max_shrink_iters: 2_000,
+        // Relative to the crate root, where `cargo test` runs integration tests.
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/fuzz.txt",
+        ))),
+        ..default
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -49,7 +64,9 @@ fn scalar() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         (-3i64..1025).prop_map(Value::from),
-        any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("JSON numbers are finite", |f| f.is_finite())
+            .prop_map(Value::from),
         (-4.0f64..4.0).prop_map(Value::from),
         prop_oneof![
             Just("".to_owned()),
@@ -109,7 +126,12 @@ fn field_path() -> impl Strategy<Value = String> {
 }
 
 fn small_string() -> impl Strategy<Value = String> {
-    prop_oneof![Just("a".to_owned()), Just("".to_owned()), Just("-".to_owned()), "[a-c]{1,3}"]
+    prop_oneof![
+        Just("a".to_owned()),
+        Just("".to_owned()),
+        Just("-".to_owned()),
+        "[a-c]{1,3}"
+    ]
 }
 
 fn regexp() -> impl Strategy<Value = String> {
@@ -144,13 +166,14 @@ fn any_i64() -> impl Strategy<Value = i64> {
 fn transform() -> impl Strategy<Value = Value> {
     let map = prop::collection::btree_map(small_string(), json_value(), 0..3)
         .prop_map(|m| json!({"type": "map", "map": m}));
-    let pattern = (any::<bool>(), small_string(), regexp(), scalar()).prop_map(|(lit, l, r, result)| {
-        if lit {
-            json!({"type": "literal", "literal": l, "result": result})
-        } else {
-            json!({"type": "regexp", "regexp": r, "result": result})
-        }
-    });
+    let pattern =
+        (any::<bool>(), small_string(), regexp(), scalar()).prop_map(|(lit, l, r, result)| {
+            if lit {
+                json!({"type": "literal", "literal": l, "result": result})
+            } else {
+                json!({"type": "regexp", "regexp": r, "result": result})
+            }
+        });
     let match_ = (
         prop::collection::vec(pattern, 0..3),
         prop::option::of(scalar()),
@@ -166,7 +189,10 @@ fn transform() -> impl Strategy<Value = Value> {
             }
             json!({"type": "match", "match": m})
         });
-    let math = (prop_oneof![Just("Multiply"), Just("ClampMin"), Just("ClampMax")], any_i64())
+    let math = (
+        prop_oneof![Just("Multiply"), Just("ClampMin"), Just("ClampMax")],
+        any_i64(),
+    )
         .prop_map(|(kind, n)| {
             let field = match kind {
                 "Multiply" => "multiply",
@@ -189,7 +215,10 @@ fn transform() -> impl Strategy<Value = Value> {
             Just("ToAdler32"),
         ]
         .prop_map(|c| json!({"type": "Convert", "convert": c})),
-        (prop_oneof![Just("TrimPrefix"), Just("TrimSuffix")], small_string())
+        (
+            prop_oneof![Just("TrimPrefix"), Just("TrimSuffix")],
+            small_string()
+        )
             .prop_map(|(t, trim)| json!({"type": t, "trim": trim})),
         (regexp(), prop::option::of(-1i64..4)).prop_map(|(m, g)| match g {
             Some(g) => json!({"type": "Regexp", "regexp": {"match": m, "group": g}}),
@@ -223,8 +252,8 @@ fn transform() -> impl Strategy<Value = Value> {
 const ALL_PATCHES: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
 /// What a PatchSet may hold (no nested PatchSet).
 const SET_PATCHES: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 9];
-/// What `environment.patches` may hold.
-const ENVIRONMENT_PATCHES: &[usize] = &[0, 1, 2, 3];
+/// What `environment.patches` may hold (Crossplane's and function-patch-and-transform's names).
+const ENVIRONMENT_PATCHES: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7];
 
 const PATCH_TYPES: [&str; 10] = [
     "FromCompositeFieldPath",
@@ -250,7 +279,10 @@ fn policy() -> impl Strategy<Value = Option<Value>> {
                 Just("ForceMergeObjects"),
                 Just("ForceMergeObjectsAppendArrays"),
             ]),
-            prop::option::of((prop::option::of(any::<bool>()), prop::option::of(any::<bool>()))),
+            prop::option::of((
+                prop::option::of(any::<bool>()),
+                prop::option::of(any::<bool>()),
+            )),
         )
             .prop_map(|(from, to, merge)| {
                 let mut p = Map::new();
@@ -343,7 +375,9 @@ fn readiness_check() -> impl Strategy<Value = Value> {
         .prop_map(|(kind, path)| match kind {
             "MatchString" => json!({"type": kind, "fieldPath": path, "matchString": "a"}),
             "MatchInteger" => json!({"type": kind, "fieldPath": path, "matchInteger": 1}),
-            "MatchCondition" => json!({"type": kind, "matchCondition": {"type": "Ready", "status": "True"}}),
+            "MatchCondition" => {
+                json!({"type": kind, "matchCondition": {"type": "Ready", "status": "True"}})
+            }
             "None" => json!({"type": kind}),
             _ => json!({"type": kind, "fieldPath": path}),
         })
@@ -390,7 +424,10 @@ fn composition() -> impl Strategy<Value = Value> {
         prop::option::of(prop::collection::vec(patch(ENVIRONMENT_PATCHES), 0..3)),
         prop::option::of(json_object()),
         (0..=RESOURCE_NAMES.len()).prop_flat_map(|n| {
-            RESOURCE_NAMES[..n].iter().map(|name| template(name)).collect::<Vec<_>>()
+            RESOURCE_NAMES[..n]
+                .iter()
+                .map(|name| template(name))
+                .collect::<Vec<_>>()
         }),
     )
         .prop_map(|(sets, env_patches, default_data, resources)| {
@@ -419,8 +456,13 @@ fn composition() -> impl Strategy<Value = Value> {
 }
 
 fn composite() -> impl Strategy<Value = Value> {
-    (json_object(), json_object(), prop::bool::weighted(0.95), prop::option::weighted(0.2, Just("ns1"))).prop_map(
-        |(spec, status, matching, namespace)| {
+    (
+        json_object(),
+        json_object(),
+        prop::bool::weighted(0.95),
+        prop::option::weighted(0.2, Just("ns1")),
+    )
+        .prop_map(|(spec, status, matching, namespace)| {
             let mut xr = json!({
                 "apiVersion": if matching { XR_API_VERSION } else { "example.org/v2" },
                 "kind": XR_KIND,
@@ -432,14 +474,17 @@ fn composite() -> impl Strategy<Value = Value> {
                 xr["metadata"]["namespace"] = json!(ns);
             }
             xr
-        },
-    )
+        })
 }
 
 fn observed() -> impl Strategy<Value = ObservedResources> {
     prop::collection::btree_map(
         prop_oneof![Just("r0"), Just("r1"), Just("r2"), Just("r3")],
-        (json_object(), any::<bool>(), prop::collection::btree_map(small_string(), small_string(), 0..2)),
+        (
+            json_object(),
+            any::<bool>(),
+            prop::collection::btree_map(small_string(), small_string(), 0..2),
+        ),
         0..4,
     )
     .prop_map(|m| {
@@ -447,12 +492,26 @@ fn observed() -> impl Strategy<Value = ObservedResources> {
             .map(|(name, (mut object, ready, secret))| {
                 object.insert("apiVersion".into(), json!("example.org/v1"));
                 object.insert("kind".into(), json!("Thing"));
-                object.insert("metadata".into(), json!({"name": format!("observed-{name}")}));
+                object.insert(
+                    "metadata".into(),
+                    json!({"name": format!("observed-{name}")}),
+                );
                 let status = if ready { "True" } else { "False" };
-                object.insert("status".into(), json!({"conditions": [{"type": "Ready", "status": status}], "id": "x"}));
-                let connection_details =
-                    secret.into_iter().map(|(k, v)| (k, v.into_bytes())).collect::<BTreeMap<_, _>>();
-                (name.to_owned(), Observed { resource: Value::Object(object), connection_details })
+                object.insert(
+                    "status".into(),
+                    json!({"conditions": [{"type": "Ready", "status": status}], "id": "x"}),
+                );
+                let connection_details = secret
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect::<BTreeMap<_, _>>();
+                (
+                    name.to_owned(),
+                    Observed {
+                        resource: Value::Object(object),
+                        connection_details,
+                    },
+                )
             })
             .collect()
     })
@@ -556,9 +615,57 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(1000))]
+
+    /// The merge behind every `toFieldPath` policy never panics, and keeps its promises on
+    /// objects: a forced merge leaves every top-level source key with the source's scalar, a
+    /// keeping merge leaves every non-empty top-level destination scalar in place.
+    #[test]
+    fn merges_keep_their_winner(dst in json_object(), src in json_object(), keep in any::<bool>(), append in any::<bool>()) {
+        let Ok(merged) = merge(Some(Value::Object(dst.clone())), Value::Object(src.clone()), keep, append) else {
+            return Ok(());
+        };
+        let Some(merged) = merged.as_object() else {
+            return Err(TestCaseError::fail("merging two objects yields an object"));
+        };
+        for (k, v) in &src {
+            let scalar = !v.is_object() && !v.is_array();
+            let dst_empty = dst.get(k).is_none_or(is_go_empty);
+            // mergo never copies a nil source value unless it overwrites.
+            if scalar && (!keep || (dst_empty && !v.is_null())) {
+                prop_assert_eq!(merged.get(k), Some(v), "source wins at {}", k);
+            }
+        }
+        if keep {
+            for (k, v) in &dst {
+                if !v.is_object() && !v.is_array() && !is_go_empty(v) {
+                    prop_assert_eq!(merged.get(k), Some(v), "destination kept at {}", k);
+                }
+            }
+        }
+    }
+}
+
+/// Go's zero values, which mergo lets a source value replace.
+fn is_go_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
 fn has_integral_float(v: &Value) -> bool {
     match v {
-        Value::Number(n) => n.is_f64() && n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15),
+        Value::Number(n) => {
+            n.is_f64()
+                && n.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
+        }
         Value::Array(items) => items.iter().any(has_integral_float),
         Value::Object(map) => map.values().any(has_integral_float),
         _ => false,
