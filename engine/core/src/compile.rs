@@ -355,31 +355,13 @@ fn compile_patch(
         field,
         message: "required".into(),
     };
-    if environment
-        && !matches!(
-            kind,
-            // Crossplane's built-in names (the composite's view) and function-patch-and-transform's
-            // (the environment's view: ToEnvironment is XR -> environment).
-            PatchType::FromCompositeFieldPath
-                | PatchType::ToCompositeFieldPath
-                | PatchType::CombineFromComposite
-                | PatchType::CombineToComposite
-                | PatchType::ToEnvironmentFieldPath
-                | PatchType::FromEnvironmentFieldPath
-                | PatchType::CombineToEnvironment
-                | PatchType::CombineFromEnvironment
-        )
-    {
+    if environment && !allowed_in_environment(kind) {
         return Err(CompileError::Patch {
             at: at.clone(),
             index,
             kind: kind.as_str(),
             field: "type",
-            message: "environment patches support only FromCompositeFieldPath, \
-                      ToCompositeFieldPath, CombineFromComposite, CombineToComposite, \
-                      ToEnvironmentFieldPath, FromEnvironmentFieldPath, CombineToEnvironment \
-                      and CombineFromEnvironment"
-                .into(),
+            message: ENVIRONMENT_PATCH_TYPES.into(),
         });
     }
     let combine = matches!(
@@ -468,6 +450,28 @@ fn compile_patch(
         to_policy,
     })
 }
+
+/// The patch types allowed in `spec.environment.patches`: Crossplane's built-in names (the
+/// composite's view) and function-patch-and-transform's (the environment's view, where
+/// `ToEnvironmentFieldPath` copies XR -> environment).
+pub fn allowed_in_environment(kind: PatchType) -> bool {
+    matches!(
+        kind,
+        PatchType::FromCompositeFieldPath
+            | PatchType::ToCompositeFieldPath
+            | PatchType::CombineFromComposite
+            | PatchType::CombineToComposite
+            | PatchType::ToEnvironmentFieldPath
+            | PatchType::FromEnvironmentFieldPath
+            | PatchType::CombineToEnvironment
+            | PatchType::CombineFromEnvironment
+    )
+}
+
+/// The message for a patch type not allowed in environment patches.
+pub const ENVIRONMENT_PATCH_TYPES: &str = "environment patches support only FromCompositeFieldPath, \
+     ToCompositeFieldPath, CombineFromComposite, CombineToComposite, ToEnvironmentFieldPath, \
+     FromEnvironmentFieldPath, CombineToEnvironment and CombineFromEnvironment";
 
 fn compile_connection_detail(
     at: &Location,

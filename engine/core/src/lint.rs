@@ -541,8 +541,8 @@ impl<'a> Lint<'a> {
             self.patch_set_reference(at, patch, site);
             return;
         }
-        if site == Site::Environment && !is_composite_environment_type(kind) {
-            self.error(format!("{at}.type"), ENVIRONMENT_TYPES_MESSAGE);
+        if site == Site::Environment && !crate::compile::allowed_in_environment(kind) {
+            self.error(format!("{at}.type"), crate::compile::ENVIRONMENT_PATCH_TYPES);
         }
         let combine = matches!(
             kind,
@@ -683,13 +683,14 @@ impl<'a> Lint<'a> {
             match site {
                 Site::Environment
                     if inner.kind != PatchType::PatchSet
-                        && !is_composite_environment_type(inner.kind) =>
+                        && !crate::compile::allowed_in_environment(inner.kind) =>
                 {
                     self.error(
                         format!("{at}.patchSetName"),
                         format!(
-                            "PatchSet `{name}` has a {} patch ({inside}); {ENVIRONMENT_TYPES_MESSAGE}",
-                            inner.kind.as_str()
+                            "PatchSet `{name}` has a {} patch ({inside}); {}",
+                            inner.kind.as_str(),
+                            crate::compile::ENVIRONMENT_PATCH_TYPES
                         ),
                     );
                 }
@@ -879,20 +880,6 @@ impl<'a> Lint<'a> {
         }
     }
 }
-
-/// The patch types allowed in `spec.environment.patches` (where "composite" means XR ↔ environment).
-fn is_composite_environment_type(kind: PatchType) -> bool {
-    matches!(
-        kind,
-        PatchType::FromCompositeFieldPath
-            | PatchType::ToCompositeFieldPath
-            | PatchType::CombineFromComposite
-            | PatchType::CombineToComposite
-    )
-}
-
-const ENVIRONMENT_TYPES_MESSAGE: &str = "environment patches support only FromCompositeFieldPath, \
-     ToCompositeFieldPath, CombineFromComposite and CombineToComposite";
 
 fn json_kind(value: &Value) -> &'static str {
     match value {
@@ -1614,11 +1601,11 @@ resources:
             r#"patchSets:
 - name: env
   patches:
-  - {type: FromEnvironmentFieldPath, fromFieldPath: x, toFieldPath: data.x}
+  - {type: FromResourceFieldPath, fromResource: a, fromFieldPath: x, toFieldPath: data.x}
 resources: []
 environment:
   patches:
-  - {type: ToEnvironmentFieldPath, fromFieldPath: spec.x, toFieldPath: x}
+  - {type: FromResourceFieldPath, fromResource: a, fromFieldPath: spec.x, toFieldPath: x}
   - {type: PatchSet, patchSetName: env}
   - {fromFieldPath: spec.region, toFieldPath: region}
 "#
@@ -1626,8 +1613,10 @@ environment:
         assert_eq!(
             errors_at(&lint(&yaml)),
             vec![
+                "spec.patchSets[0].patches[0].fromResource",
                 "spec.environment.patches[0].type",
-                "spec.environment.patches[1].patchSetName"
+                "spec.environment.patches[0].fromResource",
+                "spec.environment.patches[1].patchSetName",
             ]
         );
     }
