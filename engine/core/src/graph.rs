@@ -130,9 +130,9 @@ impl DependencyGraph {
             previous = Some(key);
         }
         // A topological order that misses nodes means a cycle; only then find and name it.
-        if topological_order(&graph).len() < graph.node_count()
-            && let Some(members) = first_cycle(&graph)
-        {
+        let mut order = topological_order(&graph);
+        if order.len() < graph.node_count() {
+            let members = first_cycle(&graph).unwrap_or_default();
             return Err(GraphError::Cycle { members });
         }
         // Inferred edges: keep those that do not close a cycle.
@@ -154,8 +154,9 @@ impl DependencyGraph {
             }
             graph.add_edge(a, b, (edge.kind, edge.detail.clone()));
         }
-        let order = topological_order(&graph);
-        debug_assert!(has_inferred || order.len() == graph.node_count());
+        if has_inferred {
+            order = topological_order(&graph);
+        }
         let creation_waves = waves(&graph, &order, petgraph::Direction::Incoming);
         let mut reversed = order.clone();
         reversed.reverse();
