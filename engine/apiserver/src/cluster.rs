@@ -55,6 +55,8 @@ pub struct Target {
     pub namespace: String,
     /// `fieldValidation=Strict`: unknown fields of custom objects are rejected, not pruned.
     pub strict_fields: bool,
+    /// `dryRun=All`: every check runs and the result is returned, nothing is stored.
+    pub dry_run: bool,
 }
 
 impl Target {
@@ -280,6 +282,7 @@ impl Cluster {
             version: version.to_owned(),
             namespace,
             strict_fields: false,
+            dry_run: false,
         })
     }
 
@@ -370,7 +373,9 @@ impl Cluster {
     async fn finish(&self, outcome: Outcome) -> ApiResult<Arc<Value>> {
         let Some(durable) = outcome.durable else {
             // A no-op answers with the stored object, which must itself be durable.
-            let rv = object::resource_version(&outcome.object).parse().unwrap_or(0);
+            let rv = object::resource_version(&outcome.object)
+                .parse()
+                .unwrap_or(0);
             self.wait_durable(rv).await?;
             return Ok(outcome.object);
         };
@@ -417,7 +422,7 @@ impl Cluster {
     }
 
     fn prepare_create(&self, st: &State, t: &Target, mut body: Value) -> ApiResult<Value> {
-        check_type_meta(t, &body, true)?;
+        check_type_meta(t, &body)?;
         if !body.is_object() {
             return Err(ApiError::BadRequest(
                 "the request body must be a JSON object".into(),
@@ -533,7 +538,7 @@ impl Cluster {
         let outcome = {
             let mut st = self.lock();
             let old = self.existing(&st, t, name)?;
-            check_type_meta(t, &body, false)?;
+            check_type_meta(t, &body)?;
             let body_name = object::name(&body);
             if !body_name.is_empty() && body_name != name {
                 return Err(ApiError::BadRequest(format!(
@@ -661,7 +666,7 @@ impl Cluster {
         old: Arc<Value>,
         new: Value,
     ) -> ApiResult<Outcome> {
-        if fields::without_managed_fields(&old) == fields::without_managed_fields(&new) {
+        if fields::comparable(&old) == fields::comparable(&new) {
             return Ok(Outcome {
                 object: old,
                 durable: None,
@@ -681,6 +686,12 @@ impl Cluster {
         old: Option<Arc<Value>>,
         mut obj: Value,
     ) -> Outcome {
+        if t.dry_run {
+            return Outcome {
+                object: Arc::new(obj),
+                durable: None,
+            };
+        }
         st.rv += 1;
         let rv = st.rv;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -717,6 +728,12 @@ impl Cluster {
     }
 
     fn remove(&self, st: &mut State, t: &Target, old: &Arc<Value>, mut last: Value) -> Outcome {
+        if t.dry_run {
+            return Outcome {
+                object: Arc::new(last),
+                durable: None,
+            };
+        }
         st.rv += 1;
         let rv = st.rv;
         meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -763,6 +780,7 @@ impl Cluster {
                 version: rt.storage_version().to_owned(),
                 namespace: object::namespace(&obj).to_owned(),
                 strict_fields: false,
+                dry_run: false,
             };
             let last = (*obj).clone();
             // Durability of these removals rides on the CRD's own write: same batch or later.
@@ -864,7 +882,7 @@ impl Cluster {
                 "the applied configuration must be an object".into(),
             ));
         }
-        check_type_meta(t, &config, true)?;
+        check_type_meta(t, &config)?;
         let cfg_name = object::name(&config);
         if cfg_name != name {
             return Err(ApiError::BadRequest(format!(
@@ -1045,24 +1063,16 @@ enum ManagedFields<'a> {
     Given,
 }
 
-fn check_type_meta(t: &Target, body: &Value, required: bool) -> ApiResult<()> {
-    let api_version = body
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-    if api_version.is_empty() && kind.is_empty() && !required {
-        return Ok(());
-    }
-    if !api_version.is_empty()
-        && t.rt
-            .version(api_version.rsplit('/').next().unwrap_or_default())
-            .is_none()
-        || !api_version.is_empty() && api_version.contains('/') == t.rt.group.is_empty()
-        || !api_version.is_empty()
-            && !t.rt.group.is_empty()
-            && !api_version.starts_with(&format!("{}/", t.rt.group))
-    {
+/// Checks that the body's `apiVersion` and `kind`, when given, name this resource in one of its
+/// served versions.
+fn check_type_meta(t: &Target, body: &Value) -> ApiResult<()> {
+    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    let served =
+        t.rt.versions
+            .iter()
+            .any(|v| t.rt.api_version(&v.name) == api_version);
+    if !api_version.is_empty() && !served {
         return Err(ApiError::BadRequest(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             t.api_version()

@@ -339,15 +339,19 @@ pub fn apply(
         }
     }
     deep_merge(&mut result, config);
-    entries.retain(|e| !mine(e));
-    entries.push(Entry {
+    let entry = Entry {
         manager: w.manager.to_owned(),
         operation: "Apply".into(),
         api_version: w.api_version.to_owned(),
         time: w.now.to_owned(),
         subresource: w.subresource.to_owned(),
         fields: applied,
-    });
+    };
+    // Replaced in place: re-applying must not reorder managedFields (that would be a write).
+    match entries.iter().position(mine) {
+        Some(i) => entries[i] = entry,
+        None => entries.push(entry),
+    }
     write_entries(&mut result, entries);
     Ok(result)
 }
@@ -370,12 +374,20 @@ fn deep_merge(target: &mut Value, config: &Value) {
     }
 }
 
-/// The object with `managedFields` removed: writes that differ only there change nothing.
-pub fn without_managed_fields(obj: &Value) -> Value {
+/// The object as no-op detection compares it: without its resource version and without the
+/// timestamps of `managedFields`, so re-applying or re-writing the same content changes nothing
+/// while a change of field ownership still counts.
+pub fn comparable(obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(Value::Object(meta)) = v.get_mut("metadata") {
-        meta.remove("managedFields");
         meta.remove("resourceVersion");
+        if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
+            for e in entries.iter_mut() {
+                if let Value::Object(e) = e {
+                    e.remove("time");
+                }
+            }
+        }
     }
     v
 }
@@ -454,6 +466,33 @@ mod tests {
         let live = apply(Some(&live), &cm(json!({"b": "2"})), &writer("two"), false).unwrap();
         let after = apply(Some(&live), &cm(json!({"c": "3"})), &writer("one"), false).unwrap();
         assert_eq!(after["data"], json!({"b": "2", "c": "3"}));
+    }
+
+    #[test]
+    fn reapplying_the_same_configuration_compares_equal_but_new_ownership_does_not() {
+        let live = apply(None, &cm(json!({"a": "1"})), &writer("one"), false).unwrap();
+        let later = Writer {
+            now: "2027-01-01T00:00:00Z",
+            ..writer("one")
+        };
+        let again = apply(Some(&live), &cm(json!({"a": "1"})), &later, false).unwrap();
+        assert_eq!(
+            comparable(&live),
+            comparable(&again),
+            "only the timestamp moved"
+        );
+        let shared = apply(Some(&live), &cm(json!({"a": "1"})), &writer("two"), false).unwrap();
+        assert_ne!(
+            comparable(&live),
+            comparable(&shared),
+            "a second owner is recorded"
+        );
+        let first_again = apply(Some(&shared), &cm(json!({"a": "1"})), &later, false).unwrap();
+        assert_eq!(
+            comparable(&shared),
+            comparable(&first_again),
+            "re-applying keeps the entry order"
+        );
     }
 
     #[test]

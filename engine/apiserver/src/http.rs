@@ -29,6 +29,8 @@ pub struct AppState {
     pub cluster: Arc<Cluster>,
     pub token: String,
     pub server_address: String,
+    /// Turns true when the server stops: open watches end so shutdown does not wait on them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -314,10 +316,10 @@ async fn resource_request(
     body: &[u8],
     path: &str,
 ) -> ApiResult<Response> {
-    if query.get("dryRun").is_some() {
-        return Err(ApiError::BadRequest(
-            "dryRun is not supported by this server".into(),
-        ));
+    if let Some(other) = query.get("dryRun").filter(|d| *d != "All") {
+        return Err(ApiError::BadRequest(format!(
+            "dryRun: unsupported value \"{other}\": supported values: \"All\""
+        )));
     }
     let content_type = header_str(headers, header::CONTENT_TYPE);
     let decoded;
@@ -345,6 +347,7 @@ async fn resource_request(
         })?;
     let t = Target {
         strict_fields: query.get("fieldValidation") == Some("Strict"),
+        dry_run: query.get("dryRun") == Some("All"),
         ..t
     };
     if !t.rt.namespaced && ns.is_some()
@@ -364,7 +367,7 @@ async fn resource_request(
                 Method::GET if query.flag("watch") => {
                     watch(app, t, all_namespaces, selector, query, accept)
                 }
-                Method::GET => list(cluster, &t, all_namespaces, &selector, query, accept),
+                Method::GET => list(cluster, &t, all_namespaces, &selector, query, accept).await,
                 Method::POST => {
                     if all_namespaces {
                         return Err(ApiError::MethodNotAllowed);
@@ -374,6 +377,10 @@ async fn resource_request(
                 }
                 Method::DELETE => {
                     let opts = delete_options(query, body)?;
+                    let t = Target {
+                        dry_run: t.dry_run || body_dry_run(body),
+                        ..t
+                    };
                     let page = cluster.list(&t, all_namespaces, &selector, None, None)?;
                     let mut deleted = Vec::new();
                     for obj in page.items {
@@ -408,6 +415,8 @@ async fn resource_request(
             match *method {
                 Method::GET => {
                     let obj = cluster.get(&t, name)?;
+                    let rv = crate::object::resource_version(&obj).parse().unwrap_or(0);
+                    cluster.wait_durable(rv).await?;
                     if crate::table::wants_table(accept) {
                         let table = crate::table::table(
                             &t.rt,
@@ -446,6 +455,10 @@ async fn resource_request(
                 }
                 Method::DELETE => {
                     let opts = delete_options(query, body)?;
+                    let t = Target {
+                        dry_run: t.dry_run || body_dry_run(body),
+                        ..t
+                    };
                     let deleted = cluster.delete(&t, name, &opts).await?;
                     ok(&t.present(&deleted))
                 }
@@ -453,6 +466,14 @@ async fn resource_request(
             }
         }
     }
+}
+
+/// `DeleteOptions.dryRun: ["All"]`: kubectl sends delete's dry run in the body.
+fn body_dry_run(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|o| o.get("dryRun").and_then(Value::as_array).cloned())
+        .is_some_and(|d| d.iter().any(|v| v.as_str() == Some("All")))
 }
 
 fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
@@ -489,7 +510,7 @@ fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
     })
 }
 
-fn list(
+async fn list(
     cluster: &Cluster,
     t: &Target,
     all_namespaces: bool,
@@ -518,6 +539,7 @@ fn list(
         }
     }
     let page = cluster.list(t, all_namespaces, selector, limit, query.get("continue"))?;
+    cluster.wait_durable(page.resource_version).await?;
     let mut list_meta = json!({"resourceVersion": page.resource_version.to_string()});
     if let Some(c) = &page.continue_token {
         list_meta["continue"] = json!(c);
@@ -630,6 +652,7 @@ fn watch(
     accept: &str,
 ) -> ApiResult<Response> {
     let cluster = app.cluster.clone();
+    let mut stopping = app.stopping.clone();
     let rv_param = query.get("resourceVersion").filter(|rv| *rv != "0");
     let send_initial = query.flag("sendInitialEvents");
     let bookmarks = query.flag("allowWatchBookmarks");
@@ -689,6 +712,10 @@ fn watch(
             from,
         } = start;
         let mut last = from;
+        if let Err(e) = cluster.wait_durable(from).await {
+            let _ = tx.send(error_line(&e)).await;
+            return;
+        }
         for obj in &initial {
             if tx.send(view.line("ADDED", obj)).await.is_err() {
                 return;
@@ -729,6 +756,7 @@ fn watch(
                 _ = tick.tick(), if bookmarks => view.bookmark(last, false),
                 () = tokio::time::sleep_until(deadline) => return,
                 () = tx.closed() => return,
+                _ = stopping.changed() => return,
             };
             if tx.send(line).await.is_err() {
                 return;

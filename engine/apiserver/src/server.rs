@@ -61,6 +61,7 @@ pub struct Server {
     ca_pem: String,
     kubeconfig: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
+    stopping: tokio::sync::watch::Sender<bool>,
     serve: JoinHandle<()>,
     gc: JoinHandle<()>,
 }
@@ -105,10 +106,12 @@ impl Server {
                 source,
             },
         )?;
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(crate::http::AppState {
             cluster: cluster.clone(),
             token: token.clone(),
             server_address: addr.to_string(),
+            stopping: stopping_rx,
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let app = crate::http::router(state);
@@ -136,6 +139,7 @@ impl Server {
             ca_pem: tls.ca_pem,
             kubeconfig,
             shutdown: Some(shutdown_tx),
+            stopping,
             serve,
             gc,
         })
@@ -165,6 +169,7 @@ impl Server {
 
     /// Stops accepting requests, lets in-flight ones finish (watches are cut), and returns.
     pub async fn shutdown(mut self) {
+        self.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

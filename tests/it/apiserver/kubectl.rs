@@ -187,6 +187,33 @@ fn kubectl_patches_waits_and_deletes_with_finalizers() {
         cp.kubectl_ok(&args)
     };
 
+    let dry = write(
+        &cp,
+        "dry.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: dry, namespace: team-a}\nspec: {size: 1}\n",
+    );
+    assert!(
+        cp.kubectl_ok(&["apply", "--dry-run=server", "-f", &dry])
+            .contains("(server dry run)")
+    );
+    assert!(
+        !cp.kubectl(&["get", "wd", "dry", "-n", "team-a"])
+            .status
+            .success(),
+        "a dry run stores nothing"
+    );
+    cp.kubectl_ok(&["delete", "wd", "large", "-n", "team-a", "--dry-run=server"]);
+    cp.kubectl_ok(&["get", "wd", "large", "-n", "team-a"]);
+    let changed = OBJECTS.replace("spec: {size: 9}", "spec: {size: 8}");
+    let changed = write(&cp, "changed.yaml", &changed);
+    let diff = cp.kubectl(&["diff", "-f", &changed]);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "kubectl diff reports the change: {diff:?}"
+    );
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("+  size: 8"));
+
     cp.kubectl_ok(&[
         "patch",
         "wd",
@@ -401,7 +428,43 @@ fn kubectl_get_watch_prints_changes_as_they_happen() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(700));
+    let table_path = cp.dir.join("watch-table.out");
+    let table_out = std::fs::File::create(&table_path).unwrap();
+    let mut table_watch = ChildGuard(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&cp.kubeconfig)
+            .args(["get", "configmaps", "-w"])
+            .stdout(table_out)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let printed = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("configmap/watched"))
+            .count()
+    };
+    let table_rows = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("watched"))
+            .count()
+    };
+    for _ in 0..100 {
+        if printed(&out_path) >= 1 && table_rows(&table_path) >= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        printed(&out_path),
+        1,
+        "the watch lists the existing object first"
+    );
     cp.kubectl_ok(&[
         "patch",
         "cm",
@@ -414,17 +477,36 @@ fn kubectl_get_watch_prints_changes_as_they_happen() {
     cp.kubectl_ok(&["delete", "cm", "watched"]);
     let mut lines = 0;
     for _ in 0..50 {
-        lines = std::fs::read_to_string(&out_path)
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("configmap/watched"))
-            .count();
+        lines = printed(&out_path);
         if lines >= 3 {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    for _ in 0..50 {
+        if std::fs::read_to_string(&table_path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("watched"))
+            .count()
+            >= 3
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     watch.kill();
+    table_watch.kill();
+    let table = std::fs::read_to_string(&table_path).unwrap();
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("NAME")).count(),
+        1,
+        "one header: {table}"
+    );
+    assert!(
+        table.lines().filter(|l| l.starts_with("watched")).count() >= 3,
+        "table rows per change: {table}"
+    );
     assert!(
         lines >= 3,
         "initial, modified and deleted are printed: {}",
