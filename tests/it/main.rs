@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apiserver;
+mod controllers;
 mod crds;
 mod golden;
 mod support;

@@ -13,6 +13,8 @@ mod crds;
 mod graph;
 mod input;
 mod render;
+mod run;
+mod trace;
 mod up;
 mod validate;
 
@@ -35,6 +37,10 @@ enum Command {
     Crds(crds::CrdsArgs),
     /// Start the embedded, Kubernetes-compatible control plane.
     Up(up::UpArgs),
+    /// Run the controllers against a Kubernetes cluster.
+    Run(run::RunArgs),
+    /// Show a claim or XR and everything it composes, with readiness.
+    Trace(trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,8 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Crds(args) => crds::run(args),
         Command::Up(args) => run_async(up::run(args)),
+        Command::Run(args) => run_async(run::run(args)),
+        Command::Trace(args) => run_async(trace::run(args)),
     };
     match result {
         Ok(code) => code,

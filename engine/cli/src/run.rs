@@ -29,13 +29,28 @@ pub struct RunArgs {
     /// Serve /metrics, /healthz and /readyz on this address (loopback recommended).
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Reconcile only while holding a coordination.k8s.io Lease, so several replicas can run.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, default_value = "strata-system")]
+    pub leader_election_namespace: String,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    let leader_election = args
+        .leader_elect
+        .then(|| strata_controllers::leader::LeaderElection {
+            namespace: args.leader_election_namespace.clone(),
+            name: "strata-controllers".to_owned(),
+            identity: identity(),
+            lease_duration: Duration::from_secs(15),
+        });
     let settings = strata_controllers::Settings {
         resync: Duration::from_secs(args.resync),
         metrics_addr: args.metrics_addr,
+        leader_election,
         ..Default::default()
     };
     let client = strata_controllers::client(args.kubeconfig.as_deref())
@@ -47,6 +62,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("running the controllers")?;
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// This process's leader-election identity: the pod (host) name and the process id.
+fn identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "strata".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 fn init_logging(format: LogFormat) {

@@ -33,11 +33,47 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "strata up: kubeconfig written to {}",
         server.kubeconfig_path().display()
     );
+    tracing::info!(addr = %server.addr(), controllers = !args.no_controllers, "control plane started");
     if args.no_controllers {
         println!("strata up: controllers disabled (--no-controllers)");
+        wait_for_signal().await?;
+    } else {
+        // The controllers talk to the embedded server exactly as they would to any cluster:
+        // through a kube::Client built from the kubeconfig just written.
+        let client = strata_controllers::client(Some(server.kubeconfig_path()))
+            .await
+            .context("connecting the controllers to the embedded control plane")?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut controllers = tokio::spawn(strata_controllers::run(
+            client,
+            strata_controllers::Settings::default(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        println!("strata up: controllers running");
+        let signal = wait_for_signal();
+        tokio::pin!(signal);
+        tokio::select! {
+            r = &mut signal => {
+                r?;
+                let _ = stop_tx.send(());
+                match controllers.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "controllers stopped with an error"),
+                    Err(e) => tracing::warn!(error = %e, "controllers task failed"),
+                }
+            }
+            r = &mut controllers => {
+                server.shutdown().await;
+                match r {
+                    Ok(Ok(())) => anyhow::bail!("the controllers stopped unexpectedly"),
+                    Ok(Err(e)) => return Err(anyhow::Error::new(e).context("the controllers failed")),
+                    Err(e) => return Err(anyhow::Error::new(e).context("the controllers task failed")),
+                }
+            }
+        }
     }
-    tracing::info!(addr = %server.addr(), controllers = !args.no_controllers, "control plane started");
-    wait_for_signal().await?;
     println!("strata up: shutting down");
     server.shutdown().await;
     Ok(())

@@ -5,7 +5,11 @@ use serde_json::{Map, Value, json};
 use strata_core::wire;
 
 /// Claim spec fields that belong to the claim and never reach the XR.
-const CLAIM_ONLY_FIELDS: [&str; 3] = ["resourceRef", "writeConnectionSecretToRef", "compositeDeletePolicy"];
+const CLAIM_ONLY_FIELDS: [&str; 3] = [
+    "resourceRef",
+    "writeConnectionSecretToRef",
+    "compositeDeletePolicy",
+];
 
 /// The XR spec fields a claim dictates: its whole spec minus the claim-only fields.
 pub fn composite_spec_from_claim(claim: &Value) -> Map<String, Value> {
@@ -42,7 +46,12 @@ impl ClaimIdentity {
 
 /// A new XR for a claim: `generateName` from the claim name, the claim labels, `spec.claimRef`
 /// and the claim's spec.
-pub fn new_composite(claim: &Value, id: &ClaimIdentity, xr_api_version: &str, xr_kind: &str) -> Value {
+pub fn new_composite(
+    claim: &Value,
+    id: &ClaimIdentity,
+    xr_api_version: &str,
+    xr_kind: &str,
+) -> Value {
     let mut spec = composite_spec_from_claim(claim);
     spec.insert(
         "claimRef".into(),
@@ -65,7 +74,8 @@ pub fn new_composite(claim: &Value, id: &ClaimIdentity, xr_api_version: &str, xr
 /// True when the XR is bound to this claim (its `spec.claimRef` names it).
 pub fn bound_to(xr: &Value, id: &ClaimIdentity) -> bool {
     let s = |p: &str| xr.pointer(p).and_then(Value::as_str);
-    s("/spec/claimRef/name") == Some(id.name.as_str()) && s("/spec/claimRef/namespace") == Some(id.namespace.as_str())
+    s("/spec/claimRef/name") == Some(id.name.as_str())
+        && s("/spec/claimRef/namespace") == Some(id.namespace.as_str())
 }
 
 /// The claim's status as copied from its XR: every XR status field except the XR-only
@@ -80,6 +90,7 @@ pub fn claim_status_from_composite(xr: &Value) -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -101,7 +112,10 @@ mod tests {
     #[test]
     fn claim_only_fields_do_not_reach_the_composite() {
         let spec = composite_spec_from_claim(&claim());
-        assert_eq!(Value::Object(spec), json!({"size": "small", "compositionRef": {"name": "c"}}));
+        assert_eq!(
+            Value::Object(spec),
+            json!({"size": "small", "compositionRef": {"name": "c"}})
+        );
     }
 
     #[test]
@@ -110,7 +124,10 @@ mod tests {
         let id = ClaimIdentity::of(&c).unwrap();
         let xr = new_composite(&c, &id, "example.org/v1", "XDatabase");
         assert_eq!(xr["metadata"]["generateName"], "db-");
-        assert_eq!(xr["metadata"]["labels"][wire::LABEL_CLAIM_NAMESPACE], "team");
+        assert_eq!(
+            xr["metadata"]["labels"][wire::LABEL_CLAIM_NAMESPACE],
+            "team"
+        );
         assert_eq!(xr["spec"]["size"], "small");
         assert!(xr["spec"].get("resourceRef").is_none());
         assert!(bound_to(&xr, &id));
@@ -127,6 +144,9 @@ mod tests {
     #[test]
     fn the_claim_status_copies_everything_but_claim_condition_types() {
         let xr = json!({"status": {"address": "x", "conditions": [{"type": "Ready"}], "claimConditionTypes": ["A"]}});
-        assert_eq!(claim_status_from_composite(&xr), json!({"address": "x", "conditions": [{"type": "Ready"}]}));
+        assert_eq!(
+            claim_status_from_composite(&xr),
+            json!({"address": "x", "conditions": [{"type": "Ready"}]})
+        );
     }
 }

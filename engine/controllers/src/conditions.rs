@@ -19,11 +19,21 @@ pub struct Wanted {
 
 impl Wanted {
     pub fn yes(kind: &'static str, reason: &str) -> Self {
-        Self { kind, status: true, reason: reason.to_owned(), message: None }
+        Self {
+            kind,
+            status: true,
+            reason: reason.to_owned(),
+            message: None,
+        }
     }
 
     pub fn no(kind: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self { kind, status: false, reason: reason.to_owned(), message: Some(message.into()) }
+        Self {
+            kind,
+            status: false,
+            reason: reason.to_owned(),
+            message: Some(message.into()),
+        }
     }
 
     fn to_value(&self) -> Value {
@@ -45,11 +55,14 @@ impl Wanted {
 pub fn set(conditions: &mut Vec<Value>, condition: Value, now: &str) {
     let kind = condition.get("type").cloned();
     let mut condition = condition;
-    let existing = conditions.iter().position(|c| c.get("type") == kind.as_ref());
+    let existing = conditions
+        .iter()
+        .position(|c| c.get("type") == kind.as_ref());
     let transition = match existing.map(|i| &conditions[i]) {
-        Some(old) if old.get("status") == condition.get("status") => {
-            old.get("lastTransitionTime").cloned().unwrap_or_else(|| Value::String(now.to_owned()))
-        }
+        Some(old) if old.get("status") == condition.get("status") => old
+            .get("lastTransitionTime")
+            .cloned()
+            .unwrap_or_else(|| Value::String(now.to_owned())),
         _ => Value::String(now.to_owned()),
     };
     if let Some(o) = condition.as_object_mut() {
@@ -80,7 +93,9 @@ pub fn with_conditions(status: &Value, wanted: &[Wanted], now: &str) -> Value {
 
 /// Merges render-produced conditions (JSON, without timestamps) into `status` by type.
 pub fn merge_json_conditions(status: &mut Value, produced: &[Value], now: &str) {
-    let Some(obj) = status.as_object_mut() else { return };
+    let Some(obj) = status.as_object_mut() else {
+        return;
+    };
     let mut conditions: Vec<Value> = match obj.get("conditions") {
         Some(Value::Array(cs)) => cs.clone(),
         _ => Vec::new(),
@@ -133,6 +148,7 @@ pub fn status_of<'a>(status: Option<&'a Value>, kind: &str) -> Option<&'a str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -157,8 +173,16 @@ mod tests {
 
     #[test]
     fn a_message_change_without_a_flip_is_a_change_but_keeps_the_time() {
-        let first = with_conditions(&json!({}), &[Wanted::no(READY, "Creating", "Unready resources: a")], T0);
-        let second = with_conditions(&first, &[Wanted::no(READY, "Creating", "Unready resources: b")], T1);
+        let first = with_conditions(
+            &json!({}),
+            &[Wanted::no(READY, "Creating", "Unready resources: a")],
+            T0,
+        );
+        let second = with_conditions(
+            &first,
+            &[Wanted::no(READY, "Creating", "Unready resources: b")],
+            T1,
+        );
         assert_eq!(second["conditions"][0]["lastTransitionTime"], T0);
         assert!(differs(Some(&first), &second));
     }
@@ -186,8 +210,13 @@ mod tests {
 
     #[test]
     fn render_conditions_merge_by_type() {
-        let mut status = with_conditions(&json!({}), &[Wanted::yes(SYNCED, "ReconcileSuccess")], T0);
-        merge_json_conditions(&mut status, &[json!({"type": "Ready", "status": "True", "reason": "Available"})], T0);
+        let mut status =
+            with_conditions(&json!({}), &[Wanted::yes(SYNCED, "ReconcileSuccess")], T0);
+        merge_json_conditions(
+            &mut status,
+            &[json!({"type": "Ready", "status": "True", "reason": "Available"})],
+            T0,
+        );
         assert_eq!(status_of(Some(&status), READY), Some("True"));
         assert_eq!(status_of(Some(&status), SYNCED), Some("True"));
     }

@@ -26,7 +26,11 @@ pub enum EnvironmentError {
     #[error("environmentConfigs[{index}]: {message}")]
     Source { index: usize, message: String },
     #[error("environmentConfigs[{index}]: selector matched {found} EnvironmentConfigs, {wanted}")]
-    Count { index: usize, found: usize, wanted: String },
+    Count {
+        index: usize,
+        found: usize,
+        wanted: String,
+    },
     #[error("merging EnvironmentConfig `{name}`: {message}")]
     Merge { name: String, message: String },
 }
@@ -46,13 +50,19 @@ pub fn select(
         match source.kind {
             EnvironmentSourceType::Reference => {
                 let Some(r) = &source.reference else {
-                    return Err(EnvironmentError::Source { index, message: "ref.name is required".into() });
+                    return Err(EnvironmentError::Source {
+                        index,
+                        message: "ref.name is required".into(),
+                    });
                 };
                 names.push(r.name.clone());
             }
             EnvironmentSourceType::Selector => {
                 let Some(sel) = &source.selector else {
-                    return Err(EnvironmentError::Source { index, message: "selector is required".into() });
+                    return Err(EnvironmentError::Source {
+                        index,
+                        message: "selector is required".into(),
+                    });
                 };
                 let mut wanted: BTreeMap<String, String> = BTreeMap::new();
                 let mut skip = false;
@@ -61,10 +71,14 @@ pub fn select(
                         Some("Value") => label.value.clone(),
                         _ => {
                             let raw = label.value_from_field_path.as_deref().unwrap_or_default();
-                            let path = FieldPath::parse(raw).map_err(|e| EnvironmentError::Source {
-                                index,
-                                message: format!("matchLabels `{}`: valueFromFieldPath: {e}", label.key),
-                            })?;
+                            let path =
+                                FieldPath::parse(raw).map_err(|e| EnvironmentError::Source {
+                                    index,
+                                    message: format!(
+                                        "matchLabels `{}`: valueFromFieldPath: {e}",
+                                        label.key
+                                    ),
+                                })?;
                             match path.get_opt(xr) {
                                 Ok(Some(Value::String(s))) => Some(s.clone()),
                                 Ok(Some(other)) => Some(other.to_string()),
@@ -82,10 +96,15 @@ pub fn select(
                         Some(v) => {
                             wanted.insert(label.key.clone(), v);
                         }
-                        None if label.from_field_path_policy == Some(FromFieldPathPolicy::Required) => {
+                        None if label.from_field_path_policy
+                            == Some(FromFieldPathPolicy::Required) =>
+                        {
                             return Err(EnvironmentError::Source {
                                 index,
-                                message: format!("matchLabels `{}`: required value not found", label.key),
+                                message: format!(
+                                    "matchLabels `{}`: required value not found",
+                                    label.key
+                                ),
                             });
                         }
                         None => skip = true,
@@ -135,16 +154,23 @@ pub fn merge(names: &[String], configs: &[Config]) -> Result<Option<Value>, Envi
         let Some(c) = configs.iter().find(|c| &c.name == name) else {
             return Err(EnvironmentError::Missing(name.clone()));
         };
-        let data = if c.data.is_null() { Value::Object(Default::default()) } else { c.data.clone() };
-        merged = Some(
-            patch::merge(merged, data, false, false)
-                .map_err(|message| EnvironmentError::Merge { name: name.clone(), message })?,
-        );
+        let data = if c.data.is_null() {
+            Value::Object(Default::default())
+        } else {
+            c.data.clone()
+        };
+        merged = Some(patch::merge(merged, data, false, false).map_err(|message| {
+            EnvironmentError::Merge {
+                name: name.clone(),
+                message,
+            }
+        })?);
     }
     Ok(merged)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use serde_json::json;
     use strata_core::model::{EnvironmentSelector, EnvironmentSelectorLabel, NameReference};
@@ -152,7 +178,14 @@ mod tests {
     use super::*;
 
     fn cfg(name: &str, labels: &[(&str, &str)], data: Value) -> Config {
-        Config { name: name.into(), labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(), data }
+        Config {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            data,
+        }
     }
 
     fn configs() -> Vec<Config> {
@@ -164,7 +197,11 @@ mod tests {
     }
 
     fn by_ref(name: &str) -> EnvironmentSource {
-        EnvironmentSource { kind: EnvironmentSourceType::Reference, reference: Some(NameReference { name: name.into() }), selector: None }
+        EnvironmentSource {
+            kind: EnvironmentSourceType::Reference,
+            reference: Some(NameReference { name: name.into() }),
+            selector: None,
+        }
     }
 
     fn by_label_from_xr(path: &str) -> EnvironmentSource {
@@ -185,10 +222,19 @@ mod tests {
     #[test]
     fn references_and_selectors_resolve_in_order_and_merge_later_wins() {
         let xr = json!({"spec": {"env": "prod"}});
-        let names = select(&xr, &[], &[by_ref("base"), by_label_from_xr("spec.env")], &configs()).unwrap();
+        let names = select(
+            &xr,
+            &[],
+            &[by_ref("base"), by_label_from_xr("spec.env")],
+            &configs(),
+        )
+        .unwrap();
         assert_eq!(names, vec!["base", "prod"]);
         let merged = merge(&names, &configs()).unwrap();
-        assert_eq!(merged, Some(json!({"region": "eu", "tier": {"a": 1, "b": 2}})));
+        assert_eq!(
+            merged,
+            Some(json!({"region": "eu", "tier": {"a": 1, "b": 2}}))
+        );
     }
 
     #[test]
@@ -201,7 +247,10 @@ mod tests {
     fn a_single_selector_matching_nothing_is_an_error() {
         let xr = json!({"spec": {"env": "staging"}});
         let err = select(&xr, &[], &[by_label_from_xr("spec.env")], &configs()).unwrap_err();
-        assert!(matches!(err, EnvironmentError::Count { found: 0, .. }), "{err}");
+        assert!(
+            matches!(err, EnvironmentError::Count { found: 0, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -213,6 +262,9 @@ mod tests {
 
     #[test]
     fn a_reference_to_a_missing_config_is_an_error() {
-        assert_eq!(merge(&["nope".into()], &configs()), Err(EnvironmentError::Missing("nope".into())));
+        assert_eq!(
+            merge(&["nope".into()], &configs()),
+            Err(EnvironmentError::Missing("nope".into()))
+        );
     }
 }

@@ -42,27 +42,46 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("{controller} controller stopped: {message}")]
-    Stopped { controller: &'static str, message: String },
+    Stopped {
+        controller: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
-    pub(crate) fn kube(action: &'static str, object: impl Into<String>, source: kube::Error) -> Self {
-        Error::Kube { action, object: object.into(), source }
+    pub(crate) fn kube(
+        action: &'static str,
+        object: impl Into<String>,
+        source: kube::Error,
+    ) -> Self {
+        Error::Kube {
+            action,
+            object: object.into(),
+            source,
+        }
     }
 
     pub(crate) fn invalid(object: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Invalid { object: object.into(), message: message.into() }
+        Error::Invalid {
+            object: object.into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn waiting(object: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Waiting { object: object.into(), message: message.into() }
+        Error::Waiting {
+            object: object.into(),
+            message: message.into(),
+        }
     }
 
     /// Classifies the error once; reconcilers match on the class.
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Kube { source, .. } => match source {
-                kube::Error::Api(status) if matches!(status.code, 400 | 403 | 404 | 405 | 415 | 422) => {
+                kube::Error::Api(status)
+                    if matches!(status.code, 400 | 403 | 404 | 405 | 415 | 422) =>
+                {
                     ErrorClass::Terminal
                 }
                 _ => ErrorClass::Transient,
@@ -76,7 +95,7 @@ impl Error {
     /// How long to wait before retrying, given the class.
     pub fn retry_after(&self, resync: Duration) -> Duration {
         match self.class() {
-            ErrorClass::Waiting => Duration::from_secs(2),
+            ErrorClass::Waiting => Duration::from_secs(5),
             ErrorClass::Transient => Duration::from_secs(5),
             ErrorClass::Terminal => resync,
         }

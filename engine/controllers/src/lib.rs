@@ -1,1 +1,222 @@
-//! placeholder while dependencies build
+//! Strata's controllers: all of the engine's Kubernetes I/O.
+//!
+//! - [`xrd`]: XRD → XR CRD (+ claim CRD), and one XR (and claim) controller per XRD;
+//! - [`xr`]: composes each XR with [`strata_core::render::render`], applies in graph order,
+//!   prunes after clean passes, deletes in reverse waves from the recorded inventory;
+//! - [`claim`]: binds claims to XRs and copies status and connection Secrets back;
+//! - [`composition`]: snapshots every Composition change as a CompositionRevision.
+//!
+//! The decisions are pure modules ([`select`], [`inventory`], [`revision`], [`binding`],
+//! [`environment`], [`conditions`]), unit-tested; the controllers observe, call them, then act.
+//! [`run`] starts everything on one `kube::Client`, so `strata run` (any cluster) and
+//! `strata up` (the embedded control plane) share one code path.
+
+pub mod binding;
+pub mod claim;
+pub mod composition;
+pub mod conditions;
+pub mod environment;
+pub mod error;
+pub mod inventory;
+pub mod kinds;
+pub mod leader;
+pub mod metrics;
+pub mod revision;
+pub mod select;
+pub mod shared;
+pub mod trace;
+pub mod xr;
+pub mod xrd;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{Controller, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use strata_core::model::{CompositeResourceDefinition, Composition, CompositionRevision};
+use strata_core::wire;
+
+pub use error::{Error, ErrorClass, Result};
+
+/// Validated settings of the controllers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often a converged object is looked at again when nothing notified us.
+    pub resync: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` serves nothing.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The name events are reported under.
+    pub controller_name: String,
+    /// Apply Strata's own CRDs (XRD, Composition, CompositionRevision, EnvironmentConfig) at start.
+    pub install_crds: bool,
+    /// Run only while holding this Lease; `None` runs unconditionally (one replica).
+    pub leader_election: Option<leader::LeaderElection>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(3600),
+            metrics_addr: None,
+            controller_name: "strata".to_owned(),
+            install_crds: true,
+            leader_election: None,
+        }
+    }
+}
+
+/// Runs every controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let metrics_task = settings
+        .metrics_addr
+        .map(|addr| tokio::spawn(metrics::serve(addr, metrics.clone(), stopped())));
+    let election = settings.leader_election.clone();
+    let leading = async {
+        if let Some(cfg) = &election {
+            // A follower is healthy and ready to take over: report ready, or rolling updates of
+            // several replicas would wait forever for a pod that cannot lead yet.
+            metrics.set_ready();
+            leader::acquire(&client, cfg).await?;
+        }
+        Ok::<(), Error>(())
+    };
+    tokio::pin!(shutdown);
+    tokio::select! {
+        r = leading => r?,
+        () = &mut shutdown => {
+            let _ = stop_tx.send(true);
+            return Ok(());
+        }
+    }
+    let lost = async {
+        match &election {
+            Some(cfg) => leader::hold(&client, cfg).await,
+            None => std::future::pending().await,
+        }
+    };
+    if settings.install_crds {
+        install_engine_crds(&client).await?;
+    }
+    let shared = shared::Shared::start(client.clone(), settings, metrics.clone());
+    let work = async {
+        shared.wait_ready().await?;
+        metrics.set_ready();
+        tracing::info!("caches synced; controllers running");
+        let xrd_ctx = Arc::new(xrd::XrdContext::new(shared.clone()));
+        let xrds: Api<CompositeResourceDefinition> = Api::all(client.clone());
+        let xrd_controller = Controller::new(xrds, watcher::Config::default())
+            .graceful_shutdown_on(stopped())
+            .run(xrd::reconcile, xrd::error_policy, xrd_ctx.clone())
+            .for_each(|_| async {});
+        let compositions: Api<Composition> = Api::all(client.clone());
+        let revisions: Api<CompositionRevision> = Api::all(client.clone());
+        let composition_controller = Controller::new(compositions, watcher::Config::default())
+            .owns(revisions, watcher::Config::default())
+            .graceful_shutdown_on(stopped())
+            .run(
+                composition::reconcile,
+                composition::error_policy,
+                shared.clone(),
+            )
+            .for_each(|_| async {});
+        futures_util::future::join(xrd_controller, composition_controller).await;
+        xrd_ctx.stop_all();
+        Ok::<(), Error>(())
+    };
+    let result = tokio::select! {
+        r = work => r,
+        e = lost => Err(e),
+        () = shutdown => Ok(()),
+    };
+    let _ = stop_tx.send(true);
+    shared.stop();
+    if let Some(t) = metrics_task
+        && let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), t).await
+    {
+        return Err(e);
+    }
+    result
+}
+
+/// Applies Strata's own CRDs when they differ from the cluster's.
+async fn install_engine_crds(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in strata_core::crd::engine_crds() {
+        let name = crd.name_any();
+        let what = format!("CustomResourceDefinition {name}");
+        let mut desired = serde_json::to_value(&crd).map_err(|source| Error::Serialize {
+            object: what.clone(),
+            source,
+        })?;
+        if let Some(o) = desired.as_object_mut() {
+            o.insert("apiVersion".into(), json!("apiextensions.k8s.io/v1"));
+            o.insert("kind".into(), json!("CustomResourceDefinition"));
+            o.remove("status");
+        }
+        let observed = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube("reading", what.clone(), e))?;
+        let observed = observed
+            .map(|c| serde_json::to_value(&c))
+            .transpose()
+            .map_err(|source| Error::Serialize {
+                object: what.clone(),
+                source,
+            })?;
+        if observed
+            .as_ref()
+            .is_some_and(|o| conditions::contains(o, &json!({"spec": desired.get("spec")})))
+        {
+            continue;
+        }
+        api.patch(
+            &name,
+            &PatchParams::apply(wire::FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(|e| Error::kube("applying", what, e))?;
+    }
+    Ok(())
+}
+
+/// A client from a kubeconfig file, or inferred (`KUBECONFIG`, `~/.kube/config`, in-cluster)
+/// when `kubeconfig` is `None`.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                Error::invalid(format!("kubeconfig {}", path.display()), e.to_string())
+            })?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| {
+                    Error::invalid(format!("kubeconfig {}", path.display()), e.to_string())
+                })?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::invalid("the Kubernetes client configuration", e.to_string()))?,
+    };
+    Client::try_from(config)
+        .map_err(|e| Error::kube("creating a client for", "the Kubernetes API", e))
+}

@@ -38,12 +38,19 @@ pub fn plan_revision(composition: &str, hash: &str, existing: &[(String, i64)]) 
     let newest = existing.iter().map(|(_, n)| *n).max().unwrap_or(0);
     match existing.iter().find(|(n, _)| *n == name) {
         Some((_, n)) if *n == newest => RevisionStep::UpToDate,
-        Some(_) => RevisionStep::Promote { name, revision: newest + 1 },
-        None => RevisionStep::Create { name, revision: newest + 1 },
+        Some(_) => RevisionStep::Promote {
+            name,
+            revision: newest + 1,
+        },
+        None => RevisionStep::Create {
+            name,
+            revision: newest + 1,
+        },
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use serde_json::json;
 
@@ -51,7 +58,10 @@ mod tests {
 
     #[test]
     fn the_hash_ignores_key_order() {
-        assert_eq!(spec_hash(&json!({"a": 1, "b": 2})), spec_hash(&json!({"b": 2, "a": 1})));
+        assert_eq!(
+            spec_hash(&json!({"a": 1, "b": 2})),
+            spec_hash(&json!({"b": 2, "a": 1}))
+        );
         assert_ne!(spec_hash(&json!({"a": 1})), spec_hash(&json!({"a": 2})));
     }
 
@@ -63,13 +73,22 @@ mod tests {
 
     #[test]
     fn the_first_revision_is_number_one() {
-        assert_eq!(plan_revision("db", "abcdef0", &[]), RevisionStep::Create { name: "db-abcdef0".into(), revision: 1 });
+        assert_eq!(
+            plan_revision("db", "abcdef0", &[]),
+            RevisionStep::Create {
+                name: "db-abcdef0".into(),
+                revision: 1
+            }
+        );
     }
 
     #[test]
     fn an_unchanged_spec_needs_nothing() {
         let existing = vec![("db-abcdef0".to_owned(), 1)];
-        assert_eq!(plan_revision("db", "abcdef0", &existing), RevisionStep::UpToDate);
+        assert_eq!(
+            plan_revision("db", "abcdef0", &existing),
+            RevisionStep::UpToDate
+        );
     }
 
     #[test]
@@ -77,7 +96,10 @@ mod tests {
         let existing = vec![("db-abcdef0".to_owned(), 1)];
         assert_eq!(
             plan_revision("db", "1234567", &existing),
-            RevisionStep::Create { name: "db-1234567".into(), revision: 2 }
+            RevisionStep::Create {
+                name: "db-1234567".into(),
+                revision: 2
+            }
         );
     }
 
@@ -86,7 +108,10 @@ mod tests {
         let existing = vec![("db-abcdef0".to_owned(), 1), ("db-1234567".to_owned(), 2)];
         assert_eq!(
             plan_revision("db", "abcdef0", &existing),
-            RevisionStep::Promote { name: "db-abcdef0".into(), revision: 3 }
+            RevisionStep::Promote {
+                name: "db-abcdef0".into(),
+                revision: 3
+            }
         );
     }
 }

@@ -35,9 +35,17 @@ pub struct SelectionInput {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
     #[error("Composition `{name}` ({source_field}) does not exist")]
-    Missing { name: String, source_field: &'static str },
+    Missing {
+        name: String,
+        source_field: &'static str,
+    },
     #[error("Composition `{name}` ({source_field}) composes {found}, not {wanted}")]
-    Incompatible { name: String, source_field: &'static str, found: String, wanted: String },
+    Incompatible {
+        name: String,
+        source_field: &'static str,
+        found: String,
+        wanted: String,
+    },
     #[error("no compatible Composition matches the compositionSelector labels {labels:?}")]
     NoMatch { labels: BTreeMap<String, String> },
     #[error(
@@ -47,12 +55,19 @@ pub enum SelectError {
 }
 
 /// Chooses the Composition for an XR.
-pub fn select_composition(input: &SelectionInput, candidates: &[CompositionCandidate]) -> Result<String, SelectError> {
-    let compatible =
-        |c: &CompositionCandidate| c.composite_api_version == input.api_version && c.composite_kind == input.kind;
+pub fn select_composition(
+    input: &SelectionInput,
+    candidates: &[CompositionCandidate],
+) -> Result<String, SelectError> {
+    let compatible = |c: &CompositionCandidate| {
+        c.composite_api_version == input.api_version && c.composite_kind == input.kind
+    };
     let by_name = |name: &str, source_field: &'static str| -> Result<String, SelectError> {
         let Some(c) = candidates.iter().find(|c| c.name == name) else {
-            return Err(SelectError::Missing { name: name.to_owned(), source_field });
+            return Err(SelectError::Missing {
+                name: name.to_owned(),
+                source_field,
+            });
         };
         if !compatible(c) {
             return Err(SelectError::Incompatible {
@@ -78,7 +93,9 @@ pub fn select_composition(input: &SelectionInput, candidates: &[CompositionCandi
         matching.sort_by(|a, b| a.name.cmp(&b.name));
         return match matching.first() {
             Some(c) => Ok(c.name.clone()),
-            None => Err(SelectError::NoMatch { labels: labels.clone() }),
+            None => Err(SelectError::NoMatch {
+                labels: labels.clone(),
+            }),
         };
     }
     if let Some(name) = &input.default_ref {
@@ -93,6 +110,15 @@ pub struct RevisionCandidate {
     pub name: String,
     pub composition: String,
     pub revision: i64,
+}
+
+/// True when a revision's labels satisfy the XR's `spec.compositionRevisionSelector.matchLabels`
+/// (no selector matches everything).
+pub fn revision_matches(
+    labels: &BTreeMap<String, String>,
+    selector: Option<&BTreeMap<String, String>>,
+) -> bool {
+    selector.is_none_or(|want| want.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
 /// Chooses the revision an XR renders with, or `None` while the chosen Composition has no
@@ -110,24 +136,38 @@ pub fn select_revision(
     {
         return Some(p.to_owned());
     }
-    own().max_by(|a, b| a.revision.cmp(&b.revision).then_with(|| b.name.cmp(&a.name))).map(|r| r.name.clone())
+    own()
+        .max_by(|a, b| {
+            a.revision
+                .cmp(&b.revision)
+                .then_with(|| b.name.cmp(&a.name))
+        })
+        .map(|r| r.name.clone())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
     fn comp(name: &str, kind: &str, labels: &[(&str, &str)]) -> CompositionCandidate {
         CompositionCandidate {
             name: name.into(),
-            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             composite_api_version: "example.org/v1".into(),
             composite_kind: kind.into(),
         }
     }
 
     fn input() -> SelectionInput {
-        SelectionInput { api_version: "example.org/v1".into(), kind: "XDb".into(), ..Default::default() }
+        SelectionInput {
+            api_version: "example.org/v1".into(),
+            kind: "XDb".into(),
+            ..Default::default()
+        }
     }
 
     fn candidates() -> Vec<CompositionCandidate> {
@@ -155,29 +195,60 @@ mod tests {
             ),
             (
                 "an explicit ref wins over the selector and the default",
-                SelectionInput { composition_ref: Some("large-b".into()), selector: labels("small"), ..input() },
+                SelectionInput {
+                    composition_ref: Some("large-b".into()),
+                    selector: labels("small"),
+                    ..input()
+                },
                 Ok("large-b".into()),
             ),
             (
                 "a selector picks the first match by name",
-                SelectionInput { selector: labels("large"), default_ref: Some("small".into()), ..input() },
+                SelectionInput {
+                    selector: labels("large"),
+                    default_ref: Some("small".into()),
+                    ..input()
+                },
                 Ok("large-a".into()),
             ),
             (
                 "a selector ignores Compositions of another kind",
-                SelectionInput { selector: labels("small"), ..input() },
+                SelectionInput {
+                    selector: labels("small"),
+                    ..input()
+                },
                 Ok("small".into()),
             ),
-            ("the default is the last resort", SelectionInput { default_ref: Some("small".into()), ..input() }, Ok("small".into())),
-            ("nothing set is an error", input(), Err(SelectError::Unspecified)),
+            (
+                "the default is the last resort",
+                SelectionInput {
+                    default_ref: Some("small".into()),
+                    ..input()
+                },
+                Ok("small".into()),
+            ),
+            (
+                "nothing set is an error",
+                input(),
+                Err(SelectError::Unspecified),
+            ),
             (
                 "a ref to a missing Composition is an error",
-                SelectionInput { composition_ref: Some("nope".into()), ..input() },
-                Err(SelectError::Missing { name: "nope".into(), source_field: "spec.compositionRef" }),
+                SelectionInput {
+                    composition_ref: Some("nope".into()),
+                    ..input()
+                },
+                Err(SelectError::Missing {
+                    name: "nope".into(),
+                    source_field: "spec.compositionRef",
+                }),
             ),
             (
                 "a ref to another kind's Composition is an error",
-                SelectionInput { composition_ref: Some("bucket".into()), ..input() },
+                SelectionInput {
+                    composition_ref: Some("bucket".into()),
+                    ..input()
+                },
                 Err(SelectError::Incompatible {
                     name: "bucket".into(),
                     source_field: "spec.compositionRef",
@@ -187,8 +258,13 @@ mod tests {
             ),
             (
                 "a selector matching nothing is an error",
-                SelectionInput { selector: labels("huge"), ..input() },
-                Err(SelectError::NoMatch { labels: BTreeMap::from([("size".into(), "huge".into())]) }),
+                SelectionInput {
+                    selector: labels("huge"),
+                    ..input()
+                },
+                Err(SelectError::NoMatch {
+                    labels: BTreeMap::from([("size".into(), "huge".into())]),
+                }),
             ),
         ];
         for (reason, input, want) in rows {
@@ -198,34 +274,72 @@ mod tests {
 
     fn revs() -> Vec<RevisionCandidate> {
         vec![
-            RevisionCandidate { name: "db-aaa".into(), composition: "db".into(), revision: 1 },
-            RevisionCandidate { name: "db-bbb".into(), composition: "db".into(), revision: 2 },
-            RevisionCandidate { name: "other-ccc".into(), composition: "other".into(), revision: 9 },
+            RevisionCandidate {
+                name: "db-aaa".into(),
+                composition: "db".into(),
+                revision: 1,
+            },
+            RevisionCandidate {
+                name: "db-bbb".into(),
+                composition: "db".into(),
+                revision: 2,
+            },
+            RevisionCandidate {
+                name: "other-ccc".into(),
+                composition: "other".into(),
+                revision: 9,
+            },
         ]
     }
 
     #[test]
+    fn a_revision_selector_keeps_only_matching_revisions() {
+        let labels = BTreeMap::from([("channel".to_owned(), "stable".to_owned())]);
+        let stable = BTreeMap::from([("channel".to_owned(), "stable".to_owned())]);
+        let beta = BTreeMap::from([("channel".to_owned(), "beta".to_owned())]);
+        assert!(revision_matches(&labels, None));
+        assert!(revision_matches(&labels, Some(&stable)));
+        assert!(!revision_matches(&labels, Some(&beta)));
+        assert!(!revision_matches(&BTreeMap::new(), Some(&stable)));
+    }
+
+    #[test]
     fn automatic_policy_follows_the_newest_revision_even_when_pinned() {
-        assert_eq!(select_revision("db", UpdatePolicy::Automatic, Some("db-aaa"), &revs()), Some("db-bbb".into()));
+        assert_eq!(
+            select_revision("db", UpdatePolicy::Automatic, Some("db-aaa"), &revs()),
+            Some("db-bbb".into())
+        );
     }
 
     #[test]
     fn manual_policy_keeps_the_pinned_revision() {
-        assert_eq!(select_revision("db", UpdatePolicy::Manual, Some("db-aaa"), &revs()), Some("db-aaa".into()));
+        assert_eq!(
+            select_revision("db", UpdatePolicy::Manual, Some("db-aaa"), &revs()),
+            Some("db-aaa".into())
+        );
     }
 
     #[test]
     fn manual_policy_without_a_pin_starts_at_the_newest_revision() {
-        assert_eq!(select_revision("db", UpdatePolicy::Manual, None, &revs()), Some("db-bbb".into()));
+        assert_eq!(
+            select_revision("db", UpdatePolicy::Manual, None, &revs()),
+            Some("db-bbb".into())
+        );
     }
 
     #[test]
     fn a_pin_to_another_compositions_revision_is_ignored() {
-        assert_eq!(select_revision("db", UpdatePolicy::Manual, Some("other-ccc"), &revs()), Some("db-bbb".into()));
+        assert_eq!(
+            select_revision("db", UpdatePolicy::Manual, Some("other-ccc"), &revs()),
+            Some("db-bbb".into())
+        );
     }
 
     #[test]
     fn a_composition_without_revisions_yields_none() {
-        assert_eq!(select_revision("new", UpdatePolicy::Automatic, None, &revs()), None);
+        assert_eq!(
+            select_revision("new", UpdatePolicy::Automatic, None, &revs()),
+            None
+        );
     }
 }

@@ -1,0 +1,119 @@
+//! The Composition revision controller: every distinct Composition spec becomes one immutable
+//! CompositionRevision `<composition>-<short hash>`, numbered in order, carrying the
+//! Composition's labels plus [`wire::LABEL_COMPOSITION_NAME`], owned by the Composition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use strata_core::model::{Composition, CompositionRevision, CompositionRevisionSpec};
+use strata_core::wire;
+
+use crate::error::{Error, Result, is_conflict};
+use crate::revision::{self, RevisionStep};
+use crate::shared::Shared;
+
+pub const CONTROLLER: &str = "composition-revision";
+
+pub async fn reconcile(comp: Arc<Composition>, shared: Arc<Shared>) -> Result<Action> {
+    let start = Instant::now();
+    let result = reconcile_composition(&comp, &shared).await;
+    shared
+        .metrics
+        .observe(CONTROLLER, start.elapsed(), result.is_ok());
+    if let Err(e) = &result {
+        shared
+            .warn(
+                &comp.object_ref(&()),
+                wire::REASON_CREATE_REVISION,
+                e.to_string(),
+            )
+            .await;
+    }
+    result
+}
+
+pub fn error_policy(_comp: Arc<Composition>, error: &Error, shared: Arc<Shared>) -> Action {
+    Action::requeue(error.retry_after(shared.settings.resync))
+}
+
+async fn reconcile_composition(comp: &Composition, shared: &Shared) -> Result<Action> {
+    let name = comp.name_any();
+    if comp.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let what = format!("Composition {name}");
+    let spec = serde_json::to_value(&comp.spec).map_err(|source| Error::Serialize {
+        object: what.clone(),
+        source,
+    })?;
+    let hash = revision::spec_hash(&spec);
+    let existing: Vec<(String, i64)> = shared
+        .revisions
+        .state()
+        .iter()
+        .filter(|r| r.labels().get(wire::LABEL_COMPOSITION_NAME) == Some(&name))
+        .map(|r| (r.name_any(), r.spec.revision))
+        .collect();
+    let api: Api<CompositionRevision> = Api::all(shared.client.clone());
+    match revision::plan_revision(&name, &hash, &existing) {
+        RevisionStep::UpToDate => {}
+        RevisionStep::Create {
+            name: rev_name,
+            revision,
+        } => {
+            let mut labels: BTreeMap<String, String> = comp.labels().clone();
+            labels.insert(wire::LABEL_COMPOSITION_NAME.into(), name.clone());
+            labels.insert(
+                wire::LABEL_COMPOSITION_HASH.into(),
+                hash[..hash.len().min(63)].to_owned(),
+            );
+            let rev = CompositionRevision {
+                metadata: ObjectMeta {
+                    name: Some(rev_name.clone()),
+                    labels: Some(labels),
+                    owner_references: comp.controller_owner_ref(&()).map(|o| vec![o]),
+                    ..Default::default()
+                },
+                spec: CompositionRevisionSpec {
+                    revision,
+                    composition: comp.spec.clone(),
+                },
+            };
+            match api.create(&PostParams::default(), &rev).await {
+                Ok(_) => {
+                    shared
+                        .normal(
+                            &comp.object_ref(&()),
+                            wire::REASON_CREATE_REVISION,
+                            format!("created revision {revision} ({rev_name})"),
+                        )
+                        .await;
+                }
+                // The cache was behind; the next event brings it up to date.
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(Error::kube("creating a revision of", what, e)),
+            }
+        }
+        RevisionStep::Promote {
+            name: rev_name,
+            revision,
+        } => {
+            api.patch(
+                &rev_name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"revision": revision}})),
+            )
+            .await
+            .map_err(|e| {
+                Error::kube("renumbering", format!("CompositionRevision {rev_name}"), e)
+            })?;
+        }
+    }
+    Ok(Action::requeue(shared.settings.resync))
+}

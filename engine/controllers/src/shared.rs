@@ -1,0 +1,425 @@
+//! State every controller shares: the client, settings, metrics, the event recorder, discovery,
+//! caches of Compositions / revisions / EnvironmentConfigs (reflectors), compiled revisions, and
+//! the watches on composed kinds that route changes back to their owning XR.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use strata_core::compile::CompiledComposition;
+use strata_core::model::{Composition, CompositionRevision, EnvironmentConfig};
+use strata_core::wire;
+use tokio::sync::mpsc;
+
+use crate::Settings;
+use crate::error::{Error, Result};
+use crate::kinds::Kinds;
+use crate::metrics::Metrics;
+
+/// A compiled revision, or why it does not compile (cached too: revisions are immutable).
+pub type Compiled = Arc<std::result::Result<CompiledComposition, String>>;
+
+/// Where the composed-resource watches send an XR that needs a reconcile.
+type Route = (
+    ApiResource,
+    bool,
+    mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+);
+
+pub struct Shared {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub kinds: Kinds,
+    recorder: Recorder,
+    pub compositions: Store<Composition>,
+    pub revisions: Store<CompositionRevision>,
+    pub environments: Store<EnvironmentConfig>,
+    compiled: Mutex<HashMap<String, Compiled>>,
+    watched: Mutex<HashSet<(String, String)>>,
+    routes: Arc<Mutex<HashMap<(String, String), Route>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Starts the reflectors; [`Shared::wait_ready`] waits for their first list.
+    pub fn start(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: settings.controller_name.clone(),
+            instance: None,
+        };
+        let mut tasks = Vec::new();
+        let compositions = reflect::<Composition>(&client, &mut tasks);
+        let revisions = reflect::<CompositionRevision>(&client, &mut tasks);
+        let environments = reflect::<EnvironmentConfig>(&client, &mut tasks);
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            kinds: Kinds::new(client.clone()),
+            client,
+            settings,
+            metrics,
+            compositions,
+            revisions,
+            environments,
+            compiled: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashSet::new()),
+            routes: Arc::new(Mutex::new(HashMap::new())),
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    pub async fn wait_ready(&self) -> Result<()> {
+        for (what, r) in [
+            ("Compositions", self.compositions.wait_until_ready().await),
+            (
+                "CompositionRevisions",
+                self.revisions.wait_until_ready().await,
+            ),
+            (
+                "EnvironmentConfigs",
+                self.environments.wait_until_ready().await,
+            ),
+        ] {
+            r.map_err(|e| Error::Stopped {
+                controller: "cache",
+                message: format!("{what}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Stops every background task this struct started.
+    pub fn stop(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+
+    /// Publishes a Warning event about `object`; failures to publish are logged, not returned.
+    pub async fn warn(&self, object: &ObjectReference, reason: &str, note: String) {
+        tracing::warn!(object = ?object.name, namespace = ?object.namespace, kind = ?object.kind, reason, "{note}");
+        self.publish(object, EventType::Warning, reason, note).await;
+    }
+
+    /// Publishes a Normal event about `object`.
+    pub async fn normal(&self, object: &ObjectReference, reason: &str, note: String) {
+        tracing::info!(object = ?object.name, namespace = ?object.namespace, kind = ?object.kind, reason, "{note}");
+        self.publish(object, EventType::Normal, reason, note).await;
+    }
+
+    async fn publish(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let mut note = note;
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        let ev = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, object).await {
+            tracing::debug!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    /// The compiled form of a revision, compiled once.
+    pub fn compiled(&self, revision: &CompositionRevision) -> Compiled {
+        let name = revision.name_any();
+        let key = format!(
+            "{name}@{}",
+            revision.metadata.uid.as_deref().unwrap_or_default()
+        );
+        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.get(&key) {
+            return c.clone();
+        }
+        let compiled = Arc::new(
+            CompiledComposition::compile(&revision.spec.composition).map_err(|e| e.to_string()),
+        );
+        cache.insert(key, compiled.clone());
+        compiled
+    }
+
+    /// Routes changes of resources controlled by XRs of `(apiVersion, kind)` to `sender`.
+    pub fn route(
+        &self,
+        xr: &ApiResource,
+        namespaced: bool,
+        sender: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+    ) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                (xr.api_version.clone(), xr.kind.clone()),
+                (xr.clone(), namespaced, sender),
+            );
+    }
+
+    pub fn unroute(&self, xr: &ApiResource) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(xr.api_version.clone(), xr.kind.clone()));
+    }
+
+    /// Makes sure composed objects of this kind are watched (once per kind, for every XR).
+    pub fn watch_composed(&self, kind: &ApiResource) {
+        let key = (kind.api_version.clone(), kind.kind.clone());
+        if !self
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key)
+        {
+            return;
+        }
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), kind);
+        let routes = self.routes.clone();
+        let config = watcher::Config::default().labels(wire::LABEL_COMPOSITE);
+        let task = tokio::spawn(async move {
+            let stream = watcher(api, config).default_backoff().touched_objects();
+            futures_util::pin_mut!(stream);
+            while let Some(item) = stream.next().await {
+                let Ok(obj) = item else { continue };
+                let Some(owner) = obj
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true))
+                else {
+                    continue;
+                };
+                let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((ar, namespaced, tx)) =
+                    routes.get(&(owner.api_version.clone(), owner.kind.clone()))
+                {
+                    let mut r = ObjectRef::new_with(&owner.name, ar.clone());
+                    if *namespaced && let Some(ns) = obj.namespace() {
+                        r = r.within(&ns);
+                    }
+                    let _ = tx.send(r);
+                }
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn reflect<K>(client: &Client, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let api: Api<K> = Api::all(client.clone());
+    tasks.push(tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects();
+        futures_util::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+            }
+        }
+    }));
+    store
+}
+
+/// The current time as a Kubernetes timestamp (seconds precision).
+pub fn now() -> String {
+    let t = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::jiff::Timestamp::from_second(t.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// The hash Strata records in [`wire::ANNOTATION_APPLIED_HASH`] for a desired object.
+pub fn applied_hash(desired: &Value) -> String {
+    let digest = Sha256::digest(desired.to_string().as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The desired object stamped with its applied hash, and whether the observed object already
+/// is that (same hash recorded, every desired field present): then no write is needed.
+pub fn plan_apply(desired: &Value, observed: Option<&Value>) -> (Value, bool) {
+    let hash = applied_hash(desired);
+    let mut stamped = desired.clone();
+    if let Some(meta) = stamped.as_object_mut().and_then(|o| {
+        o.entry("metadata").or_insert_with(|| json!({}));
+        o.get_mut("metadata")
+    }) && let Some(meta) = meta.as_object_mut()
+    {
+        let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(wire::ANNOTATION_APPLIED_HASH.into(), Value::String(hash));
+        }
+    }
+    let current = observed.is_some_and(|o| crate::conditions::contains(o, &stamped));
+    (stamped, current)
+}
+
+/// Server-side applies `object` through `api` with Strata's field manager, forcing conflicts.
+pub async fn apply(
+    api: &Api<DynamicObject>,
+    name: &str,
+    object: &Value,
+    what: &str,
+) -> Result<DynamicObject> {
+    let params = PatchParams::apply(wire::FIELD_MANAGER).force();
+    api.patch(name, &params, &Patch::Apply(object))
+        .await
+        .map_err(|e| Error::kube("applying", what.to_owned(), e))
+}
+
+/// The finalizer list with `finalizer` added or removed; `None` when nothing changes.
+pub fn finalizers_with(current: &[String], finalizer: &str, present: bool) -> Option<Vec<String>> {
+    let has = current.iter().any(|f| f == finalizer);
+    match (has, present) {
+        (true, true) | (false, false) => None,
+        (false, true) => Some(
+            current
+                .iter()
+                .cloned()
+                .chain([finalizer.to_owned()])
+                .collect(),
+        ),
+        (true, false) => Some(
+            current
+                .iter()
+                .filter(|f| *f != finalizer)
+                .cloned()
+                .collect(),
+        ),
+    }
+}
+
+/// Adds (`present`) or removes `finalizer` on an object; `Ok(false)` when nothing had to change.
+/// Removing from an object that is already gone is success.
+pub async fn set_finalizer<K>(
+    api: &Api<K>,
+    object: &K,
+    finalizer: &str,
+    present: bool,
+    what: &str,
+) -> Result<bool>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(list) = finalizers_with(object.finalizers(), finalizer, present) else {
+        return Ok(false);
+    };
+    let patch = finalizer_patch(&list, object.resource_version().as_deref());
+    let action = if present {
+        "adding the finalizer to"
+    } else {
+        "removing the finalizer from"
+    };
+    match api
+        .patch(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if !present && crate::error::is_not_found(&e) => Ok(true),
+        Err(e) => Err(Error::kube(action, what.to_owned(), e)),
+    }
+}
+
+/// A merge patch that sets `metadata.finalizers`, guarded by the observed resourceVersion so a
+/// concurrent change of the list is retried instead of overwritten.
+pub fn finalizer_patch(finalizers: &[String], resource_version: Option<&str>) -> Value {
+    let mut meta = json!({"finalizers": finalizers});
+    if let (Some(rv), Some(m)) = (resource_version, meta.as_object_mut()) {
+        m.insert("resourceVersion".into(), Value::String(rv.to_owned()));
+    }
+    json!({"metadata": meta})
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_desired_object_that_is_present_needs_no_write() {
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        let (stamped, current) = plan_apply(&desired, None);
+        assert!(!current);
+        let mut observed = stamped.clone();
+        observed["metadata"]["resourceVersion"] = json!("7");
+        let (_, current) = plan_apply(&desired, Some(&observed));
+        assert!(current);
+    }
+
+    #[test]
+    fn drift_or_a_new_desired_state_needs_a_write() {
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        let (stamped, _) = plan_apply(&desired, None);
+        let mut drifted = stamped.clone();
+        drifted["data"]["k"] = json!("changed by hand");
+        assert!(!plan_apply(&desired, Some(&drifted)).1);
+        let mut removed = desired.clone();
+        removed["data"] = json!({});
+        // A field removed from the desired state changes the hash, so the stale object is rewritten.
+        assert!(!plan_apply(&removed, Some(&stamped)).1);
+    }
+
+    #[test]
+    fn finalizers_are_added_and_removed_once() {
+        let none: Vec<String> = vec![];
+        assert_eq!(
+            finalizers_with(&none, "a", true),
+            Some(vec!["a".to_owned()])
+        );
+        assert_eq!(finalizers_with(&["a".to_owned()], "a", true), None);
+        assert_eq!(
+            finalizers_with(&["a".to_owned(), "b".to_owned()], "a", false),
+            Some(vec!["b".to_owned()])
+        );
+        assert_eq!(finalizers_with(&none, "a", false), None);
+    }
+}

@@ -1,0 +1,319 @@
+//! `strata trace`: the tree below a claim or XR (claim → XR → composed resources, recursively
+//! through nested XRs), with each object's `Synced` and `Ready` conditions. Reading only.
+//!
+//! [`trace`] observes through the API; [`render_tree`] and [`render_dot`] are pure.
+
+use std::fmt::Write as _;
+
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::discovery::{Discovery, Scope};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::inventory::ResourceRef;
+use crate::kinds::Kinds;
+
+/// Nested XRs deeper than this are not followed (a guard against reference loops).
+const MAX_DEPTH: usize = 16;
+
+/// One object in the trace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceNode {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The Composition template this object was rendered from, for composed objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `False` when the object does not exist (a dangling reference).
+    pub exists: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synced: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// The message of the first non-True condition among Synced and Ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<TraceNode>,
+}
+
+/// Finds `kind` (kind, plural, singular or short name, any case) through discovery.
+async fn find_kind(client: &Client, kind: &str) -> Result<(ApiResource, bool)> {
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|e| Error::kube("discovering", "the API's kinds", e))?;
+    let wanted = kind.to_ascii_lowercase();
+    let (group_wanted, name_wanted) = match wanted.split_once('.') {
+        Some((n, g)) => (Some(g.to_owned()), n.to_owned()),
+        None => (None, wanted.clone()),
+    };
+    for group in discovery.groups() {
+        if group_wanted.as_deref().is_some_and(|g| g != group.name()) {
+            continue;
+        }
+        for (ar, caps) in group.recommended_resources() {
+            if ar.kind.to_ascii_lowercase() == name_wanted || ar.plural == name_wanted {
+                return Ok((ar, caps.scope == Scope::Namespaced));
+            }
+        }
+    }
+    Err(Error::invalid(
+        format!("kind {kind}"),
+        "the API server serves no such kind",
+    ))
+}
+
+/// Traces `kind/name` (namespace `ns` for namespaced kinds).
+pub async fn trace(client: &Client, kind: &str, name: &str, ns: Option<&str>) -> Result<TraceNode> {
+    let (ar, namespaced) = find_kind(client, kind).await?;
+    let r = ResourceRef {
+        api_version: ar.api_version.clone(),
+        kind: ar.kind.clone(),
+        name: name.to_owned(),
+        namespace: if namespaced {
+            Some(ns.unwrap_or("default").to_owned())
+        } else {
+            None
+        },
+    };
+    let kinds = Kinds::new(client.clone());
+    let root = observe(&kinds, &r).await?;
+    if root.is_none() {
+        return Err(Error::invalid(r.display(), "not found"));
+    }
+    Box::pin(node(&kinds, &r, root, 0)).await
+}
+
+async fn observe(kinds: &Kinds, r: &ResourceRef) -> Result<Option<Value>> {
+    let (api, _): (Api<DynamicObject>, _) = kinds.api_for(r).await?;
+    let obj = api
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| Error::kube("reading", r.display(), e))?;
+    obj.map(|o| serde_json::to_value(&o))
+        .transpose()
+        .map_err(|source| Error::Serialize {
+            object: r.display(),
+            source,
+        })
+}
+
+async fn node(
+    kinds: &Kinds,
+    r: &ResourceRef,
+    observed: Option<Value>,
+    depth: usize,
+) -> Result<TraceNode> {
+    let mut n = summarize(r, observed.as_ref());
+    let Some(obj) = observed else { return Ok(n) };
+    if depth >= MAX_DEPTH {
+        return Ok(n);
+    }
+    let mut refs = Vec::new();
+    // A claim points at its XR.
+    if let Some(x) = obj.pointer("/spec/resourceRef") {
+        let s = |k: &str| x.get(k).and_then(Value::as_str).map(str::to_owned);
+        if let (Some(api_version), Some(kind), Some(name)) = (s("apiVersion"), s("kind"), s("name"))
+        {
+            refs.push(ResourceRef {
+                api_version,
+                kind,
+                name,
+                namespace: None,
+            });
+        }
+    }
+    // An XR records its composed resources.
+    refs.extend(ResourceRef::list_of(&obj));
+    for child in refs {
+        let observed = observe(kinds, &child).await?;
+        n.children
+            .push(Box::pin(node(kinds, &child, observed, depth + 1)).await?);
+    }
+    Ok(n)
+}
+
+/// The node for one object, without children. Pure.
+pub fn summarize(r: &ResourceRef, observed: Option<&Value>) -> TraceNode {
+    let condition = |kind: &str| -> Option<&Value> {
+        observed?
+            .pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+    };
+    let status = |kind: &str| {
+        condition(kind)
+            .and_then(|c| c.get("status"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let message = ["Synced", "Ready"]
+        .into_iter()
+        .filter_map(condition)
+        .find(|c| c.get("status").and_then(Value::as_str) != Some("True"))
+        .and_then(|c| c.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    TraceNode {
+        api_version: r.api_version.clone(),
+        kind: r.kind.clone(),
+        name: r.name.clone(),
+        namespace: r.namespace.clone(),
+        resource: observed
+            .and_then(|o| o.pointer("/metadata/annotations"))
+            .and_then(|a| a.get(strata_core::wire::ANNOTATION_RESOURCE_NAME))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        exists: observed.is_some(),
+        synced: status("Synced"),
+        ready: status("Ready"),
+        message,
+        children: Vec::new(),
+    }
+}
+
+fn label(n: &TraceNode) -> String {
+    let name = match &n.namespace {
+        Some(ns) => format!("{}/{ns}/{}", n.kind, n.name),
+        None => format!("{}/{}", n.kind, n.name),
+    };
+    match &n.resource {
+        Some(r) => format!("{name} ({r})"),
+        None => name,
+    }
+}
+
+fn state(n: &TraceNode) -> String {
+    if !n.exists {
+        return "NOT FOUND".to_owned();
+    }
+    let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    format!("synced={} ready={}", s(&n.synced), s(&n.ready))
+}
+
+/// The tree as text, one object per line.
+pub fn render_tree(root: &TraceNode) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}  {}{}", label(root), state(root), suffix(root));
+    write_children(&mut out, root, "");
+    out
+}
+
+fn suffix(n: &TraceNode) -> String {
+    n.message
+        .as_ref()
+        .map(|m| format!("  {m}"))
+        .unwrap_or_default()
+}
+
+fn write_children(out: &mut String, n: &TraceNode, prefix: &str) {
+    for (i, c) in n.children.iter().enumerate() {
+        let last = i + 1 == n.children.len();
+        let _ = writeln!(
+            out,
+            "{prefix}{}{}  {}{}",
+            if last { "└── " } else { "├── " },
+            label(c),
+            state(c),
+            suffix(c)
+        );
+        write_children(
+            out,
+            c,
+            &format!("{prefix}{}", if last { "    " } else { "│   " }),
+        );
+    }
+}
+
+/// The tree as a Graphviz digraph.
+pub fn render_dot(root: &TraceNode) -> String {
+    let mut out = String::from("digraph trace {\n  rankdir=LR;\n  node [shape=box];\n");
+    let mut next = 0usize;
+    dot_node(&mut out, root, &mut next);
+    out.push_str("}\n");
+    out
+}
+
+fn dot_node(out: &mut String, n: &TraceNode, next: &mut usize) -> usize {
+    let id = *next;
+    *next += 1;
+    let color = match (n.exists, n.ready.as_deref()) {
+        (false, _) => "red",
+        (true, Some("True")) => "darkgreen",
+        _ => "orange",
+    };
+    let text = format!("{}\\n{}", label(n), state(n)).replace('"', "\\\"");
+    let _ = writeln!(out, "  n{id} [label=\"{text}\", color={color}];");
+    for c in &n.children {
+        let child = dot_node(out, c, next);
+        let _ = writeln!(out, "  n{id} -> n{child};");
+    }
+    id
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn r(kind: &str, name: &str) -> ResourceRef {
+        ResourceRef {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            namespace: None,
+        }
+    }
+
+    fn sample() -> TraceNode {
+        let xr = json!({"status": {"conditions": [
+            {"type": "Synced", "status": "True"},
+            {"type": "Ready", "status": "False", "message": "Unready resources: b"},
+        ]}});
+        let a = json!({"metadata": {"annotations": {"strata.dev/composition-resource-name": "a"}}});
+        let mut root = summarize(&r("XDatabase", "db"), Some(&xr));
+        root.children
+            .push(summarize(&r("ConfigMap", "db-a"), Some(&a)));
+        root.children.push(summarize(&r("ConfigMap", "db-b"), None));
+        root
+    }
+
+    #[test]
+    fn a_summary_names_the_first_unhealthy_conditions_message() {
+        let n = sample();
+        assert_eq!(n.synced.as_deref(), Some("True"));
+        assert_eq!(n.ready.as_deref(), Some("False"));
+        assert_eq!(n.message.as_deref(), Some("Unready resources: b"));
+    }
+
+    #[test]
+    fn the_tree_shows_templates_states_and_dangling_references() {
+        let text = render_tree(&sample());
+        assert_eq!(
+            text,
+            "XDatabase/db  synced=True ready=False  Unready resources: b\n\
+             ├── ConfigMap/db-a (a)  synced=- ready=-\n\
+             └── ConfigMap/db-b  NOT FOUND\n"
+        );
+    }
+
+    #[test]
+    fn the_dot_graph_links_parents_to_children() {
+        let dot = render_dot(&sample());
+        assert!(
+            dot.contains("n0 -> n1;") && dot.contains("n0 -> n2;"),
+            "{dot}"
+        );
+        assert!(dot.contains("color=red"), "{dot}");
+    }
+}

@@ -1,0 +1,791 @@
+//! The composite resource (XR) controller, one per XR kind, over `DynamicObject`.
+//!
+//! A pass: select the Composition and its revision (written back to the XR spec), compile it
+//! (cached per revision), observe the composed resources recorded in `spec.resourceRefs`, select
+//! the environment, [`render`], record the inventory, server-side apply the released resources
+//! in graph order, prune what left the desired set only when every apply succeeded, publish the
+//! connection Secret when it changed, and write `Synced`/`Ready` only when the status changed.
+//! Deletion runs in reverse dependency waves from the recorded inventory behind a finalizer.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::{Map, Value, json};
+use strata_core::compile::CompiledComposition;
+use strata_core::model::{CompositeResourceDefinition, CompositionRevision, UpdatePolicy};
+use strata_core::render::{self, Observed, ObservedResources, RenderInput, RenderOutput};
+use strata_core::wire;
+
+use crate::conditions::{self, READY, SYNCED, Wanted};
+use crate::environment;
+use crate::error::{Error, ErrorClass, Result, is_not_found};
+use crate::inventory::{self, DeletionStep, Observation, Prune, ResourceRef};
+use crate::select::{self, CompositionCandidate, RevisionCandidate, SelectionInput};
+use crate::shared::{self, Shared};
+
+/// Everything one XR kind's controller needs.
+pub struct XrContext {
+    pub shared: Arc<Shared>,
+    pub resource: ApiResource,
+    pub namespaced: bool,
+    /// The XRD, refreshed by the XRD controller on every change.
+    pub xrd: Arc<RwLock<CompositeResourceDefinition>>,
+}
+
+/// The metrics name of this controller.
+pub const CONTROLLER: &str = "composite";
+
+/// How often a deletion in progress looks again (watches usually come first).
+const DELETION_POLL: Duration = Duration::from_secs(1);
+
+pub async fn reconcile(xr: Arc<DynamicObject>, ctx: Arc<XrContext>) -> Result<Action> {
+    let start = Instant::now();
+    let result = reconcile_xr(&xr, &ctx).await;
+    ctx.shared
+        .metrics
+        .observe(CONTROLLER, start.elapsed(), result.is_ok());
+    result
+}
+
+pub fn error_policy(_xr: Arc<DynamicObject>, error: &Error, ctx: Arc<XrContext>) -> Action {
+    Action::requeue(error.retry_after(ctx.shared.settings.resync))
+}
+
+/// `Kind name` or `Kind namespace/name`.
+fn describe(kind: &str, xr: &DynamicObject) -> String {
+    match xr.namespace() {
+        Some(ns) => format!("{kind} {ns}/{}", xr.name_any()),
+        None => format!("{kind} {}", xr.name_any()),
+    }
+}
+
+fn xr_api(ctx: &XrContext, xr: &DynamicObject) -> Api<DynamicObject> {
+    match (ctx.namespaced, xr.namespace()) {
+        (true, Some(ns)) => Api::namespaced_with(ctx.shared.client.clone(), &ns, &ctx.resource),
+        _ => Api::all_with(ctx.shared.client.clone(), &ctx.resource),
+    }
+}
+
+fn reference(ctx: &XrContext, xr: &DynamicObject) -> ObjectReference {
+    xr.object_ref(&ctx.resource)
+}
+
+async fn reconcile_xr(xr: &DynamicObject, ctx: &XrContext) -> Result<Action> {
+    let id = describe(&ctx.resource.kind, xr);
+    if xr
+        .annotations()
+        .get(wire::ANNOTATION_PAUSED)
+        .is_some_and(|v| v == "true")
+    {
+        tracing::debug!(xr = %id, "paused");
+        return Ok(Action::await_change());
+    }
+    let api = xr_api(ctx, xr);
+    if xr.metadata.deletion_timestamp.is_some() {
+        return delete(xr, ctx, &api, &id).await;
+    }
+    if shared::set_finalizer(&api, xr, wire::FINALIZER_COMPOSITE, true, &id).await? {
+        // The write triggers the next pass, which composes against the fresh object.
+        return Ok(Action::await_change());
+    }
+    let value = serde_json::to_value(xr).map_err(|source| Error::Serialize {
+        object: id.clone(),
+        source,
+    })?;
+    let mut events = Vec::new();
+    let outcome = compose(&mut events, xr, &value, ctx, &api, &id).await;
+    let observed_status = value.get("status");
+    let base = match observed_status {
+        Some(Value::Object(_)) => observed_status.cloned().unwrap_or_else(|| json!({})),
+        _ => json!({}),
+    };
+    let now = shared::now();
+    let (desired_status, action, result) = match outcome {
+        Ok(pass) => {
+            // The render's status fields, with the observed conditions kept (for their timestamps).
+            let mut status = match pass.output.composite.get("status") {
+                Some(Value::Object(m)) => Value::Object(m.clone()),
+                _ => json!({}),
+            };
+            if let (Some(o), Some(cs)) = (status.as_object_mut(), base.get("conditions")) {
+                o.insert("conditions".into(), cs.clone());
+            }
+            let produced: Vec<Value> = pass
+                .output
+                .composite_status
+                .get("conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            conditions::merge_json_conditions(&mut status, &produced, &now);
+            let synced = if pass.failures.is_empty() {
+                Wanted::yes(SYNCED, "ReconcileSuccess")
+            } else {
+                let names: Vec<String> = pass
+                    .failures
+                    .iter()
+                    .map(|(n, m)| format!("{n}: {m}"))
+                    .collect();
+                Wanted::no(
+                    SYNCED,
+                    "ReconcileError",
+                    format!("cannot apply composed resources: {}", names.join("; ")),
+                )
+            };
+            let status = conditions::with_conditions(&status, &[synced], &now);
+            let action = if pass.failures.is_empty() {
+                Action::requeue(ctx.shared.settings.resync)
+            } else {
+                Action::requeue(Duration::from_secs(5))
+            };
+            (status, action, Ok(()))
+        }
+        Err(e) => {
+            let reason = match e.class() {
+                ErrorClass::Waiting => "Waiting",
+                _ => "ReconcileError",
+            };
+            let mut wanted = vec![Wanted::no(SYNCED, reason, e.to_string())];
+            if conditions::status_of(Some(&base), READY).is_none() {
+                wanted.push(Wanted::no(
+                    READY,
+                    "Creating",
+                    "the composite resource has not been composed yet",
+                ));
+            }
+            let status = conditions::with_conditions(&base, &wanted, &now);
+            let action = Action::requeue(e.retry_after(ctx.shared.settings.resync));
+            (status, action, Err(e))
+        }
+    };
+    if conditions::differs(observed_status, &desired_status) {
+        let patch = json!({"status": desired_status});
+        api.patch_status(
+            &xr.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| Error::kube("writing the status of", id.clone(), e))?;
+        // Events only when the outcome changed: a stuck XR must not write an event every pass.
+        let object = reference(ctx, xr);
+        for (reason, note) in events {
+            ctx.shared.warn(&object, reason, note).await;
+        }
+    } else {
+        for (reason, note) in events {
+            tracing::debug!(xr = %id, reason, "{note}");
+        }
+    }
+    match result {
+        Ok(()) => Ok(action),
+        // Reported through the condition and an event; retried per class without an error log storm.
+        Err(e) => {
+            tracing::debug!(xr = %id, error = %e, "pass failed");
+            Ok(action)
+        }
+    }
+}
+
+/// The result of a compose pass that rendered.
+struct Pass {
+    output: RenderOutput,
+    /// Template name and message of every apply that failed.
+    failures: Vec<(String, String)>,
+}
+
+/// Selection, compile, observe, render, apply, prune, publish.
+async fn compose(
+    events: &mut Vec<(&'static str, String)>,
+    xr: &DynamicObject,
+    value: &Value,
+    ctx: &XrContext,
+    api: &Api<DynamicObject>,
+    id: &str,
+) -> Result<Pass> {
+    let sh = &ctx.shared;
+    let (revision, spec_patch) = match choose_revision(value, ctx, id) {
+        Ok(r) => r,
+        Err(e) => {
+            events.push((wire::REASON_SELECT_COMPOSITION, e.to_string()));
+            return Err(e);
+        }
+    };
+    if let Some(p) = spec_patch {
+        api.patch(
+            &xr.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": p})),
+        )
+        .await
+        .map_err(|e| Error::kube("recording the selected Composition on", id.to_owned(), e))?;
+    }
+    let compiled = sh.compiled(&revision);
+    let compiled: &CompiledComposition = match compiled.as_ref() {
+        Ok(c) => c,
+        Err(message) => {
+            let e = Error::invalid(
+                id,
+                format!(
+                    "Composition revision `{}` does not compile: {message}",
+                    revision.name_any()
+                ),
+            );
+            events.push((wire::REASON_COMPILE_COMPOSITION, e.to_string()));
+            return Err(e);
+        }
+    };
+
+    let recorded = ResourceRef::list_of(value);
+    let (observed, present) = match observe(ctx, &recorded).await {
+        Ok(o) => o,
+        Err(e) => {
+            events.push((wire::REASON_OBSERVE_RESOURCE, e.to_string()));
+            return Err(e);
+        }
+    };
+
+    let env = match select_environment(value, &revision, ctx) {
+        Ok(env) => env,
+        Err(e) => {
+            events.push((wire::REASON_ENVIRONMENT, e.to_string()));
+            return Err(e);
+        }
+    };
+    let output = match render::render(
+        compiled,
+        RenderInput {
+            composite: value,
+            observed: &observed,
+            environment: env.as_ref(),
+        },
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            let e = Error::invalid(
+                id,
+                format!("render with revision `{}`: {e}", revision.name_any()),
+            );
+            events.push((wire::REASON_RENDER, e.to_string()));
+            return Err(e);
+        }
+    };
+    for w in &output.warnings {
+        tracing::debug!(xr = %id, "render: {w}");
+    }
+
+    let mut desired_refs = Vec::with_capacity(output.resources.len());
+    for d in &output.resources {
+        let Some(r) = ResourceRef::of(&d.resource) else {
+            return Err(Error::invalid(
+                id,
+                format!(
+                    "resource `{}`: rendered without apiVersion, kind or metadata.name",
+                    d.name
+                ),
+            ));
+        };
+        desired_refs.push(r);
+    }
+    // Record first: a crash after a create must never orphan the object.
+    let inventory = inventory::before_apply(&present, &desired_refs);
+    if inventory != recorded {
+        write_inventory(api, xr, &inventory, id).await?;
+    }
+
+    let mut failures: Vec<(String, String)> = Vec::new();
+    for (d, r) in output.resources.iter().zip(&desired_refs) {
+        if let Err(e) = apply_one(ctx, d, r, observed.get(&d.name).map(|o| &o.resource)).await {
+            events.push((
+                wire::REASON_APPLY_RESOURCE,
+                format!("resource `{}` ({}): {e}", d.name, r.display()),
+            ));
+            failures.push((d.name.clone(), e.to_string()));
+        }
+    }
+
+    if let Prune::Delete { stale, keep } =
+        inventory::prune(&inventory, &desired_refs, failures.is_empty())
+    {
+        let mut kept = keep;
+        for r in &stale {
+            if let Err(e) = delete_one(ctx, r).await {
+                events.push((wire::REASON_PRUNE_RESOURCE, format!("{}: {e}", r.display())));
+                failures.push((r.name.clone(), format!("cannot prune: {e}")));
+                kept.push(r.clone());
+            }
+        }
+        if kept != inventory {
+            write_inventory(api, xr, &kept, id).await?;
+        }
+    }
+
+    if let Err(e) = publish_connection_secret(xr, value, compiled, ctx, &output).await {
+        events.push((wire::REASON_CONNECTION_SECRET, e.to_string()));
+        failures.push(("connection secret".into(), e.to_string()));
+    }
+    Ok(Pass { output, failures })
+}
+
+/// Selects the Composition and revision; returns the revision and the spec fields to write back.
+fn choose_revision(
+    value: &Value,
+    ctx: &XrContext,
+    id: &str,
+) -> Result<(Arc<CompositionRevision>, Option<Value>)> {
+    let sh = &ctx.shared;
+    let xrd = ctx.xrd.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let s = |p: &str| value.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    let input = SelectionInput {
+        api_version: s("/apiVersion").unwrap_or_default(),
+        kind: s("/kind").unwrap_or_default(),
+        enforced_ref: xrd
+            .spec
+            .enforced_composition_ref
+            .as_ref()
+            .map(|r| r.name.clone()),
+        composition_ref: s("/spec/compositionRef/name"),
+        selector: value
+            .pointer("/spec/compositionSelector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            }),
+        default_ref: xrd
+            .spec
+            .default_composition_ref
+            .as_ref()
+            .map(|r| r.name.clone()),
+    };
+    let candidates: Vec<CompositionCandidate> = sh
+        .compositions
+        .state()
+        .iter()
+        .map(|c| CompositionCandidate {
+            name: c.name_any(),
+            labels: c.labels().clone(),
+            composite_api_version: c.spec.composite_type_ref.api_version.clone(),
+            composite_kind: c.spec.composite_type_ref.kind.clone(),
+        })
+        .collect();
+    let composition = select::select_composition(&input, &candidates)
+        .map_err(|e| Error::waiting(id, e.to_string()))?;
+
+    let policy = match s("/spec/compositionUpdatePolicy").as_deref() {
+        Some("Manual") => UpdatePolicy::Manual,
+        Some(_) => UpdatePolicy::Automatic,
+        None => xrd
+            .spec
+            .default_composition_update_policy
+            .unwrap_or_default(),
+    };
+    let all = sh.revisions.state();
+    let revision_selector: Option<BTreeMap<String, String>> = value
+        .pointer("/spec/compositionRevisionSelector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        });
+    let candidates: Vec<RevisionCandidate> = all
+        .iter()
+        .filter(|r| select::revision_matches(r.labels(), revision_selector.as_ref()))
+        .filter_map(|r| {
+            Some(RevisionCandidate {
+                name: r.name_any(),
+                composition: r.labels().get(wire::LABEL_COMPOSITION_NAME)?.clone(),
+                revision: r.spec.revision,
+            })
+        })
+        .collect();
+    let pinned = s("/spec/compositionRevisionRef/name");
+    let Some(revision_name) =
+        select::select_revision(&composition, policy, pinned.as_deref(), &candidates)
+    else {
+        return Err(Error::waiting(
+            id,
+            format!("Composition `{composition}` has no CompositionRevision yet"),
+        ));
+    };
+    let Some(revision) = all.iter().find(|r| r.name_any() == revision_name).cloned() else {
+        return Err(Error::waiting(
+            id,
+            format!("CompositionRevision `{revision_name}` is not cached yet"),
+        ));
+    };
+    let mut patch = Map::new();
+    if s("/spec/compositionRef/name").as_deref() != Some(composition.as_str()) {
+        patch.insert("compositionRef".into(), json!({"name": composition}));
+    }
+    if pinned.as_deref() != Some(revision_name.as_str()) {
+        patch.insert(
+            "compositionRevisionRef".into(),
+            json!({"name": revision_name}),
+        );
+    }
+    Ok((
+        revision,
+        (!patch.is_empty()).then_some(Value::Object(patch)),
+    ))
+}
+
+/// Reads every recorded composed resource (and its connection Secret). Returns the observed
+/// resources by template name and the recorded references that still exist.
+async fn observe(
+    ctx: &XrContext,
+    recorded: &[ResourceRef],
+) -> Result<(ObservedResources, Vec<ResourceRef>)> {
+    let mut observed = ObservedResources::new();
+    let mut present = Vec::new();
+    for r in recorded {
+        let (api, _) = ctx.shared.kinds.api_for(r).await?;
+        let Some(obj) = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| Error::kube("reading", r.display(), e))?
+        else {
+            continue;
+        };
+        present.push(r.clone());
+        let template = obj
+            .annotations()
+            .get(wire::ANNOTATION_RESOURCE_NAME)
+            .or_else(|| {
+                obj.annotations()
+                    .get(wire::CROSSPLANE_ANNOTATION_RESOURCE_NAME)
+            })
+            .cloned();
+        let resource = serde_json::to_value(&obj).map_err(|source| Error::Serialize {
+            object: r.display(),
+            source,
+        })?;
+        let connection_details = read_connection_secret(ctx, &resource, r).await?;
+        if let Some(t) = template {
+            observed.insert(
+                t,
+                Observed {
+                    resource,
+                    connection_details,
+                },
+            );
+        }
+    }
+    Ok((observed, present))
+}
+
+/// The data of a composed resource's connection Secret (`spec.writeConnectionSecretToRef`).
+async fn read_connection_secret(
+    ctx: &XrContext,
+    resource: &Value,
+    r: &ResourceRef,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let Some(name) = resource
+        .pointer("/spec/writeConnectionSecretToRef/name")
+        .and_then(Value::as_str)
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(ns) = resource
+        .pointer("/spec/writeConnectionSecretToRef/namespace")
+        .and_then(Value::as_str)
+        .or(r.namespace.as_deref())
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), ns);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube("reading the connection Secret of", r.display(), e))?;
+    Ok(secret
+        .and_then(|s| s.data)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect())
+}
+
+fn select_environment(
+    value: &Value,
+    revision: &CompositionRevision,
+    ctx: &XrContext,
+) -> Result<Option<Value>> {
+    let sources = revision
+        .spec
+        .composition
+        .environment
+        .as_ref()
+        .map(|e| e.environment_configs.clone())
+        .unwrap_or_default();
+    let xr_refs: Vec<String> = value
+        .pointer("/spec/environmentConfigRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    if sources.is_empty() && xr_refs.is_empty() {
+        return Ok(None);
+    }
+    let configs: Vec<environment::Config> = ctx
+        .shared
+        .environments
+        .state()
+        .iter()
+        .map(|c| environment::Config {
+            name: c.name_any(),
+            labels: c.labels().clone(),
+            data: c.data.clone(),
+        })
+        .collect();
+    let what = || {
+        format!(
+            "environment of {}",
+            value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        )
+    };
+    let names = environment::select(value, &xr_refs, &sources, &configs)
+        .map_err(|e| Error::waiting(what(), e.to_string()))?;
+    environment::merge(&names, &configs).map_err(|e| Error::waiting(what(), e.to_string()))
+}
+
+async fn write_inventory(
+    api: &Api<DynamicObject>,
+    xr: &DynamicObject,
+    refs: &[ResourceRef],
+    id: &str,
+) -> Result<()> {
+    let list = ResourceRef::to_inventory(refs, xr.namespace().as_deref());
+    api.patch(
+        &xr.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"resourceRefs": list}})),
+    )
+    .await
+    .map_err(|e| Error::kube("recording the composed resources of", id.to_owned(), e))?;
+    Ok(())
+}
+
+async fn apply_one(
+    ctx: &XrContext,
+    desired: &render::DesiredResource,
+    r: &ResourceRef,
+    observed: Option<&Value>,
+) -> Result<()> {
+    let (api, kind) = ctx.shared.kinds.api_for(r).await?;
+    ctx.shared.watch_composed(&kind.resource);
+    let (stamped, current) = shared::plan_apply(&desired.resource, observed);
+    if current {
+        return Ok(());
+    }
+    shared::apply(&api, &r.name, &stamped, &r.display()).await?;
+    Ok(())
+}
+
+async fn delete_one(ctx: &XrContext, r: &ResourceRef) -> Result<()> {
+    let (api, _) = ctx.shared.kinds.api_for(r).await?;
+    match api.delete(&r.name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube("deleting", r.display(), e)),
+    }
+}
+
+/// Where the XR's connection Secret goes: `spec.writeConnectionSecretToRef`, or the
+/// Composition's `writeConnectionSecretsToNamespace` with the XR's UID as the name.
+fn connection_secret_target(
+    xr: &DynamicObject,
+    value: &Value,
+    compiled: &CompiledComposition,
+) -> Option<(String, String)> {
+    let name = value
+        .pointer("/spec/writeConnectionSecretToRef/name")
+        .and_then(Value::as_str);
+    let ns = value
+        .pointer("/spec/writeConnectionSecretToRef/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| xr.namespace());
+    match (name, ns) {
+        (Some(n), Some(ns)) => Some((ns, n.to_owned())),
+        _ => {
+            let ns = compiled.write_connection_secrets_to_namespace.clone()?;
+            Some((ns, xr.uid()?))
+        }
+    }
+}
+
+async fn publish_connection_secret(
+    xr: &DynamicObject,
+    value: &Value,
+    compiled: &CompiledComposition,
+    ctx: &XrContext,
+    output: &RenderOutput,
+) -> Result<()> {
+    let Some((ns, name)) = connection_secret_target(xr, value, compiled) else {
+        return Ok(());
+    };
+    let data: BTreeMap<String, ByteString> = output
+        .connection_details
+        .iter()
+        .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+        .collect();
+    let mut owner = json!({
+        "apiVersion": ctx.resource.api_version, "kind": ctx.resource.kind, "name": xr.name_any(),
+        "controller": true, "blockOwnerDeletion": true,
+    });
+    if let (Some(uid), Some(o)) = (xr.uid(), owner.as_object_mut()) {
+        o.insert("uid".into(), Value::String(uid));
+    }
+    let desired = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner]},
+        "type": "connection.strata.dev/v1alpha1",
+        "data": serde_json::to_value(&data).map_err(|source| Error::Serialize { object: format!("Secret {ns}/{name}"), source })?,
+    });
+    let secrets: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), &ns);
+    let what = format!("connection Secret {ns}/{name}");
+    let observed = secrets
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube("reading", what.clone(), e))?;
+    let observed = observed
+        .map(|s| serde_json::to_value(&s))
+        .transpose()
+        .map_err(|source| Error::Serialize {
+            object: what.clone(),
+            source,
+        })?;
+    let (stamped, current) = shared::plan_apply(&desired, observed.as_ref());
+    if current {
+        return Ok(());
+    }
+    secrets
+        .patch(
+            &name,
+            &PatchParams::apply(wire::FIELD_MANAGER).force(),
+            &Patch::Apply(&stamped),
+        )
+        .await
+        .map_err(|e| Error::kube("applying", what, e))?;
+    Ok(())
+}
+
+/// Ordered deletion from the recorded inventory, then the finalizer goes.
+async fn delete(
+    xr: &DynamicObject,
+    ctx: &XrContext,
+    api: &Api<DynamicObject>,
+    id: &str,
+) -> Result<Action> {
+    if !xr
+        .finalizers()
+        .iter()
+        .any(|f| f == wire::FINALIZER_COMPOSITE)
+    {
+        return Ok(Action::await_change());
+    }
+    let value = serde_json::to_value(xr).map_err(|source| Error::Serialize {
+        object: id.to_owned(),
+        source,
+    })?;
+    let recorded = ResourceRef::list_of(&value);
+    let waves = deletion_waves(&value, ctx);
+    let mut observed = Vec::with_capacity(recorded.len());
+    for r in &recorded {
+        let (rapi, _) = ctx.shared.kinds.api_for(r).await?;
+        let o = rapi
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| Error::kube("reading", r.display(), e))?;
+        let observation = match o {
+            None => Observation::Absent,
+            Some(o) => Observation::Present {
+                template: o.annotations().get(wire::ANNOTATION_RESOURCE_NAME).cloned(),
+                deleting: o.metadata.deletion_timestamp.is_some(),
+            },
+        };
+        observed.push((r.clone(), observation));
+    }
+    match inventory::deletion_step(waves.as_deref(), &observed) {
+        DeletionStep::Delete { wave, refs } => {
+            tracing::info!(xr = %id, wave, count = refs.len(), "deleting composed resources");
+            for r in &refs {
+                if let Err(e) = delete_one(ctx, r).await {
+                    ctx.shared
+                        .warn(
+                            &reference(ctx, xr),
+                            wire::REASON_DELETE_RESOURCE,
+                            format!("{}: {e}", r.display()),
+                        )
+                        .await;
+                    return Err(e);
+                }
+            }
+            Ok(Action::requeue(DELETION_POLL))
+        }
+        DeletionStep::Wait { wave, remaining } => {
+            tracing::debug!(xr = %id, wave, remaining = remaining.len(), "waiting for a deletion wave");
+            Ok(Action::requeue(DELETION_POLL))
+        }
+        DeletionStep::Done => {
+            shared::set_finalizer(api, xr, wire::FINALIZER_COMPOSITE, false, id).await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// The deletion waves (template names) of the revision recorded on the XR, if it still exists
+/// and compiles; `None` deletes everything at once.
+fn deletion_waves(value: &Value, ctx: &XrContext) -> Option<Vec<Vec<String>>> {
+    let name = value
+        .pointer("/spec/compositionRevisionRef/name")
+        .and_then(Value::as_str)?;
+    let revision = ctx
+        .shared
+        .revisions
+        .state()
+        .into_iter()
+        .find(|r| r.name_any() == name)?;
+    let compiled = ctx.shared.compiled(&revision);
+    let compiled = compiled.as_ref().as_ref().ok()?;
+    Some(
+        compiled
+            .graph
+            .deletion_waves()
+            .iter()
+            .map(|w| {
+                w.iter()
+                    .map(|i| compiled.resources[*i].name.clone())
+                    .collect()
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,894 @@
+//! The controllers end to end, in-process: the embedded control plane (strata-apiserver) on
+//! 127.0.0.1:0, the controllers on a client from its kubeconfig, and a claim composing a chain of
+//! ConfigMaps and a Secret.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use strata_controllers::Settings;
+use strata_controllers::kinds::Kinds;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "strata-controllers-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Harness {
+    client: kube::Client,
+    kinds: Kinds,
+    _dir: TempDir,
+    _server: strata_apiserver::Server,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.controllers.abort();
+    }
+}
+
+async fn start(tag: &str, resync: Duration) -> Harness {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = TempDir::new(tag);
+    let server = strata_apiserver::Server::start(strata_apiserver::ServerConfig::new(
+        dir.0.join("data"),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let client = strata_controllers::client(Some(server.kubeconfig_path()))
+        .await
+        .unwrap();
+    let settings = Settings {
+        resync,
+        ..Default::default()
+    };
+    let c = client.clone();
+    let controllers = tokio::spawn(async move {
+        if let Err(e) = strata_controllers::run(c, settings, std::future::pending()).await {
+            panic!("controllers failed: {e}");
+        }
+    });
+    let h = Harness {
+        kinds: Kinds::new(client.clone()),
+        client,
+        _dir: dir,
+        _server: server,
+        controllers,
+    };
+    for ns in ["default", "team"] {
+        let _ = h
+            .apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+            .await;
+    }
+    h
+}
+
+impl Harness {
+    async fn api(&self, api_version: &str, kind: &str, ns: Option<&str>) -> Api<DynamicObject> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.kinds.resolve(api_version, kind).await {
+                Ok(k) => {
+                    return match (ns, k.namespaced) {
+                        (Some(ns), true) => {
+                            Api::namespaced_with(self.client.clone(), ns, &k.resource)
+                        }
+                        _ => Api::all_with(self.client.clone(), &k.resource),
+                    };
+                }
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{api_version}/{kind} never served: {e}"
+                    );
+                    self.kinds.forget(api_version, kind);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, object: Value) -> Result<DynamicObject, kube::Error> {
+        let s = |p: &str| object.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        let api = self
+            .api(
+                &s("/apiVersion").unwrap(),
+                &s("/kind").unwrap(),
+                s("/metadata/namespace").as_deref(),
+            )
+            .await;
+        api.patch(
+            &s("/metadata/name").unwrap(),
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+    }
+
+    async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = check().await {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn condition<'a>(obj: &'a DynamicObject, kind: &str) -> Option<&'a Value> {
+    obj.data
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+fn xrd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1",
+        "kind": "CompositeResourceDefinition",
+        "metadata": {"name": "xdatabases.example.org"},
+        "spec": {
+            "group": "example.org",
+            "names": {"kind": "XDatabase", "plural": "xdatabases"},
+            "claimNames": {"kind": "Database", "plural": "databases"},
+            "versions": [{
+                "name": "v1", "served": true, "referenceable": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "string"}}},
+                    "status": {"type": "object", "properties": {"address": {"type": "string"}}},
+                }}},
+            }],
+        },
+    })
+}
+
+/// a → b → c (FromResourceFieldPath), d dependsOn c; every ConfigMap goes to the claim's namespace.
+fn composition(name: &str, cycle: bool) -> Value {
+    let ns_patch = json!({"type": "FromCompositeFieldPath", "fromFieldPath": "metadata.labels[strata.dev/claim-namespace]", "toFieldPath": "metadata.namespace"});
+    let cm = |extra: Value| {
+        let mut base = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}, "data": {}});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        base
+    };
+    let mut a_patches = vec![
+        ns_patch.clone(),
+        json!({"fromFieldPath": "spec.size", "toFieldPath": "data.size"}),
+    ];
+    if cycle {
+        a_patches.push(json!({"type": "FromResourceFieldPath", "fromResource": "c", "fromFieldPath": "data.fromB", "toFieldPath": "data.fromC"}));
+    }
+    json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1",
+        "kind": "Composition",
+        "metadata": {"name": name},
+        "spec": {
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XDatabase"},
+            "writeConnectionSecretsToNamespace": "default",
+            "resources": [
+                {"name": "a", "base": cm(json!({})), "patches": a_patches,
+                 "readinessChecks": [{"type": "NonEmpty", "fieldPath": "data.size"}],
+                 "connectionDetails": [{"name": "size", "type": "FromFieldPath", "fromFieldPath": "data.size"}]},
+                {"name": "b", "base": cm(json!({})), "patches": [ns_patch.clone(),
+                    {"type": "FromResourceFieldPath", "fromResource": "a", "fromFieldPath": "data.size", "toFieldPath": "data.fromA"},
+                    {"type": "ToCompositeFieldPath", "fromFieldPath": "metadata.name", "toFieldPath": "status.address"}],
+                 "readinessChecks": [{"type": "NonEmpty", "fieldPath": "data.fromA"}]},
+                {"name": "c", "base": cm(json!({})), "patches": [ns_patch.clone(),
+                    {"type": "FromResourceFieldPath", "fromResource": "b", "fromFieldPath": "data.fromA", "toFieldPath": "data.fromB"}],
+                 "readinessChecks": [{"type": "NonEmpty", "fieldPath": "data.fromB"}]},
+                {"name": "d", "dependsOn": ["c"],
+                 "base": {"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "default"}, "data": {"token": "aGVsbG8="}},
+                 "patches": [ns_patch],
+                 "readinessChecks": [{"type": "None"}],
+                 "connectionDetails": [{"name": "user", "type": "FromValue", "value": "admin"}]},
+            ],
+        },
+    })
+}
+
+/// Records the order in which composed objects appear and disappear.
+#[derive(Default, Clone)]
+struct Order(Arc<Mutex<(Vec<String>, Vec<String>)>>);
+
+impl Order {
+    fn watch(&self, api: Api<DynamicObject>) -> tokio::task::JoinHandle<()> {
+        let order = self.clone();
+        tokio::spawn(async move {
+            let mut seen = BTreeMap::new();
+            let stream = watcher(
+                api,
+                watcher::Config::default().labels("strata.dev/composite"),
+            );
+            futures_util::pin_mut!(stream);
+            while let Some(Ok(ev)) = stream.next().await {
+                let mut o = order.0.lock().unwrap();
+                match ev {
+                    watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                        let t = obj
+                            .annotations()
+                            .get("strata.dev/composition-resource-name")
+                            .cloned()
+                            .unwrap_or_default();
+                        if seen.insert(obj.name_any(), t.clone()).is_none() {
+                            o.0.push(t);
+                        }
+                    }
+                    watcher::Event::Delete(obj) => {
+                        let t = obj
+                            .annotations()
+                            .get("strata.dev/composition-resource-name")
+                            .cloned()
+                            .unwrap_or_default();
+                        o.1.push(t);
+                    }
+                    _ => {}
+                }
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_composes_in_graph_order_converges_without_writes_and_deletes_in_reverse() {
+    let h = start("claim", Duration::from_secs(2)).await;
+    h.apply(xrd()).await.unwrap();
+    h.apply(composition("chain", false)).await.unwrap();
+    let xrds = h
+        .api(
+            "apiextensions.strata.dev/v1alpha1",
+            "CompositeResourceDefinition",
+            None,
+        )
+        .await;
+    h.wait_for(
+        "the XRD to be established and offered",
+        Duration::from_secs(30),
+        async || {
+            let x = xrds.get("xdatabases.example.org").await.ok()?;
+            (condition(&x, "Established")?["status"] == "True"
+                && condition(&x, "Offered")?["status"] == "True")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let order = Order::default();
+    let cms = order.watch(h.api("v1", "ConfigMap", None).await);
+    let secrets_order = Order::default();
+    let secrets_watch = secrets_order.watch(h.api("v1", "Secret", None).await);
+
+    let claims = h.api("example.org/v1", "Database", Some("team")).await;
+    h.apply(json!({
+        "apiVersion": "example.org/v1", "kind": "Database",
+        "metadata": {"name": "db", "namespace": "team"},
+        "spec": {"size": "small", "compositionRef": {"name": "chain"}, "writeConnectionSecretToRef": {"name": "db-conn"}, "compositeDeletePolicy": "Foreground"},
+    }))
+    .await
+    .unwrap();
+    let claim = h
+        .wait_for(
+            "the claim to be Ready",
+            Duration::from_secs(60),
+            async || {
+                let c = claims.get("db").await.ok()?;
+                (condition(&c, "Ready")?["status"] == "True").then_some(c)
+            },
+        )
+        .await;
+    assert_eq!(
+        condition(&claim, "Synced").unwrap()["status"],
+        "True",
+        "{:?}",
+        claim.data["status"]
+    );
+    let xr_name = claim
+        .data
+        .pointer("/spec/resourceRef/name")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_owned();
+    assert!(xr_name.starts_with("db-"), "{xr_name}");
+    assert_eq!(
+        claim
+            .data
+            .pointer("/status/address")
+            .and_then(Value::as_str),
+        Some(format!("{xr_name}-b").as_str())
+    );
+    assert_eq!(
+        order.0.lock().unwrap().0,
+        vec!["a", "b", "c"],
+        "ConfigMaps are created in graph order"
+    );
+    let team_cms = h.api("v1", "ConfigMap", Some("team")).await;
+    assert_eq!(
+        team_cms.get(&format!("{xr_name}-c")).await.unwrap().data["data"]["fromB"],
+        "small"
+    );
+
+    let team_secrets = h.api("v1", "Secret", Some("team")).await;
+    let conn = h
+        .wait_for(
+            "the claim's connection secret",
+            Duration::from_secs(30),
+            async || team_secrets.get("db-conn").await.ok(),
+        )
+        .await;
+    assert_eq!(conn.data["data"]["size"], "c21hbGw=", "{:?}", conn.data);
+    assert_eq!(conn.data["data"]["user"], "YWRtaW4=", "{:?}", conn.data);
+
+    // A converged XR gets no writes across several resyncs.
+    let xrs = h.api("example.org/v1", "XDatabase", None).await;
+    let versions = async || {
+        let mut v = vec![
+            claims.get("db").await.unwrap().resource_version(),
+            xrs.get(&xr_name).await.unwrap().resource_version(),
+        ];
+        for t in ["a", "b", "c"] {
+            v.push(
+                team_cms
+                    .get(&format!("{xr_name}-{t}"))
+                    .await
+                    .unwrap()
+                    .resource_version(),
+            );
+        }
+        v.push(
+            team_secrets
+                .get(&format!("{xr_name}-d"))
+                .await
+                .unwrap()
+                .resource_version(),
+        );
+        v.push(
+            team_secrets
+                .get("db-conn")
+                .await
+                .unwrap()
+                .resource_version(),
+        );
+        v
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = versions().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        before,
+        versions().await,
+        "a resync of a converged XR writes nothing"
+    );
+
+    // Updating the claim flows through the chain.
+    h.apply(json!({
+        "apiVersion": "example.org/v1", "kind": "Database",
+        "metadata": {"name": "db", "namespace": "team"},
+        "spec": {"size": "large", "compositionRef": {"name": "chain"}, "writeConnectionSecretToRef": {"name": "db-conn"}, "compositeDeletePolicy": "Foreground"},
+    }))
+    .await
+    .unwrap();
+    h.wait_for(
+        "the update to reach c",
+        Duration::from_secs(30),
+        async || {
+            let c = team_cms.get(&format!("{xr_name}-c")).await.ok()?;
+            (c.data["data"]["fromB"] == "large").then_some(())
+        },
+    )
+    .await;
+
+    // Deleting the claim deletes everything, dependents first.
+    claims.delete("db", &DeleteParams::default()).await.unwrap();
+    h.wait_for(
+        "everything to be gone",
+        Duration::from_secs(60),
+        async || {
+            let gone = claims.get_opt("db").await.ok()?.is_none()
+                && xrs.get_opt(&xr_name).await.ok()?.is_none();
+            let cms_left = team_cms
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|c| c.labels().contains_key("strata.dev/composite"))
+                .count();
+            (gone && cms_left == 0).then_some(())
+        },
+    )
+    .await;
+    let deleted_cms = order.0.lock().unwrap().1.clone();
+    assert_eq!(
+        deleted_cms,
+        vec!["c", "b", "a"],
+        "ConfigMaps are deleted in reverse graph order"
+    );
+    assert_eq!(
+        secrets_order
+            .0
+            .lock()
+            .unwrap()
+            .1
+            .first()
+            .map(String::as_str),
+        Some("d"),
+        "d goes before c"
+    );
+    cms.abort();
+    secrets_watch.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composition_with_a_cycle_is_reported_and_nothing_is_applied() {
+    let h = start("cycle", Duration::from_secs(3600)).await;
+    h.apply(xrd()).await.unwrap();
+    h.apply(composition("cyclic", true)).await.unwrap();
+    let xrs = h.api("example.org/v1", "XDatabase", None).await;
+    h.apply(json!({
+        "apiVersion": "example.org/v1", "kind": "XDatabase",
+        "metadata": {"name": "loop"},
+        "spec": {"size": "small", "compositionRef": {"name": "cyclic"}},
+    }))
+    .await
+    .unwrap();
+    let xr = h
+        .wait_for("Synced=False", Duration::from_secs(30), async || {
+            let x = xrs.get("loop").await.ok()?;
+            (condition(&x, "Synced")?["status"] == "False").then_some(x)
+        })
+        .await;
+    let message = condition(&xr, "Synced").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("dependency cycle"), "{message}");
+    assert!(
+        message.contains('a') && message.contains('b') && message.contains('c'),
+        "{message}"
+    );
+    assert!(
+        xr.data.pointer("/spec/resourceRefs").is_none(),
+        "{:?}",
+        xr.data["spec"]
+    );
+    let cms = h.api("v1", "ConfigMap", None).await;
+    let composed = cms
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|c| c.labels().contains_key("strata.dev/composite"))
+        .count();
+    assert_eq!(composed, 0);
+    let events = h.api("events.k8s.io/v1", "Event", Some("default")).await;
+    h.wait_for(
+        "a Warning event naming the XR and the reason",
+        Duration::from_secs(10),
+        async || {
+            events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.data["reason"] == "CompileComposition"
+                        && e.data["regarding"]["name"] == "loop"
+                        && e.data["type"] == "Warning"
+                        && e.data["note"]
+                            .as_str()
+                            .is_some_and(|n| n.contains("dependency cycle"))
+                })
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_pausing_and_xrd_deletion_follow_their_policies() {
+    let h = start("revisions", Duration::from_secs(3600)).await;
+    h.apply(xrd()).await.unwrap();
+    h.apply(composition("chain", false)).await.unwrap();
+    let xrs = h.api("example.org/v1", "XDatabase", None).await;
+    for (name, policy) in [("auto", "Automatic"), ("manual", "Manual")] {
+        h.apply(json!({
+            "apiVersion": "example.org/v1", "kind": "XDatabase",
+            "metadata": {"name": name},
+            "spec": {"size": "small", "compositionRef": {"name": "chain"}, "compositionUpdatePolicy": policy},
+        }))
+        .await
+        .unwrap();
+    }
+    let revision_of = async |name: &str| -> Option<String> {
+        let x = xrs.get(name).await.ok()?;
+        (condition(&x, "Ready")?["status"] == "True").then_some(())?;
+        x.data
+            .pointer("/spec/compositionRevisionRef/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let first = h
+        .wait_for("auto to be Ready", Duration::from_secs(60), async || {
+            revision_of("auto").await
+        })
+        .await;
+    assert_eq!(
+        h.wait_for("manual to be Ready", Duration::from_secs(60), async || {
+            revision_of("manual").await
+        })
+        .await,
+        first
+    );
+
+    // A Composition change makes revision 2; Automatic follows it, Manual stays pinned.
+    let mut changed = composition("chain", false);
+    changed["spec"]["resources"][0]["base"]["data"] = json!({"flavour": "v2"});
+    h.apply(changed).await.unwrap();
+    let revisions = h
+        .api(
+            "apiextensions.strata.dev/v1alpha1",
+            "CompositionRevision",
+            None,
+        )
+        .await;
+    let second = h
+        .wait_for("revision 2", Duration::from_secs(30), async || {
+            let list = revisions.list(&Default::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .find(|r| r.data["spec"]["revision"] == 2)
+                .map(|r| r.name_any())
+        })
+        .await;
+    assert_ne!(first, second);
+    let second_rev = revisions.get(&second).await.unwrap();
+    assert_eq!(
+        second_rev
+            .labels()
+            .get("strata.dev/composition-name")
+            .map(String::as_str),
+        Some("chain")
+    );
+    let cms = h.api("v1", "ConfigMap", Some("default")).await;
+    h.wait_for(
+        "auto to follow revision 2",
+        Duration::from_secs(30),
+        async || {
+            let cm = cms.get("auto-a").await.ok()?;
+            (cm.data["data"]["flavour"] == "v2" && revision_of("auto").await? == second)
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        revision_of("manual").await,
+        Some(first.clone()),
+        "a Manual XR stays on its revision"
+    );
+    assert!(
+        cms.get("manual-a").await.unwrap().data["data"]
+            .get("flavour")
+            .is_none()
+    );
+
+    // A paused XR is left alone.
+    xrs.patch("auto", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"annotations": {"strata.dev/paused": "true"}}, "spec": {"size": "huge"}})))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        cms.get("auto-a").await.unwrap().data["data"]["size"],
+        "small",
+        "paused XRs are not reconciled"
+    );
+    xrs.patch(
+        "auto",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"strata.dev/paused": null}}})),
+    )
+    .await
+    .unwrap();
+    h.wait_for(
+        "the unpaused XR to converge",
+        Duration::from_secs(30),
+        async || (cms.get("auto-a").await.ok()?.data["data"]["size"] == "huge").then_some(()),
+    )
+    .await;
+
+    // The XRD is not deleted while XRs exist.
+    let xrds = h
+        .api(
+            "apiextensions.strata.dev/v1alpha1",
+            "CompositeResourceDefinition",
+            None,
+        )
+        .await;
+    xrds.delete("xdatabases.example.org", &DeleteParams::default())
+        .await
+        .unwrap();
+    let x = h
+        .wait_for(
+            "the XRD to refuse deletion",
+            Duration::from_secs(30),
+            async || {
+                let x = xrds.get("xdatabases.example.org").await.ok()?;
+                (condition(&x, "Established")?["reason"] == "Terminating").then_some(x)
+            },
+        )
+        .await;
+    assert!(
+        condition(&x, "Established").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("still exist")
+    );
+    for name in ["auto", "manual"] {
+        xrs.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    let crds = h
+        .api("apiextensions.k8s.io/v1", "CustomResourceDefinition", None)
+        .await;
+    h.wait_for(
+        "the XRD and its CRDs to go",
+        Duration::from_secs(60),
+        async || {
+            let xrd_gone = xrds.get_opt("xdatabases.example.org").await.ok()?.is_none();
+            let crd_gone = crds.get_opt("xdatabases.example.org").await.ok()?.is_none();
+            let claim_crd_gone = crds.get_opt("databases.example.org").await.ok()?.is_none();
+            (xrd_gone && crd_gone && claim_crd_gone).then_some(())
+        },
+    )
+    .await;
+    let left = cms
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|c| c.labels().contains_key("strata.dev/composite"))
+        .count();
+    assert_eq!(left, 0, "deleting the XRs deleted their composed resources");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_the_other_takes_over_and_metrics_are_served() {
+    let h = start("leader", Duration::from_secs(3600)).await;
+    // The harness's own controllers run without election; stop them so only the electing pair works.
+    h.controllers.abort();
+    let client = strata_controllers::client(Some(h._server.kubeconfig_path()))
+        .await
+        .unwrap();
+    let spawn = |identity: &str, port: u16| {
+        let settings = Settings {
+            resync: Duration::from_secs(3600),
+            metrics_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+            leader_election: Some(strata_controllers::leader::LeaderElection {
+                namespace: "default".into(),
+                name: "strata-controllers".into(),
+                identity: identity.into(),
+                lease_duration: Duration::from_secs(3),
+            }),
+            ..Default::default()
+        };
+        let c = client.clone();
+        tokio::spawn(async move {
+            let _ = strata_controllers::run(c, settings, std::future::pending()).await;
+        })
+    };
+    let (port_one, port_two) = (free_port(), free_port());
+    let one = spawn("one", port_one);
+    let leases = h
+        .api("coordination.k8s.io/v1", "Lease", Some("default"))
+        .await;
+    let holder = async || -> Option<String> {
+        leases.get("strata-controllers").await.ok()?.data["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    h.wait_for("one to lead", Duration::from_secs(20), async || {
+        (holder().await? == "one").then_some(())
+    })
+    .await;
+    let two = spawn("two", port_two);
+
+    h.apply(xrd()).await.unwrap();
+    h.apply(composition("cyclic", true)).await.unwrap();
+    let xrs = h.api("example.org/v1", "XDatabase", None).await;
+    h.apply(json!({"apiVersion": "example.org/v1", "kind": "XDatabase", "metadata": {"name": "x1"}, "spec": {"compositionRef": {"name": "cyclic"}}}))
+        .await
+        .unwrap();
+    h.wait_for(
+        "the leader to reconcile",
+        Duration::from_secs(30),
+        async || {
+            (condition(&xrs.get("x1").await.ok()?, "Synced")?["status"] == "False").then_some(())
+        },
+    )
+    .await;
+    let metrics = http_get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port_one)),
+        "/metrics",
+    )
+    .await;
+    assert!(
+        metrics.contains("strata_reconciles_total{controller=\"composite\"}"),
+        "{metrics}"
+    );
+    assert!(
+        http_get(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port_two)),
+            "/healthz"
+        )
+        .await
+        .contains("200 OK")
+    );
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("one"),
+        "the follower does not take a valid lease"
+    );
+
+    one.abort();
+    h.wait_for("two to take over", Duration::from_secs(20), async || {
+        (holder().await? == "two").then_some(())
+    })
+    .await;
+    h.apply(json!({"apiVersion": "example.org/v1", "kind": "XDatabase", "metadata": {"name": "x2"}, "spec": {"compositionRef": {"name": "cyclic"}}}))
+        .await
+        .unwrap();
+    h.wait_for(
+        "the new leader to reconcile",
+        Duration::from_secs(30),
+        async || {
+            (condition(&xrs.get("x2").await.ok()?, "Synced")?["status"] == "False").then_some(())
+        },
+    )
+    .await;
+    two.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_configs_feed_environment_patches_and_namespaced_xrs_compose_in_their_namespace()
+ {
+    let h = start("environment", Duration::from_secs(1)).await;
+    h.apply(json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1",
+        "kind": "CompositeResourceDefinition",
+        "metadata": {"name": "xapps.example.org"},
+        "spec": {
+            "group": "example.org",
+            "scope": "Namespaced",
+            "names": {"kind": "XApp", "plural": "xapps"},
+            "versions": [{"name": "v1", "served": true, "referenceable": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"env": {"type": "string"}}}}}}}],
+        },
+    }))
+    .await
+    .unwrap();
+    for (name, env, region) in [("eu", "prod", "eu-west-1"), ("us", "dev", "us-east-1")] {
+        h.apply(json!({
+            "apiVersion": "apiextensions.strata.dev/v1alpha1", "kind": "EnvironmentConfig",
+            "metadata": {"name": name, "labels": {"env": env}},
+            "data": {"region": region},
+        }))
+        .await
+        .unwrap();
+    }
+    h.apply(json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1",
+        "kind": "Composition",
+        "metadata": {"name": "app"},
+        "spec": {
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XApp"},
+            "environment": {"environmentConfigs": [{"type": "Selector", "selector": {"matchLabels": [
+                {"key": "env", "type": "FromCompositeFieldPath", "valueFromFieldPath": "spec.env"}]}}]},
+            "resources": [{"name": "settings",
+                "base": {"apiVersion": "v1", "kind": "ConfigMap", "data": {}},
+                "patches": [{"type": "FromEnvironmentFieldPath", "fromFieldPath": "region", "toFieldPath": "data.region"}],
+                "readinessChecks": [{"type": "NonEmpty", "fieldPath": "data.region"}]}],
+        },
+    }))
+    .await
+    .unwrap();
+    let xrs = h.api("example.org/v1", "XApp", Some("team")).await;
+    h.apply(json!({
+        "apiVersion": "example.org/v1", "kind": "XApp",
+        "metadata": {"name": "shop", "namespace": "team"},
+        "spec": {"env": "prod", "compositionRef": {"name": "app"}},
+    }))
+    .await
+    .unwrap();
+    h.wait_for(
+        "the namespaced XR to be Ready",
+        Duration::from_secs(60),
+        async || {
+            (condition(&xrs.get("shop").await.ok()?, "Ready")?["status"] == "True").then_some(())
+        },
+    )
+    .await;
+    let cms = h.api("v1", "ConfigMap", Some("team")).await;
+    let cm = cms.get("shop-settings").await.unwrap();
+    assert_eq!(
+        cm.data["data"]["region"], "eu-west-1",
+        "the selected EnvironmentConfig's data was patched in"
+    );
+    assert_eq!(
+        cm.namespace().as_deref(),
+        Some("team"),
+        "a namespaced XR composes in its own namespace"
+    );
+
+    // One-second resyncs of the converged namespaced XR write nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let versions = async || {
+        let xr = xrs.get("shop").await.unwrap().resource_version();
+        (
+            xr,
+            cms.get("shop-settings").await.unwrap().resource_version(),
+        )
+    };
+    let before = versions().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(before, versions().await);
+}
