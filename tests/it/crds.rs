@@ -16,12 +16,33 @@ fn checked_in_crds_match_the_generated_ones() {
 #[test]
 fn generated_crds_are_written_deterministically() {
     let dir = std::env::temp_dir().join(format!("strata-crds-{}", std::process::id()));
-    let first = strata(&["crds", "--out", dir.to_str().expect("utf-8 path")], &repo_root());
+    let first = strata(
+        &["crds", "--out", dir.to_str().expect("utf-8 path")],
+        &repo_root(),
+    );
     assert!(first.status.success());
-    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("written").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("written")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
     names.sort();
-    assert!(names.len() >= 4, "XRD, Composition, CompositionRevision and EnvironmentConfig: {names:?}");
-    let again = strata(&["crds", "--check", "--out", dir.to_str().expect("utf-8 path")], &repo_root());
-    assert!(again.status.success(), "a second generation is byte-identical");
+    assert!(
+        names.len() >= 4,
+        "XRD, Composition, CompositionRevision and EnvironmentConfig: {names:?}"
+    );
+    let again = strata(
+        &[
+            "crds",
+            "--check",
+            "--out",
+            dir.to_str().expect("utf-8 path"),
+        ],
+        &repo_root(),
+    );
+    assert!(
+        again.status.success(),
+        "a second generation is byte-identical"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

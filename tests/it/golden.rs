@@ -14,14 +14,23 @@ use crate::support::{repo_root, strata};
 
 fn run_case(dir: &Path) -> Result<(), String> {
     let mut args: Vec<String> = vec!["render".into(), "xr.yaml".into(), "composition.yaml".into()];
-    for (file, flag) in [("observed.yaml", "--observed-resources"), ("environment.yaml", "--environment"), ("xrd.yaml", "--xrd")] {
+    for (file, flag) in [
+        ("observed.yaml", "--observed-resources"),
+        ("environment.yaml", "--environment"),
+        ("xrd.yaml", "--xrd"),
+    ] {
         if dir.join(file).exists() {
             args.push(flag.into());
             args.push(file.into());
         }
     }
     if let Ok(extra) = std::fs::read_to_string(dir.join("args")) {
-        args.extend(extra.lines().filter(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned()));
+        args.extend(
+            extra
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_owned()),
+        );
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = strata(&argv, dir);
@@ -29,10 +38,24 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let code = out.status.code().unwrap_or(-1);
     if std::env::var_os("STRATA_BLESS").is_some() {
-        let write = |name: &str, content: &str| std::fs::write(dir.join(name), content).expect("bless writes");
-        if code == 0 { write("expected.yaml", &stdout) } else { let _ = std::fs::remove_file(dir.join("expected.yaml")); }
-        if stderr.is_empty() { let _ = std::fs::remove_file(dir.join("expected.stderr")); } else { write("expected.stderr", &stderr) }
-        if code == 0 { let _ = std::fs::remove_file(dir.join("expected.code")); } else { write("expected.code", &format!("{code}\n")) }
+        let write = |name: &str, content: &str| {
+            std::fs::write(dir.join(name), content).expect("bless writes")
+        };
+        if code == 0 {
+            write("expected.yaml", &stdout)
+        } else {
+            let _ = std::fs::remove_file(dir.join("expected.yaml"));
+        }
+        if stderr.is_empty() {
+            let _ = std::fs::remove_file(dir.join("expected.stderr"));
+        } else {
+            write("expected.stderr", &stderr)
+        }
+        if code == 0 {
+            let _ = std::fs::remove_file(dir.join("expected.code"));
+        } else {
+            write("expected.code", &format!("{code}\n"))
+        }
         return Ok(());
     }
     let want_code: i32 = std::fs::read_to_string(dir.join("expected.code"))
@@ -41,21 +64,31 @@ fn run_case(dir: &Path) -> Result<(), String> {
         .unwrap_or(0);
     let mut problems = Vec::new();
     if code != want_code {
-        problems.push(format!("exit code {code}, want {want_code}; stderr:\n{stderr}"));
+        problems.push(format!(
+            "exit code {code}, want {want_code}; stderr:\n{stderr}"
+        ));
     }
     if let Ok(want) = std::fs::read_to_string(dir.join("expected.yaml")) {
         if stdout != want {
-            problems.push(format!("stdout differs:\n--- want\n{want}\n--- got\n{stdout}"));
+            problems.push(format!(
+                "stdout differs:\n--- want\n{want}\n--- got\n{stdout}"
+            ));
         }
     } else if want_code == 0 {
         problems.push("expected.yaml is missing".into());
     }
     match std::fs::read_to_string(dir.join("expected.stderr")) {
-        Ok(want) if stderr != want => problems.push(format!("stderr differs:\n--- want\n{want}\n--- got\n{stderr}")),
+        Ok(want) if stderr != want => problems.push(format!(
+            "stderr differs:\n--- want\n{want}\n--- got\n{stderr}"
+        )),
         Err(_) if !stderr.is_empty() => problems.push(format!("unexpected stderr:\n{stderr}")),
         _ => {}
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 #[test]
@@ -70,7 +103,17 @@ fn every_golden_case_renders_as_expected() {
     assert!(!cases.is_empty(), "no golden cases found");
     let failures: Vec<String> = cases
         .iter()
-        .filter_map(|dir| run_case(dir).err().map(|e| format!("== {}\n{e}", dir.display())))
+        .filter_map(|dir| {
+            run_case(dir)
+                .err()
+                .map(|e| format!("== {}\n{e}", dir.display()))
+        })
         .collect();
-    assert!(failures.is_empty(), "{} of {} golden cases failed:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }

@@ -32,10 +32,12 @@ pub fn run(args: CrdsArgs) -> Result<ExitCode> {
         eprintln!("out of date (run `strata crds`): {}", stale.join(", "));
         return Ok(ExitCode::from(1));
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
     for (name, content) in &files {
         let path = args.out.join(name);
-        std::fs::write(&path, content).with_context(|| format!("{}: cannot write", path.display()))?;
+        std::fs::write(&path, content)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

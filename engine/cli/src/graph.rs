@@ -34,13 +34,14 @@ pub fn run(args: GraphArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let composition = match load::composition_from_str(&text, &args.composition.display().to_string()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let composition =
+        match load::composition_from_str(&text, &args.composition.display().to_string()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
     let compiled = match CompiledComposition::compile(&composition.spec) {
         Ok(c) => c,
         Err(e) => {
@@ -48,7 +49,11 @@ pub fn run(args: GraphArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let name = composition.metadata.name.as_deref().unwrap_or("composition");
+    let name = composition
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or("composition");
     let out = match args.format {
         GraphFormat::Text => text_graph(name, &compiled),
         GraphFormat::Dot => dot_graph(name, &compiled.graph),
@@ -59,7 +64,11 @@ pub fn run(args: GraphArgs) -> Result<ExitCode> {
 }
 
 fn names(graph: &DependencyGraph, indexes: &[usize]) -> String {
-    indexes.iter().map(|i| graph.name(*i)).collect::<Vec<_>>().join(", ")
+    indexes
+        .iter()
+        .map(|i| graph.name(*i))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A plain-text report: creation order with each resource's dependencies, then the waves.
@@ -94,7 +103,10 @@ pub fn text_graph(name: &str, compiled: &CompiledComposition) -> String {
         let _ = writeln!(out, "  {}: {}", n + 1, names(g, wave));
     }
     if !g.dropped_edges().is_empty() {
-        let _ = writeln!(out, "inferred edges ignored because they would form a cycle:");
+        let _ = writeln!(
+            out,
+            "inferred edges ignored because they would form a cycle:"
+        );
         for d in g.dropped_edges() {
             let _ = writeln!(out, "  {} -> {} ({})", d.from, d.to, d.detail);
         }
@@ -115,13 +127,23 @@ pub fn dot_graph(name: &str, g: &DependencyGraph) -> String {
         let _ = writeln!(out, "  {};", quote(g.name(*i)));
     }
     for (from, to, kind, detail) in g.edges() {
-        let style = if kind.gates_creation() { "solid" } else { "dashed" };
+        let style = if kind.gates_creation() {
+            "solid"
+        } else {
+            "dashed"
+        };
         let label = if detail.is_empty() || kind == EdgeKind::DependsOn {
             kind.to_string()
         } else {
             format!("{kind}: {detail}")
         };
-        let _ = writeln!(out, "  {} -> {} [label={}, style={style}];", quote(g.name(from)), quote(g.name(to)), quote(&label));
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}, style={style}];",
+            quote(g.name(from)),
+            quote(g.name(to)),
+            quote(&label)
+        );
     }
     out.push_str("}\n");
     out

@@ -20,9 +20,15 @@ pub fn read_documents(path: &Path) -> Result<Vec<SourcedValue>> {
 
 /// Reads a file, refusing oversized input before it is loaded into memory.
 pub fn read_text(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if meta.len() > load::MAX_INPUT_BYTES as u64 {
-        anyhow::bail!("{}: input is {} bytes; the limit is {}", path.display(), meta.len(), load::MAX_INPUT_BYTES);
+        anyhow::bail!(
+            "{}: input is {} bytes; the limit is {}",
+            path.display(),
+            meta.len(),
+            load::MAX_INPUT_BYTES
+        );
     }
     std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
 }
@@ -37,7 +43,10 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         for entry in entries {
             if entry.is_dir() {
                 collect_files(&entry, out)?;
-            } else if matches!(entry.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+            } else if matches!(
+                entry.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            ) {
                 out.push(entry);
             }
         }

@@ -19,7 +19,11 @@ mod up;
 mod validate;
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "A composition engine for cloud infrastructure on Kubernetes")]
+#[command(
+    name = "strata",
+    version,
+    about = "A composition engine for cloud infrastructure on Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,8 +67,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(
+    f: F,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(f)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -87,7 +87,10 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
     docs.push(output.composite.clone());
     docs.extend(output.resources.iter().map(|r| r.resource.clone()));
     if args.include_connection_details {
-        docs.push(connection_secret(&output.composite, &output.connection_details));
+        docs.push(connection_secret(
+            &output.composite,
+            &output.connection_details,
+        ));
     }
     print!("{}", format_documents(&docs, args.output)?);
     Ok(ExitCode::SUCCESS)
@@ -103,7 +106,8 @@ struct Prepared {
 fn prepare(args: &RenderArgs) -> Result<Prepared> {
     let mut composite = single_object(&args.composite)?;
     let text = read_text(&args.composition)?;
-    let composition = load::composition_from_str(&text, &args.composition.display().to_string())?.spec;
+    let composition =
+        load::composition_from_str(&text, &args.composition.display().to_string())?.spec;
     if let Some(path) = &args.xrd {
         apply_xrd_defaults(path, &mut composite)?;
     }
@@ -115,7 +119,12 @@ fn prepare(args: &RenderArgs) -> Result<Prepared> {
         Some(p) => Some(environment(p)?),
         None => None,
     };
-    Ok(Prepared { composite, composition, observed, environment })
+    Ok(Prepared {
+        composite,
+        composition,
+        observed,
+        environment,
+    })
 }
 
 fn single_object(path: &Path) -> Result<Value> {
@@ -123,16 +132,29 @@ fn single_object(path: &Path) -> Result<Value> {
     match docs.len() {
         1 => Ok(docs.remove(0).value),
         0 => bail!("{}: no object found", path.display()),
-        n => bail!("{}: expected one composite resource, found {n} documents", path.display()),
+        n => bail!(
+            "{}: expected one composite resource, found {n} documents",
+            path.display()
+        ),
     }
 }
 
 fn apply_xrd_defaults(path: &Path, composite: &mut Value) -> Result<()> {
     let docs = read_documents(path)?;
-    let api_version = composite.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
-    let kind = composite.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
+    let api_version = composite
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let kind = composite
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     for doc in &docs {
-        let Document::Xrd(xrd) = load::classify(doc)? else { continue };
+        let Document::Xrd(xrd) = load::classify(doc)? else {
+            continue;
+        };
         let generated = crd::xrd_to_crds(&xrd).with_context(|| doc.location())?;
         let crd = &generated.composite;
         if crd.spec.names.kind != kind {
@@ -144,9 +166,17 @@ fn apply_xrd_defaults(path: &Path, composite: &mut Value) -> Result<()> {
             .iter()
             .find(|v| format!("{}/{}", crd.spec.group, v.name) == api_version)
         else {
-            bail!("{}: XRD {} has no version matching {api_version}", path.display(), crd.spec.names.kind);
+            bail!(
+                "{}: XRD {} has no version matching {api_version}",
+                path.display(),
+                crd.spec.names.kind
+            );
         };
-        let Some(schema) = version.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()) else {
+        let Some(schema) = version
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+        else {
             return Ok(());
         };
         let schema = serde_json::to_value(schema)?;
@@ -170,25 +200,60 @@ fn observed_resources(path: &Path) -> Result<ObservedResources> {
     let mut secrets: BTreeMap<(String, String), ConnectionDetails> = BTreeMap::new();
     for doc in &docs {
         let v = &doc.value;
-        if v.get("apiVersion").and_then(Value::as_str) == Some("v1") && v.get("kind").and_then(Value::as_str) == Some("Secret") {
-            let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_owned();
-            let namespace = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_owned();
-            secrets.insert((namespace, name), secret_data(v).with_context(|| doc.location())?);
+        if v.get("apiVersion").and_then(Value::as_str) == Some("v1")
+            && v.get("kind").and_then(Value::as_str) == Some("Secret")
+        {
+            let name = v
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let namespace = v
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            secrets.insert(
+                (namespace, name),
+                secret_data(v).with_context(|| doc.location())?,
+            );
         }
     }
     let mut out = ObservedResources::new();
     for doc in &docs {
-        let Some(name) = template_name(&doc.value) else { continue };
+        let Some(name) = template_name(&doc.value) else {
+            continue;
+        };
         let connection_details = match doc.value.pointer("/spec/writeConnectionSecretToRef") {
             Some(r) => {
-                let name = r.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
-                let namespace = r.get("namespace").and_then(Value::as_str).unwrap_or("").to_owned();
+                let name = r
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                let namespace = r
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
                 secrets.get(&(namespace, name)).cloned().unwrap_or_default()
             }
             None => ConnectionDetails::new(),
         };
-        if out.insert(name.to_owned(), Observed { resource: doc.value.clone(), connection_details }).is_some() {
-            bail!("{}: two observed resources claim template {name:?}", doc.location());
+        if out
+            .insert(
+                name.to_owned(),
+                Observed {
+                    resource: doc.value.clone(),
+                    connection_details,
+                },
+            )
+            .is_some()
+        {
+            bail!(
+                "{}: two observed resources claim template {name:?}",
+                doc.location()
+            );
         }
     }
     Ok(out)
@@ -198,7 +263,9 @@ fn secret_data(secret: &Value) -> Result<ConnectionDetails> {
     let mut out = ConnectionDetails::new();
     if let Some(data) = secret.get("data").and_then(Value::as_object) {
         for (k, v) in data {
-            let s = v.as_str().with_context(|| format!("data.{k}: expected a base64 string"))?;
+            let s = v
+                .as_str()
+                .with_context(|| format!("data.{k}: expected a base64 string"))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .with_context(|| format!("data.{k}: invalid base64"))?;
@@ -207,7 +274,9 @@ fn secret_data(secret: &Value) -> Result<ConnectionDetails> {
     }
     if let Some(data) = secret.get("stringData").and_then(Value::as_object) {
         for (k, v) in data {
-            let s = v.as_str().with_context(|| format!("stringData.{k}: expected a string"))?;
+            let s = v
+                .as_str()
+                .with_context(|| format!("stringData.{k}: expected a string"))?;
             out.insert(k.clone(), s.as_bytes().to_vec());
         }
     }
@@ -222,31 +291,46 @@ fn environment(path: &Path) -> Result<Value> {
             Document::EnvironmentConfig(e) => e.data,
             Document::Object(v) if v.get("kind").is_none() => v,
             Document::Object(_) | Document::Xrd(_) | Document::Composition(_) => {
-                bail!("{}: expected an EnvironmentConfig or a plain object", doc.location())
+                bail!(
+                    "{}: expected an EnvironmentConfig or a plain object",
+                    doc.location()
+                )
             }
         };
         if data.is_null() {
             continue;
         }
-        merged = strata_core::patch::merge(Some(merged), data, false, false).map_err(anyhow::Error::msg)?;
+        merged = strata_core::patch::merge(Some(merged), data, false, false)
+            .map_err(anyhow::Error::msg)?;
     }
     Ok(merged)
 }
 
 fn connection_secret(composite: &Value, details: &ConnectionDetails) -> Value {
     let reference = composite.pointer("/spec/writeConnectionSecretToRef");
-    let xr_name = composite.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("composite");
+    let xr_name = composite
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("composite");
     let name = reference
         .and_then(|r| r.get("name"))
         .and_then(Value::as_str)
         .map_or_else(|| format!("{xr_name}-connection"), str::to_owned);
     let mut metadata = json!({ "name": name });
-    if let Some(ns) = reference.and_then(|r| r.get("namespace")).and_then(Value::as_str) {
+    if let Some(ns) = reference
+        .and_then(|r| r.get("namespace"))
+        .and_then(Value::as_str)
+    {
         metadata["namespace"] = Value::String(ns.to_owned());
     }
     let data: serde_json::Map<String, Value> = details
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(base64::engine::general_purpose::STANDARD.encode(v))))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
         .collect();
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "connection.strata.dev/v1alpha1", "data": data})
 }

@@ -88,8 +88,18 @@ fn composites() -> Vec<String> {
 /// Parse the XR, render, serialize every output document: the whole per-XR cost.
 fn render_one(compiled: &CompiledComposition, text: &str, observed: &ObservedResources) -> usize {
     let xr: Value = serde_json::from_str(text).expect("valid JSON");
-    let out = render(compiled, RenderInput { composite: &xr, observed, environment: None }).expect("renders");
-    let mut bytes = serde_json::to_vec(&out.composite).expect("serializes").len();
+    let out = render(
+        compiled,
+        RenderInput {
+            composite: &xr,
+            observed,
+            environment: None,
+        },
+    )
+    .expect("renders");
+    let mut bytes = serde_json::to_vec(&out.composite)
+        .expect("serializes")
+        .len();
     for r in &out.resources {
         bytes += serde_json::to_vec(&r.resource).expect("serializes").len();
     }
@@ -109,7 +119,12 @@ fn floor_one(text: &str, outputs: &[Value]) -> usize {
 fn graph_input(n: usize) -> (Vec<String>, Vec<EdgeSpec>) {
     let names = (0..n).map(|i| format!("r{i}")).collect();
     let edges = (1..n)
-        .map(|i| EdgeSpec { from: (i * 7919) % i, to: i, kind: EdgeKind::DependsOn, detail: String::new() })
+        .map(|i| EdgeSpec {
+            from: (i * 7919) % i,
+            to: i,
+            kind: EdgeKind::DependsOn,
+            detail: String::new(),
+        })
         .collect();
     (names, edges)
 }
@@ -131,8 +146,15 @@ fn main() {
     let observed = ObservedResources::new();
     // One render's output documents, reused by the floor so both serialize the same volume.
     let sample: Value = serde_json::from_str(&xrs[0]).expect("valid");
-    let sample_out = render(&compiled, RenderInput { composite: &sample, observed: &observed, environment: None })
-        .expect("renders");
+    let sample_out = render(
+        &compiled,
+        RenderInput {
+            composite: &sample,
+            observed: &observed,
+            environment: None,
+        },
+    )
+    .expect("renders");
     let mut outputs = vec![sample_out.composite.clone()];
     outputs.extend(sample_out.resources.iter().map(|r| r.resource.clone()));
 
@@ -140,7 +162,11 @@ fn main() {
     let mut group = c.benchmark_group("render");
     group.throughput(Throughput::Elements(XRS as u64));
     group.bench_function("1000_xrs_10_resources_50_patches", |b| {
-        b.iter(|| xrs.iter().map(|x| render_one(&compiled, x, &observed)).sum::<usize>())
+        b.iter(|| {
+            xrs.iter()
+                .map(|x| render_one(&compiled, x, &observed))
+                .sum::<usize>()
+        })
     });
     group.bench_function("parse_serialize_floor_1000_xrs", |b| {
         b.iter(|| xrs.iter().map(|x| floor_one(x, &outputs)).sum::<usize>())
@@ -154,17 +180,49 @@ fn main() {
 
     // A plain summary with the ratio, measured in this same run.
     let min = Duration::from_secs(2);
-    let render_t = time_per_iter(|| { black_box(xrs.iter().map(|x| render_one(&compiled, x, &observed)).sum::<usize>()); }, min);
-    let floor_t = time_per_iter(|| { black_box(xrs.iter().map(|x| floor_one(x, &outputs)).sum::<usize>()); }, min);
-    let graph_t = time_per_iter(|| { black_box(DependencyGraph::build(&names, &edges).expect("acyclic")); }, min);
+    let render_t = time_per_iter(
+        || {
+            black_box(
+                xrs.iter()
+                    .map(|x| render_one(&compiled, x, &observed))
+                    .sum::<usize>(),
+            );
+        },
+        min,
+    );
+    let floor_t = time_per_iter(
+        || {
+            black_box(xrs.iter().map(|x| floor_one(x, &outputs)).sum::<usize>());
+        },
+        min,
+    );
+    let graph_t = time_per_iter(
+        || {
+            black_box(DependencyGraph::build(&names, &edges).expect("acyclic"));
+        },
+        min,
+    );
     let xrs_per_s = XRS as f64 / render_t.as_secs_f64();
     let patches = (RESOURCES * PATCHES_PER_RESOURCE) as f64;
     println!();
     println!("summary (one core):");
-    println!("  render (parse + render + serialize): {:>10.0} XRs/s  {:>12.0} patches/s  {:>7.2} µs/XR",
-        xrs_per_s, xrs_per_s * patches, render_t.as_secs_f64() * 1e6 / XRS as f64);
-    println!("  floor  (parse + serialize only):     {:>10.0} XRs/s  {:>28.2} µs/XR",
-        XRS as f64 / floor_t.as_secs_f64(), floor_t.as_secs_f64() * 1e6 / XRS as f64);
-    println!("  ratio render / floor:                {:>10.2}x", render_t.as_secs_f64() / floor_t.as_secs_f64());
-    println!("  graph build + topological sort, 10,000 nodes: {:.3} ms", graph_t.as_secs_f64() * 1e3);
+    println!(
+        "  render (parse + render + serialize): {:>10.0} XRs/s  {:>12.0} patches/s  {:>7.2} µs/XR",
+        xrs_per_s,
+        xrs_per_s * patches,
+        render_t.as_secs_f64() * 1e6 / XRS as f64
+    );
+    println!(
+        "  floor  (parse + serialize only):     {:>10.0} XRs/s  {:>28.2} µs/XR",
+        XRS as f64 / floor_t.as_secs_f64(),
+        floor_t.as_secs_f64() * 1e6 / XRS as f64
+    );
+    println!(
+        "  ratio render / floor:                {:>10.2}x",
+        render_t.as_secs_f64() / floor_t.as_secs_f64()
+    );
+    println!(
+        "  graph build + topological sort, 10,000 nodes: {:.3} ms",
+        graph_t.as_secs_f64() * 1e3
+    );
 }

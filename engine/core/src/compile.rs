@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::fieldpath::{FieldPath, ParseError};
 use crate::graph::{DependencyGraph, EdgeKind, EdgeSpec, GraphError};
 use crate::model::{
-    CompositionSpec, ConnectionDetail, ConnectionDetailType, FromFieldPathPolicy, Patch,
-    PatchType, ReadinessCheck, ReadinessCheckType, ToFieldPathPolicy, TypeReference,
+    CompositionSpec, ConnectionDetail, ConnectionDetailType, FromFieldPathPolicy, Patch, PatchType,
+    ReadinessCheck, ReadinessCheckType, ToFieldPathPolicy, TypeReference,
 };
 use crate::transform::{CompiledTransform, TransformError, compile_all};
 
@@ -45,7 +45,10 @@ pub struct CompiledResource {
 #[derive(Clone, Debug)]
 pub enum PatchSource {
     Path(FieldPath),
-    Combine { variables: Vec<FieldPath>, format: String },
+    Combine {
+        variables: Vec<FieldPath>,
+        format: String,
+    },
 }
 
 /// A patch with parsed paths and compiled transforms.
@@ -107,7 +110,13 @@ impl std::fmt::Display for Location {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
     #[error("{at}: patch {index} ({kind}): {field}: {message}")]
-    Patch { at: Location, index: usize, kind: &'static str, field: &'static str, message: String },
+    Patch {
+        at: Location,
+        index: usize,
+        kind: &'static str,
+        field: &'static str,
+        message: String,
+    },
     #[error("{at}: patch {index} ({kind}): {source}")]
     Transform {
         at: Location,
@@ -117,7 +126,11 @@ pub enum CompileError {
         source: TransformError,
     },
     #[error("{at}: {field}: {message}")]
-    Field { at: Location, field: String, message: String },
+    Field {
+        at: Location,
+        field: String,
+        message: String,
+    },
     #[error("{0}")]
     Graph(#[from] GraphError),
 }
@@ -125,8 +138,11 @@ pub enum CompileError {
 impl CompiledComposition {
     /// Compiles a Composition. Fails on the first problem; [`crate::lint`] reports all of them.
     pub fn compile(spec: &CompositionSpec) -> Result<Self, CompileError> {
-        let patch_sets: BTreeMap<&str, &[Patch]> =
-            spec.patch_sets.iter().map(|s| (s.name.as_str(), s.patches.as_slice())).collect();
+        let patch_sets: BTreeMap<&str, &[Patch]> = spec
+            .patch_sets
+            .iter()
+            .map(|s| (s.name.as_str(), s.patches.as_slice()))
+            .collect();
         for set in &spec.patch_sets {
             for (index, p) in set.patches.iter().enumerate() {
                 if p.kind == PatchType::PatchSet {
@@ -192,7 +208,11 @@ impl CompiledComposition {
                 connection_details,
                 readiness_checks,
                 name_suffix: crate::render::dns_label(&template.name),
-                stamped_base: crate::render::prestamp(&template.base, &template.name, &spec.composite_type_ref),
+                stamped_base: crate::render::prestamp(
+                    &template.base,
+                    &template.name,
+                    &spec.composite_type_ref,
+                ),
             });
         }
         let mut environment_patches = Vec::new();
@@ -228,7 +248,8 @@ impl CompiledComposition {
         }
         for (to, resource) in resources.iter().enumerate() {
             for patch in &resource.patches {
-                if let (Some(from), PatchSource::Path(path)) = (patch.from_resource, &patch.source) {
+                if let (Some(from), PatchSource::Path(path)) = (patch.from_resource, &patch.source)
+                {
                     edges.push(EdgeSpec {
                         from,
                         to,
@@ -244,9 +265,14 @@ impl CompiledComposition {
             composite_type: spec.composite_type_ref.clone(),
             resources,
             environment_patches,
-            environment_defaults: spec.environment.as_ref().and_then(|e| e.default_data.clone()),
+            environment_defaults: spec
+                .environment
+                .as_ref()
+                .and_then(|e| e.default_data.clone()),
             graph,
-            write_connection_secrets_to_namespace: spec.write_connection_secrets_to_namespace.clone(),
+            write_connection_secrets_to_namespace: spec
+                .write_connection_secrets_to_namespace
+                .clone(),
         })
     }
 
@@ -262,14 +288,20 @@ fn inferred_edges(resources: &[CompiledResource]) -> Vec<EdgeSpec> {
     let mut edges = Vec::new();
     for (w, writer) in resources.iter().enumerate() {
         for wp in writer.patches.iter().filter(|p| {
-            matches!(p.kind, PatchType::ToCompositeFieldPath | PatchType::CombineToComposite)
+            matches!(
+                p.kind,
+                PatchType::ToCompositeFieldPath | PatchType::CombineToComposite
+            )
         }) {
             for (r, reader) in resources.iter().enumerate() {
                 if r == w {
                     continue;
                 }
                 for rp in reader.patches.iter().filter(|p| {
-                    matches!(p.kind, PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite)
+                    matches!(
+                        p.kind,
+                        PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite
+                    )
                 }) {
                     let reads: Vec<&FieldPath> = match &rp.source {
                         PatchSource::Path(p) => vec![p],
@@ -372,7 +404,9 @@ fn compile_patch(
             | PatchType::CombineToEnvironment
     );
     let source = if combine {
-        let Some(c) = &patch.combine else { return Err(missing("combine")) };
+        let Some(c) = &patch.combine else {
+            return Err(missing("combine"));
+        };
         if c.variables.is_empty() {
             return Err(missing("combine.variables"));
         }
@@ -382,18 +416,36 @@ fn compile_patch(
                 index,
                 kind: kind.as_str(),
                 field: "combine.strategy",
-                message: format!("combine strategy {:?} is not supported; supported: string", c.strategy),
+                message: format!(
+                    "combine strategy {:?} is not supported; supported: string",
+                    c.strategy
+                ),
             });
         }
-        let Some(s) = &c.string else { return Err(missing("combine.string")) };
+        let Some(s) = &c.string else {
+            return Err(missing("combine.string"));
+        };
         let variables = c
             .variables
             .iter()
-            .map(|v| parse_path(at, index, kind, "combine.variables.fromFieldPath", &v.from_field_path))
+            .map(|v| {
+                parse_path(
+                    at,
+                    index,
+                    kind,
+                    "combine.variables.fromFieldPath",
+                    &v.from_field_path,
+                )
+            })
             .collect::<Result<_, _>>()?;
-        PatchSource::Combine { variables, format: s.fmt.clone() }
+        PatchSource::Combine {
+            variables,
+            format: s.fmt.clone(),
+        }
     } else {
-        let Some(from) = patch.from_field_path.as_deref() else { return Err(missing("fromFieldPath")) };
+        let Some(from) = patch.from_field_path.as_deref() else {
+            return Err(missing("fromFieldPath"));
+        };
         PatchSource::Path(parse_path(at, index, kind, "fromFieldPath", from)?)
     };
     let to_raw = match (&patch.to_field_path, &source) {
@@ -406,7 +458,9 @@ fn compile_patch(
         return Err(missing("toFieldPath"));
     }
     let from_resource = if kind == PatchType::FromResourceFieldPath {
-        let Some(name) = patch.from_resource.as_deref() else { return Err(missing("fromResource")) };
+        let Some(name) = patch.from_resource.as_deref() else {
+            return Err(missing("fromResource"));
+        };
         let Some(i) = names.iter().position(|n| n == name) else {
             return Err(CompileError::Patch {
                 at: at.clone(),
@@ -431,7 +485,10 @@ fn compile_patch(
         (Some(p), _) => p,
         (None, None) => ToFieldPathPolicy::Replace,
         // Crossplane's deprecated mergeOptions map onto the same merge modes.
-        (None, Some(m)) => match (m.keep_map_values == Some(true), m.append_slice == Some(true)) {
+        (None, Some(m)) => match (
+            m.keep_map_values == Some(true),
+            m.append_slice == Some(true),
+        ) {
             (true, true) => ToFieldPathPolicy::MergeObjectsAppendArrays,
             (true, false) => ToFieldPathPolicy::MergeObjects,
             (false, true) => ToFieldPathPolicy::ForceMergeObjectsAppendArrays,
@@ -487,14 +544,24 @@ fn compile_connection_detail(
     let kind = match d.kind {
         Some(k) => k,
         None if d.value.is_some() => ConnectionDetailType::FromValue,
-        None if d.from_connection_secret_key.is_some() => ConnectionDetailType::FromConnectionSecretKey,
+        None if d.from_connection_secret_key.is_some() => {
+            ConnectionDetailType::FromConnectionSecretKey
+        }
         None if d.from_field_path.is_some() => ConnectionDetailType::FromFieldPath,
-        None => return Err(err("type", "cannot infer the type: set value, fromConnectionSecretKey or fromFieldPath")),
+        None => {
+            return Err(err(
+                "type",
+                "cannot infer the type: set value, fromConnectionSecretKey or fromFieldPath",
+            ));
+        }
     };
     Ok(match kind {
         ConnectionDetailType::FromConnectionSecretKey => {
             let Some(key) = d.from_connection_secret_key.clone() else {
-                return Err(err("fromConnectionSecretKey", "required for type FromConnectionSecretKey"));
+                return Err(err(
+                    "fromConnectionSecretKey",
+                    "required for type FromConnectionSecretKey",
+                ));
             };
             CompiledConnectionDetail::FromConnectionSecretKey {
                 name: d.name.clone().unwrap_or_else(|| key.clone()),
@@ -505,13 +572,19 @@ fn compile_connection_detail(
             let Some(raw) = d.from_field_path.as_deref() else {
                 return Err(err("fromFieldPath", "required for type FromFieldPath"));
             };
-            let Some(name) = d.name.clone() else { return Err(err("name", "required for type FromFieldPath")) };
+            let Some(name) = d.name.clone() else {
+                return Err(err("name", "required for type FromFieldPath"));
+            };
             let path = FieldPath::parse(raw).map_err(|e| err("fromFieldPath", &e.to_string()))?;
             CompiledConnectionDetail::FromFieldPath { name, path }
         }
         ConnectionDetailType::FromValue => {
-            let Some(value) = d.value.clone() else { return Err(err("value", "required for type FromValue")) };
-            let Some(name) = d.name.clone() else { return Err(err("name", "required for type FromValue")) };
+            let Some(value) = d.value.clone() else {
+                return Err(err("value", "required for type FromValue"));
+            };
+            let Some(name) = d.name.clone() else {
+                return Err(err("name", "required for type FromValue"));
+            };
             CompiledConnectionDetail::FromValue { name, value }
         }
     })
@@ -552,9 +625,15 @@ fn compile_readiness_check(
         ReadinessCheckType::MatchFalse => CompiledReadinessCheck::MatchFalse(path()?),
         ReadinessCheckType::MatchCondition => {
             let Some(m) = c.match_condition.clone() else {
-                return Err(err("matchCondition", "required for type MatchCondition".into()));
+                return Err(err(
+                    "matchCondition",
+                    "required for type MatchCondition".into(),
+                ));
             };
-            CompiledReadinessCheck::MatchCondition { kind: m.kind, status: m.status }
+            CompiledReadinessCheck::MatchCondition {
+                kind: m.kind,
+                status: m.status,
+            }
         }
     })
 }

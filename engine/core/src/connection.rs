@@ -52,13 +52,34 @@ mod tests {
         let observed = json!({"status": {"endpoint": "db.local", "port": 5432}});
         let secret: ConnectionDetails = [("password".to_owned(), b"s3cret".to_vec())].into();
         let details = vec![
-            CompiledConnectionDetail::FromValue { name: "user".into(), value: "admin".into() },
-            CompiledConnectionDetail::FromConnectionSecretKey { name: "pw".into(), key: "password".into() },
-            CompiledConnectionDetail::FromConnectionSecretKey { name: "absent".into(), key: "nope".into() },
-            CompiledConnectionDetail::FromFieldPath { name: "host".into(), path: FieldPath::parse("status.endpoint").expect("p") },
-            CompiledConnectionDetail::FromFieldPath { name: "port".into(), path: FieldPath::parse("status.port").expect("p") },
-            CompiledConnectionDetail::FromFieldPath { name: "missing".into(), path: FieldPath::parse("status.nope").expect("p") },
-            CompiledConnectionDetail::FromValue { name: "user".into(), value: "root".into() },
+            CompiledConnectionDetail::FromValue {
+                name: "user".into(),
+                value: "admin".into(),
+            },
+            CompiledConnectionDetail::FromConnectionSecretKey {
+                name: "pw".into(),
+                key: "password".into(),
+            },
+            CompiledConnectionDetail::FromConnectionSecretKey {
+                name: "absent".into(),
+                key: "nope".into(),
+            },
+            CompiledConnectionDetail::FromFieldPath {
+                name: "host".into(),
+                path: FieldPath::parse("status.endpoint").expect("p"),
+            },
+            CompiledConnectionDetail::FromFieldPath {
+                name: "port".into(),
+                path: FieldPath::parse("status.port").expect("p"),
+            },
+            CompiledConnectionDetail::FromFieldPath {
+                name: "missing".into(),
+                path: FieldPath::parse("status.nope").expect("p"),
+            },
+            CompiledConnectionDetail::FromValue {
+                name: "user".into(),
+                value: "root".into(),
+            },
         ];
         let mut out = ConnectionDetails::new();
         extract(&details, &observed, &secret, &mut out);

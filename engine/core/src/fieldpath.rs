@@ -58,7 +58,11 @@ impl AccessError {
 impl FieldPath {
     /// Parses Crossplane's field path grammar.
     pub fn parse(path: &str) -> Result<Self, ParseError> {
-        let err = |reason, position| ParseError { path: path.to_owned(), reason, position };
+        let err = |reason, position| ParseError {
+            path: path.to_owned(),
+            reason,
+            position,
+        };
         let bytes = path.as_bytes();
         let mut segments = Vec::new();
         let mut i = 0;
@@ -113,8 +117,13 @@ impl FieldPath {
                 }
             }
         }
-        let has_wildcard = segments.iter().any(|s| matches!(s, Segment::Field(f) if f == "*"));
-        Ok(Self { segments, has_wildcard })
+        let has_wildcard = segments
+            .iter()
+            .any(|s| matches!(s, Segment::Field(f) if f == "*"));
+        Ok(Self {
+            segments,
+            has_wildcard,
+        })
     }
 
     pub fn segments(&self) -> &[Segment] {
@@ -136,7 +145,10 @@ impl FieldPath {
         for (i, segment) in self.segments.iter().enumerate() {
             current = match (segment, current) {
                 (_, Value::Null) => {
-                    return Err(AccessError::NotFound { path: self.prefix(i), what: "nil parent" });
+                    return Err(AccessError::NotFound {
+                        path: self.prefix(i),
+                        what: "nil parent",
+                    });
                 }
                 (Segment::Field(f), Value::Object(map)) => match map.get(f) {
                     Some(v) => v,
@@ -148,7 +160,10 @@ impl FieldPath {
                     }
                 },
                 (Segment::Field(_), _) => {
-                    return Err(AccessError::Invalid(format!("{}: not an object", self.prefix(i))));
+                    return Err(AccessError::Invalid(format!(
+                        "{}: not an object",
+                        self.prefix(i)
+                    )));
                 }
                 (Segment::Index(n), Value::Array(items)) => match items.get(*n as usize) {
                     Some(v) => v,
@@ -160,7 +175,10 @@ impl FieldPath {
                     }
                 },
                 (Segment::Index(_), _) => {
-                    return Err(AccessError::Invalid(format!("{}: not an array", self.prefix(i))));
+                    return Err(AccessError::Invalid(format!(
+                        "{}: not an array",
+                        self.prefix(i)
+                    )));
                 }
             };
         }
@@ -207,7 +225,10 @@ impl FieldPath {
         match segment {
             Segment::Field(f) => {
                 let Value::Object(map) = current else {
-                    return Err(AccessError::Invalid(format!("{} is not an object", self.prefix(i))));
+                    return Err(AccessError::Invalid(format!(
+                        "{} is not an object",
+                        self.prefix(i)
+                    )));
                 };
                 // Look up before inserting: most writes land on keys that exist, and the key
                 // would otherwise be allocated for nothing.
@@ -219,8 +240,9 @@ impl FieldPath {
                     };
                     map.insert(f.clone(), fresh);
                 }
-                map.get_mut(f.as_str())
-                    .ok_or_else(|| AccessError::Invalid(format!("{}: cannot create field", self.prefix(i + 1))))
+                map.get_mut(f.as_str()).ok_or_else(|| {
+                    AccessError::Invalid(format!("{}: cannot create field", self.prefix(i + 1)))
+                })
             }
             Segment::Index(n) => {
                 if *n > MAX_INDEX {
@@ -230,7 +252,10 @@ impl FieldPath {
                     )));
                 }
                 let Value::Array(items) = current else {
-                    return Err(AccessError::Invalid(format!("{} is not an array", self.prefix(i))));
+                    return Err(AccessError::Invalid(format!(
+                        "{} is not an array",
+                        self.prefix(i)
+                    )));
                 };
                 let n = *n as usize;
                 if items.len() <= n {
@@ -256,7 +281,10 @@ impl FieldPath {
         expand(root, &self.segments, 0, &mut out)?;
         Ok(out
             .into_iter()
-            .map(|segments| FieldPath { segments, has_wildcard: false })
+            .map(|segments| FieldPath {
+                segments,
+                has_wildcard: false,
+            })
             .collect())
     }
 
@@ -268,9 +296,14 @@ impl FieldPath {
     /// True when one path is a prefix of the other (they address overlapping data).
     pub fn overlaps(&self, other: &FieldPath) -> bool {
         let n = self.segments.len().min(other.segments.len());
-        self.segments[..n].iter().zip(&other.segments[..n]).all(|(a, b)| {
-            a == b || matches!(a, Segment::Field(f) if f == "*") || matches!(b, Segment::Field(f) if f == "*")
-        })
+        self.segments[..n]
+            .iter()
+            .zip(&other.segments[..n])
+            .all(|(a, b)| {
+                a == b
+                    || matches!(a, Segment::Field(f) if f == "*")
+                    || matches!(b, Segment::Field(f) if f == "*")
+            })
     }
 }
 
@@ -281,7 +314,10 @@ fn expand(
     out: &mut Vec<Vec<Segment>>,
 ) -> Result<(), AccessError> {
     for i in from..segments.len() {
-        let prefix = FieldPath { segments: segments[..i].to_vec(), has_wildcard: false };
+        let prefix = FieldPath {
+            segments: segments[..i].to_vec(),
+            has_wildcard: false,
+        };
         if matches!(&segments[i], Segment::Field(f) if f == "*") {
             let parent = match prefix.get(root) {
                 Ok(v) => v,
@@ -306,7 +342,10 @@ fn expand(
             return Ok(());
         }
     }
-    let full = FieldPath { segments: segments.to_vec(), has_wildcard: false };
+    let full = FieldPath {
+        segments: segments.to_vec(),
+        has_wildcard: false,
+    };
     match full.get(root) {
         Ok(_) => out.push(segments.to_vec()),
         Err(e) if e.is_not_found() => {}
@@ -386,20 +425,68 @@ mod tests {
     fn parses_the_grammar() {
         let cases: &[(&str, Vec<Segment>, &str)] = &[
             ("spec", vec![f("spec")], "single field"),
-            ("spec.forProvider.size", vec![f("spec"), f("forProvider"), f("size")], "dotted"),
-            ("spec.items[0].name", vec![f("spec"), f("items"), Segment::Index(0), f("name")], "index"),
-            ("metadata.annotations['example.org/name']", vec![f("metadata"), f("annotations"), f("example.org/name")], "single-quoted key keeps dots"),
-            ("metadata.labels[\"a.b\"]", vec![f("metadata"), f("labels"), f("a.b")], "double-quoted key"),
-            ("data[.config.yml]", vec![f("data"), f(".config.yml")], "unquoted bracket key keeps dots"),
-            ("spec[containers][0].name", vec![f("spec"), f("containers"), Segment::Index(0), f("name")], "bracketed field names"),
-            ("a[-1]", vec![f("a"), f("-1")], "negative numbers are field names"),
-            ("a[1.5]", vec![f("a"), f("1.5")], "fractions are field names"),
-            ("a[4294967296]", vec![f("a"), f("4294967296")], "2^32 is a field name"),
-            ("a[4294967295]", vec![f("a"), Segment::Index(u32::MAX)], "2^32-1 is an index"),
-            ("a[+1]", vec![f("a"), f("+1")], "a signed number is a field name"),
+            (
+                "spec.forProvider.size",
+                vec![f("spec"), f("forProvider"), f("size")],
+                "dotted",
+            ),
+            (
+                "spec.items[0].name",
+                vec![f("spec"), f("items"), Segment::Index(0), f("name")],
+                "index",
+            ),
+            (
+                "metadata.annotations['example.org/name']",
+                vec![f("metadata"), f("annotations"), f("example.org/name")],
+                "single-quoted key keeps dots",
+            ),
+            (
+                "metadata.labels[\"a.b\"]",
+                vec![f("metadata"), f("labels"), f("a.b")],
+                "double-quoted key",
+            ),
+            (
+                "data[.config.yml]",
+                vec![f("data"), f(".config.yml")],
+                "unquoted bracket key keeps dots",
+            ),
+            (
+                "spec[containers][0].name",
+                vec![f("spec"), f("containers"), Segment::Index(0), f("name")],
+                "bracketed field names",
+            ),
+            (
+                "a[-1]",
+                vec![f("a"), f("-1")],
+                "negative numbers are field names",
+            ),
+            (
+                "a[1.5]",
+                vec![f("a"), f("1.5")],
+                "fractions are field names",
+            ),
+            (
+                "a[4294967296]",
+                vec![f("a"), f("4294967296")],
+                "2^32 is a field name",
+            ),
+            (
+                "a[4294967295]",
+                vec![f("a"), Segment::Index(u32::MAX)],
+                "2^32-1 is an index",
+            ),
+            (
+                "a[+1]",
+                vec![f("a"), f("+1")],
+                "a signed number is a field name",
+            ),
             ("a[*].b", vec![f("a"), f("*"), f("b")], "wildcard"),
             ("[a].b", vec![f("a"), f("b")], "leading bracket"),
-            ("a[0][1]", vec![f("a"), Segment::Index(0), Segment::Index(1)], "consecutive indexes"),
+            (
+                "a[0][1]",
+                vec![f("a"), Segment::Index(0), Segment::Index(1)],
+                "consecutive indexes",
+            ),
             ("", vec![], "empty path addresses the whole object"),
         ];
         for (path, want, why) in cases {
@@ -420,7 +507,10 @@ mod tests {
             ("a]b", "stray closing bracket"),
             ("a[0]b", "text after bracket"),
         ] {
-            assert!(FieldPath::parse(path).is_err(), "{why}: {path} should not parse");
+            assert!(
+                FieldPath::parse(path).is_err(),
+                "{why}: {path} should not parse"
+            );
         }
     }
 
@@ -432,22 +522,39 @@ mod tests {
         assert!(get("spec.missing").expect_err("missing").is_not_found());
         assert!(get("spec.items[5]").expect_err("past end").is_not_found());
         assert!(get("spec.n.x").expect_err("nil parent").is_not_found());
-        assert!(get("spec.items[1].x.y").expect_err("nil parent deep").is_not_found());
+        assert!(
+            get("spec.items[1].x.y")
+                .expect_err("nil parent deep")
+                .is_not_found()
+        );
         let e = get("spec.s.x").expect_err("through string");
         assert_eq!(e, AccessError::Invalid("spec.s: not an object".into()));
         let e = get("spec.s[0]").expect_err("index a string");
         assert_eq!(e, AccessError::Invalid("spec.s: not an array".into()));
-        assert!(!get("spec.items.x").expect_err("field of array").is_not_found());
+        assert!(
+            !get("spec.items.x")
+                .expect_err("field of array")
+                .is_not_found()
+        );
     }
 
     #[test]
     fn set_creates_and_pads() {
         let mut v = json!({});
-        FieldPath::parse("spec.a[2].b").expect("parses").set(&mut v, json!("x")).expect("sets");
+        FieldPath::parse("spec.a[2].b")
+            .expect("parses")
+            .set(&mut v, json!("x"))
+            .expect("sets");
         assert_eq!(v, json!({"spec": {"a": [null, null, {"b": "x"}]}}));
-        FieldPath::parse("spec.a[0]").expect("parses").set(&mut v, json!(1)).expect("sets");
+        FieldPath::parse("spec.a[0]")
+            .expect("parses")
+            .set(&mut v, json!(1))
+            .expect("sets");
         assert_eq!(v, json!({"spec": {"a": [1, null, {"b": "x"}]}}));
-        FieldPath::parse("spec.m[k.with.dots]").expect("parses").set(&mut v, json!(true)).expect("sets");
+        FieldPath::parse("spec.m[k.with.dots]")
+            .expect("parses")
+            .set(&mut v, json!(true))
+            .expect("sets");
         assert_eq!(v["spec"]["m"]["k.with.dots"], json!(true));
     }
 
@@ -460,7 +567,10 @@ mod tests {
         assert!(set(&mut v, "s.x").is_err(), "through a string");
         assert!(set(&mut v, "s[0]").is_err(), "index into a string");
         let mut n = json!({"a": null});
-        assert!(set(&mut n, "a.b").is_err(), "an explicit null is the wrong type, as in Crossplane");
+        assert!(
+            set(&mut n, "a.b").is_err(),
+            "an explicit null is the wrong type, as in Crossplane"
+        );
     }
 
     #[test]
@@ -475,15 +585,27 @@ mod tests {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(expand("items[*].name"), vec!["items[0].name", "items[2].name"]);
+        assert_eq!(
+            expand("items[*].name"),
+            vec!["items[0].name", "items[2].name"]
+        );
         assert_eq!(expand("m[*].name"), vec!["m.x.name"]);
         assert_eq!(expand("missing[*].name"), Vec::<String>::new());
-        assert!(FieldPath::parse("items[0].name[*]").expect("parses").expand_wildcards(&v).is_err());
+        assert!(
+            FieldPath::parse("items[0].name[*]")
+                .expect("parses")
+                .expand_wildcards(&v)
+                .is_err()
+        );
     }
 
     #[test]
     fn formats_like_crossplane() {
-        for p in ["spec.items[0].name", "metadata.annotations[example.org/name]", "a"] {
+        for p in [
+            "spec.items[0].name",
+            "metadata.annotations[example.org/name]",
+            "a",
+        ] {
             assert_eq!(FieldPath::parse(p).expect("parses").to_string(), p);
         }
     }
@@ -497,8 +619,14 @@ mod tests {
     #[test]
     fn the_index_cap_error_names_the_array_once() {
         let mut v = json!({});
-        let err = FieldPath::parse("spec.items[1025]").expect("parses").set(&mut v, json!(1)).expect_err("over the cap");
-        assert_eq!(err.to_string(), "spec.items: index 1025 is greater than max allowed index 1024");
+        let err = FieldPath::parse("spec.items[1025]")
+            .expect("parses")
+            .set(&mut v, json!(1))
+            .expect_err("over the cap");
+        assert_eq!(
+            err.to_string(),
+            "spec.items: index 1025 is greater than max allowed index 1024"
+        );
     }
 
     proptest::proptest! {

@@ -105,9 +105,15 @@ impl DependencyGraph {
             }
             graph.add_node(name.clone());
         }
-        if let Some(e) = edges.iter().find(|e| e.from >= names.len() || e.to >= names.len()) {
+        if let Some(e) = edges
+            .iter()
+            .find(|e| e.from >= names.len() || e.to >= names.len())
+        {
             return Err(GraphError::Unknown {
-                resource: names.get(e.to).cloned().unwrap_or_else(|| format!("#{}", e.to)),
+                resource: names
+                    .get(e.to)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{}", e.to)),
                 missing: format!("#{}", e.from.max(e.to)),
             });
         }
@@ -119,7 +125,9 @@ impl DependencyGraph {
         let mut previous: Option<(usize, usize, EdgeKind)> = None;
         for edge in sorted.iter().filter(|e| e.kind.gates_creation()) {
             if edge.from == edge.to {
-                return Err(GraphError::SelfDependency { resource: names[edge.to].clone() });
+                return Err(GraphError::SelfDependency {
+                    resource: names[edge.to].clone(),
+                });
             }
             // Edges are sorted, so a duplicate is always next to its twin.
             let key = (edge.from, edge.to, edge.kind);
@@ -161,7 +169,13 @@ impl DependencyGraph {
         let mut reversed = order.clone();
         reversed.reverse();
         let deletion_waves = waves(&graph, &reversed, petgraph::Direction::Outgoing);
-        Ok(Self { graph, order, creation_waves, deletion_waves, dropped })
+        Ok(Self {
+            graph,
+            order,
+            creation_waves,
+            deletion_waves,
+            dropped,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -208,7 +222,14 @@ impl DependencyGraph {
         let mut edges: Vec<_> = self
             .graph
             .edge_references()
-            .map(|e| (e.source().index(), e.target().index(), e.weight().0, e.weight().1.as_str()))
+            .map(|e| {
+                (
+                    e.source().index(),
+                    e.target().index(),
+                    e.weight().0,
+                    e.weight().1.as_str(),
+                )
+            })
             .collect();
         edges.sort();
         edges
@@ -223,8 +244,10 @@ impl DependencyGraph {
 /// Names the members of the first cycle found (in declaration order of its lowest member),
 /// closing the loop: `a -> b -> a`.
 fn first_cycle(graph: &DiGraph<String, (EdgeKind, String)>) -> Option<Vec<String>> {
-    let mut cycles: Vec<Vec<NodeIndex>> =
-        tarjan_scc(graph).into_iter().filter(|scc| scc.len() > 1).collect();
+    let mut cycles: Vec<Vec<NodeIndex>> = tarjan_scc(graph)
+        .into_iter()
+        .filter(|scc| scc.len() > 1)
+        .collect();
     for scc in &mut cycles {
         scc.sort();
     }
@@ -235,12 +258,16 @@ fn first_cycle(graph: &DiGraph<String, (EdgeKind, String)>) -> Option<Vec<String
     let mut path = vec![start];
     let mut current = start;
     loop {
-        let mut next: Vec<NodeIndex> =
-            graph.neighbors(current).filter(|n| scc.contains(n)).collect();
+        let mut next: Vec<NodeIndex> = graph
+            .neighbors(current)
+            .filter(|n| scc.contains(n))
+            .collect();
         next.sort();
-        let step = next.iter().copied().find(|n| !path.contains(n)).or_else(|| {
-            next.iter().copied().find(|n| *n == start)
-        });
+        let step = next
+            .iter()
+            .copied()
+            .find(|n| !path.contains(n))
+            .or_else(|| next.iter().copied().find(|n| *n == start));
         match step {
             Some(n) if n == start => break,
             Some(n) => {
@@ -315,14 +342,22 @@ mod tests {
         n.iter().map(|s| (*s).to_owned()).collect()
     }
     fn edge(from: usize, to: usize, kind: EdgeKind) -> EdgeSpec {
-        EdgeSpec { from, to, kind, detail: String::new() }
+        EdgeSpec {
+            from,
+            to,
+            kind,
+            detail: String::new(),
+        }
     }
 
     #[test]
     fn orders_dependencies_first_with_ties_by_declaration() {
         let g = DependencyGraph::build(
             &names(&["c", "b", "a", "d"]),
-            &[edge(2, 1, EdgeKind::DependsOn), edge(1, 0, EdgeKind::ResourceRef)],
+            &[
+                edge(2, 1, EdgeKind::DependsOn),
+                edge(1, 0, EdgeKind::ResourceRef),
+            ],
         )
         .expect("acyclic");
         assert_eq!(g.order(), &[2, 1, 0, 3]);
@@ -347,16 +382,25 @@ mod tests {
     #[test]
     fn self_and_duplicate_are_rejected() {
         let e = DependencyGraph::build(&names(&["a"]), &[edge(0, 0, EdgeKind::DependsOn)]);
-        assert_eq!(e.expect_err("self").to_string(), "resource `a` depends on itself");
+        assert_eq!(
+            e.expect_err("self").to_string(),
+            "resource `a` depends on itself"
+        );
         let e = DependencyGraph::build(&names(&["a", "a"]), &[]);
-        assert_eq!(e.expect_err("dup").to_string(), "duplicate resource name `a`");
+        assert_eq!(
+            e.expect_err("dup").to_string(),
+            "duplicate resource name `a`"
+        );
     }
 
     #[test]
     fn inferred_edges_that_close_a_cycle_are_dropped_not_fatal() {
         let g = DependencyGraph::build(
             &names(&["a", "b"]),
-            &[edge(0, 1, EdgeKind::DependsOn), edge(1, 0, EdgeKind::ThroughComposite)],
+            &[
+                edge(0, 1, EdgeKind::DependsOn),
+                edge(1, 0, EdgeKind::ThroughComposite),
+            ],
         )
         .expect("inferred cycles are tolerated");
         assert_eq!(g.dropped_edges().len(), 1);
@@ -367,8 +411,9 @@ mod tests {
     fn ten_thousand_nodes_build_and_sort() {
         let n = 10_000;
         let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
-        let edges: Vec<EdgeSpec> =
-            (1..n).map(|i| edge((i * 7919) % i, i, EdgeKind::DependsOn)).collect();
+        let edges: Vec<EdgeSpec> = (1..n)
+            .map(|i| edge((i * 7919) % i, i, EdgeKind::DependsOn))
+            .collect();
         let g = DependencyGraph::build(&names, &edges).expect("acyclic");
         assert_eq!(g.order().len(), n);
         let mut position = vec![0; n];

@@ -542,7 +542,10 @@ impl<'a> Lint<'a> {
             return;
         }
         if site == Site::Environment && !crate::compile::allowed_in_environment(kind) {
-            self.error(format!("{at}.type"), crate::compile::ENVIRONMENT_PATCH_TYPES);
+            self.error(
+                format!("{at}.type"),
+                crate::compile::ENVIRONMENT_PATCH_TYPES,
+            );
         }
         let combine = matches!(
             kind,

@@ -13,9 +13,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::model::{
-    Composition, CompositionSpec, CompositeResourceDefinition, EnvironmentConfig,
-};
+use crate::model::{CompositeResourceDefinition, Composition, CompositionSpec, EnvironmentConfig};
 use crate::wire;
 
 /// Inputs larger than this are refused before parsing.
@@ -41,13 +39,27 @@ pub struct SourcedValue {
 impl SourcedValue {
     /// `file.yaml (document 2, Composition/name)`.
     pub fn location(&self) -> String {
-        let kind = self.value.get("kind").and_then(Value::as_str).unwrap_or("?");
-        let name = self.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
-        format!("{} (document {}, {kind}/{name})", self.source, self.document)
+        let kind = self
+            .value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let name = self
+            .value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        format!(
+            "{} (document {}, {kind}/{name})",
+            self.source, self.document
+        )
     }
 
     fn error(&self, message: impl Into<String>) -> LoadError {
-        LoadError { location: self.location(), message: message.into() }
+        LoadError {
+            location: self.location(),
+            message: message.into(),
+        }
     }
 }
 
@@ -66,17 +78,26 @@ pub fn parse_stream(text: &str, source: &str) -> Result<Vec<SourcedValue>, LoadE
     if text.len() > MAX_INPUT_BYTES {
         return Err(LoadError {
             location: source.to_owned(),
-            message: format!("input is {} bytes; the limit is {MAX_INPUT_BYTES}", text.len()),
+            message: format!(
+                "input is {} bytes; the limit is {MAX_INPUT_BYTES}",
+                text.len()
+            ),
         });
     }
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-        .map_err(|e| LoadError { location: source.to_owned(), message: first_lines(&e.to_string()) })?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| LoadError {
+        location: source.to_owned(),
+        message: first_lines(&e.to_string()),
+    })?;
     let mut out = Vec::with_capacity(docs.len());
     for (i, value) in docs.into_iter().enumerate() {
         if value.is_null() {
             continue;
         }
-        let doc = SourcedValue { source: source.to_owned(), document: i + 1, value };
+        let doc = SourcedValue {
+            source: source.to_owned(),
+            document: i + 1,
+            value,
+        };
         if !doc.value.is_object() {
             return Err(doc.error("a document must be an object with apiVersion and kind"));
         }
@@ -88,7 +109,11 @@ pub fn parse_stream(text: &str, source: &str) -> Result<Vec<SourcedValue>, LoadE
 /// The YAML library's messages carry a source snippet after the first line (`--> <input>:3:1`,
 /// gutters); keep only the first line, which already has the position, for one-line findings.
 fn first_lines(message: &str) -> String {
-    let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid YAML");
+    let first = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid YAML");
     first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
@@ -107,14 +132,17 @@ fn group_of(api_version: &str) -> &str {
 /// Classifies a document by apiVersion and kind, converting Crossplane forms.
 pub fn classify(doc: &SourcedValue) -> Result<Document, LoadError> {
     let group = group_of(api_version(&doc.value));
-    let is_machinery = group == wire::GROUP_APIEXTENSIONS || group == wire::CROSSPLANE_GROUP_APIEXTENSIONS;
+    let is_machinery =
+        group == wire::GROUP_APIEXTENSIONS || group == wire::CROSSPLANE_GROUP_APIEXTENSIONS;
     if !is_machinery {
         return Ok(Document::Object(doc.value.clone()));
     }
     match kind(&doc.value) {
         "CompositeResourceDefinition" => xrd(doc).map(|x| Document::Xrd(Box::new(x))),
         "Composition" => composition(doc).map(|c| Document::Composition(Box::new(c))),
-        "EnvironmentConfig" => environment_config(doc).map(|e| Document::EnvironmentConfig(Box::new(e))),
+        "EnvironmentConfig" => {
+            environment_config(doc).map(|e| Document::EnvironmentConfig(Box::new(e)))
+        }
         "CompositionRevision" => Ok(Document::Object(doc.value.clone())),
         other => Err(doc.error(format!(
             "unknown kind {other:?} in {group}; expected CompositeResourceDefinition, Composition, \
@@ -128,14 +156,21 @@ fn check_version(doc: &SourcedValue, supported: &[&str]) -> Result<(), LoadError
     if supported.contains(&av) {
         return Ok(());
     }
-    Err(doc.error(format!("apiVersion {av:?} is not supported; supported: {}", supported.join(", "))))
+    Err(doc.error(format!(
+        "apiVersion {av:?} is not supported; supported: {}",
+        supported.join(", ")
+    )))
 }
 
 fn typed<T: DeserializeOwned>(doc: &SourcedValue, value: Value) -> Result<T, LoadError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        if path == "." || path.is_empty() { doc.error(inner) } else { doc.error(format!("{path}: {inner}")) }
+        if path == "." || path.is_empty() {
+            doc.error(inner)
+        } else {
+            doc.error(format!("{path}: {inner}"))
+        }
     })
 }
 
@@ -185,14 +220,23 @@ pub fn environment_config(doc: &SourcedValue) -> Result<EnvironmentConfig, LoadE
 
 /// Loads a Composition (native, or Crossplane v1 `Resources`/`Pipeline`).
 pub fn composition(doc: &SourcedValue) -> Result<Composition, LoadError> {
-    check_version(doc, &["apiextensions.strata.dev/v1alpha1", "apiextensions.crossplane.io/v1"])?;
+    check_version(
+        doc,
+        &[
+            "apiextensions.strata.dev/v1alpha1",
+            "apiextensions.crossplane.io/v1",
+        ],
+    )?;
     let mut value = doc.value.clone();
     normalise_header(&mut value, "Composition");
     let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) else {
         return Err(doc.error("spec: required object"));
     };
     // Crossplane fields with no meaning for an in-process engine.
-    for ignored in ["publishConnectionDetailsWithStoreConfigRef", "revisionActivationPolicy"] {
+    for ignored in [
+        "publishConnectionDetailsWithStoreConfigRef",
+        "revisionActivationPolicy",
+    ] {
         spec.remove(ignored);
     }
     let mode = match spec.remove("mode") {
@@ -217,7 +261,9 @@ pub fn composition(doc: &SourcedValue) -> Result<Composition, LoadError> {
             convert_pipeline(doc, spec, steps)?;
         }
         other => {
-            return Err(doc.error(format!("spec.mode: unknown mode {other:?}; supported: Resources, Pipeline")));
+            return Err(doc.error(format!(
+                "spec.mode: unknown mode {other:?}; supported: Resources, Pipeline"
+            )));
         }
     }
     let composition: Composition = typed(doc, value)?;
@@ -227,21 +273,40 @@ pub fn composition(doc: &SourcedValue) -> Result<Composition, LoadError> {
 /// Rewrites the header to the native kind so the typed structs accept it.
 fn normalise_header(value: &mut Value, kind: &str) {
     if let Some(obj) = value.as_object_mut() {
-        obj.insert("apiVersion".into(), Value::String(format!("{}/{}", wire::GROUP_APIEXTENSIONS, crate::model::VERSION)));
+        obj.insert(
+            "apiVersion".into(),
+            Value::String(format!(
+                "{}/{}",
+                wire::GROUP_APIEXTENSIONS,
+                crate::model::VERSION
+            )),
+        );
         obj.insert("kind".into(), Value::String(kind.to_owned()));
     }
 }
 
 /// Folds the supported pipeline steps into a Resources-mode spec.
-fn convert_pipeline(doc: &SourcedValue, spec: &mut Map<String, Value>, steps: Vec<Value>) -> Result<(), LoadError> {
+fn convert_pipeline(
+    doc: &SourcedValue,
+    spec: &mut Map<String, Value>,
+    steps: Vec<Value>,
+) -> Result<(), LoadError> {
     let mut resources: Vec<Value> = Vec::new();
     let mut patch_sets: Vec<Value> = Vec::new();
     let mut env_patches: Vec<Value> = Vec::new();
     let mut env_configs: Vec<Value> = Vec::new();
     for (i, step) in steps.into_iter().enumerate() {
         let at = format!("spec.pipeline[{i}]");
-        let name = step.get("step").and_then(Value::as_str).unwrap_or("?").to_owned();
-        let function = step.pointer("/functionRef/name").and_then(Value::as_str).unwrap_or("").to_owned();
+        let name = step
+            .get("step")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        let function = step
+            .pointer("/functionRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         if function.is_empty() {
             return Err(doc.error(format!("{at}.functionRef.name: required")));
         }
@@ -249,7 +314,9 @@ fn convert_pipeline(doc: &SourcedValue, spec: &mut Map<String, Value>, steps: Ve
         let input_api = input.map(api_version).unwrap_or("");
         let input_kind = input.map(kind).unwrap_or("");
         if input_api == wire::CROSSPLANE_PT_INPUT_API_VERSION && input_kind == "Resources" {
-            let Some(Value::Object(input)) = input.cloned() else { continue };
+            let Some(Value::Object(input)) = input.cloned() else {
+                continue;
+            };
             for (key, value) in input {
                 match key.as_str() {
                     "apiVersion" | "kind" | "metadata" => {}
@@ -309,10 +376,16 @@ pub fn composition_from_str(text: &str, source: &str) -> Result<Composition, Loa
     let docs = parse_stream(text, source)?;
     let mut found = docs.iter().filter(|d| kind(&d.value) == "Composition");
     let Some(doc) = found.next() else {
-        return Err(LoadError { location: source.to_owned(), message: "no Composition found".into() });
+        return Err(LoadError {
+            location: source.to_owned(),
+            message: "no Composition found".into(),
+        });
     };
     if found.next().is_some() {
-        return Err(LoadError { location: source.to_owned(), message: "more than one Composition found".into() });
+        return Err(LoadError {
+            location: source.to_owned(),
+            message: "more than one Composition found".into(),
+        });
     }
     composition(doc)
 }
@@ -334,7 +407,11 @@ mod tests {
     #[test]
     fn a_yaml_syntax_error_is_one_line_with_its_position() {
         let err = parse_stream("a:\n  b: 1\n c: 2\n", "in.yaml").expect_err("bad indentation");
-        assert!(!err.message.contains('\n') && !err.message.contains("-->"), "{}", err.message);
+        assert!(
+            !err.message.contains('\n') && !err.message.contains("-->"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("line 3"), "{}", err.message);
     }
 
@@ -361,9 +438,14 @@ spec:
   - step: ready
     functionRef: {name: function-auto-ready}
 "#;
-        let Ok(Document::Composition(c)) = one(text) else { panic!("expected a composition") };
+        let Ok(Document::Composition(c)) = one(text) else {
+            panic!("expected a composition")
+        };
         assert_eq!(c.spec.resources.len(), 1);
-        assert_eq!(c.spec.resources[0].patches[0].to_field_path.as_deref(), Some("data.size"));
+        assert_eq!(
+            c.spec.resources[0].patches[0].to_field_path.as_deref(),
+            Some("data.size")
+        );
     }
 
     #[test]
@@ -381,7 +463,11 @@ spec:
     input: {apiVersion: krm.kcl.dev/v1alpha1, kind: KCLInput}
 "#;
         let err = one(text).expect_err("unsupported");
-        assert!(err.message.contains("function \"function-kcl\" cannot run in-process; supported:"), "{err}");
+        assert!(
+            err.message
+                .contains("function \"function-kcl\" cannot run in-process; supported:"),
+            "{err}"
+        );
         assert!(err.location.contains("Composition/c"), "{err}");
     }
 
@@ -400,15 +486,26 @@ spec:
     - {fromFieldPth: spec.size}
 "#;
         let err = one(text).expect_err("unknown field");
-        assert!(err.message.starts_with("spec.resources[0].patches[0].fromFieldPth: unknown field `fromFieldPth`"), "{err}");
+        assert!(
+            err.message.starts_with(
+                "spec.resources[0].patches[0].fromFieldPth: unknown field `fromFieldPth`"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn malformed_yaml_and_wrong_versions_are_errors() {
         assert!(parse_stream("a: [1, 2", "x.yaml").is_err());
-        let err = one("apiVersion: apiextensions.crossplane.io/v9\nkind: Composition\nmetadata: {name: c}\n").expect_err("bad version");
+        let err = one(
+            "apiVersion: apiextensions.crossplane.io/v9\nkind: Composition\nmetadata: {name: c}\n",
+        )
+        .expect_err("bad version");
         assert!(err.message.contains("not supported"), "{err}");
-        assert!(parse_stream("- 1\n- 2\n", "x.yaml").is_err(), "a list is not an object");
+        assert!(
+            parse_stream("- 1\n- 2\n", "x.yaml").is_err(),
+            "a list is not an object"
+        );
     }
 
     #[test]

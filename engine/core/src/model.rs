@@ -77,7 +77,10 @@ pub struct TypeReference {
 impl TypeReference {
     /// The API group (empty for the core group).
     pub fn group(&self) -> &str {
-        self.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+        self.api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
     }
 }
 
@@ -291,7 +294,10 @@ pub struct MatchConditionCheck {
 
 impl Default for MatchConditionCheck {
     fn default() -> Self {
-        Self { kind: ready_type(), status: true_status() }
+        Self {
+            kind: ready_type(),
+            status: true_status(),
+        }
     }
 }
 

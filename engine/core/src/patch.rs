@@ -34,7 +34,11 @@ pub enum PatchError {
 }
 
 /// Runs `patch` from `source` onto `destination`.
-pub fn apply(patch: &CompiledPatch, source: &Value, destination: &mut Value) -> Result<Outcome, PatchError> {
+pub fn apply(
+    patch: &CompiledPatch,
+    source: &Value,
+    destination: &mut Value,
+) -> Result<Outcome, PatchError> {
     let input = match &patch.source {
         PatchSource::Path(path) => match path.get(source) {
             Ok(v) => v.clone(),
@@ -57,9 +61,19 @@ pub fn apply(patch: &CompiledPatch, source: &Value, destination: &mut Value) -> 
             Value::String(gofmt::sprintf(format, &values))
         }
     };
-    let mut output = if patch.transforms.is_empty() { input } else { apply_all(&patch.transforms, &input)? };
+    let mut output = if patch.transforms.is_empty() {
+        input
+    } else {
+        apply_all(&patch.transforms, &input)?
+    };
     normalize_numbers(&mut output);
-    write(&patch.to, patch.to_wildcard, output, patch.to_policy, destination)?;
+    write(
+        &patch.to,
+        patch.to_wildcard,
+        output,
+        patch.to_policy,
+        destination,
+    )?;
     Ok(Outcome::Applied)
 }
 
@@ -81,10 +95,15 @@ pub fn write(
     if !wildcard {
         return write_one(to, value, policy, destination).map_err(|e| match e {
             WriteError::Access(e) => write_err(to, e),
-            WriteError::Merge(m) => PatchError::Write { path: to.to_string(), message: m },
+            WriteError::Merge(m) => PatchError::Write {
+                path: to.to_string(),
+                message: m,
+            },
         });
     }
-    let paths = to.expand_wildcards(destination).map_err(|e| write_err(to, e))?;
+    let paths = to
+        .expand_wildcards(destination)
+        .map_err(|e| write_err(to, e))?;
     if paths.is_empty() {
         return Err(PatchError::NoWildcardMatch(to.to_string()));
     }
@@ -92,7 +111,10 @@ pub fn write(
     for path in &paths {
         write_one(path, value.clone(), policy, destination).map_err(|e| match e {
             WriteError::Access(e) => write_err(path, e),
-            WriteError::Merge(m) => PatchError::Write { path: path.to_string(), message: m },
+            WriteError::Merge(m) => PatchError::Write {
+                path: path.to_string(),
+                message: m,
+            },
         })?;
     }
     Ok(())
@@ -103,15 +125,25 @@ enum WriteError {
     Merge(String),
 }
 
-fn write_one(path: &FieldPath, value: Value, policy: ToFieldPathPolicy, destination: &mut Value) -> Result<(), WriteError> {
+fn write_one(
+    path: &FieldPath,
+    value: Value,
+    policy: ToFieldPathPolicy,
+    destination: &mut Value,
+) -> Result<(), WriteError> {
     let (keep, append) = match policy {
-        ToFieldPathPolicy::Replace => return path.set(destination, value).map_err(WriteError::Access),
+        ToFieldPathPolicy::Replace => {
+            return path.set(destination, value).map_err(WriteError::Access);
+        }
         ToFieldPathPolicy::MergeObjects => (true, false),
         ToFieldPathPolicy::MergeObjectsAppendArrays => (true, true),
         ToFieldPathPolicy::ForceMergeObjects => (false, false),
         ToFieldPathPolicy::ForceMergeObjectsAppendArrays => (false, true),
     };
-    let current = path.get_opt(destination).map_err(WriteError::Access)?.cloned();
+    let current = path
+        .get_opt(destination)
+        .map_err(WriteError::Access)?
+        .cloned();
     let merged = merge(current, value, keep, append).map_err(WriteError::Merge)?;
     path.set(destination, merged).map_err(WriteError::Access)
 }
@@ -119,7 +151,12 @@ fn write_one(path: &FieldPath, value: Value, policy: ToFieldPathPolicy, destinat
 /// Crossplane's merge of a patch value into the destination value (mergo semantics):
 /// `keep` keeps existing non-empty destination values (MergeObjects), otherwise the source wins;
 /// `append` appends arrays, dropping source items already in a top-level destination array.
-pub fn merge(destination: Option<Value>, source: Value, keep: bool, append: bool) -> Result<Value, String> {
+pub fn merge(
+    destination: Option<Value>,
+    source: Value,
+    keep: bool,
+    append: bool,
+) -> Result<Value, String> {
     let destination = match destination {
         None | Some(Value::Null) => return Ok(source),
         Some(d) => d,
@@ -142,7 +179,12 @@ pub fn merge(destination: Option<Value>, source: Value, keep: bool, append: bool
     Ok(dst.remove("arg").unwrap_or(Value::Null))
 }
 
-fn merge_maps(dst: &mut Map<String, Value>, src: Map<String, Value>, overwrite: bool, append: bool) -> Result<(), String> {
+fn merge_maps(
+    dst: &mut Map<String, Value>,
+    src: Map<String, Value>,
+    overwrite: bool,
+    append: bool,
+) -> Result<(), String> {
     for (key, s) in src {
         let d = dst.get_mut(&key);
         match (s, d) {
@@ -226,17 +268,37 @@ mod tests {
         let src = json!({"a": 2, "b": {"y": 2, "l": [3]}, "l": [2, 3], "e": "filled", "n": null});
         // (keep, append, expected, reason)
         let cases = [
-            (true, false, json!({"a": 1, "b": {"x": 1, "y": 2, "l": [1]}, "l": [1, 2], "e": "filled"}),
-             "MergeObjects: destination wins, arrays kept, empty destination values are filled"),
-            (false, false, json!({"a": 2, "b": {"x": 1, "y": 2, "l": [3]}, "l": [2, 3], "e": "filled", "n": null}),
-             "ForceMergeObjects: source wins, arrays replaced"),
-            (true, true, json!({"a": 1, "b": {"x": 1, "y": 2, "l": [1, 3]}, "l": [1, 2, 2, 3], "e": "filled"}),
-             "MergeObjectsAppendArrays: nested arrays appended as they are"),
-            (false, true, json!({"a": 2, "b": {"x": 1, "y": 2, "l": [1, 3]}, "l": [1, 2, 2, 3], "e": "filled", "n": null}),
-             "ForceMergeObjectsAppendArrays"),
+            (
+                true,
+                false,
+                json!({"a": 1, "b": {"x": 1, "y": 2, "l": [1]}, "l": [1, 2], "e": "filled"}),
+                "MergeObjects: destination wins, arrays kept, empty destination values are filled",
+            ),
+            (
+                false,
+                false,
+                json!({"a": 2, "b": {"x": 1, "y": 2, "l": [3]}, "l": [2, 3], "e": "filled", "n": null}),
+                "ForceMergeObjects: source wins, arrays replaced",
+            ),
+            (
+                true,
+                true,
+                json!({"a": 1, "b": {"x": 1, "y": 2, "l": [1, 3]}, "l": [1, 2, 2, 3], "e": "filled"}),
+                "MergeObjectsAppendArrays: nested arrays appended as they are",
+            ),
+            (
+                false,
+                true,
+                json!({"a": 2, "b": {"x": 1, "y": 2, "l": [1, 3]}, "l": [1, 2, 2, 3], "e": "filled", "n": null}),
+                "ForceMergeObjectsAppendArrays",
+            ),
         ];
         for (keep, append, want, why) in cases {
-            assert_eq!(merge(Some(dst.clone()), src.clone(), keep, append), Ok(want), "{why}");
+            assert_eq!(
+                merge(Some(dst.clone()), src.clone(), keep, append),
+                Ok(want),
+                "{why}"
+            );
         }
     }
 
@@ -248,22 +310,44 @@ mod tests {
 
     #[test]
     fn merging_into_nothing_sets_the_value() {
-        assert_eq!(merge(None, json!({"a": 1}), true, false), Ok(json!({"a": 1})));
-        assert_eq!(merge(Some(Value::Null), json!([1]), true, true), Ok(json!([1])));
+        assert_eq!(
+            merge(None, json!({"a": 1}), true, false),
+            Ok(json!({"a": 1}))
+        );
+        assert_eq!(
+            merge(Some(Value::Null), json!([1]), true, true),
+            Ok(json!([1]))
+        );
     }
 
     #[test]
     fn top_level_scalars_keep_or_replace() {
-        assert_eq!(merge(Some(json!("a")), json!("b"), true, false), Ok(json!("a")));
-        assert_eq!(merge(Some(json!("a")), json!("b"), false, false), Ok(json!("b")));
+        assert_eq!(
+            merge(Some(json!("a")), json!("b"), true, false),
+            Ok(json!("a"))
+        );
+        assert_eq!(
+            merge(Some(json!("a")), json!("b"), false, false),
+            Ok(json!("b"))
+        );
     }
 
     #[test]
     fn wildcard_writes_merge_into_every_match_with_the_policy() {
         let to = FieldPath::parse("items[*].tags").expect("parses");
         let mut dst = json!({"items": [{"tags": {"a": 1}}, {"tags": {"b": 2}}]});
-        write(&to, true, json!({"c": 3}), ToFieldPathPolicy::MergeObjects, &mut dst).expect("writes");
-        assert_eq!(dst, json!({"items": [{"tags": {"a": 1, "c": 3}}, {"tags": {"b": 2, "c": 3}}]}));
+        write(
+            &to,
+            true,
+            json!({"c": 3}),
+            ToFieldPathPolicy::MergeObjects,
+            &mut dst,
+        )
+        .expect("writes");
+        assert_eq!(
+            dst,
+            json!({"items": [{"tags": {"a": 1, "c": 3}}, {"tags": {"b": 2, "c": 3}}]})
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -96,7 +97,9 @@ pub struct ManagementPolicies(BTreeSet<ManagementAction>);
 /// A `spec.managementPolicies` list that cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
-    #[error("spec.managementPolicies: unknown policy `{0}` (expected `*` or one of Observe, Create, Update, Delete, LateInitialize)")]
+    #[error(
+        "spec.managementPolicies: unknown policy `{0}` (expected `*` or one of Observe, Create, Update, Delete, LateInitialize)"
+    )]
     Unknown(String),
     #[error("spec.managementPolicies: every policy set must include Observe (or be `*`)")]
     MissingObserve,
@@ -124,7 +127,10 @@ impl ManagementPolicies {
             if word == "*" {
                 set.extend(ManagementAction::ALL);
             } else {
-                set.insert(ManagementAction::parse(word).ok_or_else(|| PolicyError::Unknown(word.to_owned()))?);
+                set.insert(
+                    ManagementAction::parse(word)
+                        .ok_or_else(|| PolicyError::Unknown(word.to_owned()))?,
+                );
             }
         }
         if !set.contains(&ManagementAction::Observe) {
@@ -171,7 +177,10 @@ pub struct SecretKeySelector {
 impl SecretKeySelector {
     /// The Secret this key lives in.
     pub fn secret(&self) -> SecretReference {
-        SecretReference { name: self.name.clone(), namespace: self.namespace.clone() }
+        SecretReference {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+        }
     }
 }
 
@@ -304,11 +313,20 @@ impl ProviderError {
         target: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Self { class, operation: operation.into(), target: target.into(), message: message.into() }
+        Self {
+            class,
+            operation: operation.into(),
+            target: target.into(),
+            message: message.into(),
+        }
     }
 
     /// A terminal error: bad input or a state only a human can fix.
-    pub fn terminal(operation: impl Into<String>, target: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn terminal(
+        operation: impl Into<String>,
+        target: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(ErrorClass::Terminal, operation, target, message)
     }
 }
@@ -375,6 +393,9 @@ pub trait Provider: Send + Sync {
     /// The ProviderConfig kind (cluster scoped) that `spec.providerConfigRef.name` names.
     fn provider_config_kind(&self) -> ResourceKind;
 
+    /// The CRDs of the managed kind and the ProviderConfig kind.
+    fn crds(&self) -> Vec<CustomResourceDefinition>;
+
     /// The client-side limit per [`External::rate_key`].
     fn rate_limit(&self) -> RateLimit;
 
@@ -397,7 +418,10 @@ pub trait External: Send + Sync {
     fn rate_key(&self) -> String;
 
     /// Reads the cloud resource named by `managed.external_name`.
-    fn observe<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<Observation, ProviderError>>;
+    fn observe<'a>(
+        &'a self,
+        managed: &'a Managed,
+    ) -> BoxFuture<'a, Result<Observation, ProviderError>>;
 
     /// Creates the cloud resource under `managed.external_name`.
     fn create<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<Created, ProviderError>>;
@@ -435,7 +459,8 @@ impl CreateRecord {
         match self.pending {
             None => false,
             Some(pending) => {
-                self.succeeded.is_none_or(|at| pending > at) && self.failed.is_none_or(|at| pending > at)
+                self.succeeded.is_none_or(|at| pending > at)
+                    && self.failed.is_none_or(|at| pending > at)
             }
         }
     }
@@ -445,7 +470,9 @@ impl CreateRecord {
         let succeeded = self.succeeded?;
         let grace = i64::try_from(CREATE_GRACE.as_millis()).unwrap_or(i64::MAX);
         let elapsed = now.saturating_sub(succeeded);
-        (0..grace).contains(&elapsed).then(|| Duration::from_millis(u64::try_from(grace - elapsed).unwrap_or(0)))
+        (0..grace)
+            .contains(&elapsed)
+            .then(|| Duration::from_millis(u64::try_from(grace - elapsed).unwrap_or(0)))
     }
 }
 
@@ -505,7 +532,9 @@ pub enum Step {
     RemoveFinalizer,
     /// Look again after this long.
     Wait(Duration),
-    Stop { reason: StopReason },
+    Stop {
+        reason: StopReason,
+    },
     /// In sync: come back at the drift-detection poll interval.
     Nothing,
 }
@@ -514,11 +543,14 @@ pub enum Step {
 /// pause, deletion, absence (create or refuse), late initialization, update, readiness.
 pub fn next_step(facts: &Facts<'_>) -> Step {
     if facts.paused {
-        return Step::Stop { reason: StopReason::Paused };
+        return Step::Stop {
+            reason: StopReason::Paused,
+        };
     }
     let allows = |action| facts.policies.allows(action);
     if facts.deleting {
-        let ours_to_delete = facts.deletion_policy == DeletionPolicy::Delete && allows(ManagementAction::Delete);
+        let ours_to_delete =
+            facts.deletion_policy == DeletionPolicy::Delete && allows(ManagementAction::Delete);
         return match facts.observation {
             Observation::Present(_) if ours_to_delete => Step::Delete,
             _ => Step::RemoveFinalizer,
@@ -527,9 +559,13 @@ pub fn next_step(facts: &Facts<'_>) -> Step {
     match facts.observation {
         Observation::Absent => {
             if facts.create.incomplete() {
-                Step::Stop { reason: StopReason::CreateIncomplete }
+                Step::Stop {
+                    reason: StopReason::CreateIncomplete,
+                }
             } else if !allows(ManagementAction::Create) {
-                Step::Stop { reason: StopReason::AbsentAndCreateForbidden }
+                Step::Stop {
+                    reason: StopReason::AbsentAndCreateForbidden,
+                }
             } else if let Some(left) = facts.create.grace_left(facts.now) {
                 Step::Wait(left)
             } else {
@@ -560,8 +596,14 @@ pub fn retry_delay(class: ErrorClass, attempt: u32) -> Option<Duration> {
     };
     match class {
         ErrorClass::Terminal => None,
-        ErrorClass::Throttled => Some(exponential(Duration::from_secs(2), Duration::from_secs(300))),
-        ErrorClass::Transient => Some(exponential(Duration::from_millis(500), Duration::from_secs(120))),
+        ErrorClass::Throttled => Some(exponential(
+            Duration::from_secs(2),
+            Duration::from_secs(300),
+        )),
+        ErrorClass::Transient => Some(exponential(
+            Duration::from_millis(500),
+            Duration::from_secs(120),
+        )),
         ErrorClass::NotReadyYet => Some(NOT_READY_POLL),
     }
 }
@@ -598,18 +640,40 @@ mod tests {
     fn next_step_follows_the_decision_table() {
         let all = ManagementPolicies::all();
         let observe = ManagementPolicies::observe_only();
-        let no_delete = ManagementPolicies::parse(&["Observe", "Create", "Update", "LateInitialize"]).unwrap();
-        let no_late_init = ManagementPolicies::parse(&["Observe", "Create", "Update", "Delete"]).unwrap();
+        let no_delete =
+            ManagementPolicies::parse(&["Observe", "Create", "Update", "LateInitialize"]).unwrap();
+        let no_late_init =
+            ManagementPolicies::parse(&["Observe", "Create", "Update", "Delete"]).unwrap();
         let absent = Observation::Absent;
         let synced = present(true, false, true);
         let drifted = present(false, false, true);
         let drifted_late = present(false, true, true);
         let creating = present(true, false, false);
-        let pending = CreateRecord { pending: Some(900_000), succeeded: None, failed: None };
-        let recorded = CreateRecord { pending: Some(900_000), succeeded: Some(900_010), failed: None };
-        let just_created = CreateRecord { pending: Some(999_000), succeeded: Some(999_500), failed: None };
-        let failed = CreateRecord { pending: Some(900_000), succeeded: None, failed: Some(900_010) };
-        let retried_after_failure = CreateRecord { pending: Some(900_020), succeeded: None, failed: Some(900_010) };
+        let pending = CreateRecord {
+            pending: Some(900_000),
+            succeeded: None,
+            failed: None,
+        };
+        let recorded = CreateRecord {
+            pending: Some(900_000),
+            succeeded: Some(900_010),
+            failed: None,
+        };
+        let just_created = CreateRecord {
+            pending: Some(999_000),
+            succeeded: Some(999_500),
+            failed: None,
+        };
+        let failed = CreateRecord {
+            pending: Some(900_000),
+            succeeded: None,
+            failed: Some(900_010),
+        };
+        let retried_after_failure = CreateRecord {
+            pending: Some(900_020),
+            succeeded: None,
+            failed: Some(900_010),
+        };
 
         struct Row<'a> {
             reason: &'a str,
@@ -617,28 +681,168 @@ mod tests {
             expected: Step,
         }
         let rows = [
-            Row { reason: "paused wins over everything", facts: Facts { paused: true, ..facts(&absent, &all) }, expected: Step::Stop { reason: StopReason::Paused } },
-            Row { reason: "paused blocks deletion too", facts: Facts { paused: true, deleting: true, ..facts(&synced, &all) }, expected: Step::Stop { reason: StopReason::Paused } },
-            Row { reason: "absent with full control creates", facts: facts(&absent, &all), expected: Step::Create },
-            Row { reason: "absent after a recorded create past the grace period creates again", facts: Facts { create: recorded, ..facts(&absent, &all) }, expected: Step::Create },
-            Row { reason: "absent after a failed create retries the create", facts: Facts { create: failed, ..facts(&absent, &all) }, expected: Step::Create },
-            Row { reason: "an unrecorded create stops instead of duplicating", facts: Facts { create: pending, ..facts(&absent, &all) }, expected: Step::Stop { reason: StopReason::CreateIncomplete } },
-            Row { reason: "a pending newer than a failure is also unrecorded", facts: Facts { create: retried_after_failure, ..facts(&absent, &all) }, expected: Step::Stop { reason: StopReason::CreateIncomplete } },
-            Row { reason: "absent right after create is eventual consistency", facts: Facts { create: just_created, ..facts(&absent, &all) }, expected: Step::Wait(Duration::from_millis(29_500)) },
-            Row { reason: "observe-only import of a missing resource refuses", facts: facts(&absent, &observe), expected: Step::Stop { reason: StopReason::AbsentAndCreateForbidden } },
-            Row { reason: "present and matching does nothing", facts: facts(&synced, &all), expected: Step::Nothing },
-            Row { reason: "drift is corrected by update", facts: facts(&drifted, &all), expected: Step::Update },
-            Row { reason: "observe-only never updates drift", facts: facts(&drifted, &observe), expected: Step::Nothing },
-            Row { reason: "late initialization comes before update", facts: facts(&drifted_late, &all), expected: Step::LateInitialize },
-            Row { reason: "late initialization needs its policy", facts: facts(&drifted_late, &no_late_init), expected: Step::Update },
-            Row { reason: "observe-only neither late-initializes nor updates", facts: facts(&drifted_late, &observe), expected: Step::Nothing },
-            Row { reason: "an existing resource that is not ready is polled", facts: facts(&creating, &all), expected: Step::Wait(NOT_READY_POLL) },
-            Row { reason: "deleting a present resource deletes it", facts: Facts { deleting: true, ..facts(&synced, &all) }, expected: Step::Delete },
-            Row { reason: "deleting a gone resource releases the object", facts: Facts { deleting: true, ..facts(&absent, &all) }, expected: Step::RemoveFinalizer },
-            Row { reason: "orphan policy never deletes in the cloud", facts: Facts { deleting: true, deletion_policy: DeletionPolicy::Orphan, ..facts(&synced, &all) }, expected: Step::RemoveFinalizer },
-            Row { reason: "without the Delete policy the cloud resource is kept", facts: Facts { deleting: true, ..facts(&synced, &no_delete) }, expected: Step::RemoveFinalizer },
-            Row { reason: "observe-only import is released without deletion", facts: Facts { deleting: true, ..facts(&synced, &observe) }, expected: Step::RemoveFinalizer },
-            Row { reason: "deletion ignores an incomplete create", facts: Facts { deleting: true, create: pending, ..facts(&absent, &all) }, expected: Step::RemoveFinalizer },
+            Row {
+                reason: "paused wins over everything",
+                facts: Facts {
+                    paused: true,
+                    ..facts(&absent, &all)
+                },
+                expected: Step::Stop {
+                    reason: StopReason::Paused,
+                },
+            },
+            Row {
+                reason: "paused blocks deletion too",
+                facts: Facts {
+                    paused: true,
+                    deleting: true,
+                    ..facts(&synced, &all)
+                },
+                expected: Step::Stop {
+                    reason: StopReason::Paused,
+                },
+            },
+            Row {
+                reason: "absent with full control creates",
+                facts: facts(&absent, &all),
+                expected: Step::Create,
+            },
+            Row {
+                reason: "absent after a recorded create past the grace period creates again",
+                facts: Facts {
+                    create: recorded,
+                    ..facts(&absent, &all)
+                },
+                expected: Step::Create,
+            },
+            Row {
+                reason: "absent after a failed create retries the create",
+                facts: Facts {
+                    create: failed,
+                    ..facts(&absent, &all)
+                },
+                expected: Step::Create,
+            },
+            Row {
+                reason: "an unrecorded create stops instead of duplicating",
+                facts: Facts {
+                    create: pending,
+                    ..facts(&absent, &all)
+                },
+                expected: Step::Stop {
+                    reason: StopReason::CreateIncomplete,
+                },
+            },
+            Row {
+                reason: "a pending newer than a failure is also unrecorded",
+                facts: Facts {
+                    create: retried_after_failure,
+                    ..facts(&absent, &all)
+                },
+                expected: Step::Stop {
+                    reason: StopReason::CreateIncomplete,
+                },
+            },
+            Row {
+                reason: "absent right after create is eventual consistency",
+                facts: Facts {
+                    create: just_created,
+                    ..facts(&absent, &all)
+                },
+                expected: Step::Wait(Duration::from_millis(29_500)),
+            },
+            Row {
+                reason: "observe-only import of a missing resource refuses",
+                facts: facts(&absent, &observe),
+                expected: Step::Stop {
+                    reason: StopReason::AbsentAndCreateForbidden,
+                },
+            },
+            Row {
+                reason: "present and matching does nothing",
+                facts: facts(&synced, &all),
+                expected: Step::Nothing,
+            },
+            Row {
+                reason: "drift is corrected by update",
+                facts: facts(&drifted, &all),
+                expected: Step::Update,
+            },
+            Row {
+                reason: "observe-only never updates drift",
+                facts: facts(&drifted, &observe),
+                expected: Step::Nothing,
+            },
+            Row {
+                reason: "late initialization comes before update",
+                facts: facts(&drifted_late, &all),
+                expected: Step::LateInitialize,
+            },
+            Row {
+                reason: "late initialization needs its policy",
+                facts: facts(&drifted_late, &no_late_init),
+                expected: Step::Update,
+            },
+            Row {
+                reason: "observe-only neither late-initializes nor updates",
+                facts: facts(&drifted_late, &observe),
+                expected: Step::Nothing,
+            },
+            Row {
+                reason: "an existing resource that is not ready is polled",
+                facts: facts(&creating, &all),
+                expected: Step::Wait(NOT_READY_POLL),
+            },
+            Row {
+                reason: "deleting a present resource deletes it",
+                facts: Facts {
+                    deleting: true,
+                    ..facts(&synced, &all)
+                },
+                expected: Step::Delete,
+            },
+            Row {
+                reason: "deleting a gone resource releases the object",
+                facts: Facts {
+                    deleting: true,
+                    ..facts(&absent, &all)
+                },
+                expected: Step::RemoveFinalizer,
+            },
+            Row {
+                reason: "orphan policy never deletes in the cloud",
+                facts: Facts {
+                    deleting: true,
+                    deletion_policy: DeletionPolicy::Orphan,
+                    ..facts(&synced, &all)
+                },
+                expected: Step::RemoveFinalizer,
+            },
+            Row {
+                reason: "without the Delete policy the cloud resource is kept",
+                facts: Facts {
+                    deleting: true,
+                    ..facts(&synced, &no_delete)
+                },
+                expected: Step::RemoveFinalizer,
+            },
+            Row {
+                reason: "observe-only import is released without deletion",
+                facts: Facts {
+                    deleting: true,
+                    ..facts(&synced, &observe)
+                },
+                expected: Step::RemoveFinalizer,
+            },
+            Row {
+                reason: "deletion ignores an incomplete create",
+                facts: Facts {
+                    deleting: true,
+                    create: pending,
+                    ..facts(&absent, &all)
+                },
+                expected: Step::RemoveFinalizer,
+            },
         ];
         for row in rows {
             assert_eq!(next_step(&row.facts), row.expected, "{}", row.reason);
@@ -649,11 +853,50 @@ mod tests {
     fn create_record_is_incomplete_only_when_pending_is_newest() {
         let cases = [
             (CreateRecord::default(), false, "nothing recorded"),
-            (CreateRecord { pending: Some(5), ..Default::default() }, true, "pending alone"),
-            (CreateRecord { pending: Some(5), succeeded: Some(5), failed: None }, false, "same instant counts as recorded"),
-            (CreateRecord { pending: Some(5), succeeded: Some(4), failed: None }, true, "pending after success"),
-            (CreateRecord { pending: Some(5), succeeded: None, failed: Some(6) }, false, "failure after pending"),
-            (CreateRecord { pending: None, succeeded: Some(6), failed: None }, false, "imported, never pending"),
+            (
+                CreateRecord {
+                    pending: Some(5),
+                    ..Default::default()
+                },
+                true,
+                "pending alone",
+            ),
+            (
+                CreateRecord {
+                    pending: Some(5),
+                    succeeded: Some(5),
+                    failed: None,
+                },
+                false,
+                "same instant counts as recorded",
+            ),
+            (
+                CreateRecord {
+                    pending: Some(5),
+                    succeeded: Some(4),
+                    failed: None,
+                },
+                true,
+                "pending after success",
+            ),
+            (
+                CreateRecord {
+                    pending: Some(5),
+                    succeeded: None,
+                    failed: Some(6),
+                },
+                false,
+                "failure after pending",
+            ),
+            (
+                CreateRecord {
+                    pending: None,
+                    succeeded: Some(6),
+                    failed: None,
+                },
+                false,
+                "imported, never pending",
+            ),
         ];
         for (record, expected, reason) in cases {
             assert_eq!(record.incomplete(), expected, "{reason}");
@@ -662,30 +905,70 @@ mod tests {
 
     #[test]
     fn management_policies_parse_star_subsets_and_reject_nonsense() {
-        assert_eq!(ManagementPolicies::parse::<&str>(&[]).unwrap(), ManagementPolicies::all());
-        assert_eq!(ManagementPolicies::parse(&["*"]).unwrap(), ManagementPolicies::all());
-        assert_eq!(ManagementPolicies::parse(&["Observe"]).unwrap(), ManagementPolicies::observe_only());
+        assert_eq!(
+            ManagementPolicies::parse::<&str>(&[]).unwrap(),
+            ManagementPolicies::all()
+        );
+        assert_eq!(
+            ManagementPolicies::parse(&["*"]).unwrap(),
+            ManagementPolicies::all()
+        );
+        assert_eq!(
+            ManagementPolicies::parse(&["Observe"]).unwrap(),
+            ManagementPolicies::observe_only()
+        );
         let subset = ManagementPolicies::parse(&["Observe", "Delete"]).unwrap();
         assert!(subset.allows(ManagementAction::Delete));
         assert!(!subset.allows(ManagementAction::Create));
-        assert_eq!(ManagementPolicies::parse(&["Create"]), Err(PolicyError::MissingObserve));
-        assert_eq!(ManagementPolicies::parse(&["Observe", "Destroy"]), Err(PolicyError::Unknown("Destroy".into())));
+        assert_eq!(
+            ManagementPolicies::parse(&["Create"]),
+            Err(PolicyError::MissingObserve)
+        );
+        assert_eq!(
+            ManagementPolicies::parse(&["Observe", "Destroy"]),
+            Err(PolicyError::Unknown("Destroy".into()))
+        );
     }
 
     #[test]
     fn retry_delay_backs_off_by_class_and_caps() {
         assert_eq!(retry_delay(ErrorClass::Terminal, 0), None);
-        assert_eq!(retry_delay(ErrorClass::Transient, 0), Some(Duration::from_millis(500)));
-        assert_eq!(retry_delay(ErrorClass::Transient, 3), Some(Duration::from_secs(4)));
-        assert_eq!(retry_delay(ErrorClass::Transient, 40), Some(Duration::from_secs(120)));
-        assert_eq!(retry_delay(ErrorClass::Throttled, 1), Some(Duration::from_secs(4)));
-        assert_eq!(retry_delay(ErrorClass::Throttled, 100), Some(Duration::from_secs(300)));
-        assert_eq!(retry_delay(ErrorClass::NotReadyYet, 7), Some(NOT_READY_POLL));
+        assert_eq!(
+            retry_delay(ErrorClass::Transient, 0),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            retry_delay(ErrorClass::Transient, 3),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            retry_delay(ErrorClass::Transient, 40),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_delay(ErrorClass::Throttled, 1),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            retry_delay(ErrorClass::Throttled, 100),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            retry_delay(ErrorClass::NotReadyYet, 7),
+            Some(NOT_READY_POLL)
+        );
     }
 
     #[test]
     fn provider_error_message_names_operation_and_target() {
-        let error = ProviderError::terminal("create DB instance", "orders-db", "DBInstanceAlreadyExists: taken");
-        assert_eq!(error.to_string(), "create DB instance `orders-db`: DBInstanceAlreadyExists: taken");
+        let error = ProviderError::terminal(
+            "create DB instance",
+            "orders-db",
+            "DBInstanceAlreadyExists: taken",
+        );
+        assert_eq!(
+            error.to_string(),
+            "create DB instance `orders-db`: DBInstanceAlreadyExists: taken"
+        );
     }
 }

@@ -26,7 +26,11 @@ impl Readiness {
 /// Runs every check (all must pass); no checks means the `Ready` condition must be `True`.
 pub fn evaluate(checks: &[CompiledReadinessCheck], observed: &Value) -> Readiness {
     if checks.is_empty() {
-        return if condition_status(observed, "Ready") == "True" { Readiness::Ready } else { Readiness::NotReady };
+        return if condition_status(observed, "Ready") == "True" {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady
+        };
     }
     for (i, check) in checks.iter().enumerate() {
         match run(check, observed) {
@@ -68,7 +72,9 @@ fn run(check: &CompiledReadinessCheck, observed: &Value) -> Result<bool, String>
                 Some(_) => return Err(format!("{path}: not a bool")),
             }
         }
-        CompiledReadinessCheck::MatchCondition { kind, status } => condition_status(observed, kind) == status,
+        CompiledReadinessCheck::MatchCondition { kind, status } => {
+            condition_status(observed, kind) == status
+        }
     })
 }
 
@@ -77,7 +83,10 @@ pub fn condition_status<'a>(object: &'a Value, kind: &str) -> &'a str {
     object
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(kind)))
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+        })
         .and_then(|c| c.get("status"))
         .and_then(Value::as_str)
         .unwrap_or("Unknown")
@@ -101,25 +110,89 @@ mod tests {
         let cases: Vec<(Vec<C>, Readiness, &str)> = vec![
             (vec![], Readiness::Ready, "default: Ready condition True"),
             (vec![C::None], Readiness::Ready, "None is always ready"),
-            (vec![C::NonEmpty(p("status.phase"))], Readiness::Ready, "NonEmpty present"),
-            (vec![C::NonEmpty(p("status.missing"))], Readiness::NotReady, "NonEmpty missing"),
-            (vec![C::MatchString(p("status.phase"), "Running".into())], Readiness::Ready, "MatchString"),
-            (vec![C::MatchString(p("status.phase"), "Pending".into())], Readiness::NotReady, "MatchString mismatch"),
-            (vec![C::MatchInteger(p("status.replicas"), 3)], Readiness::Ready, "MatchInteger"),
-            (vec![C::MatchInteger(p("status.replicas"), 4)], Readiness::NotReady, "MatchInteger mismatch"),
-            (vec![C::MatchTrue(p("status.ok"))], Readiness::Ready, "MatchTrue"),
-            (vec![C::MatchFalse(p("status.no"))], Readiness::Ready, "MatchFalse"),
-            (vec![C::MatchTrue(p("status.no"))], Readiness::NotReady, "MatchTrue on false"),
-            (vec![C::MatchCondition { kind: "Synced".into(), status: "False".into() }], Readiness::Ready, "MatchCondition"),
-            (vec![C::MatchCondition { kind: "Other".into(), status: "Unknown".into() }], Readiness::Ready, "absent condition reads as Unknown"),
-            (vec![C::None, C::NonEmpty(p("status.missing"))], Readiness::NotReady, "all checks must pass"),
+            (
+                vec![C::NonEmpty(p("status.phase"))],
+                Readiness::Ready,
+                "NonEmpty present",
+            ),
+            (
+                vec![C::NonEmpty(p("status.missing"))],
+                Readiness::NotReady,
+                "NonEmpty missing",
+            ),
+            (
+                vec![C::MatchString(p("status.phase"), "Running".into())],
+                Readiness::Ready,
+                "MatchString",
+            ),
+            (
+                vec![C::MatchString(p("status.phase"), "Pending".into())],
+                Readiness::NotReady,
+                "MatchString mismatch",
+            ),
+            (
+                vec![C::MatchInteger(p("status.replicas"), 3)],
+                Readiness::Ready,
+                "MatchInteger",
+            ),
+            (
+                vec![C::MatchInteger(p("status.replicas"), 4)],
+                Readiness::NotReady,
+                "MatchInteger mismatch",
+            ),
+            (
+                vec![C::MatchTrue(p("status.ok"))],
+                Readiness::Ready,
+                "MatchTrue",
+            ),
+            (
+                vec![C::MatchFalse(p("status.no"))],
+                Readiness::Ready,
+                "MatchFalse",
+            ),
+            (
+                vec![C::MatchTrue(p("status.no"))],
+                Readiness::NotReady,
+                "MatchTrue on false",
+            ),
+            (
+                vec![C::MatchCondition {
+                    kind: "Synced".into(),
+                    status: "False".into(),
+                }],
+                Readiness::Ready,
+                "MatchCondition",
+            ),
+            (
+                vec![C::MatchCondition {
+                    kind: "Other".into(),
+                    status: "Unknown".into(),
+                }],
+                Readiness::Ready,
+                "absent condition reads as Unknown",
+            ),
+            (
+                vec![C::None, C::NonEmpty(p("status.missing"))],
+                Readiness::NotReady,
+                "all checks must pass",
+            ),
         ];
         for (checks, want, why) in cases {
             assert_eq!(evaluate(&checks, &obj), want, "{why}");
         }
-        assert!(matches!(evaluate(&[C::MatchString(p("status.replicas"), "3".into())], &obj), Readiness::Unknown(_)),
-            "wrong type is a warning, not ready");
-        assert!(matches!(evaluate(&[C::NonEmpty(p("status.phase.x"))], &obj), Readiness::Unknown(_)),
-            "reading through a string is a warning, not ready");
+        assert!(
+            matches!(
+                evaluate(&[C::MatchString(p("status.replicas"), "3".into())], &obj),
+                Readiness::Unknown(_)
+            ),
+            "wrong type is a warning, not ready"
+        );
+        assert!(
+            matches!(
+                evaluate(&[C::NonEmpty(p("status.phase.x"))], &obj),
+                Readiness::Unknown(_)
+            ),
+            "reading through a string is a warning, not ready"
+        );
     }
 }

@@ -90,7 +90,9 @@ impl RenderOutput {
 pub enum RenderError {
     #[error("composite resource: {0}")]
     Composite(String),
-    #[error("composite resource {found} does not match the Composition's compositeTypeRef {expected}")]
+    #[error(
+        "composite resource {found} does not match the Composition's compositeTypeRef {expected}"
+    )]
     TypeMismatch { found: String, expected: String },
     #[error("resource `{resource}`: patch {index} ({kind}): {source}")]
     Patch {
@@ -109,13 +111,20 @@ pub enum RenderError {
     },
     /// `path` is the not-found message (`spec.a: no such field`).
     #[error("environment: patch {index} ({kind}): required source is missing: {path}")]
-    EnvironmentRequired { index: usize, kind: &'static str, path: String },
+    EnvironmentRequired {
+        index: usize,
+        kind: &'static str,
+        path: String,
+    },
     #[error("resource `{resource}`: {message}")]
     Resource { resource: String, message: String },
 }
 
 /// Renders one XR. Pure: same input, same output, byte for byte.
-pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<RenderOutput, RenderError> {
+pub fn render(
+    comp: &CompiledComposition,
+    input: RenderInput<'_>,
+) -> Result<RenderOutput, RenderError> {
     let xr = input.composite;
     let meta = CompositeMeta::read(xr, comp)?;
     let mut warnings = Vec::new();
@@ -128,7 +137,9 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
         (None, None) => Value::Object(Map::new()),
     };
     if !environment.is_object() {
-        return Err(RenderError::Composite("environment: must be an object".into()));
+        return Err(RenderError::Composite(
+            "environment: must be an object".into(),
+        ));
     }
     // The desired XR: only what patches write; its status is kept at the end.
     let mut desired_xr = Value::Object(Map::new());
@@ -146,11 +157,19 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
             Ok(Outcome::Applied) => {}
             Ok(Outcome::SourceMissing(path)) => {
                 if p.from_policy == FromFieldPathPolicy::Required {
-                    return Err(RenderError::EnvironmentRequired { index: p.index, kind: p.kind.as_str(), path });
+                    return Err(RenderError::EnvironmentRequired {
+                        index: p.index,
+                        kind: p.kind.as_str(),
+                        path,
+                    });
                 }
             }
             Err(source) => {
-                return Err(RenderError::EnvironmentPatch { index: p.index, kind: p.kind.as_str(), source });
+                return Err(RenderError::EnvironmentPatch {
+                    index: p.index,
+                    kind: p.kind.as_str(),
+                    source,
+                });
             }
         }
     }
@@ -164,13 +183,25 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
             && let Some(reason) = waiting_for(comp, index, input.observed)
         {
             warnings.push(format!("resource `{}` withheld: {reason}", template.name));
-            withheld.push(Withheld { name: template.name.clone(), reason });
+            withheld.push(Withheld {
+                name: template.name.clone(),
+                reason,
+            });
             continue;
         }
         let mut desired = template.stamped_base.clone();
         let mut release = true;
         for p in &template.patches {
-            let result = apply_resource_patch(p, xr, &mut environment, &mut desired_xr, &mut desired, observed, input.observed, comp);
+            let result = apply_resource_patch(
+                p,
+                xr,
+                &mut environment,
+                &mut desired_xr,
+                &mut desired,
+                observed,
+                input.observed,
+                comp,
+            );
             match result {
                 Ok(Outcome::Applied) => {}
                 Ok(Outcome::SourceMissing(path)) => {
@@ -178,9 +209,13 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
                         continue;
                     }
                     if observed.is_none() {
-                        let reason = format!("required patch {} ({}): {path}", p.index, p.kind.as_str());
+                        let reason =
+                            format!("required patch {} ({}): {path}", p.index, p.kind.as_str());
                         warnings.push(format!("resource `{}` withheld: {reason}", template.name));
-                        withheld.push(Withheld { name: template.name.clone(), reason });
+                        withheld.push(Withheld {
+                            name: template.name.clone(),
+                            reason,
+                        });
                         release = false;
                         break;
                     }
@@ -211,7 +246,12 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
         meta.stamp(&mut desired, template, observed.map(|o| &o.resource));
         let readiness = match observed {
             Some(o) => {
-                connection::extract(&template.connection_details, &o.resource, &o.connection_details, &mut connection_details);
+                connection::extract(
+                    &template.connection_details,
+                    &o.resource,
+                    &o.connection_details,
+                    &mut connection_details,
+                );
                 readiness::evaluate(&template.readiness_checks, &o.resource)
             }
             None => Readiness::NotReady,
@@ -219,7 +259,12 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
         if let Readiness::Unknown(why) = &readiness {
             warnings.push(format!("resource `{}`: {why}", template.name));
         }
-        rendered[index] = Some(DesiredResource { name: template.name.clone(), index, resource: desired, readiness });
+        rendered[index] = Some(DesiredResource {
+            name: template.name.clone(),
+            index,
+            resource: desired,
+            readiness,
+        });
     }
 
     let mut unready: Vec<String> = rendered
@@ -230,8 +275,12 @@ pub fn render(comp: &CompiledComposition, input: RenderInput<'_>) -> Result<Rend
         .chain(withheld.iter().map(|w| w.name.clone()))
         .collect();
     unready.sort();
-    let resources: Vec<DesiredResource> =
-        comp.graph.order().iter().filter_map(|i| rendered[*i].take()).collect();
+    let resources: Vec<DesiredResource> = comp
+        .graph
+        .order()
+        .iter()
+        .filter_map(|i| rendered[*i].take())
+        .collect();
 
     let mut status = match desired_xr.get_mut("status").map(Value::take) {
         Some(Value::Object(m)) => m,
@@ -265,15 +314,22 @@ fn apply_resource_patch(
     comp: &CompiledComposition,
 ) -> Result<Outcome, PatchError> {
     match p.kind {
-        PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => patch::apply(p, xr, desired),
+        PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => {
+            patch::apply(p, xr, desired)
+        }
         PatchType::FromEnvironmentFieldPath | PatchType::CombineFromEnvironment => {
             patch::apply(p, environment, desired)
         }
         PatchType::FromResourceFieldPath => {
-            let from = p.from_resource.map(|i| comp.resources[i].name.as_str()).unwrap_or_default();
+            let from = p
+                .from_resource
+                .map(|i| comp.resources[i].name.as_str())
+                .unwrap_or_default();
             match all_observed.get(from) {
                 Some(o) => patch::apply(p, &o.resource, desired),
-                None => Ok(Outcome::SourceMissing(format!("resource `{from}` does not exist yet"))),
+                None => Ok(Outcome::SourceMissing(format!(
+                    "resource `{from}` does not exist yet"
+                ))),
             }
         }
         // Patches from a composed resource need it to exist; until then there is nothing to copy.
@@ -291,7 +347,11 @@ fn apply_resource_patch(
 }
 
 /// Why a resource that does not exist yet must wait, if it must.
-fn waiting_for(comp: &CompiledComposition, index: usize, observed: &ObservedResources) -> Option<String> {
+fn waiting_for(
+    comp: &CompiledComposition,
+    index: usize,
+    observed: &ObservedResources,
+) -> Option<String> {
     let waiting: Vec<String> = comp
         .graph
         .dependencies(index)
@@ -301,7 +361,9 @@ fn waiting_for(comp: &CompiledComposition, index: usize, observed: &ObservedReso
             let template = &comp.resources[dep];
             match observed.get(&template.name) {
                 None => Some(format!("`{}` (does not exist yet)", template.name)),
-                Some(o) if !readiness::evaluate(&template.readiness_checks, &o.resource).is_ready() => {
+                Some(o)
+                    if !readiness::evaluate(&template.readiness_checks, &o.resource).is_ready() =>
+                {
                     Some(format!("`{}` (not Ready)", template.name))
                 }
                 Some(_) => None,
@@ -317,7 +379,11 @@ fn ready_condition(unready: &[String]) -> Value {
         return json!({"type": "Ready", "status": "True", "reason": "Available"});
     }
     let message = if unready.len() > 3 {
-        format!("Unready resources: {}, and {} more", unready[..3].join(", "), unready.len() - 3)
+        format!(
+            "Unready resources: {}, and {} more",
+            unready[..3].join(", "),
+            unready.len() - 3
+        )
     } else {
         format!("Unready resources: {}", unready.join(", "))
     };
@@ -327,8 +393,12 @@ fn ready_condition(unready: &[String]) -> Value {
 /// The observed XR with the desired status merged in; conditions are merged by type.
 fn composite_with_status(xr: &Value, status: &Value) -> Value {
     let mut out = xr.clone();
-    let Some(obj) = out.as_object_mut() else { return out };
-    let current = obj.entry("status").or_insert_with(|| Value::Object(Map::new()));
+    let Some(obj) = out.as_object_mut() else {
+        return out;
+    };
+    let current = obj
+        .entry("status")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !current.is_object() {
         *current = Value::Object(Map::new());
     }
@@ -348,7 +418,12 @@ fn composite_with_status(xr: &Value, status: &Value) -> Value {
             Some(Value::Array(cs)) => cs.clone(),
             _ => Vec::new(),
         };
-        for c in status.get("conditions").and_then(Value::as_array).into_iter().flatten() {
+        for c in status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let kind = c.get("type");
             match conditions.iter_mut().find(|e| e.get("type") == kind) {
                 Some(e) => *e = c.clone(),
@@ -365,7 +440,9 @@ fn deep_merge(into: &mut Value, from: &Value) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
                 match a.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        deep_merge(existing, v)
+                    }
                     _ => {
                         a.insert(k.clone(), v.clone());
                     }
@@ -394,9 +471,12 @@ impl<'a> CompositeMeta<'a> {
             return Err(RenderError::Composite("must be an object".into()));
         }
         let string = |ptr: &str| xr.pointer(ptr).and_then(Value::as_str);
-        let api_version = string("/apiVersion").ok_or_else(|| RenderError::Composite("apiVersion: required string".into()))?;
-        let kind = string("/kind").ok_or_else(|| RenderError::Composite("kind: required string".into()))?;
-        let name = string("/metadata/name").ok_or_else(|| RenderError::Composite("metadata.name: required string".into()))?;
+        let api_version = string("/apiVersion")
+            .ok_or_else(|| RenderError::Composite("apiVersion: required string".into()))?;
+        let kind = string("/kind")
+            .ok_or_else(|| RenderError::Composite("kind: required string".into()))?;
+        let name = string("/metadata/name")
+            .ok_or_else(|| RenderError::Composite("metadata.name: required string".into()))?;
         let expected = &comp.composite_type;
         if api_version != expected.api_version || kind != expected.kind {
             return Err(RenderError::TypeMismatch {
@@ -424,13 +504,21 @@ impl<'a> CompositeMeta<'a> {
     /// reference. Templates are pre-stamped at compile time (see [`prestamp`]), so usually only
     /// the per-XR values are written here.
     fn stamp(&self, desired: &mut Value, template: &CompiledResource, observed: Option<&Value>) {
-        let Some(obj) = desired.as_object_mut() else { return };
-        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+        let Some(obj) = desired.as_object_mut() else {
+            return;
+        };
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
         if !meta.is_object() {
             *meta = Value::Object(Map::new());
         }
-        let Some(meta) = meta.as_object_mut() else { return };
-        let observed_name = observed.and_then(|o| o.pointer("/metadata/name")).and_then(Value::as_str);
+        let Some(meta) = meta.as_object_mut() else {
+            return;
+        };
+        let observed_name = observed
+            .and_then(|o| o.pointer("/metadata/name"))
+            .and_then(Value::as_str);
         match observed_name {
             Some(name) => {
                 meta.insert("name".into(), Value::String(name.to_owned()));
@@ -438,7 +526,10 @@ impl<'a> CompositeMeta<'a> {
             None if meta.get("name").is_some_and(Value::is_string) => {}
             None => {
                 let name = format!("{}-{}", self.name, template.name_suffix);
-                let name = if name.len() <= 63 && !template.name_suffix.is_empty() && !self.name.contains('.') {
+                let name = if name.len() <= 63
+                    && !template.name_suffix.is_empty()
+                    && !self.name.contains('.')
+                {
                     name
                 } else {
                     composed_name(self.name, &template.name)
@@ -450,16 +541,29 @@ impl<'a> CompositeMeta<'a> {
             meta.insert("namespace".into(), Value::String(ns.to_owned()));
         }
         let labels = object_entry(meta, "labels");
-        labels.insert(wire::LABEL_COMPOSITE.into(), Value::String(self.composite_label.to_owned()));
+        labels.insert(
+            wire::LABEL_COMPOSITE.into(),
+            Value::String(self.composite_label.to_owned()),
+        );
         if let Some(c) = self.claim_name {
             labels.insert(wire::LABEL_CLAIM_NAME.into(), Value::String(c.to_owned()));
         }
         if let Some(c) = self.claim_namespace {
-            labels.insert(wire::LABEL_CLAIM_NAMESPACE.into(), Value::String(c.to_owned()));
+            labels.insert(
+                wire::LABEL_CLAIM_NAMESPACE.into(),
+                Value::String(c.to_owned()),
+            );
         }
         let annotations = object_entry(meta, "annotations");
-        if annotations.get(wire::ANNOTATION_RESOURCE_NAME).and_then(Value::as_str) != Some(template.name.as_str()) {
-            annotations.insert(wire::ANNOTATION_RESOURCE_NAME.into(), Value::String(template.name.clone()));
+        if annotations
+            .get(wire::ANNOTATION_RESOURCE_NAME)
+            .and_then(Value::as_str)
+            != Some(template.name.as_str())
+        {
+            annotations.insert(
+                wire::ANNOTATION_RESOURCE_NAME.into(),
+                Value::String(template.name.clone()),
+            );
         }
         let refs = match meta.get_mut("ownerReferences") {
             Some(Value::Array(refs)) => refs,
@@ -495,8 +599,13 @@ impl<'a> CompositeMeta<'a> {
 
     /// A namespaced XR composes only in its own namespace.
     fn check_namespace(&self, desired: &Value, resource: &str) -> Result<(), RenderError> {
-        let Some(ns) = self.namespace else { return Ok(()) };
-        match desired.pointer("/metadata/namespace").and_then(Value::as_str) {
+        let Some(ns) = self.namespace else {
+            return Ok(());
+        };
+        match desired
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+        {
             Some(found) if found != ns => Err(RenderError::Resource {
                 resource: resource.to_owned(),
                 message: format!(
@@ -522,17 +631,29 @@ fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<S
 /// Everything of a template's metadata that does not depend on the XR, done once at compile
 /// time: the template annotation, the labels map, and the controller reference to the composite
 /// type (its name and uid are filled in per XR by `stamp`).
-pub(crate) fn prestamp(base: &Value, template: &str, composite: &crate::model::TypeReference) -> Value {
+pub(crate) fn prestamp(
+    base: &Value,
+    template: &str,
+    composite: &crate::model::TypeReference,
+) -> Value {
     let mut out = base.clone();
-    let Some(obj) = out.as_object_mut() else { return out };
-    let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Some(obj) = out.as_object_mut() else {
+        return out;
+    };
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
-    let Some(meta) = meta.as_object_mut() else { return out };
+    let Some(meta) = meta.as_object_mut() else {
+        return out;
+    };
     object_entry(meta, "labels");
-    object_entry(meta, "annotations")
-        .insert(wire::ANNOTATION_RESOURCE_NAME.into(), Value::String(template.to_owned()));
+    object_entry(meta, "annotations").insert(
+        wire::ANNOTATION_RESOURCE_NAME.into(),
+        Value::String(template.to_owned()),
+    );
     let owner = json!({
         "apiVersion": composite.api_version,
         "kind": composite.kind,
@@ -556,7 +677,13 @@ pub(crate) fn prestamp(base: &Value, template: &str, composite: &crate::model::T
 pub fn composed_name(xr: &str, template: &str) -> String {
     let sanitized: String = template
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let candidate = format!("{xr}-{}", sanitized.trim_matches('-'));
     if candidate.len() <= 63 && candidate == template_safe(&candidate) {
@@ -575,7 +702,13 @@ pub(crate) fn dns_label(template: &str) -> String {
 
 fn template_safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .trim_matches('-')
         .to_owned()
@@ -600,7 +733,15 @@ mod tests {
         }));
         let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {}});
         let observed = ObservedResources::new();
-        let err = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect_err("required");
+        let err = render(
+            &comp,
+            RenderInput {
+                composite: &xr,
+                observed: &observed,
+                environment: None,
+            },
+        )
+        .expect_err("required");
         assert_eq!(
             err.to_string(),
             "environment: patch 0 (FromCompositeFieldPath): required source is missing: spec.a: no such field"
@@ -622,7 +763,15 @@ mod tests {
         }));
         let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {"size": "L"}});
         let observed = ObservedResources::new();
-        let out = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect("renders");
+        let out = render(
+            &comp,
+            RenderInput {
+                composite: &xr,
+                observed: &observed,
+                environment: None,
+            },
+        )
+        .expect("renders");
         assert_eq!(out.environment, json!({"size": "L", "label": "size-L"}));
         assert_eq!(out.composite["status"]["size"], json!("L"));
         assert_eq!(out.composite["status"]["label"], json!("size-L!"));
@@ -636,7 +785,15 @@ mod tests {
         }));
         let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {"f": 3.0}});
         let observed = ObservedResources::new();
-        let out = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect("renders");
+        let out = render(
+            &comp,
+            RenderInput {
+                composite: &xr,
+                observed: &observed,
+                environment: None,
+            },
+        )
+        .expect("renders");
         assert_eq!(out.resources[0].resource["spec"], json!({"f": 2, "h": 1.5}));
         assert!(out.resources[0].resource["spec"]["f"].is_i64());
         assert!(out.composite["spec"]["f"].is_i64());
@@ -671,12 +828,29 @@ mod stamping_tests {
             "metadata": {"name": "app", "uid": "u-1"},
             "spec": {"labels": {"team": "a"}, "refs": [{"apiVersion": "v1", "kind": "X", "name": "y", "controller": true}]}});
         let observed = ObservedResources::new();
-        let out = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect("renders");
+        let out = render(
+            &comp,
+            RenderInput {
+                composite: &xr,
+                observed: &observed,
+                environment: None,
+            },
+        )
+        .expect("renders");
         let meta = &out.resources[0].resource["metadata"];
-        assert_eq!(meta["labels"], json!({"team": "a", "strata.dev/composite": "app"}));
-        assert_eq!(meta["annotations"][wire::ANNOTATION_RESOURCE_NAME], json!("cm"));
-        assert_eq!(meta["ownerReferences"], json!([{"apiVersion": "example.org/v1", "kind": "XApp",
-            "name": "app", "uid": "u-1", "controller": true, "blockOwnerDeletion": true}]));
+        assert_eq!(
+            meta["labels"],
+            json!({"team": "a", "strata.dev/composite": "app"})
+        );
+        assert_eq!(
+            meta["annotations"][wire::ANNOTATION_RESOURCE_NAME],
+            json!("cm")
+        );
+        assert_eq!(
+            meta["ownerReferences"],
+            json!([{"apiVersion": "example.org/v1", "kind": "XApp",
+            "name": "app", "uid": "u-1", "controller": true, "blockOwnerDeletion": true}])
+        );
         assert_eq!(meta["name"], json!("app-cm"));
     }
 
@@ -688,7 +862,19 @@ mod stamping_tests {
         }]));
         let xr = json!({"apiVersion": "example.org/v1", "kind": "XApp", "metadata": {"name": "app", "namespace": "team-a"}});
         let observed = ObservedResources::new();
-        let err = render(&comp, RenderInput { composite: &xr, observed: &observed, environment: None }).expect_err("outside");
-        assert!(err.to_string().starts_with("resource `cm`: metadata.namespace"), "{err}");
+        let err = render(
+            &comp,
+            RenderInput {
+                composite: &xr,
+                observed: &observed,
+                environment: None,
+            },
+        )
+        .expect_err("outside");
+        assert!(
+            err.to_string()
+                .starts_with("resource `cm`: metadata.namespace"),
+            "{err}"
+        );
     }
 }
