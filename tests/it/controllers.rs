@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Template names in the order they were created and in the order they were deleted.
+type SeenOrder = Arc<Mutex<(Vec<String>, Vec<String>)>>;
+
 use serde_json::Value;
 
 /// A child process killed by PID when dropped.
@@ -173,7 +176,7 @@ impl Cluster {
     }
 
     /// Records the template names of composed objects of `resource` as they appear and go.
-    fn watch_order(&self, resource: &str) -> (Killed, Arc<Mutex<(Vec<String>, Vec<String>)>>) {
+    fn watch_order(&self, resource: &str) -> (Killed, SeenOrder) {
         let mut child = Killed(
             Command::new("kubectl")
                 .arg("--kubeconfig")
