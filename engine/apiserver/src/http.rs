@@ -31,6 +31,8 @@ pub struct AppState {
     pub server_address: String,
     /// Turns true when the server stops: open watches end so shutdown does not wait on them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Every write request received, by verb.
+    pub writes: Arc<crate::writes::WriteCounter>,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -38,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 }
 
 async fn dispatch(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    app.writes.record(req.method());
     match handle(&app, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),

@@ -24,5 +24,6 @@ pub mod table;
 pub mod tls;
 pub mod validation;
 pub mod watch;
+pub mod writes;
 
 pub use server::{Server, ServerConfig, ServerError};

@@ -64,6 +64,7 @@ pub struct Server {
     stopping: tokio::sync::watch::Sender<bool>,
     serve: JoinHandle<()>,
     gc: JoinHandle<()>,
+    writes: Arc<crate::writes::WriteCounter>,
 }
 
 impl Server {
@@ -107,11 +108,13 @@ impl Server {
             },
         )?;
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+        let writes = Arc::new(crate::writes::WriteCounter::default());
         let state = Arc::new(crate::http::AppState {
             cluster: cluster.clone(),
             token: token.clone(),
             server_address: addr.to_string(),
             stopping: stopping_rx,
+            writes: writes.clone(),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let app = crate::http::router(state);
@@ -142,6 +145,7 @@ impl Server {
             stopping,
             serve,
             gc,
+            writes,
         })
     }
 
@@ -165,6 +169,11 @@ impl Server {
 
     pub fn kubeconfig_path(&self) -> &std::path::Path {
         &self.kubeconfig
+    }
+
+    /// The write requests (POST, PUT, PATCH, DELETE) received since the server started.
+    pub fn write_counts(&self) -> crate::writes::WriteCounts {
+        self.writes.snapshot()
     }
 
     /// Stops accepting requests, lets in-flight ones finish (watches are cut), and returns.

@@ -1,0 +1,481 @@
+//! The composition controllers at scale, in-process: the embedded control plane (durable, on
+//! 127.0.0.1:0, temp data dir) and the controllers on one runtime. N claims (default 1,000;
+//! `STRATA_BENCH_CLAIMS` changes it) each compose 5 objects in 2 waves: ConfigMaps `a` and `b`,
+//! then ConfigMaps `c`, `d` and a Secret `e` that depend on them. Reports the time until every
+//! claim is Ready, the controllers' API writes per claim by verb, the process's peak RSS, and
+//! the CPU time and writes of one full resync of the converged state.
+//!
+//! `STRATA_BENCH_BREAKDOWN=1` also watches claims, XRs, ConfigMaps, Secrets and Events during
+//! the convergence and prints how many times each was created or changed per claim (the
+//! watches cost memory, so the peak RSS of such a run is not the figure to quote).
+//!
+//! The full resync is forced by restarting the controllers (same settings, the default hourly
+//! resync): on start they list everything and reconcile every XR and claim once. It is over when
+//! the controllers' `/metrics` count at least N reconciles of each of the composite and claim
+//! controllers and the write count has been still for a moment.
+//!
+//! Run: `cargo bench -p strata-controllers --bench claims`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use strata_apiserver::writes::WriteCounts;
+use strata_controllers::Settings;
+use strata_controllers::kinds::Kinds;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NAMESPACE: &str = "bench";
+const COMPOSED: usize = 5;
+/// Clients creating claims at the same time.
+const CREATORS: usize = 8;
+const TIMEOUT: Duration = Duration::from_secs(1800);
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "strata-bench-claims-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The controllers running in-process, stopped by [`Controllers::stop`].
+struct Controllers {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Controllers {
+    fn start(client: kube::Client, metrics: SocketAddr) -> Self {
+        let settings = Settings {
+            metrics_addr: Some(metrics),
+            ..Settings::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(e) = strata_controllers::run(client, settings, shutdown).await {
+                panic!("controllers failed: {e}");
+            }
+        });
+        Controllers { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
+fn xrd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1",
+        "kind": "CompositeResourceDefinition",
+        "metadata": {"name": "xbenches.example.org"},
+        "spec": {
+            "group": "example.org",
+            "names": {"kind": "XBench", "plural": "xbenches"},
+            "claimNames": {"kind": "Bench", "plural": "benches"},
+            "versions": [{
+                "name": "v1", "served": true, "referenceable": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "string"}}},
+                }}},
+            }],
+        },
+    })
+}
+
+/// Wave 1: ConfigMaps `a`, `b`; wave 2: ConfigMaps `c`, `d` and Secret `e`, each depending on
+/// both of wave 1. Every object goes to the claim's namespace and is ready once it exists.
+fn composition() -> Value {
+    let ns_patch = json!({"type": "FromCompositeFieldPath", "fromFieldPath": "metadata.labels[strata.dev/claim-namespace]", "toFieldPath": "metadata.namespace"});
+    let size_patch = json!({"fromFieldPath": "spec.size", "toFieldPath": "data.size"});
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}, "data": {}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "default"}, "data": {"token": "aGVsbG8="}});
+    let none = json!([{"type": "None"}]);
+    let wave1 = |name: &str| json!({"name": name, "base": cm, "patches": [ns_patch, size_patch], "readinessChecks": none});
+    let wave2 = |name: &str, base: &Value| json!({"name": name, "dependsOn": ["a", "b"], "base": base, "patches": [ns_patch], "readinessChecks": none});
+    json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1",
+        "kind": "Composition",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XBench"},
+            "resources": [wave1("a"), wave1("b"), wave2("c", &cm), wave2("d", &cm), wave2("e", &secret)],
+        },
+    })
+}
+
+fn claim(i: usize) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "example.org/v1", "kind": "Bench",
+        "metadata": {"name": format!("claim-{i}"), "namespace": NAMESPACE},
+        "spec": {"size": "small", "compositionRef": {"name": "bench"}},
+    }))
+    .unwrap()
+}
+
+fn is_true(obj: &Value, condition: &str) -> bool {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == condition && c["status"] == "True")
+        })
+}
+
+/// The API resource serving `api_version`/`kind`, once discovery offers it.
+async fn resource(kinds: &Kinds, api_version: &str, kind: &str) -> ApiResource {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match kinds.resolve(api_version, kind).await {
+            Ok(k) => return k.resource,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{api_version}/{kind} never served: {e}"
+                );
+                kinds.forget(api_version, kind);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn apply(client: &kube::Client, kinds: &Kinds, object: &Value) {
+    let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap();
+    let r = resource(kinds, s("/apiVersion"), s("/kind")).await;
+    let api: Api<DynamicObject> = match object.pointer("/metadata/namespace") {
+        Some(Value::String(ns)) => Api::namespaced_with(client.clone(), ns, &r),
+        _ => Api::all_with(client.clone(), &r),
+    };
+    api.patch(
+        s("/metadata/name"),
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap();
+}
+
+/// Polls `check` every `every` until it is true; panics after [`TIMEOUT`].
+async fn wait_until(what: &str, every: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A field of `/proc/self/status`, in kB.
+fn proc_status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// User + system CPU time of the whole process (`/proc/self/stat` fields 14 and 15).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The command name (field 2) is parenthesized and may contain spaces: split after it.
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = after_comm
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 of the line are at 11 and 12 after the command name; USER_HZ is 100.
+    Duration::from_millis((fields[11] + fields[12]) * 10)
+}
+
+/// Reconciles the controllers have run, per controller, read from their `/metrics`.
+async fn reconciles(metrics: SocketAddr, controller: &str) -> u64 {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(metrics).await else {
+        return 0;
+    };
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: {metrics}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let mut body = String::new();
+    if stream.read_to_string(&mut body).await.is_err() {
+        return 0;
+    }
+    let prefix = format!("strata_reconciles_total{{controller=\"{controller}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Counts the changes (creations and updates, seen on a watch) to objects of one resource.
+struct Changes {
+    label: &'static str,
+    count: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Changes {
+    fn watch(label: &'static str, api: Api<DynamicObject>) -> Self {
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        let task = tokio::spawn(async move {
+            let stream = watcher(api, watcher::Config::default());
+            futures_util::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Ok(watcher::Event::Apply(_)) = event {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Changes { label, count, task }
+    }
+}
+
+/// Watches, per resource, that show where the writes went (`STRATA_BENCH_BREAKDOWN=1`).
+async fn watch_changes(client: &kube::Client, kinds: &Kinds) -> Vec<Changes> {
+    let mut all = Vec::new();
+    for (label, api_version, kind) in [
+        ("claims", "example.org/v1", "Bench"),
+        ("XRs", "example.org/v1", "XBench"),
+        ("ConfigMaps", "v1", "ConfigMap"),
+        ("Secrets", "v1", "Secret"),
+        ("Events", "events.k8s.io/v1", "Event"),
+    ] {
+        let r = resource(kinds, api_version, kind).await;
+        all.push(Changes::watch(label, Api::all_with(client.clone(), &r)));
+    }
+    all
+}
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn per_claim(w: &WriteCounts, n: usize) -> String {
+    let n = n as f64;
+    format!(
+        "POST {:.1}, PATCH {:.1}, PUT {:.1}, DELETE {:.1} (total {:.1})",
+        w.post as f64 / n,
+        w.patch as f64 / n,
+        w.put as f64 / n,
+        w.delete as f64 / n,
+        w.total() as f64 / n
+    )
+}
+
+async fn bench(n: usize) {
+    let dir = TempDir::new();
+    let server = strata_apiserver::Server::start(strata_apiserver::ServerConfig::new(
+        dir.0.join("data"),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let client = strata_controllers::client(Some(server.kubeconfig_path()))
+        .await
+        .unwrap();
+    let kinds = Kinds::new(client.clone());
+    let metrics = free_port();
+    let controllers = Controllers::start(client.clone(), metrics);
+
+    apply(
+        &client,
+        &kinds,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+    )
+    .await;
+    apply(&client, &kinds, &xrd()).await;
+    apply(&client, &kinds, &composition()).await;
+    let claims_resource = resource(&kinds, "example.org/v1", "Bench").await;
+    let claims: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), NAMESPACE, &claims_resource);
+    // The composition controller has snapshotted the Composition before any claim arrives.
+    let revisions_resource = resource(
+        &kinds,
+        "apiextensions.strata.dev/v1alpha1",
+        "CompositionRevision",
+    )
+    .await;
+    let revisions: Api<DynamicObject> = Api::all_with(client.clone(), &revisions_resource);
+    wait_until(
+        "the CompositionRevision",
+        Duration::from_millis(100),
+        async || {
+            revisions
+                .list(&ListParams::default())
+                .await
+                .is_ok_and(|l| !l.items.is_empty())
+        },
+    )
+    .await;
+    let xrds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &resource(
+            &kinds,
+            "apiextensions.strata.dev/v1alpha1",
+            "CompositeResourceDefinition",
+        )
+        .await,
+    );
+    wait_until(
+        "the XRD to be offered",
+        Duration::from_millis(100),
+        async || {
+            xrds.get("xbenches.example.org")
+                .await
+                .is_ok_and(|x| is_true(&x.data, "Established") && is_true(&x.data, "Offered"))
+        },
+    )
+    .await;
+
+    let breakdown = match std::env::var("STRATA_BENCH_BREAKDOWN") {
+        Ok(v) if v == "1" => watch_changes(&client, &kinds).await,
+        _ => Vec::new(),
+    };
+    let before = server.write_counts();
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let creators: Vec<_> = (0..CREATORS)
+        .map(|_| {
+            let claims = claims.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    claims
+                        .create(&PostParams::default(), &claim(i))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in creators {
+        c.await.unwrap();
+    }
+    let created_in = started.elapsed();
+    wait_until(
+        "every claim to be Ready",
+        Duration::from_secs(1),
+        async || {
+            claims
+                .list(&ListParams::default())
+                .await
+                .is_ok_and(|l| l.items.iter().filter(|c| is_true(&c.data, "Ready")).count() == n)
+        },
+    )
+    .await;
+    let ready_in = started.elapsed();
+    // Writes still in flight when the last claim turned Ready are the convergence's too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The bench's own writes are the N claim creations.
+    let mut converge = server.write_counts().since(&before);
+    converge.post = converge.post.saturating_sub(n as u64);
+    let peak_rss_mb = proc_status_kb("VmHWM") / 1024;
+    let changes: Vec<String> = breakdown
+        .into_iter()
+        .map(|c| {
+            c.task.abort();
+            let changed = c.count.load(Ordering::Relaxed) as f64 / n as f64;
+            format!("{} {changed:.1}", c.label)
+        })
+        .collect();
+
+    controllers.stop().await;
+    let before_resync = server.write_counts();
+    let cpu_before = cpu_time();
+    let resync_started = Instant::now();
+    let controllers = Controllers::start(client.clone(), metrics);
+    wait_until("a full resync", Duration::from_millis(200), async || {
+        reconciles(metrics, strata_controllers::xr::CONTROLLER).await >= n as u64
+            && reconciles(metrics, strata_controllers::claim::CONTROLLER).await >= n as u64
+    })
+    .await;
+    let mut last = server.write_counts();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = server.write_counts();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let resync_cpu = cpu_time().saturating_sub(cpu_before);
+    let resync_wall = resync_started.elapsed();
+    let resync_writes = server.write_counts().since(&before_resync);
+    controllers.stop().await;
+    server.shutdown().await;
+
+    println!("claims: {n} ({COMPOSED} composed objects each, 2 waves)");
+    println!(
+        "claims created in: {:.1} s ({CREATORS} clients)",
+        created_in.as_secs_f64()
+    );
+    println!("time to all Ready: {:.1} s", ready_in.as_secs_f64());
+    println!("API writes per claim: {}", per_claim(&converge, n));
+    if !changes.is_empty() {
+        println!(
+            "changes per claim seen on watches: {} (the claim creation included)",
+            changes.join(", ")
+        );
+    }
+    println!("peak RSS: {peak_rss_mb} MB");
+    println!(
+        "full resync (controllers restarted): CPU {:.1} s over {:.1} s wall, writes {} \
+         (POST {}, PATCH {}, PUT {}, DELETE {})",
+        resync_cpu.as_secs_f64(),
+        resync_wall.as_secs_f64(),
+        resync_writes.total(),
+        resync_writes.post,
+        resync_writes.patch,
+        resync_writes.put,
+        resync_writes.delete
+    );
+}
+
+fn main() {
+    let n = match std::env::var("STRATA_BENCH_CLAIMS") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| panic!("STRATA_BENCH_CLAIMS must be a positive count, not {v:?}")),
+        Err(_) => 1000,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench(n));
+}
