@@ -206,7 +206,14 @@ async fn reconcile_claim(claim: &DynamicObject, ctx: &ClaimContext) -> Result<Ac
 
     // XR status → claim status.
     let status = binding::claim_status_from_composite(&xr_value);
-    if conditions::differs(value.get("status"), &status) {
+    let uid = claim.metadata.uid.clone().unwrap_or_default();
+    let version = claim.metadata.resource_version.clone().unwrap_or_default();
+    if conditions::differs(value.get("status"), &status)
+        && !ctx
+            .shared
+            .written
+            .already_written("claim-status", &uid, &version, &status)
+    {
         claims
             .patch_status(
                 &id.name,
@@ -215,6 +222,9 @@ async fn reconcile_claim(claim: &DynamicObject, ctx: &ClaimContext) -> Result<Ac
             )
             .await
             .map_err(|e| Error::kube("writing the status of", what.clone(), e))?;
+        ctx.shared
+            .written
+            .remember("claim-status", &uid, &version, &status);
     }
 
     // XR connection Secret → claim namespace.

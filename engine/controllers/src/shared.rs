@@ -47,6 +47,76 @@ pub struct Shared {
     watched: Mutex<HashSet<(String, String)>>,
     routes: Arc<Mutex<HashMap<(String, String), Route>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Statuses this process wrote, so a reconcile on a cache that has not caught up with our
+    /// own write does not send the same status again.
+    pub written: WriteMemo,
+}
+
+/// Remembers, per (purpose, object uid), the resourceVersion an object had when this process
+/// wrote its status and the status written (transition times left out). A later reconcile that
+/// still observes that old resourceVersion sees a cache lagging behind our own write: if it wants
+/// the same status, the write would change nothing and is skipped. Versions are only compared
+/// for equality, as the API requires; once the cache moves on the entry is dropped.
+#[derive(Default)]
+pub struct WriteMemo(Mutex<HashMap<(&'static str, String), (String, Value)>>);
+
+impl WriteMemo {
+    /// True when `desired` is what we already wrote over the version `resource_version`.
+    pub fn already_written(
+        &self,
+        purpose: &'static str,
+        uid: &str,
+        resource_version: &str,
+        desired: &Value,
+    ) -> bool {
+        let Ok(mut memo) = self.0.lock() else {
+            return false;
+        };
+        let key = (purpose, uid.to_owned());
+        match memo.get(&key) {
+            Some((seen, written)) if seen == resource_version => {
+                *written == without_transition_times(desired)
+            }
+            Some(_) => {
+                memo.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records a status written over the version `resource_version`.
+    pub fn remember(
+        &self,
+        purpose: &'static str,
+        uid: &str,
+        resource_version: &str,
+        desired: &Value,
+    ) {
+        if let Ok(mut memo) = self.0.lock() {
+            memo.insert(
+                (purpose, uid.to_owned()),
+                (
+                    resource_version.to_owned(),
+                    without_transition_times(desired),
+                ),
+            );
+        }
+    }
+}
+
+/// A status with `lastTransitionTime` removed from its conditions: a lagging cache recomputes
+/// transition times, which says nothing about whether the status itself changed.
+fn without_transition_times(status: &Value) -> Value {
+    let mut out = status.clone();
+    if let Some(conditions) = out.get_mut("conditions").and_then(Value::as_array_mut) {
+        for c in conditions {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("lastTransitionTime");
+            }
+        }
+    }
+    out
 }
 
 impl Shared {
@@ -73,6 +143,7 @@ impl Shared {
             watched: Mutex::new(HashSet::new()),
             routes: Arc::new(Mutex::new(HashMap::new())),
             tasks: Mutex::new(tasks),
+            written: WriteMemo::default(),
         })
     }
 
@@ -421,5 +492,42 @@ mod tests {
             Some(vec!["b".to_owned()])
         );
         assert_eq!(finalizers_with(&none, "a", false), None);
+    }
+}
+
+#[cfg(test)]
+mod write_memo_tests {
+    use super::*;
+
+    #[test]
+    fn a_lagging_cache_does_not_rewrite_the_status_we_just_wrote() {
+        let memo = WriteMemo::default();
+        let status = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "t1"}]});
+        memo.remember("xr", "u1", "10", &status);
+        let recomputed = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "t2"}]});
+        assert!(
+            memo.already_written("xr", "u1", "10", &recomputed),
+            "same status over the same stale version"
+        );
+        let other = json!({"conditions": [{"type": "Ready", "status": "False"}]});
+        assert!(
+            !memo.already_written("xr", "u1", "10", &other),
+            "a different status is written"
+        );
+    }
+
+    #[test]
+    fn once_the_cache_moves_on_the_memo_is_forgotten() {
+        let memo = WriteMemo::default();
+        let status = json!({"x": 1});
+        memo.remember("xr", "u1", "10", &status);
+        assert!(
+            !memo.already_written("xr", "u1", "11", &status),
+            "a newer version is compared normally"
+        );
+        assert!(
+            !memo.already_written("xr", "u1", "10", &status),
+            "and the entry is gone"
+        );
     }
 }

@@ -164,7 +164,14 @@ async fn reconcile_xr(xr: &DynamicObject, ctx: &XrContext) -> Result<Action> {
             (status, action, Err(e))
         }
     };
-    if conditions::differs(observed_status, &desired_status) {
+    let uid = xr.metadata.uid.clone().unwrap_or_default();
+    let version = xr.metadata.resource_version.clone().unwrap_or_default();
+    if conditions::differs(observed_status, &desired_status)
+        && !ctx
+            .shared
+            .written
+            .already_written("xr-status", &uid, &version, &desired_status)
+    {
         let patch = json!({"status": desired_status});
         api.patch_status(
             &xr.name_any(),
@@ -173,6 +180,9 @@ async fn reconcile_xr(xr: &DynamicObject, ctx: &XrContext) -> Result<Action> {
         )
         .await
         .map_err(|e| Error::kube("writing the status of", id.clone(), e))?;
+        ctx.shared
+            .written
+            .remember("xr-status", &uid, &version, &desired_status);
         // Events only when the outcome changed: a stuck XR must not write an event every pass.
         let object = reference(ctx, xr);
         for (reason, note) in events {
