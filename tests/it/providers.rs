@@ -4,6 +4,8 @@
 //!
 //! Install the emulators with `pip install -r tests/requirements.txt`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -1025,6 +1027,237 @@ mod runtime {
 
         let _ = stop.send(());
         runtime.await.unwrap().unwrap();
+    }
+
+    /// The repository root, whichever test binary includes this file.
+    fn repo_root() -> PathBuf {
+        let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        while !dir.join("compositions").is_dir() {
+            assert!(dir.pop(), "the repository root holds compositions/");
+        }
+        dir
+    }
+
+    fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+        let output = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .current_dir(repo_root())
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    async fn bucket_names(endpoint: &str) -> Vec<String> {
+        let client = http_get_json(&format!("{endpoint}/storage/v1/b?project=demo-project")).await;
+        client["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|b| b["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn http_get_json(url: &str) -> Value {
+        let output = std::process::Command::new("curl")
+            .args(["-sf", url])
+            .output()
+            .expect("curl runs");
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_reach_ready_through_compositions_and_both_clouds_then_delete_cleanly() {
+        let moto = Emulator::moto();
+        let gcs = Emulator::fake_gcs();
+        let plane = ControlPlane::start("claims");
+        let client = plane.client().await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let controllers = tokio::spawn(strata_controllers::run(
+            client.clone(),
+            strata_controllers::Settings::default(),
+            until_stopped(),
+        ));
+        let providers: Vec<Arc<dyn Provider>> = vec![
+            Arc::new(AwsRdsProvider),
+            Arc::new(strata_provider_gcp::GcsBucketProvider),
+        ];
+        let settings = strata_managed::Settings {
+            poll_interval: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let runtime = tokio::spawn(strata_managed::run(
+            client.clone(),
+            providers,
+            settings,
+            until_stopped(),
+        ));
+
+        let kubeconfig = plane.kubeconfig.clone();
+        eventually(
+            "provider and composition CRDs",
+            Duration::from_secs(60),
+            || async {
+                let crds = kubectl(&kubeconfig, &["get", "crds", "-o", "name"]);
+                (crds.contains("dbinstances.rds.aws.strata.dev")
+                    && crds.contains("buckets.storage.gcp.strata.dev")
+                    && crds.contains("compositions.apiextensions.strata.dev"))
+                .then_some(())
+            },
+        )
+        .await;
+        let aws = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: strata-system}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: aws-credentials, namespace: strata-system}}\nstringData: {{aws_access_key_id: testing, aws_secret_access_key: testing}}\n---\napiVersion: aws.strata.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: default}}\nspec: {{credentials: {{source: Secret, secretRef: {{namespace: strata-system, name: aws-credentials}}}}, endpoint: {{url: '{}'}}}}\n---\napiVersion: gcp.strata.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: default}}\nspec: {{credentials: {{source: Anonymous}}, endpoint: '{}'}}\n",
+            moto.url, gcs.url
+        );
+        let configs = plane.dir.join("configs.yaml");
+        std::fs::write(&configs, aws).unwrap();
+        kubectl(&kubeconfig, &["apply", "-f", configs.to_str().unwrap()]);
+        kubectl(
+            &kubeconfig,
+            &[
+                "apply",
+                "-R",
+                "-f",
+                "compositions/postgres",
+                "-f",
+                "compositions/objectstore",
+            ],
+        );
+        eventually(
+            "the claim kinds to be served",
+            Duration::from_secs(60),
+            || async {
+                let served = std::process::Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["get", "postgresqlinstances,objectstores", "-A"])
+                    .output()
+                    .ok()?;
+                served.status.success().then_some(())
+            },
+        )
+        .await;
+        kubectl(
+            &kubeconfig,
+            &[
+                "apply",
+                "-f",
+                "examples/claims/postgres.yaml",
+                "-f",
+                "examples/claims/objectstores.yaml",
+            ],
+        );
+        kubectl(
+            &kubeconfig,
+            &[
+                "-n",
+                "orders",
+                "wait",
+                "--for=condition=Ready",
+                "postgresqlinstance/orders-db",
+                "--timeout=120s",
+            ],
+        );
+        let waited = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "-n",
+                "media",
+                "wait",
+                "--for=condition=Ready",
+                "objectstore/uploads",
+                "objectstore/backups",
+                "--timeout=120s",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            waited.status.success(),
+            "the ObjectStores became Ready:\n{}",
+            kubectl(&kubeconfig, &["get", "xobjectstores,buckets", "-o", "yaml"])
+        );
+
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "orders");
+        let connection = secrets
+            .get("orders-db-connection")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default();
+        for key in ["endpoint", "port", "username", "password"] {
+            assert!(
+                connection.contains_key(key),
+                "the claim's connection secret carries {key}: {:?}",
+                connection.keys()
+            );
+        }
+        assert_eq!(
+            bucket_names(&gcs.url).await.len(),
+            2,
+            "one bucket per ObjectStore"
+        );
+        assert_eq!(
+            raw_rds(&moto.url)
+                .await
+                .describe_db_instances()
+                .send()
+                .await
+                .unwrap()
+                .db_instances()
+                .len(),
+            1
+        );
+
+        kubectl(
+            &kubeconfig,
+            &[
+                "delete",
+                "-f",
+                "examples/claims/postgres.yaml",
+                "-f",
+                "examples/claims/objectstores.yaml",
+                "--wait=true",
+                "--timeout=180s",
+            ],
+        );
+        eventually(
+            "the cloud resources to be gone",
+            Duration::from_secs(120),
+            || async {
+                let instances = raw_rds(&moto.url)
+                    .await
+                    .describe_db_instances()
+                    .send()
+                    .await
+                    .ok()?
+                    .db_instances()
+                    .len();
+                (instances == 0 && bucket_names(&gcs.url).await.is_empty()).then_some(())
+            },
+        )
+        .await;
+
+        let _ = stop.send(true);
+        runtime.await.unwrap().unwrap();
+        controllers.await.unwrap().unwrap();
     }
 
     fn jiff_now() -> String {

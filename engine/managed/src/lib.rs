@@ -1,0 +1,166 @@
+//! Strata's managed-resource runtime: one generic reconciler that drives any provider's verbs.
+//!
+//! [`run`] starts one kube-runtime `Controller` per provider, over that provider's managed kind
+//! as dynamic objects. Each reconcile ([`reconcile`]) reads the object, connects with its
+//! ProviderConfig, observes the cloud, asks the core's pure `next_step` what to do, and does it:
+//! create (bracketed by the create-pending/succeeded/failed annotations), update, late
+//! initialization, delete, finalizer removal. Every exit writes the Ready and Synced conditions
+//! (only when they change), emits an event on each transition, and publishes connection details.
+
+pub mod limits;
+pub mod reconcile;
+pub mod secrets;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use strata_core::provider::{Provider, ResourceKind};
+use strata_core::wire::FIELD_MANAGER;
+
+use crate::reconcile::Context;
+
+/// The finalizer the runtime holds until the cloud side of a managed resource is settled.
+pub const FINALIZER: &str = "strata.dev/managed-resource";
+/// The ProviderConfig used when `spec.providerConfigRef` is absent.
+pub const DEFAULT_PROVIDER_CONFIG: &str = "default";
+
+/// Validated runtime settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often an in-sync resource is observed again to detect drift.
+    pub poll_interval: Duration,
+    /// The controller name on events.
+    pub controller_name: String,
+    /// Apply every provider's CRDs (server-side apply) before starting, and wait until served.
+    pub install_crds: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(60),
+            controller_name: "strata-managed".into(),
+            install_crds: true,
+        }
+    }
+}
+
+/// Errors that stop the runtime itself (a single reconcile's errors never do).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("managed kind {kind} is not served: {source}")]
+    Watch { kind: String, source: kube::Error },
+    #[error("install CRD {name}: {source}")]
+    InstallCrd { name: String, source: kube::Error },
+}
+
+/// How long a freshly applied CRD may take to be served.
+const CRD_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Applies `crds` and waits until `kind` can be listed.
+async fn install_crds(client: &Client, provider: &dyn Provider) -> Result<(), Error> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in provider.crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .map_err(|source| Error::InstallCrd {
+            name: name.clone(),
+            source,
+        })?;
+    }
+    let resource = api_resource(&provider.managed_kind());
+    let managed: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let deadline = tokio::time::Instant::now() + CRD_ESTABLISH_TIMEOUT;
+    loop {
+        match managed.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return Ok(()),
+            Err(source) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Watch {
+                    kind: resource.kind.clone(),
+                    source,
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The Kubernetes API resource of a provider's kind.
+pub fn api_resource(kind: &ResourceKind) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(kind.group, kind.version, kind.kind),
+        kind.plural,
+    )
+}
+
+/// Runs one controller per provider until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    providers: Vec<Arc<dyn Provider>>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let shutdown = shutdown.shared();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: settings.controller_name.clone(),
+            instance: None,
+        },
+    );
+    let mut prepared = Vec::new();
+    for provider in providers {
+        if settings.install_crds {
+            install_crds(&client, provider.as_ref()).await?;
+        }
+        let resource = api_resource(&provider.managed_kind());
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        // Fail fast when the kind is not served (its CRD is not installed) instead of letting
+        // the watcher retry forever.
+        api.list_metadata(&ListParams::default().limit(1))
+            .await
+            .map_err(|source| Error::Watch {
+                kind: resource.kind.clone(),
+                source,
+            })?;
+        prepared.push((provider, resource, api));
+    }
+    let controllers = prepared.into_iter().map(|(provider, resource, api)| {
+        let context = Arc::new(Context::new(
+            client.clone(),
+            provider,
+            settings.clone(),
+            recorder.clone(),
+        ));
+        let stop = shutdown.clone();
+        async move {
+            tracing::info!(kind = %resource.kind, "managed-resource controller started");
+            Controller::new_with(api, watcher::Config::default(), resource)
+                .graceful_shutdown_on(stop)
+                .run(reconcile::reconcile, reconcile::error_policy, context)
+                .for_each(|result| async move {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "managed-resource reconcile failed");
+                    }
+                })
+                .await;
+        }
+    });
+    futures_util::future::join_all(controllers).await;
+    Ok(())
+}

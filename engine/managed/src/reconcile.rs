@@ -1,0 +1,635 @@
+//! One reconcile of one managed resource: read → connect → observe → decide → act → record.
+//! The decision is the core's pure [`next_step`]; this module only gathers its facts and
+//! performs the I/O it asks for. Every exit writes conditions (when they change) and returns
+//! when to look again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use strata_core::provider::{
+    Condition, ConnectionDetails, CreateRecord, ErrorClass, External, ExternalName, Facts, Managed,
+    ManagementPolicies, Observation, Provider, ProviderError, RateLimitedVerbs, ResourceSpec,
+    SecretReference, Step, StopReason, next_step,
+};
+use strata_core::wire::{
+    ANNOTATION_EXTERNAL_CREATE_FAILED, ANNOTATION_EXTERNAL_CREATE_PENDING,
+    ANNOTATION_EXTERNAL_CREATE_SUCCEEDED, ANNOTATION_EXTERNAL_NAME, ANNOTATION_PAUSED,
+};
+
+use crate::limits::{Failures, RateLimits};
+use crate::secrets::KubeSecrets;
+use crate::status::{self, Desired};
+use crate::{DEFAULT_PROVIDER_CONFIG, FINALIZER, Settings, api_resource};
+
+/// Errors of the Kubernetes side of a reconcile; cloud errors become conditions instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("managed resource without metadata.name")]
+    MissingName,
+    #[error("{kind} {name}: {action}: {source}")]
+    Kube {
+        kind: String,
+        name: String,
+        action: &'static str,
+        source: Box<kube::Error>,
+    },
+}
+
+/// Shared state of one provider's controller.
+pub struct Context {
+    client: Client,
+    provider: Arc<dyn Provider>,
+    resource: ApiResource,
+    provider_configs: ApiResource,
+    settings: Settings,
+    recorder: Recorder,
+    secrets: KubeSecrets,
+    limits: RateLimits,
+    failures: Failures,
+    /// Connected clients by ProviderConfig name and resourceVersion: a changed config reconnects.
+    connections: Mutex<HashMap<(String, String), Arc<dyn External>>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        provider: Arc<dyn Provider>,
+        settings: Settings,
+        recorder: Recorder,
+    ) -> Self {
+        Self {
+            resource: api_resource(&provider.managed_kind()),
+            provider_configs: api_resource(&provider.provider_config_kind()),
+            limits: RateLimits::new(provider.rate_limit()),
+            secrets: KubeSecrets::new(client.clone()),
+            failures: Failures::default(),
+            connections: Mutex::new(HashMap::new()),
+            client,
+            provider,
+            settings,
+            recorder,
+        }
+    }
+
+    fn api(&self) -> Api<DynamicObject> {
+        Api::all_with(self.client.clone(), &self.resource)
+    }
+
+    async fn connect(&self, config_name: &str) -> Result<Arc<dyn External>, ProviderError> {
+        let configs: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &self.provider_configs);
+        let target = format!("{} {config_name}", self.provider_configs.kind);
+        let config = configs
+            .get_opt(config_name)
+            .await
+            .map_err(|error| {
+                ProviderError::new(
+                    ErrorClass::Transient,
+                    "read ProviderConfig",
+                    &target,
+                    error.to_string(),
+                )
+            })?
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ErrorClass::NotReadyYet,
+                    "read ProviderConfig",
+                    &target,
+                    "not found",
+                )
+            })?;
+        let key = (
+            config_name.to_owned(),
+            config.resource_version().unwrap_or_default(),
+        );
+        if let Some(external) = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(external.clone());
+        }
+        let value = serde_json::to_value(&config).map_err(|error| {
+            ProviderError::terminal("read ProviderConfig", &target, error.to_string())
+        })?;
+        let external = self
+            .provider
+            .connect(&value, Arc::new(self.secrets.clone()))
+            .await?;
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        connections.retain(|(name, _), _| name != config_name);
+        connections.insert(key, external.clone());
+        Ok(external)
+    }
+
+    async fn limited(&self, external: &dyn External, mutating: bool) {
+        let limit = self.limits.limit();
+        if mutating || limit.verbs == RateLimitedVerbs::All {
+            self.limits.acquire(&external.rate_key()).await;
+        }
+    }
+}
+
+/// Everything read from the object once at the start of a reconcile.
+struct Object {
+    name: String,
+    spec: ResourceSpec,
+    deleting: bool,
+    has_finalizer: bool,
+    annotations: BTreeMap<String, String>,
+    conditions: Vec<Condition>,
+    status: Value,
+    managed: Managed,
+}
+
+fn millis(annotations: &BTreeMap<String, String>, key: &str) -> Option<i64> {
+    annotations
+        .get(key)
+        .and_then(|value| value.parse::<jiff::Timestamp>().ok())
+        .map(|at| at.as_millisecond())
+}
+
+fn read_object(object: &DynamicObject) -> Result<Result<Object, String>, Error> {
+    let name = object.metadata.name.clone().ok_or(Error::MissingName)?;
+    let spec_value = object.data.get("spec").cloned().unwrap_or(Value::Null);
+    let spec: ResourceSpec = match serde_json::from_value(spec_value.clone()) {
+        Ok(spec) => spec,
+        Err(error) => return Ok(Err(format!("spec: {error}"))),
+    };
+    let annotations = object.annotations().clone();
+    let status = object.data.get("status").cloned().unwrap_or(Value::Null);
+    let conditions: Vec<Condition> = status
+        .get("conditions")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    let external_name = annotations
+        .get(ANNOTATION_EXTERNAL_NAME)
+        .filter(|value| !value.is_empty())
+        .cloned()
+        .unwrap_or_else(|| name.clone());
+    let managed = Managed {
+        name: name.clone(),
+        external_name: ExternalName::new(external_name),
+        for_provider: spec_value
+            .get("forProvider")
+            .cloned()
+            .unwrap_or(Value::Null),
+        at_provider: status.get("atProvider").cloned().unwrap_or(Value::Null),
+        connection_secret: spec.write_connection_secret_to_ref.clone(),
+    };
+    Ok(Ok(Object {
+        deleting: object.metadata.deletion_timestamp.is_some(),
+        has_finalizer: object.finalizers().iter().any(|f| f == FINALIZER),
+        annotations,
+        conditions,
+        status,
+        managed,
+        spec,
+        name,
+    }))
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+fn condition_time() -> String {
+    now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The controller's entry point.
+pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let run = Run {
+        ctx: &ctx,
+        object: &object,
+    };
+    let parsed = match read_object(&object)? {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            let name = object.name_any();
+            run.record(
+                &name,
+                &[],
+                &Value::Null,
+                vec![Desired::sync_error(message)],
+                None,
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    run.reconcile(parsed).await
+}
+
+/// Requeue after a Kubernetes error (cloud errors are handled inside `reconcile`).
+pub fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, name = %object.name_any(), "managed-resource reconcile error");
+    Action::requeue(ctx.failures.record(
+        &object.name_any(),
+        ErrorClass::Transient,
+        Duration::from_secs(5),
+    ))
+}
+
+struct Run<'a> {
+    ctx: &'a Context,
+    object: &'a DynamicObject,
+}
+
+impl Run<'_> {
+    fn kube_error(&self, name: &str, action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+        let kind = self.ctx.resource.kind.clone();
+        let name = name.to_owned();
+        move |source| Error::Kube {
+            kind,
+            name,
+            action,
+            source: Box::new(source),
+        }
+    }
+
+    async fn patch(&self, name: &str, action: &'static str, body: Value) -> Result<(), Error> {
+        self.ctx
+            .api()
+            .patch(name, &PatchParams::default(), &Patch::Merge(body))
+            .await
+            .map(|_| ())
+            .map_err(self.kube_error(name, action))
+    }
+
+    async fn annotate(&self, name: &str, key: &str) -> Result<(), Error> {
+        let at = now().to_string();
+        self.patch(
+            name,
+            "record create annotation",
+            json!({ "metadata": { "annotations": { key: at } } }),
+        )
+        .await
+    }
+
+    /// Writes conditions and `atProvider` when they differ from the object's, and emits one
+    /// event per transition.
+    async fn record(
+        &self,
+        name: &str,
+        existing: &[Condition],
+        current_status: &Value,
+        desired: Vec<Desired>,
+        at_provider: Option<&Value>,
+    ) -> Result<(), Error> {
+        let (conditions, transitions) = status::merge(existing, &desired, &condition_time());
+        let conditions_value = serde_json::to_value(&conditions).unwrap_or(Value::Null);
+        let conditions_changed = current_status.get("conditions").unwrap_or(&Value::Null)
+            != &conditions_value
+            && !(conditions.is_empty() && current_status.get("conditions").is_none());
+        let at_provider_changed =
+            at_provider.is_some_and(|at| current_status.get("atProvider") != Some(at));
+        if conditions_changed || at_provider_changed {
+            let mut patch = json!({ "status": { "conditions": conditions_value } });
+            if let Some(at) = at_provider.filter(|_| at_provider_changed) {
+                patch["status"]["atProvider"] = at.clone();
+            }
+            self.ctx
+                .api()
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(self.kube_error(name, "write status"))?;
+        }
+        for transition in transitions {
+            let type_ = if transition.status
+                || (transition.type_ == status::TYPE_READY
+                    && transition.reason != status::REASON_UNAVAILABLE)
+            {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            let note = if transition.message.is_empty() {
+                format!(
+                    "{} is now {} ({})",
+                    transition.type_, transition.status, transition.reason
+                )
+            } else {
+                transition.message.clone()
+            };
+            let event = Event {
+                type_,
+                reason: transition.reason.to_owned(),
+                note: Some(note.chars().take(1000).collect()),
+                action: transition.type_.to_owned(),
+                secondary: None,
+            };
+            let reference = self.object.object_ref(&self.ctx.resource);
+            if let Err(error) = self.ctx.recorder.publish(&event, &reference).await {
+                tracing::debug!(%error, name, "cannot publish event");
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_connection(
+        &self,
+        secret: Option<&SecretReference>,
+        details: &ConnectionDetails,
+    ) -> Result<(), Error> {
+        let Some(secret) = secret.filter(|_| !details.is_empty()) else {
+            return Ok(());
+        };
+        self.ctx
+            .secrets
+            .ensure_keys(secret, details)
+            .await
+            .map_err(self.kube_error(&secret.name, "write connection secret"))?;
+        Ok(())
+    }
+
+    /// A failed verb: Synced=False with the cloud's message, and a retry after the class's delay.
+    async fn fail(
+        &self,
+        object: &Object,
+        ready: Option<Desired>,
+        at_provider: Option<&Value>,
+        error: ProviderError,
+    ) -> Result<Action, Error> {
+        let mut desired = vec![Desired::sync_error(error.to_string())];
+        desired.extend(ready);
+        self.record(
+            &object.name,
+            &object.conditions,
+            &object.status,
+            desired,
+            at_provider,
+        )
+        .await?;
+        let delay =
+            self.ctx
+                .failures
+                .record(&object.name, error.class, self.ctx.settings.poll_interval);
+        Ok(Action::requeue(delay))
+    }
+
+    async fn reconcile(&self, object: Object) -> Result<Action, Error> {
+        let name = object.name.clone();
+        if object.deleting && !object.has_finalizer {
+            return Ok(Action::await_change());
+        }
+        if object
+            .annotations
+            .get(ANNOTATION_PAUSED)
+            .is_some_and(|value| value == "true")
+        {
+            self.record(
+                &name,
+                &object.conditions,
+                &object.status,
+                vec![Desired::paused()],
+                None,
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+        let policies = match ManagementPolicies::parse(&object.spec.management_policies) {
+            Ok(policies) => policies,
+            Err(error) => {
+                self.record(
+                    &name,
+                    &object.conditions,
+                    &object.status,
+                    vec![Desired::sync_error(error.to_string())],
+                    None,
+                )
+                .await?;
+                return Ok(Action::await_change());
+            }
+        };
+        if !object.deleting
+            && (!object.has_finalizer || !object.annotations.contains_key(ANNOTATION_EXTERNAL_NAME))
+        {
+            // One metadata write; its watch event brings us back.
+            let mut finalizers = self.object.finalizers().to_vec();
+            if !object.has_finalizer {
+                finalizers.push(FINALIZER.to_owned());
+            }
+            let body = json!({ "metadata": {
+                "finalizers": finalizers,
+                "annotations": { ANNOTATION_EXTERNAL_NAME: object.managed.external_name.as_str() },
+                "resourceVersion": self.object.resource_version(),
+            }});
+            self.patch(&name, "add finalizer and external name", body)
+                .await?;
+            return Ok(Action::await_change());
+        }
+
+        let config_name = object
+            .spec
+            .provider_config_ref
+            .as_ref()
+            .map_or(DEFAULT_PROVIDER_CONFIG, |reference| reference.name.as_str());
+        let external = match self.ctx.connect(config_name).await {
+            Ok(external) => external,
+            Err(error) => return self.fail(&object, None, None, error).await,
+        };
+        self.ctx.limited(external.as_ref(), false).await;
+        let observation = match external.observe(&object.managed).await {
+            Ok(observation) => observation,
+            Err(error) => return self.fail(&object, None, None, error).await,
+        };
+        let facts = Facts {
+            observation: &observation,
+            deleting: object.deleting,
+            policies: &policies,
+            deletion_policy: object.spec.deletion_policy,
+            create: CreateRecord {
+                pending: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_PENDING),
+                succeeded: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_SUCCEEDED),
+                failed: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_FAILED),
+            },
+            paused: false,
+            now: now().as_millisecond(),
+        };
+        let step = next_step(&facts);
+        tracing::debug!(name, ?step, "managed-resource step");
+        self.act(object, observation, step, external.as_ref()).await
+    }
+
+    async fn act(
+        &self,
+        object: Object,
+        observation: Observation,
+        step: Step,
+        external: &dyn External,
+    ) -> Result<Action, Error> {
+        let name = object.name.clone();
+        let present = match &observation {
+            Observation::Present(present) => Some(present),
+            Observation::Absent => None,
+        };
+        let at_provider = present.map(|p| &p.at_provider);
+        let ready_now = match present {
+            Some(p) if p.ready => Desired::ready(true, status::REASON_AVAILABLE),
+            Some(_) => Desired::ready(false, status::not_ready_reason(&object.conditions)),
+            None => Desired::ready(false, status::REASON_UNAVAILABLE),
+        };
+        if let Some(present) = present.filter(|_| !object.deleting) {
+            self.publish_connection(
+                object.managed.connection_secret.as_ref(),
+                &present.connection_details,
+            )
+            .await?;
+        }
+        let poll = self.ctx.settings.poll_interval;
+        match step {
+            Step::Nothing => {
+                self.ctx.failures.clear(&name);
+                self.record(
+                    &name,
+                    &object.conditions,
+                    &object.status,
+                    vec![ready_now, Desired::synced()],
+                    at_provider,
+                )
+                .await?;
+                Ok(Action::requeue(poll))
+            }
+            Step::Wait(delay) => {
+                let desired = if object.deleting {
+                    Desired::ready(false, status::REASON_DELETING)
+                } else {
+                    ready_now
+                };
+                self.record(
+                    &name,
+                    &object.conditions,
+                    &object.status,
+                    vec![desired, Desired::synced()],
+                    at_provider,
+                )
+                .await?;
+                Ok(Action::requeue(delay))
+            }
+            Step::Stop { reason } => {
+                let mut desired = vec![Desired::sync_error(reason.message())];
+                if reason != StopReason::Paused {
+                    desired.push(ready_now);
+                }
+                self.record(
+                    &name,
+                    &object.conditions,
+                    &object.status,
+                    desired,
+                    at_provider,
+                )
+                .await?;
+                Ok(Action::requeue(poll))
+            }
+            Step::LateInitialize => {
+                let patch = present
+                    .and_then(|p| p.late_init.clone())
+                    .unwrap_or(Value::Null);
+                self.patch(
+                    &name,
+                    "late-initialize spec.forProvider",
+                    json!({ "spec": { "forProvider": patch } }),
+                )
+                .await?;
+                Ok(Action::await_change())
+            }
+            Step::Create => {
+                // Pending first: if we crash after the cloud call, the next pass sees a pending
+                // mark newer than any outcome and stops instead of creating a duplicate.
+                self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_PENDING)
+                    .await?;
+                self.ctx.limited(external, true).await;
+                match external.create(&object.managed).await {
+                    Ok(created) => {
+                        self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_SUCCEEDED)
+                            .await?;
+                        self.ctx.failures.clear(&name);
+                        self.publish_connection(
+                            object.managed.connection_secret.as_ref(),
+                            &created.connection_details,
+                        )
+                        .await?;
+                        let desired = vec![
+                            Desired::ready(false, status::REASON_CREATING),
+                            Desired::synced(),
+                        ];
+                        self.record(&name, &object.conditions, &object.status, desired, None)
+                            .await?;
+                        Ok(Action::requeue(strata_core::provider::NOT_READY_POLL))
+                    }
+                    Err(error) => {
+                        self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_FAILED)
+                            .await?;
+                        self.fail(
+                            &object,
+                            Some(Desired::ready(false, status::REASON_UNAVAILABLE)),
+                            None,
+                            error,
+                        )
+                        .await
+                    }
+                }
+            }
+            Step::Update => {
+                self.ctx.limited(external, true).await;
+                match external.update(&object.managed).await {
+                    Ok(()) => {
+                        self.ctx.failures.clear(&name);
+                        self.record(
+                            &name,
+                            &object.conditions,
+                            &object.status,
+                            vec![ready_now, Desired::synced()],
+                            at_provider,
+                        )
+                        .await?;
+                        Ok(Action::requeue(strata_core::provider::NOT_READY_POLL))
+                    }
+                    Err(error) => {
+                        self.fail(&object, Some(ready_now), at_provider, error)
+                            .await
+                    }
+                }
+            }
+            Step::Delete => {
+                let deleting = Desired::ready(false, status::REASON_DELETING);
+                self.ctx.limited(external, true).await;
+                match external.delete(&object.managed).await {
+                    Ok(()) => {
+                        self.record(
+                            &name,
+                            &object.conditions,
+                            &object.status,
+                            vec![deleting, Desired::synced()],
+                            at_provider,
+                        )
+                        .await?;
+                        Ok(Action::requeue(strata_core::provider::NOT_READY_POLL))
+                    }
+                    Err(error) => self.fail(&object, Some(deleting), None, error).await,
+                }
+            }
+            Step::RemoveFinalizer => {
+                let finalizers: Vec<&String> = self
+                    .object
+                    .finalizers()
+                    .iter()
+                    .filter(|f| *f != FINALIZER)
+                    .collect();
+                let body = json!({ "metadata": { "finalizers": finalizers, "resourceVersion": self.object.resource_version() } });
+                self.patch(&name, "remove finalizer", body).await?;
+                self.ctx.failures.clear(&name);
+                Ok(Action::await_change())
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The pure half of status handling: which Ready and Synced conditions an outcome means, and
+//! merging them into the existing list so that `lastTransitionTime` only moves on a transition.
+
+use strata_core::provider::Condition;
+
+/// `Ready` condition reasons.
+pub const REASON_AVAILABLE: &str = "Available";
+pub const REASON_CREATING: &str = "Creating";
+pub const REASON_DELETING: &str = "Deleting";
+pub const REASON_UNAVAILABLE: &str = "Unavailable";
+/// `Synced` condition reasons.
+pub const REASON_RECONCILE_SUCCESS: &str = "ReconcileSuccess";
+pub const REASON_RECONCILE_ERROR: &str = "ReconcileError";
+pub const REASON_RECONCILE_PAUSED: &str = "ReconcilePaused";
+
+pub const TYPE_READY: &str = "Ready";
+pub const TYPE_SYNCED: &str = "Synced";
+
+/// A condition without its transition time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Desired {
+    pub fn ready(status: bool, reason: &'static str) -> Self {
+        Self {
+            type_: TYPE_READY,
+            status,
+            reason,
+            message: String::new(),
+        }
+    }
+
+    pub fn synced() -> Self {
+        Self {
+            type_: TYPE_SYNCED,
+            status: true,
+            reason: REASON_RECONCILE_SUCCESS,
+            message: String::new(),
+        }
+    }
+
+    pub fn sync_error(message: impl Into<String>) -> Self {
+        Self {
+            type_: TYPE_SYNCED,
+            status: false,
+            reason: REASON_RECONCILE_ERROR,
+            message: message.into(),
+        }
+    }
+
+    pub fn paused() -> Self {
+        Self {
+            type_: TYPE_SYNCED,
+            status: false,
+            reason: REASON_RECONCILE_PAUSED,
+            message: strata_core::provider::StopReason::Paused
+                .message()
+                .to_owned(),
+        }
+    }
+}
+
+/// The Ready reason for an existing cloud resource that is not ready: `Creating` until it has
+/// been ready once, `Unavailable` after.
+pub fn not_ready_reason(existing: &[Condition]) -> &'static str {
+    let was_ready = existing
+        .iter()
+        .any(|c| c.type_ == TYPE_READY && (c.status == "True" || c.reason == REASON_UNAVAILABLE));
+    if was_ready {
+        REASON_UNAVAILABLE
+    } else {
+        REASON_CREATING
+    }
+}
+
+/// Replaces the conditions of the given types, keeping `lastTransitionTime` when the status did
+/// not change, and keeping conditions of other types untouched. The result is sorted by type.
+/// Returns the merged list and the conditions whose status or reason changed (for events).
+pub fn merge(
+    existing: &[Condition],
+    desired: &[Desired],
+    now: &str,
+) -> (Vec<Condition>, Vec<Desired>) {
+    let mut merged: Vec<Condition> = existing
+        .iter()
+        .filter(|c| !desired.iter().any(|d| d.type_ == c.type_))
+        .cloned()
+        .collect();
+    let mut transitions = Vec::new();
+    for want in desired {
+        let status = if want.status { "True" } else { "False" };
+        let previous = existing.iter().find(|c| c.type_ == want.type_);
+        let changed_status = previous.is_none_or(|c| c.status != status);
+        if previous.is_none_or(|c| c.status != status || c.reason != want.reason) {
+            transitions.push(want.clone());
+        }
+        let last_transition_time = match previous {
+            Some(c) if !changed_status => c.last_transition_time.clone(),
+            _ => Some(now.to_owned()),
+        };
+        merged.push(Condition {
+            type_: want.type_.to_owned(),
+            status: status.to_owned(),
+            reason: want.reason.to_owned(),
+            message: want.message.clone(),
+            last_transition_time,
+        });
+    }
+    merged.sort_by(|a, b| a.type_.cmp(&b.type_));
+    (merged, transitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str, reason: &str, at: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: Some(at.into()),
+        }
+    }
+
+    #[test]
+    fn unchanged_conditions_keep_their_transition_time_and_report_no_transition() {
+        let existing = [
+            condition("Ready", "True", REASON_AVAILABLE, "t1"),
+            condition("Synced", "True", REASON_RECONCILE_SUCCESS, "t1"),
+        ];
+        let (merged, transitions) = merge(
+            &existing,
+            &[Desired::ready(true, REASON_AVAILABLE), Desired::synced()],
+            "t2",
+        );
+        assert_eq!(merged, existing.to_vec());
+        assert!(transitions.is_empty());
+    }
+
+    #[test]
+    fn a_status_change_moves_the_transition_time_and_is_reported() {
+        let existing = [condition("Ready", "False", REASON_CREATING, "t1")];
+        let (merged, transitions) =
+            merge(&existing, &[Desired::ready(true, REASON_AVAILABLE)], "t2");
+        assert_eq!(
+            merged,
+            vec![condition("Ready", "True", REASON_AVAILABLE, "t2")]
+        );
+        assert_eq!(transitions, vec![Desired::ready(true, REASON_AVAILABLE)]);
+    }
+
+    #[test]
+    fn a_reason_change_alone_keeps_the_time_but_is_reported() {
+        let existing = [condition("Ready", "False", REASON_CREATING, "t1")];
+        let (merged, transitions) =
+            merge(&existing, &[Desired::ready(false, REASON_DELETING)], "t2");
+        assert_eq!(merged[0].last_transition_time.as_deref(), Some("t1"));
+        assert_eq!(transitions.len(), 1);
+    }
+
+    #[test]
+    fn not_ready_reads_as_creating_until_the_resource_was_ever_ready() {
+        assert_eq!(not_ready_reason(&[]), REASON_CREATING);
+        assert_eq!(
+            not_ready_reason(&[condition("Ready", "True", REASON_AVAILABLE, "t")]),
+            REASON_UNAVAILABLE
+        );
+    }
+}

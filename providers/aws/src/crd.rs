@@ -1,0 +1,173 @@
+//! The AWS provider's Kubernetes kinds: `rds.aws.strata.dev/v1alpha1 DBInstance` and
+//! `aws.strata.dev/v1alpha1 ProviderConfig`. Both are cluster scoped, like Crossplane's.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use strata_core::provider::{ResourceSpec, ResourceStatus, SecretKeySelector, SecretReference};
+
+/// An RDS database instance.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "rds.aws.strata.dev",
+    version = "v1alpha1",
+    kind = "DBInstance",
+    doc = "An AWS RDS database instance managed by Strata.",
+    status = "DBInstanceStatus",
+    category = "managed",
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
+    printcolumn = r#"{"name":"SYNCED","type":"string","jsonPath":".status.conditions[?(@.type=='Synced')].status"}"#,
+    printcolumn = r#"{"name":"EXTERNAL-NAME","type":"string","jsonPath":".metadata.annotations.strata\\.dev/external-name"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DBInstanceSpec {
+    pub for_provider: DBInstanceParameters,
+    #[serde(flatten)]
+    pub resource: ResourceSpec,
+}
+
+/// The desired state of an RDS instance. Unset optional fields are late-initialized from AWS.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DBInstanceParameters {
+    pub region: String,
+    /// `postgres`, `mysql`, … (immutable).
+    pub engine: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+    pub db_instance_class: String,
+    /// GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated_storage: Option<i32>,
+    /// Initial database name (immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_name: Option<String>,
+    /// Master user name (immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_username: Option<String>,
+    /// Where the master password lives. When the key is missing a password is generated and
+    /// stored there before the instance is created. When unset, the `password` key of
+    /// `spec.writeConnectionSecretToRef` is used the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_password_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_subnet_group_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_security_group_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publicly_accessible: Option<bool>,
+    /// Immutable after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_encrypted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_retention_period: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_protection: Option<bool>,
+    /// Skip the final snapshot on delete; defaults to true unless `finalDBSnapshotIdentifier` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_final_snapshot: Option<bool>,
+    #[serde(
+        default,
+        rename = "finalDBSnapshotIdentifier",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub final_db_snapshot_identifier: Option<String>,
+    /// When set, the instance carries exactly these tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// Observed state of a DBInstance.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DBInstanceStatus {
+    #[serde(flatten)]
+    pub resource: ResourceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_provider: Option<DBInstanceObservation>,
+}
+
+/// What AWS reports about the instance.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DBInstanceObservation {
+    /// `creating`, `available`, `modifying`, `deleting`, …
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+}
+
+/// A network endpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Endpoint {
+    pub address: String,
+    pub port: i32,
+}
+
+/// How the AWS provider authenticates.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "aws.strata.dev",
+    version = "v1alpha1",
+    kind = "ProviderConfig",
+    doc = "Credentials and endpoint for the AWS provider.",
+    printcolumn = r#"{"name":"SOURCE","type":"string","jsonPath":".spec.credentials.source"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfigSpec {
+    pub credentials: Credentials,
+    /// Overrides every AWS endpoint (RDS and STS), e.g. an emulator's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointOverride>,
+}
+
+/// Where credentials come from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    pub source: CredentialsSource,
+    /// For `Secret`: a Secret with keys `aws_access_key_id`, `aws_secret_access_key` and
+    /// optionally `aws_session_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+    /// For `WebIdentity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_identity: Option<WebIdentity>,
+}
+
+/// The credential sources.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CredentialsSource {
+    /// A static access key pair in a Secret.
+    Secret,
+    /// The SDK's default chain (environment, profile, web identity from `AWS_ROLE_ARN`, IMDS).
+    Environment,
+    /// An OIDC token file exchanged for role credentials with AssumeRoleWithWebIdentity: no
+    /// long-lived keys anywhere (the recommended source).
+    WebIdentity,
+}
+
+/// The role to assume with an OIDC token.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebIdentity {
+    pub role_arn: String,
+    /// A projected service-account token, re-read on every refresh.
+    pub token_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_session_name: Option<String>,
+}
+
+/// A custom endpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct EndpointOverride {
+    pub url: String,
+}

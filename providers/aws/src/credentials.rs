@@ -1,0 +1,166 @@
+//! ProviderConfig → AWS SDK configuration. Every source goes through `aws-config`'s loader;
+//! `WebIdentity` adds a credentials provider that exchanges the token file with STS at the
+//! configured endpoint (the SDK's built-in one reads its STS endpoint only from the process
+//! environment, which a ProviderConfig cannot set).
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::{self, ProvideCredentials, error::CredentialsError};
+use aws_smithy_http_client::tls;
+use strata_core::provider::{ProviderError, Secrets};
+
+use crate::crd::{CredentialsSource, ProviderConfigSpec};
+
+/// The region the loader starts from; every RDS client overrides it with `forProvider.region`.
+const LOADER_REGION: &str = "us-east-1";
+
+/// Builds the SDK configuration for one ProviderConfig.
+pub async fn sdk_config(
+    config_name: &str,
+    spec: &ProviderConfigSpec,
+    secrets: &dyn Secrets,
+) -> Result<SdkConfig, ProviderError> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let endpoint = spec.endpoint.as_ref().map(|endpoint| endpoint.url.clone());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http.clone())
+        .region(Region::from_static(LOADER_REGION));
+    if let Some(url) = &endpoint {
+        loader = loader.endpoint_url(url.clone());
+    }
+    let target = format!("ProviderConfig {config_name}");
+    match spec.credentials.source {
+        CredentialsSource::Environment => {}
+        CredentialsSource::Secret => {
+            let reference = spec.credentials.secret_ref.as_ref().ok_or_else(|| {
+                ProviderError::terminal(
+                    "read credentials",
+                    &target,
+                    "spec.credentials.secretRef is required for source Secret",
+                )
+            })?;
+            let data = secrets.get(reference).await?.ok_or_else(|| {
+                ProviderError::new(
+                    strata_core::provider::ErrorClass::NotReadyYet,
+                    "read credentials",
+                    &target,
+                    format!(
+                        "Secret {}/{} does not exist",
+                        reference.namespace, reference.name
+                    ),
+                )
+            })?;
+            let key = |name: &str| {
+                data.get(name).cloned().ok_or_else(|| {
+                    ProviderError::terminal(
+                        "read credentials",
+                        &target,
+                        format!(
+                            "Secret {}/{} has no key `{name}`",
+                            reference.namespace, reference.name
+                        ),
+                    )
+                })
+            };
+            let credentials = aws_credential_types::Credentials::new(
+                key("aws_access_key_id")?,
+                key("aws_secret_access_key")?,
+                data.get("aws_session_token").cloned(),
+                None,
+                "StrataSecret",
+            );
+            loader = loader.credentials_provider(credentials);
+        }
+        CredentialsSource::WebIdentity => {
+            let web = spec.credentials.web_identity.as_ref().ok_or_else(|| {
+                ProviderError::terminal(
+                    "read credentials",
+                    &target,
+                    "spec.credentials.webIdentity is required for source WebIdentity",
+                )
+            })?;
+            let mut sts = aws_sdk_sts::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .http_client(http)
+                .region(Region::from_static(LOADER_REGION));
+            if let Some(url) = &endpoint {
+                sts = sts.endpoint_url(url.clone());
+            }
+            loader = loader.credentials_provider(WebIdentityCredentials {
+                sts: aws_sdk_sts::Client::from_conf(sts.build()),
+                role_arn: web.role_arn.clone(),
+                token_file: PathBuf::from(&web.token_file),
+                session_name: web
+                    .role_session_name
+                    .clone()
+                    .unwrap_or_else(|| format!("strata-{config_name}")),
+            });
+        }
+    }
+    Ok(loader.load().await)
+}
+
+/// AssumeRoleWithWebIdentity with a token file; the SDK's identity cache refreshes before expiry.
+#[derive(Debug)]
+struct WebIdentityCredentials {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    token_file: PathBuf,
+    session_name: String,
+}
+
+impl WebIdentityCredentials {
+    async fn assume_role(&self) -> provider::Result {
+        let token = tokio::fs::read_to_string(&self.token_file)
+            .await
+            .map_err(|error| {
+                CredentialsError::invalid_configuration(format!(
+                    "read web identity token file {}: {error}",
+                    self.token_file.display()
+                ))
+            })?;
+        let output = self
+            .sts
+            .assume_role_with_web_identity()
+            .role_arn(&self.role_arn)
+            .role_session_name(&self.session_name)
+            .web_identity_token(token.trim())
+            .send()
+            .await
+            .map_err(|error| {
+                CredentialsError::provider_error(format!(
+                    "AssumeRoleWithWebIdentity for {}: {}",
+                    self.role_arn,
+                    aws_sdk_sts::error::DisplayErrorContext(&error)
+                ))
+            })?;
+        let credentials = output.credentials().ok_or_else(|| {
+            CredentialsError::unhandled(format!(
+                "AssumeRoleWithWebIdentity for {} returned no credentials",
+                self.role_arn
+            ))
+        })?;
+        Ok(aws_credential_types::Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token().to_owned()),
+            SystemTime::try_from(*credentials.expiration()).ok(),
+            "StrataWebIdentity",
+        ))
+    }
+}
+
+impl ProvideCredentials for WebIdentityCredentials {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(self.assume_role())
+    }
+}

@@ -1,0 +1,173 @@
+//! The Google Cloud provider's Kubernetes kinds: `storage.gcp.strata.dev/v1alpha1 Bucket` and
+//! `gcp.strata.dev/v1alpha1 ProviderConfig`. Both are cluster scoped, like Crossplane's.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use strata_core::provider::{ResourceSpec, ResourceStatus, SecretKeySelector};
+
+/// A Cloud Storage bucket.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "storage.gcp.strata.dev",
+    version = "v1alpha1",
+    kind = "Bucket",
+    doc = "A Google Cloud Storage bucket managed by Strata.",
+    status = "BucketStatus",
+    category = "managed",
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
+    printcolumn = r#"{"name":"SYNCED","type":"string","jsonPath":".status.conditions[?(@.type=='Synced')].status"}"#,
+    printcolumn = r#"{"name":"EXTERNAL-NAME","type":"string","jsonPath":".metadata.annotations.strata\\.dev/external-name"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketSpec {
+    pub for_provider: BucketParameters,
+    #[serde(flatten)]
+    pub resource: ResourceSpec,
+}
+
+/// The desired state of a bucket. Unset optional fields are late-initialized from GCS.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketParameters {
+    /// The project that owns the bucket (immutable).
+    pub project: String,
+    /// `US`, `EU`, `europe-west1`, … (immutable).
+    pub location: String,
+    /// `STANDARD`, `NEARLINE`, `COLDLINE`, `ARCHIVE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// When set, the bucket carries exactly these labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uniform_bucket_level_access: Option<bool>,
+    /// When set, the bucket carries exactly these lifecycle rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_rules: Option<Vec<LifecycleRule>>,
+    /// Minimum object retention; `0` removes the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_period_seconds: Option<u64>,
+}
+
+/// One object lifecycle rule.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleRule {
+    pub action: LifecycleAction,
+    #[serde(default)]
+    pub condition: LifecycleCondition,
+}
+
+/// What a lifecycle rule does.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleAction {
+    /// `Delete`, `SetStorageClass` or `AbortIncompleteMultipartUpload`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// For `SetStorageClass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+/// When a lifecycle rule applies; every set field must hold.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleCondition {
+    /// Days since creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_newer_versions: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_live: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_since_noncurrent_time: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches_storage_class: Option<Vec<String>>,
+}
+
+/// Observed state of a Bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketStatus {
+    #[serde(flatten)]
+    pub resource: ResourceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_provider: Option<BucketObservation>,
+}
+
+/// What GCS reports about the bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketObservation {
+    pub self_link: String,
+    /// `gs://NAME`.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_created: Option<String>,
+    pub metageneration: i64,
+}
+
+/// How the Google Cloud provider authenticates.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "gcp.strata.dev",
+    version = "v1alpha1",
+    kind = "ProviderConfig",
+    doc = "Credentials and endpoint for the Google Cloud provider.",
+    printcolumn = r#"{"name":"SOURCE","type":"string","jsonPath":".spec.credentials.source"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfigSpec {
+    pub credentials: Credentials,
+    /// Overrides the Cloud Storage endpoint (scheme, host and port), e.g. an emulator's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// Where credentials come from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    pub source: CredentialsSource,
+    /// For `Secret`: the key holding a service-account key JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeySelector>,
+    /// For `WorkloadIdentityFederation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
+}
+
+/// The credential sources.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CredentialsSource {
+    /// A service-account key JSON in a Secret.
+    Secret,
+    /// Application default credentials (GKE workload identity, metadata server, `GOOGLE_APPLICATION_CREDENTIALS`).
+    InjectedIdentity,
+    /// An OIDC token file exchanged at Google STS (an external account): no keys anywhere.
+    WorkloadIdentityFederation,
+    /// No credentials at all: only for emulators.
+    Anonymous,
+}
+
+/// Workload identity federation from a token file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentity {
+    /// `//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`.
+    pub audience: String,
+    /// The OIDC token file (a projected service-account token).
+    pub token_file: String,
+    /// A service account to impersonate after the exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_email: Option<String>,
+}
