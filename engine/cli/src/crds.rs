@@ -1,4 +1,5 @@
-//! `strata crds`: writes the engine's own CRDs (generated from the Rust types) to a directory.
+//! `strata crds`: writes Strata's own CRDs (the engine's and every provider's, generated from
+//! the Rust types) to a directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,10 @@ pub struct CrdsArgs {
 }
 
 pub fn run(args: CrdsArgs) -> Result<ExitCode> {
-    let files = crd::crd_files(&crd::engine_crds())?;
+    let mut crds = crd::engine_crds();
+    crds.extend(strata_provider_aws::crds());
+    crds.extend(strata_provider_gcp::crds());
+    let files = crd::crd_files(&crds)?;
     if args.check {
         let mut stale = Vec::new();
         for (name, content) in &files {

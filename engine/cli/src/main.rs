@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod crds;
 mod graph;
 mod input;
+mod reconcilers;
 mod render;
 mod run;
 mod trace;

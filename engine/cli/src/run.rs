@@ -57,7 +57,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to the Kubernetes API")?;
     tracing::info!(resync_seconds = args.resync, metrics = ?args.metrics_addr, "starting controllers");
-    strata_controllers::run(client, settings, shutdown_signal())
+    crate::reconcilers::run(client, settings, shutdown_signal())
         .await
         .context("running the controllers")?;
     tracing::info!("controllers stopped");

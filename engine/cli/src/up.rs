@@ -44,32 +44,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .context("connecting the controllers to the embedded control plane")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut controllers = tokio::spawn(strata_controllers::run(
+        let mut reconcilers = tokio::spawn(crate::reconcilers::run(
             client,
             strata_controllers::Settings::default(),
             async move {
                 let _ = stop_rx.await;
             },
         ));
-        println!("strata up: controllers running");
+        println!("strata up: controllers and providers running");
         let signal = wait_for_signal();
         tokio::pin!(signal);
         tokio::select! {
             r = &mut signal => {
                 r?;
                 let _ = stop_tx.send(());
-                match controllers.await {
+                match reconcilers.await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "controllers stopped with an error"),
-                    Err(e) => tracing::warn!(error = %e, "controllers task failed"),
+                    Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "reconcilers stopped with an error"),
+                    Err(e) => tracing::warn!(error = %e, "reconcilers task failed"),
                 }
             }
-            r = &mut controllers => {
+            r = &mut reconcilers => {
                 server.shutdown().await;
                 match r {
-                    Ok(Ok(())) => anyhow::bail!("the controllers stopped unexpectedly"),
-                    Ok(Err(e)) => return Err(anyhow::Error::new(e).context("the controllers failed")),
-                    Err(e) => return Err(anyhow::Error::new(e).context("the controllers task failed")),
+                    Ok(Ok(())) => anyhow::bail!("the reconcilers stopped unexpectedly"),
+                    Ok(Err(e)) => return Err(e.context("the reconcilers failed")),
+                    Err(e) => return Err(anyhow::Error::new(e).context("the reconcilers task failed")),
                 }
             }
         }
