@@ -58,7 +58,10 @@ pub struct Shared {
 /// the same status, the write would change nothing and is skipped. Versions are only compared
 /// for equality, as the API requires; once the cache moves on the entry is dropped.
 #[derive(Default)]
-pub struct WriteMemo(Mutex<HashMap<(&'static str, String), (String, Value)>>);
+pub struct WriteMemo(Mutex<HashMap<(&'static str, String), Written>>);
+
+/// The resourceVersion an object had when its status was written, and the status written.
+type Written = (String, Value);
 
 impl WriteMemo {
     /// True when `desired` is what we already wrote over the version `resource_version`.
