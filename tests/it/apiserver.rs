@@ -3,6 +3,9 @@
 
 mod bad_requests;
 mod crash;
+mod discovery;
 mod fixture;
 mod kube_client;
 mod kubectl;
+mod pagination;
+mod ssa_lists;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot};
 
-use crate::error::{ApiError, ApiResult, ErrorTarget};
+use crate::error::{ApiError, ApiResult, ErrorTarget, FieldCause};
 use crate::fields;
 use crate::object::{self, meta_mut};
 use crate::patch::{PatchKind, apply_patch};
@@ -72,6 +72,15 @@ impl Target {
         self.rt.api_version(&self.version)
     }
 
+    /// The list markers objects of `version` are owned and merged by (see [`fields`]).
+    fn field_schema(&self, version: &str) -> fields::FieldSchema<'_> {
+        if self.rt.builtin {
+            fields::FieldSchema::Builtin(&self.rt.kind)
+        } else {
+            fields::FieldSchema::Custom(self.rt.version(version).and_then(|v| v.compiled.as_ref()))
+        }
+    }
+
     /// The object as this target's version presents it.
     /// Borrowed when the stored form already speaks this version (the common case).
     pub fn present<'a>(&self, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
@@ -125,6 +134,53 @@ struct State {
     rv: u64,
     registry: Registry,
     objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>>,
+    undo: UndoLog,
+}
+
+/// One change, with what the object was before it (`None`: it did not exist).
+struct Undo {
+    rv: u64,
+    gr: GroupResource,
+    key: ObjectKey,
+    previous: Option<Arc<Value>>,
+}
+
+/// The most recent changes, oldest first, so later pages of a list can be served as of the
+/// version of its first page. The previous objects are shared with the watch history.
+struct UndoLog {
+    entries: std::collections::VecDeque<Undo>,
+    /// Every change after this version is in `entries`.
+    complete_after: u64,
+    limit: usize,
+}
+
+impl UndoLog {
+    fn record(&mut self, undo: Undo) {
+        if self.entries.len() >= self.limit
+            && let Some(dropped) = self.entries.pop_front()
+        {
+            self.complete_after = dropped.rv;
+        }
+        self.entries.push_back(undo);
+    }
+
+    /// For objects of `gr` changed after `rv`: what each was at `rv` (`None`: absent then).
+    /// `None` when changes after `rv` are no longer all remembered.
+    fn as_of(
+        &self,
+        gr: &GroupResource,
+        rv: u64,
+    ) -> Option<BTreeMap<ObjectKey, Option<Arc<Value>>>> {
+        if rv < self.complete_after {
+            return None;
+        }
+        let mut then = BTreeMap::new();
+        for u in self.entries.iter().filter(|u| u.rv > rv && &u.gr == gr) {
+            then.entry(u.key.clone())
+                .or_insert_with(|| u.previous.clone());
+        }
+        Some(then)
+    }
 }
 
 /// A decided write, waiting to become durable.
@@ -192,11 +248,8 @@ impl Cluster {
             .iter()
             .filter_map(|(rv, bytes)| WatchEvent::from_stored(*rv, bytes))
             .collect();
-        let hub = Arc::new(Hub::new(
-            history,
-            loaded.resource_version,
-            store.event_history(),
-        ));
+        let history_limit = store.event_history();
+        let hub = Arc::new(Hub::new(history, loaded.resource_version, history_limit));
         let gc_wake = Arc::new(Notify::new());
         let publish_hub = hub.clone();
         let publish_wake = gc_wake.clone();
@@ -225,6 +278,11 @@ impl Cluster {
                 rv: loaded.resource_version,
                 registry,
                 objects,
+                undo: UndoLog {
+                    entries: std::collections::VecDeque::new(),
+                    complete_after: loaded.resource_version,
+                    limit: usize::try_from(history_limit).unwrap_or(usize::MAX),
+                },
             }),
             writer,
             durable,
@@ -300,6 +358,10 @@ impl Cluster {
     }
 
     /// Objects of `t` (all namespaces when `all_namespaces`), filtered, paged after `continue`.
+    ///
+    /// Pages after the first are served as of the first page's resource version, like an etcd
+    /// snapshot read; once the changes since then are no longer remembered the answer is 410
+    /// Expired and the client starts over.
     pub fn list(
         &self,
         t: &Target,
@@ -308,42 +370,82 @@ impl Cluster {
         limit: Option<usize>,
         continue_token: Option<&str>,
     ) -> ApiResult<ListPage> {
+        self.list_at(t, all_namespaces, selector, limit, continue_token, None)
+    }
+
+    /// [`Self::list`] as of resource version `exact` (`resourceVersionMatch=Exact`): 410 Expired
+    /// when that version is newer than the store or its changes are no longer remembered.
+    pub fn list_at(
+        &self,
+        t: &Target,
+        all_namespaces: bool,
+        selector: &Selector,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+        exact: Option<u64>,
+    ) -> ApiResult<ListPage> {
         let start = continue_token.map(decode_continue).transpose()?;
         let st = self.lock();
+        let gr = t.rt.group_resource();
+        let snapshot_rv = match (&start, exact) {
+            (Some(token), _) => token.rv.unwrap_or(st.rv).min(st.rv),
+            (None, Some(rv)) if rv > st.rv => {
+                return Err(ApiError::Expired {
+                    requested: rv,
+                    oldest: st.rv,
+                });
+            }
+            (None, Some(rv)) => rv,
+            (None, None) => st.rv,
+        };
+        let then = if snapshot_rv < st.rv {
+            st.undo.as_of(&gr, snapshot_rv).ok_or(match start {
+                Some(_) => ApiError::ContinueExpired,
+                None => ApiError::Expired {
+                    requested: snapshot_rv,
+                    oldest: st.undo.complete_after,
+                },
+            })?
+        } else {
+            BTreeMap::new()
+        };
+        let empty = BTreeMap::new();
+        let now = st.objects.get(&gr).unwrap_or(&empty);
+        let lower = match &start {
+            Some(token) => std::ops::Bound::Excluded(token.after.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let current = now
+            .range((lower.clone(), std::ops::Bound::Unbounded))
+            .filter(|(k, _)| !then.contains_key(*k));
+        let restored = then
+            .range((lower, std::ops::Bound::Unbounded))
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
         let mut items = Vec::new();
         let mut remaining = 0usize;
         let mut next = None;
-        if let Some(objects) = st.objects.get(&t.rt.group_resource()) {
-            let range: Box<dyn Iterator<Item = (&ObjectKey, &Arc<Value>)>> = match &start {
-                Some(after) => Box::new(objects.range((
-                    std::ops::Bound::Excluded(after.clone()),
-                    std::ops::Bound::Unbounded,
-                ))),
-                None => Box::new(objects.iter()),
-            };
-            for (key, obj) in range {
-                if !all_namespaces && key.0 != t.namespace {
-                    continue;
-                }
-                if !selector.matches(obj) {
-                    continue;
-                }
-                if limit.is_some_and(|l| items.len() >= l) {
-                    remaining += 1;
-                    continue;
-                }
-                items.push(obj.clone());
-                next = Some(key.clone());
+        for (key, obj) in merge_by_key(current, restored) {
+            if !all_namespaces && key.0 != t.namespace {
+                continue;
             }
+            if !selector.matches(obj) {
+                continue;
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                remaining += 1;
+                continue;
+            }
+            items.push(obj.clone());
+            next = Some(key.clone());
         }
         let continue_token = if remaining > 0 {
-            next.map(|k| encode_continue(&k))
+            next.map(|after| encode_continue(&after, snapshot_rv))
         } else {
             None
         };
         Ok(ListPage {
             items,
-            resource_version: st.rv,
+            resource_version: snapshot_rv,
             continue_token,
             remaining: if remaining > 0 { Some(remaining) } else { None },
         })
@@ -402,6 +504,7 @@ impl Cluster {
                 api_version: &t.api_version(),
                 subresource: "",
                 now: &now,
+                schema: t.field_schema(t.rt.storage_version()),
             };
             fields::record_update(None, &mut obj, &w);
             self.insert_new(&mut st, t, obj)?
@@ -601,6 +704,15 @@ impl Cluster {
                         }
                     }
                 }
+                // Server-side apply to /status hands over the ownership it recorded.
+                if let ManagedFields::Given = managed {
+                    let applied = object::meta(&body).and_then(|m| m.get("managedFields"));
+                    let m = meta_mut(&mut new);
+                    match applied {
+                        Some(mf) => m.insert("managedFields".into(), mf.clone()),
+                        None => m.remove("managedFields"),
+                    };
+                }
                 new
             }
         };
@@ -651,6 +763,7 @@ impl Cluster {
                 api_version: &t.api_version(),
                 subresource: sub.as_str(),
                 now: &now,
+                schema: t.field_schema(t.rt.storage_version()),
             };
             fields::record_update(Some(old), &mut new, &w);
         }
@@ -702,6 +815,12 @@ impl Cluster {
             .entry(gr.clone())
             .or_default()
             .insert(t.key(&name), obj.clone());
+        st.undo.record(Undo {
+            rv,
+            gr: gr.clone(),
+            key: t.key(&name),
+            previous: old.clone(),
+        });
         if t.rt.group == CRD_GROUP
             && t.rt.resource == CRD_RESOURCE
             && let Some(crd_type) = ResourceType::from_crd(&obj)
@@ -742,6 +861,12 @@ impl Cluster {
         if let Some(m) = st.objects.get_mut(&gr) {
             m.remove(&t.key(&name));
         }
+        st.undo.record(Undo {
+            rv,
+            gr: gr.clone(),
+            key: t.key(&name),
+            previous: Some(old.clone()),
+        });
         let last = Arc::new(last);
         let event = WatchEvent {
             rv,
@@ -896,16 +1021,23 @@ impl Cluster {
             api_version: &api_version,
             subresource: sub.as_str(),
             now: &now,
+            schema: t.field_schema(&t.version),
         };
         let old = st
             .objects
             .get(&t.rt.group_resource())
             .and_then(|m| m.get(&t.key(name)))
             .cloned();
-        let conflict = |c: fields::ApplyConflicts| ApiError::ApplyConflict {
-            target: t.error_target(name),
-            conflicts: c.messages,
-            causes: c.causes,
+        let conflict = |e: fields::ApplyError| match e {
+            fields::ApplyError::Conflicts(c) => ApiError::ApplyConflict {
+                target: t.error_target(name),
+                conflicts: c.messages,
+                causes: c.causes,
+            },
+            fields::ApplyError::Duplicate { field, message } => ApiError::Invalid {
+                target: t.error_target(name),
+                causes: vec![FieldCause { field, message }],
+            },
         };
         match old {
             None => {
@@ -1105,27 +1237,47 @@ fn spec_changed(old: &Value, new: &Value, isolate_status: bool) -> bool {
     strip(old) != strip(new)
 }
 
-fn encode_continue(key: &ObjectKey) -> String {
+/// Two key-ordered sequences of distinct keys as one.
+fn merge_by_key<'a>(
+    a: impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)>,
+    b: impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)>,
+) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+/// Where a paginated list continues: after this key, as of this resource version.
+struct ContinueToken {
+    after: ObjectKey,
+    /// Absent in tokens of older servers: those pages are served as of now.
+    rv: Option<u64>,
+}
+
+fn encode_continue(key: &ObjectKey, rv: u64) -> String {
     use base64::Engine;
-    let raw = json!({"ns": key.0, "name": key.1}).to_string();
+    let raw = json!({"ns": key.0, "name": key.1, "rv": rv}).to_string();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_continue(token: &str) -> ApiResult<ObjectKey> {
+fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
     use base64::Engine;
     let bad = || ApiError::BadRequest(format!("invalid continue token `{token}`"));
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    Ok((
-        v.get("ns")
+    let text = |k: &str| {
+        v.get(k)
             .and_then(Value::as_str)
-            .ok_or_else(bad)?
-            .to_owned(),
-        v.get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(bad)?
-            .to_owned(),
-    ))
+            .map(str::to_owned)
+            .ok_or_else(bad)
+    };
+    Ok(ContinueToken {
+        after: (text("ns")?, text("name")?),
+        rv: v.get("rv").and_then(Value::as_u64),
+    })
 }

@@ -88,6 +88,76 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     )
 }
 
+/// The media type of aggregated discovery (`apidiscovery.k8s.io/v2`), which kubectl asks for
+/// first on `/api` and `/apis` to learn every resource in two requests.
+pub const AGGREGATED_DISCOVERY: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header prefers aggregated discovery v2 over the plain documents: the first
+/// media range that is either aggregated v2 or plain JSON decides.
+pub fn wants_aggregated(accept: &str) -> bool {
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let params: Vec<(&str, &str)> = parts.filter_map(|p| p.split_once('=')).collect();
+        let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        match (media, param("g")) {
+            ("application/json", Some("apidiscovery.k8s.io"))
+                if param("v") == Some("v2") && param("as") == Some("APIGroupDiscoveryList") =>
+            {
+                return true;
+            }
+            ("application/json" | "application/*" | "*/*", None) => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn discovery_resource(t: &ResourceType, version: &str) -> Value {
+    let kind = json!({"group": t.group, "version": version, "kind": t.kind});
+    let mut r = json!({"resource": t.resource, "responseKind": kind,
+        "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": t.singular, "verbs": VERBS});
+    if !t.short_names.is_empty() {
+        r["shortNames"] = json!(t.short_names);
+    }
+    if !t.categories.is_empty() {
+        r["categories"] = json!(t.categories);
+    }
+    if t.has_status_subresource() {
+        r["subresources"] = json!([{"subresource": "status", "responseKind": kind,
+            "verbs": ["get", "patch", "update"]}]);
+    }
+    r
+}
+
+/// The `APIGroupDiscoveryList` of `/api` (`core`: the legacy group only) or `/apis` (every
+/// named group), versions in preference order.
+pub fn aggregated(registry: &Registry, core: bool) -> Value {
+    let items: Vec<Value> = registry
+        .groups()
+        .iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = registry
+                        .all()
+                        .filter(|t| &t.group == group && t.version(v).is_some())
+                        .map(|t| discovery_resource(t, v))
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {}, "items": items})
+}
+
 /// The group-version paths of `/openapi/v3`, each pointing at its document.
 pub fn openapi_v3_root(registry: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
@@ -226,6 +296,41 @@ mod tests {
                 "coordination.k8s.io",
                 "events.k8s.io"
             ]
+        );
+    }
+
+    #[test]
+    fn kubectl_accept_header_selects_aggregated_discovery_and_plain_json_does_not() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert!(wants_aggregated(kubectl));
+        assert!(!wants_aggregated("application/json"));
+        assert!(!wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        ));
+        assert!(!wants_aggregated(""));
+    }
+
+    #[test]
+    fn aggregated_discovery_splits_the_core_group_from_named_groups() {
+        let registry = Registry::with_builtins();
+        let core = aggregated(&registry, true);
+        let items = core["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["metadata"]["name"], "");
+        let resources = items[0]["versions"][0]["resources"].as_array().unwrap();
+        let cm = resources
+            .iter()
+            .find(|r| r["resource"] == "configmaps")
+            .unwrap();
+        assert_eq!(cm["scope"], "Namespaced");
+        assert_eq!(cm["responseKind"]["kind"], "ConfigMap");
+        let named = aggregated(&registry, false);
+        assert!(
+            named["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["metadata"]["name"] == "apiextensions.k8s.io")
         );
     }
 }

@@ -79,6 +79,10 @@ pub enum ApiError {
     RequestTooLarge { limit: usize },
     #[error("too old resource version: {requested} ({oldest})")]
     Expired { requested: u64, oldest: u64 },
+    #[error(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
+    )]
+    ContinueExpired,
     #[error("{0}")]
     UnprocessablePatch(String),
     #[error("internal error: {0}")]
@@ -111,7 +115,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::RequestTooLarge { .. } => 413,
-            ApiError::Expired { .. } => 410,
+            ApiError::Expired { .. } | ApiError::ContinueExpired => 410,
             ApiError::Internal(_) => 500,
         }
     }
@@ -128,7 +132,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             ApiError::RequestTooLarge { .. } => "RequestEntityTooLarge",
-            ApiError::Expired { .. } => "Expired",
+            ApiError::Expired { .. } | ApiError::ContinueExpired => "Expired",
             ApiError::Internal(_) => "InternalError",
         }
     }

@@ -1,17 +1,253 @@
 //! Field ownership (`metadata.managedFields`, FieldsV1) and server-side apply.
 //!
-//! Fields are tracked per manager as a set of leaf paths. Lists are atomic: a list is owned as a
-//! whole, which is how kube-apiserver treats lists without merge keys. Every function here is pure.
+//! Fields are tracked per manager as a set of paths, as structured-merge-diff does: leaves are
+//! scalars, empty maps and atomic lists; items of associative lists are owned one by one. A list's
+//! kind comes from its schema ([`FieldSchema`]): `x-kubernetes-list-type: map` items are identified
+//! by their `x-kubernetes-list-map-keys` (`k:{"type":"Ready"}`), `set` items by their value
+//! (`v:"a"`), and anything else (the default for custom resources) is atomic and owned whole.
+//! `metadata.finalizers` is a set and `metadata.ownerReferences` a map keyed by `uid`, as in the
+//! Kubernetes OpenAPI. Every function here is pure.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
+use strata_core::schema::{ListType, SchemaNode, StructuralSchema};
 
 use crate::error::FieldCause;
 
-type FieldPath = Vec<String>;
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Element {
+    /// A field of an object (`f:name`).
+    Field(String),
+    /// An item of a map list, by its key fields: (name, JSON value) sorted by name (`k:{…}`).
+    Key(Vec<(String, String)>),
+    /// An item of a set list, by its JSON value (`v:…`).
+    Value(String),
+    /// An item of a plain list, by position (`i:0`); read from FieldsV1, never produced here.
+    Index(usize),
+}
 
-/// A set of owned leaf paths.
+type FieldPath = Vec<Element>;
+
+impl Element {
+    fn fields_v1_key(&self) -> String {
+        match self {
+            Element::Field(name) => format!("f:{name}"),
+            Element::Key(key) => format!("k:{}", key_json(key)),
+            Element::Value(v) => format!("v:{v}"),
+            Element::Index(i) => format!("i:{i}"),
+        }
+    }
+
+    fn from_fields_v1_key(key: &str) -> Option<Self> {
+        let (prefix, rest) = key.split_at_checked(2)?;
+        match prefix {
+            "f:" => Some(Element::Field(rest.to_owned())),
+            "k:" => {
+                let Value::Object(fields) = serde_json::from_str(rest).ok()? else {
+                    return None;
+                };
+                let mut key: Vec<(String, String)> = fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect();
+                key.sort();
+                Some(Element::Key(key))
+            }
+            "v:" => serde_json::from_str::<Value>(rest)
+                .ok()
+                .map(|v| Element::Value(v.to_string())),
+            "i:" => rest.parse().ok().map(Element::Index),
+            _ => None,
+        }
+    }
+
+    /// Kubernetes' rendering in conflict messages: `.name`, `[type="Ready"]`, `[="a"]`, `[0]`.
+    fn display(&self) -> String {
+        match self {
+            Element::Field(name) => format!(".{name}"),
+            Element::Key(key) => {
+                let parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("[{}]", parts.join(","))
+            }
+            Element::Value(v) => format!("[={v}]"),
+            Element::Index(i) => format!("[{i}]"),
+        }
+    }
+
+    /// Whether this element names a list item (its path is owned as a node of its own).
+    fn is_item(&self) -> bool {
+        !matches!(self, Element::Field(_))
+    }
+
+    fn matches(&self, item: &Value) -> bool {
+        match self {
+            Element::Key(key) => key
+                .iter()
+                .all(|(k, v)| item.get(k).is_some_and(|x| encode(x) == *v)),
+            Element::Value(v) => encode(item) == *v,
+            Element::Field(_) | Element::Index(_) => false,
+        }
+    }
+}
+
+/// The compact JSON text items are identified by in paths (`v:"a"`, `k:{"type":"Ready"}`).
+fn encode(v: &Value) -> String {
+    v.to_string()
+}
+
+fn key_json(key: &[(String, String)]) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+/// The key of a map-list item, or `None` when a key field is missing.
+fn item_key(item: &Value, keys: &[String]) -> Option<Element> {
+    let mut key: Vec<(String, String)> = keys
+        .iter()
+        .map(|k| item.get(k).map(|v| (k.clone(), v.to_string())))
+        .collect::<Option<_>>()?;
+    key.sort();
+    Some(Element::Key(key))
+}
+
+/// The list markers objects are walked with: the built-in kinds' well-known ones or a CRD schema.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldSchema<'a> {
+    /// A built-in kind, by its `kind`.
+    Builtin(&'a str),
+    /// A custom resource: the structural schema of the version written (none: all lists atomic).
+    Custom(Option<&'a StructuralSchema>),
+}
+
+/// Where a walk is in the schema.
+#[derive(Debug, Clone)]
+enum Cursor<'a> {
+    /// A built-in kind at a path of field names (`/status/conditions`).
+    Builtin { kind: &'a str, path: String },
+    /// Inside `ObjectMeta` (of any object, or of an embedded resource).
+    Meta { path: String },
+    /// A CRD schema node; `resource` when the node is an object's root (it has `metadata`).
+    Node {
+        node: &'a SchemaNode,
+        resource: bool,
+    },
+    /// Nothing is known: every list is atomic.
+    Unknown,
+}
+
+impl<'a> Cursor<'a> {
+    fn root(schema: FieldSchema<'a>) -> Self {
+        match schema {
+            FieldSchema::Builtin(kind) => Cursor::Builtin {
+                kind,
+                path: String::new(),
+            },
+            FieldSchema::Custom(Some(s)) => Cursor::Node {
+                node: s.root(),
+                resource: true,
+            },
+            FieldSchema::Custom(None) => Cursor::Unknown,
+        }
+    }
+
+    fn field(&self, name: &str) -> Self {
+        match self {
+            Cursor::Builtin { path, .. } if path.is_empty() && name == "metadata" => Cursor::Meta {
+                path: String::new(),
+            },
+            Cursor::Builtin { kind, path } => Cursor::Builtin {
+                kind,
+                path: format!("{path}/{name}"),
+            },
+            Cursor::Meta { path } => Cursor::Meta {
+                path: format!("{path}/{name}"),
+            },
+            Cursor::Node { resource: true, .. } if name == "metadata" => Cursor::Meta {
+                path: String::new(),
+            },
+            Cursor::Node { node, .. } => {
+                match node.property(name).or_else(|| node.additional_properties()) {
+                    Some(child) => Cursor::Node {
+                        node: child,
+                        resource: child.is_embedded_resource(),
+                    },
+                    None => Cursor::Unknown,
+                }
+            }
+            Cursor::Unknown => Cursor::Unknown,
+        }
+    }
+
+    fn item(&self) -> Self {
+        match self {
+            Cursor::Builtin { kind, path } => Cursor::Builtin {
+                kind,
+                path: format!("{path}/*"),
+            },
+            Cursor::Meta { path } => Cursor::Meta {
+                path: format!("{path}/*"),
+            },
+            Cursor::Node { node, .. } => match node.items() {
+                Some(child) => Cursor::Node {
+                    node: child,
+                    resource: child.is_embedded_resource(),
+                },
+                None => Cursor::Unknown,
+            },
+            Cursor::Unknown => Cursor::Unknown,
+        }
+    }
+
+    fn list_type(&self) -> ListType {
+        let map = |keys: &[&str]| ListType::Map(keys.iter().map(|k| (*k).to_owned()).collect());
+        match self {
+            Cursor::Meta { path } => match path.as_str() {
+                "/finalizers" => ListType::Set,
+                "/ownerReferences" => map(&["uid"]),
+                _ => ListType::Atomic,
+            },
+            Cursor::Builtin { kind, path } => match (*kind, path.as_str()) {
+                ("Namespace" | "CustomResourceDefinition", "/status/conditions") => map(&["type"]),
+                ("ServiceAccount", "/secrets") => map(&["name"]),
+                _ => ListType::Atomic,
+            },
+            Cursor::Node { node, .. } => node.list_type().clone(),
+            Cursor::Unknown => ListType::Atomic,
+        }
+    }
+}
+
+/// How a list value is owned: whole, or item by item with each item's path element.
+enum ListShape {
+    Atomic,
+    Items(Vec<Element>),
+}
+
+/// The elements of a list's items, or `Atomic` when the schema says so or the items cannot be
+/// told apart (a missing key field, a duplicate, a non-scalar set item).
+fn list_shape(items: &[Value], list_type: &ListType) -> ListShape {
+    let elements: Option<Vec<Element>> = match list_type {
+        ListType::Atomic => None,
+        ListType::Set => items
+            .iter()
+            .map(|i| (!i.is_object() && !i.is_array()).then(|| Element::Value(i.to_string())))
+            .collect(),
+        ListType::Map(keys) => items.iter().map(|i| item_key(i, keys)).collect(),
+    };
+    match elements {
+        Some(els) if els.iter().collect::<BTreeSet<_>>().len() == els.len() => {
+            ListShape::Items(els)
+        }
+        _ => ListShape::Atomic,
+    }
+}
+
+/// A set of owned field paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSet(BTreeSet<FieldPath>);
 
@@ -28,19 +264,22 @@ const IDENTITY_METADATA: [&str; 10] = [
     "selfLink",
 ];
 
-fn is_identity(path: &[String]) -> bool {
+fn is_identity(path: &[Element]) -> bool {
     match path {
-        [top] => top == "apiVersion" || top == "kind",
-        [meta, field, ..] => meta == "metadata" && IDENTITY_METADATA.contains(&field.as_str()),
+        [Element::Field(top)] => top == "apiVersion" || top == "kind",
+        [Element::Field(meta), Element::Field(field), ..] => {
+            meta == "metadata" && IDENTITY_METADATA.contains(&field.as_str())
+        }
         _ => false,
     }
 }
 
 impl FieldSet {
-    /// The leaf paths of an object (lists and empty maps are leaves), identity fields excluded.
-    pub fn leaves(value: &Value) -> Self {
+    /// The owned paths of an object, identity fields excluded: leaves (scalars, empty maps,
+    /// atomic lists) and, for associative lists, each item and the leaves within it.
+    pub fn of(value: &Value, schema: FieldSchema<'_>) -> Self {
         let mut set = BTreeSet::new();
-        collect_leaves(value, &mut Vec::new(), &mut set);
+        collect(value, &Cursor::root(schema), &mut Vec::new(), &mut set);
         FieldSet(set)
     }
 
@@ -48,18 +287,30 @@ impl FieldSet {
         self.0.is_empty()
     }
 
-    fn contains(&self, p: &FieldPath) -> bool {
+    fn contains(&self, p: &[Element]) -> bool {
         self.0.contains(p)
     }
 
-    /// FieldsV1 JSON: `{"f:spec":{"f:size":{}}}`.
+    /// Whether `p` or anything below it is in the set.
+    fn covers(&self, p: &[Element]) -> bool {
+        self.0
+            .range::<[Element], _>((std::ops::Bound::Included(p), std::ops::Bound::Unbounded))
+            .next()
+            .is_some_and(|q| q.starts_with(p))
+    }
+
+    /// FieldsV1 JSON: `{"f:spec":{"f:size":{}}}`; a path that is owned and has owned paths below
+    /// it carries `".": {}`, as in `{"k:{\"type\":\"Ready\"}":{".":{},"f:status":{}}}`.
     pub fn to_fields_v1(&self) -> Value {
         let mut root = Map::new();
         for path in &self.0 {
             let mut node = &mut root;
-            for part in path {
+            for (depth, part) in path.iter().enumerate() {
+                if depth > 0 && self.0.contains(&path[..depth]) {
+                    node.entry(".").or_insert_with(|| json!({}));
+                }
                 let entry = node
-                    .entry(format!("f:{part}"))
+                    .entry(part.fields_v1_key())
                     .or_insert_with(|| Value::Object(Map::new()));
                 let Value::Object(next) = entry else { break };
                 node = next;
@@ -68,7 +319,7 @@ impl FieldSet {
         Value::Object(root)
     }
 
-    /// Reads FieldsV1; keyed list items (`k:`/`v:`) collapse to the list, which is owned whole.
+    /// Reads FieldsV1; keys this server does not understand are skipped.
     pub fn from_fields_v1(v: &Value) -> Self {
         let mut set = BTreeSet::new();
         read_fields_v1(v, &mut Vec::new(), &mut set);
@@ -76,19 +327,44 @@ impl FieldSet {
     }
 }
 
-fn collect_leaves(value: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+fn collect(
+    value: &Value,
+    cursor: &Cursor<'_>,
+    path: &mut FieldPath,
+    out: &mut BTreeSet<FieldPath>,
+) {
     if is_identity(path) {
         return;
     }
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
-                path.push(k.clone());
-                collect_leaves(v, path, out);
+                path.push(Element::Field(k.clone()));
+                collect(v, &cursor.field(k), path, out);
                 path.pop();
             }
         }
         _ if path.is_empty() => {}
+        Value::Array(items) => match list_shape(items, &cursor.list_type()) {
+            ListShape::Atomic => {
+                out.insert(path.clone());
+            }
+            ListShape::Items(elements) => {
+                let item_cursor = cursor.item();
+                for (item, element) in items.iter().zip(elements) {
+                    path.push(element);
+                    out.insert(path.clone());
+                    if let Value::Object(fields) = item {
+                        for (k, v) in fields {
+                            path.push(Element::Field(k.clone()));
+                            collect(v, &item_cursor.field(k), path, out);
+                            path.pop();
+                        }
+                    }
+                    path.pop();
+                }
+            }
+        },
         _ => {
             out.insert(path.clone());
         }
@@ -97,44 +373,97 @@ fn collect_leaves(value: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldP
 
 fn read_fields_v1(v: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
     let Value::Object(map) = v else { return };
-    let children: Vec<(&String, &Value)> =
-        map.iter().filter(|(k, _)| k.starts_with("f:")).collect();
-    let keyed = map
-        .keys()
-        .any(|k| k.starts_with("k:") || k.starts_with("v:") || k.starts_with("i:"));
-    if (children.is_empty() || keyed) && !path.is_empty() {
+    if map.is_empty() && !path.is_empty() {
         out.insert(path.clone());
-        return;
     }
-    for (k, child) in children {
-        path.push(k[2..].to_owned());
+    for (k, child) in map {
+        if k == "." {
+            if !path.is_empty() {
+                out.insert(path.clone());
+            }
+            continue;
+        }
+        let Some(element) = Element::from_fields_v1_key(k) else {
+            continue;
+        };
+        path.push(element);
         read_fields_v1(child, path, out);
         path.pop();
     }
 }
 
-fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(obj, |node, part| node.get(part))
+fn child<'a>(node: &'a Value, element: &Element) -> Option<&'a Value> {
+    match element {
+        Element::Field(name) => node.get(name),
+        Element::Index(i) => node.get(i),
+        Element::Key(_) | Element::Value(_) => {
+            node.as_array()?.iter().find(|item| element.matches(item))
+        }
+    }
 }
 
-fn remove_at(obj: &mut Value, path: &[String]) {
+fn child_mut<'a>(node: &'a mut Value, element: &Element) -> Option<&'a mut Value> {
+    match element {
+        Element::Field(name) => node.get_mut(name),
+        Element::Index(i) => node.get_mut(i),
+        Element::Key(_) | Element::Value(_) => node
+            .as_array_mut()?
+            .iter_mut()
+            .find(|item| element.matches(item)),
+    }
+}
+
+fn value_at<'a>(obj: &'a Value, path: &[Element]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, child)
+}
+
+fn remove_at(obj: &mut Value, path: &[Element]) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
     let mut node = obj;
     for part in parents {
-        match node.get_mut(part) {
+        match child_mut(node, part) {
             Some(next) => node = next,
             None => return,
         }
     }
-    if let Value::Object(map) = node {
-        map.remove(last);
+    match (node, last) {
+        (Value::Object(map), Element::Field(name)) => {
+            map.remove(name);
+        }
+        (Value::Array(items), Element::Index(i)) if *i < items.len() => {
+            items.remove(*i);
+        }
+        (Value::Array(items), Element::Key(_) | Element::Value(_)) => {
+            if let Some(i) = items.iter().position(|item| last.matches(item)) {
+                items.remove(i);
+            }
+        }
+        _ => {}
     }
 }
 
-fn display_path(path: &[String]) -> String {
-    path.iter().map(|p| format!(".{p}")).collect()
+/// Whether a path's value differs between two objects. An item of an associative list differs
+/// only by appearing or disappearing; what changed inside it shows in its own fields' paths.
+fn differs(old: &Value, new: &Value, p: &[Element]) -> bool {
+    let (a, b) = (value_at(old, p), value_at(new, p));
+    match p.last() {
+        Some(last) if last.is_item() => a.is_some() != b.is_some(),
+        _ => a != b,
+    }
+}
+
+/// Whether the path is a key field of a map-list item (`…[type="Ready"].type`).
+fn is_key_field(path: &[Element]) -> bool {
+    match path {
+        [.., Element::Key(key), Element::Field(name)] => key.iter().any(|(k, _)| k == name),
+        _ => false,
+    }
+}
+
+fn display_path(path: &[Element]) -> String {
+    path.iter().map(Element::display).collect()
 }
 
 /// One `managedFields` entry.
@@ -204,28 +533,30 @@ fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
     }
 }
 
-/// Who is writing: manager name, the apiVersion used, the subresource ("" or "status"), and when.
+/// Who is writing: manager name, the apiVersion used, the subresource ("" or "status"), when,
+/// and the schema whose list markers say how lists are owned and merged.
 #[derive(Debug, Clone)]
 pub struct Writer<'a> {
     pub manager: &'a str,
     pub api_version: &'a str,
     pub subresource: &'a str,
     pub now: &'a str,
+    pub schema: FieldSchema<'a>,
 }
 
 /// Records an update: the writer takes ownership of every field it changed, others lose them.
 pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
     let mut entries = old.map(read_entries).unwrap_or_default();
-    let new_leaves = FieldSet::leaves(new);
+    let new_fields = FieldSet::of(new, w.schema);
     let changed: BTreeSet<FieldPath> = match old {
-        None => new_leaves.0.clone(),
+        None => new_fields.0.clone(),
         Some(old) => {
-            let old_leaves = FieldSet::leaves(old);
-            new_leaves
+            let old_fields = FieldSet::of(old, w.schema);
+            new_fields
                 .0
                 .iter()
-                .chain(old_leaves.0.iter())
-                .filter(|p| value_at(old, p) != value_at(new, p))
+                .chain(old_fields.0.iter())
+                .filter(|p| differs(old, new, p))
                 .cloned()
                 .collect()
         }
@@ -239,7 +570,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
     }
     let owned: BTreeSet<FieldPath> = changed
         .into_iter()
-        .filter(|p| new_leaves.contains(p))
+        .filter(|p| new_fields.contains(p))
         .collect();
     let pos = entries.iter().position(|e| {
         e.manager == w.manager && e.operation == "Update" && e.subresource == w.subresource
@@ -269,15 +600,76 @@ pub struct ApplyConflicts {
     pub causes: Vec<FieldCause>,
 }
 
+/// Why an apply was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyError {
+    /// Other managers own applied fields with other values (409 unless forced).
+    Conflicts(ApplyConflicts),
+    /// The configuration repeats an item of an associative list (422).
+    Duplicate { field: String, message: String },
+}
+
+/// Rejects applied configurations whose associative lists repeat an item, as kube-apiserver does.
+fn check_unique_items(
+    value: &Value,
+    cursor: &Cursor<'_>,
+    path: &mut FieldPath,
+) -> Result<(), ApplyError> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                path.push(Element::Field(k.clone()));
+                check_unique_items(v, &cursor.field(k), path)?;
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let list_type = cursor.list_type();
+            let elements: Vec<Element> = match &list_type {
+                ListType::Atomic => return Ok(()),
+                ListType::Set => items
+                    .iter()
+                    .map(|i| Element::Value(i.to_string()))
+                    .collect(),
+                ListType::Map(keys) => items.iter().filter_map(|i| item_key(i, keys)).collect(),
+            };
+            let mut seen = BTreeSet::new();
+            for element in &elements {
+                if !seen.insert(element) {
+                    let (what, shown) = match element {
+                        Element::Key(key) => ("key", key_json(key)),
+                        other => ("value", other.display()),
+                    };
+                    return Err(ApplyError::Duplicate {
+                        field: display_path(path).trim_start_matches('.').to_owned(),
+                        message: format!("duplicate entries for {what}: {shown}"),
+                    });
+                }
+            }
+            if let ListShape::Items(elements) = list_shape(items, &list_type) {
+                let item_cursor = cursor.item();
+                for (item, element) in items.iter().zip(elements) {
+                    path.push(element);
+                    check_unique_items(item, &item_cursor, path)?;
+                    path.pop();
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Server-side apply of `config` by `w` onto `live` (absent: the object is created).
 pub fn apply(
     live: Option<&Value>,
     config: &Value,
     w: &Writer<'_>,
     force: bool,
-) -> Result<Value, ApplyConflicts> {
+) -> Result<Value, ApplyError> {
+    check_unique_items(config, &Cursor::root(w.schema), &mut Vec::new())?;
     let mut entries = live.map(read_entries).unwrap_or_default();
-    let applied = FieldSet::leaves(config);
+    let applied = FieldSet::of(config, w.schema);
     let mut conflicts = Vec::new();
     if let Some(live) = live {
         for e in entries
@@ -288,7 +680,7 @@ pub fn apply(
                 continue;
             }
             for p in applied.0.iter().filter(|p| e.fields.contains(p)) {
-                if value_at(live, p) != value_at(config, p) {
+                if differs(live, config, p) {
                     // kube-apiserver names the version of managers that wrote by update.
                     let who = if e.operation == "Update" {
                         format!("\"{}\" using {}", e.manager, e.api_version)
@@ -301,7 +693,7 @@ pub fn apply(
         }
     }
     if !conflicts.is_empty() && !force {
-        return Err(ApplyConflicts {
+        return Err(ApplyError::Conflicts(ApplyConflicts {
             messages: conflicts
                 .iter()
                 .map(|(who, p)| format!("conflict with {who}: {}", display_path(p)))
@@ -313,7 +705,7 @@ pub fn apply(
                     message: format!("conflict with {who}"),
                 })
                 .collect(),
-        });
+        }));
     }
     let mine = |e: &Entry| {
         e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource
@@ -329,16 +721,21 @@ pub fn apply(
             .retain(|p| !(force && applied.contains(p) && conflicts.iter().any(|(_, c)| c == p)));
     }
     let mut result = live.cloned().unwrap_or_else(|| json!({}));
-    for p in previous.0.iter().filter(|p| !applied.contains(p)) {
+    // Shallowest first: a released item goes whole; a kept item keeps its key fields.
+    for p in previous
+        .0
+        .iter()
+        .filter(|p| !applied.covers(p) && !is_key_field(p))
+    {
         let owned_elsewhere = entries
             .iter()
             .filter(|e| !mine(e))
-            .any(|e| e.fields.contains(p));
+            .any(|e| e.fields.covers(p));
         if !owned_elsewhere {
             remove_at(&mut result, p);
         }
     }
-    deep_merge(&mut result, config);
+    merge(&mut result, config, &Cursor::root(w.schema));
     let entry = Entry {
         manager: w.manager.to_owned(),
         operation: "Apply".into(),
@@ -356,17 +753,36 @@ pub fn apply(
     Ok(result)
 }
 
-fn deep_merge(target: &mut Value, config: &Value) {
+/// Merges an applied configuration into the live object: maps field by field, associative lists
+/// item by item (live order kept, new items appended), anything else replaced.
+fn merge(target: &mut Value, config: &Value, cursor: &Cursor<'_>) {
     match (target, config) {
         (Value::Object(t), Value::Object(c)) => {
             for (k, v) in c {
                 match t.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => {
-                        deep_merge(existing, v)
+                    Some(existing)
+                        if (existing.is_object() && v.is_object())
+                            || (existing.is_array() && v.is_array()) =>
+                    {
+                        merge(existing, v, &cursor.field(k))
                     }
                     _ => {
                         t.insert(k.clone(), v.clone());
                     }
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(c)) => {
+            let list_type = cursor.list_type();
+            let ListShape::Items(elements) = list_shape(c, &list_type) else {
+                *t = c.clone();
+                return;
+            };
+            let item_cursor = cursor.item();
+            for (item, element) in c.iter().zip(elements) {
+                match t.iter_mut().find(|existing| element.matches(existing)) {
+                    Some(existing) => merge(existing, item, &item_cursor),
+                    None => t.push(item.clone()),
                 }
             }
         }
@@ -402,6 +818,7 @@ mod tests {
             api_version: "v1",
             subresource: "",
             now: "2026-01-01T00:00:00Z",
+            schema: FieldSchema::Builtin("ConfigMap"),
         }
     }
 
@@ -411,8 +828,9 @@ mod tests {
 
     #[test]
     fn fields_v1_round_trips_leaf_paths() {
-        let set = FieldSet::leaves(
+        let set = FieldSet::of(
             &json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"l": [1]}}),
+            FieldSchema::Custom(None),
         );
         assert_eq!(
             set.to_fields_v1(),
@@ -424,7 +842,11 @@ mod tests {
     #[test]
     fn applying_a_field_another_manager_set_differently_conflicts_unless_forced() {
         let live = apply(None, &cm(json!({"a": "1"})), &writer("one"), false).unwrap();
-        let err = apply(Some(&live), &cm(json!({"a": "2"})), &writer("two"), false).unwrap_err();
+        let Err(ApplyError::Conflicts(err)) =
+            apply(Some(&live), &cm(json!({"a": "2"})), &writer("two"), false)
+        else {
+            panic!("expected a conflict");
+        };
         assert_eq!(err.messages, vec!["conflict with \"one\": .data.a"]);
         let forced = apply(Some(&live), &cm(json!({"a": "2"})), &writer("two"), true).unwrap();
         assert_eq!(forced["data"]["a"], "2");
@@ -504,5 +926,275 @@ mod tests {
         let entries = read_entries(&updated);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].manager, "editor");
+    }
+
+    fn crd_schema() -> StructuralSchema {
+        StructuralSchema::compile(&json!({
+            "type": "object",
+            "properties": {
+                "spec": {"type": "object", "properties": {
+                    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                    "ports": {"type": "array", "items": {"type": "integer"}},
+                    "env": {"type": "array", "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name", "scope"],
+                        "items": {"type": "object", "properties": {
+                            "name": {"type": "string"}, "scope": {"type": "string"}, "value": {"type": "string"}}}}
+                }},
+                "status": {"type": "object", "properties": {
+                    "conditions": {"type": "array", "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["type"],
+                        "items": {"type": "object", "properties": {
+                            "type": {"type": "string"}, "status": {"type": "string"}, "reason": {"type": "string"}}}}
+                }}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn custom<'a>(manager: &'a str, schema: &'a StructuralSchema) -> Writer<'a> {
+        Writer {
+            schema: FieldSchema::Custom(Some(schema)),
+            ..writer(manager)
+        }
+    }
+
+    fn widget(body: Value) -> Value {
+        let mut obj =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        deep_extend(&mut obj, body);
+        obj
+    }
+
+    fn deep_extend(obj: &mut Value, body: Value) {
+        if let (Value::Object(o), Value::Object(b)) = (obj, body) {
+            o.extend(b);
+        }
+    }
+
+    fn conditions(obj: &Value) -> Vec<(String, String)> {
+        obj["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["type"].as_str().unwrap().to_owned(),
+                    c["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn fields_of<'v>(obj: &'v Value, manager: &str) -> &'v Value {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .map(|e| &e["fieldsV1"])
+            .unwrap()
+    }
+
+    #[test]
+    fn two_managers_applying_different_conditions_both_keep_theirs() {
+        let schema = crd_schema();
+        let ready =
+            widget(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+        let synced =
+            widget(json!({"status": {"conditions": [{"type": "Synced", "status": "False"}]}}));
+        let live = apply(None, &ready, &custom("a", &schema), false).unwrap();
+        let live = apply(Some(&live), &synced, &custom("b", &schema), false).unwrap();
+        assert_eq!(
+            conditions(&live),
+            vec![
+                ("Ready".into(), "True".into()),
+                ("Synced".into(), "False".into())
+            ]
+        );
+        assert_eq!(
+            fields_of(&live, "a"),
+            &json!({"f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}, "f:type": {}}}}}),
+            "items are owned by key, like kube-apiserver records them"
+        );
+        let again = apply(Some(&live), &ready, &custom("a", &schema), false).unwrap();
+        assert_eq!(
+            comparable(&again),
+            comparable(&live),
+            "re-applying changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_manager_that_stops_applying_an_item_removes_only_its_item() {
+        let schema = crd_schema();
+        let both = widget(json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True"}, {"type": "Extra", "status": "True"}]}}));
+        let live = apply(None, &both, &custom("a", &schema), false).unwrap();
+        let synced =
+            widget(json!({"status": {"conditions": [{"type": "Synced", "status": "False"}]}}));
+        let live = apply(Some(&live), &synced, &custom("b", &schema), false).unwrap();
+        let ready =
+            widget(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+        let live = apply(Some(&live), &ready, &custom("a", &schema), false).unwrap();
+        assert_eq!(
+            conditions(&live),
+            vec![
+                ("Ready".into(), "True".into()),
+                ("Synced".into(), "False".into())
+            ]
+        );
+        let nothing = widget(json!({}));
+        let live = apply(Some(&live), &nothing, &custom("b", &schema), false).unwrap();
+        assert_eq!(conditions(&live), vec![("Ready".into(), "True".into())]);
+    }
+
+    #[test]
+    fn an_item_another_manager_still_has_fields_in_stays_with_only_those_fields() {
+        let schema = crd_schema();
+        let full = widget(
+            json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Up"}]}}),
+        );
+        let live = apply(None, &full, &custom("a", &schema), false).unwrap();
+        let mut updated = live.clone();
+        updated["status"]["conditions"][0]["reason"] = json!("Checked");
+        record_update(Some(&live), &mut updated, &custom("controller", &schema));
+        let live = apply(
+            Some(&updated),
+            &widget(json!({})),
+            &custom("a", &schema),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            live["status"]["conditions"],
+            json!([{"type": "Ready", "reason": "Checked"}]),
+            "the applier's status goes, the controller's reason and the item's key stay"
+        );
+    }
+
+    #[test]
+    fn conflicts_are_per_item_and_name_the_item_key() {
+        let schema = crd_schema();
+        let ready =
+            widget(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+        let live = apply(None, &ready, &custom("a", &schema), false).unwrap();
+        let other = widget(json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False"}, {"type": "Synced", "status": "True"}]}}));
+        let Err(ApplyError::Conflicts(c)) =
+            apply(Some(&live), &other, &custom("b", &schema), false)
+        else {
+            panic!("expected a conflict");
+        };
+        assert_eq!(
+            c.messages,
+            vec!["conflict with \"a\": .status.conditions[type=\"Ready\"].status"]
+        );
+        let forced = apply(Some(&live), &other, &custom("b", &schema), true).unwrap();
+        assert_eq!(
+            conditions(&forced),
+            vec![
+                ("Ready".into(), "False".into()),
+                ("Synced".into(), "True".into())
+            ]
+        );
+        assert_eq!(
+            fields_of(&forced, "a"),
+            &json!({"f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:type": {}}}}}),
+            "the forced field moved, the item and its key stay shared"
+        );
+    }
+
+    #[test]
+    fn set_items_are_owned_by_value_and_atomic_lists_whole() {
+        let schema = crd_schema();
+        let a = widget(json!({"spec": {"tags": ["x"], "ports": [1]}}));
+        let live = apply(None, &a, &custom("a", &schema), false).unwrap();
+        assert_eq!(
+            fields_of(&live, "a"),
+            &json!({"f:spec": {"f:ports": {}, "f:tags": {"v:\"x\"": {}}}})
+        );
+        let b = widget(json!({"spec": {"tags": ["y"]}}));
+        let live = apply(Some(&live), &b, &custom("b", &schema), false).unwrap();
+        assert_eq!(live["spec"]["tags"], json!(["x", "y"]));
+        let Err(ApplyError::Conflicts(_)) = apply(
+            Some(&live),
+            &widget(json!({"spec": {"ports": [2]}})),
+            &custom("b", &schema),
+            false,
+        ) else {
+            panic!("an atomic list owned by another manager conflicts as a whole");
+        };
+    }
+
+    #[test]
+    fn map_lists_with_several_keys_match_on_all_of_them() {
+        let schema = crd_schema();
+        let a = widget(json!({"spec": {"env": [{"name": "A", "scope": "x", "value": "1"}]}}));
+        let live = apply(None, &a, &custom("a", &schema), false).unwrap();
+        let b = widget(json!({"spec": {"env": [{"name": "A", "scope": "y", "value": "2"}]}}));
+        let live = apply(Some(&live), &b, &custom("b", &schema), false).unwrap();
+        assert_eq!(live["spec"]["env"].as_array().unwrap().len(), 2);
+        assert!(
+            fields_of(&live, "b")["f:spec"]["f:env"]
+                .get("k:{\"name\":\"A\",\"scope\":\"y\"}")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn applying_duplicate_items_of_an_associative_list_is_invalid() {
+        let schema = crd_schema();
+        let dup = widget(json!({"status": {"conditions": [{"type": "Ready"}, {"type": "Ready"}]}}));
+        let err = apply(None, &dup, &custom("a", &schema), false).unwrap_err();
+        assert!(
+            matches!(err, ApplyError::Duplicate { ref field, .. } if field == "status.conditions")
+        );
+    }
+
+    #[test]
+    fn finalizers_are_a_set_and_owner_references_are_keyed_by_uid_for_every_kind() {
+        let with = |body: Value| {
+            let mut obj = cm(json!({}));
+            obj["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .extend(body.as_object().unwrap().clone());
+            obj
+        };
+        let live = apply(
+            None,
+            &with(json!({"finalizers": ["a/x"], "ownerReferences": [{"uid": "1", "name": "o"}]})),
+            &writer("one"),
+            false,
+        )
+        .unwrap();
+        let live = apply(
+            Some(&live),
+            &with(json!({"finalizers": ["b/y"], "ownerReferences": [{"uid": "2", "name": "p"}]})),
+            &writer("two"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(live["metadata"]["finalizers"], json!(["a/x", "b/y"]));
+        assert_eq!(
+            live["metadata"]["ownerReferences"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        let live = apply(Some(&live), &cm(json!({})), &writer("one"), false).unwrap();
+        assert_eq!(live["metadata"]["finalizers"], json!(["b/y"]));
+        assert_eq!(
+            live["metadata"]["ownerReferences"],
+            json!([{"uid": "2", "name": "p"}])
+        );
+    }
+
+    #[test]
+    fn fields_v1_with_items_round_trips() {
+        let v1 = json!({"f:metadata": {"f:finalizers": {".": {}, "v:\"a\"": {}}},
+            "f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}}}}});
+        assert_eq!(FieldSet::from_fields_v1(&v1).to_fields_v1(), v1);
     }
 }

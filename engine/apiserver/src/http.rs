@@ -204,6 +204,13 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
         }
     };
     let registry = || app.cluster.registry();
+    let aggregated_discovery = crate::discovery::wants_aggregated(
+        parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    );
     match segments.as_slice() {
         ["version"] => ok(&crate::discovery::version()),
         ["healthz" | "livez" | "readyz"] => {
@@ -214,6 +221,15 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
             );
             Ok(r)
         }
+        ["api" | "apis"] if aggregated_discovery => get_only(&parts.method).map(|()| {
+            let doc = crate::discovery::aggregated(&registry(), segments[0] == "api");
+            let mut r = json_response(StatusCode::OK, &doc);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(crate::discovery::AGGREGATED_DISCOVERY),
+            );
+            r
+        }),
         ["api"] => get_only(&parts.method)
             .and_then(|()| ok(&crate::discovery::core_versions(&app.server_address))),
         ["apis"] => {
@@ -529,19 +545,24 @@ async fn list(
         .filter(|&n| n > 0),
         None => None,
     };
-    if let (Some("Exact"), Some(rv)) = (
+    let exact = match (
         query.get("resourceVersionMatch"),
         query.get("resourceVersion"),
     ) {
-        let current = cluster.resource_version();
-        if rv.parse::<u64>().ok() != Some(current) {
-            return Err(ApiError::Expired {
-                requested: rv.parse().unwrap_or(0),
-                oldest: current,
-            });
-        }
-    }
-    let page = cluster.list(t, all_namespaces, selector, limit, query.get("continue"))?;
+        (Some("Exact"), Some(rv)) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion `{rv}`")))?,
+        ),
+        _ => None,
+    };
+    let page = cluster.list_at(
+        t,
+        all_namespaces,
+        selector,
+        limit,
+        query.get("continue"),
+        exact,
+    )?;
     cluster.wait_durable(page.resource_version).await?;
     let mut list_meta = json!({"resourceVersion": page.resource_version.to_string()});
     if let Some(c) = &page.continue_token {

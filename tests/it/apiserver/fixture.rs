@@ -96,7 +96,14 @@ pub async fn client_for(kubeconfig: &Path) -> kube::Client {
 }
 
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    // A discovery cache per control plane: a port reused by a later run must not see stale
+    // discovery documents.
+    let cache = kubeconfig
+        .parent()
+        .map(|dir| dir.join("kubectl-cache"))
+        .unwrap_or_default();
     Command::new("kubectl")
+        .env("KUBECACHEDIR", cache)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
