@@ -14,6 +14,8 @@
 //! the controllers' `/metrics` count at least N reconciles of each of the composite and claim
 //! controllers and the write count has been still for a moment.
 //!
+//! `STRATA_BENCH_CONCURRENCY=N` overrides the controllers' per-controller concurrency (0: none).
+//!
 //! Run: `cargo bench -p strata-controllers --bench claims`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
 
@@ -69,10 +71,15 @@ struct Controllers {
 
 impl Controllers {
     fn start(client: kube::Client, metrics: SocketAddr) -> Self {
-        let settings = Settings {
+        let mut settings = Settings {
             metrics_addr: Some(metrics),
             ..Settings::default()
         };
+        if let Ok(v) = std::env::var("STRATA_BENCH_CONCURRENCY") {
+            settings.concurrency = v
+                .parse()
+                .expect("STRATA_BENCH_CONCURRENCY must be a number");
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -361,6 +368,7 @@ async fn bench(n: usize) {
         _ => Vec::new(),
     };
     let before = server.write_counts();
+    let cpu_at_start = cpu_time();
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let creators: Vec<_> = (0..CREATORS)
@@ -397,9 +405,14 @@ async fn bench(n: usize) {
     )
     .await;
     let ready_in = started.elapsed();
+    let ready_cpu = cpu_time().saturating_sub(cpu_at_start);
     // Writes still in flight when the last claim turned Ready are the convergence's too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The bench's own writes are the N claim creations.
+    let passes = (
+        reconciles(metrics, strata_controllers::xr::CONTROLLER).await as f64 / n as f64,
+        reconciles(metrics, strata_controllers::claim::CONTROLLER).await as f64 / n as f64,
+    );
     let mut converge = server.write_counts().since(&before);
     converge.post = converge.post.saturating_sub(n as u64);
     let peak_rss_mb = proc_status_kb("VmHWM") / 1024;
@@ -442,8 +455,16 @@ async fn bench(n: usize) {
         "claims created in: {:.1} s ({CREATORS} clients)",
         created_in.as_secs_f64()
     );
-    println!("time to all Ready: {:.1} s", ready_in.as_secs_f64());
+    println!(
+        "time to all Ready: {:.1} s (process CPU {:.1} s: controllers, API server and the bench)",
+        ready_in.as_secs_f64(),
+        ready_cpu.as_secs_f64()
+    );
     println!("API writes per claim: {}", per_claim(&converge, n));
+    println!(
+        "reconciles per claim: composite {:.1}, claim {:.1}",
+        passes.0, passes.1
+    );
     if !changes.is_empty() {
         println!(
             "changes per claim seen on watches: {} (the claim creation included)",

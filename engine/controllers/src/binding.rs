@@ -2,6 +2,7 @@
 //! claim's spec fields flow to the XR, and what flows back to the claim's status.
 
 use serde_json::{Map, Value, json};
+use sha2::Digest;
 use strata_core::wire;
 
 /// Claim spec fields that belong to the claim and never reach the XR.
@@ -71,6 +72,31 @@ pub fn new_composite(
     })
 }
 
+/// The name of a claim's XR: the claim's name as `generateName` would shorten it, then five
+/// characters derived from the claim's uid (from the alphabet the API server's name generator
+/// uses). Derived, not random: the name is recorded on the claim before the XR exists, and a
+/// pass that repeats (a restart, a retry after a conflict) arrives at the same XR instead of a
+/// second one.
+pub fn composite_name(claim_name: &str, claim_uid: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    // The API server keeps 58 characters of a generateName base, the `-` included.
+    let mut base = format!("{claim_name}-");
+    if base.len() > 58 {
+        let mut cut = 58;
+        while !base.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        base.truncate(cut);
+    }
+    let digest = sha2::Sha256::digest(claim_uid.as_bytes());
+    let suffix: String = digest
+        .iter()
+        .take(5)
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    format!("{base}{suffix}")
+}
+
 /// True when the XR is bound to this claim (its `spec.claimRef` names it).
 pub fn bound_to(xr: &Value, id: &ClaimIdentity) -> bool {
     let s = |p: &str| xr.pointer(p).and_then(Value::as_str);
@@ -131,6 +157,20 @@ mod tests {
         assert_eq!(xr["spec"]["size"], "small");
         assert!(xr["spec"].get("resourceRef").is_none());
         assert!(bound_to(&xr, &id));
+    }
+
+    #[test]
+    fn the_composite_name_is_stable_per_claim_and_fits_a_name() {
+        let a = composite_name("db", "uid-1");
+        assert!(a.starts_with("db-") && a.len() == 8, "{a}");
+        assert_eq!(a, composite_name("db", "uid-1"), "same claim, same name");
+        assert_ne!(
+            a,
+            composite_name("db", "uid-2"),
+            "a recreated claim gets another"
+        );
+        let long = composite_name(&"x".repeat(300), "uid-1");
+        assert_eq!(long.len(), 63, "58 characters of base and 5 of suffix");
     }
 
     #[test]

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -23,6 +21,9 @@ use crate::error::{Error, Result, is_not_found};
 use crate::shared::{self, Shared};
 
 pub const CONTROLLER: &str = "claim";
+
+/// The field manager under which claims apply their spec to their XR.
+pub const CLAIM_FIELD_MANAGER: &str = "strata-claim";
 
 /// Everything one claim kind's controller needs.
 pub struct ClaimContext {
@@ -37,7 +38,9 @@ pub async fn reconcile(claim: Arc<DynamicObject>, ctx: Arc<ClaimContext>) -> Res
     ctx.shared
         .metrics
         .observe(CONTROLLER, start.elapsed(), result.is_ok());
-    if let Err(e) = &result {
+    if let Err(e) = &result
+        && !e.is_conflict()
+    {
         ctx.shared
             .warn(
                 &claim.object_ref(&ctx.claim),
@@ -53,7 +56,10 @@ pub fn error_policy(_claim: Arc<DynamicObject>, error: &Error, ctx: Arc<ClaimCon
     Action::requeue(error.retry_after(ctx.shared.settings.resync))
 }
 
-async fn reconcile_claim(claim: &DynamicObject, ctx: &ClaimContext) -> Result<Action> {
+async fn reconcile_claim(cached: &DynamicObject, ctx: &ClaimContext) -> Result<Action> {
+    // Our own last write, when the cache has not caught up with it yet.
+    let newest = ctx.shared.newest.of(cached);
+    let claim = &newest;
     let value = serde_json::to_value(claim).map_err(|source| Error::Serialize {
         object: claim.name_any(),
         source,
@@ -120,111 +126,109 @@ async fn reconcile_claim(claim: &DynamicObject, ctx: &ClaimContext) -> Result<Ac
         return Ok(Action::await_change());
     }
 
-    if shared::set_finalizer(&claims, claim, wire::FINALIZER_CLAIM, true, &what).await? {
-        return Ok(Action::await_change());
-    }
-
-    // Find or create the bound XR. Without a recorded reference, an XR already labelled for this
-    // claim is adopted: the reference write may not have reached this pass's copy of the claim.
-    let existing = bound_composite(&composites, bound.as_deref(), &id, &what).await?;
-    let xr = match existing {
-        Some(xr) => xr,
-        None => {
-            let mut new = binding::new_composite(
-                &value,
-                &id,
-                &ctx.composite.api_version,
-                &ctx.composite.kind,
-            );
-            if let (Some(name), Some(meta)) = (
-                &bound,
-                new.get_mut("metadata").and_then(Value::as_object_mut),
-            ) {
-                // The recorded XR vanished: recreate it under the same name, keeping the binding stable.
-                meta.remove("generateName");
-                meta.insert("name".into(), Value::String(name.clone()));
-            }
-            let new: DynamicObject =
-                serde_json::from_value(new).map_err(|source| Error::Serialize {
-                    object: what.clone(),
-                    source,
-                })?;
-            let created = composites
-                .create(&PostParams::default(), &new)
-                .await
-                .map_err(|e| Error::kube("creating the composite of", what.clone(), e))?;
-            ctx.shared
-                .normal(
-                    &claim.object_ref(&ctx.claim),
-                    wire::REASON_BIND_COMPOSITE,
-                    format!("created {} {}", ctx.composite.kind, created.name_any()),
-                )
-                .await;
-            created
-        }
+    // The finalizer and the XR's name go on the claim in one write, before the XR exists: a
+    // deleted claim then always finds (and deletes) its XR, and the name is derived from the
+    // claim's uid, so a repeated pass never creates a second XR.
+    let name = match &bound {
+        Some(n) => n.clone(),
+        None => binding::composite_name(&id.name, &claim.uid().unwrap_or_default()),
     };
-    let xr_value = serde_json::to_value(&xr).map_err(|source| Error::Serialize {
-        object: xr.name_any(),
-        source,
-    })?;
-    if !binding::bound_to(&xr_value, &id) {
-        return Err(Error::invalid(
-            what,
-            format!(
-                "{} {} is bound to another claim",
-                ctx.composite.kind,
-                xr.name_any()
-            ),
-        ));
-    }
-    if bound.as_deref() != Some(xr.name_any().as_str()) {
-        let r = json!({"spec": {"resourceRef": {"apiVersion": ctx.composite.api_version, "kind": ctx.composite.kind, "name": xr.name_any()}}});
-        claims
-            .patch(&id.name, &PatchParams::default(), &Patch::Merge(&r))
-            .await
-            .map_err(|e| Error::kube("recording the composite on", what.clone(), e))?;
-    }
-
-    // Claim spec → XR spec, only when something differs.
-    let from_claim = Value::Object(binding::composite_spec_from_claim(&value));
-    if conditions::differs(xr_value.get("spec"), &from_claim) {
-        composites
-            .patch(
-                &xr.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": from_claim})),
-            )
+    let finalizers = shared::finalizers_with(claim.finalizers(), wire::FINALIZER_CLAIM, true);
+    let mut claim_now = claim.clone();
+    if finalizers.is_some() || bound.is_none() {
+        let mut meta = serde_json::Map::new();
+        meta.insert("resourceVersion".into(), json!(claim.resource_version()));
+        if let Some(f) = finalizers {
+            meta.insert("finalizers".into(), json!(f));
+        }
+        let mut patch = json!({"metadata": meta});
+        if bound.is_none() {
+            patch["spec"] = json!({"resourceRef": {"apiVersion": ctx.composite.api_version, "kind": ctx.composite.kind, "name": name}});
+        }
+        let written = claims
+            .patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| {
-                Error::kube(
-                    "propagating the claim's spec to",
-                    format!("{} {}", ctx.composite.kind, xr.name_any()),
-                    e,
-                )
+                Error::kube("recording the finalizer and composite on", what.clone(), e)
             })?;
+        ctx.shared.newest.wrote(claim, &written);
+        claim_now = written;
     }
+    let claim = &claim_now;
+
+    // Claim → XR with server-side apply under the claim's own field manager: a field removed
+    // from the claim's spec leaves the applied set, and the API server removes it from the XR.
+    // The applied hash makes a converged XR cost no write.
+    let existing = composites
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube("reading", format!("the composite of {what}"), e))?;
+    let existing = existing
+        .map(|x| serde_json::to_value(&x))
+        .transpose()
+        .map_err(|source| Error::Serialize {
+            object: name.clone(),
+            source,
+        })?;
+    if let Some(x) = &existing
+        && !binding::bound_to(x, &id)
+    {
+        return Err(Error::invalid(
+            what,
+            format!("{} {name} is bound to another claim", ctx.composite.kind),
+        ));
+    }
+    let mut desired =
+        binding::new_composite(&value, &id, &ctx.composite.api_version, &ctx.composite.kind);
+    if let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("generateName");
+        meta.insert("name".into(), Value::String(name.clone()));
+    }
+    let (stamped, current) = shared::plan_apply(&desired, existing.as_ref());
+    let xr_value = match existing {
+        Some(x) if current => x,
+        _ => {
+            let written = composites
+                .patch(
+                    &name,
+                    &PatchParams::apply(CLAIM_FIELD_MANAGER).force(),
+                    &Patch::Apply(&stamped),
+                )
+                .await
+                .map_err(|e| {
+                    Error::kube(
+                        "applying the claim's spec to",
+                        format!("{} {name}", ctx.composite.kind),
+                        e,
+                    )
+                })?;
+            if existing.is_none() {
+                ctx.shared
+                    .normal(
+                        &claim.object_ref(&ctx.claim),
+                        wire::REASON_BIND_COMPOSITE,
+                        format!("created {} {name}", ctx.composite.kind),
+                    )
+                    .await;
+            }
+            serde_json::to_value(&written).map_err(|source| Error::Serialize {
+                object: name.clone(),
+                source,
+            })?
+        }
+    };
 
     // XR status → claim status.
     let status = binding::claim_status_from_composite(&xr_value);
-    let uid = claim.metadata.uid.clone().unwrap_or_default();
-    let version = claim.metadata.resource_version.clone().unwrap_or_default();
-    if conditions::differs(value.get("status"), &status)
-        && !ctx
-            .shared
-            .written
-            .already_written("claim-status", &uid, &version, &status)
-    {
-        claims
-            .patch_status(
-                &id.name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": status})),
-            )
+    let claim_status = claim.data.get("status");
+    if conditions::differs(claim_status, &status) {
+        let patch =
+            json!({"metadata": {"resourceVersion": claim.resource_version()}, "status": status});
+        let written = claims
+            .patch_status(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| Error::kube("writing the status of", what.clone(), e))?;
-        ctx.shared
-            .written
-            .remember("claim-status", &uid, &version, &status);
+        ctx.shared.newest.wrote(claim, &written);
     }
 
     // XR connection Secret → claim namespace.

@@ -2,11 +2,11 @@
 //! CompositionRevision `<composition>-<short hash>`, numbered in order, carrying the
 //! Composition's labels plus [`wire::LABEL_COMPOSITION_NAME`], owned by the Composition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -14,7 +14,7 @@ use serde_json::json;
 use strata_core::model::{Composition, CompositionRevision, CompositionRevisionSpec};
 use strata_core::wire;
 
-use crate::error::{Error, Result, is_conflict};
+use crate::error::{Error, ErrorClass, Result, is_conflict, is_not_found};
 use crate::revision::{self, RevisionStep};
 use crate::shared::Shared;
 
@@ -115,5 +115,77 @@ async fn reconcile_composition(comp: &Composition, shared: &Shared) -> Result<Ac
             })?;
         }
     }
+    collect_revisions(comp, shared, &existing).await?;
     Ok(Action::requeue(shared.settings.resync))
+}
+
+/// Deletes the revisions beyond the history limit that no XR uses. XRs are listed only when
+/// there is something to collect, from the kinds the revisions compose.
+async fn collect_revisions(
+    comp: &Composition,
+    shared: &Shared,
+    existing: &[(String, i64)],
+) -> Result<()> {
+    let limit = shared.settings.revision_history_limit;
+    if existing.len() <= limit.max(1) {
+        return Ok(());
+    }
+    let name = comp.name_any();
+    let own: Vec<Arc<CompositionRevision>> = shared
+        .revisions
+        .state()
+        .into_iter()
+        .filter(|r| r.labels().get(wire::LABEL_COMPOSITION_NAME) == Some(&name))
+        .collect();
+    let kinds: BTreeSet<(String, String)> = own
+        .iter()
+        .map(|r| {
+            let t = &r.spec.composition.composite_type_ref;
+            (t.api_version.clone(), t.kind.clone())
+        })
+        .collect();
+    let mut in_use = BTreeSet::new();
+    for (api_version, kind) in kinds {
+        let k = match shared.kinds.resolve(&api_version, &kind).await {
+            Ok(k) => k,
+            // A kind no longer served has no XRs left to use a revision.
+            Err(e) if e.class() != ErrorClass::Transient => continue,
+            Err(e) => return Err(e),
+        };
+        let xrs: Api<DynamicObject> = Api::all_with(shared.client.clone(), &k.resource);
+        let list = match xrs.list(&ListParams::default()).await {
+            Ok(l) => l,
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => {
+                return Err(Error::kube(
+                    "listing the composite resources using",
+                    format!("Composition {name}"),
+                    e,
+                ));
+            }
+        };
+        in_use.extend(list.items.iter().filter_map(|x| {
+            x.data
+                .pointer("/spec/compositionRevisionRef/name")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        }));
+    }
+    let api: Api<CompositionRevision> = Api::all(shared.client.clone());
+    for old in revision::to_collect(existing, limit, &in_use) {
+        match api.delete(&old, &DeleteParams::background()).await {
+            Ok(_) => {
+                tracing::info!(composition = %name, revision = %old, "deleted an old revision")
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                return Err(Error::kube(
+                    "deleting",
+                    format!("CompositionRevision {old}"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
 }

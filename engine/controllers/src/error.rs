@@ -92,8 +92,17 @@ impl Error {
         }
     }
 
-    /// How long to wait before retrying, given the class.
+    /// True when the API refused a write as stale (409): another writer came first.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube { source, .. } if is_conflict(source))
+    }
+
+    /// How long to wait before retrying, given the class. A conflict is retried at once on
+    /// the newer version: it is a race, not a fault.
     pub fn retry_after(&self, resync: Duration) -> Duration {
+        if self.is_conflict() {
+            return Duration::from_millis(200);
+        }
         match self.class() {
             ErrorClass::Waiting => Duration::from_secs(5),
             ErrorClass::Transient => Duration::from_secs(5),

@@ -57,6 +57,17 @@ pub struct Settings {
     pub install_crds: bool,
     /// Run only while holding this Lease; `None` runs unconditionally (one replica).
     pub leader_election: Option<leader::LeaderElection>,
+    /// How long the XR and claim controllers wait after a change before reconciling, so a
+    /// burst of changes (an XR's composed resources appearing one after another) costs one
+    /// pass. Every further change in the window extends it.
+    pub debounce: Duration,
+    /// How many CompositionRevisions to keep per Composition (the newest by number); older
+    /// ones are deleted unless an XR still uses them.
+    pub revision_history_limit: usize,
+    /// How many objects each XR and claim controller reconciles at once (0: no limit). Every
+    /// pass in flight holds its objects and an API connection; a bound keeps memory flat when
+    /// thousands of claims arrive together, at no cost in throughput on a few cores.
+    pub concurrency: u16,
 }
 
 impl Default for Settings {
@@ -67,6 +78,9 @@ impl Default for Settings {
             controller_name: "strata".to_owned(),
             install_crds: true,
             leader_election: None,
+            debounce: Duration::from_millis(100),
+            revision_history_limit: 10,
+            concurrency: 16,
         }
     }
 }

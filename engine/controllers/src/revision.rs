@@ -49,6 +49,60 @@ pub fn plan_revision(composition: &str, hash: &str, existing: &[(String, i64)]) 
     }
 }
 
+/// The revisions to garbage-collect: all but the newest `limit` by number. The newest revision
+/// and every revision in `in_use` (pinned or rendered with by an XR) are always kept, so the
+/// history can grow past `limit` while XRs hold on to old revisions. Sorted by name.
+pub fn to_collect(
+    existing: &[(String, i64)],
+    limit: usize,
+    in_use: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    let mut by_age: Vec<&(String, i64)> = existing.iter().collect();
+    // Newest first; equal numbers (never written so, but possible by hand) by name.
+    by_age.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut out: Vec<String> = by_age
+        .iter()
+        .skip(limit.max(1))
+        .filter(|(name, _)| !in_use.contains(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod gc_tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn history(n: i64) -> Vec<(String, i64)> {
+        (1..=n).map(|i| (format!("c-{i:02}"), i)).collect()
+    }
+
+    #[test]
+    fn only_revisions_beyond_the_newest_limit_are_collected() {
+        let gone = to_collect(&history(13), 10, &BTreeSet::new());
+        assert_eq!(gone, vec!["c-01", "c-02", "c-03"]);
+        assert!(to_collect(&history(10), 10, &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn a_revision_an_xr_uses_is_never_collected() {
+        let in_use: BTreeSet<String> = ["c-02".to_owned()].into();
+        assert_eq!(to_collect(&history(13), 10, &in_use), vec!["c-01", "c-03"]);
+    }
+
+    #[test]
+    fn the_newest_revision_survives_a_limit_of_zero() {
+        assert_eq!(
+            to_collect(&history(3), 0, &BTreeSet::new()),
+            vec!["c-01", "c-02"]
+        );
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {

@@ -2,8 +2,10 @@
 //! snapshots of the cluster, so every rule is unit-tested.
 //!
 //! Composition precedence (as Crossplane): the XRD's `enforcedCompositionRef`, the XR's
-//! `spec.compositionRef`, the XR's `spec.compositionSelector.matchLabels` (ties broken by name),
-//! the XRD's `defaultCompositionRef`. Revisions follow `compositionUpdatePolicy`: `Automatic`
+//! `spec.compositionRef`, the XR's `spec.compositionSelector.matchLabels`, the XRD's
+//! `defaultCompositionRef`. Where Crossplane picks a random Composition among several that
+//! match the labels, Strata picks the first by name, so the choice is reproducible; it is then
+//! written to `spec.compositionRef` and kept, as in Crossplane. Revisions follow `compositionUpdatePolicy`: `Automatic`
 //! takes the newest revision, `Manual` keeps `spec.compositionRevisionRef` once set.
 
 use std::collections::BTreeMap;

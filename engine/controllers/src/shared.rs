@@ -50,6 +50,89 @@ pub struct Shared {
     /// Statuses this process wrote, so a reconcile on a cache that has not caught up with our
     /// own write does not send the same status again.
     pub written: WriteMemo,
+    /// The objects our own writes returned, read instead of a cache that lags behind them.
+    pub newest: Newest,
+    environment_listeners: Listeners,
+}
+
+/// Who is told that an EnvironmentConfig changed, once the cache holds the change.
+type Listeners = Arc<Mutex<Vec<mpsc::UnboundedSender<()>>>>;
+
+/// The newest version of objects this process wrote, per uid: what the API returned for our
+/// last write, and every resourceVersion that write (or an earlier one of ours) superseded.
+///
+/// A controller reads from a watch cache, which can still hold a version from before our own
+/// last write when the next reconcile starts (events of composed resources arrive first). Acting
+/// on it would repeat writes that change nothing, or fail with a 409 on a stale guard. A cached
+/// object whose resourceVersion we superseded is replaced by the object our write returned.
+/// Versions are only compared for equality, as the API requires: a version we neither wrote
+/// nor superseded is newer than ours (someone else wrote), and the entry is dropped.
+#[derive(Default)]
+pub struct Newest(Mutex<HashMap<String, Superseding>>);
+
+/// The object our last write returned and the versions our writes replaced.
+struct Superseding {
+    object: DynamicObject,
+    superseded: Vec<String>,
+}
+
+impl Newest {
+    /// `cached`, or the object our last write returned when `cached` is a version we replaced.
+    pub fn of(&self, cached: &DynamicObject) -> DynamicObject {
+        let (Some(uid), Some(version)) = (
+            cached.metadata.uid.as_deref(),
+            cached.metadata.resource_version.as_deref(),
+        ) else {
+            return cached.clone();
+        };
+        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = memo.get(uid) else {
+            return cached.clone();
+        };
+        if entry.superseded.iter().any(|v| v == version) {
+            return entry.object.clone();
+        }
+        // The cache caught up with our write, or moved past it.
+        memo.remove(uid);
+        cached.clone()
+    }
+
+    /// Records that a write over `before` returned `after`.
+    pub fn wrote(&self, before: &DynamicObject, after: &DynamicObject) {
+        let (Some(uid), Some(old), Some(new)) = (
+            after.metadata.uid.as_deref(),
+            before.metadata.resource_version.as_deref(),
+            after.metadata.resource_version.as_deref(),
+        ) else {
+            return;
+        };
+        if old == new {
+            return;
+        }
+        let mut object = after.clone();
+        slim(&mut object);
+        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match memo.get_mut(uid) {
+            Some(entry) => {
+                entry.superseded.push(old.to_owned());
+                entry.object = object;
+            }
+            None => {
+                memo.insert(
+                    uid.to_owned(),
+                    Superseding {
+                        object,
+                        superseded: vec![old.to_owned()],
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forgets an object (it is gone).
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+    }
 }
 
 /// Remembers, per (purpose, object uid), the resourceVersion an object had when this process
@@ -130,9 +213,20 @@ impl Shared {
             instance: None,
         };
         let mut tasks = Vec::new();
-        let compositions = reflect::<Composition>(&client, &mut tasks);
-        let revisions = reflect::<CompositionRevision>(&client, &mut tasks);
-        let environments = reflect::<EnvironmentConfig>(&client, &mut tasks);
+        let compositions = reflect::<Composition>(&client, &mut tasks, None);
+        let revisions = reflect::<CompositionRevision>(&client, &mut tasks, None);
+        let environment_listeners: Listeners = Arc::default();
+        let listeners = environment_listeners.clone();
+        let environments = reflect::<EnvironmentConfig>(
+            &client,
+            &mut tasks,
+            Some(Box::new(move || {
+                listeners
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|tx| tx.send(()).is_ok());
+            })),
+        );
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             kinds: Kinds::new(client.clone()),
@@ -147,6 +241,8 @@ impl Shared {
             routes: Arc::new(Mutex::new(HashMap::new())),
             tasks: Mutex::new(tasks),
             written: WriteMemo::default(),
+            newest: Newest::default(),
+            environment_listeners,
         })
     }
 
@@ -239,6 +335,15 @@ impl Shared {
         compiled
     }
 
+    /// Sends `()` to `tx` after every change of an EnvironmentConfig, once
+    /// [`Shared::environments`] holds it (so a reconcile it triggers reads the new data).
+    pub fn on_environment_change(&self, tx: mpsc::UnboundedSender<()>) {
+        self.environment_listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+    }
+
     /// Routes changes of resources controlled by XRs of `(apiVersion, kind)` to `sender`.
     pub fn route(
         &self,
@@ -313,7 +418,14 @@ impl Drop for Shared {
     }
 }
 
-fn reflect<K>(client: &Client, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Store<K>
+/// Called after the cache took in a change.
+type OnChange = Box<dyn Fn() + Send + Sync>;
+
+fn reflect<K>(
+    client: &Client,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    on_change: Option<OnChange>,
+) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -329,15 +441,28 @@ where
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .reflect(writer)
-            .applied_objects();
+            .touched_objects();
         futures_util::pin_mut!(stream);
         while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+            match item {
+                Ok(_) => {
+                    if let Some(f) = &on_change {
+                        f();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                }
             }
         }
     }));
     store
+}
+
+/// Drops what the controllers never read from an object before it is cached: its
+/// `managedFields`, often the larger part of a small object.
+pub fn slim(object: &mut DynamicObject) {
+    object.metadata.managed_fields = None;
 }
 
 /// The current time as a Kubernetes timestamp (seconds precision).
@@ -501,6 +626,45 @@ mod tests {
 #[cfg(test)]
 mod write_memo_tests {
     use super::*;
+
+    fn object(uid: &str, version: &str, data: Value) -> DynamicObject {
+        let mut o = DynamicObject::new(
+            "x",
+            &ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("example.org", "v1", "X")),
+        )
+        .data(data);
+        o.metadata.uid = Some(uid.to_owned());
+        o.metadata.resource_version = Some(version.to_owned());
+        o
+    }
+
+    #[test]
+    fn a_cache_behind_our_own_writes_is_read_as_what_our_last_write_returned() {
+        let newest = Newest::default();
+        let v1 = object("u", "1", json!({"spec": {}}));
+        let v2 = object("u", "2", json!({"spec": {"a": 1}}));
+        let v3 = object("u", "3", json!({"spec": {"a": 2}}));
+        newest.wrote(&v1, &v2);
+        newest.wrote(&v2, &v3);
+        assert_eq!(newest.of(&v1).data, v3.data, "two writes behind");
+        assert_eq!(newest.of(&v2).data, v3.data, "one write behind");
+        assert_eq!(newest.of(&v3).data, v3.data, "caught up");
+        assert_eq!(
+            newest.of(&v1).data,
+            v1.data,
+            "once caught up, the memo is gone"
+        );
+    }
+
+    #[test]
+    fn a_version_someone_else_wrote_wins_over_our_memo() {
+        let newest = Newest::default();
+        let v1 = object("u", "1", json!({"spec": {}}));
+        let v2 = object("u", "2", json!({"spec": {"a": 1}}));
+        let theirs = object("u", "9", json!({"spec": {"a": "theirs"}}));
+        newest.wrote(&v1, &v2);
+        assert_eq!(newest.of(&theirs).data, theirs.data);
+    }
 
     #[test]
     fn a_lagging_cache_does_not_rewrite_the_status_we_just_wrote() {

@@ -76,8 +76,10 @@ fn reference(ctx: &XrContext, xr: &DynamicObject) -> ObjectReference {
     xr.object_ref(&ctx.resource)
 }
 
-async fn reconcile_xr(xr: &DynamicObject, ctx: &XrContext) -> Result<Action> {
-    let id = describe(&ctx.resource.kind, xr);
+async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action> {
+    // Our own last write, when the cache has not caught up with it yet.
+    let xr = ctx.shared.newest.of(cached);
+    let id = describe(&ctx.resource.kind, &xr);
     if xr
         .annotations()
         .get(wire::ANNOTATION_PAUSED)
@@ -86,20 +88,33 @@ async fn reconcile_xr(xr: &DynamicObject, ctx: &XrContext) -> Result<Action> {
         tracing::debug!(xr = %id, "paused");
         return Ok(Action::await_change());
     }
-    let api = xr_api(ctx, xr);
+    let api = xr_api(ctx, &xr);
     if xr.metadata.deletion_timestamp.is_some() {
-        return delete(xr, ctx, &api, &id).await;
+        return delete(&xr, ctx, &api, &id).await;
     }
-    if shared::set_finalizer(&api, xr, wire::FINALIZER_COMPOSITE, true, &id).await? {
-        // The write triggers the next pass, which composes against the fresh object.
-        return Ok(Action::await_change());
+    let mut writer = XrWriter {
+        ctx,
+        api: api.clone(),
+        current: xr,
+        id: id.clone(),
+        spec: Map::new(),
+    };
+    let mut events = Vec::new();
+    let outcome = compose(&mut events, &mut writer, ctx, &id).await;
+    if let Err(e) = &outcome
+        && e.is_conflict()
+    {
+        // Someone wrote the XR between our read and our write: look again at their version.
+        tracing::debug!(xr = %id, error = %e, "conflict; retrying");
+        return Ok(Action::requeue(CONFLICT_RETRY));
     }
-    let value = serde_json::to_value(xr).map_err(|source| Error::Serialize {
+    // The finalizer and the selection are recorded even when a later step failed.
+    writer.flush().await?;
+    let xr = writer.current;
+    let value = serde_json::to_value(&xr).map_err(|source| Error::Serialize {
         object: id.clone(),
         source,
     })?;
-    let mut events = Vec::new();
-    let outcome = compose(&mut events, xr, &value, ctx, &api, &id).await;
     let observed_status = value.get("status");
     let base = match observed_status {
         Some(Value::Object(_)) => observed_status.cloned().unwrap_or_else(|| json!({})),
@@ -164,27 +179,26 @@ async fn reconcile_xr(xr: &DynamicObject, ctx: &XrContext) -> Result<Action> {
             (status, action, Err(e))
         }
     };
-    let uid = xr.metadata.uid.clone().unwrap_or_default();
-    let version = xr.metadata.resource_version.clone().unwrap_or_default();
-    if conditions::differs(observed_status, &desired_status)
-        && !ctx
-            .shared
-            .written
-            .already_written("xr-status", &uid, &version, &desired_status)
-    {
-        let patch = json!({"status": desired_status});
-        api.patch_status(
-            &xr.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| Error::kube("writing the status of", id.clone(), e))?;
-        ctx.shared
-            .written
-            .remember("xr-status", &uid, &version, &desired_status);
+    if conditions::differs(observed_status, &desired_status) {
+        let patch = json!({"metadata": {"resourceVersion": xr.resource_version()}, "status": desired_status});
+        let written = match api
+            .patch_status(
+                &xr.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(w) => w,
+            Err(e) if crate::error::is_conflict(&e) => {
+                tracing::debug!(xr = %id, error = %e, "conflict writing the status; retrying");
+                return Ok(Action::requeue(CONFLICT_RETRY));
+            }
+            Err(e) => return Err(Error::kube("writing the status of", id.clone(), e)),
+        };
+        ctx.shared.newest.wrote(&xr, &written);
         // Events only when the outcome changed: a stuck XR must not write an event every pass.
-        let object = reference(ctx, xr);
+        let object = reference(ctx, &xr);
         for (reason, note) in events {
             ctx.shared.warn(&object, reason, note).await;
         }
@@ -203,6 +217,73 @@ async fn reconcile_xr(xr: &DynamicObject, ctx: &XrContext) -> Result<Action> {
     }
 }
 
+/// How soon a pass that lost a race with another writer (409) looks again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+
+/// The XR as this pass knows it, and the metadata and spec fields still to write to it. All of
+/// them (finalizer, selected Composition and revision, inventory) go out as one merge patch
+/// guarded by the resourceVersion they were decided on: a concurrent write makes it fail with
+/// a 409 and the pass is retried on the newer version instead of overwriting it.
+struct XrWriter<'a> {
+    ctx: &'a XrContext,
+    api: Api<DynamicObject>,
+    /// The newest version: what the last write returned, or what the pass started from.
+    current: DynamicObject,
+    id: String,
+    /// Spec fields to write with the next flush.
+    spec: Map<String, Value>,
+}
+
+impl XrWriter<'_> {
+    fn value(&self) -> Result<Value> {
+        serde_json::to_value(&self.current).map_err(|source| Error::Serialize {
+            object: self.id.clone(),
+            source,
+        })
+    }
+
+    /// Writes the pending spec fields, and the finalizer when it is missing, in one patch.
+    async fn flush(&mut self) -> Result<()> {
+        let finalizers =
+            shared::finalizers_with(self.current.finalizers(), wire::FINALIZER_COMPOSITE, true);
+        if finalizers.is_none() && self.spec.is_empty() {
+            return Ok(());
+        }
+        let mut meta = Map::new();
+        meta.insert(
+            "resourceVersion".into(),
+            json!(self.current.resource_version()),
+        );
+        if let Some(f) = finalizers {
+            meta.insert("finalizers".into(), json!(f));
+        }
+        let mut patch = json!({"metadata": meta});
+        if !self.spec.is_empty()
+            && let Some(o) = patch.as_object_mut()
+        {
+            o.insert("spec".into(), Value::Object(std::mem::take(&mut self.spec)));
+        }
+        let written = self
+            .api
+            .patch(
+                &self.current.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| {
+                Error::kube(
+                    "recording the selection and inventory of",
+                    self.id.clone(),
+                    e,
+                )
+            })?;
+        self.ctx.shared.newest.wrote(&self.current, &written);
+        self.current = written;
+        Ok(())
+    }
+}
+
 /// The result of a compose pass that rendered.
 struct Pass {
     output: RenderOutput,
@@ -210,31 +291,29 @@ struct Pass {
     failures: Vec<(String, String)>,
 }
 
-/// Selection, compile, observe, render, apply, prune, publish.
+/// Selection, compile, observe, then render and apply in rounds, prune, publish.
+///
+/// What an apply returns is the live object, so it is observed at once: the next round's render
+/// releases the resources that waited for it, and the last render computes readiness over every
+/// wave. A pass therefore composes all waves and the status is written once, instead of once per
+/// wave after a watch event brings each wave back.
 async fn compose(
     events: &mut Vec<(&'static str, String)>,
-    xr: &DynamicObject,
-    value: &Value,
+    w: &mut XrWriter<'_>,
     ctx: &XrContext,
-    api: &Api<DynamicObject>,
     id: &str,
 ) -> Result<Pass> {
     let sh = &ctx.shared;
-    let (revision, spec_patch) = match choose_revision(value, ctx, id) {
+    let value = w.value()?;
+    let (revision, spec_patch) = match choose_revision(&value, ctx, id) {
         Ok(r) => r,
         Err(e) => {
             events.push((wire::REASON_SELECT_COMPOSITION, e.to_string()));
             return Err(e);
         }
     };
-    if let Some(p) = spec_patch {
-        api.patch(
-            &xr.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": p})),
-        )
-        .await
-        .map_err(|e| Error::kube("recording the selected Composition on", id.to_owned(), e))?;
+    if let Some(Value::Object(p)) = spec_patch {
+        w.spec.extend(p);
     }
     let compiled = sh.compiled(&revision);
     let compiled: &CompiledComposition = match compiled.as_ref() {
@@ -252,8 +331,8 @@ async fn compose(
         }
     };
 
-    let recorded = ResourceRef::list_of(value);
-    let (observed, present) = match observe(ctx, &recorded).await {
+    let mut recorded = ResourceRef::list_of(&value);
+    let (mut observed, mut present) = match observe(ctx, &recorded).await {
         Ok(o) => o,
         Err(e) => {
             events.push((wire::REASON_OBSERVE_RESOURCE, e.to_string()));
@@ -261,67 +340,105 @@ async fn compose(
         }
     };
 
-    let env = match select_environment(value, &revision, ctx) {
+    let env = match select_environment(&value, &revision, ctx) {
         Ok(env) => env,
         Err(e) => {
             events.push((wire::REASON_ENVIRONMENT, e.to_string()));
             return Err(e);
         }
     };
-    let output = match render::render(
-        compiled,
-        RenderInput {
-            composite: value,
-            observed: &observed,
-            environment: env.as_ref(),
-        },
-    ) {
-        Ok(o) => o,
-        Err(e) => {
-            let e = Error::invalid(
-                id,
-                format!("render with revision `{}`: {e}", revision.name_any()),
-            );
-            events.push((wire::REASON_RENDER, e.to_string()));
-            return Err(e);
-        }
-    };
-    for w in &output.warnings {
-        tracing::debug!(xr = %id, "render: {w}");
-    }
-
-    let mut desired_refs = Vec::with_capacity(output.resources.len());
-    for d in &output.resources {
-        let Some(r) = ResourceRef::of(&d.resource) else {
-            return Err(Error::invalid(
-                id,
-                format!(
-                    "resource `{}`: rendered without apiVersion, kind or metadata.name",
-                    d.name
-                ),
-            ));
-        };
-        desired_refs.push(r);
-    }
-    // Record first: a crash after a create must never orphan the object.
-    let inventory = inventory::before_apply(&present, &desired_refs);
-    if inventory != recorded {
-        write_inventory(api, xr, &inventory, id).await?;
-    }
 
     let mut failures: Vec<(String, String)> = Vec::new();
-    for (d, r) in output.resources.iter().zip(&desired_refs) {
-        if let Err(e) = apply_one(ctx, d, r, observed.get(&d.name).map(|o| &o.resource)).await {
-            events.push((
-                wire::REASON_APPLY_RESOURCE,
-                format!("resource `{}` ({}): {e}", d.name, r.display()),
-            ));
-            failures.push((d.name.clone(), e.to_string()));
+    let mut released: Vec<String> = Vec::new();
+    let mut round = 0;
+    let (output, desired_refs) = loop {
+        let value = w.value()?;
+        let output = match render::render(
+            compiled,
+            RenderInput {
+                composite: &value,
+                observed: &observed,
+                environment: env.as_ref(),
+            },
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                let e = Error::invalid(
+                    id,
+                    format!("render with revision `{}`: {e}", revision.name_any()),
+                );
+                events.push((wire::REASON_RENDER, e.to_string()));
+                return Err(e);
+            }
+        };
+        let mut desired_refs = Vec::with_capacity(output.resources.len());
+        for d in &output.resources {
+            let Some(r) = ResourceRef::of(&d.resource) else {
+                return Err(Error::invalid(
+                    id,
+                    format!(
+                        "resource `{}`: rendered without apiVersion, kind or metadata.name",
+                        d.name
+                    ),
+                ));
+            };
+            desired_refs.push(r);
         }
-    }
+        let names: Vec<String> = output.resources.iter().map(|d| d.name.clone()).collect();
+        let grew = names.iter().any(|n| !released.contains(n));
+        // Done when a round releases nothing new, after a failure, or (a safety bound) after
+        // one round per template.
+        if (round > 0 && !grew) || !failures.is_empty() || round > compiled.resources.len() {
+            break (output, desired_refs);
+        }
+        round += 1;
+        released = names;
+        for warning in &output.warnings {
+            tracing::debug!(xr = %id, "render: {warning}");
+        }
+        // Record first: a crash after a create must never orphan the object.
+        let inventory = inventory::before_apply(&present, &desired_refs);
+        if inventory != recorded {
+            w.spec.insert(
+                "resourceRefs".into(),
+                json!(ResourceRef::to_inventory(
+                    &inventory,
+                    w.current.namespace().as_deref()
+                )),
+            );
+            recorded = inventory;
+        }
+        w.flush().await?;
+
+        for (d, r) in output.resources.iter().zip(&desired_refs) {
+            match apply_one(ctx, d, r, observed.get(&d.name).map(|o| &o.resource)).await {
+                Ok(None) => {}
+                Ok(Some(live)) => {
+                    let connection_details = read_connection_secret(ctx, &live, r).await?;
+                    observed.insert(
+                        d.name.clone(),
+                        Observed {
+                            resource: live,
+                            connection_details,
+                        },
+                    );
+                    if !present.contains(r) {
+                        present.push(r.clone());
+                    }
+                }
+                Err(e) => {
+                    events.push((
+                        wire::REASON_APPLY_RESOURCE,
+                        format!("resource `{}` ({}): {e}", d.name, r.display()),
+                    ));
+                    failures.push((d.name.clone(), e.to_string()));
+                }
+            }
+        }
+    };
 
     if let Prune::Delete { stale, keep } =
-        inventory::prune(&inventory, &desired_refs, failures.is_empty())
+        inventory::prune(&recorded, &desired_refs, failures.is_empty())
     {
         let mut kept = keep;
         for r in &stale {
@@ -331,12 +448,20 @@ async fn compose(
                 kept.push(r.clone());
             }
         }
-        if kept != inventory {
-            write_inventory(api, xr, &kept, id).await?;
+        if kept != recorded {
+            w.spec.insert(
+                "resourceRefs".into(),
+                json!(ResourceRef::to_inventory(
+                    &kept,
+                    w.current.namespace().as_deref()
+                )),
+            );
+            w.flush().await?;
         }
     }
 
-    if let Err(e) = publish_connection_secret(xr, value, compiled, ctx, &output).await {
+    let value = w.value()?;
+    if let Err(e) = publish_connection_secret(&w.current, &value, compiled, ctx, &output).await {
         events.push((wire::REASON_CONNECTION_SECRET, e.to_string()));
         failures.push(("connection secret".into(), e.to_string()));
     }
@@ -585,37 +710,26 @@ fn select_environment(
     environment::merge(&names, &configs).map_err(|e| Error::waiting(what(), e.to_string()))
 }
 
-async fn write_inventory(
-    api: &Api<DynamicObject>,
-    xr: &DynamicObject,
-    refs: &[ResourceRef],
-    id: &str,
-) -> Result<()> {
-    let list = ResourceRef::to_inventory(refs, xr.namespace().as_deref());
-    api.patch(
-        &xr.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"spec": {"resourceRefs": list}})),
-    )
-    .await
-    .map_err(|e| Error::kube("recording the composed resources of", id.to_owned(), e))?;
-    Ok(())
-}
-
+/// Applies one desired resource unless the observed object already is it; returns the live
+/// object an apply returned (`None` when nothing was written).
 async fn apply_one(
     ctx: &XrContext,
     desired: &render::DesiredResource,
     r: &ResourceRef,
     observed: Option<&Value>,
-) -> Result<()> {
+) -> Result<Option<Value>> {
     let (api, kind) = ctx.shared.kinds.api_for(r).await?;
     ctx.shared.watch_composed(&kind.resource);
     let (stamped, current) = shared::plan_apply(&desired.resource, observed);
     if current {
-        return Ok(());
+        return Ok(None);
     }
-    shared::apply(&api, &r.name, &stamped, &r.display()).await?;
-    Ok(())
+    let live = shared::apply(&api, &r.name, &stamped, &r.display()).await?;
+    let live = serde_json::to_value(&live).map_err(|source| Error::Serialize {
+        object: r.display(),
+        source,
+    })?;
+    Ok(Some(live))
 }
 
 async fn delete_one(ctx: &XrContext, r: &ResourceRef) -> Result<()> {
@@ -767,6 +881,9 @@ async fn delete(
         }
         DeletionStep::Done => {
             shared::set_finalizer(api, xr, wire::FINALIZER_COMPOSITE, false, id).await?;
+            if let Some(uid) = xr.uid() {
+                ctx.shared.newest.forget(&uid);
+            }
             Ok(Action::await_change())
         }
     }

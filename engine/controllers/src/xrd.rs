@@ -3,7 +3,7 @@
 //! controller) for the kind. `Established`/`Offered` report progress on the XRD. Deletion is
 //! refused while XRs exist; otherwise the controllers stop and the CRDs are deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,8 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use strata_core::crd::xrd_to_crds;
@@ -283,10 +283,53 @@ fn start_controllers(
     // the Composition an XR uses.
     let (tx, rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
     shared.route(&composite, namespaced, tx);
-    let composed =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let composed = receive(rx);
+    // One watch of the XR kind fills the XR controller's cache (without managedFields), triggers
+    // it, and tells the claim controller which claim's XR changed.
+    let (xr_tx, xr_rx) = mpsc::unbounded_channel::<DynamicObject>();
+    let (claim_tx, claim_rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
+    let writer = reflector::store::Writer::new(composite.clone());
+    let xr_store = writer.as_reader();
     let xr_api: Api<DynamicObject> = Api::all_with(shared.client.clone(), &composite);
-    let controller = Controller::new_with(xr_api, watcher::Config::default(), composite.clone());
+    let claim_type = claim.clone();
+    tasks.push(tokio::spawn(async move {
+        let stream = watcher(xr_api, watcher::Config::default())
+            .default_backoff()
+            .modify(shared::slim)
+            .reflect(writer);
+        futures_util::pin_mut!(stream);
+        // The claim controller copies status, so it hears of an XR only when its status (or
+        // deletion) changed: our own metadata and inventory writes are not its business.
+        let mut told: HashMap<String, u64> = HashMap::new();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(xr) | watcher::Event::InitApply(xr)) => {
+                    if let Some(t) = &claim_type
+                        && let Some(r) = claim_of(&xr, t)
+                    {
+                        let seen = claim_facing_hash(&xr);
+                        if told.insert(xr.uid().unwrap_or_default(), seen) != Some(seen) {
+                            let _ = claim_tx.send(r);
+                        }
+                    }
+                    let _ = xr_tx.send(xr);
+                }
+                Ok(watcher::Event::Delete(xr)) => {
+                    told.remove(&xr.uid().unwrap_or_default());
+                    if let Some(t) = &claim_type
+                        && let Some(r) = claim_of(&xr, t)
+                    {
+                        let _ = claim_tx.send(r);
+                    }
+                    let _ = xr_tx.send(xr);
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                Err(e) => tracing::warn!(error = %e, "composite watch failed; retrying"),
+            }
+        }
+    }));
+    let trigger = receive(xr_rx).map(Ok);
+    let controller = Controller::for_stream_with(trigger, xr_store, composite.clone());
     let store = controller.store();
     let revisions: Api<CompositionRevision> = Api::all(shared.client.clone());
     let dyntype = composite.clone();
@@ -323,12 +366,57 @@ fn start_controllers(
                 .collect::<Vec<_>>()
         },
     );
+    // A changed EnvironmentConfig re-reconciles the XRs that may have selected it: those naming
+    // configs in spec.environmentConfigRefs, and those whose revision selects environments.
+    // A superset of the XRs that did select it; a pass that changes nothing writes nothing.
+    let (env_tx, env_rx) = mpsc::unbounded_channel::<()>();
+    shared.on_environment_change(env_tx);
+    let store = controller.store();
+    let revisions = shared.revisions.clone();
+    let dyntype = composite.clone();
+    let controller = controller.reconcile_on(receive(env_rx).flat_map(move |()| {
+        let with_environment: HashSet<String> = revisions
+            .state()
+            .iter()
+            .filter(|r| {
+                r.spec
+                    .composition
+                    .environment
+                    .as_ref()
+                    .is_some_and(|e| !e.environment_configs.is_empty())
+            })
+            .map(|r| r.name_any())
+            .collect();
+        let refs: Vec<ObjectRef<DynamicObject>> = store
+            .state()
+            .into_iter()
+            .filter(|x| {
+                x.data.pointer("/spec/environmentConfigRefs").is_some()
+                    || x.data
+                        .pointer("/spec/compositionRevisionRef/name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|r| with_environment.contains(r))
+            })
+            .map(|x| {
+                let r = ObjectRef::new_with(&x.name_any(), dyntype.clone());
+                match x.namespace() {
+                    Some(ns) => r.within(&ns),
+                    None => r,
+                }
+            })
+            .collect();
+        futures_util::stream::iter(refs)
+    }));
     let xr_ctx = Arc::new(XrContext {
         shared: shared.clone(),
         resource: composite.clone(),
         namespaced,
         xrd: snapshot.clone(),
     });
+    let config = kube::runtime::controller::Config::default()
+        .debounce(shared.settings.debounce)
+        .concurrency(shared.settings.concurrency);
+    let controller = controller.with_config(config.clone());
     tasks.push(tokio::spawn(async move {
         controller
             .run(xr::reconcile, xr::error_policy, xr_ctx)
@@ -338,35 +426,21 @@ fn start_controllers(
 
     if let Some(claim_ar) = &claim {
         let claims: Api<DynamicObject> = Api::all_with(shared.client.clone(), claim_ar);
-        let composites: Api<DynamicObject> = Api::all_with(shared.client.clone(), &composite);
-        let claim_type = claim_ar.clone();
-        let controller = Controller::new_with(claims, watcher::Config::default(), claim_ar.clone())
-            .watches_with(
-                composites,
-                composite.clone(),
-                watcher::Config::default(),
-                move |xr: DynamicObject| {
-                    let n = xr
-                        .data
-                        .pointer("/spec/claimRef/name")
-                        .and_then(Value::as_str);
-                    let ns = xr
-                        .data
-                        .pointer("/spec/claimRef/namespace")
-                        .and_then(Value::as_str);
-                    match (n, ns) {
-                        (Some(n), Some(ns)) => {
-                            Some(ObjectRef::new_with(n, claim_type.clone()).within(ns))
-                        }
-                        _ => None,
-                    }
-                },
-            );
+        let writer = reflector::store::Writer::new(claim_ar.clone());
+        let claim_store = writer.as_reader();
+        let claim_watch = watcher(claims, watcher::Config::default())
+            .default_backoff()
+            .modify(shared::slim)
+            .reflect(writer)
+            .touched_objects();
+        let controller = Controller::for_stream_with(claim_watch, claim_store, claim_ar.clone())
+            .reconcile_on(receive(claim_rx));
         let claim_ctx = Arc::new(ClaimContext {
             shared: shared.clone(),
             claim: claim_ar.clone(),
             composite: composite.clone(),
         });
+        let controller = controller.with_config(config);
         tasks.push(tokio::spawn(async move {
             controller
                 .run(claim::reconcile, claim::error_policy, claim_ctx)
@@ -384,6 +458,38 @@ fn start_controllers(
             tasks,
         },
     );
+}
+
+/// The claim an XR is bound to (`spec.claimRef`), as a reference of the claim kind.
+fn claim_of(xr: &DynamicObject, claim: &ApiResource) -> Option<ObjectRef<DynamicObject>> {
+    let s = |p: &str| xr.data.pointer(p).and_then(Value::as_str);
+    match (s("/spec/claimRef/name"), s("/spec/claimRef/namespace")) {
+        (Some(n), Some(ns)) => Some(ObjectRef::new_with(n, claim.clone()).within(ns)),
+        _ => None,
+    }
+}
+
+/// A hash of what the claim controller reads from an XR: its status, the spec it dictates
+/// (without what the XR controller records: inventory and selected revision) and deletion.
+fn claim_facing_hash(xr: &DynamicObject) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    xr.data.get("status").map(Value::to_string).hash(&mut h);
+    let mut spec = xr.data.get("spec").cloned().unwrap_or(Value::Null);
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("resourceRefs");
+        o.remove("compositionRevisionRef");
+    }
+    spec.to_string().hash(&mut h);
+    xr.metadata.deletion_timestamp.is_some().hash(&mut h);
+    h.finish()
+}
+
+/// The items of a channel as a stream.
+fn receive<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
 }
 
 async fn delete(
