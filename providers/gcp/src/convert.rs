@@ -5,15 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use gcloud_storage::http::buckets::insert::{BucketCreationConfig, RetentionPolicyCreationConfig};
 use gcloud_storage::http::buckets::lifecycle::{Rule, rule};
-use gcloud_storage::http::buckets::patch::BucketPatchConfig;
-use gcloud_storage::http::buckets::{
-    Bucket, IamConfiguration, Lifecycle, Versioning, iam_configuration,
-};
+use gcloud_storage::http::buckets::{IamConfiguration, Lifecycle, Versioning, iam_configuration};
 use serde_json::{Map, Value};
 
-use crate::crd::{
-    BucketObservation, BucketParameters, LifecycleAction, LifecycleCondition, LifecycleRule,
-};
+use crate::crd::{BucketObservation, BucketParameters, LifecycleRule};
 
 /// The bucket state Strata compares against.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,64 +24,67 @@ pub struct ObservedBucket {
     pub metageneration: i64,
 }
 
-/// Reads the fields Strata manages out of the SDK's bucket.
-pub fn observed_bucket(bucket: &Bucket) -> ObservedBucket {
-    ObservedBucket {
-        location: bucket.location.clone(),
-        storage_class: bucket.storage_class.clone(),
-        labels: bucket
-            .labels
-            .clone()
+/// Reads the fields Strata manages out of a JSON API bucket resource; everything else in it is
+/// ignored. Label values that are not strings are skipped; int64 fields may be strings (as the
+/// API writes them) or numbers.
+pub fn observed_bucket(bucket: &Value) -> Result<ObservedBucket, String> {
+    let text = |pointer: &str| {
+        bucket
+            .pointer(pointer)
+            .and_then(Value::as_str)
             .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        versioning: bucket
-            .versioning
-            .as_ref()
-            .is_some_and(|versioning| versioning.enabled),
-        uniform_bucket_level_access: bucket
-            .iam_configuration
-            .as_ref()
-            .and_then(|iam| iam.uniform_bucket_level_access.as_ref())
-            .is_some_and(|ubla| ubla.enabled),
-        lifecycle_rules: bucket
-            .lifecycle
-            .as_ref()
-            .map(|lifecycle| lifecycle.rule.iter().map(from_rule).collect())
-            .unwrap_or_default(),
-        retention_period_seconds: bucket
-            .retention_policy
-            .as_ref()
-            .map_or(0, |policy| policy.retention_period),
-        time_created: bucket.time_created.and_then(|time| {
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        }),
-        metageneration: bucket.metageneration,
-    }
-}
-
-fn from_rule(rule: &Rule) -> LifecycleRule {
-    let action = rule.action.as_ref().map(|action| LifecycleAction {
-        type_: match action.r#type {
-            rule::ActionType::Delete => "Delete",
-            rule::ActionType::SetStorageClass => "SetStorageClass",
-            rule::ActionType::AbortIncompleteMultipartUpload => "AbortIncompleteMultipartUpload",
+            .to_owned()
+    };
+    let flag = |pointer: &str| {
+        bucket
+            .pointer(pointer)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let int64 = |pointer: &str| -> Result<Option<i64>, String> {
+        match bucket.pointer(pointer) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("bucket {pointer}: `{text}` is not an integer")),
+            Some(value) => value
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| format!("bucket {pointer}: {value} is not an integer")),
         }
-        .to_owned(),
-        storage_class: action.storage_class.clone(),
-    });
-    let condition = rule.condition.as_ref().map(|condition| LifecycleCondition {
-        age: condition.age,
-        num_newer_versions: condition.num_newer_versions,
-        is_live: condition.is_live,
-        days_since_noncurrent_time: condition.days_since_noncurrent_time,
-        matches_storage_class: condition.matches_storage_class.clone(),
-    });
-    LifecycleRule {
-        action: action.unwrap_or_default(),
-        condition: condition.unwrap_or_default(),
-    }
+    };
+    let lifecycle_rules = match bucket.pointer("/lifecycle/rule") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(rules) => serde_json::from_value(rules.clone())
+            .map_err(|error| format!("bucket /lifecycle/rule: {error}"))?,
+    };
+    let retention = int64("/retentionPolicy/retentionPeriod")?.unwrap_or(0);
+    Ok(ObservedBucket {
+        location: text("/location"),
+        storage_class: text("/storageClass"),
+        labels: bucket
+            .get("labels")
+            .and_then(Value::as_object)
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        versioning: flag("/versioning/enabled"),
+        uniform_bucket_level_access: flag("/iamConfiguration/uniformBucketLevelAccess/enabled"),
+        lifecycle_rules,
+        retention_period_seconds: u64::try_from(retention).map_err(|_| {
+            format!("bucket /retentionPolicy/retentionPeriod: {retention} is negative")
+        })?,
+        time_created: bucket
+            .get("timeCreated")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        metageneration: int64("/metageneration")?.unwrap_or(0),
+    })
 }
 
 /// A lifecycle action type the API accepts; anything else is a spec error naming the rule.
@@ -133,7 +131,7 @@ impl Drift {
 /// Compares only fields the spec sets.
 pub fn drift(desired: &BucketParameters, observed: &ObservedBucket) -> Drift {
     let mut drift = Drift::default();
-    if !desired.location.eq_ignore_ascii_case(&observed.location) {
+    if !same_location(&desired.location, &observed.location) {
         drift.immutable.push("location");
     }
     if desired
@@ -257,51 +255,93 @@ pub fn creation_config(desired: &BucketParameters) -> Result<BucketCreationConfi
     })
 }
 
-/// The patch body: the desired value of every managed field the spec sets. The SDK sends unset
-/// fields as `null` (which clears them), so managed fields the spec leaves open are copied from
-/// the observed bucket rather than cleared.
-pub fn patch_config(
-    desired: &BucketParameters,
-    observed: &ObservedBucket,
-) -> Result<BucketPatchConfig, String> {
-    Ok(BucketPatchConfig {
-        storage_class: Some(
-            desired
-                .storage_class
-                .clone()
-                .unwrap_or_else(|| observed.storage_class.clone()),
-        ),
-        labels: Some(labels(desired.labels.as_ref().unwrap_or(&observed.labels))),
-        versioning: Some(Versioning {
-            enabled: desired.versioning.unwrap_or(observed.versioning),
-        }),
-        iam_configuration: Some(iam(desired
-            .uniform_bucket_level_access
-            .unwrap_or(observed.uniform_bucket_level_access))),
-        // An empty rule list or a zero retention is sent as `null`, which removes the setting.
-        lifecycle: Some(
-            desired
-                .lifecycle_rules
-                .as_deref()
-                .unwrap_or(&observed.lifecycle_rules),
-        )
-        .filter(|rules| !rules.is_empty())
-        .map(lifecycle)
-        .transpose()?,
-        retention_policy: Some(
-            desired
-                .retention_period_seconds
-                .unwrap_or(observed.retention_period_seconds),
-        )
-        .filter(|seconds| *seconds > 0)
-        .map(|retention_period| RetentionPolicyCreationConfig { retention_period }),
-        ..Default::default()
-    })
+/// The body of a JSON-API PATCH that changes exactly the managed fields that drifted and names
+/// nothing else, so settings Strata does not manage (CORS, website, logging, ACLs, soft delete,
+/// …) are left as they are: PATCH merges the body into the bucket, and a field sent as `null`
+/// is cleared.
+///
+/// Labels are merged key by key, so a label the spec no longer carries is sent as `null`. An
+/// empty rule list or a zero retention clears the setting.
+pub fn patch_body(desired: &BucketParameters, observed: &ObservedBucket) -> Result<Value, String> {
+    let changed = drift(desired, observed).changed;
+    let mut body = Map::new();
+    for field in changed {
+        match field {
+            "storageClass" => {
+                if let Some(class) = &desired.storage_class {
+                    body.insert(field.into(), Value::from(class.clone()));
+                }
+            }
+            "labels" => {
+                if let Some(labels) = &desired.labels {
+                    let mut patch: Map<String, Value> = observed
+                        .labels
+                        .keys()
+                        .filter(|key| !labels.contains_key(*key))
+                        .map(|key| (key.clone(), Value::Null))
+                        .collect();
+                    for (key, value) in labels {
+                        patch.insert(key.clone(), Value::from(value.clone()));
+                    }
+                    body.insert(field.into(), Value::Object(patch));
+                }
+            }
+            "versioning" => {
+                if let Some(enabled) = desired.versioning {
+                    body.insert(field.into(), serde_json::json!({ "enabled": enabled }));
+                }
+            }
+            "uniformBucketLevelAccess" => {
+                if let Some(enabled) = desired.uniform_bucket_level_access {
+                    body.insert(
+                        "iamConfiguration".into(),
+                        serde_json::json!({ "uniformBucketLevelAccess": { "enabled": enabled } }),
+                    );
+                }
+            }
+            "lifecycleRules" => {
+                if let Some(rules) = &desired.lifecycle_rules {
+                    // Validates every action type; the CRD's rule has the API's JSON shape.
+                    lifecycle(rules)?;
+                    let value = if rules.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::json!({ "rule": rules })
+                    };
+                    body.insert("lifecycle".into(), value);
+                }
+            }
+            "retentionPeriodSeconds" => {
+                if let Some(seconds) = desired.retention_period_seconds {
+                    // The JSON API writes int64 values as strings.
+                    let value = if seconds == 0 {
+                        Value::Null
+                    } else {
+                        serde_json::json!({ "retentionPeriod": seconds.to_string() })
+                    };
+                    body.insert("retentionPolicy".into(), value);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+/// Whether a spec location names the location GCS reports. GCS reports a bucket's location
+/// upper-cased exactly as it was requested (`us` → `US`, `europe-west1` → `EUROPE-WEST1`,
+/// `nam4` → `NAM4`); no multi-region or dual-region name is reported as another, and a
+/// configurable dual-region reports its multi-region (`US`) with the regions in
+/// `customPlacementConfig`, which Strata does not manage. So names compare case-insensitively
+/// and anything else is a real difference.
+pub fn same_location(desired: &str, observed: &str) -> bool {
+    desired.trim().eq_ignore_ascii_case(observed.trim())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::{LifecycleAction, LifecycleCondition};
 
     fn desired() -> BucketParameters {
         BucketParameters {
@@ -377,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_rules_round_trip_through_the_sdk_types() {
+    fn lifecycle_rules_written_on_create_read_back_as_the_same_rules() {
         let rule = LifecycleRule {
             action: LifecycleAction {
                 type_: "SetStorageClass".into(),
@@ -388,7 +428,140 @@ mod tests {
                 ..Default::default()
             },
         };
-        let sdk = to_rule(0, &rule).unwrap();
-        assert_eq!(from_rule(&sdk), rule);
+        let mut wanted = desired();
+        wanted.lifecycle_rules = Some(vec![rule.clone()]);
+        let written = serde_json::to_value(creation_config(&wanted).unwrap()).unwrap();
+        let observed = observed_bucket(&written).unwrap();
+        assert_eq!(observed.lifecycle_rules, vec![rule]);
+    }
+
+    #[test]
+    fn a_bucket_resource_is_read_for_the_managed_fields_only() {
+        let bucket = serde_json::json!({
+            "location": "US-CENTRAL1",
+            "storageClass": "STANDARD",
+            "labels": {"team": "web", "broken": null},
+            "versioning": {"enabled": true},
+            "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": true}},
+            "retentionPolicy": {"retentionPeriod": "86400"},
+            "metageneration": "7",
+            "timeCreated": "2026-01-02T03:04:05.000Z",
+            "cors": [{"origin": ["*"], "method": ["GET"]}],
+            "website": {"mainPageSuffix": "index.html"}
+        });
+        let observed = observed_bucket(&bucket).unwrap();
+        assert_eq!(
+            observed,
+            ObservedBucket {
+                location: "US-CENTRAL1".into(),
+                storage_class: "STANDARD".into(),
+                labels: BTreeMap::from([("team".into(), "web".into())]),
+                versioning: true,
+                uniform_bucket_level_access: true,
+                lifecycle_rules: Vec::new(),
+                retention_period_seconds: 86_400,
+                time_created: Some("2026-01-02T03:04:05.000Z".into()),
+                metageneration: 7,
+            }
+        );
+    }
+
+    #[test]
+    fn a_malformed_metageneration_names_the_field() {
+        let error = observed_bucket(&serde_json::json!({"metageneration": "seven"})).unwrap_err();
+        assert!(error.contains("/metageneration"), "{error}");
+    }
+
+    #[test]
+    fn the_patch_body_names_only_the_managed_fields_that_drifted() {
+        let mut found = observed();
+        found.versioning = false;
+        let body = patch_body(&desired(), &found).unwrap();
+        assert_eq!(body, serde_json::json!({"versioning": {"enabled": true}}));
+    }
+
+    #[test]
+    fn a_matching_bucket_gets_an_empty_patch_body() {
+        assert_eq!(
+            patch_body(&desired(), &observed()).unwrap(),
+            serde_json::json!({})
+        );
+    }
+
+    #[test]
+    fn labels_the_spec_dropped_are_sent_as_null_so_they_are_removed() {
+        let mut found = observed();
+        found.labels.insert("stale".into(), "yes".into());
+        let body = patch_body(&desired(), &found).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"labels": {"stale": null, "team": "web"}})
+        );
+    }
+
+    #[test]
+    fn emptied_rules_and_zero_retention_clear_their_settings() {
+        let mut found = observed();
+        found.retention_period_seconds = 60;
+        found.lifecycle_rules = vec![LifecycleRule::default()];
+        let mut wanted = desired();
+        wanted.retention_period_seconds = Some(0);
+        wanted.lifecycle_rules = Some(Vec::new());
+        let body = patch_body(&wanted, &found).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"lifecycle": null, "retentionPolicy": null})
+        );
+    }
+
+    #[test]
+    fn new_rules_retention_class_and_access_are_written_in_the_api_shape() {
+        let mut wanted = desired();
+        wanted.storage_class = Some("NEARLINE".into());
+        wanted.uniform_bucket_level_access = Some(true);
+        wanted.retention_period_seconds = Some(86_400);
+        wanted.lifecycle_rules = Some(vec![LifecycleRule {
+            action: LifecycleAction {
+                type_: "Delete".into(),
+                storage_class: None,
+            },
+            condition: LifecycleCondition {
+                age: Some(30),
+                ..Default::default()
+            },
+        }]);
+        let body = patch_body(&wanted, &observed()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "storageClass": "NEARLINE",
+                "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": true}},
+                "lifecycle": {"rule": [{"action": {"type": "Delete"}, "condition": {"age": 30}}]},
+                "retentionPolicy": {"retentionPeriod": "86400"},
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_lifecycle_action_is_refused_before_patching() {
+        let mut wanted = desired();
+        wanted.lifecycle_rules = Some(vec![LifecycleRule {
+            action: LifecycleAction {
+                type_: "Shred".into(),
+                storage_class: None,
+            },
+            ..Default::default()
+        }]);
+        let error = patch_body(&wanted, &observed()).unwrap_err();
+        assert!(error.contains("lifecycleRules[0].action.type"), "{error}");
+    }
+
+    #[test]
+    fn locations_compare_case_insensitively_and_differ_otherwise() {
+        assert!(same_location("us", "US"));
+        assert!(same_location("europe-west1", "EUROPE-WEST1"));
+        assert!(same_location("nam4", "NAM4"));
+        assert!(!same_location("EU", "US-CENTRAL1"));
+        assert!(!same_location("US", "US-CENTRAL1"));
     }
 }

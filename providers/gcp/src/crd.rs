@@ -170,4 +170,8 @@ pub struct WorkloadIdentity {
     /// A service account to impersonate after the exchange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_email: Option<String>,
+    /// Overrides Google's token exchange endpoint (`https://sts.googleapis.com/v1/token`), e.g.
+    /// a Private Service Connect endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
 }

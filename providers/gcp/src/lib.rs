@@ -7,6 +7,7 @@
 
 pub mod convert;
 pub mod crd;
+pub mod spacing;
 pub mod storage;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use crate::crd::{Bucket, CredentialsSource, ProviderConfig, ProviderConfigSpec};
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// Google's token exchange endpoint for workload identity federation.
 const STS_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
+/// How long one Cloud Storage call may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The CRDs this provider serves, for `strata crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -95,10 +98,36 @@ impl Provider for GcsBucketProvider {
                     })?;
             let config = client_config(&name, &spec, secrets.as_ref()).await?;
             let endpoint = config.storage_endpoint.clone();
+            let target = format!("ProviderConfig {name}");
+            let url = reqwest::Url::parse(&endpoint).map_err(|error| {
+                ProviderError::terminal(
+                    "read spec.endpoint",
+                    &target,
+                    format!("`{endpoint}` is not a URL: {error}"),
+                )
+            })?;
+            let http = reqwest::Client::builder()
+                .timeout(HTTP_TIMEOUT)
+                .build()
+                .map_err(|error| {
+                    ProviderError::new(
+                        ErrorClass::Transient,
+                        "build the HTTP client",
+                        &target,
+                        error.to_string(),
+                    )
+                })?;
+            // The SDK client and the JSON API share one token source, so one cached token.
+            let token_source = config
+                .token_source_provider
+                .as_ref()
+                .map(|provider| provider.token_source());
+            let api = storage::JsonApi::new(http, url, token_source);
             Ok(Arc::new(storage::BucketExternal::new(
                 name,
                 endpoint,
                 Client::new(config),
+                api,
             )) as Arc<dyn External>)
         })
     }
@@ -168,7 +197,7 @@ async fn client_config(
                 "type": "external_account",
                 "audience": workload.audience,
                 "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-                "token_url": STS_TOKEN_URL,
+                "token_url": workload.token_url.as_deref().unwrap_or(STS_TOKEN_URL),
                 "credential_source": { "file": workload.token_file },
             });
             if let Some(email) = &workload.service_account_email {
@@ -193,4 +222,22 @@ async fn client_config(
         .clone()
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_in_crds_are_what_the_types_generate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds");
+        for (name, generated) in strata_core::crd::crd_files(&crds()).unwrap() {
+            let path = dir.join(&name);
+            let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                checked_in == generated,
+                "crds/{name} is stale; run `cargo run -- crds`"
+            );
+        }
+    }
 }
