@@ -22,6 +22,9 @@ use strata_core::provider::{
 use strata_provider_aws::AwsRdsProvider;
 use strata_provider_gcp::GcsBucketProvider;
 
+#[path = "../../engine/managed/tests/support/cloud_proxy.rs"]
+mod cloud_proxy;
+
 // ---------------------------------------------------------------------------------------------
 // Emulators
 // ---------------------------------------------------------------------------------------------
@@ -711,6 +714,16 @@ mod runtime {
     use strata_core::provider::Provider;
     use strata_provider_aws::AwsRdsProvider;
 
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use k8s_openapi::api::coordination::v1::Lease;
+    use strata_controllers::leader::LeaderElection;
+    use strata_core::provider::{
+        BoxFuture, Created, External, Managed, Observation, ProviderError, RateLimit, ResourceKind,
+        Secrets,
+    };
+
+    use super::cloud_proxy::{CloudProxy, Fault, Injector, rds_call};
     use super::{Emulator, raw_rds};
 
     /// An embedded control plane on its own runtime thread, stopped on drop.
@@ -1258,6 +1271,577 @@ mod runtime {
         let _ = stop.send(true);
         runtime.await.unwrap().unwrap();
         controllers.await.unwrap().unwrap();
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Bad input, throttling and 5xx through a recording proxy in front of moto
+    // -----------------------------------------------------------------------------------------
+
+    /// Credential values no condition or event may ever show.
+    const ACCESS_KEY: &str = "AKIASTRATATESTKEY";
+    const SECRET_KEY: &str = "strata-secret-value-never-shown";
+
+    /// A control plane serving the AWS kinds, with a credentials Secret and a `default`
+    /// ProviderConfig pointing at `endpoint`.
+    struct AwsPlane {
+        plane: ControlPlane,
+        client: kube::Client,
+        dbs: Api<DynamicObject>,
+        configs: Api<DynamicObject>,
+    }
+
+    impl AwsPlane {
+        async fn start(name: &str, endpoint: &str) -> AwsPlane {
+            let plane = ControlPlane::start(name);
+            let client = plane.client().await;
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            for crd in strata_provider_aws::crds() {
+                crds.create(&PostParams::default(), &crd).await.unwrap();
+            }
+            let provider = AwsRdsProvider;
+            let dbs: Api<DynamicObject> = Api::all_with(
+                client.clone(),
+                &strata_managed::api_resource(&provider.managed_kind()),
+            );
+            eventually(
+                "the DBInstance kind to be served",
+                Duration::from_secs(20),
+                || async { dbs.list(&Default::default()).await.ok().map(|_| ()) },
+            )
+            .await;
+            let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+            namespaces
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": "strata-system"}}))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), "strata-system");
+            let credentials = json!({"metadata": {"name": "aws-credentials"}, "stringData": {"aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}});
+            secrets
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(credentials).unwrap(),
+                )
+                .await
+                .unwrap();
+            let configs: Api<DynamicObject> = Api::all_with(
+                client.clone(),
+                &strata_managed::api_resource(&provider.provider_config_kind()),
+            );
+            let aws = AwsPlane {
+                plane,
+                client,
+                dbs,
+                configs,
+            };
+            aws.provider_config("default", "aws-credentials", endpoint)
+                .await;
+            aws
+        }
+
+        async fn provider_config(&self, name: &str, secret: &str, endpoint: &str) {
+            let config = json!({
+                "apiVersion": "aws.strata.dev/v1alpha1",
+                "kind": "ProviderConfig",
+                "metadata": {"name": name},
+                "spec": {
+                    "credentials": {"source": "Secret", "secretRef": {"namespace": "strata-system", "name": secret}},
+                    "endpoint": {"url": endpoint},
+                },
+            });
+            self.configs
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(config).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+
+        /// Starts the runtime with the AWS provider; stops when the sender is dropped or fired.
+        fn run(
+            &self,
+            poll_interval: Duration,
+        ) -> (
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<Result<(), strata_managed::Error>>,
+        ) {
+            let settings = strata_managed::Settings {
+                poll_interval,
+                ..Default::default()
+            };
+            self.run_with(settings, Arc::new(AwsRdsProvider))
+        }
+
+        fn run_with(
+            &self,
+            settings: strata_managed::Settings,
+            provider: Arc<dyn Provider>,
+        ) -> (
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<Result<(), strata_managed::Error>>,
+        ) {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let providers: Vec<Arc<dyn Provider>> = vec![provider];
+            let runtime = tokio::spawn(strata_managed::run(
+                self.client.clone(),
+                providers,
+                settings,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            (stop, runtime)
+        }
+
+        async fn wait_ready(&self, name: &str) {
+            eventually(
+                &format!("{name} to become Ready"),
+                Duration::from_secs(60),
+                || async {
+                    let object = self.dbs.get(name).await.ok()?;
+                    (condition(&object, "Ready")?["status"] == "True"
+                        && condition(&object, "Synced")?["status"] == "True")
+                        .then_some(())
+                },
+            )
+            .await;
+        }
+
+        /// The Synced=False message of `name`, once there is one.
+        async fn sync_error(&self, name: &str) -> String {
+            eventually(
+                &format!("{name} to report Synced=False"),
+                Duration::from_secs(30),
+                || async {
+                    let object = self.dbs.get(name).await.ok()?;
+                    let synced = condition(&object, "Synced")?;
+                    (synced["status"] == "False")
+                        .then(|| synced["message"].as_str().unwrap_or_default().to_owned())
+                },
+            )
+            .await
+        }
+    }
+
+    /// A DBInstance with a patch applied to `spec`.
+    fn db_with(name: &str, spec_patch: Value) -> DynamicObject {
+        let mut object = serde_json::to_value(db(name, json!({}))).unwrap();
+        for (key, value) in spec_patch.as_object().unwrap() {
+            if key == "forProvider" {
+                for (field, value) in value.as_object().unwrap() {
+                    object["spec"]["forProvider"][field] = value.clone();
+                }
+            } else {
+                object["spec"][key] = value.clone();
+            }
+        }
+        serde_json::from_value(object).unwrap()
+    }
+
+    /// An endpoint that accepts every connection and hangs up at once, counting connections.
+    async fn hang_up_endpoint() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        (url, accepted)
+    }
+
+    async fn all_instances(endpoint: &str) -> Vec<String> {
+        raw_rds(endpoint)
+            .await
+            .describe_db_instances()
+            .send()
+            .await
+            .unwrap()
+            .db_instances()
+            .iter()
+            .filter_map(|i| i.db_instance_identifier().map(str::to_owned))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_input_gets_clear_conditions_creates_nothing_and_the_good_instance_still_becomes_ready()
+     {
+        let moto = Emulator::moto();
+        let proxy = CloudProxy::start(&moto.url, rds_call, None).await;
+        let aws = AwsPlane::start("bad-input", &proxy.url).await;
+        aws.provider_config("no-secret", "missing-credentials", &proxy.url)
+            .await;
+        let (hang_up_url, hang_ups) = hang_up_endpoint().await;
+        aws.provider_config("hangs-up", "aws-credentials", &hang_up_url)
+            .await;
+        let (stop, runtime) = aws.run(Duration::from_secs(1));
+
+        let bad = [
+            (
+                "bad-engine-db",
+                json!({"forProvider": {"engine": "postgress"}}),
+                "spec.forProvider.engine",
+            ),
+            (
+                "negative-storage-db",
+                json!({"forProvider": {"allocatedStorage": -5}}),
+                "spec.forProvider.allocatedStorage",
+            ),
+            (
+                "no-config-db",
+                json!({"providerConfigRef": {"name": "missing-config"}}),
+                "spec.providerConfigRef",
+            ),
+            (
+                "no-secret-db",
+                json!({"providerConfigRef": {"name": "no-secret"}}),
+                "spec.credentials.secretRef",
+            ),
+            (
+                "unreachable-db",
+                json!({"providerConfigRef": {"name": "hangs-up"}}),
+                "spec.endpoint",
+            ),
+        ];
+        for (name, patch, _) in &bad {
+            aws.dbs
+                .create(&PostParams::default(), &db_with(name, patch.clone()))
+                .await
+                .unwrap();
+        }
+        aws.dbs
+            .create(&PostParams::default(), &db("good-db", json!({})))
+            .await
+            .unwrap();
+
+        aws.wait_ready("good-db").await;
+        for (name, _, field) in &bad {
+            let message = aws.sync_error(name).await;
+            assert!(
+                message.contains(name) && message.contains(field),
+                "{name}: the condition names the object and {field}: {message}"
+            );
+            assert!(
+                !message.contains(ACCESS_KEY) && !message.contains(SECRET_KEY),
+                "{name}: no credential in the condition: {message}"
+            );
+        }
+
+        // No hot loop: over a few seconds (several poll intervals) the bad objects are not
+        // rewritten, the unreachable endpoint sees only backed-off attempts, and no cloud call
+        // ever named a bad instance.
+        let versions = |list: Vec<DynamicObject>| -> Vec<(String, Option<String>)> {
+            list.into_iter()
+                .filter(|o| o.metadata.name.as_deref() != Some("unreachable-db"))
+                .map(|o| (o.metadata.name.unwrap(), o.metadata.resource_version))
+                .collect()
+        };
+        let before = versions(aws.dbs.list(&Default::default()).await.unwrap().items);
+        let hang_ups_before = hang_ups.load(std::sync::atomic::Ordering::SeqCst);
+        let calls_before = proxy.calls().len();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = versions(aws.dbs.list(&Default::default()).await.unwrap().items);
+        assert_eq!(before, after, "nothing is rewritten while nothing changes");
+        let hang_ups_in_window =
+            hang_ups.load(std::sync::atomic::Ordering::SeqCst) - hang_ups_before;
+        assert!(
+            hang_ups_in_window <= 20,
+            "the unreachable endpoint is retried with backoff, not in a loop: {hang_ups_in_window} connections in 5 s"
+        );
+        let idle_calls = proxy.calls().len() - calls_before;
+        assert!(
+            idle_calls <= 8,
+            "the good instance is polled once per interval: {idle_calls} calls in 5 s"
+        );
+        for (name, _, _) in &bad {
+            assert_eq!(proxy.count_for(name), 0, "no cloud call names {name}");
+        }
+        assert_eq!(all_instances(&moto.url).await, vec!["good-db".to_owned()]);
+
+        // The controller keeps serving others: a new good instance still converges.
+        aws.dbs
+            .create(&PostParams::default(), &db("second-good-db", json!({})))
+            .await
+            .unwrap();
+        aws.wait_ready("second-good-db").await;
+
+        // Fixing the spec retries at once: the engine typo corrected → created and Ready.
+        aws.dbs
+            .patch(
+                "bad-engine-db",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"forProvider": {"engine": "postgres"}}})),
+            )
+            .await
+            .unwrap();
+        aws.wait_ready("bad-engine-db").await;
+
+        // An invalid object can always be deleted.
+        aws.dbs
+            .delete("negative-storage-db", &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually(
+            "negative-storage-db to be deleted",
+            Duration::from_secs(30),
+            || async {
+                aws.dbs
+                    .get_opt("negative-storage-db")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+
+        let _ = stop.send(());
+        runtime.await.unwrap().unwrap();
+        drop(aws.plane);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn throttling_and_unavailable_answers_back_off_by_class_and_converge_without_a_hot_loop()
+    {
+        let moto = Emulator::moto();
+        // The first SDK round (three attempts) of DescribeDBInstances answers 503, the first
+        // round of CreateDBInstance answers Throttling.
+        let inject: Injector = Box::new(|operation, _resource, calls| {
+            let seen = calls.iter().filter(|c| c.operation == operation).count();
+            match operation {
+                "DescribeDBInstances" if seen < 3 => Some(Fault::ServiceUnavailable),
+                "CreateDBInstance" if seen < 3 => Some(Fault::Throttling),
+                _ => None,
+            }
+        });
+        let proxy = CloudProxy::start(&moto.url, rds_call, Some(inject)).await;
+        let aws = AwsPlane::start("throttled", &proxy.url).await;
+        let (stop, runtime) = aws.run(Duration::from_secs(1));
+
+        aws.dbs
+            .create(&PostParams::default(), &db("busy-db", json!({})))
+            .await
+            .unwrap();
+        aws.wait_ready("busy-db").await;
+        let ready_calls = proxy.calls();
+
+        let injected = |code| {
+            ready_calls
+                .iter()
+                .filter(|c| c.injected == Some(code))
+                .count()
+        };
+        assert_eq!(injected(503), 3, "{ready_calls:#?}");
+        assert_eq!(injected(400), 3, "{ready_calls:#?}");
+        let creates: Vec<_> = ready_calls
+            .iter()
+            .filter(|c| c.operation == "CreateDBInstance")
+            .collect();
+        assert_eq!(
+            creates.len(),
+            4,
+            "three throttled attempts (one SDK round), then one create: {creates:#?}"
+        );
+        // Classification shows in the delays: after a throttled round the runtime waits the
+        // throttling backoff (≥ 2 s); after a 503 round, the shorter transient one (≥ 0.5 s).
+        let throttled_gap = creates[3].at - creates[2].at;
+        assert!(
+            throttled_gap >= Duration::from_secs(2),
+            "throttled create retried after {throttled_gap:?}"
+        );
+        let describes: Vec<_> = ready_calls
+            .iter()
+            .filter(|c| c.operation == "DescribeDBInstances")
+            .collect();
+        let transient_gap = describes[3].at - describes[2].at;
+        assert!(
+            transient_gap >= Duration::from_millis(500),
+            "unavailable describe retried after {transient_gap:?}"
+        );
+        assert!(
+            describes.len() <= 10,
+            "a bounded number of describes to converge: {}",
+            describes.len()
+        );
+        assert_eq!(
+            ready_calls.iter().filter(|c| c.throttled).count(),
+            0,
+            "moto itself never throttled"
+        );
+
+        // Converged: one describe per poll interval, nothing else.
+        let settled = proxy.calls().len();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let idle = &proxy.calls()[settled..];
+        assert!(
+            idle.iter().all(|c| c.operation == "DescribeDBInstances") && idle.len() <= 6,
+            "idle calls: {idle:#?}"
+        );
+        assert_eq!(all_instances(&moto.url).await, vec!["busy-db".to_owned()]);
+
+        let _ = stop.send(());
+        runtime.await.unwrap().unwrap();
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Leader election
+    // -----------------------------------------------------------------------------------------
+
+    /// The AWS provider, counting the observations one replica makes.
+    struct CountingProvider {
+        observes: Arc<AtomicUsize>,
+    }
+
+    struct CountingExternal {
+        inner: Arc<dyn External>,
+        observes: Arc<AtomicUsize>,
+    }
+
+    impl Provider for CountingProvider {
+        fn managed_kind(&self) -> ResourceKind {
+            AwsRdsProvider.managed_kind()
+        }
+        fn provider_config_kind(&self) -> ResourceKind {
+            AwsRdsProvider.provider_config_kind()
+        }
+        fn crds(&self) -> Vec<CustomResourceDefinition> {
+            AwsRdsProvider.crds()
+        }
+        fn rate_limit(&self) -> RateLimit {
+            AwsRdsProvider.rate_limit()
+        }
+        fn validate(&self, managed: &Managed) -> Result<(), ProviderError> {
+            AwsRdsProvider.validate(managed)
+        }
+        fn connect<'a>(
+            &'a self,
+            provider_config: &'a Value,
+            secrets: Arc<dyn Secrets>,
+        ) -> BoxFuture<'a, Result<Arc<dyn External>, ProviderError>> {
+            Box::pin(async move {
+                let inner = AwsRdsProvider.connect(provider_config, secrets).await?;
+                Ok(Arc::new(CountingExternal {
+                    inner,
+                    observes: self.observes.clone(),
+                }) as Arc<dyn External>)
+            })
+        }
+    }
+
+    impl External for CountingExternal {
+        fn rate_key(&self) -> String {
+            self.inner.rate_key()
+        }
+        fn observe<'a>(
+            &'a self,
+            managed: &'a Managed,
+        ) -> BoxFuture<'a, Result<Observation, ProviderError>> {
+            self.observes.fetch_add(1, Ordering::SeqCst);
+            self.inner.observe(managed)
+        }
+        fn create<'a>(
+            &'a self,
+            managed: &'a Managed,
+        ) -> BoxFuture<'a, Result<Created, ProviderError>> {
+            self.inner.create(managed)
+        }
+        fn update<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<(), ProviderError>> {
+            self.inner.update(managed)
+        }
+        fn delete<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<(), ProviderError>> {
+            self.inner.delete(managed)
+        }
+    }
+
+    async fn lease_holder(client: &kube::Client) -> Option<String> {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "strata-system");
+        leases
+            .get_opt("strata-managed")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_lease_holder_drives_the_cloud_and_a_follower_takes_over_when_it_stops() {
+        let moto = Emulator::moto();
+        let proxy = CloudProxy::start(&moto.url, rds_call, None).await;
+        let aws = AwsPlane::start("leader", &proxy.url).await;
+        let replica = |identity: &str, observes: &Arc<AtomicUsize>| {
+            let settings = strata_managed::Settings {
+                poll_interval: Duration::from_secs(1),
+                leader_election: Some(LeaderElection {
+                    namespace: "strata-system".into(),
+                    name: "strata-managed".into(),
+                    identity: identity.into(),
+                    lease_duration: Duration::from_secs(3),
+                }),
+                ..Default::default()
+            };
+            let provider = CountingProvider {
+                observes: observes.clone(),
+            };
+            aws.run_with(settings, Arc::new(provider))
+        };
+        let (a_observes, b_observes) = (Arc::default(), Arc::default());
+        let (stop_a, a) = replica("replica-a", &a_observes);
+        eventually(
+            "replica-a to hold the Lease",
+            Duration::from_secs(20),
+            || async {
+                (lease_holder(&aws.client).await.as_deref() == Some("replica-a")).then_some(())
+            },
+        )
+        .await;
+        let (stop_b, b) = replica("replica-b", &b_observes);
+
+        aws.dbs
+            .create(&PostParams::default(), &db("leader-db", json!({})))
+            .await
+            .unwrap();
+        aws.wait_ready("leader-db").await;
+        // Several renewal periods and polls later the follower still has not touched the cloud.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(a_observes.load(Ordering::SeqCst) > 0, "the leader observes");
+        assert_eq!(
+            b_observes.load(Ordering::SeqCst),
+            0,
+            "the follower never calls the cloud"
+        );
+        assert!(!b.is_finished(), "the follower waits for the Lease");
+
+        // The leader stops; the follower takes the expired Lease and serves new objects.
+        let _ = stop_a.send(());
+        a.await.unwrap().unwrap();
+        aws.dbs
+            .create(&PostParams::default(), &db("failover-db", json!({})))
+            .await
+            .unwrap();
+        aws.wait_ready("failover-db").await;
+        assert!(
+            b_observes.load(Ordering::SeqCst) > 0,
+            "the new leader observes"
+        );
+        assert_eq!(
+            lease_holder(&aws.client).await.as_deref(),
+            Some("replica-b")
+        );
+        assert_eq!(
+            proxy.count("CreateDBInstance"),
+            2,
+            "one create per instance across both replicas"
+        );
+
+        let _ = stop_b.send(());
+        b.await.unwrap().unwrap();
     }
 
     fn jiff_now() -> String {

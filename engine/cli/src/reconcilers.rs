@@ -8,6 +8,9 @@ use anyhow::Context;
 use strata_core::provider::Provider;
 use tokio::sync::watch;
 
+/// The Lease the managed-resource runtime's leader holds.
+const MANAGED_LEASE: &str = "strata-managed";
+
 /// Every provider built into this binary.
 pub fn providers() -> Vec<Arc<dyn Provider>> {
     vec![
@@ -23,6 +26,17 @@ pub async fn run(
     settings: strata_controllers::Settings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // The runtime elects its own leader on a Lease of its own (one Lease per renewal loop): of
+    // several replicas exactly one calls the cloud APIs.
+    let managed_settings = strata_managed::Settings {
+        leader_election: settings.leader_election.clone().map(|election| {
+            strata_controllers::leader::LeaderElection {
+                name: MANAGED_LEASE.to_owned(),
+                ..election
+            }
+        }),
+        ..Default::default()
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -35,7 +49,7 @@ pub async fn run(
     let mut managed = tokio::spawn(strata_managed::run(
         client,
         providers(),
-        strata_managed::Settings::default(),
+        managed_settings,
         stopped(stop_rx),
     ));
     tokio::pin!(shutdown);

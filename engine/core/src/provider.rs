@@ -399,6 +399,14 @@ pub trait Provider: Send + Sync {
     /// The client-side limit per [`External::rate_key`].
     fn rate_limit(&self) -> RateLimit;
 
+    /// Checks `forProvider` before anything talks to the cloud: a bad spec becomes a terminal
+    /// error naming the field, and nothing is created. Pure (no I/O). The runtime skips it while
+    /// deleting, so an invalid object can always be deleted.
+    fn validate(&self, managed: &Managed) -> Result<(), ProviderError> {
+        let _ = managed;
+        Ok(())
+    }
+
     /// Builds a client from a ProviderConfig object (`spec` as JSON), reading any credential
     /// Secret through `secrets`. Must not call the cloud's resource APIs; may exchange tokens.
     fn connect<'a>(

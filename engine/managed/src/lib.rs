@@ -24,6 +24,7 @@ use kube::api::{
 };
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
+use strata_controllers::leader::{self, LeaderElection};
 use strata_core::provider::{Provider, ResourceKind};
 use strata_core::wire::FIELD_MANAGER;
 
@@ -43,6 +44,10 @@ pub struct Settings {
     pub controller_name: String,
     /// Apply every provider's CRDs (server-side apply) before starting, and wait until served.
     pub install_crds: bool,
+    /// Drive the clouds only while holding this Lease (the composition controllers' election,
+    /// on a Lease of its own), so of several replicas exactly one calls the cloud APIs. `None`
+    /// runs unconditionally (one replica).
+    pub leader_election: Option<LeaderElection>,
 }
 
 impl Default for Settings {
@@ -51,6 +56,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(60),
             controller_name: "strata-managed".into(),
             install_crds: true,
+            leader_election: None,
         }
     }
 }
@@ -62,6 +68,11 @@ pub enum Error {
     Watch { kind: String, source: kube::Error },
     #[error("install CRD {name}: {source}")]
     InstallCrd { name: String, source: kube::Error },
+    #[error("leader election on Lease {lease}: {source}")]
+    LeaderElection {
+        lease: String,
+        source: strata_controllers::Error,
+    },
 }
 
 /// How long a freshly applied CRD may take to be served.
@@ -108,14 +119,74 @@ pub fn api_resource(kind: &ResourceKind) -> ApiResource {
     )
 }
 
-/// Runs one controller per provider until `shutdown` completes.
+/// Runs one controller per provider until `shutdown` completes. With leader election, first
+/// waits for the Lease (returning `Ok` if shut down meanwhile), and returns an error when the
+/// Lease is lost: the process should stop rather than risk two replicas calling the cloud.
 pub async fn run(
     client: Client,
     providers: Vec<Arc<dyn Provider>>,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let shutdown = shutdown.shared();
+    let shutdown = shutdown.boxed().shared();
+    let Some(election) = settings.leader_election.clone() else {
+        return run_controllers(client, providers, settings, shutdown).await;
+    };
+    let lease = format!("{}/{}", election.namespace, election.name);
+    tokio::select! {
+        acquired = leader::acquire(&client, &election) => {
+            acquired.map_err(|source| Error::LeaderElection { lease: lease.clone(), source })?;
+        }
+        () = shutdown.clone() => return Ok(()),
+    }
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<strata_controllers::Error>();
+    let holder = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let _ = lost_tx.send(leader::hold(&client, &election).await);
+        })
+    };
+    // `Error` is not `Clone`; the shared future hands out its message.
+    let lost = async move {
+        match lost_rx.await {
+            Ok(error) => Some(error.to_string()),
+            Err(_) => std::future::pending().await,
+        }
+    }
+    .boxed()
+    .shared();
+    let stop = {
+        let lost = lost.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = lost => {}
+            }
+        }
+        .boxed()
+        .shared()
+    };
+    let result = run_controllers(client, providers, settings, stop).await;
+    holder.abort();
+    result?;
+    match lost.now_or_never().flatten() {
+        Some(message) => Err(Error::LeaderElection {
+            lease,
+            source: strata_controllers::Error::Stopped {
+                controller: "managed-resource runtime",
+                message,
+            },
+        }),
+        None => Ok(()),
+    }
+}
+
+async fn run_controllers(
+    client: Client,
+    providers: Vec<Arc<dyn Provider>>,
+    settings: Settings,
+    shutdown: futures_util::future::Shared<futures_util::future::BoxFuture<'static, ()>>,
+) -> Result<(), Error> {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

@@ -22,7 +22,7 @@ use strata_core::wire::{
     ANNOTATION_EXTERNAL_CREATE_SUCCEEDED, ANNOTATION_EXTERNAL_NAME, ANNOTATION_PAUSED,
 };
 
-use crate::limits::{Failures, RateLimits};
+use crate::limits::{Failures, RateLimits, RetryKey};
 use crate::secrets::KubeSecrets;
 use crate::status::{self, Desired};
 use crate::{DEFAULT_PROVIDER_CONFIG, FINALIZER, Settings, api_resource};
@@ -101,7 +101,7 @@ impl Context {
                     ErrorClass::NotReadyYet,
                     "read ProviderConfig",
                     &target,
-                    "not found",
+                    format!("spec.providerConfigRef names {target}, which does not exist"),
                 )
             })?;
         let key = (
@@ -147,6 +147,7 @@ struct Object {
     conditions: Vec<Condition>,
     status: Value,
     managed: Managed,
+    retry_key: RetryKey,
 }
 
 fn millis(annotations: &BTreeMap<String, String>, key: &str) -> Option<i64> {
@@ -154,6 +155,13 @@ fn millis(annotations: &BTreeMap<String, String>, key: &str) -> Option<i64> {
         .get(key)
         .and_then(|value| value.parse::<jiff::Timestamp>().ok())
         .map(|at| at.as_millisecond())
+}
+
+fn retry_key(object: &DynamicObject) -> RetryKey {
+    RetryKey {
+        generation: object.metadata.generation,
+        deleting: object.metadata.deletion_timestamp.is_some(),
+    }
 }
 
 fn read_object(object: &DynamicObject) -> Result<Result<Object, String>, Error> {
@@ -186,6 +194,7 @@ fn read_object(object: &DynamicObject) -> Result<Result<Object, String>, Error> 
         connection_secret: spec.write_connection_secret_to_ref.clone(),
     };
     Ok(Ok(Object {
+        retry_key: retry_key(object),
         deleting: object.metadata.deletion_timestamp.is_some(),
         has_finalizer: object.finalizers().iter().any(|f| f == FINALIZER),
         annotations,
@@ -234,6 +243,7 @@ pub fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>
     tracing::warn!(%error, name = %object.name_any(), "managed-resource reconcile error");
     Action::requeue(ctx.failures.record(
         &object.name_any(),
+        retry_key(&object),
         ErrorClass::Transient,
         Duration::from_secs(5),
     ))
@@ -369,10 +379,12 @@ impl Run<'_> {
             at_provider,
         )
         .await?;
-        let delay =
-            self.ctx
-                .failures
-                .record(&object.name, error.class, self.ctx.settings.poll_interval);
+        let delay = self.ctx.failures.record(
+            &object.name,
+            object.retry_key,
+            error.class,
+            self.ctx.settings.poll_interval,
+        );
         Ok(Action::requeue(delay))
     }
 
@@ -411,6 +423,20 @@ impl Run<'_> {
             }
         };
         if !object.deleting
+            && let Err(error) = self.ctx.provider.validate(&object.managed)
+        {
+            // A bad spec never reaches the cloud; the next spec change brings us back.
+            self.record(
+                &name,
+                &object.conditions,
+                &object.status,
+                vec![Desired::sync_error(error.to_string())],
+                None,
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+        if !object.deleting
             && (!object.has_finalizer || !object.annotations.contains_key(ANNOTATION_EXTERNAL_NAME))
         {
             // One metadata write; its watch event brings us back.
@@ -428,6 +454,11 @@ impl Run<'_> {
             return Ok(Action::await_change());
         }
 
+        // Still backing off from a failure of this same spec: our own status and annotation
+        // writes woke us, not a change worth a cloud call.
+        if let Some(left) = self.ctx.failures.wait_left(&name, object.retry_key) {
+            return Ok(Action::requeue(left));
+        }
         let config_name = object
             .spec
             .provider_config_ref
@@ -435,7 +466,16 @@ impl Run<'_> {
             .map_or(DEFAULT_PROVIDER_CONFIG, |reference| reference.name.as_str());
         let external = match self.ctx.connect(config_name).await {
             Ok(external) => external,
-            Err(error) => return self.fail(&object, None, None, error).await,
+            Err(error) => {
+                // Say which object could not connect: the ProviderConfig's own errors name only it.
+                let error = ProviderError::new(
+                    error.class,
+                    "connect",
+                    format!("{} {name}", self.ctx.resource.kind),
+                    error.to_string(),
+                );
+                return self.fail(&object, None, None, error).await;
+            }
         };
         self.ctx.limited(external.as_ref(), false).await;
         let observation = match external.observe(&object.managed).await {

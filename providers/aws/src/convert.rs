@@ -225,6 +225,86 @@ pub fn late_init(desired: &DBInstanceParameters, observed: &ObservedInstance) ->
     (!patch.is_empty()).then_some(Value::Object(patch))
 }
 
+/// The engines CreateDBInstance accepts.
+pub const RDS_ENGINES: &[&str] = &[
+    "aurora-mysql",
+    "aurora-postgresql",
+    "custom-oracle-ee",
+    "custom-oracle-ee-cdb",
+    "custom-oracle-se2",
+    "custom-oracle-se2-cdb",
+    "custom-sqlserver-dev",
+    "custom-sqlserver-ee",
+    "custom-sqlserver-se",
+    "custom-sqlserver-web",
+    "db2-ae",
+    "db2-se",
+    "mariadb",
+    "mysql",
+    "oracle-ee",
+    "oracle-ee-cdb",
+    "oracle-se2",
+    "oracle-se2-cdb",
+    "postgres",
+    "sqlserver-dev-ee",
+    "sqlserver-ee",
+    "sqlserver-ex",
+    "sqlserver-se",
+    "sqlserver-web",
+];
+
+/// The largest `allocatedStorage` RDS accepts, in GiB.
+pub const MAX_ALLOCATED_STORAGE: i32 = 65_536;
+
+/// A `forProvider` field RDS would reject.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("spec.forProvider.{field}: {problem}")]
+pub struct InvalidParameter {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+/// Rejects what RDS would reject, before any call: an unknown engine, a storage size out of
+/// range, an empty region or a class that is not a DB instance class.
+pub fn validate(params: &DBInstanceParameters) -> Result<(), InvalidParameter> {
+    let invalid = |field, problem: String| Err(InvalidParameter { field, problem });
+    if params.region.trim().is_empty() {
+        return invalid("region", "must name an AWS region".into());
+    }
+    if !RDS_ENGINES
+        .iter()
+        .any(|engine| engine.eq_ignore_ascii_case(&params.engine))
+    {
+        return invalid(
+            "engine",
+            format!(
+                "`{}` is not an RDS engine (expected one of {})",
+                params.engine,
+                RDS_ENGINES.join(", ")
+            ),
+        );
+    }
+    if !params.db_instance_class.starts_with("db.") {
+        return invalid(
+            "dbInstanceClass",
+            format!(
+                "`{}` is not a DB instance class (e.g. db.t3.micro)",
+                params.db_instance_class
+            ),
+        );
+    }
+    if let Some(storage) = params
+        .allocated_storage
+        .filter(|gib| !(1..=MAX_ALLOCATED_STORAGE).contains(gib))
+    {
+        return invalid(
+            "allocatedStorage",
+            format!("{storage} GiB is out of range (1 to {MAX_ALLOCATED_STORAGE})"),
+        );
+    }
+    Ok(())
+}
+
 /// `endpoint`, `port`, `username` and (when known) `password`.
 pub fn connection_details(
     observed: &ObservedInstance,
@@ -351,6 +431,54 @@ mod tests {
                 target.insert(key.clone(), value.clone());
             }
         }
+    }
+
+    #[test]
+    fn validate_rejects_what_rds_would_reject_and_names_the_field() {
+        assert_eq!(validate(&desired()), Ok(()));
+        type Breaker = fn(&mut DBInstanceParameters);
+        let cases: [(Breaker, &str, &str); 5] = [
+            (
+                |p| p.engine = "postgress".into(),
+                "engine",
+                "unknown engine",
+            ),
+            (
+                |p| p.allocated_storage = Some(-5),
+                "allocatedStorage",
+                "negative storage",
+            ),
+            (
+                |p| p.allocated_storage = Some(0),
+                "allocatedStorage",
+                "zero storage",
+            ),
+            (|p| p.region = " ".into(), "region", "blank region"),
+            (
+                |p| p.db_instance_class = "t3.micro".into(),
+                "dbInstanceClass",
+                "class without db.",
+            ),
+        ];
+        for (break_it, field, reason) in cases {
+            let mut params = desired();
+            break_it(&mut params);
+            let error = validate(&params).unwrap_err();
+            assert_eq!(error.field, field, "{reason}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("spec.forProvider.{field}: ")),
+                "{reason}: {error}"
+            );
+        }
+        let mut upper = desired();
+        upper.engine = "Postgres".into();
+        assert_eq!(
+            validate(&upper),
+            Ok(()),
+            "engines compare case-insensitively"
+        );
     }
 
     #[test]

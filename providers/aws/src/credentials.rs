@@ -51,7 +51,7 @@ pub async fn sdk_config(
                     "read credentials",
                     &target,
                     format!(
-                        "Secret {}/{} does not exist",
+                        "spec.credentials.secretRef: Secret {}/{} does not exist",
                         reference.namespace, reference.name
                     ),
                 )
@@ -62,7 +62,7 @@ pub async fn sdk_config(
                         "read credentials",
                         &target,
                         format!(
-                            "Secret {}/{} has no key `{name}`",
+                            "spec.credentials.secretRef: Secret {}/{} has no key `{name}`",
                             reference.namespace, reference.name
                         ),
                     )

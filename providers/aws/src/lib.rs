@@ -17,8 +17,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 use strata_core::provider::{
-    BoxFuture, External, Provider, ProviderError, RateLimit, RateLimitedVerbs, ResourceKind,
-    Secrets,
+    BoxFuture, External, Managed, Provider, ProviderError, RateLimit, RateLimitedVerbs,
+    ResourceKind, Secrets,
 };
 
 use crate::crd::{DBInstance, ProviderConfig, ProviderConfigSpec};
@@ -62,6 +62,17 @@ impl Provider for AwsRdsProvider {
             replenish_every: Duration::from_millis(84),
             verbs: RateLimitedVerbs::All,
         }
+    }
+
+    fn validate(&self, managed: &Managed) -> Result<(), ProviderError> {
+        let params = rds::parameters(managed)?;
+        convert::validate(&params).map_err(|invalid| {
+            ProviderError::terminal(
+                "validate DBInstance",
+                managed.name.as_str(),
+                invalid.to_string(),
+            )
+        })
     }
 
     fn connect<'a>(

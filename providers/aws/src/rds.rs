@@ -50,6 +50,26 @@ impl RdsExternal {
             .clone()
     }
 
+    /// [`classify_sdk_error`], naming the endpoint and ProviderConfig when RDS was not reached.
+    fn classify<E, R>(&self, operation: &str, id: &str, error: &SdkError<E, R>) -> ProviderError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let mut classified = classify_sdk_error(operation, id, error);
+        if !matches!(error, SdkError::ServiceError(_)) {
+            let endpoint = self
+                .sdk
+                .endpoint_url()
+                .unwrap_or("the AWS default endpoint");
+            classified.message = format!(
+                "{} (RDS endpoint {endpoint} of ProviderConfig {}, spec.endpoint)",
+                classified.message, self.config_name
+            );
+        }
+        classified
+    }
+
     async fn describe(
         &self,
         params: &DBInstanceParameters,
@@ -64,7 +84,7 @@ impl RdsExternal {
         match result {
             Ok(output) => Ok(output.db_instances().first().map(observed_instance)),
             Err(error) if error_code(&error) == Some("DBInstanceNotFound") => Ok(None),
-            Err(error) => Err(classify("describe DB instance", id, &error)),
+            Err(error) => Err(self.classify("describe DB instance", id, &error)),
         }
     }
 
@@ -117,7 +137,8 @@ impl RdsExternal {
     }
 }
 
-fn parameters(managed: &Managed) -> Result<DBInstanceParameters, ProviderError> {
+/// Parses `spec.forProvider`.
+pub fn parameters(managed: &Managed) -> Result<DBInstanceParameters, ProviderError> {
     serde_json::from_value(managed.for_provider.clone()).map_err(|error| {
         ProviderError::terminal(
             "read spec.forProvider",
@@ -180,7 +201,7 @@ fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str
 }
 
 /// Classifies an SDK failure by its error code; transport failures are transient.
-fn classify<E, R>(operation: &str, id: &str, error: &SdkError<E, R>) -> ProviderError
+fn classify_sdk_error<E, R>(operation: &str, id: &str, error: &SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -278,7 +299,7 @@ impl External for RdsExternal {
                 // The identifier is unique per account and region, so an existing instance under
                 // our external name is the one this create is about: creating is idempotent.
                 Err(error) if error_code(&error) == Some("DBInstanceAlreadyExists") => {}
-                Err(error) => return Err(classify("create DB instance", id, &error)),
+                Err(error) => return Err(self.classify("create DB instance", id, &error)),
                 Ok(_) => {}
             }
             Ok(Created {
@@ -318,7 +339,7 @@ impl External for RdsExternal {
                     .set_deletion_protection(modify.deletion_protection)
                     .send()
                     .await
-                    .map_err(|error| classify("modify DB instance", id, &error))?;
+                    .map_err(|error| self.classify("modify DB instance", id, &error))?;
             }
             if let Some(arn) = &observed.arn {
                 if !drift.tags_to_add.is_empty() {
@@ -328,7 +349,7 @@ impl External for RdsExternal {
                         .set_tags(Some(tags(&drift.tags_to_add)))
                         .send()
                         .await
-                        .map_err(|error| classify("tag DB instance", id, &error))?;
+                        .map_err(|error| self.classify("tag DB instance", id, &error))?;
                 }
                 if !drift.tags_to_remove.is_empty() {
                     client
@@ -337,7 +358,7 @@ impl External for RdsExternal {
                         .set_tag_keys(Some(drift.tags_to_remove.clone()))
                         .send()
                         .await
-                        .map_err(|error| classify("untag DB instance", id, &error))?;
+                        .map_err(|error| self.classify("untag DB instance", id, &error))?;
                 }
             }
             if !drift.immutable.is_empty() {
@@ -376,7 +397,7 @@ impl External for RdsExternal {
             match result {
                 Ok(_) => Ok(()),
                 Err(error) if error_code(&error) == Some("DBInstanceNotFound") => Ok(()),
-                Err(error) => Err(classify("delete DB instance", id, &error)),
+                Err(error) => Err(self.classify("delete DB instance", id, &error)),
             }
         })
     }
