@@ -39,6 +39,9 @@ pub struct CompiledResource {
     pub name_suffix: String,
     /// `base` with the metadata every render sets anyway (see `render::prestamp`).
     pub stamped_base: Value,
+    /// `stamped_base` holds no integral float, so normalizing its numbers changes nothing (and
+    /// a render need not walk the whole resource again: patches write normalized values).
+    pub stamped_base_normalized: bool,
 }
 
 /// Where a patch reads from.
@@ -201,6 +204,10 @@ impl CompiledComposition {
                 .enumerate()
                 .map(|(i, c)| compile_readiness_check(&at, i, c))
                 .collect::<Result<_, _>>()?;
+            let stamped_base =
+                crate::render::prestamp(&template.base, &template.name, &spec.composite_type_ref);
+            let mut normalized = stamped_base.clone();
+            crate::patch::normalize_numbers(&mut normalized);
             resources.push(CompiledResource {
                 name: template.name.clone(),
                 base: template.base.clone(),
@@ -208,11 +215,8 @@ impl CompiledComposition {
                 connection_details,
                 readiness_checks,
                 name_suffix: crate::render::dns_label(&template.name),
-                stamped_base: crate::render::prestamp(
-                    &template.base,
-                    &template.name,
-                    &spec.composite_type_ref,
-                ),
+                stamped_base_normalized: normalized == stamped_base,
+                stamped_base,
             });
         }
         let mut environment_patches = Vec::new();

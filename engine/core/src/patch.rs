@@ -39,9 +39,12 @@ pub fn apply(
     source: &Value,
     destination: &mut Value,
 ) -> Result<Outcome, PatchError> {
+    // The source is read by reference: a transform chain reads it without a copy, and only a
+    // plain copy clones it.
+    let combined;
     let input = match &patch.source {
         PatchSource::Path(path) => match path.get(source) {
-            Ok(v) => v.clone(),
+            Ok(v) => v,
             Err(AccessError::NotFound { path, what }) => {
                 return Ok(Outcome::SourceMissing(format!("{path}: {what}")));
             }
@@ -58,13 +61,14 @@ pub fn apply(
                     Err(e) => return Err(PatchError::Read(e.to_string())),
                 }
             }
-            Value::String(gofmt::sprintf(format, &values))
+            combined = Value::String(gofmt::sprintf(format, &values));
+            &combined
         }
     };
     let mut output = if patch.transforms.is_empty() {
-        input
+        input.clone()
     } else {
-        apply_all(&patch.transforms, &input)?
+        apply_all(&patch.transforms, input)?
     };
     normalize_numbers(&mut output);
     write(

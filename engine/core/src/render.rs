@@ -240,8 +240,11 @@ pub fn render(
             continue;
         }
         // Crossplane serialises every composed resource through Go's JSON: a float64 with an
-        // integral value, even one written in the base, prints as an integer.
-        patch::normalize_numbers(&mut desired);
+        // integral value, even one written in the base, prints as an integer. Patches write
+        // normalized values, so only a base with such a float needs the walk.
+        if !template.stamped_base_normalized {
+            patch::normalize_numbers(&mut desired);
+        }
         meta.check_namespace(&desired, &template.name)?;
         meta.stamp(&mut desired, template, observed.map(|o| &o.resource));
         let readiness = match observed {
@@ -470,12 +473,17 @@ impl<'a> CompositeMeta<'a> {
         if !xr.is_object() {
             return Err(RenderError::Composite("must be an object".into()));
         }
-        let string = |ptr: &str| xr.pointer(ptr).and_then(Value::as_str);
-        let api_version = string("/apiVersion")
+        let metadata = xr.get("metadata");
+        let meta_string = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str);
+        let api_version = xr
+            .get("apiVersion")
+            .and_then(Value::as_str)
             .ok_or_else(|| RenderError::Composite("apiVersion: required string".into()))?;
-        let kind = string("/kind")
+        let kind = xr
+            .get("kind")
+            .and_then(Value::as_str)
             .ok_or_else(|| RenderError::Composite("kind: required string".into()))?;
-        let name = string("/metadata/name")
+        let name = meta_string("name")
             .ok_or_else(|| RenderError::Composite("metadata.name: required string".into()))?;
         let expected = &comp.composite_type;
         if api_version != expected.api_version || kind != expected.kind {
@@ -484,14 +492,14 @@ impl<'a> CompositeMeta<'a> {
                 expected: format!("{}/{}", expected.api_version, expected.kind),
             });
         }
-        let labels = xr.pointer("/metadata/labels");
+        let labels = metadata.and_then(|m| m.get("labels"));
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         Ok(Self {
             name,
-            namespace: string("/metadata/namespace"),
+            namespace: meta_string("namespace"),
             api_version,
             kind,
-            uid: string("/metadata/uid"),
+            uid: meta_string("uid"),
             composite_label: label(wire::LABEL_COMPOSITE).unwrap_or(name),
             claim_name: label(wire::LABEL_CLAIM_NAME),
             claim_namespace: label(wire::LABEL_CLAIM_NAMESPACE),
@@ -507,73 +515,49 @@ impl<'a> CompositeMeta<'a> {
         let Some(obj) = desired.as_object_mut() else {
             return;
         };
-        let meta = obj
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !meta.is_object() {
-            *meta = Value::Object(Map::new());
-        }
-        let Some(meta) = meta.as_object_mut() else {
-            return;
-        };
+        let meta = object_entry(obj, "metadata");
         let observed_name = observed
-            .and_then(|o| o.pointer("/metadata/name"))
+            .and_then(|o| o.get("metadata"))
+            .and_then(|m| m.get("name"))
             .and_then(Value::as_str);
         match observed_name {
-            Some(name) => {
-                meta.insert("name".into(), Value::String(name.to_owned()));
-            }
+            Some(name) => set_string(meta, "name", name),
             None if meta.get("name").is_some_and(Value::is_string) => {}
             None => {
-                let name = format!("{}-{}", self.name, template.name_suffix);
-                let name = if name.len() <= 63
+                let name = if self.name.len() + 1 + template.name_suffix.len() <= 63
                     && !template.name_suffix.is_empty()
                     && !self.name.contains('.')
                 {
+                    let mut name =
+                        String::with_capacity(self.name.len() + 1 + template.name_suffix.len());
+                    name.push_str(self.name);
+                    name.push('-');
+                    name.push_str(&template.name_suffix);
                     name
                 } else {
                     composed_name(self.name, &template.name)
                 };
-                meta.insert("name".into(), Value::String(name));
+                meta.insert("name".to_owned(), Value::String(name));
             }
         }
         if let Some(ns) = self.namespace {
-            meta.insert("namespace".into(), Value::String(ns.to_owned()));
+            set_string(meta, "namespace", ns);
         }
         let labels = object_entry(meta, "labels");
-        labels.insert(
-            wire::LABEL_COMPOSITE.into(),
-            Value::String(self.composite_label.to_owned()),
-        );
+        set_string(labels, wire::LABEL_COMPOSITE, self.composite_label);
         if let Some(c) = self.claim_name {
-            labels.insert(wire::LABEL_CLAIM_NAME.into(), Value::String(c.to_owned()));
+            set_string(labels, wire::LABEL_CLAIM_NAME, c);
         }
         if let Some(c) = self.claim_namespace {
-            labels.insert(
-                wire::LABEL_CLAIM_NAMESPACE.into(),
-                Value::String(c.to_owned()),
-            );
+            set_string(labels, wire::LABEL_CLAIM_NAMESPACE, c);
         }
         let annotations = object_entry(meta, "annotations");
-        if annotations
-            .get(wire::ANNOTATION_RESOURCE_NAME)
-            .and_then(Value::as_str)
-            != Some(template.name.as_str())
-        {
-            annotations.insert(
-                wire::ANNOTATION_RESOURCE_NAME.into(),
-                Value::String(template.name.clone()),
-            );
+        set_string(annotations, wire::ANNOTATION_RESOURCE_NAME, &template.name);
+        if !matches!(meta.get("ownerReferences"), Some(Value::Array(_))) {
+            meta.insert("ownerReferences".to_owned(), Value::Array(Vec::new()));
         }
-        let refs = match meta.get_mut("ownerReferences") {
-            Some(Value::Array(refs)) => refs,
-            _ => {
-                meta.insert("ownerReferences".into(), Value::Array(Vec::new()));
-                match meta.get_mut("ownerReferences") {
-                    Some(Value::Array(refs)) => refs,
-                    _ => return,
-                }
-            }
+        let Some(Value::Array(refs)) = meta.get_mut("ownerReferences") else {
+            return;
         };
         let is_ours = |r: &Value| {
             r.get("controller") == Some(&Value::Bool(true))
@@ -590,9 +574,9 @@ impl<'a> CompositeMeta<'a> {
             }));
         }
         if let Some(owner) = refs.last_mut().and_then(Value::as_object_mut) {
-            owner.insert("name".into(), Value::String(self.name.to_owned()));
+            set_string(owner, "name", self.name);
             if let Some(uid) = self.uid {
-                owner.insert("uid".into(), Value::String(uid.to_owned()));
+                set_string(owner, "uid", uid);
             }
         }
     }
@@ -618,13 +602,25 @@ impl<'a> CompositeMeta<'a> {
 }
 
 fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
-    let entry = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        *entry = Value::Object(Map::new());
+    // Looked up before inserting, so that an existing key costs no allocation.
+    if !map.get(key).is_some_and(Value::is_object) {
+        map.insert(key.to_owned(), Value::Object(Map::new()));
     }
-    match entry {
-        Value::Object(m) => m,
+    match map.get_mut(key) {
+        Some(Value::Object(m)) => m,
         _ => unreachable!("just made an object"),
+    }
+}
+
+/// Sets `map[key]` to the string `value`, allocating only what changes: an equal string is kept,
+/// an existing key is reused.
+fn set_string(map: &mut Map<String, Value>, key: &str, value: &str) {
+    match map.get_mut(key) {
+        Some(Value::String(s)) if s == value => {}
+        Some(slot) => *slot = Value::String(value.to_owned()),
+        None => {
+            map.insert(key.to_owned(), Value::String(value.to_owned()));
+        }
     }
 }
 
