@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::map::Entry;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -515,50 +516,86 @@ impl<'a> CompositeMeta<'a> {
         let Some(obj) = desired.as_object_mut() else {
             return;
         };
-        let meta = object_entry(obj, "metadata");
         let observed_name = observed
             .and_then(|o| o.get("metadata"))
             .and_then(|m| m.get("name"))
             .and_then(Value::as_str);
+        in_object(obj, "metadata", |meta| {
+            self.stamp_metadata(meta, template, observed_name);
+        });
+    }
+
+    fn stamp_metadata(
+        &self,
+        meta: &mut Map<String, Value>,
+        template: &CompiledResource,
+        observed_name: Option<&str>,
+    ) {
         match observed_name {
             Some(name) => set_string(meta, "name", name),
-            None if meta.get("name").is_some_and(Value::is_string) => {}
             None => {
-                let name = if self.name.len() + 1 + template.name_suffix.len() <= 63
-                    && !template.name_suffix.is_empty()
-                    && !self.name.contains('.')
-                {
-                    let mut name =
-                        String::with_capacity(self.name.len() + 1 + template.name_suffix.len());
-                    name.push_str(self.name);
-                    name.push('-');
-                    name.push_str(&template.name_suffix);
-                    name
-                } else {
-                    composed_name(self.name, &template.name)
-                };
-                meta.insert("name".to_owned(), Value::String(name));
+                // Usually there is no name yet, and the key is needed anyway.
+                if let Entry::Vacant(slot) = meta.entry("name") {
+                    slot.insert(Value::String(self.composed_name(template)));
+                } else if !meta.get("name").is_some_and(Value::is_string) {
+                    meta.insert(
+                        "name".to_owned(),
+                        Value::String(self.composed_name(template)),
+                    );
+                }
             }
         }
         if let Some(ns) = self.namespace {
             set_string(meta, "namespace", ns);
         }
-        let labels = object_entry(meta, "labels");
-        set_string(labels, wire::LABEL_COMPOSITE, self.composite_label);
-        if let Some(c) = self.claim_name {
-            set_string(labels, wire::LABEL_CLAIM_NAME, c);
+        in_object(meta, "labels", |labels| {
+            // A fresh label usually: look it up and insert it in one go.
+            match labels.entry(wire::LABEL_COMPOSITE) {
+                Entry::Vacant(slot) => {
+                    slot.insert(Value::String(self.composite_label.to_owned()));
+                }
+                Entry::Occupied(mut slot) => {
+                    if slot.get().as_str() != Some(self.composite_label) {
+                        slot.insert(Value::String(self.composite_label.to_owned()));
+                    }
+                }
+            }
+            if let Some(c) = self.claim_name {
+                set_string(labels, wire::LABEL_CLAIM_NAME, c);
+            }
+            if let Some(c) = self.claim_namespace {
+                set_string(labels, wire::LABEL_CLAIM_NAMESPACE, c);
+            }
+        });
+        in_object(meta, "annotations", |annotations| {
+            set_string(annotations, wire::ANNOTATION_RESOURCE_NAME, &template.name);
+        });
+        match meta.get_mut("ownerReferences") {
+            Some(Value::Array(refs)) => self.stamp_owner(refs),
+            _ => {
+                let mut refs = Vec::with_capacity(1);
+                self.stamp_owner(&mut refs);
+                meta.insert("ownerReferences".to_owned(), Value::Array(refs));
+            }
         }
-        if let Some(c) = self.claim_namespace {
-            set_string(labels, wire::LABEL_CLAIM_NAMESPACE, c);
+    }
+
+    /// `<xr>-<template>`, or the hashed form when that is not a valid name.
+    fn composed_name(&self, template: &CompiledResource) -> String {
+        let len = self.name.len() + 1 + template.name_suffix.len();
+        if len <= 63 && !template.name_suffix.is_empty() && !self.name.contains('.') {
+            let mut name = String::with_capacity(len);
+            name.push_str(self.name);
+            name.push('-');
+            name.push_str(&template.name_suffix);
+            name
+        } else {
+            composed_name(self.name, &template.name)
         }
-        let annotations = object_entry(meta, "annotations");
-        set_string(annotations, wire::ANNOTATION_RESOURCE_NAME, &template.name);
-        if !matches!(meta.get("ownerReferences"), Some(Value::Array(_))) {
-            meta.insert("ownerReferences".to_owned(), Value::Array(Vec::new()));
-        }
-        let Some(Value::Array(refs)) = meta.get_mut("ownerReferences") else {
-            return;
-        };
+    }
+
+    /// Makes the last owner reference the XR's controller reference.
+    fn stamp_owner(&self, refs: &mut Vec<Value>) {
         let is_ours = |r: &Value| {
             r.get("controller") == Some(&Value::Bool(true))
                 && r.get("apiVersion").and_then(Value::as_str) == Some(self.api_version)
@@ -609,6 +646,24 @@ fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<S
     match map.get_mut(key) {
         Some(Value::Object(m)) => m,
         _ => unreachable!("just made an object"),
+    }
+}
+
+/// Runs `f` on the object at `map[key]`, which is made an empty object first when it is missing
+/// or not an object. An existing object costs one lookup and no allocation.
+fn in_object(map: &mut Map<String, Value>, key: &str, f: impl FnOnce(&mut Map<String, Value>)) {
+    match map.get_mut(key) {
+        Some(Value::Object(m)) => f(m),
+        Some(other) => {
+            let mut m = Map::new();
+            f(&mut m);
+            *other = Value::Object(m);
+        }
+        None => {
+            let mut m = Map::new();
+            f(&mut m);
+            map.insert(key.to_owned(), Value::Object(m));
+        }
     }
 }
 
