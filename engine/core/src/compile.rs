@@ -24,6 +24,9 @@ pub struct CompiledComposition {
     pub environment_defaults: Option<Value>,
     pub graph: DependencyGraph,
     pub write_connection_secrets_to_namespace: Option<String>,
+    /// The distinct `fromFieldPath`s resource patches read from the XR
+    /// ([`CompiledPatch::composite_read`] indexes them): a render reads each once.
+    pub composite_reads: Vec<FieldPath>,
 }
 
 /// One composed resource template, compiled.
@@ -69,6 +72,9 @@ pub struct CompiledPatch {
     pub transforms: Vec<CompiledTransform>,
     pub from_policy: FromFieldPathPolicy,
     pub to_policy: ToFieldPathPolicy,
+    /// A resource's `FromCompositeFieldPath`: its source's index in
+    /// [`CompiledComposition::composite_reads`].
+    pub composite_read: Option<usize>,
 }
 
 /// A connection detail with its type resolved.
@@ -264,6 +270,7 @@ impl CompiledComposition {
             }
         }
         edges.extend(inferred_edges(&resources));
+        let composite_reads = index_composite_reads(&mut resources);
         let graph = DependencyGraph::build(&names, &edges)?;
         Ok(Self {
             composite_type: spec.composite_type_ref.clone(),
@@ -277,6 +284,7 @@ impl CompiledComposition {
             write_connection_secrets_to_namespace: spec
                 .write_connection_secrets_to_namespace
                 .clone(),
+            composite_reads,
         })
     }
 
@@ -284,6 +292,29 @@ impl CompiledComposition {
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.resources.iter().position(|r| r.name == name)
     }
+}
+
+/// Numbers the distinct XR paths the resources' `FromCompositeFieldPath` patches read, so that
+/// a render reads each path once however many patches share it.
+fn index_composite_reads(resources: &mut [CompiledResource]) -> Vec<FieldPath> {
+    let mut reads: Vec<FieldPath> = Vec::new();
+    for patch in resources.iter_mut().flat_map(|r| r.patches.iter_mut()) {
+        let PatchSource::Path(path) = &patch.source else {
+            continue;
+        };
+        if patch.kind != PatchType::FromCompositeFieldPath {
+            continue;
+        }
+        let index = match reads.iter().position(|p| p == path) {
+            Some(i) => i,
+            None => {
+                reads.push(path.clone());
+                reads.len() - 1
+            }
+        };
+        patch.composite_read = Some(index);
+    }
+    reads
 }
 
 /// Edges for data flowing through the XR: a resource writing `status.x` (To*Composite) and a
@@ -509,6 +540,7 @@ fn compile_patch(
         transforms,
         from_policy: policy.from_field_path.unwrap_or_default(),
         to_policy,
+        composite_read: None,
     })
 }
 

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::compile::{CompiledComposition, CompiledPatch, CompiledResource};
 use crate::connection::{self, ConnectionDetails};
+use crate::fieldpath::{AccessError, FieldPath};
 use crate::model::{FromFieldPathPolicy, PatchType};
 use crate::patch::{self, Outcome, PatchError};
 use crate::readiness::{self, Readiness};
@@ -178,6 +179,7 @@ pub fn render(
     let mut rendered: Vec<Option<DesiredResource>> = vec![None; comp.resources.len()];
     let mut withheld = Vec::new();
     let mut connection_details = ConnectionDetails::new();
+    let mut composite_reads = CompositeReads::new(xr, &comp.composite_reads);
     for (index, template) in comp.resources.iter().enumerate() {
         let observed = input.observed.get(&template.name);
         if observed.is_none()
@@ -195,7 +197,7 @@ pub fn render(
         for p in &template.patches {
             let result = apply_resource_patch(
                 p,
-                xr,
+                &mut composite_reads,
                 &mut environment,
                 &mut desired_xr,
                 &mut desired,
@@ -306,10 +308,37 @@ pub fn render(
     })
 }
 
+/// The observed XR, each of the Composition's `composite_reads` read from it at most once per
+/// render (it does not change during a render).
+struct CompositeReads<'a> {
+    xr: &'a Value,
+    paths: &'a [FieldPath],
+    reads: Vec<Option<Result<&'a Value, AccessError>>>,
+}
+
+impl<'a> CompositeReads<'a> {
+    fn new(xr: &'a Value, paths: &'a [FieldPath]) -> Self {
+        Self {
+            xr,
+            paths,
+            reads: vec![None; paths.len()],
+        }
+    }
+
+    /// What `FieldPath::get` of `composite_reads[index]` returns on the XR.
+    fn get(&mut self, index: usize) -> Result<&'a Value, AccessError> {
+        let (xr, paths) = (self.xr, self.paths);
+        match self.reads.get_mut(index) {
+            Some(slot) => slot.get_or_insert_with(|| paths[index].get(xr)).clone(),
+            None => paths[index].get(xr),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn apply_resource_patch(
     p: &CompiledPatch,
-    xr: &Value,
+    composite: &mut CompositeReads<'_>,
     environment: &mut Value,
     desired_xr: &mut Value,
     desired: &mut Value,
@@ -319,7 +348,10 @@ fn apply_resource_patch(
 ) -> Result<Outcome, PatchError> {
     match p.kind {
         PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => {
-            patch::apply(p, xr, desired)
+            match p.composite_read {
+                Some(read) => patch::apply_read(p, composite.get(read), desired),
+                None => patch::apply(p, composite.xr, desired),
+            }
         }
         PatchType::FromEnvironmentFieldPath | PatchType::CombineFromEnvironment => {
             patch::apply(p, environment, desired)
