@@ -292,7 +292,10 @@ pub fn render(
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    status.insert("conditions".into(), json!([ready_condition(&unready)]));
+    status.insert(
+        "conditions".to_owned(),
+        Value::Array(vec![ready_condition(&unready)]),
+    );
     let composite_status = Value::Object(status);
     let mut composite = composite_with_status(xr, &composite_status);
     patch::normalize_numbers(&mut composite);
@@ -411,8 +414,18 @@ fn waiting_for(
 
 /// The XR's `Ready` condition, naming what it waits for (first three, sorted, as Crossplane).
 fn ready_condition(unready: &[String]) -> Value {
+    let condition = |status: &str, reason: &str, message: Option<String>| {
+        let mut c = Map::new();
+        c.insert("type".to_owned(), Value::String("Ready".to_owned()));
+        c.insert("status".to_owned(), Value::String(status.to_owned()));
+        c.insert("reason".to_owned(), Value::String(reason.to_owned()));
+        if let Some(message) = message {
+            c.insert("message".to_owned(), Value::String(message));
+        }
+        Value::Object(c)
+    };
     if unready.is_empty() {
-        return json!({"type": "Ready", "status": "True", "reason": "Available"});
+        return condition("True", "Available", None);
     }
     let message = if unready.len() > 3 {
         format!(
@@ -423,7 +436,7 @@ fn ready_condition(unready: &[String]) -> Value {
     } else {
         format!("Unready resources: {}", unready.join(", "))
     };
-    json!({"type": "Ready", "status": "False", "reason": "Creating", "message": message})
+    condition("False", "Creating", Some(message))
 }
 
 /// The observed XR with the desired status merged in; conditions are merged by type.
@@ -581,17 +594,8 @@ impl<'a> CompositeMeta<'a> {
             set_string(meta, "namespace", ns);
         }
         in_object(meta, "labels", |labels| {
-            // A fresh label usually: look it up and insert it in one go.
-            match labels.entry(wire::LABEL_COMPOSITE) {
-                Entry::Vacant(slot) => {
-                    slot.insert(Value::String(self.composite_label.to_owned()));
-                }
-                Entry::Occupied(mut slot) => {
-                    if slot.get().as_str() != Some(self.composite_label) {
-                        slot.insert(Value::String(self.composite_label.to_owned()));
-                    }
-                }
-            }
+            // A fresh label usually: looked up and inserted in one go.
+            put_string(labels, wire::LABEL_COMPOSITE, self.composite_label);
             if let Some(c) = self.claim_name {
                 set_string(labels, wire::LABEL_CLAIM_NAME, c);
             }
@@ -643,9 +647,10 @@ impl<'a> CompositeMeta<'a> {
             }));
         }
         if let Some(owner) = refs.last_mut().and_then(Value::as_object_mut) {
-            set_string(owner, "name", self.name);
+            // Usually fresh keys: looked up and inserted in one go.
+            put_string(owner, "name", self.name);
             if let Some(uid) = self.uid {
-                set_string(owner, "uid", uid);
+                put_string(owner, "uid", uid);
             }
         }
     }
@@ -678,6 +683,21 @@ fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<S
     match map.get_mut(key) {
         Some(Value::Object(m)) => m,
         _ => unreachable!("just made an object"),
+    }
+}
+
+/// [`set_string`] for a key that is usually missing: one lookup, and the key is allocated even
+/// when it exists.
+fn put_string(map: &mut Map<String, Value>, key: &str, value: &str) {
+    match map.entry(key) {
+        Entry::Vacant(slot) => {
+            slot.insert(Value::String(value.to_owned()));
+        }
+        Entry::Occupied(mut slot) => {
+            if slot.get().as_str() != Some(value) {
+                slot.insert(Value::String(value.to_owned()));
+            }
+        }
     }
 }
 
