@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// The largest array index a write may create (Crossplane's default).
@@ -219,22 +220,24 @@ impl FieldPath {
                         self.prefix(i)
                     )));
                 };
-                if let Some(slot) = map.get_mut(f.as_str()) {
-                    return match next {
-                        Some(_) => self.set_from(slot, i + 1, value),
-                        None => {
-                            *slot = value;
-                            Ok(())
+                let Some(next) = next else {
+                    // The last segment is often a new field: one lookup that inserts.
+                    match map.entry(f.clone()) {
+                        Entry::Occupied(mut slot) => {
+                            slot.insert(value);
                         }
-                    };
+                        Entry::Vacant(slot) => {
+                            slot.insert(value);
+                        }
+                    }
+                    return Ok(());
+                };
+                if let Some(slot) = map.get_mut(f.as_str()) {
+                    return self.set_from(slot, i + 1, value);
                 }
                 let fresh = match next {
-                    Some(Segment::Index(_)) => Value::Array(Vec::new()),
-                    Some(Segment::Field(_)) => Value::Object(Map::new()),
-                    None => {
-                        map.insert(f.clone(), value);
-                        return Ok(());
-                    }
+                    Segment::Index(_) => Value::Array(Vec::new()),
+                    Segment::Field(_) => Value::Object(Map::new()),
                 };
                 let slot = map.entry(f.clone()).or_insert(fresh);
                 self.set_from(slot, i + 1, value)
