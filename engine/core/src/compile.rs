@@ -24,6 +24,9 @@ pub struct CompiledComposition {
     pub environment_defaults: Option<Value>,
     pub graph: DependencyGraph,
     pub write_connection_secrets_to_namespace: Option<String>,
+    /// The distinct `fromFieldPath`s resource patches read from the XR
+    /// ([`CompiledPatch::composite_read`] indexes them): a render reads each once.
+    pub composite_reads: Vec<FieldPath>,
 }
 
 /// One composed resource template, compiled.
@@ -39,6 +42,9 @@ pub struct CompiledResource {
     pub name_suffix: String,
     /// `base` with the metadata every render sets anyway (see `render::prestamp`).
     pub stamped_base: Value,
+    /// `stamped_base` holds no integral float, so normalizing its numbers changes nothing (and
+    /// a render need not walk the whole resource again: patches write normalized values).
+    pub stamped_base_normalized: bool,
 }
 
 /// Where a patch reads from.
@@ -66,6 +72,9 @@ pub struct CompiledPatch {
     pub transforms: Vec<CompiledTransform>,
     pub from_policy: FromFieldPathPolicy,
     pub to_policy: ToFieldPathPolicy,
+    /// A resource's `FromCompositeFieldPath`: its source's index in
+    /// [`CompiledComposition::composite_reads`].
+    pub composite_read: Option<usize>,
 }
 
 /// A connection detail with its type resolved.
@@ -201,6 +210,10 @@ impl CompiledComposition {
                 .enumerate()
                 .map(|(i, c)| compile_readiness_check(&at, i, c))
                 .collect::<Result<_, _>>()?;
+            let stamped_base =
+                crate::render::prestamp(&template.base, &template.name, &spec.composite_type_ref);
+            let mut normalized = stamped_base.clone();
+            crate::patch::normalize_numbers(&mut normalized);
             resources.push(CompiledResource {
                 name: template.name.clone(),
                 base: template.base.clone(),
@@ -208,11 +221,8 @@ impl CompiledComposition {
                 connection_details,
                 readiness_checks,
                 name_suffix: crate::render::dns_label(&template.name),
-                stamped_base: crate::render::prestamp(
-                    &template.base,
-                    &template.name,
-                    &spec.composite_type_ref,
-                ),
+                stamped_base_normalized: normalized == stamped_base,
+                stamped_base,
             });
         }
         let mut environment_patches = Vec::new();
@@ -260,6 +270,7 @@ impl CompiledComposition {
             }
         }
         edges.extend(inferred_edges(&resources));
+        let composite_reads = index_composite_reads(&mut resources);
         let graph = DependencyGraph::build(&names, &edges)?;
         Ok(Self {
             composite_type: spec.composite_type_ref.clone(),
@@ -273,6 +284,7 @@ impl CompiledComposition {
             write_connection_secrets_to_namespace: spec
                 .write_connection_secrets_to_namespace
                 .clone(),
+            composite_reads,
         })
     }
 
@@ -280,6 +292,29 @@ impl CompiledComposition {
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.resources.iter().position(|r| r.name == name)
     }
+}
+
+/// Numbers the distinct XR paths the resources' `FromCompositeFieldPath` patches read, so that
+/// a render reads each path once however many patches share it.
+fn index_composite_reads(resources: &mut [CompiledResource]) -> Vec<FieldPath> {
+    let mut reads: Vec<FieldPath> = Vec::new();
+    for patch in resources.iter_mut().flat_map(|r| r.patches.iter_mut()) {
+        let PatchSource::Path(path) = &patch.source else {
+            continue;
+        };
+        if patch.kind != PatchType::FromCompositeFieldPath {
+            continue;
+        }
+        let index = match reads.iter().position(|p| p == path) {
+            Some(i) => i,
+            None => {
+                reads.push(path.clone());
+                reads.len() - 1
+            }
+        };
+        patch.composite_read = Some(index);
+    }
+    reads
 }
 
 /// Edges for data flowing through the XR: a resource writing `status.x` (To*Composite) and a
@@ -505,6 +540,7 @@ fn compile_patch(
         transforms,
         from_policy: policy.from_field_path.unwrap_or_default(),
         to_policy,
+        composite_read: None,
     })
 }
 

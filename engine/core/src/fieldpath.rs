@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// The largest array index a write may create (Crossplane's default).
@@ -199,30 +200,19 @@ impl FieldPath {
     /// `*` segments are not expanded here (see [`FieldPath::expand_wildcards`]); they are literal
     /// field names to this function.
     pub fn set(&self, root: &mut Value, value: Value) -> Result<(), AccessError> {
-        let Some((last, parents)) = self.segments.split_last() else {
+        if self.segments.is_empty() {
             *root = value;
             return Ok(());
-        };
-        let mut current = root;
-        for (i, segment) in parents.iter().enumerate() {
-            let next = &self.segments[i + 1];
-            current = self.step_mut(current, i, segment, Some(next))?;
         }
-        let i = self.segments.len() - 1;
-        let slot = self.step_mut(current, i, last, None)?;
-        *slot = value;
-        Ok(())
+        self.set_from(root, 0, value)
     }
 
-    /// Moves one segment down for a write, creating what the next segment needs.
-    fn step_mut<'a>(
-        &self,
-        current: &'a mut Value,
-        i: usize,
-        segment: &Segment,
-        next: Option<&Segment>,
-    ) -> Result<&'a mut Value, AccessError> {
-        match segment {
+    /// Writes `value` at segments `i..` below `current` (segment `i` exists). An existing key
+    /// costs one map lookup and no allocation; a missing one is created with what the next
+    /// segment needs.
+    fn set_from(&self, current: &mut Value, i: usize, value: Value) -> Result<(), AccessError> {
+        let next = self.segments.get(i + 1);
+        match &self.segments[i] {
             Segment::Field(f) => {
                 let Value::Object(map) = current else {
                     return Err(AccessError::Invalid(format!(
@@ -230,19 +220,27 @@ impl FieldPath {
                         self.prefix(i)
                     )));
                 };
-                // Look up before inserting: most writes land on keys that exist, and the key
-                // would otherwise be allocated for nothing.
-                if !map.contains_key(f.as_str()) {
-                    let fresh = match next {
-                        Some(Segment::Index(_)) => Value::Array(Vec::new()),
-                        Some(Segment::Field(_)) => Value::Object(Map::new()),
-                        None => Value::Null,
-                    };
-                    map.insert(f.clone(), fresh);
+                let Some(next) = next else {
+                    // The last segment is often a new field: one lookup that inserts.
+                    match map.entry(f.clone()) {
+                        Entry::Occupied(mut slot) => {
+                            slot.insert(value);
+                        }
+                        Entry::Vacant(slot) => {
+                            slot.insert(value);
+                        }
+                    }
+                    return Ok(());
+                };
+                if let Some(slot) = map.get_mut(f.as_str()) {
+                    return self.set_from(slot, i + 1, value);
                 }
-                map.get_mut(f.as_str()).ok_or_else(|| {
-                    AccessError::Invalid(format!("{}: cannot create field", self.prefix(i + 1)))
-                })
+                let fresh = match next {
+                    Segment::Index(_) => Value::Array(Vec::new()),
+                    Segment::Field(_) => Value::Object(Map::new()),
+                };
+                let slot = map.entry(f.clone()).or_insert(fresh);
+                self.set_from(slot, i + 1, value)
             }
             Segment::Index(n) => {
                 if *n > MAX_INDEX {
@@ -262,14 +260,21 @@ impl FieldPath {
                     items.resize(n + 1, Value::Null);
                 }
                 let slot = &mut items[n];
-                if slot.is_null() {
-                    match next {
-                        Some(Segment::Index(_)) => *slot = Value::Array(Vec::new()),
-                        Some(Segment::Field(_)) => *slot = Value::Object(Map::new()),
-                        None => {}
+                match next {
+                    None => {
+                        *slot = value;
+                        Ok(())
+                    }
+                    Some(next) => {
+                        if slot.is_null() {
+                            *slot = match next {
+                                Segment::Index(_) => Value::Array(Vec::new()),
+                                Segment::Field(_) => Value::Object(Map::new()),
+                            };
+                        }
+                        self.set_from(slot, i + 1, value)
                     }
                 }
-                Ok(slot)
             }
         }
     }

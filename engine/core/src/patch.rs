@@ -39,14 +39,8 @@ pub fn apply(
     source: &Value,
     destination: &mut Value,
 ) -> Result<Outcome, PatchError> {
-    let input = match &patch.source {
-        PatchSource::Path(path) => match path.get(source) {
-            Ok(v) => v.clone(),
-            Err(AccessError::NotFound { path, what }) => {
-                return Ok(Outcome::SourceMissing(format!("{path}: {what}")));
-            }
-            Err(e) => return Err(PatchError::Read(e.to_string())),
-        },
+    match &patch.source {
+        PatchSource::Path(path) => apply_read(patch, path.get(source), destination),
         PatchSource::Combine { variables, format } => {
             let mut values = Vec::with_capacity(variables.len());
             for v in variables {
@@ -58,13 +52,39 @@ pub fn apply(
                     Err(e) => return Err(PatchError::Read(e.to_string())),
                 }
             }
-            Value::String(gofmt::sprintf(format, &values))
+            let combined = Value::String(gofmt::sprintf(format, &values));
+            transform_and_write(patch, &combined, destination)
         }
-    };
+    }
+}
+
+/// Runs a `fromFieldPath` patch whose source was already read: `read` is what
+/// [`FieldPath::get`] of the patch's source path returned.
+pub fn apply_read(
+    patch: &CompiledPatch,
+    read: Result<&Value, AccessError>,
+    destination: &mut Value,
+) -> Result<Outcome, PatchError> {
+    match read {
+        Ok(input) => transform_and_write(patch, input, destination),
+        Err(AccessError::NotFound { path, what }) => {
+            Ok(Outcome::SourceMissing(format!("{path}: {what}")))
+        }
+        Err(e) => Err(PatchError::Read(e.to_string())),
+    }
+}
+
+/// Runs the transforms on the source value and writes the result. The source is borrowed: a
+/// transform chain reads it in place, and only a plain copy clones it.
+fn transform_and_write(
+    patch: &CompiledPatch,
+    input: &Value,
+    destination: &mut Value,
+) -> Result<Outcome, PatchError> {
     let mut output = if patch.transforms.is_empty() {
-        input
+        input.clone()
     } else {
-        apply_all(&patch.transforms, &input)?
+        apply_all(&patch.transforms, input)?
     };
     normalize_numbers(&mut output);
     write(

@@ -13,11 +13,13 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::map::Entry;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::compile::{CompiledComposition, CompiledPatch, CompiledResource};
 use crate::connection::{self, ConnectionDetails};
+use crate::fieldpath::{AccessError, FieldPath};
 use crate::model::{FromFieldPathPolicy, PatchType};
 use crate::patch::{self, Outcome, PatchError};
 use crate::readiness::{self, Readiness};
@@ -177,6 +179,7 @@ pub fn render(
     let mut rendered: Vec<Option<DesiredResource>> = vec![None; comp.resources.len()];
     let mut withheld = Vec::new();
     let mut connection_details = ConnectionDetails::new();
+    let mut composite_reads = CompositeReads::new(xr, &comp.composite_reads);
     for (index, template) in comp.resources.iter().enumerate() {
         let observed = input.observed.get(&template.name);
         if observed.is_none()
@@ -194,7 +197,7 @@ pub fn render(
         for p in &template.patches {
             let result = apply_resource_patch(
                 p,
-                xr,
+                &mut composite_reads,
                 &mut environment,
                 &mut desired_xr,
                 &mut desired,
@@ -240,8 +243,11 @@ pub fn render(
             continue;
         }
         // Crossplane serialises every composed resource through Go's JSON: a float64 with an
-        // integral value, even one written in the base, prints as an integer.
-        patch::normalize_numbers(&mut desired);
+        // integral value, even one written in the base, prints as an integer. Patches write
+        // normalized values, so only a base with such a float needs the walk.
+        if !template.stamped_base_normalized {
+            patch::normalize_numbers(&mut desired);
+        }
         meta.check_namespace(&desired, &template.name)?;
         meta.stamp(&mut desired, template, observed.map(|o| &o.resource));
         let readiness = match observed {
@@ -286,7 +292,10 @@ pub fn render(
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    status.insert("conditions".into(), json!([ready_condition(&unready)]));
+    status.insert(
+        "conditions".to_owned(),
+        Value::Array(vec![ready_condition(&unready)]),
+    );
     let composite_status = Value::Object(status);
     let mut composite = composite_with_status(xr, &composite_status);
     patch::normalize_numbers(&mut composite);
@@ -302,10 +311,37 @@ pub fn render(
     })
 }
 
+/// The observed XR, each of the Composition's `composite_reads` read from it at most once per
+/// render (it does not change during a render).
+struct CompositeReads<'a> {
+    xr: &'a Value,
+    paths: &'a [FieldPath],
+    reads: Vec<Option<Result<&'a Value, AccessError>>>,
+}
+
+impl<'a> CompositeReads<'a> {
+    fn new(xr: &'a Value, paths: &'a [FieldPath]) -> Self {
+        Self {
+            xr,
+            paths,
+            reads: vec![None; paths.len()],
+        }
+    }
+
+    /// What `FieldPath::get` of `composite_reads[index]` returns on the XR.
+    fn get(&mut self, index: usize) -> Result<&'a Value, AccessError> {
+        let (xr, paths) = (self.xr, self.paths);
+        match self.reads.get_mut(index) {
+            Some(slot) => slot.get_or_insert_with(|| paths[index].get(xr)).clone(),
+            None => paths[index].get(xr),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn apply_resource_patch(
     p: &CompiledPatch,
-    xr: &Value,
+    composite: &mut CompositeReads<'_>,
     environment: &mut Value,
     desired_xr: &mut Value,
     desired: &mut Value,
@@ -315,7 +351,10 @@ fn apply_resource_patch(
 ) -> Result<Outcome, PatchError> {
     match p.kind {
         PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => {
-            patch::apply(p, xr, desired)
+            match p.composite_read {
+                Some(read) => patch::apply_read(p, composite.get(read), desired),
+                None => patch::apply(p, composite.xr, desired),
+            }
         }
         PatchType::FromEnvironmentFieldPath | PatchType::CombineFromEnvironment => {
             patch::apply(p, environment, desired)
@@ -375,8 +414,18 @@ fn waiting_for(
 
 /// The XR's `Ready` condition, naming what it waits for (first three, sorted, as Crossplane).
 fn ready_condition(unready: &[String]) -> Value {
+    let condition = |status: &str, reason: &str, message: Option<String>| {
+        let mut c = Map::new();
+        c.insert("type".to_owned(), Value::String("Ready".to_owned()));
+        c.insert("status".to_owned(), Value::String(status.to_owned()));
+        c.insert("reason".to_owned(), Value::String(reason.to_owned()));
+        if let Some(message) = message {
+            c.insert("message".to_owned(), Value::String(message));
+        }
+        Value::Object(c)
+    };
     if unready.is_empty() {
-        return json!({"type": "Ready", "status": "True", "reason": "Available"});
+        return condition("True", "Available", None);
     }
     let message = if unready.len() > 3 {
         format!(
@@ -387,7 +436,7 @@ fn ready_condition(unready: &[String]) -> Value {
     } else {
         format!("Unready resources: {}", unready.join(", "))
     };
-    json!({"type": "Ready", "status": "False", "reason": "Creating", "message": message})
+    condition("False", "Creating", Some(message))
 }
 
 /// The observed XR with the desired status merged in; conditions are merged by type.
@@ -470,12 +519,17 @@ impl<'a> CompositeMeta<'a> {
         if !xr.is_object() {
             return Err(RenderError::Composite("must be an object".into()));
         }
-        let string = |ptr: &str| xr.pointer(ptr).and_then(Value::as_str);
-        let api_version = string("/apiVersion")
+        let metadata = xr.get("metadata");
+        let meta_string = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str);
+        let api_version = xr
+            .get("apiVersion")
+            .and_then(Value::as_str)
             .ok_or_else(|| RenderError::Composite("apiVersion: required string".into()))?;
-        let kind = string("/kind")
+        let kind = xr
+            .get("kind")
+            .and_then(Value::as_str)
             .ok_or_else(|| RenderError::Composite("kind: required string".into()))?;
-        let name = string("/metadata/name")
+        let name = meta_string("name")
             .ok_or_else(|| RenderError::Composite("metadata.name: required string".into()))?;
         let expected = &comp.composite_type;
         if api_version != expected.api_version || kind != expected.kind {
@@ -484,14 +538,14 @@ impl<'a> CompositeMeta<'a> {
                 expected: format!("{}/{}", expected.api_version, expected.kind),
             });
         }
-        let labels = xr.pointer("/metadata/labels");
+        let labels = metadata.and_then(|m| m.get("labels"));
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         Ok(Self {
             name,
-            namespace: string("/metadata/namespace"),
+            namespace: meta_string("namespace"),
             api_version,
             kind,
-            uid: string("/metadata/uid"),
+            uid: meta_string("uid"),
             composite_label: label(wire::LABEL_COMPOSITE).unwrap_or(name),
             claim_name: label(wire::LABEL_CLAIM_NAME),
             claim_namespace: label(wire::LABEL_CLAIM_NAMESPACE),
@@ -507,74 +561,77 @@ impl<'a> CompositeMeta<'a> {
         let Some(obj) = desired.as_object_mut() else {
             return;
         };
-        let meta = obj
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !meta.is_object() {
-            *meta = Value::Object(Map::new());
-        }
-        let Some(meta) = meta.as_object_mut() else {
-            return;
-        };
         let observed_name = observed
-            .and_then(|o| o.pointer("/metadata/name"))
+            .and_then(|o| o.get("metadata"))
+            .and_then(|m| m.get("name"))
             .and_then(Value::as_str);
+        in_object(obj, "metadata", |meta| {
+            self.stamp_metadata(meta, template, observed_name);
+        });
+    }
+
+    fn stamp_metadata(
+        &self,
+        meta: &mut Map<String, Value>,
+        template: &CompiledResource,
+        observed_name: Option<&str>,
+    ) {
         match observed_name {
-            Some(name) => {
-                meta.insert("name".into(), Value::String(name.to_owned()));
-            }
-            None if meta.get("name").is_some_and(Value::is_string) => {}
+            Some(name) => set_string(meta, "name", name),
             None => {
-                let name = format!("{}-{}", self.name, template.name_suffix);
-                let name = if name.len() <= 63
-                    && !template.name_suffix.is_empty()
-                    && !self.name.contains('.')
-                {
-                    name
-                } else {
-                    composed_name(self.name, &template.name)
-                };
-                meta.insert("name".into(), Value::String(name));
+                // Usually there is no name yet, and the key is needed anyway.
+                if let Entry::Vacant(slot) = meta.entry("name") {
+                    slot.insert(Value::String(self.composed_name(template)));
+                } else if !meta.get("name").is_some_and(Value::is_string) {
+                    meta.insert(
+                        "name".to_owned(),
+                        Value::String(self.composed_name(template)),
+                    );
+                }
             }
         }
         if let Some(ns) = self.namespace {
-            meta.insert("namespace".into(), Value::String(ns.to_owned()));
+            set_string(meta, "namespace", ns);
         }
-        let labels = object_entry(meta, "labels");
-        labels.insert(
-            wire::LABEL_COMPOSITE.into(),
-            Value::String(self.composite_label.to_owned()),
-        );
-        if let Some(c) = self.claim_name {
-            labels.insert(wire::LABEL_CLAIM_NAME.into(), Value::String(c.to_owned()));
-        }
-        if let Some(c) = self.claim_namespace {
-            labels.insert(
-                wire::LABEL_CLAIM_NAMESPACE.into(),
-                Value::String(c.to_owned()),
-            );
-        }
-        let annotations = object_entry(meta, "annotations");
-        if annotations
-            .get(wire::ANNOTATION_RESOURCE_NAME)
-            .and_then(Value::as_str)
-            != Some(template.name.as_str())
-        {
-            annotations.insert(
-                wire::ANNOTATION_RESOURCE_NAME.into(),
-                Value::String(template.name.clone()),
-            );
-        }
-        let refs = match meta.get_mut("ownerReferences") {
-            Some(Value::Array(refs)) => refs,
-            _ => {
-                meta.insert("ownerReferences".into(), Value::Array(Vec::new()));
-                match meta.get_mut("ownerReferences") {
-                    Some(Value::Array(refs)) => refs,
-                    _ => return,
-                }
+        in_object(meta, "labels", |labels| {
+            // A fresh label usually: looked up and inserted in one go.
+            put_string(labels, wire::LABEL_COMPOSITE, self.composite_label);
+            if let Some(c) = self.claim_name {
+                set_string(labels, wire::LABEL_CLAIM_NAME, c);
             }
-        };
+            if let Some(c) = self.claim_namespace {
+                set_string(labels, wire::LABEL_CLAIM_NAMESPACE, c);
+            }
+        });
+        in_object(meta, "annotations", |annotations| {
+            set_string(annotations, wire::ANNOTATION_RESOURCE_NAME, &template.name);
+        });
+        match meta.get_mut("ownerReferences") {
+            Some(Value::Array(refs)) => self.stamp_owner(refs),
+            _ => {
+                let mut refs = Vec::with_capacity(1);
+                self.stamp_owner(&mut refs);
+                meta.insert("ownerReferences".to_owned(), Value::Array(refs));
+            }
+        }
+    }
+
+    /// `<xr>-<template>`, or the hashed form when that is not a valid name.
+    fn composed_name(&self, template: &CompiledResource) -> String {
+        let len = self.name.len() + 1 + template.name_suffix.len();
+        if len <= 63 && !template.name_suffix.is_empty() && !self.name.contains('.') {
+            let mut name = String::with_capacity(len);
+            name.push_str(self.name);
+            name.push('-');
+            name.push_str(&template.name_suffix);
+            name
+        } else {
+            composed_name(self.name, &template.name)
+        }
+    }
+
+    /// Makes the last owner reference the XR's controller reference.
+    fn stamp_owner(&self, refs: &mut Vec<Value>) {
         let is_ours = |r: &Value| {
             r.get("controller") == Some(&Value::Bool(true))
                 && r.get("apiVersion").and_then(Value::as_str) == Some(self.api_version)
@@ -590,9 +647,10 @@ impl<'a> CompositeMeta<'a> {
             }));
         }
         if let Some(owner) = refs.last_mut().and_then(Value::as_object_mut) {
-            owner.insert("name".into(), Value::String(self.name.to_owned()));
+            // Usually fresh keys: looked up and inserted in one go.
+            put_string(owner, "name", self.name);
             if let Some(uid) = self.uid {
-                owner.insert("uid".into(), Value::String(uid.to_owned()));
+                put_string(owner, "uid", uid);
             }
         }
     }
@@ -618,13 +676,58 @@ impl<'a> CompositeMeta<'a> {
 }
 
 fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
-    let entry = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        *entry = Value::Object(Map::new());
+    // Looked up before inserting, so that an existing key costs no allocation.
+    if !map.get(key).is_some_and(Value::is_object) {
+        map.insert(key.to_owned(), Value::Object(Map::new()));
     }
-    match entry {
-        Value::Object(m) => m,
+    match map.get_mut(key) {
+        Some(Value::Object(m)) => m,
         _ => unreachable!("just made an object"),
+    }
+}
+
+/// [`set_string`] for a key that is usually missing: one lookup, and the key is allocated even
+/// when it exists.
+fn put_string(map: &mut Map<String, Value>, key: &str, value: &str) {
+    match map.entry(key) {
+        Entry::Vacant(slot) => {
+            slot.insert(Value::String(value.to_owned()));
+        }
+        Entry::Occupied(mut slot) => {
+            if slot.get().as_str() != Some(value) {
+                slot.insert(Value::String(value.to_owned()));
+            }
+        }
+    }
+}
+
+/// Runs `f` on the object at `map[key]`, which is made an empty object first when it is missing
+/// or not an object. An existing object costs one lookup and no allocation.
+fn in_object(map: &mut Map<String, Value>, key: &str, f: impl FnOnce(&mut Map<String, Value>)) {
+    match map.get_mut(key) {
+        Some(Value::Object(m)) => f(m),
+        Some(other) => {
+            let mut m = Map::new();
+            f(&mut m);
+            *other = Value::Object(m);
+        }
+        None => {
+            let mut m = Map::new();
+            f(&mut m);
+            map.insert(key.to_owned(), Value::Object(m));
+        }
+    }
+}
+
+/// Sets `map[key]` to the string `value`, allocating only what changes: an equal string is kept,
+/// an existing key is reused.
+fn set_string(map: &mut Map<String, Value>, key: &str, value: &str) {
+    match map.get_mut(key) {
+        Some(Value::String(s)) if s == value => {}
+        Some(slot) => *slot = Value::String(value.to_owned()),
+        None => {
+            map.insert(key.to_owned(), Value::String(value.to_owned()));
+        }
     }
 }
 

@@ -355,18 +355,31 @@ pub fn compile_all(ts: &[Transform]) -> Result<Vec<CompiledTransform>, Transform
 /// Apply transforms in order, then normalise numbers as Crossplane's JSON round trip does.
 /// An error names the failing transform's index (its position in `ts`).
 pub fn apply_all(ts: &[CompiledTransform], input: &Value) -> Result<Value, TransformError> {
-    let mut value = input.clone();
-    for (i, t) in ts.iter().enumerate() {
+    // The first transform reads the input where it is; only its result is owned.
+    let Some((first, rest)) = ts.split_first() else {
+        return Ok(normalize_numbers(input.clone()));
+    };
+    let mut value = first
+        .apply(input)
+        .map_err(|e| TransformError { index: 0, ..e })?;
+    for (i, t) in rest.iter().enumerate() {
         value = t
             .apply(&value)
-            .map_err(|e| TransformError { index: i, ..e })?;
+            .map_err(|e| TransformError { index: i + 1, ..e })?;
     }
-    Ok(normalize_numbers(value))
+    normalize_in_place(&mut value);
+    Ok(value)
 }
 
 /// The JSON round trip of Crossplane's output: floats with an integral value that fits `int64`
 /// become integers (Go encodes `3.0` as `3`, and Kubernetes decodes `3` as an `int64`).
-pub fn normalize_numbers(value: Value) -> Value {
+pub fn normalize_numbers(mut value: Value) -> Value {
+    normalize_in_place(&mut value);
+    value
+}
+
+/// [`normalize_numbers`] in place: nothing is rebuilt or moved, only numbers are rewritten.
+fn normalize_in_place(value: &mut Value) {
     match value {
         Value::Number(n) if n.is_f64() || n.as_i64().is_none() => {
             let f = n.as_f64().unwrap_or(f64::NAN);
@@ -374,21 +387,15 @@ pub fn normalize_numbers(value: Value) -> Value {
             if f.fract() == 0.0
                 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
             {
-                Value::from(f as i64)
-            } else {
+                *value = Value::from(f as i64);
+            } else if let Some(float) = Number::from_f64(f) {
                 // An integer beyond int64 is a float64 in Go (and loses its low digits there).
-                Number::from_f64(f)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Number(n))
+                *n = float;
             }
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(normalize_numbers).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, normalize_numbers(v)))
-                .collect(),
-        ),
-        other => other,
+        Value::Array(items) => items.iter_mut().for_each(normalize_in_place),
+        Value::Object(map) => map.values_mut().for_each(normalize_in_place),
+        _ => {}
     }
 }
 

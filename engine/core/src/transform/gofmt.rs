@@ -68,7 +68,11 @@ pub fn go_type_name(v: &Value) -> &'static str {
 
 /// Go's `fmt.Sprintf(format, args...)`.
 pub fn sprintf(format: &str, args: &[&Value]) -> String {
-    let mut p = Printer::default();
+    // Room for the format and a short argument or two: one allocation for most names.
+    let mut p = Printer {
+        buf: String::with_capacity(format.len() + 16 * args.len()),
+        ..Printer::default()
+    };
     p.do_printf(format, args);
     p.buf
 }
