@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use strata_core::provider::{
-    BoxFuture, CreateRecord, DeletionPolicy, ErrorClass, ExternalName, Facts, Managed,
+    BoxFuture, CreateRecord, DeletionPolicy, ErrorClass, External, ExternalName, Facts, Managed,
     ManagementPolicies, Observation, Present, Provider, ProviderError, SecretReference, Secrets,
     Step, next_step,
 };
@@ -112,6 +112,15 @@ fn present(observation: Observation) -> Present {
         Observation::Present(present) => present,
         Observation::Absent => panic!("expected the resource to exist"),
     }
+}
+
+/// Reads the resource and updates it from that record, as the runtime does.
+async fn update(external: &dyn External, managed: &Managed) -> Result<(), ProviderError> {
+    let record = external
+        .read(managed)
+        .await?
+        .expect("the resource to update exists");
+    external.update(managed, &record).await
 }
 
 fn decide(
@@ -254,7 +263,7 @@ async fn rds_instance_is_created_observed_updated_drift_corrected_and_deleted_ag
         !present(rds.observe(&db).await.unwrap()).up_to_date,
         "a changed class is drift"
     );
-    rds.update(&db).await.unwrap();
+    update(rds.as_ref(), &db).await.unwrap();
     let updated = present(rds.observe(&db).await.unwrap());
     assert!(
         updated.up_to_date,
@@ -284,7 +293,7 @@ async fn rds_instance_is_created_observed_updated_drift_corrected_and_deleted_ag
         ),
         Step::Update
     );
-    rds.update(&db).await.unwrap();
+    update(rds.as_ref(), &db).await.unwrap();
     assert!(
         present(rds.observe(&db).await.unwrap()).up_to_date,
         "update corrected the drift"
@@ -293,7 +302,7 @@ async fn rds_instance_is_created_observed_updated_drift_corrected_and_deleted_ag
     // Immutable fields are reported by name instead of being silently ignored.
     let mut renamed = db.clone();
     renamed.for_provider["masterUsername"] = json!("root");
-    let error = rds.update(&renamed).await.unwrap_err();
+    let error = update(rds.as_ref(), &renamed).await.unwrap_err();
     assert_eq!(error.class, ErrorClass::Terminal);
     assert!(error.message.contains("masterUsername"), "{error}");
 
@@ -482,7 +491,7 @@ async fn gcs_bucket_is_created_updated_and_deleted_against_fake_gcs_server() {
         !present(buckets.observe(&bucket).await.unwrap()).up_to_date,
         "versioning change is drift"
     );
-    buckets.update(&bucket).await.unwrap();
+    update(buckets.as_ref(), &bucket).await.unwrap();
     assert!(
         present(buckets.observe(&bucket).await.unwrap()).up_to_date,
         "update enabled versioning"
@@ -563,7 +572,7 @@ async fn gcs_bucket_labels_drift_is_corrected_against_gcp_storage_emulator() {
     let created = present(buckets.observe(&bucket).await.unwrap());
     if !created.up_to_date {
         // The emulator drops labels on insert; the first update sets them.
-        buckets.update(&bucket).await.unwrap();
+        update(buckets.as_ref(), &bucket).await.unwrap();
     }
     assert!(
         present(buckets.observe(&bucket).await.unwrap()).up_to_date,
@@ -582,7 +591,7 @@ async fn gcs_bucket_labels_drift_is_corrected_against_gcp_storage_emulator() {
         ),
         Step::Update
     );
-    buckets.update(&bucket).await.unwrap();
+    update(buckets.as_ref(), &bucket).await.unwrap();
     assert!(
         present(buckets.observe(&bucket).await.unwrap()).up_to_date,
         "update set the labels"
@@ -611,8 +620,8 @@ mod runtime {
     use k8s_openapi::api::coordination::v1::Lease;
     use strata_controllers::leader::LeaderElection;
     use strata_core::provider::{
-        BoxFuture, Created, External, Managed, Observation, ProviderError, RateLimit, ResourceKind,
-        Secrets,
+        BoxFuture, CloudRecord, Created, External, Managed, Present, ProviderError, RateLimit,
+        ResourceKind, Secrets,
     };
 
     use super::cloud_proxy::{CloudProxy, Fault, Injector, rds_call};
@@ -1499,6 +1508,97 @@ mod runtime {
         drop(aws.plane);
     }
 
+    /// The DescribeDBInstances calls naming `id`.
+    fn describes_of(calls: &[super::cloud_proxy::Call], id: &str) -> usize {
+        calls
+            .iter()
+            .filter(|c| c.operation == "DescribeDBInstances" && c.resource == id)
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn polls_of_converged_instances_are_one_listing_and_drift_is_still_corrected() {
+        let moto = Emulator::moto();
+        let proxy = CloudProxy::start(&moto.url, rds_call, None).await;
+        let aws = AwsPlane::start("sweep", &proxy.url).await;
+        let poll = Duration::from_secs(2);
+        let (stop, runtime) = aws.run(poll);
+        let names: Vec<String> = (0..5).map(|i| format!("swept-{i}")).collect();
+        for name in &names {
+            aws.dbs
+                .create(&PostParams::default(), &db(name, json!({})))
+                .await
+                .unwrap();
+        }
+        for name in &names {
+            aws.wait_ready(name).await;
+        }
+
+        // The happy path: one create and at most two reads per instance (the first look, and
+        // the read after the late initialization the create's answer asked for).
+        let until_ready = proxy.calls();
+        for name in &names {
+            let creates = until_ready
+                .iter()
+                .filter(|c| c.operation == "CreateDBInstance" && &c.resource == name)
+                .count();
+            assert_eq!(creates, 1, "{name}: one create");
+            let describes = describes_of(&until_ready, name);
+            assert!(describes <= 2, "{name}: {describes} describes until Ready");
+        }
+
+        // Converged: three poll intervals answered by listings, not by a read per instance.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let settled = proxy.calls().len();
+        tokio::time::sleep(poll * 3).await;
+        let idle = proxy.calls()[settled..].to_vec();
+        assert!(
+            idle.iter()
+                .all(|c| c.operation == "DescribeDBInstances" && c.resource.is_empty()),
+            "idle calls are listings only: {idle:#?}"
+        );
+        assert!(
+            !idle.is_empty() && idle.len() <= 8,
+            "a listing per half poll interval at most, not one read per instance and poll: {} calls",
+            idle.len()
+        );
+
+        // Drift behind Strata's back is seen in a listing and corrected with one modify.
+        raw_rds(&moto.url)
+            .await
+            .modify_db_instance()
+            .db_instance_identifier("swept-3")
+            .db_instance_class("db.m5.large")
+            .apply_immediately(true)
+            .send()
+            .await
+            .unwrap();
+        eventually(
+            "the out-of-band class change to be corrected",
+            Duration::from_secs(30),
+            || async {
+                let output = raw_rds(&moto.url)
+                    .await
+                    .describe_db_instances()
+                    .db_instance_identifier("swept-3")
+                    .send()
+                    .await
+                    .ok()?;
+                let class = output
+                    .db_instances()
+                    .first()?
+                    .db_instance_class()?
+                    .to_owned();
+                (class == "db.t3.micro").then_some(())
+            },
+        )
+        .await;
+        assert_eq!(proxy.count("ModifyDBInstance"), 1, "one correcting modify");
+
+        let _ = stop.send(());
+        runtime.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn throttling_and_unavailable_answers_back_off_by_class_and_converge_without_a_hot_loop()
     {
@@ -1628,15 +1728,22 @@ mod runtime {
     }
 
     impl External for CountingExternal {
-        fn rate_key(&self) -> String {
-            self.inner.rate_key()
+        fn scope(&self, managed: &Managed) -> String {
+            self.inner.scope(managed)
         }
-        fn observe<'a>(
+        fn read<'a>(
             &'a self,
             managed: &'a Managed,
-        ) -> BoxFuture<'a, Result<Observation, ProviderError>> {
+        ) -> BoxFuture<'a, Result<Option<CloudRecord>, ProviderError>> {
             self.observes.fetch_add(1, Ordering::SeqCst);
-            self.inner.observe(managed)
+            self.inner.read(managed)
+        }
+        fn assess<'a>(
+            &'a self,
+            managed: &'a Managed,
+            record: &'a CloudRecord,
+        ) -> BoxFuture<'a, Result<Present, ProviderError>> {
+            self.inner.assess(managed, record)
         }
         fn create<'a>(
             &'a self,
@@ -1644,8 +1751,12 @@ mod runtime {
         ) -> BoxFuture<'a, Result<Created, ProviderError>> {
             self.inner.create(managed)
         }
-        fn update<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<(), ProviderError>> {
-            self.inner.update(managed)
+        fn update<'a>(
+            &'a self,
+            managed: &'a Managed,
+            record: &'a CloudRecord,
+        ) -> BoxFuture<'a, Result<(), ProviderError>> {
+            self.inner.update(managed, record)
         }
         fn delete<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<(), ProviderError>> {
             self.inner.delete(managed)

@@ -8,6 +8,7 @@
 //! into [`next_step`], and executes the returned [`Step`]. Nothing here touches Kubernetes: the
 //! only way a provider reaches a Secret is the [`Secrets`] port the runtime hands it.
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
@@ -272,10 +273,44 @@ pub struct Present {
 }
 
 /// What [`External::create`] returns beyond success.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Created {
     /// Details only known at create time (a generated password, say).
     pub connection_details: ConnectionDetails,
+    /// The resource as the create call reported it, when it did: the runtime assesses it
+    /// instead of reading the resource again (a cloud that creates synchronously is Ready at
+    /// once).
+    pub record: Option<CloudRecord>,
+}
+
+/// One cloud resource as a read returned it. Opaque to the runtime: only the provider that
+/// read it interprets it, in [`External::assess`] and [`External::update`].
+#[derive(Clone)]
+pub struct CloudRecord(Arc<dyn Any + Send + Sync>);
+
+impl CloudRecord {
+    pub fn new<T: Any + Send + Sync>(record: T) -> Self {
+        Self(Arc::new(record))
+    }
+
+    /// The record as the provider's own type; `None` if it holds another type.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for CloudRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CloudRecord(..)")
+    }
+}
+
+/// One page of a sweep: the records of every resource in a scope, a page at a time.
+#[derive(Clone, Debug, Default)]
+pub struct SweepPage {
+    pub records: Vec<(ExternalName, CloudRecord)>,
+    /// The token of the next page; `None` on the last.
+    pub next: Option<String>,
 }
 
 /// How the runtime should react to a failed verb. Classified once, by the provider, from the
@@ -417,25 +452,71 @@ pub trait Provider: Send + Sync {
 }
 
 /// A connected cloud client for one kind. The contract every implementation keeps:
-/// - `observe` never mutates the cloud;
+/// - `read`, `assess` and `sweep_page` never mutate the cloud;
 /// - every verb is idempotent — calling it twice has the effect of calling it once;
 /// - `delete` treats "not found" as success;
 /// - errors carry an [`ErrorClass`] derived from the cloud's error code, never from text.
+///
+/// Observing is split in two so that one listing call can serve many resources: `read` (or a
+/// page of `sweep_page`) fetches the cloud's record, `assess` compares it with `forProvider`.
 pub trait External: Send + Sync {
-    /// The account or project calls are counted against (for [`Provider::rate_limit`]).
-    fn rate_key(&self) -> String;
+    /// The account region or project `managed` lives in. Client-side rate limits count calls
+    /// per scope (and ProviderConfig), and a sweep lists one scope.
+    fn scope(&self, managed: &Managed) -> String;
 
-    /// Reads the cloud resource named by `managed.external_name`.
+    /// Reads the cloud resource named by `managed.external_name`; `None` when there is none.
+    fn read<'a>(
+        &'a self,
+        managed: &'a Managed,
+    ) -> BoxFuture<'a, Result<Option<CloudRecord>, ProviderError>>;
+
+    /// Compares a record of this resource (from `read`, a sweep or `create`) with `forProvider`.
+    fn assess<'a>(
+        &'a self,
+        managed: &'a Managed,
+        record: &'a CloudRecord,
+    ) -> BoxFuture<'a, Result<Present, ProviderError>>;
+
+    /// Reads the resource and assesses it.
     fn observe<'a>(
         &'a self,
         managed: &'a Managed,
-    ) -> BoxFuture<'a, Result<Observation, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Observation, ProviderError>> {
+        Box::pin(async move {
+            match self.read(managed).await? {
+                None => Ok(Observation::Absent),
+                Some(record) => Ok(Observation::Present(self.assess(managed, &record).await?)),
+            }
+        })
+    }
+
+    /// Whether [`External::sweep_page`] lists resources (one call for many reads).
+    fn can_sweep(&self) -> bool {
+        false
+    }
+
+    /// One page of every resource of this kind in `scope` (a value [`External::scope`]
+    /// returned), starting at `page` (`None`: the first). Only called when `can_sweep`.
+    fn sweep_page<'a>(
+        &'a self,
+        scope: &'a str,
+        page: Option<String>,
+    ) -> BoxFuture<'a, Result<SweepPage, ProviderError>> {
+        let _ = (scope, page);
+        Box::pin(async { Ok(SweepPage::default()) })
+    }
 
     /// Creates the cloud resource under `managed.external_name`.
     fn create<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<Created, ProviderError>>;
 
     /// Changes the cloud resource so it matches `forProvider`, touching only differing fields.
-    fn update<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<(), ProviderError>>;
+    /// `record` is the observation the runtime decided on; a provider whose update is guarded
+    /// by a version (a GCS metageneration) fails with a retryable error if it is stale.
+    fn update<'a>(
+        &'a self,
+        managed: &'a Managed,
+        record: &'a CloudRecord,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
 
     /// Starts or completes deletion; not-found is success.
     fn delete<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<(), ProviderError>>;

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod reconcile;
 pub mod secrets;
 pub mod status;
+pub mod sweep;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector;
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use strata_controllers::leader::{self, LeaderElection};
 use strata_core::provider::{Provider, ResourceKind};
 use strata_core::wire::FIELD_MANAGER;
@@ -110,6 +112,31 @@ async fn install_crds(client: &Client, provider: &dyn Provider) -> Result<(), Er
         }
     }
 }
+
+/// What of a managed resource can change the runtime's next step: its spec (generation), its
+/// deletion, its finalizers and its annotations except the create bookkeeping the runtime writes
+/// itself. Status writes, ours or anyone's, never wake it; polls do.
+pub fn wake_key(object: &DynamicObject) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &object.metadata;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    for (key, value) in meta.annotations.iter().flatten() {
+        if !CREATE_BOOKKEEPING.contains(&key.as_str()) {
+            (key, value).hash(&mut hasher);
+        }
+    }
+    Some(hasher.finish())
+}
+
+/// The annotations the runtime writes around a cloud create.
+const CREATE_BOOKKEEPING: [&str; 3] = [
+    strata_core::wire::ANNOTATION_EXTERNAL_CREATE_PENDING,
+    strata_core::wire::ANNOTATION_EXTERNAL_CREATE_SUCCEEDED,
+    strata_core::wire::ANNOTATION_EXTERNAL_CREATE_FAILED,
+];
 
 /// The Kubernetes API resource of a provider's kind.
 pub fn api_resource(kind: &ResourceKind) -> ApiResource {
@@ -221,7 +248,16 @@ async fn run_controllers(
         let stop = shutdown.clone();
         async move {
             tracing::info!(kind = %resource.kind, "managed-resource controller started");
-            Controller::new_with(api, watcher::Config::default(), resource)
+            let writer = reflector::store::Writer::new(resource.clone());
+            let store = writer.as_reader();
+            // Wake only on what can change the decision: our own status and create-bookkeeping
+            // writes would otherwise each cost one more cloud read.
+            let trigger = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .predicate_filter(wake_key, PredicateConfig::default());
+            Controller::for_stream_with(trigger, store, resource)
                 .graceful_shutdown_on(stop)
                 .run(reconcile::reconcile, reconcile::error_policy, context)
                 .for_each(|result| async move {
@@ -234,4 +270,82 @@ async fn run_controllers(
     });
     futures_util::future::join_all(controllers).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(patch: serde_json::Value) -> DynamicObject {
+        let mut base = json!({
+            "apiVersion": "rds.aws.strata.dev/v1alpha1",
+            "kind": "DBInstance",
+            "metadata": {
+                "name": "db", "uid": "u1", "generation": 1,
+                "finalizers": [FINALIZER],
+                "annotations": {"strata.dev/external-name": "db"},
+            },
+            "spec": {"forProvider": {"region": "us-east-1"}},
+        });
+        merge(&mut base, patch);
+        serde_json::from_value(base).unwrap()
+    }
+
+    /// A JSON merge patch (RFC 7386).
+    fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+        match (target, patch) {
+            (serde_json::Value::Object(target), serde_json::Value::Object(patch)) => {
+                for (key, value) in patch {
+                    merge(target.entry(key).or_insert(serde_json::Value::Null), value);
+                }
+            }
+            (target, patch) => *target = patch,
+        }
+    }
+
+    #[test]
+    fn only_what_can_change_the_next_step_wakes_the_runtime() {
+        let before = wake_key(&object(json!({})));
+        let same = [
+            (
+                "a status write",
+                json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            (
+                "the create bookkeeping",
+                json!({"metadata": {"annotations": {
+                    "strata.dev/external-create-pending": "2026-01-01T00:00:00Z",
+                    "strata.dev/external-create-succeeded": "2026-01-01T00:00:01Z",
+                }}}),
+            ),
+            ("a label", json!({"metadata": {"labels": {"team": "web"}}})),
+        ];
+        for (reason, patch) in same {
+            assert_eq!(wake_key(&object(patch)), before, "{reason} does not wake");
+        }
+        let different = [
+            ("a spec change", json!({"metadata": {"generation": 2}})),
+            (
+                "deletion",
+                json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+            ),
+            (
+                "an adopted external name",
+                json!({"metadata": {"annotations": {"strata.dev/external-name": "legacy"}}}),
+            ),
+            (
+                "pausing",
+                json!({"metadata": {"annotations": {"strata.dev/paused": "true"}}}),
+            ),
+            (
+                "a finalizer change",
+                json!({"metadata": {"finalizers": []}}),
+            ),
+        ];
+        for (reason, patch) in different {
+            assert_ne!(wake_key(&object(patch)), before, "{reason} wakes");
+        }
+    }
 }

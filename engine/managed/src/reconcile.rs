@@ -13,9 +13,9 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use strata_core::provider::{
-    Condition, ConnectionDetails, CreateRecord, ErrorClass, External, ExternalName, Facts, Managed,
-    ManagementPolicies, Observation, Provider, ProviderError, RateLimitedVerbs, ResourceSpec,
-    SecretReference, Step, StopReason, next_step,
+    CloudRecord, Condition, ConnectionDetails, CreateRecord, ErrorClass, External, ExternalName,
+    Facts, Managed, ManagementPolicies, Observation, Provider, ProviderError, RateLimitedVerbs,
+    ResourceSpec, SecretReference, Step, StopReason, next_step,
 };
 use strata_core::wire::{
     ANNOTATION_EXTERNAL_CREATE_FAILED, ANNOTATION_EXTERNAL_CREATE_PENDING,
@@ -25,6 +25,7 @@ use strata_core::wire::{
 use crate::limits::{Failures, RateLimits, RetryKey};
 use crate::secrets::KubeSecrets;
 use crate::status::{self, Desired};
+use crate::sweep::{self, Snapshot, Source, Sweeps};
 use crate::{DEFAULT_PROVIDER_CONFIG, FINALIZER, Settings, api_resource};
 
 /// Errors of the Kubernetes side of a reconcile; cloud errors become conditions instead.
@@ -52,6 +53,7 @@ pub struct Context {
     secrets: KubeSecrets,
     limits: RateLimits,
     failures: Failures,
+    sweeps: Sweeps,
     /// Connected clients by ProviderConfig name and resourceVersion: a changed config reconnects.
     connections: Mutex<HashMap<(String, String), Arc<dyn External>>>,
 }
@@ -69,6 +71,7 @@ impl Context {
             limits: RateLimits::new(provider.rate_limit()),
             secrets: KubeSecrets::new(client.clone()),
             failures: Failures::default(),
+            sweeps: Sweeps::default(),
             connections: Mutex::new(HashMap::new()),
             client,
             provider,
@@ -129,17 +132,46 @@ impl Context {
         Ok(external)
     }
 
-    async fn limited(&self, external: &dyn External, mutating: bool) {
-        let limit = self.limits.limit();
-        if mutating || limit.verbs == RateLimitedVerbs::All {
-            self.limits.acquire(&external.rate_key()).await;
+    /// Waits for the client-side rate limit of `scope` when it counts `call`.
+    async fn limited(&self, scope: &str, call: Call) {
+        let counted = match self.limits.limit().verbs {
+            RateLimitedVerbs::All => true,
+            RateLimitedVerbs::CreateAndDelete => matches!(call, Call::Create | Call::Delete),
+        };
+        if counted {
+            self.limits.acquire(scope).await;
         }
     }
+}
+
+/// An observation and the record it was assessed from (for an update).
+struct Observed {
+    observation: Observation,
+    record: Option<CloudRecord>,
+}
+
+/// Where a resource's calls are counted and listed.
+struct Scope {
+    /// `<ProviderConfig>/<scope>`: the client-side rate limit's key.
+    rate_key: String,
+    /// The listing's key.
+    key: sweep::ScopeKey,
+}
+
+/// A kind of cloud call, for the client-side rate limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    Read,
+    Create,
+    Update,
+    Delete,
 }
 
 /// Everything read from the object once at the start of a reconcile.
 struct Object {
     name: String,
+    /// The ProviderConfig to connect with.
+    config_name: String,
     spec: ResourceSpec,
     deleting: bool,
     has_finalizer: bool,
@@ -193,7 +225,13 @@ fn read_object(object: &DynamicObject) -> Result<Result<Object, String>, Error> 
         at_provider: status.get("atProvider").cloned().unwrap_or(Value::Null),
         connection_secret: spec.write_connection_secret_to_ref.clone(),
     };
+    let config_name = spec
+        .provider_config_ref
+        .as_ref()
+        .map_or(DEFAULT_PROVIDER_CONFIG, |reference| reference.name.as_str())
+        .to_owned();
     Ok(Ok(Object {
+        config_name,
         retry_key: retry_key(object),
         deleting: object.metadata.deletion_timestamp.is_some(),
         has_finalizer: object.finalizers().iter().any(|f| f == FINALIZER),
@@ -459,12 +497,7 @@ impl Run<'_> {
         if let Some(left) = self.ctx.failures.wait_left(&name, object.retry_key) {
             return Ok(Action::requeue(left));
         }
-        let config_name = object
-            .spec
-            .provider_config_ref
-            .as_ref()
-            .map_or(DEFAULT_PROVIDER_CONFIG, |reference| reference.name.as_str());
-        let external = match self.ctx.connect(config_name).await {
+        let external = match self.ctx.connect(&object.config_name).await {
             Ok(external) => external,
             Err(error) => {
                 // Say which object could not connect: the ProviderConfig's own errors name only it.
@@ -477,13 +510,16 @@ impl Run<'_> {
                 return self.fail(&object, None, None, error).await;
             }
         };
-        self.ctx.limited(external.as_ref(), false).await;
-        let observation = match external.observe(&object.managed).await {
-            Ok(observation) => observation,
+        let scope = Scope {
+            rate_key: format!("{}/{}", object.config_name, external.scope(&object.managed)),
+            key: (object.config_name.clone(), external.scope(&object.managed)),
+        };
+        let observed = match self.observe(&object, external.as_ref(), &scope).await {
+            Ok(observed) => observed,
             Err(error) => return self.fail(&object, None, None, error).await,
         };
         let facts = Facts {
-            observation: &observation,
+            observation: &observed.observation,
             deleting: object.deleting,
             policies: &policies,
             deletion_policy: object.spec.deletion_policy,
@@ -497,15 +533,99 @@ impl Run<'_> {
         };
         let step = next_step(&facts);
         tracing::debug!(name, ?step, "managed-resource step");
-        self.act(object, observation, step, external.as_ref()).await
+        self.act(object, observed, step, &policies, external.as_ref(), &scope)
+            .await
+    }
+
+    /// Observes the cloud resource: from the scope's listing when it can answer, else by a read
+    /// of its own.
+    async fn observe(
+        &self,
+        object: &Object,
+        external: &dyn External,
+        scope: &Scope,
+    ) -> Result<Observed, ProviderError> {
+        let managed = &object.managed;
+        let mut facts = sweep::Facts {
+            can_sweep: external.can_sweep(),
+            deleting: object.deleting,
+            seen_before: !managed.at_provider.is_null(),
+            ready: status::is_true(&object.conditions, status::TYPE_READY),
+            last_write: self.ctx.sweeps.last_write(&object.name),
+            listing_taken: None,
+            now: std::time::Instant::now(),
+            poll_interval: self.ctx.settings.poll_interval,
+        };
+        let mut record = None;
+        if sweep::plan(&facts) != Source::Read {
+            // Concurrent polls of one scope wait here for a single listing.
+            let listing = self.ctx.sweeps.listing(&scope.key);
+            let mut listing = listing.lock().await;
+            facts.listing_taken = listing.as_ref().map(|snapshot| snapshot.taken);
+            facts.now = std::time::Instant::now();
+            let source = sweep::plan(&facts);
+            if source == Source::Relist {
+                *listing = Some(self.list(external, scope).await?);
+            }
+            if source != Source::Read {
+                record = listing
+                    .as_ref()
+                    .and_then(|snapshot| snapshot.records.get(&managed.external_name).cloned());
+            }
+        }
+        // A resource the listing lacks is read on its own: absence is never taken from a listing.
+        let record = match record {
+            Some(record) => Some(record),
+            None => {
+                self.ctx.limited(&scope.rate_key, Call::Read).await;
+                external.read(managed).await?
+            }
+        };
+        match record {
+            None => Ok(Observed {
+                observation: Observation::Absent,
+                record: None,
+            }),
+            Some(record) => Ok(Observed {
+                observation: Observation::Present(external.assess(managed, &record).await?),
+                record: Some(record),
+            }),
+        }
+    }
+
+    /// Lists a whole scope, a page at a time, each page counted against the rate limit.
+    async fn list(
+        &self,
+        external: &dyn External,
+        scope: &Scope,
+    ) -> Result<Snapshot, ProviderError> {
+        let taken = std::time::Instant::now();
+        let mut records = HashMap::new();
+        let mut page = None;
+        loop {
+            self.ctx.limited(&scope.rate_key, Call::Read).await;
+            let listed = external.sweep_page(&scope.key.1, page).await?;
+            records.extend(listed.records);
+            match listed.next {
+                Some(next) => page = Some(next),
+                None => break,
+            }
+        }
+        tracing::debug!(scope = %scope.rate_key, resources = records.len(), "listed");
+        Ok(Snapshot { taken, records })
     }
 
     async fn act(
         &self,
         object: Object,
-        observation: Observation,
+        Observed {
+            observation,
+            record,
+        }: Observed,
         step: Step,
+        policies: &ManagementPolicies,
         external: &dyn External,
+        scope: &Scope,
     ) -> Result<Action, Error> {
         let name = object.name.clone();
         let present = match &observation {
@@ -587,24 +707,75 @@ impl Run<'_> {
                 // mark newer than any outcome and stops instead of creating a duplicate.
                 self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_PENDING)
                     .await?;
-                self.ctx.limited(external, true).await;
-                match external.create(&object.managed).await {
+                self.ctx.limited(&scope.rate_key, Call::Create).await;
+                let created = external.create(&object.managed).await;
+                self.ctx.sweeps.wrote(&name);
+                match created {
                     Ok(created) => {
                         self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_SUCCEEDED)
                             .await?;
                         self.ctx.failures.clear(&name);
+                        // What the create answered is as good as a read: a resource the cloud
+                        // made synchronously is Ready now, without another call.
+                        let present = match &created.record {
+                            Some(record) => external.assess(&object.managed, record).await.ok(),
+                            None => None,
+                        };
+                        let mut details = created.connection_details;
+                        if let Some(present) = &present {
+                            details.extend(present.connection_details.clone());
+                        }
                         self.publish_connection(
                             object.managed.connection_secret.as_ref(),
-                            &created.connection_details,
+                            &details,
                         )
                         .await?;
+                        // Decide on the answer at once: a late initialization is written now
+                        // (its spec change brings us back), and only a resource with nothing
+                        // left to do is Ready.
+                        let follow = present.as_ref().map(|present| {
+                            let observation = Observation::Present(present.clone());
+                            next_step(&Facts {
+                                observation: &observation,
+                                deleting: false,
+                                policies,
+                                deletion_policy: object.spec.deletion_policy,
+                                create: CreateRecord::default(),
+                                paused: false,
+                                now: now().as_millisecond(),
+                            })
+                        });
+                        let done = follow == Some(Step::Nothing);
                         let desired = vec![
-                            Desired::ready(false, status::REASON_CREATING),
+                            if done {
+                                Desired::ready(true, status::REASON_AVAILABLE)
+                            } else {
+                                Desired::ready(false, status::REASON_CREATING)
+                            },
                             Desired::synced(),
                         ];
-                        self.record(&name, &object.conditions, &object.status, desired, None)
-                            .await?;
-                        Ok(Action::requeue(strata_core::provider::NOT_READY_POLL))
+                        let at_provider = present.as_ref().map(|p| &p.at_provider);
+                        self.record(
+                            &name,
+                            &object.conditions,
+                            &object.status,
+                            desired,
+                            at_provider,
+                        )
+                        .await?;
+                        match (follow, present.and_then(|p| p.late_init)) {
+                            (Some(Step::LateInitialize), Some(patch)) => {
+                                self.patch(
+                                    &name,
+                                    "late-initialize spec.forProvider",
+                                    json!({ "spec": { "forProvider": patch } }),
+                                )
+                                .await?;
+                                Ok(Action::await_change())
+                            }
+                            _ if done => Ok(Action::requeue(poll)),
+                            _ => Ok(Action::requeue(strata_core::provider::NOT_READY_POLL)),
+                        }
                     }
                     Err(error) => {
                         self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_FAILED)
@@ -620,8 +791,14 @@ impl Run<'_> {
                 }
             }
             Step::Update => {
-                self.ctx.limited(external, true).await;
-                match external.update(&object.managed).await {
+                let Some(record) = &record else {
+                    // `next_step` updates only what it observed.
+                    return Ok(Action::requeue(strata_core::provider::NOT_READY_POLL));
+                };
+                self.ctx.limited(&scope.rate_key, Call::Update).await;
+                let updated = external.update(&object.managed, record).await;
+                self.ctx.sweeps.wrote(&name);
+                match updated {
                     Ok(()) => {
                         self.ctx.failures.clear(&name);
                         self.record(
@@ -642,8 +819,10 @@ impl Run<'_> {
             }
             Step::Delete => {
                 let deleting = Desired::ready(false, status::REASON_DELETING);
-                self.ctx.limited(external, true).await;
-                match external.delete(&object.managed).await {
+                self.ctx.limited(&scope.rate_key, Call::Delete).await;
+                let deleted = external.delete(&object.managed).await;
+                self.ctx.sweeps.wrote(&name);
+                match deleted {
                     Ok(()) => {
                         self.record(
                             &name,
@@ -668,6 +847,7 @@ impl Run<'_> {
                 let body = json!({ "metadata": { "finalizers": finalizers, "resourceVersion": self.object.resource_version() } });
                 self.patch(&name, "remove finalizer", body).await?;
                 self.ctx.failures.clear(&name);
+                self.ctx.sweeps.forget(&name);
                 Ok(Action::await_change())
             }
         }

@@ -65,6 +65,13 @@ impl Desired {
     }
 }
 
+/// Whether `existing` holds a condition of `type_` with status `True`.
+pub fn is_true(existing: &[Condition], type_: &str) -> bool {
+    existing
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
 /// The Ready reason for an existing cloud resource that is not ready: `Creating` until it has
 /// been ready once, `Unavailable` after.
 pub fn not_ready_reason(existing: &[Condition]) -> &'static str {

@@ -9,8 +9,8 @@ use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::types::{DbInstance, Tag};
 use serde_json::Value;
 use strata_core::provider::{
-    BoxFuture, Created, ErrorClass, External, Managed, Observation, Present, ProviderError,
-    SecretKeySelector, Secrets,
+    BoxFuture, CloudRecord, Created, ErrorClass, External, ExternalName, Managed, Present,
+    ProviderError, SecretKeySelector, Secrets, SweepPage,
 };
 
 use crate::convert::{self, ObservedInstance};
@@ -137,6 +137,20 @@ impl RdsExternal {
     }
 }
 
+/// The instance a record holds: this provider's records always do.
+fn instance<'a>(
+    managed: &Managed,
+    record: &'a CloudRecord,
+) -> Result<&'a ObservedInstance, ProviderError> {
+    record.get::<ObservedInstance>().ok_or_else(|| {
+        ProviderError::terminal(
+            "assess DB instance",
+            managed.external_name.as_str(),
+            "the record is not an RDS DB instance",
+        )
+    })
+}
+
 /// Parses `spec.forProvider`.
 pub fn parameters(managed: &Managed) -> Result<DBInstanceParameters, ProviderError> {
     serde_json::from_value(managed.for_provider.clone()).map_err(|error| {
@@ -241,34 +255,89 @@ fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
+/// The largest page `DescribeDBInstances` returns.
+const SWEEP_PAGE_SIZE: i32 = 100;
+
 impl External for RdsExternal {
-    fn rate_key(&self) -> String {
-        format!("aws/{}", self.config_name)
+    /// RDS counts requests per account and region.
+    fn scope(&self, managed: &Managed) -> String {
+        managed
+            .for_provider
+            .get("region")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
     }
 
-    fn observe<'a>(
+    fn read<'a>(
         &'a self,
         managed: &'a Managed,
-    ) -> BoxFuture<'a, Result<Observation, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Option<CloudRecord>, ProviderError>> {
         Box::pin(async move {
             let params = parameters(managed)?;
-            let Some(observed) = self
+            let observed = self
                 .describe(&params, managed.external_name.as_str())
-                .await?
-            else {
-                return Ok(Observation::Absent);
-            };
+                .await?;
+            Ok(observed.map(CloudRecord::new))
+        })
+    }
+
+    fn assess<'a>(
+        &'a self,
+        managed: &'a Managed,
+        record: &'a CloudRecord,
+    ) -> BoxFuture<'a, Result<Present, ProviderError>> {
+        Box::pin(async move {
+            let params = parameters(managed)?;
+            let observed = instance(managed, record)?;
             let password = match Self::password_ref(managed, &params) {
                 Some(selector) => self.read_password(&selector).await?,
                 None => None,
             };
-            Ok(Observation::Present(Present {
-                up_to_date: convert::drift(&params, &observed).is_empty(),
-                late_init: convert::late_init(&params, &observed),
-                connection_details: convert::connection_details(&observed, password.as_deref()),
+            Ok(Present {
+                up_to_date: convert::drift(&params, observed).is_empty(),
+                late_init: convert::late_init(&params, observed),
+                connection_details: convert::connection_details(observed, password.as_deref()),
                 at_provider: serde_json::to_value(observed.at_provider()).unwrap_or(Value::Null),
                 ready: observed.ready(),
-            }))
+            })
+        })
+    }
+
+    fn can_sweep(&self) -> bool {
+        true
+    }
+
+    /// `DescribeDBInstances` without an identifier: up to 100 instances of the region per call.
+    fn sweep_page<'a>(
+        &'a self,
+        scope: &'a str,
+        page: Option<String>,
+    ) -> BoxFuture<'a, Result<SweepPage, ProviderError>> {
+        Box::pin(async move {
+            let output = self
+                .client(scope)
+                .describe_db_instances()
+                .max_records(SWEEP_PAGE_SIZE)
+                .set_marker(page)
+                .send()
+                .await
+                .map_err(|error| self.classify("list DB instances", scope, &error))?;
+            let records = output
+                .db_instances()
+                .iter()
+                .filter_map(|instance| {
+                    let id = instance.db_instance_identifier()?;
+                    Some((
+                        ExternalName::new(id),
+                        CloudRecord::new(observed_instance(instance)),
+                    ))
+                })
+                .collect();
+            Ok(SweepPage {
+                records,
+                next: output.marker().map(str::to_owned),
+            })
         })
     }
 
@@ -295,32 +364,32 @@ impl External for RdsExternal {
                 .set_backup_retention_period(params.backup_retention_period)
                 .set_deletion_protection(params.deletion_protection)
                 .set_tags(params.tags.as_ref().map(tags));
-            match request.send().await {
+            let record = match request.send().await {
                 // The identifier is unique per account and region, so an existing instance under
                 // our external name is the one this create is about: creating is idempotent.
-                Err(error) if error_code(&error) == Some("DBInstanceAlreadyExists") => {}
+                Err(error) if error_code(&error) == Some("DBInstanceAlreadyExists") => None,
                 Err(error) => return Err(self.classify("create DB instance", id, &error)),
-                Ok(_) => {}
-            }
+                Ok(output) => output
+                    .db_instance()
+                    .map(|instance| CloudRecord::new(observed_instance(instance))),
+            };
             Ok(Created {
                 connection_details: [("password".to_owned(), password)].into(),
+                record,
             })
         })
     }
 
-    fn update<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn update<'a>(
+        &'a self,
+        managed: &'a Managed,
+        record: &'a CloudRecord,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let params = parameters(managed)?;
             let id = managed.external_name.as_str();
-            let Some(observed) = self.describe(&params, id).await? else {
-                return Err(ProviderError::new(
-                    ErrorClass::Transient,
-                    "update DB instance",
-                    id,
-                    "the instance no longer exists",
-                ));
-            };
-            let drift = convert::drift(&params, &observed);
+            let observed = instance(managed, record)?;
+            let drift = convert::drift(&params, observed);
             let client = self.client(&params.region);
             if !drift.modify.is_empty() {
                 let modify = &drift.modify;

@@ -17,7 +17,8 @@ use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketReque
 use reqwest::Url;
 use serde_json::Value;
 use strata_core::provider::{
-    BoxFuture, Created, ErrorClass, External, Managed, Observation, Present, ProviderError,
+    BoxFuture, CloudRecord, Created, ErrorClass, External, ExternalName, Managed, Present,
+    ProviderError, SweepPage,
 };
 use token_source::TokenSource;
 
@@ -29,6 +30,10 @@ const GET: &str = "get bucket";
 const CREATE: &str = "create bucket";
 const UPDATE: &str = "update bucket";
 const DELETE: &str = "delete bucket";
+const LIST: &str = "list buckets";
+
+/// Buckets per page of a sweep (the API's maximum is 1,000).
+const SWEEP_PAGE_SIZE: u32 = 1_000;
 
 /// The Cloud Storage JSON API over HTTP with the provider's credentials, for the calls the SDK
 /// cannot make faithfully.
@@ -112,13 +117,14 @@ impl JsonApi {
     }
 
     /// `PATCH /storage/v1/b/NAME` with exactly `body`, only if the bucket is still at
-    /// `metageneration` (`0`: unconditionally).
+    /// `metageneration` (`0`: unconditionally). Returns the bucket as the API reports it after
+    /// the change.
     pub async fn patch_bucket(
         &self,
         name: &str,
         metageneration: i64,
         body: &Value,
-    ) -> Result<(), ProviderError> {
+    ) -> Result<Value, ProviderError> {
         let mut url = self.bucket_url(UPDATE, name)?;
         // GCS always reports a metageneration; a bucket read without one is patched as is.
         if metageneration > 0 {
@@ -130,9 +136,56 @@ impl JsonApi {
             .await?;
         let code = response.status().as_u16();
         if (200..300).contains(&code) {
-            return Ok(());
+            return response
+                .json()
+                .await
+                .map_err(|error| classify(UPDATE, name, None, error));
         }
         Err(failure(UPDATE, name, code, response).await)
+    }
+
+    /// One page of `GET /storage/v1/b?project=PROJECT`: the buckets and the next page's token.
+    pub async fn list_buckets(
+        &self,
+        project: &str,
+        page: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>), ProviderError> {
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .map_err(|()| {
+                ProviderError::terminal(
+                    LIST,
+                    project,
+                    format!("the endpoint {} cannot carry a path", self.endpoint),
+                )
+            })?
+            .pop_if_empty()
+            .extend(["storage", "v1", "b"]);
+        url.query_pairs_mut()
+            .append_pair("project", project)
+            .append_pair("maxResults", &SWEEP_PAGE_SIZE.to_string());
+        if let Some(page) = page {
+            url.query_pairs_mut().append_pair("pageToken", page);
+        }
+        let response = self.send(LIST, project, self.http.get(url)).await?;
+        let code = response.status().as_u16();
+        if !(200..300).contains(&code) {
+            return Err(failure(LIST, project, code, response).await);
+        }
+        let mut listing: Value = response
+            .json()
+            .await
+            .map_err(|error| classify(LIST, project, None, error))?;
+        let items = match listing.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let next = listing
+            .get("nextPageToken")
+            .and_then(Value::as_str)
+            .filter(|token| !token.is_empty())
+            .map(str::to_owned);
+        Ok((items, next))
     }
 }
 
@@ -184,10 +237,32 @@ impl BucketExternal {
         let Some(bucket) = self.api.get_bucket(name).await? else {
             return Ok(None);
         };
-        convert::observed_bucket(&bucket)
-            .map(Some)
-            .map_err(|message| ProviderError::terminal(GET, name, message))
+        read_bucket(GET, name, &bucket).map(Some)
     }
+}
+
+/// The bucket a JSON API resource describes, or a terminal error naming what is malformed.
+fn read_bucket(
+    operation: &'static str,
+    name: &str,
+    bucket: &Value,
+) -> Result<ObservedBucket, ProviderError> {
+    convert::observed_bucket(bucket)
+        .map_err(|message| ProviderError::terminal(operation, name, message))
+}
+
+/// The bucket a record holds: this provider's records always do.
+fn bucket<'a>(
+    managed: &Managed,
+    record: &'a CloudRecord,
+) -> Result<&'a ObservedBucket, ProviderError> {
+    record.get::<ObservedBucket>().ok_or_else(|| {
+        ProviderError::terminal(
+            GET,
+            managed.external_name.as_str(),
+            "the record is not a Cloud Storage bucket",
+        )
+    })
 }
 
 fn parameters(managed: &Managed) -> Result<BucketParameters, ProviderError> {
@@ -245,24 +320,39 @@ fn classify(
 }
 
 impl External for BucketExternal {
-    fn rate_key(&self) -> String {
-        format!("gcp/{}", self.config_name)
+    /// GCS limits bucket creation and deletion per project.
+    fn scope(&self, managed: &Managed) -> String {
+        managed
+            .for_provider
+            .get("project")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
     }
 
-    fn observe<'a>(
+    fn read<'a>(
         &'a self,
         managed: &'a Managed,
-    ) -> BoxFuture<'a, Result<Observation, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Option<CloudRecord>, ProviderError>> {
+        Box::pin(async move {
+            let observed = self.get(managed.external_name.as_str()).await?;
+            Ok(observed.map(CloudRecord::new))
+        })
+    }
+
+    fn assess<'a>(
+        &'a self,
+        managed: &'a Managed,
+        record: &'a CloudRecord,
+    ) -> BoxFuture<'a, Result<Present, ProviderError>> {
         Box::pin(async move {
             let params = parameters(managed)?;
             let name = managed.external_name.as_str();
-            let Some(observed) = self.get(name).await? else {
-                return Ok(Observation::Absent);
-            };
-            let at_provider = convert::at_provider(name, &self.endpoint, &observed);
-            Ok(Observation::Present(Present {
-                up_to_date: convert::drift(&params, &observed).is_empty(),
-                late_init: convert::late_init(&params, &observed),
+            let observed = bucket(managed, record)?;
+            let at_provider = convert::at_provider(name, &self.endpoint, observed);
+            Ok(Present {
+                up_to_date: convert::drift(&params, observed).is_empty(),
+                late_init: convert::late_init(&params, observed),
                 connection_details: [
                     ("bucket".to_owned(), name.to_owned()),
                     ("url".to_owned(), at_provider.url.clone()),
@@ -271,7 +361,33 @@ impl External for BucketExternal {
                 .into(),
                 at_provider: serde_json::to_value(at_provider).unwrap_or(Value::Null),
                 ready: true,
-            }))
+            })
+        })
+    }
+
+    fn can_sweep(&self) -> bool {
+        true
+    }
+
+    /// The project's buckets, up to 1,000 per call.
+    fn sweep_page<'a>(
+        &'a self,
+        scope: &'a str,
+        page: Option<String>,
+    ) -> BoxFuture<'a, Result<SweepPage, ProviderError>> {
+        Box::pin(async move {
+            let (items, next) = self.api.list_buckets(scope, page.as_deref()).await?;
+            let mut records = Vec::with_capacity(items.len());
+            for item in &items {
+                let Some(name) = item.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                records.push((
+                    ExternalName::new(name),
+                    CloudRecord::new(read_bucket(LIST, name, item)?),
+                ));
+            }
+            Ok(SweepPage { records, next })
         })
     }
 
@@ -291,33 +407,65 @@ impl External for BucketExternal {
             };
             // Bucket names are global, so a 409 after observe found nothing means someone else's
             // bucket: that is reported, never silently adopted.
-            self.client
+            let created = self
+                .client
                 .insert_bucket(&request)
                 .await
                 .map_err(|error| classify(CREATE, name, status(&error), error))?;
-            Ok(Created::default())
+            // The insert answers with the bucket; if its form cannot be read, the runtime reads
+            // the bucket again instead.
+            let record = serde_json::to_value(&created)
+                .ok()
+                .and_then(|bucket| convert::observed_bucket(&bucket).ok())
+                .map(CloudRecord::new);
+            Ok(Created {
+                connection_details: Default::default(),
+                record,
+            })
         })
     }
 
-    fn update<'a>(&'a self, managed: &'a Managed) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn update<'a>(
+        &'a self,
+        managed: &'a Managed,
+        record: &'a CloudRecord,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let params = parameters(managed)?;
             let name = managed.external_name.as_str();
-            let Some(observed) = self.get(name).await? else {
-                return Err(ProviderError::new(
-                    ErrorClass::Transient,
-                    UPDATE,
-                    name,
-                    "the bucket no longer exists",
-                ));
-            };
-            let body = convert::patch_body(&params, &observed)
+            let observed = bucket(managed, record)?;
+            let body = convert::patch_body(&params, observed)
                 .map_err(|message| ProviderError::terminal(UPDATE, name, message))?;
-            if body.as_object().is_some_and(|fields| !fields.is_empty()) {
+            if let Some(fields) = body.as_object().filter(|fields| !fields.is_empty()) {
                 self.updates.wait_turn(name).await;
-                self.api
+                let after = self
+                    .api
                     .patch_bucket(name, observed.metageneration, &body)
                     .await?;
+                let after = read_bucket(UPDATE, name, &after)?;
+                let unapplied = convert::patch_body(&params, &after)
+                    .map_err(|message| ProviderError::terminal(UPDATE, name, message))?;
+                let unapplied: Vec<&str> = unapplied
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|left| left.keys())
+                    .filter(|field| fields.contains_key(*field))
+                    .map(String::as_str)
+                    .collect();
+                if !unapplied.is_empty() {
+                    // Patching again would change nothing: say so instead of writing every poll.
+                    return Err(ProviderError::terminal(
+                        UPDATE,
+                        name,
+                        format!(
+                            "the storage endpoint {} (ProviderConfig {}) accepted the update but \
+                             did not store {}; it does not support these settings",
+                            self.endpoint,
+                            self.config_name,
+                            unapplied.join(", ")
+                        ),
+                    ));
+                }
             }
             if !convert::same_location(&params.location, &observed.location) {
                 return Err(ProviderError::terminal(

@@ -9,7 +9,7 @@ use strata_core::provider::{ErrorClass, External, Observation};
 
 use crate::support::{
     Emulator, Log, MemorySecrets, TempDir, authorizations, bucket, connect, oauth_token_endpoint,
-    recording_proxy, rsa_key_pair, service_account_key, sts_endpoint,
+    recording_proxy, rsa_key_pair, service_account_key, sts_endpoint, update,
 };
 
 const CLIENT_EMAIL: &str = "strata@demo.iam.gserviceaccount.com";
@@ -23,7 +23,7 @@ async fn exercise(buckets: &dyn External, name: &str) {
     assert_eq!(buckets.observe(&logs).await.unwrap(), Observation::Absent);
     buckets.create(&logs).await.unwrap();
     logs.for_provider["versioning"] = json!(true);
-    buckets.update(&logs).await.unwrap();
+    update(buckets, &logs).await.unwrap();
     buckets.delete(&logs).await.unwrap();
 }
 

@@ -436,6 +436,15 @@ pub fn bucket(external_name: &str, location: &str) -> Managed {
     }
 }
 
+/// Reads the bucket and updates it from that record, as the runtime does.
+pub async fn update(external: &dyn External, managed: &Managed) -> Result<(), ProviderError> {
+    let record = external
+        .read(managed)
+        .await?
+        .expect("the bucket to update exists");
+    external.update(managed, &record).await
+}
+
 pub fn present(observation: Observation) -> Present {
     match observation {
         Observation::Present(present) => present,

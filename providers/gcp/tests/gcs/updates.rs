@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Emulator, MemorySecrets, bucket, connect, http, present, recording_proxy};
+use crate::support::{
+    Emulator, MemorySecrets, bucket, connect, http, present, recording_proxy, update,
+};
 
 async fn bucket_json(endpoint: &str, name: &str) -> Value {
     http()
@@ -47,7 +49,7 @@ async fn an_update_changes_the_managed_field_and_keeps_cors_and_website_set_behi
         !present(buckets.observe(&site).await.unwrap()).up_to_date,
         "versioning is drift"
     );
-    buckets.update(&site).await.unwrap();
+    update(buckets.as_ref(), &site).await.unwrap();
 
     let after = bucket_json(&gcs.url, "strata-site").await;
     assert_eq!(
@@ -92,10 +94,10 @@ async fn back_to_back_updates_of_one_bucket_are_spaced_a_second_apart() {
     let mut media = bucket("strata-media", "US");
     buckets.create(&media).await.unwrap();
     media.for_provider["labels"] = json!({"team": "web"});
-    buckets.update(&media).await.unwrap();
+    update(buckets.as_ref(), &media).await.unwrap();
     let first = Instant::now();
     media.for_provider["versioning"] = json!(true);
-    buckets.update(&media).await.unwrap();
+    update(buckets.as_ref(), &media).await.unwrap();
     assert!(
         first.elapsed() >= Duration::from_millis(900),
         "the second update waited for its turn: {:?}",
@@ -120,7 +122,7 @@ async fn a_bucket_the_emulator_placed_elsewhere_is_reported_as_location_drift() 
     let found = bucket_json(&gcs.url, "strata-eu").await;
     assert_eq!(found["location"], "US-CENTRAL1", "{found}");
     assert!(!present(buckets.observe(&eu).await.unwrap()).up_to_date);
-    let error = buckets.update(&eu).await.unwrap_err();
+    let error = update(buckets.as_ref(), &eu).await.unwrap_err();
     assert!(
         error.message.contains("EU") && error.message.contains("US-CENTRAL1"),
         "the condition names both locations: {error}"
