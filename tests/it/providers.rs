@@ -456,6 +456,145 @@ async fn rds_web_identity_credentials_are_exchanged_at_sts_for_every_call() {
     std::fs::remove_dir_all(&token_dir).unwrap();
 }
 
+/// What a parent test hands the child process: the RDS endpoint to use.
+const CHILD_ENDPOINT: &str = "STRATA_AWS_TEST_CHILD_ENDPOINT";
+
+/// Runs [`rds_environment_credentials_in_a_child_process`] in a child process with exactly the
+/// AWS variables in `env` (the environment is process-wide: setting it here would race other
+/// tests).
+async fn run_child_with_aws_environment(endpoint: &str, env: &[(&str, String)]) {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = std::process::Command::new(exe);
+    command
+        .args([
+            "rds_environment_credentials_in_a_child_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENDPOINT, endpoint);
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ENDPOINT_URL",
+    ] {
+        command.env_remove(name);
+    }
+    command.env("AWS_CONFIG_FILE", "/nonexistent/strata-test");
+    command.env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/strata-test");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "run by the rds_environment_* tests in a child process with the AWS variables set"]
+async fn rds_environment_credentials_in_a_child_process() {
+    let endpoint = std::env::var(CHILD_ENDPOINT).expect("run by the rds_environment_* tests");
+    let config = json!({
+        "metadata": {"name": "environment"},
+        "spec": {"credentials": {"source": "Environment"}, "endpoint": {"url": endpoint}},
+    });
+    let rds = AwsRdsProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    let db = managed(
+        "env-db",
+        "env-db",
+        postgres("db.t3.micro"),
+        Some("env-db-conn"),
+    );
+    assert_eq!(rds.observe(&db).await.unwrap(), Observation::Absent);
+    rds.create(&db).await.unwrap();
+    assert!(present(rds.observe(&db).await.unwrap()).ready);
+}
+
+#[tokio::test]
+async fn rds_environment_credentials_are_the_sdk_default_chain_keys() {
+    let moto = Emulator::moto();
+    let proxy = cloud_proxy::CloudProxy::start(&moto.url, cloud_proxy::rds_call, None).await;
+    run_child_with_aws_environment(
+        &proxy.url,
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIASTRATAENVIRONMENT".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "environment-secret".to_owned()),
+        ],
+    )
+    .await;
+    let calls = proxy.calls();
+    assert!(calls.len() >= 3, "observe, create, observe: {calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.access_key.as_deref() == Some("AKIASTRATAENVIRONMENT")),
+        "every call is signed with the environment's key: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn rds_environment_credentials_follow_a_web_identity_token_through_sts() {
+    let moto = Emulator::moto();
+    let proxy = cloud_proxy::CloudProxy::start(&moto.url, cloud_proxy::rds_call, None).await;
+    let dir = std::env::temp_dir().join(format!("strata-env-web-identity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.e30.signature\n").unwrap();
+    // The SDK's own chain: a projected service-account token and a role, as on EKS.
+    run_child_with_aws_environment(
+        &proxy.url,
+        &[
+            (
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/strata".to_owned(),
+            ),
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                token_file.to_string_lossy().into_owned(),
+            ),
+            ("AWS_ENDPOINT_URL", proxy.url.clone()),
+        ],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    let calls = proxy.calls();
+    let exchange = calls
+        .iter()
+        .position(|c| c.operation == "AssumeRoleWithWebIdentity")
+        .expect("the token was exchanged at STS");
+    let rds_calls: Vec<_> = calls
+        .iter()
+        .filter(|c| c.operation.contains("DBInstance"))
+        .collect();
+    assert!(rds_calls.len() >= 3, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .position(|c| c.operation.contains("DBInstance"))
+            .is_some_and(|first| first > exchange),
+        "STS answered before the first RDS call: {calls:?}"
+    );
+    assert!(
+        rds_calls
+            .iter()
+            .all(|c| c.access_key.as_deref().is_some_and(|key| !key.is_empty())),
+        "every RDS call is signed with the exchanged credentials: {rds_calls:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Google Cloud Storage against fake-gcs-server and gcp-storage-emulator
 // ---------------------------------------------------------------------------------------------
@@ -609,6 +748,7 @@ mod runtime {
 
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::ResourceExt;
     use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
     use serde_json::{Value, json};
     use strata_apiserver::{Server, ServerConfig};
@@ -624,7 +764,7 @@ mod runtime {
         ResourceKind, Secrets,
     };
 
-    use super::cloud_proxy::{CloudProxy, Fault, Injector, rds_call};
+    use super::cloud_proxy::{CloudProxy, Fault, Injector, gcs_call, rds_call};
     use super::{Emulator, raw_rds};
 
     /// An embedded control plane on its own runtime thread, stopped on drop.
@@ -991,9 +1131,15 @@ mod runtime {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn claims_reach_ready_through_compositions_and_both_clouds_then_delete_cleanly() {
+    async fn claims_reach_ready_through_compositions_and_both_clouds_in_graph_order_then_delete_cleanly()
+     {
         let moto = Emulator::moto();
-        let gcs = Emulator::fake_gcs();
+        // gcp-storage-emulator stores what a PATCH sets, so the buckets converge (Synced=True);
+        // fake-gcs-server drops labels and lifecycle rules and would leave them Synced=False.
+        let gcs = Emulator::gcp_storage_emulator();
+        // Every cloud call is recorded, so the order across the two clouds can be checked.
+        let rds = CloudProxy::start(&moto.url, rds_call, None).await;
+        let storage = CloudProxy::start(&gcs.url, gcs_call, None).await;
         let plane = ControlPlane::start("claims");
         let client = plane.client().await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -1038,7 +1184,7 @@ mod runtime {
         .await;
         let aws = format!(
             "apiVersion: v1\nkind: Namespace\nmetadata: {{name: strata-system}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: aws-credentials, namespace: strata-system}}\nstringData: {{aws_access_key_id: testing, aws_secret_access_key: testing}}\n---\napiVersion: aws.strata.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: default}}\nspec: {{credentials: {{source: Secret, secretRef: {{namespace: strata-system, name: aws-credentials}}}}, endpoint: {{url: '{}'}}}}\n---\napiVersion: gcp.strata.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: default}}\nspec: {{credentials: {{source: Anonymous}}, endpoint: '{}'}}\n",
-            moto.url, gcs.url
+            rds.url, storage.url
         );
         let configs = plane.dir.join("configs.yaml");
         std::fs::write(&configs, aws).unwrap();
@@ -1052,6 +1198,8 @@ mod runtime {
                 "compositions/postgres",
                 "-f",
                 "compositions/objectstore",
+                "-f",
+                "compositions/app-environment",
             ],
         );
         eventually(
@@ -1061,7 +1209,11 @@ mod runtime {
                 let served = std::process::Command::new("kubectl")
                     .arg("--kubeconfig")
                     .arg(&kubeconfig)
-                    .args(["get", "postgresqlinstances,objectstores", "-A"])
+                    .args([
+                        "get",
+                        "postgresqlinstances,objectstores,appenvironments",
+                        "-A",
+                    ])
                     .output()
                     .ok()?;
                 served.status.success().then_some(())
@@ -1076,6 +1228,8 @@ mod runtime {
                 "examples/claims/postgres.yaml",
                 "-f",
                 "examples/claims/objectstores.yaml",
+                "-f",
+                "examples/claims/app-environment.yaml",
             ],
         );
         kubectl(
@@ -1123,10 +1277,35 @@ mod runtime {
                 connection.keys()
             );
         }
+        kubectl(
+            &kubeconfig,
+            &[
+                "-n",
+                "shop",
+                "wait",
+                "--for=condition=Ready",
+                "appenvironment/shop-staging",
+                "--timeout=120s",
+            ],
+        );
+        let shop: Api<Secret> = Api::namespaced(client.clone(), "shop");
+        let environment = shop
+            .get("shop-staging-env")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default();
+        for key in ["endpoint", "port", "username", "password", "bucket", "url"] {
+            assert!(
+                environment.contains_key(key),
+                "the multi-cloud claim's secret carries {key}: {:?}",
+                environment.keys()
+            );
+        }
         assert_eq!(
             bucket_names(&gcs.url).await.len(),
-            2,
-            "one bucket per ObjectStore"
+            3,
+            "one bucket per ObjectStore and one for the environment"
         );
         assert_eq!(
             raw_rds(&moto.url)
@@ -1137,7 +1316,56 @@ mod runtime {
                 .unwrap()
                 .db_instances()
                 .len(),
-            1
+            2
+        );
+        // Every bucket converged: the emulator stored what the first PATCH set.
+        let buckets: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&strata_provider_gcp::GcsBucketProvider.managed_kind()),
+        );
+        for bucket in buckets.list(&Default::default()).await.unwrap() {
+            let synced = condition(&bucket, "Synced").cloned().unwrap_or_default();
+            assert_eq!(synced["status"], "True", "{}: {synced}", bucket.name_any());
+        }
+        // The environment's database reads the bucket's URL: the bucket was created first, and
+        // the database carries the URL as a tag.
+        let dbs: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsRdsProvider.managed_kind()),
+        );
+        let shop_db = dbs
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|db| db.name_any().starts_with("shop-staging"))
+            .expect("the environment's DBInstance");
+        let shop_bucket = buckets
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|bucket| bucket.name_any().starts_with("shop-staging"))
+            .expect("the environment's Bucket");
+        let (db_id, bucket_id) = (shop_db.name_any(), shop_bucket.name_any());
+        assert_eq!(
+            shop_db.data.pointer("/spec/forProvider/tags/assets-bucket"),
+            Some(&json!(format!("gs://{bucket_id}")))
+        );
+        let first = |proxy: &CloudProxy, operation: &str, resource: &str| {
+            proxy
+                .calls()
+                .iter()
+                .find(|c| c.operation == operation && c.resource == resource)
+                .map(|c| c.at)
+        };
+        let bucket_created = first(&storage, "buckets.insert", &bucket_id).expect("inserted");
+        let db_created = first(&rds, "CreateDBInstance", &db_id).expect("created");
+        assert!(
+            bucket_created < db_created,
+            "the bucket is created before the database that depends on it"
         );
 
         kubectl(
@@ -1148,6 +1376,8 @@ mod runtime {
                 "examples/claims/postgres.yaml",
                 "-f",
                 "examples/claims/objectstores.yaml",
+                "-f",
+                "examples/claims/app-environment.yaml",
                 "--wait=true",
                 "--timeout=180s",
             ],
@@ -1168,6 +1398,12 @@ mod runtime {
             },
         )
         .await;
+        let db_deleted = first(&rds, "DeleteDBInstance", &db_id).expect("deleted");
+        let bucket_deleted = first(&storage, "buckets.delete", &bucket_id).expect("deleted");
+        assert!(
+            db_deleted < bucket_deleted,
+            "the database is deleted before the bucket it depends on"
+        );
 
         let _ = stop.send(true);
         runtime.await.unwrap().unwrap();

