@@ -429,6 +429,43 @@ fn a_claim_composes_in_graph_order_converges_without_writes_and_deletes_in_rever
     }
     assert!(tree.contains(&format!("Secret/team/{xr}-d (d)")), "{tree}");
 
+    // `strata trace --watch` prints the tree again whenever an object in it changes, and stops
+    // by itself when the claim is gone.
+    let mut live = Killed(
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "trace",
+                "database/db",
+                "-n",
+                "team",
+                "--watch",
+                "-o",
+                "json",
+                "--kubeconfig",
+            ])
+            .arg(&c.kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let trees: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let reader = {
+        let trees = trees.clone();
+        let stdout = live.0.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                trees
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
+            }
+        })
+    };
+    c.eventually("the first live tree", 30, || {
+        trees.lock().unwrap().first().cloned()
+    });
+
     // Several 2-second resyncs of the converged XR write nothing.
     let versions = || -> Vec<Value> {
         let mut v = vec![
@@ -462,7 +499,18 @@ fn a_claim_composes_in_graph_order_converges_without_writes_and_deletes_in_rever
             .then_some(())
     });
 
-    // Deleting the claim deletes everything, dependents first.
+    // Deleting the claim deletes everything, dependents first; in the foreground, so the live
+    // trace follows the composed resources going.
+    c.kubectl_ok(&[
+        "patch",
+        "database",
+        "db",
+        "-n",
+        "team",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"compositeDeletePolicy": "Foreground"}}"#,
+    ]);
     c.kubectl_ok(&["delete", "database", "db", "-n", "team", "--wait=false"]);
     c.eventually(
         "the claim, the XR and the composed resources to go",
@@ -480,6 +528,29 @@ fn a_claim_composes_in_graph_order_converges_without_writes_and_deletes_in_rever
     c.eventually("the watch to see the deletions", 10, || {
         (cm_order.lock().unwrap().1.len() == 3).then_some(())
     });
+    let status = c.eventually("the live trace to stop with its object", 30, || {
+        live.0.try_wait().unwrap()
+    });
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut live.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("database/db is gone"), "{stderr}");
+    let trees = trees.lock().unwrap();
+    assert_eq!(trees[0]["ready"], "True", "{}", trees[0]);
+    assert_eq!(
+        trees[0]["children"][0]["children"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let missing = |tree: &Value| tree.to_string().contains(r#""exists":false"#);
+    assert!(!missing(&trees[0]), "{}", trees[0]);
+    assert!(
+        trees.iter().skip(1).any(missing),
+        "a later tree shows composed resources going: {trees:#?}"
+    );
     assert_eq!(
         cm_order.lock().unwrap().1,
         ["c", "b", "a"],

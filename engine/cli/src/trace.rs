@@ -1,6 +1,7 @@
 //! `strata trace KIND/NAME`: the claim → XR → composed resource tree with each object's
 //! `Synced` and `Ready` state, read from a cluster.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -24,6 +25,10 @@ pub struct TraceArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = TraceFormat::Tree)]
     pub output: TraceFormat,
+    /// Keep watching: print the tree again whenever an object in it changes (JSON as one
+    /// document per line), until the object is deleted or Ctrl-C.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
     /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster configuration).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -36,17 +41,67 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let client = strata_controllers::client(args.kubeconfig.as_deref())
         .await
         .context("connecting to the Kubernetes API")?;
+    if args.watch {
+        return watch(&client, kind, name, &args).await;
+    }
     let root = strata_controllers::trace::trace(&client, kind, name, Some(&args.namespace))
         .await
         .with_context(|| format!("tracing {}", args.object))?;
-    let text = match args.output {
-        TraceFormat::Tree => strata_controllers::trace::render_tree(&root),
-        TraceFormat::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&root).context("serializing the trace")?
-        ),
-        TraceFormat::Dot => strata_controllers::trace::render_dot(&root),
-    };
-    print!("{text}");
+    print!("{}", render(&root, args.output, false)?);
     Ok(())
+}
+
+/// Prints every new tree until the object is gone or the user interrupts.
+async fn watch(
+    client: &kube::Client,
+    kind: &str,
+    name: &str,
+    args: &TraceArgs,
+) -> anyhow::Result<()> {
+    let mut failed = None;
+    let live =
+        strata_controllers::trace::watch(client, kind, name, Some(&args.namespace), |root| {
+            match render(root, args.output, true) {
+                Ok(text) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+                }
+                Err(error) => failed = Some(error),
+            }
+        });
+    tokio::select! {
+        result = live => result.with_context(|| format!("tracing {}", args.object))?,
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    }
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    eprintln!("{} is gone", args.object);
+    Ok(())
+}
+
+/// One tree in the chosen format; a watched tree in tree form starts with a timestamp line, and
+/// watched JSON is one compact document per line.
+fn render(
+    root: &strata_controllers::trace::TraceNode,
+    format: TraceFormat,
+    watching: bool,
+) -> anyhow::Result<String> {
+    Ok(match (format, watching) {
+        (TraceFormat::Tree, false) => strata_controllers::trace::render_tree(root),
+        (TraceFormat::Tree, true) => format!(
+            "--- {}\n{}",
+            jiff::Timestamp::now().strftime("%H:%M:%S"),
+            strata_controllers::trace::render_tree(root)
+        ),
+        (TraceFormat::Json, false) => format!(
+            "{}\n",
+            serde_json::to_string_pretty(root).context("serializing the trace")?
+        ),
+        (TraceFormat::Json, true) => format!(
+            "{}\n",
+            serde_json::to_string(root).context("serializing the trace")?
+        ),
+        (TraceFormat::Dot, _) => strata_controllers::trace::render_dot(root),
+    })
 }

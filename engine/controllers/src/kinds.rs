@@ -40,6 +40,11 @@ impl Kinds {
         }
     }
 
+    /// The client kinds are resolved with.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<Kind> {
         let key = (api_version.to_owned(), kind.to_owned());
         if let Some(k) = self

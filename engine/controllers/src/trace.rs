@@ -1,15 +1,22 @@
 //! `strata trace`: the tree below a claim or XR (claim → XR → composed resources, recursively
 //! through nested XRs), with each object's `Synced` and `Ready` conditions. Reading only.
 //!
-//! [`trace`] observes through the API; [`render_tree`] and [`render_dot`] are pure.
+//! [`trace`] observes through the API once, [`watch`] again whenever an object in the tree
+//! changes; [`render_tree`] and [`render_dot`] are pure.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
+use kube::core::PartialObjectMeta;
 use kube::discovery::{Discovery, Scope};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::inventory::ResourceRef;
@@ -70,10 +77,15 @@ async fn find_kind(client: &Client, kind: &str) -> Result<(ApiResource, bool)> {
     ))
 }
 
-/// Traces `kind/name` (namespace `ns` for namespaced kinds).
-pub async fn trace(client: &Client, kind: &str, name: &str, ns: Option<&str>) -> Result<TraceNode> {
+/// The root object `kind/name` names (namespace `ns` for namespaced kinds).
+async fn root_ref(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    ns: Option<&str>,
+) -> Result<ResourceRef> {
     let (ar, namespaced) = find_kind(client, kind).await?;
-    let r = ResourceRef {
+    Ok(ResourceRef {
         api_version: ar.api_version.clone(),
         kind: ar.kind.clone(),
         name: name.to_owned(),
@@ -82,13 +94,153 @@ pub async fn trace(client: &Client, kind: &str, name: &str, ns: Option<&str>) ->
         } else {
             None
         },
-    };
-    let kinds = Kinds::new(client.clone());
-    let root = observe(&kinds, &r).await?;
-    if root.is_none() {
-        return Err(Error::invalid(r.display(), "not found"));
+    })
+}
+
+/// The tree below `root`; `None` when the root object does not exist.
+async fn tree(kinds: &Kinds, root: &ResourceRef) -> Result<Option<TraceNode>> {
+    match observe(kinds, root).await? {
+        None => Ok(None),
+        Some(observed) => Ok(Some(Box::pin(node(kinds, root, Some(observed), 0)).await?)),
     }
-    Box::pin(node(&kinds, &r, root, 0)).await
+}
+
+/// Traces `kind/name` (namespace `ns` for namespaced kinds).
+pub async fn trace(client: &Client, kind: &str, name: &str, ns: Option<&str>) -> Result<TraceNode> {
+    let r = root_ref(client, kind, name, ns).await?;
+    let kinds = Kinds::new(client.clone());
+    tree(&kinds, &r)
+        .await?
+        .ok_or_else(|| Error::invalid(r.display(), "not found"))
+}
+
+/// How long a burst of changes is gathered before the tree is traced again.
+const WATCH_SETTLE: Duration = Duration::from_millis(200);
+
+/// A live trace: traces `kind/name`, hands the tree to `emit`, and traces again whenever an
+/// object in the tree changes (watching every kind in it), handing over each tree that differs
+/// from the last. Returns when the root object is gone; fails if it does not exist at the start.
+pub async fn watch(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    ns: Option<&str>,
+    mut emit: impl FnMut(&TraceNode),
+) -> Result<()> {
+    let root = root_ref(client, kind, name, ns).await?;
+    let kinds = Kinds::new(client.clone());
+    let mut last = tree(&kinds, &root)
+        .await?
+        .ok_or_else(|| Error::invalid(root.display(), "not found"))?;
+    emit(&last);
+    let (changed, mut changes) = mpsc::unbounded_channel::<ObjectKey>();
+    let mut watches = Watches::default();
+    loop {
+        for r in refs_in(&last) {
+            watches.ensure(&kinds, &r, &changed).await?;
+        }
+        let members: HashSet<ObjectKey> = refs_in(&last).iter().map(ObjectKey::of).collect();
+        loop {
+            let Some(key) = changes.recv().await else {
+                return Ok(());
+            };
+            if members.contains(&key) {
+                break;
+            }
+        }
+        tokio::time::sleep(WATCH_SETTLE).await;
+        while changes.try_recv().is_ok() {}
+        match tree(&kinds, &root).await? {
+            None => return Ok(()),
+            Some(next) if next != last => {
+                emit(&next);
+                last = next;
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Identifies an object across kinds: apiVersion, kind, namespace, name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ObjectKey(String, String, Option<String>, String);
+
+impl ObjectKey {
+    fn of(r: &ResourceRef) -> Self {
+        Self(
+            r.api_version.clone(),
+            r.kind.clone(),
+            r.namespace.clone(),
+            r.name.clone(),
+        )
+    }
+}
+
+/// Every object a tree names, itself included.
+fn refs_in(n: &TraceNode) -> Vec<ResourceRef> {
+    let mut out = vec![ResourceRef {
+        api_version: n.api_version.clone(),
+        kind: n.kind.clone(),
+        name: n.name.clone(),
+        namespace: n.namespace.clone(),
+    }];
+    for c in &n.children {
+        out.extend(refs_in(c));
+    }
+    out
+}
+
+/// One metadata watch per kind seen in the tree, each reporting the objects it sees change;
+/// stopped when dropped.
+#[derive(Default)]
+struct Watches(HashMap<(String, String), tokio::task::JoinHandle<()>>);
+
+impl Watches {
+    async fn ensure(
+        &mut self,
+        kinds: &Kinds,
+        r: &ResourceRef,
+        changed: &mpsc::UnboundedSender<ObjectKey>,
+    ) -> Result<()> {
+        let key = (r.api_version.clone(), r.kind.clone());
+        if self.0.contains_key(&key) {
+            return Ok(());
+        }
+        let kind = kinds.resolve(&r.api_version, &r.kind).await?;
+        // Metadata only: the tree is traced again from the API, the watch only says when.
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(kinds.client(), &kind.resource);
+        let (api_version, kind_name) = key.clone();
+        let changed = changed.clone();
+        let task = tokio::spawn(async move {
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .touched_objects();
+            futures_util::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                let Ok(object) = event else { continue };
+                let key = ObjectKey(
+                    api_version.clone(),
+                    kind_name.clone(),
+                    object.metadata.namespace.clone(),
+                    object.metadata.name.clone().unwrap_or_default(),
+                );
+                if changed.send(key).is_err() {
+                    return;
+                }
+            }
+        });
+        self.0.insert(key, task);
+        Ok(())
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
 }
 
 async fn observe(kinds: &Kinds, r: &ResourceRef) -> Result<Option<Value>> {
