@@ -1411,3 +1411,147 @@ async fn a_changed_environment_config_recomposes_the_composites_that_use_it() {
     )
     .await;
 }
+
+/// An XRD without claims for `kind` (plural `plural`) in example.org, with a string `spec.tier`.
+fn plain_xrd(kind: &str, plural: &str) -> Value {
+    json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1",
+        "kind": "CompositeResourceDefinition",
+        "metadata": {"name": format!("{plural}.example.org")},
+        "spec": {
+            "group": "example.org",
+            "names": {"kind": kind, "plural": plural},
+            "versions": [{
+                "name": "v1", "served": true, "referenceable": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"tier": {"type": "string"}}},
+                }}},
+            }],
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_composite_is_composed_in_order_and_deleted_after_its_compositions_are_gone() {
+    let h = start("nested", Duration::from_secs(3600)).await;
+    for (kind, plural) in [("XInner", "xinners"), ("XOuter", "xouters")] {
+        h.apply(plain_xrd(kind, plural)).await.unwrap();
+    }
+    // The inner XR composes a ConfigMap; the outer composes an inner XR, and a ConfigMap that
+    // waits for it.
+    h.apply(json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1", "kind": "Composition",
+        "metadata": {"name": "inner"},
+        "spec": {
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XInner"},
+            "resources": [{"name": "leaf",
+                "base": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}, "data": {}},
+                "patches": [{"fromFieldPath": "spec.tier", "toFieldPath": "data.tier"}],
+                "readinessChecks": [{"type": "None"}]}],
+        },
+    }))
+    .await
+    .unwrap();
+    h.apply(json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1", "kind": "Composition",
+        "metadata": {"name": "outer"},
+        "spec": {
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XOuter"},
+            "resources": [
+                {"name": "inner",
+                 "base": {"apiVersion": "example.org/v1", "kind": "XInner", "spec": {"compositionRef": {"name": "inner"}}},
+                 "patches": [{"fromFieldPath": "spec.tier", "toFieldPath": "spec.tier"}]},
+                {"name": "summary", "dependsOn": ["inner"],
+                 "base": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}, "data": {"nested": "yes"}},
+                 "readinessChecks": [{"type": "None"}]},
+            ],
+        },
+    }))
+    .await
+    .unwrap();
+    let configmaps: Api<DynamicObject> = h.api("v1", "ConfigMap", None).await;
+    let order = Order::default();
+    let _watch = order.watch(configmaps.clone());
+
+    h.apply(json!({
+        "apiVersion": "example.org/v1", "kind": "XOuter",
+        "metadata": {"name": "stack"},
+        "spec": {"tier": "gold", "compositionRef": {"name": "outer"}},
+    }))
+    .await
+    .unwrap();
+    let outers = h.api("example.org/v1", "XOuter", None).await;
+    let inners = h.api("example.org/v1", "XInner", None).await;
+    h.wait_for(
+        "the outer XR to be Ready",
+        Duration::from_secs(60),
+        async || {
+            let outer = outers.get("stack").await.ok()?;
+            (condition(&outer, "Ready")?["status"] == "True").then_some(())
+        },
+    )
+    .await;
+    let inner = inners.get("stack-inner").await.unwrap();
+    assert_eq!(
+        condition(&inner, "Ready").unwrap()["status"],
+        "True",
+        "the nested XR is Ready through its own composition"
+    );
+    let leaf = h
+        .api("v1", "ConfigMap", Some("default"))
+        .await
+        .get("stack-inner-leaf")
+        .await
+        .expect("the inner XR's ConfigMap");
+    assert_eq!(
+        leaf.data["data"]["tier"], "gold",
+        "spec flows outer → inner → leaf"
+    );
+    h.wait_for(
+        "leaf and summary to be seen",
+        Duration::from_secs(10),
+        async || (order.0.lock().unwrap().0.len() == 2).then_some(()),
+    )
+    .await;
+    assert_eq!(
+        order.0.lock().unwrap().0,
+        ["leaf", "summary"],
+        "the summary waits until the nested XR is Ready"
+    );
+
+    // The Compositions disappear first; deletion still runs from the recorded inventories.
+    let compositions = h
+        .api("apiextensions.strata.dev/v1alpha1", "Composition", None)
+        .await;
+    for name in ["outer", "inner"] {
+        compositions
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    outers
+        .delete("stack", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_for(
+        "everything to be gone",
+        Duration::from_secs(60),
+        async || {
+            let outer_gone = outers.get_opt("stack").await.ok()?.is_none();
+            let inner_gone = inners.get_opt("stack-inner").await.ok()?.is_none();
+            let left = configmaps
+                .list(&kube::api::ListParams::default().labels("strata.dev/composite"))
+                .await
+                .ok()?
+                .items
+                .len();
+            (outer_gone && inner_gone && left == 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        order.0.lock().unwrap().1,
+        ["summary", "leaf"],
+        "the summary goes before the nested XR (and its leaf)"
+    );
+}
