@@ -6,6 +6,7 @@
 mod apiserver;
 mod controllers;
 mod crds;
+mod examples;
 mod golden;
 mod support;
 mod validate;

@@ -1277,6 +1277,22 @@ mod runtime {
                 connection.keys()
             );
         }
+        // The password was generated into the composed password Secret the database waited for.
+        let system: Api<Secret> = Api::namespaced(client.clone(), "strata-system");
+        let passwords: Vec<Secret> = system
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|secret| secret.name_any().ends_with("-master-password"))
+            .collect();
+        assert_eq!(passwords.len(), 1, "one password Secret, for orders-db");
+        assert_eq!(
+            passwords[0].data.as_ref().and_then(|data| data.get("password")),
+            connection.get("password"),
+            "the claim receives the password from the composed Secret"
+        );
         kubectl(
             &kubeconfig,
             &[
