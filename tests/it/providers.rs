@@ -1289,7 +1289,10 @@ mod runtime {
             .collect();
         assert_eq!(passwords.len(), 1, "one password Secret, for orders-db");
         assert_eq!(
-            passwords[0].data.as_ref().and_then(|data| data.get("password")),
+            passwords[0]
+                .data
+                .as_ref()
+                .and_then(|data| data.get("password")),
             connection.get("password"),
             "the claim receives the password from the composed Secret"
         );
