@@ -97,7 +97,8 @@ fn render_one(compiled: &CompiledComposition, text: &str, observed: &ObservedRes
         },
     )
     .expect("renders");
-    let mut bytes = serde_json::to_vec(&out.composite)
+    // The XR with its new status, serialized through the borrowing view `strata render` prints.
+    let mut bytes = serde_json::to_vec(&out.composite(&xr))
         .expect("serializes")
         .len();
     for r in &out.resources {
@@ -171,7 +172,7 @@ fn main() {
         },
     )
     .expect("renders");
-    let mut outputs = vec![sample_out.composite.clone()];
+    let mut outputs = vec![sample_out.composite(&sample).to_value()];
     outputs.extend(sample_out.resources.iter().map(|r| r.resource.clone()));
 
     // `STRATA_RENDER_PROFILE=pipeline` (or `floor`): one pass over the 1,000 XRs, no criterion.

@@ -263,18 +263,26 @@ fn type_name(v: &Value) -> &'static str {
 /// with an integral value prints as an integer. Normalise the same way.
 pub fn normalize_numbers(v: &mut Value) {
     match v {
-        Value::Number(n) if n.is_f64() => {
-            if let Some(f) = n.as_f64()
-                && f.fract() == 0.0
-                && f.abs() < 9.007_199_254_740_992e15
-            {
-                *v = Value::from(f as i64);
+        Value::Number(n) => {
+            if let Some(i) = integral_float(n) {
+                *v = Value::from(i);
             }
         }
         Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
         Value::Object(map) => map.values_mut().for_each(normalize_numbers),
         _ => {}
     }
+}
+
+/// The integer [`normalize_numbers`] writes for `n`: `Some` only for a float with an integral
+/// value that an `i64` holds exactly.
+pub fn integral_float(n: &serde_json::Number) -> Option<i64> {
+    if !n.is_f64() {
+        return None;
+    }
+    n.as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
+        .map(|f| f as i64)
 }
 
 #[cfg(test)]

@@ -64,11 +64,12 @@ pub struct Withheld {
 }
 
 /// Everything a render produces.
+///
+/// The XR with its new status is not copied here: [`RenderOutput::composite`] views the observed
+/// XR with [`RenderOutput::merged_status`] in place of its status.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenderOutput {
-    /// The observed XR with the status patches wrote and the `Ready` condition.
-    pub composite: Value,
-    /// Only the status the render wants on the XR (what a controller applies).
+    /// Only the status the render wants on the XR: what patches wrote and the `Ready` condition.
     pub composite_status: Value,
     /// Released resources in graph order (dependencies first, ties by declaration order).
     pub resources: Vec<DesiredResource>,
@@ -84,6 +85,108 @@ pub struct RenderOutput {
 impl RenderOutput {
     pub fn ready(&self) -> bool {
         self.unready.is_empty()
+    }
+
+    /// The status of the observed XR `xr` (the one this output was rendered from) with
+    /// [`RenderOutput::composite_status`] merged in: objects merged deeply, conditions by type,
+    /// integral floats written as integers.
+    pub fn merged_status(&self, xr: &Value) -> Value {
+        let mut status = merged_status(xr.get("status"), &self.composite_status);
+        patch::normalize_numbers(&mut status);
+        status
+    }
+
+    /// The observed XR `xr` (the one this output was rendered from) with
+    /// [`RenderOutput::merged_status`] as its status: what `strata render` prints. It borrows the
+    /// XR and serializes exactly as [`Composite::to_value`] would.
+    pub fn composite<'a>(&self, xr: &'a Value) -> Composite<'a> {
+        Composite {
+            xr,
+            status: self.merged_status(xr),
+        }
+    }
+}
+
+/// The observed XR with the status a render wants merged in ([`RenderOutput::composite`]),
+/// borrowed: serializing it copies nothing. Integral floats serialize as integers, as Crossplane
+/// prints them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Composite<'a> {
+    xr: &'a Value,
+    status: Value,
+}
+
+impl Composite<'_> {
+    /// The merged status.
+    pub fn status(&self) -> &Value {
+        &self.status
+    }
+
+    /// The XR as an owned value.
+    pub fn to_value(&self) -> Value {
+        let mut out = self.xr.clone();
+        patch::normalize_numbers(&mut out);
+        if let Some(obj) = out.as_object_mut() {
+            obj.insert("status".to_owned(), self.status.clone());
+        }
+        out
+    }
+}
+
+impl serde::Serialize for Composite<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(xr) = self.xr.as_object() else {
+            return Normalized(self.xr).serialize(serializer);
+        };
+        let has_status = xr.contains_key("status");
+        let mut map = serializer.serialize_map(Some(xr.len() + usize::from(!has_status)))?;
+        // Keys in the order of the owned object's map: sorted, `status` in its place.
+        let mut status_done = false;
+        for (k, v) in xr {
+            if !status_done && k.as_str() >= "status" {
+                map.serialize_entry("status", &self.status)?;
+                status_done = true;
+                if k == "status" {
+                    continue;
+                }
+            }
+            map.serialize_entry(k, &Normalized(v))?;
+        }
+        if !status_done {
+            map.serialize_entry("status", &self.status)?;
+        }
+        map.end()
+    }
+}
+
+/// Serializes a value as [`patch::normalize_numbers`] would leave it, without copying it.
+struct Normalized<'a>(&'a Value);
+
+impl serde::Serialize for Normalized<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Number(n) => match patch::integral_float(n) {
+                Some(i) => serde_json::Number::from(i).serialize(serializer),
+                None => n.serialize(serializer),
+            },
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Normalized(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(m) => {
+                let mut map = serializer.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, &Normalized(v))?;
+                }
+                map.end()
+            }
+            other => other.serialize(serializer),
+        }
     }
 }
 
@@ -296,12 +399,8 @@ pub fn render(
         "conditions".to_owned(),
         Value::Array(vec![ready_condition(&unready)]),
     );
-    let composite_status = Value::Object(status);
-    let mut composite = composite_with_status(xr, &composite_status);
-    patch::normalize_numbers(&mut composite);
     Ok(RenderOutput {
-        composite,
-        composite_status,
+        composite_status: Value::Object(status),
         resources,
         withheld,
         unready,
@@ -439,19 +538,14 @@ fn ready_condition(unready: &[String]) -> Value {
     condition("False", "Creating", Some(message))
 }
 
-/// The observed XR with the desired status merged in; conditions are merged by type.
-fn composite_with_status(xr: &Value, status: &Value) -> Value {
-    let mut out = xr.clone();
-    let Some(obj) = out.as_object_mut() else {
-        return out;
+/// The observed status (when it is an object) with the desired status merged in; conditions are
+/// merged by type.
+fn merged_status(observed: Option<&Value>, status: &Value) -> Value {
+    let mut out = match observed {
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => Value::Object(Map::new()),
     };
-    let current = obj
-        .entry("status")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !current.is_object() {
-        *current = Value::Object(Map::new());
-    }
-    if let (Some(current), Some(desired)) = (current.as_object_mut(), status.as_object()) {
+    if let (Some(current), Some(desired)) = (out.as_object_mut(), status.as_object()) {
         for (k, v) in desired {
             if k == "conditions" {
                 continue;
@@ -876,8 +970,9 @@ mod tests {
         )
         .expect("renders");
         assert_eq!(out.environment, json!({"size": "L", "label": "size-L"}));
-        assert_eq!(out.composite["status"]["size"], json!("L"));
-        assert_eq!(out.composite["status"]["label"], json!("size-L!"));
+        let status = out.merged_status(&xr);
+        assert_eq!(status["size"], json!("L"));
+        assert_eq!(status["label"], json!("size-L!"));
     }
 
     #[test]
@@ -899,7 +994,62 @@ mod tests {
         .expect("renders");
         assert_eq!(out.resources[0].resource["spec"], json!({"f": 2, "h": 1.5}));
         assert!(out.resources[0].resource["spec"]["f"].is_i64());
-        assert!(out.composite["spec"]["f"].is_i64());
+        assert!(out.composite(&xr).to_value()["spec"]["f"].is_i64());
+    }
+
+    #[test]
+    fn the_composite_view_serializes_as_the_owned_xr() {
+        let comp = compile(json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
+            "resources": [{"name": "a", "base": {"apiVersion": "v1", "kind": "T"},
+                "patches": [{"type": "ToCompositeFieldPath", "fromFieldPath": "status.n",
+                    "toFieldPath": "status.n"}]}]
+        }));
+        let observed: ObservedResources = [(
+            "a".to_owned(),
+            Observed {
+                resource: json!({"apiVersion": "v1", "kind": "T", "metadata": {"name": "x-a"},
+                    "status": {"n": 4.0, "conditions": [{"type": "Ready", "status": "True"}]}}),
+                connection_details: Default::default(),
+            },
+        )]
+        .into();
+        let xrs = [
+            // No status; keys after `status`.
+            json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+                "spec": {"f": 3.0, "g": [1.0, 1.5]}, "zz": {"h": -0.0}}),
+            // A status to merge into, with a condition of another type and a float.
+            json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+                "status": {"m": 2.0, "conditions": [{"type": "Synced", "status": "True"}]}}),
+            // A status that is not an object.
+            json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+                "status": "broken", "z": 1}),
+        ];
+        for xr in xrs {
+            let out = render(
+                &comp,
+                RenderInput {
+                    composite: &xr,
+                    observed: &observed,
+                    environment: None,
+                },
+            )
+            .expect("renders");
+            let view = out.composite(&xr);
+            let owned = view.to_value();
+            assert_eq!(owned["status"], out.merged_status(&xr));
+            assert_eq!(owned["status"]["n"], json!(4));
+            assert_eq!(
+                serde_json::to_string(&view).expect("serializes"),
+                serde_json::to_string(&owned).expect("serializes"),
+                "{xr}"
+            );
+            assert_eq!(
+                serde_saphyr::to_string(&view).expect("serializes"),
+                serde_saphyr::to_string(&owned).expect("serializes"),
+                "{xr}"
+            );
+        }
     }
 }
 

@@ -565,7 +565,13 @@ proptest! {
                 }
             }
         }
-        let ready = out.composite.pointer("/status/conditions").and_then(Value::as_array)
+        let composite = out.composite(&xr);
+        prop_assert_eq!(
+            serde_json::to_string(&composite).ok(),
+            serde_json::to_string(&composite.to_value()).ok(),
+            "the composite view serializes as the owned XR"
+        );
+        let ready = out.merged_status(&xr).pointer("/conditions").and_then(Value::as_array)
             .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).cloned();
         prop_assert!(ready.is_some(), "the XR has a Ready condition");
         let mut unready = out.unready.clone();
