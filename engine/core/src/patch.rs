@@ -87,6 +87,21 @@ fn transform_and_write(
         apply_all(&patch.transforms, input)?
     };
     normalize_numbers(&mut output);
+    if let Some(slot) = patch
+        .to_position
+        .as_deref()
+        .and_then(|p| at_position(destination, p))
+    {
+        *slot = output;
+        return Ok(Outcome::Applied);
+    }
+    if patch.to_present && patch.to_policy == ToFieldPathPolicy::Replace && !patch.to_wildcard {
+        // Usually the destination exists: replaced after one lookup per field.
+        match patch.to.replace_existing(destination, output) {
+            Ok(()) => return Ok(Outcome::Applied),
+            Err(value) => output = value,
+        }
+    }
     write(
         &patch.to,
         patch.to_wildcard,
@@ -95,6 +110,14 @@ fn transform_and_write(
         destination,
     )?;
     Ok(Outcome::Applied)
+}
+
+/// The value at `position` (see [`CompiledPatch::to_position`]): the `n`th value of each object
+/// on the way.
+pub(crate) fn at_position<'v>(root: &'v mut Value, position: &[usize]) -> Option<&'v mut Value> {
+    position
+        .iter()
+        .try_fold(root, |v, &n| v.as_object_mut()?.values_mut().nth(n))
 }
 
 /// Writes `value` at `to` in `destination` with the given policy, expanding `[*]` if asked.
