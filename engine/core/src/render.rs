@@ -1023,13 +1023,25 @@ pub(crate) fn skeleton(stamped: &Value, patches: &mut [CompiledPatch]) -> Option
             return None;
         }
     }
+    // A patch that replaces a value holding a placeholder would only drop it.
+    let replaced = |target: &[&str]| {
+        paths
+            .iter()
+            .any(|p| p.len() < target.len() && target.starts_with(p))
+    };
     let mut base = stamped.clone();
     if let Some(meta) = base.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.entry("name").or_insert(Value::Null);
-        if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
+        if !replaced(&["metadata", "name"]) {
+            meta.entry("name").or_insert(Value::Null);
+        }
+        if !replaced(&["metadata", "labels", wire::LABEL_COMPOSITE])
+            && let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut)
+        {
             labels.entry(wire::LABEL_COMPOSITE).or_insert(Value::Null);
         }
-        if let Some(owner) = controller_reference(meta) {
+        if !replaced(&["metadata", "ownerReferences", "name"])
+            && let Some(owner) = controller_reference(meta)
+        {
             owner.entry("name").or_insert(Value::Null);
         }
     }
@@ -1058,10 +1070,11 @@ pub(crate) fn skeleton(stamped: &Value, patches: &mut [CompiledPatch]) -> Option
         parent.entry(*last).or_insert(Value::Null);
     }
     let mut with_uid = base.clone();
-    if let Some(owner) = with_uid
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .and_then(controller_reference)
+    if !replaced(&["metadata", "ownerReferences", "uid"])
+        && let Some(owner) = with_uid
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .and_then(controller_reference)
     {
         owner.entry("uid").or_insert(Value::Null);
     }
