@@ -401,20 +401,23 @@ pub fn render(
         });
     }
 
-    let mut unready: Vec<String> = rendered
-        .iter()
-        .flatten()
-        .filter(|r| !r.readiness.is_ready())
-        .map(|r| r.name.clone())
-        .chain(withheld.iter().map(|w| w.name.clone()))
-        .collect();
+    let mut unready: Vec<String> = Vec::with_capacity(rendered.len());
+    unready.extend(
+        rendered
+            .iter()
+            .flatten()
+            .filter(|r| !r.readiness.is_ready())
+            .map(|r| r.name.clone())
+            .chain(withheld.iter().map(|w| w.name.clone())),
+    );
     unready.sort();
-    let resources: Vec<DesiredResource> = comp
-        .graph
-        .order()
-        .iter()
-        .filter_map(|i| rendered[*i].take())
-        .collect();
+    let mut resources: Vec<DesiredResource> = Vec::with_capacity(rendered.len());
+    resources.extend(
+        comp.graph
+            .order()
+            .iter()
+            .filter_map(|i| rendered[*i].take()),
+    );
 
     let mut status = match desired_xr.get_mut("status").map(Value::take) {
         Some(Value::Object(m)) => m,
@@ -551,15 +554,20 @@ fn ready_condition(unready: &[String]) -> Value {
     if unready.is_empty() {
         return condition("True", "Available", None);
     }
-    let message = if unready.len() > 3 {
-        format!(
-            "Unready resources: {}, and {} more",
-            unready[..3].join(", "),
-            unready.len() - 3
-        )
-    } else {
-        format!("Unready resources: {}", unready.join(", "))
-    };
+    // "Unready resources: a, b, c, and 2 more", written into one string.
+    let shown = &unready[..unready.len().min(3)];
+    let mut message = String::with_capacity(40 + shown.iter().map(|n| n.len() + 2).sum::<usize>());
+    message.push_str("Unready resources: ");
+    for (i, name) in shown.iter().enumerate() {
+        if i > 0 {
+            message.push_str(", ");
+        }
+        message.push_str(name);
+    }
+    if unready.len() > 3 {
+        use std::fmt::Write as _;
+        let _ = write!(message, ", and {} more", unready.len() - 3);
+    }
     condition("False", "Creating", Some(message))
 }
 
