@@ -81,12 +81,14 @@ fn transform_and_write(
     input: &Value,
     destination: &mut Value,
 ) -> Result<Outcome, PatchError> {
-    let mut output = if patch.transforms.is_empty() {
-        input.clone()
+    let output = if patch.transforms.is_empty() {
+        let mut copy = input.clone();
+        normalize_numbers(&mut copy);
+        copy
     } else {
+        // Normalized already: an integral float left after `apply_all` is beyond 2^63.
         apply_all(&patch.transforms, input)?
     };
-    normalize_numbers(&mut output);
     if let Some(slot) = patch
         .to_position
         .as_deref()
@@ -99,9 +101,17 @@ fn transform_and_write(
         // Usually the destination exists: replaced after one lookup per field.
         match patch.to.replace_existing(destination, output) {
             Ok(()) => return Ok(Outcome::Applied),
-            Err(value) => output = value,
+            Err(value) => return write_to(patch, value, destination),
         }
     }
+    write_to(patch, output, destination)
+}
+
+fn write_to(
+    patch: &CompiledPatch,
+    output: Value,
+    destination: &mut Value,
+) -> Result<Outcome, PatchError> {
     write(
         &patch.to,
         patch.to_wildcard,
@@ -117,7 +127,17 @@ fn transform_and_write(
 pub(crate) fn at_position<'v>(root: &'v mut Value, position: &[usize]) -> Option<&'v mut Value> {
     position
         .iter()
-        .try_fold(root, |v, &n| v.as_object_mut()?.values_mut().nth(n))
+        .try_fold(root, |v, &n| nth_value(v.as_object_mut()?, n))
+}
+
+/// The `n`th value of `map` in key order, walked to from the nearer end.
+pub(crate) fn nth_value(map: &mut Map<String, Value>, n: usize) -> Option<&mut Value> {
+    let len = map.len();
+    if n < len / 2 {
+        map.values_mut().nth(n)
+    } else {
+        map.values_mut().nth_back(len.checked_sub(n + 1)?)
+    }
 }
 
 /// Writes `value` at `to` in `destination` with the given policy, expanding `[*]` if asked.

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::map::Entry;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -772,7 +773,7 @@ impl<'a> CompositeMeta<'a> {
         }
         if at.labels.is_none() {
             in_object(meta, "labels", |labels| {
-                set_string(labels, wire::LABEL_COMPOSITE, self.composite_label);
+                put_string(labels, wire::LABEL_COMPOSITE, self.composite_label);
                 self.stamp_claim_labels(labels);
             });
         }
@@ -868,6 +869,21 @@ fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<S
     match map.get_mut(key) {
         Some(Value::Object(m)) => m,
         _ => unreachable!("just made an object"),
+    }
+}
+
+/// [`set_string`] for a key that is usually missing (labels a patch replaced): one lookup, and
+/// the key is allocated even when it exists.
+fn put_string(map: &mut Map<String, Value>, key: &str, value: &str) {
+    match map.entry(key) {
+        Entry::Vacant(slot) => {
+            slot.insert(Value::String(value.to_owned()));
+        }
+        Entry::Occupied(mut slot) => {
+            if slot.get().as_str() != Some(value) {
+                slot.insert(Value::String(value.to_owned()));
+            }
+        }
     }
 }
 
