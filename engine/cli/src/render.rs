@@ -83,15 +83,13 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
     for w in &output.warnings {
         eprintln!("warning: {w}");
     }
-    let mut docs: Vec<Value> = Vec::with_capacity(output.resources.len() + 2);
-    docs.push(output.composite.clone());
-    docs.extend(output.resources.iter().map(|r| r.resource.clone()));
-    if args.include_connection_details {
-        docs.push(connection_secret(
-            &output.composite,
-            &output.connection_details,
-        ));
-    }
+    let secret = args
+        .include_connection_details
+        .then(|| connection_secret(&prepared.composite, &output.connection_details));
+    let mut docs: Vec<Doc<'_>> = Vec::with_capacity(output.resources.len() + 2);
+    docs.push(Doc::Composite(output.composite(&prepared.composite)));
+    docs.extend(output.resources.iter().map(|r| Doc::Value(&r.resource)));
+    docs.extend(secret.as_ref().map(Doc::Value));
     print!("{}", format_documents(&docs, args.output)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -335,8 +333,26 @@ fn connection_secret(composite: &Value, details: &ConnectionDetails) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "connection.strata.dev/v1alpha1", "data": data})
 }
 
+/// One printed document, borrowed.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum Doc<'a> {
+    /// The XR with its new status.
+    Composite(strata_core::render::Composite<'a>),
+    Value(&'a Value),
+}
+
+/// A JSON `v1/List`, keys in the order `json!` would sort them.
+#[derive(serde::Serialize)]
+struct List<'a, T> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    items: &'a [T],
+    kind: &'static str,
+}
+
 /// A YAML stream (`---` before every document) or a JSON `v1/List`.
-pub fn format_documents(docs: &[Value], format: Format) -> Result<String> {
+pub fn format_documents<T: serde::Serialize>(docs: &[T], format: Format) -> Result<String> {
     match format {
         Format::Yaml => {
             let mut out = String::new();
@@ -350,7 +366,11 @@ pub fn format_documents(docs: &[Value], format: Format) -> Result<String> {
             Ok(out)
         }
         Format::Json => {
-            let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
+            let list = List {
+                api_version: "v1",
+                items: docs,
+                kind: "List",
+            };
             Ok(format!("{}\n", serde_json::to_string_pretty(&list)?))
         }
     }

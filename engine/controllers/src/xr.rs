@@ -124,10 +124,7 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
     let (desired_status, action, result) = match outcome {
         Ok(pass) => {
             // The render's status fields, with the observed conditions kept (for their timestamps).
-            let mut status = match pass.output.composite.get("status") {
-                Some(Value::Object(m)) => Value::Object(m.clone()),
-                _ => json!({}),
-            };
+            let mut status = pass.status;
             if let (Some(o), Some(cs)) = (status.as_object_mut(), base.get("conditions")) {
                 o.insert("conditions".into(), cs.clone());
             }
@@ -287,6 +284,8 @@ impl XrWriter<'_> {
 /// The result of a compose pass that rendered.
 struct Pass {
     output: RenderOutput,
+    /// The status of the rendered XR with the render's status merged in.
+    status: Value,
     /// Template name and message of every apply that failed.
     failures: Vec<(String, String)>,
 }
@@ -351,7 +350,7 @@ async fn compose(
     let mut failures: Vec<(String, String)> = Vec::new();
     let mut released: Vec<String> = Vec::new();
     let mut round = 0;
-    let (output, desired_refs) = loop {
+    let (output, desired_refs, status) = loop {
         let value = w.value()?;
         let output = match render::render(
             compiled,
@@ -389,7 +388,8 @@ async fn compose(
         // Done when a round releases nothing new, after a failure, or (a safety bound) after
         // one round per template.
         if (round > 0 && !grew) || !failures.is_empty() || round > compiled.resources.len() {
-            break (output, desired_refs);
+            let status = output.merged_status(&value);
+            break (output, desired_refs, status);
         }
         round += 1;
         released = names;
@@ -465,7 +465,11 @@ async fn compose(
         events.push((wire::REASON_CONNECTION_SECRET, e.to_string()));
         failures.push(("connection secret".into(), e.to_string()));
     }
-    Ok(Pass { output, failures })
+    Ok(Pass {
+        output,
+        status,
+        failures,
+    })
 }
 
 /// Selects the Composition and revision; returns the revision and the spec fields to write back.

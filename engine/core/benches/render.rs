@@ -97,7 +97,8 @@ fn render_one(compiled: &CompiledComposition, text: &str, observed: &ObservedRes
         },
     )
     .expect("renders");
-    let mut bytes = serde_json::to_vec(&out.composite)
+    // The XR with its new status, serialized through the borrowing view `strata render` prints.
+    let mut bytes = serde_json::to_vec(&out.composite(&xr))
         .expect("serializes")
         .len();
     for r in &out.resources {
@@ -140,6 +141,22 @@ fn time_per_iter(mut f: impl FnMut(), min: Duration) -> Duration {
     start.elapsed() / iters.max(1)
 }
 
+/// One pass of the pipeline over every XR (a separate symbol for callgrind's `--toggle-collect`).
+#[inline(never)]
+fn profile_pipeline(compiled: &CompiledComposition, xrs: &[String], observed: &ObservedResources) {
+    black_box(
+        xrs.iter()
+            .map(|x| render_one(compiled, x, observed))
+            .sum::<usize>(),
+    );
+}
+
+/// One pass of the floor over every XR (a separate symbol for callgrind's `--toggle-collect`).
+#[inline(never)]
+fn profile_floor(xrs: &[String], outputs: &[Value]) {
+    black_box(xrs.iter().map(|x| floor_one(x, outputs)).sum::<usize>());
+}
+
 fn main() {
     let compiled = CompiledComposition::compile(&composition()).expect("compiles");
     let xrs = composites();
@@ -155,8 +172,20 @@ fn main() {
         },
     )
     .expect("renders");
-    let mut outputs = vec![sample_out.composite.clone()];
+    let mut outputs = vec![sample_out.composite(&sample).to_value()];
     outputs.extend(sample_out.resources.iter().map(|r| r.resource.clone()));
+
+    // `STRATA_RENDER_PROFILE=pipeline` (or `floor`): one pass over the 1,000 XRs, no criterion.
+    // For instruction counts that do not depend on the machine's load:
+    // `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profile_pipeline*' <bench>`.
+    if let Ok(which) = std::env::var("STRATA_RENDER_PROFILE") {
+        match which.as_str() {
+            "pipeline" => profile_pipeline(&compiled, &xrs, &observed),
+            "floor" => profile_floor(&xrs, &outputs),
+            other => panic!("STRATA_RENDER_PROFILE: expected pipeline or floor, got {other:?}"),
+        }
+        return;
+    }
 
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("render");

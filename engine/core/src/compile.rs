@@ -45,6 +45,9 @@ pub struct CompiledResource {
     /// `stamped_base` holds no integral float, so normalizing its numbers changes nothing (and
     /// a render need not walk the whole resource again: patches write normalized values).
     pub stamped_base_normalized: bool,
+    /// `stamped_base` with placeholders at the keys a render writes, when they cannot be seen
+    /// (see [`crate::render::Skeleton`]): a render starts from it instead.
+    pub skeleton: Option<crate::render::Skeleton>,
 }
 
 /// Where a patch reads from.
@@ -75,6 +78,14 @@ pub struct CompiledPatch {
     /// A resource's `FromCompositeFieldPath`: its source's index in
     /// [`CompiledComposition::composite_reads`].
     pub composite_read: Option<usize>,
+    /// The placeholder of `to` in the resource's [`CompiledResource::skeleton`], if it has one.
+    pub slot: Option<usize>,
+    /// `to` usually exists when the patch writes it (in the template's base or skeleton): the
+    /// write looks it up before inserting.
+    pub to_present: bool,
+    /// Where `to` is in the resource's [`CompiledResource::skeleton`]: the position of each field
+    /// among its sorted siblings. The patch replaces the value there without a lookup.
+    pub to_position: Option<Vec<usize>>,
 }
 
 /// A connection detail with its type resolved.
@@ -212,6 +223,7 @@ impl CompiledComposition {
                 .collect::<Result<_, _>>()?;
             let stamped_base =
                 crate::render::prestamp(&template.base, &template.name, &spec.composite_type_ref);
+            let skeleton = crate::render::skeleton(&stamped_base, &mut patches);
             let mut normalized = stamped_base.clone();
             crate::patch::normalize_numbers(&mut normalized);
             resources.push(CompiledResource {
@@ -223,6 +235,7 @@ impl CompiledComposition {
                 name_suffix: crate::render::dns_label(&template.name),
                 stamped_base_normalized: normalized == stamped_base,
                 stamped_base,
+                skeleton,
             });
         }
         let mut environment_patches = Vec::new();
@@ -541,6 +554,9 @@ fn compile_patch(
         from_policy: policy.from_field_path.unwrap_or_default(),
         to_policy,
         composite_read: None,
+        slot: None,
+        to_present: false,
+        to_position: None,
     })
 }
 

@@ -207,6 +207,26 @@ impl FieldPath {
         self.set_from(root, 0, value)
     }
 
+    /// Replaces the value at this path when every segment is a field that exists (below
+    /// objects), as [`FieldPath::set`] would; otherwise changes nothing and gives `value` back.
+    pub fn replace_existing(&self, root: &mut Value, value: Value) -> Result<(), Value> {
+        let mut current = root;
+        for segment in &self.segments {
+            let Segment::Field(f) = segment else {
+                return Err(value);
+            };
+            match current {
+                Value::Object(map) => match map.get_mut(f.as_str()) {
+                    Some(next) => current = next,
+                    None => return Err(value),
+                },
+                _ => return Err(value),
+            }
+        }
+        *current = value;
+        Ok(())
+    }
+
     /// Writes `value` at segments `i..` below `current` (segment `i` exists). An existing key
     /// costs one map lookup and no allocation; a missing one is created with what the next
     /// segment needs.

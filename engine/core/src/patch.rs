@@ -81,12 +81,37 @@ fn transform_and_write(
     input: &Value,
     destination: &mut Value,
 ) -> Result<Outcome, PatchError> {
-    let mut output = if patch.transforms.is_empty() {
-        input.clone()
+    let output = if patch.transforms.is_empty() {
+        let mut copy = input.clone();
+        normalize_numbers(&mut copy);
+        copy
     } else {
+        // Normalized already: an integral float left after `apply_all` is beyond 2^63.
         apply_all(&patch.transforms, input)?
     };
-    normalize_numbers(&mut output);
+    if let Some(slot) = patch
+        .to_position
+        .as_deref()
+        .and_then(|p| at_position(destination, p))
+    {
+        *slot = output;
+        return Ok(Outcome::Applied);
+    }
+    if patch.to_present && patch.to_policy == ToFieldPathPolicy::Replace && !patch.to_wildcard {
+        // Usually the destination exists: replaced after one lookup per field.
+        match patch.to.replace_existing(destination, output) {
+            Ok(()) => return Ok(Outcome::Applied),
+            Err(value) => return write_to(patch, value, destination),
+        }
+    }
+    write_to(patch, output, destination)
+}
+
+fn write_to(
+    patch: &CompiledPatch,
+    output: Value,
+    destination: &mut Value,
+) -> Result<Outcome, PatchError> {
     write(
         &patch.to,
         patch.to_wildcard,
@@ -95,6 +120,24 @@ fn transform_and_write(
         destination,
     )?;
     Ok(Outcome::Applied)
+}
+
+/// The value at `position` (see [`CompiledPatch::to_position`]): the `n`th value of each object
+/// on the way.
+pub(crate) fn at_position<'v>(root: &'v mut Value, position: &[usize]) -> Option<&'v mut Value> {
+    position
+        .iter()
+        .try_fold(root, |v, &n| nth_value(v.as_object_mut()?, n))
+}
+
+/// The `n`th value of `map` in key order, walked to from the nearer end.
+pub(crate) fn nth_value(map: &mut Map<String, Value>, n: usize) -> Option<&mut Value> {
+    let len = map.len();
+    if n < len / 2 {
+        map.values_mut().nth(n)
+    } else {
+        map.values_mut().nth_back(len.checked_sub(n + 1)?)
+    }
 }
 
 /// Writes `value` at `to` in `destination` with the given policy, expanding `[*]` if asked.
@@ -263,18 +306,26 @@ fn type_name(v: &Value) -> &'static str {
 /// with an integral value prints as an integer. Normalise the same way.
 pub fn normalize_numbers(v: &mut Value) {
     match v {
-        Value::Number(n) if n.is_f64() => {
-            if let Some(f) = n.as_f64()
-                && f.fract() == 0.0
-                && f.abs() < 9.007_199_254_740_992e15
-            {
-                *v = Value::from(f as i64);
+        Value::Number(n) => {
+            if let Some(i) = integral_float(n) {
+                *v = Value::from(i);
             }
         }
         Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
         Value::Object(map) => map.values_mut().for_each(normalize_numbers),
         _ => {}
     }
+}
+
+/// The integer [`normalize_numbers`] writes for `n`: `Some` only for a float with an integral
+/// value that an `i64` holds exactly.
+pub fn integral_float(n: &serde_json::Number) -> Option<i64> {
+    if !n.is_f64() {
+        return None;
+    }
+    n.as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
+        .map(|f| f as i64)
 }
 
 #[cfg(test)]

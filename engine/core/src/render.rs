@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::compile::{CompiledComposition, CompiledPatch, CompiledResource};
 use crate::connection::{self, ConnectionDetails};
-use crate::fieldpath::{AccessError, FieldPath};
-use crate::model::{FromFieldPathPolicy, PatchType};
+use crate::fieldpath::{AccessError, FieldPath, Segment};
+use crate::model::{FromFieldPathPolicy, PatchType, ToFieldPathPolicy};
 use crate::patch::{self, Outcome, PatchError};
 use crate::readiness::{self, Readiness};
 use crate::wire;
@@ -64,11 +64,12 @@ pub struct Withheld {
 }
 
 /// Everything a render produces.
+///
+/// The XR with its new status is not copied here: [`RenderOutput::composite`] views the observed
+/// XR with [`RenderOutput::merged_status`] in place of its status.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenderOutput {
-    /// The observed XR with the status patches wrote and the `Ready` condition.
-    pub composite: Value,
-    /// Only the status the render wants on the XR (what a controller applies).
+    /// Only the status the render wants on the XR: what patches wrote and the `Ready` condition.
     pub composite_status: Value,
     /// Released resources in graph order (dependencies first, ties by declaration order).
     pub resources: Vec<DesiredResource>,
@@ -84,6 +85,108 @@ pub struct RenderOutput {
 impl RenderOutput {
     pub fn ready(&self) -> bool {
         self.unready.is_empty()
+    }
+
+    /// The status of the observed XR `xr` (the one this output was rendered from) with
+    /// [`RenderOutput::composite_status`] merged in: objects merged deeply, conditions by type,
+    /// integral floats written as integers.
+    pub fn merged_status(&self, xr: &Value) -> Value {
+        let mut status = merged_status(xr.get("status"), &self.composite_status);
+        patch::normalize_numbers(&mut status);
+        status
+    }
+
+    /// The observed XR `xr` (the one this output was rendered from) with
+    /// [`RenderOutput::merged_status`] as its status: what `strata render` prints. It borrows the
+    /// XR and serializes exactly as [`Composite::to_value`] would.
+    pub fn composite<'a>(&self, xr: &'a Value) -> Composite<'a> {
+        Composite {
+            xr,
+            status: self.merged_status(xr),
+        }
+    }
+}
+
+/// The observed XR with the status a render wants merged in ([`RenderOutput::composite`]),
+/// borrowed: serializing it copies nothing. Integral floats serialize as integers, as Crossplane
+/// prints them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Composite<'a> {
+    xr: &'a Value,
+    status: Value,
+}
+
+impl Composite<'_> {
+    /// The merged status.
+    pub fn status(&self) -> &Value {
+        &self.status
+    }
+
+    /// The XR as an owned value.
+    pub fn to_value(&self) -> Value {
+        let mut out = self.xr.clone();
+        patch::normalize_numbers(&mut out);
+        if let Some(obj) = out.as_object_mut() {
+            obj.insert("status".to_owned(), self.status.clone());
+        }
+        out
+    }
+}
+
+impl serde::Serialize for Composite<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(xr) = self.xr.as_object() else {
+            return Normalized(self.xr).serialize(serializer);
+        };
+        let has_status = xr.contains_key("status");
+        let mut map = serializer.serialize_map(Some(xr.len() + usize::from(!has_status)))?;
+        // Keys in the order of the owned object's map: sorted, `status` in its place.
+        let mut status_done = false;
+        for (k, v) in xr {
+            if !status_done && k.as_str() >= "status" {
+                map.serialize_entry("status", &self.status)?;
+                status_done = true;
+                if k == "status" {
+                    continue;
+                }
+            }
+            map.serialize_entry(k, &Normalized(v))?;
+        }
+        if !status_done {
+            map.serialize_entry("status", &self.status)?;
+        }
+        map.end()
+    }
+}
+
+/// Serializes a value as [`patch::normalize_numbers`] would leave it, without copying it.
+struct Normalized<'a>(&'a Value);
+
+impl serde::Serialize for Normalized<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Number(n) => match patch::integral_float(n) {
+                Some(i) => serde_json::Number::from(i).serialize(serializer),
+                None => n.serialize(serializer),
+            },
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Normalized(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(m) => {
+                let mut map = serializer.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, &Normalized(v))?;
+                }
+                map.end()
+            }
+            other => other.serialize(serializer),
+        }
     }
 }
 
@@ -192,7 +295,15 @@ pub fn render(
             });
             continue;
         }
-        let mut desired = template.stamped_base.clone();
+        let (mut desired, slots) = match &template.skeleton {
+            Some(s) => (
+                s.bases[usize::from(meta.uid.is_some())].clone(),
+                s.slots.as_slice(),
+            ),
+            None => (template.stamped_base.clone(), &[][..]),
+        };
+        // The skeleton's placeholders that patches wrote.
+        let mut filled = 0u64;
         let mut release = true;
         for p in &template.patches {
             let result = apply_resource_patch(
@@ -206,7 +317,11 @@ pub fn render(
                 comp,
             );
             match result {
-                Ok(Outcome::Applied) => {}
+                Ok(Outcome::Applied) => {
+                    if let Some(slot) = p.slot {
+                        filled |= 1 << slot;
+                    }
+                }
                 Ok(Outcome::SourceMissing(path)) => {
                     if p.from_policy != FromFieldPathPolicy::Required {
                         continue;
@@ -242,6 +357,14 @@ pub fn render(
         if !release {
             continue;
         }
+        // Every key stays where the skeleton has it unless a placeholder is removed.
+        let mut intact = true;
+        for (slot, path) in slots.iter().enumerate() {
+            if filled & (1 << slot) == 0 {
+                remove_placeholder(&mut desired, path);
+                intact = false;
+            }
+        }
         // Crossplane serialises every composed resource through Go's JSON: a float64 with an
         // integral value, even one written in the base, prints as an integer. Patches write
         // normalized values, so only a base with such a float needs the walk.
@@ -249,7 +372,13 @@ pub fn render(
             patch::normalize_numbers(&mut desired);
         }
         meta.check_namespace(&desired, &template.name)?;
-        meta.stamp(&mut desired, template, observed.map(|o| &o.resource));
+        let at = match &template.skeleton {
+            Some(Skeleton {
+                stamp: Some(at), ..
+            }) if intact => Some(&at[usize::from(meta.uid.is_some())]),
+            _ => None,
+        };
+        meta.stamp(&mut desired, template, observed.map(|o| &o.resource), at);
         let readiness = match observed {
             Some(o) => {
                 connection::extract(
@@ -273,20 +402,23 @@ pub fn render(
         });
     }
 
-    let mut unready: Vec<String> = rendered
-        .iter()
-        .flatten()
-        .filter(|r| !r.readiness.is_ready())
-        .map(|r| r.name.clone())
-        .chain(withheld.iter().map(|w| w.name.clone()))
-        .collect();
+    let mut unready: Vec<String> = Vec::with_capacity(rendered.len());
+    unready.extend(
+        rendered
+            .iter()
+            .flatten()
+            .filter(|r| !r.readiness.is_ready())
+            .map(|r| r.name.clone())
+            .chain(withheld.iter().map(|w| w.name.clone())),
+    );
     unready.sort();
-    let resources: Vec<DesiredResource> = comp
-        .graph
-        .order()
-        .iter()
-        .filter_map(|i| rendered[*i].take())
-        .collect();
+    let mut resources: Vec<DesiredResource> = Vec::with_capacity(rendered.len());
+    resources.extend(
+        comp.graph
+            .order()
+            .iter()
+            .filter_map(|i| rendered[*i].take()),
+    );
 
     let mut status = match desired_xr.get_mut("status").map(Value::take) {
         Some(Value::Object(m)) => m,
@@ -296,12 +428,8 @@ pub fn render(
         "conditions".to_owned(),
         Value::Array(vec![ready_condition(&unready)]),
     );
-    let composite_status = Value::Object(status);
-    let mut composite = composite_with_status(xr, &composite_status);
-    patch::normalize_numbers(&mut composite);
     Ok(RenderOutput {
-        composite,
-        composite_status,
+        composite_status: Value::Object(status),
         resources,
         withheld,
         unready,
@@ -427,31 +555,31 @@ fn ready_condition(unready: &[String]) -> Value {
     if unready.is_empty() {
         return condition("True", "Available", None);
     }
-    let message = if unready.len() > 3 {
-        format!(
-            "Unready resources: {}, and {} more",
-            unready[..3].join(", "),
-            unready.len() - 3
-        )
-    } else {
-        format!("Unready resources: {}", unready.join(", "))
-    };
+    // "Unready resources: a, b, c, and 2 more", written into one string.
+    let shown = &unready[..unready.len().min(3)];
+    let mut message = String::with_capacity(40 + shown.iter().map(|n| n.len() + 2).sum::<usize>());
+    message.push_str("Unready resources: ");
+    for (i, name) in shown.iter().enumerate() {
+        if i > 0 {
+            message.push_str(", ");
+        }
+        message.push_str(name);
+    }
+    if unready.len() > 3 {
+        use std::fmt::Write as _;
+        let _ = write!(message, ", and {} more", unready.len() - 3);
+    }
     condition("False", "Creating", Some(message))
 }
 
-/// The observed XR with the desired status merged in; conditions are merged by type.
-fn composite_with_status(xr: &Value, status: &Value) -> Value {
-    let mut out = xr.clone();
-    let Some(obj) = out.as_object_mut() else {
-        return out;
+/// The observed status (when it is an object) with the desired status merged in; conditions are
+/// merged by type.
+fn merged_status(observed: Option<&Value>, status: &Value) -> Value {
+    let mut out = match observed {
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => Value::Object(Map::new()),
     };
-    let current = obj
-        .entry("status")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !current.is_object() {
-        *current = Value::Object(Map::new());
-    }
-    if let (Some(current), Some(desired)) = (current.as_object_mut(), status.as_object()) {
+    if let (Some(current), Some(desired)) = (out.as_object_mut(), status.as_object()) {
         for (k, v) in desired {
             if k == "conditions" {
                 continue;
@@ -557,16 +685,31 @@ impl<'a> CompositeMeta<'a> {
     /// the namespace, the composite and claim labels, the template annotation and the controller
     /// reference. Templates are pre-stamped at compile time (see [`prestamp`]), so usually only
     /// the per-XR values are written here.
-    fn stamp(&self, desired: &mut Value, template: &CompiledResource, observed: Option<&Value>) {
-        let Some(obj) = desired.as_object_mut() else {
-            return;
-        };
+    ///
+    /// `at` says where a fresh skeleton has placeholders for these values (see
+    /// [`StampPositions`]): those are written without a lookup.
+    fn stamp(
+        &self,
+        desired: &mut Value,
+        template: &CompiledResource,
+        observed: Option<&Value>,
+        at: Option<&StampPositions>,
+    ) {
         let observed_name = observed
             .and_then(|o| o.get("metadata"))
             .and_then(|m| m.get("name"))
             .and_then(Value::as_str);
+        let Some(obj) = desired.as_object_mut() else {
+            return;
+        };
+        if let Some(at) = at
+            && let Some(Value::Object(meta)) = obj.values_mut().nth(at.metadata)
+        {
+            self.stamp_metadata(meta, template, observed_name, at);
+            return;
+        }
         in_object(obj, "metadata", |meta| {
-            self.stamp_metadata(meta, template, observed_name);
+            self.stamp_metadata(meta, template, observed_name, &StampPositions::default());
         });
     }
 
@@ -575,44 +718,88 @@ impl<'a> CompositeMeta<'a> {
         meta: &mut Map<String, Value>,
         template: &CompiledResource,
         observed_name: Option<&str>,
+        at: &StampPositions,
     ) {
-        match observed_name {
-            Some(name) => set_string(meta, "name", name),
-            None => {
-                // Usually there is no name yet, and the key is needed anyway.
-                if let Entry::Vacant(slot) = meta.entry("name") {
-                    slot.insert(Value::String(self.composed_name(template)));
-                } else if !meta.get("name").is_some_and(Value::is_string) {
-                    meta.insert(
-                        "name".to_owned(),
-                        Value::String(self.composed_name(template)),
-                    );
+        // Placeholders first, while every key is where the skeleton has it.
+        if at.name.is_some() || at.labels.is_some() || at.owner.is_some() {
+            for (i, v) in meta.values_mut().enumerate() {
+                if at.name == Some(i) {
+                    *v = Value::String(match observed_name {
+                        Some(name) => name.to_owned(),
+                        None => self.composed_name(template),
+                    });
+                } else if let Some((_, composite)) = at.labels.filter(|(l, _)| *l == i) {
+                    if let Some(labels) = v.as_object_mut() {
+                        if let Some(slot) = labels.values_mut().nth(composite) {
+                            *slot = Value::String(self.composite_label.to_owned());
+                        }
+                        self.stamp_claim_labels(labels);
+                    }
+                } else if let Some((_, name, uid)) = at.owner.filter(|(r, ..)| *r == i)
+                    && let Some(owner) = v
+                        .as_array_mut()
+                        .and_then(|refs| refs.last_mut())
+                        .and_then(Value::as_object_mut)
+                {
+                    for (j, slot) in owner.values_mut().enumerate() {
+                        if j == name {
+                            *slot = Value::String(self.name.to_owned());
+                        } else if Some(j) == uid
+                            && let Some(u) = self.uid
+                        {
+                            *slot = Value::String(u.to_owned());
+                        }
+                    }
                 }
+            }
+        }
+        if at.name.is_none() {
+            match observed_name {
+                Some(name) => set_string(meta, "name", name),
+                None => match meta.get_mut("name") {
+                    Some(Value::String(_)) => {}
+                    Some(slot) => *slot = Value::String(self.composed_name(template)),
+                    None => {
+                        meta.insert(
+                            "name".to_owned(),
+                            Value::String(self.composed_name(template)),
+                        );
+                    }
+                },
             }
         }
         if let Some(ns) = self.namespace {
             set_string(meta, "namespace", ns);
         }
-        in_object(meta, "labels", |labels| {
-            // A fresh label usually: looked up and inserted in one go.
-            put_string(labels, wire::LABEL_COMPOSITE, self.composite_label);
-            if let Some(c) = self.claim_name {
-                set_string(labels, wire::LABEL_CLAIM_NAME, c);
+        if at.labels.is_none() {
+            in_object(meta, "labels", |labels| {
+                put_string(labels, wire::LABEL_COMPOSITE, self.composite_label);
+                self.stamp_claim_labels(labels);
+            });
+        }
+        if !at.annotations {
+            in_object(meta, "annotations", |annotations| {
+                set_string(annotations, wire::ANNOTATION_RESOURCE_NAME, &template.name);
+            });
+        }
+        if at.owner.is_none() {
+            match meta.get_mut("ownerReferences") {
+                Some(Value::Array(refs)) => self.stamp_owner(refs),
+                _ => {
+                    let mut refs = Vec::with_capacity(1);
+                    self.stamp_owner(&mut refs);
+                    meta.insert("ownerReferences".to_owned(), Value::Array(refs));
+                }
             }
-            if let Some(c) = self.claim_namespace {
-                set_string(labels, wire::LABEL_CLAIM_NAMESPACE, c);
-            }
-        });
-        in_object(meta, "annotations", |annotations| {
-            set_string(annotations, wire::ANNOTATION_RESOURCE_NAME, &template.name);
-        });
-        match meta.get_mut("ownerReferences") {
-            Some(Value::Array(refs)) => self.stamp_owner(refs),
-            _ => {
-                let mut refs = Vec::with_capacity(1);
-                self.stamp_owner(&mut refs);
-                meta.insert("ownerReferences".to_owned(), Value::Array(refs));
-            }
+        }
+    }
+
+    fn stamp_claim_labels(&self, labels: &mut Map<String, Value>) {
+        if let Some(c) = self.claim_name {
+            set_string(labels, wire::LABEL_CLAIM_NAME, c);
+        }
+        if let Some(c) = self.claim_namespace {
+            set_string(labels, wire::LABEL_CLAIM_NAMESPACE, c);
         }
     }
 
@@ -647,10 +834,9 @@ impl<'a> CompositeMeta<'a> {
             }));
         }
         if let Some(owner) = refs.last_mut().and_then(Value::as_object_mut) {
-            // Usually fresh keys: looked up and inserted in one go.
-            put_string(owner, "name", self.name);
+            set_string(owner, "name", self.name);
             if let Some(uid) = self.uid {
-                put_string(owner, "uid", uid);
+                set_string(owner, "uid", uid);
             }
         }
     }
@@ -686,8 +872,8 @@ fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<S
     }
 }
 
-/// [`set_string`] for a key that is usually missing: one lookup, and the key is allocated even
-/// when it exists.
+/// [`set_string`] for a key that is usually missing (labels a patch replaced): one lookup, and
+/// the key is allocated even when it exists.
 fn put_string(map: &mut Map<String, Value>, key: &str, value: &str) {
     match map.entry(key) {
         Entry::Vacant(slot) => {
@@ -773,6 +959,268 @@ pub(crate) fn prestamp(
         }
     }
     out
+}
+
+/// A template's `stamped_base` with a null placeholder at each key a render writes there: the
+/// metadata `stamp` sets (the name, the composite label, the controller reference's name and uid)
+/// and the destinations of the patches. Writing a placeholder replaces a value instead of
+/// inserting a key, which costs a lookup, a key allocation and a shift of the node's entries; the
+/// skeleton's clone allocates the keys instead, in one go. A patch destination no patch wrote is
+/// removed again, and `stamp` always fills the others, so a render from the skeleton yields what
+/// a render from `stamped_base` does.
+#[derive(Clone, Debug)]
+pub struct Skeleton {
+    /// For an XR without a `uid` and with one.
+    pub bases: [Value; 2],
+    /// The patch destinations with a placeholder, which [`CompiledPatch::slot`] indexes.
+    pub slots: Vec<FieldPath>,
+    /// Where `stamp` writes in each base, when no patch writes there.
+    pub stamp: Option<[StampPositions; 2]>,
+}
+
+/// Where `stamp` writes in a skeleton, by position among sorted siblings. `None` (or `false`)
+/// where a patch may write, or `stamped_base` had a value: `stamp` looks those up.
+#[derive(Clone, Debug, Default)]
+pub struct StampPositions {
+    /// `metadata` in the resource.
+    pub metadata: usize,
+    /// The name placeholder in `metadata`.
+    pub name: Option<usize>,
+    /// `labels` in `metadata` and the composite label's placeholder in it.
+    pub labels: Option<(usize, usize)>,
+    /// The template annotation is as `prestamp` set it.
+    pub annotations: bool,
+    /// `ownerReferences` in `metadata`; in the controller reference, the name's and the uid's
+    /// placeholders.
+    pub owner: Option<(usize, usize, Option<usize>)>,
+}
+
+/// At most this many patch destinations per skeleton: a render tracks them in a `u64`.
+const MAX_SLOTS: usize = 64;
+
+/// Whether a patch of this type writes the composed resource.
+fn writes_resource(kind: PatchType) -> bool {
+    matches!(
+        kind,
+        PatchType::FromCompositeFieldPath
+            | PatchType::CombineFromComposite
+            | PatchType::FromEnvironmentFieldPath
+            | PatchType::CombineFromEnvironment
+            | PatchType::FromResourceFieldPath
+    )
+}
+
+/// The object fields of `path`, or `None` when it has an index.
+fn fields(path: &FieldPath) -> Option<Vec<&str>> {
+    path.segments()
+        .iter()
+        .map(|s| match s {
+            Segment::Field(f) => Some(f.as_str()),
+            Segment::Index(_) => None,
+        })
+        .collect()
+}
+
+/// The skeleton of a template, when placeholders cannot be seen: every patch that writes the
+/// resource replaces the value at a path of plain fields whose parents are objects of
+/// `stamped_base`, and no such path runs through another (so nothing reads, merges into, expands
+/// or walks through a placeholder, and none is removed from under another write). Sets each
+/// patch's [`CompiledPatch::slot`] and [`CompiledPatch::to_present`].
+pub(crate) fn skeleton(stamped: &Value, patches: &mut [CompiledPatch]) -> Option<Skeleton> {
+    for p in patches.iter_mut() {
+        p.to_present = fields(&p.to).is_some_and(|f| lookup(stamped, &f).is_some());
+    }
+    let mut paths: Vec<Vec<&str>> = Vec::new();
+    for p in patches.iter().filter(|p| writes_resource(p.kind)) {
+        if p.to_policy != ToFieldPathPolicy::Replace || p.to_wildcard || p.to.has_wildcard() {
+            return None;
+        }
+        let path = fields(&p.to)?;
+        let (_, parents) = path.split_last()?;
+        if !lookup(stamped, parents).is_some_and(Value::is_object) {
+            return None;
+        }
+        paths.push(path);
+    }
+    for a in &paths {
+        if paths.iter().any(|b| b.len() > a.len() && b.starts_with(a)) {
+            return None;
+        }
+    }
+    // A patch that replaces a value holding a placeholder would only drop it.
+    let replaced = |target: &[&str]| {
+        paths
+            .iter()
+            .any(|p| p.len() < target.len() && target.starts_with(p))
+    };
+    let mut base = stamped.clone();
+    if let Some(meta) = base.get_mut("metadata").and_then(Value::as_object_mut) {
+        if !replaced(&["metadata", "name"]) {
+            meta.entry("name").or_insert(Value::Null);
+        }
+        if !replaced(&["metadata", "labels", wire::LABEL_COMPOSITE])
+            && let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut)
+        {
+            labels.entry(wire::LABEL_COMPOSITE).or_insert(Value::Null);
+        }
+        if !replaced(&["metadata", "ownerReferences", "name"])
+            && let Some(owner) = controller_reference(meta)
+        {
+            owner.entry("name").or_insert(Value::Null);
+        }
+    }
+    let mut slots: Vec<FieldPath> = Vec::new();
+    let mut patch_slots = Vec::new();
+    for (i, p) in patches.iter().enumerate() {
+        if !writes_resource(p.kind) || lookup(stamped, &fields(&p.to)?).is_some() {
+            continue;
+        }
+        let slot = match slots.iter().position(|s| *s == p.to) {
+            Some(slot) => slot,
+            None => {
+                if slots.len() == MAX_SLOTS {
+                    return None;
+                }
+                slots.push(p.to.clone());
+                slots.len() - 1
+            }
+        };
+        patch_slots.push((i, slot));
+    }
+    for path in &slots {
+        let fields = fields(path)?;
+        let (last, parents) = fields.split_last()?;
+        let parent = lookup_mut(&mut base, parents)?.as_object_mut()?;
+        parent.entry(*last).or_insert(Value::Null);
+    }
+    let mut with_uid = base.clone();
+    if !replaced(&["metadata", "ownerReferences", "uid"])
+        && let Some(owner) = with_uid
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .and_then(controller_reference)
+    {
+        owner.entry("uid").or_insert(Value::Null);
+    }
+    let stamp = stamp_positions(&base, &paths).zip(stamp_positions(&with_uid, &paths));
+    let positions: Vec<Option<Vec<usize>>> = patches
+        .iter()
+        .map(|p| {
+            writes_resource(p.kind)
+                .then(|| fields(&p.to).and_then(|f| position(&base, &f)))
+                .flatten()
+        })
+        .collect();
+    for (i, slot) in patch_slots {
+        patches[i].slot = Some(slot);
+        patches[i].to_present = true;
+    }
+    for (p, position) in patches.iter_mut().zip(positions) {
+        p.to_position = position;
+    }
+    Some(Skeleton {
+        bases: [base, with_uid],
+        slots,
+        stamp: stamp.map(|(a, b)| [a, b]),
+    })
+}
+
+/// The position of each field of `path` among its sorted siblings, when the path exists.
+fn position(root: &Value, path: &[&str]) -> Option<Vec<usize>> {
+    let mut node = root;
+    let mut out = Vec::with_capacity(path.len());
+    for f in path {
+        let map = node.as_object()?;
+        out.push(map.keys().position(|k| k == f)?);
+        node = map.get(*f)?;
+    }
+    Some(out)
+}
+
+/// Where `stamp` writes in `base`, a skeleton the patches write at `paths`; `None` when a patch
+/// may replace `metadata`.
+fn stamp_positions(base: &Value, paths: &[Vec<&str>]) -> Option<StampPositions> {
+    // A patch writes `target`, or a value that holds it, or a value inside it.
+    let touches = |target: &[&str]| {
+        paths
+            .iter()
+            .any(|p| p.starts_with(target) || target.starts_with(p))
+    };
+    if paths.iter().any(|p| ["metadata"].starts_with(p)) {
+        return None;
+    }
+    let metadata = position(base, &["metadata"])?[0];
+    let meta = base.get("metadata")?;
+    let at = |key: &str| position(meta, &[key]).map(|p| p[0]);
+    let placeholder = |path: &[&str]| lookup(meta, path).is_some_and(Value::is_null);
+    let name = (!touches(&["metadata", "name"]) && placeholder(&["name"]))
+        .then(|| at("name"))
+        .flatten();
+    let labels = (!touches(&["metadata", "labels", wire::LABEL_COMPOSITE])
+        && placeholder(&["labels", wire::LABEL_COMPOSITE]))
+    .then(|| {
+        Some((
+            at("labels")?,
+            position(meta, &["labels", wire::LABEL_COMPOSITE])?[1],
+        ))
+    })
+    .flatten();
+    let annotations = !touches(&["metadata", "annotations", wire::ANNOTATION_RESOURCE_NAME]);
+    let owner = (!touches(&["metadata", "ownerReferences"]))
+        .then(|| {
+            let refs = at("ownerReferences")?;
+            let owner = meta.get("ownerReferences")?.as_array()?.last()?;
+            let name = position(owner, &["name"])?[0];
+            let uid = position(owner, &["uid"]).map(|p| p[0]);
+            owner
+                .get("name")
+                .is_some_and(Value::is_null)
+                .then_some((refs, name, uid))
+        })
+        .flatten();
+    Some(StampPositions {
+        metadata,
+        name,
+        labels,
+        annotations,
+        owner,
+    })
+}
+
+/// The controller reference `prestamp` appended to a template's metadata.
+fn controller_reference(meta: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
+    meta.get_mut("ownerReferences")?
+        .as_array_mut()?
+        .last_mut()?
+        .as_object_mut()
+}
+
+fn lookup<'v>(root: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(root, |v, f| v.get(*f))
+}
+
+fn lookup_mut<'v>(root: &'v mut Value, path: &[&str]) -> Option<&'v mut Value> {
+    path.iter().try_fold(root, |v, f| v.get_mut(*f))
+}
+
+/// Removes the placeholder at `path` (a skeleton slot: plain fields whose parents exist).
+fn remove_placeholder(desired: &mut Value, path: &FieldPath) {
+    let Some((Segment::Field(last), parents)) = path.segments().split_last() else {
+        return;
+    };
+    let mut node = desired;
+    for s in parents {
+        let Segment::Field(f) = s else {
+            return;
+        };
+        match node.get_mut(f.as_str()) {
+            Some(next) => node = next,
+            None => return,
+        }
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.remove(last.as_str());
+    }
 }
 
 /// The deterministic name of a composed resource: `<xr>-<template>` when it is a valid
@@ -876,8 +1324,9 @@ mod tests {
         )
         .expect("renders");
         assert_eq!(out.environment, json!({"size": "L", "label": "size-L"}));
-        assert_eq!(out.composite["status"]["size"], json!("L"));
-        assert_eq!(out.composite["status"]["label"], json!("size-L!"));
+        let status = out.merged_status(&xr);
+        assert_eq!(status["size"], json!("L"));
+        assert_eq!(status["label"], json!("size-L!"));
     }
 
     #[test]
@@ -899,7 +1348,167 @@ mod tests {
         .expect("renders");
         assert_eq!(out.resources[0].resource["spec"], json!({"f": 2, "h": 1.5}));
         assert!(out.resources[0].resource["spec"]["f"].is_i64());
-        assert!(out.composite["spec"]["f"].is_i64());
+        assert!(out.composite(&xr).to_value()["spec"]["f"].is_i64());
+    }
+
+    #[test]
+    fn the_composite_view_serializes_as_the_owned_xr() {
+        let comp = compile(json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
+            "resources": [{"name": "a", "base": {"apiVersion": "v1", "kind": "T"},
+                "patches": [{"type": "ToCompositeFieldPath", "fromFieldPath": "status.n",
+                    "toFieldPath": "status.n"}]}]
+        }));
+        let observed: ObservedResources = [(
+            "a".to_owned(),
+            Observed {
+                resource: json!({"apiVersion": "v1", "kind": "T", "metadata": {"name": "x-a"},
+                    "status": {"n": 4.0, "conditions": [{"type": "Ready", "status": "True"}]}}),
+                connection_details: Default::default(),
+            },
+        )]
+        .into();
+        let xrs = [
+            // No status; keys after `status`.
+            json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+                "spec": {"f": 3.0, "g": [1.0, 1.5]}, "zz": {"h": -0.0}}),
+            // A status to merge into, with a condition of another type and a float.
+            json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+                "status": {"m": 2.0, "conditions": [{"type": "Synced", "status": "True"}]}}),
+            // A status that is not an object.
+            json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+                "status": "broken", "z": 1}),
+        ];
+        for xr in xrs {
+            let out = render(
+                &comp,
+                RenderInput {
+                    composite: &xr,
+                    observed: &observed,
+                    environment: None,
+                },
+            )
+            .expect("renders");
+            let view = out.composite(&xr);
+            let owned = view.to_value();
+            assert_eq!(owned["status"], out.merged_status(&xr));
+            assert_eq!(owned["status"]["n"], json!(4));
+            assert_eq!(
+                serde_json::to_string(&view).expect("serializes"),
+                serde_json::to_string(&owned).expect("serializes"),
+                "{xr}"
+            );
+            assert_eq!(
+                serde_saphyr::to_string(&view).expect("serializes"),
+                serde_saphyr::to_string(&owned).expect("serializes"),
+                "{xr}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod skeleton_tests {
+    use super::*;
+    use crate::model::CompositionSpec;
+
+    /// The same Composition rendering from `stamped_base` with lookups only.
+    fn without_skeletons(comp: &CompiledComposition) -> CompiledComposition {
+        let mut comp = comp.clone();
+        for r in &mut comp.resources {
+            r.skeleton = None;
+            for p in &mut r.patches {
+                p.slot = None;
+                p.to_present = false;
+                p.to_position = None;
+            }
+        }
+        comp
+    }
+
+    #[test]
+    fn a_render_from_a_skeleton_equals_one_from_the_stamped_base() {
+        let patches = json!([
+            {"fromFieldPath": "spec.region", "toFieldPath": "data.region"},
+            {"fromFieldPath": "spec.missing", "toFieldPath": "data.missing"},
+            {"fromFieldPath": "spec.labels", "toFieldPath": "metadata.labels"},
+            {"fromFieldPath": "spec.n", "toFieldPath": "data.n"},
+        ]);
+        let spec: CompositionSpec = serde_json::from_value(json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XApp"},
+            "resources": [
+                {"name": "plain", "base": {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"namespace": "default"}, "data": {"static": "value"}},
+                 "patches": patches},
+                {"name": "filled", "base": {"apiVersion": "v1", "kind": "ConfigMap",
+                    "data": {"static": "value"}},
+                 "patches": [{"fromFieldPath": "spec.region", "toFieldPath": "data.region"}]},
+                {"name": "named", "base": {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"labels": {"a": "b"}}},
+                 "patches": [
+                    {"fromFieldPath": "spec.name", "toFieldPath": "metadata.name"},
+                    {"fromFieldPath": "spec.team", "toFieldPath": "metadata.labels.team"},
+                    {"fromFieldPath": "spec.note", "toFieldPath": "metadata.annotations.note"},
+                 ]},
+                {"name": "no-patches", "base": {"apiVersion": "v1", "kind": "ConfigMap"}},
+            ]
+        }))
+        .expect("valid spec");
+        let comp = CompiledComposition::compile(&spec).expect("compiles");
+        assert!(comp.resources.iter().all(|r| r.skeleton.is_some()));
+        let plain = without_skeletons(&comp);
+        let observed: ObservedResources = [(
+            "named".to_owned(),
+            Observed {
+                resource: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "taken"}}),
+                connection_details: Default::default(),
+            },
+        )]
+        .into();
+        let specs = [
+            json!({"region": "eu", "labels": {"team": "a"}, "n": 2.0, "name": "n", "team": "t",
+                "note": "x"}),
+            json!({"missing": "here", "labels": "not-an-object"}),
+            json!({}),
+        ];
+        let metas = [
+            json!({"name": "app", "uid": "u-1"}),
+            json!({"name": "app"}),
+            json!({"name": "app", "namespace": "ns", "labels": {
+                "strata.dev/claim-name": "c", "strata.dev/claim-namespace": "cns"}}),
+            json!({"name": "a.b", "uid": "u-2", "labels": {"strata.dev/composite": "root"}}),
+        ];
+        for xr_spec in &specs {
+            for meta in &metas {
+                for observed in [&ObservedResources::new(), &observed] {
+                    let xr = json!({"apiVersion": "example.org/v1", "kind": "XApp",
+                        "metadata": meta, "spec": xr_spec});
+                    let input = RenderInput {
+                        composite: &xr,
+                        observed,
+                        environment: None,
+                    };
+                    let fast = render(&comp, input);
+                    let slow = render(&plain, input);
+                    assert_eq!(fast, slow, "{xr}");
+                    if let Ok(out) = fast {
+                        for r in &out.resources {
+                            assert!(!has_null(&r.resource), "{}", r.resource);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn has_null(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Array(items) => items.iter().any(has_null),
+            Value::Object(m) => m.values().any(has_null),
+            _ => false,
+        }
     }
 }
 

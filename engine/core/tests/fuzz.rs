@@ -517,6 +517,20 @@ fn observed() -> impl Strategy<Value = ObservedResources> {
     })
 }
 
+/// The same Composition rendering from `stamped_base` with lookups only.
+fn without_skeletons(compiled: &CompiledComposition) -> CompiledComposition {
+    let mut compiled = compiled.clone();
+    for r in &mut compiled.resources {
+        r.skeleton = None;
+        for p in &mut r.patches {
+            p.slot = None;
+            p.to_present = false;
+            p.to_position = None;
+        }
+    }
+    compiled
+}
+
 // ---------------------------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------------------------
@@ -542,6 +556,8 @@ proptest! {
         let first = render(&compiled, input);
         let again = render(&compiled, input);
         prop_assert_eq!(&first, &again, "render is a pure function");
+        let plain = render(&without_skeletons(&compiled), input);
+        prop_assert_eq!(&first, &plain, "a render from skeletons equals one from the stamped bases");
         let Ok(out) = first else { return Ok(()) };
         prop_assert_eq!(out.resources.len() + out.withheld.len(), spec.resources.len());
         for r in &out.resources {
@@ -565,7 +581,13 @@ proptest! {
                 }
             }
         }
-        let ready = out.composite.pointer("/status/conditions").and_then(Value::as_array)
+        let composite = out.composite(&xr);
+        prop_assert_eq!(
+            serde_json::to_string(&composite).ok(),
+            serde_json::to_string(&composite.to_value()).ok(),
+            "the composite view serializes as the owned XR"
+        );
+        let ready = out.merged_status(&xr).pointer("/conditions").and_then(Value::as_array)
             .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).cloned();
         prop_assert!(ready.is_some(), "the XR has a Ready condition");
         let mut unready = out.unready.clone();
