@@ -192,7 +192,11 @@ impl Transform {
                             let re = go_regex(source).map_err(|e| {
                                 invalid(
                                     &field,
-                                    &format!("invalid regexp {}: {e}", gofmt::quote(source, false)),
+                                    &format!(
+                                        "invalid regexp {}: {}",
+                                        gofmt::quote(source, false),
+                                        regex_reason(&e)
+                                    ),
                                 )
                             })?;
                             Matcher::Regexp(re)
@@ -284,7 +288,11 @@ impl Transform {
                         let re = go_regex(&r.match_).map_err(|e| {
                             invalid(
                                 "string.regexp.match",
-                                &format!("invalid regexp {}: {e}", gofmt::quote(&r.match_, false)),
+                                &format!(
+                                    "invalid regexp {}: {}",
+                                    gofmt::quote(&r.match_, false),
+                                    regex_reason(&e)
+                                ),
                             )
                         })?;
                         // Crossplane indexes the match with a negative group and panics; refuse it up front.
@@ -909,6 +917,20 @@ pub(crate) fn go_regex(pattern: &str) -> Result<Regex, regex::Error> {
         .build()
 }
 
+/// Why a pattern does not compile, on one line. The regex crate prints the pattern with a caret
+/// under the fault and the reason below; the pattern is already quoted beside this, and the caret
+/// would point into the translated pattern, so only the reason is kept.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map_or_else(
+            || text.split_whitespace().collect::<Vec<_>>().join(" "),
+            str::to_owned,
+        )
+}
+
 fn translate_go_regex(pattern: &str) -> String {
     let chars: Vec<char> = pattern.chars().collect();
     let mut out = String::with_capacity(pattern.len() + 8);
@@ -1280,9 +1302,20 @@ mod tests {
             json!("a"),
         )
         .unwrap_err();
+        assert_eq!(
+            bad,
+            "transform 0 (match): match.patterns[0].regexp: invalid regexp \"(\": unclosed group"
+        );
+        let bad = run(
+            json!({"type": "string", "string": {"type": "Regexp", "regexp": {"match": "a[z-a]"}}}),
+            json!("a"),
+        )
+        .unwrap_err();
         assert!(
-            bad.starts_with("transform 0 (match): match.patterns[0].regexp: invalid regexp \"(\""),
-            "{bad}"
+            bad.starts_with(
+                "transform 0 (string): string.regexp.match: invalid regexp \"a[z-a]\": "
+            ) && !bad.contains('\n'),
+            "one line naming the field and the reason: {bad}"
         );
     }
 
