@@ -298,12 +298,25 @@ pub fn validate_documents(documents: &[SourcedValue]) -> Vec<Located> {
     let mut xrds: Vec<(&SourcedValue, CompositeResourceDefinition)> = Vec::new();
     let mut compositions = Vec::new();
     let mut objects = Vec::new();
+    let mut salvaged = Vec::new();
     for doc in documents {
         match load::classify(doc) {
             Ok(Document::Xrd(xrd)) => xrds.push((doc, *xrd)),
             Ok(Document::Composition(c)) => compositions.push((doc, c)),
             Ok(Document::EnvironmentConfig(_)) => {}
             Ok(Document::Object(_)) => objects.push(doc),
+            // A Composition is read past its first structural error, so that one run reports
+            // every error of it.
+            Err(e) if doc.value.get("kind").and_then(Value::as_str) == Some("Composition") => {
+                let rest = load::composition_salvaged(doc);
+                if rest.errors.is_empty() {
+                    out.push(finding(Severity::Error, doc, "", e.message));
+                }
+                for error in &rest.errors {
+                    out.push(finding(Severity::Error, doc, "", error.message.clone()));
+                }
+                salvaged.push((doc, rest));
+            }
             Err(e) => out.push(finding(Severity::Error, doc, "", e.message)),
         }
     }
@@ -346,6 +359,23 @@ pub fn validate_documents(documents: &[SourcedValue]) -> Vec<Located> {
                 }
             }
         }
+    }
+
+    // What is left of a Composition with structural errors is linted too; it is not compiled,
+    // as it is already in error.
+    for (doc, rest) in &salvaged {
+        let Some(composition) = &rest.composition else {
+            continue;
+        };
+        let name = composition.metadata.name.as_deref().unwrap_or("?");
+        out.extend(
+            lint_composition(name, &composition.spec, &xrd_refs)
+                .into_iter()
+                .map(|mut f| {
+                    f.field = rest.original_field(&f.field);
+                    Located::at(doc, f)
+                }),
+        );
     }
 
     for doc in objects {

@@ -218,8 +218,9 @@ pub fn environment_config(doc: &SourcedValue) -> Result<EnvironmentConfig, LoadE
     Ok(config)
 }
 
-/// Loads a Composition (native, or Crossplane v1 `Resources`/`Pipeline`).
-pub fn composition(doc: &SourcedValue) -> Result<Composition, LoadError> {
+/// The document as the typed Composition reads it: header normalised, Crossplane-only fields
+/// dropped, a pipeline converted.
+fn composition_value(doc: &SourcedValue) -> Result<Value, LoadError> {
     check_version(
         doc,
         &[
@@ -266,8 +267,198 @@ pub fn composition(doc: &SourcedValue) -> Result<Composition, LoadError> {
             )));
         }
     }
-    let composition: Composition = typed(doc, value)?;
-    Ok(composition)
+    Ok(value)
+}
+
+/// Loads a Composition (native, or Crossplane v1 `Resources`/`Pipeline`).
+pub fn composition(doc: &SourcedValue) -> Result<Composition, LoadError> {
+    typed(doc, composition_value(doc)?)
+}
+
+/// A Composition loaded for linting past its structural errors (see [`composition_salvaged`]).
+#[derive(Debug)]
+pub struct Salvaged {
+    /// Every structural error, each at its field path in the document as written.
+    pub errors: Vec<LoadError>,
+    /// The Composition without the list items that held those errors, when what is left can be
+    /// linted with findings at the right paths ([`Salvaged::original_field`] maps them back).
+    pub composition: Option<Composition>,
+    removed: Vec<Vec<Step>>,
+}
+
+/// One step of a field path: an object key or a list index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl Salvaged {
+    /// The field path (as lint writes it: `spec.resources[1].patches[0].toFieldPath`) in the
+    /// document as written, for a path into the salvaged Composition.
+    pub fn original_field(&self, field: &str) -> String {
+        let mut steps = Vec::new();
+        for token in field.split('.') {
+            let (key, mut rest) = token.split_at(token.find('[').unwrap_or(token.len()));
+            steps.push(Step::Key(key.to_owned()));
+            while let Some(inner) = rest.strip_prefix('[') {
+                let Some(end) = inner.find(']') else { break };
+                match inner[..end].parse() {
+                    Ok(index) => steps.push(Step::Index(index)),
+                    // Not an index (a key in brackets): the field cannot be mapped.
+                    Err(_) => return field.to_owned(),
+                }
+                rest = &inner[end + 1..];
+            }
+        }
+        render_steps(&self.original(&steps))
+    }
+
+    /// Maps list indices of a path into the salvaged value to the document as written.
+    fn original(&self, steps: &[Step]) -> Vec<Step> {
+        let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+        for step in steps {
+            match step {
+                Step::Key(_) => out.push(step.clone()),
+                Step::Index(index) => {
+                    let mut gone: Vec<usize> = self
+                        .removed
+                        .iter()
+                        .filter(|r| r.len() == out.len() + 1 && r[..out.len()] == out[..])
+                        .filter_map(|r| match r.last() {
+                            Some(Step::Index(i)) => Some(*i),
+                            _ => None,
+                        })
+                        .collect();
+                    gone.sort_unstable();
+                    let mut original = *index;
+                    for g in gone {
+                        if g <= original {
+                            original += 1;
+                        }
+                    }
+                    out.push(Step::Index(original));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `spec.resources[0].patches[1]`, as serde_path_to_error and lint print paths.
+fn render_steps(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Loads a Composition and reports every structural error, not only the first: each list item
+/// (a resource, a patch, a transform, a check…) that does not parse is reported at its path and
+/// left out, and the rest is parsed again. What is left is returned for linting when only items
+/// inside composed resources were left out (their patches, transforms, readiness checks and
+/// connection details), so lint's findings elsewhere keep their meaning; otherwise the
+/// structural errors alone are reported.
+pub fn composition_salvaged(doc: &SourcedValue) -> Salvaged {
+    let mut salvaged = Salvaged {
+        errors: Vec::new(),
+        composition: None,
+        removed: Vec::new(),
+    };
+    let mut value = match composition_value(doc) {
+        Ok(value) => value,
+        Err(e) => {
+            salvaged.errors.push(e);
+            return salvaged;
+        }
+    };
+    // Each round removes one list item, so the rounds are bounded by the document's size; past
+    // MAX_SALVAGED_ERRORS reading stops, as each round parses the whole document again.
+    loop {
+        if salvaged.errors.len() == MAX_SALVAGED_ERRORS {
+            salvaged.errors.push(doc.error(format!(
+                "more than {MAX_SALVAGED_ERRORS} structural errors; the rest are not reported"
+            )));
+            return salvaged;
+        }
+        let error = match serde_path_to_error::deserialize::<_, Composition>(value.clone()) {
+            Ok(composition) => {
+                let lintable = salvaged.removed.iter().all(|r| {
+                    r.len() > 4
+                        && r[..2] == [Step::Key("spec".into()), Step::Key("resources".into())]
+                });
+                if lintable {
+                    salvaged.composition = Some(composition);
+                }
+                return salvaged;
+            }
+            Err(e) => e,
+        };
+        let mut steps = Vec::new();
+        let mut navigable = true;
+        for segment in error.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => steps.push(Step::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => steps.push(Step::Key(key.clone())),
+                _ => navigable = false,
+            }
+        }
+        let inner = error.into_inner().to_string();
+        let original = salvaged.original(&steps);
+        salvaged.errors.push(if original.is_empty() {
+            doc.error(inner)
+        } else {
+            doc.error(format!("{}: {inner}", render_steps(&original)))
+        });
+        let cut = steps.iter().rposition(|s| matches!(s, Step::Index(_)));
+        let removed = match cut {
+            Some(cut) if navigable => remove_item(&mut value, &steps[..=cut]),
+            _ => false,
+        };
+        if !removed {
+            return salvaged;
+        }
+        if let Some(cut) = cut {
+            salvaged.removed.push(original[..=cut].to_vec());
+        }
+    }
+}
+
+/// How many structural errors of one Composition [`composition_salvaged`] reports at most.
+pub const MAX_SALVAGED_ERRORS: usize = 100;
+
+/// Removes the list item at `steps` (whose last step is an index); false when there is none.
+fn remove_item(value: &mut Value, steps: &[Step]) -> bool {
+    let Some((Step::Index(last), parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for step in parents {
+        let next = match step {
+            Step::Key(key) => at.get_mut(key.as_str()),
+            Step::Index(i) => at.get_mut(*i),
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    match at.as_array_mut() {
+        Some(items) if *last < items.len() => {
+            items.remove(*last);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Rewrites the header to the native kind so the typed structs accept it.
@@ -402,6 +593,134 @@ mod tests {
     fn one(text: &str) -> Result<Document, LoadError> {
         let docs = parse_stream(text, "test.yaml")?;
         classify(&docs[0])
+    }
+
+    fn salvage(text: &str) -> Salvaged {
+        let docs = parse_stream(text, "test.yaml").expect("parses");
+        composition_salvaged(&docs[0])
+    }
+
+    const SALVAGE_HEAD: &str = "apiVersion: apiextensions.crossplane.io/v1\nkind: Composition\n\
+        metadata: {name: c}\nspec:\n  compositeTypeRef: {apiVersion: example.org/v1, kind: XApp}\n";
+
+    #[test]
+    fn a_composition_is_read_past_each_broken_item_with_paths_as_written() {
+        let rest = salvage(&format!(
+            "{SALVAGE_HEAD}  resources:
+  - name: a
+    base: {{apiVersion: v1, kind: ConfigMap}}
+    patches:
+    - {{type: Nope, fromFieldPath: spec.x}}
+    - {{type: Nope, fromFieldPath: spec.y}}
+    - fromFieldPath: spec.z
+      toFieldPath: data.z
+      transforms: [{{type: nope}}, {{type: string, string: {{type: Format, fmt: '%s'}}}}, {{type: nope}}]
+    - {{fromFieldPath: spec.w, toFieldPath: data.w}}
+"
+        ));
+        let errors: Vec<&str> = rest
+            .errors
+            .iter()
+            .map(|e| e.message.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "spec.resources[0].patches[0].type",
+                "spec.resources[0].patches[1].type",
+                "spec.resources[0].patches[2].transforms[0].type",
+                "spec.resources[0].patches[2].transforms[2].type",
+            ]
+        );
+        let composition = rest.composition.as_ref().expect("the rest can be linted");
+        let patches = &composition.spec.resources[0].patches;
+        assert_eq!(patches.len(), 2, "the two broken patches are left out");
+        assert_eq!(
+            patches[0].transforms.len(),
+            1,
+            "so are the broken transforms"
+        );
+        // Paths lint writes into what is left, mapped back to the document as written.
+        for (salvaged, original) in [
+            (
+                "spec.resources[0].patches[1].toFieldPath",
+                "spec.resources[0].patches[3].toFieldPath",
+            ),
+            (
+                "spec.resources[0].patches[0].transforms[0].string",
+                "spec.resources[0].patches[2].transforms[1].string",
+            ),
+            ("spec.resources[0].base.kind", "spec.resources[0].base.kind"),
+            ("spec.compositeTypeRef", "spec.compositeTypeRef"),
+        ] {
+            assert_eq!(rest.original_field(salvaged), original);
+        }
+    }
+
+    #[test]
+    fn a_broken_resource_is_reported_without_linting_the_rest() {
+        let rest = salvage(&format!(
+            "{SALVAGE_HEAD}  resources:
+  - name: [a]
+    base: {{apiVersion: v1, kind: ConfigMap}}
+  - name: b
+    base: {{apiVersion: v1, kind: ConfigMap}}
+    patches: [{{type: Nope}}]
+"
+        ));
+        let errors: Vec<&str> = rest
+            .errors
+            .iter()
+            .map(|e| e.message.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "spec.resources[0].name",
+                "spec.resources[1].patches[0].type"
+            ]
+        );
+        assert!(
+            rest.composition.is_none(),
+            "lint would name resources by shifted indices"
+        );
+    }
+
+    #[test]
+    fn a_composition_with_very_many_broken_items_reports_a_bounded_number() {
+        let patches = "    - {type: Nope}\n".repeat(MAX_SALVAGED_ERRORS + 50);
+        let rest = salvage(&format!(
+            "{SALVAGE_HEAD}  resources:\n  - name: a\n    base: {{apiVersion: v1, kind: ConfigMap}}\n    patches:\n{patches}"
+        ));
+        assert_eq!(rest.errors.len(), MAX_SALVAGED_ERRORS + 1);
+        assert!(
+            rest.errors[MAX_SALVAGED_ERRORS - 1]
+                .message
+                .starts_with(&format!(
+                    "spec.resources[0].patches[{}].type",
+                    MAX_SALVAGED_ERRORS - 1
+                )),
+            "{:?}",
+            rest.errors[MAX_SALVAGED_ERRORS - 1]
+        );
+        assert!(
+            rest.errors[MAX_SALVAGED_ERRORS]
+                .message
+                .contains("the rest are not reported")
+        );
+        assert!(rest.composition.is_none());
+    }
+
+    #[test]
+    fn a_composition_broken_outside_any_list_is_one_error() {
+        let rest = salvage(&format!("{SALVAGE_HEAD}  resources: 5\n"));
+        assert_eq!(rest.errors.len(), 1, "{:?}", rest.errors);
+        assert!(
+            rest.errors[0].message.starts_with("spec.resources: "),
+            "{:?}",
+            rest.errors
+        );
+        assert!(rest.composition.is_none());
     }
 
     #[test]
