@@ -600,6 +600,14 @@ mod tests {
         composition_salvaged(&docs[0])
     }
 
+    /// The field path each structural error names.
+    fn error_paths(rest: &Salvaged) -> Vec<&str> {
+        rest.errors
+            .iter()
+            .map(|e| e.message.split(':').next().unwrap_or_default())
+            .collect()
+    }
+
     const SALVAGE_HEAD: &str = "apiVersion: apiextensions.crossplane.io/v1\nkind: Composition\n\
         metadata: {name: c}\nspec:\n  compositeTypeRef: {apiVersion: example.org/v1, kind: XApp}\n";
 
@@ -618,13 +626,8 @@ mod tests {
     - {{fromFieldPath: spec.w, toFieldPath: data.w}}
 "
         ));
-        let errors: Vec<&str> = rest
-            .errors
-            .iter()
-            .map(|e| e.message.split(':').next().unwrap_or_default())
-            .collect();
         assert_eq!(
-            errors,
+            error_paths(&rest),
             [
                 "spec.resources[0].patches[0].type",
                 "spec.resources[0].patches[1].type",
@@ -668,13 +671,8 @@ mod tests {
     patches: [{{type: Nope}}]
 "
         ));
-        let errors: Vec<&str> = rest
-            .errors
-            .iter()
-            .map(|e| e.message.split(':').next().unwrap_or_default())
-            .collect();
         assert_eq!(
-            errors,
+            error_paths(&rest),
             [
                 "spec.resources[0].name",
                 "spec.resources[1].patches[0].type"
