@@ -19,6 +19,10 @@
 //! Run: `cargo bench -p strata-controllers --bench claims`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
 
+// The allocator the `strata` binary (and so `strata up`) runs with, so the peak RSS is its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
