@@ -1270,6 +1270,22 @@ mod tests {
     use super::*;
     use crate::model::CompositionSpec;
 
+    /// Renders `xr` with `comp` and no environment.
+    pub(super) fn render_plain(
+        comp: &CompiledComposition,
+        xr: &Value,
+        observed: &ObservedResources,
+    ) -> Result<RenderOutput, RenderError> {
+        render(
+            comp,
+            RenderInput {
+                composite: xr,
+                observed,
+                environment: None,
+            },
+        )
+    }
+
     fn compile(spec: serde_json::Value) -> CompiledComposition {
         let spec: CompositionSpec = serde_json::from_value(spec).expect("valid spec");
         CompiledComposition::compile(&spec).expect("compiles")
@@ -1284,15 +1300,7 @@ mod tests {
         }));
         let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {}});
         let observed = ObservedResources::new();
-        let err = render(
-            &comp,
-            RenderInput {
-                composite: &xr,
-                observed: &observed,
-                environment: None,
-            },
-        )
-        .expect_err("required");
+        let err = render_plain(&comp, &xr, &observed).expect_err("required");
         assert_eq!(
             err.to_string(),
             "environment: patch 0 (FromCompositeFieldPath): required source is missing: spec.a: no such field"
@@ -1314,15 +1322,7 @@ mod tests {
         }));
         let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {"size": "L"}});
         let observed = ObservedResources::new();
-        let out = render(
-            &comp,
-            RenderInput {
-                composite: &xr,
-                observed: &observed,
-                environment: None,
-            },
-        )
-        .expect("renders");
+        let out = render_plain(&comp, &xr, &observed).expect("renders");
         assert_eq!(out.environment, json!({"size": "L", "label": "size-L"}));
         let status = out.merged_status(&xr);
         assert_eq!(status["size"], json!("L"));
@@ -1337,15 +1337,7 @@ mod tests {
         }));
         let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"}, "spec": {"f": 3.0}});
         let observed = ObservedResources::new();
-        let out = render(
-            &comp,
-            RenderInput {
-                composite: &xr,
-                observed: &observed,
-                environment: None,
-            },
-        )
-        .expect("renders");
+        let out = render_plain(&comp, &xr, &observed).expect("renders");
         assert_eq!(out.resources[0].resource["spec"], json!({"f": 2, "h": 1.5}));
         assert!(out.resources[0].resource["spec"]["f"].is_i64());
         assert!(out.composite(&xr).to_value()["spec"]["f"].is_i64());
@@ -1380,15 +1372,7 @@ mod tests {
                 "status": "broken", "z": 1}),
         ];
         for xr in xrs {
-            let out = render(
-                &comp,
-                RenderInput {
-                    composite: &xr,
-                    observed: &observed,
-                    environment: None,
-                },
-            )
-            .expect("renders");
+            let out = render_plain(&comp, &xr, &observed).expect("renders");
             let view = out.composite(&xr);
             let owned = view.to_value();
             assert_eq!(owned["status"], out.merged_status(&xr));
@@ -1514,6 +1498,7 @@ mod skeleton_tests {
 
 #[cfg(test)]
 mod stamping_tests {
+    use super::tests::render_plain;
     use super::*;
     use crate::model::CompositionSpec;
 
@@ -1540,15 +1525,7 @@ mod stamping_tests {
             "metadata": {"name": "app", "uid": "u-1"},
             "spec": {"labels": {"team": "a"}, "refs": [{"apiVersion": "v1", "kind": "X", "name": "y", "controller": true}]}});
         let observed = ObservedResources::new();
-        let out = render(
-            &comp,
-            RenderInput {
-                composite: &xr,
-                observed: &observed,
-                environment: None,
-            },
-        )
-        .expect("renders");
+        let out = render_plain(&comp, &xr, &observed).expect("renders");
         let meta = &out.resources[0].resource["metadata"];
         assert_eq!(
             meta["labels"],
@@ -1574,15 +1551,7 @@ mod stamping_tests {
         }]));
         let xr = json!({"apiVersion": "example.org/v1", "kind": "XApp", "metadata": {"name": "app", "namespace": "team-a"}});
         let observed = ObservedResources::new();
-        let err = render(
-            &comp,
-            RenderInput {
-                composite: &xr,
-                observed: &observed,
-                environment: None,
-            },
-        )
-        .expect_err("outside");
+        let err = render_plain(&comp, &xr, &observed).expect_err("outside");
         assert!(
             err.to_string()
                 .starts_with("resource `cm`: metadata.namespace"),

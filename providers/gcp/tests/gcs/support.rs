@@ -420,6 +420,16 @@ pub async fn connect(
         .await
 }
 
+/// The provider against the endpoint at `url` without credentials, as the emulators take it.
+pub async fn anonymous(url: &str) -> Arc<dyn External> {
+    connect(
+        json!({"credentials": {"source": "Anonymous"}, "endpoint": url}),
+        Arc::new(MemorySecrets::default()),
+    )
+    .await
+    .expect("an anonymous ProviderConfig connects")
+}
+
 pub fn bucket(external_name: &str, location: &str) -> Managed {
     Managed {
         name: external_name.into(),

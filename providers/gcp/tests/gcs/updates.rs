@@ -1,14 +1,11 @@
 //! Updates send a PATCH naming only the managed fields that drifted.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use strata_core::provider::ErrorClass;
 
-use crate::support::{
-    Emulator, MemorySecrets, bucket, connect, http, present, recording_proxy, update,
-};
+use crate::support::{Emulator, anonymous, bucket, http, present, recording_proxy, update};
 
 async fn bucket_json(endpoint: &str, name: &str) -> Value {
     http()
@@ -25,12 +22,7 @@ async fn bucket_json(endpoint: &str, name: &str) -> Value {
 async fn an_update_changes_the_managed_field_and_keeps_cors_and_website_set_behind_strata() {
     let gcs = Emulator::gcp_storage_emulator();
     let (proxy, log) = recording_proxy(&gcs.url).await;
-    let buckets = connect(
-        json!({"credentials": {"source": "Anonymous"}, "endpoint": proxy.url}),
-        Arc::new(MemorySecrets::default()),
-    )
-    .await
-    .unwrap();
+    let buckets = anonymous(&proxy.url).await;
     let mut site = bucket("strata-site", "US");
     buckets.create(&site).await.unwrap();
 
@@ -86,12 +78,7 @@ async fn an_update_changes_the_managed_field_and_keeps_cors_and_website_set_behi
 #[tokio::test]
 async fn back_to_back_updates_of_one_bucket_are_spaced_a_second_apart() {
     let gcs = Emulator::gcp_storage_emulator();
-    let buckets = connect(
-        json!({"credentials": {"source": "Anonymous"}, "endpoint": gcs.url}),
-        Arc::new(MemorySecrets::default()),
-    )
-    .await
-    .unwrap();
+    let buckets = anonymous(&gcs.url).await;
     let mut media = bucket("strata-media", "US");
     buckets.create(&media).await.unwrap();
     media.for_provider["labels"] = json!({"team": "web"});
@@ -112,12 +99,7 @@ async fn a_bucket_the_emulator_placed_elsewhere_is_reported_as_location_drift() 
     // fake-gcs-server puts every bucket in US-CENTRAL1 whatever was asked: for Strata that is a
     // bucket in another location than the spec says, which cannot be changed in place.
     let gcs = Emulator::fake_gcs();
-    let buckets = connect(
-        json!({"credentials": {"source": "Anonymous"}, "endpoint": gcs.url}),
-        Arc::new(MemorySecrets::default()),
-    )
-    .await
-    .unwrap();
+    let buckets = anonymous(&gcs.url).await;
     let eu = bucket("strata-eu", "EU");
     buckets.create(&eu).await.unwrap();
     let found = bucket_json(&gcs.url, "strata-eu").await;
@@ -141,12 +123,7 @@ async fn a_bucket_the_emulator_placed_elsewhere_is_reported_as_location_drift() 
 async fn an_update_the_endpoint_accepts_without_storing_is_reported_not_repeated_silently() {
     // fake-gcs-server answers a PATCH of labels with 200 and the bucket unchanged.
     let gcs = Emulator::fake_gcs();
-    let buckets = connect(
-        json!({"credentials": {"source": "Anonymous"}, "endpoint": gcs.url}),
-        Arc::new(MemorySecrets::default()),
-    )
-    .await
-    .unwrap();
+    let buckets = anonymous(&gcs.url).await;
     let mut tagged = bucket("strata-tagged", "US-CENTRAL1");
     buckets.create(&tagged).await.unwrap();
     tagged.for_provider["labels"] = json!({"team": "web"});
@@ -162,12 +139,7 @@ async fn an_update_the_endpoint_accepts_without_storing_is_reported_not_repeated
 #[tokio::test]
 async fn a_project_listing_reads_every_bucket_as_a_read_would() {
     let gcs = Emulator::gcp_storage_emulator();
-    let buckets = connect(
-        json!({"credentials": {"source": "Anonymous"}, "endpoint": gcs.url}),
-        Arc::new(MemorySecrets::default()),
-    )
-    .await
-    .unwrap();
+    let buckets = anonymous(&gcs.url).await;
     assert!(buckets.can_sweep());
     let mut names = Vec::new();
     for i in 0..3 {
