@@ -7,6 +7,7 @@ mod apiserver;
 mod controllers;
 mod crds;
 mod examples;
+mod functions;
 mod golden;
 mod support;
 mod validate;

@@ -72,6 +72,19 @@ impl Emulator {
         )
     }
 
+    /// crossplane-function-pythonic, a real third-party Crossplane function, serving gRPC without
+    /// TLS (`--insecure`) as `crossplane render` runs functions.
+    pub fn function_pythonic() -> Emulator {
+        let port = free_port();
+        let args = ["--insecure", "--address", &format!("127.0.0.1:{port}")].map(str::to_owned);
+        Emulator::start("function-pythonic", &args, port)
+    }
+
+    /// `host:port` of the process.
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
     pub fn gcp_storage_emulator() -> Emulator {
         let port = free_port();
         let args = [

@@ -14,6 +14,7 @@ mod graph;
 mod input;
 mod reconcilers;
 mod render;
+mod render_functions;
 mod run;
 mod trace;
 mod up;

@@ -22,9 +22,12 @@ use crate::input::{read_documents, read_text};
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {
     /// The composite resource (XR), a YAML or JSON file.
-    composite: PathBuf,
+    pub(crate) composite: PathBuf,
     /// The Composition (Strata or Crossplane format).
-    composition: PathBuf,
+    pub(crate) composition: PathBuf,
+    /// The Functions a pipeline's steps call (`pkg.crossplane.io` Function objects, as for
+    /// `crossplane render`). Not needed when every step is native.
+    pub(crate) functions: Option<PathBuf>,
     /// Observed composed resources (file or directory), matched to templates by the
     /// `strata.dev/composition-resource-name` (or `crossplane.io/...`) annotation. Secrets in it
     /// are used as the connection secrets of resources whose `writeConnectionSecretToRef` names them.
@@ -38,10 +41,12 @@ pub struct RenderArgs {
     xrd: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Yaml)]
-    output: Format,
+    pub(crate) output: Format,
     /// Also print the XR's connection details as a Secret (values base64-encoded).
     #[arg(long)]
-    include_connection_details: bool,
+    pub(crate) include_connection_details: bool,
+    #[command(flatten)]
+    pub(crate) function_args: crate::render_functions::FunctionArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +57,14 @@ pub enum Format {
 
 /// Input problems exit 2; render problems exit 1.
 pub fn run(args: RenderArgs) -> Result<ExitCode> {
+    match crate::render_functions::try_run(&args) {
+        Ok(Some(code)) => return Ok(code),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let prepared = match prepare(&args) {
         Ok(p) => p,
         Err(e) => {
@@ -102,10 +115,28 @@ struct Prepared {
 }
 
 fn prepare(args: &RenderArgs) -> Result<Prepared> {
-    let mut composite = single_object(&args.composite)?;
     let text = read_text(&args.composition)?;
     let composition =
         load::composition_from_str(&text, &args.composition.display().to_string())?.spec;
+    let inputs = prepare_inputs(args)?;
+    Ok(Prepared {
+        composite: inputs.composite,
+        composition,
+        observed: inputs.observed,
+        environment: inputs.environment,
+    })
+}
+
+/// What a render reads besides the Composition.
+pub(crate) struct Inputs {
+    pub(crate) composite: Value,
+    pub(crate) observed: ObservedResources,
+    pub(crate) environment: Option<Value>,
+}
+
+/// The XR (with the XRD's defaults), the observed resources and the environment.
+pub(crate) fn prepare_inputs(args: &RenderArgs) -> Result<Inputs> {
+    let mut composite = single_object(&args.composite)?;
     if let Some(path) = &args.xrd {
         apply_xrd_defaults(path, &mut composite)?;
     }
@@ -117,9 +148,8 @@ fn prepare(args: &RenderArgs) -> Result<Prepared> {
         Some(p) => Some(environment(p)?),
         None => None,
     };
-    Ok(Prepared {
+    Ok(Inputs {
         composite,
-        composition,
         observed,
         environment,
     })
@@ -257,7 +287,7 @@ fn observed_resources(path: &Path) -> Result<ObservedResources> {
     Ok(out)
 }
 
-fn secret_data(secret: &Value) -> Result<ConnectionDetails> {
+pub(crate) fn secret_data(secret: &Value) -> Result<ConnectionDetails> {
     let mut out = ConnectionDetails::new();
     if let Some(data) = secret.get("data").and_then(Value::as_object) {
         for (k, v) in data {
@@ -304,7 +334,7 @@ fn environment(path: &Path) -> Result<Value> {
     Ok(merged)
 }
 
-fn connection_secret(composite: &Value, details: &ConnectionDetails) -> Value {
+pub(crate) fn connection_secret(composite: &Value, details: &ConnectionDetails) -> Value {
     let reference = composite.pointer("/spec/writeConnectionSecretToRef");
     let xr_name = composite
         .pointer("/metadata/name")

@@ -15,6 +15,7 @@ pub mod lint;
 pub mod load;
 pub mod model;
 pub mod patch;
+pub mod pipeline;
 pub mod provider;
 pub mod readiness;
 pub mod render;

@@ -91,9 +91,7 @@ impl RenderOutput {
     /// [`RenderOutput::composite_status`] merged in: objects merged deeply, conditions by type,
     /// integral floats written as integers.
     pub fn merged_status(&self, xr: &Value) -> Value {
-        let mut status = merged_status(xr.get("status"), &self.composite_status);
-        patch::normalize_numbers(&mut status);
-        status
+        merge_status(xr, &self.composite_status)
     }
 
     /// The observed XR `xr` (the one this output was rendered from) with
@@ -570,6 +568,14 @@ fn ready_condition(unready: &[String]) -> Value {
         let _ = write!(message, ", and {} more", unready.len() - 3);
     }
     condition("False", "Creating", Some(message))
+}
+
+/// The status of the observed XR `xr` with `status` (what a pass wants) merged in: objects merged
+/// deeply, conditions by type, integral floats written as integers.
+pub fn merge_status(xr: &Value, status: &Value) -> Value {
+    let mut out = merged_status(xr.get("status"), status);
+    patch::normalize_numbers(&mut out);
+    out
 }
 
 /// The observed status (when it is an object) with the desired status merged in; conditions are

@@ -5,6 +5,9 @@
 pub const ANNOTATION_RESOURCE_NAME: &str = "strata.dev/composition-resource-name";
 /// Crossplane's equivalent of [`ANNOTATION_RESOURCE_NAME`], accepted on observed resources.
 pub const CROSSPLANE_ANNOTATION_RESOURCE_NAME: &str = "crossplane.io/composition-resource-name";
+/// On a composed resource a function produced: the composition resource names (comma
+/// separated) that must exist and be Ready before it is created; they are deleted after it.
+pub const ANNOTATION_DEPENDS_ON: &str = "strata.dev/depends-on";
 /// The external (cloud) name of a managed resource.
 pub const ANNOTATION_EXTERNAL_NAME: &str = "strata.dev/external-name";
 /// Stops reconciliation of the annotated object.
