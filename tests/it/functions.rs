@@ -170,3 +170,78 @@ fn a_step_whose_function_is_missing_from_the_functions_file_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_sequencer_orders_function_output_in_render_and_graph() {
+    let pythonic = emulators::Emulator::function_pythonic();
+    let scratch = Scratch::new("sequenced");
+    let functions = functions_file(&scratch.0, pythonic.address());
+    let functions = functions.to_str().unwrap();
+    let dir = fixtures();
+
+    // Nothing exists: only the database is released, the apps wait for it.
+    let out = strata(&["render", "xr.yaml", "sequenced.yaml", functions], &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let docs = documents(&out.stdout);
+    let names: Vec<&str> = docs[1..]
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web-db"]);
+    assert_eq!(
+        stderr,
+        "warning: resource \"app-1\" is withheld: waiting for db to exist and be Ready\n\
+         warning: resource \"app-2\" is withheld: waiting for db to exist and be Ready\n"
+    );
+
+    // The database exists and is Ready: the apps are released after it.
+    let out = strata(
+        &[
+            "render",
+            "xr.yaml",
+            "sequenced.yaml",
+            functions,
+            "--observed-resources",
+            "observed-db.yaml",
+        ],
+        &dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&out.stdout);
+    let names: Vec<&str> = docs[1..]
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web-db", "web-app-1", "web-app-2"]);
+
+    // The graph of the pipeline, from a render.
+    let out = strata(
+        &[
+            "graph",
+            "sequenced.yaml",
+            "--xr",
+            "xr.yaml",
+            "--functions",
+            functions,
+        ],
+        &dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Composition sequenced.yaml (function pipeline, as rendered)\n\
+         resources in creation order:\n  1. db\n  2. app-1 <- db\n  3. app-2 <- db\n\
+         creation waves:\n  1: db\n  2: app-1, app-2\n\
+         deletion waves:\n  1: app-1, app-2\n  2: db\n\
+         withheld by this render:\n  app-1 waits for db\n  app-2 waits for db\n"
+    );
+}

@@ -10,6 +10,8 @@ use strata_core::graph::{DependencyGraph, EdgeKind};
 use strata_core::load;
 
 use crate::input::read_text;
+use crate::render::{Format, RenderArgs};
+use crate::render_functions::{self, Executed, FunctionArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct GraphArgs {
@@ -17,6 +19,15 @@ pub struct GraphArgs {
     composition: PathBuf,
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     format: GraphFormat,
+    /// For a function pipeline: the functions file; the graph is that of a render of `--xr`.
+    #[arg(long, requires = "xr")]
+    functions: Option<PathBuf>,
+    /// For a function pipeline: the XR to render.
+    #[arg(long)]
+    xr: Option<PathBuf>,
+    /// For a function pipeline: observed composed resources, as for `strata render`.
+    #[arg(long = "observed-resources")]
+    observed_resources: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +38,27 @@ pub enum GraphFormat {
 }
 
 pub fn run(args: GraphArgs) -> Result<ExitCode> {
+    if let Some(xr) = &args.xr {
+        let render_args = RenderArgs {
+            composite: xr.clone(),
+            composition: args.composition.clone(),
+            functions: args.functions.clone(),
+            observed_resources: args.observed_resources.clone(),
+            environment: None,
+            xrd: None,
+            output: Format::Yaml,
+            include_connection_details: false,
+            function_args: FunctionArgs::default(),
+        };
+        match render_functions::execute(&render_args) {
+            Ok(Some(executed)) => return Ok(pipeline_graph(&args, executed)),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     let text = match read_text(&args.composition) {
         Ok(t) => t,
         Err(e) => {
@@ -161,4 +193,109 @@ pub fn mermaid_graph(g: &DependencyGraph) -> String {
         let _ = writeln!(out, "  {} {arrow}|{kind}| {}", id(from), id(to));
     }
     out
+}
+
+/// The graph of a function pipeline, from a render: the resources the functions produced, the
+/// ordering edges (function-sequencer rules, `strata.dev/depends-on`), waves both ways and what
+/// the render withheld.
+fn pipeline_graph(args: &GraphArgs, executed: Executed) -> ExitCode {
+    let run = match executed.outcome {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let f = &run.finished;
+    let index: std::collections::BTreeMap<&str, usize> = f
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    // Creation waves: a resource's wave is one past its latest predecessor's.
+    let mut wave = vec![0usize; f.order.len()];
+    for (i, name) in f.order.iter().enumerate() {
+        for (before, after) in &f.edges {
+            if after == name
+                && let Some(&b) = index.get(before.as_str())
+            {
+                wave[i] = wave[i].max(wave[b] + 1);
+            }
+        }
+    }
+    let waves = wave.iter().max().map_or(0, |m| m + 1);
+    let members = |w: usize| -> String {
+        f.order
+            .iter()
+            .zip(&wave)
+            .filter(|(_, x)| **x == w)
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::new();
+    let title = args.composition.display().to_string();
+    match args.format {
+        GraphFormat::Text => {
+            let _ = writeln!(out, "Composition {title} (function pipeline, as rendered)");
+            let _ = writeln!(out, "resources in creation order:");
+            for (n, name) in f.order.iter().enumerate() {
+                let deps: Vec<&str> = f
+                    .edges
+                    .iter()
+                    .filter(|(_, a)| a == name)
+                    .map(|(b, _)| b.as_str())
+                    .collect();
+                if deps.is_empty() {
+                    let _ = writeln!(out, "  {}. {name}", n + 1);
+                } else {
+                    let _ = writeln!(out, "  {}. {name} <- {}", n + 1, deps.join(", "));
+                }
+            }
+            let _ = writeln!(out, "creation waves:");
+            for w in 0..waves {
+                let _ = writeln!(out, "  {}: {}", w + 1, members(w));
+            }
+            let _ = writeln!(out, "deletion waves:");
+            for (n, w) in (0..waves).rev().enumerate() {
+                let _ = writeln!(out, "  {}: {}", n + 1, members(w));
+            }
+            if !f.withheld.is_empty() {
+                let _ = writeln!(out, "withheld by this render:");
+                for w in &f.withheld {
+                    let _ = writeln!(out, "  {} waits for {}", w.name, w.waiting_for.join(", "));
+                }
+            }
+        }
+        GraphFormat::Dot => {
+            let _ = writeln!(out, "digraph {} {{", quote(&title));
+            let _ = writeln!(out, "  rankdir=LR;");
+            for name in &f.order {
+                let _ = writeln!(out, "  {};", quote(name));
+            }
+            for (b, a) in &f.edges {
+                let _ = writeln!(
+                    out,
+                    "  {} -> {} [label=\"orders\", style=solid];",
+                    quote(b),
+                    quote(a)
+                );
+            }
+            out.push_str("}\n");
+        }
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for (i, name) in f.order.iter().enumerate() {
+                let _ = writeln!(out, "  r{i}[\"{}\"]", name.replace('"', "'"));
+            }
+            for (b, a) in &f.edges {
+                if let (Some(bi), Some(ai)) = (index.get(b.as_str()), index.get(a.as_str())) {
+                    let _ = writeln!(out, "  r{bi} -->|orders| r{ai}");
+                }
+            }
+        }
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
 }

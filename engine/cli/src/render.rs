@@ -32,13 +32,13 @@ pub struct RenderArgs {
     /// `strata.dev/composition-resource-name` (or `crossplane.io/...`) annotation. Secrets in it
     /// are used as the connection secrets of resources whose `writeConnectionSecretToRef` names them.
     #[arg(long = "observed-resources", short = 'r')]
-    observed_resources: Option<PathBuf>,
+    pub(crate) observed_resources: Option<PathBuf>,
     /// Environment data: a YAML object, or one or more EnvironmentConfigs merged in order.
     #[arg(long, short = 'e')]
-    environment: Option<PathBuf>,
+    pub(crate) environment: Option<PathBuf>,
     /// The XRD of the XR: its schema defaults are applied to the XR before rendering.
     #[arg(long)]
-    xrd: Option<PathBuf>,
+    pub(crate) xrd: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Yaml)]
     pub(crate) output: Format,

@@ -18,7 +18,9 @@ use serde_json::{Map, Value, json};
 use strata_core::connection::ConnectionDetails;
 use strata_core::load;
 use strata_core::pipeline::{Observed, Pipeline};
-use strata_functions::run::{PipelineError, PipelineInputs, StaticResources, run_pipeline};
+use strata_functions::run::{
+    PipelineError, PipelineInputs, PipelineRun, StaticResources, run_pipeline,
+};
 use strata_functions::transport::{FunctionEndpoint, GrpcFunctions, ProtocolVersion};
 
 use crate::input::{read_documents, read_text};
@@ -29,7 +31,7 @@ const ANNOTATION_TARGET: &str = "render.crossplane.io/runtime-development-target
 const DEFAULT_TARGET: &str = "localhost:9443";
 
 /// Flags of `strata render` that only function pipelines read.
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug)]
 pub struct FunctionArgs {
     /// Resources a function may require (`--required-resources`; `--extra-resources` is the
     /// older name): a file or directory of objects matched against each requirement.
@@ -58,6 +60,21 @@ pub struct FunctionArgs {
     pub timeout: Duration,
 }
 
+impl Default for FunctionArgs {
+    fn default() -> Self {
+        Self {
+            required_resources: None,
+            context_files: Vec::new(),
+            context_values: Vec::new(),
+            function_credentials: None,
+            include_function_results: false,
+            include_context: false,
+            include_full_xr: false,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -78,9 +95,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// Runs the render when the Composition is a pipeline with a step that needs a function, or
-/// when a functions file is given; `None` leaves it to the native render.
+/// A pipeline run of `strata render` (or `strata graph`): its inputs and its outcome.
+pub(crate) struct Executed {
+    pub(crate) inputs: render::Inputs,
+    pub(crate) outcome: Result<PipelineRun, PipelineError>,
+}
+
+/// Runs the render when the Composition is a pipeline with a step that needs a function;
+/// `None` leaves it to the native render.
 pub fn try_run(args: &RenderArgs) -> Result<Option<ExitCode>> {
+    let Some(executed) = execute(args)? else {
+        return Ok(None);
+    };
+    Ok(Some(print(args, executed)?))
+}
+
+/// Runs the Composition's pipeline when a step needs a function; `None` when every step is
+/// native (or the Composition is not a pipeline).
+pub(crate) fn execute(args: &RenderArgs) -> Result<Option<Executed>> {
     let text = read_text(&args.composition)?;
     let docs = load::parse_stream(&text, &args.composition.display().to_string())?;
     let Some(doc) = docs
@@ -142,7 +174,7 @@ fn run(
     args: &RenderArgs,
     pipeline: &Pipeline,
     endpoints: BTreeMap<String, FunctionEndpoint>,
-) -> Result<ExitCode> {
+) -> Result<Executed> {
     let prepared = render::prepare_inputs(args)?;
     let fa = &args.function_args;
     let required = StaticResources {
@@ -178,7 +210,16 @@ fn run(
             required: &required,
         },
     ));
-    let run = match result {
+    Ok(Executed {
+        inputs: prepared,
+        outcome: result,
+    })
+}
+
+fn print(args: &RenderArgs, executed: Executed) -> Result<ExitCode> {
+    let fa = &args.function_args;
+    let prepared = executed.inputs;
+    let run = match executed.outcome {
         Ok(run) => run,
         Err(e) => {
             if let PipelineError::Fatal { results, .. } = &e {
@@ -195,7 +236,7 @@ fn run(
     }
     for w in &run.finished.withheld {
         eprintln!(
-            "warning: resource {:?} is withheld until {} exist and are Ready",
+            "warning: resource {:?} is withheld: waiting for {} to exist and be Ready",
             w.name,
             w.waiting_for.join(", ")
         );

@@ -434,6 +434,8 @@ pub struct Finished {
     pub withheld: Vec<Withheld>,
     pub unready: Vec<String>,
     pub connection_details: ConnectionDetails,
+    /// Every desired resource, released or withheld, in graph order.
+    pub order: Vec<String>,
     /// Edges `(before, after)` of the dependency graph, for `strata graph`.
     pub edges: Vec<(String, String)>,
 }
@@ -582,6 +584,7 @@ pub fn finish(
         withheld,
         unready,
         connection_details: desired.composite_connection_details.clone(),
+        order: order.iter().map(|&i| names[i].to_owned()).collect(),
         edges,
     })
 }
