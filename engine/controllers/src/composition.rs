@@ -166,7 +166,9 @@ async fn collect_revisions(
         };
         in_use.extend(list.items.iter().filter_map(|x| {
             x.data
-                .pointer("/spec/compositionRevisionRef/name")
+                .pointer(
+                    &crate::shape::Shape::observed(&x.data).pointer("compositionRevisionRef/name"),
+                )
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned)
         }));
