@@ -597,11 +597,8 @@ mod tests {
             "crossplane".to_owned(),
         )]));
         let n = |s: &str| s.to_owned();
-        let rows: Vec<(
-            &str,
-            Vec<(String, Option<BTreeMap<String, String>>)>,
-            Coexistence,
-        )> = vec![
+        type Observed = Vec<(String, Option<BTreeMap<String, String>>)>;
+        let rows: Vec<(&str, Observed, Coexistence)> = vec![
             (
                 "a fresh cluster: serve",
                 vec![(n("a"), None), (n("b"), None)],

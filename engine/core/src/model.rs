@@ -471,7 +471,7 @@ pub struct CompositeResourceDefinitionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_names: Option<Names>,
     /// `LegacyCluster` (the default: the v1 shape, with claims), `Namespaced` or `Cluster` (the
-    /// Crossplane v2 shape); see [`XrScope`].
+    /// Crossplane v2 shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<XrScope>,
     pub versions: Vec<XrdVersion>,
