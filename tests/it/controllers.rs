@@ -710,6 +710,13 @@ spec:
         - type: NonEmpty
           fieldPath: data.color
 ---
+apiVersion: apiextensions.crossplane.io/v1beta1
+kind: EnvironmentConfig
+metadata:
+  name: site
+data:
+  region: eu-west-1
+---
 # Composes another type: selection must pass it by, although it comes first by name.
 apiVersion: apiextensions.crossplane.io/v1
 kind: Composition
@@ -819,8 +826,18 @@ spec:
 "#;
 
 #[test]
-fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_ready() {
-    let c = Cluster::start_with("crossplane", 3600, true);
+fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_ready_on_strata_up() {
+    crossplane_getting_started(&Cluster::start_with("crossplane-up", 3600, true));
+}
+
+#[test]
+fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_ready_on_strata_run() {
+    crossplane_getting_started(&Cluster::start_with("crossplane-run", 3600, false));
+}
+
+/// Crossplane's kinds applied unchanged, a claim without a Composition reference until it is
+/// Ready, Crossplane's v2 shape next to it, then everything deleted.
+fn crossplane_getting_started(c: &Cluster) {
     c.eventually("Crossplane's XRD kind to be served", 60, || {
         c.kubectl(&[
             "get",
@@ -855,6 +872,11 @@ fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_read
         native["metadata"]["labels"]["strata.dev/origin"], "apiextensions.crossplane.io",
         "{native}"
     );
+
+    let site = c.eventually("the native EnvironmentConfig", 60, || {
+        c.get_json(&["environmentconfigs.apiextensions.strata.dev", "site"])
+    });
+    assert_eq!(site["data"]["region"], "eu-west-1", "{site}");
 
     // A step Strata cannot run is a condition naming it, not a crash.
     let other = c.eventually("the go-templating Composition's Synced=False", 60, || {
@@ -990,6 +1012,7 @@ fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_read
             "compositeresourcedefinitions.apiextensions.strata.dev",
             "xapps.example.org",
         ]) && gone(&["compositions.apiextensions.strata.dev", "app-configmap"])
+            && gone(&["environmentconfigs.apiextensions.strata.dev", "site"])
             && gone(&["crd", "xapps.example.org"]))
         .then_some(())
     });
