@@ -1320,9 +1320,26 @@ async fn old_revisions_beyond_the_history_limit_are_deleted_unless_in_use() {
         c["spec"]["resources"][0]["base"]["data"] = json!({"version": size});
         c
     };
+    // A revision applied as Crossplane's kind is converted and never collected: its owner, the
+    // Crossplane object, decides when it goes.
+    h.apply(json!({
+        "apiVersion": "apiextensions.crossplane.io/v1", "kind": "CompositionRevision",
+        "metadata": {"name": "chain-imported", "labels": {"crossplane.io/composition-name": "chain"}},
+        "spec": {"revision": 0, "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XDatabase"},
+            "resources": [{"name": "a", "base": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}}}]},
+    }))
+    .await
+    .unwrap();
+    let imported = h
+        .wait_for(
+            "the converted revision",
+            Duration::from_secs(30),
+            async || revisions.get("chain-imported").await.ok()?.uid(),
+        )
+        .await;
     h.apply(version("1")).await.unwrap();
     h.wait_for("revision 1", Duration::from_secs(30), async || {
-        (numbered().await? == vec![1]).then_some(())
+        (numbered().await? == vec![0, 1]).then_some(())
     })
     .await;
     establish(&h).await;
@@ -1359,9 +1376,15 @@ async fn old_revisions_beyond_the_history_limit_are_deleted_unless_in_use() {
     h.wait_for(
         "revisions 2 to be collected",
         Duration::from_secs(30),
-        async || (numbered().await? == vec![1, 3, 4]).then_some(()),
+        async || (numbered().await? == vec![0, 1, 3, 4]).then_some(()),
     )
     .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        revisions.get("chain-imported").await.unwrap().uid(),
+        Some(imported),
+        "the converted revision was never deleted and made again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
