@@ -753,11 +753,20 @@ spec:
   - name: v1
     served: true
     referenceable: true
+    subresources:
+      scale:
+        specReplicasPath: .spec.size
+        statusReplicasPath: .status.size
     schema:
       openAPIV3Schema:
         type: object
         properties:
           spec:
+            type: object
+            properties:
+              size:
+                type: integer
+          status:
             type: object
             properties:
               size:
@@ -938,6 +947,12 @@ fn crossplane_getting_started(c: &Cluster) {
         "compositeresourcedefinitions.apiextensions.crossplane.io/xstores.example.org",
         "--timeout=60s",
     ]);
+    let crd = c.get_json(&["crd", "xstores.example.org"]).unwrap();
+    assert_eq!(
+        crd["spec"]["versions"][0]["subresources"]["scale"],
+        serde_json::json!({"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}),
+        "the XRD's scale subresource reaches its CRD"
+    );
     let refused = c.eventually("the v2 XRD with claims to be refused", 60, || {
         let x = c.get_json(&[
             "compositeresourcedefinitions.apiextensions.crossplane.io",
