@@ -9,7 +9,8 @@
 //!   ([`crossplane`] decides), unless Crossplane itself runs on the cluster.
 //!
 //! The decisions are pure modules ([`select`], [`inventory`], [`revision`], [`binding`],
-//! [`environment`], [`conditions`], [`shape`], [`crossplane`]), unit-tested; the controllers observe, call them, then act.
+//! [`environment`], [`conditions`], [`shape`], [`crossplane`]), unit-tested; the controllers
+//! observe, call them, then act.
 //! [`run`] starts everything on one `kube::Client`, so `strata run` (any cluster) and
 //! `strata up` (the embedded control plane) share one code path.
 

@@ -444,10 +444,11 @@ pub fn crd_files(crds: &[CustomResourceDefinition]) -> Result<Vec<(String, Strin
 /// XRD → the XR CRD and, when `spec.claimNames` is set, the namespaced claim CRD.
 ///
 /// The XR CRD is cluster-scoped unless `spec.scope` is `Namespaced`; its machinery fields sit in
-/// `spec` for `LegacyCluster` (the default) and in `spec.crossplane` otherwise (Crossplane v2). Each XRD version becomes a
-/// CRD version; the single referenceable version is the storage version. The user's schema is
-/// kept, and the engine's machinery fields are merged into `spec` and `status`: a user field of
-/// the same name and type is replaced by the engine's definition, one of another type is an error.
+/// `spec` for `LegacyCluster` (the default) and in `spec.crossplane` otherwise (Crossplane v2).
+/// Each XRD version becomes a CRD version; the single referenceable version is the storage
+/// version. The user's schema is kept, and the engine's machinery fields are merged into `spec`
+/// and `status`: a user field of the same name and type is replaced by the engine's definition,
+/// one of another type is an error.
 pub fn xrd_to_crds(xrd: &CompositeResourceDefinition) -> Result<GeneratedCrds, CrdError> {
     let spec = &xrd.spec;
     let expected_name = format!("{}.{}", spec.names.plural, spec.group);
