@@ -1,6 +1,6 @@
 //! The controllers end to end through the real binaries: `strata up` (the embedded control
-//! plane, API only) and `strata run --kubeconfig` as child processes on 127.0.0.1, driven by the
-//! real kubectl. A claim composes a chain a → b → c of ConfigMaps (FromResourceFieldPath, with
+//! plane, API only) and `strata run --kubeconfig` as child processes on 127.0.0.1, or `strata up`
+//! with its in-process controllers, driven by the real kubectl. A claim composes a chain a → b → c of ConfigMaps (FromResourceFieldPath, with
 //! readiness checks) and a Secret d that dependsOn c.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -30,7 +30,7 @@ struct Cluster {
     dir: PathBuf,
     kubeconfig: PathBuf,
     // Dropped in order: the controllers before the control plane.
-    _run: Killed,
+    _run: Option<Killed>,
     _up: Killed,
 }
 
@@ -41,7 +41,14 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
+    /// `strata up` serving the API only and `strata run` as a second process.
     fn start(name: &str, resync_seconds: u64) -> Self {
+        Self::start_with(name, resync_seconds, false)
+    }
+
+    /// `strata up` with its controllers in the same process (`in_process`), or API only plus
+    /// `strata run`.
+    fn start_with(name: &str, resync_seconds: u64, in_process: bool) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "strata-it-controllers-{name}-{}",
             std::process::id()
@@ -49,15 +56,13 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let kubeconfig = dir.join("kubeconfig");
+        let mut up = Command::new(env!("CARGO_BIN_EXE_strata"));
+        up.arg("up");
+        if !in_process {
+            up.arg("--no-controllers");
+        }
         let mut up = Killed(
-            Command::new(env!("CARGO_BIN_EXE_strata"))
-                .args([
-                    "up",
-                    "--no-controllers",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--data-dir",
-                ])
+            up.args(["--listen", "127.0.0.1:0", "--data-dir"])
                 .arg(dir.join("data"))
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
@@ -76,20 +81,22 @@ impl Cluster {
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let run = Killed(
-            Command::new(env!("CARGO_BIN_EXE_strata"))
-                .args([
-                    "run",
-                    "--resync",
-                    &resync_seconds.to_string(),
-                    "--kubeconfig",
-                ])
-                .arg(&kubeconfig)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("strata run starts"),
-        );
+        let run = (!in_process).then(|| {
+            Killed(
+                Command::new(env!("CARGO_BIN_EXE_strata"))
+                    .args([
+                        "run",
+                        "--resync",
+                        &resync_seconds.to_string(),
+                        "--kubeconfig",
+                    ])
+                    .arg(&kubeconfig)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("strata run starts"),
+            )
+        });
         let cluster = Cluster {
             dir,
             kubeconfig,
@@ -150,6 +157,26 @@ impl Cluster {
             "kubectl apply failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `kubectl apply -f -` (client-side, as a user types it), returning kubectl's output.
+    fn kubectl_apply(&self, yaml: &str) -> Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     fn get_json(&self, args: &[&str]) -> Option<Value> {
@@ -603,4 +630,405 @@ spec:
         0,
         "nothing applied"
     );
+}
+
+/// Crossplane's getting-started shape, unmodified: a v1 XRD offering a claim, a Pipeline
+/// Composition running function-patch-and-transform (composing a ConfigMap, as `strata up`
+/// serves no Deployments), and a claim that names no Composition.
+const CROSSPLANE_PLATFORM: &str = r#"
+apiVersion: apiextensions.crossplane.io/v1
+kind: CompositeResourceDefinition
+metadata:
+  name: xapps.example.org
+spec:
+  group: example.org
+  names:
+    kind: XApp
+    plural: xapps
+  claimNames:
+    kind: App
+    plural: apps
+  versions:
+  - name: v1alpha1
+    served: true
+    referenceable: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              color:
+                type: string
+            required:
+            - color
+          status:
+            type: object
+            properties:
+              configName:
+                type: string
+---
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata:
+  name: app-configmap
+spec:
+  compositeTypeRef:
+    apiVersion: example.org/v1alpha1
+    kind: XApp
+  mode: Pipeline
+  pipeline:
+  - step: patch-and-transform
+    functionRef:
+      name: function-patch-and-transform
+    input:
+      apiVersion: pt.fn.crossplane.io/v1beta1
+      kind: Resources
+      resources:
+      - name: settings
+        base:
+          apiVersion: v1
+          kind: ConfigMap
+          data: {}
+        patches:
+        - type: FromCompositeFieldPath
+          fromFieldPath: metadata.labels[crossplane.io/claim-namespace]
+          toFieldPath: metadata.namespace
+        - type: FromCompositeFieldPath
+          fromFieldPath: spec.color
+          toFieldPath: data.color
+          transforms:
+          - type: string
+            string:
+              type: Convert
+              convert: ToUpper
+        - type: ToCompositeFieldPath
+          fromFieldPath: metadata.name
+          toFieldPath: status.configName
+        readinessChecks:
+        - type: NonEmpty
+          fieldPath: data.color
+---
+apiVersion: apiextensions.crossplane.io/v1beta1
+kind: EnvironmentConfig
+metadata:
+  name: site
+data:
+  region: eu-west-1
+---
+# Composes another type: selection must pass it by, although it comes first by name.
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata:
+  name: aaa-other-type
+spec:
+  compositeTypeRef:
+    apiVersion: example.org/v1alpha1
+    kind: XOther
+  mode: Pipeline
+  pipeline:
+  - step: templates
+    functionRef:
+      name: function-go-templating
+    input:
+      apiVersion: gotemplating.fn.crossplane.io/v1beta1
+      kind: GoTemplate
+      source: Inline
+"#;
+
+/// Crossplane v2: an XRD with no scope (namespaced by default) and its Composition; and a v2
+/// XRD offering a claim.
+const CROSSPLANE_V2: &str = r#"
+apiVersion: apiextensions.crossplane.io/v2
+kind: CompositeResourceDefinition
+metadata:
+  name: xstores.example.org
+spec:
+  group: example.org
+  names:
+    kind: XStore
+    plural: xstores
+  versions:
+  - name: v1
+    served: true
+    referenceable: true
+    subresources:
+      scale:
+        specReplicasPath: .spec.size
+        statusReplicasPath: .status.size
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size:
+                type: integer
+          status:
+            type: object
+            properties:
+              size:
+                type: integer
+---
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata:
+  name: store
+spec:
+  compositeTypeRef:
+    apiVersion: example.org/v1
+    kind: XStore
+  mode: Pipeline
+  pipeline:
+  - step: patch-and-transform
+    functionRef:
+      name: function-patch-and-transform
+    input:
+      apiVersion: pt.fn.crossplane.io/v1beta1
+      kind: Resources
+      resources:
+      - name: settings
+        base:
+          apiVersion: v1
+          kind: ConfigMap
+          data: {}
+        patches:
+        - type: FromCompositeFieldPath
+          fromFieldPath: spec.size
+          toFieldPath: data.size
+          transforms:
+          - type: convert
+            convert:
+              toType: string
+        readinessChecks:
+        - type: NonEmpty
+          fieldPath: data.size
+---
+apiVersion: apiextensions.crossplane.io/v2
+kind: CompositeResourceDefinition
+metadata:
+  name: xqueues.example.org
+spec:
+  group: example.org
+  names:
+    kind: XQueue
+    plural: xqueues
+  claimNames:
+    kind: Queue
+    plural: queues
+  versions:
+  - name: v1
+    served: true
+    referenceable: true
+"#;
+
+const CROSSPLANE_CLAIM: &str = r#"
+apiVersion: example.org/v1alpha1
+kind: App
+metadata:
+  name: demo
+  namespace: team
+spec:
+  color: blue
+"#;
+
+#[test]
+fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_ready_on_strata_up() {
+    crossplane_getting_started(&Cluster::start_with("crossplane-up", 3600, true));
+}
+
+#[test]
+fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_ready_on_strata_run() {
+    crossplane_getting_started(&Cluster::start_with("crossplane-run", 3600, false));
+}
+
+/// Crossplane's kinds applied unchanged, a claim without a Composition reference until it is
+/// Ready, Crossplane's v2 shape next to it, then everything deleted.
+fn crossplane_getting_started(c: &Cluster) {
+    c.eventually("Crossplane's XRD kind to be served", 60, || {
+        c.kubectl(&[
+            "get",
+            "crd",
+            "compositeresourcedefinitions.apiextensions.crossplane.io",
+        ])
+        .status
+        .success()
+        .then_some(())
+    });
+    let out = c.kubectl_apply(CROSSPLANE_PLATFORM);
+    assert!(
+        out.status.success(),
+        "kubectl apply of Crossplane's kinds: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for condition in ["Established", "Offered"] {
+        c.kubectl_ok(&[
+            "wait",
+            &format!("--for=condition={condition}"),
+            "compositeresourcedefinitions.apiextensions.crossplane.io/xapps.example.org",
+            "--timeout=60s",
+        ]);
+    }
+    let native = c
+        .get_json(&[
+            "compositeresourcedefinitions.apiextensions.strata.dev",
+            "xapps.example.org",
+        ])
+        .unwrap();
+    assert_eq!(
+        native["metadata"]["labels"]["strata.dev/origin"], "apiextensions.crossplane.io",
+        "{native}"
+    );
+
+    let site = c.eventually("the native EnvironmentConfig", 60, || {
+        c.get_json(&["environmentconfigs.apiextensions.strata.dev", "site"])
+    });
+    assert_eq!(site["data"]["region"], "eu-west-1", "{site}");
+
+    // A step Strata cannot run is a condition naming it, not a crash.
+    let other = c.eventually("the go-templating Composition's Synced=False", 60, || {
+        let o = c.get_json(&["compositions.apiextensions.crossplane.io", "aaa-other-type"])?;
+        (condition(&o, "Synced")?["status"] == "False").then_some(o)
+    });
+    let message = condition(&other, "Synced").unwrap()["message"].to_string();
+    assert!(
+        message.contains("templates") && message.contains("function-go-templating"),
+        "{message}"
+    );
+    c.eventually("the Composition's Synced=True", 60, || {
+        let o = c.get_json(&["compositions.apiextensions.crossplane.io", "app-configmap"])?;
+        (condition(&o, "Synced")?["status"] == "True").then_some(())
+    });
+
+    let out = c.kubectl_apply(CROSSPLANE_CLAIM);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "app/demo",
+        "-n",
+        "team",
+        "--timeout=90s",
+    ]);
+    let claim = c.get_json(&["app", "demo", "-n", "team"]).unwrap();
+    let xr_name = claim["spec"]["resourceRef"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xr = c.get_json(&["xapp", &xr_name]).unwrap();
+    assert_eq!(
+        xr["spec"]["compositionRef"]["name"], "app-configmap",
+        "the compatible Composition is chosen and recorded: {}",
+        xr["spec"]
+    );
+    let config_name = claim["status"]["configName"].as_str().unwrap().to_owned();
+    let cm = c
+        .get_json(&["configmap", &config_name, "-n", "team"])
+        .unwrap();
+    assert_eq!(cm["data"]["color"], "BLUE");
+
+    // Crossplane's v2 shape side by side: a v2 XRD (namespaced by default) whose XR keeps its
+    // machinery under spec.crossplane, and a v2 XRD that asks for claims, which v2 refuses.
+    let out = c.kubectl_apply(CROSSPLANE_V2);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "compositeresourcedefinitions.apiextensions.crossplane.io/xstores.example.org",
+        "--timeout=60s",
+    ]);
+    let crd = c.get_json(&["crd", "xstores.example.org"]).unwrap();
+    assert_eq!(
+        crd["spec"]["versions"][0]["subresources"]["scale"],
+        serde_json::json!({"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}),
+        "the XRD's scale subresource reaches its CRD"
+    );
+    let refused = c.eventually("the v2 XRD with claims to be refused", 60, || {
+        let x = c.get_json(&[
+            "compositeresourcedefinitions.apiextensions.crossplane.io",
+            "xqueues.example.org",
+        ])?;
+        (condition(&x, "Established")?["status"] == "False").then_some(x)
+    });
+    let message = condition(&refused, "Established").unwrap()["message"].to_string();
+    assert!(message.contains("spec.claimNames"), "{message}");
+    let out = c.kubectl_apply(
+        "apiVersion: example.org/v1\nkind: XStore\nmetadata: {name: shop, namespace: team}\nspec: {size: 3}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "xstore/shop",
+        "-n",
+        "team",
+        "--timeout=60s",
+    ]);
+    let store = c.get_json(&["xstore", "shop", "-n", "team"]).unwrap();
+    let machinery = &store["spec"]["crossplane"];
+    assert_eq!(machinery["compositionRef"]["name"], "store", "{store}");
+    assert_eq!(machinery["compositionUpdatePolicy"], "Automatic", "{store}");
+    assert_eq!(machinery["resourceRefs"][0]["kind"], "ConfigMap", "{store}");
+    assert!(store["spec"].get("compositionRef").is_none(), "{store}");
+    let cm = c
+        .get_json(&["configmap", "shop-settings", "-n", "team"])
+        .unwrap();
+    assert_eq!(cm["data"]["size"], "3");
+    c.kubectl_ok(&["delete", "xstore", "shop", "-n", "team", "--timeout=60s"]);
+
+    // Deleting the claim deletes the XR and what it composed.
+    c.kubectl_ok(&["delete", "app", "demo", "-n", "team", "--timeout=60s"]);
+    c.eventually("the XR and the ConfigMap to go", 60, || {
+        (c.get_json(&["xapp", &xr_name]).is_none()
+            && c.get_json(&["configmap", &config_name, "-n", "team"])
+                .is_none())
+        .then_some(())
+    });
+    // Deleting the Crossplane objects deletes their native counterparts and the XR's API.
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["delete", "-f", "-", "--timeout=60s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(CROSSPLANE_PLATFORM.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.eventually("the native objects and the XR CRD to go", 60, || {
+        let gone = |args: &[&str]| c.get_json(args).is_none();
+        (gone(&[
+            "compositeresourcedefinitions.apiextensions.strata.dev",
+            "xapps.example.org",
+        ]) && gone(&["compositions.apiextensions.strata.dev", "app-configmap"])
+            && gone(&["environmentconfigs.apiextensions.strata.dev", "site"])
+            && gone(&["crd", "xapps.example.org"]))
+        .then_some(())
+    });
 }

@@ -19,6 +19,7 @@ pub struct CrdsArgs {
 
 pub fn run(args: CrdsArgs) -> Result<ExitCode> {
     let mut crds = crd::engine_crds();
+    crds.extend(crd::crossplane_crds());
     crds.extend(strata_provider_aws::crds());
     crds.extend(strata_provider_gcp::crds());
     let files = crd::crd_files(&crds)?;

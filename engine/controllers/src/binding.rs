@@ -45,8 +45,8 @@ impl ClaimIdentity {
     }
 }
 
-/// A new XR for a claim: `generateName` from the claim name, the claim labels, `spec.claimRef`
-/// and the claim's spec.
+/// A new XR for a claim: `generateName` from the claim name, the claim labels (Strata's and
+/// Crossplane's, which Crossplane Compositions patch from), `spec.claimRef` and the claim's spec.
 pub fn new_composite(
     claim: &Value,
     id: &ClaimIdentity,
@@ -66,6 +66,8 @@ pub fn new_composite(
             "labels": {
                 wire::LABEL_CLAIM_NAME: id.name,
                 wire::LABEL_CLAIM_NAMESPACE: id.namespace,
+                wire::CROSSPLANE_LABEL_CLAIM_NAME: id.name,
+                wire::CROSSPLANE_LABEL_CLAIM_NAMESPACE: id.namespace,
             },
         },
         "spec": Value::Object(spec),
@@ -154,6 +156,11 @@ mod tests {
             xr["metadata"]["labels"][wire::LABEL_CLAIM_NAMESPACE],
             "team"
         );
+        assert_eq!(
+            xr["metadata"]["labels"]["crossplane.io/claim-namespace"], "team",
+            "Crossplane Compositions patch the namespace from Crossplane's label"
+        );
+        assert_eq!(xr["metadata"]["labels"]["crossplane.io/claim-name"], "db");
         assert_eq!(xr["spec"]["size"], "small");
         assert!(xr["spec"].get("resourceRef").is_none());
         assert!(bound_to(&xr, &id));

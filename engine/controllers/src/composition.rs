@@ -144,7 +144,18 @@ async fn collect_revisions(
             (t.api_version.clone(), t.kind.clone())
         })
         .collect();
-    let mut in_use = BTreeSet::new();
+    // A revision converted from a Crossplane CompositionRevision is its owner's to delete: the
+    // mirror controller would only bring it back.
+    let mut in_use: BTreeSet<String> = own
+        .iter()
+        .filter(|r| {
+            r.owner_references().iter().any(|o| {
+                o.api_version
+                    .starts_with(&format!("{}/", wire::CROSSPLANE_GROUP_APIEXTENSIONS))
+            })
+        })
+        .map(|r| r.name_any())
+        .collect();
     for (api_version, kind) in kinds {
         let k = match shared.kinds.resolve(&api_version, &kind).await {
             Ok(k) => k,
@@ -166,7 +177,9 @@ async fn collect_revisions(
         };
         in_use.extend(list.items.iter().filter_map(|x| {
             x.data
-                .pointer("/spec/compositionRevisionRef/name")
+                .pointer(
+                    &crate::shape::Shape::observed(&x.data).pointer("compositionRevisionRef/name"),
+                )
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned)
         }));

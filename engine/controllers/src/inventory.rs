@@ -30,7 +30,8 @@ impl ResourceRef {
         })
     }
 
-    /// Reads the recorded inventory of an XR; malformed entries are skipped. A namespaced XR
+    /// Reads the recorded inventory of an XR (`spec.resourceRefs`, or `spec.crossplane.resourceRefs`
+    /// in the v2 shape); malformed entries are skipped. A namespaced XR
     /// records references without a namespace (its CRD has no such field): they are in its own.
     pub fn list_of(xr: &Value) -> Vec<Self> {
         let own = xr.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -60,7 +61,7 @@ impl ResourceRef {
     }
 
     fn recorded(xr: &Value) -> Vec<Self> {
-        xr.pointer("/spec/resourceRefs")
+        xr.pointer(&crate::shape::Shape::observed(xr).pointer("resourceRefs"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -244,6 +245,12 @@ mod tests {
     fn references_round_trip_through_the_xr_spec() {
         let xr = json!({"spec": {"resourceRefs": [r("x-a").to_value(), {"kind": "broken"}]}});
         assert_eq!(ResourceRef::list_of(&xr), vec![r("x-a")]);
+        let v2 = json!({"spec": {"crossplane": {"resourceRefs": [r("x-a").to_value()]}}});
+        assert_eq!(
+            ResourceRef::list_of(&v2),
+            vec![r("x-a")],
+            "the v2 shape records under spec.crossplane"
+        );
     }
 
     #[test]

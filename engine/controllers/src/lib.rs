@@ -4,10 +4,13 @@
 //! - [`xr`]: composes each XR with [`strata_core::render::render`], applies in graph order,
 //!   prunes after clean passes, deletes in reverse waves from the recorded inventory;
 //! - [`claim`]: binds claims to XRs and copies status and connection Secrets back;
-//! - [`composition`]: snapshots every Composition change as a CompositionRevision.
+//! - [`composition`]: snapshots every Composition change as a CompositionRevision;
+//! - [`mirror`]: serves Crossplane's own kinds by converting each into the native one
+//!   ([`crossplane`] decides), unless Crossplane itself runs on the cluster.
 //!
 //! The decisions are pure modules ([`select`], [`inventory`], [`revision`], [`binding`],
-//! [`environment`], [`conditions`]), unit-tested; the controllers observe, call them, then act.
+//! [`environment`], [`conditions`], [`shape`], [`crossplane`]), unit-tested; the controllers
+//! observe, call them, then act.
 //! [`run`] starts everything on one `kube::Client`, so `strata run` (any cluster) and
 //! `strata up` (the embedded control plane) share one code path.
 
@@ -15,14 +18,17 @@ pub mod binding;
 pub mod claim;
 pub mod composition;
 pub mod conditions;
+pub mod crossplane;
 pub mod environment;
 pub mod error;
 pub mod inventory;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;
+pub mod mirror;
 pub mod revision;
 pub mod select;
+pub mod shape;
 pub mod shared;
 pub mod trace;
 pub mod xr;
@@ -127,8 +133,16 @@ pub async fn run(
         }
     };
     if settings.install_crds {
-        install_engine_crds(&client).await?;
+        install_crds(&client, strata_core::crd::engine_crds()).await?;
     }
+    // Crossplane's kinds are an addition: failing to look at them never stops the native kinds.
+    let crossplane = match mirror::prepare(&client, settings.install_crds).await {
+        Ok(serve) => serve,
+        Err(e) => {
+            tracing::error!(error = %e, "not serving Crossplane's apiextensions.crossplane.io kinds");
+            false
+        }
+    };
     let shared = shared::Shared::start(client.clone(), settings, metrics.clone());
     let work = async {
         shared.wait_ready().await?;
@@ -151,7 +165,12 @@ pub async fn run(
                 shared.clone(),
             )
             .for_each(|_| async {});
-        futures_util::future::join(xrd_controller, composition_controller).await;
+        let mirrors = async {
+            if crossplane {
+                mirror::run(shared.clone(), stopped.clone()).await;
+            }
+        };
+        futures_util::future::join3(xrd_controller, composition_controller, mirrors).await;
         xrd_ctx.stop_all();
         Ok::<(), Error>(())
     };
@@ -170,10 +189,10 @@ pub async fn run(
     result
 }
 
-/// Applies Strata's own CRDs when they differ from the cluster's.
-async fn install_engine_crds(client: &Client) -> Result<()> {
+/// Applies CRDs Strata generates when they differ from the cluster's.
+async fn install_crds(client: &Client, crds: Vec<CustomResourceDefinition>) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in strata_core::crd::engine_crds() {
+    for crd in crds {
         let name = crd.name_any();
         let what = format!("CustomResourceDefinition {name}");
         let mut desired = serde_json::to_value(&crd).map_err(|source| Error::Serialize {

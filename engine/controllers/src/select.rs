@@ -3,9 +3,11 @@
 //!
 //! Composition precedence (as Crossplane): the XRD's `enforcedCompositionRef`, the XR's
 //! `spec.compositionRef`, the XR's `spec.compositionSelector.matchLabels`, the XRD's
-//! `defaultCompositionRef`. Where Crossplane picks a random Composition among several that
-//! match the labels, Strata picks the first by name, so the choice is reproducible; it is then
-//! written to `spec.compositionRef` and kept, as in Crossplane. Revisions follow `compositionUpdatePolicy`: `Automatic`
+//! `defaultCompositionRef`, and last any Composition whose `compositeTypeRef` is the XR's type
+//! (Crossplane lists Compositions with an empty selector when nothing else is set). Where
+//! Crossplane picks a random Composition among several candidates, Strata picks the first by
+//! name, so the choice is reproducible; it is then written to `spec.compositionRef` and kept,
+//! as in Crossplane. Revisions follow `compositionUpdatePolicy`: `Automatic`
 //! takes the newest revision, `Manual` keeps `spec.compositionRevisionRef` once set.
 
 use std::collections::BTreeMap;
@@ -50,10 +52,8 @@ pub enum SelectError {
     },
     #[error("no compatible Composition matches the compositionSelector labels {labels:?}")]
     NoMatch { labels: BTreeMap<String, String> },
-    #[error(
-        "no compatible Composition: set spec.compositionRef or spec.compositionSelector, or the XRD's defaultCompositionRef"
-    )]
-    Unspecified,
+    #[error("no compatible Composition: no Composition has compositeTypeRef {wanted}")]
+    NoneCompatible { wanted: String },
 }
 
 /// Chooses the Composition for an XR.
@@ -103,7 +103,15 @@ pub fn select_composition(
     if let Some(name) = &input.default_ref {
         return by_name(name, "the XRD's defaultCompositionRef");
     }
-    Err(SelectError::Unspecified)
+    candidates
+        .iter()
+        .filter(|c| compatible(c))
+        .map(|c| &c.name)
+        .min()
+        .cloned()
+        .ok_or_else(|| SelectError::NoneCompatible {
+            wanted: format!("{}/{}", input.api_version, input.kind),
+        })
 }
 
 /// A CompositionRevision as revision selection sees it.
@@ -230,9 +238,19 @@ mod tests {
                 Ok("small".into()),
             ),
             (
-                "nothing set is an error",
+                "nothing set picks the first compatible Composition by name (`bucket`, earlier, composes another kind)",
                 input(),
-                Err(SelectError::Unspecified),
+                Ok("large-a".into()),
+            ),
+            (
+                "nothing set and no compatible Composition is an error naming the type",
+                SelectionInput {
+                    kind: "XQueue".into(),
+                    ..input()
+                },
+                Err(SelectError::NoneCompatible {
+                    wanted: "example.org/v1/XQueue".into(),
+                }),
             ),
             (
                 "a ref to a missing Composition is an error",

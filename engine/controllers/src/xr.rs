@@ -1,6 +1,7 @@
 //! The composite resource (XR) controller, one per XR kind, over `DynamicObject`.
 //!
-//! A pass: select the Composition and its revision (written back to the XR spec), compile it
+//! A pass: select the Composition and its revision (written back to the XR spec, or to
+//! `spec.crossplane` in Crossplane's v2 shape, see [`crate::shape`]), compile it
 //! (cached per revision), observe the composed resources recorded in `spec.resourceRefs`, select
 //! the environment, [`render`], record the inventory, server-side apply the released resources
 //! in graph order, prune what left the desired set only when every apply succeeded, publish the
@@ -27,6 +28,7 @@ use crate::environment;
 use crate::error::{Error, ErrorClass, Result, is_not_found};
 use crate::inventory::{self, DeletionStep, Observation, Prune, ResourceRef};
 use crate::select::{self, CompositionCandidate, RevisionCandidate, SelectionInput};
+use crate::shape::Shape;
 use crate::shared::{self, Shared};
 
 /// Everything one XR kind's controller needs.
@@ -36,6 +38,19 @@ pub struct XrContext {
     pub namespaced: bool,
     /// The XRD, refreshed by the XRD controller on every change.
     pub xrd: Arc<RwLock<CompositeResourceDefinition>>,
+}
+
+impl XrContext {
+    /// Where this kind's XRs keep their machinery, from the XRD's scope.
+    fn shape(&self) -> Shape {
+        Shape::of(
+            self.xrd
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .spec
+                .scope,
+        )
+    }
 }
 
 /// The metrics name of this controller.
@@ -98,6 +113,7 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
         current: xr,
         id: id.clone(),
         spec: Map::new(),
+        shape: ctx.shape(),
     };
     let mut events = Vec::new();
     let outcome = compose(&mut events, &mut writer, ctx, &id).await;
@@ -227,8 +243,9 @@ struct XrWriter<'a> {
     /// The newest version: what the last write returned, or what the pass started from.
     current: DynamicObject,
     id: String,
-    /// Spec fields to write with the next flush.
+    /// Machinery fields to write with the next flush (under `spec`, or `spec.crossplane`).
     spec: Map<String, Value>,
+    shape: Shape,
 }
 
 impl XrWriter<'_> {
@@ -258,7 +275,8 @@ impl XrWriter<'_> {
         if !self.spec.is_empty()
             && let Some(o) = patch.as_object_mut()
         {
-            o.insert("spec".into(), Value::Object(std::mem::take(&mut self.spec)));
+            let fields = std::mem::take(&mut self.spec);
+            o.insert("spec".into(), Value::Object(self.shape.spec_patch(fields)));
         }
         let written = self
             .api
@@ -481,6 +499,8 @@ fn choose_revision(
     let sh = &ctx.shared;
     let xrd = ctx.xrd.read().unwrap_or_else(|e| e.into_inner()).clone();
     let s = |p: &str| value.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    let shape = Shape::of(xrd.spec.scope);
+    let at = |field: &str| shape.pointer(field);
     let input = SelectionInput {
         api_version: s("/apiVersion").unwrap_or_default(),
         kind: s("/kind").unwrap_or_default(),
@@ -489,9 +509,9 @@ fn choose_revision(
             .enforced_composition_ref
             .as_ref()
             .map(|r| r.name.clone()),
-        composition_ref: s("/spec/compositionRef/name"),
+        composition_ref: s(&at("compositionRef/name")),
         selector: value
-            .pointer("/spec/compositionSelector/matchLabels")
+            .pointer(&at("compositionSelector/matchLabels"))
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
@@ -525,7 +545,7 @@ fn choose_revision(
     let composition = select::select_composition(&input, &candidates)
         .map_err(|e| Error::waiting(id, e.to_string()))?;
 
-    let policy = match s("/spec/compositionUpdatePolicy").as_deref() {
+    let policy = match s(&at("compositionUpdatePolicy")).as_deref() {
         Some("Manual") => UpdatePolicy::Manual,
         Some(_) => UpdatePolicy::Automatic,
         None => xrd
@@ -535,7 +555,7 @@ fn choose_revision(
     };
     let all = sh.revisions.state();
     let revision_selector: Option<BTreeMap<String, String>> = value
-        .pointer("/spec/compositionRevisionSelector/matchLabels")
+        .pointer(&at("compositionRevisionSelector/matchLabels"))
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -560,7 +580,7 @@ fn choose_revision(
             })
         })
         .collect();
-    let pinned = s("/spec/compositionRevisionRef/name");
+    let pinned = s(&at("compositionRevisionRef/name"));
     let Some(revision_name) =
         select::select_revision(&composition, policy, pinned.as_deref(), &candidates)
     else {
@@ -576,7 +596,7 @@ fn choose_revision(
         ));
     };
     let mut patch = Map::new();
-    if s("/spec/compositionRef/name").as_deref() != Some(composition.as_str()) {
+    if s(&at("compositionRef/name")).as_deref() != Some(composition.as_str()) {
         patch.insert("compositionRef".into(), json!({"name": composition}));
     }
     if pinned.as_deref() != Some(revision_name.as_str()) {
@@ -897,7 +917,7 @@ async fn delete(
 /// and compiles; `None` deletes everything at once.
 fn deletion_waves(value: &Value, ctx: &XrContext) -> Option<Vec<Vec<String>>> {
     let name = value
-        .pointer("/spec/compositionRevisionRef/name")
+        .pointer(&Shape::observed(value).pointer("compositionRevisionRef/name"))
         .and_then(Value::as_str)?;
     let revision = ctx
         .shared

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::claim::{self, ClaimContext};
 use crate::conditions::{self, ESTABLISHED, OFFERED, Wanted};
 use crate::error::{Error, Result, is_not_found};
+use crate::shape::Shape;
 use crate::shared::{self, Shared};
 use crate::xr::{self, XrContext};
 
@@ -347,13 +348,14 @@ fn start_controllers(
                 .into_iter()
                 // XRs on this Composition, and XRs not bound to a revision yet (waiting for one).
                 .filter(|x| {
+                    let shape = Shape::observed(&x.data);
                     let on = x
                         .data
-                        .pointer("/spec/compositionRef/name")
+                        .pointer(&shape.pointer("compositionRef/name"))
                         .and_then(Value::as_str);
                     on == Some(composition.as_str())
                         || x.data
-                            .pointer("/spec/compositionRevisionRef/name")
+                            .pointer(&shape.pointer("compositionRevisionRef/name"))
                             .is_none()
                 })
                 .map(|x| {
@@ -393,7 +395,7 @@ fn start_controllers(
             .filter(|x| {
                 x.data.pointer("/spec/environmentConfigRefs").is_some()
                     || x.data
-                        .pointer("/spec/compositionRevisionRef/name")
+                        .pointer(&Shape::observed(&x.data).pointer("compositionRevisionRef/name"))
                         .and_then(Value::as_str)
                         .is_some_and(|r| with_environment.contains(r))
             })

@@ -855,18 +855,44 @@ async fn environment_configs_feed_environment_patches_and_namespaced_xrs_compose
     h.apply(json!({
         "apiVersion": "example.org/v1", "kind": "XApp",
         "metadata": {"name": "shop", "namespace": "team"},
-        "spec": {"env": "prod", "compositionRef": {"name": "app"}},
+        "spec": {"env": "prod", "crossplane": {"compositionRef": {"name": "app"}}},
     }))
     .await
     .unwrap();
-    h.wait_for(
-        "the namespaced XR to be Ready",
-        Duration::from_secs(60),
-        async || {
-            (condition(&xrs.get("shop").await.ok()?, "Ready")?["status"] == "True").then_some(())
-        },
-    )
-    .await;
+    let shop = h
+        .wait_for(
+            "the namespaced XR to be Ready",
+            Duration::from_secs(60),
+            async || {
+                let x = xrs.get("shop").await.ok()?;
+                (condition(&x, "Ready")?["status"] == "True").then_some(x)
+            },
+        )
+        .await;
+    // A namespaced XR has Crossplane's v2 shape: the machinery, defaults included, lives
+    // under spec.crossplane.
+    let machinery = &shop.data["spec"]["crossplane"];
+    assert_eq!(
+        machinery["compositionUpdatePolicy"], "Automatic",
+        "{machinery}"
+    );
+    assert!(
+        machinery["compositionRevisionRef"]["name"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("app-")),
+        "{machinery}"
+    );
+    assert_eq!(
+        machinery["resourceRefs"],
+        json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "shop-settings"}])
+    );
+    for flat in ["compositionRef", "compositionRevisionRef", "resourceRefs"] {
+        assert!(
+            shop.data["spec"].get(flat).is_none(),
+            "{}",
+            shop.data["spec"]
+        );
+    }
     let cms = h.api("v1", "ConfigMap", Some("team")).await;
     let cm = cms.get("shop-settings").await.unwrap();
     assert_eq!(
@@ -1294,9 +1320,26 @@ async fn old_revisions_beyond_the_history_limit_are_deleted_unless_in_use() {
         c["spec"]["resources"][0]["base"]["data"] = json!({"version": size});
         c
     };
+    // A revision applied as Crossplane's kind is converted and never collected: its owner, the
+    // Crossplane object, decides when it goes.
+    h.apply(json!({
+        "apiVersion": "apiextensions.crossplane.io/v1", "kind": "CompositionRevision",
+        "metadata": {"name": "chain-imported", "labels": {"crossplane.io/composition-name": "chain"}},
+        "spec": {"revision": 0, "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XDatabase"},
+            "resources": [{"name": "a", "base": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}}}]},
+    }))
+    .await
+    .unwrap();
+    let imported = h
+        .wait_for(
+            "the converted revision",
+            Duration::from_secs(30),
+            async || revisions.get("chain-imported").await.ok()?.uid(),
+        )
+        .await;
     h.apply(version("1")).await.unwrap();
     h.wait_for("revision 1", Duration::from_secs(30), async || {
-        (numbered().await? == vec![1]).then_some(())
+        (numbered().await? == vec![0, 1]).then_some(())
     })
     .await;
     establish(&h).await;
@@ -1333,9 +1376,15 @@ async fn old_revisions_beyond_the_history_limit_are_deleted_unless_in_use() {
     h.wait_for(
         "revisions 2 to be collected",
         Duration::from_secs(30),
-        async || (numbered().await? == vec![1, 3, 4]).then_some(()),
+        async || (numbered().await? == vec![0, 1, 3, 4]).then_some(()),
     )
     .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        revisions.get("chain-imported").await.unwrap().uid(),
+        Some(imported),
+        "the converted revision was never deleted and made again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1382,7 +1431,7 @@ async fn a_changed_environment_config_recomposes_the_composites_that_use_it() {
     h.apply(json!({
         "apiVersion": "example.org/v1", "kind": "XApp",
         "metadata": {"name": "shop", "namespace": "team"},
-        "spec": {"compositionRef": {"name": "app"}},
+        "spec": {"crossplane": {"compositionRef": {"name": "app"}}},
     }))
     .await
     .unwrap();
@@ -1553,5 +1602,120 @@ async fn a_nested_composite_is_composed_in_order_and_deleted_after_its_compositi
         order.0.lock().unwrap().1,
         ["summary", "leaf"],
         "the summary goes before the nested XR (and its leaf)"
+    );
+}
+
+fn crossplane_composition(name: &str) -> Value {
+    json!({
+        "apiVersion": "apiextensions.crossplane.io/v1",
+        "kind": "Composition",
+        "metadata": {"name": name},
+        "spec": {
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XDatabase"},
+            "mode": "Pipeline",
+            "pipeline": [{"step": "pt", "functionRef": {"name": "function-patch-and-transform"},
+                "input": {"apiVersion": "pt.fn.crossplane.io/v1beta1", "kind": "Resources", "resources": [
+                    {"name": "cm", "base": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}}}]}}],
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossplane_kinds_never_overwrite_a_users_object_nor_a_running_crossplanes_crds() {
+    let mut h = start("crossplane", Duration::from_secs(3600)).await;
+    // A user's own native Composition and a Crossplane one of the same name.
+    let mut mine = composition("shared-name", false);
+    mine["metadata"]["labels"] = json!({"owner": "me"});
+    h.apply(mine).await.unwrap();
+    h.apply(crossplane_composition("shared-name"))
+        .await
+        .unwrap();
+    let crossplane = h
+        .api("apiextensions.crossplane.io/v1", "Composition", None)
+        .await;
+    let synced = h
+        .wait_for(
+            "Synced=False on the clash",
+            Duration::from_secs(30),
+            async || {
+                let c = crossplane.get("shared-name").await.ok()?;
+                let s = condition(&c, "Synced")?.clone();
+                (s["status"] == "False").then_some(s)
+            },
+        )
+        .await;
+    assert_eq!(synced["reason"], "NameClash", "{synced}");
+    let native = h
+        .api("apiextensions.strata.dev/v1alpha1", "Composition", None)
+        .await;
+    let kept = native.get("shared-name").await.unwrap();
+    assert_eq!(kept.labels().get("owner").map(String::as_str), Some("me"));
+    assert_eq!(
+        kept.data["spec"]["resources"].as_array().unwrap().len(),
+        4,
+        "the user's Composition is not overwritten"
+    );
+
+    // A cluster where Crossplane owns its CRDs: Strata leaves them and their objects alone.
+    h.controllers.abort();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(h.client.clone());
+    crds.delete(
+        "compositions.apiextensions.crossplane.io",
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
+    h.wait_for("our CRD to go", Duration::from_secs(30), async || {
+        crds.get_opt("compositions.apiextensions.crossplane.io")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let foreign = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "compositions.apiextensions.crossplane.io", "labels": {"app.kubernetes.io/managed-by": "crossplane"}},
+        "spec": {"group": "apiextensions.crossplane.io", "scope": "Cluster",
+            "names": {"kind": "Composition", "plural": "compositions", "singular": "composition"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]},
+    });
+    crds.patch(
+        "compositions.apiextensions.crossplane.io",
+        &PatchParams::apply("crossplane").force(),
+        &Patch::Apply(&foreign),
+    )
+    .await
+    .unwrap();
+    h.kinds
+        .forget("apiextensions.crossplane.io/v1", "Composition");
+    h.controllers = spawn_controllers(
+        h.client.clone(),
+        Settings {
+            resync: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    h.apply(crossplane_composition("theirs")).await.unwrap();
+    // The native kinds are served as before.
+    h.apply(xrd()).await.unwrap();
+    establish(&h).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        native.get_opt("theirs").await.unwrap().is_none(),
+        "a running Crossplane's Composition is not converted"
+    );
+    let crd = crds
+        .get("compositions.apiextensions.crossplane.io")
+        .await
+        .unwrap();
+    assert_eq!(
+        crd.labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("crossplane"),
+        "Crossplane's CRD is left as it is"
     );
 }

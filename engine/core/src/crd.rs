@@ -8,6 +8,8 @@
 //!   package: the user's `openAPIV3Schema` keeps its own fields, and the engine's machinery fields
 //!   (composition selection, the resource inventory, conditions, connection details) are merged
 //!   into `spec` and `status`.
+//! - [`crossplane_crds`] returns the CRDs under which Strata serves Crossplane's own kinds
+//!   (`apiextensions.crossplane.io`), so Crossplane users apply their files unchanged.
 //! - [`crd_files`] renders CRDs as YAML files, one per CRD, for the checked-in `crds/` directory.
 //!
 //! Everything here is a pure, deterministic function of its input: the controllers server-side
@@ -17,9 +19,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
-    CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceStatus,
-    CustomResourceSubresources, CustomResourceValidation, JSON, JSONSchemaProps,
-    JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceScale,
+    CustomResourceSubresourceStatus, CustomResourceSubresources, CustomResourceValidation, JSON,
+    JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{CustomResourceExt, Resource};
@@ -78,9 +80,9 @@ pub enum CrdError {
         value: String,
     },
     #[error(
-        "XRD `{xrd}`: spec.claimNames: claims bind to cluster-scoped composite resources, but spec.scope is Namespaced"
+        "XRD `{xrd}`: spec.claimNames: claims bind only to composite resources of scope LegacyCluster (the v1 shape), but spec.scope is {scope:?}"
     )]
-    ClaimsNeedClusterScope { xrd: String },
+    ClaimsNeedLegacyScope { xrd: String, scope: XrScope },
     #[error(
         "XRD `{xrd}`: spec.versions[{version}].schema.openAPIV3Schema{path}: must be an object schema, found {found}"
     )]
@@ -117,6 +119,14 @@ pub enum CrdError {
         version: String,
         index: usize,
         reason: String,
+    },
+    #[error("XRD `{xrd}`: spec.versions[{version}].subresources.scale.{field}: `{value}` {reason}")]
+    InvalidScale {
+        xrd: String,
+        version: String,
+        field: &'static str,
+        value: String,
+        reason: &'static str,
     },
     #[error(
         "XRD `{xrd}`: spec.defaultCompositeDeletePolicy: `{value}` is not one of Background, Foreground"
@@ -232,6 +242,172 @@ fn environment_config_crd() -> CustomResourceDefinition {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Crossplane's own kinds
+// ---------------------------------------------------------------------------------------------
+
+/// The label every CRD of Crossplane's group that Strata serves carries, so that the controllers
+/// can tell their own CRDs from a running Crossplane's.
+pub const CROSSPLANE_CRD_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "strata");
+
+/// One of Crossplane's `apiextensions.crossplane.io` kinds as Strata serves it.
+struct CrossplaneKind {
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    /// Served versions; the last is the storage version.
+    versions: &'static [&'static str],
+    /// EnvironmentConfig keeps its payload in a top-level `data`, the others in `spec`.
+    payload: &'static str,
+    columns: fn() -> Vec<CustomResourceColumnDefinition>,
+}
+
+const CROSSPLANE_KINDS: [CrossplaneKind; 4] = [
+    CrossplaneKind {
+        kind: "CompositeResourceDefinition",
+        plural: "compositeresourcedefinitions",
+        singular: "compositeresourcedefinition",
+        versions: &["v2", "v1"],
+        payload: "spec",
+        columns: || {
+            vec![
+                condition_column("ESTABLISHED", "Established"),
+                condition_column("OFFERED", "Offered"),
+                condition_column("SYNCED", "Synced"),
+                age_column(),
+            ]
+        },
+    },
+    CrossplaneKind {
+        kind: "Composition",
+        plural: "compositions",
+        singular: "composition",
+        versions: &["v1"],
+        payload: "spec",
+        columns: || {
+            vec![
+                string_column("XR-KIND", ".spec.compositeTypeRef.kind"),
+                string_column("XR-APIVERSION", ".spec.compositeTypeRef.apiVersion"),
+                condition_column("SYNCED", "Synced"),
+                age_column(),
+            ]
+        },
+    },
+    CrossplaneKind {
+        kind: "CompositionRevision",
+        plural: "compositionrevisions",
+        singular: "compositionrevision",
+        versions: &["v1"],
+        payload: "spec",
+        columns: || {
+            vec![
+                string_column("REVISION", ".spec.revision"),
+                string_column("XR-KIND", ".spec.compositeTypeRef.kind"),
+                condition_column("SYNCED", "Synced"),
+                age_column(),
+            ]
+        },
+    },
+    CrossplaneKind {
+        kind: "EnvironmentConfig",
+        plural: "environmentconfigs",
+        singular: "environmentconfig",
+        versions: &["v1alpha1", "v1beta1"],
+        payload: "data",
+        columns: || vec![condition_column("SYNCED", "Synced"), age_column()],
+    },
+];
+
+/// The CRDs of Crossplane's own kinds (`apiextensions.crossplane.io` XRD v1 and v2, Composition,
+/// CompositionRevision, EnvironmentConfig v1alpha1 and v1beta1), in a fixed order.
+///
+/// Their schemas keep every field (`x-kubernetes-preserve-unknown-fields`): the controllers
+/// convert each object with [`crate::load`] into the native kind of the same name, and a
+/// conversion error is a condition naming the field, as precise as a schema would be and
+/// reported for every version at once. Only the XRD's `spec.scope` is typed, to carry
+/// Crossplane's per-version default: `LegacyCluster` for v1, `Namespaced` for v2. No short names:
+/// `xrd`, `comp`, `envcfg` stay the native kinds', which list the converted objects too.
+pub fn crossplane_crds() -> Vec<CustomResourceDefinition> {
+    CROSSPLANE_KINDS.iter().map(crossplane_crd).collect()
+}
+
+fn crossplane_crd(k: &CrossplaneKind) -> CustomResourceDefinition {
+    let group = crate::wire::CROSSPLANE_GROUP_APIEXTENSIONS;
+    let free_form = || JSONSchemaProps {
+        type_: Some("object".to_owned()),
+        x_kubernetes_preserve_unknown_fields: Some(true),
+        ..Default::default()
+    };
+    let storage = k.versions.last().copied().unwrap_or_default();
+    let versions = k
+        .versions
+        .iter()
+        .map(|version| {
+            let mut payload = free_form();
+            if k.kind == "CompositeResourceDefinition" {
+                let default = if *version == "v1" {
+                    "LegacyCluster"
+                } else {
+                    "Namespaced"
+                };
+                payload.properties = Some(BTreeMap::from([(
+                    "scope".to_owned(),
+                    string_enum(&["Namespaced", "Cluster", "LegacyCluster"], Some(default)),
+                )]));
+            }
+            let schema = object(
+                [
+                    ("apiVersion", string()),
+                    ("kind", string()),
+                    (k.payload, payload),
+                    ("status", free_form()),
+                ],
+                &[],
+            );
+            CustomResourceDefinitionVersion {
+                name: (*version).to_owned(),
+                served: true,
+                storage: *version == storage,
+                additional_printer_columns: Some((k.columns)()),
+                schema: Some(CustomResourceValidation {
+                    open_api_v3_schema: Some(schema),
+                }),
+                subresources: Some(CustomResourceSubresources {
+                    status: Some(CustomResourceSubresourceStatus(Value::Object(
+                        Default::default(),
+                    ))),
+                    scale: None,
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    CustomResourceDefinition {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{group}", k.plural)),
+            labels: Some(BTreeMap::from([(
+                CROSSPLANE_CRD_LABEL.0.to_owned(),
+                CROSSPLANE_CRD_LABEL.1.to_owned(),
+            )])),
+            ..Default::default()
+        },
+        spec: CustomResourceDefinitionSpec {
+            group: group.to_owned(),
+            names: CustomResourceDefinitionNames {
+                kind: k.kind.to_owned(),
+                plural: k.plural.to_owned(),
+                singular: Some(k.singular.to_owned()),
+                categories: Some(vec!["crossplane".to_owned()]),
+                ..Default::default()
+            },
+            scope: "Cluster".to_owned(),
+            versions,
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // YAML files
 // ---------------------------------------------------------------------------------------------
 
@@ -267,10 +443,12 @@ pub fn crd_files(crds: &[CustomResourceDefinition]) -> Result<Vec<(String, Strin
 
 /// XRD → the XR CRD and, when `spec.claimNames` is set, the namespaced claim CRD.
 ///
-/// The XR CRD is cluster-scoped unless `spec.scope` is `Namespaced`. Each XRD version becomes a
-/// CRD version; the single referenceable version is the storage version. The user's schema is
-/// kept, and the engine's machinery fields are merged into `spec` and `status`: a user field of
-/// the same name and type is replaced by the engine's definition, one of another type is an error.
+/// The XR CRD is cluster-scoped unless `spec.scope` is `Namespaced`; its machinery fields sit in
+/// `spec` for `LegacyCluster` (the default) and in `spec.crossplane` otherwise (Crossplane v2).
+/// Each XRD version becomes a CRD version; the single referenceable version is the storage
+/// version. The user's schema is kept, and the engine's machinery fields are merged into `spec`
+/// and `status`: a user field of the same name and type is replaced by the engine's definition,
+/// one of another type is an error.
 pub fn xrd_to_crds(xrd: &CompositeResourceDefinition) -> Result<GeneratedCrds, CrdError> {
     let spec = &xrd.spec;
     let expected_name = format!("{}.{}", spec.names.plural, spec.group);
@@ -293,8 +471,11 @@ pub fn xrd_to_crds(xrd: &CompositeResourceDefinition) -> Result<GeneratedCrds, C
 
     let scope = spec.scope.unwrap_or_default();
     if let Some(claim_names) = &spec.claim_names {
-        if scope == XrScope::Namespaced {
-            return Err(CrdError::ClaimsNeedClusterScope { xrd: xrd_name });
+        if !scope.is_legacy() {
+            return Err(CrdError::ClaimsNeedLegacyScope {
+                xrd: xrd_name,
+                scope,
+            });
         }
         validate_names(&ctx, claim_names, NameFields::CLAIM)?;
         validate_claim_names(&ctx, &spec.names, claim_names)?;
@@ -304,7 +485,8 @@ pub fn xrd_to_crds(xrd: &CompositeResourceDefinition) -> Result<GeneratedCrds, C
     let composite_machinery = Machinery {
         spec: composite_spec_fields(scope, update_policy),
         status: composite_status_fields(scope),
-        printer_columns: composite_printer_columns(),
+        printer_columns: composite_printer_columns(scope),
+        scalable: true,
     };
     let composite = build_crd(
         &ctx,
@@ -332,6 +514,7 @@ pub fn xrd_to_crds(xrd: &CompositeResourceDefinition) -> Result<GeneratedCrds, C
                 spec: claim_spec_fields(delete_policy),
                 status: claim_status_fields(),
                 printer_columns: claim_printer_columns(),
+                scalable: false,
             };
             Some(build_crd(
                 &ctx,
@@ -363,6 +546,8 @@ struct Machinery {
     spec: BTreeMap<&'static str, JSONSchemaProps>,
     status: BTreeMap<&'static str, JSONSchemaProps>,
     printer_columns: Vec<CustomResourceColumnDefinition>,
+    /// Whether the XRD's scale subresources apply (to the XR, not to its claim).
+    scalable: bool,
 }
 
 fn crd_scope(scope: XrScope) -> &'static str {
@@ -470,10 +655,67 @@ fn build_version(
             status: Some(CustomResourceSubresourceStatus(Value::Object(
                 Default::default(),
             ))),
-            scale: None,
+            scale: if machinery.scalable {
+                scale_subresource(ctx, version)?
+            } else {
+                None
+            },
         }),
         selectable_fields: None,
     })
+}
+
+/// The version's scale subresource, its paths checked as kube-apiserver checks them: the spec
+/// replicas under `.spec`, the status replicas under `.status`, the label selector under either.
+fn scale_subresource(
+    ctx: &Context<'_>,
+    version: &XrdVersion,
+) -> Result<Option<CustomResourceSubresourceScale>, CrdError> {
+    let Some(scale) = version.subresources.as_ref().and_then(|s| s.scale.as_ref()) else {
+        return Ok(None);
+    };
+    let check = |field: &'static str, value: &str, prefixes: &[&str], reason: &'static str| {
+        let simple = value
+            .split('.')
+            .skip(1)
+            .all(|segment| !segment.is_empty() && !segment.contains(['[', ']', '*']));
+        if prefixes.iter().any(|p| value.starts_with(p)) && simple {
+            Ok(())
+        } else {
+            Err(CrdError::InvalidScale {
+                xrd: ctx.xrd(),
+                version: version.name.clone(),
+                field,
+                value: value.to_owned(),
+                reason,
+            })
+        }
+    };
+    check(
+        "specReplicasPath",
+        &scale.spec_replicas_path,
+        &[".spec."],
+        "must be a simple JSON path under .spec (like .spec.replicas)",
+    )?;
+    check(
+        "statusReplicasPath",
+        &scale.status_replicas_path,
+        &[".status."],
+        "must be a simple JSON path under .status (like .status.replicas)",
+    )?;
+    if let Some(selector) = &scale.label_selector_path {
+        check(
+            "labelSelectorPath",
+            selector,
+            &[".spec.", ".status."],
+            "must be a simple JSON path under .spec or .status",
+        )?;
+    }
+    Ok(Some(CustomResourceSubresourceScale {
+        spec_replicas_path: scale.spec_replicas_path.clone(),
+        status_replicas_path: scale.status_replicas_path.clone(),
+        label_selector_path: scale.label_selector_path.clone(),
+    }))
 }
 
 /// A user's printer column, checked as kube-apiserver checks it.
@@ -695,7 +937,7 @@ impl NameFields {
     };
 }
 
-const CAMEL_CASE: &str = "must be CamelCase: an uppercase letter followed by letters and digits";
+const KIND_NAME: &str = "may have mixed case, but lower-cased must be a DNS-1035 label: at most 63 letters, digits and '-', starting with a letter and ending with a letter or digit";
 const LOWERCASE_LABEL: &str = "must be lowercase: at most 63 letters, digits and '-', starting with a letter and ending with a letter or digit";
 
 fn validate_names(ctx: &Context<'_>, names: &Names, fields: NameFields) -> Result<(), CrdError> {
@@ -705,13 +947,13 @@ fn validate_names(ctx: &Context<'_>, names: &Names, fields: NameFields) -> Resul
         value: value.to_owned(),
         reason,
     };
-    if !is_camel_case(&names.kind) {
-        return Err(invalid(fields.kind, &names.kind, CAMEL_CASE));
+    if !is_kind_name(&names.kind) {
+        return Err(invalid(fields.kind, &names.kind, KIND_NAME));
     }
     if let Some(list_kind) = &names.list_kind
-        && !is_camel_case(list_kind)
+        && !is_kind_name(list_kind)
     {
-        return Err(invalid(fields.list_kind, list_kind, CAMEL_CASE));
+        return Err(invalid(fields.list_kind, list_kind, KIND_NAME));
     }
     if !is_dns1035_label(&names.plural) {
         return Err(invalid(fields.plural, &names.plural, LOWERCASE_LABEL));
@@ -808,10 +1050,10 @@ fn validate_versions(ctx: &Context<'_>, versions: &[XrdVersion]) -> Result<(), C
     Ok(())
 }
 
-fn is_camel_case(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|first| first.is_ascii_uppercase())
-        && chars.all(|c| c.is_ascii_alphanumeric())
+/// Kubernetes' rule for a kind: any case, and lower-cased a DNS-1035 label (so `XPostgres`,
+/// `postgres` and `X-Postgres` are kinds, `X_Postgres` and `1Postgres` are not).
+fn is_kind_name(name: &str) -> bool {
+    is_dns1035_label(&name.to_ascii_lowercase())
 }
 
 /// A DNS-1035 label: what Kubernetes requires of resource and version names.
@@ -850,12 +1092,20 @@ fn is_dns1123_subdomain(name: &str) -> bool {
 // Machinery schemas (Crossplane's xcrd `schemas.go`, in Strata's names)
 // ---------------------------------------------------------------------------------------------
 
+/// The composite's machinery in `spec` (the v1 shape, `LegacyCluster`) or in `spec.crossplane`
+/// (the Crossplane v2 shape, `Namespaced` and `Cluster`). Only a v1-shaped XR binds to a claim;
+/// a namespaced XR composes in its own namespace and writes its connection secret there.
 fn composite_spec_fields(
     scope: XrScope,
     update_policy: UpdatePolicy,
 ) -> BTreeMap<&'static str, JSONSchemaProps> {
     let namespaced = scope == XrScope::Namespaced;
-    let mut fields = BTreeMap::from([
+    let resource_refs = if namespaced {
+        resource_refs(&["apiVersion", "kind", "name"])
+    } else {
+        resource_refs(&["apiVersion", "kind", "name", "namespace"])
+    };
+    let machinery = BTreeMap::from([
         ("compositionRef", name_reference()),
         ("compositionSelector", label_selector()),
         ("compositionRevisionRef", name_reference()),
@@ -864,24 +1114,15 @@ fn composite_spec_fields(
             "compositionUpdatePolicy",
             update_policy_schema(Some(update_policy)),
         ),
-        ("environmentConfigRefs", environment_config_refs()),
+        ("resourceRefs", resource_refs),
     ]);
+    let mut fields = BTreeMap::from([("environmentConfigRefs", environment_config_refs())]);
     if namespaced {
-        // A namespaced XR composes resources in its own namespace, writes its connection secret
-        // there, and is never bound to a claim.
-        fields.insert(
-            "resourceRefs",
-            resource_refs(&["apiVersion", "kind", "name"]),
-        );
         fields.insert(
             "writeConnectionSecretToRef",
             object([("name", string())], &["name"]),
         );
     } else {
-        fields.insert(
-            "resourceRefs",
-            resource_refs(&["apiVersion", "kind", "name", "namespace"]),
-        );
         fields.insert(
             "writeConnectionSecretToRef",
             object(
@@ -889,6 +1130,9 @@ fn composite_spec_fields(
                 &["name", "namespace"],
             ),
         );
+    }
+    if scope.is_legacy() {
+        fields.extend(machinery);
         fields.insert(
             "claimRef",
             object(
@@ -901,6 +1145,23 @@ fn composite_spec_fields(
                 &["apiVersion", "kind", "name", "namespace"],
             ),
         );
+    } else {
+        let crossplane = JSONSchemaProps {
+            description: Some(
+                "The composition machinery of the composite resource (Crossplane v2).".to_owned(),
+            ),
+            type_: Some("object".to_owned()),
+            properties: Some(
+                machinery
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            ),
+            // Defaults inside (the update policy) land only when the object exists.
+            default: Some(JSON(Value::Object(Default::default()))),
+            ..Default::default()
+        };
+        fields.insert("crossplane", crossplane);
     }
     fields
 }
@@ -910,7 +1171,7 @@ fn composite_status_fields(scope: XrScope) -> BTreeMap<&'static str, JSONSchemaP
         ("conditions", conditions()),
         ("connectionDetails", connection_details()),
     ]);
-    if scope != XrScope::Namespaced {
+    if scope.is_legacy() {
         fields.insert(
             "claimConditionTypes",
             JSONSchemaProps {
@@ -962,14 +1223,22 @@ fn claim_status_fields() -> BTreeMap<&'static str, JSONSchemaProps> {
     ])
 }
 
-fn composite_printer_columns() -> Vec<CustomResourceColumnDefinition> {
+fn composite_printer_columns(scope: XrScope) -> Vec<CustomResourceColumnDefinition> {
+    let root = if scope.is_legacy() {
+        ".spec"
+    } else {
+        ".spec.crossplane"
+    };
     vec![
         condition_column("SYNCED", "Synced"),
         condition_column("READY", "Ready"),
-        string_column("COMPOSITION", ".spec.compositionRef.name"),
+        string_column("COMPOSITION", &format!("{root}.compositionRef.name")),
         CustomResourceColumnDefinition {
             priority: Some(1),
-            ..string_column("COMPOSITIONREVISION", ".spec.compositionRevisionRef.name")
+            ..string_column(
+                "COMPOSITIONREVISION",
+                &format!("{root}.compositionRevisionRef.name"),
+            )
         },
         age_column(),
     ]
@@ -1219,6 +1488,24 @@ spec:
         serde_saphyr::from_str(XRD).unwrap()
     }
 
+    /// The fixture in Crossplane's v2 shape (`scope`), without claims and without the user's
+    /// own `spec.compositionRef`, which only the v1 shape replaces with the engine's.
+    fn v2(xrd: &mut CompositeResourceDefinition, scope: XrScope) {
+        xrd.spec.scope = Some(scope);
+        xrd.spec.claim_names = None;
+        if let Some(properties) = xrd.spec.versions[1]
+            .schema
+            .as_mut()
+            .and_then(|s| {
+                s.open_api_v3_schema
+                    .pointer_mut("/properties/spec/properties")
+            })
+            .and_then(Value::as_object_mut)
+        {
+            properties.remove("compositionRef");
+        }
+    }
+
     fn version<'a>(
         crd: &'a CustomResourceDefinition,
         name: &str,
@@ -1434,6 +1721,69 @@ spec:
         );
     }
 
+    #[test]
+    fn crossplane_crds_serve_every_crossplane_kind_and_version_marked_as_strata_s() {
+        let crds = crossplane_crds();
+        let served: Vec<(String, Vec<(String, bool)>)> = crds
+            .iter()
+            .map(|c| {
+                assert_eq!(c.spec.group, "apiextensions.crossplane.io");
+                assert_eq!(c.spec.scope, "Cluster");
+                assert_eq!(
+                    c.metadata.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
+                    "strata"
+                );
+                assert_eq!(
+                    crd_structural_problems(c),
+                    Vec::<String>::new(),
+                    "{}",
+                    c.spec.names.kind
+                );
+                (
+                    c.spec.names.kind.clone(),
+                    c.spec
+                        .versions
+                        .iter()
+                        .map(|v| (v.name.clone(), v.storage))
+                        .collect(),
+                )
+            })
+            .collect();
+        let v = |n: &str, storage: bool| (n.to_owned(), storage);
+        assert_eq!(
+            served,
+            vec![
+                (
+                    "CompositeResourceDefinition".to_owned(),
+                    vec![v("v2", false), v("v1", true)]
+                ),
+                ("Composition".to_owned(), vec![v("v1", true)]),
+                ("CompositionRevision".to_owned(), vec![v("v1", true)]),
+                (
+                    "EnvironmentConfig".to_owned(),
+                    vec![v("v1alpha1", false), v("v1beta1", true)]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crossplane_xrd_defaults_its_scope_per_version_as_crossplane_does() {
+        let crds = crossplane_crds();
+        let default_scope = |version: &str| {
+            let spec = property(&root(&crds[0], version), "spec");
+            assert_eq!(spec.x_kubernetes_preserve_unknown_fields, Some(true));
+            property(&spec, "scope").default.unwrap().0
+        };
+        assert_eq!(default_scope("v1"), "LegacyCluster");
+        assert_eq!(default_scope("v2"), "Namespaced");
+        let env = root(&crds[3], "v1beta1");
+        assert_eq!(
+            property_names(&env),
+            ["apiVersion", "data", "kind", "status"]
+        );
+    }
+
     // --- files ---
 
     #[test]
@@ -1533,17 +1883,36 @@ spec:
     }
 
     #[test]
-    fn namespaced_scope_makes_a_namespaced_composite_crd_without_claim_machinery() {
-        let crd = generate(|xrd| {
-            xrd.spec.scope = Some(XrScope::Namespaced);
-            xrd.spec.claim_names = None;
-        })
-        .unwrap()
-        .composite;
+    fn namespaced_scope_makes_a_namespaced_composite_crd_with_machinery_under_spec_crossplane() {
+        let crd = generate(|xrd| v2(xrd, XrScope::Namespaced))
+            .unwrap()
+            .composite;
         assert_eq!(crd.spec.scope, "Namespaced");
         let spec = section(&crd, "v1beta1", "spec");
-        assert!(!property_names(&spec).contains(&"claimRef".to_owned()));
-        let refs = property(&spec, "resourceRefs");
+        for field in ["claimRef", "compositionRef", "resourceRefs"] {
+            assert!(
+                !property_names(&spec).contains(&field.to_owned()),
+                "{field} is not directly under spec"
+            );
+        }
+        let crossplane = property(&spec, "crossplane");
+        assert_eq!(
+            property_names(&crossplane),
+            [
+                "compositionRef",
+                "compositionRevisionRef",
+                "compositionRevisionSelector",
+                "compositionSelector",
+                "compositionUpdatePolicy",
+                "resourceRefs"
+            ]
+        );
+        assert_eq!(
+            crossplane.default.as_ref().map(|d| d.0.clone()),
+            Some(serde_json::json!({})),
+            "an empty default lets the update policy's default land"
+        );
+        let refs = property(&crossplane, "resourceRefs");
         let Some(JSONSchemaPropsOrArray::Schema(item)) = &refs.items else {
             panic!("items")
         };
@@ -1554,6 +1923,44 @@ spec:
         );
         let status = section(&crd, "v1beta1", "status");
         assert!(!property_names(&status).contains(&"claimConditionTypes".to_owned()));
+        let columns = crd.spec.versions[1]
+            .additional_printer_columns
+            .clone()
+            .unwrap();
+        assert!(
+            columns
+                .iter()
+                .any(|c| c.json_path == ".spec.crossplane.compositionRef.name"),
+            "{columns:?}"
+        );
+    }
+
+    #[test]
+    fn cluster_scope_is_the_v2_shape_cluster_scoped_and_without_claims() {
+        let crds = generate(|xrd| v2(xrd, XrScope::Cluster)).unwrap();
+        assert!(crds.claim.is_none());
+        assert_eq!(crds.composite.spec.scope, "Cluster");
+        let spec = section(&crds.composite, "v1beta1", "spec");
+        assert!(!property_names(&spec).contains(&"claimRef".to_owned()));
+        let refs = property(&property(&spec, "crossplane"), "resourceRefs");
+        let Some(JSONSchemaPropsOrArray::Schema(item)) = &refs.items else {
+            panic!("items")
+        };
+        assert_eq!(
+            property_names(item),
+            ["apiVersion", "kind", "name", "namespace"]
+        );
+        let error = generate(|xrd| xrd.spec.scope = Some(XrScope::Cluster)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CrdError::ClaimsNeedLegacyScope {
+                    scope: XrScope::Cluster,
+                    ..
+                }
+            ),
+            "claims are refused for the v2 shape: {error}"
+        );
     }
 
     #[test]
@@ -1828,11 +2235,7 @@ spec:
             crd_structural_problems(&crds.claim.unwrap()),
             Vec::<String>::new()
         );
-        let namespaced = generate(|xrd| {
-            xrd.spec.scope = Some(XrScope::Namespaced);
-            xrd.spec.claim_names = None;
-        })
-        .unwrap();
+        let namespaced = generate(|xrd| v2(xrd, XrScope::Namespaced)).unwrap();
         assert_eq!(
             crd_structural_problems(&namespaced.composite),
             Vec::<String>::new()
@@ -2087,9 +2490,83 @@ spec:
     fn claims_on_a_namespaced_composite_are_rejected() {
         let error = generate(|xrd| xrd.spec.scope = Some(XrScope::Namespaced)).unwrap_err();
         assert!(
-            matches!(error, CrdError::ClaimsNeedClusterScope { .. }),
+            matches!(error, CrdError::ClaimsNeedLegacyScope { .. }),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_version_s_scale_subresource_reaches_its_crd_version() {
+        let scale = crate::model::ScaleSubresource {
+            spec_replicas_path: ".spec.replicas".to_owned(),
+            status_replicas_path: ".status.replicas".to_owned(),
+            label_selector_path: Some(".status.selector".to_owned()),
+        };
+        let crds = generate(|x| {
+            x.spec.versions[1].subresources = Some(crate::model::XrdSubresources {
+                scale: Some(scale.clone()),
+            });
+        })
+        .unwrap();
+        let sub = |i: usize| {
+            crds.composite.spec.versions[i]
+                .subresources
+                .clone()
+                .unwrap()
+        };
+        let got = sub(1).scale.unwrap();
+        assert_eq!(got.spec_replicas_path, ".spec.replicas");
+        assert_eq!(got.status_replicas_path, ".status.replicas");
+        assert_eq!(got.label_selector_path.as_deref(), Some(".status.selector"));
+        assert!(sub(1).status.is_some(), "the status subresource stays");
+        assert!(sub(0).scale.is_none(), "only the version that asks has one");
+        assert!(
+            crds.claim.unwrap().spec.versions[1]
+                .subresources
+                .clone()
+                .unwrap()
+                .scale
+                .is_none(),
+            "a claim is not scaled"
+        );
+    }
+
+    #[test]
+    fn a_scale_path_outside_spec_or_status_is_rejected_naming_the_field() {
+        let rows: [(&str, &str, &str); 3] = [
+            (".status.replicas", ".status.replicas", "specReplicasPath"),
+            (".spec.replicas", "status.replicas", "statusReplicasPath"),
+            (".spec.replicas", ".status.items[0]", "statusReplicasPath"),
+        ];
+        for (spec_path, status_path, field) in rows {
+            let error = generate(|x| {
+                x.spec.versions[1].subresources = Some(crate::model::XrdSubresources {
+                    scale: Some(crate::model::ScaleSubresource {
+                        spec_replicas_path: spec_path.to_owned(),
+                        status_replicas_path: status_path.to_owned(),
+                        label_selector_path: None,
+                    }),
+                });
+            })
+            .unwrap_err();
+            assert!(
+                error.to_string().contains(&format!(
+                    "spec.versions[v1beta1].subresources.scale.{field}"
+                )),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn kinds_of_any_case_are_accepted_as_kubernetes_accepts_them() {
+        let crds = generate(|x| {
+            x.spec.names.kind = "xPostgresInstance".to_owned();
+            x.spec.claim_names.as_mut().unwrap().kind = "postgresinstance".to_owned();
+        })
+        .unwrap();
+        assert_eq!(crds.composite.spec.names.kind, "xPostgresInstance");
+        assert_eq!(crds.claim.unwrap().spec.names.kind, "postgresinstance");
     }
 
     #[test]
@@ -2097,14 +2574,14 @@ spec:
         type Edit = fn(&mut CompositeResourceDefinition);
         let cases: [(Edit, &str, &str); 7] = [
             (
-                |x| x.spec.names.kind = "xPostgres".to_owned(),
+                |x| x.spec.names.kind = "1Postgres".to_owned(),
                 "spec.names.kind",
-                "kind starts lowercase",
+                "kind starts with a digit",
             ),
             (
-                |x| x.spec.names.kind = "X-Postgres".to_owned(),
+                |x| x.spec.names.kind = "X_Postgres".to_owned(),
                 "spec.names.kind",
-                "kind has a dash",
+                "kind has an underscore",
             ),
             (
                 |x| x.spec.names.plural = "XPostgresInstances".to_owned(),
@@ -2117,9 +2594,9 @@ spec:
                 "short name capital",
             ),
             (
-                |x| x.spec.claim_names.as_mut().unwrap().kind = "postgres".to_owned(),
+                |x| x.spec.claim_names.as_mut().unwrap().kind = "postgres.db".to_owned(),
                 "spec.claimNames.kind",
-                "claim kind lowercase",
+                "claim kind has a dot",
             ),
             (
                 |x| x.spec.group = "Example".to_owned(),

@@ -185,11 +185,17 @@ pub fn xrd(doc: &SourcedValue) -> Result<CompositeResourceDefinition, LoadError>
         ],
     )?;
     let mut value = doc.value.clone();
+    // Crossplane's v2 XRDs are namespaced unless they say otherwise (v1's default, LegacyCluster,
+    // is the native default too).
+    let v2 = api_version(&value) == "apiextensions.crossplane.io/v2";
     normalise_header(&mut value, "CompositeResourceDefinition");
     if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
         // Crossplane fields with no meaning for Strata's engine.
         for ignored in ["conversion", "metadata"] {
             spec.remove(ignored);
+        }
+        if v2 && !spec.contains_key("scope") {
+            spec.insert("scope".into(), Value::String("Namespaced".into()));
         }
     }
     typed(doc, value)
@@ -593,6 +599,33 @@ mod tests {
     fn one(text: &str) -> Result<Document, LoadError> {
         let docs = parse_stream(text, "test.yaml")?;
         classify(&docs[0])
+    }
+
+    #[test]
+    fn a_crossplane_v2_xrd_without_a_scope_is_namespaced_and_v1_is_legacy_cluster() {
+        let scope = |api_version: &str, scope: &str| {
+            let text = format!(
+                "apiVersion: {api_version}\nkind: CompositeResourceDefinition\nmetadata: {{name: xapps.example.org}}\n\
+                 spec: {{group: example.org, names: {{kind: XApp, plural: xapps}}, {scope}versions: [{{name: v1}}]}}\n"
+            );
+            match one(&text) {
+                Ok(Document::Xrd(x)) => x.spec.scope.unwrap_or_default(),
+                other => panic!("{other:?}"),
+            }
+        };
+        use crate::model::XrScope;
+        assert_eq!(
+            scope("apiextensions.crossplane.io/v2", ""),
+            XrScope::Namespaced
+        );
+        assert_eq!(
+            scope("apiextensions.crossplane.io/v2", "scope: Cluster, "),
+            XrScope::Cluster
+        );
+        assert_eq!(
+            scope("apiextensions.crossplane.io/v1", ""),
+            XrScope::LegacyCluster
+        );
     }
 
     fn salvage(text: &str) -> Salvaged {

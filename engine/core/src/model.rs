@@ -470,7 +470,8 @@ pub struct CompositeResourceDefinitionSpec {
     pub names: Names,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_names: Option<Names>,
-    /// `Cluster` (default for XRs with claims) or `Namespaced` (Crossplane v2 style).
+    /// `LegacyCluster` (the default: the v1 shape, with claims), `Namespaced` or `Cluster` (the
+    /// Crossplane v2 shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<XrScope>,
     pub versions: Vec<XrdVersion>,
@@ -488,12 +489,25 @@ pub struct CompositeResourceDefinitionSpec {
     pub default_composite_delete_policy: Option<String>,
 }
 
+/// The scope of an XRD's composite resources, and with it their shape, as in Crossplane v2.
+///
+/// `LegacyCluster` (the default here, and Crossplane's for `apiextensions.crossplane.io/v1`) is
+/// the v1 shape: cluster-scoped, composition machinery directly under `spec`, claims allowed.
+/// `Namespaced` (Crossplane's default for v2) and `Cluster` are the v2 shape: the machinery lives
+/// under `spec.crossplane`, and there are no claims.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum XrScope {
-    #[default]
     Cluster,
     Namespaced,
+    #[default]
     LegacyCluster,
+}
+
+impl XrScope {
+    /// True for the v1 shape (machinery under `spec`, claims allowed).
+    pub fn is_legacy(self) -> bool {
+        self == XrScope::LegacyCluster
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -536,6 +550,28 @@ pub struct XrdVersion {
     pub deprecated: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecation_warning: Option<String>,
+    /// Subresources of the generated CRD besides `status` (which it always has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresources: Option<XrdSubresources>,
+}
+
+/// `versions[].subresources` of an XRD.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct XrdSubresources {
+    /// The scale subresource of the generated CRD, as Kubernetes defines it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleSubresource>,
+}
+
+/// Where the scale subresource reads and writes replicas (JSON paths like `.spec.replicas`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleSubresource {
+    pub spec_replicas_path: String,
+    pub status_replicas_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector_path: Option<String>,
 }
 
 fn yes() -> bool {

@@ -24,6 +24,10 @@ pub const LABEL_COMPOSITE: &str = "strata.dev/composite";
 pub const LABEL_CLAIM_NAME: &str = "strata.dev/claim-name";
 /// Label naming the namespace of the claim bound to a composite resource.
 pub const LABEL_CLAIM_NAMESPACE: &str = "strata.dev/claim-namespace";
+/// Crossplane's labels naming the claim bound to a composite resource, set next to Strata's so
+/// that Crossplane Compositions patching from them work unchanged.
+pub const CROSSPLANE_LABEL_CLAIM_NAME: &str = "crossplane.io/claim-name";
+pub const CROSSPLANE_LABEL_CLAIM_NAMESPACE: &str = "crossplane.io/claim-namespace";
 /// The field manager of every server-side apply Strata performs.
 pub const FIELD_MANAGER: &str = "strata";
 /// API group of the composition machinery.
@@ -43,6 +47,11 @@ pub const FINALIZER_COMPOSITE: &str = "strata.dev/composite";
 pub const FINALIZER_CLAIM: &str = "strata.dev/claim";
 /// Label naming the Composition a CompositionRevision snapshots.
 pub const LABEL_COMPOSITION_NAME: &str = "strata.dev/composition-name";
+/// Label on a native object converted from one of Crossplane's (`apiextensions.crossplane.io`);
+/// its value is that API group.
+pub const LABEL_ORIGIN: &str = "strata.dev/origin";
+/// The field manager that applies native objects converted from Crossplane's.
+pub const FIELD_MANAGER_CROSSPLANE: &str = "strata-crossplane";
 /// Label carrying the content hash of a CompositionRevision.
 pub const LABEL_COMPOSITION_HASH: &str = "strata.dev/composition-hash";
 /// Hash of the desired state last applied to a composed resource or connection Secret; a pass
@@ -62,3 +71,4 @@ pub const REASON_APPLY_CRD: &str = "ApplyCustomResourceDefinition";
 pub const REASON_DELETE_CRD: &str = "DeleteCustomResourceDefinition";
 pub const REASON_BIND_COMPOSITE: &str = "BindCompositeResource";
 pub const REASON_CREATE_REVISION: &str = "CreateCompositionRevision";
+pub const REASON_CONVERT_CROSSPLANE: &str = "ConvertCrossplaneObject";
