@@ -12,10 +12,11 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use strata_core::compile::CompiledComposition;
 use strata_core::connection::ConnectionDetails;
+use strata_core::definition::{self, Definition, Role, object_name};
 use strata_core::load::{self, Document};
+use strata_core::model::TypeReference;
 use strata_core::render::{Observed, ObservedResources, RenderInput, render};
-use strata_core::schema::StructuralSchema;
-use strata_core::{crd, wire};
+use strata_core::wire;
 
 use crate::input::{read_documents, read_text};
 
@@ -50,10 +51,11 @@ pub enum Format {
     Json,
 }
 
-/// Input problems exit 2; render problems exit 1.
+/// Input problems exit 2; an XR (or claim) its XRD refuses and render problems exit 1.
 pub fn run(args: RenderArgs) -> Result<ExitCode> {
     let prepared = match prepare(&args) {
         Ok(p) => p,
+        Err(e) if e.is::<Refused>() => return Ok(ExitCode::from(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(ExitCode::from(2));
@@ -101,14 +103,30 @@ struct Prepared {
     environment: Option<Value>,
 }
 
+/// The XR (or claim) was refused by its XRD's schema; the findings are already printed.
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused by its XRD")
+    }
+}
+
+impl std::error::Error for Refused {}
+
 fn prepare(args: &RenderArgs) -> Result<Prepared> {
-    let mut composite = single_object(&args.composite)?;
+    let object = single_object(&args.composite)?;
     let text = read_text(&args.composition)?;
     let composition =
         load::composition_from_str(&text, &args.composition.display().to_string())?.spec;
-    if let Some(path) = &args.xrd {
-        apply_xrd_defaults(path, &mut composite)?;
-    }
+    let composite = match &args.xrd {
+        Some(path) => admit_composite(path, &args.composite, &object)?,
+        None => {
+            refuse_claim_without_xrd(&args.composite, &object, &composition.composite_type_ref)?;
+            object
+        }
+    };
     let observed = match &args.observed_resources {
         Some(p) => observed_resources(p)?,
         None => ObservedResources::new(),
@@ -137,52 +155,82 @@ fn single_object(path: &Path) -> Result<Value> {
     }
 }
 
-fn apply_xrd_defaults(path: &Path, composite: &mut Value) -> Result<()> {
-    let docs = read_documents(path)?;
-    let api_version = composite
+/// Without an XRD a claim cannot be bound: an object of the composite type's group but of
+/// another kind is most likely a claim, and rendering it needs `--xrd`.
+fn refuse_claim_without_xrd(path: &Path, object: &Value, composite: &TypeReference) -> Result<()> {
+    let api_version = object
         .get("apiVersion")
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let kind = composite
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    for doc in &docs {
+        .unwrap_or("");
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    if group == composite.group() && kind != composite.kind {
+        bail!(
+            "{}: {} is not the Composition's composite type {} {}; a claim is rendered as the XR \
+             it becomes, which needs its XRD: pass it with --xrd",
+            path.display(),
+            object_name(object),
+            composite.api_version,
+            composite.kind
+        );
+    }
+    Ok(())
+}
+
+/// Admits the object to its XRD as the API server would (prune, default, validate; the same
+/// checks and messages as `strata validate`), and binds a claim to the XR it becomes. Findings
+/// are printed; errors refuse the render.
+fn admit_composite(xrd_path: &Path, path: &Path, object: &Value) -> Result<Value> {
+    let mut definitions = Vec::new();
+    for doc in &read_documents(xrd_path)? {
         let Document::Xrd(xrd) = load::classify(doc)? else {
             continue;
         };
-        let generated = crd::xrd_to_crds(&xrd).with_context(|| doc.location())?;
-        let crd = &generated.composite;
-        if crd.spec.names.kind != kind {
-            continue;
+        let (defined, problems) = definition::definitions(&xrd);
+        if let Some(problem) = problems.first() {
+            bail!("{}: {}: {}", doc.location(), problem.field, problem.message);
         }
-        let Some(version) = crd
-            .spec
-            .versions
-            .iter()
-            .find(|v| format!("{}/{}", crd.spec.group, v.name) == api_version)
-        else {
-            bail!(
-                "{}: XRD {} has no version matching {api_version}",
-                path.display(),
-                crd.spec.names.kind
-            );
-        };
-        let Some(schema) = version
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-        else {
-            return Ok(());
-        };
-        let schema = serde_json::to_value(schema)?;
-        let compiled = StructuralSchema::compile(&schema).with_context(|| doc.location())?;
-        compiled.apply_defaults(composite);
-        return Ok(());
+        definitions.extend(defined);
     }
-    bail!("{}: no XRD defines {api_version} {kind}", path.display())
+    let admitted = |definition: &Definition, object: &Value| -> Result<Value> {
+        let admission = definition::admit(definition, object);
+        for finding in &admission.findings {
+            eprintln!("{}: {}: {finding}", finding.severity, path.display());
+        }
+        if admission.is_admitted() {
+            Ok(admission.object)
+        } else {
+            Err(Refused.into())
+        }
+    };
+    let Some(defined) = definition::find(&definitions, object) else {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        bail!(
+            "{}: no XRD defines {api_version} {kind}",
+            xrd_path.display()
+        )
+    };
+    let admitted_object = admitted(defined, object)?;
+    match &defined.role {
+        Role::Composite => Ok(admitted_object),
+        Role::Claim { composite } => {
+            let xr = definition::composite_for_claim(&admitted_object, composite)
+                .with_context(|| path.display().to_string())?;
+            let Some(xr_definition) = definition::find(&definitions, &xr) else {
+                bail!(
+                    "{}: no XRD defines {} {}",
+                    xrd_path.display(),
+                    composite.api_version,
+                    composite.kind
+                )
+            };
+            admitted(xr_definition, &xr)
+        }
+    }
 }
 
 fn template_name(object: &Value) -> Option<&str> {

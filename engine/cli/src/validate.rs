@@ -6,7 +6,7 @@
 //! documents alone ([`validate_documents`], no I/O):
 //! - every document is classified ([`load::classify`]): malformed XRDs, Compositions and
 //!   EnvironmentConfigs, unknown patch or transform types are findings with their field path;
-//! - every XRD is turned into its CRDs ([`xrd_to_crds`]) and each version's schema compiled;
+//! - every XRD is turned into its CRDs ([`definition::definitions`]) and each version's schema compiled;
 //! - every Composition is linted against the loaded XRDs ([`lint_composition`]); as a safety net a
 //!   Composition with no lint errors must also compile, exactly as render compiles it;
 //! - every object whose apiVersion and kind belong to a loaded XRD (its XR or its claim) is
@@ -27,11 +27,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::Value;
 use strata_core::compile::CompiledComposition;
-use strata_core::crd::xrd_to_crds;
+use strata_core::definition::{self, Definition, object_name};
 use strata_core::lint::{Finding, Severity, lint_composition};
 use strata_core::load::{self, Document, SourcedValue};
 use strata_core::model::CompositeResourceDefinition;
-use strata_core::schema::StructuralSchema;
 
 use crate::input;
 
@@ -255,16 +254,6 @@ fn plural(n: usize, noun: &str) -> String {
     }
 }
 
-/// `Kind/name` of a raw document.
-fn object_name(value: &Value) -> String {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("?");
-    let name = value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    format!("{kind}/{name}")
-}
-
 fn finding(
     severity: Severity,
     doc: &SourcedValue,
@@ -280,16 +269,6 @@ fn finding(
             message: message.into(),
         },
     )
-}
-
-/// One kind an XRD defines (its XR or its claim), with a compiled schema per version.
-struct Definition {
-    group: String,
-    kind: String,
-    /// `XRD xdatabases.example.org`, for messages.
-    xrd: String,
-    /// Version name → (served, schema). `None` when the schema did not compile (reported on the XRD).
-    versions: Vec<(String, bool, Option<StructuralSchema>)>,
 }
 
 /// Every finding about already-parsed documents. Pure: no files, no output.
@@ -391,95 +370,48 @@ fn xrd_definitions(
     known: &[Definition],
     out: &mut Vec<Located>,
 ) -> Vec<Definition> {
-    let xrd_name = xrd.metadata.name.clone().unwrap_or_else(|| "?".to_owned());
-    let generated = match xrd_to_crds(xrd) {
-        Ok(generated) => generated,
-        Err(e) => {
-            let message = e.to_string();
-            let prefix = format!("XRD `{xrd_name}`: ");
-            let message = message
-                .strip_prefix(&prefix)
-                .map(str::to_owned)
-                .unwrap_or(message);
-            out.push(finding(Severity::Error, doc, "", message));
-            return Vec::new();
-        }
-    };
-    let mut definitions = Vec::new();
-    for crd in std::iter::once(generated.composite).chain(generated.claim) {
-        let group = crd.spec.group.clone();
-        let kind = crd.spec.names.kind.clone();
+    let (generated, problems) = definition::definitions(xrd);
+    for problem in problems {
+        out.push(finding(
+            Severity::Error,
+            doc,
+            problem.field,
+            problem.message,
+        ));
+    }
+    let mut definitions: Vec<Definition> = Vec::new();
+    for d in generated {
         let defined_before = known
             .iter()
             .chain(&definitions)
-            .find(|d: &&Definition| d.group == group && d.kind == kind);
+            .find(|k| k.group == d.group && k.kind == d.kind);
         if let Some(other) = defined_before {
             out.push(finding(
                 Severity::Error,
                 doc,
                 "spec.names",
                 format!(
-                    "kind {kind} of group {group} is already defined by {}",
-                    other.xrd
+                    "kind {} of group {} is already defined by {}",
+                    d.kind, d.group, other.xrd
                 ),
             ));
             continue;
         }
-        let mut versions = Vec::new();
-        for (i, version) in crd.spec.versions.into_iter().enumerate() {
-            let schema = version
-                .schema
-                .and_then(|s| s.open_api_v3_schema)
-                .map(serde_json::to_value);
-            let compiled = match schema {
-                None => None,
-                Some(Err(e)) => {
-                    out.push(finding(
-                        Severity::Error,
-                        doc,
-                        format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                        format!("the generated schema of {kind} cannot be read: {e}"),
-                    ));
-                    None
-                }
-                Some(Ok(value)) => match StructuralSchema::compile(&value) {
-                    Ok(schema) => Some(schema),
-                    Err(e) => {
-                        out.push(finding(
-                            Severity::Error,
-                            doc,
-                            format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                            format!("{kind}: {e}"),
-                        ));
-                        None
-                    }
-                },
-            };
-            versions.push((version.name, version.served, compiled));
-        }
-        definitions.push(Definition {
-            group,
-            kind,
-            xrd: format!("XRD {xrd_name}"),
-            versions,
-        });
+        definitions.push(d);
     }
     definitions
 }
 
 /// Validates an XR or a claim against its XRD, as the API server would admit it.
 fn validate_object(doc: &SourcedValue, definitions: &[Definition], out: &mut Vec<Located>) {
-    let api_version = doc
-        .value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let Some(definition) = definitions
-        .iter()
-        .find(|d| d.group == group && d.kind == kind)
-    else {
+    let Some(definition) = definition::find(definitions, &doc.value) else {
+        let api_version = doc
+            .value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let same_group: Vec<&str> = definitions
             .iter()
             .filter(|d| !group.is_empty() && d.group == group)
@@ -495,72 +427,6 @@ fn validate_object(doc: &SourcedValue, definitions: &[Definition], out: &mut Vec
         }
         return;
     };
-    let Some((_, served, schema)) = definition
-        .versions
-        .iter()
-        .find(|(name, _, _)| name == version)
-    else {
-        let versions: Vec<&str> = definition
-            .versions
-            .iter()
-            .map(|(name, _, _)| name.as_str())
-            .collect();
-        out.push(finding(
-            Severity::Error,
-            doc,
-            "apiVersion",
-            format!(
-                "{} defines no version {version:?} of {kind} (versions: {})",
-                definition.xrd,
-                versions.join(", ")
-            ),
-        ));
-        return;
-    };
-    if !served {
-        out.push(finding(
-            Severity::Error,
-            doc,
-            "apiVersion",
-            format!(
-                "version {version} of {kind} is not served ({})",
-                definition.xrd
-            ),
-        ));
-    }
-    let has_name = ["name", "generateName"].iter().any(|f| {
-        doc.value
-            .get("metadata")
-            .and_then(|m| m.get(f))
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-    });
-    if !has_name {
-        out.push(finding(
-            Severity::Error,
-            doc,
-            "metadata.name",
-            "Required value: name or generateName is required",
-        ));
-    }
-    let Some(schema) = schema else { return };
-    // The API server's order: prune unknown fields, apply defaults, then validate.
-    let mut value = doc.value.clone();
-    for pruned in schema.prune(&mut value) {
-        out.push(finding(
-            Severity::Warning,
-            doc,
-            pruned,
-            format!("unknown field: the {kind} {version} schema does not declare it, so the API server drops it"),
-        ));
-    }
-    schema.apply_defaults(&mut value);
-    for error in schema.validate(&value) {
-        let text = error.to_string();
-        let message = text
-            .strip_prefix(&format!("{}: ", error.path))
-            .map(str::to_owned)
-            .unwrap_or_else(|| text.clone());
-        out.push(finding(Severity::Error, doc, error.path, message));
-    }
+    let admission = definition::admit(definition, &doc.value);
+    out.extend(admission.findings.into_iter().map(|f| Located::at(doc, f)));
 }

@@ -9,6 +9,7 @@
 pub mod compile;
 pub mod connection;
 pub mod crd;
+pub mod definition;
 pub mod fieldpath;
 pub mod graph;
 pub mod lint;
