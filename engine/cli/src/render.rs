@@ -118,8 +118,12 @@ impl std::error::Error for Refused {}
 fn prepare(args: &RenderArgs) -> Result<Prepared> {
     let object = single_object(&args.composite)?;
     let text = read_text(&args.composition)?;
-    let composition =
-        load::composition_from_str(&text, &args.composition.display().to_string())?.spec;
+    let (composition, ignored) =
+        load::composition_from_str(&text, &args.composition.display().to_string())?;
+    for warning in ignored {
+        eprintln!("warning: {warning}");
+    }
+    let composition = composition.spec;
     let composite = match &args.xrd {
         Some(path) => admit_composite(path, &args.composite, &object)?,
         None => {

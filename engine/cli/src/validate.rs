@@ -281,7 +281,17 @@ pub fn validate_documents(documents: &[SourcedValue]) -> Vec<Located> {
     for doc in documents {
         match load::classify(doc) {
             Ok(Document::Xrd(xrd)) => xrds.push((doc, *xrd)),
-            Ok(Document::Composition(c)) => compositions.push((doc, c)),
+            Ok(Document::Composition(c)) => {
+                // What loading ignored (an unknown field of a patch-and-transform input).
+                if let Ok((_, ignored)) = load::composition_with_warnings(doc) {
+                    out.extend(
+                        ignored
+                            .into_iter()
+                            .map(|w| finding(Severity::Warning, doc, "", w.message)),
+                    );
+                }
+                compositions.push((doc, c))
+            }
             Ok(Document::EnvironmentConfig(_)) => {}
             Ok(Document::Object(_)) => objects.push(doc),
             // A Composition is read past its first structural error, so that one run reports

@@ -437,8 +437,18 @@ async fn compose(
         }
     };
 
+    // A resource a failing patch skipped (a Crossplane `mode: Resources` Composition) stays as
+    // it is: it is not desired this pass, but it is not stale either.
+    let mut keep_refs = desired_refs.clone();
+    keep_refs.extend(
+        output
+            .skipped
+            .iter()
+            .filter_map(|s| observed.get(&s.name))
+            .filter_map(|o| ResourceRef::of(&o.resource)),
+    );
     if let Prune::Delete { stale, keep } =
-        inventory::prune(&recorded, &desired_refs, failures.is_empty())
+        inventory::prune(&recorded, &keep_refs, failures.is_empty())
     {
         let mut kept = keep;
         for r in &stale {

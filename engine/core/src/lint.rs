@@ -410,6 +410,9 @@ impl<'a> Lint<'a> {
                 }
             }
         }
+        if detail.name.as_deref() == Some("") {
+            self.error(format!("{at}.name"), "Required value: name is required");
+        }
     }
 
     fn readiness_check(&mut self, at: &str, check: &ReadinessCheck) {
@@ -425,7 +428,14 @@ impl<'a> Lint<'a> {
                     format!("required for type {kind:?}"),
                 ),
                 Some(raw) => {
-                    self.parse_path(&format!("{at}.fieldPath"), raw);
+                    // Evaluating such a check fails; Crossplane warns and counts the resource
+                    // not ready, so does render.
+                    if let Err(e) = FieldPath::parse(raw) {
+                        self.warning(
+                            format!("{at}.fieldPath"),
+                            format!("{e}; the check never passes, so the resource is never ready"),
+                        );
+                    }
                 }
             }
         }
@@ -572,6 +582,13 @@ impl<'a> Lint<'a> {
                     }
                     for (v, variable) in c.variables.iter().enumerate() {
                         let field = format!("{at}.combine.variables[{v}].fromFieldPath");
+                        if variable.from_field_path.is_empty() {
+                            self.error(
+                                field,
+                                "Required value: fromFieldPath must be set for each combine variable",
+                            );
+                            continue;
+                        }
                         if let Some(path) = self.parse_path(&field, &variable.from_field_path) {
                             reads.push((field, path));
                         }
@@ -1221,8 +1238,16 @@ resources:
                 "spec.resources[0].patches[1].combine.variables[0].fromFieldPath",
                 "spec.resources[0].patches[1].toFieldPath",
                 "spec.resources[0].connectionDetails[0].fromFieldPath",
-                "spec.resources[0].readinessChecks[0].fieldPath",
             ]
+        );
+        // A readiness check that cannot be evaluated is a warning and not-ready, as in
+        // Crossplane, not an error.
+        assert!(
+            findings
+                .iter()
+                .any(|f| !f.is_error()
+                    && f.field == "spec.resources[0].readinessChecks[0].fieldPath"),
+            "{findings:?}"
         );
         assert!(
             findings[0]
