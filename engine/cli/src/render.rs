@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use strata_core::compile::CompiledComposition;
 use strata_core::connection::ConnectionDetails;
 use strata_core::definition::{self, Definition, Role, object_name};
+use strata_core::environment;
 use strata_core::load::{self, Document};
-use strata_core::model::TypeReference;
+use strata_core::model::{EnvironmentSpec, TypeReference};
 use strata_core::render::{Observed, ObservedResources, RenderInput, render};
 use strata_core::wire;
 
@@ -68,12 +69,26 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let environment = match &prepared.environment {
+        None => None,
+        Some(input) => match resolve_environment(
+            input,
+            &prepared.composite,
+            prepared.composition.environment.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: environment: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
     let output = match render(
         &compiled,
         RenderInput {
             composite: &prepared.composite,
             observed: &prepared.observed,
-            environment: prepared.environment.as_ref(),
+            environment: environment.as_ref(),
         },
     ) {
         Ok(o) => o,
@@ -100,7 +115,7 @@ struct Prepared {
     composite: Value,
     composition: strata_core::model::CompositionSpec,
     observed: ObservedResources,
-    environment: Option<Value>,
+    environment: Option<EnvironmentInput>,
 }
 
 /// The XR (or claim) was refused by its XRD's schema; the findings are already printed.
@@ -136,7 +151,7 @@ fn prepare(args: &RenderArgs) -> Result<Prepared> {
         None => ObservedResources::new(),
     };
     let environment = match &args.environment {
-        Some(p) => Some(environment(p)?),
+        Some(p) => Some(environment_input(p)?),
         None => None,
     };
     Ok(Prepared {
@@ -333,27 +348,77 @@ fn secret_data(secret: &Value) -> Result<ConnectionDetails> {
     Ok(out)
 }
 
-fn environment(path: &Path) -> Result<Value> {
+/// What `--environment` holds: EnvironmentConfigs to select from, and plain objects (data).
+#[derive(Default)]
+struct EnvironmentInput {
+    configs: Vec<environment::Config>,
+    /// Plain objects merged in order: the environment as given.
+    plain: Option<Value>,
+}
+
+fn environment_input(path: &Path) -> Result<EnvironmentInput> {
     let docs = read_documents(path)?;
-    let mut merged = Value::Object(serde_json::Map::new());
+    let mut input = EnvironmentInput::default();
     for doc in &docs {
-        let data = match load::classify(doc)? {
-            Document::EnvironmentConfig(e) => e.data,
-            Document::Object(v) if v.get("kind").is_none() => v,
+        match load::classify(doc)? {
+            Document::EnvironmentConfig(e) => input.configs.push(environment::Config {
+                name: e.metadata.name.clone().unwrap_or_default(),
+                labels: e.metadata.labels.clone().unwrap_or_default(),
+                data: e.data,
+            }),
+            Document::Object(v) if v.get("kind").is_none() => {
+                if !v.is_null() {
+                    input.plain = Some(
+                        strata_core::patch::merge(input.plain.take(), v, false, false)
+                            .map_err(anyhow::Error::msg)?,
+                    );
+                }
+            }
             Document::Object(_) | Document::Xrd(_) | Document::Composition(_) => {
                 bail!(
                     "{}: expected an EnvironmentConfig or a plain object",
                     doc.location()
                 )
             }
-        };
-        if data.is_null() {
-            continue;
         }
-        merged = strata_core::patch::merge(Some(merged), data, false, false)
-            .map_err(anyhow::Error::msg)?;
     }
-    Ok(merged)
+    Ok(input)
+}
+
+/// The environment of the render: the plain objects given, then the EnvironmentConfigs the
+/// Composition's environment step selects, as function-environment-configs does (the same
+/// selection as the XR controller's); without a selection (no sources in the Composition, no
+/// `spec.environmentConfigRefs` on the XR) every config given is merged in order.
+fn resolve_environment(
+    input: &EnvironmentInput,
+    composite: &Value,
+    spec: Option<&EnvironmentSpec>,
+) -> Result<Option<Value>, environment::EnvironmentError> {
+    let xr_refs: Vec<String> = composite
+        .pointer("/spec/environmentConfigRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let selects = spec.is_some_and(|e| !e.environment_configs.is_empty()) || !xr_refs.is_empty();
+    let selected = if selects {
+        environment::resolve(composite, &xr_refs, spec, &input.configs)?
+    } else {
+        let names: Vec<String> = input.configs.iter().map(|c| c.name.clone()).collect();
+        environment::merge(&names, &input.configs)?
+    };
+    Ok(match (input.plain.clone(), selected) {
+        (None, None) => None,
+        (Some(p), None) => Some(p),
+        (None, Some(s)) => Some(s),
+        (Some(p), Some(s)) => Some(strata_core::patch::merge(Some(p), s, false, false).map_err(
+            |message| environment::EnvironmentError::Merge {
+                name: "(plain objects)".into(),
+                message,
+            },
+        )?),
+    })
 }
 
 fn connection_secret(composite: &Value, details: &ConnectionDetails) -> Value {

@@ -682,12 +682,9 @@ fn select_environment(
     revision: &CompositionRevision,
     ctx: &XrContext,
 ) -> Result<Option<Value>> {
-    let sources = revision
-        .spec
-        .composition
-        .environment
-        .as_ref()
-        .map(|e| e.environment_configs.clone())
+    let spec = revision.spec.composition.environment.as_ref();
+    let sources = spec
+        .map(|e| e.environment_configs.as_slice())
         .unwrap_or_default();
     let xr_refs: Vec<String> = value
         .pointer("/spec/environmentConfigRefs")
@@ -719,9 +716,8 @@ fn select_environment(
                 .unwrap_or("")
         )
     };
-    let names = environment::select(value, &xr_refs, &sources, &configs)
-        .map_err(|e| Error::waiting(what(), e.to_string()))?;
-    environment::merge(&names, &configs).map_err(|e| Error::waiting(what(), e.to_string()))
+    environment::resolve(value, &xr_refs, spec, &configs)
+        .map_err(|e| Error::waiting(what(), e.to_string()))
 }
 
 /// Applies one desired resource unless the observed object already is it; returns the live

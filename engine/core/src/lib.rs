@@ -10,6 +10,7 @@ pub mod compile;
 pub mod connection;
 pub mod crd;
 pub mod definition;
+pub mod environment;
 pub mod fieldpath;
 pub mod graph;
 pub mod lint;

@@ -597,6 +597,7 @@ fn convert_pipeline(
     let mut patch_sets: Vec<Value> = Vec::new();
     let mut env_patches: Vec<Value> = Vec::new();
     let mut env_configs: Vec<Value> = Vec::new();
+    let mut env_extra: Map<String, Value> = Map::new();
     for (i, step) in steps.into_iter().enumerate() {
         let at = format!("spec.pipeline[{i}]");
         let name = step
@@ -649,6 +650,12 @@ fn convert_pipeline(
                 .cloned()
                 .unwrap_or(Value::Null);
             env_configs.extend(list(doc, &at, "input.spec.environmentConfigs", configs)?);
+            // The resolution policy and the data the environment starts from.
+            for key in ["policy", "defaultData"] {
+                if let Some(v) = input.and_then(|i| i.get("spec")).and_then(|s| s.get(key)) {
+                    env_extra.insert(key.to_owned(), v.clone());
+                }
+            }
         } else if input.is_none() && function.contains("auto-ready") {
             // Strata's default readiness (the Ready condition) is what function-auto-ready does.
         } else {
@@ -664,8 +671,8 @@ fn convert_pipeline(
     if !patch_sets.is_empty() {
         spec.insert("patchSets".into(), Value::Array(patch_sets));
     }
-    if !env_patches.is_empty() || !env_configs.is_empty() {
-        let mut env_obj = Map::new();
+    if !env_patches.is_empty() || !env_configs.is_empty() || !env_extra.is_empty() {
+        let mut env_obj = env_extra;
         if !env_patches.is_empty() {
             env_obj.insert("patches".into(), Value::Array(env_patches));
         }
