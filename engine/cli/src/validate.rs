@@ -14,7 +14,7 @@
 //!   would; an object of an XRD's group but of a kind no XRD defines is a warning.
 //!
 //! Output, one finding per line on stdout, in file and document order, then a summary:
-//! `error: FILE:DOC: Kind/name: field: message`, `warning: ...`, and
+//! `error: FILE:LINE: Kind/name: field: message` (the line of the field in the file), `warning: ...`, and
 //! `validated N documents in M files: E errors, W warnings`. A stream that does not parse is one
 //! `error: FILE: message` line. Exit 0 without errors, 1 with any, 2 on bad usage or a file that
 //! cannot be read.
@@ -31,6 +31,7 @@ use strata_core::definition::{self, Definition, object_name};
 use strata_core::lint::{Finding, Severity, lint_composition};
 use strata_core::load::{self, Document, SourcedValue};
 use strata_core::model::CompositeResourceDefinition;
+use strata_core::position;
 
 use crate::input;
 
@@ -56,6 +57,32 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
         }
     }
     report.findings.extend(validate_documents(&documents));
+    let texts: BTreeMap<&str, &str> = sources
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    // A pipeline Composition's findings name paths of its patch-and-transform step folded in
+    // (`spec.resources[0]`); in the file they are under that step's input.
+    let folded: BTreeMap<(&str, usize), usize> = documents
+        .iter()
+        .filter_map(|d| {
+            let steps = d.value.pointer("/spec/pipeline")?.as_array()?;
+            let step = steps.iter().position(|s| {
+                s.pointer("/input/apiVersion").and_then(Value::as_str)
+                    == Some(strata_core::wire::CROSSPLANE_PT_INPUT_API_VERSION)
+            })?;
+            Some(((d.source.as_str(), d.document), step))
+        })
+        .collect();
+    for located in &mut report.findings {
+        let Some(text) = texts.get(located.source.as_str()) else {
+            continue;
+        };
+        let step = located
+            .document
+            .and_then(|d| folded.get(&(located.source.as_str(), d)));
+        located.locate(text, step.copied());
+    }
     report.sort_by_position(&sources);
     let summary = report.summary(documents.len(), sources.len());
     match print(report.lines().chain(std::iter::once(summary))) {
@@ -157,6 +184,8 @@ fn collect_directory(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub struct Located {
     pub source: String,
     pub document: Option<usize>,
+    /// The line of the field (or of the document) in the file, once looked up.
+    pub line: Option<usize>,
     pub finding: Finding,
 }
 
@@ -165,20 +194,56 @@ impl Located {
         Self {
             source: doc.source.clone(),
             document: Some(doc.document),
+            line: None,
             finding,
         }
     }
+
+    /// The field the finding is about: its own, or the path a loading error starts with
+    /// (`spec.resources[0].name: required`).
+    fn field(&self) -> &str {
+        if !self.finding.field.is_empty() {
+            return &self.finding.field;
+        }
+        match self.finding.message.split_once(": ") {
+            Some((head, _)) if !head.is_empty() && !head.contains(char::is_whitespace) => head,
+            _ => "",
+        }
+    }
+
+    /// Looks up the line of the finding's field in the source text; `step` is the pipeline step
+    /// whose patch-and-transform input was folded into `spec`.
+    fn locate(&mut self, text: &str, step: Option<usize>) {
+        let Some(document) = self.document else {
+            return;
+        };
+        let field = self.field();
+        let unfolded = step.and_then(|step| {
+            ["spec.resources", "spec.patchSets", "spec.environment"]
+                .iter()
+                .find_map(|prefix| {
+                    let rest = field.strip_prefix(prefix)?;
+                    let part = &prefix["spec.".len()..];
+                    Some(format!("spec.pipeline[{step}].input.{part}{rest}"))
+                })
+        });
+        self.line = position::line_of(text, document, unfolded.as_deref().unwrap_or(field));
+    }
 }
 
-/// `error: FILE:DOC: Kind/name: field: message`, or `error: FILE: message` for a stream that
-/// did not parse. Always one line: messages that span lines (a regex error with its caret) are
-/// joined with spaces.
+/// `error: FILE:LINE: Kind/name: field: message` (the line of the field, or of its document
+/// when the field cannot be found), or `error: FILE: message` for a stream that did not parse.
+/// Always one line: messages that span lines (a regex error with its caret) are joined with
+/// spaces.
 impl std::fmt::Display for Located {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let severity = self.finding.severity;
-        let text = match self.document {
-            Some(document) => format!("{}:{document}: {}", self.source, self.finding),
-            None => format!("{}: {}", self.source, self.finding.message),
+        let text = match (self.line, self.document) {
+            (Some(line), _) => format!("{}:{line}: {}", self.source, self.finding),
+            (None, Some(document)) => {
+                format!("{} (document {document}): {}", self.source, self.finding)
+            }
+            (None, None) => format!("{}: {}", self.source, self.finding.message),
         };
         let one_line: Vec<&str> = text
             .lines()
@@ -199,6 +264,7 @@ impl Report {
         self.findings.push(Located {
             source: source.to_owned(),
             document: None,
+            line: None,
             finding: Finding {
                 severity: Severity::Error,
                 object: String::new(),

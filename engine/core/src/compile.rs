@@ -266,6 +266,7 @@ impl CompiledComposition {
                     return Err(GraphError::Unknown {
                         resource: template.name.clone(),
                         missing: dep.clone(),
+                        hint: crate::suggest::did_you_mean(dep, names.iter().map(String::as_str)),
                     }
                     .into());
                 };
@@ -405,7 +406,10 @@ fn expand_patch_sets(
                 index,
                 kind: "PatchSet",
                 field: "patchSetName",
-                message: format!("cannot find PatchSet by name {name}"),
+                message: format!(
+                    "cannot find PatchSet by name {name}{}",
+                    crate::suggest::did_you_mean(name, sets.keys().copied())
+                ),
             });
         };
         out.extend(set.iter().cloned());
@@ -540,7 +544,10 @@ fn compile_patch(
                 index,
                 kind: kind.as_str(),
                 field: "fromResource",
-                message: format!("unknown resource `{name}`"),
+                message: format!(
+                    "unknown resource `{name}`{}",
+                    crate::suggest::did_you_mean(name, names.iter().map(String::as_str))
+                ),
             });
         };
         Some(i)

@@ -34,6 +34,7 @@ use crate::model::{
     EnvironmentSource, EnvironmentSourceType, Patch, PatchType, ReadinessCheck, ReadinessCheckType,
 };
 use crate::schema::{Lookup, PathSegment, SchemaType, StructuralSchema};
+use crate::suggest;
 use crate::transform::TransformErrorReason;
 
 /// How bad a finding is: errors make `strata validate` fail, warnings do not.
@@ -351,7 +352,10 @@ impl<'a> Lint<'a> {
         for (d, dependency) in template.depends_on.iter().enumerate() {
             let field = format!("{at}.dependsOn[{d}]");
             match self.resources.get(dependency.as_str()) {
-                None => self.error(field, format!("unknown resource `{dependency}`")),
+                None => {
+                    let hint = suggest::did_you_mean(dependency, self.resources.keys().copied());
+                    self.error(field, format!("unknown resource `{dependency}`{hint}"))
+                }
                 Some(_) if *dependency == template.name => self.error(
                     field,
                     format!("resource `{dependency}` cannot depend on itself"),
@@ -685,12 +689,13 @@ impl<'a> Lint<'a> {
             self.error(
                 format!("{at}.patchSetName"),
                 format!(
-                    "cannot find PatchSet by name {name} (defined: {})",
+                    "cannot find PatchSet by name {name} (defined: {}){}",
                     if known.is_empty() {
                         "none".to_owned()
                     } else {
                         known.join(", ")
-                    }
+                    },
+                    suggest::did_you_mean(name, known.iter().copied())
                 ),
             );
             return;
@@ -752,7 +757,8 @@ impl<'a> Lint<'a> {
             return;
         };
         if !self.resources.contains_key(name) {
-            self.error(field, format!("unknown resource `{name}`"));
+            let hint = suggest::did_you_mean(name, self.resources.keys().copied());
+            self.error(field, format!("unknown resource `{name}`{hint}"));
             return;
         }
         if let Site::Resource(own) = site

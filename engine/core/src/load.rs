@@ -168,7 +168,7 @@ fn typed<T: DeserializeOwned>(doc: &SourcedValue, value: Value) -> Result<T, Loa
 
 fn typed_error(doc: &SourcedValue, e: serde_path_to_error::Error<serde_json::Error>) -> LoadError {
     let path = e.path().to_string();
-    let inner = e.into_inner().to_string();
+    let inner = crate::suggest::unknown_field_message(&e.into_inner().to_string());
     if path == "." || path.is_empty() {
         doc.error(inner)
     } else {
@@ -356,9 +356,11 @@ pub fn composition_with_warnings(
             && warnings.len() < MAX_IGNORED_FIELDS
             && remove_key(&mut value, &steps)
         {
+            let hint = crate::suggest::unknown_field_message(&inner);
             warnings.push(doc.error(format!(
-                "{}: unknown field ignored, as function-patch-and-transform ignores it",
-                render_steps(&steps)
+                "{}: unknown field ignored, as function-patch-and-transform ignores it{}",
+                render_steps(&steps),
+                hint.strip_prefix(inner.as_str()).unwrap_or_default()
             )));
             continue;
         }
@@ -522,7 +524,7 @@ pub fn composition_salvaged(doc: &SourcedValue) -> Salvaged {
                 _ => navigable = false,
             }
         }
-        let inner = error.into_inner().to_string();
+        let inner = crate::suggest::unknown_field_message(&error.into_inner().to_string());
         let original = salvaged.original(&steps);
         salvaged.errors.push(if original.is_empty() {
             doc.error(inner)
