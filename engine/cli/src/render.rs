@@ -16,6 +16,7 @@ use strata_core::definition::{self, Definition, Role, object_name};
 use strata_core::environment;
 use strata_core::load::{self, Document};
 use strata_core::model::{EnvironmentSpec, TypeReference};
+use strata_core::position;
 use strata_core::render::{Observed, ObservedResources, RenderInput, render};
 use strata_core::wire;
 
@@ -211,10 +212,18 @@ fn admit_composite(xrd_path: &Path, path: &Path, object: &Value) -> Result<Value
         }
         definitions.extend(defined);
     }
-    let admitted = |definition: &Definition, object: &Value| -> Result<Value> {
+    // Findings about the object as written carry its line, as `strata validate` prints them;
+    // findings about a claim's XR (derived, not in the file) carry none.
+    let text = read_text(path)?;
+    let admitted = |definition: &Definition, object: &Value, in_file: bool| -> Result<Value> {
         let admission = definition::admit(definition, object);
         for finding in &admission.findings {
-            eprintln!("{}: {}: {finding}", finding.severity, path.display());
+            let line = in_file
+                .then(|| position::line_of(&text, 1, &finding.field))
+                .flatten()
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            eprintln!("{}: {}{line}: {finding}", finding.severity, path.display());
         }
         if admission.is_admitted() {
             Ok(admission.object)
@@ -233,7 +242,7 @@ fn admit_composite(xrd_path: &Path, path: &Path, object: &Value) -> Result<Value
             xrd_path.display()
         )
     };
-    let admitted_object = admitted(defined, object)?;
+    let admitted_object = admitted(defined, object, true)?;
     match &defined.role {
         Role::Composite => Ok(admitted_object),
         Role::Claim { composite } => {
@@ -247,7 +256,7 @@ fn admit_composite(xrd_path: &Path, path: &Path, object: &Value) -> Result<Value
                     composite.kind
                 )
             };
-            admitted(xr_definition, &xr)
+            admitted(xr_definition, &xr, false)
         }
     }
 }
