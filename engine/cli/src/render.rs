@@ -1,7 +1,9 @@
-//! `strata render`: one XR + one Composition (+ observed resources, environment, XRD) → the
-//! desired state as a YAML stream, computed in-process by the same `render` the controllers use.
+//! `strata render`: one XR (or, with its XRD, a claim) + one Composition (+ observed resources,
+//! environment, XRD) → the desired state as a YAML stream, computed in-process by the same
+//! `render` the controllers use.
 //!
-//! Exit codes: 0 success, 1 render error, 2 bad usage or unparseable input.
+//! Exit codes: 0 success; 1 render error, an XR or claim its XRD refuses, or an environment the
+//! Composition's step cannot assemble; 2 bad usage or unparseable input.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,10 +35,13 @@ pub struct RenderArgs {
     /// are used as the connection secrets of resources whose `writeConnectionSecretToRef` names them.
     #[arg(long = "observed-resources", short = 'r')]
     observed_resources: Option<PathBuf>,
-    /// Environment data: a YAML object, or one or more EnvironmentConfigs merged in order.
+    /// Environment data: plain YAML objects (merged in order), and EnvironmentConfigs, of which
+    /// the Composition's environment step selects (as the controller does); without a selection
+    /// every EnvironmentConfig given is merged in order.
     #[arg(long, short = 'e')]
     environment: Option<PathBuf>,
-    /// The XRD of the XR: its schema defaults are applied to the XR before rendering.
+    /// The XRD of the XR: the XR is admitted as the API server would (pruned, defaulted,
+    /// validated; refused with exit 1), and a claim is bound to the XR it becomes.
     #[arg(long)]
     xrd: Option<PathBuf>,
     /// Output format.
