@@ -10,6 +10,12 @@
 //! status survives from XR-bound patches. Strata adds the dependency graph: a resource with a
 //! gating dependency (`dependsOn`, `FromResourceFieldPath`) that is not yet observed Ready is
 //! withheld while it does not exist, and released resources are returned in graph order.
+//!
+//! How errors count depends on how the Composition was written
+//! ([`crate::model::CompositionMode`]): in Crossplane's `mode: Resources` a failing patch skips
+//! that one resource with a warning ([`RenderOutput::skipped`]) and the XR is taken to be
+//! cluster-scoped; in a pipeline (and Strata's native form) it fails the render, and a pipeline's
+//! XR does not wait for a resource a `Required` patch withholds, as the function leaves it out.
 
 use std::collections::BTreeMap;
 
