@@ -258,12 +258,13 @@ pub fn admit(definition: &Definition, object: &Value) -> Admission {
     }
     if let Some(schema) = &defined.schema {
         for pruned in schema.prune(&mut value) {
+            let hint = misspelt_hint(schema, &pruned);
             findings.push(finding(
                 Severity::Warning,
                 &pruned,
                 format!(
                     "unknown field: the {kind} {version} schema does not declare it, so the API \
-                     server drops it"
+                     server drops it{hint}"
                 ),
             ));
         }
@@ -276,6 +277,38 @@ pub fn admit(definition: &Definition, object: &Value) -> Admission {
         object: value,
         findings,
     }
+}
+
+/// "; did you mean `x`?" when an undeclared field at `path` (`spec.items[0].nmae`) is close to a
+/// field its parent declares; empty otherwise.
+fn misspelt_hint(schema: &StructuralSchema, path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        segments.push(key);
+        while let Some(inner) = rest.strip_prefix('[') {
+            let Some(end) = inner.find(']') else { break };
+            segments.push("[]");
+            rest = &inner[end + 1..];
+        }
+    }
+    let Some((field, parents)) = segments.split_last() else {
+        return String::new();
+    };
+    let mut node = schema.root();
+    for segment in parents {
+        let next = if *segment == "[]" {
+            node.items()
+        } else {
+            node.property(segment)
+                .or_else(|| node.additional_properties())
+        };
+        match next {
+            Some(n) => node = n,
+            None => return String::new(),
+        }
+    }
+    crate::suggest::did_you_mean(field, node.properties().map(|(name, _)| name))
 }
 
 /// Claim spec fields that belong to the claim and never reach the XR.
@@ -446,6 +479,19 @@ spec:
         );
         assert_eq!(admitted.object["spec"]["engine"], "postgres");
         assert!(admitted.object["spec"].get("colour").is_none());
+    }
+
+    #[test]
+    fn a_misspelt_field_the_schema_drops_suggests_the_declared_one() {
+        let d = defined();
+        let xr = json!({"apiVersion": "example.org/v1alpha1", "kind": "XDatabase",
+            "metadata": {"name": "db"}, "spec": {"size": "small", "engnie": "mysql"}});
+        let admitted = admit(find(&d, &xr).unwrap(), &xr);
+        assert_eq!(
+            admitted.findings[0].to_string(),
+            "XDatabase/db: spec.engnie: unknown field: the XDatabase v1alpha1 schema does not \
+             declare it, so the API server drops it; did you mean `engine`?"
+        );
     }
 
     #[test]
