@@ -278,7 +278,7 @@ fn a_misspelt_name_suggests_the_closest_valid_one_at_its_line() {
                 "error: {file}:40: Composition/typo: spec.resources[0].dependOn: unknown field `dependOn`, expected one of `name`, `base`, `patches`, `connectionDetails`, `readinessChecks`, `dependsOn`; did you mean `dependsOn`?"
             ),
             format!(
-                "warning: {file}:67: Composition/pipeline: spec.resources[0].patches[0].tranforms: unknown field ignored, as function-patch-and-transform ignores it; did you mean `transforms`?"
+                "warning: {file}:67: Composition/pipeline: spec.pipeline[0].input.resources[0].patches[0].tranforms: unknown field ignored, as function-patch-and-transform ignores it; did you mean `transforms`?"
             ),
             "validated 3 documents in 1 file: 3 errors, 1 warning".to_owned(),
         ]

@@ -61,28 +61,22 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
         .iter()
         .map(|(name, text)| (name.as_str(), text.as_str()))
         .collect();
-    // A pipeline Composition's findings name paths of its patch-and-transform step folded in
-    // (`spec.resources[0]`); in the file they are under that step's input.
-    let folded: BTreeMap<(&str, usize), usize> = documents
+    // A pipeline Composition's findings name paths of its patch-and-transform steps folded in
+    // (`spec.resources[0]`); in the file they are under those steps' inputs.
+    let by_position: BTreeMap<(&str, usize), &Value> = documents
         .iter()
-        .filter_map(|d| {
-            let steps = d.value.pointer("/spec/pipeline")?.as_array()?;
-            let step = steps.iter().position(|s| {
-                s.pointer("/input/apiVersion").and_then(Value::as_str)
-                    == Some(strata_core::wire::CROSSPLANE_PT_INPUT_API_VERSION)
-            })?;
-            Some(((d.source.as_str(), d.document), step))
-        })
+        .map(|d| ((d.source.as_str(), d.document), &d.value))
         .collect();
     for located in &mut report.findings {
         let Some(text) = texts.get(located.source.as_str()) else {
             continue;
         };
-        let step = located
+        let document = located
             .document
-            .and_then(|d| folded.get(&(located.source.as_str(), d)));
-        located.locate(text, step.copied());
+            .and_then(|d| by_position.get(&(located.source.as_str(), d)).copied());
+        located.locate(text, document);
     }
+
     report.sort_by_position(&sources);
     let summary = report.summary(documents.len(), sources.len());
     match print(report.lines().chain(std::iter::once(summary))) {
@@ -211,23 +205,15 @@ impl Located {
         }
     }
 
-    /// Looks up the line of the finding's field in the source text; `step` is the pipeline step
-    /// whose patch-and-transform input was folded into `spec`.
-    fn locate(&mut self, text: &str, step: Option<usize>) {
-        let Some(document) = self.document else {
+    /// Looks up the line of the finding's field in the source text; `document` is the parsed
+    /// document, whose pipeline (if any) maps folded-in paths back to the file.
+    fn locate(&mut self, text: &str, document: Option<&Value>) {
+        let Some(number) = self.document else {
             return;
         };
         let field = self.field();
-        let unfolded = step.and_then(|step| {
-            ["spec.resources", "spec.patchSets", "spec.environment"]
-                .iter()
-                .find_map(|prefix| {
-                    let rest = field.strip_prefix(prefix)?;
-                    let part = &prefix["spec.".len()..];
-                    Some(format!("spec.pipeline[{step}].input.{part}{rest}"))
-                })
-        });
-        self.line = position::line_of(text, document, unfolded.as_deref().unwrap_or(field));
+        let written = document.and_then(|d| load::pipeline_field(d, field));
+        self.line = position::line_of(text, number, written.as_deref().unwrap_or(field));
     }
 }
 

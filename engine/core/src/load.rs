@@ -357,15 +357,52 @@ pub fn composition_with_warnings(
             && remove_key(&mut value, &steps)
         {
             let hint = crate::suggest::unknown_field_message(&inner);
+            let folded = render_steps(&steps);
             warnings.push(doc.error(format!(
                 "{}: unknown field ignored, as function-patch-and-transform ignores it{}",
-                render_steps(&steps),
+                pipeline_field(&doc.value, &folded).unwrap_or(folded),
                 hint.strip_prefix(inner.as_str()).unwrap_or_default()
             )));
             continue;
         }
         return Err(typed_error(doc, error));
     }
+}
+
+/// Where a field of a pipeline Composition's folded-in form (`spec.resources[3].name`,
+/// `spec.patchSets[0]`, `spec.environment.patches[1]`) is in the document as written
+/// (`spec.pipeline[1].input.resources[0].name`): the patch-and-transform steps' lists are folded
+/// in step order. `None` for any other field or document.
+pub fn pipeline_field(document: &Value, field: &str) -> Option<String> {
+    let steps = document.pointer("/spec/pipeline")?.as_array()?;
+    let (part, pointer) = [
+        ("spec.resources[", "/input/resources"),
+        ("spec.patchSets[", "/input/patchSets"),
+        ("spec.environment.patches[", "/input/environment/patches"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| field.starts_with(prefix))?;
+    let rest = &field[part.len()..];
+    let end = rest.find(']')?;
+    let mut index: usize = rest[..end].parse().ok()?;
+    let tail = &rest[end + 1..];
+    for (step, value) in steps.iter().enumerate() {
+        if value.pointer("/input/apiVersion").and_then(Value::as_str)
+            != Some(wire::CROSSPLANE_PT_INPUT_API_VERSION)
+        {
+            continue;
+        }
+        let len = value
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if index < len {
+            let list = pointer.trim_start_matches("/input/").replace('/', ".");
+            return Some(format!("spec.pipeline[{step}].input.{list}[{index}]{tail}"));
+        }
+        index -= len;
+    }
+    None
 }
 
 /// Removes the object key at `steps` (whose last step is a key); false when there is none.
@@ -855,6 +892,46 @@ mod tests {
             rest.errors
         );
         assert!(rest.composition.is_none());
+    }
+
+    #[test]
+    fn a_folded_field_maps_back_to_its_pipeline_step() {
+        let docs = parse_stream(
+            r#"
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata: {name: c}
+spec:
+  mode: Pipeline
+  pipeline:
+  - step: a
+    functionRef: {name: function-patch-and-transform}
+    input: {apiVersion: pt.fn.crossplane.io/v1beta1, kind: Resources, resources: [{name: x}, {name: y}]}
+  - step: env
+    functionRef: {name: function-environment-configs}
+    input: {apiVersion: environmentconfigs.fn.crossplane.io/v1beta1, kind: Input}
+  - step: b
+    functionRef: {name: function-patch-and-transform}
+    input: {apiVersion: pt.fn.crossplane.io/v1beta1, kind: Resources, resources: [{name: z}]}
+"#,
+            "c.yaml",
+        )
+        .expect("parses");
+        let doc = &docs[0].value;
+        for (folded, written) in [
+            (
+                "spec.resources[1].name",
+                Some("spec.pipeline[0].input.resources[1].name"),
+            ),
+            (
+                "spec.resources[2].patches[0]",
+                Some("spec.pipeline[2].input.resources[0].patches[0]"),
+            ),
+            ("spec.resources[3]", None),
+            ("spec.compositeTypeRef", None),
+        ] {
+            assert_eq!(pipeline_field(doc, folded).as_deref(), written, "{folded}");
+        }
     }
 
     #[test]
