@@ -210,7 +210,7 @@ fn a_whole_directory_tree_is_validated_in_sorted_order_and_each_file_once() {
     assert!(
         text.lines()
             .last()
-            .is_some_and(|l| l == "validated 20 documents in 11 files: 26 errors, 6 warnings"),
+            .is_some_and(|l| l == "validated 21 documents in 12 files: 27 errors, 7 warnings"),
         "{text}"
     );
 }
@@ -281,6 +281,22 @@ fn a_misspelt_name_suggests_the_closest_valid_one_at_its_line() {
                 "warning: {file}:67: Composition/pipeline: spec.pipeline[0].input.resources[0].patches[0].tranforms: unknown field ignored, as function-patch-and-transform ignores it; did you mean `transforms`?"
             ),
             "validated 3 documents in 1 file: 3 errors, 1 warning".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_finding_in_a_pipeline_input_names_its_path_and_line_as_written() {
+    let file = format!("{DIR}/pipeline-paths/composition.yaml");
+    let out = validate(&[&file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(
+        lines(&out),
+        vec![
+            format!(
+                r#"error: {file}:24: Composition/pipeline: spec.pipeline[0].input.resources[0].patches[0].fromFieldPath: invalid field path "spec..name": unexpected '.' at position 5"#
+            ),
+            "validated 1 document in 1 file: 1 error, 0 warnings".to_owned(),
         ]
     );
 }

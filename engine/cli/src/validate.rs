@@ -214,6 +214,10 @@ impl Located {
         let field = self.field();
         let written = document.and_then(|d| load::pipeline_field(d, field));
         self.line = position::line_of(text, number, written.as_deref().unwrap_or(field));
+        // A finding's own field is shown as written, too.
+        if let Some(written) = written.filter(|_| !self.finding.field.is_empty()) {
+            self.finding.field = written;
+        }
     }
 }
 
