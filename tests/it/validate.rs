@@ -41,22 +41,22 @@ fn an_invalid_xr_reports_every_schema_violation_on_its_own_line() {
         lines(&out),
         vec![
             format!(
-                r#"error: {f}:1: XPostgres/wrong-type: spec.parameters.size: Invalid value: "string": spec.parameters.size in body must be of type integer: "string""#
+                r#"error: {f}:6: XPostgres/wrong-type: spec.parameters.size: Invalid value: "string": spec.parameters.size in body must be of type integer: "string""#
             ),
             format!(
-                "error: {f}:2: XPostgres/missing-required: spec.parameters.size: Required value"
+                "error: {f}:13: XPostgres/missing-required: spec.parameters.size: Required value"
             ),
             format!(
-                r#"error: {f}:3: Postgres/bad-enum: spec.parameters.engine: Unsupported value: "oracle": supported values: "postgres", "mysql""#
+                r#"error: {f}:21: Postgres/bad-enum: spec.parameters.engine: Unsupported value: "oracle": supported values: "postgres", "mysql""#
             ),
             format!(
-                r#"error: {f}:4: XPostgres/bad-pattern: spec.parameters.region: Invalid value: "Mars": spec.parameters.region in body should match '^[a-z]+-[a-z]+-[0-9]$'"#
+                r#"error: {f}:28: XPostgres/bad-pattern: spec.parameters.region: Invalid value: "Mars": spec.parameters.region in body should match '^[a-z]+-[a-z]+-[0-9]$'"#
             ),
             format!(
-                "error: {f}:4: XPostgres/bad-pattern: spec.parameters.size: Invalid value: 2000: spec.parameters.size in body should be less than or equal to 1000"
+                "error: {f}:28: XPostgres/bad-pattern: spec.parameters.size: Invalid value: 2000: spec.parameters.size in body should be less than or equal to 1000"
             ),
             format!(
-                r#"warning: {f}:5: XPostgress/typo-kind: kind: no loaded XRD defines kind "XPostgress" in group example.org (defined: XPostgres, Postgres); not validated"#
+                r#"warning: {f}:31: XPostgress/typo-kind: kind: no loaded XRD defines kind "XPostgress" in group example.org (defined: XPostgres, Postgres); not validated"#
             ),
             "validated 6 documents in 2 files: 5 errors, 1 warning".to_owned(),
         ]
@@ -70,21 +70,48 @@ fn a_composition_with_many_problems_reports_each_with_file_object_and_field() {
     let out = validate(&[&xrd, &composition]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
-    let broken = format!("error: {composition}:1: Composition/broken: ");
-    for expected in [
-        "spec.patchSets[0].patches[0].type: a PatchSet cannot contain another PatchSet",
-        "spec.resources[0].base.kind: required",
-        "spec.resources[0].patches[0].patchSetName: cannot find PatchSet by name missing",
-        r#"spec.resources[0].patches[1].fromFieldPath: invalid field path "spec..size""#,
-        "spec.resources[0].patches[2].toFieldPath: the XPostgres v1alpha1 schema does not allow `status.adress`",
-        "spec.resources[0].patches[3].combine.string: required",
-        "spec.resources[0].patches[4].transforms[0].math.multiply: ",
-        "spec.resources[0].readinessChecks[0].matchString: required for type MatchString",
-        "spec.resources[1].connectionDetails[0].value: required for type FromValue",
-        "spec.resources[1].dependsOn[1]: unknown resource `ghost`",
-        "spec.resources[0]: dependency cycle: db -> config -> db",
+    // Each finding at the line of its field in the file.
+    for (line, expected) in [
+        (
+            10,
+            "spec.patchSets[0].patches[0].type: a PatchSet cannot contain another PatchSet",
+        ),
+        (13, "spec.resources[0].base.kind: required"),
+        (
+            16,
+            "spec.resources[0].patches[0].patchSetName: cannot find PatchSet by name missing",
+        ),
+        (
+            17,
+            r#"spec.resources[0].patches[1].fromFieldPath: invalid field path "spec..size""#,
+        ),
+        (
+            18,
+            "spec.resources[0].patches[2].toFieldPath: the XPostgres v1alpha1 schema does not allow `status.adress`",
+        ),
+        (20, "spec.resources[0].patches[3].combine.string: required"),
+        (
+            25,
+            "spec.resources[0].patches[4].transforms[0].math.multiply: ",
+        ),
+        (
+            27,
+            "spec.resources[0].readinessChecks[0].matchString: required for type MatchString",
+        ),
+        (
+            32,
+            "spec.resources[1].connectionDetails[0].value: required for type FromValue",
+        ),
+        (
+            30,
+            "spec.resources[1].dependsOn[1]: unknown resource `ghost`",
+        ),
+        (
+            12,
+            "spec.resources[0]: dependency cycle: db -> config -> db",
+        ),
     ] {
-        let line = format!("{broken}{expected}");
+        let line = format!("error: {composition}:{line}: Composition/broken: {expected}");
         assert!(
             text.lines().any(|l| l.starts_with(&line)),
             "missing `{line}` in:\n{text}"
@@ -92,16 +119,17 @@ fn a_composition_with_many_problems_reports_each_with_file_object_and_field() {
     }
     // A document that does not parse is read past each error: every structural error, then
     // lint's findings on the rest, all at their paths in the file as written.
-    let second = format!("error: {composition}:2: Composition/unknown-patch-type: ");
+    let second = format!("error: {composition}:");
     let reported: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix(&second))
+        .filter(|l| l.contains(" Composition/unknown-patch-type: "))
         .collect();
     let expected = [
-        "spec.resources[0].patches[0].type: unknown variant `FromCompositeFieldPathh`",
-        "spec.resources[0].patches[1].transforms[1].type: unknown variant `stringg`",
-        r#"spec.resources[0].patches[2].fromFieldPath: invalid field path "spec..engine""#,
-        r#"spec.resources[1].patches[0].toFieldPath: invalid field path "data[region""#,
+        "44: Composition/unknown-patch-type: spec.resources[0].patches[0].type: unknown variant `FromCompositeFieldPathh`",
+        "49: Composition/unknown-patch-type: spec.resources[0].patches[1].transforms[1].type: unknown variant `stringg`",
+        r#"50: Composition/unknown-patch-type: spec.resources[0].patches[2].fromFieldPath: invalid field path "spec..engine""#,
+        r#"54: Composition/unknown-patch-type: spec.resources[1].patches[0].toFieldPath: invalid field path "data[region""#,
     ];
     assert_eq!(reported.len(), expected.len(), "{text}");
     for (line, want) in reported.iter().zip(expected) {
@@ -182,7 +210,7 @@ fn a_whole_directory_tree_is_validated_in_sorted_order_and_each_file_once() {
     assert!(
         text.lines()
             .last()
-            .is_some_and(|l| l == "validated 17 documents in 10 files: 23 errors, 3 warnings"),
+            .is_some_and(|l| l == "validated 21 documents in 12 files: 27 errors, 7 warnings"),
         "{text}"
     );
 }
@@ -202,7 +230,7 @@ fn an_invalid_xrd_is_reported_on_one_line_per_problem() {
     );
     assert!(
         lines[1].starts_with(&format!(
-            "error: {file}:2: CompositeResourceDefinition/xqueues.example.org: spec.versions[0].schema.openAPIV3Schema: XQueue: compiling schema: openAPIV3Schema.properties[spec].properties[name].pattern: "
+            "error: {file}:23: CompositeResourceDefinition/xqueues.example.org: spec.versions[0].schema.openAPIV3Schema: XQueue: compiling schema: openAPIV3Schema.properties[spec].properties[name].pattern: "
         )),
         "{}",
         lines[1]
@@ -223,11 +251,52 @@ fn a_data_flow_edge_against_the_dependency_order_is_a_warning() {
         lines(&out),
         vec![
             format!(
-                "warning: {file}:1: Composition/loop: spec.resources[0]: reads `status.b` of the XR, which `b` writes, \
+                "warning: {file}:7: Composition/loop: spec.resources[0]: reads `status.b` of the XR, which `b` writes, \
                  but `b` must come after this resource; that data-flow ordering is ignored because it would close a \
                  dependency cycle"
             ),
             "validated 1 document in 1 file: 0 errors, 1 warning".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_misspelt_name_suggests_the_closest_valid_one_at_its_line() {
+    let file = format!("{DIR}/misspelt/compositions.yaml");
+    let out = validate(&[&file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(
+        lines(&out),
+        vec![
+            format!(
+                "error: {file}:23: Composition/depends: spec.resources[1].patches[0].fromResource: unknown resource `buckett`; did you mean `bucket`?"
+            ),
+            format!(
+                "error: {file}:20: Composition/depends: spec.resources[1].dependsOn[0]: unknown resource `bukcet`; did you mean `bucket`?"
+            ),
+            format!(
+                "error: {file}:40: Composition/typo: spec.resources[0].dependOn: unknown field `dependOn`, expected one of `name`, `base`, `patches`, `connectionDetails`, `readinessChecks`, `dependsOn`; did you mean `dependsOn`?"
+            ),
+            format!(
+                "warning: {file}:67: Composition/pipeline: spec.pipeline[0].input.resources[0].patches[0].tranforms: unknown field ignored, as function-patch-and-transform ignores it; did you mean `transforms`?"
+            ),
+            "validated 3 documents in 1 file: 3 errors, 1 warning".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_finding_in_a_pipeline_input_names_its_path_and_line_as_written() {
+    let file = format!("{DIR}/pipeline-paths/composition.yaml");
+    let out = validate(&[&file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(
+        lines(&out),
+        vec![
+            format!(
+                r#"error: {file}:24: Composition/pipeline: spec.pipeline[0].input.resources[0].patches[0].fromFieldPath: invalid field path "spec..name": unexpected '.' at position 5"#
+            ),
+            "validated 1 document in 1 file: 1 error, 0 warnings".to_owned(),
         ]
     );
 }

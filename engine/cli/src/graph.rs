@@ -68,7 +68,12 @@ pub fn run(args: GraphArgs) -> Result<ExitCode> {
     };
     let composition =
         match load::composition_from_str(&text, &args.composition.display().to_string()) {
-            Ok(c) => c,
+            Ok((c, ignored)) => {
+                for warning in ignored {
+                    eprintln!("warning: {warning}");
+                }
+                c
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(2));

@@ -1,7 +1,9 @@
-//! `strata render`: one XR + one Composition (+ observed resources, environment, XRD) → the
-//! desired state as a YAML stream, computed in-process by the same `render` the controllers use.
+//! `strata render`: one XR (or, with its XRD, a claim) + one Composition (+ observed resources,
+//! environment, XRD) → the desired state as a YAML stream, computed in-process by the same
+//! `render` the controllers use.
 //!
-//! Exit codes: 0 success, 1 render error, 2 bad usage or unparseable input.
+//! Exit codes: 0 success; 1 render error, an XR or claim its XRD refuses, or an environment the
+//! Composition's step cannot assemble; 2 bad usage or unparseable input.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,10 +14,13 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use strata_core::compile::CompiledComposition;
 use strata_core::connection::ConnectionDetails;
+use strata_core::definition::{self, Definition, Role, object_name};
+use strata_core::environment;
 use strata_core::load::{self, Document};
+use strata_core::model::{EnvironmentSpec, TypeReference};
+use strata_core::position;
 use strata_core::render::{Observed, ObservedResources, RenderInput, render};
-use strata_core::schema::StructuralSchema;
-use strata_core::{crd, wire};
+use strata_core::wire;
 
 use crate::input::{read_documents, read_text};
 
@@ -33,10 +38,13 @@ pub struct RenderArgs {
     /// are used as the connection secrets of resources whose `writeConnectionSecretToRef` names them.
     #[arg(long = "observed-resources", short = 'r')]
     pub(crate) observed_resources: Option<PathBuf>,
-    /// Environment data: a YAML object, or one or more EnvironmentConfigs merged in order.
+    /// Environment data: plain YAML objects (merged in order), and EnvironmentConfigs, of which
+    /// the Composition's environment step selects (as the controller does); without a selection
+    /// every EnvironmentConfig given is merged in order.
     #[arg(long, short = 'e')]
     pub(crate) environment: Option<PathBuf>,
-    /// The XRD of the XR: its schema defaults are applied to the XR before rendering.
+    /// The XRD of the XR: the XR is admitted as the API server would (pruned, defaulted,
+    /// validated; refused with exit 1), and a claim is bound to the XR it becomes.
     #[arg(long)]
     pub(crate) xrd: Option<PathBuf>,
     /// Output format.
@@ -55,11 +63,12 @@ pub enum Format {
     Json,
 }
 
-/// Input problems exit 2; render problems exit 1.
+/// Input problems exit 2; an XR (or claim) its XRD refuses and render problems exit 1.
 pub fn run(args: RenderArgs) -> Result<ExitCode> {
     match crate::render_functions::try_run(&args) {
         Ok(Some(code)) => return Ok(code),
         Ok(None) => {}
+        Err(e) if e.is::<Refused>() => return Ok(ExitCode::from(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(ExitCode::from(2));
@@ -67,6 +76,7 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
     }
     let prepared = match prepare(&args) {
         Ok(p) => p,
+        Err(e) if e.is::<Refused>() => return Ok(ExitCode::from(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(ExitCode::from(2));
@@ -79,12 +89,26 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let environment = match &prepared.environment {
+        None => None,
+        Some(input) => match resolve_environment(
+            input,
+            &prepared.composite,
+            prepared.composition.environment.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: environment: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
     let output = match render(
         &compiled,
         RenderInput {
             composite: &prepared.composite,
             observed: &prepared.observed,
-            environment: prepared.environment.as_ref(),
+            environment: environment.as_ref(),
         },
     ) {
         Ok(o) => o,
@@ -111,14 +135,31 @@ struct Prepared {
     composite: Value,
     composition: strata_core::model::CompositionSpec,
     observed: ObservedResources,
-    environment: Option<Value>,
+    environment: Option<EnvironmentInput>,
 }
 
+/// The XR (or claim) was refused by its XRD's schema; the findings are already printed.
+#[derive(Debug)]
+pub(crate) struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused by its XRD")
+    }
+}
+
+impl std::error::Error for Refused {}
+
 fn prepare(args: &RenderArgs) -> Result<Prepared> {
+    let object = single_object(&args.composite)?;
     let text = read_text(&args.composition)?;
-    let composition =
-        load::composition_from_str(&text, &args.composition.display().to_string())?.spec;
-    let inputs = prepare_inputs(args)?;
+    let (composition, ignored) =
+        load::composition_from_str(&text, &args.composition.display().to_string())?;
+    for warning in ignored {
+        eprintln!("warning: {warning}");
+    }
+    let composition = composition.spec;
+    let inputs = prepare_inputs(args, object, &composition.composite_type_ref)?;
     Ok(Prepared {
         composite: inputs.composite,
         composition,
@@ -131,21 +172,29 @@ fn prepare(args: &RenderArgs) -> Result<Prepared> {
 pub(crate) struct Inputs {
     pub(crate) composite: Value,
     pub(crate) observed: ObservedResources,
-    pub(crate) environment: Option<Value>,
+    pub(crate) environment: Option<EnvironmentInput>,
 }
 
-/// The XR (with the XRD's defaults), the observed resources and the environment.
-pub(crate) fn prepare_inputs(args: &RenderArgs) -> Result<Inputs> {
-    let mut composite = single_object(&args.composite)?;
-    if let Some(path) = &args.xrd {
-        apply_xrd_defaults(path, &mut composite)?;
-    }
+/// The XR (admitted to its XRD, a claim bound to its XR), the observed resources and the
+/// environment as given, for a Composition of `composite_type`.
+pub(crate) fn prepare_inputs(
+    args: &RenderArgs,
+    object: Value,
+    composite_type: &TypeReference,
+) -> Result<Inputs> {
+    let composite = match &args.xrd {
+        Some(path) => admit_composite(path, &args.composite, &object)?,
+        None => {
+            refuse_claim_without_xrd(&args.composite, &object, composite_type)?;
+            object
+        }
+    };
     let observed = match &args.observed_resources {
         Some(p) => observed_resources(p)?,
         None => ObservedResources::new(),
     };
     let environment = match &args.environment {
-        Some(p) => Some(environment(p)?),
+        Some(p) => Some(environment_input(p)?),
         None => None,
     };
     Ok(Inputs {
@@ -155,7 +204,7 @@ pub(crate) fn prepare_inputs(args: &RenderArgs) -> Result<Inputs> {
     })
 }
 
-fn single_object(path: &Path) -> Result<Value> {
+pub(crate) fn single_object(path: &Path) -> Result<Value> {
     let mut docs = read_documents(path)?;
     match docs.len() {
         1 => Ok(docs.remove(0).value),
@@ -167,52 +216,90 @@ fn single_object(path: &Path) -> Result<Value> {
     }
 }
 
-fn apply_xrd_defaults(path: &Path, composite: &mut Value) -> Result<()> {
-    let docs = read_documents(path)?;
-    let api_version = composite
+/// Without an XRD a claim cannot be bound: an object of the composite type's group but of
+/// another kind is most likely a claim, and rendering it needs `--xrd`.
+fn refuse_claim_without_xrd(path: &Path, object: &Value, composite: &TypeReference) -> Result<()> {
+    let api_version = object
         .get("apiVersion")
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let kind = composite
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    for doc in &docs {
+        .unwrap_or("");
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    if group == composite.group() && kind != composite.kind {
+        bail!(
+            "{}: {} is not the Composition's composite type {} {}; a claim is rendered as the XR \
+             it becomes, which needs its XRD: pass it with --xrd",
+            path.display(),
+            object_name(object),
+            composite.api_version,
+            composite.kind
+        );
+    }
+    Ok(())
+}
+
+/// Admits the object to its XRD as the API server would (prune, default, validate; the same
+/// checks and messages as `strata validate`), and binds a claim to the XR it becomes. Findings
+/// are printed; errors refuse the render.
+fn admit_composite(xrd_path: &Path, path: &Path, object: &Value) -> Result<Value> {
+    let mut definitions = Vec::new();
+    for doc in &read_documents(xrd_path)? {
         let Document::Xrd(xrd) = load::classify(doc)? else {
             continue;
         };
-        let generated = crd::xrd_to_crds(&xrd).with_context(|| doc.location())?;
-        let crd = &generated.composite;
-        if crd.spec.names.kind != kind {
-            continue;
+        let (defined, problems) = definition::definitions(&xrd);
+        if let Some(problem) = problems.first() {
+            bail!("{}: {}: {}", doc.location(), problem.field, problem.message);
         }
-        let Some(version) = crd
-            .spec
-            .versions
-            .iter()
-            .find(|v| format!("{}/{}", crd.spec.group, v.name) == api_version)
-        else {
-            bail!(
-                "{}: XRD {} has no version matching {api_version}",
-                path.display(),
-                crd.spec.names.kind
-            );
-        };
-        let Some(schema) = version
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-        else {
-            return Ok(());
-        };
-        let schema = serde_json::to_value(schema)?;
-        let compiled = StructuralSchema::compile(&schema).with_context(|| doc.location())?;
-        compiled.apply_defaults(composite);
-        return Ok(());
+        definitions.extend(defined);
     }
-    bail!("{}: no XRD defines {api_version} {kind}", path.display())
+    // Findings about the object as written carry its line, as `strata validate` prints them;
+    // findings about a claim's XR (derived, not in the file) carry none.
+    let text = read_text(path)?;
+    let admitted = |definition: &Definition, object: &Value, in_file: bool| -> Result<Value> {
+        let admission = definition::admit(definition, object);
+        for finding in &admission.findings {
+            let line = in_file
+                .then(|| position::line_of(&text, 1, &finding.field))
+                .flatten()
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            eprintln!("{}: {}{line}: {finding}", finding.severity, path.display());
+        }
+        if admission.is_admitted() {
+            Ok(admission.object)
+        } else {
+            Err(Refused.into())
+        }
+    };
+    let Some(defined) = definition::find(&definitions, object) else {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        bail!(
+            "{}: no XRD defines {api_version} {kind}",
+            xrd_path.display()
+        )
+    };
+    let admitted_object = admitted(defined, object, true)?;
+    match &defined.role {
+        Role::Composite => Ok(admitted_object),
+        Role::Claim { composite } => {
+            let xr = definition::composite_for_claim(&admitted_object, composite)
+                .with_context(|| path.display().to_string())?;
+            let Some(xr_definition) = definition::find(&definitions, &xr) else {
+                bail!(
+                    "{}: no XRD defines {} {}",
+                    xrd_path.display(),
+                    composite.api_version,
+                    composite.kind
+                )
+            };
+            admitted(xr_definition, &xr, false)
+        }
+    }
 }
 
 fn template_name(object: &Value) -> Option<&str> {
@@ -311,27 +398,77 @@ pub(crate) fn secret_data(secret: &Value) -> Result<ConnectionDetails> {
     Ok(out)
 }
 
-fn environment(path: &Path) -> Result<Value> {
+/// What `--environment` holds: EnvironmentConfigs to select from, and plain objects (data).
+#[derive(Default)]
+pub(crate) struct EnvironmentInput {
+    configs: Vec<environment::Config>,
+    /// Plain objects merged in order: the environment as given.
+    plain: Option<Value>,
+}
+
+fn environment_input(path: &Path) -> Result<EnvironmentInput> {
     let docs = read_documents(path)?;
-    let mut merged = Value::Object(serde_json::Map::new());
+    let mut input = EnvironmentInput::default();
     for doc in &docs {
-        let data = match load::classify(doc)? {
-            Document::EnvironmentConfig(e) => e.data,
-            Document::Object(v) if v.get("kind").is_none() => v,
+        match load::classify(doc)? {
+            Document::EnvironmentConfig(e) => input.configs.push(environment::Config {
+                name: e.metadata.name.clone().unwrap_or_default(),
+                labels: e.metadata.labels.clone().unwrap_or_default(),
+                data: e.data,
+            }),
+            Document::Object(v) if v.get("kind").is_none() => {
+                if !v.is_null() {
+                    input.plain = Some(
+                        strata_core::patch::merge(input.plain.take(), v, false, false)
+                            .map_err(anyhow::Error::msg)?,
+                    );
+                }
+            }
             Document::Object(_) | Document::Xrd(_) | Document::Composition(_) => {
                 bail!(
                     "{}: expected an EnvironmentConfig or a plain object",
                     doc.location()
                 )
             }
-        };
-        if data.is_null() {
-            continue;
         }
-        merged = strata_core::patch::merge(Some(merged), data, false, false)
-            .map_err(anyhow::Error::msg)?;
     }
-    Ok(merged)
+    Ok(input)
+}
+
+/// The environment of the render: the plain objects given, then the EnvironmentConfigs the
+/// Composition's environment step selects, as function-environment-configs does (the same
+/// selection as the XR controller's); without a selection (no sources in the Composition, no
+/// `spec.environmentConfigRefs` on the XR) every config given is merged in order.
+pub(crate) fn resolve_environment(
+    input: &EnvironmentInput,
+    composite: &Value,
+    spec: Option<&EnvironmentSpec>,
+) -> Result<Option<Value>, environment::EnvironmentError> {
+    let xr_refs: Vec<String> = composite
+        .pointer("/spec/environmentConfigRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let selects = spec.is_some_and(|e| !e.environment_configs.is_empty()) || !xr_refs.is_empty();
+    let selected = if selects {
+        environment::resolve(composite, &xr_refs, spec, &input.configs)?
+    } else {
+        let names: Vec<String> = input.configs.iter().map(|c| c.name.clone()).collect();
+        environment::merge(&names, &input.configs)?
+    };
+    Ok(match (input.plain.clone(), selected) {
+        (None, None) => None,
+        (Some(p), None) => Some(p),
+        (None, Some(s)) => Some(s),
+        (Some(p), Some(s)) => Some(strata_core::patch::merge(Some(p), s, false, false).map_err(
+            |message| environment::EnvironmentError::Merge {
+                name: "(plain objects)".into(),
+                message,
+            },
+        )?),
+    })
 }
 
 pub(crate) fn connection_secret(composite: &Value, details: &ConnectionDetails) -> Value {

@@ -175,7 +175,15 @@ fn run(
     pipeline: &Pipeline,
     endpoints: BTreeMap<String, FunctionEndpoint>,
 ) -> Result<Executed> {
-    let prepared = render::prepare_inputs(args)?;
+    let object = render::single_object(&args.composite)?;
+    let prepared = render::prepare_inputs(args, object, &pipeline.composite_type)?;
+    // The environment: plain objects, then every EnvironmentConfig given, in order (the
+    // environment-configs step's selection is applied by the native render path only, yet).
+    let environment = match &prepared.environment {
+        Some(input) => render::resolve_environment(input, &prepared.composite, None)
+            .map_err(|e| anyhow::anyhow!("environment: {e}"))?,
+        None => None,
+    };
     let fa = &args.function_args;
     let required = StaticResources {
         resources: match &fa.required_resources {
@@ -204,7 +212,7 @@ fn run(
         &runner,
         PipelineInputs {
             observed,
-            environment: prepared.environment.as_ref(),
+            environment: environment.as_ref(),
             context,
             secrets: &secrets,
             required: &required,

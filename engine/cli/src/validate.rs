@@ -6,7 +6,7 @@
 //! documents alone ([`validate_documents`], no I/O):
 //! - every document is classified ([`load::classify`]): malformed XRDs, Compositions and
 //!   EnvironmentConfigs, unknown patch or transform types are findings with their field path;
-//! - every XRD is turned into its CRDs ([`xrd_to_crds`]) and each version's schema compiled;
+//! - every XRD is turned into its CRDs ([`definition::definitions`]) and each version's schema compiled;
 //! - every Composition is linted against the loaded XRDs ([`lint_composition`]); as a safety net a
 //!   Composition with no lint errors must also compile, exactly as render compiles it;
 //! - every object whose apiVersion and kind belong to a loaded XRD (its XR or its claim) is
@@ -14,7 +14,7 @@
 //!   would; an object of an XRD's group but of a kind no XRD defines is a warning.
 //!
 //! Output, one finding per line on stdout, in file and document order, then a summary:
-//! `error: FILE:DOC: Kind/name: field: message`, `warning: ...`, and
+//! `error: FILE:LINE: Kind/name: field: message` (the line of the field in the file), `warning: ...`, and
 //! `validated N documents in M files: E errors, W warnings`. A stream that does not parse is one
 //! `error: FILE: message` line. Exit 0 without errors, 1 with any, 2 on bad usage or a file that
 //! cannot be read.
@@ -27,11 +27,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::Value;
 use strata_core::compile::CompiledComposition;
-use strata_core::crd::xrd_to_crds;
+use strata_core::definition::{self, Definition, object_name};
 use strata_core::lint::{Finding, Severity, lint_composition};
 use strata_core::load::{self, Document, SourcedValue};
 use strata_core::model::CompositeResourceDefinition;
-use strata_core::schema::StructuralSchema;
+use strata_core::position;
 
 use crate::input;
 
@@ -57,6 +57,26 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
         }
     }
     report.findings.extend(validate_documents(&documents));
+    let texts: BTreeMap<&str, &str> = sources
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    // A pipeline Composition's findings name paths of its patch-and-transform steps folded in
+    // (`spec.resources[0]`); in the file they are under those steps' inputs.
+    let by_position: BTreeMap<(&str, usize), &Value> = documents
+        .iter()
+        .map(|d| ((d.source.as_str(), d.document), &d.value))
+        .collect();
+    for located in &mut report.findings {
+        let Some(text) = texts.get(located.source.as_str()) else {
+            continue;
+        };
+        let document = located
+            .document
+            .and_then(|d| by_position.get(&(located.source.as_str(), d)).copied());
+        located.locate(text, document);
+    }
+
     report.sort_by_position(&sources);
     let summary = report.summary(documents.len(), sources.len());
     match print(report.lines().chain(std::iter::once(summary))) {
@@ -158,6 +178,8 @@ fn collect_directory(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub struct Located {
     pub source: String,
     pub document: Option<usize>,
+    /// The line of the field (or of the document) in the file, once looked up.
+    pub line: Option<usize>,
     pub finding: Finding,
 }
 
@@ -166,20 +188,52 @@ impl Located {
         Self {
             source: doc.source.clone(),
             document: Some(doc.document),
+            line: None,
             finding,
+        }
+    }
+
+    /// The field the finding is about: its own, or the path a loading error starts with
+    /// (`spec.resources[0].name: required`).
+    fn field(&self) -> &str {
+        if !self.finding.field.is_empty() {
+            return &self.finding.field;
+        }
+        match self.finding.message.split_once(": ") {
+            Some((head, _)) if !head.is_empty() && !head.contains(char::is_whitespace) => head,
+            _ => "",
+        }
+    }
+
+    /// Looks up the line of the finding's field in the source text; `document` is the parsed
+    /// document, whose pipeline (if any) maps folded-in paths back to the file.
+    fn locate(&mut self, text: &str, document: Option<&Value>) {
+        let Some(number) = self.document else {
+            return;
+        };
+        let field = self.field();
+        let written = document.and_then(|d| load::pipeline_field(d, field));
+        self.line = position::line_of(text, number, written.as_deref().unwrap_or(field));
+        // A finding's own field is shown as written, too.
+        if let Some(written) = written.filter(|_| !self.finding.field.is_empty()) {
+            self.finding.field = written;
         }
     }
 }
 
-/// `error: FILE:DOC: Kind/name: field: message`, or `error: FILE: message` for a stream that
-/// did not parse. Always one line: messages that span lines (a regex error with its caret) are
-/// joined with spaces.
+/// `error: FILE:LINE: Kind/name: field: message` (the line of the field, or of its document
+/// when the field cannot be found), or `error: FILE: message` for a stream that did not parse.
+/// Always one line: messages that span lines (a regex error with its caret) are joined with
+/// spaces.
 impl std::fmt::Display for Located {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let severity = self.finding.severity;
-        let text = match self.document {
-            Some(document) => format!("{}:{document}: {}", self.source, self.finding),
-            None => format!("{}: {}", self.source, self.finding.message),
+        let text = match (self.line, self.document) {
+            (Some(line), _) => format!("{}:{line}: {}", self.source, self.finding),
+            (None, Some(document)) => {
+                format!("{} (document {document}): {}", self.source, self.finding)
+            }
+            (None, None) => format!("{}: {}", self.source, self.finding.message),
         };
         let one_line: Vec<&str> = text
             .lines()
@@ -200,6 +254,7 @@ impl Report {
         self.findings.push(Located {
             source: source.to_owned(),
             document: None,
+            line: None,
             finding: Finding {
                 severity: Severity::Error,
                 object: String::new(),
@@ -255,16 +310,6 @@ fn plural(n: usize, noun: &str) -> String {
     }
 }
 
-/// `Kind/name` of a raw document.
-fn object_name(value: &Value) -> String {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("?");
-    let name = value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    format!("{kind}/{name}")
-}
-
 fn finding(
     severity: Severity,
     doc: &SourcedValue,
@@ -282,16 +327,6 @@ fn finding(
     )
 }
 
-/// One kind an XRD defines (its XR or its claim), with a compiled schema per version.
-struct Definition {
-    group: String,
-    kind: String,
-    /// `XRD xdatabases.example.org`, for messages.
-    xrd: String,
-    /// Version name → (served, schema). `None` when the schema did not compile (reported on the XRD).
-    versions: Vec<(String, bool, Option<StructuralSchema>)>,
-}
-
 /// Every finding about already-parsed documents. Pure: no files, no output.
 pub fn validate_documents(documents: &[SourcedValue]) -> Vec<Located> {
     let mut out = Vec::new();
@@ -302,7 +337,17 @@ pub fn validate_documents(documents: &[SourcedValue]) -> Vec<Located> {
     for doc in documents {
         match load::classify(doc) {
             Ok(Document::Xrd(xrd)) => xrds.push((doc, *xrd)),
-            Ok(Document::Composition(c)) => compositions.push((doc, c)),
+            Ok(Document::Composition(c)) => {
+                // What loading ignored (an unknown field of a patch-and-transform input).
+                if let Ok((_, ignored)) = load::composition_with_warnings(doc) {
+                    out.extend(
+                        ignored
+                            .into_iter()
+                            .map(|w| finding(Severity::Warning, doc, "", w.message)),
+                    );
+                }
+                compositions.push((doc, c))
+            }
             Ok(Document::EnvironmentConfig(_)) => {}
             Ok(Document::Object(_)) => objects.push(doc),
             // A Composition is read past its first structural error, so that one run reports
@@ -391,95 +436,48 @@ fn xrd_definitions(
     known: &[Definition],
     out: &mut Vec<Located>,
 ) -> Vec<Definition> {
-    let xrd_name = xrd.metadata.name.clone().unwrap_or_else(|| "?".to_owned());
-    let generated = match xrd_to_crds(xrd) {
-        Ok(generated) => generated,
-        Err(e) => {
-            let message = e.to_string();
-            let prefix = format!("XRD `{xrd_name}`: ");
-            let message = message
-                .strip_prefix(&prefix)
-                .map(str::to_owned)
-                .unwrap_or(message);
-            out.push(finding(Severity::Error, doc, "", message));
-            return Vec::new();
-        }
-    };
-    let mut definitions = Vec::new();
-    for crd in std::iter::once(generated.composite).chain(generated.claim) {
-        let group = crd.spec.group.clone();
-        let kind = crd.spec.names.kind.clone();
+    let (generated, problems) = definition::definitions(xrd);
+    for problem in problems {
+        out.push(finding(
+            Severity::Error,
+            doc,
+            problem.field,
+            problem.message,
+        ));
+    }
+    let mut definitions: Vec<Definition> = Vec::new();
+    for d in generated {
         let defined_before = known
             .iter()
             .chain(&definitions)
-            .find(|d: &&Definition| d.group == group && d.kind == kind);
+            .find(|k| k.group == d.group && k.kind == d.kind);
         if let Some(other) = defined_before {
             out.push(finding(
                 Severity::Error,
                 doc,
                 "spec.names",
                 format!(
-                    "kind {kind} of group {group} is already defined by {}",
-                    other.xrd
+                    "kind {} of group {} is already defined by {}",
+                    d.kind, d.group, other.xrd
                 ),
             ));
             continue;
         }
-        let mut versions = Vec::new();
-        for (i, version) in crd.spec.versions.into_iter().enumerate() {
-            let schema = version
-                .schema
-                .and_then(|s| s.open_api_v3_schema)
-                .map(serde_json::to_value);
-            let compiled = match schema {
-                None => None,
-                Some(Err(e)) => {
-                    out.push(finding(
-                        Severity::Error,
-                        doc,
-                        format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                        format!("the generated schema of {kind} cannot be read: {e}"),
-                    ));
-                    None
-                }
-                Some(Ok(value)) => match StructuralSchema::compile(&value) {
-                    Ok(schema) => Some(schema),
-                    Err(e) => {
-                        out.push(finding(
-                            Severity::Error,
-                            doc,
-                            format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                            format!("{kind}: {e}"),
-                        ));
-                        None
-                    }
-                },
-            };
-            versions.push((version.name, version.served, compiled));
-        }
-        definitions.push(Definition {
-            group,
-            kind,
-            xrd: format!("XRD {xrd_name}"),
-            versions,
-        });
+        definitions.push(d);
     }
     definitions
 }
 
 /// Validates an XR or a claim against its XRD, as the API server would admit it.
 fn validate_object(doc: &SourcedValue, definitions: &[Definition], out: &mut Vec<Located>) {
-    let api_version = doc
-        .value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let Some(definition) = definitions
-        .iter()
-        .find(|d| d.group == group && d.kind == kind)
-    else {
+    let Some(definition) = definition::find(definitions, &doc.value) else {
+        let api_version = doc
+            .value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let same_group: Vec<&str> = definitions
             .iter()
             .filter(|d| !group.is_empty() && d.group == group)
@@ -495,72 +493,6 @@ fn validate_object(doc: &SourcedValue, definitions: &[Definition], out: &mut Vec
         }
         return;
     };
-    let Some((_, served, schema)) = definition
-        .versions
-        .iter()
-        .find(|(name, _, _)| name == version)
-    else {
-        let versions: Vec<&str> = definition
-            .versions
-            .iter()
-            .map(|(name, _, _)| name.as_str())
-            .collect();
-        out.push(finding(
-            Severity::Error,
-            doc,
-            "apiVersion",
-            format!(
-                "{} defines no version {version:?} of {kind} (versions: {})",
-                definition.xrd,
-                versions.join(", ")
-            ),
-        ));
-        return;
-    };
-    if !served {
-        out.push(finding(
-            Severity::Error,
-            doc,
-            "apiVersion",
-            format!(
-                "version {version} of {kind} is not served ({})",
-                definition.xrd
-            ),
-        ));
-    }
-    let has_name = ["name", "generateName"].iter().any(|f| {
-        doc.value
-            .get("metadata")
-            .and_then(|m| m.get(f))
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-    });
-    if !has_name {
-        out.push(finding(
-            Severity::Error,
-            doc,
-            "metadata.name",
-            "Required value: name or generateName is required",
-        ));
-    }
-    let Some(schema) = schema else { return };
-    // The API server's order: prune unknown fields, apply defaults, then validate.
-    let mut value = doc.value.clone();
-    for pruned in schema.prune(&mut value) {
-        out.push(finding(
-            Severity::Warning,
-            doc,
-            pruned,
-            format!("unknown field: the {kind} {version} schema does not declare it, so the API server drops it"),
-        ));
-    }
-    schema.apply_defaults(&mut value);
-    for error in schema.validate(&value) {
-        let text = error.to_string();
-        let message = text
-            .strip_prefix(&format!("{}: ", error.path))
-            .map(str::to_owned)
-            .unwrap_or_else(|| text.clone());
-        out.push(finding(Severity::Error, doc, error.path, message));
-    }
+    let admission = definition::admit(definition, &doc.value);
+    out.extend(admission.findings.into_iter().map(|f| Located::at(doc, f)));
 }

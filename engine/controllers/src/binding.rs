@@ -2,27 +2,11 @@
 //! claim's spec fields flow to the XR, and what flows back to the claim's status.
 
 use serde_json::{Map, Value, json};
-use sha2::Digest;
 use strata_core::wire;
 
-/// Claim spec fields that belong to the claim and never reach the XR.
-const CLAIM_ONLY_FIELDS: [&str; 3] = [
-    "resourceRef",
-    "writeConnectionSecretToRef",
-    "compositeDeletePolicy",
-];
-
-/// The XR spec fields a claim dictates: its whole spec minus the claim-only fields.
-pub fn composite_spec_from_claim(claim: &Value) -> Map<String, Value> {
-    let mut spec = match claim.get("spec") {
-        Some(Value::Object(m)) => m.clone(),
-        _ => Map::new(),
-    };
-    for f in CLAIM_ONLY_FIELDS {
-        spec.remove(f);
-    }
-    spec
-}
+/// The claim binding itself lives in the core, so `strata render` binds a claim as this
+/// controller does.
+pub use strata_core::definition::{composite_name, composite_spec_from_claim};
 
 /// The identity of a claim, read once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,31 +56,6 @@ pub fn new_composite(
         },
         "spec": Value::Object(spec),
     })
-}
-
-/// The name of a claim's XR: the claim's name as `generateName` would shorten it, then five
-/// characters derived from the claim's uid (from the alphabet the API server's name generator
-/// uses). Derived, not random: the name is recorded on the claim before the XR exists, and a
-/// pass that repeats (a restart, a retry after a conflict) arrives at the same XR instead of a
-/// second one.
-pub fn composite_name(claim_name: &str, claim_uid: &str) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    // The API server keeps 58 characters of a generateName base, the `-` included.
-    let mut base = format!("{claim_name}-");
-    if base.len() > 58 {
-        let mut cut = 58;
-        while !base.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        base.truncate(cut);
-    }
-    let digest = sha2::Sha256::digest(claim_uid.as_bytes());
-    let suffix: String = digest
-        .iter()
-        .take(5)
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect();
-    format!("{base}{suffix}")
 }
 
 /// True when the XR is bound to this claim (its `spec.claimRef` names it).

@@ -455,8 +455,18 @@ async fn compose(
         }
     };
 
+    // A resource a failing patch skipped (a Crossplane `mode: Resources` Composition) stays as
+    // it is: it is not desired this pass, but it is not stale either.
+    let mut keep_refs = desired_refs.clone();
+    keep_refs.extend(
+        output
+            .skipped
+            .iter()
+            .filter_map(|s| observed.get(&s.name))
+            .filter_map(|o| ResourceRef::of(&o.resource)),
+    );
     if let Prune::Delete { stale, keep } =
-        inventory::prune(&recorded, &desired_refs, failures.is_empty())
+        inventory::prune(&recorded, &keep_refs, failures.is_empty())
     {
         let mut kept = keep;
         for r in &stale {
@@ -692,12 +702,9 @@ fn select_environment(
     revision: &CompositionRevision,
     ctx: &XrContext,
 ) -> Result<Option<Value>> {
-    let sources = revision
-        .spec
-        .composition
-        .environment
-        .as_ref()
-        .map(|e| e.environment_configs.clone())
+    let spec = revision.spec.composition.environment.as_ref();
+    let sources = spec
+        .map(|e| e.environment_configs.as_slice())
         .unwrap_or_default();
     let xr_refs: Vec<String> = value
         .pointer("/spec/environmentConfigRefs")
@@ -729,9 +736,8 @@ fn select_environment(
                 .unwrap_or("")
         )
     };
-    let names = environment::select(value, &xr_refs, &sources, &configs)
-        .map_err(|e| Error::waiting(what(), e.to_string()))?;
-    environment::merge(&names, &configs).map_err(|e| Error::waiting(what(), e.to_string()))
+    environment::resolve(value, &xr_refs, spec, &configs)
+        .map_err(|e| Error::waiting(what(), e.to_string()))
 }
 
 /// Applies one desired resource unless the observed object already is it; returns the live

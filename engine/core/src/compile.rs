@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::fieldpath::{FieldPath, ParseError};
 use crate::graph::{DependencyGraph, EdgeKind, EdgeSpec, GraphError};
 use crate::model::{
-    CompositionSpec, ConnectionDetail, ConnectionDetailType, FromFieldPathPolicy, Patch, PatchType,
-    ReadinessCheck, ReadinessCheckType, ToFieldPathPolicy, TypeReference,
+    CompositionMode, CompositionSpec, ConnectionDetail, ConnectionDetailType, FromFieldPathPolicy,
+    Patch, PatchType, ReadinessCheck, ReadinessCheckType, ToFieldPathPolicy, TypeReference,
 };
 use crate::transform::{CompiledTransform, TransformError, compile_all};
 
@@ -18,6 +18,9 @@ use crate::transform::{CompiledTransform, TransformError, compile_all};
 #[derive(Clone, Debug)]
 pub struct CompiledComposition {
     pub composite_type: TypeReference,
+    /// How the Composition was written ([`CompositionSpec::mode`]): it decides whether a failing
+    /// patch is fatal, which withheld resources the XR waits for, and the XR's scope.
+    pub mode: Option<CompositionMode>,
     pub resources: Vec<CompiledResource>,
     pub environment_patches: Vec<CompiledPatch>,
     /// Environment data the render starts from, before selected EnvironmentConfigs.
@@ -105,7 +108,12 @@ pub enum CompiledReadinessCheck {
     MatchInteger(FieldPath, i64),
     MatchTrue(FieldPath),
     MatchFalse(FieldPath),
-    MatchCondition { kind: String, status: String },
+    MatchCondition {
+        kind: String,
+        status: String,
+    },
+    /// A check whose `fieldPath` does not parse: it never passes (a warning when evaluated).
+    Malformed(String),
 }
 
 /// Where in a Composition a problem is.
@@ -258,6 +266,7 @@ impl CompiledComposition {
                     return Err(GraphError::Unknown {
                         resource: template.name.clone(),
                         missing: dep.clone(),
+                        hint: crate::suggest::did_you_mean(dep, names.iter().map(String::as_str)),
                     }
                     .into());
                 };
@@ -287,6 +296,7 @@ impl CompiledComposition {
         let graph = DependencyGraph::build(&names, &edges)?;
         Ok(Self {
             composite_type: spec.composite_type_ref.clone(),
+            mode: spec.mode,
             resources,
             environment_patches,
             environment_defaults: spec
@@ -396,7 +406,10 @@ fn expand_patch_sets(
                 index,
                 kind: "PatchSet",
                 field: "patchSetName",
-                message: format!("cannot find PatchSet by name {name}"),
+                message: format!(
+                    "cannot find PatchSet by name {name}{}",
+                    crate::suggest::did_you_mean(name, sets.keys().copied())
+                ),
             });
         };
         out.extend(set.iter().cloned());
@@ -473,6 +486,22 @@ fn compile_patch(
         let Some(s) = &c.string else {
             return Err(missing("combine.string"));
         };
+        if let Some(i) = c
+            .variables
+            .iter()
+            .position(|v| v.from_field_path.is_empty())
+        {
+            return Err(CompileError::Patch {
+                at: at.clone(),
+                index,
+                kind: kind.as_str(),
+                field: "combine.variables.fromFieldPath",
+                message: format!(
+                    "Required value: fromFieldPath must be set for each combine variable \
+                     (variable {i})"
+                ),
+            });
+        }
         let variables = c
             .variables
             .iter()
@@ -515,7 +544,10 @@ fn compile_patch(
                 index,
                 kind: kind.as_str(),
                 field: "fromResource",
-                message: format!("unknown resource `{name}`"),
+                message: format!(
+                    "unknown resource `{name}`{}",
+                    crate::suggest::did_you_mean(name, names.iter().map(String::as_str))
+                ),
             });
         };
         Some(i)
@@ -607,6 +639,9 @@ fn compile_connection_detail(
             ));
         }
     };
+    if d.name.as_deref() == Some("") {
+        return Err(err("name", "Required value: name is required"));
+    }
     Ok(match kind {
         ConnectionDetailType::FromConnectionSecretKey => {
             let Some(key) = d.from_connection_secret_key.clone() else {
@@ -658,6 +693,18 @@ fn compile_readiness_check(
         };
         FieldPath::parse(raw).map_err(|e| err("fieldPath", e.to_string()))
     };
+    // A fieldPath that does not parse is the check's failure to evaluate, as in Crossplane: a
+    // warning and not ready, never a failed render.
+    let reads_path = !matches!(
+        c.kind,
+        ReadinessCheckType::None | ReadinessCheckType::MatchCondition
+    );
+    if reads_path
+        && let Some(raw) = c.field_path.as_deref()
+        && let Err(e) = FieldPath::parse(raw)
+    {
+        return Ok(CompiledReadinessCheck::Malformed(format!("fieldPath: {e}")));
+    }
     Ok(match c.kind {
         ReadinessCheckType::None => CompiledReadinessCheck::None,
         ReadinessCheckType::NonEmpty => CompiledReadinessCheck::NonEmpty(path()?),

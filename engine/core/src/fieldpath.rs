@@ -300,7 +300,8 @@ impl FieldPath {
     }
 
     /// Expands every `*` segment against `root`: arrays by index, objects by key (sorted), only
-    /// where the whole resulting path exists. Returns no paths when nothing matches.
+    /// where the whole resulting path exists. Returns no paths when nothing matches, and
+    /// not-found when a `*` stands on a null value.
     pub fn expand_wildcards(&self, root: &Value) -> Result<Vec<FieldPath>, AccessError> {
         let mut out = Vec::new();
         expand(root, &self.segments, 0, &mut out)?;
@@ -352,6 +353,13 @@ fn expand(
             let replacements: Vec<Segment> = match parent {
                 Value::Array(items) => (0..items.len()).map(|n| Segment::Index(n as u32)).collect(),
                 Value::Object(map) => map.keys().map(|k| Segment::Field(k.clone())).collect(),
+                // crossplane-runtime: a wildcard over nil is not found, not a misuse.
+                Value::Null => {
+                    return Err(AccessError::NotFound {
+                        path: format_segments(&segments[..i]),
+                        what: "null value",
+                    });
+                }
                 _ => {
                     return Err(AccessError::Invalid(format!(
                         "{}: unexpected wildcard usage",

@@ -69,8 +69,13 @@ pub enum GraphError {
     Cycle { members: Vec<String> },
     #[error("resource `{resource}` depends on itself")]
     SelfDependency { resource: String },
-    #[error("resource `{resource}` depends on unknown resource `{missing}`")]
-    Unknown { resource: String, missing: String },
+    /// `hint` is a "did you mean" suffix, or empty.
+    #[error("resource `{resource}` depends on unknown resource `{missing}`{hint}")]
+    Unknown {
+        resource: String,
+        missing: String,
+        hint: String,
+    },
     #[error("duplicate resource name `{0}`")]
     Duplicate(String),
 }
@@ -115,6 +120,7 @@ impl DependencyGraph {
                     .cloned()
                     .unwrap_or_else(|| format!("#{}", e.to)),
                 missing: format!("#{}", e.from.max(e.to)),
+                hint: String::new(),
             });
         }
         // Gating edges first: they must be acyclic.

@@ -34,6 +34,7 @@ use crate::model::{
     EnvironmentSource, EnvironmentSourceType, Patch, PatchType, ReadinessCheck, ReadinessCheckType,
 };
 use crate::schema::{Lookup, PathSegment, SchemaType, StructuralSchema};
+use crate::suggest;
 use crate::transform::TransformErrorReason;
 
 /// How bad a finding is: errors make `strata validate` fail, warnings do not.
@@ -351,7 +352,10 @@ impl<'a> Lint<'a> {
         for (d, dependency) in template.depends_on.iter().enumerate() {
             let field = format!("{at}.dependsOn[{d}]");
             match self.resources.get(dependency.as_str()) {
-                None => self.error(field, format!("unknown resource `{dependency}`")),
+                None => {
+                    let hint = suggest::did_you_mean(dependency, self.resources.keys().copied());
+                    self.error(field, format!("unknown resource `{dependency}`{hint}"))
+                }
                 Some(_) if *dependency == template.name => self.error(
                     field,
                     format!("resource `{dependency}` cannot depend on itself"),
@@ -410,6 +414,9 @@ impl<'a> Lint<'a> {
                 }
             }
         }
+        if detail.name.as_deref() == Some("") {
+            self.error(format!("{at}.name"), "Required value: name is required");
+        }
     }
 
     fn readiness_check(&mut self, at: &str, check: &ReadinessCheck) {
@@ -425,7 +432,14 @@ impl<'a> Lint<'a> {
                     format!("required for type {kind:?}"),
                 ),
                 Some(raw) => {
-                    self.parse_path(&format!("{at}.fieldPath"), raw);
+                    // Evaluating such a check fails; Crossplane warns and counts the resource
+                    // not ready, so does render.
+                    if let Err(e) = FieldPath::parse(raw) {
+                        self.warning(
+                            format!("{at}.fieldPath"),
+                            format!("{e}; the check never passes, so the resource is never ready"),
+                        );
+                    }
                 }
             }
         }
@@ -572,6 +586,13 @@ impl<'a> Lint<'a> {
                     }
                     for (v, variable) in c.variables.iter().enumerate() {
                         let field = format!("{at}.combine.variables[{v}].fromFieldPath");
+                        if variable.from_field_path.is_empty() {
+                            self.error(
+                                field,
+                                "Required value: fromFieldPath must be set for each combine variable",
+                            );
+                            continue;
+                        }
                         if let Some(path) = self.parse_path(&field, &variable.from_field_path) {
                             reads.push((field, path));
                         }
@@ -668,12 +689,13 @@ impl<'a> Lint<'a> {
             self.error(
                 format!("{at}.patchSetName"),
                 format!(
-                    "cannot find PatchSet by name {name} (defined: {})",
+                    "cannot find PatchSet by name {name} (defined: {}){}",
                     if known.is_empty() {
                         "none".to_owned()
                     } else {
                         known.join(", ")
-                    }
+                    },
+                    suggest::did_you_mean(name, known.iter().copied())
                 ),
             );
             return;
@@ -735,7 +757,8 @@ impl<'a> Lint<'a> {
             return;
         };
         if !self.resources.contains_key(name) {
-            self.error(field, format!("unknown resource `{name}`"));
+            let hint = suggest::did_you_mean(name, self.resources.keys().copied());
+            self.error(field, format!("unknown resource `{name}`{hint}"));
             return;
         }
         if let Site::Resource(own) = site
@@ -1221,8 +1244,16 @@ resources:
                 "spec.resources[0].patches[1].combine.variables[0].fromFieldPath",
                 "spec.resources[0].patches[1].toFieldPath",
                 "spec.resources[0].connectionDetails[0].fromFieldPath",
-                "spec.resources[0].readinessChecks[0].fieldPath",
             ]
+        );
+        // A readiness check that cannot be evaluated is a warning and not-ready, as in
+        // Crossplane, not an error.
+        assert!(
+            findings
+                .iter()
+                .any(|f| !f.is_error()
+                    && f.field == "spec.resources[0].readinessChecks[0].fieldPath"),
+            "{findings:?}"
         );
         assert!(
             findings[0]

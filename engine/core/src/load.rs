@@ -163,15 +163,17 @@ fn check_version(doc: &SourcedValue, supported: &[&str]) -> Result<(), LoadError
 }
 
 fn typed<T: DeserializeOwned>(doc: &SourcedValue, value: Value) -> Result<T, LoadError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." || path.is_empty() {
-            doc.error(inner)
-        } else {
-            doc.error(format!("{path}: {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(value).map_err(|e| typed_error(doc, e))
+}
+
+fn typed_error(doc: &SourcedValue, e: serde_path_to_error::Error<serde_json::Error>) -> LoadError {
+    let path = e.path().to_string();
+    let inner = crate::suggest::unknown_field_message(&e.into_inner().to_string());
+    if path == "." || path.is_empty() {
+        doc.error(inner)
+    } else {
+        doc.error(format!("{path}: {inner}"))
+    }
 }
 
 /// Loads an XRD (native, or Crossplane v1/v2).
@@ -225,8 +227,12 @@ pub fn environment_config(doc: &SourcedValue) -> Result<EnvironmentConfig, LoadE
 }
 
 /// The document as the typed Composition reads it: header normalised, Crossplane-only fields
-/// dropped, a pipeline converted.
-fn composition_value(doc: &SourcedValue) -> Result<Value, LoadError> {
+/// dropped, a pipeline converted, `spec.mode` recorded. Warnings (what a function ignores) go
+/// to `warnings`.
+fn composition_value(
+    doc: &SourcedValue,
+    warnings: &mut Vec<LoadError>,
+) -> Result<Value, LoadError> {
     check_version(
         doc,
         &[
@@ -234,6 +240,7 @@ fn composition_value(doc: &SourcedValue) -> Result<Value, LoadError> {
             "apiextensions.crossplane.io/v1",
         ],
     )?;
+    let crossplane = group_of(api_version(&doc.value)) == wire::CROSSPLANE_GROUP_APIEXTENSIONS;
     let mut value = doc.value.clone();
     normalise_header(&mut value, "Composition");
     let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) else {
@@ -247,38 +254,180 @@ fn composition_value(doc: &SourcedValue) -> Result<Value, LoadError> {
         spec.remove(ignored);
     }
     let mode = match spec.remove("mode") {
-        None => "Resources".to_owned(),
-        Some(Value::String(m)) => m,
+        // Crossplane v1's default; Strata's native form has no mode.
+        None if crossplane => Some("Resources".to_owned()),
+        None => None,
+        Some(Value::String(m)) => Some(m),
         Some(other) => return Err(doc.error(format!("spec.mode: expected a string, got {other}"))),
     };
     let pipeline = spec.remove("pipeline");
-    match mode.as_str() {
-        "Resources" => {
-            if pipeline.is_some() {
-                return Err(doc.error("spec.pipeline: only allowed with spec.mode: Pipeline"));
-            }
+    match (mode.as_deref(), pipeline) {
+        (None, None) => {}
+        (None | Some("Resources"), Some(_)) => {
+            return Err(doc.error("spec.pipeline: only allowed with spec.mode: Pipeline"));
         }
-        "Pipeline" => {
-            let Some(Value::Array(steps)) = pipeline else {
-                return Err(doc.error("spec.pipeline: required list with spec.mode: Pipeline"));
-            };
+        (Some("Resources"), None) => name_anonymous_resources(doc, spec)?,
+        (Some("Pipeline"), Some(Value::Array(steps))) => {
             if spec.get("resources").is_some() {
                 return Err(doc.error("spec.resources: not allowed with spec.mode: Pipeline"));
             }
-            convert_pipeline(doc, spec, steps)?;
+            convert_pipeline(doc, spec, steps, warnings)?;
         }
-        other => {
+        // A native Composition converted from a Crossplane pipeline already.
+        (Some("Pipeline"), None) if !crossplane => {}
+        (Some("Pipeline"), _) => {
+            return Err(doc.error("spec.pipeline: required list with spec.mode: Pipeline"));
+        }
+        (Some(other), _) => {
             return Err(doc.error(format!(
                 "spec.mode: unknown mode {other:?}; supported: Resources, Pipeline"
             )));
         }
     }
+    if let Some(mode) = mode {
+        spec.insert("mode".into(), Value::String(mode));
+    }
     Ok(value)
+}
+
+/// Crossplane 1.x allowed `mode: Resources` templates without names, all or none, and tracked
+/// them by index. Unnamed templates are named `resource-<index>` here, so they are tracked by
+/// index under a name (the composed resources' template annotation carries it).
+fn name_anonymous_resources(
+    doc: &SourcedValue,
+    spec: &mut Map<String, Value>,
+) -> Result<(), LoadError> {
+    let Some(Value::Array(resources)) = spec.get_mut("resources") else {
+        return Ok(());
+    };
+    let named = |r: &Value| r.get("name").is_some_and(|n| n.as_str() != Some(""));
+    let Some(first_named) = resources.iter().position(named) else {
+        for (i, resource) in resources.iter_mut().enumerate() {
+            if let Some(r) = resource.as_object_mut() {
+                r.insert("name".into(), Value::String(format!("resource-{i}")));
+            }
+        }
+        return Ok(());
+    };
+    match resources.iter().position(|r| !named(r)) {
+        None => Ok(()),
+        Some(unnamed) => Err(doc.error(format!(
+            "spec.resources[{unnamed}].name: Required value: either every resource has a name or \
+             none has (spec.resources[{first_named}] is named)"
+        ))),
+    }
 }
 
 /// Loads a Composition (native, or Crossplane v1 `Resources`/`Pipeline`).
 pub fn composition(doc: &SourcedValue) -> Result<Composition, LoadError> {
-    typed(doc, composition_value(doc)?)
+    composition_with_warnings(doc).map(|(c, _)| c)
+}
+
+/// How many unknown fields of a patch-and-transform input are ignored at most.
+const MAX_IGNORED_FIELDS: usize = 100;
+
+/// Loads a Composition, with what loading it ignored. A patch-and-transform step's input is
+/// decoded as the function decodes it (Go's JSON): an unknown field is ignored, with a warning
+/// at its path in the folded-in form (`spec.resources[0].patches[1].fromResourc`). Elsewhere, and
+/// in Strata's native form, an unknown field is an error.
+pub fn composition_with_warnings(
+    doc: &SourcedValue,
+) -> Result<(Composition, Vec<LoadError>), LoadError> {
+    let mut warnings = Vec::new();
+    let mut value = composition_value(doc, &mut warnings)?;
+    let lenient = group_of(api_version(&doc.value)) == wire::CROSSPLANE_GROUP_APIEXTENSIONS
+        && value.pointer("/spec/mode").and_then(Value::as_str) == Some("Pipeline");
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, Composition>(value.clone()) {
+            Ok(composition) => return Ok((composition, warnings)),
+            Err(e) => e,
+        };
+        let mut steps = Vec::new();
+        for segment in error.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => steps.push(Step::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => steps.push(Step::Key(key.clone())),
+                _ => {}
+            }
+        }
+        let inner = error.inner().to_string();
+        let in_input = matches!(
+            steps.get(..2),
+            Some([Step::Key(spec), Step::Key(part)])
+                if spec == "spec" && ["resources", "patchSets", "environment"].contains(&part.as_str())
+        );
+        if lenient
+            && in_input
+            && inner.starts_with("unknown field")
+            && warnings.len() < MAX_IGNORED_FIELDS
+            && remove_key(&mut value, &steps)
+        {
+            let hint = crate::suggest::unknown_field_message(&inner);
+            let folded = render_steps(&steps);
+            warnings.push(doc.error(format!(
+                "{}: unknown field ignored, as function-patch-and-transform ignores it{}",
+                pipeline_field(&doc.value, &folded).unwrap_or(folded),
+                hint.strip_prefix(inner.as_str()).unwrap_or_default()
+            )));
+            continue;
+        }
+        return Err(typed_error(doc, error));
+    }
+}
+
+/// Where a field of a pipeline Composition's folded-in form (`spec.resources[3].name`,
+/// `spec.patchSets[0]`, `spec.environment.patches[1]`) is in the document as written
+/// (`spec.pipeline[1].input.resources[0].name`): the patch-and-transform steps' lists are folded
+/// in step order. `None` for any other field or document.
+pub fn pipeline_field(document: &Value, field: &str) -> Option<String> {
+    let steps = document.pointer("/spec/pipeline")?.as_array()?;
+    let (part, pointer) = [
+        ("spec.resources[", "/input/resources"),
+        ("spec.patchSets[", "/input/patchSets"),
+        ("spec.environment.patches[", "/input/environment/patches"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| field.starts_with(prefix))?;
+    let rest = &field[part.len()..];
+    let end = rest.find(']')?;
+    let mut index: usize = rest[..end].parse().ok()?;
+    let tail = &rest[end + 1..];
+    for (step, value) in steps.iter().enumerate() {
+        if value.pointer("/input/apiVersion").and_then(Value::as_str)
+            != Some(wire::CROSSPLANE_PT_INPUT_API_VERSION)
+        {
+            continue;
+        }
+        let len = value
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if index < len {
+            let list = pointer.trim_start_matches("/input/").replace('/', ".");
+            return Some(format!("spec.pipeline[{step}].input.{list}[{index}]{tail}"));
+        }
+        index -= len;
+    }
+    None
+}
+
+/// Removes the object key at `steps` (whose last step is a key); false when there is none.
+fn remove_key(value: &mut Value, steps: &[Step]) -> bool {
+    let Some((Step::Key(last), parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for step in parents {
+        let next = match step {
+            Step::Key(key) => at.get_mut(key.as_str()),
+            Step::Index(i) => at.get_mut(*i),
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    at.as_object_mut().is_some_and(|m| m.remove(last).is_some())
 }
 
 /// A Composition loaded for linting past its structural errors (see [`composition_salvaged`]).
@@ -380,7 +529,7 @@ pub fn composition_salvaged(doc: &SourcedValue) -> Salvaged {
         composition: None,
         removed: Vec::new(),
     };
-    let mut value = match composition_value(doc) {
+    let mut value = match composition_value(doc, &mut Vec::new()) {
         Ok(value) => value,
         Err(e) => {
             salvaged.errors.push(e);
@@ -418,7 +567,7 @@ pub fn composition_salvaged(doc: &SourcedValue) -> Salvaged {
                 _ => navigable = false,
             }
         }
-        let inner = error.into_inner().to_string();
+        let inner = crate::suggest::unknown_field_message(&error.into_inner().to_string());
         let original = salvaged.original(&steps);
         salvaged.errors.push(if original.is_empty() {
             doc.error(inner)
@@ -487,11 +636,13 @@ fn convert_pipeline(
     doc: &SourcedValue,
     spec: &mut Map<String, Value>,
     steps: Vec<Value>,
+    warnings: &mut Vec<LoadError>,
 ) -> Result<(), LoadError> {
     let mut resources: Vec<Value> = Vec::new();
     let mut patch_sets: Vec<Value> = Vec::new();
     let mut env_patches: Vec<Value> = Vec::new();
     let mut env_configs: Vec<Value> = Vec::new();
+    let mut env_extra: Map<String, Value> = Map::new();
     for (i, step) in steps.into_iter().enumerate() {
         let at = format!("spec.pipeline[{i}]");
         let name = step
@@ -514,6 +665,7 @@ fn convert_pipeline(
             let Some(Value::Object(input)) = input.cloned() else {
                 continue;
             };
+            let composes = (resources.len(), env_patches.len());
             for (key, value) in input {
                 match key.as_str() {
                     "apiVersion" | "kind" | "metadata" => {}
@@ -523,8 +675,19 @@ fn convert_pipeline(
                         let patches = value.get("patches").cloned().unwrap_or(Value::Null);
                         env_patches.extend(list(doc, &at, "input.environment.patches", patches)?);
                     }
-                    other => return Err(doc.error(format!("{at}.input.{other}: unknown field"))),
+                    // The function decodes its input leniently (Go's JSON).
+                    other => warnings.push(doc.error(format!(
+                        "{at}.input.{other}: unknown field ignored, as function-patch-and-transform \
+                         ignores it"
+                    ))),
                 }
+            }
+            // The function's own input validation.
+            if composes == (resources.len(), env_patches.len()) {
+                return Err(doc.error(format!(
+                    "{at}.input.resources: Required value: resources or environment patches are \
+                     required"
+                )));
             }
         } else if group_of(input_api) == "environmentconfigs.fn.crossplane.io" {
             let configs = input
@@ -532,6 +695,12 @@ fn convert_pipeline(
                 .cloned()
                 .unwrap_or(Value::Null);
             env_configs.extend(list(doc, &at, "input.spec.environmentConfigs", configs)?);
+            // The resolution policy and the data the environment starts from.
+            for key in ["policy", "defaultData"] {
+                if let Some(v) = input.and_then(|i| i.get("spec")).and_then(|s| s.get(key)) {
+                    env_extra.insert(key.to_owned(), v.clone());
+                }
+            }
         } else if input.is_none() && function.contains("auto-ready") {
             // Strata's default readiness (the Ready condition) is what function-auto-ready does.
         } else {
@@ -547,8 +716,8 @@ fn convert_pipeline(
     if !patch_sets.is_empty() {
         spec.insert("patchSets".into(), Value::Array(patch_sets));
     }
-    if !env_patches.is_empty() || !env_configs.is_empty() {
-        let mut env_obj = Map::new();
+    if !env_patches.is_empty() || !env_configs.is_empty() || !env_extra.is_empty() {
+        let mut env_obj = env_extra;
         if !env_patches.is_empty() {
             env_obj.insert("patches".into(), Value::Array(env_patches));
         }
@@ -568,8 +737,12 @@ fn list(doc: &SourcedValue, at: &str, field: &str, value: Value) -> Result<Vec<V
     }
 }
 
-/// Reads a Composition from a single-document source (a convenience for the CLI and tests).
-pub fn composition_from_str(text: &str, source: &str) -> Result<Composition, LoadError> {
+/// Reads a Composition from a single-document source (a convenience for the CLI and tests), with
+/// what loading it ignored ([`composition_with_warnings`]).
+pub fn composition_from_str(
+    text: &str,
+    source: &str,
+) -> Result<(Composition, Vec<LoadError>), LoadError> {
     let docs = parse_stream(text, source)?;
     let mut found = docs.iter().filter(|d| kind(&d.value) == "Composition");
     let Some(doc) = found.next() else {
@@ -584,7 +757,7 @@ pub fn composition_from_str(text: &str, source: &str) -> Result<Composition, Loa
             message: "more than one Composition found".into(),
         });
     }
-    composition(doc)
+    composition_with_warnings(doc)
 }
 
 /// The composition spec of a typed Composition (a shorthand used across the crate).
@@ -752,6 +925,46 @@ mod tests {
             rest.errors
         );
         assert!(rest.composition.is_none());
+    }
+
+    #[test]
+    fn a_folded_field_maps_back_to_its_pipeline_step() {
+        let docs = parse_stream(
+            r#"
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata: {name: c}
+spec:
+  mode: Pipeline
+  pipeline:
+  - step: a
+    functionRef: {name: function-patch-and-transform}
+    input: {apiVersion: pt.fn.crossplane.io/v1beta1, kind: Resources, resources: [{name: x}, {name: y}]}
+  - step: env
+    functionRef: {name: function-environment-configs}
+    input: {apiVersion: environmentconfigs.fn.crossplane.io/v1beta1, kind: Input}
+  - step: b
+    functionRef: {name: function-patch-and-transform}
+    input: {apiVersion: pt.fn.crossplane.io/v1beta1, kind: Resources, resources: [{name: z}]}
+"#,
+            "c.yaml",
+        )
+        .expect("parses");
+        let doc = &docs[0].value;
+        for (folded, written) in [
+            (
+                "spec.resources[1].name",
+                Some("spec.pipeline[0].input.resources[1].name"),
+            ),
+            (
+                "spec.resources[2].patches[0]",
+                Some("spec.pipeline[2].input.resources[0].patches[0]"),
+            ),
+            ("spec.resources[3]", None),
+            ("spec.compositeTypeRef", None),
+        ] {
+            assert_eq!(pipeline_field(doc, folded).as_deref(), written, "{folded}");
+        }
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub(crate) fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 pub struct CompositionSpec {
     /// The kind of composite resource this Composition composes.
     pub composite_type_ref: TypeReference,
+    /// How a Crossplane Composition was written. `Resources` (Crossplane's built-in composer): a
+    /// patch that fails skips that one resource with a warning. `Pipeline` (its
+    /// patch-and-transform step folded in): a failing patch is fatal. Unset (Strata's native
+    /// form): a failing patch is fatal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CompositionMode>,
     /// Named groups of patches that resources reference with `type: PatchSet`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patch_sets: Vec<PatchSet>,
@@ -64,6 +70,13 @@ pub struct CompositionSpec {
     /// Where the XR's connection Secret is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_connection_secrets_to_namespace: Option<String>,
+}
+
+/// How a Composition composes: Crossplane's built-in composer, or a pipeline of functions.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CompositionMode {
+    Resources,
+    Pipeline,
 }
 
 /// `apiVersion` + `kind` of a type.

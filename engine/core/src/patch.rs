@@ -164,9 +164,12 @@ pub fn write(
             },
         });
     }
-    let paths = to
-        .expand_wildcards(destination)
-        .map_err(|e| write_err(to, e))?;
+    let paths = match to.expand_wildcards(destination) {
+        Ok(paths) => paths,
+        // A wildcard over a null value: nothing to write to, the patch is skipped.
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(write_err(to, e)),
+    };
     if paths.is_empty() {
         return Err(PatchError::NoWildcardMatch(to.to_string()));
     }

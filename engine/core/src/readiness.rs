@@ -75,6 +75,7 @@ fn run(check: &CompiledReadinessCheck, observed: &Value) -> Result<bool, String>
         CompiledReadinessCheck::MatchCondition { kind, status } => {
             condition_status(observed, kind) == status
         }
+        CompiledReadinessCheck::Malformed(message) => return Err(message.clone()),
     })
 }
 

@@ -10,6 +10,12 @@
 //! status survives from XR-bound patches. Strata adds the dependency graph: a resource with a
 //! gating dependency (`dependsOn`, `FromResourceFieldPath`) that is not yet observed Ready is
 //! withheld while it does not exist, and released resources are returned in graph order.
+//!
+//! How errors count depends on how the Composition was written
+//! ([`crate::model::CompositionMode`]): in Crossplane's `mode: Resources` a failing patch skips
+//! that one resource with a warning ([`RenderOutput::skipped`]) and the XR is taken to be
+//! cluster-scoped; in a pipeline (and Strata's native form) it fails the render, and a pipeline's
+//! XR does not wait for a resource a `Required` patch withholds, as the function leaves it out.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::compile::{CompiledComposition, CompiledPatch, CompiledResource};
 use crate::connection::{self, ConnectionDetails};
 use crate::fieldpath::{AccessError, FieldPath, Segment};
-use crate::model::{FromFieldPathPolicy, PatchType, ToFieldPathPolicy};
+use crate::model::{CompositionMode, FromFieldPathPolicy, PatchType, ToFieldPathPolicy};
 use crate::patch::{self, Outcome, PatchError};
 use crate::readiness::{self, Readiness};
 use crate::wire;
@@ -74,6 +80,10 @@ pub struct RenderOutput {
     /// Released resources in graph order (dependencies first, ties by declaration order).
     pub resources: Vec<DesiredResource>,
     pub withheld: Vec<Withheld>,
+    /// Resources a failing patch left out of this render (a Crossplane `mode: Resources`
+    /// Composition, whose composer skips such a resource with a warning). One that exists
+    /// stays as it is: it is neither applied nor pruned.
+    pub skipped: Vec<Withheld>,
     /// Template names that are not Ready, sorted.
     pub unready: Vec<String>,
     pub connection_details: ConnectionDetails,
@@ -279,6 +289,11 @@ pub fn render(
 
     let mut rendered: Vec<Option<DesiredResource>> = vec![None; comp.resources.len()];
     let mut withheld = Vec::new();
+    let mut skipped: Vec<Withheld> = Vec::new();
+    // Resources withheld by a Required patch; a pipeline's XR does not wait for them (they are
+    // not in the function's desired state), Crossplane's built-in composer's does.
+    let mut not_desired: Vec<String> = Vec::new();
+    let mut skipped_unready: Vec<String> = Vec::new();
     let mut connection_details = ConnectionDetails::new();
     let mut composite_reads = CompositeReads::new(xr, &comp.composite_reads);
     for (index, template) in comp.resources.iter().enumerate() {
@@ -332,6 +347,9 @@ pub fn render(
                             name: template.name.clone(),
                             reason,
                         });
+                        if comp.mode == Some(CompositionMode::Pipeline) {
+                            not_desired.push(template.name.clone());
+                        }
                         release = false;
                         break;
                     }
@@ -343,16 +361,38 @@ pub fn render(
                     ));
                 }
                 Err(source) => {
-                    return Err(RenderError::Patch {
+                    let error = RenderError::Patch {
                         resource: template.name.clone(),
                         index: p.index,
                         kind: p.kind.as_str(),
                         source,
+                    };
+                    if comp.mode != Some(CompositionMode::Resources) {
+                        return Err(error);
+                    }
+                    // Crossplane's built-in composer: a warning, and this resource is not
+                    // composed this time; the others are.
+                    let reason = error.to_string();
+                    warnings.push(format!("{reason}; the resource is skipped"));
+                    skipped.push(Withheld {
+                        name: template.name.clone(),
+                        reason,
                     });
+                    release = false;
+                    break;
                 }
             }
         }
         if !release {
+            // A skipped resource that exists keeps the readiness it has.
+            let was_skipped = skipped.last().is_some_and(|s| s.name == template.name);
+            if was_skipped
+                && !observed.is_some_and(|o| {
+                    readiness::evaluate(&template.readiness_checks, &o.resource).is_ready()
+                })
+            {
+                skipped_unready.push(template.name.clone());
+            }
             continue;
         }
         // Every key stays where the skeleton has it unless a placeholder is removed.
@@ -407,7 +447,13 @@ pub fn render(
             .flatten()
             .filter(|r| !r.readiness.is_ready())
             .map(|r| r.name.clone())
-            .chain(withheld.iter().map(|w| w.name.clone())),
+            .chain(
+                withheld
+                    .iter()
+                    .filter(|w| !not_desired.contains(&w.name))
+                    .map(|w| w.name.clone()),
+            )
+            .chain(skipped_unready),
     );
     unready.sort();
     let mut resources: Vec<DesiredResource> = Vec::with_capacity(rendered.len());
@@ -430,6 +476,7 @@ pub fn render(
         composite_status: Value::Object(status),
         resources,
         withheld,
+        skipped,
         unready,
         connection_details,
         environment,
@@ -676,7 +723,10 @@ impl<'a> CompositeMeta<'a> {
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         Ok(Self {
             name,
-            namespace: meta_string("namespace"),
+            // Crossplane's built-in composer (mode: Resources) only ever composed for
+            // cluster-scoped XRs: a namespace the XR carries is not theirs to push.
+            namespace: meta_string("namespace")
+                .filter(|_| comp.mode != Some(CompositionMode::Resources)),
             api_version,
             kind,
             uid: meta_string("uid"),
@@ -701,9 +751,12 @@ impl<'a> CompositeMeta<'a> {
         observed: Option<&Value>,
         at: Option<&StampPositions>,
     ) {
-        let observed_name = observed
-            .and_then(|o| o.get("metadata"))
+        let observed_meta = observed.and_then(|o| o.get("metadata"));
+        let observed_name = observed_meta
             .and_then(|m| m.get("name"))
+            .and_then(Value::as_str);
+        let observed_namespace = observed_meta
+            .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str);
         let Some(obj) = desired.as_object_mut() else {
             return;
@@ -712,10 +765,16 @@ impl<'a> CompositeMeta<'a> {
             && let Some(Value::Object(meta)) = obj.values_mut().nth(at.metadata)
         {
             self.stamp_metadata(meta, template, observed_name, at);
+            if let Some(ns) = observed_namespace {
+                set_string(meta, "namespace", ns);
+            }
             return;
         }
         in_object(obj, "metadata", |meta| {
             self.stamp_metadata(meta, template, observed_name, &StampPositions::default());
+            if let Some(ns) = observed_namespace {
+                set_string(meta, "namespace", ns);
+            }
         });
     }
 
