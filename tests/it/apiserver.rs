@@ -8,4 +8,5 @@ mod fixture;
 mod kube_client;
 mod kubectl;
 mod pagination;
+mod payloads;
 mod ssa_lists;

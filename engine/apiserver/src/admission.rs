@@ -2,7 +2,8 @@
 //!
 //! CRDs are checked for the fields that define a resource and get their `Established` and
 //! `NamesAccepted` status here; custom objects are validated against their version's schema at
-//! the single call site [`admit_custom_object`].
+//! the single call site [`admit_custom_object`]. A Secret's `stringData` is
+//! folded into `data` ([`fold_string_data`]), as kube-apiserver does.
 
 use serde_json::{Value, json};
 
@@ -164,6 +165,56 @@ pub fn admit_custom_object(
     Ok(())
 }
 
+/// Folds a Secret's `stringData` into `data` (base64), as kube-apiserver's conversion does:
+/// `stringData` wins over `data` for the same key and is never stored or returned.
+pub fn fold_string_data(secret: &mut Value, target: &ErrorTarget) -> Result<(), ApiError> {
+    use base64::Engine;
+    let Value::Object(obj) = secret else {
+        return Ok(());
+    };
+    let Some(string_data) = obj.remove("stringData") else {
+        return Ok(());
+    };
+    let entries = match string_data {
+        Value::Null => return Ok(()),
+        Value::Object(m) => m,
+        other => {
+            return Err(invalid(
+                target,
+                "stringData",
+                &format!("Invalid value: {other}: must be a map of strings"),
+            ));
+        }
+    };
+    let mut encoded = serde_json::Map::new();
+    for (key, value) in entries {
+        let text = match value {
+            Value::String(text) => text,
+            other => {
+                return Err(invalid(
+                    target,
+                    &format!("stringData[{key}]"),
+                    &format!("Invalid value: {other}: must be a string"),
+                ));
+            }
+        };
+        encoded.insert(
+            key,
+            json!(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
+    }
+    if encoded.is_empty() {
+        return Ok(());
+    }
+    match obj.get_mut("data") {
+        Some(Value::Object(data)) => data.extend(encoded),
+        _ => {
+            obj.insert("data".into(), Value::Object(encoded));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +249,38 @@ mod tests {
         let mut again = c.clone();
         admit_crd(&mut again, Some(&c)).unwrap();
         assert_eq!(again["status"], c["status"]);
+    }
+
+    fn secret_target() -> ErrorTarget {
+        ErrorTarget::new("", "Secret", "db")
+    }
+
+    #[test]
+    fn string_data_is_encoded_into_data_and_wins_over_data_for_the_same_key() {
+        let mut s = json!({"data": {"user": "b2xk", "keep": "a2VlcA=="},
+            "stringData": {"user": "admin", "password": "s3cr3t"}});
+        fold_string_data(&mut s, &secret_target()).unwrap();
+        assert_eq!(
+            s,
+            json!({"data": {"user": "YWRtaW4=", "keep": "a2VlcA==", "password": "czNjcjN0"}})
+        );
+    }
+
+    #[test]
+    fn a_secret_with_only_string_data_gets_data_and_a_null_string_data_is_dropped() {
+        let mut s = json!({"stringData": {"k": "v"}});
+        fold_string_data(&mut s, &secret_target()).unwrap();
+        assert_eq!(s, json!({"data": {"k": "dg=="}}));
+        let mut n = json!({"stringData": null, "data": {"k": "dg=="}});
+        fold_string_data(&mut n, &secret_target()).unwrap();
+        assert_eq!(n, json!({"data": {"k": "dg=="}}));
+    }
+
+    #[test]
+    fn a_string_data_value_that_is_not_a_string_is_invalid_naming_its_key() {
+        let mut s = json!({"stringData": {"port": 5432}});
+        let err = fold_string_data(&mut s, &secret_target()).unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert!(err.to_string().contains("stringData[port]"), "{err}");
     }
 }

@@ -621,8 +621,11 @@ impl Cluster {
 
     fn admit(&self, t: &Target, previous: Option<&Value>, obj: &mut Value) -> ApiResult<()> {
         if t.rt.builtin {
-            if t.rt.group == CRD_GROUP && t.rt.resource == CRD_RESOURCE {
-                crate::admission::admit_crd(obj, previous)?;
+            let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, object::name(obj));
+            match (t.rt.group.as_str(), t.rt.resource.as_str()) {
+                (CRD_GROUP, CRD_RESOURCE) => crate::admission::admit_crd(obj, previous)?,
+                ("", "secrets") => crate::admission::fold_string_data(obj, &target)?,
+                _ => {}
             }
             return Ok(());
         }
