@@ -2,8 +2,9 @@
 //!
 //! CRDs are checked for the fields that define a resource and get their `Established` and
 //! `NamesAccepted` status here; custom objects are validated against their version's schema at
-//! the single call site [`admit_custom_object`]. A Secret's `stringData` is
-//! folded into `data` ([`fold_string_data`]), as kube-apiserver does.
+//! the single call site [`admit_custom_object`]. Secrets and ConfigMaps get the two rules of
+//! kube-apiserver that change what clients read back: `stringData` is folded into `data`
+//! ([`fold_string_data`]) and `immutable: true` freezes the payload ([`check_immutable`]).
 
 use serde_json::{Value, json};
 
@@ -215,6 +216,58 @@ pub fn fold_string_data(secret: &mut Value, target: &ErrorTarget) -> Result<(), 
     Ok(())
 }
 
+/// The payload fields `immutable: true` freezes, per kind (Secrets' `stringData` is folded into
+/// `data` before this check, so a change made through it shows as a change of `data`).
+pub fn immutable_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "ConfigMap" => &["data", "binaryData"],
+        "Secret" => &["data"],
+        _ => &[],
+    }
+}
+
+/// Rejects an update of an `immutable: true` ConfigMap or Secret that changes its payload or
+/// unsets `immutable`, with one cause per changed field, as kube-apiserver does.
+/// An absent map and an empty one are the same payload.
+pub fn check_immutable(
+    kind: &str,
+    old: &Value,
+    new: &Value,
+    target: &ErrorTarget,
+) -> Result<(), ApiError> {
+    let frozen = immutable_fields(kind);
+    if frozen.is_empty() || old.get("immutable").and_then(Value::as_bool) != Some(true) {
+        return Ok(());
+    }
+    const MESSAGE: &str = "Forbidden: field is immutable when `immutable` is set";
+    let payload = |obj: &Value, field: &str| match obj.get(field) {
+        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+        Some(v) => v.clone(),
+    };
+    let mut causes = Vec::new();
+    if new.get("immutable").and_then(Value::as_bool) != Some(true) {
+        causes.push(FieldCause {
+            field: "immutable".into(),
+            message: MESSAGE.into(),
+        });
+    }
+    for field in frozen {
+        if payload(old, field) != payload(new, field) {
+            causes.push(FieldCause {
+                field: (*field).into(),
+                message: MESSAGE.into(),
+            });
+        }
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        target: target.clone(),
+        causes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +335,77 @@ mod tests {
         let err = fold_string_data(&mut s, &secret_target()).unwrap_err();
         assert_eq!(err.code(), 422);
         assert!(err.to_string().contains("stringData[port]"), "{err}");
+    }
+
+    #[test]
+    fn immutable_payloads_reject_changes_field_by_field() {
+        let t = ErrorTarget::new("", "ConfigMap", "settings");
+        let old = json!({"immutable": true, "data": {"a": "1"}});
+        // (new object, kind, fields expected in the error, why)
+        let cases = [
+            (
+                json!({"immutable": true, "data": {"a": "1"}, "metadata": {"labels": {"x": "y"}}}),
+                "ConfigMap",
+                vec![],
+                "metadata may change",
+            ),
+            (
+                json!({"immutable": true, "data": {"a": "2"}}),
+                "ConfigMap",
+                vec!["data"],
+                "data changed",
+            ),
+            (
+                json!({"immutable": true, "data": {"a": "1"}, "binaryData": {"b": "AA=="}}),
+                "ConfigMap",
+                vec!["binaryData"],
+                "binaryData added",
+            ),
+            (
+                json!({"immutable": false, "data": {"a": "1"}}),
+                "ConfigMap",
+                vec!["immutable"],
+                "immutable unset",
+            ),
+            (
+                json!({"data": {}}),
+                "ConfigMap",
+                vec!["immutable", "data"],
+                "both",
+            ),
+            (
+                json!({"immutable": true, "data": {"a": "2"}}),
+                "Secret",
+                vec!["data"],
+                "a secret's data",
+            ),
+            (
+                json!({"data": {"a": "2"}}),
+                "Namespace",
+                vec![],
+                "other kinds have no immutable payload",
+            ),
+        ];
+        for (new, kind, want, why) in cases {
+            let got: Vec<String> = match check_immutable(kind, &old, &new, &t) {
+                Ok(()) => Vec::new(),
+                Err(ApiError::Invalid { causes, .. }) => {
+                    causes.into_iter().map(|c| c.field).collect()
+                }
+                Err(other) => panic!("{why}: unexpected {other}"),
+            };
+            assert_eq!(got, want, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_mutable_object_may_become_immutable_and_change_in_the_same_write() {
+        let t = ErrorTarget::new("", "ConfigMap", "settings");
+        let old = json!({"data": {"a": "1"}});
+        let new = json!({"immutable": true, "data": {"a": "2"}});
+        check_immutable("ConfigMap", &old, &new, &t).unwrap();
+        let absent = json!({"immutable": true});
+        let empty = json!({"immutable": true, "data": {}});
+        check_immutable("ConfigMap", &absent, &empty, &t).unwrap();
     }
 }

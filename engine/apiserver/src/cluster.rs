@@ -627,6 +627,9 @@ impl Cluster {
                 ("", "secrets") => crate::admission::fold_string_data(obj, &target)?,
                 _ => {}
             }
+            if let Some(old) = previous {
+                crate::admission::check_immutable(&t.rt.kind, old, obj, &target)?;
+            }
             return Ok(());
         }
         crate::admission::admit_custom_object(&t.rt, &t.version, obj, t.strict_fields)

@@ -1,10 +1,10 @@
-//! Secret payloads as kube-apiserver keeps them: `stringData` folded into `data`. Driven by
-//! kube-rs and the real kubectl.
+//! Secret and ConfigMap payloads as kube-apiserver keeps them: `stringData` folded into `data`,
+//! `immutable: true` freezing the payload. Driven by kube-rs and the real kubectl.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -115,4 +115,127 @@ async fn secret_string_data_is_merged_into_data_on_every_write_and_never_returne
             .unwrap();
     assert_eq!(out["data"], json!({"url": "cG9zdGdyZXM6Ly94"}));
     assert!(out.get("stringData").is_none(), "{out}");
+}
+
+fn invalid_fields(e: &kube::Error) -> (u16, Vec<String>) {
+    match e {
+        kube::Error::Api(s) => (
+            s.code,
+            s.details
+                .as_ref()
+                .map(|d| d.causes.iter().map(|c| c.field.clone()).collect())
+                .unwrap_or_default(),
+        ),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn immutable_config_maps_and_secrets_reject_payload_changes_naming_the_field() {
+    let cp = ControlPlane::start("immutable-payloads");
+    let client = cp.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let frozen: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "frozen"},
+        "immutable": true, "data": {"mode": "fast"}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &frozen).await.unwrap();
+
+    // (merge patch, fields named in the 422, why)
+    let cases = [
+        (
+            json!({"data": {"mode": "slow"}}),
+            vec!["data"],
+            "data changed",
+        ),
+        (
+            json!({"binaryData": {"blob": "AA=="}}),
+            vec!["binaryData"],
+            "binaryData added",
+        ),
+        (
+            json!({"immutable": false}),
+            vec!["immutable"],
+            "immutable unset",
+        ),
+        (
+            json!({"immutable": null, "data": null}),
+            vec!["immutable", "data"],
+            "both at once",
+        ),
+    ];
+    for (patch, want, why) in cases {
+        let err = cms
+            .patch("frozen", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            invalid_fields(&err),
+            (422, want.iter().map(|f| (*f).to_owned()).collect()),
+            "{why}"
+        );
+    }
+    let labelled = cms
+        .patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        labelled.data,
+        Some(map(&[("mode", "fast")])),
+        "metadata may still change"
+    );
+
+    let mut sealed = secret("sealed", &[("user", "admin")], &[]);
+    sealed.immutable = Some(true);
+    secrets
+        .create(&PostParams::default(), &sealed)
+        .await
+        .unwrap();
+    let err = secrets
+        .patch(
+            "sealed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"user": "root"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        invalid_fields(&err),
+        (422, vec!["data".to_owned()]),
+        "a change through stringData"
+    );
+    let same = secrets
+        .patch(
+            "sealed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"user": "admin"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        decoded(&same),
+        map(&[("user", "admin")]),
+        "stringData that changes nothing is accepted"
+    );
+
+    // kubectl shows kube-apiserver's message; deletion stays possible.
+    let out = cp.kubectl(&[
+        "patch",
+        "configmap",
+        "frozen",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"mode":"slow"}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("data: Forbidden: field is immutable when `immutable` is set"),
+        "{stderr}"
+    );
+    cp.kubectl_ok(&["delete", "configmap", "frozen"]);
 }
