@@ -4,6 +4,7 @@
 mod bad_requests;
 mod crash;
 mod discovery;
+mod field_selectors;
 mod fixture;
 mod kube_client;
 mod kubectl;

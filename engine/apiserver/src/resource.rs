@@ -56,6 +56,8 @@ pub struct ResourceVersion {
     pub schema: Option<Value>,
     /// The compiled schema custom objects of this version are validated against.
     pub compiled: Option<strata_core::schema::StructuralSchema>,
+    /// A CRD version's `selectableFields`, as field selector labels (`spec.color`).
+    pub selectable_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +101,50 @@ impl ResourceType {
         }
     }
 
+    /// The field selector labels kube-apiserver accepts for this kind in `version`, each with the
+    /// object path it compares: `metadata.name` and `metadata.namespace` everywhere (only the
+    /// name and phase for Namespaces), the per-kind labels of the served built-ins, and a CRD
+    /// version's `selectableFields`.
+    pub fn field_selector_path(&self, version: &str, label: &str) -> Option<String> {
+        let builtin_labels: &[&str] = match (self.builtin, self.group.as_str(), self.kind.as_str())
+        {
+            (true, "", "Namespace") => {
+                return ["metadata.name", "status.phase"]
+                    .contains(&label)
+                    .then(|| label.to_owned());
+            }
+            (true, "", "Secret") => &["type"],
+            (true, "", "Event") => &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            _ => &[],
+        };
+        if label == "metadata.name" || label == "metadata.namespace" {
+            return Some(label.to_owned());
+        }
+        if builtin_labels.contains(&label) {
+            // An Event's `source` label is the reporting component of its source.
+            return Some(if label == "source" {
+                "source.component".to_owned()
+            } else {
+                label.to_owned()
+            });
+        }
+        self.version(version)
+            .filter(|v| v.selectable_fields.iter().any(|f| f == label))
+            .map(|_| label.to_owned())
+    }
+
     /// True when any version serves a `/status` subresource (status changes are isolated).
     pub fn has_status_subresource(&self) -> bool {
         self.versions.iter().any(|v| v.status_subresource)
@@ -128,6 +174,7 @@ impl ResourceType {
                 printer_columns: Vec::new(),
                 schema: None,
                 compiled: None,
+                selectable_fields: Vec::new(),
             }],
             builtin: true,
         }
@@ -174,6 +221,17 @@ impl ResourceType {
                     compiled: v
                         .pointer("/schema/openAPIV3Schema")
                         .and_then(|s| strata_core::schema::StructuralSchema::compile(s).ok()),
+                    selectable_fields: v
+                        .get("selectableFields")
+                        .and_then(Value::as_array)
+                        .map(|fields| {
+                            fields
+                                .iter()
+                                .filter_map(|f| f.get("jsonPath")?.as_str())
+                                .map(|p| p.trim_start_matches('.').to_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
             })
             .collect::<Vec<_>>();
