@@ -553,7 +553,12 @@ impl Cluster {
             name = format!("{prefix}{}", object::name_suffix());
         }
         let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, &name);
-        object::validate_name(&name, t.rt.builtin, &target)?;
+        let rule = match (t.rt.builtin, t.rt.group.as_str(), t.rt.resource.as_str()) {
+            (true, "", "namespaces") => object::NameRule::DnsLabel,
+            (true, _, _) => object::NameRule::DnsSubdomain,
+            (false, _, _) => object::NameRule::PathSegment,
+        };
+        object::validate_name(&name, rule, &target)?;
         m.insert("name".into(), json!(name));
         if t.rt.namespaced {
             m.insert("namespace".into(), json!(t.namespace));
