@@ -3,6 +3,7 @@
 
 mod bad_requests;
 mod crash;
+mod data_dir;
 mod discovery;
 mod field_selectors;
 mod fixture;

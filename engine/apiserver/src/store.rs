@@ -4,6 +4,10 @@
 //! Writes enter through [`Writer`], a dedicated thread that commits whatever is queued as one
 //! transaction with immediate durability (group commit) and only then acknowledges the writers
 //! and hands the committed batch to the caller's publish function, in resource-version order.
+//!
+//! The store holds the admin token, the CA key and every Secret, so the data dir is private to
+//! its owner: the dir is 0700 and the store file 0600, created so and tightened at open when
+//! found looser (on Unix; elsewhere the platform's defaults apply).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -34,6 +38,12 @@ pub enum StoreError {
     #[error("data dir {dir}: cannot create it: {source}")]
     CreateDir {
         dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data dir {dir}: cannot make {file} private to its owner: {source}")]
+    Permissions {
+        dir: PathBuf,
+        file: String,
         source: std::io::Error,
     },
     #[error(
@@ -94,11 +104,23 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`, refusing files that are not a Strata store.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        private::create_dir(dir).map_err(|source| StoreError::CreateDir {
             dir: dir.to_owned(),
             source,
         })?;
+        private::tighten(dir, private::DIR_MODE).map_err(|source| StoreError::Permissions {
+            dir: dir.to_owned(),
+            file: ".".into(),
+            source,
+        })?;
         let path = dir.join(STORE_FILE);
+        private::create_file(&path)
+            .and_then(|()| private::tighten(&path, private::FILE_MODE))
+            .map_err(|source| StoreError::Permissions {
+                dir: dir.to_owned(),
+                file: STORE_FILE.into(),
+                source,
+            })?;
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
@@ -358,6 +380,54 @@ fn run_writer<T>(store: Store, rx: mpsc::Receiver<Pending<T>>, publish: impl Fn(
     }
 }
 
+/// Owner-only files and dirs: created with these modes and tightened when found looser.
+pub mod private {
+    use std::path::Path;
+
+    pub const DIR_MODE: u32 = 0o700;
+    pub const FILE_MODE: u32 = 0o600;
+
+    /// Creates `dir` (and missing parents) accessible to its owner only.
+    pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+        builder.create(dir)
+    }
+
+    /// Creates `path` empty, readable and writable by its owner only, unless it exists.
+    pub fn create_file(path: &Path) -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+        options.open(path).map(drop)
+    }
+
+    /// Removes every permission `path` grants beyond `mode` (group and other access).
+    #[cfg(unix)]
+    pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if current & !mode == 0 {
+            return Ok(());
+        }
+        tracing::warn!(
+            path = %path.display(),
+            from = %format!("{current:o}"),
+            to = %format!("{:o}", current & mode),
+            "tightening permissions: the data dir holds credentials and Secrets"
+        );
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
+    }
+
+    #[cfg(not(unix))]
+    pub fn tighten(_: &Path, _: u32) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +493,16 @@ mod tests {
             err.to_string().contains("not a readable Strata store"),
             "{err}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_and_its_dir_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("modes");
+        let _store = Store::open(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.0), 0o700);
+        assert_eq!(mode(&dir.0.join(STORE_FILE)), 0o600);
     }
 }
