@@ -8,6 +8,10 @@
 //! The store holds the admin token, the CA key and every Secret, so the data dir is private to
 //! its owner: the dir is 0700 and the store file 0600, created so and tightened at open when
 //! found looser (on Unix; elsewhere the platform's defaults apply).
+//!
+//! One server uses a data dir at a time: [`Store::open`] takes an advisory lock on
+//! [`LOCK_FILE`], which records the holder's process id so a second server can say who holds it.
+//! The operating system releases the lock when the process ends, even by `kill -9`.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -23,6 +27,8 @@ const FORMAT: &str = "strata-apiserver/1";
 const RV_KEY: &str = "resource-version";
 const TOKEN_KEY: &str = "token";
 pub const STORE_FILE: &str = "store.redb";
+/// Locked while a server uses the data dir; holds that server's process id.
+pub const LOCK_FILE: &str = "strata.pid";
 
 /// How many watch events are retained for resuming watches, unless configured otherwise.
 pub const DEFAULT_EVENT_HISTORY: u64 = 10_000;
@@ -37,6 +43,13 @@ const MAX_BATCH: usize = 2_000;
 pub enum StoreError {
     #[error("data dir {dir}: cannot create it: {source}")]
     CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data dir {dir} is in use by {}: stop it or choose another data dir", holder(.pid))]
+    InUse { dir: PathBuf, pid: Option<u32> },
+    #[error("data dir {dir}: locking {LOCK_FILE}: {source}")]
+    Lock {
         dir: PathBuf,
         source: std::io::Error,
     },
@@ -73,6 +86,13 @@ pub enum StoreError {
     Corrupt { what: String, detail: String },
 }
 
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_owned(),
+    }
+}
+
 fn db_err<E: Into<redb::Error>>(doing: &'static str) -> impl FnOnce(E) -> StoreError {
     move |e| StoreError::Db {
         doing,
@@ -99,6 +119,8 @@ pub struct Loaded {
 pub struct Store {
     db: Database,
     history: u64,
+    /// Held for as long as the database is open (declared after it, so dropped after it).
+    _lock: std::fs::File,
 }
 
 impl Store {
@@ -113,6 +135,7 @@ impl Store {
             file: ".".into(),
             source,
         })?;
+        let lock = lock_data_dir(dir)?;
         let path = dir.join(STORE_FILE);
         private::create_file(&path)
             .and_then(|()| private::tighten(&path, private::FILE_MODE))
@@ -132,6 +155,7 @@ impl Store {
         let store = Store {
             db,
             history: DEFAULT_EVENT_HISTORY,
+            _lock: lock,
         };
         store.check_format(dir)?;
         Ok(store)
@@ -380,6 +404,42 @@ fn run_writer<T>(store: Store, rx: mpsc::Receiver<Pending<T>>, publish: impl Fn(
     }
 }
 
+/// Takes the data dir's lock and records this process in it, or names the process holding it.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let lock_err = |source| StoreError::Lock {
+        dir: dir.to_owned(),
+        source,
+    };
+    private::create_file(&path).map_err(lock_err)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            // An unreadable or empty file (the holder is between locking and writing) names no
+            // process; the dir is in use all the same.
+            let _ = file.read_to_string(&mut holder);
+            return Err(StoreError::InUse {
+                dir: dir.to_owned(),
+                pid: holder.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.sync_all())
+        .map_err(lock_err)?;
+    Ok(file)
+}
+
 /// Owner-only files and dirs: created with these modes and tightened when found looser.
 pub mod private {
     use std::path::Path;
@@ -495,6 +555,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_store_in_use_is_refused_naming_its_process_until_it_is_closed() {
+        let dir = temp_dir("in-use");
+        let first = Store::open(&dir).unwrap();
+        let err = Store::open(&dir).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("is in use by process {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        Store::open(&dir).unwrap();
+    }
+
     #[cfg(unix)]
     #[test]
     fn the_store_and_its_dir_are_created_owner_only() {
@@ -504,5 +578,6 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir.0), 0o700);
         assert_eq!(mode(&dir.0.join(STORE_FILE)), 0o600);
+        assert_eq!(mode(&dir.0.join(LOCK_FILE)), 0o600);
     }
 }
