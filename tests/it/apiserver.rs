@@ -12,3 +12,4 @@ mod kubectl;
 mod pagination;
 mod payloads;
 mod ssa_lists;
+mod up_logs;
