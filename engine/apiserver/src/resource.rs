@@ -398,6 +398,95 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn field_selector_labels_are_those_kube_apiserver_supports_per_kind() {
+        let builtins = Registry::with_builtins();
+        let builtin = |group: &str, resource: &str| {
+            builtins.get(&GroupResource::new(group, resource)).unwrap()
+        };
+        let crd = ResourceType::from_crd(
+            &json!({"spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "selectableFields": [{"jsonPath": ".spec.color"}]},
+                {"name": "v2", "served": true, "storage": false}]}}),
+        )
+        .unwrap();
+        // (type, version, label, the path compared or None when unsupported, why)
+        let cases: Vec<(ResourceType, &str, &str, Option<&str>, &str)> = vec![
+            (
+                (*builtin("", "configmaps")).clone(),
+                "v1",
+                "metadata.name",
+                Some("metadata.name"),
+                "every kind",
+            ),
+            (
+                (*builtin("", "configmaps")).clone(),
+                "v1",
+                "data.mode",
+                None,
+                "a ConfigMap indexes no data",
+            ),
+            (
+                (*builtin("", "secrets")).clone(),
+                "v1",
+                "type",
+                Some("type"),
+                "a Secret's type",
+            ),
+            (
+                (*builtin("", "namespaces")).clone(),
+                "v1",
+                "status.phase",
+                Some("status.phase"),
+                "a Namespace's phase",
+            ),
+            (
+                (*builtin("", "namespaces")).clone(),
+                "v1",
+                "metadata.namespace",
+                None,
+                "Namespaces have no namespace label",
+            ),
+            (
+                (*builtin("", "events")).clone(),
+                "v1",
+                "source",
+                Some("source.component"),
+                "an Event's source is its component",
+            ),
+            (
+                (*builtin("events.k8s.io", "events")).clone(),
+                "v1",
+                "reason",
+                None,
+                "events.k8s.io has only the defaults",
+            ),
+            (
+                crd.clone(),
+                "v1",
+                "spec.color",
+                Some("spec.color"),
+                "a selectable field of v1",
+            ),
+            (
+                crd.clone(),
+                "v2",
+                "spec.color",
+                None,
+                "selectable fields are per version",
+            ),
+        ];
+        for (rt, version, label, want, why) in cases {
+            assert_eq!(
+                rt.field_selector_path(version, label).as_deref(),
+                want,
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
     fn crd_with_two_served_versions_yields_both_with_storage_flag() {
         let crd = json!({"spec": {"group": "example.com", "scope": "Cluster",
             "names": {"plural": "widgets", "kind": "Widget"},
