@@ -3,9 +3,13 @@
 
 mod bad_requests;
 mod crash;
+mod data_dir;
 mod discovery;
+mod field_selectors;
 mod fixture;
 mod kube_client;
 mod kubectl;
 mod pagination;
+mod payloads;
 mod ssa_lists;
+mod up_logs;

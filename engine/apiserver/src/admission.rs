@@ -2,7 +2,9 @@
 //!
 //! CRDs are checked for the fields that define a resource and get their `Established` and
 //! `NamesAccepted` status here; custom objects are validated against their version's schema at
-//! the single call site [`admit_custom_object`].
+//! the single call site [`admit_custom_object`]. Secrets and ConfigMaps get the two rules of
+//! kube-apiserver that change what clients read back: `stringData` is folded into `data`
+//! ([`fold_string_data`]) and `immutable: true` freezes the payload ([`check_immutable`]).
 
 use serde_json::{Value, json};
 
@@ -164,6 +166,108 @@ pub fn admit_custom_object(
     Ok(())
 }
 
+/// Folds a Secret's `stringData` into `data` (base64), as kube-apiserver's conversion does:
+/// `stringData` wins over `data` for the same key and is never stored or returned.
+pub fn fold_string_data(secret: &mut Value, target: &ErrorTarget) -> Result<(), ApiError> {
+    use base64::Engine;
+    let Value::Object(obj) = secret else {
+        return Ok(());
+    };
+    let Some(string_data) = obj.remove("stringData") else {
+        return Ok(());
+    };
+    let entries = match string_data {
+        Value::Null => return Ok(()),
+        Value::Object(m) => m,
+        other => {
+            return Err(invalid(
+                target,
+                "stringData",
+                &format!("Invalid value: {other}: must be a map of strings"),
+            ));
+        }
+    };
+    let mut encoded = serde_json::Map::new();
+    for (key, value) in entries {
+        let text = match value {
+            Value::String(text) => text,
+            other => {
+                return Err(invalid(
+                    target,
+                    &format!("stringData[{key}]"),
+                    &format!("Invalid value: {other}: must be a string"),
+                ));
+            }
+        };
+        encoded.insert(
+            key,
+            json!(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
+    }
+    if encoded.is_empty() {
+        return Ok(());
+    }
+    match obj.get_mut("data") {
+        Some(Value::Object(data)) => data.extend(encoded),
+        _ => {
+            obj.insert("data".into(), Value::Object(encoded));
+        }
+    }
+    Ok(())
+}
+
+/// The payload fields `immutable: true` freezes, per kind (Secrets' `stringData` is folded into
+/// `data` before this check, so a change made through it shows as a change of `data`).
+pub fn immutable_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "ConfigMap" => &["data", "binaryData"],
+        "Secret" => &["data"],
+        _ => &[],
+    }
+}
+
+/// Rejects an update of an `immutable: true` ConfigMap or Secret that changes its payload or
+/// unsets `immutable`, with one cause per changed field, as kube-apiserver does.
+/// An absent map and an empty one are the same payload.
+pub fn check_immutable(
+    kind: &str,
+    old: &Value,
+    new: &Value,
+    target: &ErrorTarget,
+) -> Result<(), ApiError> {
+    let frozen = immutable_fields(kind);
+    if frozen.is_empty() || old.get("immutable").and_then(Value::as_bool) != Some(true) {
+        return Ok(());
+    }
+    const MESSAGE: &str = "Forbidden: field is immutable when `immutable` is set";
+    let payload = |obj: &Value, field: &str| match obj.get(field) {
+        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+        Some(v) => v.clone(),
+    };
+    let mut causes = Vec::new();
+    if new.get("immutable").and_then(Value::as_bool) != Some(true) {
+        causes.push(FieldCause {
+            field: "immutable".into(),
+            message: MESSAGE.into(),
+        });
+    }
+    for field in frozen {
+        if payload(old, field) != payload(new, field) {
+            causes.push(FieldCause {
+                field: (*field).into(),
+                message: MESSAGE.into(),
+            });
+        }
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        target: target.clone(),
+        causes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +302,110 @@ mod tests {
         let mut again = c.clone();
         admit_crd(&mut again, Some(&c)).unwrap();
         assert_eq!(again["status"], c["status"]);
+    }
+
+    fn secret_target() -> ErrorTarget {
+        ErrorTarget::new("", "Secret", "db")
+    }
+
+    #[test]
+    fn string_data_is_encoded_into_data_and_wins_over_data_for_the_same_key() {
+        let mut s = json!({"data": {"user": "b2xk", "keep": "a2VlcA=="},
+            "stringData": {"user": "admin", "password": "s3cr3t"}});
+        fold_string_data(&mut s, &secret_target()).unwrap();
+        assert_eq!(
+            s,
+            json!({"data": {"user": "YWRtaW4=", "keep": "a2VlcA==", "password": "czNjcjN0"}})
+        );
+    }
+
+    #[test]
+    fn a_secret_with_only_string_data_gets_data_and_a_null_string_data_is_dropped() {
+        let mut s = json!({"stringData": {"k": "v"}});
+        fold_string_data(&mut s, &secret_target()).unwrap();
+        assert_eq!(s, json!({"data": {"k": "dg=="}}));
+        let mut n = json!({"stringData": null, "data": {"k": "dg=="}});
+        fold_string_data(&mut n, &secret_target()).unwrap();
+        assert_eq!(n, json!({"data": {"k": "dg=="}}));
+    }
+
+    #[test]
+    fn a_string_data_value_that_is_not_a_string_is_invalid_naming_its_key() {
+        let mut s = json!({"stringData": {"port": 5432}});
+        let err = fold_string_data(&mut s, &secret_target()).unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert!(err.to_string().contains("stringData[port]"), "{err}");
+    }
+
+    #[test]
+    fn immutable_payloads_reject_changes_field_by_field() {
+        let t = ErrorTarget::new("", "ConfigMap", "settings");
+        let old = json!({"immutable": true, "data": {"a": "1"}});
+        // (new object, kind, fields expected in the error, why)
+        let cases = [
+            (
+                json!({"immutable": true, "data": {"a": "1"}, "metadata": {"labels": {"x": "y"}}}),
+                "ConfigMap",
+                vec![],
+                "metadata may change",
+            ),
+            (
+                json!({"immutable": true, "data": {"a": "2"}}),
+                "ConfigMap",
+                vec!["data"],
+                "data changed",
+            ),
+            (
+                json!({"immutable": true, "data": {"a": "1"}, "binaryData": {"b": "AA=="}}),
+                "ConfigMap",
+                vec!["binaryData"],
+                "binaryData added",
+            ),
+            (
+                json!({"immutable": false, "data": {"a": "1"}}),
+                "ConfigMap",
+                vec!["immutable"],
+                "immutable unset",
+            ),
+            (
+                json!({"data": {}}),
+                "ConfigMap",
+                vec!["immutable", "data"],
+                "both",
+            ),
+            (
+                json!({"immutable": true, "data": {"a": "2"}}),
+                "Secret",
+                vec!["data"],
+                "a secret's data",
+            ),
+            (
+                json!({"data": {"a": "2"}}),
+                "Namespace",
+                vec![],
+                "other kinds have no immutable payload",
+            ),
+        ];
+        for (new, kind, want, why) in cases {
+            let got: Vec<String> = match check_immutable(kind, &old, &new, &t) {
+                Ok(()) => Vec::new(),
+                Err(ApiError::Invalid { causes, .. }) => {
+                    causes.into_iter().map(|c| c.field).collect()
+                }
+                Err(other) => panic!("{why}: unexpected {other}"),
+            };
+            assert_eq!(got, want, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_mutable_object_may_become_immutable_and_change_in_the_same_write() {
+        let t = ErrorTarget::new("", "ConfigMap", "settings");
+        let old = json!({"data": {"a": "1"}});
+        let new = json!({"immutable": true, "data": {"a": "2"}});
+        check_immutable("ConfigMap", &old, &new, &t).unwrap();
+        let absent = json!({"immutable": true});
+        let empty = json!({"immutable": true, "data": {}});
+        check_immutable("ConfigMap", &absent, &empty, &t).unwrap();
     }
 }

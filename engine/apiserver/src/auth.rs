@@ -43,21 +43,14 @@ pub fn write_kubeconfig(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // Written beside the target and renamed over it, so a reader never sees half a file; the
+    // temporary file is owner-only from its creation, as is what it replaces.
     let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    crate::store::private::create_file(&tmp)?;
+    crate::store::private::tighten(&tmp, crate::store::private::FILE_MODE)?;
     std::fs::write(&tmp, text)?;
-    restrict_permissions(&tmp)?;
     std::fs::rename(&tmp, path)
-}
-
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

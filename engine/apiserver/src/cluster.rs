@@ -553,7 +553,12 @@ impl Cluster {
             name = format!("{prefix}{}", object::name_suffix());
         }
         let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, &name);
-        object::validate_name(&name, t.rt.builtin, &target)?;
+        let rule = match (t.rt.builtin, t.rt.group.as_str(), t.rt.resource.as_str()) {
+            (true, "", "namespaces") => object::NameRule::DnsLabel,
+            (true, _, _) => object::NameRule::DnsSubdomain,
+            (false, _, _) => object::NameRule::PathSegment,
+        };
+        object::validate_name(&name, rule, &target)?;
         m.insert("name".into(), json!(name));
         if t.rt.namespaced {
             m.insert("namespace".into(), json!(t.namespace));
@@ -621,8 +626,14 @@ impl Cluster {
 
     fn admit(&self, t: &Target, previous: Option<&Value>, obj: &mut Value) -> ApiResult<()> {
         if t.rt.builtin {
-            if t.rt.group == CRD_GROUP && t.rt.resource == CRD_RESOURCE {
-                crate::admission::admit_crd(obj, previous)?;
+            let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, object::name(obj));
+            match (t.rt.group.as_str(), t.rt.resource.as_str()) {
+                (CRD_GROUP, CRD_RESOURCE) => crate::admission::admit_crd(obj, previous)?,
+                ("", "secrets") => crate::admission::fold_string_data(obj, &target)?,
+                _ => {}
+            }
+            if let Some(old) = previous {
+                crate::admission::check_immutable(&t.rt.kind, old, obj, &target)?;
             }
             return Ok(());
         }

@@ -381,7 +381,10 @@ async fn resource_request(
     match p {
         ApiPath::Collection { .. } => {
             let all_namespaces = t.rt.namespaced && ns.is_none();
-            let selector = Selector::parse(query.get("labelSelector"), query.get("fieldSelector"))?;
+            let selector = Selector::parse(query.get("labelSelector"), query.get("fieldSelector"))?
+                .resolve_fields(&t.rt.kind, |label| {
+                    t.rt.field_selector_path(&t.version, label)
+                })?;
             match *method {
                 Method::GET if query.flag("watch") => {
                     watch(app, t, all_namespaces, selector, query, accept)

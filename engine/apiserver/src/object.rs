@@ -109,13 +109,19 @@ pub fn owner_uids(obj: &Value) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
-/// Checks a name as kube-apiserver does: DNS subdomain for built-ins, a path segment for custom
-/// resources.
-pub fn validate_name(
-    name: &str,
-    dns_subdomain: bool,
-    target: &ErrorTarget,
-) -> Result<(), ApiError> {
+/// Which rule a kind's object names follow in kube-apiserver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// Custom resources: anything usable as a path segment.
+    PathSegment,
+    /// Most built-in kinds: a lowercase RFC 1123 subdomain (at most 253 characters).
+    DnsSubdomain,
+    /// Namespaces: a lowercase RFC 1123 label (at most 63 characters, no dots).
+    DnsLabel,
+}
+
+/// Checks a name as kube-apiserver does for a kind following `rule`.
+pub fn validate_name(name: &str, rule: NameRule, target: &ErrorTarget) -> Result<(), ApiError> {
     let invalid = |message: String| ApiError::Invalid {
         target: target.clone(),
         causes: vec![FieldCause {
@@ -133,16 +139,32 @@ pub fn validate_name(
             "Invalid value: \"{name}\": may not contain '/' or '%' and may not be '.' or '..'"
         )));
     }
-    if dns_subdomain {
-        let ok_chars = name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-        let ok_ends = name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-        if !ok_chars || !ok_ends || name.len() > 253 {
-            return Err(invalid(format!(
-                "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-            )));
+    let ok_ends = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let lower_alnum_or = |extra: &[char]| {
+        name.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(&c))
+    };
+    match rule {
+        NameRule::PathSegment => {}
+        NameRule::DnsSubdomain => {
+            if !lower_alnum_or(&['-', '.']) || !ok_ends || name.len() > 253 {
+                return Err(invalid(format!(
+                    "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                )));
+            }
+        }
+        NameRule::DnsLabel => {
+            if name.len() > 63 {
+                return Err(invalid(format!(
+                    "Invalid value: \"{name}\": must be no more than 63 characters"
+                )));
+            }
+            if !lower_alnum_or(&['-']) || !ok_ends {
+                return Err(invalid(format!(
+                    "Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+                )));
+            }
         }
     }
     Ok(())
@@ -155,9 +177,36 @@ mod tests {
     #[test]
     fn uppercase_names_are_invalid_for_built_ins_but_allowed_for_custom_resources() {
         let t = ErrorTarget::new("", "ConfigMap", "Bad");
-        assert!(validate_name("Bad", true, &t).is_err());
-        assert!(validate_name("Bad", false, &t).is_ok());
-        assert!(validate_name("a/b", false, &t).is_err());
+        assert!(validate_name("Bad", NameRule::DnsSubdomain, &t).is_err());
+        assert!(validate_name("Bad", NameRule::PathSegment, &t).is_ok());
+        assert!(validate_name("a/b", NameRule::PathSegment, &t).is_err());
+    }
+
+    #[test]
+    fn namespace_names_are_dns_labels_without_dots_and_at_most_63_characters() {
+        let t = ErrorTarget::new("", "Namespace", "x");
+        let (at_limit, over_limit) = ("a".repeat(63), "a".repeat(64));
+        // (name, valid as a label, why)
+        let cases = [
+            ("team-a", true, "letters, digits and dashes"),
+            (
+                "a.b",
+                false,
+                "a dot is allowed in a subdomain, not in a label",
+            ),
+            (at_limit.as_str(), true, "63 characters is the limit"),
+            (over_limit.as_str(), false, "64 characters is one too many"),
+            ("-a", false, "must start with an alphanumeric character"),
+            ("A", false, "lowercase only"),
+        ];
+        for (name, valid, why) in cases {
+            assert_eq!(
+                validate_name(name, NameRule::DnsLabel, &t).is_ok(),
+                valid,
+                "{why}: {name}"
+            );
+        }
+        assert!(validate_name("a.b", NameRule::DnsSubdomain, &t).is_ok());
     }
 
     #[test]

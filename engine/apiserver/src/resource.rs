@@ -56,6 +56,8 @@ pub struct ResourceVersion {
     pub schema: Option<Value>,
     /// The compiled schema custom objects of this version are validated against.
     pub compiled: Option<strata_core::schema::StructuralSchema>,
+    /// A CRD version's `selectableFields`, as field selector labels (`spec.color`).
+    pub selectable_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +101,50 @@ impl ResourceType {
         }
     }
 
+    /// The field selector labels kube-apiserver accepts for this kind in `version`, each with the
+    /// object path it compares: `metadata.name` and `metadata.namespace` everywhere (only the
+    /// name and phase for Namespaces), the per-kind labels of the served built-ins, and a CRD
+    /// version's `selectableFields`.
+    pub fn field_selector_path(&self, version: &str, label: &str) -> Option<String> {
+        let builtin_labels: &[&str] = match (self.builtin, self.group.as_str(), self.kind.as_str())
+        {
+            (true, "", "Namespace") => {
+                return ["metadata.name", "status.phase"]
+                    .contains(&label)
+                    .then(|| label.to_owned());
+            }
+            (true, "", "Secret") => &["type"],
+            (true, "", "Event") => &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            _ => &[],
+        };
+        if label == "metadata.name" || label == "metadata.namespace" {
+            return Some(label.to_owned());
+        }
+        if builtin_labels.contains(&label) {
+            // An Event's `source` label is the reporting component of its source.
+            return Some(if label == "source" {
+                "source.component".to_owned()
+            } else {
+                label.to_owned()
+            });
+        }
+        self.version(version)
+            .filter(|v| v.selectable_fields.iter().any(|f| f == label))
+            .map(|_| label.to_owned())
+    }
+
     /// True when any version serves a `/status` subresource (status changes are isolated).
     pub fn has_status_subresource(&self) -> bool {
         self.versions.iter().any(|v| v.status_subresource)
@@ -128,6 +174,7 @@ impl ResourceType {
                 printer_columns: Vec::new(),
                 schema: None,
                 compiled: None,
+                selectable_fields: Vec::new(),
             }],
             builtin: true,
         }
@@ -174,6 +221,17 @@ impl ResourceType {
                     compiled: v
                         .pointer("/schema/openAPIV3Schema")
                         .and_then(|s| strata_core::schema::StructuralSchema::compile(s).ok()),
+                    selectable_fields: v
+                        .get("selectableFields")
+                        .and_then(Value::as_array)
+                        .map(|fields| {
+                            fields
+                                .iter()
+                                .filter_map(|f| f.get("jsonPath")?.as_str())
+                                .map(|p| p.trim_start_matches('.').to_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
             })
             .collect::<Vec<_>>();
@@ -338,6 +396,95 @@ fn version_priority(v: &str) -> (u8, u64, u64) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn field_selector_labels_are_those_kube_apiserver_supports_per_kind() {
+        let builtins = Registry::with_builtins();
+        let builtin = |group: &str, resource: &str| {
+            builtins.get(&GroupResource::new(group, resource)).unwrap()
+        };
+        let crd = ResourceType::from_crd(
+            &json!({"spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "selectableFields": [{"jsonPath": ".spec.color"}]},
+                {"name": "v2", "served": true, "storage": false}]}}),
+        )
+        .unwrap();
+        // (type, version, label, the path compared or None when unsupported, why)
+        let cases: Vec<(ResourceType, &str, &str, Option<&str>, &str)> = vec![
+            (
+                (*builtin("", "configmaps")).clone(),
+                "v1",
+                "metadata.name",
+                Some("metadata.name"),
+                "every kind",
+            ),
+            (
+                (*builtin("", "configmaps")).clone(),
+                "v1",
+                "data.mode",
+                None,
+                "a ConfigMap indexes no data",
+            ),
+            (
+                (*builtin("", "secrets")).clone(),
+                "v1",
+                "type",
+                Some("type"),
+                "a Secret's type",
+            ),
+            (
+                (*builtin("", "namespaces")).clone(),
+                "v1",
+                "status.phase",
+                Some("status.phase"),
+                "a Namespace's phase",
+            ),
+            (
+                (*builtin("", "namespaces")).clone(),
+                "v1",
+                "metadata.namespace",
+                None,
+                "Namespaces have no namespace label",
+            ),
+            (
+                (*builtin("", "events")).clone(),
+                "v1",
+                "source",
+                Some("source.component"),
+                "an Event's source is its component",
+            ),
+            (
+                (*builtin("events.k8s.io", "events")).clone(),
+                "v1",
+                "reason",
+                None,
+                "events.k8s.io has only the defaults",
+            ),
+            (
+                crd.clone(),
+                "v1",
+                "spec.color",
+                Some("spec.color"),
+                "a selectable field of v1",
+            ),
+            (
+                crd.clone(),
+                "v2",
+                "spec.color",
+                None,
+                "selectable fields are per version",
+            ),
+        ];
+        for (rt, version, label, want, why) in cases {
+            assert_eq!(
+                rt.field_selector_path(version, label).as_deref(),
+                want,
+                "{why}"
+            );
+        }
+    }
 
     #[test]
     fn crd_with_two_served_versions_yields_both_with_storage_flag() {

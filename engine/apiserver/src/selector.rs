@@ -149,6 +149,27 @@ impl Selector {
         Ok(Selector { labels, fields })
     }
 
+    /// Checks every field requirement against the labels this kind supports and rewrites each to
+    /// the object path it compares (`path_of` answers `None` for an unsupported label). An
+    /// unsupported label is a 400 naming it, as kube-apiserver answers; it is never ignored.
+    pub fn resolve_fields(
+        mut self,
+        kind: &str,
+        path_of: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ApiError> {
+        for requirement in &mut self.fields {
+            let (FieldRequirement::Equals(label, _) | FieldRequirement::NotEquals(label, _)) =
+                requirement;
+            let path = path_of(label).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "field label not supported: {label} (not a field selector of {kind})"
+                ))
+            })?;
+            *label = path;
+        }
+        Ok(self)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()
     }
@@ -222,5 +243,30 @@ mod tests {
                 .unwrap()
                 .matches(&obj)
         );
+    }
+
+    #[test]
+    fn an_unsupported_field_label_is_a_bad_request_naming_it() {
+        let path_of = |l: &str| (l == "metadata.name").then(|| l.to_owned());
+        let err = Selector::parse(None, Some("metadata.name=a,spec.size=3"))
+            .unwrap()
+            .resolve_fields("Widget", path_of)
+            .unwrap_err();
+        assert_eq!(err.code(), 400);
+        assert!(err.to_string().contains("spec.size"), "{err}");
+        let ok = Selector::parse(None, Some("metadata.name=a"))
+            .unwrap()
+            .resolve_fields("Widget", path_of);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn a_label_resolves_to_the_path_it_compares() {
+        let obj = json!({"metadata": {"name": "e"}, "source": {"component": "kubelet"}});
+        let sel = Selector::parse(None, Some("source=kubelet"))
+            .unwrap()
+            .resolve_fields("Event", |_| Some("source.component".into()))
+            .unwrap();
+        assert!(sel.matches(&obj));
     }
 }

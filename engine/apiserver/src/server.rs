@@ -183,6 +183,8 @@ impl Server {
             let _ = tx.send(());
         }
         self.gc.abort();
+        // Wait for the aborted collector to drop its handle on the cluster (and so the store).
+        let _ = (&mut self.gc).await;
         let serve = &mut self.serve;
         if tokio::time::timeout(std::time::Duration::from_secs(5), serve)
             .await

@@ -4,6 +4,14 @@
 //! Writes enter through [`Writer`], a dedicated thread that commits whatever is queued as one
 //! transaction with immediate durability (group commit) and only then acknowledges the writers
 //! and hands the committed batch to the caller's publish function, in resource-version order.
+//!
+//! The store holds the admin token, the CA key and every Secret, so the data dir is private to
+//! its owner: the dir is 0700 and the store file 0600, created so and tightened at open when
+//! found looser (on Unix; elsewhere the platform's defaults apply).
+//!
+//! One server uses a data dir at a time: [`Store::open`] takes an advisory lock on
+//! [`LOCK_FILE`], which records the holder's process id so a second server can say who holds it.
+//! The operating system releases the lock when the process ends, even by `kill -9`.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -19,6 +27,8 @@ const FORMAT: &str = "strata-apiserver/1";
 const RV_KEY: &str = "resource-version";
 const TOKEN_KEY: &str = "token";
 pub const STORE_FILE: &str = "store.redb";
+/// Locked while a server uses the data dir; holds that server's process id.
+pub const LOCK_FILE: &str = "strata.pid";
 
 /// How many watch events are retained for resuming watches, unless configured otherwise.
 pub const DEFAULT_EVENT_HISTORY: u64 = 10_000;
@@ -34,6 +44,19 @@ pub enum StoreError {
     #[error("data dir {dir}: cannot create it: {source}")]
     CreateDir {
         dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data dir {dir} is in use by {}: stop it or choose another data dir", holder(.pid))]
+    InUse { dir: PathBuf, pid: Option<u32> },
+    #[error("data dir {dir}: locking {LOCK_FILE}: {source}")]
+    Lock {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data dir {dir}: cannot make {file} private to its owner: {source}")]
+    Permissions {
+        dir: PathBuf,
+        file: String,
         source: std::io::Error,
     },
     #[error(
@@ -63,6 +86,13 @@ pub enum StoreError {
     Corrupt { what: String, detail: String },
 }
 
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_owned(),
+    }
+}
+
 fn db_err<E: Into<redb::Error>>(doing: &'static str) -> impl FnOnce(E) -> StoreError {
     move |e| StoreError::Db {
         doing,
@@ -89,16 +119,31 @@ pub struct Loaded {
 pub struct Store {
     db: Database,
     history: u64,
+    /// Held for as long as the database is open (declared after it, so dropped after it).
+    _lock: std::fs::File,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`, refusing files that are not a Strata store.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        private::create_dir(dir).map_err(|source| StoreError::CreateDir {
             dir: dir.to_owned(),
             source,
         })?;
+        private::tighten(dir, private::DIR_MODE).map_err(|source| StoreError::Permissions {
+            dir: dir.to_owned(),
+            file: ".".into(),
+            source,
+        })?;
+        let lock = lock_data_dir(dir)?;
         let path = dir.join(STORE_FILE);
+        private::create_file(&path)
+            .and_then(|()| private::tighten(&path, private::FILE_MODE))
+            .map_err(|source| StoreError::Permissions {
+                dir: dir.to_owned(),
+                file: STORE_FILE.into(),
+                source,
+            })?;
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
@@ -110,6 +155,7 @@ impl Store {
         let store = Store {
             db,
             history: DEFAULT_EVENT_HISTORY,
+            _lock: lock,
         };
         store.check_format(dir)?;
         Ok(store)
@@ -358,6 +404,90 @@ fn run_writer<T>(store: Store, rx: mpsc::Receiver<Pending<T>>, publish: impl Fn(
     }
 }
 
+/// Takes the data dir's lock and records this process in it, or names the process holding it.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let lock_err = |source| StoreError::Lock {
+        dir: dir.to_owned(),
+        source,
+    };
+    private::create_file(&path).map_err(lock_err)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            // An unreadable or empty file (the holder is between locking and writing) names no
+            // process; the dir is in use all the same.
+            let _ = file.read_to_string(&mut holder);
+            return Err(StoreError::InUse {
+                dir: dir.to_owned(),
+                pid: holder.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.sync_all())
+        .map_err(lock_err)?;
+    Ok(file)
+}
+
+/// Owner-only files and dirs: created with these modes and tightened when found looser.
+pub mod private {
+    use std::path::Path;
+
+    pub const DIR_MODE: u32 = 0o700;
+    pub const FILE_MODE: u32 = 0o600;
+
+    /// Creates `dir` (and missing parents) accessible to its owner only.
+    pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+        builder.create(dir)
+    }
+
+    /// Creates `path` empty, readable and writable by its owner only, unless it exists.
+    pub fn create_file(path: &Path) -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+        options.open(path).map(drop)
+    }
+
+    /// Removes every permission `path` grants beyond `mode` (group and other access).
+    #[cfg(unix)]
+    pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if current & !mode == 0 {
+            return Ok(());
+        }
+        tracing::warn!(
+            path = %path.display(),
+            from = %format!("{current:o}"),
+            to = %format!("{:o}", current & mode),
+            "tightening permissions: the data dir holds credentials and Secrets"
+        );
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
+    }
+
+    #[cfg(not(unix))]
+    pub fn tighten(_: &Path, _: u32) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +553,31 @@ mod tests {
             err.to_string().contains("not a readable Strata store"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_store_in_use_is_refused_naming_its_process_until_it_is_closed() {
+        let dir = temp_dir("in-use");
+        let first = Store::open(&dir).unwrap();
+        let err = Store::open(&dir).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("is in use by process {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        Store::open(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_and_its_dir_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("modes");
+        let _store = Store::open(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.0), 0o700);
+        assert_eq!(mode(&dir.0.join(STORE_FILE)), 0o600);
+        assert_eq!(mode(&dir.0.join(LOCK_FILE)), 0o600);
     }
 }

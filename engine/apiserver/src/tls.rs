@@ -38,6 +38,14 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+/// Makes ring the process-wide rustls provider, for every TLS client in the process (kube-rs,
+/// cloud SDKs). rustls cannot pick one by itself once a dependency also enables aws-lc-rs, and
+/// then panics at the first client; ring is the workspace's choice. Idempotent.
+pub fn install_default_crypto_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn cert_err(doing: &'static str) -> impl FnOnce(rcgen::Error) -> TlsError {
     move |source| TlsError::Certificate { doing, source }
 }

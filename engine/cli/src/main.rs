@@ -51,6 +51,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    strata_apiserver::tls::install_default_crypto_provider();
     let result = match cli.command {
         Command::Render(args) => render::run(args),
         Command::Validate(args) => validate::run(args),

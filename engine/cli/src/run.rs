@@ -70,7 +70,9 @@ fn identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-fn init_logging(format: LogFormat) {
+/// Installs the log subscriber `strata run` and `strata up` share: `RUST_LOG` filters (default
+/// `info`), `format` shapes each line, everything goes to stderr.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -1,4 +1,7 @@
 //! `strata up`: run the embedded, Kubernetes-compatible control plane until Ctrl-C or SIGTERM.
+//!
+//! It logs as `strata run` does (`RUST_LOG`, `--log-format text|json`, on stderr), so the
+//! controllers' warnings and errors are visible; the start-up lines on stdout stay for people.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,9 +23,13 @@ pub struct UpArgs {
     /// Serve the API only, without Strata's controllers.
     #[arg(long)]
     pub no_controllers: bool,
+    /// Log format (filtered by RUST_LOG, default `info`).
+    #[arg(long, value_enum, default_value_t = crate::run::LogFormat::Text)]
+    pub log_format: crate::run::LogFormat,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    crate::run::init_logging(args.log_format);
     let mut config = ServerConfig::new(args.data_dir.clone(), args.listen);
     config.kubeconfig = args.kubeconfig;
     let server = Server::start(config)

@@ -130,3 +130,31 @@ async fn bad_requests_get_status_bodies_and_the_server_stays_up() {
     let (code, _) = send(&client, "GET", cms, "application/json", Vec::new()).await;
     assert_eq!(code, 200, "the server is still up");
 }
+
+#[test]
+fn namespace_names_are_dns_labels_like_kube_apiserver_checks_them() {
+    let cp = ControlPlane::start("ns-names");
+    let (at_limit, over_limit) = ("a".repeat(63), "a".repeat(64));
+    // (name, accepted, why)
+    let cases = [
+        ("a.b", false, "a dot makes a subdomain, not a label"),
+        (
+            over_limit.as_str(),
+            false,
+            "64 characters is one over the limit",
+        ),
+        (at_limit.as_str(), true, "63 characters is the limit"),
+        ("team-a", true, "an ordinary name"),
+    ];
+    for (name, accepted, why) in cases {
+        let out = cp.kubectl(&["create", "namespace", name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), accepted, "{why}: {stderr}");
+        if !accepted {
+            assert!(
+                stderr.contains("is invalid: metadata.name"),
+                "{why}: a 422 naming the field: {stderr}"
+            );
+        }
+    }
+}

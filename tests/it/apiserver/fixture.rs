@@ -87,6 +87,7 @@ impl Drop for ControlPlane {
 }
 
 pub async fn client_for(kubeconfig: &Path) -> kube::Client {
+    strata_apiserver::tls::install_default_crypto_provider();
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
     let config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())

@@ -1,0 +1,110 @@
+//! The data dir is private to its owner and used by one server at a time.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use strata_apiserver::{Server, ServerConfig};
+
+use super::fixture::{ChildGuard, temp_dir};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Starts a server on a data dir a server of this process just shut down: its store closes once
+/// the store writer thread has finished, a moment after `shutdown` returns.
+async fn restart(config: &ServerConfig) -> Server {
+    for _ in 0..100 {
+        match Server::start(config.clone()).await {
+            Ok(server) => return server,
+            Err(e) if e.to_string().contains("in use") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("restarting: {e}"),
+        }
+    }
+    panic!("the data dir was not released after shutdown");
+}
+
+#[tokio::test]
+async fn the_data_dir_store_and_kubeconfig_are_owner_only_and_looser_modes_are_fixed_at_start() {
+    let dir = temp_dir("private-data-dir");
+    let config = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse().unwrap());
+    let server = Server::start(config.clone()).await.unwrap();
+    let kubeconfig = server.kubeconfig_path().to_owned();
+    assert_eq!(mode(&dir), 0o700, "a new data dir");
+    assert_eq!(mode(&dir.join("store.redb")), 0o600, "a new store");
+    assert_eq!(mode(&kubeconfig), 0o600, "the kubeconfig");
+    server.shutdown().await;
+
+    // Found world-readable (as earlier versions left them): tightened at the next start.
+    set_mode(&dir, 0o755);
+    set_mode(&dir.join("store.redb"), 0o644);
+    set_mode(&kubeconfig, 0o644);
+    let server = restart(&config).await;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("store.redb")), 0o600);
+    assert_eq!(mode(&kubeconfig), 0o600);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn up(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.args([
+        "up",
+        "--no-controllers",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(dir);
+    cmd
+}
+
+/// Starts `strata up` on `dir` and waits until it has written its kubeconfig.
+fn started(dir: &Path) -> ChildGuard {
+    let kubeconfig = dir.join("kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let child = ChildGuard(
+        up(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if kubeconfig.exists() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("strata up did not start on {}", dir.display());
+}
+
+#[test]
+fn a_second_strata_up_on_a_data_dir_in_use_names_the_process_using_it() {
+    let dir = temp_dir("in-use");
+    let first = started(&dir);
+
+    let second = up(&dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("is in use by process {}", first.0.id())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("corrupt"), "{stderr}");
+
+    // The lock goes with the process, even one killed by SIGKILL.
+    drop(first);
+    let mut again = started(&dir);
+    again.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
