@@ -13,8 +13,13 @@ COPY . .
 RUN cargo build --release --locked --bin strata \
     && cp target/release/strata /strata
 
-# The runtime: the distroless base with glibc, libgcc and CA certificates; user nonroot 65532.
-FROM gcr.io/distroless/cc-debian12:nonroot
+# The runtime: Debian 12 slim (the builder's glibc) with CA certificates; user nonroot 65532.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 65532 nonroot \
+    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /home/nonroot nonroot
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="strata" \
       org.opencontainers.image.description="Strata: a composition engine for cloud infrastructure on Kubernetes" \
