@@ -9,5 +9,6 @@ mod crds;
 mod examples;
 mod functions;
 mod golden;
+mod image;
 mod support;
 mod validate;
