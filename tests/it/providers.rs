@@ -813,6 +813,7 @@ mod runtime {
             )
             .await
             .unwrap();
+            strata_controllers::install_crypto_provider();
             kube::Client::try_from(config).unwrap()
         }
     }

@@ -48,6 +48,7 @@ async fn client(server: &Server) -> kube::Client {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("kubeconfig");
+    strata_apiserver::tls::install_default_crypto_provider();
     kube::Client::try_from(config).expect("client")
 }
 

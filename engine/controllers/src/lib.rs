@@ -232,9 +232,21 @@ async fn install_crds(client: &Client, crds: Vec<CustomResourceDefinition>) -> R
     Ok(())
 }
 
+/// Selects ring as the process's TLS crypto provider, once; later calls do nothing.
+///
+/// Two rustls providers are linked into Strata (ring, which every TLS path here uses, and
+/// aws-lc-rs, which the function SDK's gRPC stack brings), and rustls then cannot pick a process
+/// default by itself; kube-rs builds its client TLS from that default. Every process that makes a
+/// kube client calls this first ([`client`] does). The API server has its own
+/// (`strata_apiserver::tls`), as the controllers do not link it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A client from a kubeconfig file, or inferred (`KUBECONFIG`, `~/.kube/config`, in-cluster)
 /// when `kubeconfig` is `None`.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
+    install_crypto_provider();
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {

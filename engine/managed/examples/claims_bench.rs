@@ -185,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         &kube::config::KubeConfigOptions::default(),
     )
     .await?;
+    strata_controllers::install_crypto_provider();
     let client = kube::Client::try_from(config)?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -120,6 +120,7 @@ async fn bad_requests_get_status_bodies_and_the_server_stays_up() {
             .await
             .unwrap();
     config.auth_info.token = Some("wrong".to_owned().into());
+    strata_apiserver::tls::install_default_crypto_provider();
     let intruder = kube::Client::try_from(config).unwrap();
     let (code, status) = send(&intruder, "GET", cms, "application/json", Vec::new()).await;
     assert_eq!(
