@@ -564,12 +564,19 @@ fn waiting_for(
     index: usize,
     observed: &ObservedResources,
 ) -> Option<String> {
-    let waiting: Vec<String> = comp
+    // Several edges may lead to one dependency (`dependsOn` and patches reading it): name it once.
+    let mut deps: Vec<usize> = comp
         .graph
         .dependencies(index)
         .into_iter()
         .filter(|(_, kind)| kind.gates_creation())
-        .filter_map(|(dep, _)| {
+        .map(|(dep, _)| dep)
+        .collect();
+    deps.sort_unstable();
+    deps.dedup();
+    let waiting: Vec<String> = deps
+        .into_iter()
+        .filter_map(|dep| {
             let template = &comp.resources[dep];
             match observed.get(&template.name) {
                 None => Some(format!("`{}` (does not exist yet)", template.name)),
