@@ -245,3 +245,30 @@ fn a_sequencer_orders_function_output_in_render_and_graph() {
          withheld by this render:\n  app-1 waits for db\n  app-2 waits for db\n"
     );
 }
+
+#[test]
+fn the_environment_configs_step_selects_what_a_remote_function_reads_from_the_context() {
+    let pythonic = emulators::Emulator::function_pythonic();
+    let scratch = Scratch::new("environment");
+    let functions = functions_file(&scratch.0, pythonic.address());
+    let out = strata(
+        &[
+            "render",
+            "xr.yaml",
+            "environment.yaml",
+            functions.to_str().unwrap(),
+            "--environment",
+            "environment-configs.yaml",
+        ],
+        &fixtures(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&out.stdout);
+    let app = by_resource_name(&docs, "app").expect("function-pythonic's resource");
+    // Merging both configs in order would give `development`: the step selects `prod` only.
+    assert_eq!(app["data"]["tier"], "production", "{docs:#?}");
+}

@@ -17,7 +17,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 use strata_core::connection::ConnectionDetails;
 use strata_core::load;
-use strata_core::pipeline::{Observed, Pipeline};
+use strata_core::model::EnvironmentSpec;
+use strata_core::pipeline::{NativeFunction, Observed, Pipeline};
 use strata_functions::run::{
     PipelineError, PipelineInputs, PipelineRun, StaticResources, run_pipeline,
 };
@@ -177,12 +178,20 @@ fn run(
 ) -> Result<Executed> {
     let object = render::single_object(&args.composite)?;
     let prepared = render::prepare_inputs(args, object, &pipeline.composite_type)?;
-    // The environment: plain objects, then every EnvironmentConfig given, in order (the
-    // environment-configs step's selection is applied by the native render path only, yet).
+    // The environment: what function-environment-configs steps select from the configs given
+    // (all of them, in order, when nothing selects), on top of their default data.
+    let selection = environment_selection(pipeline)?;
     let environment = match &prepared.environment {
-        Some(input) => render::resolve_environment(input, &prepared.composite, None)
+        Some(input) => render::resolve_environment(input, &prepared.composite, selection.as_ref())
             .map_err(|e| anyhow::anyhow!("environment: {e}"))?,
         None => None,
+    };
+    let environment = match (selection.and_then(|s| s.default_data), environment) {
+        (Some(d), Some(e)) => Some(
+            strata_core::patch::merge(Some(d), e, false, false)
+                .map_err(|m| anyhow::anyhow!("environment: {m}"))?,
+        ),
+        (d, e) => e.or(d),
     };
     let fa = &args.function_args;
     let required = StaticResources {
@@ -295,6 +304,43 @@ fn print(args: &RenderArgs, executed: Executed) -> Result<ExitCode> {
     }
     print!("{}", render::format_documents(&docs, args.output)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The selection of the pipeline's function-environment-configs steps (their
+/// `spec.environmentConfigs` in order, the last step's `policy` and `defaultData`), as the
+/// function reads its input; `None` without such a step.
+fn environment_selection(pipeline: &Pipeline) -> Result<Option<EnvironmentSpec>> {
+    let mut configs = Vec::new();
+    let mut extra = Map::new();
+    let mut found = false;
+    for step in &pipeline.steps {
+        if step.native != Some(NativeFunction::EnvironmentConfigs) {
+            continue;
+        }
+        found = true;
+        let spec = step.input.as_ref().and_then(|i| i.get("spec"));
+        if let Some(list) = spec.and_then(|s| s.get("environmentConfigs")) {
+            let Some(items) = list.as_array() else {
+                bail!(
+                    "step {:?}: input.spec.environmentConfigs: expected a list",
+                    step.name
+                );
+            };
+            configs.extend(items.iter().cloned());
+        }
+        for key in ["policy", "defaultData"] {
+            if let Some(v) = spec.and_then(|s| s.get(key)) {
+                extra.insert(key.to_owned(), v.clone());
+            }
+        }
+    }
+    if !found {
+        return Ok(None);
+    }
+    extra.insert("environmentConfigs".to_owned(), Value::Array(configs));
+    let spec: EnvironmentSpec = serde_json::from_value(Value::Object(extra))
+        .context("function-environment-configs input")?;
+    Ok(Some(spec))
 }
 
 /// The XR as `crossplane render` prints it: identity and status, or everything with
