@@ -4,7 +4,7 @@
 //! [`trace`] observes through the API once, [`watch`] again whenever an object in the tree
 //! changes; [`render_tree`] and [`render_dot`] are pure.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -18,9 +18,14 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use strata_core::compile::{CompiledComposition, CompiledReadinessCheck};
+use strata_core::model::CompositionRevision;
+use strata_core::readiness;
+
 use crate::error::{Error, Result};
 use crate::inventory::ResourceRef;
 use crate::kinds::Kinds;
+use crate::shape::Shape;
 
 /// Nested XRs deeper than this are not followed (a guard against reference loops).
 const MAX_DEPTH: usize = 16;
@@ -282,14 +287,54 @@ async fn node(
             });
         }
     }
-    // An XR records its composed resources.
-    refs.extend(ResourceRef::list_of(&obj));
+    // An XR records its composed resources; their readiness is what its Composition's checks
+    // decide (a ConfigMap has no Ready condition, yet its checks may pass).
+    let composed = ResourceRef::list_of(&obj);
+    let checks = if composed.is_empty() {
+        BTreeMap::new()
+    } else {
+        readiness_checks(kinds, &obj).await
+    };
+    refs.extend(composed);
     for child in refs {
         let observed = observe(kinds, &child).await?;
-        n.children
-            .push(Box::pin(node(kinds, &child, observed, depth + 1)).await?);
+        let mut c = Box::pin(node(kinds, &child, observed.clone(), depth + 1)).await?;
+        if let (Some(o), Some(template)) = (&observed, c.resource.as_ref())
+            && let Some(checks) = checks.get(template)
+        {
+            let ready = readiness::evaluate(checks, o).is_ready();
+            c.ready = Some(if ready { "True" } else { "False" }.to_owned());
+        }
+        n.children.push(c);
     }
     Ok(n)
+}
+
+/// The readiness checks of each template of the Composition revision an XR renders with, by
+/// template name; empty when the revision cannot be read or compiled (a trace only reads, and
+/// then shows the Ready condition alone).
+async fn readiness_checks(
+    kinds: &Kinds,
+    xr: &Value,
+) -> BTreeMap<String, Vec<CompiledReadinessCheck>> {
+    let Some(name) = xr
+        .pointer(&Shape::observed(xr).pointer("compositionRevisionRef/name"))
+        .and_then(Value::as_str)
+    else {
+        return BTreeMap::new();
+    };
+    let api: Api<CompositionRevision> = Api::all(kinds.client());
+    let Ok(Some(revision)) = api.get_opt(name).await else {
+        return BTreeMap::new();
+    };
+    match CompiledComposition::compile(&revision.spec.composition) {
+        Ok(compiled) => compiled
+            .resources
+            .into_iter()
+            .map(|r| (r.name, r.readiness_checks))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    }
 }
 
 /// The node for one object, without children. Pure.
