@@ -126,20 +126,6 @@ mod tests {
     }
 
     #[test]
-    fn the_composite_name_is_stable_per_claim_and_fits_a_name() {
-        let a = composite_name("db", "uid-1");
-        assert!(a.starts_with("db-") && a.len() == 8, "{a}");
-        assert_eq!(a, composite_name("db", "uid-1"), "same claim, same name");
-        assert_ne!(
-            a,
-            composite_name("db", "uid-2"),
-            "a recreated claim gets another"
-        );
-        let long = composite_name(&"x".repeat(300), "uid-1");
-        assert_eq!(long.len(), 63, "58 characters of base and 5 of suffix");
-    }
-
-    #[test]
     fn a_composite_bound_to_another_claim_is_not_ours() {
         let c = claim();
         let id = ClaimIdentity::of(&c).unwrap();
