@@ -130,11 +130,21 @@ pub(crate) fn execute(args: &RenderArgs) -> Result<Option<Executed>> {
         .iter()
         .map(|(name, f)| (name.clone(), f.package.clone()))
         .collect();
-    let Some(pipeline) = Pipeline::load(doc, &packages)? else {
+    let Some(mut pipeline) = Pipeline::load(doc, &packages)? else {
         return Ok(None);
     };
     if !pipeline.has_remote_steps() {
         return Ok(None);
+    }
+    if let Err(e) = pipeline.compile_native_steps() {
+        return Ok(Some(Executed {
+            inputs: render::prepare_inputs(
+                args,
+                render::single_object(&args.composite)?,
+                &pipeline.composite_type,
+            )?,
+            outcome: Err(e.into()),
+        }));
     }
     let mut endpoints = BTreeMap::new();
     for step in pipeline.steps.iter().filter(|s| s.native.is_none()) {

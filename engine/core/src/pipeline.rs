@@ -18,6 +18,7 @@
 //! keep their byte-identical output; this module is used when a step needs a function.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
@@ -94,7 +95,7 @@ pub struct CredentialSource {
 }
 
 /// One step of a pipeline.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct PipelineStep {
     pub name: String,
     /// `functionRef.name`.
@@ -103,10 +104,12 @@ pub struct PipelineStep {
     pub credentials: Vec<CredentialSource>,
     /// Set when Strata runs the step in-process.
     pub native: Option<NativeFunction>,
+    /// A native patch-and-transform step's input, compiled once when the pipeline is loaded.
+    pub compiled: Option<Arc<CompiledComposition>>,
 }
 
 /// A Composition in `mode: Pipeline`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Pipeline {
     pub composition: String,
     pub composite_type: TypeReference,
@@ -201,6 +204,7 @@ impl Pipeline {
                 input,
                 credentials,
                 native,
+                compiled: None,
             });
         }
         let composition = doc
@@ -214,6 +218,58 @@ impl Pipeline {
             composite_type,
             steps: out,
         }))
+    }
+
+    /// Compiles every native patch-and-transform step once, so each run renders without
+    /// reading and compiling its input again. A step that does not compile is an error naming it.
+    pub fn compile_native_steps(&mut self) -> Result<(), StepError> {
+        for i in 0..self.steps.len() {
+            if self.steps[i].native != Some(NativeFunction::PatchAndTransform)
+                || self.steps[i].compiled.is_some()
+            {
+                continue;
+            }
+            let compiled = self
+                .compile_patch_and_transform(&self.steps[i])
+                .map_err(|message| StepError::Native {
+                    step: self.steps[i].name.clone(),
+                    function: NativeFunction::PatchAndTransform.name(),
+                    message,
+                })?;
+            self.steps[i].compiled = Some(Arc::new(compiled));
+        }
+        Ok(())
+    }
+
+    /// A patch-and-transform step's input as a one-step Composition, read by the same loader
+    /// as every Composition and compiled.
+    fn compile_patch_and_transform(
+        &self,
+        step: &PipelineStep,
+    ) -> Result<CompiledComposition, String> {
+        let doc = SourcedValue {
+            source: format!("Composition {}", self.composition),
+            document: 1,
+            value: json!({
+                "apiVersion": "apiextensions.crossplane.io/v1",
+                "kind": "Composition",
+                "metadata": {"name": self.composition},
+                "spec": {
+                    "compositeTypeRef": {
+                        "apiVersion": self.composite_type.api_version,
+                        "kind": self.composite_type.kind,
+                    },
+                    "mode": "Pipeline",
+                    "pipeline": [{
+                        "step": step.name,
+                        "functionRef": {"name": step.function},
+                        "input": step.input.clone().unwrap_or(Value::Null),
+                    }],
+                },
+            }),
+        };
+        let composition = crate::load::composition(&doc).map_err(|e| e.message)?;
+        CompiledComposition::compile(&composition.spec).map_err(|e| e.to_string())
     }
 
     /// True when some step needs a function to be called.
@@ -284,33 +340,12 @@ pub fn run_patch_and_transform(
         function: NativeFunction::PatchAndTransform.name(),
         message,
     };
-    // One-step Composition, read by the same loader as every Composition.
-    let doc = SourcedValue {
-        source: format!("Composition {}", pipeline.composition),
-        document: 1,
-        value: json!({
-            "apiVersion": "apiextensions.crossplane.io/v1",
-            "kind": "Composition",
-            "metadata": {"name": pipeline.composition},
-            "spec": {
-                "compositeTypeRef": {
-                    "apiVersion": pipeline.composite_type.api_version,
-                    "kind": pipeline.composite_type.kind,
-                },
-                "mode": "Pipeline",
-                "pipeline": [{
-                    "step": step.name,
-                    "functionRef": {"name": step.function},
-                    "input": step.input.clone().unwrap_or(Value::Null),
-                }],
-            },
-        }),
+    let compiled = match &step.compiled {
+        Some(c) => Arc::clone(c),
+        None => Arc::new(pipeline.compile_patch_and_transform(step).map_err(fail)?),
     };
-    let composition = crate::load::composition(&doc).map_err(|e| fail(e.message))?;
-    let compiled =
-        CompiledComposition::compile(&composition.spec).map_err(|e| fail(e.to_string()))?;
     let out = render::render(
-        &compiled,
+        compiled.as_ref(),
         RenderInput {
             composite: observed.composite,
             observed: observed.resources,
@@ -891,7 +926,7 @@ mod tests {
     fn a_resources_mode_composition_is_not_a_pipeline() {
         let mut d = doc(json!([]));
         d.value["spec"].as_object_mut().unwrap().remove("mode");
-        assert_eq!(Pipeline::load(&d, &BTreeMap::new()).unwrap(), None);
+        assert!(Pipeline::load(&d, &BTreeMap::new()).unwrap().is_none());
     }
 
     #[test]

@@ -113,6 +113,7 @@ fn channel(ep: &FunctionEndpoint, timeout: Duration) -> Result<Channel, CallErro
         .map_err(|e| address_err(e.to_string()))?
         .connect_timeout(timeout)
         .timeout(timeout)
+        .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(timeout);
     if let Some(tls) = &ep.tls {
