@@ -411,22 +411,22 @@ pub fn pipeline_field(document: &Value, field: &str) -> Option<String> {
     None
 }
 
+/// The value at `steps`, if every step exists.
+fn walk_mut<'a>(value: &'a mut Value, steps: &[Step]) -> Option<&'a mut Value> {
+    steps.iter().try_fold(value, |at, step| match step {
+        Step::Key(key) => at.get_mut(key.as_str()),
+        Step::Index(i) => at.get_mut(*i),
+    })
+}
+
 /// Removes the object key at `steps` (whose last step is a key); false when there is none.
 fn remove_key(value: &mut Value, steps: &[Step]) -> bool {
     let Some((Step::Key(last), parents)) = steps.split_last() else {
         return false;
     };
-    let mut at = value;
-    for step in parents {
-        let next = match step {
-            Step::Key(key) => at.get_mut(key.as_str()),
-            Step::Index(i) => at.get_mut(*i),
-        };
-        match next {
-            Some(next) => at = next,
-            None => return false,
-        }
-    }
+    let Some(at) = walk_mut(value, parents) else {
+        return false;
+    };
     at.as_object_mut().is_some_and(|m| m.remove(last).is_some())
 }
 
@@ -596,17 +596,9 @@ fn remove_item(value: &mut Value, steps: &[Step]) -> bool {
     let Some((Step::Index(last), parents)) = steps.split_last() else {
         return false;
     };
-    let mut at = value;
-    for step in parents {
-        let next = match step {
-            Step::Key(key) => at.get_mut(key.as_str()),
-            Step::Index(i) => at.get_mut(*i),
-        };
-        match next {
-            Some(next) => at = next,
-            None => return false,
-        }
-    }
+    let Some(at) = walk_mut(value, parents) else {
+        return false;
+    };
     match at.as_array_mut() {
         Some(items) if *last < items.len() => {
             items.remove(*last);
