@@ -742,6 +742,20 @@ mod tests {
         .await
     }
 
+    /// Runs `p` with nothing observed and nothing to require.
+    async fn run_alone(
+        p: &Pipeline,
+        runner: &impl FunctionRunner,
+    ) -> Result<PipelineRun, PipelineError> {
+        run(
+            p,
+            runner,
+            &ObservedResources::new(),
+            &StaticResources::default(),
+        )
+        .await
+    }
+
     fn desired_resource(
         rsp: &mut proto::RunFunctionResponse,
         name: &str,
