@@ -783,14 +783,7 @@ mod tests {
             desired_resource(&mut rsp, "second", config_map("y"), false);
             rsp
         });
-        let out = run(
-            &p,
-            &runner,
-            &ObservedResources::new(),
-            &StaticResources::default(),
-        )
-        .await
-        .unwrap();
+        let out = run_alone(&p, &runner).await.unwrap();
         let calls = runner.calls.lock().unwrap();
         let req = &calls[0];
         let context = struct_to_json(req.context.as_ref().unwrap());
@@ -900,14 +893,7 @@ mod tests {
             });
             rsp
         });
-        let err = run(
-            &p,
-            &runner,
-            &ObservedResources::new(),
-            &StaticResources::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = run_alone(&p, &runner).await.unwrap_err();
         assert!(matches!(err, PipelineError::Requirements { .. }), "{err}");
         assert_eq!(
             runner.calls.lock().unwrap().len(),
@@ -927,14 +913,7 @@ mod tests {
             response::fatal(&mut rsp, "cannot compose");
             rsp
         });
-        let err = run(
-            &p,
-            &runner,
-            &ObservedResources::new(),
-            &StaticResources::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = run_alone(&p, &runner).await.unwrap_err();
         let PipelineError::Fatal {
             step,
             message,
@@ -960,14 +939,7 @@ mod tests {
     async fn an_unknown_function_is_one_error_naming_the_step() {
         let p = pipeline(json!([{"step": "s", "functionRef": {"name": "missing"}}]));
         let runner = Scripted::new(|_, req| response::to(req, Duration::from_secs(1)));
-        let err = run(
-            &p,
-            &runner,
-            &ObservedResources::new(),
-            &StaticResources::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = run_alone(&p, &runner).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "step \"s\" (function \"missing\"): no Function named \"missing\" is known (no functions file entry or Function object)"
@@ -1019,14 +991,7 @@ mod tests {
             }
             rsp
         });
-        let out = run(
-            &p,
-            &runner,
-            &ObservedResources::new(),
-            &StaticResources::default(),
-        )
-        .await
-        .unwrap();
+        let out = run_alone(&p, &runner).await.unwrap();
         let names: Vec<&str> = out
             .finished
             .resources
@@ -1056,14 +1021,7 @@ mod tests {
             }
             rsp
         });
-        let err = run(
-            &p,
-            &runner,
-            &ObservedResources::new(),
-            &StaticResources::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = run_alone(&p, &runner).await.unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with("dependency cycle between composed resources: "),
