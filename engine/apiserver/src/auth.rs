@@ -10,6 +10,42 @@ pub fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The group whose members may do anything (kube-apiserver's superuser group).
+pub const GROUP_MASTERS: &str = "system:masters";
+/// The group every authenticated request belongs to.
+pub const GROUP_AUTHENTICATED: &str = "system:authenticated";
+/// The admin user of the generated kubeconfig.
+pub const ADMIN_USER: &str = "strata-admin";
+
+/// Who a request is: what authentication found and authorization decides on (Kubernetes'
+/// `user.Info`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: String,
+    /// Including `system:authenticated` for every authenticated user.
+    pub groups: Vec<String>,
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// The admin of the generated kubeconfig: a member of `system:masters`.
+    pub fn admin() -> Self {
+        Self {
+            name: ADMIN_USER.to_owned(),
+            uid: String::new(),
+            groups: vec![GROUP_MASTERS.to_owned(), GROUP_AUTHENTICATED.to_owned()],
+            extra: Default::default(),
+        }
+    }
+}
+
+/// The user an `Authorization` header value authenticates as: the admin for the exact admin
+/// bearer token, nobody otherwise.
+pub fn authenticate(header: Option<&str>, token: &str) -> Option<UserInfo> {
+    authorized(header, token).then(UserInfo::admin)
+}
+
 /// Whether an `Authorization` header value carries `token`.
 pub fn authorized(header: Option<&str>, token: &str) -> bool {
     header

@@ -187,9 +187,9 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !crate::auth::authorized(auth, &app.token) {
+    let Some(_user) = crate::auth::authenticate(auth, &app.token) else {
         return Err(ApiError::Unauthorized);
-    }
+    };
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
     let query = Query::parse(parts.uri.query());
