@@ -35,6 +35,8 @@ pub struct RunArgs {
     /// Namespace of the leader-election Lease.
     #[arg(long, default_value = "strata-system")]
     pub leader_election_namespace: String,
+    #[command(flatten)]
+    pub functions: crate::functions_config::FunctionFlags,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -47,7 +49,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             identity: identity(),
             lease_duration: Duration::from_secs(15),
         });
+    // Stopped when this function returns.
+    let (functions, _processes) = args.functions.start()?;
     let settings = strata_controllers::Settings {
+        functions,
         resync: Duration::from_secs(args.resync),
         metrics_addr: args.metrics_addr,
         leader_election,

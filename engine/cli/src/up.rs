@@ -26,10 +26,18 @@ pub struct UpArgs {
     /// Log format (filtered by RUST_LOG, default `info`).
     #[arg(long, value_enum, default_value_t = crate::run::LogFormat::Text)]
     pub log_format: crate::run::LogFormat,
+    #[command(flatten)]
+    pub functions: crate::functions_config::FunctionFlags,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     crate::run::init_logging(args.log_format);
+    // Checked and started before the control plane, so a bad file changes nothing; the
+    // processes stop when this function returns.
+    let (functions, processes) = args.functions.start()?;
+    for p in &processes {
+        println!("strata up: function {} serving on {}", p.name, p.address);
+    }
     let mut config = ServerConfig::new(args.data_dir.clone(), args.listen);
     config.kubeconfig = args.kubeconfig;
     let server = Server::start(config)
@@ -53,7 +61,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let mut reconcilers = tokio::spawn(crate::reconcilers::run(
             client,
-            strata_controllers::Settings::default(),
+            strata_controllers::Settings {
+                functions,
+                ..Default::default()
+            },
             async move {
                 let _ = stop_rx.await;
             },

@@ -1,7 +1,8 @@
 //! Strata's controllers: all of the engine's Kubernetes I/O.
 //!
 //! - [`xrd`]: XRD → XR CRD (+ claim CRD), and one XR (and claim) controller per XRD;
-//! - [`xr`]: composes each XR with [`strata_core::render::render`], applies in graph order,
+//! - [`xr`]: composes each XR with [`strata_core::render::render`] or its function pipeline
+//!   ([`functions`]), applies in graph order,
 //!   prunes after clean passes, deletes in reverse waves from the recorded inventory;
 //! - [`claim`]: binds claims to XRs and copies status and connection Secrets back;
 //! - [`composition`]: snapshots every Composition change as a CompositionRevision;
@@ -21,6 +22,7 @@ pub mod conditions;
 pub mod crossplane;
 pub mod environment;
 pub mod error;
+pub mod functions;
 pub mod inventory;
 pub mod kinds;
 pub mod leader;
@@ -74,6 +76,8 @@ pub struct Settings {
     /// pass in flight holds its objects and an API connection; a bound keeps memory flat when
     /// thousands of claims arrive together, at no cost in throughput on a few cores.
     pub concurrency: u16,
+    /// Where function pipelines' functions are reached (operator configuration).
+    pub functions: functions::FunctionSettings,
 }
 
 impl Default for Settings {
@@ -87,6 +91,7 @@ impl Default for Settings {
             debounce: Duration::from_millis(100),
             revision_history_limit: 10,
             concurrency: 16,
+            functions: functions::FunctionSettings::default(),
         }
     }
 }
@@ -143,7 +148,7 @@ pub async fn run(
             false
         }
     };
-    let shared = shared::Shared::start(client.clone(), settings, metrics.clone());
+    let shared = shared::Shared::start(client.clone(), settings, metrics.clone())?;
     let work = async {
         shared.wait_ready().await?;
         metrics.set_ready();

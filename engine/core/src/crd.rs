@@ -1170,6 +1170,7 @@ fn composite_status_fields(scope: XrScope) -> BTreeMap<&'static str, JSONSchemaP
     let mut fields = BTreeMap::from([
         ("conditions", conditions()),
         ("connectionDetails", connection_details()),
+        ("functionResults", function_results()),
     ]);
     if scope.is_legacy() {
         fields.insert(
@@ -1366,6 +1367,29 @@ fn environment_config_refs() -> JSONSchemaProps {
         &["apiVersion", "kind"],
     );
     JSONSchemaProps {
+        type_: Some("array".to_owned()),
+        items: Some(JSONSchemaPropsOrArray::Schema(Box::new(item))),
+        x_kubernetes_list_type: Some("atomic".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// The last results of a function pipeline's steps, kept so a failure stays visible after its
+/// event expired (bounded by the controller).
+fn function_results() -> JSONSchemaProps {
+    let item = object(
+        [
+            ("message", string()),
+            ("reason", string()),
+            ("severity", string()),
+            ("step", string()),
+        ],
+        &["severity", "step"],
+    );
+    JSONSchemaProps {
+        description: Some(
+            "The last results of the Composition's function pipeline, newest last.".to_owned(),
+        ),
         type_: Some("array".to_owned()),
         items: Some(JSONSchemaPropsOrArray::Schema(Box::new(item))),
         x_kubernetes_list_type: Some("atomic".to_owned()),

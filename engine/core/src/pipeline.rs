@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use crate::compile::CompiledComposition;
 use crate::connection::ConnectionDetails;
 use crate::load::{LoadError, SourcedValue};
-use crate::model::TypeReference;
+use crate::model::{EnvironmentSpec, TypeReference};
 use crate::render::{self, ObservedResources, RenderInput};
 use crate::wire;
 
@@ -275,6 +275,46 @@ impl Pipeline {
     /// True when some step needs a function to be called.
     pub fn has_remote_steps(&self) -> bool {
         self.steps.iter().any(|s| s.native.is_none())
+    }
+
+    /// What the pipeline's function-environment-configs steps select, as one environment
+    /// spec (their config lists in step order; the last policy and default data win); `None`
+    /// without such a step. The environment is selected before the pipeline runs and passed to
+    /// every step in the context, by the controllers and by `strata render` alike.
+    pub fn environment_selection(&self) -> Result<Option<EnvironmentSpec>, StepError> {
+        let mut configs = Vec::new();
+        let mut extra = Map::new();
+        let mut found = None;
+        for step in &self.steps {
+            if step.native != Some(NativeFunction::EnvironmentConfigs) {
+                continue;
+            }
+            let err = |message: String| StepError::Native {
+                step: step.name.clone(),
+                function: NativeFunction::EnvironmentConfigs.name(),
+                message,
+            };
+            found = Some(err);
+            let spec = step.input.as_ref().and_then(|i| i.get("spec"));
+            if let Some(list) = spec.and_then(|s| s.get("environmentConfigs")) {
+                let Some(items) = list.as_array() else {
+                    return Err(err("input.spec.environmentConfigs: expected a list".into()));
+                };
+                configs.extend(items.iter().cloned());
+            }
+            for key in ["policy", "defaultData"] {
+                if let Some(v) = spec.and_then(|s| s.get(key)) {
+                    extra.insert(key.to_owned(), v.clone());
+                }
+            }
+        }
+        let Some(err) = found else {
+            return Ok(None);
+        };
+        extra.insert("environmentConfigs".to_owned(), Value::Array(configs));
+        serde_json::from_value(Value::Object(extra))
+            .map(Some)
+            .map_err(|e| err(format!("input.spec: {e}")))
     }
 }
 

@@ -72,3 +72,5 @@ pub const REASON_DELETE_CRD: &str = "DeleteCustomResourceDefinition";
 pub const REASON_BIND_COMPOSITE: &str = "BindCompositeResource";
 pub const REASON_CREATE_REVISION: &str = "CreateCompositionRevision";
 pub const REASON_CONVERT_CROSSPLANE: &str = "ConvertCrossplaneObject";
+/// A function's Warning result, as Crossplane reports function results.
+pub const REASON_FUNCTION_RESULT: &str = "ComposeResources";

@@ -1,0 +1,347 @@
+//! Functions Strata runs itself as local processes, from the operator's start-up
+//! configuration (never from an API object: no API write can make Strata run a command).
+//!
+//! Each function gets a free port on 127.0.0.1, substituted into its command line (`{address}`
+//! is `127.0.0.1:PORT`, `{port}` the port alone). A supervisor thread per function starts it,
+//! reports it ready once its port accepts connections, restarts it when it exits (with a
+//! backoff doubling up to 30 s, reset after a minute of running), and stops it — by its own
+//! child handle, never by name — when [`Supervised`] is dropped or stopped. Its output lines
+//! are logged at debug level under the function's name.
+//!
+//! Written on `std::process` with one thread per function rather than an async process
+//! manager: a handful of long-lived children need no reactor, and it keeps the async runtime's
+//! feature set (and build) unchanged.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a started function may take to listen.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A run this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(60);
+
+/// Why a function process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("function {name}: the command is empty")]
+    EmptyCommand { name: String },
+    #[error("function {name}: no free loopback port: {source}")]
+    Port {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("function {name}: starting {program:?}: {source}")]
+    Spawn {
+        name: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("function {name}: exited before listening on {address} ({status})")]
+    Exited {
+        name: String,
+        address: String,
+        status: String,
+    },
+    #[error("function {name}: not listening on {address} after {}s", START_TIMEOUT.as_secs())]
+    NotListening { name: String, address: String },
+}
+
+/// A function process under supervision.
+pub struct Supervised {
+    pub name: String,
+    /// `127.0.0.1:PORT`, where the function serves.
+    pub address: String,
+    stop: Arc<AtomicBool>,
+    /// The current child's PID (0 between runs), for tests and logs.
+    pid: Arc<AtomicU32>,
+    restarts: Arc<AtomicU32>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Supervised {
+    /// Starts `command` (program and arguments, `{address}`/`{port}` substituted) and waits
+    /// until it listens.
+    pub fn start(name: &str, command: &[String]) -> Result<Self, ProcessError> {
+        if command.is_empty() {
+            return Err(ProcessError::EmptyCommand {
+                name: name.to_owned(),
+            });
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|source| ProcessError::Port {
+                name: name.to_owned(),
+                source,
+            })?
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let argv: Vec<String> = command
+            .iter()
+            .map(|a| {
+                a.replace("{address}", &address)
+                    .replace("{port}", &port.to_string())
+            })
+            .collect();
+        let mut child = spawn(name, &argv)?;
+        wait_listening(name, &address, &mut child)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let pid = Arc::new(AtomicU32::new(child.id()));
+        let restarts = Arc::new(AtomicU32::new(0));
+        let thread = {
+            let (owned, stop, pid, restarts) =
+                (name.to_owned(), stop.clone(), pid.clone(), restarts.clone());
+            std::thread::Builder::new()
+                .name(format!("fn-{name}"))
+                .spawn(move || supervise(&owned, &argv, child, &stop, &pid, &restarts))
+                .map_err(|source| ProcessError::Spawn {
+                    name: name.to_owned(),
+                    program: "supervisor thread".to_owned(),
+                    source,
+                })?
+        };
+        tracing::info!(function = name, %address, "function process started");
+        Ok(Self {
+            name: name.to_owned(),
+            address,
+            stop,
+            pid,
+            restarts,
+            thread: Some(thread),
+        })
+    }
+
+    /// The running process's PID, `None` between a crash and its restart.
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::SeqCst)).filter(|p| *p != 0)
+    }
+
+    /// How many times the process was restarted.
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::SeqCst)
+    }
+
+    /// Stops the process and waits for the supervisor.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn spawn(name: &str, argv: &[String]) -> Result<Child, ProcessError> {
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ProcessError::Spawn {
+            name: name.to_owned(),
+            program: argv[0].clone(),
+            source,
+        })?;
+    for out in [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let name = name.to_owned();
+        // Ends when the process closes its output.
+        let _ = std::thread::Builder::new()
+            .name(format!("fn-{name}-log"))
+            .spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    tracing::debug!(function = %name, "{line}");
+                }
+            });
+    }
+    Ok(child)
+}
+
+fn wait_listening(name: &str, address: &str, child: &mut Child) -> Result<(), ProcessError> {
+    let addr: SocketAddr = address.parse().map_err(|_| ProcessError::NotListening {
+        name: name.to_owned(),
+        address: address.to_owned(),
+    })?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if TcpStream::connect_timeout(&addr, POLL).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(ProcessError::Exited {
+                name: name.to_owned(),
+                address: address.to_owned(),
+                status: status.to_string(),
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(ProcessError::NotListening {
+                name: name.to_owned(),
+                address: address.to_owned(),
+            });
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Watches the child; restarts it when it exits, until told to stop.
+fn supervise(
+    name: &str,
+    argv: &[String],
+    mut child: Child,
+    stop: &AtomicBool,
+    pid: &AtomicU32,
+    restarts: &AtomicU32,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let mut started = Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            pid.store(0, Ordering::SeqCst);
+            return;
+        }
+        match child.try_wait() {
+            Ok(None) => {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            Ok(Some(status)) => {
+                tracing::warn!(function = name, %status, "function process exited; restarting");
+            }
+            Err(e) => {
+                tracing::warn!(function = name, error = %e, "cannot watch the function process; restarting");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        pid.store(0, Ordering::SeqCst);
+        if started.elapsed() > STABLE {
+            backoff = Duration::from_secs(1);
+        }
+        // Sleep in slices so a stop is not held up by the backoff.
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        loop {
+            match spawn(name, argv) {
+                Ok(c) => {
+                    child = c;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(function = name, error = %e, "cannot restart the function process");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                }
+            }
+        }
+        started = Instant::now();
+        pid.store(child.id(), Ordering::SeqCst);
+        restarts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn alive(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    }
+
+    /// A listener on the given port, as a shell-free Python one-liner.
+    fn listener() -> Vec<String> {
+        [
+            "python3",
+            "-c",
+            "import socket,sys,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen()\nwhile True: s.accept()[0].close()",
+            "{port}",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    #[test]
+    fn a_function_process_is_restarted_after_it_dies_and_stopped_with_its_supervisor() {
+        let f = Supervised::start("listener", &listener()).unwrap();
+        let first = f.pid().unwrap();
+        assert!(TcpStream::connect(&f.address).is_ok());
+        // Kill it as a crash would.
+        Command::new("kill")
+            .args(["-9", &first.to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while f.restarts() == 0 || TcpStream::connect(&f.address).is_err() {
+            assert!(Instant::now() < deadline, "not restarted");
+            std::thread::sleep(POLL);
+        }
+        let second = f.pid().unwrap();
+        assert_ne!(first, second);
+        f.stop();
+        assert!(!alive(second), "the process outlived its supervisor");
+    }
+
+    #[test]
+    fn a_function_that_exits_at_once_is_an_error_naming_it() {
+        let e = Supervised::start("broken", &["false".to_owned()])
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, ProcessError::Exited { ref name, .. } if name == "broken"),
+            "{e}"
+        );
+        let e = Supervised::start("missing", &["/nonexistent/fn".to_owned()])
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().starts_with("function missing: starting"),
+            "{e}"
+        );
+    }
+}
