@@ -7,7 +7,8 @@
 //! - [`claim`]: binds claims to XRs and copies status and connection Secrets back;
 //! - [`composition`]: snapshots every Composition change as a CompositionRevision;
 //! - [`mirror`]: serves Crossplane's own kinds by converting each into the native one
-//!   ([`crossplane`] decides), unless Crossplane itself runs on the cluster.
+//!   ([`crossplane`] decides), unless Crossplane itself runs on the cluster;
+//! - [`package`]: `pkg.crossplane.io` Functions' status: how each is reached.
 //!
 //! The decisions are pure modules ([`select`], [`inventory`], [`revision`], [`binding`],
 //! [`environment`], [`conditions`], [`shape`], [`crossplane`]), unit-tested; the controllers
@@ -28,6 +29,7 @@ pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod mirror;
+pub mod package;
 pub mod revision;
 pub mod select;
 pub mod shape;
@@ -172,7 +174,11 @@ pub async fn run(
             .for_each(|_| async {});
         let mirrors = async {
             if crossplane {
-                mirror::run(shared.clone(), stopped.clone()).await;
+                futures_util::future::join(
+                    mirror::run(shared.clone(), stopped.clone()),
+                    package::run(shared.clone(), stopped()),
+                )
+                .await;
             }
         };
         futures_util::future::join3(xrd_controller, composition_controller, mirrors).await;

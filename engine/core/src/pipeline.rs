@@ -427,20 +427,60 @@ pub fn run_patch_and_transform(
     Ok((out.environment, out.warnings))
 }
 
-/// function-auto-ready: a desired resource whose observed counterpart has `Ready=True` is
-/// ready, unless a step already said otherwise.
+/// function-auto-ready: a desired resource that exists is ready when its observed object is
+/// healthy, unless a step already said otherwise. Healthy as the current function decides it:
+/// standard Kubernetes kinds by their own health checks ([`kubernetes_health`]), every other
+/// kind by a `Ready=True` condition.
 pub fn run_auto_ready(observed: Observed<'_>, desired: &mut DesiredState) {
     for (name, d) in desired.resources.iter_mut() {
         if d.ready != Ready::Unspecified {
             continue;
         }
-        if observed
-            .resources
-            .get(name)
-            .is_some_and(|o| condition_status(&o.resource, "Ready") == Some("True"))
-        {
+        let Some(o) = observed.resources.get(name) else {
+            continue;
+        };
+        let healthy = kubernetes_health(&o.resource)
+            .unwrap_or_else(|| condition_status(&o.resource, "Ready") == Some("True"));
+        if healthy {
             d.ready = Ready::True;
         }
+    }
+}
+
+/// function-auto-ready's health checks of standard Kubernetes kinds; `None` for other kinds.
+/// ConfigMaps, Secrets, ServiceAccounts, Namespaces and RBAC objects are ready when they
+/// exist; a Service when it is not a LoadBalancer or has an ingress; a Deployment when every
+/// replica is updated and available and its `Available` condition is true.
+pub fn kubernetes_health(object: &Value) -> Option<bool> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    let int = |p: &str| object.pointer(p).and_then(Value::as_i64);
+    match (api_version, kind) {
+        ("v1", "ConfigMap" | "Secret" | "ServiceAccount" | "Namespace")
+        | (
+            "rbac.authorization.k8s.io/v1",
+            "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding",
+        ) => Some(true),
+        ("v1", "Service") => {
+            let load_balancer =
+                object.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+            Some(
+                !load_balancer
+                    || object
+                        .pointer("/status/loadBalancer/ingress")
+                        .and_then(Value::as_array)
+                        .is_some_and(|i| !i.is_empty()),
+            )
+        }
+        ("apps/v1", "Deployment") => {
+            let replicas = int("/spec/replicas").unwrap_or(1);
+            Some(
+                int("/status/availableReplicas").unwrap_or(0) == replicas
+                    && int("/status/updatedReplicas").unwrap_or(0) == replicas
+                    && condition_status(object, "Available") == Some("True"),
+            )
+        }
+        _ => None,
     }
 }
 
@@ -853,6 +893,45 @@ fn merge_objects(base: Value, patch: Value) -> Value {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_ready_checks_standard_kinds_by_their_health_and_others_by_ready() {
+        let cases = [
+            (json!({"apiVersion": "v1", "kind": "ConfigMap"}), Some(true)),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "ClusterIP"}}),
+                Some(true),
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "LoadBalancer"}}),
+                Some(false),
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "LoadBalancer"},
+                       "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}}),
+                Some(true),
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 2},
+                       "status": {"availableReplicas": 1, "updatedReplicas": 2,
+                                  "conditions": [{"type": "Available", "status": "True"}]}}),
+                Some(false),
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 2},
+                       "status": {"availableReplicas": 2, "updatedReplicas": 2,
+                                  "conditions": [{"type": "Available", "status": "True"}]}}),
+                Some(true),
+            ),
+            (
+                json!({"apiVersion": "example.org/v1", "kind": "Bucket"}),
+                None,
+            ),
+        ];
+        for (object, want) in cases {
+            assert_eq!(kubernetes_health(&object), want, "{object}");
+        }
+    }
 
     fn doc(pipeline: Value) -> SourcedValue {
         SourcedValue {

@@ -34,6 +34,8 @@ pub const FIELD_MANAGER: &str = "strata";
 pub const GROUP_APIEXTENSIONS: &str = "apiextensions.strata.dev";
 /// Crossplane's composition API group.
 pub const CROSSPLANE_GROUP_APIEXTENSIONS: &str = "apiextensions.crossplane.io";
+/// Crossplane's package group (`Function`).
+pub const CROSSPLANE_GROUP_PKG: &str = "pkg.crossplane.io";
 /// The input kind of Crossplane's patch-and-transform function.
 pub const CROSSPLANE_PT_INPUT_API_VERSION: &str = "pt.fn.crossplane.io/v1beta1";
 

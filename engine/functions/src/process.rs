@@ -5,8 +5,10 @@
 //! is `127.0.0.1:PORT`, `{port}` the port alone). A supervisor thread per function starts it,
 //! reports it ready once its port accepts connections, restarts it when it exits (with a
 //! backoff doubling up to 30 s, reset after a minute of running), and stops it — by its own
-//! child handle, never by name — when [`Supervised`] is dropped or stopped. Its output lines
-//! are logged at debug level under the function's name.
+//! child handle, never by name — when [`Supervised`] is dropped or stopped. On Linux the
+//! process is started through util-linux's `setpriv --pdeathsig KILL`, so it also dies when
+//! Strata is killed outright. Its output lines are logged at debug level under the function's
+//! name.
 //!
 //! Written on `std::process` with one thread per function rather than an async process
 //! manager: a handful of long-lived children need no reactor, and it keeps the async runtime's
@@ -91,23 +93,59 @@ impl Supervised {
                     .replace("{port}", &port.to_string())
             })
             .collect();
-        let mut child = spawn(name, &argv)?;
-        wait_listening(name, &address, &mut child)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let pid = Arc::new(AtomicU32::new(child.id()));
+        let pid = Arc::new(AtomicU32::new(0));
         let restarts = Arc::new(AtomicU32::new(0));
+        // The supervisor thread starts the process itself: a process that asks to die with its
+        // parent dies with the thread that started it, which lives as long as the supervision.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let thread = {
-            let (owned, stop, pid, restarts) =
-                (name.to_owned(), stop.clone(), pid.clone(), restarts.clone());
+            let (owned, address, stop, pid, restarts) = (
+                name.to_owned(),
+                address.clone(),
+                stop.clone(),
+                pid.clone(),
+                restarts.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("fn-{name}"))
-                .spawn(move || supervise(&owned, &argv, child, &stop, &pid, &restarts))
+                .spawn(move || {
+                    let child = match spawn(&owned, &argv).and_then(|mut child| {
+                        wait_listening(&owned, &address, &mut child)?;
+                        Ok(child)
+                    }) {
+                        Ok(child) => {
+                            pid.store(child.id(), Ordering::SeqCst);
+                            let _ = started_tx.send(Ok(()));
+                            child
+                        }
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    supervise(&owned, &argv, child, &stop, &pid, &restarts);
+                })
                 .map_err(|source| ProcessError::Spawn {
                     name: name.to_owned(),
                     program: "supervisor thread".to_owned(),
                     source,
                 })?
         };
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(ProcessError::NotListening {
+                    name: name.to_owned(),
+                    address,
+                });
+            }
+        }
         tracing::info!(function = name, %address, "function process started");
         Ok(Self {
             name: name.to_owned(),
@@ -148,9 +186,28 @@ impl Drop for Supervised {
     }
 }
 
+/// Where util-linux's `setpriv` is: it makes the process die with the thread that started it
+/// (`--pdeathsig KILL`), so a function never outlives a Strata that was killed outright.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
 fn spawn(name: &str, argv: &[String]) -> Result<Child, ProcessError> {
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
+    let program = find_program(&argv[0]).ok_or_else(|| ProcessError::Spawn {
+        name: name.to_owned(),
+        program: argv[0].clone(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such program"),
+    })?;
+    let mut command = if std::path::Path::new(SETPRIV).exists() {
+        let mut c = Command::new(SETPRIV);
+        c.args(["--pdeathsig", "KILL", "--"])
+            .arg(&program)
+            .args(&argv[1..]);
+        c
+    } else {
+        let mut c = Command::new(&program);
+        c.args(&argv[1..]);
+        c
+    };
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -184,6 +241,18 @@ fn spawn(name: &str, argv: &[String]) -> Result<Child, ProcessError> {
             });
     }
     Ok(child)
+}
+
+/// The program's path: as given when it names a path, else the first match on `PATH`.
+fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    let is_file = |p: &std::path::Path| p.is_file();
+    if program.contains('/') {
+        let p = std::path::PathBuf::from(program);
+        return is_file(&p).then_some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| is_file(p))
 }
 
 fn wait_listening(name: &str, address: &str, child: &mut Child) -> Result<(), ProcessError> {
