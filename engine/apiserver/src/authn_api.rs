@@ -365,6 +365,74 @@ mod tests {
         assert_eq!(spec("[1]").unwrap_err().code(), 400);
     }
 
+    struct Objects;
+
+    impl BoundObjects for Objects {
+        fn uid(&self, resource: &str, namespace: &str, name: &str) -> Option<String> {
+            match (resource, namespace, name) {
+                ("serviceaccounts", "team-a", "builder") => Some("sa-1".into()),
+                ("secrets", "team-a", "db") => Some("secret-1".into()),
+                _ => None,
+            }
+        }
+    }
+
+    fn authenticator() -> Authenticator {
+        let keys = [crate::service_account::StoredKey::generate(0).unwrap()];
+        let issuer =
+            crate::service_account::TokenIssuer::new("https://127.0.0.1:6443", &keys).unwrap();
+        Authenticator::new("admin".into(), Default::default(), issuer)
+    }
+
+    #[test]
+    fn a_token_request_issues_a_token_for_an_existing_account_and_bound_secret_only() {
+        let a = authenticator();
+        let now = 1_800_000_000;
+        let body = br#"{"spec":{"audiences":["sts.amazonaws.com"],"expirationSeconds":900,
+            "boundObjectRef":{"kind":"Secret","apiVersion":"v1","name":"db","uid":"secret-1"}}}"#;
+        let issued = token_request(&a, &Objects, "team-a", "builder", body, now).unwrap();
+        assert_eq!(issued["kind"], "TokenRequest");
+        assert_eq!(issued["spec"]["boundObjectRef"]["uid"], "secret-1");
+        assert_eq!(
+            issued["status"]["expirationTimestamp"],
+            jiff::Timestamp::from_second(now + 900)
+                .unwrap()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        );
+        let token = issued["status"]["token"].as_str().unwrap();
+        let review = token_review(
+            &a,
+            &Objects,
+            json!({"spec": {"token": token, "audiences": ["sts.amazonaws.com"]}})
+                .to_string()
+                .as_bytes(),
+            now + 1,
+        )
+        .unwrap();
+        assert_eq!(review["status"]["authenticated"], true, "{review}");
+        assert_eq!(
+            review["status"]["user"]["username"],
+            "system:serviceaccount:team-a:builder"
+        );
+
+        let missing = token_request(&a, &Objects, "team-a", "nobody", b"", now).unwrap_err();
+        assert_eq!(missing.code(), 404);
+        assert_eq!(missing.to_string(), "serviceaccounts \"nobody\" not found");
+        let stale = br#"{"spec":{"boundObjectRef":{"kind":"Secret","apiVersion":"v1","name":"db","uid":"old"}}}"#;
+        let err = token_request(&a, &Objects, "team-a", "builder", stale, now).unwrap_err();
+        assert_eq!(err.code(), 409, "a recreated Secret: {err}");
+        let gone = br#"{"spec":{"boundObjectRef":{"kind":"Secret","apiVersion":"v1","name":"x"}}}"#;
+        assert_eq!(
+            token_request(&a, &Objects, "team-a", "builder", gone, now)
+                .unwrap_err()
+                .code(),
+            404
+        );
+        let empty = token_review(&a, &Objects, br#"{"spec":{}}"#, now).unwrap_err();
+        assert_eq!(empty.code(), 400);
+    }
+
     #[test]
     fn a_self_subject_review_shows_the_user_as_kubectl_reads_it() {
         let review = self_subject_review(&UserInfo::admin());

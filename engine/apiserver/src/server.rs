@@ -73,6 +73,7 @@ pub struct Server {
     url: String,
     token: String,
     ca_pem: String,
+    issuer: String,
     kubeconfig: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
@@ -154,6 +155,7 @@ impl Server {
             path: kubeconfig.clone(),
             source,
         })?;
+        let issuer_url = issuer.issuer().to_owned();
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let writes = Arc::new(crate::writes::WriteCounter::default());
         let state = Arc::new(crate::http::AppState {
@@ -193,6 +195,7 @@ impl Server {
             url,
             token,
             ca_pem: tls.ca_pem,
+            issuer: issuer_url,
             kubeconfig,
             shutdown: Some(shutdown_tx),
             stopping,
@@ -214,6 +217,11 @@ impl Server {
     /// The PEM of the CA that signed the server certificate.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The issuer (`iss`) of ServiceAccount tokens, where OIDC discovery is served from.
+    pub fn service_account_issuer(&self) -> &str {
+        &self.issuer
     }
 
     pub fn token(&self) -> &str {

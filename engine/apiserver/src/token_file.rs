@@ -49,6 +49,8 @@ impl TokenFile {
     pub fn parse(path: &Path, text: &str) -> Result<Self, TokenFileError> {
         let mut users: HashMap<String, UserInfo> = HashMap::new();
         let mut first_line: HashMap<String, usize> = HashMap::new();
+        // A byte-order mark some editors write would otherwise become part of the first token.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let bad = |reason: String| TokenFileError::Line {
@@ -193,6 +195,16 @@ mod tests {
     fn quotes_inside_quoted_fields_are_doubled() {
         let file = parse("\"to\"\"ken\",\"x,y\",7\n").unwrap();
         assert_eq!(file.user("to\"ken").unwrap().name, "x,y");
+    }
+
+    #[test]
+    fn windows_line_ends_and_a_byte_order_mark_are_not_part_of_the_fields() {
+        let file = parse("\u{feff}t1,alice,1,dev\r\nt2,bob,2\r\n").unwrap();
+        assert_eq!(
+            file.user("t1").unwrap().groups,
+            ["dev", "system:authenticated"]
+        );
+        assert_eq!(file.user("t2").unwrap().uid, "2");
     }
 
     #[test]

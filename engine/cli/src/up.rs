@@ -54,6 +54,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "strata up: kubeconfig written to {}",
         server.kubeconfig_path().display()
     );
+    println!(
+        "strata up: service-account token issuer {}",
+        server.service_account_issuer()
+    );
     tracing::info!(addr = %server.addr(), controllers = !args.no_controllers, "control plane started");
     if args.no_controllers {
         println!("strata up: controllers disabled (--no-controllers)");
