@@ -1,5 +1,5 @@
-//! Starting and stopping the control plane: data dir, token, listener, kubeconfig, background
-//! controllers.
+//! Starting and stopping the control plane: data dir, credentials (admin token, token file,
+//! ServiceAccount signing keys), listener, kubeconfig, background controllers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +20,13 @@ pub struct ServerConfig {
     pub kubeconfig: Option<PathBuf>,
     /// How many watch events are kept for resuming watches.
     pub event_history: u64,
+    /// Static users (kube-apiserver's `--token-auth-file` format).
+    pub token_auth_file: Option<PathBuf>,
+    /// The `iss` of ServiceAccount tokens and the OIDC discovery document; the server's URL
+    /// when `None`.
+    pub service_account_issuer: Option<String>,
+    /// Retire the ServiceAccount signing key and sign with a new one from this start on.
+    pub rotate_service_account_key: bool,
 }
 
 impl ServerConfig {
@@ -29,6 +36,9 @@ impl ServerConfig {
             listen,
             kubeconfig: None,
             event_history: crate::store::DEFAULT_EVENT_HISTORY,
+            token_auth_file: None,
+            service_account_issuer: None,
+            rotate_service_account_key: false,
         }
     }
 }
@@ -46,6 +56,10 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    TokenFile(#[from] crate::token_file::TokenFileError),
+    #[error(transparent)]
+    ServiceAccountKeys(#[from] crate::service_account::KeyError),
     #[error("writing the kubeconfig {path}: {source}")]
     Kubeconfig {
         path: PathBuf,
@@ -59,6 +73,7 @@ pub struct Server {
     url: String,
     token: String,
     ca_pem: String,
+    issuer: String,
     kubeconfig: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
@@ -70,6 +85,14 @@ pub struct Server {
 impl Server {
     /// Opens the data dir, binds, writes the kubeconfig and starts serving in the background.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        // Settings are checked before anything is opened or written.
+        let users = match &config.token_auth_file {
+            Some(path) => crate::token_file::TokenFile::load(path)?,
+            None => Default::default(),
+        };
+        if let Some(issuer) = &config.service_account_issuer {
+            crate::service_account::validate_issuer(issuer)?;
+        }
         let store = Store::open(&config.data_dir)?.with_event_history(config.event_history);
         let token = match store.token()? {
             Some(t) => t,
@@ -79,7 +102,23 @@ impl Server {
                 t
             }
         };
-        let tls = crate::tls::load_or_create(&store, config.listen.ip())?;
+        let tls = crate::tls::load_or_create(&config.data_dir, &store, config.listen.ip())?;
+        let now = jiff::Timestamp::now().as_second();
+        let stored = crate::service_account::parse_stored(
+            store
+                .meta(crate::service_account::SIGNING_KEYS_META)?
+                .as_deref(),
+        )?;
+        let (keys, changed) = crate::service_account::plan_keys(
+            stored,
+            config.rotate_service_account_key,
+            now,
+            || crate::service_account::StoredKey::generate(now),
+        )?;
+        if changed {
+            let text = serde_json::to_string(&keys).unwrap_or_default();
+            store.put_meta(&[(crate::service_account::SIGNING_KEYS_META, &text)])?;
+        }
         let cluster = Cluster::open(store).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -101,17 +140,31 @@ impl Server {
             .kubeconfig
             .clone()
             .unwrap_or_else(|| config.data_dir.join("kubeconfig"));
-        crate::auth::write_kubeconfig(&kubeconfig, &url, &token, &tls.ca_pem).map_err(
-            |source| ServerError::Kubeconfig {
-                path: kubeconfig.clone(),
-                source,
-            },
+        let issuer = crate::service_account::TokenIssuer::new(
+            config.service_account_issuer.as_deref().unwrap_or(&url),
+            &keys,
         )?;
+        crate::auth::write_kubeconfig(
+            &kubeconfig,
+            &url,
+            &tls.ca_pem,
+            "strata",
+            &crate::auth::Credentials::Token(&token),
+        )
+        .map_err(|source| ServerError::Kubeconfig {
+            path: kubeconfig.clone(),
+            source,
+        })?;
+        let issuer_url = issuer.issuer().to_owned();
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let writes = Arc::new(crate::writes::WriteCounter::default());
         let state = Arc::new(crate::http::AppState {
             cluster: cluster.clone(),
-            token: token.clone(),
+            authn: Arc::new(crate::auth::Authenticator::new(
+                token.clone(),
+                users,
+                issuer,
+            )),
             server_address: addr.to_string(),
             stopping: stopping_rx,
             writes: writes.clone(),
@@ -125,6 +178,8 @@ impl Server {
             }
         })?;
         let serve = tokio::spawn(async move {
+            let app =
+                app.into_make_service_with_connect_info::<crate::client_cert::ClientIdentity>();
             let result = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = shutdown_rx.await;
@@ -140,6 +195,7 @@ impl Server {
             url,
             token,
             ca_pem: tls.ca_pem,
+            issuer: issuer_url,
             kubeconfig,
             shutdown: Some(shutdown_tx),
             stopping,
@@ -161,6 +217,11 @@ impl Server {
     /// The PEM of the CA that signed the server certificate.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The issuer (`iss`) of ServiceAccount tokens, where OIDC discovery is served from.
+    pub fn service_account_issuer(&self) -> &str {
+        &self.issuer
     }
 
     pub fn token(&self) -> &str {
