@@ -81,7 +81,7 @@ impl Functions {
 /// How one Composition revision composes.
 #[derive(Debug)]
 pub enum Composer {
-    Native(CompiledComposition),
+    Native(Box<CompiledComposition>),
     Pipeline(Pipeline),
 }
 
@@ -90,7 +90,7 @@ impl Composer {
     pub fn compile(name: &str, spec: &CompositionSpec) -> Result<Self, String> {
         if spec.pipeline.is_empty() {
             return CompiledComposition::compile(spec)
-                .map(Composer::Native)
+                .map(|c| Composer::Native(Box::new(c)))
                 .map_err(|e| e.to_string());
         }
         let doc = SourcedValue {
