@@ -1125,6 +1125,8 @@ spec:
                   for n in ('1', '2'):
                       self.resources['app-' + n]('v1', 'ConfigMap').data.region = str(self.spec.region)
                   self.status.greeting = 'hello from ' + str(self.spec.region)
+                  self.events.warning('Preview', 'region ' + str(self.spec.region) + ' is in preview')
+                  self.conditions.DatabaseReady('Available', 'the database answers', True)
     - step: order
       functionRef: {name: function-sequencer}
       input:
@@ -1224,6 +1226,30 @@ fn a_function_pipeline_composes_in_graph_order_and_deletes_in_reverse_on_strata_
     ]);
     let xr = c.get_json(&["xservice", "web", "-n", "team"]).unwrap();
     assert_eq!(xr["status"]["greeting"], "hello from eu-west-1", "{xr}");
+    // The function's condition lands on the XR; its Warning result is kept in the status and
+    // shown by strata trace.
+    let db_ready = condition(&xr, "DatabaseReady").unwrap();
+    assert_eq!(
+        (&db_ready["status"], &db_ready["reason"]),
+        (&"True".into(), &"Available".into()),
+        "{xr}"
+    );
+    assert_eq!(
+        xr["status"]["functionResults"],
+        serde_json::json!([{"step": "compose", "severity": "Warning", "reason": "Preview",
+                            "message": "region eu-west-1 is in preview"}]),
+        "{xr}"
+    );
+    let trace = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["trace", "xservice/web", "-n", "team", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    let trace = String::from_utf8_lossy(&trace.stdout);
+    assert!(
+        trace.contains("! compose: Warning: region eu-west-1 is in preview"),
+        "{trace}"
+    );
     let cms = c
         .get_json(&["configmaps", "-n", "team", "-l", "strata.dev/composite=web"])
         .unwrap();
