@@ -63,8 +63,11 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let kubeconfig = dir.join("kubeconfig");
+        // Temporary files of strata up (its functions' certificates) go with the cluster.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let mut up = Command::new(env!("CARGO_BIN_EXE_strata"));
-        up.arg("up");
+        up.arg("up").env("TMPDIR", &tmp);
         if in_process {
             up.args(extra);
         } else {
@@ -1156,7 +1159,8 @@ fn a_function_pipeline_composes_in_graph_order_and_deletes_in_reverse_on_strata_
     let functions = dir.join("functions.yaml");
     std::fs::write(
         &functions,
-        "functions:\n- name: function-pythonic\n  command: [function-pythonic, --insecure, --address, '{address}']\n",
+        // mTLS as Crossplane runs functions: Strata's CA, TLS_SERVER_CERTS_DIR, client certs.
+        "functions:\n- name: function-pythonic\n  command: [function-pythonic, --address, '{address}']\n",
     )
     .unwrap();
     let c = Cluster::start_with_args(

@@ -16,6 +16,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -67,12 +68,30 @@ pub struct Supervised {
     pid: Arc<AtomicU32>,
     restarts: Arc<AtomicU32>,
     thread: Option<JoinHandle<()>>,
+    owned_dir: Option<PathBuf>,
+}
+
+fn remove(dir: Option<&std::path::Path>) {
+    if let Some(d) = dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 impl Supervised {
     /// Starts `command` (program and arguments, `{address}`/`{port}` substituted) and waits
     /// until it listens.
     pub fn start(name: &str, command: &[String]) -> Result<Self, ProcessError> {
+        Self::start_with(name, command, Vec::new(), None)
+    }
+
+    /// As [`Supervised::start`], with environment variables for the process and a directory
+    /// that belongs to it (its certificates), removed when it stops.
+    pub fn start_with(
+        name: &str,
+        command: &[String],
+        env: Vec<(String, String)>,
+        owned_dir: Option<PathBuf>,
+    ) -> Result<Self, ProcessError> {
         if command.is_empty() {
             return Err(ProcessError::EmptyCommand {
                 name: name.to_owned(),
@@ -110,7 +129,7 @@ impl Supervised {
             std::thread::Builder::new()
                 .name(format!("fn-{name}"))
                 .spawn(move || {
-                    let child = match spawn(&owned, &argv).and_then(|mut child| {
+                    let child = match spawn(&owned, &argv, &env).and_then(|mut child| {
                         wait_listening(&owned, &address, &mut child)?;
                         Ok(child)
                     }) {
@@ -124,7 +143,7 @@ impl Supervised {
                             return;
                         }
                     };
-                    supervise(&owned, &argv, child, &stop, &pid, &restarts);
+                    supervise(&owned, &argv, &env, child, &stop, &pid, &restarts);
                 })
                 .map_err(|source| ProcessError::Spawn {
                     name: name.to_owned(),
@@ -136,10 +155,12 @@ impl Supervised {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 let _ = thread.join();
+                remove(owned_dir.as_deref());
                 return Err(e);
             }
             Err(_) => {
                 let _ = thread.join();
+                remove(owned_dir.as_deref());
                 return Err(ProcessError::NotListening {
                     name: name.to_owned(),
                     address,
@@ -154,6 +175,7 @@ impl Supervised {
             pid,
             restarts,
             thread: Some(thread),
+            owned_dir,
         })
     }
 
@@ -177,6 +199,7 @@ impl Supervised {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        remove(self.owned_dir.take().as_deref());
     }
 }
 
@@ -190,7 +213,7 @@ impl Drop for Supervised {
 /// (`--pdeathsig KILL`), so a function never outlives a Strata that was killed outright.
 const SETPRIV: &str = "/usr/bin/setpriv";
 
-fn spawn(name: &str, argv: &[String]) -> Result<Child, ProcessError> {
+fn spawn(name: &str, argv: &[String], env: &[(String, String)]) -> Result<Child, ProcessError> {
     let program = find_program(&argv[0]).ok_or_else(|| ProcessError::Spawn {
         name: name.to_owned(),
         program: argv[0].clone(),
@@ -208,6 +231,7 @@ fn spawn(name: &str, argv: &[String]) -> Result<Child, ProcessError> {
         c
     };
     let mut child = command
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -288,6 +312,7 @@ fn wait_listening(name: &str, address: &str, child: &mut Child) -> Result<(), Pr
 fn supervise(
     name: &str,
     argv: &[String],
+    env: &[(String, String)],
     mut child: Child,
     stop: &AtomicBool,
     pid: &AtomicU32,
@@ -330,7 +355,7 @@ fn supervise(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
         loop {
-            match spawn(name, argv) {
+            match spawn(name, argv, env) {
                 Ok(c) => {
                     child = c;
                     break;
