@@ -183,17 +183,20 @@ mod tests {
 
     #[test]
     fn a_function_is_reached_natively_by_package_then_as_configured() {
-        let pt = "xpkg.example/crossplane-contrib/function-patch-and-transform:v0.8.2";
+        let pt = "registry.example/crossplane-contrib/function-patch-and-transform:v0.8.2";
         assert_eq!(
             reach(pt, Some("127.0.0.1:1")),
             Reach::Native(NativeFunction::PatchAndTransform)
         );
         assert_eq!(
-            reach("xpkg.example/function-pythonic:v0.1.4", Some("127.0.0.1:9")),
+            reach(
+                "registry.example/function-pythonic:v0.1.4",
+                Some("127.0.0.1:9")
+            ),
             Reach::Endpoint("127.0.0.1:9".into())
         );
         assert_eq!(
-            reach("xpkg.example/function-kcl:v0.11", None),
+            reach("registry.example/function-kcl:v0.11", None),
             Reach::NotConfigured
         );
     }

@@ -43,7 +43,7 @@ pub enum NativeFunction {
 }
 
 impl NativeFunction {
-    /// By a Function's package (`xpkg.crossplane.io/crossplane-contrib/function-auto-ready:v0.5.0`):
+    /// By a Function's package (`registry.example/crossplane-contrib/function-auto-ready:v0.5.0`):
     /// the repository's last path segment, without tag or digest.
     pub fn from_package(package: &str) -> Option<Self> {
         let without_digest = package.split('@').next().unwrap_or(package);
@@ -954,7 +954,7 @@ mod tests {
     fn native_functions_are_known_by_package_whatever_the_registry_tag_or_digest() {
         let rows = [
             (
-                "xpkg.crossplane.io/crossplane-contrib/function-auto-ready:v0.5.0",
+                "registry.example/crossplane-contrib/function-auto-ready:v0.5.0",
                 Some(NativeFunction::AutoReady),
             ),
             (
@@ -963,11 +963,11 @@ mod tests {
             ),
             ("function-sequencer", Some(NativeFunction::Sequencer)),
             (
-                "xpkg.crossplane.io/crossplane-contrib/function-environment-configs:v0.4.0",
+                "registry.example/crossplane-contrib/function-environment-configs:v0.4.0",
                 Some(NativeFunction::EnvironmentConfigs),
             ),
             (
-                "xpkg.crossplane.io/crossplane-contrib/function-kcl:v0.11.0",
+                "registry.example/crossplane-contrib/function-kcl:v0.11.0",
                 None,
             ),
             ("example.org/function-auto-ready-fork:v1", None),
@@ -988,7 +988,7 @@ mod tests {
         let packages = BTreeMap::from([
             (
                 "ready-by-package".to_owned(),
-                "xpkg.crossplane.io/crossplane-contrib/function-auto-ready:v0.5.0".to_owned(),
+                "registry.example/crossplane-contrib/function-auto-ready:v0.5.0".to_owned(),
             ),
             (
                 // A Function named like a native one but running another package is remote.
