@@ -1,4 +1,5 @@
-//! The controllers end to end, in-process: the embedded control plane (strata-apiserver) on
+//! The controllers end to end, in-process (moved here from the controllers crate so every
+//! integration test links into one binary): the embedded control plane (strata-apiserver) on
 //! 127.0.0.1:0, the controllers on a client from its kubeconfig, and a claim composing a chain of
 //! ConfigMaps and a Secret.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test

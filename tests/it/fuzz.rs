@@ -3,7 +3,7 @@
 //! field paths and transforms. Every property states that the code under test returns `Ok` or a
 //! typed error and never panics, plus the invariants a successful result must keep.
 //!
-//! Failures are persisted in `engine/core/proptest-regressions/fuzz.txt` and replayed first on
+//! Failures are persisted in `proptest-regressions/fuzz.txt` and replayed first on
 //! every run: commit that file.
 
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         max_shrink_iters: 2_000,
-        // Relative to the crate root, where `cargo test` runs integration tests.
+        // Relative to the repository root, where `cargo test` runs the integration binary.
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "proptest-regressions/fuzz.txt",
         ))),
