@@ -335,3 +335,224 @@ fn a_python_sdk_function_serving_only_v1beta1_gets_requirements_credentials_and_
     let context = docs.iter().find(|d| d["kind"] == "Context").unwrap();
     assert_eq!(context["fields"]["example.org/probed"], true, "{context}");
 }
+
+/// `curl` with the arguments; its stdout.
+fn curl(args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256_file(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    format!("sha256:{}", text.split_whitespace().next().unwrap())
+}
+
+/// Pushes a blob to `registry` (`host:port`) under `repository`; its descriptor's digest.
+fn push_blob(registry: &str, repository: &str, path: &Path) -> String {
+    let digest = sha256_file(path);
+    let headers = curl(&[
+        "-X",
+        "POST",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://{registry}/v2/{repository}/blobs/uploads/"),
+    ]);
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .expect("an upload location")
+        .trim()
+        .to_owned();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{registry}{location}")
+    };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", path.display()),
+        &format!("{location}{separator}digest={digest}"),
+    ]);
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_package_pulled_from_a_registry_runs_without_docker_with_mtls() {
+    use strata_functions::certs::FunctionCa;
+    use strata_functions::process::Supervised;
+    use strata_functions::proto::RunFunctionRequest;
+    use strata_functions::transport::{
+        FunctionEndpoint, FunctionRunner, GrpcFunctions, ProtocolVersion,
+    };
+
+    strata_apiserver::tls::install_default_crypto_provider();
+    let scratch = Scratch::new("oci");
+    let root = scratch.0.join("registry");
+    std::fs::create_dir_all(&root).unwrap();
+    let registry = emulators::Emulator::docker_registry(&root);
+    let registry_address = registry.address().to_owned();
+
+    // The image: one gzip layer holding the probe function as /function, its entrypoint.
+    let rootfs = scratch.0.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(
+        fixtures().join("probe_function.py"),
+        rootfs.join("function"),
+    )
+    .unwrap();
+    let layer = scratch.0.join("layer.tar.gz");
+    let tar = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("function")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let repository = "functions/probe";
+    let layer_digest = push_blob(&registry_address, repository, &layer);
+    let config = scratch.0.join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Entrypoint": ["/function"]},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let config_digest = push_blob(&registry_address, repository, &config);
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let manifest = scratch.0.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": size(&config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": layer_digest, "size": size(&layer)}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{}", manifest.display()),
+        &format!("http://{registry_address}/v2/{repository}/manifests/v0.0.1"),
+    ]);
+
+    // Pulled, checked by digest, unpacked and cached; a second pull is the same cache entry.
+    let cache = scratch.0.join("cache");
+    let package = format!("{registry_address}/{repository}:v0.0.1");
+    let settings = strata_functions::oci::Registry {
+        plain_http: true,
+        timeout: std::time::Duration::from_secs(30),
+    };
+    let pulled = strata_functions::oci::pull(&package, &cache, &settings)
+        .await
+        .unwrap();
+    assert!(pulled.argv[0].ends_with("/rootfs/function"), "{pulled:?}");
+    assert_eq!(
+        strata_functions::oci::pull(&package, &cache, &settings)
+            .await
+            .unwrap(),
+        pulled
+    );
+    let missing = strata_functions::oci::pull(
+        &format!("{registry_address}/{repository}:v9"),
+        &cache,
+        &settings,
+    )
+    .await
+    .unwrap_err();
+    assert!(missing.to_string().contains("HTTP 404"), "{missing}");
+
+    // Run as a local process with mTLS from Strata's CA, and called over gRPC (the probe
+    // serves only v1beta1: the runner falls back as Crossplane does).
+    let ca = FunctionCa::new().unwrap();
+    let certs = ca.server_dir(&scratch.0, "function-probe").unwrap();
+    let mut argv = pulled.argv.clone();
+    argv.extend(["--address".to_owned(), "{address}".to_owned()]);
+    let process = Supervised::start_with(
+        "function-probe",
+        &argv,
+        vec![(
+            "TLS_SERVER_CERTS_DIR".to_owned(),
+            certs.display().to_string(),
+        )],
+        Some(certs.clone()),
+    )
+    .unwrap();
+    let runner = GrpcFunctions::new(
+        std::collections::BTreeMap::from([(
+            "function-probe".to_owned(),
+            FunctionEndpoint {
+                address: process.address.clone(),
+                tls: Some(ca.client_tls()),
+                protocol: ProtocolVersion::V1,
+            },
+        )]),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let rsp = runner
+        .run("function-probe", RunFunctionRequest::default())
+        .await
+        .unwrap();
+    let requirements = rsp.requirements.expect("the probe asks for its settings");
+    assert!(
+        requirements.extra_resources.contains_key("settings"),
+        "{requirements:?}"
+    );
+    // Without Strata's client certificate the function refuses the call.
+    let stranger = FunctionCa::new().unwrap();
+    let refused = GrpcFunctions::new(
+        std::collections::BTreeMap::from([(
+            "function-probe".to_owned(),
+            FunctionEndpoint {
+                address: process.address.clone(),
+                tls: Some(stranger.client_tls()),
+                protocol: ProtocolVersion::V1,
+            },
+        )]),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap()
+    .run("function-probe", RunFunctionRequest::default())
+    .await;
+    assert!(refused.is_err(), "a client the CA did not sign is refused");
+    process.stop();
+    assert!(!certs.exists(), "the certificates go with the process");
+}

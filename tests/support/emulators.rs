@@ -86,9 +86,28 @@ impl Emulator {
         let port = free_port();
         let args = [
             script.to_str().expect("a UTF-8 path").to_owned(),
+            "--insecure".to_owned(),
+            "--address".to_owned(),
             format!("127.0.0.1:{port}"),
         ];
         Emulator::start("python3", &args, port)
+    }
+
+    /// Debian's `docker-registry` (the OCI distribution registry) serving from `root` over
+    /// plain HTTP on a free loopback port.
+    pub fn docker_registry(root: &std::path::Path) -> Emulator {
+        let port = free_port();
+        let config = root.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: '{}'}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                root.join("data").display()
+            ),
+        )
+        .expect("the registry's configuration");
+        let args = ["serve".to_owned(), config.display().to_string()];
+        Emulator::start("docker-registry", &args, port)
     }
 
     /// `host:port` of the process.

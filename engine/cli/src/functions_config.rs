@@ -13,14 +13,20 @@
 //! - name: function-dev
 //!   address: 127.0.0.1:9443
 //!   insecure: true                   # plaintext gRPC: only with this set
+//! - name: function-go-templating     # a package pulled from an OCI registry, run locally
+//!   package: registry.example/crossplane-contrib/function-go-templating:v0.10.0
 //! ```
 //!
 //! A `command` runs as a supervised local process on a free loopback port (`{address}` is
 //! `127.0.0.1:PORT`, `{port}` the port) with mTLS as Crossplane runs functions: Strata's own CA
 //! ([`strata_functions::certs`]) issues its certificate into a private directory named by
 //! `TLS_SERVER_CERTS_DIR`, and Strata dials it with a client certificate; `insecure: true`
-//! (with the function's own `--insecure`) dials it without TLS. An `address` is dialled with
-//! the operator's certificates (`tls`), or without TLS when `insecure: true`.
+//! (with the function's own `--insecure`) dials it without TLS. A `package` is pulled
+//! ([`strata_functions::oci`], cached by digest under `--function-cache`) and its entrypoint run
+//! the same way, with `--address {address}` (and `--insecure` when `insecure: true`) appended as
+//! Crossplane's function SDKs read them; `plainHttp: true` pulls from a registry without TLS (a
+//! registry on loopback). An `address` is dialled with the operator's certificates (`tls`), or
+//! without TLS when `insecure: true`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -44,13 +50,26 @@ pub struct FunctionFlags {
     /// How long one function call may take: `30s`, `2m`.
     #[arg(long = "function-timeout", default_value = "30s", value_parser = crate::render_functions::parse_duration)]
     pub function_timeout: Duration,
+    /// Where function packages pulled from a registry are kept, by digest (default:
+    /// `$XDG_CACHE_HOME/strata/functions` or `~/.cache/strata/functions`).
+    #[arg(long = "function-cache")]
+    pub function_cache: Option<PathBuf>,
 }
 
 impl FunctionFlags {
-    /// Starts the configured function processes; returns the controllers' settings.
-    pub fn start(&self) -> Result<(FunctionSettings, Vec<Supervised>)> {
-        start(self.functions.as_deref(), self.function_timeout)
+    /// Pulls and starts the configured function processes; returns the controllers' settings.
+    pub async fn start(&self) -> Result<(FunctionSettings, Vec<Supervised>)> {
+        let cache = self.function_cache.clone().unwrap_or_else(default_cache);
+        start(self.functions.as_deref(), self.function_timeout, &cache).await
     }
+}
+
+fn default_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("strata").join("functions")
 }
 
 #[derive(Deserialize)]
@@ -71,6 +90,10 @@ struct Entry {
     command: Option<Vec<String>>,
     #[serde(default)]
     tls: Option<TlsFiles>,
+    #[serde(default)]
+    package: Option<String>,
+    #[serde(default, rename = "plainHttp")]
+    plain_http: bool,
 }
 
 /// The operator's certificates for a function at an address: PEM files.
@@ -90,6 +113,12 @@ enum Reach {
     Address(String, Option<TlsFiles>),
     /// mTLS with Strata's certificates unless `insecure`.
     Command { argv: Vec<String>, insecure: bool },
+    /// Pulled, then run as a command.
+    Package {
+        package: String,
+        plain_http: bool,
+        insecure: bool,
+    },
 }
 
 /// Reads and checks the file; every error names the file and the entry.
@@ -108,9 +137,28 @@ fn read(path: &Path) -> Result<Vec<(String, Reach)>> {
         if !seen.insert(e.name.clone()) {
             bail!("{at}.name: function {:?} is configured twice", e.name);
         }
+        if let Some(package) = e.package {
+            if e.address.is_some() || e.command.is_some() || e.tls.is_some() {
+                bail!("{at} ({}): give one of address, command or package", e.name);
+            }
+            out.push((
+                e.name,
+                Reach::Package {
+                    package,
+                    plain_http: e.plain_http,
+                    insecure: e.insecure,
+                },
+            ));
+            continue;
+        }
+        if e.plain_http {
+            bail!("{at}.plainHttp ({}): only for a package", e.name);
+        }
         let reach = match (e.address, e.command) {
-            (Some(_), Some(_)) => bail!("{at} ({}): give address or command, not both", e.name),
-            (None, None) => bail!("{at} ({}): address or command is required", e.name),
+            (Some(_), Some(_)) => {
+                bail!("{at} ({}): give one of address, command or package", e.name)
+            }
+            (None, None) => bail!("{at} ({}): address, command or package is required", e.name),
             (Some(a), None) => match (e.tls, e.insecure) {
                 (Some(_), true) => bail!("{at} ({}): give tls or insecure, not both", e.name),
                 (None, false) => bail!(
@@ -138,9 +186,10 @@ fn read(path: &Path) -> Result<Vec<(String, Reach)>> {
 }
 
 /// The controllers' function settings and the processes started for them (stopped on drop).
-pub fn start(
+pub async fn start(
     path: Option<&Path>,
     timeout: Duration,
+    cache: &Path,
 ) -> Result<(FunctionSettings, Vec<Supervised>)> {
     let mut endpoints = BTreeMap::new();
     let mut processes = Vec::new();
@@ -161,29 +210,29 @@ pub fn start(
                 };
                 (a, Some(tls))
             }
-            Reach::Command {
-                argv,
-                insecure: true,
-            } => {
-                let p = Supervised::start(&name, &argv)?;
-                let a = p.address.clone();
-                processes.push(p);
-                (a, None)
+            Reach::Command { argv, insecure } => {
+                run_command(&name, &argv, insecure, &mut ca, &mut processes)?
             }
-            Reach::Command {
-                argv,
-                insecure: false,
+            // A package is pulled and run as the command its image names.
+            Reach::Package {
+                package,
+                plain_http,
+                insecure,
             } => {
-                let ca = match &mut ca {
-                    Some(ca) => ca,
-                    None => ca.insert(FunctionCa::new()?),
+                let registry = strata_functions::oci::Registry {
+                    plain_http,
+                    timeout: Duration::from_secs(120),
                 };
-                let dir = ca.server_dir(&std::env::temp_dir().join("strata-functions"), &name)?;
-                let env = vec![("TLS_SERVER_CERTS_DIR".to_owned(), dir.display().to_string())];
-                let p = Supervised::start_with(&name, &argv, env, Some(dir))?;
-                let a = p.address.clone();
-                processes.push(p);
-                (a, Some(ca.client_tls()))
+                let pulled = strata_functions::oci::pull(&package, cache, &registry)
+                    .await
+                    .with_context(|| format!("function {name}"))?;
+                tracing::info!(function = %name, %package, digest = %pulled.digest, "function package pulled");
+                let mut argv = pulled.argv;
+                argv.extend(["--address".to_owned(), "{address}".to_owned()]);
+                if insecure {
+                    argv.push("--insecure".to_owned());
+                }
+                run_command(&name, &argv, insecure, &mut ca, &mut processes)?
             }
         };
         endpoints.insert(
@@ -196,6 +245,32 @@ pub fn start(
         );
     }
     Ok((FunctionSettings { endpoints, timeout }, processes))
+}
+
+/// Starts a supervised function process: mTLS with Strata's CA unless `insecure`.
+fn run_command(
+    name: &str,
+    argv: &[String],
+    insecure: bool,
+    ca: &mut Option<FunctionCa>,
+    processes: &mut Vec<Supervised>,
+) -> Result<(String, Option<ClientTls>)> {
+    if insecure {
+        let p = Supervised::start(name, argv)?;
+        let a = p.address.clone();
+        processes.push(p);
+        return Ok((a, None));
+    }
+    let ca = match ca {
+        Some(ca) => ca,
+        None => ca.insert(FunctionCa::new()?),
+    };
+    let dir = ca.server_dir(&std::env::temp_dir().join("strata-functions"), name)?;
+    let env = vec![("TLS_SERVER_CERTS_DIR".to_owned(), dir.display().to_string())];
+    let p = Supervised::start_with(name, argv, env, Some(dir))?;
+    let a = p.address.clone();
+    processes.push(p);
+    Ok((a, Some(ca.client_tls())))
 }
 
 #[cfg(test)]
@@ -254,11 +329,11 @@ mod tests {
             ),
             (
                 "functions:\n- {name: b}\n",
-                "functions[0] (b): address or command is required",
+                "functions[0] (b): address, command or package is required",
             ),
             (
                 "functions:\n- {name: b, address: 'x:1', insecure: true, command: [x]}\n",
-                "not both",
+                "give one of address, command or package",
             ),
             (
                 "functions:\n- {name: b, command: []}\n",

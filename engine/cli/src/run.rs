@@ -50,7 +50,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             lease_duration: Duration::from_secs(15),
         });
     // Stopped when this function returns.
-    let (functions, _processes) = args.functions.start()?;
+    let (functions, _processes) = args.functions.start().await?;
     let settings = strata_controllers::Settings {
         functions,
         resync: Duration::from_secs(args.resync),

@@ -19,6 +19,7 @@
 
 pub mod cache;
 pub mod certs;
+pub mod oci;
 pub mod process;
 pub mod run;
 pub mod transport;
