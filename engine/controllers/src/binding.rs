@@ -66,13 +66,15 @@ pub fn bound_to(xr: &Value, id: &ClaimIdentity) -> bool {
 }
 
 /// The claim's status as copied from its XR: every XR status field except the XR-only
-/// `claimConditionTypes`.
+/// `claimConditionTypes` and `functionResults` (the claim's CRD has neither: copying them would
+/// be pruned and written again every pass).
 pub fn claim_status_from_composite(xr: &Value) -> Value {
     let mut status = match xr.get("status") {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
     };
     status.remove("claimConditionTypes");
+    status.remove("functionResults");
     Value::Object(status)
 }
 
@@ -134,8 +136,8 @@ mod tests {
     }
 
     #[test]
-    fn the_claim_status_copies_everything_but_claim_condition_types() {
-        let xr = json!({"status": {"address": "x", "conditions": [{"type": "Ready"}], "claimConditionTypes": ["A"]}});
+    fn the_claim_status_copies_everything_but_the_composites_own_fields() {
+        let xr = json!({"status": {"address": "x", "conditions": [{"type": "Ready"}], "claimConditionTypes": ["A"], "functionResults": []}});
         assert_eq!(
             claim_status_from_composite(&xr),
             json!({"address": "x", "conditions": [{"type": "Ready"}]})
