@@ -1339,3 +1339,78 @@ fn a_function_pipeline_composes_in_graph_order_and_deletes_in_reverse_on_strata_
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn strata_run_runs_a_function_package_as_a_deployment_and_service_with_its_certificates() {
+    let dir = std::env::temp_dir().join(format!("strata-it-fn-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let functions = dir.join("functions.yaml");
+    std::fs::write(
+        &functions,
+        "functions:\n- name: function-kcl\n  package: registry.example/crossplane-contrib/function-kcl:v0.11.0\n  runtime: Deployment\n",
+    )
+    .unwrap();
+    // strata up serves the API; strata run (the controllers, as on a cluster) runs the package.
+    let c = Cluster::start_with_args(
+        "fn-deploy",
+        3600,
+        false,
+        &["--functions", functions.to_str().unwrap()],
+    );
+    let deployment = c.eventually("the function's Deployment", 60, || {
+        c.get_json(&["deployment", "function-kcl", "-n", "strata-system"])
+    });
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["image"],
+        "registry.example/crossplane-contrib/function-kcl:v0.11.0"
+    );
+    assert_eq!(
+        container["env"][0],
+        serde_json::json!({"name": "TLS_SERVER_CERTS_DIR", "value": "/tls/server"})
+    );
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "function-kcl-tls"
+    );
+    let service = c
+        .get_json(&["service", "function-kcl", "-n", "strata-system"])
+        .unwrap();
+    assert_eq!(service["spec"]["ports"][0]["port"], 9443);
+    let certs = c
+        .get_json(&["secret", "function-kcl-tls", "-n", "strata-system"])
+        .unwrap();
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert!(certs["data"][key].is_string(), "{key} in {certs}");
+    }
+    assert!(
+        c.get_json(&["secret", "strata-function-ca", "-n", "strata-system"])
+            .is_some(),
+        "the CA is kept so certificates outlive a restart"
+    );
+    // The Function object says where it runs; nothing runs Pods here, so it is not healthy.
+    c.eventually("Crossplane's Function kind to be served", 60, || {
+        c.kubectl(&["get", "crd", "functions.pkg.crossplane.io"])
+            .status
+            .success()
+            .then_some(())
+    });
+    c.apply(
+        "apiVersion: pkg.crossplane.io/v1\nkind: Function\nmetadata: {name: function-kcl}\n\
+         spec: {package: registry.example/crossplane-contrib/function-kcl:v0.11.0}\n",
+    );
+    let f = c.eventually("the Function's Healthy=False", 60, || {
+        let f = c.get_json(&["functions.pkg.crossplane.io", "function-kcl"])?;
+        (condition(&f, "Healthy")?["status"] == "False").then_some(f)
+    });
+    assert_eq!(condition(&f, "Installed").unwrap()["status"], "True", "{f}");
+    assert!(
+        condition(&f, "Healthy").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("function-kcl.strata-system.svc:9443"),
+        "{f}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

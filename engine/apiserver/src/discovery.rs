@@ -440,6 +440,7 @@ mod tests {
             groups,
             vec![
                 "apiextensions.k8s.io",
+                "apps",
                 "authentication.k8s.io",
                 "coordination.k8s.io",
                 "events.k8s.io"

@@ -299,6 +299,12 @@ impl Registry {
                 .with_short_names(&["ev"]),
             ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, false)
                 .with_short_names(&["sa"]),
+            // Stored and served (nothing runs them: the control plane has no nodes), so a
+            // Composition can compose them and Strata can run a function as a Deployment.
+            ResourceType::builtin("", "v1", "services", "Service", true, false)
+                .with_short_names(&["svc"]),
+            ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, false)
+                .with_short_names(&["deploy"]),
             ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, false)
                 .with_short_names(&["ev"]),
             ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),

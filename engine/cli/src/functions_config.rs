@@ -58,9 +58,20 @@ pub struct FunctionFlags {
 
 impl FunctionFlags {
     /// Pulls and starts the configured function processes; returns the controllers' settings.
-    pub async fn start(&self) -> Result<(FunctionSettings, Vec<Supervised>)> {
+    /// `cluster` is the client of a cluster that can run Deployments (`strata run`); `None` on
+    /// the embedded control plane, which has no nodes.
+    pub async fn start(
+        &self,
+        cluster: Option<&kube::Client>,
+    ) -> Result<(FunctionSettings, Vec<Supervised>)> {
         let cache = self.function_cache.clone().unwrap_or_else(default_cache);
-        start(self.functions.as_deref(), self.function_timeout, &cache).await
+        start(
+            self.functions.as_deref(),
+            self.function_timeout,
+            &cache,
+            cluster,
+        )
+        .await
     }
 }
 
@@ -94,6 +105,12 @@ struct Entry {
     package: Option<String>,
     #[serde(default, rename = "plainHttp")]
     plain_http: bool,
+    /// `Process` (default: pulled and run locally) or `Deployment` (`strata run` on a cluster).
+    #[serde(default)]
+    runtime: Option<String>,
+    /// The namespace of a `Deployment` runtime (default `strata-system`).
+    #[serde(default)]
+    namespace: Option<String>,
 }
 
 /// The operator's certificates for a function at an address: PEM files.
@@ -119,6 +136,8 @@ enum Reach {
         plain_http: bool,
         insecure: bool,
     },
+    /// Run on the cluster as a Deployment + Service in this namespace.
+    Deployment { package: String, namespace: String },
 }
 
 /// Reads and checks the file; every error names the file and the entry.
@@ -141,15 +160,34 @@ fn read(path: &Path) -> Result<Vec<(String, Reach)>> {
             if e.address.is_some() || e.command.is_some() || e.tls.is_some() {
                 bail!("{at} ({}): give one of address, command or package", e.name);
             }
-            out.push((
-                e.name,
-                Reach::Package {
+            let reach = match e.runtime.as_deref() {
+                None | Some("Process") if e.namespace.is_none() => Reach::Package {
                     package,
                     plain_http: e.plain_http,
                     insecure: e.insecure,
                 },
-            ));
+                None | Some("Process") => {
+                    bail!("{at}.namespace ({}): only for runtime: Deployment", e.name)
+                }
+                Some("Deployment") if e.insecure || e.plain_http => bail!(
+                    "{at} ({}): a Deployment always serves with mTLS and is pulled by the cluster; \
+                     insecure and plainHttp do not apply",
+                    e.name
+                ),
+                Some("Deployment") => Reach::Deployment {
+                    package,
+                    namespace: e.namespace.unwrap_or_else(|| "strata-system".to_owned()),
+                },
+                Some(other) => bail!(
+                    "{at}.runtime ({}): unknown runtime {other:?}; Process or Deployment",
+                    e.name
+                ),
+            };
+            out.push((e.name, reach));
             continue;
+        }
+        if e.runtime.is_some() || e.namespace.is_some() {
+            bail!("{at} ({}): runtime and namespace are for a package", e.name);
         }
         if e.plain_http {
             bail!("{at}.plainHttp ({}): only for a package", e.name);
@@ -190,6 +228,7 @@ pub async fn start(
     path: Option<&Path>,
     timeout: Duration,
     cache: &Path,
+    cluster: Option<&kube::Client>,
 ) -> Result<(FunctionSettings, Vec<Supervised>)> {
     let mut endpoints = BTreeMap::new();
     let mut processes = Vec::new();
@@ -212,6 +251,19 @@ pub async fn start(
             }
             Reach::Command { argv, insecure } => {
                 run_command(&name, &argv, insecure, &mut ca, &mut processes)?
+            }
+            Reach::Deployment { package, namespace } => {
+                let Some(client) = cluster else {
+                    bail!(
+                        "function {name}: runtime: Deployment needs a cluster with nodes (strata \
+                         run); strata up runs a package as a local process (drop runtime)"
+                    );
+                };
+                let (address, tls) =
+                    crate::function_deployments::deploy(client, &name, &package, &namespace)
+                        .await?;
+                tracing::info!(function = %name, %package, %address, "function runs as a Deployment");
+                (address, Some(tls))
             }
             // A package is pulled and run as the command its image names.
             Reach::Package {
@@ -346,6 +398,18 @@ mod tests {
             (
                 "functions:\n- {name: b, comand: [x]}\n",
                 "not a functions file",
+            ),
+            (
+                "functions:\n- {name: b, package: 'r.example/b:1', runtime: Pod}\n",
+                "functions[0].runtime (b): unknown runtime \"Pod\"",
+            ),
+            (
+                "functions:\n- {name: b, package: 'r.example/b:1', namespace: x}\n",
+                "functions[0].namespace (b): only for runtime: Deployment",
+            ),
+            (
+                "functions:\n- {name: b, command: [x], runtime: Deployment}\n",
+                "runtime and namespace are for a package",
             ),
         ] {
             let e = format!("{:#}", parse(text).unwrap_err());

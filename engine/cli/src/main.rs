@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod crds;
+mod function_deployments;
 mod functions_config;
 mod graph;
 mod input;

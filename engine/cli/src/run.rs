@@ -49,8 +49,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             identity: identity(),
             lease_duration: Duration::from_secs(15),
         });
-    // Stopped when this function returns.
-    let (functions, _processes) = args.functions.start().await?;
+    let client = strata_controllers::client(args.kubeconfig.as_deref())
+        .await
+        .context("connecting to the Kubernetes API")?;
+    // Processes are stopped when this function returns.
+    let (functions, _processes) = args.functions.start(Some(&client)).await?;
     let settings = strata_controllers::Settings {
         functions,
         resync: Duration::from_secs(args.resync),
@@ -58,9 +61,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         leader_election,
         ..Default::default()
     };
-    let client = strata_controllers::client(args.kubeconfig.as_deref())
-        .await
-        .context("connecting to the Kubernetes API")?;
     tracing::info!(resync_seconds = args.resync, metrics = ?args.metrics_addr, "starting controllers");
     crate::reconcilers::run(client, settings, shutdown_signal())
         .await

@@ -45,7 +45,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     crate::run::init_logging(args.log_format);
     // Checked and started before the control plane, so a bad file changes nothing; the
     // processes stop when this function returns.
-    let (functions, processes) = args.functions.start().await?;
+    let (functions, processes) = args.functions.start(None).await?;
     for p in &processes {
         println!("strata up: function {} serving on {}", p.name, p.address);
     }

@@ -69,7 +69,36 @@ impl FunctionCa {
         let ca = ca_params()?
             .self_signed(&key)
             .map_err(cert_err("self-signing the function CA"))?;
-        let ca_pem = ca.pem();
+        Self::with(ca.pem(), key)
+    }
+
+    /// A CA kept elsewhere (a Secret on a cluster, so functions' certificates outlive a
+    /// restart of Strata): its certificate and key, PEM.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
+        let key = KeyPair::from_pem(key_pem).map_err(cert_err("reading the function CA key"))?;
+        Self::with(cert_pem.to_owned(), key)
+    }
+
+    /// The CA's certificate and key, PEM.
+    pub fn pem(&self) -> (String, String) {
+        (self.ca_pem.clone(), self.issuer.key().serialize_pem())
+    }
+
+    /// A server certificate and key (PEM) for these DNS names.
+    pub fn server_certificate(&self, names: &[String]) -> Result<(String, String), CertError> {
+        let key = KeyPair::generate().map_err(cert_err("generating a function key"))?;
+        let mut params = CertificateParams::new(names.to_vec())
+            .map_err(cert_err("building a function certificate"))?;
+        if let Some(first) = names.first() {
+            params.distinguished_name.push(DnType::CommonName, first);
+        }
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(cert_err("signing a function certificate"))?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    fn with(ca_pem: String, key: KeyPair) -> Result<Self, CertError> {
         let issuer = Issuer::new(ca_params()?, key);
         let (cert, key) = issue(&issuer, "strata", false)?;
         let client = ClientTls {
@@ -154,6 +183,18 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn a_ca_read_back_from_its_pem_signs_as_before() {
+        let ca = FunctionCa::new().unwrap();
+        let (cert, key) = ca.pem();
+        let again = FunctionCa::from_pem(&cert, &key).unwrap();
+        assert_eq!(again.pem(), (cert, key));
+        let (server, _) = again
+            .server_certificate(&["fn.strata-system.svc".to_owned()])
+            .unwrap();
+        assert!(server.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
 
     #[test]
     fn a_function_gets_a_private_directory_in_crossplanes_layout() {
