@@ -1254,6 +1254,11 @@ fn a_function_pipeline_composes_in_graph_order_and_deletes_in_reverse_on_strata_
         trace.contains("! compose: Warning: region eu-west-1 is in preview"),
         "{trace}"
     );
+    let events = c.eventually("the Warning result's event", 30, || {
+        let e = c.kubectl_ok(&["get", "events.events.k8s.io", "-n", "team", "-o", "json"]);
+        e.contains("region eu-west-1 is in preview").then_some(e)
+    });
+    assert!(events.contains("ComposeResources"), "{events}");
     let cms = c
         .get_json(&["configmaps", "-n", "team", "-l", "strata.dev/composite=web"])
         .unwrap();

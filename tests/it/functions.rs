@@ -334,6 +334,31 @@ fn a_python_sdk_function_serving_only_v1beta1_gets_requirements_credentials_and_
     assert_eq!(result["step"], "probe");
     let context = docs.iter().find(|d| d["kind"] == "Context").unwrap();
     assert_eq!(context["fields"]["example.org/probed"], true, "{context}");
+
+    // A Fatal result stops the pipeline: one error naming the step, nothing printed.
+    let out = strata(
+        &[
+            "render",
+            &fixture("xr.yaml"),
+            "composition.yaml",
+            "functions.yaml",
+            "--function-credentials",
+            &fixture("probe-credentials.yaml"),
+            "--context-values",
+            "example.org/fatal=true",
+        ],
+        &scratch.0,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is printed after a Fatal result"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("step \"probe\" (function \"function-probe\") returned a fatal result: probe failed on purpose"),
+        "{stderr}"
+    );
 }
 
 /// `curl` with the arguments; its stdout.

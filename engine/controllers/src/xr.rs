@@ -140,8 +140,10 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
         _ => json!({}),
     };
     let now = shared::now();
+    let mut step_results = Vec::new();
     let (desired_status, action, result) = match outcome {
         Ok(pass) => {
+            step_results = pass.results;
             // The render's status fields, with the observed conditions kept (for their timestamps).
             let mut status = pass.status;
             if let (Some(o), Some(cs)) = (status.as_object_mut(), base.get("conditions")) {
@@ -219,6 +221,7 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
         for (reason, note) in events {
             ctx.shared.warn(&object, reason, note).await;
         }
+        publish_results(ctx, &object, &value, &step_results).await;
     } else {
         for (reason, note) in events {
             tracing::debug!(xr = %id, reason, "{note}");
@@ -315,6 +318,8 @@ struct Pass {
     failures: Vec<(String, String)>,
     /// A function pipeline's shortest TTL: the XR is composed again by then.
     ttl: Option<Duration>,
+    /// A function pipeline's results: events on the XR (and its claim when they target it).
+    results: Vec<StepResult>,
 }
 
 /// Selection, compile, observe, then render and apply in rounds, prune, publish.
@@ -445,7 +450,7 @@ async fn compose(
         if (round > 0 && !grew) || !failures.is_empty() || round > composer.round_bound() {
             let mut status = output.merged_status(&value);
             if let Some(results) = &results {
-                keep_results(&mut status, &value, results, events);
+                keep_results(&mut status, &value, results);
             }
             break (output, desired_refs, status);
         }
@@ -543,6 +548,7 @@ async fn compose(
         status,
         failures,
         ttl,
+        results: results.unwrap_or_default(),
     })
 }
 
@@ -562,20 +568,41 @@ fn pipeline_error(id: &str, revision: &str, e: PipelineError) -> Error {
     }
 }
 
-/// Keeps the steps' results in the XR's status (`status.functionResults`, bounded) and makes
-/// Warning results events. The field is cleared when a pass has no results.
-fn keep_results(
-    status: &mut Value,
-    observed_xr: &Value,
+/// Functions' Warning and Normal results as events on the XR, and on its claim when a result
+/// targets it (`TARGET_COMPOSITE_AND_CLAIM`), as Crossplane reports them.
+async fn publish_results(
+    ctx: &XrContext,
+    xr: &ObjectReference,
+    value: &Value,
     results: &[StepResult],
-    events: &mut Vec<(&'static str, String)>,
 ) {
-    for r in results.iter().filter(|r| r.severity == Severity::Warning) {
-        events.push((
-            wire::REASON_FUNCTION_RESULT,
-            format!("step {:?}: {}", r.step, r.message),
-        ));
+    let claim = value
+        .pointer("/spec/claimRef")
+        .and_then(|r| serde_json::from_value::<ObjectReference>(r.clone()).ok());
+    for r in results {
+        let note = format!("step {:?}: {}", r.step, r.message);
+        let targets = std::iter::once(xr).chain(claim.as_ref().filter(|_| r.claim));
+        for target in targets {
+            match r.severity {
+                Severity::Warning => {
+                    ctx.shared
+                        .warn(target, wire::REASON_FUNCTION_RESULT, note.clone())
+                        .await
+                }
+                Severity::Normal => {
+                    ctx.shared
+                        .normal(target, wire::REASON_FUNCTION_RESULT, note.clone())
+                        .await
+                }
+                Severity::Fatal => {}
+            }
+        }
     }
+}
+
+/// Keeps the steps' results in the XR's status (`status.functionResults`, bounded). The field
+/// is cleared when a pass has no results.
+fn keep_results(status: &mut Value, observed_xr: &Value, results: &[StepResult]) {
     let had = observed_xr.pointer("/status/functionResults").is_some();
     if let Some(o) = status.as_object_mut() {
         if results.is_empty() {
