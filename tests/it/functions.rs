@@ -359,6 +359,30 @@ fn a_python_sdk_function_serving_only_v1beta1_gets_requirements_credentials_and_
         stderr.contains("step \"probe\" (function \"function-probe\") returned a fatal result: probe failed on purpose"),
         "{stderr}"
     );
+
+    // A function that crashes during the call: one error naming the step, no hang.
+    let out = strata(
+        &[
+            "render",
+            &fixture("xr.yaml"),
+            "composition.yaml",
+            "functions.yaml",
+            "--function-credentials",
+            &fixture("probe-credentials.yaml"),
+            "--context-values",
+            "example.org/crash=true",
+            "--timeout",
+            "10s",
+        ],
+        &scratch.0,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: step \"probe\" (function \"function-probe\"): "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 /// `curl` with the arguments; its stdout.
