@@ -11,8 +11,9 @@
 //! for both; what only pipelines have (step results, function conditions, the TTL, the graph
 //! edges) travels beside it in [`PipelineOutcome`].
 //!
-//! Steps are native by their input kind (and auto-ready by its Function's name), as `strata
-//! render` decides without a functions file; a Function object's package is not consulted.
+//! Steps are native by their Function's package (the `pkg.crossplane.io` Functions
+//! [`crate::package`] sees), or without a Function object by their input kind (and auto-ready by
+//! its name), as `strata render` decides.
 //! Required resources are read live from the API server, required schemas from the CRD that
 //! serves the kind. A step's `credentials` are read from their Secrets for each run and never
 //! logged.
@@ -87,7 +88,13 @@ pub enum Composer {
 
 impl Composer {
     /// Compiles a revision's Composition: its pipeline when it keeps one, else its resources.
-    pub fn compile(name: &str, spec: &CompositionSpec) -> Result<Self, String> {
+    /// A step is native by its Function's package (`packages`, by Function name), else by its
+    /// input kind.
+    pub fn compile(
+        name: &str,
+        spec: &CompositionSpec,
+        packages: &BTreeMap<String, String>,
+    ) -> Result<Self, String> {
         if spec.pipeline.is_empty() {
             return CompiledComposition::compile(spec)
                 .map(|c| Composer::Native(Box::new(c)))
@@ -107,7 +114,7 @@ impl Composer {
                 },
             }),
         };
-        let mut pipeline = Pipeline::load(&doc, &BTreeMap::new())
+        let mut pipeline = Pipeline::load(&doc, packages)
             .map_err(|e| e.message)?
             .ok_or_else(|| "spec.pipeline: not a pipeline".to_owned())?;
         pipeline.compile_native_steps().map_err(|e| e.to_string())?;
@@ -583,14 +590,28 @@ mod tests {
             ],
         }))
         .unwrap();
-        let Composer::Pipeline(p) = Composer::compile("c", &spec).unwrap() else {
+        let Composer::Pipeline(p) = Composer::compile("c", &spec, &BTreeMap::new()).unwrap() else {
             panic!("a pipeline")
         };
         assert_eq!(p.steps.len(), 2);
         assert!(p.has_remote_steps());
         let mut bad = spec.clone();
         bad.pipeline[1] = json!({"step": "ready"});
-        let e = Composer::compile("c", &bad).unwrap_err();
+        let e = Composer::compile("c", &bad, &BTreeMap::new()).unwrap_err();
+        // A Function named otherwise runs in-process by its package.
+        let mut renamed = spec.clone();
+        renamed.pipeline[1] = json!({"step": "ready", "functionRef": {"name": "ready"}});
+        let packages = BTreeMap::from([(
+            "ready".to_owned(),
+            "registry.example/crossplane-contrib/function-auto-ready:v0.5.0".to_owned(),
+        )]);
+        let Composer::Pipeline(p) = Composer::compile("c", &renamed, &packages).unwrap() else {
+            panic!("a pipeline")
+        };
+        assert_eq!(
+            p.steps[1].native,
+            Some(strata_core::pipeline::NativeFunction::AutoReady)
+        );
         assert!(e.contains("spec.pipeline[1].functionRef.name"), "{e}");
     }
 }

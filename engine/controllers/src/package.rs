@@ -7,7 +7,8 @@
 //! (`--functions`: an address, or a command Strata supervises). A Function is `Installed` and
 //! `Healthy` (Crossplane's condition types, so `kubectl get functions` reads as on Crossplane)
 //! when it runs in-process or its configured endpoint accepts connections; otherwise both
-//! conditions say what is missing. Health is looked at again every minute.
+//! conditions say what is missing. Health is looked at again every minute. Each Function's
+//! package is shared with the XR controllers, which classify pipeline steps by it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,15 +130,17 @@ async fn reconcile(obj: Arc<DynamicObject>, shared: Arc<Shared>) -> Result<Actio
 }
 
 async fn reconcile_function(obj: &DynamicObject, shared: &Shared) -> Result<Action> {
+    let name = obj.name_any();
     if obj.metadata.deletion_timestamp.is_some() {
+        shared.set_function_package(&name, None);
         return Ok(Action::await_change());
     }
-    let name = obj.name_any();
     let package = obj
         .data
         .pointer("/spec/package")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    shared.set_function_package(&name, Some(package));
     let endpoint = shared
         .settings
         .functions

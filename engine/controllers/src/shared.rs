@@ -2,7 +2,7 @@
 //! caches of Compositions / revisions / EnvironmentConfigs (reflectors), compiled revisions, and
 //! the watches on composed kinds that route changes back to their owning XR.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::functions::{Composer, Functions};
@@ -45,6 +45,9 @@ pub struct Shared {
     pub environments: Store<EnvironmentConfig>,
     /// Calls the functions of pipeline Compositions.
     pub functions: Functions,
+    /// The package of every `pkg.crossplane.io` Function by name, with a generation that
+    /// changes with them (kept by [`crate::package`]).
+    pub function_packages: std::sync::RwLock<(u64, BTreeMap<String, String>)>,
     compiled: Mutex<HashMap<String, Compiled>>,
     watched: Mutex<HashSet<(String, String)>>,
     routes: Arc<Mutex<HashMap<(String, String), Route>>>,
@@ -233,6 +236,7 @@ impl Shared {
         Ok(Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             functions,
+            function_packages: Default::default(),
             kinds: Kinds::new(client.clone()),
             client,
             settings,
@@ -324,17 +328,45 @@ impl Shared {
     /// The compiled form of a revision, compiled once.
     pub fn compiled(&self, revision: &CompositionRevision) -> Compiled {
         let name = revision.name_any();
+        let packages = self
+            .function_packages
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // A pipeline's steps are classified by their Functions' packages: a change of those
+        // compiles the revision again.
         let key = format!(
-            "{name}@{}",
-            revision.metadata.uid.as_deref().unwrap_or_default()
+            "{name}@{}@{}",
+            revision.metadata.uid.as_deref().unwrap_or_default(),
+            packages.0
         );
         let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cache.get(&key) {
             return c.clone();
         }
-        let compiled = Arc::new(Composer::compile(&name, &revision.spec.composition));
+        let compiled = Arc::new(Composer::compile(
+            &name,
+            &revision.spec.composition,
+            &packages.1,
+        ));
         cache.insert(key, compiled.clone());
         compiled
+    }
+
+    /// Records a Function's package (`None`: the Function is gone); a change moves the
+    /// generation the compiled revisions are keyed by.
+    pub fn set_function_package(&self, name: &str, package: Option<&str>) {
+        let mut p = self
+            .function_packages
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let changed = match package {
+            Some(pkg) => p.1.insert(name.to_owned(), pkg.to_owned()).as_deref() != Some(pkg),
+            None => p.1.remove(name).is_some(),
+        };
+        if changed {
+            p.0 += 1;
+        }
     }
 
     /// Sends `()` to `tx` after every change of an EnvironmentConfig, once
