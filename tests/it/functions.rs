@@ -244,6 +244,15 @@ fn a_sequencer_orders_function_output_in_render_and_graph() {
          deletion waves:\n  1: app-1, app-2\n  2: db\n\
          withheld by this render:\n  app-1 waits for db\n  app-2 waits for db\n"
     );
+
+    // Without a render there is no graph to show: one error saying what to give.
+    let out = strata(&["graph", "sequenced.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("give --xr XR and --functions FUNCTIONS"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -79,6 +79,15 @@ pub fn run(args: GraphArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         };
+    if !composition.spec.pipeline.is_empty() {
+        // Its resources exist only once the functions ran.
+        eprintln!(
+            "error: {}: a function pipeline's graph comes from a render: give --xr XR and \
+             --functions FUNCTIONS",
+            args.composition.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let compiled = match CompiledComposition::compile(&composition.spec) {
         Ok(c) => c,
         Err(e) => {
