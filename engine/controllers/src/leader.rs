@@ -2,12 +2,18 @@
 //! one reconciles. The decision is pure ([`decide`]); [`acquire`] waits for the lease and
 //! [`hold`] renews it, returning when it is lost (the process then stops rather than risk two
 //! leaders writing).
+//!
+//! Expiry is judged as client-go judges it: by how long the Lease's record (holder and renew
+//! time) has stayed unchanged as seen by this process's own clock ([`Observation`]), never by
+//! comparing the holder's `renewTime` with the local clock — replicas whose clocks differ neither
+//! steal a live lease nor wait on a dead one. A replica that has just started waits one lease
+//! duration before taking over a lease it has not seen renewed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 
@@ -35,8 +41,37 @@ pub enum LeaseStep {
     Follow { holder: String },
 }
 
-/// Decides from the observed Lease spec.
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseStep {
+/// What this process last saw of the Lease, and when by its own clock (client-go's
+/// `observedTime`).
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    record: Option<(String, Option<MicroTime>)>,
+    at: Option<Instant>,
+}
+
+impl Observation {
+    /// Records the Lease as read at `now`; the time moves only when the record changed.
+    pub fn see(&mut self, spec: Option<&LeaseSpec>, now: Instant) {
+        let record = spec.map(|s| {
+            (
+                s.holder_identity.clone().unwrap_or_default(),
+                s.renew_time.clone(),
+            )
+        });
+        if record != self.record || self.at.is_none() {
+            self.record = record;
+            self.at = Some(now);
+        }
+    }
+}
+
+/// Decides from the observed Lease spec and when its record last changed here.
+pub fn decide(
+    spec: Option<&LeaseSpec>,
+    me: &str,
+    observation: &Observation,
+    now: Instant,
+) -> LeaseStep {
     let Some(spec) = spec else {
         return LeaseStep::Acquire;
     };
@@ -47,11 +82,11 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseStep {
     if holder == me {
         return LeaseStep::Renew;
     }
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    let expired = match &spec.renew_time {
-        Some(MicroTime(t)) => t.checked_add(duration).map(|end| end < now).unwrap_or(true),
-        None => true,
-    };
+    let seconds = u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(0);
+    let duration = Duration::from_secs(seconds);
+    let expired = observation
+        .at
+        .is_none_or(|at| now.saturating_duration_since(at) >= duration);
     if expired {
         LeaseStep::Acquire
     } else {
@@ -62,18 +97,21 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseStep {
 }
 
 /// One attempt: `Ok(true)` when we hold the lease afterwards.
-async fn try_hold(api: &Api<Lease>, cfg: &LeaderElection) -> Result<bool> {
+async fn try_hold(
+    api: &Api<Lease>,
+    cfg: &LeaderElection,
+    observation: &mut Observation,
+) -> Result<bool> {
     let what = format!("Lease {}/{}", cfg.namespace, cfg.name);
     let observed = api
         .get_opt(&cfg.name)
         .await
         .map_err(|e| Error::kube("reading", what.clone(), e))?;
+    let spec_seen = observed.as_ref().and_then(|l| l.spec.as_ref());
+    observation.see(spec_seen, Instant::now());
+    let step = decide(spec_seen, &cfg.identity, observation, Instant::now());
+    // What we write is a wall-clock time, as the API defines renewTime; no one compares it.
     let now = Timestamp::now();
-    let step = decide(
-        observed.as_ref().and_then(|l| l.spec.as_ref()),
-        &cfg.identity,
-        now,
-    );
     let seconds = i32::try_from(cfg.lease_duration.as_secs()).unwrap_or(i32::MAX);
     let mut spec = observed
         .as_ref()
@@ -123,8 +161,9 @@ async fn try_hold(api: &Api<Lease>, cfg: &LeaderElection) -> Result<bool> {
 pub async fn acquire(client: &Client, cfg: &LeaderElection) -> Result<()> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     let retry = cfg.lease_duration / 3;
+    let mut observation = Observation::default();
     loop {
-        match try_hold(&api, cfg).await {
+        match try_hold(&api, cfg, &mut observation).await {
             Ok(true) => {
                 tracing::info!(identity = %cfg.identity, lease = %cfg.name, "became leader");
                 return Ok(());
@@ -141,9 +180,10 @@ pub async fn hold(client: &Client, cfg: &LeaderElection) -> Error {
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     let period = cfg.lease_duration / 3;
     let mut last_renewal = tokio::time::Instant::now();
+    let mut observation = Observation::default();
     loop {
         tokio::time::sleep(period).await;
-        match try_hold(&api, cfg).await {
+        match try_hold(&api, cfg, &mut observation).await {
             Ok(true) => last_renewal = tokio::time::Instant::now(),
             Ok(false) => {
                 return Error::Stopped {
@@ -169,54 +209,80 @@ pub async fn hold(client: &Client, cfg: &LeaderElection) -> Error {
 mod tests {
     use super::*;
 
-    fn lease(holder: &str, renewed_secs_ago: i64) -> LeaseSpec {
+    /// A Lease whose holder's clock says it renewed at `renewed` (seconds of its own clock).
+    fn lease(holder: &str, renewed: i64) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(holder.into()),
-            renew_time: Some(MicroTime(
-                now()
-                    .checked_sub(SignedDuration::from_secs(renewed_secs_ago))
-                    .unwrap(),
-            )),
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
             lease_duration_seconds: Some(15),
             ..Default::default()
         }
     }
 
-    fn now() -> Timestamp {
-        Timestamp::from_second(1_800_000_000).unwrap()
+    fn seen(spec: &LeaseSpec, at: Instant) -> Observation {
+        let mut o = Observation::default();
+        o.see(Some(spec), at);
+        o
     }
 
     #[test]
     fn a_missing_or_unheld_lease_is_acquired() {
-        assert_eq!(decide(None, "me", now()), LeaseStep::Acquire);
+        let now = Instant::now();
+        let o = Observation::default();
+        assert_eq!(decide(None, "me", &o, now), LeaseStep::Acquire);
         assert_eq!(
-            decide(Some(&LeaseSpec::default()), "me", now()),
+            decide(Some(&LeaseSpec::default()), "me", &o, now),
             LeaseStep::Acquire
         );
     }
 
     #[test]
     fn our_own_lease_is_renewed() {
+        let l = lease("me", 1_000);
+        let t0 = Instant::now();
         assert_eq!(
-            decide(Some(&lease("me", 100)), "me", now()),
+            decide(Some(&l), "me", &seen(&l, t0), t0 + Duration::from_secs(100)),
             LeaseStep::Renew
         );
     }
 
     #[test]
-    fn a_valid_lease_of_another_replica_is_followed() {
+    fn another_replicas_lease_is_followed_until_unchanged_here_for_its_duration() {
+        // The holder's clock is far behind ours: only what this process saw counts.
+        let l = lease("other", 1);
+        let t0 = Instant::now();
+        let o = seen(&l, t0);
+        let follow = LeaseStep::Follow {
+            holder: "other".into(),
+        };
+        assert_eq!(decide(Some(&l), "me", &o, t0), follow);
         assert_eq!(
-            decide(Some(&lease("other", 5)), "me", now()),
-            LeaseStep::Follow {
-                holder: "other".into()
-            }
+            decide(Some(&l), "me", &o, t0 + Duration::from_secs(14)),
+            follow
+        );
+        assert_eq!(
+            decide(Some(&l), "me", &o, t0 + Duration::from_secs(15)),
+            LeaseStep::Acquire
         );
     }
 
     #[test]
-    fn an_expired_lease_of_another_replica_is_taken_over() {
+    fn a_renewal_seen_here_restarts_the_wait_whatever_the_holders_clock_says() {
+        let t0 = Instant::now();
+        let mut o = seen(&lease("other", 5_000_000_000), t0);
+        // Renewed (to an earlier time by its own clock) 10 s later.
+        let renewed = lease("other", 4_000_000_000);
+        o.see(Some(&renewed), t0 + Duration::from_secs(10));
         assert_eq!(
-            decide(Some(&lease("other", 16)), "me", now()),
+            decide(Some(&renewed), "me", &o, t0 + Duration::from_secs(20)),
+            LeaseStep::Follow {
+                holder: "other".into()
+            }
+        );
+        // Seen again unchanged: the wait keeps counting from the renewal.
+        o.see(Some(&renewed), t0 + Duration::from_secs(24));
+        assert_eq!(
+            decide(Some(&renewed), "me", &o, t0 + Duration::from_secs(25)),
             LeaseStep::Acquire
         );
     }
