@@ -660,6 +660,48 @@ fn check_unique_items(
     Ok(())
 }
 
+/// kubectl's field manager for server-side apply.
+const KUBECTL_MANAGER: &str = "kubectl";
+/// The annotation kubectl's client-side apply records its configuration in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The fields of the configuration client-side apply last recorded on `live`, if any.
+fn last_applied_fields(live: &Value, w: &Writer<'_>) -> Option<FieldSet> {
+    let text = live
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()?;
+    let recorded: Value = serde_json::from_str(text).ok()?;
+    Some(FieldSet::of(&recorded, w.schema))
+}
+
+/// The conflicts of an apply that is taken as forced: every field another manager owns with a
+/// different value (their ownership moves to the applier).
+fn recompute_conflicts(
+    live: Option<&Value>,
+    config: &Value,
+    entries: &[Entry],
+    applied: &FieldSet,
+    w: &Writer<'_>,
+) -> Vec<(String, FieldPath)> {
+    let Some(live) = live else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| !(e.manager == w.manager && e.operation == "Apply"))
+        .filter(|e| e.subresource == w.subresource)
+    {
+        for p in applied.0.iter().filter(|p| e.fields.contains(p)) {
+            if differs(live, config, p) {
+                out.push((e.manager.clone(), p.clone()));
+            }
+        }
+    }
+    out
+}
+
 /// Server-side apply of `config` by `w` onto `live` (absent: the object is created).
 pub fn apply(
     live: Option<&Value>,
@@ -690,6 +732,20 @@ pub fn apply(
                     conflicts.push((who, p.clone()));
                 }
             }
+        }
+    }
+    // kube-apiserver's upgrade from client-side apply: kubectl's server-side apply may take over
+    // the fields its client-side apply recorded in the last-applied annotation.
+    let mut force = force;
+    if !conflicts.is_empty()
+        && w.manager == KUBECTL_MANAGER
+        && let Some(allowed) = live.and_then(|l| last_applied_fields(l, w))
+    {
+        conflicts.retain(|(_, p)| !allowed.contains(p));
+        if conflicts.is_empty() {
+            // Every conflict was client-side apply's own: apply as if forced.
+            force = true;
+            conflicts = recompute_conflicts(live, config, &entries, &applied, w);
         }
     }
     if !conflicts.is_empty() && !force {
@@ -736,6 +792,23 @@ pub fn apply(
         }
     }
     merge(&mut result, config, &Cursor::root(w.schema));
+    // kubectl's server-side apply keeps the client-side annotation current, so a later
+    // client-side apply computes its patch from what was applied last.
+    if w.manager == KUBECTL_MANAGER
+        && let Some(annotations) = result
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        && annotations.contains_key(LAST_APPLIED)
+    {
+        let mut recorded = config.clone();
+        if let Some(a) = recorded
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            a.remove(LAST_APPLIED);
+        }
+        annotations.insert(LAST_APPLIED.into(), Value::String(recorded.to_string()));
+    }
     let entry = Entry {
         manager: w.manager.to_owned(),
         operation: "Apply".into(),
@@ -837,6 +910,70 @@ mod tests {
             json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:l": {}}})
         );
         assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()), set);
+    }
+
+    #[test]
+    fn kubectls_server_side_apply_takes_over_what_its_client_side_apply_recorded() {
+        // `kubectl apply` (client-side): an update by kubectl-client-side-apply with the
+        // configuration in the last-applied annotation.
+        let recorded = cm(json!({"a": "1", "b": "2"}));
+        let mut live = recorded.clone();
+        live["metadata"]["annotations"] = json!({LAST_APPLIED: recorded.to_string()});
+        record_update(None, &mut live, &writer("kubectl-client-side-apply"));
+        // `kubectl apply --server-side` of a changed configuration does not conflict with it.
+        let applied = apply(
+            Some(&live),
+            &cm(json!({"a": "3"})),
+            &writer("kubectl"),
+            false,
+        )
+        .expect("no conflict with client-side apply's own fields");
+        assert_eq!(applied["data"]["a"], "3");
+        let owner_of_a: Vec<&str> = applied["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["fieldsV1"]["f:data"].get("f:a").is_some())
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(owner_of_a, ["kubectl"]);
+        let annotation: Value = serde_json::from_str(
+            applied["metadata"]["annotations"][LAST_APPLIED]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            annotation["data"],
+            json!({"a": "3"}),
+            "the annotation follows"
+        );
+        // Another manager's fields, or another applier, still conflict.
+        let mut other = live.clone();
+        record_update(
+            Some(&live),
+            &mut other,
+            &writer("kubectl-client-side-apply"),
+        );
+        let mut edited = other.clone();
+        edited["data"]["c"] = json!("9");
+        record_update(Some(&other), &mut edited, &writer("someone"));
+        let Err(ApplyError::Conflicts(err)) = apply(
+            Some(&edited),
+            &cm(json!({"a": "3", "c": "0"})),
+            &writer("kubectl"),
+            false,
+        ) else {
+            panic!("a field outside the annotation still conflicts");
+        };
+        assert_eq!(
+            err.messages,
+            vec!["conflict with \"someone\" using v1: .data.c"]
+        );
+        assert!(
+            apply(Some(&live), &cm(json!({"a": "3"})), &writer("flux"), false).is_err(),
+            "only kubectl's own manager upgrades"
+        );
     }
 
     #[test]

@@ -201,3 +201,48 @@ fn kubectl_server_side_apply_merges_list_items_from_two_managers() {
     ]);
     assert_eq!(routes(&cp), "/b [\"green\"]");
 }
+
+#[test]
+fn kubectl_server_side_apply_over_a_client_side_apply_upgrades_without_conflict() {
+    let cp = ControlPlane::start("ssa-upgrade");
+    let write = |name: &str, data: &str| {
+        let path = cp.dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: default}}\ndata: {data}\n"
+            ),
+        )
+        .unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let first = write("first.yaml", "{a: '1', b: '2'}");
+    let second = write("second.yaml", "{a: '3'}");
+    cp.kubectl_ok(&["apply", "-f", &first]);
+    // As against kube-apiserver: kubectl's server-side apply takes over what its client-side
+    // apply recorded, and the annotation follows, so client-side apply still works after.
+    cp.kubectl_ok(&["apply", "--server-side", "-f", &second]);
+    assert_eq!(
+        cp.kubectl_ok(&["get", "cm", "c", "-o", "jsonpath={.data.a}"]),
+        "3"
+    );
+    cp.kubectl_ok(&["apply", "-f", &first]);
+    assert_eq!(
+        cp.kubectl_ok(&["get", "cm", "c", "-o", "jsonpath={.data.a},{.data.b}"]),
+        "1,2"
+    );
+    // Another field manager still conflicts with client-side apply's fields.
+    let out = cp.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=flux",
+        "-f",
+        &second,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("conflict"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
