@@ -122,6 +122,10 @@ fn resource_entries(t: &ResourceType) -> Vec<Value> {
         out.push(json!({"name": format!("{}/status", t.resource), "singularName": "", "namespaced": t.namespaced,
             "kind": t.kind, "verbs": ["get", "patch", "update"]}));
     }
+    if t.has_scale_subresource() {
+        out.push(json!({"name": format!("{}/scale", t.resource), "singularName": "", "namespaced": t.namespaced,
+            "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+    }
     if is_service_accounts(t) {
         out.push(
             json!({"name": "serviceaccounts/token", "singularName": "", "namespaced": true,
@@ -196,6 +200,11 @@ fn discovery_resource(t: &ResourceType, version: &str) -> Value {
     let mut subresources = Vec::new();
     if t.has_status_subresource() {
         subresources.push(json!({"subresource": "status", "responseKind": kind,
+            "verbs": ["get", "patch", "update"]}));
+    }
+    if t.has_scale_subresource() {
+        subresources.push(json!({"subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
             "verbs": ["get", "patch", "update"]}));
     }
     if is_service_accounts(t) {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cluster::{Cluster, DeleteOptions, Propagation, Subresource, Target};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorTarget, FieldCause};
 use crate::patch::PatchKind;
 use crate::selector::Selector;
 use crate::watch::{EventType, WatchEvent};
@@ -521,6 +521,12 @@ async fn resource_request(
             }
         }
         ApiPath::Object { name, sub, .. } => {
+            if sub == Some("scale")
+                && let Some(scale) = t.rt.scale(&t.version).cloned()
+            {
+                return scale_request(cluster, &t, name, &scale, method, headers, body, &manager)
+                    .await;
+            }
             let sub = match sub {
                 None | Some("finalize") => Subresource::Main,
                 Some("status") if t.rt.has_status_subresource() => Subresource::Status,
@@ -583,6 +589,120 @@ async fn resource_request(
                 _ => Err(ApiError::MethodNotAllowed),
             }
         }
+    }
+}
+
+/// The `/scale` subresource of a custom resource that has one: an `autoscaling/v1 Scale` read
+/// from and written to the paths its CRD names. A write changes only the replicas (and checks
+/// the Scale's resourceVersion when it carries one).
+#[allow(clippy::too_many_arguments)]
+async fn scale_request(
+    cluster: &Cluster,
+    t: &Target,
+    name: &str,
+    scale: &crate::resource::ScaleSubresource,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    manager: &str,
+) -> ApiResult<Response> {
+    let current = cluster.get(t, name)?;
+    let view = scale_view(&current, scale);
+    let wanted = match *method {
+        Method::GET => return ok(&view),
+        Method::PUT => parse_json_body(body)?,
+        Method::PATCH => {
+            let content_type = header_str(headers, header::CONTENT_TYPE);
+            let kind = PatchKind::from_content_type(content_type)
+                .filter(|k| *k != PatchKind::Apply)
+                .ok_or_else(|| ApiError::UnsupportedMediaType {
+                    accepted: crate::patch::accepted_patch_types(),
+                })?;
+            crate::patch::apply_patch(kind, &view, body)?
+        }
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
+    let invalid = |message: &str| ApiError::Invalid {
+        target: ErrorTarget::new(&t.rt.group, "Scale", name),
+        causes: vec![FieldCause {
+            field: "spec.replicas".into(),
+            message: message.into(),
+        }],
+    };
+    let replicas = match wanted.pointer("/spec/replicas") {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| invalid("Invalid value: must be an integer"))?,
+        None | Some(Value::Null) => 0,
+        Some(_) => return Err(invalid("Invalid value: must be an integer")),
+    };
+    if replicas < 0 {
+        return Err(invalid("Invalid value: must be greater than or equal to 0"));
+    }
+    let mut updated = (*current).clone();
+    set_pointer(&mut updated, &scale.spec_replicas, json!(replicas));
+    if let Some(rv) = wanted
+        .pointer("/metadata/resourceVersion")
+        .filter(|v| !v.is_null())
+        && let Some(meta) = updated.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.insert("resourceVersion".into(), rv.clone());
+    }
+    let written = cluster
+        .update(t, name, updated, Subresource::Main, manager)
+        .await?;
+    ok(&scale_view(&written, scale))
+}
+
+/// An object as its `autoscaling/v1 Scale`.
+fn scale_view(obj: &Value, scale: &crate::resource::ScaleSubresource) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    let mut status = json!({
+        "replicas": obj.pointer(&scale.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+    });
+    if let Some(selector) = scale
+        .label_selector
+        .as_deref()
+        .and_then(|p| obj.pointer(p))
+        .and_then(Value::as_str)
+    {
+        status["selector"] = json!(selector);
+    }
+    let mut metadata = json!({
+        "name": pick("name"),
+        "uid": pick("uid"),
+        "resourceVersion": pick("resourceVersion"),
+        "creationTimestamp": pick("creationTimestamp"),
+    });
+    if let Some(ns) = meta.get("namespace") {
+        metadata["namespace"] = ns.clone();
+    }
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": metadata,
+        "spec": {"replicas": obj.pointer(&scale.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
+        "status": status,
+    })
+}
+
+/// Sets the value at a JSON pointer, making the objects on the way.
+fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
+    let mut node = obj;
+    let parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        let Some(map) = node.as_object_mut() else {
+            return;
+        };
+        if i + 1 == parts.len() {
+            map.insert((*part).to_owned(), value);
+            return;
+        }
+        node = map.entry((*part).to_owned()).or_insert_with(|| json!({}));
     }
 }
 

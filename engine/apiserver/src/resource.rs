@@ -58,6 +58,33 @@ pub struct ResourceVersion {
     pub compiled: Option<strata_core::schema::StructuralSchema>,
     /// A CRD version's `selectableFields`, as field selector labels (`spec.color`).
     pub selectable_fields: Vec<String>,
+    /// A CRD version's scale subresource.
+    pub scale: Option<ScaleSubresource>,
+}
+
+/// Where a custom resource keeps what its `/scale` subresource shows: JSON pointers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleSubresource {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
+
+impl ScaleSubresource {
+    /// From a CRD's `subresources.scale` (`.spec.replicas` style paths).
+    fn of(v: &Value) -> Option<Self> {
+        let pointer = |key: &str| {
+            v.get(key)
+                .and_then(Value::as_str)
+                .filter(|p| p.starts_with('.') && p.len() > 1)
+                .map(|p| p.replace('.', "/"))
+        };
+        Some(Self {
+            spec_replicas: pointer("specReplicasPath")?,
+            status_replicas: pointer("statusReplicasPath")?,
+            label_selector: pointer("labelSelectorPath"),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +177,15 @@ impl ResourceType {
         self.versions.iter().any(|v| v.status_subresource)
     }
 
+    /// The scale subresource of `version`, if it has one.
+    pub fn scale(&self, version: &str) -> Option<&ScaleSubresource> {
+        self.version(version).and_then(|v| v.scale.as_ref())
+    }
+
+    pub fn has_scale_subresource(&self) -> bool {
+        self.versions.iter().any(|v| v.scale.is_some())
+    }
+
     fn builtin(
         group: &str,
         version: &str,
@@ -175,6 +211,7 @@ impl ResourceType {
                 schema: None,
                 compiled: None,
                 selectable_fields: Vec::new(),
+                scale: None,
             }],
             builtin: true,
         }
@@ -232,6 +269,9 @@ impl ResourceType {
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    scale: v
+                        .pointer("/subresources/scale")
+                        .and_then(ScaleSubresource::of),
                 })
             })
             .collect::<Vec<_>>();

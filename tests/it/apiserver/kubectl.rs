@@ -513,3 +513,69 @@ fn kubectl_get_watch_prints_changes_as_they_happen() {
         std::fs::read_to_string(&out_path).unwrap()
     );
 }
+
+#[test]
+fn kubectl_scale_writes_the_replicas_a_crd_names_through_its_scale_subresource() {
+    let cp = ControlPlane::start("kubectl-scale");
+    let crd = write(
+        &cp,
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: pools.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: pools, singular: pool, kind: Pool}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources:
+        status: {}
+        scale: {specReplicasPath: .spec.size, statusReplicasPath: .status.size}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {type: object, properties: {size: {type: integer}}}
+            status: {type: object, properties: {size: {type: integer}}}
+"#,
+    );
+    cp.kubectl_ok(&["apply", "-f", &crd]);
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/pools.example.com",
+        "--timeout=20s",
+    ]);
+    let pool = write(
+        &cp,
+        "pool.yaml",
+        "apiVersion: example.com/v1\nkind: Pool\nmetadata: {name: p, namespace: default}\nspec: {size: 1}\n",
+    );
+    cp.kubectl_ok(&["apply", "-f", &pool]);
+    cp.kubectl_ok(&["scale", "pool/p", "--replicas=3"]);
+    assert_eq!(
+        cp.kubectl_ok(&["get", "pool", "p", "-o", "jsonpath={.spec.size}"]),
+        "3"
+    );
+    let scale: serde_json::Value = serde_json::from_str(&cp.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/namespaces/default/pools/p/scale",
+    ]))
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["replicas"], 0);
+    // A precondition that no longer holds is a conflict; a negative size is invalid.
+    let stale = cp.kubectl(&["scale", "pool/p", "--replicas=5", "--resource-version=1"]);
+    assert!(!stale.status.success());
+    let negative = cp.kubectl(&["scale", "pool/p", "--replicas=-1"]);
+    assert!(!negative.status.success());
+    assert_eq!(
+        cp.kubectl_ok(&["get", "pool", "p", "-o", "jsonpath={.spec.size}"]),
+        "3"
+    );
+}
