@@ -16,6 +16,10 @@ const VERBS: [&str; 8] = [
     "watch",
 ];
 
+fn verbs(t: &ResourceType) -> &'static [&'static str] {
+    if t.create_only { &["create"] } else { &VERBS }
+}
+
 pub fn version() -> Value {
     json!({
         "major": "1", "minor": "32", "gitVersion": "v1.32.0-strata", "gitCommit": "", "gitTreeState": "clean",
@@ -53,7 +57,7 @@ pub fn group(registry: &Registry, group: &str) -> Option<Value> {
 
 fn resource_entries(t: &ResourceType) -> Vec<Value> {
     let mut main = json!({"name": t.resource, "singularName": t.singular, "namespaced": t.namespaced,
-        "kind": t.kind, "verbs": VERBS});
+        "kind": t.kind, "verbs": verbs(t)});
     if !t.short_names.is_empty() {
         main["shortNames"] = json!(t.short_names);
     }
@@ -118,7 +122,7 @@ fn discovery_resource(t: &ResourceType, version: &str) -> Value {
     let kind = json!({"group": t.group, "version": version, "kind": t.kind});
     let mut r = json!({"resource": t.resource, "responseKind": kind,
         "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
-        "singularResource": t.singular, "verbs": VERBS});
+        "singularResource": t.singular, "verbs": verbs(t)});
     if !t.short_names.is_empty() {
         r["shortNames"] = json!(t.short_names);
     }
@@ -293,8 +297,10 @@ mod tests {
             groups,
             vec![
                 "apiextensions.k8s.io",
+                "authorization.k8s.io",
                 "coordination.k8s.io",
-                "events.k8s.io"
+                "events.k8s.io",
+                "rbac.authorization.k8s.io"
             ]
         );
     }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Every write request received, by verb.
     pub writes: Arc<crate::writes::WriteCounter>,
+    /// How requests are authorized (RBAC unless measuring without it).
+    pub authorization: crate::rbac::Mode,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -187,9 +189,18 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(_user) = crate::auth::authenticate(auth, &app.token) else {
+    let Some(user) = crate::auth::authenticate(auth, &app.token) else {
         return Err(ApiError::Unauthorized);
     };
+    let user = Arc::new(crate::rbac::authorize_request(
+        &app.cluster.rbac,
+        app.authorization,
+        user,
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers(),
+    )?);
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
     let query = Query::parse(parts.uri.query());
@@ -255,10 +266,30 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
                 .ok_or_else(not_found)
                 .and_then(|d| ok(&d))
         }
+        ["apis", crate::rbac::AUTHORIZATION_GROUP, "v1", rest @ ..]
+            if crate::rbac::review::ReviewKind::from_path(rest).is_some() =>
+        {
+            if parts.method != Method::POST {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let (kind, ns) =
+                crate::rbac::review::ReviewKind::from_path(rest).ok_or_else(not_found)?;
+            let body = if header_str(&parts.headers, header::CONTENT_TYPE)
+                .starts_with("application/vnd.kubernetes.protobuf")
+            {
+                crate::protobuf::decode(&body)?
+            } else {
+                parse_json_body(&body)?
+            };
+            let reviewed =
+                crate::rbac::review::review(&app.cluster.rbac.read(), &user, kind, ns, &body)?;
+            Ok(json_response(StatusCode::CREATED, &reviewed))
+        }
         ["api", "v1", rest @ ..] => {
             let p = parse_resource_path(rest).ok_or_else(not_found)?;
             resource_request(
                 app,
+                &user,
                 "",
                 "v1",
                 p,
@@ -274,6 +305,7 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
             let p = parse_resource_path(rest).ok_or_else(not_found)?;
             resource_request(
                 app,
+                &user,
                 group,
                 version,
                 p,
@@ -326,6 +358,7 @@ fn parse_json_body(body: &[u8]) -> ApiResult<Value> {
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     app: &AppState,
+    user: &Arc<crate::auth::UserInfo>,
     group: &str,
     version: &str,
     p: ApiPath<'_>,
@@ -364,9 +397,13 @@ async fn resource_request(
         .ok_or_else(|| ApiError::UnknownResource {
             path: path.to_owned(),
         })?;
+    if t.rt.create_only {
+        return Err(ApiError::MethodNotAllowed);
+    }
     let t = Target {
         strict_fields: query.get("fieldValidation") == Some("Strict"),
         dry_run: query.get("dryRun") == Some("All"),
+        requester: Some(user.clone()),
         ..t
     };
     if !t.rt.namespaced && ns.is_some()

@@ -73,6 +73,8 @@ pub struct ResourceType {
     pub versions: Vec<ResourceVersion>,
     /// Built-in kinds accept strategic merge patches; custom resources do not.
     pub builtin: bool,
+    /// Served for `create` only and never stored (the access reviews).
+    pub create_only: bool,
 }
 
 impl ResourceType {
@@ -177,7 +179,13 @@ impl ResourceType {
                 selectable_fields: Vec::new(),
             }],
             builtin: true,
+            create_only: false,
         }
+    }
+
+    fn create_only(mut self) -> Self {
+        self.create_only = true;
+        self
     }
 
     fn with_short_names(mut self, names: &[&str]) -> Self {
@@ -257,6 +265,7 @@ impl ResourceType {
             categories: strings(names.get("categories")),
             versions,
             builtin: false,
+            create_only: false,
         })
     }
 }
@@ -280,6 +289,7 @@ fn printer_column(col: &Value) -> Option<PrinterColumn> {
 
 pub const CRD_GROUP: &str = "apiextensions.k8s.io";
 pub const CRD_RESOURCE: &str = "customresourcedefinitions";
+const RBAC: &str = crate::rbac::RBAC_GROUP;
 
 /// The resource types served by the control plane, keyed by group and plural.
 #[derive(Debug, Clone)]
@@ -311,7 +321,30 @@ impl Registry {
                 true,
             )
             .with_short_names(&["crd", "crds"]),
-        ];
+            ResourceType::builtin(RBAC, "v1", "roles", "Role", true, false),
+            ResourceType::builtin(RBAC, "v1", "rolebindings", "RoleBinding", true, false),
+            ResourceType::builtin(RBAC, "v1", "clusterroles", "ClusterRole", false, false),
+            ResourceType::builtin(
+                RBAC,
+                "v1",
+                "clusterrolebindings",
+                "ClusterRoleBinding",
+                false,
+                false,
+            ),
+        ]
+        .into_iter()
+        .chain(crate::rbac::review::ReviewKind::ALL.into_iter().map(|k| {
+            ResourceType::builtin(
+                crate::rbac::AUTHORIZATION_GROUP,
+                "v1",
+                k.resource(),
+                k.kind(),
+                k.namespaced(),
+                false,
+            )
+            .create_only()
+        }));
         Registry {
             types: builtins
                 .into_iter()
