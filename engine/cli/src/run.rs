@@ -35,6 +35,11 @@ pub struct RunArgs {
     /// Namespace of the leader-election Lease.
     #[arg(long, default_value = "strata-system")]
     pub leader_election_namespace: String,
+    /// Write per-XRD ClusterRoles aggregating claim kinds (and namespaced XR kinds) into the
+    /// `edit` and `view` roles; the controllers then need `create`, `patch` and `escalate` on
+    /// ClusterRoles.
+    #[arg(long)]
+    pub aggregate_to_user_roles: bool,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -51,6 +56,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync),
         metrics_addr: args.metrics_addr,
         leader_election,
+        aggregate_to_user_roles: args.aggregate_to_user_roles,
         ..Default::default()
     };
     let client = strata_controllers::client(args.kubeconfig.as_deref())
