@@ -3,7 +3,8 @@
 //! aggregated `admin`/`edit`/`view` with their `system:aggregate-to-*` parts and labels, the
 //! discovery, basic-user, public-info-viewer and service-account-issuer-discovery roles, and
 //! their bindings to `system:masters`, `system:authenticated`, `system:unauthenticated` and
-//! `system:serviceaccounts`.
+//! `system:serviceaccounts`. One deliberate difference: the issuer-discovery role is also bound
+//! to everyone, since this control plane is an OIDC issuer clouds must reach anonymously.
 //!
 //! [`ensure`] creates what is missing and leaves every existing object as it is, so an
 //! operator's change to a default role survives restarts; deleting one restores the default.
@@ -172,9 +173,17 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],
         ),
+        // Kubernetes binds only `system:serviceaccounts`, and its documentation has the admin of
+        // a cluster that is an issuer for a cloud add `system:unauthenticated`: this control
+        // plane is such an issuer (a cloud fetches its discovery document and keys with no
+        // credentials), so the binding says so from the start.
         binding(
             "system:service-account-issuer-discovery",
-            &["system:serviceaccounts"],
+            &[
+                "system:serviceaccounts",
+                "system:authenticated",
+                "system:unauthenticated",
+            ],
         ),
     ]
 }

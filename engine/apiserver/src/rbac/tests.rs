@@ -189,8 +189,8 @@ fn the_authorizer_answers_as_kube_apiserver_rbac_for_the_same_bindings() {
         (
             &alice,
             u("get", "/openid/v1/jwks"),
-            false,
-            "issuer discovery is bound to service accounts only",
+            true,
+            "issuer discovery: bound to everyone here (see bootstrap)",
         ),
         (
             &dave,
@@ -264,6 +264,18 @@ fn the_authorizer_answers_as_kube_apiserver_rbac_for_the_same_bindings() {
             u("get", "/api"),
             false,
             "discovery is for authenticated users only (since 1.14)",
+        ),
+        (
+            &anonymous,
+            u("get", "/.well-known/openid-configuration"),
+            true,
+            "a cloud reads the issuer's discovery anonymously",
+        ),
+        (
+            &anonymous,
+            u("get", "/.well-known/other"),
+            false,
+            "only the two issuer documents",
         ),
         (
             &anonymous,
