@@ -1,6 +1,7 @@
 //! The embedded control plane (`strata up`): kube-rs and the real kubectl against it.
 #![allow(clippy::unwrap_used)]
 
+mod authn;
 mod bad_requests;
 mod crash;
 mod data_dir;

@@ -29,6 +29,8 @@ impl Drop for Killed {
 struct Cluster {
     dir: PathBuf,
     kubeconfig: PathBuf,
+    /// What `strata up` printed before its address (the functions it started).
+    startup: Vec<String>,
     // Dropped in order: the controllers before the control plane.
     _run: Option<Killed>,
     _up: Killed,
@@ -49,6 +51,11 @@ impl Cluster {
     /// `strata up` with its controllers in the same process (`in_process`), or API only plus
     /// `strata run`.
     fn start_with(name: &str, resync_seconds: u64, in_process: bool) -> Self {
+        Self::start_with_args(name, resync_seconds, in_process, &[])
+    }
+
+    /// As [`Cluster::start_with`], with more arguments for the process running the controllers.
+    fn start_with_args(name: &str, resync_seconds: u64, in_process: bool, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "strata-it-controllers-{name}-{}",
             std::process::id()
@@ -56,9 +63,14 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let kubeconfig = dir.join("kubeconfig");
+        // Temporary files of strata up (its functions' certificates) go with the cluster.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let mut up = Command::new(env!("CARGO_BIN_EXE_strata"));
-        up.arg("up");
-        if !in_process {
+        up.arg("up").env("TMPDIR", &tmp);
+        if in_process {
+            up.args(extra);
+        } else {
             up.arg("--no-controllers");
         }
         let mut up = Killed(
@@ -73,11 +85,13 @@ impl Cluster {
         );
         let stdout = up.0.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut startup = Vec::new();
         loop {
             let line = lines.next().expect("strata up prints its address").unwrap();
             if line.contains("serving the Kubernetes API on") {
                 break;
             }
+            startup.push(line);
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
@@ -91,6 +105,7 @@ impl Cluster {
                         "--kubeconfig",
                     ])
                     .arg(&kubeconfig)
+                    .args(extra)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -100,6 +115,7 @@ impl Cluster {
         let cluster = Cluster {
             dir,
             kubeconfig,
+            startup,
             _run: run,
             _up: up,
         };
@@ -991,15 +1007,18 @@ fn crossplane_getting_started(c: &Cluster) {
     });
     assert_eq!(site["data"]["region"], "eu-west-1", "{site}");
 
-    // A step Strata cannot run is a condition naming it, not a crash.
-    let other = c.eventually("the go-templating Composition's Synced=False", 60, || {
+    // A pipeline with a function step converts keeping its steps (it runs live, calling the
+    // function where the operator configured it).
+    let other = c.eventually("the go-templating Composition's Synced=True", 60, || {
         let o = c.get_json(&["compositions.apiextensions.crossplane.io", "aaa-other-type"])?;
-        (condition(&o, "Synced")?["status"] == "False").then_some(o)
+        (condition(&o, "Synced")?["status"] == "True").then_some(o)
     });
-    let message = condition(&other, "Synced").unwrap()["message"].to_string();
-    assert!(
-        message.contains("templates") && message.contains("function-go-templating"),
-        "{message}"
+    let native = c
+        .get_json(&["compositions.apiextensions.strata.dev", "aaa-other-type"])
+        .unwrap();
+    assert_eq!(
+        native["spec"]["pipeline"][0]["functionRef"]["name"], "function-go-templating",
+        "{other}"
     );
     c.eventually("the Composition's Synced=True", 60, || {
         let o = c.get_json(&["compositions.apiextensions.crossplane.io", "app-configmap"])?;
@@ -1135,4 +1154,289 @@ fn crossplane_getting_started(c: &Cluster) {
             && gone(&["crd", "xapps.example.org"]))
         .then_some(())
     });
+}
+
+/// A Crossplane v2 pipeline as platform teams write it: patch-and-transform (native), a
+/// function-pythonic step (a real third-party function, started and supervised by Strata from
+/// the operator's `--functions` file), function-sequencer (native: graph edges) and auto-ready.
+const FUNCTION_PLATFORM: &str = r#"
+apiVersion: pkg.crossplane.io/v1
+kind: Function
+metadata: {name: function-pythonic}
+spec: {package: registry.example/crossplane-contrib/function-pythonic:v0.1.4}
+---
+apiVersion: pkg.crossplane.io/v1
+kind: Function
+metadata: {name: function-patch-and-transform}
+spec: {package: registry.example/crossplane-contrib/function-patch-and-transform:v0.8.2}
+---
+apiVersion: pkg.crossplane.io/v1beta1
+kind: Function
+metadata: {name: function-kcl}
+spec: {package: registry.example/crossplane-contrib/function-kcl:v0.11.0}
+---
+apiVersion: apiextensions.crossplane.io/v2
+kind: CompositeResourceDefinition
+metadata: {name: xservices.fn.example.org}
+spec:
+  group: fn.example.org
+  names: {kind: XService, plural: xservices}
+  versions:
+    - name: v1
+      served: true
+      referenceable: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                region: {type: string}
+            status:
+              type: object
+              properties:
+                greeting: {type: string}
+---
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata: {name: service-pipeline}
+spec:
+  compositeTypeRef: {apiVersion: fn.example.org/v1, kind: XService}
+  mode: Pipeline
+  pipeline:
+    - step: settings
+      functionRef: {name: function-patch-and-transform}
+      input:
+        apiVersion: pt.fn.crossplane.io/v1beta1
+        kind: Resources
+        resources:
+          - name: settings
+            base: {apiVersion: v1, kind: ConfigMap, data: {}}
+            patches:
+              - {fromFieldPath: spec.region, toFieldPath: data.region}
+    - step: compose
+      functionRef: {name: function-pythonic}
+      input:
+        apiVersion: pythonic.fn.crossplane.io/v1alpha1
+        kind: Composite
+        composite: |
+          from crossplane.pythonic import BaseComposite
+
+          class Composite(BaseComposite):
+              def compose(self):
+                  self.resources.db('v1', 'ConfigMap').data.engine = 'postgres'
+                  for n in ('1', '2'):
+                      self.resources['app-' + n]('v1', 'ConfigMap').data.region = str(self.spec.region)
+                  self.status.greeting = 'hello from ' + str(self.spec.region)
+                  self.events.warning('Preview', 'region ' + str(self.spec.region) + ' is in preview')
+                  self.conditions.DatabaseReady('Available', 'the database answers', True)
+    - step: order
+      functionRef: {name: function-sequencer}
+      input:
+        apiVersion: sequencer.fn.crossplane.io/v1beta1
+        kind: Input
+        rules:
+          - sequence: [db, app-.*]
+    - step: ready
+      functionRef: {name: function-auto-ready}
+---
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata: {name: service-kcl}
+spec:
+  compositeTypeRef: {apiVersion: fn.example.org/v1, kind: XService}
+  mode: Pipeline
+  pipeline:
+    - step: templates
+      functionRef: {name: function-kcl}
+      input: {apiVersion: krm.kcl.dev/v1alpha1, kind: KCLInput, spec: {source: "items = []"}}
+"#;
+
+#[test]
+fn a_function_pipeline_composes_in_graph_order_and_deletes_in_reverse_on_strata_up() {
+    let dir = std::env::temp_dir().join(format!("strata-it-fns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let functions = dir.join("functions.yaml");
+    std::fs::write(
+        &functions,
+        // mTLS as Crossplane runs functions: Strata's CA, TLS_SERVER_CERTS_DIR, client certs.
+        "functions:\n- name: function-pythonic\n  command: [function-pythonic, --address, '{address}']\n",
+    )
+    .unwrap();
+    let c = Cluster::start_with_args(
+        "functions",
+        3600,
+        true,
+        &["--functions", functions.to_str().unwrap()],
+    );
+    c.eventually("Crossplane's Function kind to be served", 60, || {
+        c.kubectl(&["get", "crd", "functions.pkg.crossplane.io"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let out = c.kubectl_apply(FUNCTION_PLATFORM);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Functions say how they run: configured, native by package, or not configured.
+    for f in ["function-pythonic", "function-patch-and-transform"] {
+        c.kubectl_ok(&[
+            "wait",
+            "--for=condition=Healthy",
+            &format!("functions.pkg.crossplane.io/{f}"),
+            "--timeout=60s",
+        ]);
+    }
+    let kcl = c.eventually("function-kcl's Installed=False", 60, || {
+        let f = c.get_json(&["functions.pkg.crossplane.io", "function-kcl"])?;
+        (condition(&f, "Installed")?["status"] == "False").then_some(f)
+    });
+    assert!(
+        condition(&kcl, "Installed").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("--functions"),
+        "{kcl}"
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "compositeresourcedefinitions.apiextensions.crossplane.io/xservices.fn.example.org",
+        "--timeout=60s",
+    ]);
+    c.eventually("the pipeline Composition's Synced=True", 60, || {
+        let o = c.get_json(&[
+            "compositions.apiextensions.crossplane.io",
+            "service-pipeline",
+        ])?;
+        (condition(&o, "Synced")?["status"] == "True").then_some(())
+    });
+
+    let (_watch, order) = c.watch_order("configmaps");
+    c.apply(
+        "apiVersion: fn.example.org/v1\nkind: XService\nmetadata: {name: web, namespace: team}\n\
+         spec:\n  region: eu-west-1\n  crossplane: {compositionRef: {name: service-pipeline}}\n",
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "xservice/web",
+        "-n",
+        "team",
+        "--timeout=90s",
+    ]);
+    let xr = c.get_json(&["xservice", "web", "-n", "team"]).unwrap();
+    assert_eq!(xr["status"]["greeting"], "hello from eu-west-1", "{xr}");
+    // The function's condition lands on the XR; its Warning result is kept in the status and
+    // shown by strata trace.
+    let db_ready = condition(&xr, "DatabaseReady").unwrap();
+    assert_eq!(
+        (&db_ready["status"], &db_ready["reason"]),
+        (&"True".into(), &"Available".into()),
+        "{xr}"
+    );
+    assert_eq!(
+        xr["status"]["functionResults"],
+        serde_json::json!([{"step": "compose", "severity": "Warning", "reason": "Preview",
+                            "message": "region eu-west-1 is in preview"}]),
+        "{xr}"
+    );
+    let trace = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["trace", "xservice/web", "-n", "team", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    let trace = String::from_utf8_lossy(&trace.stdout);
+    assert!(
+        trace.contains("! compose: Warning: region eu-west-1 is in preview"),
+        "{trace}"
+    );
+    let cms = c
+        .get_json(&["configmaps", "-n", "team", "-l", "strata.dev/composite=web"])
+        .unwrap();
+    let by_template = |t: &str| {
+        cms["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["metadata"]["annotations"]["strata.dev/composition-resource-name"] == t)
+            .cloned()
+            .unwrap_or_else(|| panic!("no composed {t}: {cms}"))
+    };
+    assert_eq!(by_template("settings")["data"]["region"], "eu-west-1");
+    assert_eq!(by_template("db")["data"]["engine"], "postgres");
+    let app = by_template("app-1");
+    assert_eq!(app["data"]["region"], "eu-west-1");
+    assert_eq!(
+        app["metadata"]["annotations"]["strata.dev/depends-on"], "db",
+        "the sequencer's edge is recorded on the object"
+    );
+    {
+        let created = &order.lock().unwrap().0;
+        let pos = |t: &str| created.iter().position(|x| x == t).unwrap();
+        assert!(
+            pos("db") < pos("app-1") && pos("db") < pos("app-2"),
+            "created {created:?}"
+        );
+    }
+
+    // A step whose function is not configured: one condition naming the step and the
+    // function; nothing composed is touched and the controller keeps serving the other XR.
+    c.apply(
+        "apiVersion: fn.example.org/v1\nkind: XService\nmetadata: {name: other, namespace: team}\n\
+         spec:\n  region: us-east-1\n  crossplane: {compositionRef: {name: service-kcl}}\n",
+    );
+    let other = c.eventually("the kcl XR's Synced=False", 60, || {
+        let o = c.get_json(&["xservice", "other", "-n", "team"])?;
+        (condition(&o, "Synced")?["status"] == "False").then_some(o)
+    });
+    let message = condition(&other, "Synced").unwrap()["message"].to_string();
+    assert!(
+        message.contains("\\\"templates\\\"") && message.contains("function-kcl"),
+        "{message}"
+    );
+    assert_eq!(
+        c.get_json(&["configmaps", "-n", "team", "-l", "strata.dev/composite=web"])
+            .unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    c.kubectl_ok(&["delete", "xservice", "web", "-n", "team", "--timeout=90s"]);
+    c.eventually("every composed ConfigMap to go", 60, || {
+        let o = order.lock().unwrap();
+        (o.1.len() == 4).then(|| o.1.clone())
+    });
+    let deleted = order.lock().unwrap().1.clone();
+    let pos = |t: &str| deleted.iter().position(|x| x == t).unwrap();
+    assert!(
+        pos("app-1") < pos("db") && pos("app-2") < pos("db"),
+        "deleted {deleted:?}"
+    );
+
+    // The supervised function dies with strata up, even when it is killed outright.
+    let address = c
+        .startup
+        .iter()
+        .find_map(|l| l.strip_prefix("strata up: function function-pythonic serving on "))
+        .expect("strata up names the function it started")
+        .to_owned();
+    assert!(std::net::TcpStream::connect(&address).is_ok());
+    drop(_watch);
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&address).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "function-pythonic outlived strata up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

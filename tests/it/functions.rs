@@ -272,3 +272,66 @@ fn the_environment_configs_step_selects_what_a_remote_function_reads_from_the_co
     // Merging both configs in order would give `development`: the step selects `prod` only.
     assert_eq!(app["data"]["tier"], "production", "{docs:#?}");
 }
+
+#[test]
+fn a_python_sdk_function_serving_only_v1beta1_gets_requirements_credentials_and_context() {
+    let probe = emulators::Emulator::probe_function(&fixtures().join("probe_function.py"));
+    let scratch = Scratch::new("probe");
+    let text = std::fs::read_to_string(fixtures().join("probe.yaml")).unwrap();
+    let (composition, function) = text.split_once("\n---\n").unwrap();
+    std::fs::write(scratch.0.join("composition.yaml"), composition).unwrap();
+    std::fs::write(
+        scratch.0.join("functions.yaml"),
+        function.replace("TARGET", probe.address()),
+    )
+    .unwrap();
+    let fixture = |f: &str| fixtures().join(f).display().to_string();
+    let out = strata(
+        &[
+            "render",
+            &fixture("xr.yaml"),
+            "composition.yaml",
+            "functions.yaml",
+            "--required-resources",
+            &fixture("probe-required.yaml"),
+            "--function-credentials",
+            &fixture("probe-credentials.yaml"),
+            "--context-values",
+            "example.org/greeting=\"hello\"",
+            "--include-function-results",
+            "--include-context",
+        ],
+        &scratch.0,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "render failed: {stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("s3cr3t-value"),
+        "a credential's value is never printed"
+    );
+    let docs = documents(&out.stdout);
+    let probed = by_resource_name(&docs, "probe").expect("the probe's resource");
+    // The requirement was answered (the step ran again with the ConfigMap), the credential and
+    // the context value reached the function.
+    assert_eq!(probed["data"]["tier"], "gold", "{probed}");
+    assert_eq!(probed["data"]["tokenLength"], "12");
+    assert_eq!(probed["data"]["greeting"], "hello");
+    let xr = &docs[0];
+    let conditions = xr["status"]["conditions"].as_array().unwrap();
+    let probed_condition = conditions.iter().find(|c| c["type"] == "Probed").unwrap();
+    assert_eq!(probed_condition["status"], "True", "{xr}");
+    let ready = conditions.iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!(
+        ready["status"], "True",
+        "the function said READY_TRUE: {xr}"
+    );
+    let result = docs
+        .iter()
+        .find(|d| d["kind"] == "Result")
+        .expect("the step's result");
+    assert_eq!(result["severity"], "SEVERITY_WARNING", "{result}");
+    assert_eq!(result["message"], "probe ran over v1beta1");
+    assert_eq!(result["step"], "probe");
+    let context = docs.iter().find(|d| d["kind"] == "Context").unwrap();
+    assert_eq!(context["fields"]["example.org/probed"], true, "{context}");
+}

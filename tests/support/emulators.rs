@@ -80,6 +80,17 @@ impl Emulator {
         Emulator::start("function-pythonic", &args, port)
     }
 
+    /// The probe function (tests/fixtures/functions/probe_function.py), written with
+    /// crossplane-function-sdk-python, serving only the v1beta1 protocol without TLS.
+    pub fn probe_function(script: &std::path::Path) -> Emulator {
+        let port = free_port();
+        let args = [
+            script.to_str().expect("a UTF-8 path").to_owned(),
+            format!("127.0.0.1:{port}"),
+        ];
+        Emulator::start("python3", &args, port)
+    }
+
     /// `host:port` of the process.
     pub fn address(&self) -> &str {
         self.url.trim_start_matches("http://")

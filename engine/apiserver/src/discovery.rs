@@ -16,8 +16,92 @@ const VERBS: [&str; 8] = [
     "watch",
 ];
 
-fn verbs(t: &ResourceType) -> &'static [&'static str] {
-    if t.create_only { &["create"] } else { &VERBS }
+/// A resource a handler answers instead of the store: the create-only review kinds.
+pub struct HandledResource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resource: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub verbs: &'static [&'static str],
+}
+
+/// The handled resources, listed in discovery beside the registry's.
+pub const HANDLED: &[HandledResource] = &[
+    HandledResource {
+        group: crate::authn_api::GROUP,
+        version: crate::authn_api::VERSION,
+        resource: "selfsubjectreviews",
+        kind: "SelfSubjectReview",
+        namespaced: false,
+        verbs: &["create"],
+    },
+    HandledResource {
+        group: crate::authn_api::GROUP,
+        version: crate::authn_api::VERSION,
+        resource: "tokenreviews",
+        kind: "TokenReview",
+        namespaced: false,
+        verbs: &["create"],
+    },
+    HandledResource {
+        group: crate::rbac::AUTHORIZATION_GROUP,
+        version: "v1",
+        resource: "selfsubjectaccessreviews",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        verbs: &["create"],
+    },
+    HandledResource {
+        group: crate::rbac::AUTHORIZATION_GROUP,
+        version: "v1",
+        resource: "selfsubjectrulesreviews",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+        verbs: &["create"],
+    },
+    HandledResource {
+        group: crate::rbac::AUTHORIZATION_GROUP,
+        version: "v1",
+        resource: "subjectaccessreviews",
+        kind: "SubjectAccessReview",
+        namespaced: false,
+        verbs: &["create"],
+    },
+    HandledResource {
+        group: crate::rbac::AUTHORIZATION_GROUP,
+        version: "v1",
+        resource: "localsubjectaccessreviews",
+        kind: "LocalSubjectAccessReview",
+        namespaced: true,
+        verbs: &["create"],
+    },
+];
+
+/// The registry's groups and versions with those of the handled resources.
+fn served_groups(registry: &Registry) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut groups = registry.groups();
+    for h in HANDLED {
+        let versions = groups.entry(h.group.to_owned()).or_default();
+        if !versions.iter().any(|v| v == h.version) {
+            versions.push(h.version.to_owned());
+        }
+    }
+    groups
+}
+
+fn handled_in<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static HandledResource> + 'a {
+    HANDLED
+        .iter()
+        .filter(move |h| h.group == group && h.version == version)
+}
+
+/// A ServiceAccount's `token` subresource (TokenRequest).
+fn is_service_accounts(t: &ResourceType) -> bool {
+    t.builtin && t.group.is_empty() && t.resource == "serviceaccounts"
 }
 
 pub fn version() -> Value {
@@ -42,8 +126,7 @@ fn group_doc(group: &str, versions: &[String]) -> Value {
 }
 
 pub fn group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry
-        .groups()
+    let groups: Vec<Value> = served_groups(registry)
         .iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, v)| group_doc(g, v))
@@ -52,12 +135,14 @@ pub fn group_list(registry: &Registry) -> Value {
 }
 
 pub fn group(registry: &Registry, group: &str) -> Option<Value> {
-    registry.groups().get(group).map(|v| group_doc(group, v))
+    served_groups(registry)
+        .get(group)
+        .map(|v| group_doc(group, v))
 }
 
 fn resource_entries(t: &ResourceType) -> Vec<Value> {
     let mut main = json!({"name": t.resource, "singularName": t.singular, "namespaced": t.namespaced,
-        "kind": t.kind, "verbs": verbs(t)});
+        "kind": t.kind, "verbs": VERBS});
     if !t.short_names.is_empty() {
         main["shortNames"] = json!(t.short_names);
     }
@@ -69,6 +154,13 @@ fn resource_entries(t: &ResourceType) -> Vec<Value> {
         out.push(json!({"name": format!("{}/status", t.resource), "singularName": "", "namespaced": t.namespaced,
             "kind": t.kind, "verbs": ["get", "patch", "update"]}));
     }
+    if is_service_accounts(t) {
+        out.push(
+            json!({"name": "serviceaccounts/token", "singularName": "", "namespaced": true,
+            "group": crate::authn_api::GROUP, "version": crate::authn_api::VERSION,
+            "kind": "TokenRequest", "verbs": ["create"]}),
+        );
+    }
     out
 }
 
@@ -78,6 +170,10 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
         .all()
         .filter(|t| t.group == group && t.version(version).is_some())
         .flat_map(|t| resource_entries(t))
+        .chain(handled_in(group, version).map(|h| {
+            json!({"name": h.resource, "singularName": h.kind.to_lowercase(),
+                "namespaced": h.namespaced, "kind": h.kind, "verbs": h.verbs})
+        }))
         .collect();
     if resources.is_empty() {
         return None;
@@ -122,16 +218,25 @@ fn discovery_resource(t: &ResourceType, version: &str) -> Value {
     let kind = json!({"group": t.group, "version": version, "kind": t.kind});
     let mut r = json!({"resource": t.resource, "responseKind": kind,
         "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
-        "singularResource": t.singular, "verbs": verbs(t)});
+        "singularResource": t.singular, "verbs": VERBS});
     if !t.short_names.is_empty() {
         r["shortNames"] = json!(t.short_names);
     }
     if !t.categories.is_empty() {
         r["categories"] = json!(t.categories);
     }
+    let mut subresources = Vec::new();
     if t.has_status_subresource() {
-        r["subresources"] = json!([{"subresource": "status", "responseKind": kind,
-            "verbs": ["get", "patch", "update"]}]);
+        subresources.push(json!({"subresource": "status", "responseKind": kind,
+            "verbs": ["get", "patch", "update"]}));
+    }
+    if is_service_accounts(t) {
+        subresources.push(json!({"subresource": "token",
+            "responseKind": {"group": crate::authn_api::GROUP, "version": crate::authn_api::VERSION, "kind": "TokenRequest"},
+            "verbs": ["create"]}));
+    }
+    if !subresources.is_empty() {
+        r["subresources"] = json!(subresources);
     }
     r
 }
@@ -139,8 +244,7 @@ fn discovery_resource(t: &ResourceType, version: &str) -> Value {
 /// The `APIGroupDiscoveryList` of `/api` (`core`: the legacy group only) or `/apis` (every
 /// named group), versions in preference order.
 pub fn aggregated(registry: &Registry, core: bool) -> Value {
-    let items: Vec<Value> = registry
-        .groups()
+    let items: Vec<Value> = served_groups(registry)
         .iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(group, versions)| {
@@ -151,6 +255,12 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
                         .all()
                         .filter(|t| &t.group == group && t.version(v).is_some())
                         .map(|t| discovery_resource(t, v))
+                        .chain(handled_in(group, v).map(|h| {
+                            json!({"resource": h.resource,
+                                "responseKind": {"group": h.group, "version": h.version, "kind": h.kind},
+                                "scope": if h.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": h.kind.to_lowercase(), "verbs": h.verbs})
+                        }))
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
@@ -165,7 +275,7 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
 /// The group-version paths of `/openapi/v3`, each pointing at its document.
 pub fn openapi_v3_root(registry: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
-    for (group, versions) in registry.groups() {
+    for (group, versions) in served_groups(registry) {
         for v in versions {
             let key = if group.is_empty() {
                 format!("api/{v}")
@@ -249,6 +359,29 @@ pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str)
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name, schema);
     }
+    // The review kinds: created only, any body shape (the handler checks it). kubectl looks for
+    // the `fieldValidation` parameter on a PATCH operation of the kind to decide that the server
+    // validates; without one it wants the OpenAPI v2 document, which is not served, and
+    // `kubectl create -f` of a review fails. So the parameter is declared there.
+    for h in handled_in(group, version) {
+        let gvk = json!({"group": group, "version": version, "kind": h.kind});
+        let op = json!({"x-kubernetes-group-version-kind": gvk,
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}],
+            "responses": {"201": {"description": "Created"}}});
+        paths.insert(
+            format!("/apis/{group}/{version}/{}", h.resource),
+            json!({"post": op.clone(), "patch": op}),
+        );
+        schemas.insert(
+            format!(
+                "io.k8s.api.{}.{version}.{}",
+                group.split('.').next().unwrap_or(group),
+                h.kind
+            ),
+            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                "x-kubernetes-group-version-kind": [gvk]}),
+        );
+    }
     if paths.is_empty() {
         return None;
     }
@@ -285,6 +418,48 @@ mod tests {
     }
 
     #[test]
+    fn the_authentication_api_and_the_token_subresource_are_discovered() {
+        let registry = Registry::with_builtins();
+        let list = resource_list(&registry, "authentication.k8s.io", "v1").unwrap();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert_eq!(names, ["selfsubjectreviews", "tokenreviews"]);
+        assert_eq!(list["resources"][0]["verbs"], json!(["create"]));
+        assert!(group(&registry, "authentication.k8s.io").is_some());
+        let core = resource_list(&registry, "", "v1").unwrap();
+        let token = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "serviceaccounts/token")
+            .unwrap();
+        assert_eq!(token["kind"], "TokenRequest");
+        let aggregated_named = aggregated(&registry, false);
+        let authn = aggregated_named["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "authentication.k8s.io")
+            .unwrap();
+        assert_eq!(
+            authn["versions"][0]["resources"][0]["resource"],
+            "selfsubjectreviews"
+        );
+        let aggregated_core = aggregated(&registry, true);
+        let sa = aggregated_core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "serviceaccounts")
+            .unwrap();
+        assert_eq!(sa["subresources"][0]["subresource"], "token");
+    }
+
+    #[test]
     fn group_list_excludes_the_core_group() {
         let list = group_list(&Registry::with_builtins());
         let groups: Vec<&str> = list["groups"]
@@ -297,6 +472,7 @@ mod tests {
             groups,
             vec![
                 "apiextensions.k8s.io",
+                "authentication.k8s.io",
                 "authorization.k8s.io",
                 "coordination.k8s.io",
                 "events.k8s.io",

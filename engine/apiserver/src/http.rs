@@ -27,7 +27,8 @@ const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
 pub struct AppState {
     pub cluster: Arc<Cluster>,
-    pub token: String,
+    /// Who a request is: [`crate::auth`].
+    pub authn: Arc<crate::auth::Authenticator>,
     pub server_address: String,
     /// Turns true when the server stops: open watches end so shutdown does not wait on them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -184,14 +185,55 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
-    let auth = req
+/// Who sends `req`: the user of its credentials, or the anonymous user on a public path;
+/// otherwise 401, as kube-apiserver answers.
+fn authenticate(app: &AppState, req: &Request) -> ApiResult<crate::auth::UserInfo> {
+    use crate::auth::Authentication;
+    let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(user) = crate::auth::authenticate(auth, &app.token) else {
-        return Err(ApiError::Unauthorized);
-    };
+    // The user of the connection's verified client certificate, recorded when it was accepted.
+    let client_certificate = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::client_cert::ClientIdentity>>()
+        .and_then(|c| c.0.0.as_ref());
+    let now = jiff::Timestamp::now().as_second();
+    match app
+        .authn
+        .authenticate(authorization, client_certificate, &*app.cluster, now)
+    {
+        Authentication::User(user) => Ok(user),
+        Authentication::Anonymous => {
+            let segments: Vec<&str> = req
+                .uri()
+                .path()
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .collect();
+            if crate::auth::is_public(&segments) {
+                Ok(crate::auth::UserInfo::anonymous())
+            } else {
+                Err(ApiError::Unauthorized)
+            }
+        }
+        Authentication::Refused(why) => {
+            tracing::debug!(path = req.uri().path(), %why, "authentication refused");
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+fn post_only(m: &Method) -> ApiResult<()> {
+    if m == Method::POST {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed)
+    }
+}
+
+async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
+    let user = authenticate(app, &req)?;
     let user = Arc::new(crate::rbac::authorize_request(
         &app.cluster.rbac,
         app.authorization,
@@ -222,8 +264,57 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default(),
     );
+    let now = || jiff::Timestamp::now().as_second();
     match segments.as_slice() {
         ["version"] => ok(&crate::discovery::version()),
+        [".well-known", "openid-configuration"] => {
+            get_only(&parts.method).and_then(|()| ok(&app.authn.service_accounts().discovery()))
+        }
+        ["openid", "v1", "jwks"] => get_only(&parts.method).map(|()| {
+            let mut r = json_response(StatusCode::OK, &app.authn.service_accounts().jwks());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(crate::authn_api::JWKS_CONTENT_TYPE),
+            );
+            r
+        }),
+        [
+            "apis",
+            crate::authn_api::GROUP,
+            crate::authn_api::VERSION,
+            "selfsubjectreviews",
+        ] => post_only(&parts.method).map(|()| {
+            json_response(
+                StatusCode::CREATED,
+                &crate::authn_api::self_subject_review(&user),
+            )
+        }),
+        [
+            "apis",
+            crate::authn_api::GROUP,
+            crate::authn_api::VERSION,
+            "tokenreviews",
+        ] => {
+            post_only(&parts.method)?;
+            let body = json_body(&parts.headers, &body)?;
+            let review = crate::authn_api::token_review(&app.authn, &*app.cluster, &body, now())?;
+            Ok(json_response(StatusCode::CREATED, &review))
+        }
+        [
+            "api",
+            "v1",
+            "namespaces",
+            ns,
+            "serviceaccounts",
+            name,
+            "token",
+        ] => {
+            post_only(&parts.method)?;
+            let body = json_body(&parts.headers, &body)?;
+            let issued =
+                crate::authn_api::token_request(&app.authn, &*app.cluster, ns, name, &body, now())?;
+            Ok(json_response(StatusCode::CREATED, &issued))
+        }
         ["healthz" | "livez" | "readyz"] => {
             let mut r = Response::new(Body::from("ok"));
             r.headers_mut().insert(
@@ -269,18 +360,10 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
         ["apis", crate::rbac::AUTHORIZATION_GROUP, "v1", rest @ ..]
             if crate::rbac::review::ReviewKind::from_path(rest).is_some() =>
         {
-            if parts.method != Method::POST {
-                return Err(ApiError::MethodNotAllowed);
-            }
+            post_only(&parts.method)?;
             let (kind, ns) =
                 crate::rbac::review::ReviewKind::from_path(rest).ok_or_else(not_found)?;
-            let body = if header_str(&parts.headers, header::CONTENT_TYPE)
-                .starts_with("application/vnd.kubernetes.protobuf")
-            {
-                crate::protobuf::decode(&body)?
-            } else {
-                parse_json_body(&body)?
-            };
+            let body = parse_json_body(&json_body(&parts.headers, &body)?)?;
             let reviewed =
                 crate::rbac::review::review(&app.cluster.rbac.read(), &user, kind, ns, &body)?;
             Ok(json_response(StatusCode::CREATED, &reviewed))
@@ -355,6 +438,22 @@ fn parse_json_body(body: &[u8]) -> ApiResult<Value> {
     Ok(v)
 }
 
+/// The request body as JSON: protobuf (which kubectl's generators send) decoded, CBOR refused.
+fn json_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<std::borrow::Cow<'a, [u8]>> {
+    let content_type = header_str(headers, header::CONTENT_TYPE);
+    if !body.is_empty() && content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        Ok(std::borrow::Cow::Owned(
+            serde_json::to_vec(&crate::protobuf::decode(body)?).unwrap_or_default(),
+        ))
+    } else if !body.is_empty() && content_type.contains("cbor") {
+        Err(ApiError::UnsupportedMediaType {
+            accepted: "application/json, application/vnd.kubernetes.protobuf".into(),
+        })
+    } else {
+        Ok(std::borrow::Cow::Borrowed(body))
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     app: &AppState,
@@ -373,19 +472,8 @@ async fn resource_request(
             "dryRun: unsupported value \"{other}\": supported values: \"All\""
         )));
     }
-    let content_type = header_str(headers, header::CONTENT_TYPE);
-    let decoded;
-    let body =
-        if !body.is_empty() && content_type.starts_with("application/vnd.kubernetes.protobuf") {
-            decoded = serde_json::to_vec(&crate::protobuf::decode(body)?).unwrap_or_default();
-            decoded.as_slice()
-        } else if !body.is_empty() && content_type.contains("cbor") {
-            return Err(ApiError::UnsupportedMediaType {
-                accepted: "application/json, application/vnd.kubernetes.protobuf".into(),
-            });
-        } else {
-            body
-        };
+    let body = json_body(headers, body)?;
+    let body = body.as_ref();
     let cluster = &app.cluster;
     let (ns, resource) = match &p {
         ApiPath::Collection { ns, resource } | ApiPath::Object { ns, resource, .. } => {
@@ -397,9 +485,6 @@ async fn resource_request(
         .ok_or_else(|| ApiError::UnknownResource {
             path: path.to_owned(),
         })?;
-    if t.rt.create_only {
-        return Err(ApiError::MethodNotAllowed);
-    }
     let t = Target {
         strict_fields: query.get("fieldValidation") == Some("Strict"),
         dry_run: query.get("dryRun") == Some("All"),

@@ -7,6 +7,8 @@
 
 pub mod admission;
 pub mod auth;
+pub mod authn_api;
+pub mod client_cert;
 pub mod cluster;
 pub mod discovery;
 pub mod error;
@@ -20,9 +22,11 @@ pub mod rbac;
 pub mod resource;
 pub mod selector;
 pub mod server;
+pub mod service_account;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod token_file;
 pub mod validation;
 pub mod watch;
 pub mod writes;

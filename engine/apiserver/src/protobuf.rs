@@ -1,7 +1,7 @@
 //! Decoding of the Kubernetes protobuf wire format for the built-in kinds kubectl's generators
-//! send that way (`kubectl create namespace|configmap|secret|role|rolebinding|…` and
-//! `kubectl auth can-i` post `application/vnd.kubernetes.protobuf`). Responses are always JSON,
-//! which clients accept.
+//! send that way (`kubectl create namespace|configmap|secret|serviceaccount|token|role|rolebinding|…`
+//! and `kubectl auth can-i` post `application/vnd.kubernetes.protobuf`). Responses are always
+//! JSON, which clients accept.
 //!
 //! Only the fields those kinds carry are read; anything else is rejected rather than dropped.
 
@@ -173,7 +173,46 @@ fn object_meta(buf: &[u8]) -> Result<Value, ApiError> {
     Ok(Value::Object(m))
 }
 
-/// The JSON form of a protobuf-encoded Namespace, ConfigMap or Secret.
+/// `authentication.k8s.io/v1` TokenRequestSpec: audiences = 1, boundObjectRef = 3,
+/// expirationSeconds = 4 (as `kubectl create token` sends it).
+fn token_request_spec(buf: &[u8]) -> Result<Value, ApiError> {
+    let mut spec = Map::new();
+    let mut audiences = Vec::new();
+    for (n, f) in fields(buf)? {
+        match (n, &f) {
+            (1, _) => audiences.push(json!(text(&f)?)),
+            (3, _) => {
+                let mut r = Map::new();
+                for (rn, rf) in fields(bytes(&f)?)? {
+                    let key = match rn {
+                        1 => "kind",
+                        2 => "apiVersion",
+                        3 => "name",
+                        4 => "uid",
+                        _ => {
+                            return Err(bad(&format!(
+                                "unsupported BoundObjectReference field {rn}"
+                            )));
+                        }
+                    };
+                    r.insert(key.into(), json!(text(&rf)?));
+                }
+                spec.insert("boundObjectRef".into(), Value::Object(r));
+            }
+            (4, Field::Varint(v)) => {
+                drop(spec.insert("expirationSeconds".into(), json!(*v as i64)))
+            }
+            _ => return Err(bad(&format!("unsupported TokenRequestSpec field {n}"))),
+        }
+    }
+    if !audiences.is_empty() {
+        spec.insert("audiences".into(), Value::Array(audiences));
+    }
+    Ok(Value::Object(spec))
+}
+
+/// The JSON form of a protobuf-encoded Namespace, ConfigMap, Secret, ServiceAccount (metadata
+/// only) or TokenRequest.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let unknown = body
         .strip_prefix(MAGIC)
@@ -224,6 +263,8 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             ("Secret", 3) => drop(obj.insert("type".into(), json!(text(&f)?))),
             ("Secret", 4) => string_map_insert(&mut string_data, &f, false)?,
             ("Namespace", 2 | 3) => {}
+            ("TokenRequest", 2) => drop(obj.insert("spec".into(), token_request_spec(bytes(&f)?)?)),
+            ("TokenRequest", 3) => {}
             _ => {
                 return Err(ApiError::UnsupportedMediaType {
                     accepted: format!(
@@ -486,6 +527,31 @@ mod tests {
         assert_eq!(
             decode(&body).unwrap()["spec"],
             json!({"resourceAttributes": {"namespace": "team-b", "verb": "create", "group": "", "resource": "secrets"}})
+        );
+    }
+
+    #[test]
+    fn a_token_request_decodes_its_audiences_lifetime_and_bound_object() {
+        let bound = [field(1, b"Secret"), field(2, b"v1"), field(3, b"db")].concat();
+        // expirationSeconds = 4 as a varint: 600 = 0xd8 0x04.
+        let spec = [
+            field(1, b"sts"),
+            field(1, b"api"),
+            field(3, &bound),
+            vec![4 << 3, 0xd8, 0x04],
+        ]
+        .concat();
+        let request = [field(1, &field(1, b"app")), field(2, &spec)].concat();
+        let type_meta = [
+            field(1, b"authentication.k8s.io/v1"),
+            field(2, b"TokenRequest"),
+        ]
+        .concat();
+        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &request)].concat();
+        assert_eq!(
+            decode(&body).unwrap()["spec"],
+            json!({"audiences": ["sts", "api"], "expirationSeconds": 600,
+                "boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": "db"}})
         );
     }
 

@@ -73,8 +73,6 @@ pub struct ResourceType {
     pub versions: Vec<ResourceVersion>,
     /// Built-in kinds accept strategic merge patches; custom resources do not.
     pub builtin: bool,
-    /// Served for `create` only and never stored (the access reviews).
-    pub create_only: bool,
 }
 
 impl ResourceType {
@@ -179,13 +177,7 @@ impl ResourceType {
                 selectable_fields: Vec::new(),
             }],
             builtin: true,
-            create_only: false,
         }
-    }
-
-    fn create_only(mut self) -> Self {
-        self.create_only = true;
-        self
     }
 
     fn with_short_names(mut self, names: &[&str]) -> Self {
@@ -265,7 +257,6 @@ impl ResourceType {
             categories: strings(names.get("categories")),
             versions,
             builtin: false,
-            create_only: false,
         })
     }
 }
@@ -332,19 +323,7 @@ impl Registry {
                 false,
                 false,
             ),
-        ]
-        .into_iter()
-        .chain(crate::rbac::review::ReviewKind::ALL.into_iter().map(|k| {
-            ResourceType::builtin(
-                crate::rbac::AUTHORIZATION_GROUP,
-                "v1",
-                k.resource(),
-                k.kind(),
-                k.namespaced(),
-                false,
-            )
-            .create_only()
-        }));
+        ];
         Registry {
             types: builtins
                 .into_iter()

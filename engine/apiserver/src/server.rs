@@ -1,5 +1,5 @@
-//! Starting and stopping the control plane: data dir, token, listener, kubeconfig, background
-//! controllers.
+//! Starting and stopping the control plane: data dir, credentials (admin token, token file,
+//! ServiceAccount signing keys), listener, kubeconfig, background controllers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +22,13 @@ pub struct ServerConfig {
     pub event_history: u64,
     /// How requests are authorized: RBAC, unless a benchmark measures without it.
     pub authorization: crate::rbac::Mode,
+    /// Static users (kube-apiserver's `--token-auth-file` format).
+    pub token_auth_file: Option<PathBuf>,
+    /// The `iss` of ServiceAccount tokens and the OIDC discovery document; the server's URL
+    /// when `None`.
+    pub service_account_issuer: Option<String>,
+    /// Retire the ServiceAccount signing key and sign with a new one from this start on.
+    pub rotate_service_account_key: bool,
 }
 
 impl ServerConfig {
@@ -32,6 +39,9 @@ impl ServerConfig {
             kubeconfig: None,
             event_history: crate::store::DEFAULT_EVENT_HISTORY,
             authorization: crate::rbac::Mode::Rbac,
+            token_auth_file: None,
+            service_account_issuer: None,
+            rotate_service_account_key: false,
         }
     }
 }
@@ -51,6 +61,10 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("creating the default RBAC roles: {0}")]
     Bootstrap(crate::error::ApiError),
+    #[error(transparent)]
+    TokenFile(#[from] crate::token_file::TokenFileError),
+    #[error(transparent)]
+    ServiceAccountKeys(#[from] crate::service_account::KeyError),
     #[error("writing the kubeconfig {path}: {source}")]
     Kubeconfig {
         path: PathBuf,
@@ -64,6 +78,7 @@ pub struct Server {
     url: String,
     token: String,
     ca_pem: String,
+    issuer: String,
     kubeconfig: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
@@ -76,6 +91,14 @@ pub struct Server {
 impl Server {
     /// Opens the data dir, binds, writes the kubeconfig and starts serving in the background.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        // Settings are checked before anything is opened or written.
+        let users = match &config.token_auth_file {
+            Some(path) => crate::token_file::TokenFile::load(path)?,
+            None => Default::default(),
+        };
+        if let Some(issuer) = &config.service_account_issuer {
+            crate::service_account::validate_issuer(issuer)?;
+        }
         let store = Store::open(&config.data_dir)?.with_event_history(config.event_history);
         let token = match store.token()? {
             Some(t) => t,
@@ -85,7 +108,23 @@ impl Server {
                 t
             }
         };
-        let tls = crate::tls::load_or_create(&store, config.listen.ip())?;
+        let tls = crate::tls::load_or_create(&config.data_dir, &store, config.listen.ip())?;
+        let now = jiff::Timestamp::now().as_second();
+        let stored = crate::service_account::parse_stored(
+            store
+                .meta(crate::service_account::SIGNING_KEYS_META)?
+                .as_deref(),
+        )?;
+        let (keys, changed) = crate::service_account::plan_keys(
+            stored,
+            config.rotate_service_account_key,
+            now,
+            || crate::service_account::StoredKey::generate(now),
+        )?;
+        if changed {
+            let text = serde_json::to_string(&keys).unwrap_or_default();
+            store.put_meta(&[(crate::service_account::SIGNING_KEYS_META, &text)])?;
+        }
         let cluster = Cluster::open(store).await?;
         crate::rbac::bootstrap::ensure(&cluster)
             .await
@@ -110,17 +149,31 @@ impl Server {
             .kubeconfig
             .clone()
             .unwrap_or_else(|| config.data_dir.join("kubeconfig"));
-        crate::auth::write_kubeconfig(&kubeconfig, &url, &token, &tls.ca_pem).map_err(
-            |source| ServerError::Kubeconfig {
-                path: kubeconfig.clone(),
-                source,
-            },
+        let issuer = crate::service_account::TokenIssuer::new(
+            config.service_account_issuer.as_deref().unwrap_or(&url),
+            &keys,
         )?;
+        crate::auth::write_kubeconfig(
+            &kubeconfig,
+            &url,
+            &tls.ca_pem,
+            "strata",
+            &crate::auth::Credentials::Token(&token),
+        )
+        .map_err(|source| ServerError::Kubeconfig {
+            path: kubeconfig.clone(),
+            source,
+        })?;
+        let issuer_url = issuer.issuer().to_owned();
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let writes = Arc::new(crate::writes::WriteCounter::default());
         let state = Arc::new(crate::http::AppState {
             cluster: cluster.clone(),
-            token: token.clone(),
+            authn: Arc::new(crate::auth::Authenticator::new(
+                token.clone(),
+                users,
+                issuer,
+            )),
             server_address: addr.to_string(),
             stopping: stopping_rx,
             writes: writes.clone(),
@@ -135,6 +188,8 @@ impl Server {
             }
         })?;
         let serve = tokio::spawn(async move {
+            let app =
+                app.into_make_service_with_connect_info::<crate::client_cert::ClientIdentity>();
             let result = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = shutdown_rx.await;
@@ -151,6 +206,7 @@ impl Server {
             url,
             token,
             ca_pem: tls.ca_pem,
+            issuer: issuer_url,
             kubeconfig,
             shutdown: Some(shutdown_tx),
             stopping,
@@ -173,6 +229,11 @@ impl Server {
     /// The PEM of the CA that signed the server certificate.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The issuer (`iss`) of ServiceAccount tokens, where OIDC discovery is served from.
+    pub fn service_account_issuer(&self) -> &str {
+        &self.issuer
     }
 
     pub fn token(&self) -> &str {

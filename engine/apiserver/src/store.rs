@@ -486,6 +486,23 @@ pub mod private {
     pub fn tighten(_: &Path, _: u32) -> std::io::Result<()> {
         Ok(())
     }
+
+    /// Writes `contents` to `path` owner-only, creating its dir: written beside the target and
+    /// renamed over it, so a reader never sees half a file; the temporary file is owner-only
+    /// from its creation, as is what it replaces.
+    pub fn write_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = path.with_file_name(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        create_file(&tmp)?;
+        tighten(&tmp, FILE_MODE)?;
+        std::fs::write(&tmp, contents)?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
 #[cfg(test)]

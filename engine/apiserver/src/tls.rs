@@ -1,10 +1,17 @@
-//! TLS for the API: a self-signed CA kept in the store (so kubeconfigs stay valid across
-//! restarts), a server certificate issued at every start for the listen address, and a listener
-//! that completes TLS handshakes off the accept loop.
+//! TLS for the API: a self-signed CA kept in the data dir (so kubeconfigs stay valid across
+//! restarts), a server certificate issued at every start for the listen address, client
+//! certificates requested (optional) and verified against the CA, and a listener that completes
+//! TLS handshakes off the accept loop.
+//!
+//! The CA is two owner-only files in the data dir, [`CA_CERT_FILE`] and [`CA_KEY_FILE`], so
+//! `strata kubeconfig` can sign a user's client certificate while the server runs (the store is
+//! locked by the server). Data dirs from before kept the CA in the store; it is copied out to the
+//! files at the first start.
 //!
 //! kubectl sends credentials only over TLS, so the API is always served over TLS.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +28,13 @@ use tokio_rustls::server::TlsStream;
 
 use crate::store::{Store, StoreError};
 
+/// Where earlier versions kept the CA in the store's settings.
 const CA_KEY: &str = "ca-key";
 const CA_CERT: &str = "ca-cert";
+/// The CA certificate (PEM) in the data dir.
+pub const CA_CERT_FILE: &str = "ca.crt";
+/// The CA's private key (PKCS#8 PEM) in the data dir, owner-only.
+pub const CA_KEY_FILE: &str = "ca.key";
 const CA_COMMON_NAME: &str = "strata-apiserver-ca";
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +48,14 @@ pub enum TlsError {
     },
     #[error("TLS: building the server configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("TLS: trusting the CA for client certificates: {0}")]
+    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("TLS: {doing} {}: {source}", .path.display())]
+    CaFile {
+        doing: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Makes ring the process-wide rustls provider, for every TLS client in the process (kube-rs,
@@ -72,25 +92,90 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
     Ok(params)
 }
 
-/// Loads the CA from the store (creating it at first start) and issues a server certificate
-/// for localhost, 127.0.0.1, ::1 and `listen_ip`.
-pub fn load_or_create(store: &Store, listen_ip: IpAddr) -> Result<TlsMaterial, TlsError> {
-    let (ca_key, ca_pem) = match (store.meta(CA_KEY)?, store.meta(CA_CERT)?) {
-        (Some(key), Some(cert)) => (
-            KeyPair::from_pem(&key).map_err(cert_err("reading the stored CA key"))?,
-            cert,
-        ),
-        _ => {
-            let key = KeyPair::generate().map_err(cert_err("generating the CA key"))?;
-            let cert = ca_params()?
-                .self_signed(&key)
-                .map_err(cert_err("self-signing the CA"))?;
-            store.put_meta(&[(CA_KEY, &key.serialize_pem()), (CA_CERT, &cert.pem())])?;
-            (key, cert.pem())
+/// The CA of a data dir: certificate and key, PEM.
+pub struct CaFiles {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Reads the CA files of `data_dir`; `None` when they do not exist yet.
+pub fn read_ca(data_dir: &Path) -> Result<Option<CaFiles>, TlsError> {
+    let cert_path = data_dir.join(CA_CERT_FILE);
+    let key_path = data_dir.join(CA_KEY_FILE);
+    if !cert_path.exists() && !key_path.exists() {
+        return Ok(None);
+    }
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).map_err(|source| TlsError::CaFile {
+            doing: "reading",
+            path,
+            source,
+        })
+    };
+    Ok(Some(CaFiles {
+        cert_pem: read(cert_path)?,
+        key_pem: read(key_path)?,
+    }))
+}
+
+fn write_ca(data_dir: &Path, ca: &CaFiles) -> Result<(), TlsError> {
+    for (file, text) in [(CA_KEY_FILE, &ca.key_pem), (CA_CERT_FILE, &ca.cert_pem)] {
+        let path = data_dir.join(file);
+        crate::store::private::write_file(&path, text.as_bytes()).map_err(|source| {
+            TlsError::CaFile {
+                doing: "writing",
+                path,
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Loads the CA of `data_dir` (from its files, else from the store of an earlier version, else
+/// a new one; the files are written in the last two cases) and issues a server certificate for
+/// localhost, 127.0.0.1, ::1 and `listen_ip`.
+pub fn load_or_create(
+    data_dir: &Path,
+    store: &Store,
+    listen_ip: IpAddr,
+) -> Result<TlsMaterial, TlsError> {
+    let ca = match read_ca(data_dir)? {
+        Some(ca) => {
+            for file in [CA_KEY_FILE, CA_CERT_FILE] {
+                let path = data_dir.join(file);
+                crate::store::private::tighten(&path, crate::store::private::FILE_MODE).map_err(
+                    |source| TlsError::CaFile {
+                        doing: "making owner-only",
+                        path,
+                        source,
+                    },
+                )?;
+            }
+            ca
+        }
+        None => {
+            let ca = match (store.meta(CA_KEY)?, store.meta(CA_CERT)?) {
+                (Some(key_pem), Some(cert_pem)) => CaFiles { cert_pem, key_pem },
+                _ => {
+                    let key = KeyPair::generate().map_err(cert_err("generating the CA key"))?;
+                    let cert = ca_params()?
+                        .self_signed(&key)
+                        .map_err(cert_err("self-signing the CA"))?;
+                    CaFiles {
+                        cert_pem: cert.pem(),
+                        key_pem: key.serialize_pem(),
+                    }
+                }
+            };
+            write_ca(data_dir, &ca)?;
+            ca
         }
     };
+    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(cert_err("reading the CA key"))?;
+    let ca_pem = ca.cert_pem;
     let ca_der = CertificateDer::from(rustls_pem_der(&ca_pem).ok_or(TlsError::Certificate {
-        doing: "reading the stored CA certificate",
+        doing: "reading the CA certificate",
         source: rcgen::Error::CouldNotParseCertificate,
     })?);
     let issuer = Issuer::new(ca_params()?, ca_key);
@@ -115,9 +200,18 @@ pub fn load_or_create(store: &Store, listen_ip: IpAddr) -> Result<TlsMaterial, T
         .signed_by(&server_key, &issuer)
         .map_err(cert_err("issuing the server certificate"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Client certificates are asked for, not required: token users connect without one.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.clone())?;
+    let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_verifier)
         .with_single_cert(
             vec![server_cert.der().clone(), ca_der],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),

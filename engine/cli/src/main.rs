@@ -10,8 +10,10 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod crds;
+mod functions_config;
 mod graph;
 mod input;
+mod kubeconfig;
 mod reconcilers;
 mod render;
 mod render_functions;
@@ -43,6 +45,9 @@ enum Command {
     Crds(crds::CrdsArgs),
     /// Start the embedded, Kubernetes-compatible control plane.
     Up(up::UpArgs),
+    /// Write a kubeconfig for a user of the embedded control plane (a client certificate signed
+    /// by its CA).
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Run the controllers against a Kubernetes cluster.
     Run(run::RunArgs),
     /// Show a claim or XR and everything it composes, with readiness.
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Crds(args) => crds::run(args),
         Command::Up(args) => run_async(up::run(args)),
+        Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Run(args) => run_async(run::run(args)),
         Command::Trace(args) => run_async(trace::run(args)),
     };

@@ -17,8 +17,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 use strata_core::connection::ConnectionDetails;
 use strata_core::load;
-use strata_core::model::EnvironmentSpec;
-use strata_core::pipeline::{NativeFunction, Observed, Pipeline};
+use strata_core::pipeline::{Observed, Pipeline};
 use strata_functions::run::{
     PipelineError, PipelineInputs, PipelineRun, StaticResources, run_pipeline,
 };
@@ -76,7 +75,7 @@ impl Default for FunctionArgs {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .map_or((s, "s"), |i| s.split_at(i));
@@ -190,7 +189,7 @@ fn run(
     let prepared = render::prepare_inputs(args, object, &pipeline.composite_type)?;
     // The environment: what function-environment-configs steps select from the configs given
     // (all of them, in order, when nothing selects), on top of their default data.
-    let selection = environment_selection(pipeline)?;
+    let selection = pipeline.environment_selection()?;
     let environment = match &prepared.environment {
         Some(input) => render::resolve_environment(input, &prepared.composite, selection.as_ref())
             .map_err(|e| anyhow::anyhow!("environment: {e}"))?,
@@ -319,40 +318,6 @@ fn print(args: &RenderArgs, executed: Executed) -> Result<ExitCode> {
 /// The selection of the pipeline's function-environment-configs steps (their
 /// `spec.environmentConfigs` in order, the last step's `policy` and `defaultData`), as the
 /// function reads its input; `None` without such a step.
-fn environment_selection(pipeline: &Pipeline) -> Result<Option<EnvironmentSpec>> {
-    let mut configs = Vec::new();
-    let mut extra = Map::new();
-    let mut found = false;
-    for step in &pipeline.steps {
-        if step.native != Some(NativeFunction::EnvironmentConfigs) {
-            continue;
-        }
-        found = true;
-        let spec = step.input.as_ref().and_then(|i| i.get("spec"));
-        if let Some(list) = spec.and_then(|s| s.get("environmentConfigs")) {
-            let Some(items) = list.as_array() else {
-                bail!(
-                    "step {:?}: input.spec.environmentConfigs: expected a list",
-                    step.name
-                );
-            };
-            configs.extend(items.iter().cloned());
-        }
-        for key in ["policy", "defaultData"] {
-            if let Some(v) = spec.and_then(|s| s.get(key)) {
-                extra.insert(key.to_owned(), v.clone());
-            }
-        }
-    }
-    if !found {
-        return Ok(None);
-    }
-    extra.insert("environmentConfigs".to_owned(), Value::Array(configs));
-    let spec: EnvironmentSpec = serde_json::from_value(Value::Object(extra))
-        .context("function-environment-configs input")?;
-    Ok(Some(spec))
-}
-
 /// The XR as `crossplane render` prints it: identity and status, or everything with
 /// `--include-full-xr`.
 fn composite_doc(xr: &Value, status: Value, full: bool) -> Value {

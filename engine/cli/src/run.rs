@@ -40,6 +40,8 @@ pub struct RunArgs {
     /// ClusterRoles.
     #[arg(long)]
     pub aggregate_to_user_roles: bool,
+    #[command(flatten)]
+    pub functions: crate::functions_config::FunctionFlags,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -52,7 +54,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             identity: identity(),
             lease_duration: Duration::from_secs(15),
         });
+    // Stopped when this function returns.
+    let (functions, _processes) = args.functions.start()?;
     let settings = strata_controllers::Settings {
+        functions,
         resync: Duration::from_secs(args.resync),
         metrics_addr: args.metrics_addr,
         leader_election,

@@ -23,15 +23,37 @@ pub struct UpArgs {
     /// Serve the API only, without Strata's controllers.
     #[arg(long)]
     pub no_controllers: bool,
+    /// Static users: a CSV file in kube-apiserver's format, `token,user,uid[,"group1,group2"]`.
+    #[arg(long, value_name = "FILE")]
+    pub token_auth_file: Option<PathBuf>,
+    /// The issuer (`iss`) of ServiceAccount tokens and of the OIDC discovery document, an
+    /// https:// URL (default: the server's URL).
+    #[arg(long, value_name = "URL")]
+    pub service_account_issuer: Option<String>,
+    /// Sign ServiceAccount tokens with a new key from now on; the old key keeps verifying the
+    /// tokens it signed until they expire.
+    #[arg(long)]
+    pub rotate_service_account_key: bool,
     /// Log format (filtered by RUST_LOG, default `info`).
     #[arg(long, value_enum, default_value_t = crate::run::LogFormat::Text)]
     pub log_format: crate::run::LogFormat,
+    #[command(flatten)]
+    pub functions: crate::functions_config::FunctionFlags,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     crate::run::init_logging(args.log_format);
+    // Checked and started before the control plane, so a bad file changes nothing; the
+    // processes stop when this function returns.
+    let (functions, processes) = args.functions.start()?;
+    for p in &processes {
+        println!("strata up: function {} serving on {}", p.name, p.address);
+    }
     let mut config = ServerConfig::new(args.data_dir.clone(), args.listen);
     config.kubeconfig = args.kubeconfig;
+    config.token_auth_file = args.token_auth_file;
+    config.service_account_issuer = args.service_account_issuer;
+    config.rotate_service_account_key = args.rotate_service_account_key;
     let server = Server::start(config)
         .await
         .with_context(|| format!("starting the control plane in {}", args.data_dir.display()))?;
@@ -39,6 +61,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!(
         "strata up: kubeconfig written to {}",
         server.kubeconfig_path().display()
+    );
+    println!(
+        "strata up: service-account token issuer {}",
+        server.service_account_issuer()
     );
     tracing::info!(addr = %server.addr(), controllers = !args.no_controllers, "control plane started");
     if args.no_controllers {
@@ -56,6 +82,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             // The embedded control plane is a team's: claim kinds reach `edit` and `view`.
             strata_controllers::Settings {
                 aggregate_to_user_roles: true,
+                functions,
                 ..Default::default()
             },
             async move {

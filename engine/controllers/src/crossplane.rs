@@ -456,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn a_step_that_cannot_run_is_an_invalid_conversion_naming_the_step() {
+    fn a_pipeline_with_a_function_step_converts_keeping_its_steps() {
         let step = plan(
             CrossplaneKind::Composition,
             &pipeline(
@@ -465,12 +465,35 @@ mod tests {
             ),
             None,
         );
+        let MirrorStep::Apply(native) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(native["spec"]["mode"], "Pipeline");
+        assert_eq!(
+            native["spec"]["pipeline"][0]["functionRef"]["name"],
+            "function-go-templating"
+        );
+        assert_eq!(native["spec"]["resources"], json!([]));
+    }
+
+    #[test]
+    fn a_step_without_a_function_is_an_invalid_conversion_naming_the_step() {
+        let mut composition = pipeline(
+            "function-go-templating",
+            json!({"apiVersion": "gotemplating.fn.crossplane.io/v1beta1", "kind": "GoTemplate"}),
+        );
+        composition["spec"]["pipeline"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("functionRef");
+        let step = plan(CrossplaneKind::Composition, &composition, None);
         let MirrorStep::Invalid(message) = step else {
             panic!("{step:?}")
         };
-        assert!(message.contains("spec.pipeline[0]"), "{message}");
-        assert!(message.contains("\"render\""), "{message}");
-        assert!(message.contains("function-go-templating"), "{message}");
+        assert!(
+            message.contains("spec.pipeline[0].functionRef.name"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("function endpoints: {0}")]
+    Functions(#[from] strata_functions::transport::CallError),
     #[error("{controller} controller stopped: {message}")]
     Stopped {
         controller: &'static str,
@@ -89,6 +91,7 @@ impl Error {
             Error::Invalid { .. } | Error::Serialize { .. } => ErrorClass::Terminal,
             Error::Waiting { .. } => ErrorClass::Waiting,
             Error::Metrics { .. } | Error::Stopped { .. } => ErrorClass::Transient,
+            Error::Functions(_) => ErrorClass::Terminal,
         }
     }
 

@@ -1,12 +1,14 @@
 //! Strata's controllers: all of the engine's Kubernetes I/O.
 //!
 //! - [`xrd`]: XRD → XR CRD (+ claim CRD), and one XR (and claim) controller per XRD;
-//! - [`xr`]: composes each XR with [`strata_core::render::render`], applies in graph order,
+//! - [`xr`]: composes each XR with [`strata_core::render::render`] or its function pipeline
+//!   ([`functions`]), applies in graph order,
 //!   prunes after clean passes, deletes in reverse waves from the recorded inventory;
 //! - [`claim`]: binds claims to XRs and copies status and connection Secrets back;
 //! - [`composition`]: snapshots every Composition change as a CompositionRevision;
 //! - [`mirror`]: serves Crossplane's own kinds by converting each into the native one
-//!   ([`crossplane`] decides), unless Crossplane itself runs on the cluster.
+//!   ([`crossplane`] decides), unless Crossplane itself runs on the cluster;
+//! - [`package`]: `pkg.crossplane.io` Functions' status: how each is reached.
 //!
 //! The decisions are pure modules ([`select`], [`inventory`], [`revision`], [`binding`],
 //! [`environment`], [`conditions`], [`shape`], [`crossplane`]), unit-tested; the controllers
@@ -21,11 +23,13 @@ pub mod conditions;
 pub mod crossplane;
 pub mod environment;
 pub mod error;
+pub mod functions;
 pub mod inventory;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod mirror;
+pub mod package;
 pub mod revision;
 pub mod roles;
 pub mod select;
@@ -79,6 +83,8 @@ pub struct Settings {
     /// into Kubernetes' `edit` and `view` ([`roles`]). Needs the right to create ClusterRoles
     /// with those rules, so it is off unless asked for (`strata up` asks).
     pub aggregate_to_user_roles: bool,
+    /// Where function pipelines' functions are reached (operator configuration).
+    pub functions: functions::FunctionSettings,
 }
 
 impl Default for Settings {
@@ -93,6 +99,7 @@ impl Default for Settings {
             revision_history_limit: 10,
             concurrency: 16,
             aggregate_to_user_roles: false,
+            functions: functions::FunctionSettings::default(),
         }
     }
 }
@@ -149,7 +156,7 @@ pub async fn run(
             false
         }
     };
-    let shared = shared::Shared::start(client.clone(), settings, metrics.clone());
+    let shared = shared::Shared::start(client.clone(), settings, metrics.clone())?;
     let work = async {
         shared.wait_ready().await?;
         metrics.set_ready();
@@ -173,7 +180,11 @@ pub async fn run(
             .for_each(|_| async {});
         let mirrors = async {
             if crossplane {
-                mirror::run(shared.clone(), stopped.clone()).await;
+                futures_util::future::join(
+                    mirror::run(shared.clone(), stopped.clone()),
+                    package::run(shared.clone(), stopped()),
+                )
+                .await;
             }
         };
         futures_util::future::join3(xrd_controller, composition_controller, mirrors).await;

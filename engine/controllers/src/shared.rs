@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use crate::functions::{Composer, Functions};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -14,7 +15,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use strata_core::compile::CompiledComposition;
 use strata_core::model::{Composition, CompositionRevision, EnvironmentConfig};
 use strata_core::wire;
 use tokio::sync::mpsc;
@@ -25,7 +25,7 @@ use crate::kinds::Kinds;
 use crate::metrics::Metrics;
 
 /// A compiled revision, or why it does not compile (cached too: revisions are immutable).
-pub type Compiled = Arc<std::result::Result<CompiledComposition, String>>;
+pub type Compiled = Arc<std::result::Result<Composer, String>>;
 
 /// Where the composed-resource watches send an XR that needs a reconcile.
 type Route = (
@@ -43,6 +43,8 @@ pub struct Shared {
     pub compositions: Store<Composition>,
     pub revisions: Store<CompositionRevision>,
     pub environments: Store<EnvironmentConfig>,
+    /// Calls the functions of pipeline Compositions.
+    pub functions: Functions,
     compiled: Mutex<HashMap<String, Compiled>>,
     watched: Mutex<HashSet<(String, String)>>,
     routes: Arc<Mutex<HashMap<(String, String), Route>>>,
@@ -207,7 +209,8 @@ fn without_transition_times(status: &Value) -> Value {
 
 impl Shared {
     /// Starts the reflectors; [`Shared::wait_ready`] waits for their first list.
-    pub fn start(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn start(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+        let functions = Functions::new(&settings.functions)?;
         let reporter = Reporter {
             controller: settings.controller_name.clone(),
             instance: None,
@@ -227,8 +230,9 @@ impl Shared {
                     .retain(|tx| tx.send(()).is_ok());
             })),
         );
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
+            functions,
             kinds: Kinds::new(client.clone()),
             client,
             settings,
@@ -243,7 +247,7 @@ impl Shared {
             written: WriteMemo::default(),
             newest: Newest::default(),
             environment_listeners,
-        })
+        }))
     }
 
     pub async fn wait_ready(&self) -> Result<()> {
@@ -328,9 +332,7 @@ impl Shared {
         if let Some(c) = cache.get(&key) {
             return c.clone();
         }
-        let compiled = Arc::new(
-            CompiledComposition::compile(&revision.spec.composition).map_err(|e| e.to_string()),
-        );
+        let compiled = Arc::new(Composer::compile(&name, &revision.spec.composition));
         cache.insert(key, compiled.clone());
         compiled
     }

@@ -51,6 +51,10 @@ pub struct TraceNode {
     /// The message of the first non-True condition among Synced and Ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// An XR's last function pipeline results that are not Normal (`status.functionResults`):
+    /// `step: Severity: message`, newest last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<TraceNode>,
 }
@@ -373,6 +377,17 @@ pub fn summarize(r: &ResourceRef, observed: Option<&Value>) -> TraceNode {
         synced: status("Synced"),
         ready: status("Ready"),
         message,
+        results: observed
+            .and_then(|o| o.pointer("/status/functionResults"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.get("severity").and_then(Value::as_str) != Some("Normal"))
+            .map(|r| {
+                let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
+                format!("{}: {}: {}", s("step"), s("severity"), s("message"))
+            })
+            .collect(),
         children: Vec::new(),
     }
 }
@@ -400,8 +415,16 @@ fn state(n: &TraceNode) -> String {
 pub fn render_tree(root: &TraceNode) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}  {}{}", label(root), state(root), suffix(root));
+    write_results(&mut out, root, "    ");
     write_children(&mut out, root, "");
     out
+}
+
+/// A node's function results, one per line under it.
+fn write_results(out: &mut String, n: &TraceNode, prefix: &str) {
+    for r in &n.results {
+        let _ = writeln!(out, "{prefix}! {r}");
+    }
 }
 
 fn suffix(n: &TraceNode) -> String {
@@ -421,6 +444,11 @@ fn write_children(out: &mut String, n: &TraceNode, prefix: &str) {
             label(c),
             state(c),
             suffix(c)
+        );
+        write_results(
+            out,
+            c,
+            &format!("{prefix}{}", if last { "        " } else { "│       " }),
         );
         write_children(
             out,
@@ -483,6 +511,30 @@ mod tests {
             .push(summarize(&r("ConfigMap", "db-a"), Some(&a)));
         root.children.push(summarize(&r("ConfigMap", "db-b"), None));
         root
+    }
+
+    #[test]
+    fn an_xrs_warning_and_fatal_function_results_show_under_it() {
+        let xr = json!({"status": {"functionResults": [
+            {"step": "compose", "severity": "Normal", "message": "ok"},
+            {"step": "compose", "severity": "Warning", "reason": "Slow", "message": "db is slow"},
+        ]}});
+        let mut root = summarize(&r("XDatabase", "db"), Some(&xr));
+        assert_eq!(
+            root.results,
+            vec!["compose: Warning: db is slow".to_owned()]
+        );
+        root.children
+            .push(summarize(&r("XDatabase", "child"), Some(&xr)));
+        let text = render_tree(&root);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>()[1..],
+            [
+                "    ! compose: Warning: db is slow",
+                "└── XDatabase/child  synced=- ready=-",
+                "        ! compose: Warning: db is slow",
+            ]
+        );
     }
 
     #[test]

@@ -18,14 +18,17 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParam
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::{Map, Value, json};
-use strata_core::compile::CompiledComposition;
-use strata_core::model::{CompositeResourceDefinition, CompositionRevision, UpdatePolicy};
+use strata_core::model::{
+    CompositeResourceDefinition, CompositionRevision, EnvironmentSpec, UpdatePolicy,
+};
 use strata_core::render::{self, Observed, ObservedResources, RenderInput, RenderOutput};
 use strata_core::wire;
+use strata_functions::run::{PipelineError, Severity, StepResult};
 
 use crate::conditions::{self, READY, SYNCED, Wanted};
 use crate::environment;
 use crate::error::{Error, ErrorClass, Result, is_not_found};
+use crate::functions::{self, Composer};
 use crate::inventory::{self, DeletionStep, Observation, Prune, ResourceRef};
 use crate::select::{self, CompositionCandidate, RevisionCandidate, SelectionInput};
 use crate::shape::Shape;
@@ -168,7 +171,8 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
             };
             let status = conditions::with_conditions(&status, &[synced], &now);
             let action = if pass.failures.is_empty() {
-                Action::requeue(ctx.shared.settings.resync)
+                let resync = ctx.shared.settings.resync;
+                Action::requeue(pass.ttl.map_or(resync, |t| t.clamp(MIN_TTL, resync)))
             } else {
                 Action::requeue(Duration::from_secs(5))
             };
@@ -229,6 +233,9 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
         }
     }
 }
+
+/// The shortest requeue a function's TTL may ask for.
+const MIN_TTL: Duration = Duration::from_secs(1);
 
 /// How soon a pass that lost a race with another writer (409) looks again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
@@ -306,6 +313,8 @@ struct Pass {
     status: Value,
     /// Template name and message of every apply that failed.
     failures: Vec<(String, String)>,
+    /// A function pipeline's shortest TTL: the XR is composed again by then.
+    ttl: Option<Duration>,
 }
 
 /// Selection, compile, observe, then render and apply in rounds, prune, publish.
@@ -333,7 +342,7 @@ async fn compose(
         w.spec.extend(p);
     }
     let compiled = sh.compiled(&revision);
-    let compiled: &CompiledComposition = match compiled.as_ref() {
+    let composer: &Composer = match compiled.as_ref() {
         Ok(c) => c,
         Err(message) => {
             let e = Error::invalid(
@@ -357,7 +366,13 @@ async fn compose(
         }
     };
 
-    let env = match select_environment(&value, &revision, ctx) {
+    let selection = match composer {
+        Composer::Native(_) => Ok(revision.spec.composition.environment.clone()),
+        Composer::Pipeline(p) => p
+            .environment_selection()
+            .map_err(|e| Error::invalid(id, e.to_string())),
+    };
+    let env = match selection.and_then(|s| select_environment(&value, s.as_ref(), ctx)) {
         Ok(env) => env,
         Err(e) => {
             events.push((wire::REASON_ENVIRONMENT, e.to_string()));
@@ -368,22 +383,44 @@ async fn compose(
     let mut failures: Vec<(String, String)> = Vec::new();
     let mut released: Vec<String> = Vec::new();
     let mut round = 0;
+    let mut results = None;
+    let mut ttl = None;
     let (output, desired_refs, status) = loop {
         let value = w.value()?;
-        let output = match render::render(
-            compiled,
-            RenderInput {
-                composite: &value,
-                observed: &observed,
-                environment: env.as_ref(),
-            },
-        ) {
-            Ok(o) => o,
-            Err(e) => {
-                let e = Error::invalid(
+        let output = match composer {
+            Composer::Native(compiled) => render::render(
+                compiled,
+                RenderInput {
+                    composite: &value,
+                    observed: &observed,
+                    environment: env.as_ref(),
+                },
+            )
+            .map_err(|e| {
+                Error::invalid(
                     id,
                     format!("render with revision `{}`: {e}", revision.name_any()),
-                );
+                )
+            }),
+            Composer::Pipeline(pipeline) => functions::run(
+                &sh.functions,
+                &sh.kinds,
+                pipeline,
+                &value,
+                &observed,
+                env.as_ref(),
+            )
+            .await
+            .map(|outcome| {
+                results = Some(outcome.results);
+                ttl = outcome.ttl;
+                outcome.output
+            })
+            .map_err(|e| pipeline_error(id, &revision.name_any(), e)),
+        };
+        let output = match output {
+            Ok(o) => o,
+            Err(e) => {
                 events.push((wire::REASON_RENDER, e.to_string()));
                 return Err(e);
             }
@@ -405,8 +442,11 @@ async fn compose(
         let grew = names.iter().any(|n| !released.contains(n));
         // Done when a round releases nothing new, after a failure, or (a safety bound) after
         // one round per template.
-        if (round > 0 && !grew) || !failures.is_empty() || round > compiled.resources.len() {
-            let status = output.merged_status(&value);
+        if (round > 0 && !grew) || !failures.is_empty() || round > composer.round_bound() {
+            let mut status = output.merged_status(&value);
+            if let Some(results) = &results {
+                keep_results(&mut status, &value, results, events);
+            }
             break (output, desired_refs, status);
         }
         round += 1;
@@ -489,7 +529,12 @@ async fn compose(
     }
 
     let value = w.value()?;
-    if let Err(e) = publish_connection_secret(&w.current, &value, compiled, ctx, &output).await {
+    let namespace = revision
+        .spec
+        .composition
+        .write_connection_secrets_to_namespace
+        .as_deref();
+    if let Err(e) = publish_connection_secret(&w.current, &value, namespace, ctx, &output).await {
         events.push((wire::REASON_CONNECTION_SECRET, e.to_string()));
         failures.push(("connection secret".into(), e.to_string()));
     }
@@ -497,7 +542,50 @@ async fn compose(
         output,
         status,
         failures,
+        ttl,
     })
+}
+
+/// A pipeline that stopped, as the XR's error: a function that cannot be reached, times out,
+/// answers badly or returns a fatal result (functions report what they wait for that way) is
+/// retried soon; a step's bad input or a graph cycle waits for a change of the objects.
+fn pipeline_error(id: &str, revision: &str, e: PipelineError) -> Error {
+    let message = format!("pipeline of revision `{revision}`: {e}");
+    match e {
+        PipelineError::Call { .. }
+        | PipelineError::Malformed { .. }
+        | PipelineError::Fatal { .. }
+        | PipelineError::Requirements { .. } => Error::waiting(id, message),
+        PipelineError::Input { .. } | PipelineError::Native(_) | PipelineError::Finish(_) => {
+            Error::invalid(id, message)
+        }
+    }
+}
+
+/// Keeps the steps' results in the XR's status (`status.functionResults`, bounded) and makes
+/// Warning results events. The field is cleared when a pass has no results.
+fn keep_results(
+    status: &mut Value,
+    observed_xr: &Value,
+    results: &[StepResult],
+    events: &mut Vec<(&'static str, String)>,
+) {
+    for r in results.iter().filter(|r| r.severity == Severity::Warning) {
+        events.push((
+            wire::REASON_FUNCTION_RESULT,
+            format!("step {:?}: {}", r.step, r.message),
+        ));
+    }
+    let had = observed_xr.pointer("/status/functionResults").is_some();
+    if let Some(o) = status.as_object_mut() {
+        if results.is_empty() {
+            if had {
+                o.insert("functionResults".into(), json!([]));
+            }
+        } else {
+            o.insert("functionResults".into(), functions::kept_results(results));
+        }
+    }
 }
 
 /// Selects the Composition and revision; returns the revision and the spec fields to write back.
@@ -699,10 +787,9 @@ async fn read_connection_secret(
 
 fn select_environment(
     value: &Value,
-    revision: &CompositionRevision,
+    spec: Option<&EnvironmentSpec>,
     ctx: &XrContext,
 ) -> Result<Option<Value>> {
-    let spec = revision.spec.composition.environment.as_ref();
     let sources = spec
         .map(|e| e.environment_configs.as_slice())
         .unwrap_or_default();
@@ -776,7 +863,7 @@ async fn delete_one(ctx: &XrContext, r: &ResourceRef) -> Result<()> {
 fn connection_secret_target(
     xr: &DynamicObject,
     value: &Value,
-    compiled: &CompiledComposition,
+    namespace: Option<&str>,
 ) -> Option<(String, String)> {
     let name = value
         .pointer("/spec/writeConnectionSecretToRef/name")
@@ -789,7 +876,7 @@ fn connection_secret_target(
     match (name, ns) {
         (Some(n), Some(ns)) => Some((ns, n.to_owned())),
         _ => {
-            let ns = compiled.write_connection_secrets_to_namespace.clone()?;
+            let ns = namespace?.to_owned();
             Some((ns, xr.uid()?))
         }
     }
@@ -798,11 +885,11 @@ fn connection_secret_target(
 async fn publish_connection_secret(
     xr: &DynamicObject,
     value: &Value,
-    compiled: &CompiledComposition,
+    namespace: Option<&str>,
     ctx: &XrContext,
     output: &RenderOutput,
 ) -> Result<()> {
-    let Some((ns, name)) = connection_secret_target(xr, value, compiled) else {
+    let Some((ns, name)) = connection_secret_target(xr, value, namespace) else {
         return Ok(());
     };
     let data: BTreeMap<String, ByteString> = output
@@ -871,8 +958,9 @@ async fn delete(
         source,
     })?;
     let recorded = ResourceRef::list_of(&value);
-    let waves = deletion_waves(&value, ctx);
+    let mut waves = deletion_waves(&value, ctx);
     let mut observed = Vec::with_capacity(recorded.len());
+    let mut dependencies = Vec::new();
     for r in &recorded {
         let (rapi, _) = ctx.shared.kinds.api_for(r).await?;
         let o = rapi
@@ -881,12 +969,22 @@ async fn delete(
             .map_err(|e| Error::kube("reading", r.display(), e))?;
         let observation = match o {
             None => Observation::Absent,
-            Some(o) => Observation::Present {
-                template: o.annotations().get(wire::ANNOTATION_RESOURCE_NAME).cloned(),
-                deleting: o.metadata.deletion_timestamp.is_some(),
-            },
+            Some(o) => {
+                let template = o.annotations().get(wire::ANNOTATION_RESOURCE_NAME).cloned();
+                if let Some(t) = &template {
+                    dependencies.push((t.clone(), functions::recorded_dependencies(&o)));
+                }
+                Observation::Present {
+                    template,
+                    deleting: o.metadata.deletion_timestamp.is_some(),
+                }
+            }
         };
         observed.push((r.clone(), observation));
+    }
+    // A pipeline's graph (or a native one whose revision is gone) is recorded on the objects.
+    if waves.is_none() && dependencies.iter().any(|(_, d)| !d.is_empty()) {
+        waves = Some(functions::waves_from_dependencies(&dependencies));
     }
     match inventory::deletion_step(waves.as_deref(), &observed) {
         DeletionStep::Delete { wave, refs } => {
@@ -919,8 +1017,9 @@ async fn delete(
     }
 }
 
-/// The deletion waves (template names) of the revision recorded on the XR, if it still exists
-/// and compiles; `None` deletes everything at once.
+/// The deletion waves (template names) of the native revision recorded on the XR, if it still
+/// exists and compiles; `None` for a pipeline (its graph is recorded on the composed resources)
+/// or when the revision is gone.
 fn deletion_waves(value: &Value, ctx: &XrContext) -> Option<Vec<Vec<String>>> {
     let name = value
         .pointer(&Shape::observed(value).pointer("compositionRevisionRef/name"))
@@ -932,17 +1031,5 @@ fn deletion_waves(value: &Value, ctx: &XrContext) -> Option<Vec<Vec<String>>> {
         .into_iter()
         .find(|r| r.name_any() == name)?;
     let compiled = ctx.shared.compiled(&revision);
-    let compiled = compiled.as_ref().as_ref().ok()?;
-    Some(
-        compiled
-            .graph
-            .deletion_waves()
-            .iter()
-            .map(|w| {
-                w.iter()
-                    .map(|i| compiled.resources[*i].name.clone())
-                    .collect()
-            })
-            .collect(),
-    )
+    compiled.as_ref().as_ref().ok()?.deletion_waves()
 }

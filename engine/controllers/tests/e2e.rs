@@ -1151,7 +1151,8 @@ async fn a_write_that_loses_a_conflict_is_retried_on_the_newer_version_without_d
         h.client.clone(),
         Settings::default(),
         Arc::new(strata_controllers::metrics::Metrics::default()),
-    );
+    )
+    .unwrap();
     shared.wait_ready().await.unwrap();
     let xrd_api: Api<strata_core::model::CompositeResourceDefinition> = Api::all(h.client.clone());
     let definition = xrd_api.get("xdatabases.example.org").await.unwrap();

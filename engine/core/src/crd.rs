@@ -249,8 +249,9 @@ fn environment_config_crd() -> CustomResourceDefinition {
 /// can tell their own CRDs from a running Crossplane's.
 pub const CROSSPLANE_CRD_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "strata");
 
-/// One of Crossplane's `apiextensions.crossplane.io` kinds as Strata serves it.
+/// One of Crossplane's kinds as Strata serves it.
 struct CrossplaneKind {
+    group: &'static str,
     kind: &'static str,
     plural: &'static str,
     singular: &'static str,
@@ -261,8 +262,9 @@ struct CrossplaneKind {
     columns: fn() -> Vec<CustomResourceColumnDefinition>,
 }
 
-const CROSSPLANE_KINDS: [CrossplaneKind; 4] = [
+const CROSSPLANE_KINDS: [CrossplaneKind; 5] = [
     CrossplaneKind {
+        group: crate::wire::CROSSPLANE_GROUP_APIEXTENSIONS,
         kind: "CompositeResourceDefinition",
         plural: "compositeresourcedefinitions",
         singular: "compositeresourcedefinition",
@@ -278,6 +280,7 @@ const CROSSPLANE_KINDS: [CrossplaneKind; 4] = [
         },
     },
     CrossplaneKind {
+        group: crate::wire::CROSSPLANE_GROUP_APIEXTENSIONS,
         kind: "Composition",
         plural: "compositions",
         singular: "composition",
@@ -293,6 +296,7 @@ const CROSSPLANE_KINDS: [CrossplaneKind; 4] = [
         },
     },
     CrossplaneKind {
+        group: crate::wire::CROSSPLANE_GROUP_APIEXTENSIONS,
         kind: "CompositionRevision",
         plural: "compositionrevisions",
         singular: "compositionrevision",
@@ -308,12 +312,31 @@ const CROSSPLANE_KINDS: [CrossplaneKind; 4] = [
         },
     },
     CrossplaneKind {
+        group: crate::wire::CROSSPLANE_GROUP_APIEXTENSIONS,
         kind: "EnvironmentConfig",
         plural: "environmentconfigs",
         singular: "environmentconfig",
         versions: &["v1alpha1", "v1beta1"],
         payload: "data",
         columns: || vec![condition_column("SYNCED", "Synced"), age_column()],
+    },
+    // A composition function: Strata reaches it as the operator configured (`--functions`) or
+    // runs it in-process; its status says which and whether it answers.
+    CrossplaneKind {
+        group: crate::wire::CROSSPLANE_GROUP_PKG,
+        kind: "Function",
+        plural: "functions",
+        singular: "function",
+        versions: &["v1beta1", "v1"],
+        payload: "spec",
+        columns: || {
+            vec![
+                condition_column("INSTALLED", "Installed"),
+                condition_column("HEALTHY", "Healthy"),
+                string_column("PACKAGE", ".spec.package"),
+                age_column(),
+            ]
+        },
     },
 ];
 
@@ -331,7 +354,7 @@ pub fn crossplane_crds() -> Vec<CustomResourceDefinition> {
 }
 
 fn crossplane_crd(k: &CrossplaneKind) -> CustomResourceDefinition {
-    let group = crate::wire::CROSSPLANE_GROUP_APIEXTENSIONS;
+    let group = k.group;
     let free_form = || JSONSchemaProps {
         type_: Some("object".to_owned()),
         x_kubernetes_preserve_unknown_fields: Some(true),
@@ -1170,6 +1193,7 @@ fn composite_status_fields(scope: XrScope) -> BTreeMap<&'static str, JSONSchemaP
     let mut fields = BTreeMap::from([
         ("conditions", conditions()),
         ("connectionDetails", connection_details()),
+        ("functionResults", function_results()),
     ]);
     if scope.is_legacy() {
         fields.insert(
@@ -1366,6 +1390,29 @@ fn environment_config_refs() -> JSONSchemaProps {
         &["apiVersion", "kind"],
     );
     JSONSchemaProps {
+        type_: Some("array".to_owned()),
+        items: Some(JSONSchemaPropsOrArray::Schema(Box::new(item))),
+        x_kubernetes_list_type: Some("atomic".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// The last results of a function pipeline's steps, kept so a failure stays visible after its
+/// event expired (bounded by the controller).
+fn function_results() -> JSONSchemaProps {
+    let item = object(
+        [
+            ("message", string()),
+            ("reason", string()),
+            ("severity", string()),
+            ("step", string()),
+        ],
+        &["severity", "step"],
+    );
+    JSONSchemaProps {
+        description: Some(
+            "The last results of the Composition's function pipeline, newest last.".to_owned(),
+        ),
         type_: Some("array".to_owned()),
         items: Some(JSONSchemaPropsOrArray::Schema(Box::new(item))),
         x_kubernetes_list_type: Some("atomic".to_owned()),
@@ -1727,7 +1774,12 @@ spec:
         let served: Vec<(String, Vec<(String, bool)>)> = crds
             .iter()
             .map(|c| {
-                assert_eq!(c.spec.group, "apiextensions.crossplane.io");
+                let group = if c.spec.names.kind == "Function" {
+                    "pkg.crossplane.io"
+                } else {
+                    "apiextensions.crossplane.io"
+                };
+                assert_eq!(c.spec.group, group);
                 assert_eq!(c.spec.scope, "Cluster");
                 assert_eq!(
                     c.metadata.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
@@ -1762,6 +1814,10 @@ spec:
                 (
                     "EnvironmentConfig".to_owned(),
                     vec![v("v1alpha1", false), v("v1beta1", true)]
+                ),
+                (
+                    "Function".to_owned(),
+                    vec![v("v1beta1", false), v("v1", true)]
                 ),
             ]
         );
@@ -2133,7 +2189,8 @@ spec:
                 "address",
                 "claimConditionTypes",
                 "conditions",
-                "connectionDetails"
+                "connectionDetails",
+                "functionResults"
             ]
         );
         let conditions = property(&status, "conditions");
@@ -2181,7 +2238,12 @@ spec:
         assert!(property_names(&spec).contains(&"compositionRef".to_owned()));
         assert_eq!(
             property_names(&status),
-            ["claimConditionTypes", "conditions", "connectionDetails"]
+            [
+                "claimConditionTypes",
+                "conditions",
+                "connectionDetails",
+                "functionResults"
+            ]
         );
     }
 

@@ -5,8 +5,10 @@
 //! `mode: Pipeline` is converted when its steps are ones Strata runs in-process:
 //! function-patch-and-transform (input `pt.fn.crossplane.io/v1beta1 Resources`),
 //! function-environment-configs (its selection becomes the Composition's environment), and
-//! function-auto-ready (Strata's default readiness already does what it does). Any other function
-//! is a clear error, never a silent skip.
+//! function-auto-ready (Strata's default readiness already does what it does). A pipeline with
+//! any other step (a function called over gRPC, function-sequencer) is kept as written in
+//! `spec.pipeline`, its steps checked by [`crate::pipeline::Pipeline::load`] and its native
+//! patch-and-transform inputs compiled, and runs step by step.
 //!
 //! Every error names where it is: the source, the document, the object and the field path.
 
@@ -268,10 +270,23 @@ fn composition_value(
         }
         (Some("Resources"), None) => name_anonymous_resources(doc, spec)?,
         (Some("Pipeline"), Some(Value::Array(steps))) => {
-            if spec.get("resources").is_some() {
+            if spec
+                .get("resources")
+                .is_some_and(|r| r.as_array().is_none_or(|a| !a.is_empty()))
+            {
                 return Err(doc.error("spec.resources: not allowed with spec.mode: Pipeline"));
             }
-            convert_pipeline(doc, spec, steps, warnings)?;
+            if steps.iter().all(foldable) {
+                convert_pipeline(doc, spec, steps, warnings)?;
+            } else {
+                // A step needs a function (or an ordering step): the pipeline runs as written.
+                let mut pipeline = crate::pipeline::Pipeline::load(doc, &Default::default())?
+                    .ok_or_else(|| doc.error("spec.pipeline: required list"))?;
+                pipeline
+                    .compile_native_steps()
+                    .map_err(|e| doc.error(format!("spec.pipeline: {e}")))?;
+                spec.insert("pipeline".into(), Value::Array(steps));
+            }
         }
         // A native Composition converted from a Crossplane pipeline already.
         (Some("Pipeline"), None) if !crossplane => {}
@@ -621,6 +636,21 @@ fn normalise_header(value: &mut Value, kind: &str) {
         );
         obj.insert("kind".into(), Value::String(kind.to_owned()));
     }
+}
+
+/// Whether a pipeline step folds into a Resources-mode spec: patch-and-transform,
+/// environment-configs, and auto-ready (Strata's default readiness). Any other step keeps the
+/// pipeline as written, run step by step.
+fn foldable(step: &Value) -> bool {
+    let input = step.get("input").filter(|i| !i.is_null());
+    let function = step
+        .pointer("/functionRef/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let input_api = input.map(api_version).unwrap_or("");
+    (input_api == wire::CROSSPLANE_PT_INPUT_API_VERSION && input.map(kind) == Some("Resources"))
+        || group_of(input_api) == "environmentconfigs.fn.crossplane.io"
+        || (input.is_none() && function.contains("auto-ready"))
 }
 
 /// Folds the supported pipeline steps into a Resources-mode spec.
@@ -1004,7 +1034,7 @@ spec:
     }
 
     #[test]
-    fn an_unsupported_function_is_a_clear_error() {
+    fn a_pipeline_with_a_function_step_is_kept_as_written() {
         let text = r#"
 apiVersion: apiextensions.crossplane.io/v1
 kind: Composition
@@ -1017,12 +1047,19 @@ spec:
     functionRef: {name: function-kcl}
     input: {apiVersion: krm.kcl.dev/v1alpha1, kind: KCLInput}
 "#;
-        let err = one(text).expect_err("unsupported");
-        assert!(
-            err.message
-                .contains("function \"function-kcl\" cannot run in-process; supported:"),
-            "{err}"
+        let Ok(Document::Composition(c)) = one(text) else {
+            panic!("expected a composition")
+        };
+        assert!(c.spec.resources.is_empty());
+        assert_eq!(c.spec.pipeline.len(), 1);
+        assert_eq!(c.spec.pipeline[0]["functionRef"]["name"], "function-kcl");
+        // A patch-and-transform step of such a pipeline is still checked at load.
+        let broken = text.replace(
+            "  - step: kcl",
+            "  - step: pt\n    functionRef: {name: function-patch-and-transform}\n    input: {apiVersion: pt.fn.crossplane.io/v1beta1, kind: Resources, resources: [{name: a, base: {apiVersion: v1, kind: ConfigMap}, patches: [{type: Bogus}]}]}\n  - step: kcl",
         );
+        let err = one(&broken).expect_err("a bad patch");
+        assert!(err.message.contains("spec.pipeline: step \"pt\""), "{err}");
         assert!(err.location.contains("Composition/c"), "{err}");
     }
 

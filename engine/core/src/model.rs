@@ -70,6 +70,13 @@ pub struct CompositionSpec {
     /// Where the XR's connection Secret is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_connection_secrets_to_namespace: Option<String>,
+    /// A Crossplane function pipeline with a step Strata does not run in-process, kept as
+    /// written (`spec.pipeline` of a `mode: Pipeline` Composition): the controllers run it with
+    /// [`crate::pipeline::Pipeline`], calling functions over gRPC. A pipeline of native steps
+    /// only is folded into `resources` instead and this stays empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "preserve_unknown_list")]
+    pub pipeline: Vec<Value>,
 }
 
 /// How a Composition composes: Crossplane's built-in composer, or a pipeline of functions.

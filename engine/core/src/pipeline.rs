@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use crate::compile::CompiledComposition;
 use crate::connection::ConnectionDetails;
 use crate::load::{LoadError, SourcedValue};
-use crate::model::TypeReference;
+use crate::model::{EnvironmentSpec, TypeReference};
 use crate::render::{self, ObservedResources, RenderInput};
 use crate::wire;
 
@@ -43,7 +43,7 @@ pub enum NativeFunction {
 }
 
 impl NativeFunction {
-    /// By a Function's package (`xpkg.crossplane.io/crossplane-contrib/function-auto-ready:v0.5.0`):
+    /// By a Function's package (`registry.example/crossplane-contrib/function-auto-ready:v0.5.0`):
     /// the repository's last path segment, without tag or digest.
     pub fn from_package(package: &str) -> Option<Self> {
         let without_digest = package.split('@').next().unwrap_or(package);
@@ -276,6 +276,46 @@ impl Pipeline {
     pub fn has_remote_steps(&self) -> bool {
         self.steps.iter().any(|s| s.native.is_none())
     }
+
+    /// What the pipeline's function-environment-configs steps select, as one environment
+    /// spec (their config lists in step order; the last policy and default data win); `None`
+    /// without such a step. The environment is selected before the pipeline runs and passed to
+    /// every step in the context, by the controllers and by `strata render` alike.
+    pub fn environment_selection(&self) -> Result<Option<EnvironmentSpec>, StepError> {
+        let mut configs = Vec::new();
+        let mut extra = Map::new();
+        let mut found = None;
+        for step in &self.steps {
+            if step.native != Some(NativeFunction::EnvironmentConfigs) {
+                continue;
+            }
+            let err = |message: String| StepError::Native {
+                step: step.name.clone(),
+                function: NativeFunction::EnvironmentConfigs.name(),
+                message,
+            };
+            found = Some(err);
+            let spec = step.input.as_ref().and_then(|i| i.get("spec"));
+            if let Some(list) = spec.and_then(|s| s.get("environmentConfigs")) {
+                let Some(items) = list.as_array() else {
+                    return Err(err("input.spec.environmentConfigs: expected a list".into()));
+                };
+                configs.extend(items.iter().cloned());
+            }
+            for key in ["policy", "defaultData"] {
+                if let Some(v) = spec.and_then(|s| s.get(key)) {
+                    extra.insert(key.to_owned(), v.clone());
+                }
+            }
+        }
+        let Some(err) = found else {
+            return Ok(None);
+        };
+        extra.insert("environmentConfigs".to_owned(), Value::Array(configs));
+        serde_json::from_value(Value::Object(extra))
+            .map(Some)
+            .map_err(|e| err(format!("input.spec: {e}")))
+    }
 }
 
 /// A function's readiness verdict for a composed resource.
@@ -387,20 +427,60 @@ pub fn run_patch_and_transform(
     Ok((out.environment, out.warnings))
 }
 
-/// function-auto-ready: a desired resource whose observed counterpart has `Ready=True` is
-/// ready, unless a step already said otherwise.
+/// function-auto-ready: a desired resource that exists is ready when its observed object is
+/// healthy, unless a step already said otherwise. Healthy as the current function decides it:
+/// standard Kubernetes kinds by their own health checks ([`kubernetes_health`]), every other
+/// kind by a `Ready=True` condition.
 pub fn run_auto_ready(observed: Observed<'_>, desired: &mut DesiredState) {
     for (name, d) in desired.resources.iter_mut() {
         if d.ready != Ready::Unspecified {
             continue;
         }
-        if observed
-            .resources
-            .get(name)
-            .is_some_and(|o| condition_status(&o.resource, "Ready") == Some("True"))
-        {
+        let Some(o) = observed.resources.get(name) else {
+            continue;
+        };
+        let healthy = kubernetes_health(&o.resource)
+            .unwrap_or_else(|| condition_status(&o.resource, "Ready") == Some("True"));
+        if healthy {
             d.ready = Ready::True;
         }
+    }
+}
+
+/// function-auto-ready's health checks of standard Kubernetes kinds; `None` for other kinds.
+/// ConfigMaps, Secrets, ServiceAccounts, Namespaces and RBAC objects are ready when they
+/// exist; a Service when it is not a LoadBalancer or has an ingress; a Deployment when every
+/// replica is updated and available and its `Available` condition is true.
+pub fn kubernetes_health(object: &Value) -> Option<bool> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    let int = |p: &str| object.pointer(p).and_then(Value::as_i64);
+    match (api_version, kind) {
+        ("v1", "ConfigMap" | "Secret" | "ServiceAccount" | "Namespace")
+        | (
+            "rbac.authorization.k8s.io/v1",
+            "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding",
+        ) => Some(true),
+        ("v1", "Service") => {
+            let load_balancer =
+                object.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+            Some(
+                !load_balancer
+                    || object
+                        .pointer("/status/loadBalancer/ingress")
+                        .and_then(Value::as_array)
+                        .is_some_and(|i| !i.is_empty()),
+            )
+        }
+        ("apps/v1", "Deployment") => {
+            let replicas = int("/spec/replicas").unwrap_or(1);
+            Some(
+                int("/status/availableReplicas").unwrap_or(0) == replicas
+                    && int("/status/updatedReplicas").unwrap_or(0) == replicas
+                    && condition_status(object, "Available") == Some("True"),
+            )
+        }
+        _ => None,
     }
 }
 
@@ -814,6 +894,45 @@ fn merge_objects(base: Value, patch: Value) -> Value {
 mod tests {
     use super::*;
 
+    #[test]
+    fn auto_ready_checks_standard_kinds_by_their_health_and_others_by_ready() {
+        let cases = [
+            (json!({"apiVersion": "v1", "kind": "ConfigMap"}), Some(true)),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "ClusterIP"}}),
+                Some(true),
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "LoadBalancer"}}),
+                Some(false),
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "LoadBalancer"},
+                       "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}}),
+                Some(true),
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 2},
+                       "status": {"availableReplicas": 1, "updatedReplicas": 2,
+                                  "conditions": [{"type": "Available", "status": "True"}]}}),
+                Some(false),
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 2},
+                       "status": {"availableReplicas": 2, "updatedReplicas": 2,
+                                  "conditions": [{"type": "Available", "status": "True"}]}}),
+                Some(true),
+            ),
+            (
+                json!({"apiVersion": "example.org/v1", "kind": "Bucket"}),
+                None,
+            ),
+        ];
+        for (object, want) in cases {
+            assert_eq!(kubernetes_health(&object), want, "{object}");
+        }
+    }
+
     fn doc(pipeline: Value) -> SourcedValue {
         SourcedValue {
             source: "test.yaml".into(),
@@ -835,7 +954,7 @@ mod tests {
     fn native_functions_are_known_by_package_whatever_the_registry_tag_or_digest() {
         let rows = [
             (
-                "xpkg.crossplane.io/crossplane-contrib/function-auto-ready:v0.5.0",
+                "registry.example/crossplane-contrib/function-auto-ready:v0.5.0",
                 Some(NativeFunction::AutoReady),
             ),
             (
@@ -844,11 +963,11 @@ mod tests {
             ),
             ("function-sequencer", Some(NativeFunction::Sequencer)),
             (
-                "xpkg.crossplane.io/crossplane-contrib/function-environment-configs:v0.4.0",
+                "registry.example/crossplane-contrib/function-environment-configs:v0.4.0",
                 Some(NativeFunction::EnvironmentConfigs),
             ),
             (
-                "xpkg.crossplane.io/crossplane-contrib/function-kcl:v0.11.0",
+                "registry.example/crossplane-contrib/function-kcl:v0.11.0",
                 None,
             ),
             ("example.org/function-auto-ready-fork:v1", None),
@@ -869,7 +988,7 @@ mod tests {
         let packages = BTreeMap::from([
             (
                 "ready-by-package".to_owned(),
-                "xpkg.crossplane.io/crossplane-contrib/function-auto-ready:v0.5.0".to_owned(),
+                "registry.example/crossplane-contrib/function-auto-ready:v0.5.0".to_owned(),
             ),
             (
                 // A Function named like a native one but running another package is remote.

@@ -34,6 +34,8 @@ pub const FIELD_MANAGER: &str = "strata";
 pub const GROUP_APIEXTENSIONS: &str = "apiextensions.strata.dev";
 /// Crossplane's composition API group.
 pub const CROSSPLANE_GROUP_APIEXTENSIONS: &str = "apiextensions.crossplane.io";
+/// Crossplane's package group (`Function`).
+pub const CROSSPLANE_GROUP_PKG: &str = "pkg.crossplane.io";
 /// The input kind of Crossplane's patch-and-transform function.
 pub const CROSSPLANE_PT_INPUT_API_VERSION: &str = "pt.fn.crossplane.io/v1beta1";
 
@@ -72,3 +74,5 @@ pub const REASON_DELETE_CRD: &str = "DeleteCustomResourceDefinition";
 pub const REASON_BIND_COMPOSITE: &str = "BindCompositeResource";
 pub const REASON_CREATE_REVISION: &str = "CreateCompositionRevision";
 pub const REASON_CONVERT_CROSSPLANE: &str = "ConvertCrossplaneObject";
+/// A function's Warning result, as Crossplane reports function results.
+pub const REASON_FUNCTION_RESULT: &str = "ComposeResources";

@@ -18,6 +18,8 @@
 //! [`cache::Cached`] re-uses a response within its TTL when a step's request did not change.
 
 pub mod cache;
+pub mod certs;
+pub mod process;
 pub mod run;
 pub mod transport;
 

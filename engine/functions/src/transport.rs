@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::proto::{RunFunctionRequest, RunFunctionResponse};
@@ -81,7 +84,8 @@ pub struct FunctionEndpoint {
 /// Functions reached by address, one lazily connected channel each.
 #[derive(Clone, Debug)]
 pub struct GrpcFunctions {
-    endpoints: BTreeMap<String, (FunctionEndpoint, Channel)>,
+    /// Each endpoint, its channel, and whether it turned out to serve only `v1beta1`.
+    endpoints: BTreeMap<String, (FunctionEndpoint, Channel, Arc<AtomicBool>)>,
     timeout: Duration,
 }
 
@@ -94,7 +98,8 @@ impl GrpcFunctions {
         let mut out = BTreeMap::new();
         for (name, ep) in endpoints {
             let channel = channel(&ep, timeout)?;
-            out.insert(name, (ep, channel));
+            let beta = Arc::new(AtomicBool::new(ep.protocol == ProtocolVersion::V1Beta1));
+            out.insert(name, (ep, channel, beta));
         }
         Ok(Self {
             endpoints: out,
@@ -134,9 +139,39 @@ impl FunctionRunner for GrpcFunctions {
         function: &str,
         request: RunFunctionRequest,
     ) -> Result<RunFunctionResponse, CallError> {
-        let Some((ep, channel)) = self.endpoints.get(function) else {
+        let Some((ep, channel, beta)) = self.endpoints.get(function) else {
             return Err(CallError::UnknownFunction(function.to_owned()));
         };
+        let protocol = if beta.load(Ordering::Relaxed) {
+            ProtocolVersion::V1Beta1
+        } else {
+            ProtocolVersion::V1
+        };
+        // As Crossplane: a function that does not implement v1 is asked again over v1beta1
+        // (the same messages), and asked that way from then on.
+        match self.call(ep, channel, protocol, request.clone()).await {
+            Err(CallError::Status { code, .. })
+                if code == "Unimplemented" && protocol == ProtocolVersion::V1 =>
+            {
+                let rsp = self
+                    .call(ep, channel, ProtocolVersion::V1Beta1, request)
+                    .await?;
+                beta.store(true, Ordering::Relaxed);
+                Ok(rsp)
+            }
+            other => other,
+        }
+    }
+}
+
+impl GrpcFunctions {
+    async fn call(
+        &self,
+        ep: &FunctionEndpoint,
+        channel: &Channel,
+        protocol: ProtocolVersion,
+        request: RunFunctionRequest,
+    ) -> Result<RunFunctionResponse, CallError> {
         let address = ep.address.clone();
         let mut grpc = tonic::client::Grpc::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -146,7 +181,7 @@ impl FunctionRunner for GrpcFunctions {
                 address: address.clone(),
                 message: source_chain(&e),
             })?;
-            let path = tonic::codegen::http::uri::PathAndQuery::from_static(ep.protocol.path());
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(protocol.path());
             let codec = tonic_prost::ProstCodec::default();
             grpc.unary(tonic::Request::new(request), path, codec)
                 .await

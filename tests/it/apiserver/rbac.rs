@@ -313,3 +313,109 @@ rules:
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_token_file_user_is_authorized_as_itself_and_may_not_impersonate_without_the_verb() {
+    let dir = super::fixture::temp_dir("rbac-users-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.csv");
+    std::fs::write(&users, "alice-token,alice,1001,\"dev\"\n").unwrap();
+    let cp = ControlPlane::start_with("rbac-users", |c| {
+        c.token_auth_file = Some(users.clone());
+    });
+    for ns in ["team-a", "team-b"] {
+        cp.kubectl_ok(&["create", "namespace", ns]);
+    }
+    cp.kubectl_ok(&[
+        "-n",
+        "team-a",
+        "create",
+        "rolebinding",
+        "dev-edit",
+        "--clusterrole=edit",
+        "--group=dev",
+    ]);
+    cp.kubectl_ok(&["-n", "team-a", "create", "serviceaccount", "ci"]);
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--token", "alice-token"];
+        all.extend_from_slice(args);
+        cp.kubectl(&all)
+    };
+    // Her own credentials, her group's binding.
+    let out = alice(&[
+        "-n",
+        "team-a",
+        "create",
+        "configmap",
+        "c",
+        "--from-literal=a=b",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = alice(&["-n", "team-b", "get", "secrets"]);
+    assert!(
+        stderr(&out).contains(
+            r#"secrets is forbidden: User "alice" cannot list resource "secrets" in API group "" in the namespace "team-b""#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = alice(&["auth", "can-i", "create", "secrets", "-n", "team-a"]);
+    assert_eq!(stdout(&out).trim(), "yes", "{}", stderr(&out));
+    // Impersonating a user needs `impersonate` on users: refused, never ignored.
+    let out = alice(&["--as", "admin", "-n", "team-b", "get", "secrets"]);
+    assert!(
+        stderr(&out).contains(
+            r#"users "admin" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope"#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = alice(&[
+        "--as",
+        "alice",
+        "--as-group",
+        "system:masters",
+        "get",
+        "namespaces",
+    ]);
+    assert!(
+        stderr(&out).contains(r#"cannot impersonate resource "users""#),
+        "{}",
+        stderr(&out)
+    );
+    // edit may impersonate its namespace's ServiceAccounts; the request then runs as the account.
+    let out = alice(&[
+        "--as",
+        "system:serviceaccount:team-a:ci",
+        "-n",
+        "team-a",
+        "get",
+        "configmaps",
+    ]);
+    assert!(
+        stderr(&out).contains(
+            r#"User "system:serviceaccount:team-a:ci" cannot list resource "configmaps""#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // And her token for the account works, as the account.
+    let token = alice(&["-n", "team-a", "create", "token", "ci"]);
+    assert!(token.status.success(), "{}", stderr(&token));
+    let out = cp.kubectl(&[
+        "--token",
+        stdout(&token).trim(),
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "system:serviceaccount:team-a:ci",
+        "{}",
+        stderr(&out)
+    );
+    drop(cp);
+    let _ = std::fs::remove_dir_all(&dir);
+}

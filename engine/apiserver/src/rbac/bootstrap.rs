@@ -149,6 +149,7 @@ pub fn cluster_roles() -> Vec<Value> {
                 r(READ, &[""], &["secrets"]),
                 r(&["impersonate"], &[""], &["serviceaccounts"]),
                 r(WRITE, &[""], &["serviceaccounts", "configmaps", "secrets"]),
+                r(&["create"], &[""], &["serviceaccounts/token"]),
             ],
         ),
         role(

@@ -128,6 +128,18 @@ fn the_authorizer_answers_as_kube_apiserver_rbac_for_the_same_bindings() {
         ),
         (
             &alice,
+            r("create", "", "serviceaccounts/token", "team-a", "ci"),
+            true,
+            "edit creates ServiceAccount tokens (kubectl create token)",
+        ),
+        (
+            &alice,
+            r("create", "", "serviceaccounts/token", "team-b", "ci"),
+            false,
+            "only in its namespace",
+        ),
+        (
+            &alice,
             r("impersonate", "", "serviceaccounts", "team-a", "ci"),
             true,
             "edit may impersonate service accounts",
