@@ -12,5 +12,6 @@ mod kube_client;
 mod kubectl;
 mod pagination;
 mod payloads;
+mod rbac;
 mod ssa_lists;
 mod up_logs;

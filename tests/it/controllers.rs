@@ -610,6 +610,107 @@ fn a_claim_composes_in_graph_order_converges_without_writes_and_deletes_in_rever
 }
 
 #[test]
+fn a_developer_with_edit_in_team_a_claims_a_database_reads_its_secret_and_is_refused_team_b() {
+    // `strata up` with its controllers aggregates the claim kind into edit and view.
+    let c = Cluster::start_with("rbac-claim", 2, true);
+    establish(&c);
+    c.apply(&composition("chain", false));
+    for ns in ["team-a", "team-b"] {
+        c.kubectl_ok(&["create", "namespace", ns]);
+        c.kubectl_ok(&[
+            "-n",
+            ns,
+            "create",
+            "secret",
+            "generic",
+            "other",
+            "--from-literal=k=v",
+        ]);
+    }
+    c.kubectl_ok(&[
+        "-n",
+        "team-a",
+        "create",
+        "rolebinding",
+        "alice-edit",
+        "--clusterrole=edit",
+        "--user=alice",
+    ]);
+    // Acting as alice (the admin impersonates her: the request is authorized as alice).
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--as", "alice"];
+        all.extend_from_slice(args);
+        c.kubectl(&all)
+    };
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&alice(&all).stdout)
+            .trim()
+            .to_owned()
+    };
+    c.eventually("the claim kind aggregated into edit", 30, || {
+        (can(&["create", "databases.example.org", "-n", "team-a"]) == "yes").then_some(())
+    });
+    assert_eq!(
+        can(&["create", "databases.example.org", "-n", "team-b"]),
+        "no"
+    );
+    assert_eq!(
+        can(&["create", "xdatabases.example.org"]),
+        "no",
+        "XRs stay the platform's"
+    );
+    let claim = c.dir.join("claim.yaml");
+    std::fs::write(
+        &claim,
+        claim_yaml("small").replace("namespace: team}", "namespace: team-a}"),
+    )
+    .unwrap();
+    let out = alice(&["apply", "-f", claim.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user = c.eventually("the connection Secret in team-a, read as alice", 60, || {
+        let out = alice(&[
+            "-n",
+            "team-a",
+            "get",
+            "secret",
+            "db-conn",
+            "-o",
+            "jsonpath={.data.user}",
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            .filter(|u| !u.is_empty())
+    });
+    assert_eq!(user, "YWRtaW4=");
+    let out = alice(&["-n", "team-a", "get", "database", "db", "-o", "name"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every Secret in team-b is refused, listed or named.
+    for args in [
+        vec!["-n", "team-b", "get", "secrets"],
+        vec!["-n", "team-b", "get", "secret", "other"],
+        vec!["-n", "team-b", "get", "secret", "db-conn"],
+    ] {
+        let out = alice(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("(Forbidden)") && err.contains(r#"User "alice""#),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_composition_with_a_cycle_gets_a_clear_condition_and_no_partial_apply() {
     let c = Cluster::start("cycle", 3600);
     establish(&c);

@@ -57,6 +57,9 @@ pub struct Target {
     pub strict_fields: bool,
     /// `dryRun=All`: every check runs and the result is returned, nothing is stored.
     pub dry_run: bool,
+    /// The user making the request; `None` for the control plane's own writes. RBAC writes by a
+    /// user are checked for escalation ([`crate::rbac::escalation`]).
+    pub requester: Option<Arc<crate::auth::UserInfo>>,
 }
 
 impl Target {
@@ -198,6 +201,8 @@ pub struct Cluster {
     pub hub: Arc<Hub>,
     /// Woken whenever a write may give the garbage collector work.
     pub gc_wake: Arc<Notify>,
+    /// The authorizer's index of RBAC objects, kept current by every commit.
+    pub rbac: crate::rbac::Rbac,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +255,13 @@ impl Cluster {
             .collect();
         let history_limit = store.event_history();
         let hub = Arc::new(Hub::new(history, loaded.resource_version, history_limit));
+        let rbac = crate::rbac::Rbac::new(crate::rbac::Index::build(objects.iter().flat_map(
+            |(gr, objs)| {
+                crate::rbac::Kind::of(gr)
+                    .into_iter()
+                    .flat_map(move |kind| objs.values().map(move |o| (kind, &**o)))
+            },
+        )));
         let gc_wake = Arc::new(Notify::new());
         let publish_hub = hub.clone();
         let publish_wake = gc_wake.clone();
@@ -288,6 +300,7 @@ impl Cluster {
             durable,
             hub,
             gc_wake,
+            rbac,
         });
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let target = cluster.target("", "v1", "namespaces", "").ok_or_else(|| {
@@ -341,6 +354,7 @@ impl Cluster {
             namespace,
             strict_fields: false,
             dry_run: false,
+            requester: None,
         })
     }
 
@@ -555,6 +569,8 @@ impl Cluster {
         let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, &name);
         let rule = match (t.rt.builtin, t.rt.group.as_str(), t.rt.resource.as_str()) {
             (true, "", "namespaces") => object::NameRule::DnsLabel,
+            // RBAC names are path segments (`system:discovery`), as `ValidateRBACName`.
+            (true, crate::rbac::RBAC_GROUP, _) => object::NameRule::PathSegment,
             (true, _, _) => object::NameRule::DnsSubdomain,
             (false, _, _) => object::NameRule::PathSegment,
         };
@@ -625,6 +641,17 @@ impl Cluster {
     }
 
     fn admit(&self, t: &Target, previous: Option<&Value>, obj: &mut Value) -> ApiResult<()> {
+        if t.rt.builtin
+            && let Some(kind) = crate::rbac::Kind::of(&t.rt.group_resource())
+        {
+            crate::rbac::escalation::admit(
+                &self.rbac.read(),
+                t.requester.as_deref(),
+                kind,
+                previous,
+                obj,
+            )?;
+        }
         if t.rt.builtin {
             let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, object::name(obj));
             match (t.rt.group.as_str(), t.rt.resource.as_str()) {
@@ -838,6 +865,10 @@ impl Cluster {
         {
             st.registry.insert(crd_type);
         }
+        if let Some(kind) = crate::rbac::Kind::of(&gr) {
+            self.rbac
+                .apply(kind, &t.namespace, &name, Some(obj.as_ref()));
+        }
         let type_ = if old.is_some() {
             EventType::Modified
         } else {
@@ -887,6 +918,9 @@ impl Cluster {
             previous: Some(old.clone()),
         };
         let durable = self.queue(&gr, &t.namespace, &name, None, event);
+        if let Some(kind) = crate::rbac::Kind::of(&gr) {
+            self.rbac.apply(kind, &t.namespace, &name, None);
+        }
         if t.rt.group == CRD_GROUP && t.rt.resource == CRD_RESOURCE {
             self.drop_custom_resource(st, old);
         }
@@ -917,6 +951,7 @@ impl Cluster {
                 namespace: object::namespace(&obj).to_owned(),
                 strict_fields: false,
                 dry_run: false,
+                requester: None,
             };
             let last = (*obj).clone();
             // Durability of these removals rides on the CRD's own write: same batch or later.

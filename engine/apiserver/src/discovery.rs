@@ -44,6 +44,38 @@ pub const HANDLED: &[HandledResource] = &[
         namespaced: false,
         verbs: &["create"],
     },
+    HandledResource {
+        group: crate::rbac::AUTHORIZATION_GROUP,
+        version: "v1",
+        resource: "selfsubjectaccessreviews",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        verbs: &["create"],
+    },
+    HandledResource {
+        group: crate::rbac::AUTHORIZATION_GROUP,
+        version: "v1",
+        resource: "selfsubjectrulesreviews",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+        verbs: &["create"],
+    },
+    HandledResource {
+        group: crate::rbac::AUTHORIZATION_GROUP,
+        version: "v1",
+        resource: "subjectaccessreviews",
+        kind: "SubjectAccessReview",
+        namespaced: false,
+        verbs: &["create"],
+    },
+    HandledResource {
+        group: crate::rbac::AUTHORIZATION_GROUP,
+        version: "v1",
+        resource: "localsubjectaccessreviews",
+        kind: "LocalSubjectAccessReview",
+        namespaced: true,
+        verbs: &["create"],
+    },
 ];
 
 /// The registry's groups and versions with those of the handled resources.
@@ -451,8 +483,10 @@ mod tests {
                 "apiextensions.k8s.io",
                 "apps",
                 "authentication.k8s.io",
+                "authorization.k8s.io",
                 "coordination.k8s.io",
-                "events.k8s.io"
+                "events.k8s.io",
+                "rbac.authorization.k8s.io"
             ]
         );
     }

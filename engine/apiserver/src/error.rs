@@ -67,6 +67,13 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A 403 about one resource (authorization): the message is complete, the target fills the
+    /// `details`.
+    #[error("{message}")]
+    ForbiddenOn {
+        target: ErrorTarget,
+        message: String,
+    },
     #[error("Unauthorized")]
     Unauthorized,
     #[error("the server does not allow this method on the requested resource")]
@@ -110,7 +117,7 @@ impl ApiError {
             | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } | ApiError::UnprocessablePatch(_) => 422,
             ApiError::BadRequest(_) => 400,
-            ApiError::Forbidden(_) => 403,
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn { .. } => 403,
             ApiError::Unauthorized => 401,
             ApiError::MethodNotAllowed => 405,
             ApiError::UnsupportedMediaType { .. } => 415,
@@ -127,7 +134,7 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::UnprocessablePatch(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
-            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn { .. } => "Forbidden",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
@@ -140,7 +147,7 @@ impl ApiError {
     fn details(&self) -> Option<Value> {
         let target = match self {
             ApiError::NotFound(t) | ApiError::AlreadyExists(t) => t,
-            ApiError::Conflict { target, .. } => target,
+            ApiError::Conflict { target, .. } | ApiError::ForbiddenOn { target, .. } => target,
             ApiError::ApplyConflict { target, causes, .. } => {
                 return Some(details_json(target, causes, "FieldManagerConflict"));
             }

@@ -194,6 +194,7 @@ fn target_of(rt: &Arc<ResourceType>, obj: &Value) -> Target {
         namespace: object::namespace(obj).to_owned(),
         strict_fields: false,
         dry_run: false,
+        requester: None,
     }
 }
 

@@ -34,6 +34,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Every write request received, by verb.
     pub writes: Arc<crate::writes::WriteCounter>,
+    /// How requests are authorized (RBAC unless measuring without it).
+    pub authorization: crate::rbac::Mode,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -232,6 +234,15 @@ fn post_only(m: &Method) -> ApiResult<()> {
 
 async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
     let user = authenticate(app, &req)?;
+    let user = Arc::new(crate::rbac::authorize_request(
+        &app.cluster.rbac,
+        app.authorization,
+        user,
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers(),
+    )?);
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
     let query = Query::parse(parts.uri.query());
@@ -346,10 +357,22 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
                 .ok_or_else(not_found)
                 .and_then(|d| ok(&d))
         }
+        ["apis", crate::rbac::AUTHORIZATION_GROUP, "v1", rest @ ..]
+            if crate::rbac::review::ReviewKind::from_path(rest).is_some() =>
+        {
+            post_only(&parts.method)?;
+            let (kind, ns) =
+                crate::rbac::review::ReviewKind::from_path(rest).ok_or_else(not_found)?;
+            let body = parse_json_body(&json_body(&parts.headers, &body)?)?;
+            let reviewed =
+                crate::rbac::review::review(&app.cluster.rbac.read(), &user, kind, ns, &body)?;
+            Ok(json_response(StatusCode::CREATED, &reviewed))
+        }
         ["api", "v1", rest @ ..] => {
             let p = parse_resource_path(rest).ok_or_else(not_found)?;
             resource_request(
                 app,
+                &user,
                 "",
                 "v1",
                 p,
@@ -365,6 +388,7 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
             let p = parse_resource_path(rest).ok_or_else(not_found)?;
             resource_request(
                 app,
+                &user,
                 group,
                 version,
                 p,
@@ -433,6 +457,7 @@ fn json_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<std::borrow::
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     app: &AppState,
+    user: &Arc<crate::auth::UserInfo>,
     group: &str,
     version: &str,
     p: ApiPath<'_>,
@@ -463,6 +488,7 @@ async fn resource_request(
     let t = Target {
         strict_fields: query.get("fieldValidation") == Some("Strict"),
         dry_run: query.get("dryRun") == Some("All"),
+        requester: Some(user.clone()),
         ..t
     };
     if !t.rt.namespaced && ns.is_some()

@@ -18,6 +18,7 @@ pub mod http;
 pub mod object;
 pub mod patch;
 pub mod protobuf;
+pub mod rbac;
 pub mod resource;
 pub mod selector;
 pub mod server;

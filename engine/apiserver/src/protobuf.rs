@@ -1,6 +1,7 @@
 //! Decoding of the Kubernetes protobuf wire format for the built-in kinds kubectl's generators
-//! send that way (`kubectl create namespace|configmap|secret|serviceaccount|token` post
-//! `application/vnd.kubernetes.protobuf`). Responses are always JSON, which clients accept.
+//! send that way (`kubectl create namespace|configmap|secret|serviceaccount|token|role|rolebinding|…`
+//! and `kubectl auth can-i` post `application/vnd.kubernetes.protobuf`). Responses are always
+//! JSON, which clients accept.
 //!
 //! Only the fields those kinds carry are read; anything else is rejected rather than dropped.
 
@@ -235,6 +236,16 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let mut obj = Map::new();
     obj.insert("apiVersion".into(), json!(api_version));
     obj.insert("kind".into(), json!(kind));
+    if let Some(schema) = schema_of(&kind) {
+        for (n, f) in fields(raw)? {
+            if n == 1 {
+                obj.insert("metadata".into(), object_meta(bytes(&f)?)?);
+            } else {
+                decode_field(&mut obj, schema, n, &f, &kind)?;
+            }
+        }
+        return Ok(Value::Object(obj));
+    }
     let mut data = Map::new();
     let mut binary = Map::new();
     let mut string_data = Map::new();
@@ -275,6 +286,165 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     Ok(Value::Object(obj))
 }
 
+/// How a field of a message decodes (the RBAC and access-review kinds, read by schema).
+#[derive(Clone, Copy)]
+enum Ty {
+    Str,
+    Strs,
+    Msg(&'static [(u64, &'static str, Ty)]),
+    Msgs(&'static [(u64, &'static str, Ty)]),
+    StrMap,
+    /// `map<string, ExtraValue>` where `ExtraValue` is `repeated string items = 1`.
+    ExtraMap,
+    /// Read and dropped (status the server computes).
+    Ignored,
+}
+
+const POLICY_RULE: &[(u64, &str, Ty)] = &[
+    (1, "verbs", Ty::Strs),
+    (2, "apiGroups", Ty::Strs),
+    (3, "resources", Ty::Strs),
+    (4, "resourceNames", Ty::Strs),
+    (5, "nonResourceURLs", Ty::Strs),
+];
+const SELECTOR_REQUIREMENT: &[(u64, &str, Ty)] = &[
+    (1, "key", Ty::Str),
+    (2, "operator", Ty::Str),
+    (3, "values", Ty::Strs),
+];
+const LABEL_SELECTOR: &[(u64, &str, Ty)] = &[
+    (1, "matchLabels", Ty::StrMap),
+    (2, "matchExpressions", Ty::Msgs(SELECTOR_REQUIREMENT)),
+];
+const AGGREGATION_RULE: &[(u64, &str, Ty)] =
+    &[(1, "clusterRoleSelectors", Ty::Msgs(LABEL_SELECTOR))];
+const SUBJECT: &[(u64, &str, Ty)] = &[
+    (1, "kind", Ty::Str),
+    (2, "apiGroup", Ty::Str),
+    (3, "name", Ty::Str),
+    (4, "namespace", Ty::Str),
+];
+const ROLE_REF: &[(u64, &str, Ty)] = &[
+    (1, "apiGroup", Ty::Str),
+    (2, "kind", Ty::Str),
+    (3, "name", Ty::Str),
+];
+const ROLE: &[(u64, &str, Ty)] = &[(2, "rules", Ty::Msgs(POLICY_RULE))];
+const CLUSTER_ROLE: &[(u64, &str, Ty)] = &[
+    (2, "rules", Ty::Msgs(POLICY_RULE)),
+    (3, "aggregationRule", Ty::Msg(AGGREGATION_RULE)),
+];
+const BINDING: &[(u64, &str, Ty)] = &[
+    (2, "subjects", Ty::Msgs(SUBJECT)),
+    (3, "roleRef", Ty::Msg(ROLE_REF)),
+];
+const RESOURCE_ATTRIBUTES: &[(u64, &str, Ty)] = &[
+    (1, "namespace", Ty::Str),
+    (2, "verb", Ty::Str),
+    (3, "group", Ty::Str),
+    (4, "version", Ty::Str),
+    (5, "resource", Ty::Str),
+    (6, "subresource", Ty::Str),
+    (7, "name", Ty::Str),
+    (8, "fieldSelector", Ty::Ignored),
+    (9, "labelSelector", Ty::Ignored),
+];
+const NON_RESOURCE_ATTRIBUTES: &[(u64, &str, Ty)] = &[(1, "path", Ty::Str), (2, "verb", Ty::Str)];
+const SELF_ACCESS_SPEC: &[(u64, &str, Ty)] = &[
+    (1, "resourceAttributes", Ty::Msg(RESOURCE_ATTRIBUTES)),
+    (2, "nonResourceAttributes", Ty::Msg(NON_RESOURCE_ATTRIBUTES)),
+];
+const ACCESS_SPEC: &[(u64, &str, Ty)] = &[
+    (1, "resourceAttributes", Ty::Msg(RESOURCE_ATTRIBUTES)),
+    (2, "nonResourceAttributes", Ty::Msg(NON_RESOURCE_ATTRIBUTES)),
+    (3, "user", Ty::Str),
+    (4, "groups", Ty::Strs),
+    (5, "extra", Ty::ExtraMap),
+    (6, "uid", Ty::Str),
+];
+const RULES_SPEC: &[(u64, &str, Ty)] = &[(1, "namespace", Ty::Str)];
+const SELF_ACCESS_REVIEW: &[(u64, &str, Ty)] = &[
+    (2, "spec", Ty::Msg(SELF_ACCESS_SPEC)),
+    (3, "status", Ty::Ignored),
+];
+const ACCESS_REVIEW: &[(u64, &str, Ty)] = &[
+    (2, "spec", Ty::Msg(ACCESS_SPEC)),
+    (3, "status", Ty::Ignored),
+];
+const RULES_REVIEW: &[(u64, &str, Ty)] =
+    &[(2, "spec", Ty::Msg(RULES_SPEC)), (3, "status", Ty::Ignored)];
+
+/// The fields after `metadata` (field 1) of the kinds read by schema.
+fn schema_of(kind: &str) -> Option<&'static [(u64, &'static str, Ty)]> {
+    Some(match kind {
+        "Role" => ROLE,
+        "ClusterRole" => CLUSTER_ROLE,
+        "RoleBinding" | "ClusterRoleBinding" => BINDING,
+        "SelfSubjectAccessReview" => SELF_ACCESS_REVIEW,
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => ACCESS_REVIEW,
+        "SelfSubjectRulesReview" => RULES_REVIEW,
+        _ => return None,
+    })
+}
+
+fn message(buf: &[u8], schema: &[(u64, &str, Ty)], kind: &str) -> Result<Value, ApiError> {
+    let mut obj = Map::new();
+    for (n, f) in fields(buf)? {
+        decode_field(&mut obj, schema, n, &f, kind)?;
+    }
+    Ok(Value::Object(obj))
+}
+
+fn decode_field(
+    obj: &mut Map<String, Value>,
+    schema: &[(u64, &str, Ty)],
+    n: u64,
+    f: &Field<'_>,
+    kind: &str,
+) -> Result<(), ApiError> {
+    let Some((_, name, ty)) = schema.iter().find(|(number, _, _)| *number == n) else {
+        return Err(ApiError::UnsupportedMediaType {
+            accepted: format!("application/json (protobuf field {n} of {kind} is not read)"),
+        });
+    };
+    let name = (*name).to_owned();
+    match ty {
+        Ty::Str => drop(obj.insert(name, json!(text(f)?))),
+        Ty::Strs => push(obj, name, json!(text(f)?)),
+        Ty::Msg(inner) => drop(obj.insert(name, message(bytes(f)?, inner, kind)?)),
+        Ty::Msgs(inner) => push(obj, name, message(bytes(f)?, inner, kind)?),
+        Ty::StrMap => {
+            let entry = obj.entry(name).or_insert_with(|| json!({}));
+            if let Value::Object(m) = entry {
+                string_map_insert(m, f, false)?;
+            }
+        }
+        Ty::ExtraMap => {
+            let (key, value) = map_entry(f)?;
+            let mut items = Vec::new();
+            if let Some(v) = value {
+                for (inner_n, item) in fields(bytes(&v)?)? {
+                    if inner_n == 1 {
+                        items.push(json!(text(&item)?));
+                    }
+                }
+            }
+            let entry = obj.entry(name).or_insert_with(|| json!({}));
+            if let Value::Object(m) = entry {
+                m.insert(key, Value::Array(items));
+            }
+        }
+        Ty::Ignored => {}
+    }
+    Ok(())
+}
+
+fn push(obj: &mut Map<String, Value>, name: String, value: Value) {
+    if let Value::Array(items) = obj.entry(name).or_insert_with(|| json!([])) {
+        items.push(value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +475,58 @@ mod tests {
         assert_eq!(
             decode(&body).unwrap(),
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "labels": {"app": "web"}}, "data": {"k": "v"}})
+        );
+    }
+
+    #[test]
+    fn a_role_binding_and_an_access_review_decode_by_schema() {
+        let subject = [
+            field(1, b"User"),
+            field(2, b"rbac.authorization.k8s.io"),
+            field(3, b"alice"),
+        ]
+        .concat();
+        let role_ref = [
+            field(1, b"rbac.authorization.k8s.io"),
+            field(2, b"ClusterRole"),
+            field(3, b"edit"),
+        ]
+        .concat();
+        let binding = [
+            field(1, &field(1, b"b")),
+            field(2, &subject),
+            field(3, &role_ref),
+        ]
+        .concat();
+        let type_meta = [
+            field(1, b"rbac.authorization.k8s.io/v1"),
+            field(2, b"RoleBinding"),
+        ]
+        .concat();
+        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &binding)].concat();
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b"},
+                "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}})
+        );
+        let attrs = [
+            field(1, b"team-b"),
+            field(2, b"create"),
+            field(3, b""),
+            field(5, b"secrets"),
+        ]
+        .concat();
+        let review = [field(1, b""), field(2, &field(1, &attrs)), field(3, b"")].concat();
+        let type_meta = [
+            field(1, b"authorization.k8s.io/v1"),
+            field(2, b"SelfSubjectAccessReview"),
+        ]
+        .concat();
+        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &review)].concat();
+        assert_eq!(
+            decode(&body).unwrap()["spec"],
+            json!({"resourceAttributes": {"namespace": "team-b", "verb": "create", "group": "", "resource": "secrets"}})
         );
     }
 

@@ -320,6 +320,7 @@ fn printer_column(col: &Value) -> Option<PrinterColumn> {
 
 pub const CRD_GROUP: &str = "apiextensions.k8s.io";
 pub const CRD_RESOURCE: &str = "customresourcedefinitions";
+const RBAC: &str = crate::rbac::RBAC_GROUP;
 
 /// The resource types served by the control plane, keyed by group and plural.
 #[derive(Debug, Clone)]
@@ -357,6 +358,17 @@ impl Registry {
                 true,
             )
             .with_short_names(&["crd", "crds"]),
+            ResourceType::builtin(RBAC, "v1", "roles", "Role", true, false),
+            ResourceType::builtin(RBAC, "v1", "rolebindings", "RoleBinding", true, false),
+            ResourceType::builtin(RBAC, "v1", "clusterroles", "ClusterRole", false, false),
+            ResourceType::builtin(
+                RBAC,
+                "v1",
+                "clusterrolebindings",
+                "ClusterRoleBinding",
+                false,
+                false,
+            ),
         ];
         Registry {
             types: builtins

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub kubeconfig: Option<PathBuf>,
     /// How many watch events are kept for resuming watches.
     pub event_history: u64,
+    /// How requests are authorized: RBAC, unless a benchmark measures without it.
+    pub authorization: crate::rbac::Mode,
     /// Static users (kube-apiserver's `--token-auth-file` format).
     pub token_auth_file: Option<PathBuf>,
     /// The `iss` of ServiceAccount tokens and the OIDC discovery document; the server's URL
@@ -36,6 +38,7 @@ impl ServerConfig {
             listen,
             kubeconfig: None,
             event_history: crate::store::DEFAULT_EVENT_HISTORY,
+            authorization: crate::rbac::Mode::Rbac,
             token_auth_file: None,
             service_account_issuer: None,
             rotate_service_account_key: false,
@@ -56,6 +59,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("creating the default RBAC roles: {0}")]
+    Bootstrap(crate::error::ApiError),
     #[error(transparent)]
     TokenFile(#[from] crate::token_file::TokenFileError),
     #[error(transparent)]
@@ -79,6 +84,7 @@ pub struct Server {
     stopping: tokio::sync::watch::Sender<bool>,
     serve: JoinHandle<()>,
     gc: JoinHandle<()>,
+    aggregation: JoinHandle<()>,
     writes: Arc<crate::writes::WriteCounter>,
 }
 
@@ -120,6 +126,9 @@ impl Server {
             store.put_meta(&[(crate::service_account::SIGNING_KEYS_META, &text)])?;
         }
         let cluster = Cluster::open(store).await?;
+        crate::rbac::bootstrap::ensure(&cluster)
+            .await
+            .map_err(ServerError::Bootstrap)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -168,6 +177,7 @@ impl Server {
             server_address: addr.to_string(),
             stopping: stopping_rx,
             writes: writes.clone(),
+            authorization: config.authorization,
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let app = crate::http::router(state);
@@ -189,6 +199,7 @@ impl Server {
                 tracing::error!("serving the API: {e}");
             }
         });
+        let aggregation = tokio::spawn(crate::rbac::aggregation::run(cluster.clone()));
         let gc = tokio::spawn(crate::gc::run(cluster));
         Ok(Server {
             addr,
@@ -201,6 +212,7 @@ impl Server {
             stopping,
             serve,
             gc,
+            aggregation,
             writes,
         })
     }
@@ -244,8 +256,11 @@ impl Server {
             let _ = tx.send(());
         }
         self.gc.abort();
-        // Wait for the aborted collector to drop its handle on the cluster (and so the store).
+        self.aggregation.abort();
+        // Wait for the aborted controllers to drop their handles on the cluster (and so the
+        // store).
         let _ = (&mut self.gc).await;
+        let _ = (&mut self.aggregation).await;
         let serve = &mut self.serve;
         if tokio::time::timeout(std::time::Duration::from_secs(5), serve)
             .await

@@ -35,6 +35,11 @@ pub struct RunArgs {
     /// Namespace of the leader-election Lease.
     #[arg(long, default_value = "strata-system")]
     pub leader_election_namespace: String,
+    /// Write per-XRD ClusterRoles aggregating claim kinds (and namespaced XR kinds) into the
+    /// `edit` and `view` roles; the controllers then need `create`, `patch` and `escalate` on
+    /// ClusterRoles.
+    #[arg(long)]
+    pub aggregate_to_user_roles: bool,
     #[command(flatten)]
     pub functions: crate::functions_config::FunctionFlags,
 }
@@ -59,6 +64,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync),
         metrics_addr: args.metrics_addr,
         leader_election,
+        aggregate_to_user_roles: args.aggregate_to_user_roles,
         ..Default::default()
     };
     tracing::info!(resync_seconds = args.resync, metrics = ?args.metrics_addr, "starting controllers");

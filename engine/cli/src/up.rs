@@ -79,7 +79,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let mut reconcilers = tokio::spawn(crate::reconcilers::run(
             client,
+            // The embedded control plane is a team's: claim kinds reach `edit` and `view`.
             strata_controllers::Settings {
+                aggregate_to_user_roles: true,
                 functions,
                 ..Default::default()
             },

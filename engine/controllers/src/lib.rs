@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod package;
 pub mod revision;
+pub mod roles;
 pub mod select;
 pub mod shape;
 pub mod shared;
@@ -78,6 +79,10 @@ pub struct Settings {
     /// pass in flight holds its objects and an API connection; a bound keeps memory flat when
     /// thousands of claims arrive together, at no cost in throughput on a few cores.
     pub concurrency: u16,
+    /// Write, per XRD, the ClusterRoles that aggregate its claim kinds (and namespaced XR kinds)
+    /// into Kubernetes' `edit` and `view` ([`roles`]). Needs the right to create ClusterRoles
+    /// with those rules, so it is off unless asked for (`strata up` asks).
+    pub aggregate_to_user_roles: bool,
     /// Where function pipelines' functions are reached (operator configuration).
     pub functions: functions::FunctionSettings,
 }
@@ -93,6 +98,7 @@ impl Default for Settings {
             debounce: Duration::from_millis(100),
             revision_history_limit: 10,
             concurrency: 16,
+            aggregate_to_user_roles: false,
             functions: functions::FunctionSettings::default(),
         }
     }

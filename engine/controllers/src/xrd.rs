@@ -1,6 +1,7 @@
 //! The XRD controller: for each CompositeResourceDefinition, server-side apply the generated XR
 //! CRD (and claim CRD), wait until the API serves them, and run one XR controller (and one claim
-//! controller) for the kind. `Established`/`Offered` report progress on the XRD. Deletion is
+//! controller) for the kind, and (when enabled) the ClusterRoles that aggregate its namespaced
+//! kinds into `edit`/`view` ([`crate::roles`]). `Established`/`Offered` report progress on the XRD. Deletion is
 //! refused while XRs exist; otherwise the controllers stop and the CRDs are deleted.
 
 use std::collections::{HashMap, HashSet};
@@ -179,6 +180,14 @@ async fn reconcile_xrd(xrd: &CompositeResourceDefinition, ctx: &XrdContext) -> R
             .await?;
             return Err(e);
         }
+    }
+    if ctx.shared.settings.aggregate_to_user_roles
+        && let Err(e) = crate::roles::apply(&ctx.shared.client, xrd).await
+    {
+        ctx.shared
+            .warn(&object, wire::REASON_APPLY_CRD, e.to_string())
+            .await;
+        return Err(e);
     }
     let claim_served = match &claim {
         Some(c) => served(ctx, c).await,

@@ -199,7 +199,21 @@ fn token_file_and_client_certificate_users_are_who_kubectl_auth_whoami_says() {
         me["status"]["userInfo"]["groups"],
         json!(["dev", "team-b", "system:authenticated"])
     );
-    // The certificate user works for ordinary requests too (authorization is not this test's).
+    // The certificate user is who ordinary requests run as: RBAC refuses carol by name until a
+    // binding names one of her groups.
+    let out = kubectl(&carol, &["get", "namespaces", "-o", "name"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"User "carol" cannot list resource "namespaces""#),
+        "{stderr}"
+    );
+    cp.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "dev-view",
+        "--clusterrole=view",
+        "--group=dev",
+    ]);
     let out = kubectl(&carol, &["get", "namespaces", "-o", "name"]);
     assert!(
         out.status.success(),

@@ -1,0 +1,226 @@
+//! The default ClusterRoles and ClusterRoleBindings kube-apiserver creates at start
+//! (`bootstrappolicy`), limited to the kinds this control plane serves: `cluster-admin`, the
+//! aggregated `admin`/`edit`/`view` with their `system:aggregate-to-*` parts and labels, the
+//! discovery, basic-user, public-info-viewer and service-account-issuer-discovery roles, and
+//! their bindings to `system:masters`, `system:authenticated`, `system:unauthenticated` and
+//! `system:serviceaccounts`. One deliberate difference: the issuer-discovery role is also bound
+//! to everyone, since this control plane is an OIDC issuer clouds must reach anonymously.
+//!
+//! [`ensure`] creates what is missing and leaves every existing object as it is, so an
+//! operator's change to a default role survives restarts; deleting one restores the default.
+
+use serde_json::{Value, json};
+
+use super::policy::PolicyRule;
+use super::{Kind, RBAC_GROUP};
+use crate::cluster::Cluster;
+use crate::error::ApiError;
+
+pub const AGGREGATE_TO_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
+pub const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
+pub const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
+
+const MANAGER: &str = "strata-apiserver";
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
+const READ_WRITE: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+];
+
+fn metadata(name: &str, labels: &[(&str, &str)]) -> Value {
+    let mut l = serde_json::Map::new();
+    l.insert("kubernetes.io/bootstrapping".into(), json!("rbac-defaults"));
+    for (k, v) in labels {
+        l.insert((*k).into(), json!(v));
+    }
+    json!({"name": name, "labels": l,
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}})
+}
+
+fn role(name: &str, labels: &[(&str, &str)], rules: Vec<PolicyRule>) -> Value {
+    json!({"apiVersion": format!("{RBAC_GROUP}/v1"), "kind": "ClusterRole",
+        "metadata": metadata(name, labels), "rules": rules})
+}
+
+fn aggregated(name: &str, labels: &[(&str, &str)], selects: &str) -> Value {
+    let mut r = role(name, labels, Vec::new());
+    r["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {selects: "true"}}]});
+    r
+}
+
+fn binding(name: &str, groups: &[&str]) -> Value {
+    let subjects: Vec<Value> = groups
+        .iter()
+        .map(|g| json!({"kind": "Group", "apiGroup": RBAC_GROUP, "name": g}))
+        .collect();
+    json!({"apiVersion": format!("{RBAC_GROUP}/v1"), "kind": "ClusterRoleBinding",
+        "metadata": metadata(name, &[]),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": name},
+        "subjects": subjects})
+}
+
+/// The default ClusterRoles.
+pub fn cluster_roles() -> Vec<Value> {
+    let r = PolicyRule::resource;
+    vec![
+        role(
+            "cluster-admin",
+            &[],
+            vec![r(&["*"], &["*"], &["*"]), PolicyRule::urls(&["*"], &["*"])],
+        ),
+        role(
+            "system:discovery",
+            &[],
+            vec![PolicyRule::urls(
+                &["get"],
+                &[
+                    "/livez",
+                    "/readyz",
+                    "/healthz",
+                    "/version",
+                    "/version/",
+                    "/openapi",
+                    "/openapi/*",
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                ],
+            )],
+        ),
+        role(
+            "system:basic-user",
+            &[],
+            vec![
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                ),
+                r(
+                    &["create"],
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                ),
+            ],
+        ),
+        role(
+            "system:public-info-viewer",
+            &[],
+            vec![PolicyRule::urls(
+                &["get"],
+                &["/livez", "/readyz", "/healthz", "/version", "/version/"],
+            )],
+        ),
+        role(
+            "system:service-account-issuer-discovery",
+            &[],
+            vec![PolicyRule::urls(
+                &["get"],
+                &["/.well-known/openid-configuration", "/openid/v1/jwks"],
+            )],
+        ),
+        aggregated("admin", &[], AGGREGATE_TO_ADMIN),
+        aggregated("edit", &[(AGGREGATE_TO_ADMIN, "true")], AGGREGATE_TO_EDIT),
+        aggregated("view", &[(AGGREGATE_TO_EDIT, "true")], AGGREGATE_TO_VIEW),
+        role(
+            "system:aggregate-to-admin",
+            &[(AGGREGATE_TO_ADMIN, "true")],
+            vec![
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["localsubjectaccessreviews"],
+                ),
+                r(READ_WRITE, &[RBAC_GROUP], &["roles", "rolebindings"]),
+            ],
+        ),
+        role(
+            "system:aggregate-to-edit",
+            &[(AGGREGATE_TO_EDIT, "true")],
+            vec![
+                r(READ, &[""], &["secrets"]),
+                r(&["impersonate"], &[""], &["serviceaccounts"]),
+                r(WRITE, &[""], &["serviceaccounts", "configmaps", "secrets"]),
+                r(&["create"], &[""], &["serviceaccounts/token"]),
+            ],
+        ),
+        role(
+            "system:aggregate-to-view",
+            &[(AGGREGATE_TO_VIEW, "true")],
+            vec![
+                r(READ, &[""], &["serviceaccounts", "configmaps"]),
+                r(READ, &[""], &["events", "namespaces/status"]),
+                r(READ, &[""], &["namespaces"]),
+            ],
+        ),
+    ]
+}
+
+/// The default ClusterRoleBindings.
+pub fn cluster_role_bindings() -> Vec<Value> {
+    vec![
+        binding("cluster-admin", &["system:masters"]),
+        binding("system:discovery", &["system:authenticated"]),
+        binding("system:basic-user", &["system:authenticated"]),
+        binding(
+            "system:public-info-viewer",
+            &["system:authenticated", "system:unauthenticated"],
+        ),
+        // Kubernetes binds only `system:serviceaccounts`, and its documentation has the admin of
+        // a cluster that is an issuer for a cloud add `system:unauthenticated`: this control
+        // plane is such an issuer (a cloud fetches its discovery document and keys with no
+        // credentials), so the binding says so from the start.
+        binding(
+            "system:service-account-issuer-discovery",
+            &[
+                "system:serviceaccounts",
+                "system:authenticated",
+                "system:unauthenticated",
+            ],
+        ),
+    ]
+}
+
+/// Every default object with its kind.
+pub fn objects() -> Vec<(Kind, Value)> {
+    cluster_roles()
+        .into_iter()
+        .map(|o| (Kind::ClusterRole, o))
+        .chain(
+            cluster_role_bindings()
+                .into_iter()
+                .map(|o| (Kind::ClusterRoleBinding, o)),
+        )
+        .collect()
+}
+
+/// Creates every default object that does not exist; existing ones are left untouched.
+/// Returns how many were created.
+pub async fn ensure(cluster: &Cluster) -> Result<usize, ApiError> {
+    let mut created = 0;
+    for (kind, obj) in objects() {
+        let target = cluster
+            .target(RBAC_GROUP, "v1", kind.resource(), "")
+            .ok_or_else(|| ApiError::Internal(format!("{} are not served", kind.resource())))?;
+        let name = crate::object::name(&obj).to_owned();
+        match cluster.get(&target, &name) {
+            Ok(_) => continue,
+            Err(ApiError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match cluster.create(&target, obj, MANAGER).await {
+            Ok(_) => created += 1,
+            Err(ApiError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
+}
