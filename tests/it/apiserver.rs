@@ -15,3 +15,4 @@ mod payloads;
 mod rbac;
 mod ssa_lists;
 mod up_logs;
+mod watch_stall;

@@ -939,7 +939,7 @@ fn watch(
         table: crate::table::wants_table(accept),
         columns_sent: false,
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    let (tx, rx) = mpsc::channel::<Bytes>(WATCH_BUFFER);
     let start = match rv_param {
         Some(rv) if !send_initial => {
             let rv: u64 = rv
@@ -986,17 +986,17 @@ fn watch(
             return;
         }
         for obj in &initial {
-            if tx.send(view.line("ADDED", obj)).await.is_err() {
+            if !deliver(&tx, view.line("ADDED", obj)).await {
                 return;
             }
         }
-        if send_initial && tx.send(view.bookmark(from, true)).await.is_err() {
+        if send_initial && !deliver(&tx, view.bookmark(from, true)).await {
             return;
         }
         for e in replay {
             last = last.max(e.rv);
             if let Some(ty) = view.visible(&e)
-                && tx.send(view.line(ty.as_str(), &e.object)).await.is_err()
+                && !deliver(&tx, view.line(ty.as_str(), &e.object)).await
             {
                 return;
             }
@@ -1027,12 +1027,31 @@ fn watch(
                 () = tx.closed() => return,
                 _ = stopping.changed() => return,
             };
-            if tx.send(line).await.is_err() {
+            if !deliver(&tx, line).await {
                 return;
             }
         }
     });
     Ok(stream_response(rx))
+}
+
+/// How many lines a watch holds for a client that is slow to read.
+const WATCH_BUFFER: usize = 64;
+/// A watcher that reads nothing for this long while its buffer is full is closed (the client
+/// lists again, as after kube-apiserver closes an unresponsive watcher): a stalled client
+/// holds at most [`WATCH_BUFFER`] lines, never a growing backlog.
+const WATCH_STALL: Duration = Duration::from_secs(5);
+
+/// Sends one line of a watch; `false` when the watch must end (client gone or stalled).
+async fn deliver(tx: &mpsc::Sender<Bytes>, line: Bytes) -> bool {
+    match tokio::time::timeout(WATCH_STALL, tx.send(line)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!("closing a watch whose client stopped reading");
+            false
+        }
+    }
 }
 
 struct WatchStart {
