@@ -17,7 +17,7 @@ use strata_core::provider::{
     ManagementPolicies, Observation, Present, Provider, ProviderError, SecretReference, Secrets,
     Step, next_step,
 };
-use strata_provider_aws::AwsRdsProvider;
+use strata_provider_aws::{AwsIamRoleProvider, AwsRdsProvider};
 use strata_provider_gcp::GcsBucketProvider;
 
 #[path = "../../engine/managed/tests/support/cloud_proxy.rs"]
@@ -401,6 +401,365 @@ async fn rds_instance_is_adopted_by_external_name_imported_read_only_and_orphane
         decide(&absent, &read_only, false, DeletionPolicy::Delete),
         Step::Stop { .. }
     ));
+}
+
+#[tokio::test]
+async fn rds_instance_with_iam_authentication_and_an_rds_managed_password_keeps_no_password_in_kubernetes()
+ {
+    let moto = Emulator::moto();
+    let secrets = Arc::new(MemorySecrets::default());
+    let config = aws_secret_config(&moto.url, &secrets);
+    let rds = AwsRdsProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let mut spec = postgres("db.t3.micro");
+    spec["enableIAMDatabaseAuthentication"] = json!(true);
+    spec["manageMasterUserPassword"] = json!(true);
+    let db = managed("orders-db", "orders-db", spec, Some("orders-db-conn"));
+    AwsRdsProvider.validate(&db).unwrap();
+
+    let created = rds.create(&db).await.unwrap();
+    assert!(
+        created.connection_details.is_empty(),
+        "no password is generated: {:?}",
+        created.connection_details
+    );
+    assert_eq!(
+        secrets.key("default", "orders-db-conn", "password"),
+        None,
+        "no password Secret is written"
+    );
+    let observed = present(rds.observe(&db).await.unwrap());
+    assert!(observed.up_to_date, "{observed:?}");
+    assert_eq!(
+        observed.at_provider["iamDatabaseAuthenticationEnabled"],
+        true
+    );
+    let secret_arn = observed.at_provider["masterUserSecretArn"]
+        .as_str()
+        .expect("status names the master password's secret");
+    assert!(
+        secret_arn.starts_with("arn:aws:secretsmanager:"),
+        "{secret_arn}"
+    );
+    assert!(
+        !observed.connection_details.contains_key("password"),
+        "{:?}",
+        observed.connection_details
+    );
+    for key in ["endpoint", "port", "username"] {
+        assert!(observed.connection_details.contains_key(key), "{key}");
+    }
+
+    // IAM authentication switched off behind Strata's back is drift and is switched on again.
+    raw_rds(&moto.url)
+        .await
+        .modify_db_instance()
+        .db_instance_identifier("orders-db")
+        .enable_iam_database_authentication(false)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(!present(rds.observe(&db).await.unwrap()).up_to_date);
+    update(rds.as_ref(), &db).await.unwrap();
+    let corrected = present(rds.observe(&db).await.unwrap());
+    assert!(corrected.up_to_date);
+    assert_eq!(
+        corrected.at_provider["iamDatabaseAuthenticationEnabled"],
+        true
+    );
+
+    // Taking the password back from RDS is refused by field, not attempted.
+    let mut back = db.clone();
+    back.for_provider["manageMasterUserPassword"] = json!(false);
+    let error = update(rds.as_ref(), &back).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Terminal);
+    assert!(
+        error.message.contains("manageMasterUserPassword"),
+        "{error}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWS IAM Role against moto
+// ---------------------------------------------------------------------------------------------
+
+/// The OIDC provider ARN of a `strata up` issuer, as IAM names it.
+const CLUSTER_OIDC_PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/127.0.0.1:6443";
+
+fn connect_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "rds-db:connect",
+            "Resource": "arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ORDERS/app",
+        }],
+    })
+}
+
+fn workload_role() -> Value {
+    json!({
+        "trustServiceAccount": {
+            "oidcProviderArn": CLUSTER_OIDC_PROVIDER,
+            "namespace": "shop",
+            "serviceAccount": "orders",
+        },
+        "inlinePolicies": {"connect": connect_policy()},
+        "description": "orders may connect to its database",
+        "tags": {"team": "orders"},
+    })
+}
+
+/// A raw IAM client, to change roles behind Strata's back.
+async fn raw_iam(endpoint: &str) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::Config::builder()
+        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+        .region(aws_sdk_iam::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+        )
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
+}
+
+async fn inline_policy_names(iam: &aws_sdk_iam::Client, role: &str) -> Vec<String> {
+    iam.list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .unwrap()
+        .policy_names()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn iam_role_trusting_a_service_account_is_created_drift_corrected_and_deleted_against_moto() {
+    let moto = Emulator::moto();
+    let secrets = Arc::new(MemorySecrets::default());
+    let config = aws_secret_config(&moto.url, &secrets);
+    let iam = AwsIamRoleProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let mut role = managed(
+        "orders-db-access",
+        "orders-db-access",
+        workload_role(),
+        None,
+    );
+    AwsIamRoleProvider.validate(&role).unwrap();
+
+    assert_eq!(iam.observe(&role).await.unwrap(), Observation::Absent);
+    let created = iam.create(&role).await.unwrap();
+    assert!(
+        created.record.is_some(),
+        "IAM creates synchronously, so create reports the role"
+    );
+    iam.create(&role)
+        .await
+        .expect("a second create of the same role name is idempotent");
+
+    let observed = present(iam.observe(&role).await.unwrap());
+    assert!(observed.ready && observed.up_to_date, "{observed:?}");
+    let arn = observed.at_provider["arn"].as_str().unwrap().to_owned();
+    assert_eq!(arn, "arn:aws:iam::123456789012:role/orders-db-access");
+    assert_eq!(
+        observed.connection_details,
+        BTreeMap::from([("roleArn".to_owned(), arn.clone())]),
+        "the connection details are the role ARN and nothing secret"
+    );
+
+    // What IAM stored is the ServiceAccount trust the spec asked for.
+    let raw = raw_iam(&moto.url).await;
+    let stored = raw
+        .get_role()
+        .role_name("orders-db-access")
+        .send()
+        .await
+        .unwrap();
+    let trust = strata_provider_aws::role::decode_policy(
+        stored
+            .role()
+            .unwrap()
+            .assume_role_policy_document()
+            .unwrap(),
+    );
+    let statement = &trust["Statement"][0];
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["127.0.0.1:6443:sub"],
+        "system:serviceaccount:shop:orders"
+    );
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["127.0.0.1:6443:aud"],
+        "sts.amazonaws.com"
+    );
+    assert_eq!(
+        inline_policy_names(&raw, "orders-db-access").await,
+        ["connect"]
+    );
+
+    // Drift behind Strata's back: a widened trust policy, an extra inline policy, a lost tag.
+    raw.update_assume_role_policy()
+        .role_name("orders-db-access")
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    raw.put_role_policy()
+        .role_name("orders-db-access")
+        .policy_name("backdoor")
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": "*", "Resource": "*"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    raw.untag_role()
+        .role_name("orders-db-access")
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let drifted = iam.observe(&role).await.unwrap();
+    assert!(!present(drifted.clone()).up_to_date, "drift is reported");
+    assert_eq!(
+        decide(
+            &drifted,
+            &ManagementPolicies::all(),
+            false,
+            DeletionPolicy::Delete
+        ),
+        Step::Update
+    );
+    update(iam.as_ref(), &role).await.unwrap();
+    assert!(
+        present(iam.observe(&role).await.unwrap()).up_to_date,
+        "update corrected the trust policy, the inline policies and the tags"
+    );
+    assert_eq!(
+        inline_policy_names(&raw, "orders-db-access").await,
+        ["connect"],
+        "the policy added behind Strata's back is gone"
+    );
+
+    // A spec change: another ServiceAccount, another description.
+    role.for_provider["trustServiceAccount"]["serviceAccount"] = json!("orders-v2");
+    role.for_provider["description"] = json!("orders v2");
+    assert!(!present(iam.observe(&role).await.unwrap()).up_to_date);
+    update(iam.as_ref(), &role).await.unwrap();
+    assert!(present(iam.observe(&role).await.unwrap()).up_to_date);
+
+    // A changed path cannot be applied in place and says so by field.
+    let mut moved = role.clone();
+    moved.for_provider["path"] = json!("/apps/");
+    let error = update(iam.as_ref(), &moved).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Terminal);
+    assert!(error.message.contains("path"), "{error}");
+
+    // Delete removes the inline policy first (IAM refuses otherwise), then the role.
+    iam.delete(&role).await.unwrap();
+    assert_eq!(iam.observe(&role).await.unwrap(), Observation::Absent);
+    iam.delete(&role)
+        .await
+        .expect("deleting a missing role is success");
+}
+
+#[tokio::test]
+async fn iam_role_is_adopted_by_external_name_and_orphaned_and_bad_specs_are_refused() {
+    let moto = Emulator::moto();
+    let secrets = Arc::new(MemorySecrets::default());
+    let config = aws_secret_config(&moto.url, &secrets);
+    let iam = AwsIamRoleProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    raw_iam(&moto.url)
+        .await
+        .create_role()
+        .role_name("legacy-role")
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // Adopt: the object names the existing role by external name; the trust policy given as a
+    // JSON string with other spelling is the same policy.
+    let spelled_differently = json!({"Statement": {"Action": ["sts:AssumeRole"], "Effect": "Allow",
+        "Principal": {"Service": ["ec2.amazonaws.com"]}}, "Version": "2012-10-17"});
+    let adopted = managed(
+        "legacy",
+        "legacy-role",
+        json!({"assumeRolePolicy": spelled_differently.to_string()}),
+        None,
+    );
+    let observation = iam.observe(&adopted).await.unwrap();
+    assert!(
+        present(observation.clone()).up_to_date,
+        "an equivalent trust policy is not drift"
+    );
+    assert_eq!(
+        decide(
+            &observation,
+            &ManagementPolicies::all(),
+            true,
+            DeletionPolicy::Orphan
+        ),
+        Step::RemoveFinalizer,
+        "an orphaned role is released, not deleted"
+    );
+    assert_eq!(
+        decide(
+            &observation,
+            &ManagementPolicies::observe_only(),
+            false,
+            DeletionPolicy::Delete
+        ),
+        Step::Nothing
+    );
+
+    // Bad input is refused before any call, naming the field.
+    for (for_provider, field) in [
+        (json!({}), "assumeRolePolicy"),
+        (
+            json!({"trustServiceAccount": {"oidcProviderArn": "arn:aws:iam::123456789012:role/x",
+                "namespace": "shop", "serviceAccount": "orders"}}),
+            "trustServiceAccount.oidcProviderArn",
+        ),
+        (
+            json!({"assumeRolePolicy": trust, "inlinePolicies": {"read": "not json"}}),
+            "inlinePolicies",
+        ),
+    ] {
+        let bad = managed("bad", "bad-role", for_provider, None);
+        let error = AwsIamRoleProvider.validate(&bad).unwrap_err();
+        assert_eq!(error.class, ErrorClass::Terminal);
+        assert!(
+            error
+                .message
+                .starts_with(&format!("spec.forProvider.{field}: ")),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test]
