@@ -1247,6 +1247,349 @@ mod runtime {
             .count()
     }
 
+    /// The JSON claims of a JWT (no verification: the issuer verified it when it signed it).
+    fn jwt_claims(token: &str) -> Value {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).expect("a JWT has three parts");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    async fn kubectl_async(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+        let mut command = std::process::Command::new("kubectl");
+        command.arg("--kubeconfig").arg(kubeconfig).args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The secretless path end to end on the embedded control plane: the runtime makes a database
+    /// with IAM authentication and an RDS-managed password and a Role trusting a workload's
+    /// ServiceAccount; the workload's token from `kubectl create token` is exchanged at STS for
+    /// that Role, and the credentials sign an RDS IAM auth token. No Secret holds a password.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_workload_token_from_kubectl_is_exchanged_for_the_role_the_runtime_made_and_signs_an_rds_auth_token()
+     {
+        use strata_provider_aws::AwsIamRoleProvider;
+
+        let moto = Emulator::moto();
+        let plane = ControlPlane::start("secretless");
+        let client = plane.client().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in strata_provider_aws::crds() {
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+        }
+        let dbs: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsRdsProvider.managed_kind()),
+        );
+        let roles: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsIamRoleProvider.managed_kind()),
+        );
+        eventually(
+            "the AWS kinds to be served",
+            Duration::from_secs(20),
+            || async {
+                roles.list(&Default::default()).await.ok()?;
+                dbs.list(&Default::default()).await.ok().map(|_| ())
+            },
+        )
+        .await;
+        for namespace in ["strata-system", "shop"] {
+            kubectl_async(&plane.kubeconfig, &["create", "namespace", namespace]).await;
+        }
+        kubectl_async(
+            &plane.kubeconfig,
+            &["create", "serviceaccount", "orders", "-n", "shop"],
+        )
+        .await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "strata-system");
+        let credentials = json!({"metadata": {"name": "aws-credentials"}, "stringData": {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}});
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(credentials).unwrap(),
+            )
+            .await
+            .unwrap();
+        let configs: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsRdsProvider.provider_config_kind()),
+        );
+        let config = json!({
+            "apiVersion": "aws.strata.dev/v1alpha1",
+            "kind": "ProviderConfig",
+            "metadata": {"name": "default"},
+            "spec": {
+                "credentials": {"source": "Secret", "secretRef": {"namespace": "strata-system", "name": "aws-credentials"}},
+                "endpoint": {"url": moto.url},
+            },
+        });
+        configs
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(config).unwrap(),
+            )
+            .await
+            .unwrap();
+
+        // The workload's token: the issuer is the control plane's, registered with IAM as an
+        // OIDC provider the way a platform team registers its cluster once.
+        let token = kubectl_async(
+            &plane.kubeconfig,
+            &[
+                "create",
+                "token",
+                "orders",
+                "-n",
+                "shop",
+                "--audience",
+                "sts.amazonaws.com",
+            ],
+        )
+        .await
+        .trim()
+        .to_owned();
+        let claims = jwt_claims(&token);
+        assert_eq!(claims["sub"], "system:serviceaccount:shop:orders");
+        assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]));
+        let issuer = claims["iss"].as_str().unwrap().to_owned();
+        let oidc_provider = super::raw_iam(&moto.url)
+            .await
+            .create_open_id_connect_provider()
+            .url(&issuer)
+            .client_id_list("sts.amazonaws.com")
+            .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+            .send()
+            .await
+            .unwrap()
+            .open_id_connect_provider_arn()
+            .unwrap()
+            .to_owned();
+        assert!(
+            oidc_provider.ends_with(issuer.trim_start_matches("https://")),
+            "{oidc_provider}"
+        );
+
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let settings = strata_managed::Settings {
+            poll_interval: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let providers: Vec<Arc<dyn Provider>> =
+            vec![Arc::new(AwsRdsProvider), Arc::new(AwsIamRoleProvider)];
+        let runtime = tokio::spawn(strata_managed::run(
+            client.clone(),
+            providers,
+            settings,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+
+        let database = json!({
+            "apiVersion": "rds.aws.strata.dev/v1alpha1",
+            "kind": "DBInstance",
+            "metadata": {"name": "orders-db"},
+            "spec": {
+                "forProvider": {
+                    "region": "us-east-1",
+                    "engine": "postgres",
+                    "engineVersion": "16.3",
+                    "dbInstanceClass": "db.t3.micro",
+                    "allocatedStorage": 20,
+                    "masterUsername": "app",
+                    "enableIAMDatabaseAuthentication": true,
+                    "manageMasterUserPassword": true,
+                },
+                "writeConnectionSecretToRef": {"namespace": "strata-system", "name": "orders-db-conn"},
+            },
+        });
+        dbs.create(
+            &PostParams::default(),
+            &serde_json::from_value(database).unwrap(),
+        )
+        .await
+        .unwrap();
+        let db = eventually(
+            "orders-db to become Ready",
+            Duration::from_secs(60),
+            || async {
+                let object = dbs.get("orders-db").await.ok()?;
+                (condition(&object, "Ready")?["status"] == "True").then_some(object)
+            },
+        )
+        .await;
+        let resource_id = db.data["status"]["atProvider"]["resourceId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            db.data["status"]["atProvider"]["masterUserSecretArn"]
+                .as_str()
+                .is_some_and(|arn| arn.starts_with("arn:aws:secretsmanager:")),
+            "status names the RDS-managed password's secret: {}",
+            db.data["status"]
+        );
+
+        let role = json!({
+            "apiVersion": "iam.aws.strata.dev/v1alpha1",
+            "kind": "Role",
+            "metadata": {"name": "orders-db-connect"},
+            "spec": {
+                "forProvider": {
+                    "trustServiceAccount": {
+                        "oidcProviderArn": oidc_provider,
+                        "namespace": "shop",
+                        "serviceAccount": "orders",
+                    },
+                    "inlinePolicies": {"connect": {
+                        "Version": "2012-10-17",
+                        "Statement": [{
+                            "Effect": "Allow",
+                            "Action": "rds-db:connect",
+                            "Resource": format!("arn:aws:rds-db:us-east-1:123456789012:dbuser:{resource_id}/app"),
+                        }],
+                    }},
+                },
+                "writeConnectionSecretToRef": {"namespace": "strata-system", "name": "orders-role-conn"},
+            },
+        });
+        roles
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(role).unwrap(),
+            )
+            .await
+            .unwrap();
+        let role_arn = eventually(
+            "the role to become Ready",
+            Duration::from_secs(60),
+            || async {
+                let object = roles.get("orders-db-connect").await.ok()?;
+                (condition(&object, "Ready")?["status"] == "True"
+                    && condition(&object, "Synced")?["status"] == "True")
+                    .then(|| {
+                        object.data["status"]["atProvider"]["arn"]
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .flatten()
+            },
+        )
+        .await;
+        assert_eq!(role_arn, "arn:aws:iam::123456789012:role/orders-db-connect");
+        let published = eventually(
+            "the role's connection secret",
+            Duration::from_secs(30),
+            || async {
+                let data = secrets.get("orders-role-conn").await.ok()?.data?;
+                data.get("roleArn")
+                    .map(|arn| String::from_utf8(arn.0.clone()).unwrap())
+            },
+        )
+        .await;
+        assert_eq!(published, role_arn);
+
+        // The workload's side: its token buys role credentials at STS, which sign an auth token.
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+                .region(aws_sdk_sts::config::Region::new("us-east-1"))
+                .endpoint_url(&moto.url)
+                .http_client(
+                    aws_smithy_http_client::Builder::new()
+                        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                        ))
+                        .build_https(),
+                )
+                .build(),
+        );
+        let assumed = sts
+            .assume_role_with_web_identity()
+            .role_arn(&role_arn)
+            .role_session_name("orders")
+            .web_identity_token(&token)
+            .send()
+            .await
+            .unwrap();
+        let user = assumed.assumed_role_user().unwrap();
+        assert!(
+            user.arn()
+                .starts_with("arn:aws:sts::123456789012:assumed-role/orders-db-connect/"),
+            "{}",
+            user.arn()
+        );
+        let issued = assumed.credentials().unwrap();
+        assert!(!issued.access_key_id().is_empty() && !issued.session_token().is_empty());
+        let endpoint = db.data["status"]["atProvider"]["endpoint"].clone();
+        let generator = aws_sdk_rds::auth_token::AuthTokenGenerator::new(
+            aws_sdk_rds::auth_token::Config::builder()
+                .hostname(endpoint["address"].as_str().unwrap())
+                .port(endpoint["port"].as_u64().unwrap())
+                .username("app")
+                .region(aws_sdk_rds::config::Region::new("us-east-1"))
+                .credentials(aws_sdk_rds::config::Credentials::new(
+                    issued.access_key_id(),
+                    issued.secret_access_key(),
+                    Some(issued.session_token().to_owned()),
+                    None,
+                    "web-identity",
+                ))
+                .build()
+                .unwrap(),
+        );
+        let auth_token = generator
+            .auth_token(
+                &aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_sdk_rds::config::Region::new("us-east-1"))
+                    .no_credentials()
+                    .http_client(
+                        aws_smithy_http_client::Builder::new()
+                            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                            ))
+                            .build_https(),
+                    )
+                    .load()
+                    .await,
+            )
+            .await
+            .unwrap()
+            .to_string();
+        for part in [
+            "Action=connect",
+            "DBUser=app",
+            &format!("X-Amz-Credential={}", issued.access_key_id()),
+            "X-Amz-Security-Token=",
+        ] {
+            assert!(auth_token.contains(part), "{part} in {auth_token}");
+        }
+
+        // Nothing in Kubernetes holds a password.
+        let all: Api<Secret> = Api::all(client.clone());
+        for secret in all.list(&Default::default()).await.unwrap() {
+            assert!(
+                !secret.data.unwrap_or_default().contains_key("password"),
+                "Secret {} holds a password",
+                secret.metadata.name.unwrap_or_default()
+            );
+        }
+
+        let _ = stop.send(());
+        runtime.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runtime_creates_publishes_idles_refuses_duplicates_and_deletes_against_moto() {
         let moto = Emulator::moto();
