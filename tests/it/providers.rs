@@ -18,7 +18,7 @@ use strata_core::provider::{
     Step, next_step,
 };
 use strata_provider_aws::{AwsIamRoleProvider, AwsRdsProvider};
-use strata_provider_gcp::GcsBucketProvider;
+use strata_provider_gcp::{GcsBucketIamMemberProvider, GcsBucketProvider};
 
 #[path = "../../engine/managed/tests/support/cloud_proxy.rs"]
 mod cloud_proxy;
@@ -1093,6 +1093,337 @@ async fn gcs_bucket_labels_drift_is_corrected_against_gcp_storage_emulator() {
     assert!(
         present(buckets.observe(&bucket).await.unwrap()).up_to_date,
         "update set the labels"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bucket IAM members: gcp-storage-emulator and an etag-checking policy fake
+// ---------------------------------------------------------------------------------------------
+
+const VIEWER: &str = "roles/storage.objectViewer";
+
+fn orders_principal() -> &'static str {
+    "principal://iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/cluster/subject/system:serviceaccount:shop:orders"
+}
+
+fn member_spec(bucket: &str, role: &str, member: &str) -> Value {
+    json!({"bucket": bucket, "role": role, "member": member})
+}
+
+/// The bucket's IAM policy as the emulator serves it.
+fn iam_policy(endpoint: &str, bucket: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{endpoint}/storage/v1/b/{bucket}/iam")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET the policy of {bucket}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn members_of(policy: &Value, role: &str) -> Vec<String> {
+    let mut members: Vec<String> = policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|binding| binding["role"] == role)
+        .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|member| member.as_str().map(str::to_owned))
+        .collect();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+async fn gcs_bucket_iam_members_are_granted_moved_and_revoked_one_member_at_a_time_against_gcp_storage_emulator()
+ {
+    let gcs = Emulator::gcp_storage_emulator();
+    let config = gcs_config(&gcs.url);
+    let buckets = GcsBucketProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    buckets
+        .create(&managed("data", "strata-data", bucket_spec("US"), None))
+        .await
+        .unwrap();
+    let members = GcsBucketIamMemberProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+
+    let workload = managed(
+        "orders-reader",
+        "orders-reader",
+        json!({"bucket": "strata-data", "role": VIEWER, "kubernetesServiceAccount": {
+            "projectNumber": "123456", "pool": "cluster", "namespace": "shop", "serviceAccount": "orders"}}),
+        None,
+    );
+    GcsBucketIamMemberProvider.validate(&workload).unwrap();
+    let mut auditor = managed(
+        "auditor",
+        "auditor",
+        member_spec("strata-data", VIEWER, "user:auditor@example.com"),
+        None,
+    );
+    assert_eq!(
+        members.observe(&workload).await.unwrap(),
+        Observation::Absent
+    );
+    members.create(&workload).await.unwrap();
+    members.create(&auditor).await.unwrap();
+    members
+        .create(&workload)
+        .await
+        .expect("granting twice is idempotent");
+    let observed = present(members.observe(&workload).await.unwrap());
+    assert!(observed.ready && observed.up_to_date, "{observed:?}");
+    assert_eq!(observed.at_provider["member"], orders_principal());
+    assert!(
+        observed.connection_details.is_empty(),
+        "a grant has no secret to publish"
+    );
+    assert_eq!(
+        members_of(&iam_policy(&gcs.url, "strata-data"), VIEWER),
+        vec![
+            orders_principal().to_owned(),
+            "user:auditor@example.com".to_owned()
+        ],
+        "both members share the role's binding"
+    );
+
+    // A changed role moves the grant in one write: the old binding is found through
+    // status.atProvider and removed.
+    auditor.at_provider = present(members.observe(&auditor).await.unwrap()).at_provider;
+    auditor.for_provider["role"] = json!("roles/storage.objectAdmin");
+    let moved = members.observe(&auditor).await.unwrap();
+    let stale = present(moved.clone());
+    assert!(!stale.up_to_date && !stale.ready, "{stale:?}");
+    assert_eq!(
+        stale.at_provider["role"], VIEWER,
+        "the old grant stays recorded"
+    );
+    assert_eq!(
+        decide(
+            &moved,
+            &ManagementPolicies::all(),
+            false,
+            DeletionPolicy::Delete
+        ),
+        Step::Update
+    );
+    update(members.as_ref(), &auditor).await.unwrap();
+    let now = present(members.observe(&auditor).await.unwrap());
+    assert!(now.up_to_date && now.ready);
+    auditor.at_provider = now.at_provider;
+    let policy = iam_policy(&gcs.url, "strata-data");
+    assert_eq!(
+        members_of(&policy, VIEWER),
+        vec![orders_principal().to_owned()]
+    );
+    assert_eq!(
+        members_of(&policy, "roles/storage.objectAdmin"),
+        vec!["user:auditor@example.com".to_owned()]
+    );
+
+    // Delete removes only this object's member.
+    members.delete(&workload).await.unwrap();
+    assert_eq!(
+        members.observe(&workload).await.unwrap(),
+        Observation::Absent
+    );
+    assert!(matches!(
+        members.observe(&auditor).await.unwrap(),
+        Observation::Present(_)
+    ));
+    members
+        .delete(&workload)
+        .await
+        .expect("revoking a missing member is success");
+
+    // A member of a bucket that does not exist yet waits for it.
+    let early = managed(
+        "early",
+        "early",
+        member_spec("strata-later", VIEWER, "user:a@example.com"),
+        None,
+    );
+    assert_eq!(members.observe(&early).await.unwrap(), Observation::Absent);
+    let error = members.create(&early).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::NotReadyYet, "{error}");
+    members
+        .delete(&early)
+        .await
+        .expect("revoking on a missing bucket is success");
+}
+
+/// A bucket IAM policy endpoint that checks etags as Cloud Storage does (the emulators accept
+/// any etag): a write carrying a stale etag gets 412. The first `hold` reads wait for each other,
+/// so that many writers read the same etag and all but one must retry.
+mod etag_fake {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    use serde_json::{Value, json};
+
+    pub struct Fake {
+        pub url: String,
+        pub state: Arc<Shared>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    pub struct Shared {
+        pub policy: Mutex<(u64, Value)>,
+        pub refused: Mutex<usize>,
+        reads: Mutex<usize>,
+        hold: usize,
+        barrier: tokio::sync::Barrier,
+    }
+
+    fn with_etag(version: u64, policy: &Value) -> Value {
+        let mut policy = policy.clone();
+        policy["etag"] = json!(format!("etag-{version}"));
+        policy["kind"] = json!("storage#policy");
+        policy
+    }
+
+    async fn read(State(state): State<Arc<Shared>>) -> impl axum::response::IntoResponse {
+        let held = {
+            let mut reads = state.reads.lock().unwrap();
+            *reads += 1;
+            *reads <= state.hold
+        };
+        if held {
+            state.barrier.wait().await;
+        }
+        let (version, policy) = state.policy.lock().unwrap().clone();
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            with_etag(version, &policy).to_string(),
+        )
+    }
+
+    async fn write(
+        State(state): State<Arc<Shared>>,
+        body: Bytes,
+    ) -> impl axum::response::IntoResponse {
+        let written: Value = serde_json::from_slice(&body).unwrap();
+        let mut current = state.policy.lock().unwrap();
+        if written["etag"] != json!(format!("etag-{}", current.0)) {
+            *state.refused.lock().unwrap() += 1;
+            return (
+                StatusCode::PRECONDITION_FAILED,
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({"error": {"code": 412, "message": "etag mismatch"}}).to_string(),
+            );
+        }
+        current.0 += 1;
+        current.1 = json!({"version": written["version"], "bindings": written["bindings"]});
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            with_etag(current.0, &current.1).to_string(),
+        )
+    }
+
+    pub async fn start(hold: usize) -> Fake {
+        let state = Arc::new(Shared {
+            policy: Mutex::new((
+                1,
+                json!({"version": 1, "bindings": [
+                {"role": "roles/storage.admin", "members": ["group:ops@example.com"]}]}),
+            )),
+            refused: Mutex::new(0),
+            reads: Mutex::new(0),
+            hold,
+            barrier: tokio::sync::Barrier::new(hold.max(1)),
+        });
+        let app = Router::new()
+            .route("/storage/v1/b/{bucket}/iam", get(read).put(write))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Fake { url, state, task }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_bucket_iam_members_never_drop_each_other_when_writes_race() {
+    let fake = etag_fake::start(3).await;
+    let members = GcsBucketIamMemberProvider
+        .connect(&gcs_config(&fake.url), Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    let grants: Vec<Managed> = ["a", "b", "c"]
+        .iter()
+        .map(|who| {
+            managed(
+                who,
+                who,
+                member_spec("shared", VIEWER, &format!("user:{who}@example.com")),
+                None,
+            )
+        })
+        .collect();
+    // Three writers read the same etag; two are refused and read again.
+    let (a, b, c) = tokio::join!(
+        members.create(&grants[0]),
+        members.create(&grants[1]),
+        members.create(&grants[2])
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    assert!(
+        *fake.state.refused.lock().unwrap() >= 2,
+        "the race happened: writes with a stale etag were refused"
+    );
+    let policy = fake.state.policy.lock().unwrap().1.clone();
+    assert_eq!(
+        members_of(&policy, VIEWER),
+        vec![
+            "user:a@example.com",
+            "user:b@example.com",
+            "user:c@example.com"
+        ],
+        "no member dropped another"
+    );
+    assert_eq!(
+        members_of(&policy, "roles/storage.admin"),
+        vec!["group:ops@example.com"],
+        "the binding Strata does not manage is kept"
+    );
+
+    // Revoking one while granting another: both land.
+    let d = managed(
+        "d",
+        "d",
+        member_spec("shared", VIEWER, "user:d@example.com"),
+        None,
+    );
+    let (revoked, granted) = tokio::join!(members.delete(&grants[0]), members.create(&d));
+    revoked.unwrap();
+    granted.unwrap();
+    let policy = fake.state.policy.lock().unwrap().1.clone();
+    assert_eq!(
+        members_of(&policy, VIEWER),
+        vec![
+            "user:b@example.com",
+            "user:c@example.com",
+            "user:d@example.com"
+        ]
     );
 }
 

@@ -17,6 +17,7 @@ pub fn providers() -> Vec<Arc<dyn Provider>> {
         Arc::new(strata_provider_aws::AwsRdsProvider),
         Arc::new(strata_provider_aws::AwsIamRoleProvider),
         Arc::new(strata_provider_gcp::GcsBucketProvider),
+        Arc::new(strata_provider_gcp::GcsBucketIamMemberProvider),
     ]
 }
 
