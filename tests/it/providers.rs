@@ -2190,7 +2190,9 @@ mod runtime {
         ));
         let providers: Vec<Arc<dyn Provider>> = vec![
             Arc::new(AwsRdsProvider),
+            Arc::new(strata_provider_aws::AwsIamRoleProvider),
             Arc::new(strata_provider_gcp::GcsBucketProvider),
+            Arc::new(strata_provider_gcp::GcsBucketIamMemberProvider),
         ];
         let settings = strata_managed::Settings {
             poll_interval: Duration::from_secs(2),
@@ -2210,7 +2212,9 @@ mod runtime {
             || async {
                 let crds = kubectl(&kubeconfig, &["get", "crds", "-o", "name"]);
                 (crds.contains("dbinstances.rds.aws.strata.dev")
+                    && crds.contains("roles.iam.aws.strata.dev")
                     && crds.contains("buckets.storage.gcp.strata.dev")
+                    && crds.contains("bucketiammembers.storage.gcp.strata.dev")
                     && crds.contains("compositions.apiextensions.strata.dev"))
                 .then_some(())
             },
@@ -2261,6 +2265,8 @@ mod runtime {
                 "-f",
                 "examples/claims/postgres.yaml",
                 "-f",
+                "examples/claims/postgres-secretless.yaml",
+                "-f",
                 "examples/claims/objectstores.yaml",
                 "-f",
                 "examples/claims/app-environment.yaml",
@@ -2309,6 +2315,53 @@ mod runtime {
                 connection.contains_key(key),
                 "the claim's connection secret carries {key}: {:?}",
                 connection.keys()
+            );
+        }
+        // The secretless claim: endpoint, port, user, region and the role to assume; no password.
+        kubectl(
+            &kubeconfig,
+            &[
+                "-n",
+                "payments",
+                "wait",
+                "--for=condition=Ready",
+                "postgresqlinstance/payments-db",
+                "--timeout=120s",
+            ],
+        );
+        let payments: Api<Secret> = Api::namespaced(client.clone(), "payments");
+        let identity = payments
+            .get("payments-db-connection")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default();
+        let mut keys: Vec<&String> = identity.keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["endpoint", "port", "region", "roleArn", "username"],
+            "the secretless claim's connection secret"
+        );
+        assert!(
+            String::from_utf8_lossy(&identity["roleArn"].0).starts_with("arn:aws:iam::"),
+            "{:?}",
+            identity["roleArn"]
+        );
+        // Every uploads member names the ServiceAccount on the bucket's policy.
+        let policies: Vec<Value> = bucket_names(&gcs.url)
+            .await
+            .iter()
+            .filter(|name| name.starts_with("uploads") || name.starts_with("backups"))
+            .map(|name| super::iam_policy(&gcs.url, name))
+            .collect();
+        assert_eq!(policies.len(), 2, "both ObjectStores have a policy");
+        for policy in &policies {
+            assert!(
+                policy.to_string().contains(
+                    "workloadIdentityPools/strata/subject/system:serviceaccount:media:uploader"
+                ),
+                "{policy}"
             );
         }
         // The password was generated into the composed password Secret the database waited for.
@@ -2369,7 +2422,7 @@ mod runtime {
                 .unwrap()
                 .db_instances()
                 .len(),
-            2
+            3
         );
         // Every bucket converged: the emulator stored what the first PATCH set.
         let buckets: Api<DynamicObject> = Api::all_with(
@@ -2427,6 +2480,8 @@ mod runtime {
                 "delete",
                 "-f",
                 "examples/claims/postgres.yaml",
+                "-f",
+                "examples/claims/postgres-secretless.yaml",
                 "-f",
                 "examples/claims/objectstores.yaml",
                 "-f",
