@@ -403,6 +403,52 @@ async fn rds_instance_is_adopted_by_external_name_imported_read_only_and_orphane
     ));
 }
 
+/// An endpoint that accepts connections and never answers; the connections are held open.
+async fn stalled_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn aws_calls_to_a_stalled_endpoint_fail_within_the_call_timeout_as_retryable() {
+    let endpoint = stalled_endpoint().await;
+    let secrets = Arc::new(MemorySecrets::default());
+    let mut config = aws_secret_config(&endpoint, &secrets);
+    config["spec"]["callTimeoutSeconds"] = json!(2);
+    let rds = AwsRdsProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let iam = AwsIamRoleProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let db = managed("stalled-db", "stalled-db", postgres("db.t3.micro"), None);
+    let role = managed("stalled-role", "stalled-role", workload_role(), None);
+    for (external, object) in [(&rds, &db), (&iam, &role)] {
+        let started = std::time::Instant::now();
+        let error = external.observe(object).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(6),
+            "{}: the call gave up after {took:?}",
+            object.name
+        );
+        assert_eq!(error.class, ErrorClass::Transient, "{error}");
+        assert!(
+            error.message.contains(&endpoint) && error.message.contains("timeout"),
+            "the reason names the endpoint and the timeout: {error}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn rds_instance_with_iam_authentication_and_an_rds_managed_password_keeps_no_password_in_kubernetes()
  {

@@ -149,9 +149,14 @@ pub struct Endpoint {
 #[serde(rename_all = "camelCase")]
 pub struct ProviderConfigSpec {
     pub credentials: Credentials,
-    /// Overrides every AWS endpoint (RDS and STS), e.g. an emulator's URL.
+    /// Overrides every AWS endpoint (RDS, IAM and STS), e.g. an emulator's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointOverride>,
+    /// The longest one cloud call may take, retries included (30 by default): an endpoint that
+    /// accepts connections and never answers fails the call (Synced=False) instead of holding
+    /// the resource without a condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_seconds: Option<u32>,
 }
 
 /// Where credentials come from.
