@@ -17,7 +17,7 @@ use strata_core::provider::{
     ManagementPolicies, Observation, Present, Provider, ProviderError, SecretReference, Secrets,
     Step, next_step,
 };
-use strata_provider_aws::{AwsIamRoleProvider, AwsRdsProvider};
+use strata_provider_aws::{AwsIamOidcProvider, AwsIamRoleProvider, AwsRdsProvider};
 use strata_provider_gcp::{GcsBucketIamMemberProvider, GcsBucketProvider};
 
 #[path = "../../engine/managed/tests/support/cloud_proxy.rs"]
@@ -726,6 +726,75 @@ async fn iam_role_trusting_a_service_account_is_created_drift_corrected_and_dele
     iam.delete(&role)
         .await
         .expect("deleting a missing role is success");
+}
+
+#[tokio::test]
+async fn iam_oidc_provider_for_a_cluster_issuer_is_created_found_by_url_corrected_and_deleted_against_moto()
+ {
+    let moto = Emulator::moto();
+    let secrets = Arc::new(MemorySecrets::default());
+    let config = aws_secret_config(&moto.url, &secrets);
+    let providers = AwsIamOidcProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let mut issuer = managed(
+        "cluster",
+        "cluster",
+        json!({"url": "https://oidc.strata.example/cluster-a",
+            "thumbprintList": ["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"],
+            "tags": {"cluster": "a"}}),
+        None,
+    );
+    AwsIamOidcProvider.validate(&issuer).unwrap();
+    assert_eq!(
+        providers.observe(&issuer).await.unwrap(),
+        Observation::Absent
+    );
+    let created = providers.create(&issuer).await.unwrap();
+    assert!(created.record.is_some());
+    providers
+        .create(&issuer)
+        .await
+        .expect("creating the same URL again is idempotent");
+    let observed = present(providers.observe(&issuer).await.unwrap());
+    assert!(observed.up_to_date && observed.ready, "{observed:?}");
+    let arn = observed.at_provider["arn"].as_str().unwrap().to_owned();
+    assert_eq!(
+        arn,
+        "arn:aws:iam::123456789012:oidc-provider/oidc.strata.example/cluster-a"
+    );
+    assert_eq!(observed.connection_details["oidcProviderArn"], arn);
+
+    // A thumbprint changed and a tag removed behind Strata's back are corrected; the recorded
+    // ARN is used. (moto answers audience edits with a 500, so those are covered by unit tests.)
+    issuer.at_provider = observed.at_provider;
+    let raw = raw_iam(&moto.url).await;
+    raw.update_open_id_connect_provider_thumbprint()
+        .open_id_connect_provider_arn(&arn)
+        .thumbprint_list("0000000000000000000000000000000000000000")
+        .send()
+        .await
+        .unwrap();
+    raw.untag_open_id_connect_provider()
+        .open_id_connect_provider_arn(&arn)
+        .tag_keys("cluster")
+        .send()
+        .await
+        .unwrap();
+    assert!(!present(providers.observe(&issuer).await.unwrap()).up_to_date);
+    update(providers.as_ref(), &issuer).await.unwrap();
+    assert!(present(providers.observe(&issuer).await.unwrap()).up_to_date);
+
+    providers.delete(&issuer).await.unwrap();
+    assert_eq!(
+        providers.observe(&issuer).await.unwrap(),
+        Observation::Absent
+    );
+    providers
+        .delete(&issuer)
+        .await
+        .expect("deleting a missing provider is success");
 }
 
 #[tokio::test]

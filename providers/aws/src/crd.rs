@@ -297,3 +297,62 @@ pub struct RoleObservation {
     pub arn: String,
     pub role_id: String,
 }
+
+/// An IAM OIDC identity provider: lets tokens of one issuer (a cluster's service-account
+/// issuer) be exchanged for role credentials. Identified by its URL (one per URL and account).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "iam.aws.strata.dev",
+    version = "v1alpha1",
+    kind = "OpenIDConnectProvider",
+    doc = "An AWS IAM OpenID Connect identity provider managed by Strata.",
+    status = "OpenIDConnectProviderStatus",
+    category = "managed",
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
+    printcolumn = r#"{"name":"SYNCED","type":"string","jsonPath":".status.conditions[?(@.type=='Synced')].status"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.forProvider.url"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIDConnectProviderSpec {
+    pub for_provider: OpenIDConnectProviderParameters,
+    #[serde(flatten)]
+    pub resource: ResourceSpec,
+}
+
+/// The desired state of an IAM OIDC provider.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIDConnectProviderParameters {
+    /// The issuer URL, `https://…` (immutable).
+    pub url: String,
+    /// The audiences accepted; `[sts.amazonaws.com]` by default. Exactly these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "clientIDList")]
+    pub client_id_list: Option<Vec<String>>,
+    /// SHA-1 fingerprints (40 hex digits) of the issuer's TLS certificate chain. When set,
+    /// exactly these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint_list: Option<Vec<String>>,
+    /// When set, the provider carries exactly these tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// Observed state of an OpenIDConnectProvider.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIDConnectProviderStatus {
+    #[serde(flatten)]
+    pub resource: ResourceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_provider: Option<OpenIDConnectProviderObservation>,
+}
+
+/// What IAM reports about the provider.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIDConnectProviderObservation {
+    /// What `trustServiceAccount.oidcProviderArn` of a Role names.
+    pub arn: String,
+}

@@ -1,5 +1,5 @@
 //! Strata's AWS provider: `rds.aws.strata.dev/v1alpha1 DBInstance` and
-//! `iam.aws.strata.dev/v1alpha1 Role` managed resources and the `aws.strata.dev/v1alpha1
+//! `iam.aws.strata.dev/v1alpha1 Role` and `OpenIDConnectProvider` managed resources and the `aws.strata.dev/v1alpha1
 //! ProviderConfig` that says how to authenticate.
 //!
 //! [`AwsRdsProvider`] and [`AwsIamRoleProvider`] implement the core's [`Provider`] trait:
@@ -11,6 +11,7 @@ pub mod convert;
 pub mod crd;
 pub mod credentials;
 pub mod iam;
+pub mod oidc;
 pub mod rds;
 pub mod role;
 
@@ -25,11 +26,16 @@ use strata_core::provider::{
     ResourceKind, Secrets,
 };
 
-use crate::crd::{DBInstance, ProviderConfig, ProviderConfigSpec, Role};
+use crate::crd::{DBInstance, OpenIDConnectProvider, ProviderConfig, ProviderConfigSpec, Role};
 
 /// The CRDs this provider serves, for `strata crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![DBInstance::crd(), Role::crd(), ProviderConfig::crd()]
+    vec![
+        DBInstance::crd(),
+        Role::crd(),
+        OpenIDConnectProvider::crd(),
+        ProviderConfig::crd(),
+    ]
 }
 
 /// The ProviderConfig kind every AWS managed kind connects with.
@@ -161,6 +167,57 @@ impl Provider for AwsIamRoleProvider {
             let (name, spec) = read_provider_config(provider_config)?;
             let sdk = credentials::sdk_config(&name, &spec, secrets.as_ref()).await?;
             Ok(Arc::new(iam::IamExternal::new(name, &sdk)) as Arc<dyn External>)
+        })
+    }
+}
+
+/// The IAM OpenIDConnectProvider provider.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AwsIamOidcProvider;
+
+impl Provider for AwsIamOidcProvider {
+    fn managed_kind(&self) -> ResourceKind {
+        ResourceKind {
+            group: "iam.aws.strata.dev",
+            version: "v1alpha1",
+            kind: "OpenIDConnectProvider",
+            plural: "openidconnectproviders",
+        }
+    }
+
+    fn provider_config_kind(&self) -> ResourceKind {
+        aws_provider_config_kind()
+    }
+
+    fn crds(&self) -> Vec<CustomResourceDefinition> {
+        vec![OpenIDConnectProvider::crd(), ProviderConfig::crd()]
+    }
+
+    /// The same modest IAM budget as roles.
+    fn rate_limit(&self) -> RateLimit {
+        AwsIamRoleProvider.rate_limit()
+    }
+
+    fn validate(&self, managed: &Managed) -> Result<(), ProviderError> {
+        let params = oidc::parameters(managed)?;
+        oidc::validate(&params).map_err(|invalid| {
+            ProviderError::terminal(
+                "validate OpenIDConnectProvider",
+                managed.name.as_str(),
+                invalid.to_string(),
+            )
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        provider_config: &'a Value,
+        secrets: Arc<dyn Secrets>,
+    ) -> BoxFuture<'a, Result<Arc<dyn External>, ProviderError>> {
+        Box::pin(async move {
+            let (name, spec) = read_provider_config(provider_config)?;
+            let sdk = credentials::sdk_config(&name, &spec, secrets.as_ref()).await?;
+            Ok(Arc::new(oidc::OidcExternal::new(name, &sdk)) as Arc<dyn External>)
         })
     }
 }
