@@ -2149,6 +2149,16 @@ mod runtime {
                 "the connection secret carries {key}"
             );
         }
+        let owners = secrets
+            .get("orders-db-conn")
+            .await
+            .unwrap()
+            .metadata
+            .owner_references
+            .unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(owners[0].kind, "DBInstance");
+        assert_eq!(owners[0].uid, ready.metadata.uid.clone().unwrap());
 
         // Idle: several drift polls later, nothing was written.
         let settled = dbs.get("orders-db").await.unwrap();
@@ -2227,6 +2237,20 @@ mod runtime {
             0,
             "the cloud instance is gone"
         );
+        // The connection Secret was owned by the DBInstance and goes with it.
+        eventually(
+            "orders-db's connection Secret to be deleted with it",
+            Duration::from_secs(30),
+            || async {
+                secrets
+                    .get_opt("orders-db-conn")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
 
         let _ = stop.send(());
         runtime.await.unwrap().unwrap();
@@ -2621,6 +2645,30 @@ mod runtime {
             },
         )
         .await;
+        // Every managed resource's connection Secret went with it: what is left in strata-system
+        // is the credentials Secret and whatever the composites wrote themselves.
+        let managed_secrets = eventually(
+            "the managed resources' connection Secrets to be deleted",
+            Duration::from_secs(60),
+            || async {
+                let left: Vec<String> = system
+                    .list(&Default::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .map(|secret| secret.name_any())
+                    .filter(|name| {
+                        ["-postgres", "-role", "-bucket", "-database", "-assets"]
+                            .iter()
+                            .any(|suffix| name.ends_with(suffix))
+                    })
+                    .collect();
+                left.is_empty().then_some(left)
+            },
+        )
+        .await;
+        assert!(managed_secrets.is_empty());
         let db_deleted = first(&rds, "DeleteDBInstance", &db_id).expect("deleted");
         let bucket_deleted = first(&storage, "buckets.delete", &bucket_id).expect("deleted");
         assert!(
