@@ -450,6 +450,53 @@ async fn aws_calls_to_a_stalled_endpoint_fail_within_the_call_timeout_as_retryab
 }
 
 #[tokio::test]
+async fn gcs_calls_to_a_stalled_endpoint_fail_within_the_call_timeout_as_retryable() {
+    let endpoint = stalled_endpoint().await;
+    let mut config = gcs_config(&endpoint);
+    config["spec"]["callTimeoutSeconds"] = json!(2);
+    let buckets = GcsBucketProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    let members = GcsBucketIamMemberProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    let bucket = managed("stalled", "strata-stalled", bucket_spec("US"), None);
+    let member = managed(
+        "stalled-member",
+        "stalled-member",
+        member_spec("strata-stalled", VIEWER, "user:a@example.com"),
+        None,
+    );
+    let started = std::time::Instant::now();
+    let calls = [
+        (
+            "read a bucket (JSON API)",
+            buckets.observe(&bucket).await.err(),
+        ),
+        (
+            "insert a bucket (gcloud-storage)",
+            buckets.create(&bucket).await.err(),
+        ),
+        (
+            "delete a bucket (gcloud-storage)",
+            buckets.delete(&bucket).await.err(),
+        ),
+        ("read a bucket policy", members.observe(&member).await.err()),
+    ];
+    let took = started.elapsed();
+    for (call, error) in calls {
+        let error = error.unwrap_or_else(|| panic!("{call}: a stalled endpoint cannot succeed"));
+        assert_eq!(error.class, ErrorClass::Transient, "{call}: {error}");
+    }
+    assert!(
+        took < std::time::Duration::from_secs(14),
+        "four calls gave up within their timeouts, not after {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn rds_instance_with_iam_authentication_and_an_rds_managed_password_keeps_no_password_in_kubernetes()
  {
     let moto = Emulator::moto();

@@ -131,6 +131,10 @@ pub struct ProviderConfigSpec {
     /// Overrides the Cloud Storage endpoint (scheme, host and port), e.g. an emulator's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The longest one Cloud Storage call may take (30 by default): an endpoint that accepts
+    /// connections and never answers fails the call (Synced=False) instead of holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_seconds: Option<u32>,
 }
 
 /// Where credentials come from.

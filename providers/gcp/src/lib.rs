@@ -33,8 +33,10 @@ use crate::crd::{Bucket, BucketIAMMember, CredentialsSource, ProviderConfig, Pro
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// Google's token exchange endpoint for workload identity federation.
 const STS_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
-/// How long one Cloud Storage call may take.
+/// How long one Cloud Storage call may take unless the ProviderConfig says otherwise.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to the endpoint may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The CRDs this provider serves, for `strata crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -77,7 +79,7 @@ async fn connect_config(
             .map_err(|error| {
                 ProviderError::terminal("read ProviderConfig spec", &name, error.to_string())
             })?;
-    let config = client_config(&name, &spec, secrets).await?;
+    let mut config = client_config(&name, &spec, secrets).await?;
     let endpoint = config.storage_endpoint.clone();
     let target = format!("ProviderConfig {name}");
     let url = reqwest::Url::parse(&endpoint).map_err(|error| {
@@ -87,8 +89,13 @@ async fn connect_config(
             format!("`{endpoint}` is not a URL: {error}"),
         )
     })?;
+    let call_timeout = spec
+        .call_timeout_seconds
+        .map(|seconds| Duration::from_secs(u64::from(seconds.max(1))))
+        .unwrap_or(HTTP_TIMEOUT);
     let http = reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
+        .timeout(call_timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(call_timeout))
         .build()
         .map_err(|error| {
             ProviderError::new(
@@ -103,6 +110,8 @@ async fn connect_config(
         .token_source_provider
         .as_ref()
         .map(|provider| provider.token_source());
+    // The SDK's insert and delete use the same bounded client; its default has no timeout.
+    config.http = Some(reqwest_middleware::ClientWithMiddleware::from(http.clone()));
     let api = storage::JsonApi::new(http, url, token_source);
     Ok(Connection {
         name,
