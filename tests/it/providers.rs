@@ -2882,6 +2882,108 @@ mod runtime {
         }
     }
 
+    /// A TCP proxy to `upstream` that, while `stalled` is set, accepts connections and never
+    /// answers (holding them open); otherwise it forwards.
+    async fn stallable_proxy(upstream: &str) -> (String, Arc<std::sync::atomic::AtomicBool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if flag.load(Ordering::SeqCst) {
+                    held.push(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        (url, stalled)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_endpoint_gives_synced_false_within_the_call_timeout_and_delete_completes_once_it_recovers()
+     {
+        let moto = Emulator::moto();
+        let (proxy, stalled) = stallable_proxy(&moto.url).await;
+        let aws = AwsPlane::start("stalled", &moto.url).await;
+        let config = json!({
+            "apiVersion": "aws.strata.dev/v1alpha1",
+            "kind": "ProviderConfig",
+            "metadata": {"name": "stalls"},
+            "spec": {
+                "credentials": {"source": "Secret", "secretRef": {"namespace": "strata-system", "name": "aws-credentials"}},
+                "endpoint": {"url": proxy},
+                "callTimeoutSeconds": 2,
+            },
+        });
+        aws.configs
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(config).unwrap(),
+            )
+            .await
+            .unwrap();
+        let (stop, runtime) = aws.run(Duration::from_secs(1));
+        aws.dbs
+            .create(
+                &PostParams::default(),
+                &db_with("stall-db", json!({"providerConfigRef": {"name": "stalls"}})),
+            )
+            .await
+            .unwrap();
+        aws.wait_ready("stall-db").await;
+
+        // The endpoint stalls: deleting the object cannot reach the cloud, and says so in time.
+        stalled.store(true, Ordering::SeqCst);
+        let asked = Instant::now();
+        aws.dbs
+            .delete("stall-db", &DeleteParams::default())
+            .await
+            .unwrap();
+        let message = aws.sync_error("stall-db").await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "Synced=False came after {:?}",
+            asked.elapsed()
+        );
+        assert!(
+            message.contains("timeout") && message.contains(&proxy),
+            "the reason names the timeout and the endpoint: {message}"
+        );
+        assert!(
+            aws.dbs.get_opt("stall-db").await.unwrap().is_some(),
+            "the object waits for the cloud"
+        );
+
+        // The endpoint recovers: the delete completes.
+        stalled.store(false, Ordering::SeqCst);
+        eventually(
+            "stall-db to be deleted",
+            Duration::from_secs(60),
+            || async {
+                aws.dbs
+                    .get_opt("stall-db")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+        assert_eq!(instances_named(&moto.url, "stall-db").await, 0);
+
+        let _ = stop.send(());
+        runtime.await.unwrap().unwrap();
+    }
+
     /// A DBInstance with a patch applied to `spec`.
     fn db_with(name: &str, spec_patch: Value) -> DynamicObject {
         let mut object = serde_json::to_value(db(name, json!({}))).unwrap();
