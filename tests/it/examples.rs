@@ -196,7 +196,8 @@ fn both_objectstore_tiers_render_a_bucket_of_their_storage_class() {
 }
 
 #[test]
-fn the_multi_cloud_environment_releases_its_database_once_the_bucket_is_observed_ready() {
+fn the_multi_cloud_environment_releases_its_database_and_bucket_grant_once_the_bucket_is_observed_ready()
+ {
     let (_, before) = render(
         "examples/composites/app-environment.yaml",
         "compositions/app-environment/aws-gcp.yaml",
@@ -210,6 +211,11 @@ fn the_multi_cloud_environment_releases_its_database_once_the_bucket_is_observed
     );
     assert_eq!(
         after,
-        pairs(&[("Bucket", "assets"), ("DBInstance", "database")])
+        pairs(&[
+            ("Bucket", "assets"),
+            ("DBInstance", "database"),
+            ("BucketIAMMember", "assets-access"),
+        ]),
+        "the Role waits for the database's resource id"
     );
 }
