@@ -1771,7 +1771,7 @@ mod runtime {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_workload_token_from_kubectl_is_exchanged_for_the_role_the_runtime_made_and_signs_an_rds_auth_token()
      {
-        use strata_provider_aws::AwsIamRoleProvider;
+        use strata_provider_aws::{AwsIamOidcProvider, AwsIamRoleProvider};
 
         let moto = Emulator::moto();
         let plane = ControlPlane::start("secretless");
@@ -1835,8 +1835,7 @@ mod runtime {
             .await
             .unwrap();
 
-        // The workload's token: the issuer is the control plane's, registered with IAM as an
-        // OIDC provider the way a platform team registers its cluster once.
+        // The workload's token: its issuer is the control plane's.
         let token = kubectl_async(
             &plane.kubeconfig,
             &[
@@ -1856,30 +1855,16 @@ mod runtime {
         assert_eq!(claims["sub"], "system:serviceaccount:shop:orders");
         assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]));
         let issuer = claims["iss"].as_str().unwrap().to_owned();
-        let oidc_provider = super::raw_iam(&moto.url)
-            .await
-            .create_open_id_connect_provider()
-            .url(&issuer)
-            .client_id_list("sts.amazonaws.com")
-            .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-            .send()
-            .await
-            .unwrap()
-            .open_id_connect_provider_arn()
-            .unwrap()
-            .to_owned();
-        assert!(
-            oidc_provider.ends_with(issuer.trim_start_matches("https://")),
-            "{oidc_provider}"
-        );
-
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let settings = strata_managed::Settings {
             poll_interval: Duration::from_secs(1),
             ..Default::default()
         };
-        let providers: Vec<Arc<dyn Provider>> =
-            vec![Arc::new(AwsRdsProvider), Arc::new(AwsIamRoleProvider)];
+        let providers: Vec<Arc<dyn Provider>> = vec![
+            Arc::new(AwsRdsProvider),
+            Arc::new(AwsIamRoleProvider),
+            Arc::new(AwsIamOidcProvider),
+        ];
         let runtime = tokio::spawn(strata_managed::run(
             client.clone(),
             providers,
@@ -1888,6 +1873,62 @@ mod runtime {
                 let _ = stopped.await;
             },
         ));
+
+        // The platform team registers the cluster's issuer with IAM once, as a managed resource.
+        let oidc_providers: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsIamOidcProvider.managed_kind()),
+        );
+        eventually(
+            "the OIDC provider kind to be served",
+            Duration::from_secs(20),
+            || async {
+                oidc_providers
+                    .list(&Default::default())
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        let registration = json!({
+            "apiVersion": "iam.aws.strata.dev/v1alpha1",
+            "kind": "OpenIDConnectProvider",
+            "metadata": {"name": "cluster"},
+            "spec": {"forProvider": {
+                "url": issuer,
+                "thumbprintList": ["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"],
+            }},
+        });
+        oidc_providers
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(registration).unwrap(),
+            )
+            .await
+            .unwrap();
+        let oidc_provider = eventually(
+            "the cluster's OIDC provider to become Ready",
+            Duration::from_secs(60),
+            || async {
+                let object = oidc_providers.get("cluster").await.ok()?;
+                (condition(&object, "Ready")?["status"] == "True")
+                    .then(|| {
+                        object.data["status"]["atProvider"]["arn"]
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .flatten()
+            },
+        )
+        .await;
+        assert!(
+            oidc_provider.ends_with(&format!(
+                ":oidc-provider/{}",
+                issuer.trim_start_matches("https://")
+            )),
+            "{oidc_provider}"
+        );
 
         let database = json!({
             "apiVersion": "rds.aws.strata.dev/v1alpha1",
