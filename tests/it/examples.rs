@@ -76,6 +76,99 @@ fn the_postgres_composition_releases_the_database_only_after_its_password_secret
 }
 
 #[test]
+fn the_secretless_postgres_composition_grants_the_claims_service_account_connect_on_its_database_once_it_exists()
+ {
+    let (composite, before) = render(
+        "examples/composites/postgres-secretless.yaml",
+        "compositions/postgres/aws-iam.yaml",
+        None,
+    );
+    assert_eq!(before, pairs(&[("DBInstance", "database")]));
+    assert_eq!(
+        composite["status"]["conditions"][0]["message"],
+        "Unready resources: access, database"
+    );
+    let out = strata(
+        &[
+            "render",
+            "examples/composites/postgres-secretless.yaml",
+            "compositions/postgres/aws-iam.yaml",
+            "--observed-resources",
+            "examples/composites/postgres-secretless-observed.yaml",
+            "-o",
+            "json",
+        ],
+        &repo_root(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let documents = items(&String::from_utf8_lossy(&out.stdout));
+    let database = &documents[1]["spec"]["forProvider"];
+    assert_eq!(database["enableIAMDatabaseAuthentication"], true);
+    assert_eq!(database["manageMasterUserPassword"], true);
+    assert!(database.get("masterPasswordSecretRef").is_none());
+    let role = &documents[2];
+    assert_eq!(role["kind"], "Role");
+    let trust = &role["spec"]["forProvider"]["trustServiceAccount"];
+    assert_eq!(trust["namespace"], "payments");
+    assert_eq!(trust["serviceAccount"], "orders");
+    let policy: serde_json::Value = serde_json::from_str(
+        role["spec"]["forProvider"]["inlinePolicies"]["connect"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Resource"],
+        "arn:aws:rds-db:*:*:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXYZ/app"
+    );
+}
+
+#[test]
+fn both_objectstore_tiers_grant_the_claims_service_account_on_the_bucket_once_it_exists() {
+    for (composition, role) in [
+        (
+            "compositions/objectstore/gcs-standard.yaml",
+            "roles/storage.objectUser",
+        ),
+        (
+            "compositions/objectstore/gcs-archive.yaml",
+            "roles/storage.objectUser",
+        ),
+    ] {
+        let (_, released) = render(
+            "examples/composites/objectstore.yaml",
+            composition,
+            Some("examples/composites/objectstore-observed.yaml"),
+        );
+        assert_eq!(
+            released,
+            pairs(&[("Bucket", "bucket"), ("BucketIAMMember", "access")]),
+            "{composition}"
+        );
+        let out = strata(
+            &[
+                "render",
+                "examples/composites/objectstore.yaml",
+                composition,
+                "--observed-resources",
+                "examples/composites/objectstore-observed.yaml",
+                "-o",
+                "json",
+            ],
+            &repo_root(),
+        );
+        let member = &items(&String::from_utf8_lossy(&out.stdout))[2]["spec"]["forProvider"];
+        assert_eq!(member["bucket"], "uploads-q8v4d-bucket");
+        assert_eq!(member["role"], role);
+        assert_eq!(
+            member["kubernetesServiceAccount"]["serviceAccount"], "uploader",
+            "{composition}"
+        );
+        assert_eq!(member["kubernetesServiceAccount"]["namespace"], "media");
+    }
+}
+
+#[test]
 fn both_objectstore_tiers_render_a_bucket_of_their_storage_class() {
     for (composition, class) in [
         ("compositions/objectstore/gcs-standard.yaml", "STANDARD"),
@@ -103,7 +196,8 @@ fn both_objectstore_tiers_render_a_bucket_of_their_storage_class() {
 }
 
 #[test]
-fn the_multi_cloud_environment_releases_its_database_once_the_bucket_is_observed_ready() {
+fn the_multi_cloud_environment_releases_its_database_and_bucket_grant_once_the_bucket_is_observed_ready()
+ {
     let (_, before) = render(
         "examples/composites/app-environment.yaml",
         "compositions/app-environment/aws-gcp.yaml",
@@ -117,6 +211,11 @@ fn the_multi_cloud_environment_releases_its_database_once_the_bucket_is_observed
     );
     assert_eq!(
         after,
-        pairs(&[("Bucket", "assets"), ("DBInstance", "database")])
+        pairs(&[
+            ("Bucket", "assets"),
+            ("DBInstance", "database"),
+            ("BucketIAMMember", "assets-access"),
+        ]),
+        "the Role waits for the database's resource id"
     );
 }

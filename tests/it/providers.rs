@@ -17,8 +17,8 @@ use strata_core::provider::{
     ManagementPolicies, Observation, Present, Provider, ProviderError, SecretReference, Secrets,
     Step, next_step,
 };
-use strata_provider_aws::AwsRdsProvider;
-use strata_provider_gcp::GcsBucketProvider;
+use strata_provider_aws::{AwsIamOidcProvider, AwsIamRoleProvider, AwsRdsProvider};
+use strata_provider_gcp::{GcsBucketIamMemberProvider, GcsBucketProvider};
 
 #[path = "../../engine/managed/tests/support/cloud_proxy.rs"]
 mod cloud_proxy;
@@ -403,6 +403,527 @@ async fn rds_instance_is_adopted_by_external_name_imported_read_only_and_orphane
     ));
 }
 
+/// An endpoint that accepts connections and never answers; the connections are held open.
+async fn stalled_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn aws_calls_to_a_stalled_endpoint_fail_within_the_call_timeout_as_retryable() {
+    let endpoint = stalled_endpoint().await;
+    let secrets = Arc::new(MemorySecrets::default());
+    let mut config = aws_secret_config(&endpoint, &secrets);
+    config["spec"]["callTimeoutSeconds"] = json!(2);
+    let rds = AwsRdsProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let iam = AwsIamRoleProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let db = managed("stalled-db", "stalled-db", postgres("db.t3.micro"), None);
+    let role = managed("stalled-role", "stalled-role", workload_role(), None);
+    for (external, object) in [(&rds, &db), (&iam, &role)] {
+        let started = std::time::Instant::now();
+        let error = external.observe(object).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(6),
+            "{}: the call gave up after {took:?}",
+            object.name
+        );
+        assert_eq!(error.class, ErrorClass::Transient, "{error}");
+        assert!(
+            error.message.contains(&endpoint) && error.message.contains("timeout"),
+            "the reason names the endpoint and the timeout: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn gcs_calls_to_a_stalled_endpoint_fail_within_the_call_timeout_as_retryable() {
+    let endpoint = stalled_endpoint().await;
+    let mut config = gcs_config(&endpoint);
+    config["spec"]["callTimeoutSeconds"] = json!(2);
+    let buckets = GcsBucketProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    let members = GcsBucketIamMemberProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    let bucket = managed("stalled", "strata-stalled", bucket_spec("US"), None);
+    let member = managed(
+        "stalled-member",
+        "stalled-member",
+        member_spec("strata-stalled", VIEWER, "user:a@example.com"),
+        None,
+    );
+    let started = std::time::Instant::now();
+    let calls = [
+        (
+            "read a bucket (JSON API)",
+            buckets.observe(&bucket).await.err(),
+        ),
+        (
+            "insert a bucket (gcloud-storage)",
+            buckets.create(&bucket).await.err(),
+        ),
+        (
+            "delete a bucket (gcloud-storage)",
+            buckets.delete(&bucket).await.err(),
+        ),
+        ("read a bucket policy", members.observe(&member).await.err()),
+    ];
+    let took = started.elapsed();
+    for (call, error) in calls {
+        let error = error.unwrap_or_else(|| panic!("{call}: a stalled endpoint cannot succeed"));
+        assert_eq!(error.class, ErrorClass::Transient, "{call}: {error}");
+    }
+    assert!(
+        took < std::time::Duration::from_secs(14),
+        "four calls gave up within their timeouts, not after {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn rds_instance_with_iam_authentication_and_an_rds_managed_password_keeps_no_password_in_kubernetes()
+ {
+    let moto = Emulator::moto();
+    let secrets = Arc::new(MemorySecrets::default());
+    let config = aws_secret_config(&moto.url, &secrets);
+    let rds = AwsRdsProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let mut spec = postgres("db.t3.micro");
+    spec["enableIAMDatabaseAuthentication"] = json!(true);
+    spec["manageMasterUserPassword"] = json!(true);
+    let db = managed("orders-db", "orders-db", spec, Some("orders-db-conn"));
+    AwsRdsProvider.validate(&db).unwrap();
+
+    let created = rds.create(&db).await.unwrap();
+    assert!(
+        created.connection_details.is_empty(),
+        "no password is generated: {:?}",
+        created.connection_details
+    );
+    assert_eq!(
+        secrets.key("default", "orders-db-conn", "password"),
+        None,
+        "no password Secret is written"
+    );
+    let observed = present(rds.observe(&db).await.unwrap());
+    assert!(observed.up_to_date, "{observed:?}");
+    assert_eq!(
+        observed.at_provider["iamDatabaseAuthenticationEnabled"],
+        true
+    );
+    let secret_arn = observed.at_provider["masterUserSecretArn"]
+        .as_str()
+        .expect("status names the master password's secret");
+    assert!(
+        secret_arn.starts_with("arn:aws:secretsmanager:"),
+        "{secret_arn}"
+    );
+    assert!(
+        !observed.connection_details.contains_key("password"),
+        "{:?}",
+        observed.connection_details
+    );
+    for key in ["endpoint", "port", "username"] {
+        assert!(observed.connection_details.contains_key(key), "{key}");
+    }
+
+    // IAM authentication switched off behind Strata's back is drift and is switched on again.
+    raw_rds(&moto.url)
+        .await
+        .modify_db_instance()
+        .db_instance_identifier("orders-db")
+        .enable_iam_database_authentication(false)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(!present(rds.observe(&db).await.unwrap()).up_to_date);
+    update(rds.as_ref(), &db).await.unwrap();
+    let corrected = present(rds.observe(&db).await.unwrap());
+    assert!(corrected.up_to_date);
+    assert_eq!(
+        corrected.at_provider["iamDatabaseAuthenticationEnabled"],
+        true
+    );
+
+    // Taking the password back from RDS is refused by field, not attempted.
+    let mut back = db.clone();
+    back.for_provider["manageMasterUserPassword"] = json!(false);
+    let error = update(rds.as_ref(), &back).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Terminal);
+    assert!(
+        error.message.contains("manageMasterUserPassword"),
+        "{error}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWS IAM Role against moto
+// ---------------------------------------------------------------------------------------------
+
+/// The OIDC provider ARN of a `strata up` issuer, as IAM names it.
+const CLUSTER_OIDC_PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/127.0.0.1:6443";
+
+fn connect_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "rds-db:connect",
+            "Resource": "arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ORDERS/app",
+        }],
+    })
+}
+
+fn workload_role() -> Value {
+    json!({
+        "trustServiceAccount": {
+            "oidcProviderArn": CLUSTER_OIDC_PROVIDER,
+            "namespace": "shop",
+            "serviceAccount": "orders",
+        },
+        "inlinePolicies": {"connect": connect_policy()},
+        "description": "orders may connect to its database",
+        "tags": {"team": "orders"},
+    })
+}
+
+/// A raw IAM client, to change roles behind Strata's back.
+async fn raw_iam(endpoint: &str) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::Config::builder()
+        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+        .region(aws_sdk_iam::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+        )
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
+}
+
+async fn inline_policy_names(iam: &aws_sdk_iam::Client, role: &str) -> Vec<String> {
+    iam.list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .unwrap()
+        .policy_names()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn iam_role_trusting_a_service_account_is_created_drift_corrected_and_deleted_against_moto() {
+    let moto = Emulator::moto();
+    let secrets = Arc::new(MemorySecrets::default());
+    let config = aws_secret_config(&moto.url, &secrets);
+    let iam = AwsIamRoleProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let mut role = managed(
+        "orders-db-access",
+        "orders-db-access",
+        workload_role(),
+        None,
+    );
+    AwsIamRoleProvider.validate(&role).unwrap();
+
+    assert_eq!(iam.observe(&role).await.unwrap(), Observation::Absent);
+    let created = iam.create(&role).await.unwrap();
+    assert!(
+        created.record.is_some(),
+        "IAM creates synchronously, so create reports the role"
+    );
+    iam.create(&role)
+        .await
+        .expect("a second create of the same role name is idempotent");
+
+    let observed = present(iam.observe(&role).await.unwrap());
+    assert!(observed.ready && observed.up_to_date, "{observed:?}");
+    let arn = observed.at_provider["arn"].as_str().unwrap().to_owned();
+    assert_eq!(arn, "arn:aws:iam::123456789012:role/orders-db-access");
+    assert_eq!(
+        observed.connection_details,
+        BTreeMap::from([("roleArn".to_owned(), arn.clone())]),
+        "the connection details are the role ARN and nothing secret"
+    );
+
+    // What IAM stored is the ServiceAccount trust the spec asked for.
+    let raw = raw_iam(&moto.url).await;
+    let stored = raw
+        .get_role()
+        .role_name("orders-db-access")
+        .send()
+        .await
+        .unwrap();
+    let trust = strata_provider_aws::role::decode_policy(
+        stored
+            .role()
+            .unwrap()
+            .assume_role_policy_document()
+            .unwrap(),
+    );
+    let statement = &trust["Statement"][0];
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["127.0.0.1:6443:sub"],
+        "system:serviceaccount:shop:orders"
+    );
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["127.0.0.1:6443:aud"],
+        "sts.amazonaws.com"
+    );
+    assert_eq!(
+        inline_policy_names(&raw, "orders-db-access").await,
+        ["connect"]
+    );
+
+    // Drift behind Strata's back: a widened trust policy, an extra inline policy, a lost tag.
+    raw.update_assume_role_policy()
+        .role_name("orders-db-access")
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    raw.put_role_policy()
+        .role_name("orders-db-access")
+        .policy_name("backdoor")
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": "*", "Resource": "*"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    raw.untag_role()
+        .role_name("orders-db-access")
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let drifted = iam.observe(&role).await.unwrap();
+    assert!(!present(drifted.clone()).up_to_date, "drift is reported");
+    assert_eq!(
+        decide(
+            &drifted,
+            &ManagementPolicies::all(),
+            false,
+            DeletionPolicy::Delete
+        ),
+        Step::Update
+    );
+    update(iam.as_ref(), &role).await.unwrap();
+    assert!(
+        present(iam.observe(&role).await.unwrap()).up_to_date,
+        "update corrected the trust policy, the inline policies and the tags"
+    );
+    assert_eq!(
+        inline_policy_names(&raw, "orders-db-access").await,
+        ["connect"],
+        "the policy added behind Strata's back is gone"
+    );
+
+    // A spec change: another ServiceAccount, another description.
+    role.for_provider["trustServiceAccount"]["serviceAccount"] = json!("orders-v2");
+    role.for_provider["description"] = json!("orders v2");
+    assert!(!present(iam.observe(&role).await.unwrap()).up_to_date);
+    update(iam.as_ref(), &role).await.unwrap();
+    assert!(present(iam.observe(&role).await.unwrap()).up_to_date);
+
+    // A changed path cannot be applied in place and says so by field.
+    let mut moved = role.clone();
+    moved.for_provider["path"] = json!("/apps/");
+    let error = update(iam.as_ref(), &moved).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Terminal);
+    assert!(error.message.contains("path"), "{error}");
+
+    // Delete removes the inline policy first (IAM refuses otherwise), then the role.
+    iam.delete(&role).await.unwrap();
+    assert_eq!(iam.observe(&role).await.unwrap(), Observation::Absent);
+    iam.delete(&role)
+        .await
+        .expect("deleting a missing role is success");
+}
+
+#[tokio::test]
+async fn iam_oidc_provider_for_a_cluster_issuer_is_created_found_by_url_corrected_and_deleted_against_moto()
+ {
+    let moto = Emulator::moto();
+    let secrets = Arc::new(MemorySecrets::default());
+    let config = aws_secret_config(&moto.url, &secrets);
+    let providers = AwsIamOidcProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let mut issuer = managed(
+        "cluster",
+        "cluster",
+        json!({"url": "https://oidc.strata.example/cluster-a",
+            "thumbprintList": ["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"],
+            "tags": {"cluster": "a"}}),
+        None,
+    );
+    AwsIamOidcProvider.validate(&issuer).unwrap();
+    assert_eq!(
+        providers.observe(&issuer).await.unwrap(),
+        Observation::Absent
+    );
+    let created = providers.create(&issuer).await.unwrap();
+    assert!(created.record.is_some());
+    providers
+        .create(&issuer)
+        .await
+        .expect("creating the same URL again is idempotent");
+    let observed = present(providers.observe(&issuer).await.unwrap());
+    assert!(observed.up_to_date && observed.ready, "{observed:?}");
+    let arn = observed.at_provider["arn"].as_str().unwrap().to_owned();
+    assert_eq!(
+        arn,
+        "arn:aws:iam::123456789012:oidc-provider/oidc.strata.example/cluster-a"
+    );
+    assert_eq!(observed.connection_details["oidcProviderArn"], arn);
+
+    // A thumbprint changed and a tag removed behind Strata's back are corrected; the recorded
+    // ARN is used. (moto answers audience edits with a 500, so those are covered by unit tests.)
+    issuer.at_provider = observed.at_provider;
+    let raw = raw_iam(&moto.url).await;
+    raw.update_open_id_connect_provider_thumbprint()
+        .open_id_connect_provider_arn(&arn)
+        .thumbprint_list("0000000000000000000000000000000000000000")
+        .send()
+        .await
+        .unwrap();
+    raw.untag_open_id_connect_provider()
+        .open_id_connect_provider_arn(&arn)
+        .tag_keys("cluster")
+        .send()
+        .await
+        .unwrap();
+    assert!(!present(providers.observe(&issuer).await.unwrap()).up_to_date);
+    update(providers.as_ref(), &issuer).await.unwrap();
+    assert!(present(providers.observe(&issuer).await.unwrap()).up_to_date);
+
+    providers.delete(&issuer).await.unwrap();
+    assert_eq!(
+        providers.observe(&issuer).await.unwrap(),
+        Observation::Absent
+    );
+    providers
+        .delete(&issuer)
+        .await
+        .expect("deleting a missing provider is success");
+}
+
+#[tokio::test]
+async fn iam_role_is_adopted_by_external_name_and_orphaned_and_bad_specs_are_refused() {
+    let moto = Emulator::moto();
+    let secrets = Arc::new(MemorySecrets::default());
+    let config = aws_secret_config(&moto.url, &secrets);
+    let iam = AwsIamRoleProvider
+        .connect(&config, secrets.clone())
+        .await
+        .unwrap();
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    raw_iam(&moto.url)
+        .await
+        .create_role()
+        .role_name("legacy-role")
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // Adopt: the object names the existing role by external name; the trust policy given as a
+    // JSON string with other spelling is the same policy.
+    let spelled_differently = json!({"Statement": {"Action": ["sts:AssumeRole"], "Effect": "Allow",
+        "Principal": {"Service": ["ec2.amazonaws.com"]}}, "Version": "2012-10-17"});
+    let adopted = managed(
+        "legacy",
+        "legacy-role",
+        json!({"assumeRolePolicy": spelled_differently.to_string()}),
+        None,
+    );
+    let observation = iam.observe(&adopted).await.unwrap();
+    assert!(
+        present(observation.clone()).up_to_date,
+        "an equivalent trust policy is not drift"
+    );
+    assert_eq!(
+        decide(
+            &observation,
+            &ManagementPolicies::all(),
+            true,
+            DeletionPolicy::Orphan
+        ),
+        Step::RemoveFinalizer,
+        "an orphaned role is released, not deleted"
+    );
+    assert_eq!(
+        decide(
+            &observation,
+            &ManagementPolicies::observe_only(),
+            false,
+            DeletionPolicy::Delete
+        ),
+        Step::Nothing
+    );
+
+    // Bad input is refused before any call, naming the field.
+    for (for_provider, field) in [
+        (json!({}), "assumeRolePolicy"),
+        (
+            json!({"trustServiceAccount": {"oidcProviderArn": "arn:aws:iam::123456789012:role/x",
+                "namespace": "shop", "serviceAccount": "orders"}}),
+            "trustServiceAccount.oidcProviderArn",
+        ),
+        (
+            json!({"assumeRolePolicy": trust, "inlinePolicies": {"read": "not json"}}),
+            "inlinePolicies",
+        ),
+    ] {
+        let bad = managed("bad", "bad-role", for_provider, None);
+        let error = AwsIamRoleProvider.validate(&bad).unwrap_err();
+        assert_eq!(error.class, ErrorClass::Terminal);
+        assert!(
+            error
+                .message
+                .starts_with(&format!("spec.forProvider.{field}: ")),
+            "{error}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn rds_web_identity_credentials_are_exchanged_at_sts_for_every_call() {
     let moto = Emulator::moto();
@@ -738,6 +1259,337 @@ async fn gcs_bucket_labels_drift_is_corrected_against_gcp_storage_emulator() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Bucket IAM members: gcp-storage-emulator and an etag-checking policy fake
+// ---------------------------------------------------------------------------------------------
+
+const VIEWER: &str = "roles/storage.objectViewer";
+
+fn orders_principal() -> &'static str {
+    "principal://iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/cluster/subject/system:serviceaccount:shop:orders"
+}
+
+fn member_spec(bucket: &str, role: &str, member: &str) -> Value {
+    json!({"bucket": bucket, "role": role, "member": member})
+}
+
+/// The bucket's IAM policy as the emulator serves it.
+fn iam_policy(endpoint: &str, bucket: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{endpoint}/storage/v1/b/{bucket}/iam")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET the policy of {bucket}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn members_of(policy: &Value, role: &str) -> Vec<String> {
+    let mut members: Vec<String> = policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|binding| binding["role"] == role)
+        .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|member| member.as_str().map(str::to_owned))
+        .collect();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+async fn gcs_bucket_iam_members_are_granted_moved_and_revoked_one_member_at_a_time_against_gcp_storage_emulator()
+ {
+    let gcs = Emulator::gcp_storage_emulator();
+    let config = gcs_config(&gcs.url);
+    let buckets = GcsBucketProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    buckets
+        .create(&managed("data", "strata-data", bucket_spec("US"), None))
+        .await
+        .unwrap();
+    let members = GcsBucketIamMemberProvider
+        .connect(&config, Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+
+    let workload = managed(
+        "orders-reader",
+        "orders-reader",
+        json!({"bucket": "strata-data", "role": VIEWER, "kubernetesServiceAccount": {
+            "projectNumber": "123456", "pool": "cluster", "namespace": "shop", "serviceAccount": "orders"}}),
+        None,
+    );
+    GcsBucketIamMemberProvider.validate(&workload).unwrap();
+    let mut auditor = managed(
+        "auditor",
+        "auditor",
+        member_spec("strata-data", VIEWER, "user:auditor@example.com"),
+        None,
+    );
+    assert_eq!(
+        members.observe(&workload).await.unwrap(),
+        Observation::Absent
+    );
+    members.create(&workload).await.unwrap();
+    members.create(&auditor).await.unwrap();
+    members
+        .create(&workload)
+        .await
+        .expect("granting twice is idempotent");
+    let observed = present(members.observe(&workload).await.unwrap());
+    assert!(observed.ready && observed.up_to_date, "{observed:?}");
+    assert_eq!(observed.at_provider["member"], orders_principal());
+    assert!(
+        observed.connection_details.is_empty(),
+        "a grant has no secret to publish"
+    );
+    assert_eq!(
+        members_of(&iam_policy(&gcs.url, "strata-data"), VIEWER),
+        vec![
+            orders_principal().to_owned(),
+            "user:auditor@example.com".to_owned()
+        ],
+        "both members share the role's binding"
+    );
+
+    // A changed role moves the grant in one write: the old binding is found through
+    // status.atProvider and removed.
+    auditor.at_provider = present(members.observe(&auditor).await.unwrap()).at_provider;
+    auditor.for_provider["role"] = json!("roles/storage.objectAdmin");
+    let moved = members.observe(&auditor).await.unwrap();
+    let stale = present(moved.clone());
+    assert!(!stale.up_to_date && !stale.ready, "{stale:?}");
+    assert_eq!(
+        stale.at_provider["role"], VIEWER,
+        "the old grant stays recorded"
+    );
+    assert_eq!(
+        decide(
+            &moved,
+            &ManagementPolicies::all(),
+            false,
+            DeletionPolicy::Delete
+        ),
+        Step::Update
+    );
+    update(members.as_ref(), &auditor).await.unwrap();
+    let now = present(members.observe(&auditor).await.unwrap());
+    assert!(now.up_to_date && now.ready);
+    auditor.at_provider = now.at_provider;
+    let policy = iam_policy(&gcs.url, "strata-data");
+    assert_eq!(
+        members_of(&policy, VIEWER),
+        vec![orders_principal().to_owned()]
+    );
+    assert_eq!(
+        members_of(&policy, "roles/storage.objectAdmin"),
+        vec!["user:auditor@example.com".to_owned()]
+    );
+
+    // Delete removes only this object's member.
+    members.delete(&workload).await.unwrap();
+    assert_eq!(
+        members.observe(&workload).await.unwrap(),
+        Observation::Absent
+    );
+    assert!(matches!(
+        members.observe(&auditor).await.unwrap(),
+        Observation::Present(_)
+    ));
+    members
+        .delete(&workload)
+        .await
+        .expect("revoking a missing member is success");
+
+    // A member of a bucket that does not exist yet waits for it.
+    let early = managed(
+        "early",
+        "early",
+        member_spec("strata-later", VIEWER, "user:a@example.com"),
+        None,
+    );
+    assert_eq!(members.observe(&early).await.unwrap(), Observation::Absent);
+    let error = members.create(&early).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::NotReadyYet, "{error}");
+    members
+        .delete(&early)
+        .await
+        .expect("revoking on a missing bucket is success");
+}
+
+/// A bucket IAM policy endpoint that checks etags as Cloud Storage does (the emulators accept
+/// any etag): a write carrying a stale etag gets 412. The first `hold` reads wait for each other,
+/// so that many writers read the same etag and all but one must retry.
+mod etag_fake {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    use serde_json::{Value, json};
+
+    pub struct Fake {
+        pub url: String,
+        pub state: Arc<Shared>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    pub struct Shared {
+        pub policy: Mutex<(u64, Value)>,
+        pub refused: Mutex<usize>,
+        reads: Mutex<usize>,
+        hold: usize,
+        barrier: tokio::sync::Barrier,
+    }
+
+    fn with_etag(version: u64, policy: &Value) -> Value {
+        let mut policy = policy.clone();
+        policy["etag"] = json!(format!("etag-{version}"));
+        policy["kind"] = json!("storage#policy");
+        policy
+    }
+
+    async fn read(State(state): State<Arc<Shared>>) -> impl axum::response::IntoResponse {
+        let held = {
+            let mut reads = state.reads.lock().unwrap();
+            *reads += 1;
+            *reads <= state.hold
+        };
+        if held {
+            state.barrier.wait().await;
+        }
+        let (version, policy) = state.policy.lock().unwrap().clone();
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            with_etag(version, &policy).to_string(),
+        )
+    }
+
+    async fn write(
+        State(state): State<Arc<Shared>>,
+        body: Bytes,
+    ) -> impl axum::response::IntoResponse {
+        let written: Value = serde_json::from_slice(&body).unwrap();
+        let mut current = state.policy.lock().unwrap();
+        if written["etag"] != json!(format!("etag-{}", current.0)) {
+            *state.refused.lock().unwrap() += 1;
+            return (
+                StatusCode::PRECONDITION_FAILED,
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({"error": {"code": 412, "message": "etag mismatch"}}).to_string(),
+            );
+        }
+        current.0 += 1;
+        current.1 = json!({"version": written["version"], "bindings": written["bindings"]});
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            with_etag(current.0, &current.1).to_string(),
+        )
+    }
+
+    pub async fn start(hold: usize) -> Fake {
+        let state = Arc::new(Shared {
+            policy: Mutex::new((
+                1,
+                json!({"version": 1, "bindings": [
+                {"role": "roles/storage.admin", "members": ["group:ops@example.com"]}]}),
+            )),
+            refused: Mutex::new(0),
+            reads: Mutex::new(0),
+            hold,
+            barrier: tokio::sync::Barrier::new(hold.max(1)),
+        });
+        let app = Router::new()
+            .route("/storage/v1/b/{bucket}/iam", get(read).put(write))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Fake { url, state, task }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_bucket_iam_members_never_drop_each_other_when_writes_race() {
+    let fake = etag_fake::start(3).await;
+    let members = GcsBucketIamMemberProvider
+        .connect(&gcs_config(&fake.url), Arc::new(MemorySecrets::default()))
+        .await
+        .unwrap();
+    let grants: Vec<Managed> = ["a", "b", "c"]
+        .iter()
+        .map(|who| {
+            managed(
+                who,
+                who,
+                member_spec("shared", VIEWER, &format!("user:{who}@example.com")),
+                None,
+            )
+        })
+        .collect();
+    // Three writers read the same etag; two are refused and read again.
+    let (a, b, c) = tokio::join!(
+        members.create(&grants[0]),
+        members.create(&grants[1]),
+        members.create(&grants[2])
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    assert!(
+        *fake.state.refused.lock().unwrap() >= 2,
+        "the race happened: writes with a stale etag were refused"
+    );
+    let policy = fake.state.policy.lock().unwrap().1.clone();
+    assert_eq!(
+        members_of(&policy, VIEWER),
+        vec![
+            "user:a@example.com",
+            "user:b@example.com",
+            "user:c@example.com"
+        ],
+        "no member dropped another"
+    );
+    assert_eq!(
+        members_of(&policy, "roles/storage.admin"),
+        vec!["group:ops@example.com"],
+        "the binding Strata does not manage is kept"
+    );
+
+    // Revoking one while granting another: both land.
+    let d = managed(
+        "d",
+        "d",
+        member_spec("shared", VIEWER, "user:d@example.com"),
+        None,
+    );
+    let (revoked, granted) = tokio::join!(members.delete(&grants[0]), members.create(&d));
+    revoked.unwrap();
+    granted.unwrap();
+    let policy = fake.state.policy.lock().unwrap().1.clone();
+    assert_eq!(
+        members_of(&policy, VIEWER),
+        vec![
+            "user:b@example.com",
+            "user:c@example.com",
+            "user:d@example.com"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // The managed-resource runtime end to end: embedded control plane + moto
 // ---------------------------------------------------------------------------------------------
 
@@ -888,6 +1740,390 @@ mod runtime {
             .count()
     }
 
+    /// The JSON claims of a JWT (no verification: the issuer verified it when it signed it).
+    fn jwt_claims(token: &str) -> Value {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).expect("a JWT has three parts");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    async fn kubectl_async(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+        let mut command = std::process::Command::new("kubectl");
+        command.arg("--kubeconfig").arg(kubeconfig).args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The secretless path end to end on the embedded control plane: the runtime makes a database
+    /// with IAM authentication and an RDS-managed password and a Role trusting a workload's
+    /// ServiceAccount; the workload's token from `kubectl create token` is exchanged at STS for
+    /// that Role, and the credentials sign an RDS IAM auth token. No Secret holds a password.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_workload_token_from_kubectl_is_exchanged_for_the_role_the_runtime_made_and_signs_an_rds_auth_token()
+     {
+        use strata_provider_aws::{AwsIamOidcProvider, AwsIamRoleProvider};
+
+        let moto = Emulator::moto();
+        let plane = ControlPlane::start("secretless");
+        let client = plane.client().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in strata_provider_aws::crds() {
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+        }
+        let dbs: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsRdsProvider.managed_kind()),
+        );
+        let roles: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsIamRoleProvider.managed_kind()),
+        );
+        eventually(
+            "the AWS kinds to be served",
+            Duration::from_secs(20),
+            || async {
+                roles.list(&Default::default()).await.ok()?;
+                dbs.list(&Default::default()).await.ok().map(|_| ())
+            },
+        )
+        .await;
+        for namespace in ["strata-system", "shop"] {
+            kubectl_async(&plane.kubeconfig, &["create", "namespace", namespace]).await;
+        }
+        kubectl_async(
+            &plane.kubeconfig,
+            &["create", "serviceaccount", "orders", "-n", "shop"],
+        )
+        .await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "strata-system");
+        let credentials = json!({"metadata": {"name": "aws-credentials"}, "stringData": {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}});
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(credentials).unwrap(),
+            )
+            .await
+            .unwrap();
+        let configs: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsRdsProvider.provider_config_kind()),
+        );
+        let config = json!({
+            "apiVersion": "aws.strata.dev/v1alpha1",
+            "kind": "ProviderConfig",
+            "metadata": {"name": "default"},
+            "spec": {
+                "credentials": {"source": "Secret", "secretRef": {"namespace": "strata-system", "name": "aws-credentials"}},
+                "endpoint": {"url": moto.url},
+            },
+        });
+        configs
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(config).unwrap(),
+            )
+            .await
+            .unwrap();
+
+        // The workload's token: its issuer is the control plane's.
+        let token = kubectl_async(
+            &plane.kubeconfig,
+            &[
+                "create",
+                "token",
+                "orders",
+                "-n",
+                "shop",
+                "--audience",
+                "sts.amazonaws.com",
+            ],
+        )
+        .await
+        .trim()
+        .to_owned();
+        let claims = jwt_claims(&token);
+        assert_eq!(claims["sub"], "system:serviceaccount:shop:orders");
+        assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]));
+        let issuer = claims["iss"].as_str().unwrap().to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let settings = strata_managed::Settings {
+            poll_interval: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let providers: Vec<Arc<dyn Provider>> = vec![
+            Arc::new(AwsRdsProvider),
+            Arc::new(AwsIamRoleProvider),
+            Arc::new(AwsIamOidcProvider),
+        ];
+        let runtime = tokio::spawn(strata_managed::run(
+            client.clone(),
+            providers,
+            settings,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+
+        // The platform team registers the cluster's issuer with IAM once, as a managed resource.
+        let oidc_providers: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &strata_managed::api_resource(&AwsIamOidcProvider.managed_kind()),
+        );
+        eventually(
+            "the OIDC provider kind to be served",
+            Duration::from_secs(20),
+            || async {
+                oidc_providers
+                    .list(&Default::default())
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        let registration = json!({
+            "apiVersion": "iam.aws.strata.dev/v1alpha1",
+            "kind": "OpenIDConnectProvider",
+            "metadata": {"name": "cluster"},
+            "spec": {"forProvider": {
+                "url": issuer,
+                "thumbprintList": ["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"],
+            }},
+        });
+        oidc_providers
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(registration).unwrap(),
+            )
+            .await
+            .unwrap();
+        let oidc_provider = eventually(
+            "the cluster's OIDC provider to become Ready",
+            Duration::from_secs(60),
+            || async {
+                let object = oidc_providers.get("cluster").await.ok()?;
+                (condition(&object, "Ready")?["status"] == "True")
+                    .then(|| {
+                        object.data["status"]["atProvider"]["arn"]
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .flatten()
+            },
+        )
+        .await;
+        assert!(
+            oidc_provider.ends_with(&format!(
+                ":oidc-provider/{}",
+                issuer.trim_start_matches("https://")
+            )),
+            "{oidc_provider}"
+        );
+
+        let database = json!({
+            "apiVersion": "rds.aws.strata.dev/v1alpha1",
+            "kind": "DBInstance",
+            "metadata": {"name": "orders-db"},
+            "spec": {
+                "forProvider": {
+                    "region": "us-east-1",
+                    "engine": "postgres",
+                    "engineVersion": "16.3",
+                    "dbInstanceClass": "db.t3.micro",
+                    "allocatedStorage": 20,
+                    "masterUsername": "app",
+                    "enableIAMDatabaseAuthentication": true,
+                    "manageMasterUserPassword": true,
+                },
+                "writeConnectionSecretToRef": {"namespace": "strata-system", "name": "orders-db-conn"},
+            },
+        });
+        dbs.create(
+            &PostParams::default(),
+            &serde_json::from_value(database).unwrap(),
+        )
+        .await
+        .unwrap();
+        let db = eventually(
+            "orders-db to become Ready",
+            Duration::from_secs(60),
+            || async {
+                let object = dbs.get("orders-db").await.ok()?;
+                (condition(&object, "Ready")?["status"] == "True").then_some(object)
+            },
+        )
+        .await;
+        let resource_id = db.data["status"]["atProvider"]["resourceId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            db.data["status"]["atProvider"]["masterUserSecretArn"]
+                .as_str()
+                .is_some_and(|arn| arn.starts_with("arn:aws:secretsmanager:")),
+            "status names the RDS-managed password's secret: {}",
+            db.data["status"]
+        );
+
+        let role = json!({
+            "apiVersion": "iam.aws.strata.dev/v1alpha1",
+            "kind": "Role",
+            "metadata": {"name": "orders-db-connect"},
+            "spec": {
+                "forProvider": {
+                    "trustServiceAccount": {
+                        "oidcProviderArn": oidc_provider,
+                        "namespace": "shop",
+                        "serviceAccount": "orders",
+                    },
+                    "inlinePolicies": {"connect": {
+                        "Version": "2012-10-17",
+                        "Statement": [{
+                            "Effect": "Allow",
+                            "Action": "rds-db:connect",
+                            "Resource": format!("arn:aws:rds-db:us-east-1:123456789012:dbuser:{resource_id}/app"),
+                        }],
+                    }},
+                },
+                "writeConnectionSecretToRef": {"namespace": "strata-system", "name": "orders-role-conn"},
+            },
+        });
+        roles
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(role).unwrap(),
+            )
+            .await
+            .unwrap();
+        let role_arn = eventually(
+            "the role to become Ready",
+            Duration::from_secs(60),
+            || async {
+                let object = roles.get("orders-db-connect").await.ok()?;
+                (condition(&object, "Ready")?["status"] == "True"
+                    && condition(&object, "Synced")?["status"] == "True")
+                    .then(|| {
+                        object.data["status"]["atProvider"]["arn"]
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .flatten()
+            },
+        )
+        .await;
+        assert_eq!(role_arn, "arn:aws:iam::123456789012:role/orders-db-connect");
+        let published = eventually(
+            "the role's connection secret",
+            Duration::from_secs(30),
+            || async {
+                let data = secrets.get("orders-role-conn").await.ok()?.data?;
+                data.get("roleArn")
+                    .map(|arn| String::from_utf8(arn.0.clone()).unwrap())
+            },
+        )
+        .await;
+        assert_eq!(published, role_arn);
+
+        // The workload's side: its token buys role credentials at STS, which sign an auth token.
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+                .region(aws_sdk_sts::config::Region::new("us-east-1"))
+                .endpoint_url(&moto.url)
+                .http_client(
+                    aws_smithy_http_client::Builder::new()
+                        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                        ))
+                        .build_https(),
+                )
+                .build(),
+        );
+        let assumed = sts
+            .assume_role_with_web_identity()
+            .role_arn(&role_arn)
+            .role_session_name("orders")
+            .web_identity_token(&token)
+            .send()
+            .await
+            .unwrap();
+        let user = assumed.assumed_role_user().unwrap();
+        assert!(
+            user.arn()
+                .starts_with("arn:aws:sts::123456789012:assumed-role/orders-db-connect/"),
+            "{}",
+            user.arn()
+        );
+        let issued = assumed.credentials().unwrap();
+        assert!(!issued.access_key_id().is_empty() && !issued.session_token().is_empty());
+        let endpoint = db.data["status"]["atProvider"]["endpoint"].clone();
+        let generator = aws_sdk_rds::auth_token::AuthTokenGenerator::new(
+            aws_sdk_rds::auth_token::Config::builder()
+                .hostname(endpoint["address"].as_str().unwrap())
+                .port(endpoint["port"].as_u64().unwrap())
+                .username("app")
+                .region(aws_sdk_rds::config::Region::new("us-east-1"))
+                .credentials(aws_sdk_rds::config::Credentials::new(
+                    issued.access_key_id(),
+                    issued.secret_access_key(),
+                    Some(issued.session_token().to_owned()),
+                    None,
+                    "web-identity",
+                ))
+                .build()
+                .unwrap(),
+        );
+        let auth_token = generator
+            .auth_token(
+                &aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_sdk_rds::config::Region::new("us-east-1"))
+                    .no_credentials()
+                    .http_client(
+                        aws_smithy_http_client::Builder::new()
+                            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                            ))
+                            .build_https(),
+                    )
+                    .load()
+                    .await,
+            )
+            .await
+            .unwrap()
+            .to_string();
+        for part in [
+            "Action=connect",
+            "DBUser=app",
+            &format!("X-Amz-Credential={}", issued.access_key_id()),
+            "X-Amz-Security-Token=",
+        ] {
+            assert!(auth_token.contains(part), "{part} in {auth_token}");
+        }
+
+        // Nothing in Kubernetes holds a password.
+        let all: Api<Secret> = Api::all(client.clone());
+        for secret in all.list(&Default::default()).await.unwrap() {
+            assert!(
+                !secret.data.unwrap_or_default().contains_key("password"),
+                "Secret {} holds a password",
+                secret.metadata.name.unwrap_or_default()
+            );
+        }
+
+        let _ = stop.send(());
+        runtime.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runtime_creates_publishes_idles_refuses_duplicates_and_deletes_against_moto() {
         let moto = Emulator::moto();
@@ -1001,6 +2237,16 @@ mod runtime {
                 "the connection secret carries {key}"
             );
         }
+        let owners = secrets
+            .get("orders-db-conn")
+            .await
+            .unwrap()
+            .metadata
+            .owner_references
+            .unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(owners[0].kind, "DBInstance");
+        assert_eq!(owners[0].uid, ready.metadata.uid.clone().unwrap());
 
         // Idle: several drift polls later, nothing was written.
         let settled = dbs.get("orders-db").await.unwrap();
@@ -1079,6 +2325,20 @@ mod runtime {
             0,
             "the cloud instance is gone"
         );
+        // The connection Secret was owned by the DBInstance and goes with it.
+        eventually(
+            "orders-db's connection Secret to be deleted with it",
+            Duration::from_secs(30),
+            || async {
+                secrets
+                    .get_opt("orders-db-conn")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
 
         let _ = stop.send(());
         runtime.await.unwrap().unwrap();
@@ -1157,7 +2417,9 @@ mod runtime {
         ));
         let providers: Vec<Arc<dyn Provider>> = vec![
             Arc::new(AwsRdsProvider),
+            Arc::new(strata_provider_aws::AwsIamRoleProvider),
             Arc::new(strata_provider_gcp::GcsBucketProvider),
+            Arc::new(strata_provider_gcp::GcsBucketIamMemberProvider),
         ];
         let settings = strata_managed::Settings {
             poll_interval: Duration::from_secs(2),
@@ -1177,7 +2439,9 @@ mod runtime {
             || async {
                 let crds = kubectl(&kubeconfig, &["get", "crds", "-o", "name"]);
                 (crds.contains("dbinstances.rds.aws.strata.dev")
+                    && crds.contains("roles.iam.aws.strata.dev")
                     && crds.contains("buckets.storage.gcp.strata.dev")
+                    && crds.contains("bucketiammembers.storage.gcp.strata.dev")
                     && crds.contains("compositions.apiextensions.strata.dev"))
                 .then_some(())
             },
@@ -1227,6 +2491,8 @@ mod runtime {
                 "apply",
                 "-f",
                 "examples/claims/postgres.yaml",
+                "-f",
+                "examples/claims/postgres-secretless.yaml",
                 "-f",
                 "examples/claims/objectstores.yaml",
                 "-f",
@@ -1278,6 +2544,53 @@ mod runtime {
                 connection.keys()
             );
         }
+        // The secretless claim: endpoint, port, user, region and the role to assume; no password.
+        kubectl(
+            &kubeconfig,
+            &[
+                "-n",
+                "payments",
+                "wait",
+                "--for=condition=Ready",
+                "postgresqlinstance/payments-db",
+                "--timeout=120s",
+            ],
+        );
+        let payments: Api<Secret> = Api::namespaced(client.clone(), "payments");
+        let identity = payments
+            .get("payments-db-connection")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default();
+        let mut keys: Vec<&String> = identity.keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["endpoint", "port", "region", "roleArn", "username"],
+            "the secretless claim's connection secret"
+        );
+        assert!(
+            String::from_utf8_lossy(&identity["roleArn"].0).starts_with("arn:aws:iam::"),
+            "{:?}",
+            identity["roleArn"]
+        );
+        // Every uploads member names the ServiceAccount on the bucket's policy.
+        let policies: Vec<Value> = bucket_names(&gcs.url)
+            .await
+            .iter()
+            .filter(|name| name.starts_with("uploads") || name.starts_with("backups"))
+            .map(|name| super::iam_policy(&gcs.url, name))
+            .collect();
+        assert_eq!(policies.len(), 2, "both ObjectStores have a policy");
+        for policy in &policies {
+            assert!(
+                policy.to_string().contains(
+                    "workloadIdentityPools/strata/subject/system:serviceaccount:media:uploader"
+                ),
+                "{policy}"
+            );
+        }
         // The password was generated into the composed password Secret the database waited for.
         let system: Api<Secret> = Api::namespaced(client.clone(), "strata-system");
         let passwords: Vec<Secret> = system
@@ -1315,13 +2628,15 @@ mod runtime {
             .unwrap()
             .data
             .unwrap_or_default();
-        for key in ["endpoint", "port", "username", "password", "bucket", "url"] {
-            assert!(
-                environment.contains_key(key),
-                "the multi-cloud claim's secret carries {key}: {:?}",
-                environment.keys()
-            );
-        }
+        let mut keys: Vec<&String> = environment.keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "bucket", "endpoint", "port", "region", "roleArn", "url", "username"
+            ],
+            "the multi-cloud claim's secret: no password, no key"
+        );
         assert_eq!(
             bucket_names(&gcs.url).await.len(),
             3,
@@ -1336,7 +2651,7 @@ mod runtime {
                 .unwrap()
                 .db_instances()
                 .len(),
-            2
+            3
         );
         // Every bucket converged: the emulator stored what the first PATCH set.
         let buckets: Api<DynamicObject> = Api::all_with(
@@ -1395,6 +2710,8 @@ mod runtime {
                 "-f",
                 "examples/claims/postgres.yaml",
                 "-f",
+                "examples/claims/postgres-secretless.yaml",
+                "-f",
                 "examples/claims/objectstores.yaml",
                 "-f",
                 "examples/claims/app-environment.yaml",
@@ -1418,6 +2735,30 @@ mod runtime {
             },
         )
         .await;
+        // Every managed resource's connection Secret went with it: what is left in strata-system
+        // is the credentials Secret and whatever the composites wrote themselves.
+        let managed_secrets = eventually(
+            "the managed resources' connection Secrets to be deleted",
+            Duration::from_secs(60),
+            || async {
+                let left: Vec<String> = system
+                    .list(&Default::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .map(|secret| secret.name_any())
+                    .filter(|name| {
+                        ["-postgres", "-role", "-bucket", "-database", "-assets"]
+                            .iter()
+                            .any(|suffix| name.ends_with(suffix))
+                    })
+                    .collect();
+                left.is_empty().then_some(left)
+            },
+        )
+        .await;
+        assert!(managed_secrets.is_empty());
         let db_deleted = first(&rds, "DeleteDBInstance", &db_id).expect("deleted");
         let bucket_deleted = first(&storage, "buckets.delete", &bucket_id).expect("deleted");
         assert!(
@@ -1582,6 +2923,108 @@ mod runtime {
             )
             .await
         }
+    }
+
+    /// A TCP proxy to `upstream` that, while `stalled` is set, accepts connections and never
+    /// answers (holding them open); otherwise it forwards.
+    async fn stallable_proxy(upstream: &str) -> (String, Arc<std::sync::atomic::AtomicBool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if flag.load(Ordering::SeqCst) {
+                    held.push(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        (url, stalled)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_endpoint_gives_synced_false_within_the_call_timeout_and_delete_completes_once_it_recovers()
+     {
+        let moto = Emulator::moto();
+        let (proxy, stalled) = stallable_proxy(&moto.url).await;
+        let aws = AwsPlane::start("stalled", &moto.url).await;
+        let config = json!({
+            "apiVersion": "aws.strata.dev/v1alpha1",
+            "kind": "ProviderConfig",
+            "metadata": {"name": "stalls"},
+            "spec": {
+                "credentials": {"source": "Secret", "secretRef": {"namespace": "strata-system", "name": "aws-credentials"}},
+                "endpoint": {"url": proxy},
+                "callTimeoutSeconds": 2,
+            },
+        });
+        aws.configs
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(config).unwrap(),
+            )
+            .await
+            .unwrap();
+        let (stop, runtime) = aws.run(Duration::from_secs(1));
+        aws.dbs
+            .create(
+                &PostParams::default(),
+                &db_with("stall-db", json!({"providerConfigRef": {"name": "stalls"}})),
+            )
+            .await
+            .unwrap();
+        aws.wait_ready("stall-db").await;
+
+        // The endpoint stalls: deleting the object cannot reach the cloud, and says so in time.
+        stalled.store(true, Ordering::SeqCst);
+        let asked = Instant::now();
+        aws.dbs
+            .delete("stall-db", &DeleteParams::default())
+            .await
+            .unwrap();
+        let message = aws.sync_error("stall-db").await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "Synced=False came after {:?}",
+            asked.elapsed()
+        );
+        assert!(
+            message.contains("timeout") && message.contains(&proxy),
+            "the reason names the timeout and the endpoint: {message}"
+        );
+        assert!(
+            aws.dbs.get_opt("stall-db").await.unwrap().is_some(),
+            "the object waits for the cloud"
+        );
+
+        // The endpoint recovers: the delete completes.
+        stalled.store(false, Ordering::SeqCst);
+        eventually(
+            "stall-db to be deleted",
+            Duration::from_secs(60),
+            || async {
+                aws.dbs
+                    .get_opt("stall-db")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+        assert_eq!(instances_named(&moto.url, "stall-db").await, 0);
+
+        let _ = stop.send(());
+        runtime.await.unwrap().unwrap();
     }
 
     /// A DBInstance with a patch applied to `spec`.

@@ -15,7 +15,10 @@ const MANAGED_LEASE: &str = "strata-managed";
 pub fn providers() -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(strata_provider_aws::AwsRdsProvider),
+        Arc::new(strata_provider_aws::AwsIamRoleProvider),
+        Arc::new(strata_provider_aws::AwsIamOidcProvider),
         Arc::new(strata_provider_gcp::GcsBucketProvider),
+        Arc::new(strata_provider_gcp::GcsBucketIamMemberProvider),
     ]
 }
 

@@ -200,8 +200,11 @@ async fn main() -> anyhow::Result<()> {
         strata_controllers::Settings::default(),
         until_stopped(),
     ));
-    let providers: Vec<Arc<dyn Provider>> =
-        vec![Arc::new(AwsRdsProvider), Arc::new(GcsBucketProvider)];
+    let providers: Vec<Arc<dyn Provider>> = vec![
+        Arc::new(AwsRdsProvider),
+        Arc::new(GcsBucketProvider),
+        Arc::new(strata_provider_gcp::GcsBucketIamMemberProvider),
+    ];
     let runtime = tokio::spawn(strata_managed::run(
         client.clone(),
         providers,
@@ -315,7 +318,9 @@ async fn main() -> anyhow::Result<()> {
         let claim = json!({
             "apiVersion": "platform.strata.dev/v1alpha1", "kind": "PostgreSQLInstance",
             "metadata": {"name": format!("db-{i}"), "namespace": "bench"},
+            // The password Composition, as this benchmark has always measured.
             "spec": {"parameters": {"size": "small", "storageGB": 20, "region": "us-east-1"},
+                     "compositionRef": {"name": "postgres-aws"},
                      "writeConnectionSecretToRef": {"name": format!("db-{i}-connection")}},
         });
         claims_db
@@ -327,7 +332,9 @@ async fn main() -> anyhow::Result<()> {
             "apiVersion": "platform.strata.dev/v1alpha1", "kind": "ObjectStore",
             "metadata": {"name": format!("store-{i}"), "namespace": "bench"},
             // gcp-storage-emulator places every bucket in US whatever was asked.
-            "spec": {"parameters": {"project": format!("bench-project-{}", i % projects), "location": "US", "team": "bench"},
+            // Each store also grants a ServiceAccount on its bucket (a BucketIAMMember).
+            "spec": {"parameters": {"project": format!("bench-project-{}", i % projects), "location": "US", "team": "bench",
+                                    "access": {"serviceAccount": "bench"}},
                      "compositionSelector": {"matchLabels": {"tier": "standard"}},
                      "writeConnectionSecretToRef": {"name": format!("store-{i}-bucket")}},
         });

@@ -7,15 +7,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use strata_core::provider::{
-    CloudRecord, Condition, ConnectionDetails, CreateRecord, ErrorClass, External, ExternalName,
-    Facts, Managed, ManagementPolicies, Observation, Provider, ProviderError, RateLimitedVerbs,
-    ResourceSpec, SecretReference, Step, StopReason, next_step,
+    CloudRecord, Condition, ConnectionDetails, CreateRecord, DeletionPolicy, ErrorClass, External,
+    ExternalName, Facts, Managed, ManagementPolicies, Observation, Provider, ProviderError,
+    RateLimitedVerbs, ResourceSpec, Step, StopReason, next_step,
 };
 use strata_core::wire::{
     ANNOTATION_EXTERNAL_CREATE_FAILED, ANNOTATION_EXTERNAL_CREATE_PENDING,
@@ -180,6 +181,9 @@ struct Object {
     status: Value,
     managed: Managed,
     retry_key: RetryKey,
+    /// The owner reference the connection Secret carries, so it is deleted with this object.
+    /// `None` when the object has no uid or kind (never from the API server).
+    owner: Option<OwnerReference>,
 }
 
 fn millis(annotations: &BTreeMap<String, String>, key: &str) -> Option<i64> {
@@ -238,10 +242,25 @@ fn read_object(object: &DynamicObject) -> Result<Result<Object, String>, Error> 
         annotations,
         conditions,
         status,
+        owner: connection_owner(object),
         managed,
         spec,
         name,
     }))
+}
+
+/// The managed resource as the owner of its connection Secret: the API server's garbage
+/// collector deletes the Secret once the object is gone (a namespaced dependent may have a
+/// cluster-scoped owner). Not a controller reference, and it does not block the owner's deletion.
+fn connection_owner(object: &DynamicObject) -> Option<OwnerReference> {
+    let types = object.types.as_ref()?;
+    Some(OwnerReference {
+        api_version: types.api_version.clone(),
+        kind: types.kind.clone(),
+        name: object.metadata.name.clone()?,
+        uid: object.metadata.uid.clone()?,
+        ..Default::default()
+    })
 }
 
 fn now() -> jiff::Timestamp {
@@ -383,17 +402,28 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Writes the connection details into the object's connection Secret, which the object owns
+    /// unless its deletion policy is `Orphan` (the cloud resource and its details outlive it).
     async fn publish_connection(
         &self,
-        secret: Option<&SecretReference>,
+        object: &Object,
         details: &ConnectionDetails,
     ) -> Result<(), Error> {
-        let Some(secret) = secret.filter(|_| !details.is_empty()) else {
+        let Some(secret) = object
+            .managed
+            .connection_secret
+            .as_ref()
+            .filter(|_| !details.is_empty())
+        else {
             return Ok(());
         };
+        let owner = object
+            .owner
+            .as_ref()
+            .filter(|_| object.spec.deletion_policy == DeletionPolicy::Delete);
         self.ctx
             .secrets
-            .ensure_keys(secret, details)
+            .ensure_keys(secret, details, owner)
             .await
             .map_err(self.kube_error(&secret.name, "write connection secret"))?;
         Ok(())
@@ -639,11 +669,8 @@ impl Run<'_> {
             None => Desired::ready(false, status::REASON_UNAVAILABLE),
         };
         if let Some(present) = present.filter(|_| !object.deleting) {
-            self.publish_connection(
-                object.managed.connection_secret.as_ref(),
-                &present.connection_details,
-            )
-            .await?;
+            self.publish_connection(&object, &present.connection_details)
+                .await?;
         }
         let poll = self.ctx.settings.poll_interval;
         match step {
@@ -725,11 +752,7 @@ impl Run<'_> {
                         if let Some(present) = &present {
                             details.extend(present.connection_details.clone());
                         }
-                        self.publish_connection(
-                            object.managed.connection_secret.as_ref(),
-                            &details,
-                        )
-                        .await?;
+                        self.publish_connection(&object, &details).await?;
                         // Decide on the answer at once: a late initialization is written now
                         // (its spec change brings us back), and only a resource with nothing
                         // left to do is Ready.

@@ -1,11 +1,13 @@
 //! The Kubernetes side of the core's [`Secrets`] port, and the connection-secret writer. Both
 //! read before writing and write only the keys that differ (JSON merge patch: other keys are
-//! never removed), creating the Secret when it is missing.
+//! never removed), creating the Secret when it is missing. The connection-secret writer also
+//! makes the managed resource an owner of the Secret, so it is deleted with it.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -26,11 +28,13 @@ impl KubeSecrets {
         Api::namespaced(self.client.clone(), &secret.namespace)
     }
 
-    /// Makes `secret` carry every key of `data`; returns whether anything was written.
+    /// Makes `secret` carry every key of `data` and, when given, `owner` among its owner
+    /// references (other owners are kept); returns whether anything was written.
     pub async fn ensure_keys(
         &self,
         secret: &SecretReference,
         data: &BTreeMap<String, String>,
+        owner: Option<&OwnerReference>,
     ) -> Result<bool, kube::Error> {
         let api = self.api(secret);
         let existing = api.get_opt(&secret.name).await?;
@@ -46,7 +50,19 @@ impl KubeSecrets {
                     .is_none_or(|have| have.0 != value.as_bytes())
             })
             .collect();
-        if missing.is_empty() {
+        let current_owners = existing
+            .as_ref()
+            .and_then(|s| s.metadata.owner_references.clone())
+            .unwrap_or_default();
+        // A merge patch replaces the whole list, so the new list keeps every existing owner.
+        let owners = owner
+            .filter(|owner| !current_owners.iter().any(|have| have.uid == owner.uid))
+            .map(|owner| {
+                let mut owners = current_owners.clone();
+                owners.push(owner.clone());
+                owners
+            });
+        if missing.is_empty() && (existing.is_none() || owners.is_none()) {
             return Ok(false);
         }
         let encoded: BTreeMap<String, ByteString> = missing
@@ -54,17 +70,21 @@ impl KubeSecrets {
             .map(|(key, value)| (key.clone(), ByteString(value.as_bytes().to_vec())))
             .collect();
         if existing.is_some() {
-            api.patch(
-                &secret.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "data": encoded })),
-            )
-            .await?;
+            let mut patch = json!({});
+            if !encoded.is_empty() {
+                patch["data"] = json!(encoded);
+            }
+            if let Some(owners) = &owners {
+                patch["metadata"] = json!({ "ownerReferences": owners });
+            }
+            api.patch(&secret.name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
         } else {
             let created = Secret {
                 metadata: ObjectMeta {
                     name: Some(secret.name.clone()),
                     namespace: Some(secret.namespace.clone()),
+                    owner_references: owner.map(|owner| vec![owner.clone()]),
                     ..Default::default()
                 },
                 type_: Some("connection.strata.dev/v1alpha1".into()),
@@ -122,7 +142,7 @@ impl Secrets for KubeSecrets {
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let data = BTreeMap::from([(key.to_owned(), value.to_owned())]);
-            self.ensure_keys(secret, &data)
+            self.ensure_keys(secret, &data, None)
                 .await
                 .map_err(|e| port_error("write", secret, e))?;
             Ok(())

@@ -29,6 +29,9 @@ pub struct ObservedInstance {
     pub endpoint: Option<Endpoint>,
     pub arn: Option<String>,
     pub resource_id: Option<String>,
+    pub iam_database_authentication_enabled: Option<bool>,
+    /// The ARN of the RDS-managed master password's secret, when RDS manages it.
+    pub master_user_secret_arn: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -40,6 +43,8 @@ impl ObservedInstance {
             endpoint: self.endpoint.clone(),
             arn: self.arn.clone(),
             resource_id: self.resource_id.clone(),
+            iam_database_authentication_enabled: self.iam_database_authentication_enabled,
+            master_user_secret_arn: self.master_user_secret_arn.clone(),
         }
     }
 
@@ -60,6 +65,9 @@ pub struct Modification {
     pub publicly_accessible: Option<bool>,
     pub backup_retention_period: Option<i32>,
     pub deletion_protection: Option<bool>,
+    pub enable_iam_database_authentication: Option<bool>,
+    /// Only ever `Some(true)`: handing the password to RDS.
+    pub manage_master_user_password: Option<bool>,
 }
 
 impl Modification {
@@ -117,6 +125,14 @@ pub fn drift(desired: &DBInstanceParameters, observed: &ObservedInstance) -> Dri
     if differs(&desired.storage_encrypted, &observed.storage_encrypted).is_some() {
         drift.immutable.push("storageEncrypted");
     }
+    let managed_password = observed.master_user_secret_arn.is_some();
+    match desired.manage_master_user_password {
+        Some(true) if !managed_password => drift.modify.manage_master_user_password = Some(true),
+        // Taking the password back from RDS needs a new password from somewhere; that is a
+        // decision for a human, not for a reconcile.
+        Some(false) if managed_password => drift.immutable.push("manageMasterUserPassword"),
+        _ => {}
+    }
     let modify = &mut drift.modify;
     modify.engine_version = desired.engine_version.clone().filter(|wanted| {
         !observed
@@ -147,6 +163,14 @@ pub fn drift(desired: &DBInstanceParameters, observed: &ObservedInstance) -> Dri
     );
     modify.deletion_protection =
         differs(&desired.deletion_protection, &observed.deletion_protection);
+    // RDS omits the flag when it was never set; absent means off.
+    modify.enable_iam_database_authentication =
+        desired.enable_iam_database_authentication.filter(|wanted| {
+            *wanted
+                != observed
+                    .iam_database_authentication_enabled
+                    .unwrap_or(false)
+        });
     if let Some(tags) = &desired.tags {
         drift.tags_to_add = tags
             .iter()
@@ -293,6 +317,14 @@ pub fn validate(params: &DBInstanceParameters) -> Result<(), InvalidParameter> {
             ),
         );
     }
+    if params.manage_master_user_password == Some(true)
+        && params.master_password_secret_ref.is_some()
+    {
+        return invalid(
+            "masterPasswordSecretRef",
+            "must not be set with manageMasterUserPassword: RDS keeps the password".into(),
+        );
+    }
     if let Some(storage) = params
         .allocated_storage
         .filter(|gib| !(1..=MAX_ALLOCATED_STORAGE).contains(gib))
@@ -305,7 +337,8 @@ pub fn validate(params: &DBInstanceParameters) -> Result<(), InvalidParameter> {
     Ok(())
 }
 
-/// `endpoint`, `port`, `username` and (when known) `password`.
+/// `endpoint`, `port`, `username` and (when known) `password`. With an RDS-managed password
+/// there is none to give: the password stays in AWS.
 pub fn connection_details(
     observed: &ObservedInstance,
     password: Option<&str>,
@@ -478,6 +511,59 @@ mod tests {
             validate(&upper),
             Ok(()),
             "engines compare case-insensitively"
+        );
+    }
+
+    #[test]
+    fn iam_authentication_is_modified_in_place_and_absent_means_off() {
+        let mut wanted = desired();
+        wanted.enable_iam_database_authentication = Some(true);
+        assert_eq!(
+            drift(&wanted, &observed()).modify,
+            Modification {
+                enable_iam_database_authentication: Some(true),
+                ..Default::default()
+            }
+        );
+        let mut enabled = observed();
+        enabled.iam_database_authentication_enabled = Some(true);
+        assert!(drift(&wanted, &enabled).is_empty());
+        wanted.enable_iam_database_authentication = Some(false);
+        assert!(
+            drift(&wanted, &observed()).is_empty(),
+            "an instance that never reported the flag has it off"
+        );
+    }
+
+    #[test]
+    fn handing_the_password_to_rds_is_a_modification_and_taking_it_back_is_refused() {
+        let mut wanted = desired();
+        wanted.manage_master_user_password = Some(true);
+        assert_eq!(
+            drift(&wanted, &observed())
+                .modify
+                .manage_master_user_password,
+            Some(true)
+        );
+        let mut managed = observed();
+        managed.master_user_secret_arn =
+            Some("arn:aws:secretsmanager:us-east-1:1:secret:rds!db".into());
+        assert!(drift(&wanted, &managed).is_empty());
+        wanted.manage_master_user_password = Some(false);
+        assert_eq!(
+            drift(&wanted, &managed).immutable,
+            vec!["manageMasterUserPassword"]
+        );
+        wanted.master_password_secret_ref = Some(strata_core::provider::SecretKeySelector {
+            name: "pw".into(),
+            namespace: "default".into(),
+            key: "password".into(),
+        });
+        wanted.manage_master_user_password = Some(true);
+        assert_eq!(
+            validate(&wanted).unwrap_err().field,
+            "masterPasswordSecretRef",
+            "a password Secret contradicts an RDS-managed password"
         );
     }
 

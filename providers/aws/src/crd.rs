@@ -50,9 +50,23 @@ pub struct DBInstanceParameters {
     pub master_username: Option<String>,
     /// Where the master password lives. When the key is missing a password is generated and
     /// stored there before the instance is created. When unset, the `password` key of
-    /// `spec.writeConnectionSecretToRef` is used the same way.
+    /// `spec.writeConnectionSecretToRef` is used the same way. Ignored when
+    /// `manageMasterUserPassword` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_password_secret_ref: Option<SecretKeySelector>,
+    /// RDS generates the master password and keeps it in AWS Secrets Manager: it is never in
+    /// Kubernetes, and `status.atProvider.masterUserSecretArn` names the secret. Turning it off
+    /// again is not supported in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manage_master_user_password: Option<bool>,
+    /// Database users may authenticate with an IAM auth token (`rds-db:connect`) instead of a
+    /// password.
+    #[serde(
+        default,
+        rename = "enableIAMDatabaseAuthentication",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enable_iam_database_authentication: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_subnet_group_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +116,17 @@ pub struct DBInstanceObservation {
     pub arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
+    /// Whether IAM database authentication is on.
+    #[serde(
+        default,
+        rename = "iamDatabaseAuthenticationEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iam_database_authentication_enabled: Option<bool>,
+    /// The Secrets Manager secret holding the RDS-managed master password (its ARN, never its
+    /// value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_user_secret_arn: Option<String>,
 }
 
 /// A network endpoint.
@@ -124,9 +149,14 @@ pub struct Endpoint {
 #[serde(rename_all = "camelCase")]
 pub struct ProviderConfigSpec {
     pub credentials: Credentials,
-    /// Overrides every AWS endpoint (RDS and STS), e.g. an emulator's URL.
+    /// Overrides every AWS endpoint (RDS, IAM and STS), e.g. an emulator's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointOverride>,
+    /// The longest one cloud call may take, retries included (30 by default): an endpoint that
+    /// accepts connections and never answers fails the call (Synced=False) instead of holding
+    /// the resource without a condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_seconds: Option<u32>,
 }
 
 /// Where credentials come from.
@@ -170,4 +200,159 @@ pub struct WebIdentity {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct EndpointOverride {
     pub url: String,
+}
+
+/// Free-form JSON in the generated schema (a policy document given as an object or a string).
+fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// A map of names to free-form JSON values (inline policy documents).
+fn any_value_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": { "x-kubernetes-preserve-unknown-fields": true }
+    })
+}
+
+/// An IAM role. The external name is the role name.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "iam.aws.strata.dev",
+    version = "v1alpha1",
+    kind = "Role",
+    doc = "An AWS IAM role managed by Strata.",
+    status = "RoleStatus",
+    category = "managed",
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
+    printcolumn = r#"{"name":"SYNCED","type":"string","jsonPath":".status.conditions[?(@.type=='Synced')].status"}"#,
+    printcolumn = r#"{"name":"EXTERNAL-NAME","type":"string","jsonPath":".metadata.annotations.strata\\.dev/external-name"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleSpec {
+    pub for_provider: RoleParameters,
+    #[serde(flatten)]
+    pub resource: ResourceSpec,
+}
+
+/// The desired state of an IAM role. Exactly one of `assumeRolePolicy` and
+/// `trustServiceAccount` says who may assume it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleParameters {
+    /// The trust policy: a policy document as a JSON string or as an object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_value")]
+    pub assume_role_policy: Option<serde_json::Value>,
+    /// Trust one Kubernetes ServiceAccount through an IAM OIDC identity provider: the trust
+    /// policy allows `sts:AssumeRoleWithWebIdentity` when the token's `sub` is
+    /// `system:serviceaccount:NAMESPACE:NAME` and its `aud` is the audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_service_account: Option<ServiceAccountTrust>,
+    /// Inline policies by name, each a policy document as a JSON string or an object. When set,
+    /// the role carries exactly these inline policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_value_map")]
+    pub inline_policies: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `/` by default; starts and ends with `/` (immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// When set, the role carries exactly these tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// A Kubernetes ServiceAccount allowed to assume a role with its OIDC token.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountTrust {
+    /// The IAM OIDC identity provider of the cluster's issuer,
+    /// `arn:aws:iam::ACCOUNT:oidc-provider/ISSUER-HOST-AND-PATH`.
+    pub oidc_provider_arn: String,
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub service_account: String,
+    /// The token audience the role accepts; `sts.amazonaws.com` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// Observed state of a Role.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleStatus {
+    #[serde(flatten)]
+    pub resource: ResourceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_provider: Option<RoleObservation>,
+}
+
+/// What IAM reports about the role.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleObservation {
+    pub arn: String,
+    pub role_id: String,
+}
+
+/// An IAM OIDC identity provider: lets tokens of one issuer (a cluster's service-account
+/// issuer) be exchanged for role credentials. Identified by its URL (one per URL and account).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "iam.aws.strata.dev",
+    version = "v1alpha1",
+    kind = "OpenIDConnectProvider",
+    doc = "An AWS IAM OpenID Connect identity provider managed by Strata.",
+    status = "OpenIDConnectProviderStatus",
+    category = "managed",
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
+    printcolumn = r#"{"name":"SYNCED","type":"string","jsonPath":".status.conditions[?(@.type=='Synced')].status"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.forProvider.url"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIDConnectProviderSpec {
+    pub for_provider: OpenIDConnectProviderParameters,
+    #[serde(flatten)]
+    pub resource: ResourceSpec,
+}
+
+/// The desired state of an IAM OIDC provider.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIDConnectProviderParameters {
+    /// The issuer URL, `https://…` (immutable).
+    pub url: String,
+    /// The audiences accepted; `[sts.amazonaws.com]` by default. Exactly these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "clientIDList")]
+    pub client_id_list: Option<Vec<String>>,
+    /// SHA-1 fingerprints (40 hex digits) of the issuer's TLS certificate chain. When set,
+    /// exactly these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint_list: Option<Vec<String>>,
+    /// When set, the provider carries exactly these tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// Observed state of an OpenIDConnectProvider.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIDConnectProviderStatus {
+    #[serde(flatten)]
+    pub resource: ResourceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_provider: Option<OpenIDConnectProviderObservation>,
+}
+
+/// What IAM reports about the provider.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIDConnectProviderObservation {
+    /// What `trustServiceAccount.oidcProviderArn` of a Role names.
+    pub arn: String,
 }

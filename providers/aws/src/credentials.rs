@@ -4,8 +4,9 @@
 //! environment, which a ProviderConfig cannot set).
 
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{self, ProvideCredentials, error::CredentialsError};
 use aws_smithy_http_client::tls;
@@ -15,6 +16,24 @@ use crate::crd::{CredentialsSource, ProviderConfigSpec};
 
 /// The region the loader starts from; every RDS client overrides it with `forProvider.region`.
 const LOADER_REGION: &str = "us-east-1";
+/// How long one cloud call may take, retries included, unless the ProviderConfig says otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to an endpoint may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every call bounded: connecting, each attempt and the whole call with its retries. The SDK sets
+/// only a connect timeout by default, so a stalled endpoint would hold a call forever.
+pub fn timeouts(spec: &ProviderConfigSpec) -> TimeoutConfig {
+    let call = spec
+        .call_timeout_seconds
+        .map(|seconds| Duration::from_secs(u64::from(seconds.max(1))))
+        .unwrap_or(DEFAULT_CALL_TIMEOUT);
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT.min(call))
+        .operation_attempt_timeout(call)
+        .operation_timeout(call)
+        .build()
+}
 
 /// Builds the SDK configuration for one ProviderConfig.
 pub async fn sdk_config(
@@ -30,6 +49,7 @@ pub async fn sdk_config(
     let endpoint = spec.endpoint.as_ref().map(|endpoint| endpoint.url.clone());
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http.clone())
+        .timeout_config(timeouts(spec))
         .region(Region::from_static(LOADER_REGION));
     if let Some(url) = &endpoint {
         loader = loader.endpoint_url(url.clone());
@@ -88,6 +108,7 @@ pub async fn sdk_config(
             let mut sts = aws_sdk_sts::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
                 .http_client(http)
+                .timeout_config(timeouts(spec))
                 .region(Region::from_static(LOADER_REGION));
             if let Some(url) = &endpoint {
                 sts = sts.endpoint_url(url.clone());

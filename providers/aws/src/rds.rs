@@ -137,6 +137,11 @@ impl RdsExternal {
     }
 }
 
+/// Whether RDS keeps the master password (in Secrets Manager) instead of Strata.
+fn manages_password(params: &DBInstanceParameters) -> bool {
+    params.manage_master_user_password == Some(true)
+}
+
 /// The instance a record holds: this provider's records always do.
 fn instance<'a>(
     managed: &Managed,
@@ -194,6 +199,11 @@ fn observed_instance(instance: &DbInstance) -> ObservedInstance {
         }),
         arn: instance.db_instance_arn().map(str::to_owned),
         resource_id: instance.dbi_resource_id().map(str::to_owned),
+        iam_database_authentication_enabled: instance.iam_database_authentication_enabled(),
+        master_user_secret_arn: instance
+            .master_user_secret()
+            .and_then(|secret| secret.secret_arn())
+            .map(str::to_owned),
         tags: instance
             .tag_list()
             .iter()
@@ -207,7 +217,7 @@ fn observed_instance(instance: &DbInstance) -> ObservedInstance {
     }
 }
 
-fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> {
+pub(crate) fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> {
     match error {
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
@@ -215,7 +225,11 @@ fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str
 }
 
 /// Classifies an SDK failure by its error code; transport failures are transient.
-fn classify_sdk_error<E, R>(operation: &str, id: &str, error: &SdkError<E, R>) -> ProviderError
+pub(crate) fn classify_sdk_error<E, R>(
+    operation: &str,
+    id: &str,
+    error: &SdkError<E, R>,
+) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -231,9 +245,13 @@ where
             Some("InvalidDBInstanceState" | "InvalidDBInstanceStateFault") => {
                 ErrorClass::NotReadyYet
             }
-            Some("InternalFailure" | "ServiceUnavailable" | "InternalError") => {
-                ErrorClass::Transient
-            }
+            Some(
+                "InternalFailure"
+                | "ServiceUnavailable"
+                | "InternalError"
+                | "ServiceFailure"
+                | "ConcurrentModification",
+            ) => ErrorClass::Transient,
             _ => ErrorClass::Terminal,
         },
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -291,8 +309,10 @@ impl External for RdsExternal {
             let params = parameters(managed)?;
             let observed = instance(managed, record)?;
             let password = match Self::password_ref(managed, &params) {
-                Some(selector) => self.read_password(&selector).await?,
-                None => None,
+                Some(selector) if !manages_password(&params) => {
+                    self.read_password(&selector).await?
+                }
+                _ => None,
             };
             Ok(Present {
                 up_to_date: convert::drift(&params, observed).is_empty(),
@@ -345,7 +365,12 @@ impl External for RdsExternal {
         Box::pin(async move {
             let params = parameters(managed)?;
             let id = managed.external_name.as_str();
-            let password = self.ensure_password(managed, &params).await?;
+            // With an RDS-managed password no password exists outside AWS.
+            let password = if manages_password(&params) {
+                None
+            } else {
+                Some(self.ensure_password(managed, &params).await?)
+            };
             let request = self
                 .client(&params.region)
                 .create_db_instance()
@@ -356,7 +381,9 @@ impl External for RdsExternal {
                 .set_allocated_storage(params.allocated_storage)
                 .set_db_name(params.db_name.clone())
                 .set_master_username(params.master_username.clone())
-                .master_user_password(&password)
+                .set_master_user_password(password.clone())
+                .set_manage_master_user_password(params.manage_master_user_password)
+                .set_enable_iam_database_authentication(params.enable_iam_database_authentication)
                 .set_db_subnet_group_name(params.db_subnet_group_name.clone())
                 .set_vpc_security_group_ids(params.vpc_security_group_ids.clone())
                 .set_publicly_accessible(params.publicly_accessible)
@@ -374,7 +401,10 @@ impl External for RdsExternal {
                     .map(|instance| CloudRecord::new(observed_instance(instance))),
             };
             Ok(Created {
-                connection_details: [("password".to_owned(), password)].into(),
+                connection_details: password
+                    .map(|password| ("password".to_owned(), password))
+                    .into_iter()
+                    .collect(),
                 record,
             })
         })
@@ -406,6 +436,10 @@ impl External for RdsExternal {
                     .set_publicly_accessible(modify.publicly_accessible)
                     .set_backup_retention_period(modify.backup_retention_period)
                     .set_deletion_protection(modify.deletion_protection)
+                    .set_enable_iam_database_authentication(
+                        modify.enable_iam_database_authentication,
+                    )
+                    .set_manage_master_user_password(modify.manage_master_user_password)
                     .send()
                     .await
                     .map_err(|error| self.classify("modify DB instance", id, &error))?;

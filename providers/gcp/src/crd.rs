@@ -131,6 +131,10 @@ pub struct ProviderConfigSpec {
     /// Overrides the Cloud Storage endpoint (scheme, host and port), e.g. an emulator's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The longest one Cloud Storage call may take (30 by default): an endpoint that accepts
+    /// connections and never answers fails the call (Synced=False) instead of holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_seconds: Option<u32>,
 }
 
 /// Where credentials come from.
@@ -174,4 +178,80 @@ pub struct WorkloadIdentity {
     /// a Private Service Connect endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
+}
+
+/// One member of one role on a bucket's IAM policy. The identity is `(bucket, role, member)`
+/// from `spec.forProvider`, not the external name: several BucketIAMMembers share one policy and
+/// each adds and removes only its own member.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "storage.gcp.strata.dev",
+    version = "v1alpha1",
+    kind = "BucketIAMMember",
+    doc = "A member granted a role on a Google Cloud Storage bucket, managed by Strata.",
+    status = "BucketIAMMemberStatus",
+    category = "managed",
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
+    printcolumn = r#"{"name":"SYNCED","type":"string","jsonPath":".status.conditions[?(@.type=='Synced')].status"}"#,
+    printcolumn = r#"{"name":"BUCKET","type":"string","jsonPath":".spec.forProvider.bucket"}"#,
+    printcolumn = r#"{"name":"ROLE","type":"string","jsonPath":".spec.forProvider.role"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketIAMMemberSpec {
+    pub for_provider: BucketIAMMemberParameters,
+    #[serde(flatten)]
+    pub resource: ResourceSpec,
+}
+
+/// Who gets which role on which bucket. Exactly one of `member` and
+/// `kubernetesServiceAccount` names the principal.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketIAMMemberParameters {
+    pub bucket: String,
+    /// `roles/storage.objectViewer`, `roles/storage.objectUser`, a custom role, …
+    pub role: String,
+    /// Any IAM principal: `user:…`, `serviceAccount:…`, `group:…`, `principal://…`,
+    /// `principalSet://…`, `allUsers`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// A Kubernetes ServiceAccount through workload identity federation: the member
+    /// `principal://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/subject/system:serviceaccount:NAMESPACE:NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_service_account: Option<WorkloadIdentityMember>,
+}
+
+/// A Kubernetes ServiceAccount as a workload identity federation principal.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentityMember {
+    /// The number (not the id) of the project that owns the pool.
+    pub project_number: String,
+    /// The workload identity pool id.
+    pub pool: String,
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub service_account: String,
+}
+
+/// Observed state of a BucketIAMMember.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketIAMMemberStatus {
+    #[serde(flatten)]
+    pub resource: ResourceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_provider: Option<BucketIAMMemberObservation>,
+}
+
+/// The binding this object holds on the policy.
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketIAMMemberObservation {
+    pub bucket: String,
+    pub role: String,
+    pub member: String,
 }

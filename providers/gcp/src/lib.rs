@@ -1,12 +1,16 @@
-//! Strata's Google Cloud provider: `storage.gcp.strata.dev/v1alpha1 Bucket` managed resources
-//! and the `gcp.strata.dev/v1alpha1 ProviderConfig` that says how to authenticate.
+//! Strata's Google Cloud provider: `storage.gcp.strata.dev/v1alpha1 Bucket` and
+//! `BucketIAMMember` managed resources and the `gcp.strata.dev/v1alpha1 ProviderConfig` that
+//! says how to authenticate.
 //!
-//! [`GcsBucketProvider`] implements the core's [`Provider`] trait over the Cloud Storage JSON
-//! API (`gcloud-storage`): `connect` turns a ProviderConfig into a client; the verbs
-//! ([`storage`]) convert the spec purely ([`convert`]) and make one call each.
+//! [`GcsBucketProvider`] and [`GcsBucketIamMemberProvider`] implement the core's [`Provider`]
+//! trait over the Cloud Storage JSON API (`gcloud-storage`): `connect` turns a ProviderConfig
+//! into a client; the verbs ([`storage`], [`bucket_iam`]) convert the spec purely ([`convert`],
+//! [`iam_member`]) and make a call or two each.
 
+pub mod bucket_iam;
 pub mod convert;
 pub mod crd;
+pub mod iam_member;
 pub mod spacing;
 pub mod storage;
 
@@ -23,18 +27,98 @@ use strata_core::provider::{
     ResourceKind, Secrets,
 };
 
-use crate::crd::{Bucket, CredentialsSource, ProviderConfig, ProviderConfigSpec};
+use crate::crd::{Bucket, BucketIAMMember, CredentialsSource, ProviderConfig, ProviderConfigSpec};
 
 /// The public Cloud Storage endpoint.
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// Google's token exchange endpoint for workload identity federation.
 const STS_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
-/// How long one Cloud Storage call may take.
+/// How long one Cloud Storage call may take unless the ProviderConfig says otherwise.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to the endpoint may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The CRDs this provider serves, for `strata crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Bucket::crd(), ProviderConfig::crd()]
+    vec![Bucket::crd(), BucketIAMMember::crd(), ProviderConfig::crd()]
+}
+
+/// The ProviderConfig kind every Google Cloud managed kind connects with.
+fn gcp_provider_config_kind() -> ResourceKind {
+    ResourceKind {
+        group: "gcp.strata.dev",
+        version: "v1alpha1",
+        kind: "ProviderConfig",
+        plural: "providerconfigs",
+    }
+}
+
+/// A connected ProviderConfig: its name, endpoint, SDK client configuration and JSON API.
+struct Connection {
+    name: String,
+    endpoint: String,
+    config: ClientConfig,
+    api: storage::JsonApi,
+}
+
+/// Turns a ProviderConfig object into credentials, an endpoint and the JSON API client.
+async fn connect_config(
+    provider_config: &Value,
+    secrets: &dyn Secrets,
+) -> Result<Connection, ProviderError> {
+    // reqwest is built without a bundled crypto provider; ring is the workspace's choice.
+    // An error only means a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let name = provider_config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_owned();
+    let spec: ProviderConfigSpec =
+        serde_json::from_value(provider_config.get("spec").cloned().unwrap_or(Value::Null))
+            .map_err(|error| {
+                ProviderError::terminal("read ProviderConfig spec", &name, error.to_string())
+            })?;
+    let mut config = client_config(&name, &spec, secrets).await?;
+    let endpoint = config.storage_endpoint.clone();
+    let target = format!("ProviderConfig {name}");
+    let url = reqwest::Url::parse(&endpoint).map_err(|error| {
+        ProviderError::terminal(
+            "read spec.endpoint",
+            &target,
+            format!("`{endpoint}` is not a URL: {error}"),
+        )
+    })?;
+    let call_timeout = spec
+        .call_timeout_seconds
+        .map(|seconds| Duration::from_secs(u64::from(seconds.max(1))))
+        .unwrap_or(HTTP_TIMEOUT);
+    let http = reqwest::Client::builder()
+        .timeout(call_timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(call_timeout))
+        .build()
+        .map_err(|error| {
+            ProviderError::new(
+                ErrorClass::Transient,
+                "build the HTTP client",
+                &target,
+                error.to_string(),
+            )
+        })?;
+    // The SDK client and the JSON API share one token source, so one cached token.
+    let token_source = config
+        .token_source_provider
+        .as_ref()
+        .map(|provider| provider.token_source());
+    // The SDK's insert and delete use the same bounded client; its default has no timeout.
+    config.http = Some(reqwest_middleware::ClientWithMiddleware::from(http.clone()));
+    let api = storage::JsonApi::new(http, url, token_source);
+    Ok(Connection {
+        name,
+        endpoint,
+        config,
+        api,
+    })
 }
 
 /// The Cloud Storage Bucket provider.
@@ -52,16 +136,11 @@ impl Provider for GcsBucketProvider {
     }
 
     fn provider_config_kind(&self) -> ResourceKind {
-        ResourceKind {
-            group: "gcp.strata.dev",
-            version: "v1alpha1",
-            kind: "ProviderConfig",
-            plural: "providerconfigs",
-        }
+        gcp_provider_config_kind()
     }
 
     fn crds(&self) -> Vec<CustomResourceDefinition> {
-        crds()
+        vec![Bucket::crd(), ProviderConfig::crd()]
     }
 
     /// GCS allows about one bucket create or delete every two seconds per project.
@@ -79,56 +158,71 @@ impl Provider for GcsBucketProvider {
         secrets: Arc<dyn Secrets>,
     ) -> BoxFuture<'a, Result<Arc<dyn External>, ProviderError>> {
         Box::pin(async move {
-            // reqwest is built without a bundled crypto provider; ring is the workspace's choice.
-            // An error only means a provider is already installed.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let name = provider_config
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("default")
-                .to_owned();
-            let spec: ProviderConfigSpec =
-                serde_json::from_value(provider_config.get("spec").cloned().unwrap_or(Value::Null))
-                    .map_err(|error| {
-                        ProviderError::terminal(
-                            "read ProviderConfig spec",
-                            &name,
-                            error.to_string(),
-                        )
-                    })?;
-            let config = client_config(&name, &spec, secrets.as_ref()).await?;
-            let endpoint = config.storage_endpoint.clone();
-            let target = format!("ProviderConfig {name}");
-            let url = reqwest::Url::parse(&endpoint).map_err(|error| {
-                ProviderError::terminal(
-                    "read spec.endpoint",
-                    &target,
-                    format!("`{endpoint}` is not a URL: {error}"),
-                )
-            })?;
-            let http = reqwest::Client::builder()
-                .timeout(HTTP_TIMEOUT)
-                .build()
-                .map_err(|error| {
-                    ProviderError::new(
-                        ErrorClass::Transient,
-                        "build the HTTP client",
-                        &target,
-                        error.to_string(),
-                    )
-                })?;
-            // The SDK client and the JSON API share one token source, so one cached token.
-            let token_source = config
-                .token_source_provider
-                .as_ref()
-                .map(|provider| provider.token_source());
-            let api = storage::JsonApi::new(http, url, token_source);
+            let connection = connect_config(provider_config, secrets.as_ref()).await?;
             Ok(Arc::new(storage::BucketExternal::new(
-                name,
-                endpoint,
-                Client::new(config),
-                api,
+                connection.name,
+                connection.endpoint,
+                Client::new(connection.config),
+                connection.api,
             )) as Arc<dyn External>)
+        })
+    }
+}
+
+/// The BucketIAMMember provider.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GcsBucketIamMemberProvider;
+
+impl Provider for GcsBucketIamMemberProvider {
+    fn managed_kind(&self) -> ResourceKind {
+        ResourceKind {
+            group: "storage.gcp.strata.dev",
+            version: "v1alpha1",
+            kind: "BucketIAMMember",
+            plural: "bucketiammembers",
+        }
+    }
+
+    fn provider_config_kind(&self) -> ResourceKind {
+        gcp_provider_config_kind()
+    }
+
+    fn crds(&self) -> Vec<CustomResourceDefinition> {
+        vec![BucketIAMMember::crd(), ProviderConfig::crd()]
+    }
+
+    /// A bucket's metadata, its IAM policy included, takes about one write per second; reads
+    /// are not limited.
+    fn rate_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: 1,
+            replenish_every: Duration::from_secs(1),
+            verbs: RateLimitedVerbs::CreateAndDelete,
+        }
+    }
+
+    fn validate(&self, managed: &strata_core::provider::Managed) -> Result<(), ProviderError> {
+        let params: crd::BucketIAMMemberParameters =
+            serde_json::from_value(managed.for_provider.clone()).map_err(|error| {
+                ProviderError::terminal("read spec.forProvider", &managed.name, error.to_string())
+            })?;
+        iam_member::desired(&params).map(|_| ()).map_err(|invalid| {
+            ProviderError::terminal(
+                "validate BucketIAMMember",
+                &managed.name,
+                invalid.to_string(),
+            )
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        provider_config: &'a Value,
+        secrets: Arc<dyn Secrets>,
+    ) -> BoxFuture<'a, Result<Arc<dyn External>, ProviderError>> {
+        Box::pin(async move {
+            let connection = connect_config(provider_config, secrets.as_ref()).await?;
+            Ok(Arc::new(bucket_iam::BucketIamExternal::new(connection.api)) as Arc<dyn External>)
         })
     }
 }

@@ -144,6 +144,57 @@ impl JsonApi {
         Err(failure(UPDATE, name, code, response).await)
     }
 
+    /// `GET /storage/v1/b/NAME/iam` (policy version 3, so conditional bindings are shown as
+    /// they are), or `None` when there is no such bucket.
+    pub async fn get_iam_policy(
+        &self,
+        operation: &'static str,
+        bucket: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        let mut url = self.bucket_url(operation, bucket)?;
+        url.path_segments_mut()
+            .map_err(|()| {
+                ProviderError::terminal(operation, bucket, "the endpoint cannot carry a path")
+            })?
+            .push("iam");
+        url.query_pairs_mut()
+            .append_pair("optionsRequestedPolicyVersion", "3");
+        let response = self.send(operation, bucket, self.http.get(url)).await?;
+        match response.status().as_u16() {
+            404 => Ok(None),
+            code if (200..300).contains(&code) => response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|error| classify(operation, bucket, None, error)),
+            code => Err(failure(operation, bucket, code, response).await),
+        }
+    }
+
+    /// `PUT /storage/v1/b/NAME/iam` with `policy`, which carries the etag it was read with:
+    /// `Ok(false)` when the policy changed since (412 or 409) and must be read again.
+    pub async fn set_iam_policy(
+        &self,
+        operation: &'static str,
+        bucket: &str,
+        policy: &Value,
+    ) -> Result<bool, ProviderError> {
+        let mut url = self.bucket_url(operation, bucket)?;
+        url.path_segments_mut()
+            .map_err(|()| {
+                ProviderError::terminal(operation, bucket, "the endpoint cannot carry a path")
+            })?
+            .push("iam");
+        let response = self
+            .send(operation, bucket, self.http.put(url).json(policy))
+            .await?;
+        match response.status().as_u16() {
+            412 | 409 => Ok(false),
+            code if (200..300).contains(&code) => Ok(true),
+            code => Err(failure(operation, bucket, code, response).await),
+        }
+    }
+
     /// One page of `GET /storage/v1/b?project=PROJECT`: the buckets and the next page's token.
     pub async fn list_buckets(
         &self,
@@ -190,7 +241,7 @@ impl JsonApi {
 }
 
 /// The classified error of a JSON API response that is not a success.
-async fn failure(
+pub(crate) async fn failure(
     operation: &'static str,
     name: &str,
     code: u16,
@@ -288,7 +339,7 @@ fn status(error: &GcsError) -> Option<u16> {
 /// Classifies a failure by HTTP status: 429 throttled; 408, 5xx, no status at all (transport,
 /// credentials) and a 412 on update (the bucket changed since it was read) transient; the rest
 /// terminal.
-fn classify(
+pub(crate) fn classify(
     operation: &'static str,
     name: &str,
     status: Option<u16>,

@@ -329,6 +329,8 @@ pub fn gcs_call(method: &str, path: &str, body: &[u8]) -> (String, String) {
         .trim_start_matches('/');
     let bucket = rest.split('/').next().unwrap_or_default().to_owned();
     let operation = match (method, bucket.is_empty(), rest.contains('/')) {
+        ("GET", false, true) if rest.ends_with("/iam") => "buckets.getIamPolicy",
+        ("PUT", false, true) if rest.ends_with("/iam") => "buckets.setIamPolicy",
         (_, false, true) => "objects",
         ("POST", true, _) => "buckets.insert",
         ("GET", true, _) => "buckets.list",
