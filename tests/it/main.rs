@@ -12,5 +12,6 @@ mod fuzz;
 mod golden;
 mod image;
 mod inprocess;
+mod providers;
 mod support;
 mod validate;
