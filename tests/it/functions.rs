@@ -8,8 +8,7 @@ use serde_json::Value;
 
 use crate::support::{repo_root, strata};
 
-#[path = "../support/emulators.rs"]
-mod emulators;
+use crate::emulators;
 
 struct Scratch(PathBuf);
 

@@ -6,6 +6,8 @@
 mod apiserver;
 mod controllers;
 mod crds;
+#[path = "../support/emulators.rs"]
+mod emulators;
 mod examples;
 mod functions;
 mod fuzz;
