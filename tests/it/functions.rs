@@ -308,6 +308,7 @@ fn a_python_sdk_function_serving_only_v1beta1_gets_requirements_credentials_and_
             "example.org/greeting=\"hello\"",
             "--include-function-results",
             "--include-context",
+            "--include-connection-details",
         ],
         &scratch.0,
     );
@@ -342,6 +343,12 @@ fn a_python_sdk_function_serving_only_v1beta1_gets_requirements_credentials_and_
     assert_eq!(result["step"], "probe");
     let context = docs.iter().find(|d| d["kind"] == "Context").unwrap();
     assert_eq!(context["fields"]["example.org/probed"], true, "{context}");
+    // The XR's connection details the function set.
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
+    assert_eq!(
+        secret["data"]["url"], "aHR0cHM6Ly9wcm9iZS5leGFtcGxl",
+        "https://probe.example: {secret}"
+    );
 
     // A Fatal result stops the pipeline: one error naming the step, nothing printed.
     let out = strata(
