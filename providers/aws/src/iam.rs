@@ -13,7 +13,7 @@ use strata_core::provider::{
 };
 
 use crate::crd::RoleParameters;
-use crate::rds::{classify_sdk_error, error_code};
+use crate::rds::{classify_at, error_code};
 use crate::role::{self, ObservedRole};
 
 /// The rate-limit scope of every IAM call: IAM has no regions.
@@ -38,24 +38,20 @@ impl IamExternal {
         }
     }
 
-    /// [`classify_sdk_error`], naming the endpoint and ProviderConfig when IAM was not reached.
+    /// [`classify_at`]: the IAM endpoint and ProviderConfig are named when IAM was not reached.
     fn classify<E, R>(&self, operation: &str, id: &str, error: &SdkError<E, R>) -> ProviderError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let mut classified = classify_sdk_error(operation, id, error);
-        if !matches!(error, SdkError::ServiceError(_)) {
-            let endpoint = self
-                .endpoint
-                .as_deref()
-                .unwrap_or("the AWS default endpoint");
-            classified.message = format!(
-                "{} (IAM endpoint {endpoint} of ProviderConfig {}, spec.endpoint)",
-                classified.message, self.config_name
-            );
-        }
-        classified
+        classify_at(
+            "IAM",
+            self.endpoint.as_deref(),
+            &self.config_name,
+            operation,
+            id,
+            error,
+        )
     }
 
     /// Every inline policy name of the role, across pages; `None` when the role does not exist.

@@ -18,7 +18,7 @@ use strata_core::provider::{
 use crate::convert::InvalidParameter;
 use crate::crd::{OpenIDConnectProviderObservation, OpenIDConnectProviderParameters};
 use crate::iam::IAM_SCOPE;
-use crate::rds::{classify_sdk_error, error_code};
+use crate::rds::{classify_at, error_code};
 use crate::role::DEFAULT_AUDIENCE;
 
 /// The connection-detail key of the provider's ARN.
@@ -199,18 +199,14 @@ impl OidcExternal {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let mut classified = classify_sdk_error(operation, id, error);
-        if !matches!(error, SdkError::ServiceError(_)) {
-            let endpoint = self
-                .endpoint
-                .as_deref()
-                .unwrap_or("the AWS default endpoint");
-            classified.message = format!(
-                "{} (IAM endpoint {endpoint} of ProviderConfig {}, spec.endpoint)",
-                classified.message, self.config_name
-            );
-        }
-        classified
+        classify_at(
+            "IAM",
+            self.endpoint.as_deref(),
+            &self.config_name,
+            operation,
+            id,
+            error,
+        )
     }
 
     /// The ARN of the provider: the one recorded in `status.atProvider`, else the listed one

@@ -56,18 +56,14 @@ impl RdsExternal {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let mut classified = classify_sdk_error(operation, id, error);
-        if !matches!(error, SdkError::ServiceError(_)) {
-            let endpoint = self
-                .sdk
-                .endpoint_url()
-                .unwrap_or("the AWS default endpoint");
-            classified.message = format!(
-                "{} (RDS endpoint {endpoint} of ProviderConfig {}, spec.endpoint)",
-                classified.message, self.config_name
-            );
-        }
-        classified
+        classify_at(
+            "RDS",
+            self.sdk.endpoint_url(),
+            &self.config_name,
+            operation,
+            id,
+            error,
+        )
     }
 
     async fn describe(
@@ -222,6 +218,31 @@ pub(crate) fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> 
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
     }
+}
+
+/// [`classify_sdk_error`], naming the service's endpoint and the ProviderConfig when the
+/// service was not reached (a transport failure, a timeout).
+pub(crate) fn classify_at<E, R>(
+    service: &str,
+    endpoint: Option<&str>,
+    config_name: &str,
+    operation: &str,
+    id: &str,
+    error: &SdkError<E, R>,
+) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let mut classified = classify_sdk_error(operation, id, error);
+    if !matches!(error, SdkError::ServiceError(_)) {
+        let endpoint = endpoint.unwrap_or("the AWS default endpoint");
+        classified.message = format!(
+            "{} ({service} endpoint {endpoint} of ProviderConfig {config_name}, spec.endpoint)",
+            classified.message
+        );
+    }
+    classified
 }
 
 /// Classifies an SDK failure by its error code; transport failures are transient.
