@@ -3,6 +3,7 @@
 
 mod authn;
 mod bad_requests;
+mod connections;
 mod crash;
 mod data_dir;
 mod discovery;

@@ -925,6 +925,13 @@ spec:
         readinessChecks:
         - type: NonEmpty
           fieldPath: data.size
+        connectionDetails:
+        - name: size
+          type: FromFieldPath
+          fromFieldPath: data.size
+        - name: endpoint
+          type: FromValue
+          value: store.example.org
 ---
 apiVersion: apiextensions.crossplane.io/v2
 kind: CompositeResourceDefinition
@@ -961,7 +968,25 @@ fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_read
 
 #[test]
 fn crossplane_getting_started_files_applied_with_kubectl_end_with_the_claim_ready_on_strata_run() {
-    crossplane_getting_started(&Cluster::start_with("crossplane-run", 3600, false));
+    let c = Cluster::start_with_args(
+        "crossplane-run",
+        3600,
+        false,
+        &["--aggregate-to-controllers"],
+    );
+    crossplane_getting_started(&c);
+    // Asked to, `strata run` grants the XRDs' kinds to the controllers' role as `strata up` does.
+    let role = c
+        .get_json(&[
+            "clusterrole",
+            "strata:composite:xstores.example.org:aggregate-to-controllers",
+        ])
+        .expect("the per-XRD controllers' role");
+    assert_eq!(
+        role["metadata"]["labels"]["rbac.strata.dev/aggregate-to-controllers"], "true",
+        "{role}"
+    );
+    assert_eq!(role["rules"][0]["resources"][0], "xstores", "{role}");
 }
 
 /// Crossplane's kinds applied unchanged, a claim without a Composition reference until it is
@@ -1111,7 +1136,29 @@ fn crossplane_getting_started(c: &Cluster) {
         .get_json(&["configmap", "shop-settings", "-n", "team"])
         .unwrap();
     assert_eq!(cm["data"]["size"], "3");
+    // A v2 XR has no connection Secret of its own: its details are a composed Secret, named
+    // `<xr>-connection` in its namespace, as function-patch-and-transform composes it.
+    let secret = c.eventually("the composed connection Secret", 60, || {
+        let s = c.get_json(&["secret", "shop-connection", "-n", "team"])?;
+        (s["data"]["size"] == "Mw==").then_some(s)
+    });
+    assert_eq!(secret["type"], "connection.crossplane.io/v1alpha1");
+    assert_eq!(
+        secret["data"]["endpoint"], "c3RvcmUuZXhhbXBsZS5vcmc=",
+        "{secret}"
+    );
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["kind"], "XStore");
+    let store = c.get_json(&["xstore", "shop", "-n", "team"]).unwrap();
+    assert_eq!(
+        store["spec"]["crossplane"]["resourceRefs"][1]["kind"], "Secret",
+        "the Secret is a composed resource: {store}"
+    );
     c.kubectl_ok(&["delete", "xstore", "shop", "-n", "team", "--timeout=60s"]);
+    assert!(
+        c.get_json(&["secret", "shop-connection", "-n", "team"])
+            .is_none(),
+        "the composed connection Secret goes with the XR"
+    );
 
     // Deleting the claim deletes the XR and what it composed.
     c.kubectl_ok(&["delete", "app", "demo", "-n", "team", "--timeout=60s"]);
@@ -1603,4 +1650,214 @@ fn strata_run_runs_a_function_package_as_a_deployment_and_service_with_its_certi
         "{f}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A v2 XR composing a ConfigMap (in the controllers' base role) and a Deployment (not) in the
+/// same wave; the ClusterRole a platform team adds to grant Deployments, labelled as Crossplane
+/// v2 asks.
+const UNGRANTED_KIND: &str = r#"
+apiVersion: apiextensions.crossplane.io/v2
+kind: CompositeResourceDefinition
+metadata: {name: xwebs.example.org}
+spec:
+  group: example.org
+  names: {kind: XWeb, plural: xwebs}
+  versions:
+  - name: v1
+    served: true
+    referenceable: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {image: {type: string}}}
+---
+apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata: {name: web}
+spec:
+  compositeTypeRef: {apiVersion: example.org/v1, kind: XWeb}
+  mode: Pipeline
+  pipeline:
+  - step: patch-and-transform
+    functionRef: {name: function-patch-and-transform}
+    input:
+      apiVersion: pt.fn.crossplane.io/v1beta1
+      kind: Resources
+      resources:
+      - name: settings
+        base: {apiVersion: v1, kind: ConfigMap, data: {tier: web}}
+        readinessChecks:
+        - type: None
+      - name: server
+        base:
+          apiVersion: apps/v1
+          kind: Deployment
+          spec:
+            selector: {matchLabels: {app: web}}
+            template:
+              metadata: {labels: {app: web}}
+              spec: {containers: [{name: web, image: nginx}]}
+        patches:
+        - {fromFieldPath: spec.image, toFieldPath: "spec.template.spec.containers[0].image"}
+        readinessChecks:
+        - type: None
+"#;
+
+const DEPLOYMENT_GRANT: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: compose-deployments
+  labels: {rbac.crossplane.io/aggregate-to-crossplane: "true"}
+rules:
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, update, patch, delete]
+"#;
+
+#[test]
+fn strata_up_controllers_are_least_privilege_and_an_ungranted_composed_kind_waits_for_a_labelled_role()
+ {
+    let c = Cluster::start_with("least-privilege", 3600, true);
+    let as_controllers = ["--as", "system:strata:controllers"];
+    let can_i = |args: &[&str]| {
+        let mut full = vec!["auth", "can-i"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&as_controllers);
+        String::from_utf8_lossy(&c.kubectl(&full).stdout)
+            .trim()
+            .to_owned()
+    };
+    // The controllers' rules, as the admin sees them by impersonation.
+    let list = c.kubectl_ok(&[
+        "auth",
+        "can-i",
+        "--list",
+        "-n",
+        "team",
+        "--as",
+        "system:strata:controllers",
+    ]);
+    for kind in [
+        "customresourcedefinitions.apiextensions.k8s.io",
+        "compositions.apiextensions.crossplane.io",
+        "secrets",
+        "leases.coordination.k8s.io",
+        "dbinstances.rds.aws.strata.dev",
+    ] {
+        assert!(list.contains(kind), "{kind} missing from:\n{list}");
+    }
+    assert!(!list.contains("deployments.apps"), "{list}");
+    assert_eq!(can_i(&["create", "deployments", "-n", "team"]), "no");
+    assert_eq!(can_i(&["create", "configmaps", "-n", "team"]), "yes");
+    assert_eq!(
+        can_i(&["delete", "namespaces"]),
+        "no",
+        "no `*` on everything"
+    );
+
+    let out = c.kubectl_apply(UNGRANTED_KIND);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "compositeresourcedefinitions.apiextensions.crossplane.io/xwebs.example.org",
+        "--timeout=60s",
+    ]);
+    // The XRD's own kind reaches the controllers through the role they write for it.
+    c.eventually("the XR kind granted to the controllers", 30, || {
+        (can_i(&["patch", "xwebs.example.org", "-n", "team"]) == "yes").then_some(())
+    });
+    let out = c.kubectl_apply(
+        "apiVersion: example.org/v1\nkind: XWeb\nmetadata: {name: shop, namespace: team}\nspec: {image: nginx:1.27}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let synced = c.eventually("Synced=False naming the missing grant", 60, || {
+        let xr = c.get_json(&["xweb", "shop", "-n", "team"])?;
+        let s = condition(&xr, "Synced")?;
+        (s["status"] == "False").then_some(s)
+    });
+    let message = synced["message"].as_str().unwrap();
+    for part in [
+        "resource `server`",
+        r#"deployments.apps "shop-server" is forbidden: User "system:strata:controllers" cannot patch resource "deployments" in API group "apps" in the namespace "team""#,
+        r#"rbac.strata.dev/aggregate-to-controllers: "true""#,
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+    let configmaps = c.get_json(&["configmaps", "-n", "team"]).unwrap();
+    assert!(
+        !configmaps.to_string().contains("XWeb"),
+        "no partial apply: the ConfigMap of the same wave is not created either: {configmaps}"
+    );
+    let xr = c.get_json(&["xweb", "shop", "-n", "team"]).unwrap();
+    assert!(
+        xr["spec"]["crossplane"]["resourceRefs"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "nothing recorded as composed: {}",
+        xr["spec"]
+    );
+
+    // A labelled role granting just this Deployment by name is enough for the XR (the review
+    // asks by name when a nameless one is refused) ...
+    let out = c.kubectl_apply(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: compose-shop-server
+  labels: {rbac.strata.dev/aggregate-to-controllers: "true"}
+rules:
+- apiGroups: [apps]
+  resources: [deployments]
+  resourceNames: [shop-server]
+  verbs: [patch]
+"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "xweb/shop",
+        "-n",
+        "team",
+        "--timeout=60s",
+    ]);
+    // Ready and Synced may land in two status writes: wait for both.
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Synced",
+        "xweb/shop",
+        "-n",
+        "team",
+        "--timeout=60s",
+    ]);
+    let deployments = c.get_json(&["deployments", "-n", "team"]).unwrap();
+    assert_eq!(
+        deployments["items"][0]["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27",
+        "{deployments}"
+    );
+    assert_eq!(can_i(&["create", "deployments", "-n", "team"]), "no");
+    // ... and Crossplane's label grants every Deployment, unchanged.
+    let out = c.kubectl_apply(DEPLOYMENT_GRANT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(can_i(&["create", "deployments", "-n", "team"]), "yes");
 }

@@ -4,30 +4,12 @@
 //! answer `--help` from the unpacked root filesystem alone, as the image's non-root user.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::repo_root;
-
-/// A directory under the system's temp dir, removed when the test ends (also on failure).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("strata-image-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::{TempDir, repo_root};
 
 fn running_as_root() -> bool {
     let out = Command::new("id").arg("-u").output().expect("`id -u` runs");
@@ -129,7 +111,7 @@ fn deploy_runs_the_image_scripts_image_tags_with_the_crate_version() {
 
 #[test]
 fn scripts_image_builds_the_dockerfiles_image_whose_binary_runs_as_nonroot_from_its_rootfs() {
-    let tmp = TempDir::new("build");
+    let tmp = TempDir::new("image-build");
     let layout = tmp.0.join("oci");
     let tag = "it";
     let out = Command::new(repo_root().join("scripts/image"))
@@ -215,4 +197,65 @@ fn scripts_image_builds_the_dockerfiles_image_whose_binary_runs_as_nonroot_from_
     );
     assert!(stdout.contains("Usage: strata <COMMAND>"), "{stdout}");
     assert!(stdout.contains("run "), "{stdout}");
+}
+
+/// Every (API group, resource, verb) a ClusterRole's rules grant.
+fn grants(role: &Value) -> std::collections::BTreeSet<(String, String, String)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        for g in strings(&rule["apiGroups"]) {
+            for r in strings(&rule["resources"]) {
+                for v in strings(&rule["verbs"]) {
+                    out.insert((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn deploy_grants_the_controllers_what_strata_up_grants_them() {
+    use strata_apiserver::rbac::bootstrap;
+    let text = std::fs::read_to_string(repo_root().join("deploy/clusterrole.yaml")).unwrap();
+    let documents: Vec<Value> = text
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap())
+        .collect();
+    let named = |name: &str| {
+        documents
+            .iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("deploy/clusterrole.yaml has no {name}"))
+            .clone()
+    };
+    let up = bootstrap::cluster_roles();
+    let up_named = |name: &str| {
+        up.iter()
+            .find(|r| r["metadata"]["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        named("strata")["aggregationRule"],
+        up_named(bootstrap::CONTROLLERS_ROLE)["aggregationRule"],
+        "the same labels grant to the controllers on a cluster and on strata up"
+    );
+    // On a cluster the Lease is the controllers' namespace's (deploy/role.yaml), and `strata
+    // run` writes no ClusterRoles unless asked to.
+    let mut base = grants(&up_named(bootstrap::CONTROLLERS_BASE_ROLE));
+    base.retain(|(g, r, _)| {
+        r != "leases" && !(g == "rbac.authorization.k8s.io" && r == "clusterroles")
+    });
+    assert_eq!(grants(&named("strata-core")), base);
 }

@@ -42,6 +42,8 @@ impl Drop for TempDir {
 
 struct Harness {
     client: kube::Client,
+    /// The controllers' own identity (`system:strata:controllers`), as `strata up` runs them.
+    controllers_client: kube::Client,
     kinds: Kinds,
     _dir: TempDir,
     _server: strata_apiserver::Server,
@@ -69,11 +71,16 @@ async fn start(tag: &str, resync: Duration) -> Harness {
     let client = strata_controllers::client(Some(server.kubeconfig_path()))
         .await
         .unwrap();
+    // The controllers run as `strata up` runs them: their own least-privilege identity.
+    let c = strata_controllers::client_from_kubeconfig_yaml(server.controllers_kubeconfig())
+        .await
+        .unwrap();
     let settings = Settings {
         resync,
+        aggregate_to_controllers: true,
         ..Default::default()
     };
-    let c = client.clone();
+    let controllers_client = c.clone();
     let controllers = tokio::spawn(async move {
         if let Err(e) = strata_controllers::run(c, settings, std::future::pending()).await {
             panic!("controllers failed: {e}");
@@ -81,6 +88,7 @@ async fn start(tag: &str, resync: Duration) -> Harness {
     });
     let h = Harness {
         kinds: Kinds::new(client.clone()),
+        controllers_client,
         client,
         _dir: dir,
         _server: server,
@@ -767,15 +775,21 @@ async fn one_replica_leads_the_other_takes_over_and_metrics_are_served() {
         },
     )
     .await;
-    let metrics = http_get(
-        std::net::SocketAddr::from(([127, 0, 0, 1], port_one)),
-        "/metrics",
+    // The counter moves when the reconcile returns, a moment after its status write is seen.
+    h.wait_for(
+        "the leader's metrics to count the reconcile",
+        Duration::from_secs(10),
+        async || {
+            http_get(
+                std::net::SocketAddr::from(([127, 0, 0, 1], port_one)),
+                "/metrics",
+            )
+            .await
+            .contains("strata_reconciles_total{controller=\"composite\"}")
+            .then_some(())
+        },
     )
     .await;
-    assert!(
-        metrics.contains("strata_reconciles_total{controller=\"composite\"}"),
-        "{metrics}"
-    );
     assert!(
         http_get(
             std::net::SocketAddr::from(([127, 0, 0, 1], port_two)),
@@ -1062,9 +1076,10 @@ async fn controllers_stopped_between_waves_resume_without_creating_anything_twic
     );
 
     h.controllers = spawn_controllers(
-        h.client.clone(),
+        h.controllers_client.clone(),
         Settings {
             resync: Duration::from_secs(3600),
+            aggregate_to_controllers: true,
             ..Default::default()
         },
     );
@@ -1212,9 +1227,10 @@ async fn a_write_that_loses_a_conflict_is_retried_on_the_newer_version_without_d
 
     // The controllers take over and converge without creating anything again.
     h.controllers = spawn_controllers(
-        h.client.clone(),
+        h.controllers_client.clone(),
         Settings {
             resync: Duration::from_secs(3600),
+            aggregate_to_controllers: true,
             ..Default::default()
         },
     );
@@ -1290,9 +1306,10 @@ async fn old_revisions_beyond_the_history_limit_are_deleted_unless_in_use() {
     h.controllers.abort();
     let _ = (&mut h.controllers).await;
     h.controllers = spawn_controllers(
-        h.client.clone(),
+        h.controllers_client.clone(),
         Settings {
             resync: Duration::from_secs(3600),
+            aggregate_to_controllers: true,
             revision_history_limit: 2,
             ..Default::default()
         },
@@ -1694,9 +1711,10 @@ async fn crossplane_kinds_never_overwrite_a_users_object_nor_a_running_crossplan
     h.kinds
         .forget("apiextensions.crossplane.io/v1", "Composition");
     h.controllers = spawn_controllers(
-        h.client.clone(),
+        h.controllers_client.clone(),
         Settings {
             resync: Duration::from_secs(3600),
+            aggregate_to_controllers: true,
             ..Default::default()
         },
     );
@@ -1720,4 +1738,154 @@ async fn crossplane_kinds_never_overwrite_a_users_object_nor_a_running_crossplan
         Some("crossplane"),
         "Crossplane's CRD is left as it is"
     );
+
+    // Replacing Crossplane core, as the README says: its Deployment is scaled to zero (here: it
+    // never ran), the CRDs are kept and marked as Strata's, and `strata run` starts again. Strata
+    // takes the CRD over and converts the Composition that was already there.
+    crds.patch(
+        "compositions.apiextensions.crossplane.io",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "strata"}}})),
+    )
+    .await
+    .unwrap();
+    h.controllers = spawn_controllers(
+        h.client.clone(),
+        Settings {
+            resync: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    h.wait_for(
+        "the Composition already there to be converted",
+        Duration::from_secs(30),
+        async || native.get_opt("theirs").await.ok()?,
+    )
+    .await;
+}
+
+/// Issue 13: a claim whose XR waits for a `Required` patch's missing source says which patch
+/// and which path, in the Ready message of both and in one Warning event on each, not repeated
+/// by later passes; supplying the field releases the resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_patch_with_a_missing_source_is_explained_on_the_claim_and_xr_once() {
+    let h = start("required", Duration::from_secs(1)).await;
+    h.apply(xrd()).await.unwrap();
+    h.apply(json!({
+        "apiVersion": "apiextensions.strata.dev/v1alpha1",
+        "kind": "Composition",
+        "metadata": {"name": "needs-size"},
+        "spec": {
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XDatabase"},
+            "resources": [{
+                "name": "config",
+                "base": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "default"}, "data": {}},
+                "patches": [
+                    {"fromFieldPath": "metadata.labels[strata.dev/claim-namespace]", "toFieldPath": "metadata.namespace"},
+                    {"fromFieldPath": "spec.size", "toFieldPath": "data.size", "policy": {"fromFieldPath": "Required"}},
+                ],
+                "readinessChecks": [{"type": "None"}],
+            }],
+        },
+    }))
+    .await
+    .unwrap();
+    establish(&h).await;
+    let claims = h.api("example.org/v1", "Database", Some("team")).await;
+    let xrs = h.api("example.org/v1", "XDatabase", None).await;
+    let claim = |spec: Value| {
+        json!({"apiVersion": "example.org/v1", "kind": "Database",
+            "metadata": {"name": "db", "namespace": "team"}, "spec": spec})
+    };
+    h.apply(claim(json!({"compositionRef": {"name": "needs-size"}})))
+        .await
+        .unwrap();
+
+    let expected = "Unready resources: config (waiting for spec.size: Required patch 1 FromCompositeFieldPath)";
+    let xr_name = h
+        .wait_for(
+            "the claim's Ready message to explain the withheld resource",
+            Duration::from_secs(30),
+            async || {
+                let c = claims.get("db").await.ok()?;
+                let ready = condition(&c, "Ready")?;
+                (ready["status"] == "False" && ready["message"] == expected).then_some(())?;
+                Some(
+                    c.data
+                        .pointer("/spec/resourceRef/name")?
+                        .as_str()?
+                        .to_owned(),
+                )
+            },
+        )
+        .await;
+    let xr = xrs.get(&xr_name).await.unwrap();
+    assert_eq!(condition(&xr, "Ready").unwrap()["message"], expected);
+    assert_eq!(condition(&xr, "Ready").unwrap()["reason"], "Creating");
+
+    let note = "resource `config` withheld: waiting for spec.size: Required patch 1 FromCompositeFieldPath";
+    let warnings = async |ns: &str, regarding: &str| -> Vec<Value> {
+        let events = h.api("events.k8s.io/v1", "Event", Some(ns)).await;
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.data["reason"] == "RequiredSourceMissing")
+            .filter(|e| e.data["regarding"]["name"] == regarding)
+            .map(|e| e.data)
+            .collect()
+    };
+    let (xr_events, claim_events) = h
+        .wait_for(
+            "the Warning event on the XR and on the claim",
+            Duration::from_secs(10),
+            async || {
+                let x = warnings("default", &xr_name).await;
+                let c = warnings("team", "db").await;
+                (!x.is_empty() && !c.is_empty()).then_some((x, c))
+            },
+        )
+        .await;
+    for (what, events) in [("XR", &xr_events), ("claim", &claim_events)] {
+        assert_eq!(events.len(), 1, "one event on the {what}: {events:?}");
+        assert_eq!(events[0]["type"], "Warning");
+        assert_eq!(events[0]["note"], note);
+    }
+
+    // Passes every second: nothing changes, so nothing is written and no event repeats.
+    let settled = xrs.get(&xr_name).await.unwrap().resource_version();
+    let claim_settled = claims.get("db").await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(xrs.get(&xr_name).await.unwrap().resource_version(), settled);
+    assert_eq!(
+        claims.get("db").await.unwrap().resource_version(),
+        claim_settled
+    );
+    for (ns, regarding) in [("default", xr_name.as_str()), ("team", "db")] {
+        let events = warnings(ns, regarding).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0]["series"].is_null(),
+            "the event was not published again: {:?}",
+            events[0]
+        );
+    }
+
+    // The developer supplies the field: the resource is created and the claim becomes Ready.
+    h.apply(claim(
+        json!({"compositionRef": {"name": "needs-size"}, "size": "small"}),
+    ))
+    .await
+    .unwrap();
+    h.wait_for(
+        "the claim to become Ready",
+        Duration::from_secs(30),
+        async || {
+            let c = claims.get("db").await.ok()?;
+            (condition(&c, "Ready")?["status"] == "True").then_some(())
+        },
+    )
+    .await;
 }

@@ -11,6 +11,7 @@ mod emulators;
 mod examples;
 mod functions;
 mod fuzz;
+mod gcs;
 mod golden;
 mod image;
 mod inprocess;

@@ -24,7 +24,7 @@ use strata_apiserver::{Server, ServerConfig};
 /// The developer the clients act as, and its group (bound to `edit` in `default`).
 const DEVELOPER: &str = "bench-developer";
 const DEVELOPERS: &str = "bench-developers";
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 11;
 
 /// CPU time (user + system) this process has used, client and server together; unlike
 /// wall-clock rates it barely depends on what else the machine is running.

@@ -2,6 +2,9 @@
 //! creates/s and updates/s with 1 and 16 concurrent writers, list latency over 10,000 objects,
 //! watch fan-out to 50 watchers, and resident memory per 10,000 objects.
 //!
+//! Durable writes are grouped: each line of writers prints the writes per durable commit (one
+//! fsync each), next to the disk's own fsync rate measured first in the same data dir.
+//!
 //! Run: `cargo bench -p strata-apiserver --bench throughput`
 
 use std::sync::Arc;
@@ -26,6 +29,26 @@ fn rss_bytes() -> u64 {
 fn configmap(name: &str, value: usize) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"bench": "yes"}},
         "data": {"value": value.to_string(), "payload": "x".repeat(200)}})
+}
+
+/// The disk's own rate of small durable writes in `dir`: 4 KiB rewritten and `fdatasync`ed, for
+/// about a second.
+fn disk_fsyncs_per_second(dir: &std::path::Path) -> f64 {
+    use std::io::{Seek, Write};
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).expect("probe file");
+    let block = vec![7u8; 4096];
+    let began = Instant::now();
+    let mut n = 0u64;
+    while began.elapsed() < Duration::from_secs(1) {
+        file.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        file.write_all(&block).expect("write");
+        file.sync_data().expect("fdatasync");
+        n += 1;
+    }
+    let rate = n as f64 / began.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    rate
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -103,10 +126,27 @@ async fn main() {
         .target("", "v1", "configmaps", "default")
         .expect("configmaps are served");
 
+    println!(
+        "disk: {:.0} fsync/s (4 KiB fdatasync in the data dir)",
+        disk_fsyncs_per_second(&dir)
+    );
+    let grouped = |before: (u64, u64)| {
+        let (commits, writes) = cluster.commit_stats();
+        let (c, w) = (commits - before.0, writes - before.1);
+        format!("{:.1} writes/fsync", w as f64 / c.max(1) as f64)
+    };
+    let before = cluster.commit_stats();
     let (rate, p99) = run_writers(&cluster, &t, 1, 2_000, "single", false).await;
-    println!("creates, 1 writer:    {rate:>8.0}/s  p99 {p99:?}");
+    println!(
+        "creates, 1 writer:    {rate:>8.0}/s  p99 {p99:?}  {}",
+        grouped(before)
+    );
+    let before = cluster.commit_stats();
     let (rate, p99) = run_writers(&cluster, &t, 16, 500, "many", false).await;
-    println!("creates, 16 writers:  {rate:>8.0}/s  p99 {p99:?}");
+    println!(
+        "creates, 16 writers:  {rate:>8.0}/s  p99 {p99:?}  {}",
+        grouped(before)
+    );
     // The creates above leave exactly 10,000 objects.
     let count = cluster
         .list(&t, false, &Selector::default(), None, None)
@@ -137,10 +177,18 @@ async fn main() {
         (rss_full.saturating_sub(rss_empty)) as f64 / 1048576.0 * 10_000.0 / count.max(1) as f64
     );
 
+    let before = cluster.commit_stats();
     let (rate, p99) = run_writers(&cluster, &t, 1, 2_000, "single", true).await;
-    println!("updates, 1 writer:    {rate:>8.0}/s  p99 {p99:?}");
+    println!(
+        "updates, 1 writer:    {rate:>8.0}/s  p99 {p99:?}  {}",
+        grouped(before)
+    );
+    let before = cluster.commit_stats();
     let (rate, p99) = run_writers(&cluster, &t, 16, 500, "many", true).await;
-    println!("updates, 16 writers:  {rate:>8.0}/s  p99 {p99:?}");
+    println!(
+        "updates, 16 writers:  {rate:>8.0}/s  p99 {p99:?}  {}",
+        grouped(before)
+    );
 
     let watchers = 50;
     let events = 2_000;

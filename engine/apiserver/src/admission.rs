@@ -138,12 +138,13 @@ pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiErr
 
 /// Validates and defaults a custom object against the schema of the version it was sent in.
 /// With `strict` (`fieldValidation=Strict`), fields the schema does not know are an error
-/// instead of being pruned.
+/// instead of being pruned; with `warnings` (`Warn`) they are pruned and named there.
 pub fn admit_custom_object(
     rt: &ResourceType,
     version: &str,
     obj: &mut Value,
     strict: bool,
+    warnings: Option<&crate::validation::Warnings>,
 ) -> Result<(), ApiError> {
     let Some(schema) = rt.version(version).and_then(|v| v.compiled.as_ref()) else {
         return Ok(());
@@ -162,6 +163,9 @@ pub fn admit_custom_object(
             rt.kind,
             unknown.join(", ")
         )));
+    }
+    if let Some(warnings) = warnings {
+        warnings.extend(pruned.iter().map(|p| format!("unknown field \"{p}\"")));
     }
     Ok(())
 }

@@ -294,6 +294,17 @@ pub fn write_kubeconfig(
     user_name: &str,
     credentials: &Credentials<'_>,
 ) -> std::io::Result<()> {
+    let text = kubeconfig_text(server, ca_pem, user_name, credentials)?;
+    crate::store::private::write_file(path, text.as_bytes())
+}
+
+/// The YAML of a kubeconfig for `server` trusting `ca_pem`, with `credentials` as `user_name`.
+pub fn kubeconfig_text(
+    server: &str,
+    ca_pem: &str,
+    user_name: &str,
+    credentials: &Credentials<'_>,
+) -> std::io::Result<String> {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let user = match credentials {
@@ -314,8 +325,7 @@ pub fn write_kubeconfig(
         "current-context": "strata",
         "preferences": {},
     });
-    let text = serde_saphyr::to_string(&config).map_err(std::io::Error::other)?;
-    crate::store::private::write_file(path, text.as_bytes())
+    serde_saphyr::to_string(&config).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]

@@ -37,12 +37,9 @@ const OID_CLIENT_AUTH: x509_cert::der::oid::ObjectIdentifier =
 #[derive(Debug, Clone, Default)]
 pub struct ClientIdentity(pub Option<UserInfo>);
 
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
-    for ClientIdentity
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        let (_, connection) = stream.io().get_ref();
+impl ClientIdentity {
+    /// The identity of a TLS connection whose handshake completed (the chain is verified).
+    pub fn of(connection: &tokio_rustls::rustls::ServerConnection) -> Self {
         ClientIdentity(
             connection
                 .peer_certificates()

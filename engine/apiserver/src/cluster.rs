@@ -55,6 +55,9 @@ pub struct Target {
     pub namespace: String,
     /// `fieldValidation=Strict`: unknown fields of custom objects are rejected, not pruned.
     pub strict_fields: bool,
+    /// `fieldValidation=Warn` (the default for users' requests): unknown fields are pruned and
+    /// named here, for the response's `Warning` headers. `None`: pruned silently.
+    pub warnings: Option<crate::validation::Warnings>,
     /// `dryRun=All`: every check runs and the result is returned, nothing is stored.
     pub dry_run: bool,
     /// The user making the request; `None` for the control plane's own writes. RBAC writes by a
@@ -353,6 +356,7 @@ impl Cluster {
             version: version.to_owned(),
             namespace,
             strict_fields: false,
+            warnings: None,
             dry_run: false,
             requester: None,
         })
@@ -664,7 +668,13 @@ impl Cluster {
             }
             return Ok(());
         }
-        crate::admission::admit_custom_object(&t.rt, &t.version, obj, t.strict_fields)
+        crate::admission::admit_custom_object(
+            &t.rt,
+            &t.version,
+            obj,
+            t.strict_fields,
+            t.warnings.as_ref(),
+        )
     }
 
     /// Replaces an object (PUT); `sub` decides which part of the body is taken.
@@ -782,7 +792,13 @@ impl Cluster {
         if sub == Subresource::Main {
             self.admit(t, Some(old), &mut new)?;
         } else if !t.rt.builtin {
-            crate::admission::admit_custom_object(&t.rt, &t.version, &mut new, t.strict_fields)?;
+            crate::admission::admit_custom_object(
+                &t.rt,
+                &t.version,
+                &mut new,
+                t.strict_fields,
+                t.warnings.as_ref(),
+            )?;
         }
         new["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
         new["kind"] = json!(t.rt.kind);
@@ -950,6 +966,7 @@ impl Cluster {
                 version: rt.storage_version().to_owned(),
                 namespace: object::namespace(&obj).to_owned(),
                 strict_fields: false,
+                warnings: None,
                 dry_run: false,
                 requester: None,
             };
@@ -959,6 +976,11 @@ impl Cluster {
         }
         st.objects.remove(&gr);
         st.registry.remove(&gr);
+    }
+
+    /// What the store has committed: `(durable transactions, writes)`.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.writer.stats().snapshot()
     }
 
     fn queue(

@@ -193,6 +193,7 @@ fn target_of(rt: &Arc<ResourceType>, obj: &Value) -> Target {
         version: rt.storage_version().to_owned(),
         namespace: object::namespace(obj).to_owned(),
         strict_fields: false,
+        warnings: None,
         dry_run: false,
         requester: None,
     }

@@ -44,9 +44,54 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 
 async fn dispatch(State(app): State<Arc<AppState>>, req: Request) -> Response {
     app.writes.record(req.method());
-    match handle(&app, req).await {
+    let yaml = wants_yaml(req.headers());
+    let response = match handle(&app, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
+    };
+    if yaml {
+        return yaml_response(response).await;
+    }
+    response
+}
+
+/// The client asks for YAML first (`Accept: application/yaml`), as kube-apiserver serves it.
+fn wants_yaml(headers: &HeaderMap) -> bool {
+    header_str(headers, header::ACCEPT)
+        .split(',')
+        .next()
+        .is_some_and(|first| first.trim().starts_with("application/yaml"))
+}
+
+/// Re-encodes a JSON response as YAML; anything else (a watch stream, a table, protobuf) is
+/// left as it is.
+async fn yaml_response(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return error_response(&ApiError::Internal(
+            "reading a response to encode as YAML".into(),
+        ));
+    };
+    let yaml = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| serde_saphyr::to_string(&v).ok());
+    match yaml {
+        Some(text) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/yaml"),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(text))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
     }
 }
 
@@ -196,8 +241,8 @@ fn authenticate(app: &AppState, req: &Request) -> ApiResult<crate::auth::UserInf
     // The user of the connection's verified client certificate, recorded when it was accepted.
     let client_certificate = req
         .extensions()
-        .get::<axum::extract::ConnectInfo<crate::client_cert::ClientIdentity>>()
-        .and_then(|c| c.0.0.as_ref());
+        .get::<crate::client_cert::ClientIdentity>()
+        .and_then(|c| c.0.as_ref());
     let now = jiff::Timestamp::now().as_second();
     match app
         .authn
@@ -438,22 +483,33 @@ fn parse_json_body(body: &[u8]) -> ApiResult<Value> {
     Ok(v)
 }
 
-/// The request body as JSON: protobuf (which kubectl's generators send) decoded, CBOR refused.
+/// The request body as JSON: protobuf (which kubectl's generators send) and YAML
+/// (`application/yaml`) decoded, CBOR refused.
 fn json_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<std::borrow::Cow<'a, [u8]>> {
     let content_type = header_str(headers, header::CONTENT_TYPE);
     if !body.is_empty() && content_type.starts_with("application/vnd.kubernetes.protobuf") {
         Ok(std::borrow::Cow::Owned(
             serde_json::to_vec(&crate::protobuf::decode(body)?).unwrap_or_default(),
         ))
+    } else if !body.is_empty() && content_type.starts_with("application/yaml") {
+        let value: Value = serde_saphyr::from_slice(body).map_err(|e| {
+            ApiError::BadRequest(format!("the request body is not valid YAML: {e}"))
+        })?;
+        Ok(std::borrow::Cow::Owned(
+            serde_json::to_vec(&value).unwrap_or_default(),
+        ))
     } else if !body.is_empty() && content_type.contains("cbor") {
         Err(ApiError::UnsupportedMediaType {
-            accepted: "application/json, application/vnd.kubernetes.protobuf".into(),
+            accepted: "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+                .into(),
         })
     } else {
         Ok(std::borrow::Cow::Borrowed(body))
     }
 }
 
+/// A resource request, with the warnings it collected (`fieldValidation=Warn`, the default) as
+/// `Warning` headers on its response.
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     app: &AppState,
@@ -466,6 +522,58 @@ async fn resource_request(
     query: &Query,
     body: &[u8],
     path: &str,
+) -> ApiResult<Response> {
+    let validation = FieldValidation::parse(query.get("fieldValidation"))?;
+    let warnings = crate::validation::Warnings::default();
+    let mut response = resource_request_inner(
+        app, user, group, version, p, method, headers, query, body, path, validation, &warnings,
+    )
+    .await?;
+    for text in warnings.take() {
+        if let Ok(value) = header::HeaderValue::from_str(&crate::validation::warning_header(&text))
+        {
+            response.headers_mut().append("Warning", value);
+        }
+    }
+    Ok(response)
+}
+
+/// `fieldValidation`: what to do with unknown and duplicate fields of a written object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FieldValidation {
+    Ignore,
+    /// The default, as kube-apiserver: the write succeeds with a `Warning` header per field.
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    fn parse(value: Option<&str>) -> ApiResult<Self> {
+        match value {
+            None | Some("") | Some("Warn") => Ok(Self::Warn),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some("Strict") => Ok(Self::Strict),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "fieldValidation: unsupported value \"{other}\": supported values: \"Ignore\", \"Warn\", \"Strict\""
+            ))),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource_request_inner(
+    app: &AppState,
+    user: &Arc<crate::auth::UserInfo>,
+    group: &str,
+    version: &str,
+    p: ApiPath<'_>,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Query,
+    body: &[u8],
+    path: &str,
+    validation: FieldValidation,
+    warnings: &crate::validation::Warnings,
 ) -> ApiResult<Response> {
     if let Some(other) = query.get("dryRun").filter(|d| *d != "All") {
         return Err(ApiError::BadRequest(format!(
@@ -486,11 +594,33 @@ async fn resource_request(
             path: path.to_owned(),
         })?;
     let t = Target {
-        strict_fields: query.get("fieldValidation") == Some("Strict"),
+        strict_fields: validation == FieldValidation::Strict,
+        warnings: (validation == FieldValidation::Warn).then(|| warnings.clone()),
         dry_run: query.get("dryRun") == Some("All"),
         requester: Some(user.clone()),
         ..t
     };
+    // Duplicate fields in the body (the last one would silently win).
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        && validation != FieldValidation::Ignore
+    {
+        let duplicates = crate::validation::duplicate_fields(body);
+        if !duplicates.is_empty() {
+            let found: Vec<String> = duplicates
+                .iter()
+                .map(|d| format!("duplicate field \"{d}\""))
+                .collect();
+            if validation == FieldValidation::Strict {
+                return Err(ApiError::BadRequest(format!(
+                    "{} in version \"{version}\" cannot be handled as a {}: strict decoding error: {}",
+                    t.rt.kind,
+                    t.rt.kind,
+                    found.join(", ")
+                )));
+            }
+            warnings.extend(found);
+        }
+    }
     if !t.rt.namespaced && ns.is_some()
         || (t.rt.namespaced && ns.is_none() && matches!(p, ApiPath::Object { .. }))
     {

@@ -1,5 +1,12 @@
 //! Starting and stopping the control plane: data dir, credentials (admin token, token file,
-//! ServiceAccount signing keys), listener, kubeconfig, background controllers.
+//! ServiceAccount signing keys, Secret encryption keys), listener, kubeconfig, background
+//! controllers, and the credentials of Strata's own controllers.
+//!
+//! The controllers' identity ([`Server::controllers_kubeconfig`]) is a client certificate for
+//! `system:strata:controllers` in `system:strata`, signed by the data dir's CA at every start
+//! and kept in memory only: its key is never written, so no other local user can read it (a
+//! new key and certificate at every start; like any client certificate it cannot be revoked,
+//! which matters only if this process's memory is read).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +36,10 @@ pub struct ServerConfig {
     pub service_account_issuer: Option<String>,
     /// Retire the ServiceAccount signing key and sign with a new one from this start on.
     pub rotate_service_account_key: bool,
+    /// Connection bounds and timeouts.
+    pub connections: crate::connections::Limits,
+    /// Seal Secrets with a new encryption key from this start on (all are re-sealed at start).
+    pub rotate_encryption_key: bool,
 }
 
 impl ServerConfig {
@@ -42,6 +53,8 @@ impl ServerConfig {
             token_auth_file: None,
             service_account_issuer: None,
             rotate_service_account_key: false,
+            connections: crate::connections::Limits::default(),
+            rotate_encryption_key: false,
         }
     }
 }
@@ -59,12 +72,18 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Limits(#[from] crate::connections::LimitsError),
+    #[error(transparent)]
+    Encryption(#[from] crate::encryption::EncryptionError),
     #[error("creating the default RBAC roles: {0}")]
     Bootstrap(crate::error::ApiError),
     #[error(transparent)]
     TokenFile(#[from] crate::token_file::TokenFileError),
     #[error(transparent)]
     ServiceAccountKeys(#[from] crate::service_account::KeyError),
+    #[error("the controllers' client certificate: {0}")]
+    ControllersIdentity(#[from] crate::client_cert::IssueError),
     #[error("writing the kubeconfig {path}: {source}")]
     Kubeconfig {
         path: PathBuf,
@@ -80,6 +99,7 @@ pub struct Server {
     ca_pem: String,
     issuer: String,
     kubeconfig: PathBuf,
+    controllers_kubeconfig: String,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     serve: JoinHandle<()>,
@@ -99,7 +119,14 @@ impl Server {
         if let Some(issuer) = &config.service_account_issuer {
             crate::service_account::validate_issuer(issuer)?;
         }
+        config.connections.validate()?;
         let store = Store::open(&config.data_dir)?.with_event_history(config.event_history);
+        // Read after the store is locked, so two servers never write the keys file at once.
+        let secret_keys = crate::encryption::Keyring::load_or_create(
+            &config.data_dir,
+            config.rotate_encryption_key,
+        )?;
+        let store = store.with_secret_encryption(secret_keys)?;
         let token = match store.token()? {
             Some(t) => t,
             None => {
@@ -164,6 +191,7 @@ impl Server {
             path: kubeconfig.clone(),
             source,
         })?;
+        let controllers_kubeconfig = controllers_kubeconfig(&config.data_dir, &url, &tls.ca_pem)?;
         let issuer_url = issuer.issuer().to_owned();
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let writes = Arc::new(crate::writes::WriteCounter::default());
@@ -181,24 +209,15 @@ impl Server {
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let app = crate::http::router(state);
-        let listener = crate::tls::TlsListener::new(listener, tls.config).map_err(|source| {
-            ServerError::Bind {
-                addr: config.listen,
-                source,
-            }
-        })?;
-        let serve = tokio::spawn(async move {
-            let app =
-                app.into_make_service_with_connect_info::<crate::client_cert::ClientIdentity>();
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown_rx.await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("serving the API: {e}");
-            }
-        });
+        let serve = tokio::spawn(crate::connections::serve(
+            listener,
+            tls.config,
+            app,
+            config.connections,
+            async move {
+                let _ = shutdown_rx.await;
+            },
+        ));
         let aggregation = tokio::spawn(crate::rbac::aggregation::run(cluster.clone()));
         let gc = tokio::spawn(crate::gc::run(cluster));
         Ok(Server {
@@ -208,6 +227,7 @@ impl Server {
             ca_pem: tls.ca_pem,
             issuer: issuer_url,
             kubeconfig,
+            controllers_kubeconfig,
             shutdown: Some(shutdown_tx),
             stopping,
             serve,
@@ -244,6 +264,13 @@ impl Server {
         &self.kubeconfig
     }
 
+    /// A kubeconfig (YAML, in memory only) for Strata's own controllers: user
+    /// `system:strata:controllers` in group `system:strata`, bound to the `strata:controllers`
+    /// ClusterRole, by a client certificate valid while this process runs.
+    pub fn controllers_kubeconfig(&self) -> &str {
+        &self.controllers_kubeconfig
+    }
+
     /// The write requests (POST, PUT, PATCH, DELETE) received since the server started.
     pub fn write_counts(&self) -> crate::writes::WriteCounts {
         self.writes.snapshot()
@@ -269,4 +296,44 @@ impl Server {
             self.serve.abort();
         }
     }
+}
+
+/// How long the controllers' certificate is valid: longer than any process runs. Its key lives
+/// in this process's memory only and a new one is issued at every start.
+const CONTROLLERS_CERTIFICATE_VALIDITY: std::time::Duration =
+    std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Issues the controllers' client certificate with the data dir's CA and wraps it in a
+/// kubeconfig, without writing either.
+fn controllers_kubeconfig(
+    data_dir: &std::path::Path,
+    url: &str,
+    ca_pem: &str,
+) -> Result<String, ServerError> {
+    use crate::rbac::bootstrap::{CONTROLLERS_GROUP, CONTROLLERS_USER};
+    let ca =
+        crate::tls::read_ca(data_dir)?.ok_or_else(|| crate::client_cert::IssueError::Failed {
+            doing: "reading the CA",
+            detail: format!("{} has no CA files", data_dir.display()),
+        })?;
+    let issued = crate::client_cert::issue(
+        &ca.cert_pem,
+        &ca.key_pem,
+        CONTROLLERS_USER,
+        &[CONTROLLERS_GROUP.to_owned()],
+        CONTROLLERS_CERTIFICATE_VALIDITY,
+    )?;
+    crate::auth::kubeconfig_text(
+        url,
+        ca_pem,
+        CONTROLLERS_USER,
+        &crate::auth::Credentials::ClientCertificate {
+            certificate_pem: &issued.certificate_pem,
+            key_pem: &issued.private_key_pem,
+        },
+    )
+    .map_err(|source| ServerError::Kubeconfig {
+        path: std::path::PathBuf::from("(the controllers' kubeconfig, in memory)"),
+        source,
+    })
 }

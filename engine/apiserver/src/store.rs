@@ -4,6 +4,9 @@
 //! Writes enter through [`Writer`], a dedicated thread that commits whatever is queued as one
 //! transaction with immediate durability (group commit) and only then acknowledges the writers
 //! and hands the committed batch to the caller's publish function, in resource-version order.
+//! Concurrent writers are grouped: a batch waits briefly for as many writes as the previous
+//! commit acknowledged ([`gather`]), so sixteen writers share an fsync instead of racing the
+//! writer thread into batches of one or two; a lone writer never waits.
 //!
 //! The store holds the admin token, the CA key and every Secret, so the data dir is private to
 //! its owner: the dir is 0700 and the store file 0600, created so and tightened at open when
@@ -12,18 +15,35 @@
 //! One server uses a data dir at a time: [`Store::open`] takes an advisory lock on
 //! [`LOCK_FILE`], which records the holder's process id so a second server can say who holds it.
 //! The operating system releases the lock when the process ends, even by `kill -9`.
+//!
+//! Secrets are encrypted at rest once a [`Keyring`] is given ([`Store::with_secret_encryption`]):
+//! every Secret object and every watch event of a Secret is sealed as it is committed, and
+//! Secrets stored before (plaintext, or sealed with a rotated-out key) are re-sealed at open in
+//! one transaction. Sealed values are opened at [`Store::load`]; a plaintext value is read as is,
+//! so a store from before encryption still opens. Stores with sealed values carry the format
+//! marker [`FORMAT`] (`/2`), which earlier servers refuse by name instead of failing on the
+//! sealed bytes; `/1` stores are read and marked `/2`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::encryption::{EncryptionError, Keyring};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
 const FORMAT_KEY: &str = "format";
-const FORMAT: &str = "strata-apiserver/1";
+/// The format this server writes: `/1` plus sealed Secrets.
+pub const FORMAT: &str = "strata-apiserver/2";
+/// The format before Secrets were sealed, read and upgraded at open.
+const FORMAT_V1: &str = "strata-apiserver/1";
 const RV_KEY: &str = "resource-version";
 const TOKEN_KEY: &str = "token";
 pub const STORE_FILE: &str = "store.redb";
@@ -84,6 +104,8 @@ pub enum StoreError {
     },
     #[error("store: stored {what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
+    #[error("store: {0}")]
+    Encryption(#[from] EncryptionError),
 }
 
 fn holder(pid: &Option<u32>) -> String {
@@ -119,6 +141,8 @@ pub struct Loaded {
 pub struct Store {
     db: Database,
     history: u64,
+    /// Opens sealed values; seals Secrets on commit.
+    secrets: Option<Arc<Keyring>>,
     /// Held for as long as the database is open (declared after it, so dropped after it).
     _lock: std::fs::File,
 }
@@ -155,6 +179,7 @@ impl Store {
         let store = Store {
             db,
             history: DEFAULT_EVENT_HISTORY,
+            secrets: None,
             _lock: lock,
         };
         store.check_format(dir)?;
@@ -169,6 +194,92 @@ impl Store {
 
     pub fn event_history(&self) -> u64 {
         self.history
+    }
+
+    /// Seals Secrets from now on with `keys`, and re-seals at once, in one transaction, every
+    /// stored Secret and Secret watch event that is plaintext or sealed with another key.
+    pub fn with_secret_encryption(mut self, keys: Keyring) -> Result<Self, StoreError> {
+        let keys = Arc::new(keys);
+        let resealed = self.reseal_secrets(&keys)?;
+        if resealed > 0 {
+            tracing::info!(
+                values = resealed,
+                key = keys.sealing_key(),
+                "encrypted the stored Secrets and their watch events with the current key"
+            );
+        }
+        self.secrets = Some(keys);
+        Ok(self)
+    }
+
+    fn reseal_secrets(&self, keys: &Keyring) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err("begin re-sealing"))?;
+        let mut resealed = 0;
+        {
+            let mut objects = txn
+                .open_table(OBJECTS)
+                .map_err(db_err("open objects table"))?;
+            let mut stale = Vec::new();
+            for row in objects
+                .range(SECRET_KEY_PREFIX..)
+                .map_err(db_err("iterate Secrets"))?
+            {
+                let (k, v) = row.map_err(db_err("read Secret"))?;
+                let key = k.value();
+                if !is_secret_key(key) {
+                    break;
+                }
+                if !keys.is_current(v.value()) {
+                    stale.push((key.to_owned(), v.value().to_vec()));
+                }
+            }
+            for (key, value) in stale {
+                let plain = Keyring::open(
+                    Some(keys),
+                    &format!("object `{key}`"),
+                    key.as_bytes(),
+                    value,
+                )?;
+                objects
+                    .insert(key.as_str(), keys.seal(key.as_bytes(), &plain).as_slice())
+                    .map_err(db_err("re-seal Secret"))?;
+                resealed += 1;
+            }
+            let mut events = txn
+                .open_table(EVENTS)
+                .map_err(db_err("open events table"))?;
+            let mut stale = Vec::new();
+            for row in events.iter().map_err(db_err("iterate events"))? {
+                let (k, v) = row.map_err(db_err("read event"))?;
+                let value = v.value();
+                let reseal = match crate::encryption::sealed_with(value) {
+                    Some(_) => !keys.is_current(value),
+                    None => is_secret_event(value),
+                };
+                if reseal {
+                    stale.push((k.value(), value.to_vec()));
+                }
+            }
+            for (rv, value) in stale {
+                let context = event_context(rv);
+                let plain = Keyring::open(
+                    Some(keys),
+                    &format!("watch event {rv}"),
+                    context.as_bytes(),
+                    value,
+                )?;
+                events
+                    .insert(rv, keys.seal(context.as_bytes(), &plain).as_slice())
+                    .map_err(db_err("re-seal event"))?;
+                resealed += 1;
+            }
+        }
+        if resealed == 0 {
+            txn.abort().map_err(db_err("end re-sealing"))?;
+        } else {
+            txn.commit().map_err(db_err("commit re-sealed Secrets"))?;
+        }
+        Ok(resealed)
     }
 
     fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
@@ -189,6 +300,10 @@ impl Store {
                 .map(|v| v.value().to_owned());
             match found {
                 Some(f) if f == FORMAT => {}
+                Some(f) if f == FORMAT_V1 => {
+                    meta.insert(FORMAT_KEY, FORMAT)
+                        .map_err(db_err("upgrade format"))?;
+                }
                 Some(found) => {
                     return Err(StoreError::WrongFormat {
                         dir: dir.to_owned(),
@@ -223,7 +338,14 @@ impl Store {
         let mut objects = Vec::new();
         for row in objects_table.iter().map_err(db_err("iterate objects"))? {
             let (k, v) = row.map_err(db_err("read object"))?;
-            objects.push((k.value().to_owned(), v.value().to_vec()));
+            let key = k.value().to_owned();
+            let value = Keyring::open(
+                self.secrets.as_deref(),
+                &format!("object `{key}`"),
+                key.as_bytes(),
+                v.value().to_vec(),
+            )?;
+            objects.push((key, value));
         }
         let events_table = txn
             .open_table(EVENTS)
@@ -231,7 +353,14 @@ impl Store {
         let mut events = Vec::new();
         for row in events_table.iter().map_err(db_err("iterate events"))? {
             let (k, v) = row.map_err(db_err("read event"))?;
-            events.push((k.value(), v.value().to_vec()));
+            let rv = k.value();
+            let value = Keyring::open(
+                self.secrets.as_deref(),
+                &format!("watch event {rv}"),
+                event_context(rv).as_bytes(),
+                v.value().to_vec(),
+            )?;
+            events.push((rv, value));
         }
         let meta = txn.open_table(META).map_err(db_err("open meta table"))?;
         let resource_version = match meta.get(RV_KEY).map_err(db_err("read resource version"))? {
@@ -304,14 +433,29 @@ impl Store {
                 .open_table(EVENTS)
                 .map_err(db_err("open events table"))?;
             for w in writes {
-                match &w.object {
-                    Some(bytes) => objects.insert(w.key.as_str(), bytes.as_slice()).map(drop),
-                    None => objects.remove(w.key.as_str()).map(drop),
+                let keyring = self.secrets.as_deref().filter(|_| is_secret_key(&w.key));
+                match (&w.object, keyring) {
+                    (Some(bytes), Some(keys)) => objects
+                        .insert(
+                            w.key.as_str(),
+                            keys.seal(w.key.as_bytes(), bytes).as_slice(),
+                        )
+                        .map(drop),
+                    (Some(bytes), None) => {
+                        objects.insert(w.key.as_str(), bytes.as_slice()).map(drop)
+                    }
+                    (None, _) => objects.remove(w.key.as_str()).map(drop),
                 }
                 .map_err(db_err("write object"))?;
-                events
-                    .insert(w.rv, w.event.as_slice())
-                    .map_err(db_err("write event"))?;
+                match keyring {
+                    Some(keys) => events.insert(
+                        w.rv,
+                        keys.seal(event_context(w.rv).as_bytes(), &w.event)
+                            .as_slice(),
+                    ),
+                    None => events.insert(w.rv, w.event.as_slice()),
+                }
+                .map_err(db_err("write event"))?;
             }
             let horizon = last.rv.saturating_sub(self.history);
             if horizon > 0 {
@@ -329,6 +473,33 @@ impl Store {
     }
 }
 
+/// Where Secrets' keys start in the objects table (core group, resource `secrets`): the layout
+/// of [`crate::cluster::store_key`].
+const SECRET_KEY_PREFIX: &str = "|secrets|";
+
+/// Whether the object at `key` is a Secret, sealed when encryption is on.
+fn is_secret_key(key: &str) -> bool {
+    key.starts_with(SECRET_KEY_PREFIX)
+}
+
+/// Whether a stored (plaintext) watch event is a Secret's.
+fn is_secret_event(stored: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        group: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        resource: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<Head>(stored)
+        .is_ok_and(|h| h.group.is_empty() && h.resource == "secrets")
+}
+
+/// The associated data sealing the watch event at `rv`: its row, so it cannot be moved.
+fn event_context(rv: u64) -> String {
+    format!("event|{rv}")
+}
+
 /// A queued write and whom to tell once it is durable.
 pub struct Pending<T> {
     pub write: Write,
@@ -339,13 +510,33 @@ pub struct Pending<T> {
 /// The group-commit writer thread's input.
 pub struct Writer<T> {
     tx: mpsc::Sender<Pending<T>>,
+    stats: Arc<CommitStats>,
 }
 
 impl<T> Clone for Writer<T> {
     fn clone(&self) -> Self {
         Writer {
             tx: self.tx.clone(),
+            stats: self.stats.clone(),
         }
+    }
+}
+
+/// What the writer thread has committed: durable transactions (one fsync each) and the writes
+/// they carried, so writes per fsync can be measured.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl CommitStats {
+    /// `(transactions committed, writes committed)` so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -353,12 +544,14 @@ impl<T: Send + 'static> Writer<T> {
     /// Starts the writer thread; `publish` runs after each durable commit with the batch's payloads.
     pub fn start(store: Store, publish: impl Fn(Vec<T>) + Send + 'static) -> Self {
         let (tx, rx) = mpsc::channel::<Pending<T>>();
+        let stats = Arc::new(CommitStats::default());
+        let thread_stats = stats.clone();
         std::thread::Builder::new()
             .name("strata-store-writer".into())
-            .spawn(move || run_writer(store, rx, publish))
+            .spawn(move || run_writer(store, rx, publish, &thread_stats))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!("cannot start the store writer thread: {e}"));
-        Writer { tx }
+        Writer { tx, stats }
     }
 
     /// Queues a write; must be called in resource-version order (the caller holds its state lock).
@@ -367,25 +560,92 @@ impl<T: Send + 'static> Writer<T> {
             .send(pending)
             .map_err(|_| "the store writer has stopped".to_owned())
     }
+
+    /// What has been committed so far.
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
 }
 
-fn run_writer<T>(store: Store, rx: mpsc::Receiver<Pending<T>>, publish: impl Fn(Vec<T>)) {
-    let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+/// The longest a batch waits for the writers of the previous batch to come back.
+const MAX_LINGER: Duration = Duration::from_millis(2);
+
+/// How long a batch may wait for its cohort ([`gather`]): about one commit's time (waiting longer
+/// than a commit costs more than the commit it saves), at least 200 µs, at most [`MAX_LINGER`].
+fn linger(last_commit: Duration) -> Duration {
+    last_commit.clamp(Duration::from_micros(200), MAX_LINGER)
+}
+
+/// Collects one batch: everything queued, and — when the previous commit acknowledged `cohort`
+/// writers at once (concurrent writers, who come back with their next write within
+/// microseconds) — waits up to `linger` for as many writes as that cohort before committing. A
+/// single writer never waits (its cohort is one), so its latency is one commit, while 16
+/// concurrent writers share each fsync instead of splitting into batches of one or two.
+fn gather<T>(
+    rx: &mpsc::Receiver<Pending<T>>,
+    first: Pending<T>,
+    cohort: usize,
+    linger: Duration,
+) -> Vec<Pending<T>> {
+    let mut batch = vec![first];
+    let drain = |batch: &mut Vec<Pending<T>>| {
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
         }
+    };
+    drain(&mut batch);
+    let want = cohort.min(MAX_BATCH);
+    if batch.len() >= want {
+        return batch;
+    }
+    let deadline = Instant::now() + linger;
+    while batch.len() < want {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        match rx.recv_timeout(left) {
+            Ok(p) => {
+                batch.push(p);
+                drain(&mut batch);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+fn run_writer<T>(
+    store: Store,
+    rx: mpsc::Receiver<Pending<T>>,
+    publish: impl Fn(Vec<T>),
+    stats: &CommitStats,
+) {
+    let mut failed: Option<String> = None;
+    let mut cohort = 1;
+    let mut last_commit = Duration::ZERO;
+    while let Ok(first) = rx.recv() {
+        let batch = gather(&rx, first, cohort, linger(last_commit));
         if failed.is_none() {
             let writes: Vec<Write> = batch.iter().map(|p| p.write.clone()).collect();
-            if let Err(e) = store.commit(&writes) {
-                tracing::error!("store commit failed, refusing further writes: {e}");
-                failed = Some(e.to_string());
+            let began = Instant::now();
+            match store.commit(&writes) {
+                Ok(()) => {
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .writes
+                        .fetch_add(writes.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!("store commit failed, refusing further writes: {e}");
+                    failed = Some(e.to_string());
+                }
             }
+            last_commit = began.elapsed();
         }
+        cohort = batch.len();
         let mut payloads = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         for p in batch {
@@ -596,5 +856,129 @@ mod tests {
         assert_eq!(mode(&dir.0), 0o700);
         assert_eq!(mode(&dir.0.join(STORE_FILE)), 0o600);
         assert_eq!(mode(&dir.0.join(LOCK_FILE)), 0o600);
+    }
+
+    fn secret_write(rv: u64, password: &str) -> Write {
+        let object = format!(
+            r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"db","namespace":"team-a"}},"data":{{"password":"{password}"}}}}"#
+        );
+        Write {
+            rv,
+            key: "|secrets|team-a|db".into(),
+            object: Some(object.clone().into_bytes()),
+            event: format!(
+                r#"{{"type":"ADDED","group":"","resource":"secrets","object":{object}}}"#
+            )
+            .into_bytes(),
+        }
+    }
+
+    fn raw_values(store: &Store) -> Vec<Vec<u8>> {
+        let txn = store.db.begin_read().unwrap();
+        let objects = txn.open_table(OBJECTS).unwrap();
+        let events = txn.open_table(EVENTS).unwrap();
+        let mut out: Vec<Vec<u8>> = objects
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().1.value().to_vec())
+            .collect();
+        out.extend(
+            events
+                .iter()
+                .unwrap()
+                .map(|r| r.unwrap().1.value().to_vec()),
+        );
+        out
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn secrets_are_sealed_on_commit_and_other_objects_are_not() {
+        let dir = temp_dir("sealed");
+        let keys = Keyring::load_or_create(&dir, false).unwrap();
+        let store = Store::open(&dir)
+            .unwrap()
+            .with_secret_encryption(keys)
+            .unwrap();
+        let mut config_map = secret_write(2, "c2VjcmV0");
+        config_map.key = "|configmaps|team-a|settings".into();
+        store
+            .commit(&[secret_write(1, "aHVudGVyMg=="), config_map])
+            .unwrap();
+        let raw = raw_values(&store);
+        assert!(
+            raw.iter().all(|v| !contains(v, b"aHVudGVyMg==")),
+            "the Secret's value is sealed"
+        );
+        assert!(
+            raw.iter().any(|v| contains(v, b"c2VjcmV0")),
+            "a ConfigMap is stored as is"
+        );
+        let loaded = store.load().unwrap();
+        assert!(
+            contains(&loaded.objects[1].1, b"aHVudGVyMg=="),
+            "{:?}",
+            loaded.objects
+        );
+        assert!(
+            loaded
+                .events
+                .iter()
+                .all(|(_, e)| !e.starts_with(crate::encryption::PREFIX))
+        );
+    }
+
+    #[test]
+    fn a_store_from_before_encryption_opens_and_its_secrets_are_sealed_at_the_next_start() {
+        let dir = temp_dir("migrate");
+        {
+            let store = Store::open(&dir).unwrap();
+            store
+                .commit(&[secret_write(1, "b2xkLXBhc3N3b3Jk")])
+                .unwrap();
+            // Written by a server from before encryption.
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(FORMAT_KEY, FORMAT_V1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let keys = Keyring::load_or_create(&dir, false).unwrap();
+        let store = Store::open(&dir)
+            .unwrap()
+            .with_secret_encryption(keys)
+            .unwrap();
+        let raw = raw_values(&store);
+        assert_eq!(raw.len(), 2);
+        assert!(
+            raw.iter()
+                .all(|v| v.starts_with(b"k8s:enc:aesgcm:v1:key-1:")),
+            "the Secret and its event are re-sealed"
+        );
+        let loaded = store.load().unwrap();
+        assert!(contains(&loaded.objects[0].1, b"b2xkLXBhc3N3b3Jk"));
+        assert!(contains(&loaded.events[0].1, b"b2xkLXBhc3N3b3Jk"));
+        assert_eq!(store.meta(FORMAT_KEY).unwrap().as_deref(), Some(FORMAT));
+        drop(store);
+
+        // A rotated key re-seals them again; the old key still opens a copy from before.
+        let rotated = Keyring::load_or_create(&dir, true).unwrap();
+        let store = Store::open(&dir)
+            .unwrap()
+            .with_secret_encryption(rotated)
+            .unwrap();
+        assert!(
+            raw_values(&store)
+                .iter()
+                .all(|v| v.starts_with(b"k8s:enc:aesgcm:v1:key-2:"))
+        );
+        drop(store);
+        // Without the keys, a sealed store is a clear error, not garbage.
+        let err = Store::open(&dir).unwrap().load().err().unwrap();
+        assert!(err.to_string().contains("encryption key `key-2`"), "{err}");
     }
 }

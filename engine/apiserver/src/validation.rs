@@ -41,9 +41,145 @@ pub fn validate_and_default(
         .collect())
 }
 
+/// Warnings a request collects for its response's `Warning` headers (shared by the clones of
+/// its target).
+#[derive(Clone, Debug, Default)]
+pub struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    pub fn extend(&self, texts: impl IntoIterator<Item = String>) {
+        if let Ok(mut w) = self.0.lock() {
+            for text in texts {
+                if !w.contains(&text) {
+                    w.push(text);
+                }
+            }
+        }
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+}
+
+/// An HTTP `Warning` header value as kube-apiserver writes it: code 299, no agent, the text
+/// quoted (RFC 7234).
+pub fn warning_header(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("299 - \"{escaped}\"")
+}
+
+/// The dotted paths of keys that appear twice in one object of a JSON body
+/// (`spec.replicas`), in the order met; empty for a body that is not JSON (its parse error is
+/// reported where it is decoded). serde_json keeps the last of duplicate keys silently, so they
+/// are found with a walk of their own, which allocates only a key at a time.
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    struct Walk<'a> {
+        path: &'a RefCell<Vec<String>>,
+        found: &'a RefCell<Vec<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq
+                .next_element_seed(Walk {
+                    path: self.path,
+                    found: self.found,
+                })?
+                .is_some()
+            {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen: Vec<String> = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let duplicate = seen.contains(&key);
+                self.path.borrow_mut().push(key.clone());
+                if duplicate {
+                    self.found.borrow_mut().push(self.path.borrow().join("."));
+                    map.next_value::<IgnoredAny>()?;
+                } else {
+                    map.next_value_seed(Walk {
+                        path: self.path,
+                        found: self.found,
+                    })?;
+                    seen.push(key);
+                }
+                self.path.borrow_mut().pop();
+            }
+            Ok(())
+        }
+    }
+
+    let path = RefCell::new(Vec::new());
+    let found = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let walked = Walk {
+        path: &path,
+        found: &found,
+    }
+    .deserialize(&mut de);
+    match walked {
+        Ok(()) => found.into_inner(),
+        Err(_) => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_keys_are_found_with_their_paths_at_every_depth() {
+        let body = br#"{"spec": {"replicas": 1, "template": {"a": [{"x": 1, "x": 2}]}, "replicas": 2}, "kind": "K"}"#;
+        assert_eq!(
+            duplicate_fields(body),
+            ["spec.template.a.x", "spec.replicas"]
+        );
+        assert!(duplicate_fields(br#"{"a": {"b": 1}, "c": {"b": 2}}"#).is_empty());
+        assert!(duplicate_fields(b"not json").is_empty());
+    }
+
+    #[test]
+    fn a_warning_header_quotes_its_text_as_kube_apiserver_does() {
+        assert_eq!(
+            warning_header(r#"unknown field "spec.colour""#),
+            r#"299 - "unknown field \"spec.colour\"""#
+        );
+    }
     use serde_json::json;
 
     #[test]

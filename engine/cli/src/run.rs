@@ -40,6 +40,12 @@ pub struct RunArgs {
     /// ClusterRoles.
     #[arg(long)]
     pub aggregate_to_user_roles: bool,
+    /// Write per XRD a ClusterRole labelled `rbac.strata.dev/aggregate-to-controllers` granting
+    /// its XR and claim kinds (`deploy/`'s `strata` ClusterRole aggregates it, as `strata up`'s
+    /// `strata:controllers` does); the controllers then need `create`, `patch` and `escalate` on
+    /// ClusterRoles.
+    #[arg(long)]
+    pub aggregate_to_controllers: bool,
     #[command(flatten)]
     pub functions: crate::functions_config::FunctionFlags,
 }
@@ -65,6 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics_addr: args.metrics_addr,
         leader_election,
         aggregate_to_user_roles: args.aggregate_to_user_roles,
+        aggregate_to_controllers: args.aggregate_to_controllers,
         ..Default::default()
     };
     tracing::info!(resync_seconds = args.resync, metrics = ?args.metrics_addr, "starting controllers");

@@ -34,6 +34,23 @@ pub struct UpArgs {
     /// tokens it signed until they expire.
     #[arg(long)]
     pub rotate_service_account_key: bool,
+    /// Time a client has to send a request's headers, from the connection's accept or a
+    /// request's first byte; slower connections are closed (kube-apiserver: 32s).
+    #[arg(long, default_value = "32s", value_parser = crate::render_functions::parse_duration)]
+    pub request_header_timeout: std::time::Duration,
+    /// Time a keep-alive connection may stay open with no request in flight (kube-apiserver: 90s).
+    #[arg(long, default_value = "90s", value_parser = crate::render_functions::parse_duration)]
+    pub idle_connection_timeout: std::time::Duration,
+    /// Open connections allowed from one client address; more are closed at once, with a warning.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: u32,
+    /// Open connections allowed from all clients together.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Encrypt Secrets with a new key from now on (kept in <data-dir>/encryption-keys.json); every
+    /// stored Secret is re-encrypted at this start, and older keys are kept to read backups.
+    #[arg(long)]
+    pub rotate_encryption_key: bool,
     /// Log format (filtered by RUST_LOG, default `info`).
     #[arg(long, value_enum, default_value_t = crate::run::LogFormat::Text)]
     pub log_format: crate::run::LogFormat,
@@ -54,6 +71,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.token_auth_file = args.token_auth_file;
     config.service_account_issuer = args.service_account_issuer;
     config.rotate_service_account_key = args.rotate_service_account_key;
+    config.rotate_encryption_key = args.rotate_encryption_key;
+    config.connections = strata_apiserver::connections::Limits {
+        request_header_timeout: args.request_header_timeout,
+        idle_timeout: args.idle_connection_timeout,
+        max_connections_per_client: args.max_connections_per_client as usize,
+        max_connections: args.max_connections as usize,
+    };
     let server = Server::start(config)
         .await
         .with_context(|| format!("starting the control plane in {}", args.data_dir.display()))?;
@@ -71,17 +95,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         println!("strata up: controllers disabled (--no-controllers)");
         wait_for_signal().await?;
     } else {
-        // The controllers talk to the embedded server exactly as they would to any cluster:
-        // through a kube::Client built from the kubeconfig just written.
-        let client = strata_controllers::client(Some(server.kubeconfig_path()))
-            .await
-            .context("connecting the controllers to the embedded control plane")?;
+        // The controllers talk to the embedded server exactly as they would to any cluster,
+        // through a kube::Client, as their own least-privilege identity
+        // (`system:strata:controllers`, bound to the `strata:controllers` ClusterRole), from a
+        // kubeconfig held in memory only.
+        let client =
+            strata_controllers::client_from_kubeconfig_yaml(server.controllers_kubeconfig())
+                .await
+                .context("connecting the controllers to the embedded control plane")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let mut reconcilers = tokio::spawn(crate::reconcilers::run(
             client,
             // The embedded control plane is a team's: claim kinds reach `edit` and `view`.
             strata_controllers::Settings {
                 aggregate_to_user_roles: true,
+                aggregate_to_controllers: true,
                 functions,
                 ..Default::default()
             },

@@ -41,8 +41,29 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The controllers' identity may not write a composed kind: nothing of the pass is applied.
+    /// Worded as kube-apiserver's 403, then how to grant it.
+    #[error(
+        "resource `{template}` ({object}): {qualified} {name:?} is forbidden: User {user:?} cannot {verb} resource {resource:?} in API group {group:?} {scope}; grant it with a ClusterRole labelled {label}: \"true\" (Crossplane's {crossplane_label}: \"true\" works too)",
+        qualified = .denial.access.qualified(),
+        name = .denial.name,
+        user = .denial.user,
+        verb = .denial.access.verb,
+        resource = .denial.access.resource,
+        group = .denial.access.group,
+        scope = .denial.access.scope(),
+        label = crate::roles::AGGREGATE_TO_CONTROLLERS,
+        crossplane_label = crate::roles::CROSSPLANE_AGGREGATE_TO_CROSSPLANE,
+    )]
+    Forbidden {
+        template: String,
+        object: String,
+        denial: Box<crate::shared::Denial>,
+    },
     #[error("function endpoints: {0}")]
     Functions(#[from] strata_functions::transport::CallError),
+    #[error(transparent)]
+    Leader(#[from] strata_leader::Error),
     #[error("{controller} controller stopped: {message}")]
     Stopped {
         controller: &'static str,
@@ -90,8 +111,10 @@ impl Error {
             },
             Error::Invalid { .. } | Error::Serialize { .. } => ErrorClass::Terminal,
             Error::Waiting { .. } => ErrorClass::Waiting,
-            Error::Metrics { .. } | Error::Stopped { .. } => ErrorClass::Transient,
-            Error::Functions(_) => ErrorClass::Terminal,
+            Error::Metrics { .. } | Error::Stopped { .. } | Error::Leader(_) => {
+                ErrorClass::Transient
+            }
+            Error::Functions(_) | Error::Forbidden { .. } => ErrorClass::Terminal,
         }
     }
 
@@ -105,6 +128,10 @@ impl Error {
     pub fn retry_after(&self, resync: Duration) -> Duration {
         if self.is_conflict() {
             return Duration::from_millis(200);
+        }
+        if let Error::Forbidden { .. } = self {
+            // A person grants it with a ClusterRole; nothing notifies the XR of that.
+            return Duration::from_secs(5);
         }
         match self.class() {
             ErrorClass::Waiting => Duration::from_secs(5),
@@ -125,3 +152,40 @@ pub(crate) fn is_conflict(e: &kube::Error) -> bool {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forbidden_composed_kind_names_the_resource_verb_kind_and_the_label_and_retries_soon() {
+        let e = Error::Forbidden {
+            template: "server".into(),
+            object: "Deployment team/shop-server".into(),
+            denial: Box::new(crate::shared::Denial {
+                access: crate::shared::Access {
+                    verb: "patch",
+                    group: "apps".into(),
+                    resource: "deployments".into(),
+                    namespace: "team".into(),
+                },
+                name: "shop-server".into(),
+                user: "system:strata:controllers".into(),
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "resource `server` (Deployment team/shop-server): deployments.apps \"shop-server\" \
+             is forbidden: User \"system:strata:controllers\" cannot patch resource \"deployments\" in API group \"apps\" in \
+             the namespace \"team\"; grant it with a ClusterRole labelled \
+             rbac.strata.dev/aggregate-to-controllers: \"true\" (Crossplane's \
+             rbac.crossplane.io/aggregate-to-crossplane: \"true\" works too)"
+        );
+        assert_eq!(e.class(), ErrorClass::Terminal);
+        assert_eq!(
+            e.retry_after(Duration::from_secs(3600)),
+            Duration::from_secs(5),
+            "a grant is a person's act that nothing notifies the XR of"
+        );
+    }
+}

@@ -235,6 +235,7 @@ pub async fn run(
             .into_iter()
             .map(|w| Withheld {
                 reason: format!("waiting for {} to be Ready", w.waiting_for.join(", ")),
+                required: None,
                 name: w.name,
             })
             .collect(),

@@ -16,6 +16,9 @@
 //! [`run`] starts everything on one `kube::Client`, so `strata run` (any cluster) and
 //! `strata up` (the embedded control plane) share one code path.
 
+// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
+#![warn(unreachable_pub)]
+
 pub mod binding;
 pub mod claim;
 pub mod composition;
@@ -24,9 +27,10 @@ pub mod crossplane;
 pub mod environment;
 pub mod error;
 pub mod functions;
+pub mod holds;
 pub mod inventory;
 pub mod kinds;
-pub mod leader;
+pub use strata_leader as leader;
 pub mod metrics;
 pub mod mirror;
 pub mod package;
@@ -83,6 +87,11 @@ pub struct Settings {
     /// into Kubernetes' `edit` and `view` ([`roles`]). Needs the right to create ClusterRoles
     /// with those rules, so it is off unless asked for (`strata up` asks).
     pub aggregate_to_user_roles: bool,
+    /// Write, per XRD, a ClusterRole labelled `rbac.strata.dev/aggregate-to-controllers` that
+    /// grants its XR and claim kinds to the controllers' own role ([`roles`]): on `strata up`
+    /// the controllers hold only what that role aggregates. Needs the right to create
+    /// ClusterRoles (with `escalate`), so it is off unless asked for (`strata up` asks).
+    pub aggregate_to_controllers: bool,
     /// Where function pipelines' functions are reached (operator configuration).
     pub functions: functions::FunctionSettings,
 }
@@ -99,6 +108,7 @@ impl Default for Settings {
             revision_history_limit: 10,
             concurrency: 16,
             aggregate_to_user_roles: false,
+            aggregate_to_controllers: false,
             functions: functions::FunctionSettings::default(),
         }
     }
@@ -193,7 +203,7 @@ pub async fn run(
     };
     let result = tokio::select! {
         r = work => r,
-        e = lost => Err(e),
+        e = lost => Err(Error::from(e)),
         () = shutdown => Ok(()),
     };
     let _ = stop_tx.send(true);
@@ -262,6 +272,20 @@ pub fn install_crypto_provider() {
 
 /// A client from a kubeconfig file, or inferred (`KUBECONFIG`, `~/.kube/config`, in-cluster)
 /// when `kubeconfig` is `None`.
+/// A client from a kubeconfig held in memory (YAML), as `strata up` hands its controllers
+/// their own identity without writing it to disk.
+pub async fn client_from_kubeconfig_yaml(yaml: &str) -> Result<Client> {
+    install_crypto_provider();
+    let file = kube::config::Kubeconfig::from_yaml(yaml)
+        .map_err(|e| Error::invalid("the controllers' kubeconfig", e.to_string()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| Error::invalid("the controllers' kubeconfig", e.to_string()))?;
+    Client::try_from(config)
+        .map_err(|e| Error::kube("creating a client for", "the Kubernetes API", e))
+}
+
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
     install_crypto_provider();
     let config = match kubeconfig {

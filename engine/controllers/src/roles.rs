@@ -4,6 +4,10 @@
 //! (write them; `edit` aggregates into `admin`). A developer bound to `edit` in a namespace can
 //! then claim a database there, and gains nothing in any other namespace.
 //!
+//! [`controller_role`] is the third, for Strata's own controllers (Crossplane v2's model): the
+//! XR and claim kinds with their status, labelled `rbac.strata.dev/aggregate-to-controllers` so
+//! the `strata:controllers` ClusterRole of `strata up` aggregates it.
+//!
 //! Cluster-scoped XRs are left out: a namespace role cannot grant them, and they stay the
 //! platform team's. [`user_roles`] decides the roles from the XRD (pure); [`apply`] writes the
 //! ones that differ from what the API server has, owned by the XRD so they go with it.
@@ -22,10 +26,18 @@ pub const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit
 pub const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
 pub const CROSSPLANE_AGGREGATE_TO_EDIT: &str = "rbac.crossplane.io/aggregate-to-edit";
 pub const CROSSPLANE_AGGREGATE_TO_VIEW: &str = "rbac.crossplane.io/aggregate-to-view";
+/// A ClusterRole with this label grants its rules to Strata's controllers (`strata up`'s
+/// `strata:controllers` role aggregates it).
+pub const AGGREGATE_TO_CONTROLLERS: &str = "rbac.strata.dev/aggregate-to-controllers";
+/// Crossplane's label for the same purpose, which `strata up` accepts too.
+pub const CROSSPLANE_AGGREGATE_TO_CROSSPLANE: &str = "rbac.crossplane.io/aggregate-to-crossplane";
 /// Names the XRD a role was made for.
 pub const LABEL_XRD: &str = "rbac.crossplane.io/xrd";
 
 const READ: [&str; 3] = ["get", "list", "watch"];
+const CONTROL: [&str; 7] = [
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
 const WRITE: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 /// The plurals of the XRD's namespaced kinds: its claim kind, and its XR kind when namespaced.
@@ -75,10 +87,43 @@ pub fn user_roles(xrd: &CompositeResourceDefinition) -> Vec<Value> {
     ]
 }
 
-/// Applies the roles of `xrd` that differ from the API server's; writes nothing otherwise.
-pub async fn apply(client: &Client, xrd: &CompositeResourceDefinition) -> Result<()> {
+/// The ClusterRole granting the controllers the XRD's XR kind and claim kind (with status).
+pub fn controller_role(xrd: &CompositeResourceDefinition) -> Value {
+    let name = xrd.name_any();
+    let spec = &xrd.spec;
+    let resources: Vec<String> = std::iter::once(&spec.names.plural)
+        .chain(spec.claim_names.iter().map(|n| &n.plural))
+        .flat_map(|p| [p.clone(), format!("{p}/status")])
+        .collect();
+    let mut metadata = json!({
+        "name": format!("strata:composite:{name}:aggregate-to-controllers"),
+        "labels": {AGGREGATE_TO_CONTROLLERS: "true", LABEL_XRD: name},
+    });
+    if let Some(owner) = xrd.controller_owner_ref(&()) {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": metadata,
+        "rules": [{"apiGroups": [spec.group], "resources": resources, "verbs": CONTROL}]})
+}
+
+/// Applies the roles of `xrd` (the controllers' one when `controllers`, then the `edit`/`view`
+/// ones when `users`) that differ from the API server's; writes nothing otherwise.
+pub async fn apply(
+    client: &Client,
+    xrd: &CompositeResourceDefinition,
+    controllers: bool,
+    users: bool,
+) -> Result<()> {
     let api: Api<ClusterRole> = Api::all(client.clone());
-    for desired in user_roles(xrd) {
+    let mut roles = Vec::new();
+    if controllers {
+        roles.push(controller_role(xrd));
+    }
+    if users {
+        roles.extend(user_roles(xrd));
+    }
+    for desired in roles {
         let name = desired["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -158,6 +203,23 @@ mod tests {
             view["metadata"]["ownerReferences"][0]["uid"], "u1",
             "owned by the XRD, so they go with it"
         );
+    }
+
+    #[test]
+    fn the_controllers_get_the_xr_and_claim_kinds_whatever_the_scope() {
+        let role = controller_role(&xrd(Some("Cluster"), true));
+        assert_eq!(
+            role["metadata"]["name"],
+            "strata:composite:xdatabases.platform.example.org:aggregate-to-controllers"
+        );
+        assert_eq!(role["metadata"]["labels"][AGGREGATE_TO_CONTROLLERS], "true");
+        assert_eq!(
+            role["rules"],
+            json!([{"apiGroups": ["platform.example.org"],
+                "resources": ["xdatabases", "xdatabases/status", "databases", "databases/status"],
+                "verbs": CONTROL}])
+        );
+        assert_eq!(role["metadata"]["ownerReferences"][0]["uid"], "u1");
     }
 
     #[test]

@@ -57,7 +57,50 @@ pub struct Shared {
     pub written: WriteMemo,
     /// The objects our own writes returned, read instead of a cache that lags behind them.
     pub newest: Newest,
+    /// What the API server said these controllers may do (`SelfSubjectAccessReview`), allowed
+    /// answers only: a grant is looked up once, a denial again at every pass until granted.
+    allowed: Mutex<HashSet<Access>>,
+    /// Who these controllers are to the API server (`SelfSubjectReview`), asked at the first
+    /// denial, for messages worded as the API server's.
+    user: Mutex<Option<String>>,
     environment_listeners: Listeners,
+}
+
+/// One permission: verb, API group, resource (plural) and namespace ("" at cluster scope).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Access {
+    pub verb: &'static str,
+    pub group: String,
+    pub resource: String,
+    pub namespace: String,
+}
+
+impl Access {
+    /// `RESOURCE[.GROUP]`, as kube-apiserver names a resource in its messages.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+
+    /// `in the namespace "NS"` or `at the cluster scope`, as kube-apiserver says it.
+    pub fn scope(&self) -> String {
+        if self.namespace.is_empty() {
+            "at the cluster scope".to_owned()
+        } else {
+            format!("in the namespace {:?}", self.namespace)
+        }
+    }
+}
+
+/// A write the controllers may not make: the permission, the object's name and who asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub access: Access,
+    pub name: String,
+    pub user: String,
 }
 
 /// Who is told that an EnvironmentConfig changed, once the cache holds the change.
@@ -250,8 +293,80 @@ impl Shared {
             tasks: Mutex::new(tasks),
             written: WriteMemo::default(),
             newest: Newest::default(),
+            allowed: Mutex::new(HashSet::new()),
+            user: Mutex::new(None),
             environment_listeners,
         }))
+    }
+
+    /// The user name these controllers act as (`kubectl auth whoami`), asked once; `None` when
+    /// the API server cannot say.
+    pub async fn user_name(&self) -> Option<String> {
+        use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+        if let Some(name) = self.user.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Some(name);
+        }
+        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
+        let review = api
+            .create(&Default::default(), &SelfSubjectReview::default())
+            .await
+            .ok()?;
+        let name = review.status?.user_info?.username?;
+        *self.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.clone());
+        Some(name)
+    }
+
+    /// Whether these controllers may do `access` to the object `name`, asked of the API server
+    /// with a `SelfSubjectAccessReview` unless it said yes before for every name. A grant
+    /// limited by `resourceNames` is asked about by name (and not remembered). A review that
+    /// cannot be made (an API server without reviews) answers yes: the write itself is then
+    /// what is refused.
+    pub async fn may(&self, access: &Access, name: &str) -> bool {
+        if self
+            .allowed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(access)
+        {
+            return true;
+        }
+        if self.review(access, None).await {
+            self.allowed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(access.clone());
+            return true;
+        }
+        self.review(access, Some(name)).await
+    }
+
+    /// One `SelfSubjectAccessReview`: allowed, or the review could not be made.
+    async fn review(&self, access: &Access, name: Option<&str>) -> bool {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(access.verb.to_owned()),
+                    group: Some(access.group.clone()),
+                    resource: Some(access.resource.clone()),
+                    namespace: (!access.namespace.is_empty()).then(|| access.namespace.clone()),
+                    name: name.map(str::to_owned),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        match api.create(&Default::default(), &review).await {
+            Ok(answer) => answer.status.is_none_or(|s| s.allowed),
+            Err(e) => {
+                tracing::debug!(error = %e, "access review failed; the write will tell");
+                true
+            }
+        }
     }
 
     pub async fn wait_ready(&self) -> Result<()> {

@@ -29,6 +29,7 @@ use crate::conditions::{self, READY, SYNCED, Wanted};
 use crate::environment;
 use crate::error::{Error, ErrorClass, Result, is_not_found};
 use crate::functions::{self, Composer};
+use crate::holds;
 use crate::inventory::{self, DeletionStep, Observation, Prune, ResourceRef};
 use crate::select::{self, CompositionCandidate, RevisionCandidate, SelectionInput};
 use crate::shape::Shape;
@@ -141,21 +142,29 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
     };
     let now = shared::now();
     let mut step_results = Vec::new();
+    // Warnings about what holds the XR back that its Ready message does not say yet.
+    let mut hold_events = Vec::new();
     let (desired_status, action, result) = match outcome {
         Ok(pass) => {
             step_results = pass.results;
+            hold_events = holds::new_events(&pass.holds, holds::observed_ready_message(&value));
             // The render's status fields, with the observed conditions kept (for their timestamps).
             let mut status = pass.status;
             if let (Some(o), Some(cs)) = (status.as_object_mut(), base.get("conditions")) {
                 o.insert("conditions".into(), cs.clone());
             }
-            let produced: Vec<Value> = pass
+            let mut produced: Vec<Value> = pass
                 .output
                 .composite_status
                 .get("conditions")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
+            // A Ready=False that a stuck composed resource causes says why.
+            if let Some(ready) = holds::ready_condition(&pass.output.unready, &pass.holds) {
+                produced.retain(|c| c.get("type").and_then(Value::as_str) != Some(READY));
+                produced.push(ready);
+            }
             conditions::merge_json_conditions(&mut status, &produced, &now);
             let synced = if pass.failures.is_empty() {
                 Wanted::yes(SYNCED, "ReconcileSuccess")
@@ -221,6 +230,7 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
         for (reason, note) in events {
             ctx.shared.warn(&object, reason, note).await;
         }
+        publish_holds(ctx, &object, &value, hold_events).await;
         publish_results(ctx, &object, &value, &step_results).await;
     } else {
         for (reason, note) in events {
@@ -320,6 +330,8 @@ struct Pass {
     ttl: Option<Duration>,
     /// A function pipeline's results: events on the XR (and its claim when they target it).
     results: Vec<StepResult>,
+    /// What holds each stuck unready resource back (by template name).
+    holds: BTreeMap<String, holds::Hold>,
 }
 
 /// Selection, compile, observe, then render and apply in rounds, prune, publish.
@@ -459,6 +471,12 @@ async fn compose(
         for warning in &output.warnings {
             tracing::debug!(xr = %id, "render: {warning}");
         }
+        // Every write of this round must be allowed before any is made: a kind the
+        // controllers may not write fails the pass with nothing applied (no partial apply).
+        if let Err(e) = check_access(ctx, &output.resources, &desired_refs, &observed).await {
+            events.push((wire::REASON_APPLY_RESOURCE, e.to_string()));
+            return Err(e);
+        }
         // Record first: a crash after a create must never orphan the object.
         let inventory = inventory::before_apply(&present, &desired_refs);
         if inventory != recorded {
@@ -539,16 +557,22 @@ async fn compose(
         .composition
         .write_connection_secrets_to_namespace
         .as_deref();
-    if let Err(e) = publish_connection_secret(&w.current, &value, namespace, ctx, &output).await {
+    // A v2 XR has no connection Secret of its own: its details are a composed Secret
+    // (`strata_core::render::connection_secret`), as function-patch-and-transform composes it.
+    if ctx.shape() == Shape::V1
+        && let Err(e) = publish_connection_secret(&w.current, &value, namespace, ctx, &output).await
+    {
         events.push((wire::REASON_CONNECTION_SECRET, e.to_string()));
         failures.push(("connection secret".into(), e.to_string()));
     }
+    let holds = holds::holds(&output, &observed);
     Ok(Pass {
         output,
         status,
         failures,
         ttl,
         results: results.unwrap_or_default(),
+        holds,
     })
 }
 
@@ -568,6 +592,29 @@ fn pipeline_error(id: &str, revision: &str, e: PipelineError) -> Error {
     }
 }
 
+/// The claim an XR is bound to (`spec.claimRef`), if any.
+fn claim_of(value: &Value) -> Option<ObjectReference> {
+    value
+        .pointer("/spec/claimRef")
+        .and_then(|r| serde_json::from_value::<ObjectReference>(r.clone()).ok())
+}
+
+/// What holds the XR back, as Warning events on the XR and on its claim (the claim's user
+/// is the one who can supply a missing parameter or release a guarded resource).
+async fn publish_holds(
+    ctx: &XrContext,
+    xr: &ObjectReference,
+    value: &Value,
+    events: Vec<(&'static str, String)>,
+) {
+    let claim = claim_of(value);
+    for (reason, note) in events {
+        for target in std::iter::once(xr).chain(claim.as_ref()) {
+            ctx.shared.warn(target, reason, note.clone()).await;
+        }
+    }
+}
+
 /// Functions' Warning and Normal results as events on the XR, and on its claim when a result
 /// targets it (`TARGET_COMPOSITE_AND_CLAIM`), as Crossplane reports them.
 async fn publish_results(
@@ -576,9 +623,7 @@ async fn publish_results(
     value: &Value,
     results: &[StepResult],
 ) {
-    let claim = value
-        .pointer("/spec/claimRef")
-        .and_then(|r| serde_json::from_value::<ObjectReference>(r.clone()).ok());
+    let claim = claim_of(value);
     for r in results {
         let note = format!("step {:?}: {}", r.step, r.message);
         let targets = std::iter::once(xr).chain(claim.as_ref().filter(|_| r.claim));
@@ -856,6 +901,46 @@ fn select_environment(
 
 /// Applies one desired resource unless the observed object already is it; returns the live
 /// object an apply returned (`None` when nothing was written).
+/// Fails with [`Error::Forbidden`] on the first released resource that needs a write the
+/// controllers may not make (server-side apply is a `patch`, also when it creates).
+async fn check_access(
+    ctx: &XrContext,
+    desired: &[render::DesiredResource],
+    refs: &[ResourceRef],
+    observed: &ObservedResources,
+) -> Result<()> {
+    for (d, r) in desired.iter().zip(refs) {
+        let current = observed.get(&d.name).map(|o| &o.resource);
+        if shared::plan_apply(&d.resource, current).1 {
+            continue;
+        }
+        let (_, kind) = ctx.shared.kinds.api_for(r).await?;
+        let namespace = match (kind.namespaced, &r.namespace) {
+            (true, Some(ns)) => ns.clone(),
+            _ => String::new(),
+        };
+        let access = shared::Access {
+            verb: "patch",
+            group: kind.resource.group.clone(),
+            resource: kind.resource.plural.clone(),
+            namespace,
+        };
+        if !ctx.shared.may(&access, &r.name).await {
+            let user = ctx.shared.user_name().await;
+            return Err(Error::Forbidden {
+                template: d.name.clone(),
+                object: r.display(),
+                denial: Box::new(shared::Denial {
+                    access,
+                    name: r.name.clone(),
+                    user: user.unwrap_or_else(|| "(these controllers)".to_owned()),
+                }),
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn apply_one(
     ctx: &XrContext,
     desired: &render::DesiredResource,

@@ -181,8 +181,15 @@ async fn reconcile_xrd(xrd: &CompositeResourceDefinition, ctx: &XrdContext) -> R
             return Err(e);
         }
     }
-    if ctx.shared.settings.aggregate_to_user_roles
-        && let Err(e) = crate::roles::apply(&ctx.shared.client, xrd).await
+    let settings = &ctx.shared.settings;
+    if (settings.aggregate_to_controllers || settings.aggregate_to_user_roles)
+        && let Err(e) = crate::roles::apply(
+            &ctx.shared.client,
+            xrd,
+            settings.aggregate_to_controllers,
+            settings.aggregate_to_user_roles,
+        )
+        .await
     {
         ctx.shared
             .warn(&object, wire::REASON_APPLY_CRD, e.to_string())

@@ -30,6 +30,27 @@ pub struct CompiledComposition {
     /// The distinct `fromFieldPath`s resource patches read from the XR
     /// ([`CompiledPatch::composite_read`] indexes them): a render reads each once.
     pub composite_reads: Vec<FieldPath>,
+    /// The connection Secret a v2 XR's connection details are composed into.
+    pub connection_secret: CompiledConnectionSecret,
+}
+
+/// The composition resource name of the connection Secret composed for a v2 XR.
+pub const CONNECTION_SECRET_RESOURCE: &str = "connection-secret";
+
+/// The Secret type Crossplane gives connection Secrets.
+pub const CONNECTION_SECRET_TYPE: &str = "connection.crossplane.io/v1alpha1";
+
+/// Where the connection details of a v2 XR are written
+/// ([`crate::model::CompositionSpec::write_connection_secret_to_ref`]), compiled.
+#[derive(Clone, Debug)]
+pub struct CompiledConnectionSecret {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// `FromCompositeFieldPath`/`CombineFromComposite` patches onto `{name, namespace}`.
+    pub patches: Vec<CompiledPatch>,
+    /// The Secret as a template ([`CONNECTION_SECRET_RESOURCE`]), stamped as every composed
+    /// resource is.
+    pub template: CompiledResource,
 }
 
 /// One composed resource template, compiled.
@@ -122,6 +143,8 @@ pub enum Location {
     Resource(String),
     Environment,
     PatchSet(String),
+    /// `writeConnectionSecretToRef`.
+    ConnectionSecret,
 }
 
 impl std::fmt::Display for Location {
@@ -130,6 +153,7 @@ impl std::fmt::Display for Location {
             Location::Resource(r) => write!(f, "resource `{r}`"),
             Location::Environment => f.write_str("environment"),
             Location::PatchSet(p) => write!(f, "patchSet `{p}`"),
+            Location::ConnectionSecret => f.write_str("writeConnectionSecretToRef"),
         }
     }
 }
@@ -293,6 +317,7 @@ impl CompiledComposition {
         }
         edges.extend(inferred_edges(&resources));
         let composite_reads = index_composite_reads(&mut resources);
+        let connection_secret = compile_connection_secret(spec, &names)?;
         let graph = DependencyGraph::build(&names, &edges)?;
         Ok(Self {
             composite_type: spec.composite_type_ref.clone(),
@@ -308,6 +333,7 @@ impl CompiledComposition {
                 .write_connection_secrets_to_namespace
                 .clone(),
             composite_reads,
+            connection_secret,
         })
     }
 
@@ -315,6 +341,71 @@ impl CompiledComposition {
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.resources.iter().position(|r| r.name == name)
     }
+}
+
+/// The connection Secret reference and its patches, checked as function-patch-and-transform
+/// checks them, and the Secret's template.
+fn compile_connection_secret(
+    spec: &CompositionSpec,
+    names: &[String],
+) -> Result<CompiledConnectionSecret, CompileError> {
+    let at = Location::ConnectionSecret;
+    let reference = spec
+        .write_connection_secret_to_ref
+        .clone()
+        .unwrap_or_default();
+    let mut patches = Vec::with_capacity(reference.patches.len());
+    for (index, patch) in reference.patches.iter().enumerate() {
+        if !matches!(
+            patch.kind,
+            PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite
+        ) {
+            return Err(CompileError::Patch {
+                at: at.clone(),
+                index,
+                kind: patch.kind.as_str(),
+                field: "type",
+                message: "connection Secret patches support only FromCompositeFieldPath and \
+                          CombineFromComposite"
+                    .into(),
+            });
+        }
+        let compiled = compile_patch(&at, index, patch, names, false)?;
+        let to = compiled.to.to_string();
+        if to != "name" && to != "namespace" {
+            return Err(CompileError::Patch {
+                at: at.clone(),
+                index,
+                kind: patch.kind.as_str(),
+                field: "toFieldPath",
+                message: format!("must be \"name\" or \"namespace\", not {to:?}"),
+            });
+        }
+        patches.push(compiled);
+    }
+    let base = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": CONNECTION_SECRET_TYPE,
+    });
+    let stamped_base =
+        crate::render::prestamp(&base, CONNECTION_SECRET_RESOURCE, &spec.composite_type_ref);
+    Ok(CompiledConnectionSecret {
+        name: reference.name.filter(|n| !n.is_empty()),
+        namespace: reference.namespace.filter(|n| !n.is_empty()),
+        patches,
+        template: CompiledResource {
+            name: CONNECTION_SECRET_RESOURCE.to_owned(),
+            base,
+            patches: Vec::new(),
+            connection_details: Vec::new(),
+            readiness_checks: Vec::new(),
+            name_suffix: crate::render::dns_label(CONNECTION_SECRET_RESOURCE),
+            stamped_base_normalized: true,
+            stamped_base,
+            skeleton: None,
+        },
+    })
 }
 
 /// Numbers the distinct XR paths the resources' `FromCompositeFieldPath` patches read, so that

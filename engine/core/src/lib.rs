@@ -6,6 +6,9 @@
 //! Data enters as YAML/JSON documents ([`load`]), is compiled once per Composition
 //! ([`compile`], [`graph`]) and rendered per composite resource ([`render`]).
 
+// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
+#![warn(unreachable_pub)]
+
 pub mod compile;
 pub mod connection;
 pub mod crd;

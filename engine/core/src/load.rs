@@ -665,6 +665,7 @@ fn convert_pipeline(
     let mut env_patches: Vec<Value> = Vec::new();
     let mut env_configs: Vec<Value> = Vec::new();
     let mut env_extra: Map<String, Value> = Map::new();
+    let mut connection_secret: Option<Value> = None;
     for (i, step) in steps.into_iter().enumerate() {
         let at = format!("spec.pipeline[{i}]");
         let name = step
@@ -697,6 +698,11 @@ fn convert_pipeline(
                         let patches = value.get("patches").cloned().unwrap_or(Value::Null);
                         env_patches.extend(list(doc, &at, "input.environment.patches", patches)?);
                     }
+                    // The connection Secret of a v2 XR; the last step's wins.
+                    "writeConnectionSecretToRef" if !value.is_null() => {
+                        connection_secret = Some(value);
+                    }
+                    "writeConnectionSecretToRef" => {}
                     // The function decodes its input leniently (Go's JSON).
                     other => warnings.push(doc.error(format!(
                         "{at}.input.{other}: unknown field ignored, as function-patch-and-transform \
@@ -735,6 +741,9 @@ fn convert_pipeline(
         }
     }
     spec.insert("resources".into(), Value::Array(resources));
+    if let Some(reference) = connection_secret {
+        spec.insert("writeConnectionSecretToRef".into(), reference);
+    }
     if !patch_sets.is_empty() {
         spec.insert("patchSets".into(), Value::Array(patch_sets));
     }

@@ -70,6 +70,12 @@ pub struct CompositionSpec {
     /// Where the XR's connection Secret is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_connection_secrets_to_namespace: Option<String>,
+    /// The connection Secret composed for a Crossplane v2 XR (one with `spec.crossplane`), as
+    /// function-patch-and-transform's `writeConnectionSecretToRef` input: v2 XRs have no
+    /// connection details of their own, so the details the resources contribute become a
+    /// composed Secret. Unset: `{xr-name}-connection` in the XR's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_connection_secret_to_ref: Option<ConnectionSecretRef>,
     /// A Crossplane function pipeline with a step Strata does not run in-process, kept as
     /// written (`spec.pipeline` of a `mode: Pipeline` Composition): the controllers run it with
     /// [`crate::pipeline::Pipeline`], calling functions over gRPC. A pipeline of native steps
@@ -102,6 +108,24 @@ impl TypeReference {
             .map(|(g, _)| g)
             .unwrap_or("")
     }
+}
+
+/// Where the composed connection Secret of a v2 XR goes
+/// ([`CompositionSpec::write_connection_secret_to_ref`]).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionSecretRef {
+    /// The Secret's name; with `namespace` unset too, the XR's own
+    /// `spec.writeConnectionSecretToRef` or `{xr-name}-connection` is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The Secret's namespace; a namespaced XR's Secret is always in the XR's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Patches from the XR to the reference: `FromCompositeFieldPath` or
+    /// `CombineFromComposite`, with `toFieldPath` `name` or `namespace`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<Patch>,
 }
 
 /// A named, reusable list of patches.

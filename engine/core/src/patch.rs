@@ -16,8 +16,24 @@ use crate::transform::{TransformError, apply_all, gofmt};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
-    /// The source value does not exist; the message says which path.
-    SourceMissing(String),
+    /// The source value does not exist.
+    SourceMissing(MissingSource),
+}
+
+/// A patch source that is not there (yet): which path the patch reads and what was not found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingSource {
+    /// The path the patch reads: its `fromFieldPath`, or for a Combine patch the variable
+    /// that is missing.
+    pub from_field_path: String,
+    /// The part of it that was not found and why (`spec.parameters: no such field`).
+    pub not_found: String,
+}
+
+impl std::fmt::Display for MissingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.not_found)
+    }
 }
 
 /// Why a patch failed. The render adds which resource and which patch.
@@ -47,7 +63,10 @@ pub fn apply(
                 match v.get(source) {
                     Ok(value) => values.push(value),
                     Err(AccessError::NotFound { path, what }) => {
-                        return Ok(Outcome::SourceMissing(format!("{path}: {what}")));
+                        return Ok(Outcome::SourceMissing(MissingSource {
+                            from_field_path: v.to_string(),
+                            not_found: format!("{path}: {what}"),
+                        }));
                     }
                     Err(e) => return Err(PatchError::Read(e.to_string())),
                 }
@@ -67,9 +86,14 @@ pub fn apply_read(
 ) -> Result<Outcome, PatchError> {
     match read {
         Ok(input) => transform_and_write(patch, input, destination),
-        Err(AccessError::NotFound { path, what }) => {
-            Ok(Outcome::SourceMissing(format!("{path}: {what}")))
-        }
+        Err(AccessError::NotFound { path, what }) => Ok(Outcome::SourceMissing(MissingSource {
+            from_field_path: match &patch.source {
+                PatchSource::Path(from) => from.to_string(),
+                // A Combine patch reports its missing variable from `apply`; this is not reached.
+                PatchSource::Combine { .. } => path.clone(),
+            },
+            not_found: format!("{path}: {what}"),
+        })),
         Err(e) => Err(PatchError::Read(e.to_string())),
     }
 }

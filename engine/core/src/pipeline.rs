@@ -364,17 +364,27 @@ pub enum StepError {
     },
 }
 
+/// What a native function-patch-and-transform step reports besides the desired state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatchAndTransformReport {
+    /// The environment after the step's environment patches.
+    pub environment: Value,
+    pub warnings: Vec<String>,
+    /// Resources a `Required` patch left out of the desired state (template name, the patch
+    /// and its missing source): the function reports each as a Warning result.
+    pub required_withheld: Vec<(String, render::RequiredSource)>,
+}
+
 /// Runs a function-patch-and-transform step in-process: the same render as a `mode: Resources`
 /// Composition, its output merged into the desired state as the function merges it (resources
-/// by name, the XR's status deeply, connection details by key). Returns the environment after
-/// the step's environment patches and its warnings.
+/// by name, the XR's status deeply, connection details by key).
 pub fn run_patch_and_transform(
     pipeline: &Pipeline,
     step: &PipelineStep,
     observed: Observed<'_>,
     environment: Option<&Value>,
     desired: &mut DesiredState,
-) -> Result<(Value, Vec<String>), StepError> {
+) -> Result<PatchAndTransformReport, StepError> {
     let fail = |message: String| StepError::Native {
         step: step.name.clone(),
         function: NativeFunction::PatchAndTransform.name(),
@@ -413,7 +423,12 @@ pub fn run_patch_and_transform(
             .composite_connection_details
             .insert(k.clone(), v.clone());
     }
+    // The connection Secret of a v2 XR carries every detail set so far, not only this step's.
+    let templates = compiled.resources.len();
     for r in out.resources {
+        if r.index == templates {
+            continue;
+        }
         let exists = observed.resources.contains_key(&r.name);
         let ready = if exists && r.readiness.is_ready() {
             Ready::True
@@ -424,7 +439,32 @@ pub fn run_patch_and_transform(
         entry.resource = r.resource;
         entry.ready = ready;
     }
-    Ok((out.environment, out.warnings))
+    let mut warnings = out.warnings;
+    let (secret, more) = render::connection_secret(
+        compiled.as_ref(),
+        observed.composite,
+        &desired.composite_connection_details,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    for w in more {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+    if let Some(secret) = secret {
+        let entry = desired.resources.entry(secret.name).or_default();
+        entry.resource = secret.resource;
+        entry.ready = Ready::True;
+    }
+    Ok(PatchAndTransformReport {
+        environment: out.environment,
+        warnings,
+        required_withheld: out
+            .withheld
+            .into_iter()
+            .filter_map(|w| Some((w.name, w.required?)))
+            .collect(),
+    })
 }
 
 /// function-auto-ready: a desired resource that exists is ready when its observed object is
@@ -1039,6 +1079,48 @@ mod tests {
             assert_eq!(err.message, want);
             assert_eq!(err.location, "test.yaml (document 1, Composition/c)");
         }
+    }
+
+    #[test]
+    fn a_patch_and_transform_step_composes_every_detail_so_far_into_a_v2_connection_secret() {
+        let d = doc(json!([
+            {"step": "earlier", "functionRef": {"name": "function-python"}},
+            {"step": "pt", "functionRef": {"name": "function-patch-and-transform"},
+             "input": {"apiVersion": "pt.fn.crossplane.io/v1beta1", "kind": "Resources",
+                "writeConnectionSecretToRef": {"name": "app-conn"},
+                "resources": [{"name": "cm", "base": {"apiVersion": "v1", "kind": "ConfigMap"},
+                    "connectionDetails": [{"name": "port", "value": "8080"}]}]}},
+        ]));
+        let mut p = Pipeline::load(&d, &BTreeMap::new()).unwrap().unwrap();
+        p.compile_native_steps().unwrap();
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XApp",
+            "metadata": {"name": "web", "namespace": "team-a"}, "spec": {"crossplane": {}}});
+        let observed = ObservedResources::from([(
+            "cm".to_owned(),
+            crate::render::Observed {
+                resource: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "web-cm", "namespace": "team-a"}}),
+                connection_details: Default::default(),
+            },
+        )]);
+        let mut desired = DesiredState::default();
+        // What the earlier (remote) step set on the XR.
+        desired
+            .composite_connection_details
+            .insert("token".into(), b"t0".to_vec());
+        let obs = Observed {
+            composite: &xr,
+            resources: &observed,
+        };
+        run_patch_and_transform(&p, &p.steps[1], obs, None, &mut desired).unwrap();
+        let secret = &desired.resources[crate::compile::CONNECTION_SECRET_RESOURCE];
+        assert_eq!(secret.ready, Ready::True);
+        assert_eq!(secret.resource["metadata"]["name"], "app-conn");
+        assert_eq!(
+            secret.resource["data"],
+            json!({"port": "ODA4MA==", "token": "dDA="}),
+            "this step's details and the earlier step's"
+        );
     }
 
     #[test]

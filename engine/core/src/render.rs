@@ -23,7 +23,7 @@ use serde_json::map::Entry;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::compile::{CompiledComposition, CompiledPatch, CompiledResource};
+use crate::compile::{CompiledComposition, CompiledPatch, CompiledResource, PatchSource};
 use crate::connection::{self, ConnectionDetails};
 use crate::fieldpath::{AccessError, FieldPath, Segment};
 use crate::model::{CompositionMode, FromFieldPathPolicy, PatchType, ToFieldPathPolicy};
@@ -67,6 +67,37 @@ pub struct DesiredResource {
 pub struct Withheld {
     pub name: String,
     pub reason: String,
+    /// Set when a `Required` patch's source is missing: the data the resource waits for.
+    pub required: Option<RequiredSource>,
+}
+
+/// The `Required` patch that withholds a resource and the source path it waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequiredSource {
+    /// The patch's index in the resource's patch list (PatchSets expanded).
+    pub patch: usize,
+    pub kind: PatchType,
+    /// The `fromFieldPath` that is missing (a Combine patch's missing variable).
+    pub from_field_path: String,
+    /// For a `FromResourceFieldPath` patch, the template name of the resource it reads.
+    pub from_resource: Option<String>,
+}
+
+impl RequiredSource {
+    /// `waiting for spec.parameters.region: Required patch 2 FromCompositeFieldPath`: what the
+    /// XR's Ready message, its events and `strata render` say about the withheld resource.
+    pub fn explain(&self) -> String {
+        let of = match &self.from_resource {
+            Some(r) => format!(" of `{r}`"),
+            None => String::new(),
+        };
+        format!(
+            "waiting for {}{of}: Required patch {} {}",
+            self.from_field_path,
+            self.patch,
+            self.kind.as_str()
+        )
+    }
 }
 
 /// Everything a render produces.
@@ -268,12 +299,12 @@ pub fn render(
         };
         match result {
             Ok(Outcome::Applied) => {}
-            Ok(Outcome::SourceMissing(path)) => {
+            Ok(Outcome::SourceMissing(missing)) => {
                 if p.from_policy == FromFieldPathPolicy::Required {
                     return Err(RenderError::EnvironmentRequired {
                         index: p.index,
                         kind: p.kind.as_str(),
-                        path,
+                        path: missing.not_found,
                     });
                 }
             }
@@ -305,6 +336,7 @@ pub fn render(
             withheld.push(Withheld {
                 name: template.name.clone(),
                 reason,
+                required: None,
             });
             continue;
         }
@@ -335,17 +367,23 @@ pub fn render(
                         filled |= 1 << slot;
                     }
                 }
-                Ok(Outcome::SourceMissing(path)) => {
+                Ok(Outcome::SourceMissing(missing)) => {
                     if p.from_policy != FromFieldPathPolicy::Required {
                         continue;
                     }
                     if observed.is_none() {
-                        let reason =
-                            format!("required patch {} ({}): {path}", p.index, p.kind.as_str());
+                        let required = RequiredSource {
+                            patch: p.index,
+                            kind: p.kind,
+                            from_field_path: missing.from_field_path,
+                            from_resource: p.from_resource.map(|i| comp.resources[i].name.clone()),
+                        };
+                        let reason = required.explain();
                         warnings.push(format!("resource `{}` withheld: {reason}", template.name));
                         withheld.push(Withheld {
                             name: template.name.clone(),
                             reason,
+                            required: Some(required),
                         });
                         if comp.mode == Some(CompositionMode::Pipeline) {
                             not_desired.push(template.name.clone());
@@ -354,7 +392,7 @@ pub fn render(
                         break;
                     }
                     warnings.push(format!(
-                        "resource `{}`: required patch {} ({}) skipped: {path}",
+                        "resource `{}`: required patch {} ({}) skipped: {missing}",
                         template.name,
                         p.index,
                         p.kind.as_str()
@@ -377,6 +415,7 @@ pub fn render(
                     skipped.push(Withheld {
                         name: template.name.clone(),
                         reason,
+                        required: None,
                     });
                     release = false;
                     break;
@@ -464,6 +503,12 @@ pub fn render(
             .filter_map(|i| rendered[*i].take()),
     );
 
+    if let Some(secret) =
+        compose_connection_secret(comp, xr, &meta, &connection_details, &mut warnings)?
+    {
+        resources.push(secret);
+    }
+
     let mut status = match desired_xr.get_mut("status").map(Value::take) {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
@@ -482,6 +527,142 @@ pub fn render(
         environment,
         warnings,
     })
+}
+
+/// The connection Secret of a Crossplane v2 XR (one with a `spec.crossplane` object), as
+/// function-patch-and-transform composes it: a v2 XR has no connection details of its own, so
+/// `details` (what the resources contributed) become a composed Secret of type
+/// `connection.crossplane.io/v1alpha1`, ready as soon as it is desired. `None` for a v1 XR or
+/// while there are no details. Used by [`render`] and by the pipeline's patch-and-transform step
+/// (with the details every step so far set).
+pub fn connection_secret(
+    comp: &CompiledComposition,
+    xr: &Value,
+    details: &ConnectionDetails,
+) -> Result<(Option<DesiredResource>, Vec<String>), RenderError> {
+    let meta = CompositeMeta::read(xr, comp)?;
+    let mut warnings = Vec::new();
+    let secret = compose_connection_secret(comp, xr, &meta, details, &mut warnings)?;
+    Ok((secret, warnings))
+}
+
+fn compose_connection_secret(
+    comp: &CompiledComposition,
+    xr: &Value,
+    meta: &CompositeMeta<'_>,
+    details: &ConnectionDetails,
+    warnings: &mut Vec<String>,
+) -> Result<Option<DesiredResource>, RenderError> {
+    use base64::Engine as _;
+    let cs = &comp.connection_secret;
+    let v2 = xr.pointer("/spec/crossplane").is_some_and(Value::is_object);
+    if !v2 || details.is_empty() {
+        return Ok(None);
+    }
+    let fail = |message: String| RenderError::Resource {
+        resource: cs.template.name.clone(),
+        message,
+    };
+    if comp.index_of(&cs.template.name).is_some() {
+        warnings.push(format!(
+            "connection details not composed into a Secret: a resource is already named `{}`",
+            cs.template.name
+        ));
+        return Ok(None);
+    }
+    // The reference: the Composition's, else the XR's own, else `{xr-name}-connection`.
+    let xr_ref = xr.pointer("/spec/writeConnectionSecretToRef");
+    let xr_string = |key: &str| {
+        xr_ref
+            .and_then(|r| r.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let (name, namespace) = if cs.name.is_some() || cs.namespace.is_some() {
+        (cs.name.clone(), cs.namespace.clone())
+    } else if let Some(name) = xr_string("name") {
+        (Some(name), xr_string("namespace"))
+    } else {
+        (
+            Some(format!("{}-connection", meta.name)),
+            meta.namespace.map(str::to_owned),
+        )
+    };
+    let mut reference = json!({"name": name, "namespace": namespace});
+    for p in &cs.patches {
+        match patch::apply(p, xr, &mut reference) {
+            Ok(Outcome::Applied) => {}
+            Ok(Outcome::SourceMissing(path)) => {
+                if p.from_policy == FromFieldPathPolicy::Required {
+                    return Err(fail(format!(
+                        "writeConnectionSecretToRef.patches[{}] ({}): required source is missing: \
+                         {path}",
+                        p.index,
+                        p.kind.as_str()
+                    )));
+                }
+            }
+            Err(e) => {
+                return Err(fail(format!(
+                    "writeConnectionSecretToRef.patches[{}] ({}): {e}",
+                    p.index,
+                    p.kind.as_str()
+                )));
+            }
+        }
+    }
+    let text = |key: &str| {
+        reference
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let Some(name) = text("name") else {
+        return Err(fail(
+            "writeConnectionSecretToRef.name: Required value".into(),
+        ));
+    };
+    let namespace = match (meta.namespace, text("namespace")) {
+        (Some(xr_ns), Some(ns)) if ns != xr_ns => {
+            return Err(fail(format!(
+                "writeConnectionSecretToRef.namespace: {ns:?} is outside the composite \
+                 resource's namespace {xr_ns:?}"
+            )));
+        }
+        (Some(xr_ns), _) => xr_ns.to_owned(),
+        (None, Some(ns)) => ns,
+        (None, None) => {
+            return Err(fail(
+                "writeConnectionSecretToRef.namespace: Required value: a cluster-scoped \
+                 composite resource's connection Secret needs a namespace"
+                    .into(),
+            ));
+        }
+    };
+    let data: Map<String, Value> = details
+        .iter()
+        .map(|(k, v)| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+            (k.clone(), Value::String(encoded))
+        })
+        .collect();
+    let mut desired = cs.template.stamped_base.clone();
+    if let Some(obj) = desired.as_object_mut() {
+        obj.insert("data".to_owned(), Value::Object(data));
+        if let Some(Value::Object(m)) = obj.get_mut("metadata") {
+            m.insert("name".to_owned(), Value::String(name));
+            m.insert("namespace".to_owned(), Value::String(namespace));
+        }
+    }
+    meta.stamp(&mut desired, &cs.template, None, None);
+    Ok(Some(DesiredResource {
+        name: cs.template.name.clone(),
+        index: comp.resources.len(),
+        resource: desired,
+        readiness: Readiness::Ready,
+    }))
 }
 
 /// The observed XR, each of the Composition's `composite_reads` read from it at most once per
@@ -539,9 +720,17 @@ fn apply_resource_patch(
                 .unwrap_or_default();
             match all_observed.get(from) {
                 Some(o) => patch::apply(p, &o.resource, desired),
-                None => Ok(Outcome::SourceMissing(format!(
-                    "resource `{from}` does not exist yet"
-                ))),
+                None => Ok(Outcome::SourceMissing(patch::MissingSource {
+                    from_field_path: match &p.source {
+                        PatchSource::Path(path) => path.to_string(),
+                        PatchSource::Combine { variables, .. } => variables
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                    not_found: format!("resource `{from}` does not exist yet"),
+                })),
             }
         }
         // Patches from a composed resource need it to exist; until then there is nothing to copy.
@@ -1363,6 +1552,149 @@ mod tests {
         CompiledComposition::compile(&spec).expect("compiles")
     }
 
+    /// A Composition whose one resource contributes a `host` connection detail, observed.
+    fn connection_case(reference: Value) -> (CompiledComposition, ObservedResources) {
+        let mut spec = json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
+            "resources": [{"name": "db", "base": {"apiVersion": "example.org/v1", "kind": "DB"},
+                "connectionDetails": [{"name": "host", "fromFieldPath": "status.host"}]}],
+        });
+        if !reference.is_null() {
+            spec["writeConnectionSecretToRef"] = reference;
+        }
+        let observed = ObservedResources::from([(
+            "db".to_owned(),
+            Observed {
+                resource: json!({"apiVersion": "example.org/v1", "kind": "DB",
+                    "metadata": {"name": "x-db"}, "status": {"host": "db.example"}}),
+                connection_details: Default::default(),
+            },
+        )]);
+        (compile(spec), observed)
+    }
+
+    fn secret_of(out: &RenderOutput) -> Option<&Value> {
+        out.resources
+            .iter()
+            .find(|r| r.name == crate::compile::CONNECTION_SECRET_RESOURCE)
+            .map(|r| &r.resource)
+    }
+
+    #[test]
+    fn a_v2_composite_gets_its_connection_details_as_a_composed_secret_named_after_it() {
+        let (comp, observed) = connection_case(Value::Null);
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XR",
+            "metadata": {"name": "x", "namespace": "team-a", "uid": "u1"},
+            "spec": {"crossplane": {}}});
+        let out = render_plain(&comp, &xr, &observed).expect("renders");
+        let secret = secret_of(&out).expect("a composed Secret");
+        assert_eq!(secret["metadata"]["name"], "x-connection");
+        assert_eq!(secret["metadata"]["namespace"], "team-a");
+        assert_eq!(secret["type"], "connection.crossplane.io/v1alpha1");
+        assert_eq!(secret["data"], json!({"host": "ZGIuZXhhbXBsZQ=="}));
+        assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(out.unready, ["db"], "the Secret is ready once desired");
+    }
+
+    #[test]
+    fn a_v1_composite_or_one_without_details_gets_no_composed_secret() {
+        let (comp, observed) = connection_case(Value::Null);
+        let v1 = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+            "spec": {}});
+        let out = render_plain(&comp, &v1, &observed).expect("renders");
+        assert!(secret_of(&out).is_none());
+        assert_eq!(
+            out.connection_details.len(),
+            1,
+            "v1 keeps its details on the XR"
+        );
+        let v2 = json!({"apiVersion": "example.org/v1", "kind": "XR",
+            "metadata": {"name": "x", "namespace": "a"}, "spec": {"crossplane": {}}});
+        let out = render_plain(&comp, &v2, &ObservedResources::new()).expect("renders");
+        assert!(secret_of(&out).is_none(), "no details yet, no Secret");
+    }
+
+    #[test]
+    fn the_composites_own_reference_is_used_and_a_cluster_composite_needs_a_namespace() {
+        let (comp, observed) = connection_case(Value::Null);
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+            "spec": {"crossplane": {}, "writeConnectionSecretToRef": {"name": "s", "namespace": "ops"}}});
+        let out = render_plain(&comp, &xr, &observed).expect("renders");
+        let secret = secret_of(&out).expect("a composed Secret");
+        assert_eq!(
+            (
+                &secret["metadata"]["name"],
+                &secret["metadata"]["namespace"]
+            ),
+            (&json!("s"), &json!("ops"))
+        );
+        let cluster = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+            "spec": {"crossplane": {}}});
+        let err = render_plain(&comp, &cluster, &observed).expect_err("no namespace");
+        assert_eq!(
+            err.to_string(),
+            "resource `connection-secret`: writeConnectionSecretToRef.namespace: Required value: \
+             a cluster-scoped composite resource's connection Secret needs a namespace"
+        );
+    }
+
+    #[test]
+    fn connection_secret_patches_name_it_and_a_required_missing_source_is_an_error() {
+        let (comp, observed) = connection_case(json!({"namespace": "ops", "patches": [
+            {"fromFieldPath": "spec.secret", "toFieldPath": "name",
+             "transforms": [{"type": "string", "string": {"type": "Format", "fmt": "%s-conn"}}]},
+            {"fromFieldPath": "spec.absent", "toFieldPath": "namespace"},
+        ]}));
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+            "spec": {"crossplane": {}, "secret": "orders"}});
+        let out = render_plain(&comp, &xr, &observed).expect("renders");
+        let secret = secret_of(&out).expect("a composed Secret");
+        assert_eq!(secret["metadata"]["name"], "orders-conn");
+        assert_eq!(
+            secret["metadata"]["namespace"], "ops",
+            "an optional missing source is skipped"
+        );
+        let (comp, observed) =
+            connection_case(json!({"name": "n", "namespace": "ops", "patches": [
+            {"fromFieldPath": "spec.absent", "toFieldPath": "name",
+             "policy": {"fromFieldPath": "Required"}}]}));
+        let err = render_plain(&comp, &xr, &observed).expect_err("required");
+        assert!(
+            err.to_string()
+                .contains("writeConnectionSecretToRef.patches[0] (FromCompositeFieldPath): required source is missing: spec.absent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_connection_secret_patch_may_only_write_name_or_namespace_from_the_composite() {
+        let spec = |patch: Value| -> CompositionSpec {
+            serde_json::from_value(json!({
+                "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
+                "writeConnectionSecretToRef": {"patches": [patch]},
+            }))
+            .expect("valid spec")
+        };
+        let err = CompiledComposition::compile(&spec(
+            json!({"fromFieldPath": "spec.a", "toFieldPath": "data.a"}),
+        ))
+        .expect_err("bad toFieldPath");
+        assert_eq!(
+            err.to_string(),
+            "writeConnectionSecretToRef: patch 0 (FromCompositeFieldPath): toFieldPath: must be \
+             \"name\" or \"namespace\", not \"data.a\""
+        );
+        let err = CompiledComposition::compile(&spec(
+            json!({"type": "ToCompositeFieldPath", "fromFieldPath": "a", "toFieldPath": "name"}),
+        ))
+        .expect_err("bad type");
+        assert!(
+            err.to_string()
+                .contains("support only FromCompositeFieldPath and CombineFromComposite"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_missing_required_environment_source_says_what_is_missing_once() {
         let comp = compile(json!({
@@ -1377,6 +1709,48 @@ mod tests {
             err.to_string(),
             "environment: patch 0 (FromCompositeFieldPath): required source is missing: spec.a: no such field"
         );
+    }
+
+    #[test]
+    fn a_resource_withheld_by_a_required_patch_names_the_patch_and_the_missing_path() {
+        let comp = compile(json!({
+            "compositeTypeRef": {"apiVersion": "example.org/v1", "kind": "XR"},
+            "resources": [
+                {"name": "database", "base": {"apiVersion": "v1", "kind": "T"}, "patches": [
+                    {"fromFieldPath": "spec.size", "toFieldPath": "spec.size"},
+                    {"fromFieldPath": "spec.name", "toFieldPath": "spec.name",
+                     "policy": {"fromFieldPath": "Required"}},
+                    {"type": "CombineFromComposite", "toFieldPath": "spec.label",
+                     "policy": {"fromFieldPath": "Required"},
+                     "combine": {"strategy": "string", "string": {"fmt": "%s-%s"}, "variables": [
+                        {"fromFieldPath": "spec.size"}, {"fromFieldPath": "spec.parameters.region"}]}},
+                ]},
+            ],
+        }));
+        let xr = json!({"apiVersion": "example.org/v1", "kind": "XR", "metadata": {"name": "x"},
+            "spec": {"size": "S", "name": "n"}});
+        let out = render_plain(&comp, &xr, &ObservedResources::new()).expect("renders");
+        let required = RequiredSource {
+            patch: 2,
+            kind: PatchType::CombineFromComposite,
+            from_field_path: "spec.parameters.region".into(),
+            from_resource: None,
+        };
+        assert_eq!(
+            out.withheld,
+            vec![Withheld {
+                name: "database".into(),
+                reason: required.explain(),
+                required: Some(required),
+            }]
+        );
+        assert_eq!(
+            out.warnings,
+            [
+                "resource `database` withheld: waiting for spec.parameters.region: Required patch 2 CombineFromComposite"
+            ]
+        );
+        assert_eq!(out.unready, ["database"]);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub const ANNOTATION_EXTERNAL_NAME: &str = "strata.dev/external-name";
 /// Stops reconciliation of the annotated object.
 pub const ANNOTATION_PAUSED: &str = "strata.dev/paused";
 /// Set before a cloud create is attempted.
+/// The finalizer the managed-resource runtime keeps on a managed resource until its external
+/// resource is deleted (or orphaned).
+pub const FINALIZER_MANAGED: &str = "strata.dev/managed-resource";
 pub const ANNOTATION_EXTERNAL_CREATE_PENDING: &str = "strata.dev/external-create-pending";
 /// Set after a cloud create succeeded.
 pub const ANNOTATION_EXTERNAL_CREATE_SUCCEEDED: &str = "strata.dev/external-create-succeeded";
@@ -76,3 +79,9 @@ pub const REASON_CREATE_REVISION: &str = "CreateCompositionRevision";
 pub const REASON_CONVERT_CROSSPLANE: &str = "ConvertCrossplaneObject";
 /// A function's Warning result, as Crossplane reports function results.
 pub const REASON_FUNCTION_RESULT: &str = "ComposeResources";
+/// A composed resource is withheld because a `Required` patch's source is missing (a Warning
+/// event on the XR and its claim).
+pub const REASON_REQUIRED_SOURCE_MISSING: &str = "RequiredSourceMissing";
+/// The create-pending guard stopped a managed resource: its `Synced=False` reason, and the
+/// reason of the Warning event on the XR and claim that compose it.
+pub const REASON_EXTERNAL_CREATE_PENDING: &str = "ExternalCreatePending";

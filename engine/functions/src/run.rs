@@ -214,17 +214,39 @@ pub async fn run_pipeline<R: FunctionRunner, Q: RequiredResources>(
         match step.native {
             Some(NativeFunction::PatchAndTransform) => {
                 let env = context.get(ENVIRONMENT_CONTEXT_KEY).cloned();
-                let (env_after, w) = pipeline::run_patch_and_transform(
+                let report = pipeline::run_patch_and_transform(
                     pipeline,
                     step,
                     inputs.observed,
                     env.as_ref(),
                     &mut desired,
                 )?;
+                let env_after = report.environment;
                 if env.is_some() || env_after.as_object().is_some_and(|o| !o.is_empty()) {
                     context.insert(ENVIRONMENT_CONTEXT_KEY.to_owned(), env_after);
                 }
-                warnings.extend(w.into_iter().map(|w| format!("step {:?}: {w}", step.name)));
+                warnings.extend(
+                    report
+                        .warnings
+                        .into_iter()
+                        .map(|w| format!("step {:?}: {w}", step.name)),
+                );
+                // As the function reports a resource it cannot render: a Warning result, here
+                // for the claim too (its user is the one who can supply the missing field).
+                results.extend(
+                    report
+                        .required_withheld
+                        .into_iter()
+                        .map(|(name, r)| StepResult {
+                            step: step.name.clone(),
+                            severity: Severity::Warning,
+                            reason: Some(
+                                strata_core::wire::REASON_REQUIRED_SOURCE_MISSING.to_owned(),
+                            ),
+                            message: format!("resource `{name}` withheld: {}", r.explain()),
+                            claim: true,
+                        }),
+                );
             }
             Some(NativeFunction::AutoReady) => {
                 pipeline::run_auto_ready(inputs.observed, &mut desired)
@@ -767,6 +789,39 @@ mod tests {
         if ready {
             r.ready = proto::Ready::True as i32;
         }
+    }
+
+    #[tokio::test]
+    async fn a_native_step_reports_a_resource_a_required_patch_withholds_as_a_warning_for_the_claim()
+     {
+        let p = pipeline(json!([
+            {"step": "pt", "functionRef": {"name": "function-patch-and-transform"},
+             "input": {"apiVersion": "pt.fn.crossplane.io/v1beta1", "kind": "Resources", "resources": [
+                {"name": "first", "base": config_map("x"), "readinessChecks": [{"type": "None"}]},
+                {"name": "replica", "base": config_map("r"), "patches": [
+                    {"fromFieldPath": "spec.region", "toFieldPath": "data.region"},
+                    {"fromFieldPath": "spec.replicaRegion", "toFieldPath": "data.replica",
+                     "policy": {"fromFieldPath": "Required"}}]}]}},
+        ]));
+        let runner = Scripted::new(|_, req| response::to(req, Duration::from_secs(60)));
+        let out = run_alone(&p, &runner).await.unwrap();
+        assert_eq!(
+            out.results,
+            [StepResult {
+                step: "pt".into(),
+                severity: Severity::Warning,
+                reason: Some("RequiredSourceMissing".into()),
+                message: "resource `replica` withheld: waiting for spec.replicaRegion: Required patch 1 FromCompositeFieldPath".into(),
+                claim: true,
+            }]
+        );
+        let names: Vec<&str> = out
+            .finished
+            .resources
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect();
+        assert_eq!(names, ["first"], "the function leaves it out");
     }
 
     #[tokio::test]

@@ -7,6 +7,9 @@
 //! initialization, delete, finalizer removal. Every exit writes the Ready and Synced conditions
 //! (only when they change), emits an event on each transition, and publishes connection details.
 
+// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
+#![warn(unreachable_pub)]
+
 pub mod limits;
 pub mod reconcile;
 pub mod secrets;
@@ -26,14 +29,14 @@ use kube::api::{
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
-use strata_controllers::leader::{self, LeaderElection};
 use strata_core::provider::{Provider, ResourceKind};
 use strata_core::wire::FIELD_MANAGER;
+use strata_leader::{self as leader, LeaderElection};
 
 use crate::reconcile::Context;
 
 /// The finalizer the runtime holds until the cloud side of a managed resource is settled.
-pub const FINALIZER: &str = "strata.dev/managed-resource";
+pub const FINALIZER: &str = strata_core::wire::FINALIZER_MANAGED;
 /// The ProviderConfig used when `spec.providerConfigRef` is absent.
 pub const DEFAULT_PROVIDER_CONFIG: &str = "default";
 
@@ -73,7 +76,7 @@ pub enum Error {
     #[error("leader election on Lease {lease}: {source}")]
     LeaderElection {
         lease: String,
-        source: strata_controllers::Error,
+        source: strata_leader::Error,
     },
 }
 
@@ -166,7 +169,7 @@ pub async fn run(
         }
         () = shutdown.clone() => return Ok(()),
     }
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<strata_controllers::Error>();
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<strata_leader::Error>();
     let holder = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -199,10 +202,7 @@ pub async fn run(
     match lost.now_or_never().flatten() {
         Some(message) => Err(Error::LeaderElection {
             lease,
-            source: strata_controllers::Error::Stopped {
-                controller: "managed-resource runtime",
-                message,
-            },
+            source: strata_leader::Error::Lost(message),
         }),
         None => Ok(()),
     }

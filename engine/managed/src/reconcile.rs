@@ -703,7 +703,7 @@ impl Run<'_> {
                 Ok(Action::requeue(delay))
             }
             Step::Stop { reason } => {
-                let mut desired = vec![Desired::sync_error(reason.message())];
+                let mut desired = vec![Desired::stopped(reason)];
                 if reason != StopReason::Paused {
                     desired.push(ready_now);
                 }

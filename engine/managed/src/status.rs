@@ -53,6 +53,22 @@ impl Desired {
         }
     }
 
+    /// `Synced=False` for a runtime that stopped on its own: the create-pending guard has a
+    /// reason of its own, which the XR controller recognises to tell the claim how to release it.
+    pub fn stopped(reason: strata_core::provider::StopReason) -> Self {
+        Self {
+            type_: TYPE_SYNCED,
+            status: false,
+            reason: match reason {
+                strata_core::provider::StopReason::CreateIncomplete => {
+                    strata_core::wire::REASON_EXTERNAL_CREATE_PENDING
+                }
+                _ => REASON_RECONCILE_ERROR,
+            },
+            message: reason.message().to_owned(),
+        }
+    }
+
     pub fn paused() -> Self {
         Self {
             type_: TYPE_SYNCED,
@@ -134,6 +150,19 @@ mod tests {
             message: String::new(),
             last_transition_time: Some(at.into()),
         }
+    }
+
+    #[test]
+    fn the_create_pending_guard_stops_with_a_reason_of_its_own() {
+        use strata_core::provider::StopReason;
+        let guard = Desired::stopped(StopReason::CreateIncomplete);
+        assert_eq!(
+            (guard.type_, guard.status, guard.reason),
+            (TYPE_SYNCED, false, "ExternalCreatePending")
+        );
+        assert!(guard.message.contains("strata.dev/external-create-pending"));
+        let refused = Desired::stopped(StopReason::AbsentAndCreateForbidden);
+        assert_eq!(refused.reason, REASON_RECONCILE_ERROR);
     }
 
     #[test]

@@ -24,13 +24,19 @@ const NO_SUCH_ENTITY: &str = "NoSuchEntity";
 
 /// A connected Role client.
 pub struct IamExternal {
-    config_name: String,
-    endpoint: Option<String>,
-    client: aws_sdk_iam::Client,
+    api: IamApi,
 }
 
-impl IamExternal {
-    pub fn new(config_name: String, sdk: &SdkConfig) -> Self {
+/// An IAM client with what its errors name: the endpoint and the ProviderConfig. Shared by the
+/// IAM Role and OpenID Connect provider externals.
+pub(crate) struct IamApi {
+    config_name: String,
+    endpoint: Option<String>,
+    pub(crate) client: aws_sdk_iam::Client,
+}
+
+impl IamApi {
+    pub(crate) fn new(config_name: String, sdk: &SdkConfig) -> Self {
         Self {
             config_name,
             endpoint: sdk.endpoint_url().map(str::to_owned),
@@ -39,7 +45,12 @@ impl IamExternal {
     }
 
     /// [`classify_at`]: the IAM endpoint and ProviderConfig are named when IAM was not reached.
-    fn classify<E, R>(&self, operation: &str, id: &str, error: &SdkError<E, R>) -> ProviderError
+    pub(crate) fn classify<E, R>(
+        &self,
+        operation: &str,
+        id: &str,
+        error: &SdkError<E, R>,
+    ) -> ProviderError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -53,6 +64,14 @@ impl IamExternal {
             error,
         )
     }
+}
+
+impl IamExternal {
+    pub fn new(config_name: String, sdk: &SdkConfig) -> Self {
+        Self {
+            api: IamApi::new(config_name, sdk),
+        }
+    }
 
     /// Every inline policy name of the role, across pages; `None` when the role does not exist.
     async fn inline_policy_names(&self, name: &str) -> Result<Option<Vec<String>>, ProviderError> {
@@ -60,6 +79,7 @@ impl IamExternal {
         let mut marker = None;
         loop {
             let result = self
+                .api
                 .client
                 .list_role_policies()
                 .role_name(name)
@@ -69,7 +89,7 @@ impl IamExternal {
             let page = match result {
                 Ok(page) => page,
                 Err(error) if error_code(&error) == Some(NO_SUCH_ENTITY) => return Ok(None),
-                Err(error) => return Err(self.classify("list role policies", name, &error)),
+                Err(error) => return Err(self.api.classify("list role policies", name, &error)),
             };
             names.extend(page.policy_names().iter().cloned());
             match page.marker().filter(|_| page.is_truncated()) {
@@ -81,10 +101,10 @@ impl IamExternal {
 
     /// GetRole plus the inline policies; `None` when the role does not exist.
     async fn describe(&self, name: &str) -> Result<Option<ObservedRole>, ProviderError> {
-        let output = match self.client.get_role().role_name(name).send().await {
+        let output = match self.api.client.get_role().role_name(name).send().await {
             Ok(output) => output,
             Err(error) if error_code(&error) == Some(NO_SUCH_ENTITY) => return Ok(None),
-            Err(error) => return Err(self.classify("get role", name, &error)),
+            Err(error) => return Err(self.api.classify("get role", name, &error)),
         };
         let Some(found) = output.role() else {
             return Ok(None);
@@ -111,6 +131,7 @@ impl IamExternal {
         };
         for policy in policies {
             let document = match self
+                .api
                 .client
                 .get_role_policy()
                 .role_name(name)
@@ -121,7 +142,7 @@ impl IamExternal {
                 Ok(output) => role::decode_policy(output.policy_document()),
                 // Deleted between the listing and this read: it is not there.
                 Err(error) if error_code(&error) == Some(NO_SUCH_ENTITY) => continue,
-                Err(error) => return Err(self.classify("get role policy", name, &error)),
+                Err(error) => return Err(self.api.classify("get role policy", name, &error)),
             };
             observed.inline_policies.insert(policy, document);
         }
@@ -134,7 +155,8 @@ impl IamExternal {
         policies: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), ProviderError> {
         for (policy, document) in policies {
-            self.client
+            self.api
+                .client
                 .put_role_policy()
                 .role_name(name)
                 .policy_name(&policy)
@@ -142,7 +164,8 @@ impl IamExternal {
                 .send()
                 .await
                 .map_err(|error| {
-                    self.classify(&format!("put role policy {policy}"), name, &error)
+                    self.api
+                        .classify(&format!("put role policy {policy}"), name, &error)
                 })?;
         }
         Ok(())
@@ -234,6 +257,7 @@ impl External for IamExternal {
             let policies =
                 role::desired_inline_policies(&params).map_err(|error| invalid(managed, error))?;
             let result = self
+                .api
                 .client
                 .create_role()
                 .role_name(name)
@@ -248,7 +272,7 @@ impl External for IamExternal {
                 // Role names are unique per account: an existing role under our external name is
                 // the one this create is about, and the next observation reconciles it.
                 Err(error) if error_code(&error) == Some("EntityAlreadyExists") => {}
-                Err(error) => return Err(self.classify("create role", name, &error)),
+                Err(error) => return Err(self.api.classify("create role", name, &error)),
             }
             // Inline policies exist only on an existing role; a failure here leaves the role
             // without them, which the next observation reports as drift.
@@ -279,45 +303,50 @@ impl External for IamExternal {
             let observed = observed_role(managed, record)?;
             let drift = role::drift(&params, observed).map_err(|error| invalid(managed, error))?;
             if let Some(policy) = &drift.assume_role_policy {
-                self.client
+                self.api
+                    .client
                     .update_assume_role_policy()
                     .role_name(name)
                     .policy_document(policy)
                     .send()
                     .await
-                    .map_err(|error| self.classify("update trust policy", name, &error))?;
+                    .map_err(|error| self.api.classify("update trust policy", name, &error))?;
             }
             if let Some(description) = &drift.description {
-                self.client
+                self.api
+                    .client
                     .update_role()
                     .role_name(name)
                     .description(description)
                     .send()
                     .await
-                    .map_err(|error| self.classify("update role description", name, &error))?;
+                    .map_err(|error| self.api.classify("update role description", name, &error))?;
             }
             if !drift.tags_to_add.is_empty() {
-                self.client
+                self.api
+                    .client
                     .tag_role()
                     .role_name(name)
                     .set_tags(Some(tags(&drift.tags_to_add)?))
                     .send()
                     .await
-                    .map_err(|error| self.classify("tag role", name, &error))?;
+                    .map_err(|error| self.api.classify("tag role", name, &error))?;
             }
             if !drift.tags_to_remove.is_empty() {
-                self.client
+                self.api
+                    .client
                     .untag_role()
                     .role_name(name)
                     .set_tag_keys(Some(drift.tags_to_remove.clone()))
                     .send()
                     .await
-                    .map_err(|error| self.classify("untag role", name, &error))?;
+                    .map_err(|error| self.api.classify("untag role", name, &error))?;
             }
             self.put_policies(name, drift.policies_to_put.clone())
                 .await?;
             for policy in &drift.policies_to_delete {
                 match self
+                    .api
                     .client
                     .delete_role_policy()
                     .role_name(name)
@@ -328,7 +357,7 @@ impl External for IamExternal {
                     Ok(_) => {}
                     Err(error) if error_code(&error) == Some(NO_SUCH_ENTITY) => {}
                     Err(error) => {
-                        return Err(self.classify(
+                        return Err(self.api.classify(
                             &format!("delete role policy {policy}"),
                             name,
                             &error,
@@ -361,6 +390,7 @@ impl External for IamExternal {
             };
             for policy in policies {
                 match self
+                    .api
                     .client
                     .delete_role_policy()
                     .role_name(name)
@@ -370,10 +400,13 @@ impl External for IamExternal {
                 {
                     Ok(_) => {}
                     Err(error) if error_code(&error) == Some(NO_SUCH_ENTITY) => {}
-                    Err(error) => return Err(self.classify("delete role policy", name, &error)),
+                    Err(error) => {
+                        return Err(self.api.classify("delete role policy", name, &error));
+                    }
                 }
             }
             let attached = self
+                .api
                 .client
                 .list_attached_role_policies()
                 .role_name(name)
@@ -383,11 +416,14 @@ impl External for IamExternal {
                 Ok(output) => output.attached_policies().to_vec(),
                 Err(error) if error_code(&error) == Some(NO_SUCH_ENTITY) => return Ok(()),
                 Err(error) => {
-                    return Err(self.classify("list attached role policies", name, &error));
+                    return Err(self
+                        .api
+                        .classify("list attached role policies", name, &error));
                 }
             };
             for policy in attached.iter().filter_map(|policy| policy.policy_arn()) {
                 match self
+                    .api
                     .client
                     .detach_role_policy()
                     .role_name(name)
@@ -397,13 +433,15 @@ impl External for IamExternal {
                 {
                     Ok(_) => {}
                     Err(error) if error_code(&error) == Some(NO_SUCH_ENTITY) => {}
-                    Err(error) => return Err(self.classify("detach role policy", name, &error)),
+                    Err(error) => {
+                        return Err(self.api.classify("detach role policy", name, &error));
+                    }
                 }
             }
-            match self.client.delete_role().role_name(name).send().await {
+            match self.api.client.delete_role().role_name(name).send().await {
                 Ok(_) => Ok(()),
                 Err(error) if error_code(&error) == Some(NO_SUCH_ENTITY) => Ok(()),
-                Err(error) => Err(self.classify("delete role", name, &error)),
+                Err(error) => Err(self.api.classify("delete role", name, &error)),
             }
         })
     }

@@ -7,6 +7,9 @@
 //! client's verbs ([`rds`], [`iam`]) convert the spec purely ([`convert`], [`role`]) and make a
 //! few calls to RDS or IAM.
 
+// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
+#![warn(unreachable_pub)]
+
 pub mod convert;
 pub mod crd;
 pub mod credentials;

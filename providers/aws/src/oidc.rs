@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 use strata_core::provider::{
@@ -18,7 +17,7 @@ use strata_core::provider::{
 use crate::convert::InvalidParameter;
 use crate::crd::{OpenIDConnectProviderObservation, OpenIDConnectProviderParameters};
 use crate::iam::IAM_SCOPE;
-use crate::rds::{classify_at, error_code};
+use crate::rds::error_code;
 use crate::role::DEFAULT_AUDIENCE;
 
 /// The connection-detail key of the provider's ARN.
@@ -155,9 +154,7 @@ pub fn drift(
 
 /// A connected OpenIDConnectProvider client.
 pub struct OidcExternal {
-    config_name: String,
-    endpoint: Option<String>,
-    client: aws_sdk_iam::Client,
+    api: crate::iam::IamApi,
 }
 
 /// Parses `spec.forProvider`.
@@ -188,25 +185,8 @@ fn tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ProviderError> {
 impl OidcExternal {
     pub fn new(config_name: String, sdk: &SdkConfig) -> Self {
         Self {
-            config_name,
-            endpoint: sdk.endpoint_url().map(str::to_owned),
-            client: aws_sdk_iam::Client::new(sdk),
+            api: crate::iam::IamApi::new(config_name, sdk),
         }
-    }
-
-    fn classify<E, R>(&self, operation: &str, id: &str, error: &SdkError<E, R>) -> ProviderError
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        classify_at(
-            "IAM",
-            self.endpoint.as_deref(),
-            &self.config_name,
-            operation,
-            id,
-            error,
-        )
     }
 
     /// The ARN of the provider: the one recorded in `status.atProvider`, else the listed one
@@ -220,11 +200,12 @@ impl OidcExternal {
             return Ok(Some(arn.to_owned()));
         }
         let listed = self
+            .api
             .client
             .list_open_id_connect_providers()
             .send()
             .await
-            .map_err(|error| self.classify("list OIDC providers", host_path, &error))?;
+            .map_err(|error| self.api.classify("list OIDC providers", host_path, &error))?;
         let suffix = format!(":oidc-provider/{host_path}");
         Ok(listed
             .open_id_connect_provider_list()
@@ -236,6 +217,7 @@ impl OidcExternal {
 
     async fn describe(&self, arn: &str) -> Result<Option<ObservedOidcProvider>, ProviderError> {
         let output = match self
+            .api
             .client
             .get_open_id_connect_provider()
             .open_id_connect_provider_arn(arn)
@@ -244,7 +226,7 @@ impl OidcExternal {
         {
             Ok(output) => output,
             Err(error) if error_code(&error) == Some("NoSuchEntity") => return Ok(None),
-            Err(error) => return Err(self.classify("get OIDC provider", arn, &error)),
+            Err(error) => return Err(self.api.classify("get OIDC provider", arn, &error)),
         };
         Ok(Some(ObservedOidcProvider {
             arn: arn.to_owned(),
@@ -333,6 +315,7 @@ impl External for OidcExternal {
         Box::pin(async move {
             let params = parameters(managed)?;
             let result = self
+                .api
                 .client
                 .create_open_id_connect_provider()
                 .url(params.url.trim_end_matches('/'))
@@ -346,7 +329,9 @@ impl External for OidcExternal {
                 // One provider per URL and account: the existing one is this one.
                 Err(error) if error_code(&error) == Some("EntityAlreadyExists") => {}
                 Err(error) => {
-                    return Err(self.classify("create OIDC provider", &params.url, &error));
+                    return Err(self
+                        .api
+                        .classify("create OIDC provider", &params.url, &error));
                 }
             }
             Ok(Created {
@@ -367,51 +352,62 @@ impl External for OidcExternal {
             let arn = observed.arn.as_str();
             let drift = drift(&params, observed);
             for id in &drift.client_ids_to_add {
-                self.client
+                self.api
+                    .client
                     .add_client_id_to_open_id_connect_provider()
                     .open_id_connect_provider_arn(arn)
                     .client_id(id)
                     .send()
                     .await
-                    .map_err(|error| self.classify("add OIDC provider audience", arn, &error))?;
+                    .map_err(|error| {
+                        self.api.classify("add OIDC provider audience", arn, &error)
+                    })?;
             }
             for id in &drift.client_ids_to_remove {
-                self.client
+                self.api
+                    .client
                     .remove_client_id_from_open_id_connect_provider()
                     .open_id_connect_provider_arn(arn)
                     .client_id(id)
                     .send()
                     .await
-                    .map_err(|error| self.classify("remove OIDC provider audience", arn, &error))?;
+                    .map_err(|error| {
+                        self.api
+                            .classify("remove OIDC provider audience", arn, &error)
+                    })?;
             }
             if let Some(thumbprints) = &drift.thumbprints {
-                self.client
+                self.api
+                    .client
                     .update_open_id_connect_provider_thumbprint()
                     .open_id_connect_provider_arn(arn)
                     .set_thumbprint_list(Some(thumbprints.clone()))
                     .send()
                     .await
                     .map_err(|error| {
-                        self.classify("update OIDC provider thumbprints", arn, &error)
+                        self.api
+                            .classify("update OIDC provider thumbprints", arn, &error)
                     })?;
             }
             if !drift.tags_to_add.is_empty() {
-                self.client
+                self.api
+                    .client
                     .tag_open_id_connect_provider()
                     .open_id_connect_provider_arn(arn)
                     .set_tags(Some(tags(&drift.tags_to_add)?))
                     .send()
                     .await
-                    .map_err(|error| self.classify("tag OIDC provider", arn, &error))?;
+                    .map_err(|error| self.api.classify("tag OIDC provider", arn, &error))?;
             }
             if !drift.tags_to_remove.is_empty() {
-                self.client
+                self.api
+                    .client
                     .untag_open_id_connect_provider()
                     .open_id_connect_provider_arn(arn)
                     .set_tag_keys(Some(drift.tags_to_remove.clone()))
                     .send()
                     .await
-                    .map_err(|error| self.classify("untag OIDC provider", arn, &error))?;
+                    .map_err(|error| self.api.classify("untag OIDC provider", arn, &error))?;
             }
             if !drift.immutable.is_empty() {
                 return Err(ProviderError::terminal(
@@ -437,6 +433,7 @@ impl External for OidcExternal {
                 return Ok(());
             };
             match self
+                .api
                 .client
                 .delete_open_id_connect_provider()
                 .open_id_connect_provider_arn(&arn)
@@ -445,7 +442,7 @@ impl External for OidcExternal {
             {
                 Ok(_) => Ok(()),
                 Err(error) if error_code(&error) == Some("NoSuchEntity") => Ok(()),
-                Err(error) => Err(self.classify("delete OIDC provider", &arn, &error)),
+                Err(error) => Err(self.api.classify("delete OIDC provider", &arn, &error)),
             }
         })
     }

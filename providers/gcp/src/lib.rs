@@ -7,6 +7,9 @@
 //! into a client; the verbs ([`storage`], [`bucket_iam`]) convert the spec purely ([`convert`],
 //! [`iam_member`]) and make a call or two each.
 
+// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
+#![warn(unreachable_pub)]
+
 pub mod bucket_iam;
 pub mod convert;
 pub mod crd;

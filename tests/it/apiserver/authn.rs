@@ -1,4 +1,5 @@
-//! Authentication of the embedded control plane, through the real kubectl, curl and PyJWT:
+//! Authentication of the embedded control plane, through the real kubectl, curl and PyJWT (and,
+//! with the same curl helper, YAML request and response bodies):
 //! anonymous paths and 401s, token-file users, client certificates from `strata kubeconfig`,
 //! `kubectl auth whoami`, ServiceAccount tokens (`kubectl create token`, TokenReview, rotation)
 //! and the OIDC issuer verified by a third-party library from discovery alone.
@@ -45,12 +46,94 @@ fn curl(
         cmd.args(["-H", h]);
     }
     if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        if !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("content-type:"))
+        {
+            cmd.args(["-H", "Content-Type: application/json"]);
+        }
+        cmd.args(["--data-binary", b]);
     }
     let out = cmd.arg(url).output().expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn the_api_answers_over_http2_when_the_client_offers_it_and_over_http1_otherwise() {
+    let cp = ControlPlane::start("http2");
+    let (server, token) = server_and_token(&cp.kubeconfig);
+    let ca = cp.dir.join("ca.crt");
+    for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = Command::new("curl")
+            .args(["-sS", flag, "--cacert"])
+            .arg(&ca)
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+            .arg(format!("{server}/api/v1/namespaces/default"))
+            .output()
+            .expect("curl runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{want} 200"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn yaml_request_and_response_bodies_are_served_as_kube_apiserver_serves_them() {
+    let cp = ControlPlane::start("yaml-bodies");
+    let (server, token) = server_and_token(&cp.kubeconfig);
+    let ca = cp.dir.join("ca.crt");
+    let auth = format!("Authorization: Bearer {token}");
+    let collection = format!("{server}/api/v1/namespaces/default/configmaps");
+    let (code, body) = curl(
+        &ca,
+        "POST",
+        &collection,
+        &[auth.clone(), "Content-Type: application/yaml".into()],
+        Some(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  answer: \"42\"\n",
+        ),
+    );
+    assert_eq!(code, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).expect("JSON by default");
+    assert_eq!(created["data"]["answer"], "42");
+    let (code, body) = curl(
+        &ca,
+        "GET",
+        &format!("{collection}/from-yaml"),
+        &[auth.clone(), "Accept: application/yaml".into()],
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let read: Value = serde_saphyr::from_str(&body).expect("YAML");
+    assert_eq!(read["data"]["answer"], "42", "{body}");
+    assert!(body.contains("kind: ConfigMap"), "YAML, not JSON: {body}");
+    let (code, body) = curl(
+        &ca,
+        "GET",
+        &format!("{collection}/missing"),
+        &[auth.clone(), "Accept: application/yaml".into()],
+        None,
+    );
+    assert_eq!(code, 404);
+    assert!(
+        body.contains("kind: Status") && body.contains("reason: NotFound"),
+        "{body}"
+    );
+    let (code, body) = curl(
+        &ca,
+        "POST",
+        &collection,
+        &[auth, "Content-Type: application/yaml".into()],
+        Some("kind: [unclosed"),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not valid YAML"), "{body}");
 }
 
 fn whoami(kubeconfig: &Path, extra: &[&str]) -> Value {

@@ -108,3 +108,74 @@ fn a_second_strata_up_on_a_data_dir_in_use_names_the_process_using_it() {
     again.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_are_encrypted_in_the_store_file_and_read_back_by_kubectl_after_a_restart() {
+    use base64::Engine;
+    let dir = temp_dir("secrets-at-rest");
+    let config = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse().unwrap());
+    let server = Server::start(config.clone()).await.unwrap();
+    let kubeconfig = server.kubeconfig_path().to_owned();
+    let value = "pw-3f9c1d7e5b2a";
+    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+    let read_back = |kubeconfig: &Path| {
+        let out = super::fixture::kubectl(
+            kubeconfig,
+            &[
+                "get",
+                "secret",
+                "db",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.data.password}",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = super::fixture::kubectl(
+        &kubeconfig,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "-n",
+            "default",
+            &format!("--from-literal=password={value}"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_back(&kubeconfig), encoded);
+    server.shutdown().await;
+
+    let raw = std::fs::read(dir.join("store.redb")).unwrap();
+    let contains = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        !contains(value) && !contains(&encoded),
+        "the Secret's value is in the store file"
+    );
+    assert!(
+        contains("k8s:enc:aesgcm:v1:key-1:"),
+        "sealed values are in the store file"
+    );
+    assert_eq!(mode(&dir.join("encryption-keys.json")), 0o600);
+
+    let server = restart(&config).await;
+    assert_eq!(
+        read_back(server.kubeconfig_path()),
+        encoded,
+        "after a restart"
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

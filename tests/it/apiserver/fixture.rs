@@ -15,6 +15,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub struct ControlPlane {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
+    /// Where the API is served.
+    pub addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -38,15 +40,18 @@ impl ControlPlane {
                 .unwrap();
             rt.block_on(async move {
                 let server = Server::start(config).await.unwrap();
-                ready_tx.send(server.kubeconfig_path().to_owned()).unwrap();
+                ready_tx
+                    .send((server.kubeconfig_path().to_owned(), server.addr()))
+                    .unwrap();
                 let _ = stopped.await;
                 server.shutdown().await;
             });
         });
-        let kubeconfig = ready_rx.recv().expect("the control plane started");
+        let (kubeconfig, addr) = ready_rx.recv().expect("the control plane started");
         ControlPlane {
             dir,
             kubeconfig,
+            addr,
             stop: Some(stop),
             thread: Some(thread),
         }

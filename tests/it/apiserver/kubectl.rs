@@ -149,6 +149,52 @@ fn kubectl_applies_crds_and_objects_and_reads_them_back() {
         String::from_utf8_lossy(&out.stderr).contains("unknown field \"spec.junk\""),
         "strict field validation: {out:?}"
     );
+    // Warn: the write succeeds, the field is dropped and named in a Warning header.
+    let out = cp.kubectl(&["apply", "--validate=warn", "-f", &junk]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.junk\""),
+        "warned: {stderr}"
+    );
+    let spec = cp.kubectl_ok(&[
+        "get",
+        "wd",
+        "junk",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.spec}",
+    ]);
+    assert!(!spec.contains("junk"), "pruned: {spec}");
+    // Duplicate fields: refused under Strict, warned about by default (the last one wins).
+    let dup = write(
+        &cp,
+        "dup.json",
+        r#"{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "dup", "namespace": "team-a"}, "spec": {"size": 1, "size": 2}}"#,
+    );
+    let collection = "/apis/example.com/v1/namespaces/team-a/widgets";
+    let out = cp.kubectl(&[
+        "create",
+        "--raw",
+        &format!("{collection}?fieldValidation=Strict"),
+        "-f",
+        &dup,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(
+        stderr.contains("strict decoding error: duplicate field \\\"spec.size\\\"")
+            || stderr.contains("strict decoding error: duplicate field \"spec.size\""),
+        "{stderr}"
+    );
+    let out = cp.kubectl(&["create", "--raw", collection, "-f", &dup]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("duplicate field \"spec.size\""),
+        "warned: {stderr}"
+    );
 
     let too_big = write(
         &cp,

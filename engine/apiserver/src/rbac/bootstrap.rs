@@ -6,6 +6,16 @@
 //! `system:serviceaccounts`. One deliberate difference: the issuer-discovery role is also bound
 //! to everyone, since this control plane is an OIDC issuer clouds must reach anonymously.
 //!
+//!
+//! Strata's own controllers (`strata up`) are one more identity here, least privilege as
+//! Crossplane v2 has it: user [`CONTROLLERS_USER`] in [`CONTROLLERS_GROUP`] is bound to the
+//! aggregated ClusterRole [`CONTROLLERS_ROLE`], which holds every ClusterRole labelled
+//! [`AGGREGATE_TO_CONTROLLERS`] (or Crossplane's [`CROSSPLANE_AGGREGATE_TO_CROSSPLANE`], or
+//! `deploy/`'s [`AGGREGATE_TO_STRATA`], so files written for either work unchanged). The base
+//! part, [`CONTROLLERS_BASE_ROLE`], lists what the controllers and the managed-resource
+//! runtime touch themselves; the controllers add one labelled role per XRD (its XR and claim
+//! kinds), and the platform team one per other kind its Compositions compose.
+//!
 //! [`ensure`] creates what is missing and leaves every existing object as it is, so an
 //! operator's change to a default role survives restarts; deleting one restores the default.
 
@@ -19,6 +29,21 @@ use crate::error::ApiError;
 pub const AGGREGATE_TO_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
 pub const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
 pub const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
+
+/// The user Strata's in-process controllers authenticate as (a client certificate).
+pub const CONTROLLERS_USER: &str = "system:strata:controllers";
+/// The group of that user.
+pub const CONTROLLERS_GROUP: &str = "system:strata";
+/// The aggregated ClusterRole bound to the controllers.
+pub const CONTROLLERS_ROLE: &str = "strata:controllers";
+/// What the controllers need whatever is composed.
+pub const CONTROLLERS_BASE_ROLE: &str = "strata:controllers:base";
+/// A ClusterRole with this label set to `"true"` grants its rules to the controllers.
+pub const AGGREGATE_TO_CONTROLLERS: &str = "rbac.strata.dev/aggregate-to-controllers";
+/// Crossplane's label for the same purpose, accepted unchanged.
+pub const CROSSPLANE_AGGREGATE_TO_CROSSPLANE: &str = "rbac.crossplane.io/aggregate-to-crossplane";
+/// The label `deploy/`'s ClusterRole `strata` aggregates on a cluster, accepted too.
+pub const AGGREGATE_TO_STRATA: &str = "rbac.strata.dev/aggregate-to-strata";
 
 const MANAGER: &str = "strata-apiserver";
 const READ: &[&str] = &["get", "list", "watch"];
@@ -66,10 +91,106 @@ fn binding(name: &str, groups: &[&str]) -> Value {
         "subjects": subjects})
 }
 
+/// Everything but `deletecollection` and `escalate`/`bind`: what the controllers do to a kind.
+const CONTROL: &[&str] = &[
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
+
+/// The base rules of the controllers, from what the controllers and the managed-resource
+/// runtime read and write (engine/controllers, engine/managed). ConfigMaps and Secrets are in
+/// it: Secrets carry connection details, and ConfigMaps are what the getting-started and most
+/// first Compositions compose. Any other composed kind (a Deployment, a Service, another
+/// provider's kind) needs a labelled ClusterRole.
+fn controllers_base_rules() -> Vec<PolicyRule> {
+    let r = PolicyRule::resource;
+    let with_status = |plurals: &[&str]| -> Vec<String> {
+        plurals
+            .iter()
+            .flat_map(|p| [(*p).to_owned(), format!("{p}/status")])
+            .collect()
+    };
+    let rule = |verbs: &[&str], group: &str, resources: Vec<String>| {
+        let resources: Vec<&str> = resources.iter().map(String::as_str).collect();
+        r(verbs, &[group], &resources)
+    };
+    let apiextensions = [
+        "compositeresourcedefinitions",
+        "compositions",
+        "compositionrevisions",
+        "environmentconfigs",
+    ];
+    vec![
+        // XRDs, Compositions, revisions, EnvironmentConfigs: the native kinds, and Crossplane's,
+        // which are converted to native ones and get their conditions written back.
+        rule(
+            CONTROL,
+            "apiextensions.strata.dev",
+            with_status(&apiextensions),
+        ),
+        rule(
+            CONTROL,
+            "apiextensions.crossplane.io",
+            with_status(&apiextensions),
+        ),
+        rule(CONTROL, "pkg.crossplane.io", with_status(&["functions"])),
+        // Strata's CRDs at start, and the XR and claim CRDs of every XRD.
+        r(
+            CONTROL,
+            &["apiextensions.k8s.io"],
+            &["customresourcedefinitions"],
+        ),
+        // Connection Secrets, composed ConfigMaps and Secrets, the Namespaces claims live in.
+        r(CONTROL, &[""], &["secrets", "configmaps"]),
+        r(READ, &[""], &["namespaces"]),
+        // Events on XRs, claims and managed resources (both APIs), leader election.
+        r(
+            &["create", "update", "patch"],
+            &["", "events.k8s.io"],
+            &["events"],
+        ),
+        r(CONTROL, &["coordination.k8s.io"], &["leases"]),
+        // Managed resources and ProviderConfigs of the built-in providers.
+        rule(CONTROL, "rds.aws.strata.dev", with_status(&["dbinstances"])),
+        rule(
+            CONTROL,
+            "iam.aws.strata.dev",
+            with_status(&["roles", "openidconnectproviders"]),
+        ),
+        rule(
+            CONTROL,
+            "storage.gcp.strata.dev",
+            with_status(&["buckets", "bucketiammembers"]),
+        ),
+        rule(CONTROL, "aws.strata.dev", with_status(&["providerconfigs"])),
+        rule(CONTROL, "gcp.strata.dev", with_status(&["providerconfigs"])),
+        // The per-XRD ClusterRoles (for the controllers, and for edit/view): they grant kinds
+        // the controllers do not hold yet, hence `escalate`.
+        r(
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete", "escalate",
+            ],
+            &[RBAC_GROUP],
+            &["clusterroles"],
+        ),
+    ]
+}
+
 /// The default ClusterRoles.
 pub fn cluster_roles() -> Vec<Value> {
     let r = PolicyRule::resource;
+    let mut controllers = role(CONTROLLERS_ROLE, &[], Vec::new());
+    controllers["aggregationRule"] = json!({"clusterRoleSelectors": [
+        {"matchLabels": {AGGREGATE_TO_CONTROLLERS: "true"}},
+        {"matchLabels": {CROSSPLANE_AGGREGATE_TO_CROSSPLANE: "true"}},
+        {"matchLabels": {AGGREGATE_TO_STRATA: "true"}},
+    ]});
     vec![
+        controllers,
+        role(
+            CONTROLLERS_BASE_ROLE,
+            &[(AGGREGATE_TO_CONTROLLERS, "true")],
+            controllers_base_rules(),
+        ),
         role(
             "cluster-admin",
             &[],
@@ -166,7 +287,11 @@ pub fn cluster_roles() -> Vec<Value> {
 
 /// The default ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
+    let mut controllers = binding(CONTROLLERS_ROLE, &[]);
+    controllers["subjects"] =
+        json!([{"kind": "User", "apiGroup": RBAC_GROUP, "name": CONTROLLERS_USER}]);
     vec![
+        controllers,
         binding("cluster-admin", &["system:masters"]),
         binding("system:discovery", &["system:authenticated"]),
         binding("system:basic-user", &["system:authenticated"]),

@@ -55,6 +55,12 @@ fn team_objects() -> Vec<(Kind, Value)> {
                 "rules": [{"verbs": ["get"], "nonResourceURLs": ["/metrics", "/debug/*"]}]}),
         ),
         crb("carol-debug", "debug", json!([{"kind": "User", "name": "carol"}])),
+        (
+            Kind::ClusterRole,
+            json!({"metadata": {"name": "compose-widgets",
+                    "labels": {"rbac.crossplane.io/aggregate-to-crossplane": "true"}},
+                "rules": [{"verbs": ["patch"], "apiGroups": ["example.org"], "resources": ["widgets"]}]}),
+        ),
         rb("team-a", "erin-missing", "Role", "nope", json!([{"kind": "User", "name": "erin"}])),
     ]);
     objects
@@ -92,6 +98,10 @@ fn the_authorizer_answers_as_kube_apiserver_rbac_for_the_same_bindings() {
     let carol = user("carol", &[AUTH]);
     let olga = user("olga", &["ops", AUTH]);
     let admin = UserInfo::admin();
+    let controllers = user(
+        bootstrap::CONTROLLERS_USER,
+        &[bootstrap::CONTROLLERS_GROUP, AUTH],
+    );
     let r = Attributes::resource;
     let u = Attributes::non_resource;
     // (user, request, allowed, why — the Kubernetes rule the answer rests on)
@@ -342,6 +352,48 @@ fn the_authorizer_answers_as_kube_apiserver_rbac_for_the_same_bindings() {
             u("put", "/anything"),
             true,
             "including any non-resource URL",
+        ),
+        (
+            &controllers,
+            r(
+                "create",
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                "",
+                "",
+            ),
+            true,
+            "strata:controllers:base, aggregated into strata:controllers",
+        ),
+        (
+            &controllers,
+            r("patch", "", "configmaps", "team-a", "x"),
+            true,
+            "ConfigMaps are in the controllers' base role",
+        ),
+        (
+            &controllers,
+            r("patch", "apps", "deployments", "team-a", "x"),
+            false,
+            "other composed kinds need a labelled ClusterRole",
+        ),
+        (
+            &controllers,
+            r("delete", "", "namespaces", "", "team-a"),
+            false,
+            "namespaces are only read",
+        ),
+        (
+            &controllers,
+            r("impersonate", "", "users", "", "strata-admin"),
+            false,
+            "no impersonation",
+        ),
+        (
+            &controllers,
+            r("patch", "example.org", "widgets", "team-a", "x"),
+            true,
+            "a ClusterRole with Crossplane's aggregate-to-crossplane label grants it",
         ),
     ];
     let index = index();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 use strata_core::provider::{ErrorClass, External, Observation};
 
-use crate::support::{
+use super::support::{
     Emulator, Log, MemorySecrets, TempDir, authorizations, bucket, connect, oauth_token_endpoint,
     recording_proxy, rsa_key_pair, service_account_key, sts_endpoint, update,
 };
@@ -58,7 +58,7 @@ fn secret_config(endpoint: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_service_account_key_in_a_secret_is_exchanged_for_the_token_every_call_carries() {
-    let dir = TempDir::new("secret");
+    let dir = TempDir::new("gcp-secret");
     let (private_key, public_key) = rsa_key_pair(dir.path());
     let oauth = oauth_token_endpoint(&public_key, CLIENT_EMAIL, "sa-access-token").await;
     let gcs = Emulator::fake_gcs();
@@ -76,7 +76,7 @@ async fn a_service_account_key_in_a_secret_is_exchanged_for_the_token_every_call
 
 #[tokio::test]
 async fn a_key_the_token_endpoint_does_not_trust_gives_a_clear_error_without_the_key() {
-    let dir = TempDir::new("untrusted");
+    let dir = TempDir::new("gcp-untrusted");
     let (_, trusted_public) = rsa_key_pair(dir.path());
     let (other_private, _) = rsa_key_pair(dir.path());
     let oauth = oauth_token_endpoint(&trusted_public, CLIENT_EMAIL, "never").await;
@@ -111,7 +111,7 @@ async fn a_missing_key_in_the_credentials_secret_waits_for_it() {
 
 #[tokio::test]
 async fn an_oidc_token_file_is_exchanged_at_sts_for_the_token_every_call_carries() {
-    let dir = TempDir::new("wif");
+    let dir = TempDir::new("gcp-wif");
     let token_file = dir.path().join("token");
     let subject = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6c3RyYXRhIn0.c2ln";
     std::fs::write(&token_file, format!("{subject}\n")).unwrap();
@@ -162,7 +162,7 @@ async fn run_child_with_application_default_credentials(credentials: &Path, endp
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(exe)
             .args([
-                "credentials::injected_identity_in_a_child_process",
+                "gcs::credentials::injected_identity_in_a_child_process",
                 "--exact",
                 "--ignored",
                 "--nocapture",
@@ -184,7 +184,7 @@ async fn run_child_with_application_default_credentials(credentials: &Path, endp
 
 #[tokio::test]
 async fn injected_identity_uses_the_service_account_key_named_by_google_application_credentials() {
-    let dir = TempDir::new("adc-key");
+    let dir = TempDir::new("gcp-adc-key");
     let (private_key, public_key) = rsa_key_pair(dir.path());
     let oauth = oauth_token_endpoint(&public_key, CLIENT_EMAIL, "adc-access-token").await;
     let key_file = dir.path().join("application_default_credentials.json");
@@ -204,7 +204,7 @@ async fn injected_identity_uses_the_service_account_key_named_by_google_applicat
 
 #[tokio::test]
 async fn injected_identity_uses_an_external_account_named_by_google_application_credentials() {
-    let dir = TempDir::new("adc-external");
+    let dir = TempDir::new("gcp-adc-external");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "oidc-subject-token").unwrap();
     let sts = sts_endpoint(AUDIENCE, "oidc-subject-token", "adc-wif-access-token").await;

@@ -5,10 +5,6 @@
 //! Install the emulators with `pip install -r tests/requirements.txt`; `openssl` makes the
 //! throwaway service-account keys.
 
-#![allow(clippy::unwrap_used)]
-
 mod credentials;
-#[path = "../../../../tests/support/emulators.rs"]
-mod emulators;
 mod support;
 mod updates;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use strata_core::provider::ErrorClass;
 
-use crate::support::{Emulator, anonymous, bucket, http, present, recording_proxy, update};
+use super::support::{Emulator, anonymous, bucket, http, present, recording_proxy, update};
 
 async fn bucket_json(endpoint: &str, name: &str) -> Value {
     http()

@@ -9,6 +9,8 @@
 //! steal a live lease nor wait on a dead one. A replica that has just started waits one lease
 //! duration before taking over a lease it has not seen renewed.
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -17,12 +19,38 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use crate::error::{Error, Result, is_conflict};
+/// Why a lease could not be read or written, or why it was lost.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a read or write of the Lease.
+    #[error("{doing} {what}: {source}")]
+    Kube {
+        /// `reading` or `writing`.
+        doing: &'static str,
+        /// Which Lease.
+        what: String,
+        /// What the API server or the connection said.
+        #[source]
+        source: kube::Error,
+    },
+    /// Leadership ended: the process stops rather than risk two leaders writing.
+    #[error("leader election stopped: {0}")]
+    Lost(String),
+}
+
+/// A result of leader election.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
 
 /// Which Lease, and who we are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderElection {
+    /// The Lease's namespace.
     pub namespace: String,
+    /// The Lease's name.
     pub name: String,
     /// Unique per process (pod name plus a random or time-based suffix).
     pub identity: String,
@@ -38,7 +66,10 @@ pub enum LeaseStep {
     /// We hold it: renew.
     Renew,
     /// Someone else holds a valid lease: wait.
-    Follow { holder: String },
+    Follow {
+        /// Who holds it.
+        holder: String,
+    },
 }
 
 /// What this process last saw of the Lease, and when by its own clock (client-go's
@@ -103,10 +134,11 @@ async fn try_hold(
     observation: &mut Observation,
 ) -> Result<bool> {
     let what = format!("Lease {}/{}", cfg.namespace, cfg.name);
-    let observed = api
-        .get_opt(&cfg.name)
-        .await
-        .map_err(|e| Error::kube("reading", what.clone(), e))?;
+    let observed = api.get_opt(&cfg.name).await.map_err(|e| Error::Kube {
+        doing: "reading",
+        what: what.clone(),
+        source: e,
+    })?;
     let spec_seen = observed.as_ref().and_then(|l| l.spec.as_ref());
     observation.see(spec_seen, Instant::now());
     let step = decide(spec_seen, &cfg.identity, observation, Instant::now());
@@ -153,7 +185,11 @@ async fn try_hold(
     match result {
         Ok(_) => Ok(true),
         Err(e) if is_conflict(&e) => Ok(false),
-        Err(e) => Err(Error::kube("writing", what, e)),
+        Err(e) => Err(Error::Kube {
+            doing: "writing",
+            what,
+            source: e,
+        }),
     }
 }
 
@@ -186,18 +222,12 @@ pub async fn hold(client: &Client, cfg: &LeaderElection) -> Error {
         match try_hold(&api, cfg, &mut observation).await {
             Ok(true) => last_renewal = tokio::time::Instant::now(),
             Ok(false) => {
-                return Error::Stopped {
-                    controller: "leader election",
-                    message: "another replica took the lease".into(),
-                };
+                return Error::Lost("another replica took the lease".into());
             }
             Err(e) => {
                 tracing::warn!(error = %e, "renewing the lease");
                 if last_renewal.elapsed() >= cfg.lease_duration {
-                    return Error::Stopped {
-                        controller: "leader election",
-                        message: format!("lease not renewed: {e}"),
-                    };
+                    return Error::Lost(format!("lease not renewed: {e}"));
                 }
             }
         }

@@ -1,9 +1,9 @@
-//! Test doubles around the emulators: emulator processes stopped by PID, a recording proxy, and
-//! the token endpoints Google runs (OAuth for service-account keys, STS for external accounts),
-//! which no emulator provides. Everything binds 127.0.0.1 on a free port.
+//! Test doubles around the Cloud Storage emulators (started by the shared `emulators` module): a
+//! recording proxy, and the token endpoints Google runs (OAuth for service-account keys, STS for
+//! external accounts), which no emulator provides. Everything binds 127.0.0.1 on a free port.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,7 @@ use strata_core::provider::{
 use strata_provider_gcp::GcsBucketProvider;
 
 pub use crate::emulators::Emulator;
+pub use crate::support::TempDir;
 
 /// An HTTP server on 127.0.0.1, stopped on drop.
 pub struct Served {
@@ -300,28 +301,6 @@ async fn sts_exchange(State(sts): State<Sts>, headers: HeaderMap, body: String) 
             "expires_in": 3600
         }),
     )
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("strata-gcp-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A fresh RSA key pair as PEM (private PKCS#8, public SPKI), made by `openssl`.
