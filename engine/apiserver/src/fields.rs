@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
-use strata_core::schema::{ListType, SchemaNode, StructuralSchema};
+use strata_schema::{ListType, SchemaNode, StructuralSchema};
 
 use crate::error::FieldCause;
 

@@ -55,7 +55,7 @@ pub struct ResourceVersion {
     /// The `openAPIV3Schema` of a CRD version.
     pub schema: Option<Value>,
     /// The compiled schema custom objects of this version are validated against.
-    pub compiled: Option<strata_core::schema::StructuralSchema>,
+    pub compiled: Option<strata_schema::StructuralSchema>,
     /// A CRD version's `selectableFields`, as field selector labels (`spec.color`).
     pub selectable_fields: Vec<String>,
     /// A CRD version's scale subresource.
@@ -257,7 +257,7 @@ impl ResourceType {
                     schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                     compiled: v
                         .pointer("/schema/openAPIV3Schema")
-                        .and_then(|s| strata_core::schema::StructuralSchema::compile(s).ok()),
+                        .and_then(|s| strata_schema::StructuralSchema::compile(s).ok()),
                     selectable_fields: v
                         .get("selectableFields")
                         .and_then(Value::as_array)

@@ -1,8 +1,8 @@
-//! The bridge to `strata_core::schema`: compiling CRD schemas and admitting custom objects
+//! The bridge to `strata_schema`: compiling CRD schemas and admitting custom objects
 //! (prune, default, validate — kube-apiserver's order).
 
 use serde_json::Value;
-use strata_core::schema::StructuralSchema;
+use strata_schema::StructuralSchema;
 
 use crate::error::FieldCause;
 

@@ -17,8 +17,8 @@ use sha2::Digest;
 use crate::crd::xrd_to_crds;
 use crate::lint::{Finding, Severity};
 use crate::model::{CompositeResourceDefinition, TypeReference};
-use crate::schema::StructuralSchema;
 use crate::wire;
+use strata_schema::StructuralSchema;
 
 /// Whether a defined kind is the XR itself or a claim of it.
 #[derive(Clone, Debug, PartialEq, Eq)]

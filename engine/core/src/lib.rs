@@ -25,7 +25,6 @@ pub mod position;
 pub mod provider;
 pub mod readiness;
 pub mod render;
-pub mod schema;
 pub mod suggest;
 pub mod transform;
 pub mod wire;

@@ -33,9 +33,9 @@ use crate::model::{
     CompositeResourceDefinition, CompositionSpec, ConnectionDetail, ConnectionDetailType,
     EnvironmentSource, EnvironmentSourceType, Patch, PatchType, ReadinessCheck, ReadinessCheckType,
 };
-use crate::schema::{Lookup, PathSegment, SchemaType, StructuralSchema};
 use crate::suggest;
 use crate::transform::TransformErrorReason;
+use strata_schema::{Lookup, PathSegment, SchemaType, StructuralSchema};
 
 /// How bad a finding is: errors make `strata validate` fail, warnings do not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

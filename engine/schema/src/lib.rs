@@ -1,6 +1,6 @@
 //! Kubernetes structural schemas (`openAPIV3Schema`): validation, defaulting, pruning and lookup.
 //!
-//! This module owns what kube-apiserver does with a CustomResourceDefinition's schema, so the
+//! This crate owns what kube-apiserver does with a CustomResourceDefinition's schema, so the
 //! embedded API server, `strata validate` and `strata render --xrd` agree with a real cluster:
 //!
 //! - [`StructuralSchema::compile`] turns the schema (a [`serde_json::Value`]) into an immutable,
@@ -21,6 +21,11 @@
 //! this module does not know (Kubernetes ignores unknown formats too). Patterns use the `regex`
 //! crate, whose syntax is RE2's like Go's `regexp` (no look-around, no back-references); its
 //! `\d`/`\w` are Unicode-aware where Go's are ASCII-only.
+//!
+//! Its own crate because these are API server semantics, not composition: the embedded API server
+//! uses it without linking the composition core, which uses it for XRD to CRD and `strata validate`.
+
+#![warn(missing_docs, unreachable_pub)]
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -51,46 +56,82 @@ const SCHEMA_ROOT: &str = "openAPIV3Schema";
 pub enum SchemaError {
     /// A schema position holds something other than a JSON object.
     #[error("compiling schema: {path}: must be a schema object, found {found}")]
-    NotASchema { path: String, found: &'static str },
+    NotASchema {
+        /// The offending schema node or keyword.
+        path: String,
+        /// The JSON type found there (`array`, `string`, ...).
+        found: &'static str,
+    },
     /// `type` names something other than the six OpenAPI types.
     #[error(
         "compiling schema: {path}: unknown type {name:?} (expected object, array, string, integer, number or boolean)"
     )]
-    UnknownType { path: String, name: String },
+    UnknownType {
+        /// The offending schema node or keyword.
+        path: String,
+        /// The type name as written.
+        name: String,
+    },
     /// A keyword holds a value of the wrong JSON type.
     #[error("compiling schema: {path}: must be {expected}")]
     KeywordType {
+        /// The offending schema node or keyword.
         path: String,
+        /// What the keyword must hold, e.g. `a string` or `a non-negative integer`.
         expected: &'static str,
     },
     /// A `pattern` the regular-expression engine cannot compile.
     #[error("compiling schema: {path}: pattern {pattern:?} does not compile: {source}")]
     Pattern {
+        /// The offending schema node or keyword.
         path: String,
+        /// The pattern as written.
         pattern: String,
+        /// Why the regular-expression engine refused it.
         #[source]
         source: regex::Error,
     },
     /// `multipleOf` is zero or negative.
     #[error("compiling schema: {path}: must be greater than zero")]
-    MultipleOfNotPositive { path: String },
+    MultipleOfNotPositive {
+        /// The offending schema node or keyword.
+        path: String,
+    },
     /// `x-kubernetes-list-type` is not `atomic`, `set` or `map`.
     #[error(
         "compiling schema: {path}: unsupported list type {value:?} (expected atomic, set or map)"
     )]
-    ListType { path: String, value: String },
+    ListType {
+        /// The offending schema node or keyword.
+        path: String,
+        /// The list type as written.
+        value: String,
+    },
     /// `x-kubernetes-list-type: map` without any `x-kubernetes-list-map-keys`.
     #[error(
         "compiling schema: {path}: x-kubernetes-list-type map requires x-kubernetes-list-map-keys"
     )]
-    ListMapWithoutKeys { path: String },
+    ListMapWithoutKeys {
+        /// The offending schema node or keyword.
+        path: String,
+    },
     /// A keyword structural schemas forbid (`$ref`, `patternProperties`, ...): honouring it
     /// silently wrong would be worse than refusing it.
     #[error("compiling schema: {path}: {keyword} is not supported in structural schemas")]
-    Unsupported { path: String, keyword: &'static str },
+    Unsupported {
+        /// The offending schema node or keyword.
+        path: String,
+        /// The forbidden keyword.
+        keyword: &'static str,
+    },
     /// The schema nests deeper than [`MAX_SCHEMA_DEPTH`].
     #[error("compiling schema: {path}: nested deeper than {limit} levels")]
-    TooDeep { path: String, limit: usize },
+    TooDeep {
+        /// The offending schema node or keyword.
+        path: String,
+        /// The depth limit, [`MAX_SCHEMA_DEPTH`].
+        limit: usize,
+    },
 }
 
 /// The class of a [`FieldError`]; mirrors Kubernetes' `field.ErrorType`.
@@ -238,7 +279,9 @@ fn go_number(n: &Number) -> String {
 /// One step of a field path: a field name or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PathSegment {
+    /// A field of an object, by name.
     Field(String),
+    /// An item of an array, by position.
     Index(usize),
 }
 
@@ -256,8 +299,11 @@ impl fmt::Display for PathSegment {
 pub enum Lookup<'a> {
     /// The schema declares the path; here is its schema.
     Allowed(&'a SchemaNode),
-    /// The schema rules the path out; `reason` is a sentence naming the offending field.
-    Forbidden { reason: String },
+    /// The schema rules the path out.
+    Forbidden {
+        /// A sentence naming the offending field.
+        reason: String,
+    },
     /// The path goes past a point the schema leaves open (`x-kubernetes-preserve-unknown-fields`,
     /// `additionalProperties: true`, an array without `items`, an untyped node's items, or
     /// `metadata`); anything may be there.
@@ -348,11 +394,17 @@ fn render_segs(segs: &[Seg<'_>]) -> String {
 /// The six OpenAPI types a structural schema may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemaType {
+    /// `object`: a JSON object.
     Object,
+    /// `array`: a JSON array.
     Array,
+    /// `string`: a JSON string.
     String,
+    /// `integer`: a JSON number without a fraction.
     Integer,
+    /// `number`: any JSON number.
     Number,
+    /// `boolean`: `true` or `false`.
     Boolean,
 }
 
