@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use strata_core::provider::{
+use strata_provider::{
     BoxFuture, CreateRecord, DeletionPolicy, ErrorClass, External, ExternalName, Facts, Managed,
     ManagementPolicies, Observation, Present, Provider, ProviderError, SecretReference, Secrets,
     Step, next_step,
@@ -1613,14 +1613,14 @@ mod runtime {
     use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
     use serde_json::{Value, json};
     use strata_apiserver::{Server, ServerConfig};
-    use strata_core::provider::Provider;
+    use strata_provider::Provider;
     use strata_provider_aws::AwsRdsProvider;
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use k8s_openapi::api::coordination::v1::Lease;
     use strata_controllers::leader::LeaderElection;
-    use strata_core::provider::{
+    use strata_provider::{
         BoxFuture, CloudRecord, Created, External, Managed, Present, ProviderError, RateLimit,
         ResourceKind, Secrets,
     };

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use strata_core::provider::Provider;
+use strata_provider::Provider;
 use tokio::sync::watch;
 
 /// The Lease the managed-resource runtime's leader holds.

@@ -22,7 +22,6 @@ pub mod model;
 pub mod patch;
 pub mod pipeline;
 pub mod position;
-pub mod provider;
 pub mod readiness;
 pub mod render;
 pub mod suggest;

@@ -1,5 +1,14 @@
 //! Wire strings shared by every part of Strata: annotations, labels, finalizers, field managers.
-//! One place, so a typo cannot split a contract in two.
+//! One place, so a typo cannot split a contract in two. The managed-resource strings (external
+//! name, paused, the managed finalizer, the create bookkeeping annotations, the field manager)
+//! are defined by the provider contract, which the providers and the managed runtime use without
+//! this crate, and re-exported here.
+
+pub use strata_provider::wire::{
+    ANNOTATION_EXTERNAL_CREATE_FAILED, ANNOTATION_EXTERNAL_CREATE_PENDING,
+    ANNOTATION_EXTERNAL_CREATE_SUCCEEDED, ANNOTATION_EXTERNAL_NAME, ANNOTATION_PAUSED,
+    FIELD_MANAGER, FINALIZER_MANAGED, REASON_EXTERNAL_CREATE_PENDING,
+};
 
 /// Names the Composition template a composed resource was rendered from.
 pub const ANNOTATION_RESOURCE_NAME: &str = "strata.dev/composition-resource-name";
@@ -8,19 +17,6 @@ pub const CROSSPLANE_ANNOTATION_RESOURCE_NAME: &str = "crossplane.io/composition
 /// On a composed resource a function produced: the composition resource names (comma
 /// separated) that must exist and be Ready before it is created; they are deleted after it.
 pub const ANNOTATION_DEPENDS_ON: &str = "strata.dev/depends-on";
-/// The external (cloud) name of a managed resource.
-pub const ANNOTATION_EXTERNAL_NAME: &str = "strata.dev/external-name";
-/// Stops reconciliation of the annotated object.
-pub const ANNOTATION_PAUSED: &str = "strata.dev/paused";
-/// Set before a cloud create is attempted.
-/// The finalizer the managed-resource runtime keeps on a managed resource until its external
-/// resource is deleted (or orphaned).
-pub const FINALIZER_MANAGED: &str = "strata.dev/managed-resource";
-pub const ANNOTATION_EXTERNAL_CREATE_PENDING: &str = "strata.dev/external-create-pending";
-/// Set after a cloud create succeeded.
-pub const ANNOTATION_EXTERNAL_CREATE_SUCCEEDED: &str = "strata.dev/external-create-succeeded";
-/// Set after a cloud create failed.
-pub const ANNOTATION_EXTERNAL_CREATE_FAILED: &str = "strata.dev/external-create-failed";
 /// Label naming the composite resource that owns a composed resource.
 pub const LABEL_COMPOSITE: &str = "strata.dev/composite";
 /// Label naming the claim bound to a composite resource.
@@ -31,8 +27,6 @@ pub const LABEL_CLAIM_NAMESPACE: &str = "strata.dev/claim-namespace";
 /// that Crossplane Compositions patching from them work unchanged.
 pub const CROSSPLANE_LABEL_CLAIM_NAME: &str = "crossplane.io/claim-name";
 pub const CROSSPLANE_LABEL_CLAIM_NAMESPACE: &str = "crossplane.io/claim-namespace";
-/// The field manager of every server-side apply Strata performs.
-pub const FIELD_MANAGER: &str = "strata";
 /// API group of the composition machinery.
 pub const GROUP_APIEXTENSIONS: &str = "apiextensions.strata.dev";
 /// Crossplane's composition API group.
@@ -82,6 +76,3 @@ pub const REASON_FUNCTION_RESULT: &str = "ComposeResources";
 /// A composed resource is withheld because a `Required` patch's source is missing (a Warning
 /// event on the XR and its claim).
 pub const REASON_REQUIRED_SOURCE_MISSING: &str = "RequiredSourceMissing";
-/// The create-pending guard stopped a managed resource: its `Synced=False` reason, and the
-/// reason of the Warning event on the XR and claim that compose it.
-pub const REASON_EXTERNAL_CREATE_PENDING: &str = "ExternalCreatePending";

@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use serde_json::{Value, json};
-use strata_core::provider::Provider;
+use strata_provider::Provider;
 use strata_provider_aws::AwsRdsProvider;
 use strata_provider_gcp::GcsBucketProvider;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use serde_json::json;
-use strata_core::provider::Provider;
+use strata_provider::Provider;
 use strata_provider_aws::AwsRdsProvider;
 use strata_provider_gcp::GcsBucketProvider;
 

@@ -29,14 +29,14 @@ use kube::api::{
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
-use strata_core::provider::{Provider, ResourceKind};
-use strata_core::wire::FIELD_MANAGER;
 use strata_leader::{self as leader, LeaderElection};
+use strata_provider::wire::FIELD_MANAGER;
+use strata_provider::{Provider, ResourceKind};
 
 use crate::reconcile::Context;
 
 /// The finalizer the runtime holds until the cloud side of a managed resource is settled.
-pub const FINALIZER: &str = strata_core::wire::FINALIZER_MANAGED;
+pub const FINALIZER: &str = strata_provider::wire::FINALIZER_MANAGED;
 /// The ProviderConfig used when `spec.providerConfigRef` is absent.
 pub const DEFAULT_PROVIDER_CONFIG: &str = "default";
 
@@ -136,9 +136,9 @@ pub fn wake_key(object: &DynamicObject) -> Option<u64> {
 
 /// The annotations the runtime writes around a cloud create.
 const CREATE_BOOKKEEPING: [&str; 3] = [
-    strata_core::wire::ANNOTATION_EXTERNAL_CREATE_PENDING,
-    strata_core::wire::ANNOTATION_EXTERNAL_CREATE_SUCCEEDED,
-    strata_core::wire::ANNOTATION_EXTERNAL_CREATE_FAILED,
+    strata_provider::wire::ANNOTATION_EXTERNAL_CREATE_PENDING,
+    strata_provider::wire::ANNOTATION_EXTERNAL_CREATE_SUCCEEDED,
+    strata_provider::wire::ANNOTATION_EXTERNAL_CREATE_FAILED,
 ];
 
 /// The Kubernetes API resource of a provider's kind.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
-use strata_core::provider::{ErrorClass, RateLimit, retry_delay};
+use strata_provider::{ErrorClass, RateLimit, retry_delay};
 
 /// One token bucket per rate key (`aws/<ProviderConfig>`, `gcp/<ProviderConfig>`).
 pub struct RateLimits {

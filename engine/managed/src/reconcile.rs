@@ -13,14 +13,14 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
-use strata_core::provider::{
+use strata_provider::wire::{
+    ANNOTATION_EXTERNAL_CREATE_FAILED, ANNOTATION_EXTERNAL_CREATE_PENDING,
+    ANNOTATION_EXTERNAL_CREATE_SUCCEEDED, ANNOTATION_EXTERNAL_NAME, ANNOTATION_PAUSED,
+};
+use strata_provider::{
     CloudRecord, Condition, ConnectionDetails, CreateRecord, DeletionPolicy, ErrorClass, External,
     ExternalName, Facts, Managed, ManagementPolicies, Observation, Provider, ProviderError,
     RateLimitedVerbs, ResourceSpec, Step, StopReason, next_step,
-};
-use strata_core::wire::{
-    ANNOTATION_EXTERNAL_CREATE_FAILED, ANNOTATION_EXTERNAL_CREATE_PENDING,
-    ANNOTATION_EXTERNAL_CREATE_SUCCEEDED, ANNOTATION_EXTERNAL_NAME, ANNOTATION_PAUSED,
 };
 
 use crate::limits::{Failures, RateLimits, RetryKey};
@@ -797,7 +797,7 @@ impl Run<'_> {
                                 Ok(Action::await_change())
                             }
                             _ if done => Ok(Action::requeue(poll)),
-                            _ => Ok(Action::requeue(strata_core::provider::NOT_READY_POLL)),
+                            _ => Ok(Action::requeue(strata_provider::NOT_READY_POLL)),
                         }
                     }
                     Err(error) => {
@@ -816,7 +816,7 @@ impl Run<'_> {
             Step::Update => {
                 let Some(record) = &record else {
                     // `next_step` updates only what it observed.
-                    return Ok(Action::requeue(strata_core::provider::NOT_READY_POLL));
+                    return Ok(Action::requeue(strata_provider::NOT_READY_POLL));
                 };
                 self.ctx.limited(&scope.rate_key, Call::Update).await;
                 let updated = external.update(&object.managed, record).await;
@@ -832,7 +832,7 @@ impl Run<'_> {
                             at_provider,
                         )
                         .await?;
-                        Ok(Action::requeue(strata_core::provider::NOT_READY_POLL))
+                        Ok(Action::requeue(strata_provider::NOT_READY_POLL))
                     }
                     Err(error) => {
                         self.fail(&object, Some(ready_now), at_provider, error)
@@ -855,7 +855,7 @@ impl Run<'_> {
                             at_provider,
                         )
                         .await?;
-                        Ok(Action::requeue(strata_core::provider::NOT_READY_POLL))
+                        Ok(Action::requeue(strata_provider::NOT_READY_POLL))
                     }
                     Err(error) => self.fail(&object, Some(deleting), None, error).await,
                 }

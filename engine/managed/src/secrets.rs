@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
-use strata_core::provider::{BoxFuture, ErrorClass, ProviderError, SecretReference, Secrets};
+use strata_provider::{BoxFuture, ErrorClass, ProviderError, SecretReference, Secrets};
 
 /// Secrets read and written through the Kubernetes API.
 #[derive(Clone)]

@@ -1,7 +1,7 @@
 //! The pure half of status handling: which Ready and Synced conditions an outcome means, and
 //! merging them into the existing list so that `lastTransitionTime` only moves on a transition.
 
-use strata_core::provider::Condition;
+use strata_provider::Condition;
 
 /// `Ready` condition reasons.
 pub const REASON_AVAILABLE: &str = "Available";
@@ -55,13 +55,13 @@ impl Desired {
 
     /// `Synced=False` for a runtime that stopped on its own: the create-pending guard has a
     /// reason of its own, which the XR controller recognises to tell the claim how to release it.
-    pub fn stopped(reason: strata_core::provider::StopReason) -> Self {
+    pub fn stopped(reason: strata_provider::StopReason) -> Self {
         Self {
             type_: TYPE_SYNCED,
             status: false,
             reason: match reason {
-                strata_core::provider::StopReason::CreateIncomplete => {
-                    strata_core::wire::REASON_EXTERNAL_CREATE_PENDING
+                strata_provider::StopReason::CreateIncomplete => {
+                    strata_provider::wire::REASON_EXTERNAL_CREATE_PENDING
                 }
                 _ => REASON_RECONCILE_ERROR,
             },
@@ -74,9 +74,7 @@ impl Desired {
             type_: TYPE_SYNCED,
             status: false,
             reason: REASON_RECONCILE_PAUSED,
-            message: strata_core::provider::StopReason::Paused
-                .message()
-                .to_owned(),
+            message: strata_provider::StopReason::Paused.message().to_owned(),
         }
     }
 }
@@ -154,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_create_pending_guard_stops_with_a_reason_of_its_own() {
-        use strata_core::provider::StopReason;
+        use strata_provider::StopReason;
         let guard = Desired::stopped(StopReason::CreateIncomplete);
         assert_eq!(
             (guard.type_, guard.status, guard.reason),

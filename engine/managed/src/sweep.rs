@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use strata_core::provider::{CloudRecord, ExternalName, NOT_READY_POLL};
+use strata_provider::{CloudRecord, ExternalName, NOT_READY_POLL};
 
 /// One listing of a scope.
 pub struct Snapshot {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
-use strata_core::provider::ConnectionDetails;
+use strata_provider::ConnectionDetails;
 
 use crate::crd::{DBInstanceObservation, DBInstanceParameters, Endpoint};
 
@@ -554,7 +554,7 @@ mod tests {
             drift(&wanted, &managed).immutable,
             vec!["manageMasterUserPassword"]
         );
-        wanted.master_password_secret_ref = Some(strata_core::provider::SecretKeySelector {
+        wanted.master_password_secret_ref = Some(strata_provider::SecretKeySelector {
             name: "pw".into(),
             namespace: "default".into(),
             key: "password".into(),

@@ -10,7 +10,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{self, ProvideCredentials, error::CredentialsError};
 use aws_smithy_http_client::tls;
-use strata_core::provider::{ProviderError, Secrets};
+use strata_provider::{ProviderError, Secrets};
 
 use crate::crd::{CredentialsSource, ProviderConfigSpec};
 
@@ -67,7 +67,7 @@ pub async fn sdk_config(
             })?;
             let data = secrets.get(reference).await?.ok_or_else(|| {
                 ProviderError::new(
-                    strata_core::provider::ErrorClass::NotReadyYet,
+                    strata_provider::ErrorClass::NotReadyYet,
                     "read credentials",
                     &target,
                     format!(

@@ -8,9 +8,7 @@ use aws_config::SdkConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
-use strata_core::provider::{
-    BoxFuture, CloudRecord, Created, External, Managed, Present, ProviderError,
-};
+use strata_provider::{BoxFuture, CloudRecord, Created, External, Managed, Present, ProviderError};
 
 use crate::crd::RoleParameters;
 use crate::rds::{classify_at, error_code};

@@ -24,7 +24,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::Value;
-use strata_core::provider::{
+use strata_provider::{
     BoxFuture, External, Managed, Provider, ProviderError, RateLimit, RateLimitedVerbs,
     ResourceKind, Secrets,
 };

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use aws_config::SdkConfig;
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
-use strata_core::provider::{
+use strata_provider::{
     BoxFuture, CloudRecord, ConnectionDetails, Created, External, Managed, Present, ProviderError,
 };
 

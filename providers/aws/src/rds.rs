@@ -8,7 +8,7 @@ use aws_config::{Region, SdkConfig};
 use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::types::{DbInstance, Tag};
 use serde_json::Value;
-use strata_core::provider::{
+use strata_provider::{
     BoxFuture, CloudRecord, Created, ErrorClass, External, ExternalName, Managed, Present,
     ProviderError, SecretKeySelector, Secrets, SweepPage,
 };

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
-use strata_core::provider::ConnectionDetails;
+use strata_provider::ConnectionDetails;
 
 use crate::convert::InvalidParameter;
 use crate::crd::{RoleObservation, RoleParameters, ServiceAccountTrust};

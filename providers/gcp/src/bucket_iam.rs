@@ -6,7 +6,7 @@
 //! members of one bucket therefore never drop each other.
 
 use serde_json::Value;
-use strata_core::provider::{
+use strata_provider::{
     BoxFuture, CloudRecord, Created, ErrorClass, External, Managed, Present, ProviderError,
 };
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use strata_core::provider::{ResourceSpec, ResourceStatus, SecretKeySelector};
+use strata_provider::{ResourceSpec, ResourceStatus, SecretKeySelector};
 
 /// A Cloud Storage bucket.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -25,7 +25,7 @@ use gcloud_storage::client::{Client, ClientConfig};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::Value;
-use strata_core::provider::{
+use strata_provider::{
     BoxFuture, ErrorClass, External, Provider, ProviderError, RateLimit, RateLimitedVerbs,
     ResourceKind, Secrets,
 };
@@ -204,7 +204,7 @@ impl Provider for GcsBucketIamMemberProvider {
         }
     }
 
-    fn validate(&self, managed: &strata_core::provider::Managed) -> Result<(), ProviderError> {
+    fn validate(&self, managed: &strata_provider::Managed) -> Result<(), ProviderError> {
         let params: crd::BucketIAMMemberParameters =
             serde_json::from_value(managed.for_provider.clone()).map_err(|error| {
                 ProviderError::terminal("read spec.forProvider", &managed.name, error.to_string())

@@ -16,7 +16,7 @@ use gcloud_storage::http::buckets::delete::DeleteBucketRequest;
 use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketRequest};
 use reqwest::Url;
 use serde_json::Value;
-use strata_core::provider::{
+use strata_provider::{
     BoxFuture, CloudRecord, Created, ErrorClass, External, ExternalName, Managed, Present,
     ProviderError, SweepPage,
 };

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
-use strata_core::provider::{ErrorClass, External, Observation};
+use strata_provider::{ErrorClass, External, Observation};
 
 use super::support::{
     Emulator, Log, MemorySecrets, TempDir, authorizations, bucket, connect, oauth_token_endpoint,

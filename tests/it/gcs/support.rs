@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use strata_core::provider::{
+use strata_provider::{
     BoxFuture, External, ExternalName, Managed, Observation, Present, Provider, ProviderError,
     SecretReference, Secrets,
 };

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use strata_core::provider::ErrorClass;
+use strata_provider::ErrorClass;
 
 use super::support::{Emulator, anonymous, bucket, http, present, recording_proxy, update};
 

@@ -7,6 +7,13 @@
 //! talk to the cloud. The runtime observes, feeds the [`Observation`] and the object's annotations
 //! into [`next_step`], and executes the returned [`Step`]. Nothing here touches Kubernetes: the
 //! only way a provider reaches a Secret is the [`Secrets`] port the runtime hands it.
+//!
+//! Its own crate so that the providers and the managed-resource runtime build on the contract
+//! alone, without the composition core. The managed-resource wire strings live in [`wire`].
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod wire;
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,10 +64,15 @@ impl fmt::Display for ExternalName {
 /// One thing a management policy may allow the runtime to do to the cloud resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ManagementAction {
+    /// Read the cloud resource and report it in `status.atProvider`.
     Observe,
+    /// Create the cloud resource when it is absent.
     Create,
+    /// Bring the cloud resource in line with `spec.forProvider`.
     Update,
+    /// Delete the cloud resource when the object is deleted.
     Delete,
+    /// Copy values the cloud defaulted into unset `spec.forProvider` fields.
     LateInitialize,
 }
 
@@ -98,10 +110,12 @@ pub struct ManagementPolicies(BTreeSet<ManagementAction>);
 /// A `spec.managementPolicies` list that cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    /// A word that names no policy.
     #[error(
         "spec.managementPolicies: unknown policy `{0}` (expected `*` or one of Observe, Create, Update, Delete, LateInitialize)"
     )]
     Unknown(String),
+    /// A set without Observe: the runtime cannot act without reading first.
     #[error("spec.managementPolicies: every policy set must include Observe (or be `*`)")]
     MissingObserve,
 }
@@ -163,15 +177,20 @@ pub enum DeletionPolicy {
 /// A namespaced Secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretReference {
+    /// The Secret's name.
     pub name: String,
+    /// The Secret's namespace.
     pub namespace: String,
 }
 
 /// One key of a namespaced Secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretKeySelector {
+    /// The Secret's name.
     pub name: String,
+    /// The Secret's namespace.
     pub namespace: String,
+    /// The key within the Secret.
     pub key: String,
 }
 
@@ -188,6 +207,7 @@ impl SecretKeySelector {
 /// Names the ProviderConfig a managed resource uses (`default` when absent).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderConfigReference {
+    /// The ProviderConfig's name (ProviderConfigs are cluster scoped).
     pub name: String,
 }
 
@@ -213,12 +233,17 @@ pub struct ResourceSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// The condition type, `Ready` or `Synced`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// A CamelCase reason, e.g. `ReconcileError`.
     pub reason: String,
+    /// A human-readable explanation; empty when there is nothing to add.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// When `status` last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
 }
@@ -227,6 +252,7 @@ pub struct Condition {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceStatus {
+    /// The `Ready` and `Synced` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -289,6 +315,7 @@ pub struct Created {
 pub struct CloudRecord(Arc<dyn Any + Send + Sync>);
 
 impl CloudRecord {
+    /// Wraps a provider's own record type.
     pub fn new<T: Any + Send + Sync>(record: T) -> Self {
         Self(Arc::new(record))
     }
@@ -308,6 +335,7 @@ impl fmt::Debug for CloudRecord {
 /// One page of a sweep: the records of every resource in a scope, a page at a time.
 #[derive(Clone, Debug, Default)]
 pub struct SweepPage {
+    /// The resources on this page, by external name.
     pub records: Vec<(ExternalName, CloudRecord)>,
     /// The token of the next page; `None` on the last.
     pub next: Option<String>,
@@ -332,6 +360,7 @@ pub enum ErrorClass {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} `{target}`: {message}")]
 pub struct ProviderError {
+    /// How the runtime should react.
     pub class: ErrorClass,
     /// The verb or setup step, e.g. `create DB instance`.
     pub operation: String,
@@ -342,6 +371,7 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
+    /// An error of the given class.
     pub fn new(
         class: ErrorClass,
         operation: impl Into<String>,
@@ -387,9 +417,13 @@ pub trait Secrets: Send + Sync {
 /// Group, version, kind and plural of a Kubernetes kind a provider serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceKind {
+    /// The API group, e.g. `rds.aws.strata.dev`.
     pub group: &'static str,
+    /// The API version, e.g. `v1alpha1`.
     pub version: &'static str,
+    /// The kind, e.g. `DBInstance`.
     pub kind: &'static str,
+    /// The plural resource name, e.g. `dbinstances`.
     pub plural: &'static str,
 }
 
@@ -417,6 +451,7 @@ pub struct RateLimit {
     pub burst: u32,
     /// One more call is allowed every `replenish_every`.
     pub replenish_every: Duration,
+    /// Which verbs the limit counts.
     pub verbs: RateLimitedVerbs,
 }
 
@@ -536,8 +571,11 @@ pub const NOT_READY_POLL: Duration = Duration::from_secs(5);
 /// cloud create so that a crash in between is visible.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CreateRecord {
+    /// When a create was last about to be attempted.
     pub pending: Option<i64>,
+    /// When a create last succeeded.
     pub succeeded: Option<i64>,
+    /// When a create last failed.
     pub failed: Option<i64>,
 }
 
@@ -568,11 +606,15 @@ impl CreateRecord {
 /// Everything [`next_step`] decides from.
 #[derive(Clone, Debug)]
 pub struct Facts<'a> {
+    /// What the last observe found.
     pub observation: &'a Observation,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
+    /// `spec.managementPolicies`.
     pub policies: &'a ManagementPolicies,
+    /// `spec.deletionPolicy`.
     pub deletion_policy: DeletionPolicy,
+    /// The create bookkeeping annotations.
     pub create: CreateRecord,
     /// `strata.dev/paused: "true"`.
     pub paused: bool,
@@ -612,16 +654,21 @@ impl StopReason {
 /// What the runtime does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// Create the cloud resource.
     Create,
+    /// Update the cloud resource to match `spec.forProvider`.
     Update,
     /// Write the observation's `late_init` patch into `spec.forProvider`.
     LateInitialize,
+    /// Delete the cloud resource.
     Delete,
     /// The cloud side is finished (gone, orphaned or not ours to delete): release the object.
     RemoveFinalizer,
     /// Look again after this long.
     Wait(Duration),
+    /// Do nothing and say why in the Synced condition.
     Stop {
+        /// Why the runtime stops.
         reason: StopReason,
     },
     /// In sync: come back at the drift-detection poll interval.
