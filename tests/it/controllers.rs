@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,16 +14,7 @@ use std::time::{Duration, Instant};
 type SeenOrder = Arc<Mutex<(Vec<String>, Vec<String>)>>;
 
 use serde_json::Value;
-
-/// A child process killed by PID when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use strata_test_support::{Killed, eventually, kubectl, kubectl_ok, kubectl_stdin};
 
 /// `strata up` + `strata run` on a temp data dir, stopped and removed on drop.
 struct Cluster {
@@ -56,11 +47,7 @@ impl Cluster {
 
     /// As [`Cluster::start_with`], with more arguments for the process running the controllers.
     fn start_with_args(name: &str, resync_seconds: u64, in_process: bool, extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "strata-it-controllers-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = strata_test_support::temp_dir(&format!("it-controllers-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         let kubeconfig = dir.join("kubeconfig");
         // Temporary files of strata up (its functions' certificates) go with the cluster.
@@ -132,42 +119,19 @@ impl Cluster {
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .expect("kubectl runs")
+        kubectl(&self.kubeconfig, args)
     }
 
     fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        kubectl_ok(&self.kubeconfig, args)
     }
 
     fn apply(&self, yaml: &str) {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["apply", "--server-side", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = kubectl_stdin(
+            &self.kubeconfig,
+            &["apply", "--server-side", "-f", "-"],
+            yaml,
+        );
         assert!(
             out.status.success(),
             "kubectl apply failed: {}",
@@ -177,22 +141,7 @@ impl Cluster {
 
     /// `kubectl apply -f -` (client-side, as a user types it), returning kubectl's output.
     fn kubectl_apply(&self, yaml: &str) -> Output {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        kubectl_stdin(&self.kubeconfig, &["apply", "-f", "-"], yaml)
     }
 
     fn get_json(&self, args: &[&str]) -> Option<Value> {
@@ -204,26 +153,14 @@ impl Cluster {
             .then(|| serde_json::from_slice(&out.stdout).unwrap())
     }
 
-    fn eventually<T>(&self, what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            if let Some(t) = check() {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {seconds}s waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn eventually<T>(&self, what: &str, seconds: u64, check: impl FnMut() -> Option<T>) -> T {
+        eventually(what, Duration::from_secs(seconds), check)
     }
 
     /// Records the template names of composed objects of `resource` as they appear and go.
     fn watch_order(&self, resource: &str) -> (Killed, SeenOrder) {
         let mut child = Killed(
-            Command::new("kubectl")
-                .arg("--kubeconfig")
-                .arg(&self.kubeconfig)
+            strata_test_support::kubectl_command(&self.kubeconfig)
                 .args([
                     "get",
                     resource,
@@ -1169,9 +1106,7 @@ fn crossplane_getting_started(c: &Cluster) {
         .then_some(())
     });
     // Deleting the Crossplane objects deletes their native counterparts and the XR's API.
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
+    let out = strata_test_support::kubectl_command(&c.kubeconfig)
         .args(["delete", "-f", "-", "--timeout=60s"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

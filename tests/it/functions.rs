@@ -8,27 +8,7 @@ use serde_json::Value;
 
 use crate::support::{repo_root, strata};
 
-use crate::emulators;
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "strata-it-functions-{tag}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use strata_test_support::{TempDir, emulators, free_port};
 
 fn fixtures() -> PathBuf {
     repo_root().join("tests/fixtures/functions")
@@ -61,7 +41,7 @@ fn by_resource_name<'a>(docs: &'a [Value], name: &str) -> Option<&'a Value> {
 #[test]
 fn a_pipeline_with_function_pythonic_renders_like_crossplane_render() {
     let pythonic = emulators::Emulator::function_pythonic();
-    let scratch = Scratch::new("pythonic");
+    let scratch = TempDir::new("functions-pythonic");
     let functions = functions_file(&scratch.0, pythonic.address());
     let dir = fixtures();
     let functions = functions.to_str().unwrap();
@@ -129,12 +109,8 @@ fn a_pipeline_with_function_pythonic_renders_like_crossplane_render() {
 
 #[test]
 fn an_unreachable_function_is_one_error_naming_the_step_and_the_function() {
-    let scratch = Scratch::new("unreachable");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let scratch = TempDir::new("functions-unreachable");
+    let port = free_port();
     let functions = functions_file(&scratch.0, &format!("127.0.0.1:{port}"));
     let out = strata(
         &[
@@ -173,7 +149,7 @@ fn a_step_whose_function_is_missing_from_the_functions_file_is_a_usage_error() {
 #[test]
 fn a_sequencer_orders_function_output_in_render_and_graph() {
     let pythonic = emulators::Emulator::function_pythonic();
-    let scratch = Scratch::new("sequenced");
+    let scratch = TempDir::new("functions-sequenced");
     let functions = functions_file(&scratch.0, pythonic.address());
     let functions = functions.to_str().unwrap();
     let dir = fixtures();
@@ -257,7 +233,7 @@ fn a_sequencer_orders_function_output_in_render_and_graph() {
 #[test]
 fn the_environment_configs_step_selects_what_a_remote_function_reads_from_the_context() {
     let pythonic = emulators::Emulator::function_pythonic();
-    let scratch = Scratch::new("environment");
+    let scratch = TempDir::new("functions-environment");
     let functions = functions_file(&scratch.0, pythonic.address());
     let out = strata(
         &[
@@ -284,7 +260,7 @@ fn the_environment_configs_step_selects_what_a_remote_function_reads_from_the_co
 #[test]
 fn a_python_sdk_function_serving_only_v1beta1_gets_requirements_credentials_and_context() {
     let probe = emulators::Emulator::probe_function(&fixtures().join("probe_function.py"));
-    let scratch = Scratch::new("probe");
+    let scratch = TempDir::new("functions-probe");
     let text = std::fs::read_to_string(fixtures().join("probe.yaml")).unwrap();
     let (composition, function) = text.split_once("\n---\n").unwrap();
     std::fs::write(scratch.0.join("composition.yaml"), composition).unwrap();
@@ -474,7 +450,7 @@ async fn a_function_package_pulled_from_a_registry_runs_without_docker_with_mtls
     };
 
     strata_apiserver::tls::install_default_crypto_provider();
-    let scratch = Scratch::new("oci");
+    let scratch = TempDir::new("functions-oci");
     let root = scratch.0.join("registry");
     std::fs::create_dir_all(&root).unwrap();
     let registry = emulators::Emulator::docker_registry(&root);

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,29 +15,7 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use strata_controllers::Settings;
 use strata_controllers::kinds::Kinds;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "strata-controllers-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use strata_test_support::{TempDir, free_port};
 
 struct Harness {
     client: kube::Client,
@@ -61,7 +38,7 @@ async fn start(tag: &str, resync: Duration) -> Harness {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = TempDir::new(tag);
+    let dir = TempDir::new(&format!("controllers-{tag}"));
     let server = strata_apiserver::Server::start(strata_apiserver::ServerConfig::new(
         dir.0.join("data"),
         "127.0.0.1:0".parse().unwrap(),
@@ -148,16 +125,9 @@ impl Harness {
         &self,
         what: &str,
         timeout: Duration,
-        mut check: impl AsyncFnMut() -> Option<T>,
+        check: impl AsyncFnMut() -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(t) = check().await {
-                return t;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        strata_test_support::eventually_async(what, timeout, check).await
     }
 }
 
@@ -699,14 +669,6 @@ async fn revisions_pausing_and_xrd_deletion_follow_their_policies() {
         .filter(|c| c.labels().contains_key("strata.dev/composite"))
         .count();
     assert_eq!(left, 0, "deleting the XRs deleted their composed resources");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {

@@ -6,8 +6,6 @@
 mod apiserver;
 mod controllers;
 mod crds;
-#[path = "../support/emulators.rs"]
-mod emulators;
 mod examples;
 mod functions;
 mod fuzz;

@@ -20,15 +20,13 @@ use strata_provider::{
 use strata_provider_aws::{AwsIamOidcProvider, AwsIamRoleProvider, AwsRdsProvider};
 use strata_provider_gcp::{GcsBucketIamMemberProvider, GcsBucketProvider};
 
-#[path = "../../engine/managed/tests/support/cloud_proxy.rs"]
-mod cloud_proxy;
+use strata_test_support::cloud_proxy;
 
 // ---------------------------------------------------------------------------------------------
 // Emulators
 // ---------------------------------------------------------------------------------------------
 
-use crate::emulators;
-use emulators::Emulator;
+use strata_test_support::Emulator;
 
 // ---------------------------------------------------------------------------------------------
 // An in-memory Secret port
@@ -1626,6 +1624,8 @@ mod runtime {
     };
 
     use super::cloud_proxy::{CloudProxy, Fault, Injector, gcs_call, rds_call};
+    use strata_test_support::{eventually_async, kubectl_ok_async, kubectl_ok_in, repo_root};
+
     use super::{Emulator, raw_rds};
 
     /// An embedded control plane on its own runtime thread, stopped on drop.
@@ -1691,21 +1691,6 @@ mod runtime {
         }
     }
 
-    async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     fn condition<'a>(object: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
         object
             .data
@@ -1759,20 +1744,6 @@ mod runtime {
         serde_json::from_slice(&bytes).unwrap()
     }
 
-    async fn kubectl_async(kubeconfig: &std::path::Path, args: &[&str]) -> String {
-        let mut command = std::process::Command::new("kubectl");
-        command.arg("--kubeconfig").arg(kubeconfig).args(args);
-        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "kubectl: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
     /// The secretless path end to end on the embedded control plane: the runtime makes a database
     /// with IAM authentication and an RDS-managed password and a Role trusting a workload's
     /// ServiceAccount; the workload's token from `kubectl create token` is exchanged at STS for
@@ -1797,7 +1768,7 @@ mod runtime {
             client.clone(),
             &strata_managed::api_resource(&AwsIamRoleProvider.managed_kind()),
         );
-        eventually(
+        eventually_async(
             "the AWS kinds to be served",
             Duration::from_secs(20),
             || async {
@@ -1807,9 +1778,9 @@ mod runtime {
         )
         .await;
         for namespace in ["strata-system", "shop"] {
-            kubectl_async(&plane.kubeconfig, &["create", "namespace", namespace]).await;
+            kubectl_ok_async(&plane.kubeconfig, &["create", "namespace", namespace]).await;
         }
-        kubectl_async(
+        kubectl_ok_async(
             &plane.kubeconfig,
             &["create", "serviceaccount", "orders", "-n", "shop"],
         )
@@ -1845,7 +1816,7 @@ mod runtime {
             .unwrap();
 
         // The workload's token: its issuer is the control plane's.
-        let token = kubectl_async(
+        let token = kubectl_ok_async(
             &plane.kubeconfig,
             &[
                 "create",
@@ -1888,7 +1859,7 @@ mod runtime {
             client.clone(),
             &strata_managed::api_resource(&AwsIamOidcProvider.managed_kind()),
         );
-        eventually(
+        eventually_async(
             "the OIDC provider kind to be served",
             Duration::from_secs(20),
             || async {
@@ -1916,7 +1887,7 @@ mod runtime {
             )
             .await
             .unwrap();
-        let oidc_provider = eventually(
+        let oidc_provider = eventually_async(
             "the cluster's OIDC provider to become Ready",
             Duration::from_secs(60),
             || async {
@@ -1963,7 +1934,7 @@ mod runtime {
         )
         .await
         .unwrap();
-        let db = eventually(
+        let db = eventually_async(
             "orders-db to become Ready",
             Duration::from_secs(60),
             || async {
@@ -2014,7 +1985,7 @@ mod runtime {
             )
             .await
             .unwrap();
-        let role_arn = eventually(
+        let role_arn = eventually_async(
             "the role to become Ready",
             Duration::from_secs(60),
             || async {
@@ -2031,7 +2002,7 @@ mod runtime {
         )
         .await;
         assert_eq!(role_arn, "arn:aws:iam::123456789012:role/orders-db-connect");
-        let published = eventually(
+        let published = eventually_async(
             "the role's connection secret",
             Duration::from_secs(30),
             || async {
@@ -2146,7 +2117,7 @@ mod runtime {
         let provider = AwsRdsProvider;
         let dbs_resource = strata_managed::api_resource(&provider.managed_kind());
         let dbs: Api<DynamicObject> = Api::all_with(client.clone(), &dbs_resource);
-        eventually(
+        eventually_async(
             "the DBInstance kind to be served",
             Duration::from_secs(20),
             || async { dbs.list(&Default::default()).await.ok().map(|_| ()) },
@@ -2210,7 +2181,7 @@ mod runtime {
         dbs.create(&PostParams::default(), &db("orders-db", json!({})))
             .await
             .unwrap();
-        let ready = eventually(
+        let ready = eventually_async(
             "orders-db to become Ready",
             Duration::from_secs(60),
             || async {
@@ -2285,7 +2256,7 @@ mod runtime {
         dbs.create(&PostParams::default(), &db("crashed-db", pending.clone()))
             .await
             .unwrap();
-        eventually(
+        eventually_async(
             "crashed-db to be adopted and Ready",
             Duration::from_secs(60),
             || async {
@@ -2304,7 +2275,7 @@ mod runtime {
         dbs.create(&PostParams::default(), &db("ghost-db", pending))
             .await
             .unwrap();
-        let message = eventually("ghost-db to stop", Duration::from_secs(30), || async {
+        let message = eventually_async("ghost-db to stop", Duration::from_secs(30), || async {
             let object = dbs.get("ghost-db").await.ok()?;
             let synced = condition(&object, "Synced")?;
             (synced["status"] == "False")
@@ -2323,7 +2294,7 @@ mod runtime {
         dbs.delete("orders-db", &DeleteParams::default())
             .await
             .unwrap();
-        eventually(
+        eventually_async(
             "orders-db to be deleted",
             Duration::from_secs(60),
             || async { dbs.get_opt("orders-db").await.ok()?.is_none().then_some(()) },
@@ -2335,7 +2306,7 @@ mod runtime {
             "the cloud instance is gone"
         );
         // The connection Secret was owned by the DBInstance and goes with it.
-        eventually(
+        eventually_async(
             "orders-db's connection Secret to be deleted with it",
             Duration::from_secs(30),
             || async {
@@ -2353,30 +2324,9 @@ mod runtime {
         runtime.await.unwrap().unwrap();
     }
 
-    /// The repository root, whichever test binary includes this file.
-    fn repo_root() -> PathBuf {
-        let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        while !dir.join("compositions").is_dir() {
-            assert!(dir.pop(), "the repository root holds compositions/");
-        }
-        dir
-    }
-
+    /// kubectl from the repository root, where the examples' relative paths start.
     fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
-        let output = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(args)
-            .current_dir(repo_root())
-            .output()
-            .expect("kubectl runs");
-        assert!(
-            output.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&output.stderr),
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        kubectl_ok_in(&repo_root(), kubeconfig, args)
     }
 
     async fn bucket_names(endpoint: &str) -> Vec<String> {
@@ -2442,7 +2392,7 @@ mod runtime {
         ));
 
         let kubeconfig = plane.kubeconfig.clone();
-        eventually(
+        eventually_async(
             "provider and composition CRDs",
             Duration::from_secs(60),
             || async {
@@ -2476,13 +2426,11 @@ mod runtime {
                 "compositions/app-environment",
             ],
         );
-        eventually(
+        eventually_async(
             "the claim kinds to be served",
             Duration::from_secs(60),
             || async {
-                let served = std::process::Command::new("kubectl")
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
+                let served = strata_test_support::kubectl_command(&kubeconfig)
                     .args([
                         "get",
                         "postgresqlinstances,objectstores,appenvironments",
@@ -2519,9 +2467,7 @@ mod runtime {
                 "--timeout=120s",
             ],
         );
-        let waited = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
+        let waited = strata_test_support::kubectl_command(&kubeconfig)
             .args([
                 "-n",
                 "media",
@@ -2728,7 +2674,7 @@ mod runtime {
                 "--timeout=180s",
             ],
         );
-        eventually(
+        eventually_async(
             "the cloud resources to be gone",
             Duration::from_secs(120),
             || async {
@@ -2746,7 +2692,7 @@ mod runtime {
         .await;
         // Every managed resource's connection Secret went with it: what is left in strata-system
         // is the credentials Secret and whatever the composites wrote themselves.
-        let managed_secrets = eventually(
+        let managed_secrets = eventually_async(
             "the managed resources' connection Secrets to be deleted",
             Duration::from_secs(60),
             || async {
@@ -2810,7 +2756,7 @@ mod runtime {
                 client.clone(),
                 &strata_managed::api_resource(&provider.managed_kind()),
             );
-            eventually(
+            eventually_async(
                 "the DBInstance kind to be served",
                 Duration::from_secs(20),
                 || async { dbs.list(&Default::default()).await.ok().map(|_| ()) },
@@ -2905,7 +2851,7 @@ mod runtime {
         }
 
         async fn wait_ready(&self, name: &str) {
-            eventually(
+            eventually_async(
                 &format!("{name} to become Ready"),
                 Duration::from_secs(60),
                 || async {
@@ -2920,7 +2866,7 @@ mod runtime {
 
         /// The Synced=False message of `name`, once there is one.
         async fn sync_error(&self, name: &str) -> String {
-            eventually(
+            eventually_async(
                 &format!("{name} to report Synced=False"),
                 Duration::from_secs(30),
                 || async {
@@ -3017,7 +2963,7 @@ mod runtime {
 
         // The endpoint recovers: the delete completes.
         stalled.store(false, Ordering::SeqCst);
-        eventually(
+        eventually_async(
             "stall-db to be deleted",
             Duration::from_secs(60),
             || async {
@@ -3197,7 +3143,7 @@ mod runtime {
             .delete("negative-storage-db", &DeleteParams::default())
             .await
             .unwrap();
-        eventually(
+        eventually_async(
             "negative-storage-db to be deleted",
             Duration::from_secs(30),
             || async {
@@ -3281,7 +3227,7 @@ mod runtime {
             .send()
             .await
             .unwrap();
-        eventually(
+        eventually_async(
             "the out-of-band class change to be corrected",
             Duration::from_secs(30),
             || async {
@@ -3504,7 +3450,7 @@ mod runtime {
         };
         let (a_observes, b_observes) = (Arc::default(), Arc::default());
         let (stop_a, a) = replica("replica-a", &a_observes);
-        eventually(
+        eventually_async(
             "replica-a to hold the Lease",
             Duration::from_secs(20),
             || async {
@@ -3621,13 +3567,11 @@ spec:
 "#,
         )
         .unwrap();
-        eventually(
+        eventually_async(
             "the composition kinds to be served",
             Duration::from_secs(60),
             || async {
-                let out = std::process::Command::new("kubectl")
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
+                let out = strata_test_support::kubectl_command(&kubeconfig)
                     .args(["apply", "-f", manifests.to_str().unwrap()])
                     .output()
                     .ok()?;
@@ -3649,7 +3593,7 @@ spec:
             "xguardeddbs",
             None,
         );
-        eventually(
+        eventually_async(
             "the claim kind to be served",
             Duration::from_secs(60),
             || async { claim.list(&Default::default()).await.ok().map(|_| ()) },
@@ -3670,7 +3614,7 @@ spec:
 
         // The XR composes the DBInstance; before any runtime reaches it, it carries the mark a
         // crash between "create pending" and the cloud's answer leaves behind.
-        let (xr_name, db_name) = eventually(
+        let (xr_name, db_name) = eventually_async(
             "the composed DBInstance",
             Duration::from_secs(60),
             || async {
@@ -3706,7 +3650,7 @@ spec:
              strata.dev/external-create-pending (it does not exist: it is created) or set \
              strata.dev/external-name to its name (it exists: it is adopted))"
         );
-        eventually(
+        eventually_async(
             "the claim's Ready message to explain the guard",
             Duration::from_secs(60),
             || async {
@@ -3740,7 +3684,7 @@ spec:
                     "Event",
                 )),
             );
-            let found = eventually(
+            let found = eventually_async(
                 &format!("the guard's Warning event on {regarding}"),
                 Duration::from_secs(10),
                 || async {
@@ -3777,7 +3721,7 @@ spec:
             .patch(&db_name, &PatchParams::default(), &Patch::Merge(&release))
             .await
             .unwrap();
-        eventually(
+        eventually_async(
             "the claim to become Ready",
             Duration::from_secs(60),
             || async {

@@ -1,13 +1,10 @@
-//! Shared helpers for the integration tests: the repository root, the built `strata` binary, and
-//! temporary directories removed on drop.
+//! The built `strata` binary (known only to this test target), and the shared helpers of
+//! `strata-test-support` the tests here use by this module's name.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use strata_test_support::{TempDir, repo_root};
 
 /// Runs the `strata` binary built for this test run.
 pub fn strata(args: &[&str], cwd: &Path) -> Output {
@@ -16,27 +13,4 @@ pub fn strata(args: &[&str], cwd: &Path) -> Output {
         .current_dir(cwd)
         .output()
         .expect("the strata binary runs")
-}
-
-/// A fresh directory under the system temp dir (`strata-<name>-<pid>`), removed on drop, also
-/// when the test fails.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("strata-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

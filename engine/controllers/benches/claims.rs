@@ -285,11 +285,6 @@ async fn watch_changes(client: &kube::Client, kinds: &Kinds) -> Vec<Changes> {
     all
 }
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 fn per_claim(w: &WriteCounts, n: usize) -> String {
     let n = n as f64;
     format!(
@@ -314,7 +309,7 @@ async fn bench(n: usize) {
         .await
         .unwrap();
     let kinds = Kinds::new(client.clone());
-    let metrics = free_port();
+    let metrics = strata_test_support::free_addr();
     let controllers = Controllers::start(client.clone(), metrics);
 
     apply(

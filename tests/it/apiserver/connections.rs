@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
 
-use super::fixture::{ChildGuard, ControlPlane, temp_dir};
+use super::fixture::{ControlPlane, Killed, temp_dir};
 
 /// Where a control plane serves, and its data dir (for its CA).
 struct Endpoint<'a> {
@@ -36,7 +36,7 @@ impl ControlPlane {
 
 /// `strata up --no-controllers` with `flags`, killed when dropped.
 struct Up {
-    _child: ChildGuard,
+    _child: Killed,
     dir: PathBuf,
     kubeconfig: PathBuf,
     addr: SocketAddr,
@@ -46,7 +46,7 @@ impl Up {
     fn start(name: &str, flags: &[&str]) -> Up {
         let dir = temp_dir(name);
         let kubeconfig = dir.join("kubeconfig");
-        let child = ChildGuard(
+        let child = Killed(
             Command::new(env!("CARGO_BIN_EXE_strata"))
                 .args(["up", "--no-controllers", "--listen", "127.0.0.1:0"])
                 .args(flags)

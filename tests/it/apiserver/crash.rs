@@ -11,9 +11,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 
-use super::fixture::{ChildGuard, client_for, temp_dir};
+use super::fixture::{Killed, client_for, temp_dir};
 
-fn start(dir: &Path) -> ChildGuard {
+fn start(dir: &Path) -> Killed {
     let _ = std::fs::remove_file(dir.join("kubeconfig"));
     let child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([
@@ -28,7 +28,7 @@ fn start(dir: &Path) -> ChildGuard {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let guard = ChildGuard(child);
+    let guard = Killed(child);
     for _ in 0..100 {
         if dir.join("kubeconfig").exists() {
             return guard;

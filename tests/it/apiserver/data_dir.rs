@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use strata_apiserver::{Server, ServerConfig};
 
-use super::fixture::{ChildGuard, temp_dir};
+use super::fixture::{Killed, temp_dir};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -69,10 +69,10 @@ fn up(dir: &Path) -> Command {
 }
 
 /// Starts `strata up` on `dir` and waits until it has written its kubeconfig.
-fn started(dir: &Path) -> ChildGuard {
+fn started(dir: &Path) -> Killed {
     let kubeconfig = dir.join("kubeconfig");
     let _ = std::fs::remove_file(&kubeconfig);
-    let child = ChildGuard(
+    let child = Killed(
         up(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

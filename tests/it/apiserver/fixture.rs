@@ -2,15 +2,10 @@
 //! stopped and its data dir removed on drop.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use strata_apiserver::{Server, ServerConfig};
-
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+pub use strata_test_support::{Killed, kubectl, temp_dir};
 
 pub struct ControlPlane {
     pub dir: PathBuf,
@@ -68,14 +63,7 @@ impl ControlPlane {
 
     /// Runs kubectl and fails the test unless it succeeds; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        strata_test_support::kubectl_ok(&self.kubeconfig, args)
     }
 }
 
@@ -99,36 +87,4 @@ pub async fn client_for(kubeconfig: &Path) -> kube::Client {
             .await
             .unwrap();
     kube::Client::try_from(config).unwrap()
-}
-
-pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    // A discovery cache per control plane: a port reused by a later run must not see stale
-    // discovery documents.
-    let cache = kubeconfig
-        .parent()
-        .map(|dir| dir.join("kubectl-cache"))
-        .unwrap_or_default();
-    Command::new("kubectl")
-        .env("KUBECACHEDIR", cache)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs")
-}
-
-/// A child process killed (SIGKILL) when dropped.
-pub struct ChildGuard(pub std::process::Child);
-
-impl ChildGuard {
-    pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

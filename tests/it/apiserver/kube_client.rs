@@ -36,14 +36,12 @@ fn api_code(e: &kube::Error) -> u16 {
     }
 }
 
+/// Waits up to 5 s until `check` holds.
 async fn eventually<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, check: F) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
+    strata_test_support::eventually_async(what, Duration::from_secs(5), async || {
+        check().await.then_some(())
+    })
+    .await
 }
 
 #[tokio::test]

@@ -1,10 +1,10 @@
 //! The real kubectl against the embedded control plane: CRDs and objects from YAML, tables with
 //! printer columns, watches, selectors, every patch type, wait, finalizers, namespaces.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use super::fixture::{ChildGuard, ControlPlane};
+use super::fixture::{ControlPlane, Killed};
 
 const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -464,10 +464,8 @@ fn kubectl_get_watch_prints_changes_as_they_happen() {
     cp.kubectl_ok(&["apply", "-f", &cm]);
     let out_path = cp.dir.join("watch.out");
     let out = std::fs::File::create(&out_path).unwrap();
-    let mut watch = ChildGuard(
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&cp.kubeconfig)
+    let mut watch = Killed(
+        strata_test_support::kubectl_command(&cp.kubeconfig)
             .args(["get", "configmaps", "-w", "-o", "name"])
             .stdout(out)
             .stderr(Stdio::null())
@@ -476,10 +474,8 @@ fn kubectl_get_watch_prints_changes_as_they_happen() {
     );
     let table_path = cp.dir.join("watch-table.out");
     let table_out = std::fs::File::create(&table_path).unwrap();
-    let mut table_watch = ChildGuard(
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&cp.kubeconfig)
+    let mut table_watch = Killed(
+        strata_test_support::kubectl_command(&cp.kubeconfig)
             .args(["get", "configmaps", "-w"])
             .stdout(table_out)
             .stderr(Stdio::null())

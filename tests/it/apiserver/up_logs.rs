@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::fixture::{ChildGuard, kubectl, temp_dir};
+use super::fixture::{Killed, kubectl, temp_dir};
 
 /// An XRD the API server stores but the XRD controller rejects: its name is not plural.group.
 const MISNAMED_XRD: &str = r#"
@@ -30,7 +30,7 @@ fn strata_up_logs_json_lines_with_the_controllers_warnings() {
     let log_path = dir.join("stderr.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let kubeconfig = dir.join("kubeconfig");
-    let _server = ChildGuard(
+    let _server = Killed(
         Command::new(env!("CARGO_BIN_EXE_strata"))
             .args([
                 "up",

@@ -20,8 +20,7 @@ use strata_provider::{
 };
 use strata_provider_gcp::GcsBucketProvider;
 
-pub use crate::emulators::Emulator;
-pub use crate::support::TempDir;
+pub use strata_test_support::{Emulator, TempDir};
 
 /// An HTTP server on 127.0.0.1, stopped on drop.
 pub struct Served {

@@ -4,9 +4,7 @@
 //! it. One request per upstream connection (`Connection: close`), so no response parsing is
 //! needed beyond the status line.
 //!
-//! Included with `#[path]` by `tests/it/providers.rs` and the benchmark example.
-
-#![allow(dead_code)] // each includer uses a different part
+//! Used by the providers' integration tests and the managed-resource benchmark example.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +19,7 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 /// One request as the proxy saw it.
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// When the proxy received the request.
     pub at: Instant,
     /// The API operation (`DescribeDBInstances`, `buckets.get`, …).
     pub operation: String,
@@ -52,6 +51,7 @@ pub type Injector = Box<dyn FnMut(&str, &str, &[Call]) -> Option<Fault> + Send>;
 
 /// A running proxy; stops when dropped.
 pub struct CloudProxy {
+    /// Where the proxy listens (`http://127.0.0.1:<port>`); point the SDK's endpoint here.
     pub url: String,
     calls: Arc<Mutex<Vec<Call>>>,
     task: JoinHandle<()>,

