@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,28 +13,7 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use super::fixture::{Killed, client_for, temp_dir};
 
 fn start(dir: &Path) -> Killed {
-    let _ = std::fs::remove_file(dir.join("kubeconfig"));
-    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "up",
-            "--no-controllers",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = Killed(child);
-    for _ in 0..100 {
-        if dir.join("kubeconfig").exists() {
-            return guard;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("strata up did not write its kubeconfig");
+    crate::support::strata_up_started(dir, Duration::from_secs(5))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,12 +2,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use strata_apiserver::{Server, ServerConfig};
 
 use super::fixture::{Killed, temp_dir};
+use crate::support::{strata_up, strata_up_started};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -55,37 +55,9 @@ async fn the_data_dir_store_and_kubeconfig_are_owner_only_and_looser_modes_are_f
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn up(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.args([
-        "up",
-        "--no-controllers",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(dir);
-    cmd
-}
-
 /// Starts `strata up` on `dir` and waits until it has written its kubeconfig.
 fn started(dir: &Path) -> Killed {
-    let kubeconfig = dir.join("kubeconfig");
-    let _ = std::fs::remove_file(&kubeconfig);
-    let child = Killed(
-        up(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..200 {
-        if kubeconfig.exists() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("strata up did not start on {}", dir.display());
+    strata_up_started(dir, Duration::from_secs(10))
 }
 
 #[test]
@@ -93,7 +65,7 @@ fn a_second_strata_up_on_a_data_dir_in_use_names_the_process_using_it() {
     let dir = temp_dir("in-use");
     let first = started(&dir);
 
-    let second = up(&dir).output().unwrap();
+    let second = strata_up(&dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "{stderr}");
     assert!(
