@@ -24,7 +24,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +35,7 @@ use serde_json::{Value, json};
 use strata_apiserver::writes::WriteCounts;
 use strata_controllers::Settings;
 use strata_controllers::kinds::Kinds;
+use strata_test_support::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NAMESPACE: &str = "bench";
@@ -43,29 +43,6 @@ const COMPOSED: usize = 5;
 /// Clients creating claims at the same time.
 const CREATORS: usize = 8;
 const TIMEOUT: Duration = Duration::from_secs(1800);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "strata-bench-claims-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The controllers running in-process, stopped by [`Controllers::stop`].
 struct Controllers {
@@ -298,7 +275,7 @@ fn per_claim(w: &WriteCounts, n: usize) -> String {
 }
 
 async fn bench(n: usize) {
-    let dir = TempDir::new();
+    let dir = TempDir::new("bench-claims");
     let server = strata_apiserver::Server::start(strata_apiserver::ServerConfig::new(
         dir.0.join("data"),
         "127.0.0.1:0".parse().unwrap(),

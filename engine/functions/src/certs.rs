@@ -199,8 +199,8 @@ mod tests {
     #[test]
     fn a_function_gets_a_private_directory_in_crossplanes_layout() {
         let ca = FunctionCa::new().unwrap();
-        let parent = std::env::temp_dir().join(format!("strata-certs-test-{}", std::process::id()));
-        let dir = ca.server_dir(&parent, "function-x").unwrap();
+        let parent = strata_test_support::TempDir::new("certs-test");
+        let dir = ca.server_dir(parent.path(), "function-x").unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         for f in ["tls.crt", "tls.key", "ca.crt"] {
@@ -210,6 +210,5 @@ mod tests {
             std::fs::read(dir.join("ca.crt")).unwrap(),
             ca.client_tls().ca
         );
-        let _ = std::fs::remove_dir_all(&parent);
     }
 }

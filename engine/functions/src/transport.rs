@@ -342,10 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_function_that_is_not_listening_is_unreachable_not_a_hang() {
-        let address = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
+        let address = strata_test_support::free_addr().to_string();
         let err = runner(&address, Duration::from_secs(5))
             .run("f", RunFunctionRequest::default())
             .await
