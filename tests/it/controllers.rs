@@ -1280,7 +1280,7 @@ spec:
 
 #[test]
 fn a_function_pipeline_composes_in_graph_order_and_deletes_in_reverse_on_strata_up() {
-    let dir = std::env::temp_dir().join(format!("strata-it-fns-{}", std::process::id()));
+    let dir = strata_test_support::temp_dir("it-fns");
     std::fs::create_dir_all(&dir).unwrap();
     let functions = dir.join("functions.yaml");
     std::fs::write(
@@ -1514,7 +1514,7 @@ fn a_function_pipeline_composes_in_graph_order_and_deletes_in_reverse_on_strata_
 
 #[test]
 fn strata_run_runs_a_function_package_as_a_deployment_and_service_with_its_certificates() {
-    let dir = std::env::temp_dir().join(format!("strata-it-fn-deploy-{}", std::process::id()));
+    let dir = strata_test_support::temp_dir("it-fn-deploy");
     std::fs::create_dir_all(&dir).unwrap();
     let functions = dir.join("functions.yaml");
     std::fs::write(

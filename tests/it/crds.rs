@@ -15,7 +15,7 @@ fn checked_in_crds_match_the_generated_ones() {
 
 #[test]
 fn generated_crds_are_written_deterministically() {
-    let dir = std::env::temp_dir().join(format!("strata-crds-{}", std::process::id()));
+    let dir = strata_test_support::temp_dir("crds");
     let first = strata(
         &["crds", "--out", dir.to_str().expect("utf-8 path")],
         &repo_root(),

@@ -924,8 +924,7 @@ async fn iam_role_is_adopted_by_external_name_and_orphaned_and_bad_specs_are_ref
 #[tokio::test]
 async fn rds_web_identity_credentials_are_exchanged_at_sts_for_every_call() {
     let moto = Emulator::moto();
-    let token_dir =
-        std::env::temp_dir().join(format!("strata-web-identity-{}", std::process::id()));
+    let token_dir = strata_test_support::temp_dir("web-identity");
     std::fs::create_dir_all(&token_dir).unwrap();
     let token_file = token_dir.join("token");
     std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.e30.signature\n").unwrap();
@@ -1067,7 +1066,7 @@ async fn rds_environment_credentials_are_the_sdk_default_chain_keys() {
 async fn rds_environment_credentials_follow_a_web_identity_token_through_sts() {
     let moto = Emulator::moto();
     let proxy = cloud_proxy::CloudProxy::start(&moto.url, cloud_proxy::rds_call, None).await;
-    let dir = std::env::temp_dir().join(format!("strata-env-web-identity-{}", std::process::id()));
+    let dir = strata_test_support::temp_dir("env-web-identity");
     std::fs::create_dir_all(&dir).unwrap();
     let token_file = dir.join("token");
     std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.e30.signature\n").unwrap();
@@ -1638,9 +1637,7 @@ mod runtime {
 
     impl ControlPlane {
         fn start(name: &str) -> ControlPlane {
-            let dir =
-                std::env::temp_dir().join(format!("strata-managed-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let dir = strata_test_support::temp_dir(&format!("managed-{name}"));
             let config = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse().unwrap());
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -158,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
     let rds_proxy = CloudProxy::start(&moto.url, rds_call, None).await;
     let gcs_proxy = CloudProxy::start(&gcs.url, gcs_call, None).await;
 
-    let dir = std::env::temp_dir().join(format!("strata-claims-bench-{}", std::process::id()));
+    let dir = strata_test_support::temp_dir("claims-bench");
     let _ = std::fs::remove_dir_all(&dir);
     let server = strata_apiserver::Server::start(strata_apiserver::ServerConfig::new(
         dir.clone(),

@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let moto = Emulator::moto();
     let gcs = Emulator::fake_gcs();
 
-    let dir = std::env::temp_dir().join(format!("strata-scale-{}", std::process::id()));
+    let dir = strata_test_support::temp_dir("scale");
     let server = strata_apiserver::Server::start(strata_apiserver::ServerConfig::new(
         dir.clone(),
         "127.0.0.1:0".parse()?,
