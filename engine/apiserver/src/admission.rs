@@ -96,6 +96,7 @@ pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiErr
             ));
         }
     }
+    crate::cel::admit_crd_rules(&versions, &target)?;
     let stored: Vec<Value> = {
         let mut s: Vec<Value> = previous
             .and_then(|p| p.pointer("/status/storedVersions"))
@@ -139,18 +140,24 @@ pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiErr
 /// Validates and defaults a custom object against the schema of the version it was sent in.
 /// With `strict` (`fieldValidation=Strict`), fields the schema does not know are an error
 /// instead of being pruned; with `warnings` (`Warn`) they are pruned and named there.
+/// `old` is the stored object on update, for the CEL rules' `oldSelf`.
 pub fn admit_custom_object(
     rt: &ResourceType,
     version: &str,
     obj: &mut Value,
+    old: Option<&Value>,
     strict: bool,
     warnings: Option<&crate::validation::Warnings>,
 ) -> Result<(), ApiError> {
-    let Some(schema) = rt.version(version).and_then(|v| v.compiled.as_ref()) else {
+    let Some(served) = rt.version(version) else {
+        return Ok(());
+    };
+    let Some(schema) = served.compiled.as_ref() else {
         return Ok(());
     };
     let target = ErrorTarget::new(&rt.group, &rt.kind, crate::object::name(obj));
-    let pruned = crate::validation::validate_and_default(schema, obj)
+    let checked = crate::validation::validate_and_default(schema, obj);
+    let pruned = crate::cel::admit(&served.cel, obj, old, checked)
         .map_err(|causes| ApiError::Invalid { target, causes })?;
     if strict && !pruned.is_empty() {
         let unknown: Vec<String> = pruned

@@ -672,6 +672,7 @@ impl Cluster {
             &t.rt,
             &t.version,
             obj,
+            previous,
             t.strict_fields,
             t.warnings.as_ref(),
         )
@@ -796,6 +797,7 @@ impl Cluster {
                 &t.rt,
                 &t.version,
                 &mut new,
+                Some(old),
                 t.strict_fields,
                 t.warnings.as_ref(),
             )?;

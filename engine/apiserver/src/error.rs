@@ -189,11 +189,38 @@ fn details_json(target: &ErrorTarget, causes: &[FieldCause], cause_reason: &str)
     if !causes.is_empty() {
         let causes: Vec<Value> = causes
             .iter()
-            .map(|c| json!({"reason": cause_reason, "message": c.message, "field": c.field}))
+            .map(|c| {
+                let reason = if cause_reason == "FieldValueInvalid" {
+                    field_cause_reason(&c.message)
+                } else {
+                    cause_reason
+                };
+                json!({"reason": reason, "message": c.message, "field": c.field})
+            })
             .collect();
         d.insert("causes".into(), Value::Array(causes));
     }
     Value::Object(d)
+}
+
+/// The `reason` of an `Invalid` error's cause, from the type its message starts with
+/// (`Forbidden: ...` is `FieldValueForbidden`), as kube-apiserver's `field.Error` types map.
+fn field_cause_reason(message: &str) -> &'static str {
+    const TYPES: &[(&str, &str)] = &[
+        ("Required value", "FieldValueRequired"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Not found", "FieldValueNotFound"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+        ("Internal error", "InternalError"),
+    ];
+    TYPES
+        .iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map(|(_, reason)| *reason)
+        .unwrap_or("FieldValueInvalid")
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

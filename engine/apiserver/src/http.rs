@@ -593,6 +593,12 @@ async fn resource_request_inner(
         .ok_or_else(|| ApiError::UnknownResource {
             path: path.to_owned(),
         })?;
+    if let Some(text) =
+        t.rt.version(&t.version)
+            .and_then(|v| v.deprecation_warning.clone())
+    {
+        warnings.extend([text]);
+    }
     let t = Target {
         strict_fields: validation == FieldValidation::Strict,
         warnings: (validation == FieldValidation::Warn).then(|| warnings.clone()),

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod auth;
 pub mod authn_api;
+pub mod cel;
 pub mod client_cert;
 pub mod cluster;
 pub mod connections;

@@ -60,6 +60,10 @@ pub struct ResourceVersion {
     pub selectable_fields: Vec<String>,
     /// A CRD version's scale subresource.
     pub scale: Option<ScaleSubresource>,
+    /// The version's `x-kubernetes-validations`, compiled once on first use.
+    pub cel: crate::cel::Rules,
+    /// `deprecated: true`: the `Warning` every request to this version is answered with.
+    pub deprecation_warning: Option<String>,
 }
 
 /// Where a custom resource keeps what its `/scale` subresource shows: JSON pointers.
@@ -100,6 +104,60 @@ pub struct ResourceType {
     pub versions: Vec<ResourceVersion>,
     /// Built-in kinds accept strategic merge patches; custom resources do not.
     pub builtin: bool,
+}
+
+/// The warning kube-apiserver answers requests to a deprecated CRD version with: its
+/// `deprecationWarning`, or `group/version Kind is deprecated; use group/newer Kind` naming the
+/// newest served, not deprecated version newer than it.
+fn deprecation_warning(v: &Value, spec: &Value, group: &str, kind: &str) -> Option<String> {
+    if v.get("deprecated").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    if let Some(text) = v.get("deprecationWarning").and_then(Value::as_str) {
+        return Some(text.to_owned());
+    }
+    let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+    let mut text = format!("{group}/{name} {kind} is deprecated");
+    let newer = spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|o| o.get("served").and_then(Value::as_bool).unwrap_or(true))
+        .filter(|o| o.get("deprecated").and_then(Value::as_bool) != Some(true))
+        .filter_map(|o| o.get("name").and_then(Value::as_str))
+        .filter(|o| kube_version_order(o) > kube_version_order(name))
+        .max_by_key(|o| kube_version_order(o));
+    if let Some(newer) = newer {
+        text.push_str(&format!("; use {group}/{newer} {kind}"));
+    }
+    Some(text)
+}
+
+/// Orders version names as Kubernetes does: `v2` > `v1` > `v1beta2` > `v1beta1` > `v1alpha1`
+/// > names of another form.
+fn kube_version_order(name: &str) -> (u8, u64, u8, u64) {
+    let Some(rest) = name.strip_prefix('v') else {
+        return (0, 0, 0, 0);
+    };
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return (0, 0, 0, 0);
+    };
+    let tail = &rest[digits..];
+    if tail.is_empty() {
+        return (1, major, 3, 0);
+    }
+    for (stage, rank) in [("beta", 2), ("alpha", 1)] {
+        if let Some(n) = tail.strip_prefix(stage)
+            && let Ok(minor) = n.parse::<u64>()
+        {
+            return (1, major, rank, minor);
+        }
+    }
+    (0, 0, 0, 0)
 }
 
 impl ResourceType {
@@ -212,6 +270,8 @@ impl ResourceType {
                 compiled: None,
                 selectable_fields: Vec::new(),
                 scale: None,
+                cel: Default::default(),
+                deprecation_warning: None,
             }],
             builtin: true,
         }
@@ -272,6 +332,8 @@ impl ResourceType {
                     scale: v
                         .pointer("/subresources/scale")
                         .and_then(ScaleSubresource::of),
+                    cel: crate::cel::Rules::new(v.pointer("/schema/openAPIV3Schema")),
+                    deprecation_warning: deprecation_warning(v, spec, &group, &kind),
                 })
             })
             .collect::<Vec<_>>();
