@@ -16,4 +16,5 @@ mod payloads;
 mod rbac;
 mod ssa_lists;
 mod up_logs;
+mod validation_rules;
 mod watch_stall;

@@ -157,7 +157,7 @@ pub fn admit_custom_object(
     };
     let target = ErrorTarget::new(&rt.group, &rt.kind, crate::object::name(obj));
     let checked = crate::validation::validate_and_default(schema, obj);
-    let pruned = crate::cel::admit(&served.cel, obj, old, checked)
+    let pruned = crate::cel::admit(&served.cel, obj, old, checked, warnings)
         .map_err(|causes| ApiError::Invalid { target, causes })?;
     if strict && !pruned.is_empty() {
         let unknown: Vec<String> = pruned

@@ -100,6 +100,7 @@ pub fn admit(
     obj: &Value,
     old: Option<&Value>,
     checked: Result<Vec<String>, Vec<crate::error::FieldCause>>,
+    warnings: Option<&crate::validation::Warnings>,
 ) -> Result<Vec<String>, Vec<crate::error::FieldCause>> {
     let Some(validator) = rules.get() else {
         return checked;
@@ -115,19 +116,28 @@ pub fn admit(
         .any(|p| c.message.starts_with(p))
             || c.message.contains("must be of type")
     };
-    let mut causes = match checked {
-        Ok(pruned) => {
-            let violations = validator.validate(obj, old);
-            if violations.is_empty() {
-                return Ok(pruned);
-            }
-            return Err(violations
-                .into_iter()
-                .map(|v| crate::error::FieldCause {
+    let failures = |causes: &mut Vec<crate::error::FieldCause>| {
+        for v in validator.validate(obj, old) {
+            if v.ratcheted {
+                if let Some(w) = warnings {
+                    w.extend([format!("{}: {}", v.field, v.message)]);
+                }
+            } else {
+                causes.push(crate::error::FieldCause {
                     field: v.field,
                     message: v.message,
-                })
-                .collect());
+                });
+            }
+        }
+    };
+    let mut causes = match checked {
+        Ok(pruned) => {
+            let mut causes = Vec::new();
+            failures(&mut causes);
+            if causes.is_empty() {
+                return Ok(pruned);
+            }
+            return Err(causes);
         }
         Err(causes) if causes.iter().any(blocking) => {
             let mut causes = causes;
@@ -139,15 +149,7 @@ pub fn admit(
         }
         Err(causes) => causes,
     };
-    causes.extend(
-        validator
-            .validate(obj, old)
-            .into_iter()
-            .map(|v| crate::error::FieldCause {
-                field: v.field,
-                message: v.message,
-            }),
-    );
+    failures(&mut causes);
     if causes.is_empty() {
         return Ok(Vec::new());
     }
@@ -218,6 +220,9 @@ pub struct RuleError {
 pub struct Violation {
     pub field: String,
     pub message: String,
+    /// The value was not changed by this update: kube-apiserver's ratcheting answers such a
+    /// failure with a `Warning` instead of refusing the write.
+    pub ratcheted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,16 +423,18 @@ impl Validator {
     /// on update, its stored predecessor.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Violation> {
         let mut out = Vec::new();
-        BASE.with(|base| self.walk(base, 0, obj, old, None, &mut out));
+        BASE.with(|base| self.walk(base, 0, obj, old, false, None, &mut out));
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         base: &Context<'static>,
         index: usize,
         value: &Value,
         old: Option<&Value>,
+        unchanged_ancestor: bool,
         path: Option<&str>,
         out: &mut Vec<Violation>,
     ) {
@@ -436,8 +443,14 @@ impl Validator {
             return;
         }
         let old = old.filter(|o| !o.is_null());
+        // Ratcheting: a value equal to its correlated old value, or inside an uncorrelatable
+        // list that did not change, keeps its failures as warnings.
+        let unchanged = match old {
+            Some(o) => o == value,
+            None => unchanged_ancestor,
+        };
         if !node.rules.is_empty() {
-            self.evaluate(base, index, value, old, path, out);
+            self.evaluate(base, index, value, old, unchanged, path, out);
         }
         let child = |segment: &str| match path {
             None => segment.to_owned(),
@@ -453,6 +466,7 @@ impl Validator {
                             *child_index,
                             v,
                             old.and_then(|o| o.get(name)),
+                            false,
                             Some(&p),
                             out,
                         );
@@ -466,6 +480,7 @@ impl Validator {
                             additional,
                             v,
                             old.and_then(|o| o.get(key)),
+                            false,
                             Some(&p),
                             out,
                         );
@@ -482,7 +497,8 @@ impl Validator {
                             _ => None,
                         };
                         let p = format!("{}[{i}]", path.unwrap_or_default());
-                        self.walk(base, items_index, item, old_item, Some(&p), out);
+                        let inherited = node.map_keys.is_none() && unchanged;
+                        self.walk(base, items_index, item, old_item, inherited, Some(&p), out);
                     }
                 }
             }
@@ -490,12 +506,14 @@ impl Validator {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &self,
         base: &Context<'static>,
         index: usize,
         value: &Value,
         old: Option<&Value>,
+        unchanged: bool,
         path: Option<&str>,
         out: &mut Vec<Violation>,
     ) {
@@ -551,9 +569,14 @@ impl Validator {
                         Reason::Required => format!("Required value: {detail}"),
                         Reason::Duplicate => format!("Duplicate value: {type_value}"),
                     };
-                    out.push(Violation { field: at, message });
+                    out.push(Violation {
+                        field: at,
+                        message,
+                        ratcheted: unchanged && !rule.uses_old_self,
+                    });
                 }
                 Ok(other) => out.push(Violation {
+                    ratcheted: false,
                     field: field.to_owned(),
                     message: format!(
                         "Invalid value: {type_value}: rule did not evaluate to bool (got {}) evaluating rule: {error_string}",
@@ -573,6 +596,7 @@ impl Validator {
                     out.push(Violation {
                         field: field.to_owned(),
                         message: format!("Invalid value: {type_value}: {text}"),
+                        ratcheted: false,
                     });
                 }
             }
@@ -1557,6 +1581,32 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_failing_value_ratchets_to_a_warning_on_update() {
+        let v = Validator::compile(&schema(
+            json!([{"rule": "self.replicas < 3", "message": "too many"}]),
+        ))
+        .unwrap();
+        let obj = |r: i64, mode: &str| json!({"spec": {"replicas": r, "mode": mode}});
+        let ratcheted = |new: Value, old: Option<Value>| -> Vec<bool> {
+            v.validate(&new, old.as_ref())
+                .iter()
+                .map(|x| x.ratcheted)
+                .collect()
+        };
+        assert_eq!(ratcheted(obj(5, "a"), None), [false], "create");
+        assert_eq!(
+            ratcheted(obj(5, "a"), Some(obj(5, "a"))),
+            [true],
+            "unchanged"
+        );
+        assert_eq!(
+            ratcheted(obj(5, "b"), Some(obj(5, "a"))),
+            [false],
+            "spec changed"
+        );
+    }
+
+    #[test]
     fn optional_old_self_binds_an_optional_on_create() {
         let rules = json!([{"rule": "!oldSelf.hasValue() || self.mode == oldSelf.value().mode",
             "optionalOldSelf": true, "message": "mode is immutable"}]);
@@ -1599,7 +1649,8 @@ mod tests {
             v.validate(&json!({"metadata": {"name": "x"}}), None),
             [Violation {
                 field: "<nil>".into(),
-                message: "Invalid value: \"object\": name must start with w-".into()
+                message: "Invalid value: \"object\": name must start with w-".into(),
+                ratcheted: false,
             }]
         );
     }

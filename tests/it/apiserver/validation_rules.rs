@@ -1,0 +1,276 @@
+//! CRD validation rules (`x-kubernetes-validations`) and deprecated CRD versions, driven by the
+//! real kubectl: objects that pass and fail, a transition rule on update, a `messageExpression`,
+//! a CRD whose rule does not compile, and the `Warning` of a deprecated version.
+
+use super::fixture::ControlPlane;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: self.replicas <= self.maxReplicas
+              messageExpression: "'replicas (' + string(self.replicas) + ') must not exceed maxReplicas (' + string(self.maxReplicas) + ')'"
+              fieldPath: .replicas
+            - rule: "!has(self.owner) || self.owner.startsWith('team-')"
+              message: owner must name a team
+              reason: FieldValueForbidden
+            properties:
+              replicas: {type: integer}
+              maxReplicas: {type: integer, default: 3}
+              owner: {type: string, maxLength: 32}
+              tier:
+                type: string
+                maxLength: 16
+                x-kubernetes-validations:
+                - {rule: self == oldSelf, message: tier is immutable}
+              name:
+                type: string
+                maxLength: 32
+                x-kubernetes-validations:
+                - rule: self.startsWith('g-')
+  - name: v1beta1
+    served: true
+    storage: false
+    deprecated: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+fn write(cp: &ControlPlane, name: &str, text: &str) -> String {
+    let path = cp.dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn gadget(spec: &str) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {{name: g1, namespace: default}}\nspec: {spec}\n"
+    )
+}
+
+/// kubectl's stderr for a command that must fail.
+fn refused(cp: &ControlPlane, args: &[&str]) -> String {
+    let out = cp.kubectl(args);
+    assert!(
+        !out.status.success(),
+        "kubectl {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn kubectl_sees_validation_rules_enforced_with_kube_apiserver_errors() {
+    let cp = ControlPlane::start("cel-rules");
+    let crd = write(&cp, "crd.yaml", CRD);
+    cp.kubectl_ok(&["apply", "-f", &crd]);
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=10s",
+    ]);
+
+    // Passing rules: created, with the default maxReplicas the rule saw.
+    let good = write(
+        &cp,
+        "good.yaml",
+        &gadget("{replicas: 2, tier: gold, name: g-one, owner: team-a}"),
+    );
+    let out = cp.kubectl_ok(&["apply", "-f", &good]);
+    assert!(out.contains("gadget.example.com/g1 created"), "{out}");
+
+    // A failing rule with a messageExpression and a fieldPath; one with a reason.
+    let bad = write(
+        &cp,
+        "bad.yaml",
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g2, namespace: default}\nspec: {replicas: 5, name: g-two, owner: ops}\n",
+    );
+    let err = refused(&cp, &["apply", "-f", &bad]);
+    assert!(err.contains("The Gadget \"g2\" is invalid: "), "{err}");
+    assert!(
+        err.contains(
+            "* spec.replicas: Invalid value: \"object\": replicas (5) must not exceed maxReplicas (3)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("* spec: Forbidden: owner must name a team"),
+        "{err}"
+    );
+    // A rule on a scalar without a message.
+    let unnamed = write(
+        &cp,
+        "unnamed.yaml",
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g3, namespace: default}\nspec: {replicas: 1, name: other}\n",
+    );
+    let err = refused(&cp, &["apply", "-f", &unnamed]);
+    assert!(
+        err.contains(
+            "The Gadget \"g3\" is invalid: spec.name: Invalid value: \"string\": failed rule: self.startsWith('g-')"
+        ),
+        "{err}"
+    );
+    assert!(
+        !cp.kubectl(&["get", "gadget", "g2", "-n", "default"])
+            .status
+            .success(),
+        "a refused object is not stored"
+    );
+
+    // The transition rule: unchanged tier passes, a changed one is refused.
+    let same = write(
+        &cp,
+        "same.yaml",
+        &gadget("{replicas: 3, tier: gold, name: g-one, owner: team-a}"),
+    );
+    let out = cp.kubectl_ok(&["apply", "-f", &same]);
+    assert!(out.contains("gadget.example.com/g1 configured"), "{out}");
+    let changed = write(
+        &cp,
+        "changed.yaml",
+        &gadget("{replicas: 3, tier: silver, name: g-one, owner: team-a}"),
+    );
+    let err = refused(&cp, &["apply", "-f", &changed]);
+    assert!(
+        err.contains(
+            "The Gadget \"g1\" is invalid: spec.tier: Invalid value: \"string\": tier is immutable"
+        ),
+        "{err}"
+    );
+    let patch = refused(
+        &cp,
+        &[
+            "patch",
+            "gadget",
+            "g1",
+            "-n",
+            "default",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"tier":"bronze"}}"#,
+        ],
+    );
+    assert!(
+        patch.contains("spec.tier: Invalid value: \"string\": tier is immutable"),
+        "{patch}"
+    );
+    let stored = cp.kubectl_ok(&[
+        "get",
+        "gadget",
+        "g1",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.tier}",
+    ]);
+    assert_eq!(stored, "gold");
+}
+
+#[test]
+fn kubectl_is_warned_on_a_deprecated_crd_version() {
+    let cp = ControlPlane::start("cel-deprecated");
+    let crd = write(&cp, "crd.yaml", CRD);
+    cp.kubectl_ok(&["apply", "-f", &crd]);
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=10s",
+    ]);
+    let old = write(
+        &cp,
+        "old.yaml",
+        "apiVersion: example.com/v1beta1\nkind: Gadget\nmetadata: {name: legacy, namespace: default}\nspec: {anything: 1}\n",
+    );
+    let out = cp.kubectl(&["apply", "-f", &old]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "Warning: example.com/v1beta1 Gadget is deprecated; use example.com/v1 Gadget"
+        ),
+        "{stderr}"
+    );
+    let listed = cp.kubectl(&["get", "gadgets.v1beta1.example.com", "-n", "default"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stderr)
+            .contains("Warning: example.com/v1beta1 Gadget is deprecated"),
+        "{listed:?}"
+    );
+    let current = cp.kubectl(&["get", "gadgets.v1.example.com", "-n", "default"]);
+    assert!(
+        !String::from_utf8_lossy(&current.stderr).contains("Warning"),
+        "{current:?}"
+    );
+}
+
+#[test]
+fn kubectl_is_refused_a_crd_whose_rule_does_not_compile_naming_the_rule() {
+    let cp = ControlPlane::start("cel-broken");
+    let broken = CRD
+        .replace("gadgets", "brokens")
+        .replace("Gadget", "Broken")
+        .replace("gadget", "broken")
+        .replace("self.startsWith('g-')", "self.startsWith(");
+    let crd = write(&cp, "broken.yaml", &broken);
+    let err = refused(&cp, &["apply", "-f", &crd]);
+    assert!(
+        err.contains("The CustomResourceDefinition \"brokens.example.com\" is invalid: "),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[name].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.startsWith(\""
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("compilation failed: ERROR: <input>:1:"),
+        "{err}"
+    );
+    assert!(
+        !cp.kubectl(&["get", "crd", "brokens.example.com"])
+            .status
+            .success(),
+        "the CRD is not stored"
+    );
+
+    // A rule over the cost limit is refused too, naming the rule.
+    let costly = CRD.replace(
+        "self.replicas <= self.maxReplicas",
+        "self.replicas <= self.maxReplicas && [1].all(x, true)",
+    );
+    let costly = costly.replace(
+        "              replicas: {type: integer}",
+        "              replicas: {type: integer}\n              xs: {type: array, items: {type: string}}",
+    );
+    let costly = costly.replace(
+        "self.replicas <= self.maxReplicas && [1].all(x, true)",
+        "self.xs.all(a, self.xs.all(b, a != b))",
+    );
+    let crd = write(&cp, "costly.yaml", &costly);
+    let err = refused(&cp, &["apply", "-f", &crd]);
+    assert!(
+        err.contains(
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of more than 100x"
+        ),
+        "{err}"
+    );
+}
