@@ -240,6 +240,40 @@ mod tests {
     }
 
     #[test]
+    fn invalid_causes_carry_the_reason_of_their_field_error_type() {
+        let cause = |field: &str, message: &str| FieldCause {
+            field: field.into(),
+            message: message.into(),
+        };
+        let err = ApiError::Invalid {
+            target: ErrorTarget::new("example.com", "Gadget", "g1"),
+            causes: vec![
+                cause("spec.replicas", "Invalid value: \"object\": too many"),
+                cause("spec", "Forbidden: owner must name a team"),
+                cause("spec.mode", "Required value: mode is required"),
+                cause("spec.ports[1]", "Duplicate value: \"object\""),
+            ],
+        };
+        let status = err.status();
+        let reasons: Vec<&str> = status["details"]["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "FieldValueInvalid",
+                "FieldValueForbidden",
+                "FieldValueRequired",
+                "FieldValueDuplicate"
+            ]
+        );
+        assert_eq!(status["code"], 422);
+    }
+
+    #[test]
     fn conflict_message_names_group_qualified_resource() {
         let err = ApiError::Conflict {
             target: ErrorTarget::new("example.com", "widgets", "a"),

@@ -623,6 +623,37 @@ mod tests {
     }
 
     #[test]
+    fn a_deprecated_version_warns_with_its_text_or_names_the_newest_replacement() {
+        let crd = |versions: Value| {
+            json!({"spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "gadgets", "kind": "Gadget"}, "versions": versions}})
+        };
+        let t = ResourceType::from_crd(&crd(json!([
+            {"name": "v1alpha1", "served": true, "storage": false, "deprecated": true},
+            {"name": "v1beta1", "served": true, "storage": false, "deprecated": true,
+             "deprecationWarning": "use v2"},
+            {"name": "v1", "served": true, "storage": false},
+            {"name": "v2", "served": true, "storage": true},
+            {"name": "v3", "served": false, "storage": false},
+        ])))
+        .unwrap();
+        let warning = |v: &str| t.version(v).unwrap().deprecation_warning.clone();
+        assert_eq!(
+            warning("v1alpha1").as_deref(),
+            Some("example.com/v1alpha1 Gadget is deprecated; use example.com/v2 Gadget")
+        );
+        assert_eq!(warning("v1beta1").as_deref(), Some("use v2"));
+        assert_eq!(warning("v1"), None);
+        let only = ResourceType::from_crd(&crd(json!([
+            {"name": "v1", "served": true, "storage": true, "deprecated": true}])))
+        .unwrap();
+        assert_eq!(
+            only.version("v1").unwrap().deprecation_warning.as_deref(),
+            Some("example.com/v1 Gadget is deprecated")
+        );
+    }
+
+    #[test]
     fn ga_versions_are_preferred_over_beta_and_alpha() {
         let mut v = vec!["v1alpha1".to_owned(), "v1".to_owned(), "v2beta1".to_owned()];
         v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
