@@ -315,6 +315,73 @@ mod tests {
         assert_eq!(again["status"], c["status"]);
     }
 
+    fn gadgets() -> ResourceType {
+        ResourceType::from_crd(&json!({"metadata": {"name": "gadgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "properties": {"spec": {"type": "object",
+                    "x-kubernetes-validations": [{"rule": "self.replicas <= self.max", "message": "replicas above max"}],
+                    "properties": {"replicas": {"type": "integer", "maximum": 100},
+                        "max": {"type": "integer", "default": 3}}}}}}}]}}))
+        .unwrap()
+    }
+
+    fn causes(rt: &ResourceType, spec: Value, old: Option<Value>) -> Vec<String> {
+        let mut obj = json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": spec});
+        let old = old.map(|s| json!({"spec": s}));
+        match admit_custom_object(rt, "v1", &mut obj, old.as_ref(), false, None) {
+            Ok(()) => Vec::new(),
+            Err(ApiError::Invalid { causes, .. }) => causes
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect(),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn validation_rules_run_after_defaults_and_beside_non_blocking_schema_errors() {
+        let rt = gadgets();
+        assert!(
+            causes(&rt, json!({"replicas": 3}), None).is_empty(),
+            "default max 3"
+        );
+        assert_eq!(
+            causes(&rt, json!({"replicas": 4}), None),
+            ["spec: Invalid value: \"object\": replicas above max"]
+        );
+        // A bound violated: the rules still run, as in kube-apiserver.
+        let both = causes(&rt, json!({"replicas": 101}), None);
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(
+            both[0].starts_with("spec.replicas: Invalid value: 101"),
+            "{both:?}"
+        );
+        assert_eq!(
+            both[1],
+            "spec: Invalid value: \"object\": replicas above max"
+        );
+        // A wrong type blocks them, with the error saying so.
+        let blocked = causes(&rt, json!({"replicas": "many"}), None);
+        assert_eq!(
+            blocked.last().map(String::as_str),
+            Some(
+                "<nil>: Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
+            ),
+            "{blocked:?}"
+        );
+        // An update that leaves a failing value as it was is not refused (ratcheting).
+        assert!(
+            causes(
+                &rt,
+                json!({"replicas": 4}),
+                Some(json!({"replicas": 4, "max": 3}))
+            )
+            .is_empty()
+        );
+    }
+
     fn secret_target() -> ErrorTarget {
         ErrorTarget::new("", "Secret", "db")
     }
