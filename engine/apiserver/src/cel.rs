@@ -1391,8 +1391,10 @@ impl Checker<'_> {
             "_&&_" | "_||_" | "!_" | "@not_strictly_false" | "_?_:_"
         ) {
             let costs: Vec<u64> = call.args.iter().map(|a| self.expr(&a.expr).0).collect();
-            let cost = if name == "_?_:_" {
-                costs[0].saturating_add(costs[1..].iter().copied().max().unwrap_or(0))
+            let cost = if let (true, Some((condition, branches))) =
+                (name == "_?_:_", costs.split_first())
+            {
+                condition.saturating_add(branches.iter().copied().max().unwrap_or(0))
             } else {
                 costs.iter().fold(0u64, |sum, c| sum.saturating_add(*c))
             };
