@@ -540,13 +540,13 @@ impl Validator {
                 .message
                 .clone()
                 .unwrap_or_else(|| rule.rule.trim().to_owned());
-            match rule.program.execute(&scope) {
+            match execute(&rule.program, &scope) {
                 Ok(Cel::Bool(true)) => {}
                 Ok(Cel::Bool(false)) => {
                     let detail = rule
                         .message_program
                         .as_ref()
-                        .and_then(|p| match p.execute(&scope) {
+                        .and_then(|p| match execute(p, &scope) {
                             Ok(Cel::String(s)) => {
                                 let t = s.trim();
                                 (!t.is_empty() && !t.contains(['\n', '\r']) && t.len() <= 5120)
@@ -674,6 +674,19 @@ impl Validator {
             }
         }
     }
+}
+
+/// Runs a program; a panic inside the interpreter (a bug there) becomes an evaluation error
+/// instead of unwinding through the caller, which holds the cluster's lock.
+fn execute(program: &Program, ctx: &Context<'_>) -> Result<Cel, kube_cel::cel::ExecutionError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(ctx))).unwrap_or_else(
+        |_| {
+            Err(kube_cel::cel::ExecutionError::function_error(
+                "evaluation",
+                "internal error in the expression interpreter",
+            ))
+        },
+    )
 }
 
 fn string_value(s: &str, format: Format, int_or_string: bool) -> Cel {
@@ -1684,6 +1697,30 @@ mod tests {
                 ratcheted: false,
             }]
         );
+    }
+
+    #[test]
+    fn hostile_expressions_fail_as_errors() {
+        for rule in [
+            "9223372036854775807 + self.replicas > 0",
+            "-9223372036854775808 - self.replicas < 0",
+            "self.replicas * 9223372036854775807 > 0",
+            "self.mode.substring(50) == ''",
+            "self.mode.charAt(99) == ''",
+            "[1, 2][self.replicas + 5] == 1",
+            "{'a': 1}[self.mode] == 1",
+            "self.replicas % 0 == 1",
+            "int(self.mode) > 0",
+            "self.mode.matches('(')",
+            "self.mode.split('').size() > 0",
+        ] {
+            let got = run(
+                json!([{"rule": rule}]),
+                json!({"replicas": 1, "mode": "abc"}),
+                None,
+            );
+            assert!(got.len() <= 1, "{rule}: {got:?}");
+        }
     }
 
     #[test]
