@@ -56,7 +56,8 @@ pub struct Target {
     /// `fieldValidation=Strict`: unknown fields of custom objects are rejected, not pruned.
     pub strict_fields: bool,
     /// `fieldValidation=Warn` (the default for users' requests): unknown fields are pruned and
-    /// named here, for the response's `Warning` headers. `None`: pruned silently.
+    /// named here, for the response's `Warning` headers; under `Strict` only the warnings of
+    /// ratcheted validation rules land here. `None`: pruned silently.
     pub warnings: Option<crate::validation::Warnings>,
     /// `dryRun=All`: every check runs and the result is returned, nothing is stored.
     pub dry_run: bool,

@@ -601,7 +601,9 @@ async fn resource_request_inner(
     }
     let t = Target {
         strict_fields: validation == FieldValidation::Strict,
-        warnings: (validation == FieldValidation::Warn).then(|| warnings.clone()),
+        // Strict refuses unknown fields before warning of them; the warnings of validation
+        // rules that ratchet are sent under Strict too.
+        warnings: (validation != FieldValidation::Ignore).then(|| warnings.clone()),
         dry_run: query.get("dryRun") == Some("All"),
         requester: Some(user.clone()),
         ..t

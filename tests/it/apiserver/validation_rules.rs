@@ -181,6 +181,39 @@ fn kubectl_sees_validation_rules_enforced_with_kube_apiserver_errors() {
         "jsonpath={.spec.tier}",
     ]);
     assert_eq!(stored, "gold");
+
+    // A rule added later: the existing object may still change where it does not break it
+    // (ratcheting, with a warning), not where it does.
+    let stricter = CRD.replace(
+        "              replicas: {type: integer}",
+        "              replicas:\n                type: integer\n                x-kubernetes-validations:\n                - {rule: self <= 2, message: at most 2}",
+    );
+    let stricter = write(&cp, "stricter.yaml", &stricter);
+    cp.kubectl_ok(&["apply", "-f", &stricter]);
+    let labelled = cp.kubectl(&["label", "gadget", "g1", "-n", "default", "tier=gold"]);
+    assert!(labelled.status.success(), "{labelled:?}");
+    assert!(
+        String::from_utf8_lossy(&labelled.stderr)
+            .contains("Warning: spec.replicas: Invalid value: \"integer\": at most 2"),
+        "{labelled:?}"
+    );
+    let raised = refused(
+        &cp,
+        &[
+            "patch",
+            "gadget",
+            "g1",
+            "-n",
+            "default",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":4,"maxReplicas":5}}"#,
+        ],
+    );
+    assert!(
+        raised.contains("spec.replicas: Invalid value: \"integer\": at most 2"),
+        "{raised}"
+    );
 }
 
 #[test]
