@@ -28,6 +28,9 @@
 //!   `Forbidden: <message>`, `Required value: <message>`, `Duplicate value: "object"` for the
 //!   rule's `reason`, at the rule's `fieldPath` when given; `messageExpression` replaces
 //!   `message` unless it fails or yields an empty string. A rule at the root reports `<nil>`.
+//! - Ratcheting (on by default since Kubernetes 1.30): on update, a rule without `oldSelf`
+//!   that fails on a value equal to its correlated old value answers with a `Warning` instead
+//!   of refusing the write, so a rule added later does not freeze existing objects.
 //!
 //! Runtime cost: the `cel` interpreter has no cost meter, so the bound is static. Rules run only
 //! on objects that passed the structural schema (bounds included; otherwise the rules are
