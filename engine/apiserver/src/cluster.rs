@@ -130,6 +130,15 @@ impl Default for DeleteOptions {
     }
 }
 
+/// What [`Cluster::object_stats`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectStats {
+    /// Stored objects, of every resource.
+    pub objects: usize,
+    /// Their total size as JSON.
+    pub json_bytes: usize,
+}
+
 pub struct ListPage {
     pub items: Vec<Arc<Value>>,
     pub resource_version: u64,
@@ -142,6 +151,8 @@ struct State {
     registry: Registry,
     objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>>,
     undo: UndoLog,
+    /// The garbage collector's index, kept current by every commit and removal.
+    gc: crate::gc::Index,
 }
 
 /// One change, with what the object was before it (`None`: it did not exist).
@@ -266,9 +277,16 @@ impl Cluster {
                     .flat_map(move |kind| objs.values().map(move |o| (kind, &**o)))
             },
         )));
+        let gc = crate::gc::Index::build(objects.iter().flat_map(|(gr, objs)| {
+            let rt = registry.get(gr);
+            objs.values()
+                .filter_map(move |o| rt.clone().map(|rt| (rt, o.clone())))
+        }));
         let gc_wake = Arc::new(Notify::new());
+        if gc.has_marked() {
+            gc_wake.notify_one();
+        }
         let publish_hub = hub.clone();
-        let publish_wake = gc_wake.clone();
         let (durable, _) = tokio::sync::watch::channel(loaded.resource_version);
         let publish_durable = durable.clone();
         let writer = crate::store::Writer::start(store, move |events: Vec<Arc<WatchEvent>>| {
@@ -279,15 +297,7 @@ impl Cluster {
                     advanced
                 });
             }
-            let wakes_gc = events.iter().any(|e| {
-                e.type_ == EventType::Deleted
-                    || object::is_deleting(&e.object)
-                    || !object::owner_uids(&e.object).is_empty()
-            });
             publish_hub.publish(events);
-            if wakes_gc {
-                publish_wake.notify_one();
-            }
         });
         let cluster = Arc::new(Cluster {
             state: Mutex::new(State {
@@ -299,6 +309,7 @@ impl Cluster {
                     complete_after: loaded.resource_version,
                     limit: usize::try_from(history_limit).unwrap_or(usize::MAX),
                 },
+                gc,
             }),
             writer,
             durable,
@@ -470,14 +481,41 @@ impl Cluster {
         })
     }
 
-    /// Every stored object with its resource type, for the garbage collector.
-    pub fn snapshot(&self) -> Vec<(Arc<ResourceType>, Arc<Value>)> {
-        let st = self.lock();
-        st.objects
+    /// The garbage collector's actions for the objects marked since the last sweep, each with
+    /// the object it is for (see [`crate::gc`]).
+    pub fn gc_sweep(&self) -> Vec<(crate::gc::Action, crate::gc::Entry)> {
+        let mut st = self.lock();
+        let marked = st.gc.take_marked();
+        let view = GcView { st: &st };
+        let mut seen = std::collections::BTreeSet::new();
+        marked
             .iter()
-            .filter_map(|(gr, objs)| st.registry.get(gr).map(|rt| (rt, objs)))
-            .flat_map(|(rt, objs)| objs.values().map(move |o| (rt.clone(), o.clone())))
+            .flat_map(|e| crate::gc::decide(&view, e))
+            .filter(|a| seen.insert(format!("{a:?}")))
+            .filter_map(|a| st.gc.object(a.uid()).map(|e| (a, e)))
             .collect()
+    }
+
+    /// How many objects are stored and their size as stored JSON. Serializes every object:
+    /// O(objects), for benchmarks and diagnostics.
+    pub fn object_stats(&self) -> ObjectStats {
+        let st = self.lock();
+        let mut stats = ObjectStats::default();
+        for o in st.objects.values().flat_map(BTreeMap::values) {
+            stats.objects += 1;
+            stats.json_bytes += serde_json::to_vec(&**o).map(|b| b.len()).unwrap_or(0);
+        }
+        stats
+    }
+
+    /// Marks objects for the garbage collector's next sweep and wakes it.
+    pub fn gc_mark<'a>(&self, uids: impl IntoIterator<Item = &'a str>) {
+        let mut st = self.lock();
+        for uid in uids {
+            st.gc.mark(uid);
+        }
+        drop(st);
+        self.gc_wake.notify_one();
     }
 
     /// Waits until every write up to `rv` is durable (bounded: a failed store errors instead).
@@ -878,6 +916,10 @@ impl Cluster {
             key: t.key(&name),
             previous: old.clone(),
         });
+        st.gc.note(&t.rt, old.as_ref(), Some(&obj));
+        if st.gc.has_marked() {
+            self.gc_wake.notify_one();
+        }
         if t.rt.group == CRD_GROUP
             && t.rt.resource == CRD_RESOURCE
             && let Some(crd_type) = ResourceType::from_crd(&obj)
@@ -928,6 +970,36 @@ impl Cluster {
             key: t.key(&name),
             previous: Some(old.clone()),
         });
+        st.gc.note(&t.rt, Some(old), None);
+        // A terminating namespace or CRD waits for its last content to go.
+        let containers = [
+            t.rt.namespaced.then(|| {
+                (
+                    GroupResource::new("", "namespaces"),
+                    (String::new(), t.namespace.clone()),
+                )
+            }),
+            (!t.rt.builtin).then(|| {
+                (
+                    GroupResource::new(CRD_GROUP, CRD_RESOURCE),
+                    (String::new(), format!("{}.{}", gr.resource, gr.group)),
+                )
+            }),
+        ];
+        for (cgr, key) in containers.into_iter().flatten() {
+            let uid = st
+                .objects
+                .get(&cgr)
+                .and_then(|m| m.get(&key))
+                .filter(|c| object::is_deleting(c))
+                .map(|c| object::uid(c).to_owned());
+            if let Some(uid) = uid {
+                st.gc.mark(&uid);
+            }
+        }
+        if st.gc.has_marked() {
+            self.gc_wake.notify_one();
+        }
         let last = Arc::new(last);
         let event = WatchEvent {
             rv,
@@ -1252,9 +1324,47 @@ impl Cluster {
                 }
             }
         };
-        let result = self.finish(outcome?).await;
-        self.gc_wake.notify_one();
-        result
+        self.finish(outcome?).await
+    }
+}
+
+/// The garbage collector's view of the state, under the lock.
+struct GcView<'a> {
+    st: &'a State,
+}
+
+impl crate::gc::Lookup for GcView<'_> {
+    fn object(&self, uid: &str) -> Option<crate::gc::Entry> {
+        self.st.gc.object(uid)
+    }
+
+    fn dependents(&self, uid: &str) -> Vec<crate::gc::Entry> {
+        self.st.gc.dependents(uid)
+    }
+
+    fn namespace_contents(&self, ns: &str) -> Vec<crate::gc::Entry> {
+        let from = (ns.to_owned(), String::new());
+        self.st
+            .objects
+            .iter()
+            .filter_map(|(gr, objs)| self.st.registry.get(gr).map(|rt| (rt, objs)))
+            .filter(|(rt, _)| rt.namespaced)
+            .flat_map(|(rt, objs)| {
+                objs.range(from.clone()..)
+                    .take_while(|(k, _)| k.0 == ns)
+                    .map(move |(_, o)| (rt.clone(), o.clone()))
+            })
+            .collect()
+    }
+
+    fn instances(&self, group: &str, resource: &str) -> Vec<crate::gc::Entry> {
+        let gr = GroupResource::new(group, resource);
+        match (self.st.registry.get(&gr), self.st.objects.get(&gr)) {
+            (Some(rt), Some(objs)) if !rt.builtin => {
+                objs.values().map(|o| (rt.clone(), o.clone())).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 }
 

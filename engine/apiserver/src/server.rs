@@ -106,6 +106,7 @@ pub struct Server {
     gc: JoinHandle<()>,
     aggregation: JoinHandle<()>,
     writes: Arc<crate::writes::WriteCounter>,
+    cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl Server {
@@ -219,7 +220,7 @@ impl Server {
             },
         ));
         let aggregation = tokio::spawn(crate::rbac::aggregation::run(cluster.clone()));
-        let gc = tokio::spawn(crate::gc::run(cluster));
+        let gc = tokio::spawn(crate::gc::run(cluster.clone()));
         Ok(Server {
             addr,
             url,
@@ -234,6 +235,7 @@ impl Server {
             gc,
             aggregation,
             writes,
+            cluster,
         })
     }
 
@@ -274,6 +276,11 @@ impl Server {
     /// The write requests (POST, PUT, PATCH, DELETE) received since the server started.
     pub fn write_counts(&self) -> crate::writes::WriteCounts {
         self.writes.snapshot()
+    }
+
+    /// How many objects the server stores and their size as JSON (O(objects): for benchmarks).
+    pub fn object_stats(&self) -> crate::cluster::ObjectStats {
+        self.cluster.object_stats()
     }
 
     /// Stops accepting requests, lets in-flight ones finish (watches are cut), and returns.

@@ -1,9 +1,17 @@
 //! The composition controllers at scale, in-process: the embedded control plane (durable, on
-//! 127.0.0.1:0, temp data dir) and the controllers on one runtime. N claims (default 1,000;
-//! `STRATA_BENCH_CLAIMS` changes it) each compose 5 objects in 2 waves: ConfigMaps `a` and `b`,
-//! then ConfigMaps `c`, `d` and a Secret `e` that depend on them. Reports the time until every
-//! claim is Ready, the controllers' API writes per claim by verb, the process's peak RSS, and
+//! 127.0.0.1:0, temp data dir) and the controllers on one runtime. N claims each compose 5
+//! objects in 2 waves: ConfigMaps `a` and `b`, then ConfigMaps `c`, `d` and a Secret `e` that
+//! depend on them. Reports the time until every claim is Ready, the process CPU, the
+//! controllers' API writes per claim by verb, the process's peak RSS and bytes per object, and
 //! the CPU time and writes of one full resync of the converged state.
+//!
+//! Sizes: 1,000 and 10,000 claims by default, each in its own process (so each peak RSS is its
+//! own), then printed side by side with the ratio of the last to the first.
+//! `STRATA_BENCH_CLAIMS=1000` (or `=1000,10000,...`) chooses them.
+//!
+//! Bytes per object: the growth of the resident set from just before the first claim to the
+//! peak, divided by the objects the run added to the API server (claims, XRs, composed objects
+//! and Events); beside it the average size of those objects as JSON.
 //!
 //! `STRATA_BENCH_BREAKDOWN=1` also watches claims, XRs, ConfigMaps, Secrets and Events during
 //! the convergence and prints how many times each was created or changed per claim (the
@@ -180,6 +188,33 @@ async fn wait_until(what: &str, every: Duration, mut check: impl AsyncFnMut() ->
     }
 }
 
+/// Returns once `n` claims are Ready, as a watch tells (a list per poll would cost the bench
+/// more per claim the more claims there are).
+async fn every_claim_ready(claims: Api<DynamicObject>, n: usize) {
+    let stream = watcher(claims, watcher::Config::default());
+    futures_util::pin_mut!(stream);
+    let mut ready = std::collections::HashSet::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => {
+                let name = c.metadata.name.clone().unwrap_or_default();
+                if is_true(&c.data, "Ready") {
+                    ready.insert(name);
+                } else {
+                    ready.remove(&name);
+                }
+            }
+            Ok(watcher::Event::Delete(c)) => {
+                ready.remove(&c.metadata.name.clone().unwrap_or_default());
+            }
+            Ok(_) | Err(_) => {}
+        }
+        if ready.len() == n {
+            return;
+        }
+    }
+}
+
 /// A field of `/proc/self/status`, in kB.
 fn proc_status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -344,8 +379,11 @@ async fn bench(n: usize) {
         _ => Vec::new(),
     };
     let before = server.write_counts();
+    let objects_before = server.object_stats();
+    let rss_before_kb = proc_status_kb("VmRSS");
     let cpu_at_start = cpu_time();
     let started = Instant::now();
+    let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n));
     let next = Arc::new(AtomicUsize::new(0));
     let creators: Vec<_> = (0..CREATORS)
         .map(|_| {
@@ -369,17 +407,10 @@ async fn bench(n: usize) {
         c.await.unwrap();
     }
     let created_in = started.elapsed();
-    wait_until(
-        "every claim to be Ready",
-        Duration::from_secs(1),
-        async || {
-            claims
-                .list(&ListParams::default())
-                .await
-                .is_ok_and(|l| l.items.iter().filter(|c| is_true(&c.data, "Ready")).count() == n)
-        },
-    )
-    .await;
+    tokio::time::timeout(TIMEOUT, all_ready)
+        .await
+        .expect("timed out waiting for every claim to be Ready")
+        .unwrap();
     let ready_in = started.elapsed();
     let ready_cpu = cpu_time().saturating_sub(cpu_at_start);
     // Writes still in flight when the last claim turned Ready are the convergence's too.
@@ -391,7 +422,18 @@ async fn bench(n: usize) {
     );
     let mut converge = server.write_counts().since(&before);
     converge.post = converge.post.saturating_sub(n as u64);
-    let peak_rss_mb = proc_status_kb("VmHWM") / 1024;
+    let peak_rss_kb = proc_status_kb("VmHWM");
+    let objects_after = server.object_stats();
+    let objects_added = objects_after
+        .objects
+        .saturating_sub(objects_before.objects)
+        .max(1);
+    let bytes_per_object =
+        (peak_rss_kb.saturating_sub(rss_before_kb) * 1024) as f64 / objects_added as f64;
+    let json_per_object = objects_after
+        .json_bytes
+        .saturating_sub(objects_before.json_bytes) as f64
+        / objects_added as f64;
     let changes: Vec<String> = breakdown
         .into_iter()
         .map(|c| {
@@ -447,7 +489,11 @@ async fn bench(n: usize) {
             changes.join(", ")
         );
     }
-    println!("peak RSS: {peak_rss_mb} MB");
+    println!(
+        "peak RSS: {} MB; objects added: {objects_added}, {bytes_per_object:.0} bytes of RSS each \
+         ({json_per_object:.0} bytes as JSON)",
+        peak_rss_kb / 1024
+    );
     println!(
         "full resync (controllers restarted): CPU {:.1} s over {:.1} s wall, writes {} \
          (POST {}, PATCH {}, PUT {}, DELETE {})",
@@ -459,20 +505,114 @@ async fn bench(n: usize) {
         resync_writes.put,
         resync_writes.delete
     );
+    let figures = json!({
+        "claims": n,
+        "ready_s": ready_in.as_secs_f64(),
+        "cpu_s": ready_cpu.as_secs_f64(),
+        "cpu_ms_per_claim": ready_cpu.as_secs_f64() * 1000.0 / n as f64,
+        "peak_rss_mb": peak_rss_kb / 1024,
+        "bytes_per_object": bytes_per_object,
+        "json_bytes_per_object": json_per_object,
+        "writes_per_claim": converge.total() as f64 / n as f64,
+        "resync_cpu_s": resync_cpu.as_secs_f64(),
+        "resync_cpu_ms_per_claim": resync_cpu.as_secs_f64() * 1000.0 / n as f64,
+        "resync_writes": resync_writes.total(),
+    });
+    println!("{FIGURES}{figures}");
+}
+
+/// The line a size's run ends with, read by the run that prints the table.
+const FIGURES: &str = "figures: ";
+
+/// Runs each size in a child process and prints the figures side by side.
+fn compare(sizes: &[usize]) {
+    let exe = std::env::current_exe().unwrap();
+    let mut runs: Vec<Value> = Vec::new();
+    for n in sizes {
+        println!("--- {n} claims");
+        let out = std::process::Command::new(&exe)
+            .env("STRATA_BENCH_CLAIMS", n.to_string())
+            .env("STRATA_BENCH_ONE", "1")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        assert!(out.status.success(), "the run of {n} claims failed");
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(FIGURES))
+            .expect("the run printed its figures");
+        runs.push(serde_json::from_str(line).unwrap());
+    }
+    let rows: [(&str, &str, usize); 9] = [
+        ("time to all Ready (s)", "ready_s", 1),
+        ("process CPU (s)", "cpu_s", 1),
+        ("CPU per claim (ms)", "cpu_ms_per_claim", 1),
+        ("peak RSS (MB)", "peak_rss_mb", 0),
+        ("bytes per object (RSS)", "bytes_per_object", 0),
+        ("bytes per object (JSON)", "json_bytes_per_object", 0),
+        ("API writes per claim", "writes_per_claim", 1),
+        ("resync CPU (s)", "resync_cpu_s", 1),
+        ("resync CPU per claim (ms)", "resync_cpu_ms_per_claim", 2),
+    ];
+    let header: Vec<String> = sizes.iter().map(|n| format!("{n} claims")).collect();
+    println!();
+    println!(
+        "{:<26} {}  last/first",
+        "",
+        header
+            .iter()
+            .map(|h| format!("{h:>14}"))
+            .collect::<String>()
+    );
+    for (label, key, digits) in rows {
+        let values: Vec<f64> = runs
+            .iter()
+            .map(|r| r[key].as_f64().unwrap_or(0.0))
+            .collect();
+        let cells: String = values
+            .iter()
+            .map(|v| format!("{:>14}", format!("{v:.digits$}")))
+            .collect();
+        let ratio = match (values.first(), values.last()) {
+            (Some(a), Some(b)) if *a > 0.0 && values.len() > 1 => format!("{:.2}", b / a),
+            _ => String::new(),
+        };
+        println!("{label:<26} {cells}  {ratio:>10}");
+    }
+    println!(
+        "resync writes: {}",
+        runs.iter()
+            .map(|r| r["resync_writes"].to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn main() {
-    let n = match std::env::var("STRATA_BENCH_CLAIMS") {
+    let sizes: Vec<usize> = match std::env::var("STRATA_BENCH_CLAIMS") {
         Ok(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| panic!("STRATA_BENCH_CLAIMS must be a positive count, not {v:?}")),
-        Err(_) => 1000,
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .unwrap_or_else(|| {
+                        panic!("STRATA_BENCH_CLAIMS must be positive counts, not {v:?}")
+                    })
+            })
+            .collect(),
+        Err(_) => vec![1000, 10_000],
     };
+    if std::env::var_os("STRATA_BENCH_ONE").is_none() {
+        compare(&sizes);
+        return;
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(bench(n));
+        .block_on(bench(sizes[0]));
 }
