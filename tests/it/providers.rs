@@ -2667,6 +2667,9 @@ mod runtime {
                 "examples/claims/objectstores.yaml",
                 "-f",
                 "examples/claims/app-environment.yaml",
+                // The Namespace `shop` is deleted first and its contents with it: the garbage
+                // collector may remove the ServiceAccount before kubectl reaches it.
+                "--ignore-not-found",
                 "--wait=true",
                 "--timeout=180s",
             ],

@@ -299,15 +299,12 @@ impl Index {
                 self.mark(&d);
             }
         }
-        // Its owners, old and new: one of them may be waiting for its dependents to go.
-        if new.is_none()
-            || owners_before != owners_after
-            || before.as_ref().map(|f| f.deleting) != after.as_ref().map(|f| f.deleting)
-        {
-            let owners: Vec<String> = owners_before
-                .union(&owners_after)
-                .map(|s| (*s).to_owned())
-                .collect();
+        // Its former owners: one may be waiting for this dependent to go or to let go of it
+        // (an owner a new dependent names has nothing to wait for that it did not before).
+        let owners_changed =
+            before.as_ref().map(|f| &f.owners) != after.as_ref().map(|f| &f.owners);
+        if new.is_none() || owners_changed {
+            let owners: Vec<String> = owners_before.iter().map(|s| (*s).to_owned()).collect();
             for owner in owners {
                 self.mark(&owner);
             }
