@@ -463,6 +463,12 @@ impl Cluster {
             }
             if limit.is_some_and(|l| items.len() >= l) {
                 remaining += 1;
+                // As kube-apiserver, a filtered list does not count what remains
+                // (`remainingItemCount` is for unfiltered lists): one more match is enough to
+                // know a next page exists, and a page costs no more the more objects follow it.
+                if !selector.is_empty() {
+                    break;
+                }
                 continue;
             }
             items.push(obj.clone());
@@ -477,7 +483,11 @@ impl Cluster {
             items,
             resource_version: snapshot_rv,
             continue_token,
-            remaining: if remaining > 0 { Some(remaining) } else { None },
+            remaining: if remaining > 0 && selector.is_empty() {
+                Some(remaining)
+            } else {
+                None
+            },
         })
     }
 

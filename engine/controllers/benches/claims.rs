@@ -443,6 +443,7 @@ async fn bench(n: usize) {
         })
         .collect();
 
+    let rss_converged_kb = proc_status_kb("VmRSS");
     controllers.stop().await;
     let before_resync = server.write_counts();
     let cpu_before = cpu_time();
@@ -493,6 +494,11 @@ async fn bench(n: usize) {
         "peak RSS: {} MB; objects added: {objects_added}, {bytes_per_object:.0} bytes of RSS each \
          ({json_per_object:.0} bytes as JSON)",
         peak_rss_kb / 1024
+    );
+    println!(
+        "RSS: {} MB before the claims, {} MB converged",
+        rss_before_kb / 1024,
+        rss_converged_kb / 1024
     );
     println!(
         "full resync (controllers restarted): CPU {:.1} s over {:.1} s wall, writes {} \

@@ -39,7 +39,8 @@ pub struct Shared {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub kinds: Kinds,
-    recorder: Recorder,
+    /// Event recorders, one per shard of regarded objects (see [`RECORDER_SHARDS`]).
+    recorders: Vec<Recorder>,
     pub compositions: Store<Composition>,
     pub revisions: Store<CompositionRevision>,
     pub environments: Store<EnvironmentConfig>,
@@ -102,6 +103,12 @@ pub struct Denial {
     pub name: String,
     pub user: String,
 }
+
+/// kube-runtime's `Recorder` keeps every event it published in the last minutes (to turn a
+/// repeated one into a series) and sweeps that whole cache at each publish: with one event per
+/// claim, the cost of an event grew with the number of claims. Events of one object always go
+/// through the same shard, so series still form, and each sweep covers 1/64 of the events.
+const RECORDER_SHARDS: usize = 64;
 
 /// Who is told that an EnvironmentConfig changed, once the cache holds the change.
 type Listeners = Arc<Mutex<Vec<mpsc::UnboundedSender<()>>>>;
@@ -277,7 +284,9 @@ impl Shared {
             })),
         );
         Ok(Arc::new(Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorders: (0..RECORDER_SHARDS)
+                .map(|_| Recorder::new(client.clone(), reporter.clone()))
+                .collect(),
             functions,
             function_packages: Default::default(),
             kinds: Kinds::new(client.clone()),
@@ -435,7 +444,13 @@ impl Shared {
             action: reason.to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, object).await {
+        let shard = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&object.namespace, &object.name, &object.uid).hash(&mut h);
+            usize::try_from(h.finish() % RECORDER_SHARDS as u64).unwrap_or(0)
+        };
+        if let Err(e) = self.recorders[shard].publish(&ev, object).await {
             tracing::debug!(error = %e, reason, "cannot publish event");
         }
     }
