@@ -3,6 +3,7 @@
 
 mod authn;
 mod bad_requests;
+mod builtins;
 mod connections;
 mod crash;
 mod data_dir;

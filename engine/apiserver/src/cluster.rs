@@ -91,6 +91,9 @@ impl Target {
     /// The object as this target's version presents it.
     /// Borrowed when the stored form already speaks this version (the common case).
     pub fn present<'a>(&self, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
+        if self.rt.stored_as.is_some() {
+            return std::borrow::Cow::Owned(crate::builtin::present(&self.rt, &self.version, obj));
+        }
         let api_version = self.api_version();
         if obj.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str())
             && obj.get("kind").and_then(Value::as_str) == Some(self.rt.kind.as_str())
@@ -381,7 +384,7 @@ impl Cluster {
     pub fn get(&self, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
         let st = self.lock();
         st.objects
-            .get(&t.rt.group_resource())
+            .get(&t.rt.storage_gr())
             .and_then(|m| m.get(&t.key(name)))
             .cloned()
             .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
@@ -416,7 +419,7 @@ impl Cluster {
     ) -> ApiResult<ListPage> {
         let start = continue_token.map(decode_continue).transpose()?;
         let st = self.lock();
-        let gr = t.rt.group_resource();
+        let gr = t.rt.storage_gr();
         let snapshot_rv = match (&start, exact) {
             (Some(token), _) => token.rv.unwrap_or(st.rv).min(st.rv),
             (None, Some(rv)) if rv > st.rv => {
@@ -583,7 +586,7 @@ impl Cluster {
         let name = object::name(&obj).to_owned();
         if st
             .objects
-            .get(&t.rt.group_resource())
+            .get(&t.rt.storage_gr())
             .is_some_and(|m| m.contains_key(&t.key(&name)))
         {
             return Err(ApiError::AlreadyExists(t.error_target(&name)));
@@ -591,13 +594,14 @@ impl Cluster {
         Ok(self.commit(st, t, None, obj))
     }
 
-    fn prepare_create(&self, st: &State, t: &Target, mut body: Value) -> ApiResult<Value> {
+    fn prepare_create(&self, st: &State, t: &Target, body: Value) -> ApiResult<Value> {
         check_type_meta(t, &body)?;
         if !body.is_object() {
             return Err(ApiError::BadRequest(
                 "the request body must be a JSON object".into(),
             ));
         }
+        let mut body = crate::builtin::to_storage(&t.rt, body);
         let m = meta_mut(&mut body);
         let body_ns = m
             .get("namespace")
@@ -688,7 +692,15 @@ impl Cluster {
             body["status"] = json!({"phase": "Active"});
         }
         self.admit(t, None, &mut body)?;
-        body["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
+        if t.rt.builtin && t.rt.group.is_empty() && t.rt.resource == "services" {
+            let existing: Vec<&Value> = st
+                .objects
+                .get(&t.rt.storage_gr())
+                .map(|m| m.values().map(|v| &**v).collect())
+                .unwrap_or_default();
+            crate::builtin::allocate_service(&mut body, &existing);
+        }
+        body["apiVersion"] = json!(t.rt.storage_api_version());
         body["kind"] = json!(t.rt.kind);
         Ok(body)
     }
@@ -706,6 +718,27 @@ impl Cluster {
             )?;
         }
         if t.rt.builtin {
+            let pruned = crate::builtin::prune_unknown(&t.rt, obj);
+            if t.strict_fields && !pruned.is_empty() {
+                let unknown: Vec<String> = pruned
+                    .iter()
+                    .map(|p| format!("unknown field \"{p}\""))
+                    .collect();
+                return Err(ApiError::BadRequest(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    t.rt.kind,
+                    t.version,
+                    t.rt.kind,
+                    unknown.join(", ")
+                )));
+            }
+            if let Some(warnings) = &t.warnings {
+                warnings.extend(pruned.iter().map(|p| format!("unknown field \"{p}\"")));
+            }
+            crate::builtin::apply_defaults(&t.rt, obj, previous.is_none());
+            if let Some(old) = previous {
+                crate::builtin::keep_allocated(&t.rt, old, obj);
+            }
             let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, object::name(obj));
             match (t.rt.group.as_str(), t.rt.resource.as_str()) {
                 (CRD_GROUP, CRD_RESOURCE) => crate::admission::admit_crd(obj, previous)?,
@@ -755,7 +788,7 @@ impl Cluster {
 
     fn existing(&self, st: &State, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
         st.objects
-            .get(&t.rt.group_resource())
+            .get(&t.rt.storage_gr())
             .and_then(|m| m.get(&t.key(name)))
             .cloned()
             .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
@@ -769,6 +802,7 @@ impl Cluster {
         sub: Subresource,
         managed: ManagedFields<'_>,
     ) -> ApiResult<Value> {
+        let body = crate::builtin::to_storage(&t.rt, body);
         let requested_rv = object::resource_version(&body).to_owned();
         if !requested_rv.is_empty() && requested_rv != object::resource_version(old) {
             return Err(ApiError::Conflict {
@@ -851,7 +885,7 @@ impl Cluster {
                 t.warnings.as_ref(),
             )?;
         }
-        new["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
+        new["apiVersion"] = json!(t.rt.storage_api_version());
         new["kind"] = json!(t.rt.kind);
         if spec_changed(old, &new, isolate_status) {
             let generation = old_meta
@@ -913,7 +947,7 @@ impl Cluster {
         st.rv += 1;
         let rv = st.rv;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-        let gr = t.rt.group_resource();
+        let gr = t.rt.storage_gr();
         let name = object::name(&obj).to_owned();
         let obj = Arc::new(obj);
         st.objects
@@ -969,7 +1003,7 @@ impl Cluster {
         st.rv += 1;
         let rv = st.rv;
         meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
-        let gr = t.rt.group_resource();
+        let gr = t.rt.storage_gr();
         let name = object::name(old).to_owned();
         if let Some(m) = st.objects.get_mut(&gr) {
             m.remove(&t.key(&name));
@@ -1178,7 +1212,7 @@ impl Cluster {
         };
         let old = st
             .objects
-            .get(&t.rt.group_resource())
+            .get(&t.rt.storage_gr())
             .and_then(|m| m.get(&t.key(name)))
             .cloned();
         let conflict = |e: fields::ApplyError| match e {

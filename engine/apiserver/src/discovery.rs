@@ -484,8 +484,13 @@ mod tests {
                 "apps",
                 "authentication.k8s.io",
                 "authorization.k8s.io",
+                "autoscaling",
+                "batch",
                 "coordination.k8s.io",
+                "discovery.k8s.io",
                 "events.k8s.io",
+                "networking.k8s.io",
+                "policy",
                 "rbac.authorization.k8s.io"
             ]
         );

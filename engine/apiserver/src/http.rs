@@ -994,7 +994,7 @@ impl WatchView {
 
     /// The event type this watcher sees for a committed event, if any.
     fn visible(&self, e: &WatchEvent) -> Option<EventType> {
-        if e.gr != self.t.rt.group_resource() {
+        if e.gr != self.t.rt.storage_gr() {
             return None;
         }
         let now = self.in_scope(&e.object);

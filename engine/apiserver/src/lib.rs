@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod auth;
 pub mod authn_api;
+pub mod builtin;
 pub mod cel;
 pub mod client_cert;
 pub mod cluster;
@@ -23,6 +24,7 @@ pub mod gc;
 pub mod http;
 pub mod object;
 pub mod patch;
+pub mod printers;
 pub mod protobuf;
 pub mod rbac;
 pub mod resource;

@@ -104,6 +104,9 @@ pub struct ResourceType {
     pub versions: Vec<ResourceVersion>,
     /// Built-in kinds accept strategic merge patches; custom resources do not.
     pub builtin: bool,
+    /// Another resource whose storage this one shares, with the `apiVersion` objects are stored
+    /// in (events.k8s.io/v1 Events are core/v1 Events, each served in its own shape).
+    pub stored_as: Option<(GroupResource, &'static str)>,
 }
 
 /// The warning kube-apiserver answers requests to a deprecated CRD version with: its
@@ -163,6 +166,22 @@ fn kube_version_order(name: &str) -> (u8, u64, u8, u64) {
 impl ResourceType {
     pub fn group_resource(&self) -> GroupResource {
         GroupResource::new(&self.group, &self.resource)
+    }
+
+    /// The resource objects of this type are stored under.
+    pub fn storage_gr(&self) -> GroupResource {
+        match &self.stored_as {
+            Some((gr, _)) => gr.clone(),
+            None => self.group_resource(),
+        }
+    }
+
+    /// The `apiVersion` objects of this type are stored in.
+    pub fn storage_api_version(&self) -> String {
+        match &self.stored_as {
+            Some((_, api_version)) => (*api_version).to_owned(),
+            None => self.api_version(self.storage_version()),
+        }
     }
 
     pub fn version(&self, name: &str) -> Option<&ResourceVersion> {
@@ -274,11 +293,18 @@ impl ResourceType {
                 deprecation_warning: None,
             }],
             builtin: true,
+            stored_as: None,
         }
     }
 
     fn with_short_names(mut self, names: &[&str]) -> Self {
         self.short_names = names.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// In the `all` category (`kubectl get all`), as kube-apiserver puts the workload kinds.
+    fn in_all(mut self) -> Self {
+        self.categories = vec!["all".to_owned()];
         self
     }
 
@@ -359,6 +385,7 @@ impl ResourceType {
             categories: strings(names.get("categories")),
             versions,
             builtin: false,
+            stored_as: None,
         })
     }
 }
@@ -392,26 +419,100 @@ pub struct Registry {
 
 impl Registry {
     pub fn with_builtins() -> Self {
+        let b = ResourceType::builtin;
         let builtins = [
-            ResourceType::builtin("", "v1", "namespaces", "Namespace", false, true)
-                .with_short_names(&["ns"]),
-            ResourceType::builtin("", "v1", "secrets", "Secret", true, false),
-            ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, false)
-                .with_short_names(&["cm"]),
-            ResourceType::builtin("", "v1", "events", "Event", true, false)
-                .with_short_names(&["ev"]),
-            ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, false)
-                .with_short_names(&["sa"]),
-            // Stored and served (nothing runs them: the control plane has no nodes), so a
-            // Composition can compose them and Strata can run a function as a Deployment.
-            ResourceType::builtin("", "v1", "services", "Service", true, false)
-                .with_short_names(&["svc"]),
-            ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, false)
-                .with_short_names(&["deploy"]),
-            ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, false)
-                .with_short_names(&["ev"]),
-            ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
-            ResourceType::builtin(
+            b("", "v1", "namespaces", "Namespace", false, true).with_short_names(&["ns"]),
+            b("", "v1", "secrets", "Secret", true, false),
+            b("", "v1", "configmaps", "ConfigMap", true, false).with_short_names(&["cm"]),
+            b("", "v1", "events", "Event", true, false).with_short_names(&["ev"]),
+            b("", "v1", "serviceaccounts", "ServiceAccount", true, false).with_short_names(&["sa"]),
+            // Workloads and networking are stored and served (nothing runs them: the control
+            // plane has no nodes), so a Composition can compose them and clients see them.
+            b("", "v1", "pods", "Pod", true, true)
+                .with_short_names(&["po"])
+                .in_all(),
+            b("", "v1", "services", "Service", true, true)
+                .with_short_names(&["svc"])
+                .in_all(),
+            b("", "v1", "endpoints", "Endpoints", true, false).with_short_names(&["ep"]),
+            b(
+                "",
+                "v1",
+                "persistentvolumeclaims",
+                "PersistentVolumeClaim",
+                true,
+                true,
+            )
+            .with_short_names(&["pvc"]),
+            b("", "v1", "limitranges", "LimitRange", true, false).with_short_names(&["limits"]),
+            b("", "v1", "resourcequotas", "ResourceQuota", true, true).with_short_names(&["quota"]),
+            b("apps", "v1", "deployments", "Deployment", true, true)
+                .with_short_names(&["deploy"])
+                .in_all(),
+            b("apps", "v1", "statefulsets", "StatefulSet", true, true)
+                .with_short_names(&["sts"])
+                .in_all(),
+            b("apps", "v1", "daemonsets", "DaemonSet", true, true)
+                .with_short_names(&["ds"])
+                .in_all(),
+            b("apps", "v1", "replicasets", "ReplicaSet", true, true)
+                .with_short_names(&["rs"])
+                .in_all(),
+            b("batch", "v1", "jobs", "Job", true, true).in_all(),
+            b("batch", "v1", "cronjobs", "CronJob", true, true)
+                .with_short_names(&["cj"])
+                .in_all(),
+            b(
+                "networking.k8s.io",
+                "v1",
+                "ingresses",
+                "Ingress",
+                true,
+                true,
+            )
+            .with_short_names(&["ing"]),
+            b(
+                "networking.k8s.io",
+                "v1",
+                "networkpolicies",
+                "NetworkPolicy",
+                true,
+                false,
+            )
+            .with_short_names(&["netpol"]),
+            b(
+                "policy",
+                "v1",
+                "poddisruptionbudgets",
+                "PodDisruptionBudget",
+                true,
+                true,
+            )
+            .with_short_names(&["pdb"]),
+            b(
+                "autoscaling",
+                "v2",
+                "horizontalpodautoscalers",
+                "HorizontalPodAutoscaler",
+                true,
+                true,
+            )
+            .with_short_names(&["hpa"])
+            .in_all(),
+            b(
+                "discovery.k8s.io",
+                "v1",
+                "endpointslices",
+                "EndpointSlice",
+                true,
+                false,
+            ),
+            ResourceType {
+                stored_as: Some((GroupResource::new("", "events"), "v1")),
+                ..b("events.k8s.io", "v1", "events", "Event", true, false).with_short_names(&["ev"])
+            },
+            b("coordination.k8s.io", "v1", "leases", "Lease", true, false),
+            b(
                 CRD_GROUP,
                 "v1",
                 CRD_RESOURCE,
@@ -420,10 +521,10 @@ impl Registry {
                 true,
             )
             .with_short_names(&["crd", "crds"]),
-            ResourceType::builtin(RBAC, "v1", "roles", "Role", true, false),
-            ResourceType::builtin(RBAC, "v1", "rolebindings", "RoleBinding", true, false),
-            ResourceType::builtin(RBAC, "v1", "clusterroles", "ClusterRole", false, false),
-            ResourceType::builtin(
+            b(RBAC, "v1", "roles", "Role", true, false),
+            b(RBAC, "v1", "rolebindings", "RoleBinding", true, false),
+            b(RBAC, "v1", "clusterroles", "ClusterRole", false, false),
+            b(
                 RBAC,
                 "v1",
                 "clusterrolebindings",

@@ -29,7 +29,7 @@ enum Cell {
     Age,
     Path(String),
     DataCount,
-    ListCount(&'static str),
+    Builtin(crate::printers::CellFn),
 }
 
 fn column(name: &str, type_: &str, cell: Cell) -> Column {
@@ -73,6 +73,23 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
         }));
         return cols;
     }
+    if let Some(builtin) = crate::printers::columns(&rt.group, &rt.resource) {
+        return builtin
+            .into_iter()
+            .map(|c| Column {
+                name: c.name.into(),
+                type_: c.type_.into(),
+                format: if c.name == "Name" {
+                    "name".into()
+                } else {
+                    String::new()
+                },
+                description: String::new(),
+                priority: c.priority,
+                cell: Cell::Builtin(c.cell),
+            })
+            .collect();
+    }
     let mut cols = vec![name_col()];
     match (rt.group.as_str(), rt.resource.as_str()) {
         ("", "namespaces") => cols.push(column(
@@ -85,19 +102,6 @@ fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
             cols.push(column("Data", "string", Cell::DataCount));
         }
         ("", "configmaps") => cols.push(column("Data", "string", Cell::DataCount)),
-        ("", "serviceaccounts") => {
-            cols.push(column("Secrets", "string", Cell::ListCount("secrets")))
-        }
-        ("coordination.k8s.io", "leases") => cols.push(column(
-            "Holder",
-            "string",
-            Cell::Path(".spec.holderIdentity".into()),
-        )),
-        (_, "events") => {
-            cols.push(column("Type", "string", Cell::Path(".type".into())));
-            cols.push(column("Reason", "string", Cell::Path(".reason".into())));
-            cols.push(column("Message", "string", Cell::Path(".message".into())));
-        }
         _ => {}
     }
     if rt.resource == "customresourcedefinitions" {
@@ -121,18 +125,14 @@ fn cell_value(cell: &Cell, obj: &Value, now: jiff::Timestamp) -> Value {
         Cell::Age => json!(
             obj.pointer("/metadata/creationTimestamp")
                 .and_then(Value::as_str)
-                .map(|t| age(t, now))
+                .map(|t| crate::printers::since(t, now))
                 .unwrap_or_else(|| "<unknown>".into())
         ),
         Cell::DataCount => {
             let count = |k: &str| obj.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
             json!(count("data") + count("binaryData") + count("stringData"))
         }
-        Cell::ListCount(field) => json!(
-            obj.get(*field)
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len)
-        ),
+        Cell::Builtin(f) => f(obj, now),
         Cell::Path(path) => {
             let found = crate::table::jsonpath(obj, path);
             match found.as_slice() {
@@ -148,24 +148,6 @@ fn plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-/// Age as kubectl prints it (`45s`, `3m12s`, `5h`, `2d3h`, `400d`).
-fn age(created: &str, now: jiff::Timestamp) -> String {
-    let Ok(t) = created.parse::<jiff::Timestamp>() else {
-        return "<invalid>".into();
-    };
-    let secs = (now.as_second() - t.as_second()).max(0);
-    let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        _ if m < 10 => format!("{m}m{}s", secs % 60),
-        _ if h < 3 => format!("{m}m"),
-        _ if h < 8 => format!("{h}h{}m", m % 60),
-        _ if h < 48 => format!("{h}h"),
-        _ if d < 8 => format!("{d}d{}h", h % 24),
-        _ => format!("{d}d"),
     }
 }
 
@@ -255,7 +237,7 @@ pub fn table(
         .map(|o| {
             let cells: Vec<Value> = cols.iter().map(|c| cell_value(&c.cell, o, now)).collect();
             let object = if include_object {
-                (**o).clone()
+                crate::builtin::present(rt, version, o)
             } else {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
             };
@@ -281,14 +263,6 @@ mod tests {
             vec![&json!("Synced")]
         );
         assert!(jsonpath(&obj, ".spec.missing").is_empty());
-    }
-
-    #[test]
-    fn ages_read_like_kubectl() {
-        let now: jiff::Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
-        assert_eq!(age("2026-01-01T23:59:15Z", now), "45s");
-        assert_eq!(age("2026-01-01T23:55:00Z", now), "5m0s");
-        assert_eq!(age("2026-01-01T00:00:00Z", now), "24h");
     }
 
     #[test]

@@ -1,0 +1,434 @@
+//! Built-in kinds through the real kubectl: events.k8s.io and core Events in one store,
+//! workloads and networking kinds with kube-apiserver's columns, `kubectl get all`, unknown
+//! fields under Strict and Warn, the defaults a client sees.
+
+use super::fixture::ControlPlane;
+
+fn write(cp: &ControlPlane, name: &str, text: &str) -> String {
+    let path = cp.dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: team}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: nginx, image: "nginx:1.27"}]
+"#;
+
+#[test]
+fn an_event_written_through_events_k8s_io_shows_in_kubectl_get_events_and_describe() {
+    let cp = ControlPlane::start("builtins-events");
+    let objects = write(&cp, "deploy.yaml", DEPLOYMENT);
+    cp.kubectl_ok(&["apply", "-f", &objects]);
+    let uid = cp.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let event = format!(
+        r#"
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {{name: web.scaled, namespace: team}}
+eventTime: "2026-01-01T00:00:00.000000Z"
+reportingController: strata.dev/composer
+reportingInstance: strata-0
+action: Compose
+reason: ComposedResources
+type: Normal
+note: "composed 2 resources"
+regarding: {{apiVersion: apps/v1, kind: Deployment, name: web, namespace: team, uid: "{uid}"}}
+"#
+    );
+    let event = write(&cp, "event.yaml", &event);
+    cp.kubectl_ok(&["create", "-f", &event]);
+
+    // One store: the core API sees the event in its own shape.
+    let listed = cp.kubectl_ok(&["get", "events", "-n", "team"]);
+    let header = listed.lines().next().unwrap_or_default();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{listed}"
+    );
+    assert!(
+        listed.contains("ComposedResources")
+            && listed.contains("deployment/web")
+            && listed.contains("composed 2 resources"),
+        "{listed}"
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "events.v1.",
+            "web.scaled",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.apiVersion} {.involvedObject.name} {.message} {.reportingComponent}",
+        ]),
+        "v1 web composed 2 resources strata.dev/composer"
+    );
+    let described = cp.kubectl_ok(&["describe", "deployment", "web", "-n", "team"]);
+    let events = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no events section: {described}"));
+    assert!(
+        events.contains("ComposedResources")
+            && events.contains("strata.dev/composer")
+            && events.contains("composed 2 resources"),
+        "{described}"
+    );
+
+    // And an event written through the core API is served by events.k8s.io in its shape.
+    let core = write(
+        &cp,
+        "core-event.yaml",
+        r#"
+apiVersion: v1
+kind: Event
+metadata: {name: web.legacy, namespace: team}
+involvedObject: {apiVersion: apps/v1, kind: Deployment, name: web, namespace: team}
+reason: Legacy
+message: "from the core API"
+type: Warning
+count: 4
+source: {component: old-controller}
+"#,
+    );
+    cp.kubectl_ok(&["create", "-f", &core]);
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "web.legacy",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.apiVersion} {.regarding.name} {.note} {.deprecatedCount} {.deprecatedSource.component}",
+        ]),
+        "events.k8s.io/v1 web from the core API 4 old-controller"
+    );
+    let all = cp.kubectl_ok(&["get", "events.events.k8s.io", "-n", "team", "-o", "name"]);
+    assert_eq!(all.lines().count(), 2, "{all}");
+    cp.kubectl_ok(&["delete", "events.events.k8s.io", "web.legacy", "-n", "team"]);
+    let left = cp.kubectl_ok(&["get", "events", "-n", "team", "-o", "name"]);
+    assert_eq!(left.trim(), "event/web.scaled");
+}
+
+const WORKLOADS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: nginx, image: "nginx:1.27", ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: pg, image: "postgres:17"}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly, namespace: shop}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: backup, image: busybox}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: shop}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: shop}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: shop}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 5
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: shop}
+spec:
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+
+fn header(out: &str) -> Vec<String> {
+    out.lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn row<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row {name} in\n{out}"))
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[test]
+fn kubectl_get_shows_builtin_kinds_with_kube_apiserver_columns_and_defaults() {
+    let cp = ControlPlane::start("builtins-get");
+    let objects = write(&cp, "workloads.yaml", WORKLOADS);
+    cp.kubectl_ok(&["apply", "-f", &objects]);
+
+    let deploy = cp.kubectl_ok(&["get", "deploy", "-n", "shop", "-o", "wide"]);
+    assert_eq!(
+        header(&deploy),
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    let r = row(&deploy, "web");
+    assert_eq!((r[1], r[2], r[3]), ("0/3", "0", "0"), "{deploy}");
+    assert_eq!(&r[5..], ["nginx", "nginx:1.27", "app=web"], "{deploy}");
+
+    let svc = cp.kubectl_ok(&["get", "svc", "web", "-n", "shop"]);
+    assert_eq!(
+        header(&svc),
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
+    let r = row(&svc, "web");
+    assert_eq!((r[1], r[3]), ("NodePort", "<none>"), "{svc}");
+    assert!(
+        r[2].starts_with("10.96."),
+        "a cluster IP is allocated: {svc}"
+    );
+    assert!(
+        r[4].starts_with("80:3") && r[4].ends_with("/TCP"),
+        "a node port is allocated: {svc}"
+    );
+
+    // The defaults a client sees.
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.strategy.type} {.spec.revisionHistoryLimit} {.spec.progressDeadlineSeconds} {.spec.template.spec.containers[0].imagePullPolicy} {.spec.template.spec.containers[0].ports[0].protocol}",
+        ]),
+        "RollingUpdate 10 600 IfNotPresent TCP"
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "svc",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.sessionAffinity} {.spec.ports[0].targetPort} {.spec.externalTrafficPolicy}",
+        ]),
+        "None 80 Cluster"
+    );
+
+    let sts = cp.kubectl_ok(&["get", "sts", "-n", "shop"]);
+    assert_eq!(header(&sts), ["NAME", "READY", "AGE"]);
+    assert_eq!(row(&sts, "db")[1], "0/1");
+    let cj = cp.kubectl_ok(&["get", "cj", "-n", "shop"]);
+    assert_eq!(
+        header(&cj),
+        [
+            "NAME",
+            "SCHEDULE",
+            "TIMEZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SCHEDULE",
+            "AGE"
+        ]
+    );
+    assert_eq!(
+        &row(&cj, "nightly")[1..6],
+        ["0 3 * * *", "<none>", "False", "0", "<none>"]
+    );
+    let pvc = cp.kubectl_ok(&["get", "pvc", "-n", "shop"]);
+    assert_eq!(
+        header(&pvc),
+        [
+            "NAME",
+            "STATUS",
+            "VOLUME",
+            "CAPACITY",
+            "ACCESS MODES",
+            "STORAGECLASS",
+            "VOLUMEATTRIBUTESCLASS",
+            "AGE"
+        ]
+    );
+    let pdb = cp.kubectl_ok(&["get", "pdb", "-n", "shop"]);
+    assert_eq!(
+        header(&pdb),
+        [
+            "NAME",
+            "MIN AVAILABLE",
+            "MAX UNAVAILABLE",
+            "ALLOWED DISRUPTIONS",
+            "AGE"
+        ]
+    );
+    assert_eq!(&row(&pdb, "web")[1..4], ["2", "N/A", "0"]);
+    let hpa = cp.kubectl_ok(&["get", "hpa", "-n", "shop"]);
+    assert_eq!(
+        header(&hpa),
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]
+    );
+    assert_eq!(
+        &row(&hpa, "web")[1..6],
+        ["Deployment/web", "cpu: <unknown>/80%", "1", "5", "0"]
+    );
+    let ing = cp.kubectl_ok(&["get", "ing", "-n", "shop"]);
+    assert_eq!(
+        header(&ing),
+        ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+    );
+    assert_eq!(&row(&ing, "web")[1..3], ["<none>", "shop.example.com"]);
+
+    // `kubectl get all`: the workload kinds, not PVCs, PDBs or Ingresses.
+    let all = cp.kubectl_ok(&["get", "all", "-n", "shop", "-o", "name"]);
+    let mut names: Vec<&str> = all.lines().collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "cronjob.batch/nightly",
+            "deployment.apps/web",
+            "horizontalpodautoscaler.autoscaling/web",
+            "service/web",
+            "statefulset.apps/db",
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_field_of_a_builtin_kind_is_rejected_under_strict_and_warned_under_warn() {
+    let cp = ControlPlane::start("builtins-fields");
+    let typo = write(
+        &cp,
+        "typo.yaml",
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: typo, namespace: default}
+spec:
+  replica: 2
+  selector: {matchLabels: {app: typo}}
+  template:
+    metadata: {labels: {app: typo}}
+    spec:
+      containers: [{name: c, image: "nginx:1.27", imagePullPolice: Always}]
+"#,
+    );
+    let out = cp.kubectl(&["apply", "-f", &typo]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "Strict is kubectl's default");
+    assert!(
+        stderr.contains("unknown field \"spec.replica\"")
+            && stderr
+                .contains("unknown field \"spec.template.spec.containers[0].imagePullPolice\""),
+        "{stderr}"
+    );
+    let out = cp.kubectl(&["apply", "--validate=warn", "-f", &typo]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.replica\""),
+        "{stderr}"
+    );
+    assert_eq!(
+        cp.kubectl_ok(&["get", "deploy", "typo", "-o", "jsonpath={.spec.replicas}"]),
+        "1",
+        "the unknown field is dropped and the default applies"
+    );
+}
