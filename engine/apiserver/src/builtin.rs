@@ -108,6 +108,22 @@ fn default_template(obj: &mut Value, pointer: &str) {
     }
 }
 
+/// A rolling update strategy: `RollingUpdate` unless another type is named, with `rolling`'s
+/// values for what its `rollingUpdate` leaves out.
+fn default_strategy(spec: &mut Value, key: &str, rolling: Value) {
+    default(spec, key, json!({}));
+    let strategy = &mut spec[key];
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+        default(strategy, "rollingUpdate", json!({}));
+        if let Value::Object(values) = rolling {
+            for (k, v) in values {
+                default(&mut strategy["rollingUpdate"], &k, v);
+            }
+        }
+    }
+}
+
 /// The QoS class kube-apiserver records in a new Pod's status.
 fn qos_class(spec: &Value) -> &'static str {
     let containers = spec
@@ -185,10 +201,10 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value, creating: bool) {
         ("apps", "deployments") => {
             if let Some(spec) = at(obj, "/spec") {
                 default(spec, "replicas", json!(1));
-                default(
+                default_strategy(
                     spec,
                     "strategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                    json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
                 );
                 default(spec, "revisionHistoryLimit", json!(10));
                 default(spec, "progressDeadlineSeconds", json!(600));
@@ -199,11 +215,7 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value, creating: bool) {
             if let Some(spec) = at(obj, "/spec") {
                 default(spec, "replicas", json!(1));
                 default(spec, "podManagementPolicy", json!("OrderedReady"));
-                default(
-                    spec,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-                );
+                default_strategy(spec, "updateStrategy", json!({"partition": 0}));
                 default(spec, "revisionHistoryLimit", json!(10));
                 default(
                     spec,
@@ -215,10 +227,10 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value, creating: bool) {
         }
         ("apps", "daemonsets") => {
             if let Some(spec) = at(obj, "/spec") {
-                default(
+                default_strategy(
                     spec,
                     "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                    json!({"maxUnavailable": 1, "maxSurge": 0}),
                 );
                 default(spec, "revisionHistoryLimit", json!(10));
             }

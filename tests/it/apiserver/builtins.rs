@@ -432,3 +432,137 @@ spec:
         "the unknown field is dropped and the default applies"
     );
 }
+
+#[test]
+fn kubectl_create_deployment_service_job_cronjob_and_run_work_over_protobuf() {
+    let cp = ControlPlane::start("builtins-create");
+    cp.kubectl_ok(&["create", "namespace", "gen"]);
+    cp.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "gen",
+        "--image=nginx:1.27",
+        "--replicas=2",
+        "--port=80",
+    ]);
+    cp.kubectl_ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "gen",
+        "--tcp=80:8080",
+    ]);
+    cp.kubectl_ok(&[
+        "create",
+        "job",
+        "once",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--",
+        "date",
+    ]);
+    cp.kubectl_ok(&[
+        "create",
+        "cronjob",
+        "nightly",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--schedule=0 3 * * *",
+    ]);
+    cp.kubectl_ok(&[
+        "run",
+        "shell",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--labels=app=shell",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.strategy.rollingUpdate.maxSurge} {.spec.template.spec.containers[0].imagePullPolicy}",
+        ]),
+        "2 web nginx:1.27 80 25% IfNotPresent"
+    );
+    let deploy = cp.kubectl_ok(&["get", "deploy", "web", "-n", "gen", "-o", "json"]);
+    let deploy: serde_json::Value = serde_json::from_str(&deploy).unwrap();
+    assert!(
+        deploy["spec"].get("minReadySeconds").is_none()
+            && deploy["spec"].get("paused").is_none()
+            && deploy["metadata"].get("generateName").is_none(),
+        "protobuf's zero values are not JSON fields: {deploy}"
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "svc",
+            "web",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.ports[0].name} {.spec.selector.app}",
+        ]),
+        "ClusterIP 80 8080 80-8080 web"
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "job",
+            "once",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].command} {.spec.template.spec.restartPolicy} {.spec.completions}",
+        ]),
+        r#"["date"] Never 1"#
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "cj",
+            "nightly",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.schedule} {.spec.jobTemplate.spec.template.spec.containers[0].image}",
+        ]),
+        "0 3 * * * busybox"
+    );
+    let pods = cp.kubectl_ok(&["get", "pods", "-n", "gen"]);
+    assert_eq!(
+        header(&pods),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    assert_eq!(
+        &row(&pods, "shell")[1..4],
+        ["0/1", "Pending", "0"],
+        "{pods}"
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "pod",
+            "shell",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.containers[0].args} {.metadata.labels.app} {.status.qosClass}",
+        ]),
+        r#"["sleep","3600"] shell BestEffort"#
+    );
+}
