@@ -151,67 +151,88 @@ fn plain(v: &Value) -> String {
     }
 }
 
-/// A small JSONPath subset: `.a.b`, `[n]`, `[*]` and `[?(@.k=="v")]`.
+/// Evaluates a printer column's JSONPath (Kubernetes' dialect: `.a.b`, `[n]`, `[*]`,
+/// `[?(@.k=="v")]`, `\.` for a dot inside a key) with `jsonpath-rust`, after writing it in
+/// RFC 9535 form: every member as a bracketed name, so keys like `strata.dev/external-name`
+/// need no escaping there. A path it cannot read matches nothing.
 pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
-    let path = path
-        .trim()
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .trim_start_matches('$');
-    let mut current = vec![obj];
-    let mut rest = path;
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            let key = &r[..end];
-            current = current.into_iter().filter_map(|v| v.get(key)).collect();
-            rest = &r[end..];
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let Some(end) = r.find(']') else {
-                return Vec::new();
-            };
-            let inner = &r[..end];
-            rest = &r[end + 1..];
-            current = current
-                .into_iter()
-                .flat_map(|v| {
-                    v.as_array()
-                        .map(|a| a.iter().collect::<Vec<_>>())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .enumerate()
-                })
-                .filter(|(i, item)| index_matches(inner, *i, item))
-                .map(|(_, item)| item)
-                .collect();
-        } else {
-            return Vec::new();
-        }
-    }
-    current
+    use jsonpath_rust::JsonPath;
+    let Some(query) = rfc9535(path) else {
+        return Vec::new();
+    };
+    obj.query(&query).unwrap_or_default()
 }
 
-fn index_matches(selector: &str, i: usize, item: &Value) -> bool {
-    if selector == "*" {
-        return true;
+/// A Kubernetes JSONPath (`{.a.b\.c[0]}`) as an RFC 9535 query (`$['a']['b.c'][0]`).
+fn rfc9535(path: &str) -> Option<String> {
+    let path = path.trim();
+    let path = path
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or(path)
+        .trim();
+    let path = path.strip_prefix('$').unwrap_or(path);
+    let mut out = String::from("$");
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => {
+                if chars.peek() == Some(&'.') {
+                    chars.next();
+                    out.push_str("..");
+                }
+                let mut name = String::new();
+                while let Some(&n) = chars.peek() {
+                    match n {
+                        '\\' => {
+                            chars.next();
+                            name.push(chars.next()?);
+                        }
+                        '.' | '[' => break,
+                        _ => {
+                            name.push(n);
+                            chars.next();
+                        }
+                    }
+                }
+                match name.as_str() {
+                    "" if out.ends_with("..") => {}
+                    "" => return None,
+                    "*" => out.push_str("[*]"),
+                    _ => {
+                        let quoted = name.replace('\\', "\\\\").replace('\'', "\\'");
+                        out.push_str(&format!("['{quoted}']"));
+                    }
+                }
+            }
+            '[' => {
+                // Copied up to its matching bracket (quotes and nested brackets respected).
+                let (mut depth, mut quote) = (1, None::<char>);
+                out.push('[');
+                for n in chars.by_ref() {
+                    out.push(n);
+                    match (quote, n) {
+                        (Some(q), n) if n == q => quote = None,
+                        (Some(_), _) => {}
+                        (None, '"' | '\'') => quote = Some(n),
+                        (None, '[') => depth += 1,
+                        (None, ']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if depth != 0 {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
     }
-    if let Ok(n) = selector.parse::<usize>() {
-        return n == i;
-    }
-    let Some(cond) = selector
-        .strip_prefix("?(@.")
-        .and_then(|c| c.strip_suffix(')'))
-    else {
-        return false;
-    };
-    let Some((key, want)) = cond.split_once("==") else {
-        return false;
-    };
-    let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
-    item.pointer(&format!("/{}", key.trim().replace('.', "/")))
-        .map(plain)
-        .as_deref()
-        == Some(want)
+    Some(out)
 }
 
 /// A Table of `objects`; column definitions are left out for watch events after the first.
@@ -263,6 +284,23 @@ mod tests {
             vec![&json!("Synced")]
         );
         assert!(jsonpath(&obj, ".spec.missing").is_empty());
+        assert_eq!(
+            jsonpath(&obj, "{.status.conditions[*].type}"),
+            vec![&json!("Synced"), &json!("Ready")]
+        );
+    }
+
+    #[test]
+    fn an_escaped_dot_names_an_annotation_key() {
+        let obj = json!({"metadata": {"annotations": {"strata.dev/external-name": "db-7", "strata": {"dev/external-name": "wrong"}}}});
+        assert_eq!(
+            jsonpath(&obj, ".metadata.annotations.strata\\.dev/external-name"),
+            vec![&json!("db-7")]
+        );
+        assert!(
+            jsonpath(&obj, ".metadata[").is_empty(),
+            "an unreadable path matches nothing"
+        );
     }
 
     #[test]

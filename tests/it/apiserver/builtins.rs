@@ -566,3 +566,39 @@ fn kubectl_create_deployment_service_job_cronjob_and_run_work_over_protobuf() {
         r#"["sleep","3600"] shell BestEffort"#
     );
 }
+
+#[test]
+fn the_external_name_column_of_a_managed_resource_shows_its_annotation() {
+    let cp = ControlPlane::start("builtins-external-name");
+    let crd = write(
+        &cp,
+        "crd.yaml",
+        include_str!("../../../crds/storage.gcp.strata.dev_buckets.yaml"),
+    );
+    cp.kubectl_ok(&["apply", "-f", &crd]);
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/buckets.storage.gcp.strata.dev",
+    ]);
+    let bucket = write(
+        &cp,
+        "bucket.yaml",
+        r#"
+apiVersion: storage.gcp.strata.dev/v1alpha1
+kind: Bucket
+metadata:
+  name: assets
+  annotations: {strata.dev/external-name: acme-assets-7f3a}
+spec:
+  forProvider: {location: EU, project: acme}
+"#,
+    );
+    cp.kubectl_ok(&["apply", "-f", &bucket]);
+    let out = cp.kubectl_ok(&["get", "buckets"]);
+    assert_eq!(
+        header(&out),
+        ["NAME", "READY", "SYNCED", "EXTERNAL-NAME", "AGE"]
+    );
+    assert_eq!(row(&out, "assets")[1], "acme-assets-7f3a", "{out}");
+}
