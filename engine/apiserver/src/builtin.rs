@@ -339,52 +339,82 @@ fn schema_of<T: schemars::JsonSchema>() -> Option<Compiled> {
         .map(std::sync::Arc::new)
 }
 
-/// The compiled schema of a built-in kind, from its k8s-openapi type (compiled once).
-fn schema_for(rt: &ResourceType) -> Option<Compiled> {
+type MakeSchema = fn() -> Option<Compiled>;
+
+/// The built-in kinds validated by their k8s-openapi type, each with how its schema is made.
+const SCHEMAS: &[(&str, &str, MakeSchema)] = {
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
         coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
         networking::v1 as networking, policy::v1 as policy,
     };
-    type Cache = std::collections::HashMap<(String, String), Option<Compiled>>;
-    static CACHE: std::sync::LazyLock<std::sync::Mutex<Cache>> =
-        std::sync::LazyLock::new(Default::default);
-    let key = (rt.group.clone(), rt.resource.clone());
-    if let Some(found) = CACHE.lock().ok()?.get(&key) {
-        return found.clone();
-    }
-    let compiled = match (rt.group.as_str(), rt.resource.as_str()) {
-        ("", "pods") => schema_of::<core::Pod>(),
-        ("", "services") => schema_of::<core::Service>(),
-        ("", "endpoints") => schema_of::<core::Endpoints>(),
-        ("", "serviceaccounts") => schema_of::<core::ServiceAccount>(),
-        ("", "persistentvolumeclaims") => schema_of::<core::PersistentVolumeClaim>(),
-        ("", "events") | ("events.k8s.io", "events") => schema_of::<core::Event>(),
-        ("", "limitranges") => schema_of::<core::LimitRange>(),
-        ("", "resourcequotas") => schema_of::<core::ResourceQuota>(),
-        ("", "configmaps") => schema_of::<core::ConfigMap>(),
-        ("", "secrets") => schema_of::<core::Secret>(),
-        ("", "namespaces") => schema_of::<core::Namespace>(),
-        ("apps", "deployments") => schema_of::<apps::Deployment>(),
-        ("apps", "statefulsets") => schema_of::<apps::StatefulSet>(),
-        ("apps", "daemonsets") => schema_of::<apps::DaemonSet>(),
-        ("apps", "replicasets") => schema_of::<apps::ReplicaSet>(),
-        ("batch", "jobs") => schema_of::<batch::Job>(),
-        ("batch", "cronjobs") => schema_of::<batch::CronJob>(),
-        ("networking.k8s.io", "ingresses") => schema_of::<networking::Ingress>(),
-        ("networking.k8s.io", "networkpolicies") => schema_of::<networking::NetworkPolicy>(),
-        ("policy", "poddisruptionbudgets") => schema_of::<policy::PodDisruptionBudget>(),
-        ("autoscaling", "horizontalpodautoscalers") => {
-            schema_of::<autoscaling::HorizontalPodAutoscaler>()
-        }
-        ("discovery.k8s.io", "endpointslices") => schema_of::<discovery::EndpointSlice>(),
-        ("coordination.k8s.io", "leases") => schema_of::<coordination::Lease>(),
-        _ => None,
-    };
-    if let Ok(mut cache) = CACHE.lock() {
-        cache.insert(key, compiled.clone());
-    }
-    compiled
+    &[
+        ("", "pods", schema_of::<core::Pod>),
+        ("", "services", schema_of::<core::Service>),
+        ("", "endpoints", schema_of::<core::Endpoints>),
+        ("", "serviceaccounts", schema_of::<core::ServiceAccount>),
+        (
+            "",
+            "persistentvolumeclaims",
+            schema_of::<core::PersistentVolumeClaim>,
+        ),
+        ("", "events", schema_of::<core::Event>),
+        // Stored (and so validated) as core Events.
+        ("events.k8s.io", "events", schema_of::<core::Event>),
+        ("", "limitranges", schema_of::<core::LimitRange>),
+        ("", "resourcequotas", schema_of::<core::ResourceQuota>),
+        ("", "configmaps", schema_of::<core::ConfigMap>),
+        ("", "secrets", schema_of::<core::Secret>),
+        ("", "namespaces", schema_of::<core::Namespace>),
+        ("apps", "deployments", schema_of::<apps::Deployment>),
+        ("apps", "statefulsets", schema_of::<apps::StatefulSet>),
+        ("apps", "daemonsets", schema_of::<apps::DaemonSet>),
+        ("apps", "replicasets", schema_of::<apps::ReplicaSet>),
+        ("batch", "jobs", schema_of::<batch::Job>),
+        ("batch", "cronjobs", schema_of::<batch::CronJob>),
+        (
+            "networking.k8s.io",
+            "ingresses",
+            schema_of::<networking::Ingress>,
+        ),
+        (
+            "networking.k8s.io",
+            "networkpolicies",
+            schema_of::<networking::NetworkPolicy>,
+        ),
+        (
+            "policy",
+            "poddisruptionbudgets",
+            schema_of::<policy::PodDisruptionBudget>,
+        ),
+        (
+            "autoscaling",
+            "horizontalpodautoscalers",
+            schema_of::<autoscaling::HorizontalPodAutoscaler>,
+        ),
+        (
+            "discovery.k8s.io",
+            "endpointslices",
+            schema_of::<discovery::EndpointSlice>,
+        ),
+        (
+            "coordination.k8s.io",
+            "leases",
+            schema_of::<coordination::Lease>,
+        ),
+    ]
+};
+
+/// The compiled schema of a built-in kind, from its k8s-openapi type (compiled on first use,
+/// then read without locking).
+fn schema_for(rt: &ResourceType) -> Option<Compiled> {
+    use std::sync::OnceLock;
+    static COMPILED: [OnceLock<Option<Compiled>>; SCHEMAS.len()] =
+        [const { OnceLock::new() }; SCHEMAS.len()];
+    let i = SCHEMAS
+        .iter()
+        .position(|(g, r, _)| *g == rt.group && *r == rt.resource)?;
+    COMPILED[i].get_or_init(SCHEMAS[i].2).clone()
 }
 
 /// A Service's cluster IP and node ports, allocated as kube-apiserver's allocators do (from

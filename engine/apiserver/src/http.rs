@@ -756,8 +756,9 @@ async fn resource_request_inner(
     }
 }
 
-/// The `/scale` subresource of a custom resource that has one: an `autoscaling/v1 Scale` read
-/// from and written to the paths its CRD names. A write changes only the replicas (and checks
+/// The `/scale` subresource of a custom resource that has one, or of a Deployment, StatefulSet
+/// or ReplicaSet: an `autoscaling/v1 Scale` read from and written to the paths its CRD names
+/// (`.spec.replicas` / `.status.replicas` for the built-ins). A write changes only the replicas (and checks
 /// the Scale's resourceVersion when it carries one).
 #[allow(clippy::too_many_arguments)]
 async fn scale_request(
@@ -832,6 +833,11 @@ fn scale_view(obj: &Value, scale: &crate::resource::ScaleSubresource) -> Value {
         .and_then(Value::as_str)
     {
         status["selector"] = json!(selector);
+    }
+    if scale.selector_from_spec {
+        status["selector"] = json!(crate::printers::selector_string(
+            obj.pointer("/spec/selector")
+        ));
     }
     let mut metadata = json!({
         "name": pick("name"),

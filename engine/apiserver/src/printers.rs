@@ -139,7 +139,7 @@ fn format_labels(map: Option<&Value>) -> String {
 }
 
 /// A label selector in its string form (`app=web,tier in (a,b)`), "" when it selects everything.
-fn selector_string(sel: Option<&Value>) -> String {
+pub fn selector_string(sel: Option<&Value>) -> String {
     let Some(sel) = sel else {
         return String::new();
     };

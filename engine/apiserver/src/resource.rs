@@ -72,6 +72,9 @@ pub struct ScaleSubresource {
     pub spec_replicas: String,
     pub status_replicas: String,
     pub label_selector: Option<String>,
+    /// The Scale's selector is the string form of the object's `spec.selector` (the built-in
+    /// workloads), not a string read at `label_selector`.
+    pub selector_from_spec: bool,
 }
 
 impl ScaleSubresource {
@@ -87,6 +90,7 @@ impl ScaleSubresource {
             spec_replicas: pointer("specReplicasPath")?,
             status_replicas: pointer("statusReplicasPath")?,
             label_selector: pointer("labelSelectorPath"),
+            selector_from_spec: false,
         })
     }
 }
@@ -302,6 +306,19 @@ impl ResourceType {
         self
     }
 
+    /// With the `/scale` subresource of the built-in workloads (`kubectl scale`).
+    fn with_scale(mut self) -> Self {
+        for v in &mut self.versions {
+            v.scale = Some(ScaleSubresource {
+                spec_replicas: "/spec/replicas".into(),
+                status_replicas: "/status/replicas".into(),
+                label_selector: None,
+                selector_from_spec: true,
+            });
+        }
+        self
+    }
+
     /// In the `all` category (`kubectl get all`), as kube-apiserver puts the workload kinds.
     fn in_all(mut self) -> Self {
         self.categories = vec!["all".to_owned()];
@@ -447,15 +464,18 @@ impl Registry {
             b("", "v1", "limitranges", "LimitRange", true, false).with_short_names(&["limits"]),
             b("", "v1", "resourcequotas", "ResourceQuota", true, true).with_short_names(&["quota"]),
             b("apps", "v1", "deployments", "Deployment", true, true)
+                .with_scale()
                 .with_short_names(&["deploy"])
                 .in_all(),
             b("apps", "v1", "statefulsets", "StatefulSet", true, true)
+                .with_scale()
                 .with_short_names(&["sts"])
                 .in_all(),
             b("apps", "v1", "daemonsets", "DaemonSet", true, true)
                 .with_short_names(&["ds"])
                 .in_all(),
             b("apps", "v1", "replicasets", "ReplicaSet", true, true)
+                .with_scale()
                 .with_short_names(&["rs"])
                 .in_all(),
             b("batch", "v1", "jobs", "Job", true, true).in_all(),

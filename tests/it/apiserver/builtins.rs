@@ -434,7 +434,7 @@ spec:
 }
 
 #[test]
-fn kubectl_create_deployment_service_job_cronjob_and_run_work_over_protobuf() {
+fn kubectl_create_deployment_service_job_cronjob_and_run_work_over_protobuf_and_scale_works() {
     let cp = ControlPlane::start("builtins-create");
     cp.kubectl_ok(&["create", "namespace", "gen"]);
     cp.kubectl_ok(&[
@@ -543,6 +543,15 @@ fn kubectl_create_deployment_service_job_cronjob_and_run_work_over_protobuf() {
         ]),
         "0 3 * * * busybox"
     );
+    cp.kubectl_ok(&["scale", "deployment", "web", "-n", "gen", "--replicas=5"]);
+    let deploy = cp.kubectl_ok(&["get", "deploy", "web", "-n", "gen"]);
+    assert_eq!(row(&deploy, "web")[1], "0/5", "{deploy}");
+    let scale = cp.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/gen/deployments/web/scale",
+    ]);
+    assert!(scale.contains(r#""selector":"app=web""#), "{scale}");
     let pods = cp.kubectl_ok(&["get", "pods", "-n", "gen"]);
     assert_eq!(
         header(&pods),
