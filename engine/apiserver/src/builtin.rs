@@ -22,13 +22,11 @@ fn is_events_api(rt: &ResourceType) -> bool {
 }
 
 fn rename(obj: &mut Map<String, Value>, pairs: impl Iterator<Item = (&'static str, &'static str)>) {
-    let moved: Vec<(&str, Option<Value>)> =
-        pairs.map(|(from, to)| (to, obj.remove(from))).collect();
+    let moved: Vec<(&str, Value)> = pairs
+        .filter_map(|(from, to)| obj.remove(from).map(|v| (to, v)))
+        .collect();
     for (to, value) in moved {
-        obj.remove(to);
-        if let Some(v) = value {
-            obj.insert(to.to_owned(), v);
-        }
+        obj.insert(to.to_owned(), value);
     }
 }
 

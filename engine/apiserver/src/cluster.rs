@@ -320,6 +320,7 @@ impl Cluster {
             gc_wake,
             rbac,
         });
+        cluster.move_to_shared_storage().await?;
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let target = cluster.target("", "v1", "namespaces", "").ok_or_else(|| {
                 OpenError::CorruptObject {
@@ -340,6 +341,69 @@ impl Cluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// Objects an earlier version stored under a resource that now shares another's storage
+    /// (events.k8s.io Events, now core Events) move there, converted, once.
+    async fn move_to_shared_storage(&self) -> Result<(), OpenError> {
+        let outcomes = {
+            let mut st = self.lock();
+            let shared: Vec<Arc<ResourceType>> = st
+                .registry
+                .all()
+                .filter(|t| t.stored_as.is_some())
+                .cloned()
+                .collect();
+            let mut outcomes = Vec::new();
+            for rt in shared {
+                let legacy_gr = rt.group_resource();
+                let Some(legacy_objects) = st.objects.remove(&legacy_gr) else {
+                    continue;
+                };
+                let Some(storage_rt) = st.registry.get(&rt.storage_gr()) else {
+                    continue;
+                };
+                st.objects.insert(legacy_gr, legacy_objects.clone());
+                // The type as it was stored before: under its own resource.
+                let legacy_rt = Arc::new(ResourceType {
+                    stored_as: None,
+                    ..(*rt).clone()
+                });
+                for ((ns, name), obj) in legacy_objects {
+                    let target = |rt: &Arc<ResourceType>| Target {
+                        rt: rt.clone(),
+                        version: rt.storage_version().to_owned(),
+                        namespace: ns.clone(),
+                        strict_fields: false,
+                        warnings: None,
+                        dry_run: false,
+                        requester: None,
+                    };
+                    let taken = st
+                        .objects
+                        .get(&storage_rt.storage_gr())
+                        .is_some_and(|m| m.contains_key(&(ns.clone(), name.clone())));
+                    if !taken {
+                        let mut moved = crate::builtin::to_storage(&rt, (*obj).clone());
+                        moved["kind"] = json!(storage_rt.kind);
+                        outcomes.push(self.commit(&mut st, &target(&storage_rt), None, moved));
+                    }
+                    let last = (*obj).clone();
+                    outcomes.push(self.remove(&mut st, &target(&legacy_rt), &obj, last));
+                }
+                st.objects.remove(&rt.group_resource());
+            }
+            outcomes
+        };
+        for outcome in outcomes {
+            self.finish(outcome)
+                .await
+                .map_err(|e| OpenError::CorruptObject {
+                    key: "events.k8s.io events".into(),
+                    detail: format!("moving them to the core Events they share storage with: {e}"),
+                })?;
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -1505,4 +1569,67 @@ fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
         after: (text("ns")?, text("name")?),
         rv: v.get("rv").and_then(Value::as_u64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_stored_under_events_k8s_io_by_an_earlier_version_move_to_core_events() {
+        let dir =
+            std::env::temp_dir().join(format!("strata-shared-storage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let cluster = Cluster::open(Store::open(&dir).unwrap()).await.unwrap();
+            let t = cluster
+                .target("events.k8s.io", "v1", "events", "default")
+                .unwrap();
+            // As an earlier version stored them: under events.k8s.io, in its shape.
+            let legacy = Target {
+                rt: Arc::new(ResourceType {
+                    stored_as: None,
+                    ..(*t.rt).clone()
+                }),
+                ..t
+            };
+            let body = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                "metadata": {"name": "old"}, "note": "from before", "reason": "Old",
+                "regarding": {"kind": "Deployment", "name": "web"}});
+            cluster.create(&legacy, body, "test").await.unwrap();
+        }
+        for _ in 0..2 {
+            // Reopened once the writer thread has let go of the store.
+            let mut store = Store::open(&dir);
+            for _ in 0..100 {
+                if store.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                store = Store::open(&dir);
+            }
+            let cluster = Cluster::open(store.unwrap()).await.unwrap();
+            let core = cluster.target("", "v1", "events", "default").unwrap();
+            let moved = cluster.get(&core, "old").unwrap();
+            assert_eq!(moved["apiVersion"], "v1");
+            assert_eq!(moved["message"], "from before");
+            assert_eq!(moved["involvedObject"]["name"], "web");
+            let events_api = cluster
+                .target("events.k8s.io", "v1", "events", "default")
+                .unwrap();
+            let page = cluster
+                .list(&events_api, true, &Selector::default(), None, None)
+                .unwrap();
+            assert_eq!(page.items.len(), 1, "one event, served by both APIs");
+            assert!(
+                cluster
+                    .lock()
+                    .objects
+                    .get(&GroupResource::new("events.k8s.io", "events"))
+                    .is_none_or(BTreeMap::is_empty),
+                "nothing is left under the old key"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
