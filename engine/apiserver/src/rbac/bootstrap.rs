@@ -271,6 +271,33 @@ pub fn cluster_roles() -> Vec<Value> {
                 r(&["impersonate"], &[""], &["serviceaccounts"]),
                 r(WRITE, &[""], &["serviceaccounts", "configmaps", "secrets"]),
                 r(&["create"], &[""], &["serviceaccounts/token"]),
+                // The served workload and networking kinds, as Kubernetes' edit role.
+                r(
+                    WRITE,
+                    &[""],
+                    &["pods", "services", "endpoints", "persistentvolumeclaims"],
+                ),
+                r(
+                    WRITE,
+                    &["apps"],
+                    &[
+                        "deployments",
+                        "deployments/scale",
+                        "statefulsets",
+                        "statefulsets/scale",
+                        "daemonsets",
+                        "replicasets",
+                        "replicasets/scale",
+                    ],
+                ),
+                r(WRITE, &["batch"], &["jobs", "cronjobs"]),
+                r(WRITE, &["autoscaling"], &["horizontalpodautoscalers"]),
+                r(
+                    WRITE,
+                    &["networking.k8s.io"],
+                    &["ingresses", "networkpolicies"],
+                ),
+                r(WRITE, &["policy"], &["poddisruptionbudgets"]),
             ],
         ),
         role(
@@ -280,6 +307,64 @@ pub fn cluster_roles() -> Vec<Value> {
                 r(READ, &[""], &["serviceaccounts", "configmaps"]),
                 r(READ, &[""], &["events", "namespaces/status"]),
                 r(READ, &[""], &["namespaces"]),
+                // The served workload and networking kinds, as Kubernetes' view role.
+                r(
+                    READ,
+                    &[""],
+                    &[
+                        "pods",
+                        "pods/status",
+                        "services",
+                        "services/status",
+                        "endpoints",
+                        "persistentvolumeclaims",
+                        "persistentvolumeclaims/status",
+                        "limitranges",
+                        "resourcequotas",
+                        "resourcequotas/status",
+                    ],
+                ),
+                r(
+                    READ,
+                    &["apps"],
+                    &[
+                        "deployments",
+                        "deployments/scale",
+                        "deployments/status",
+                        "statefulsets",
+                        "statefulsets/scale",
+                        "statefulsets/status",
+                        "daemonsets",
+                        "daemonsets/status",
+                        "replicasets",
+                        "replicasets/scale",
+                        "replicasets/status",
+                    ],
+                ),
+                r(
+                    READ,
+                    &["batch"],
+                    &["jobs", "jobs/status", "cronjobs", "cronjobs/status"],
+                ),
+                r(
+                    READ,
+                    &["autoscaling"],
+                    &[
+                        "horizontalpodautoscalers",
+                        "horizontalpodautoscalers/status",
+                    ],
+                ),
+                r(
+                    READ,
+                    &["networking.k8s.io"],
+                    &["ingresses", "ingresses/status", "networkpolicies"],
+                ),
+                r(
+                    READ,
+                    &["policy"],
+                    &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+                ),
+                r(READ, &["discovery.k8s.io"], &["endpointslices"]),
             ],
         ),
     ]
