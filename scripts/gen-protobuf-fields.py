@@ -6,7 +6,8 @@ Field numbers and wire types come from the k8s-pb crate's generated types (Kuber
 generated.proto), JSON names from the k8s-openapi crate (each type's serde keys). Both crates
 must be in the local cargo registry (`cargo fetch` brings them).
 
-    python3 scripts/gen-protobuf-fields.py > engine/apiserver/src/protobuf_fields.rs
+    python3 scripts/gen-protobuf-fields.py | rustfmt --edition 2024 \
+        > engine/apiserver/src/protobuf_fields.rs
 """
 import glob
 import os
@@ -58,8 +59,17 @@ def parse_module(path):
     text = open(f"{PB}/{path}/mod.rs").read()
     structs = {}
     for m in re.finditer(r"pub struct (\w+) \{(.*?)\n\}", text, re.S):
-        structs[m.group(1)] = [(f.group("attr"), f.group("name"), f.group("ty"))
-                               for f in FIELD.finditer(m.group(2) + "\n")]
+        body = m.group(2) + "\n"
+        fields, last = [], 0
+        for f in FIELD.finditer(body):
+            # The doc comment before the field carries its strategic merge patch markers.
+            doc = body[last:f.start()]
+            last = f.end()
+            key = re.search(r"\+patchMergeKey=(\w+)", doc)
+            merge = re.search(r"\+patchStrategy=\S*merge", doc)
+            patch = (key.group(1) if key else "") if merge else None
+            fields.append((f.group("attr"), f.group("name"), f.group("ty"), patch))
+        structs[m.group(1)] = fields
     return structs
 
 
@@ -95,6 +105,8 @@ OA_INDEX = {}
 def openapi_names(path, name):
     """The JSON names of k8s-openapi's type for `name` (matched ignoring case: the protobuf
     names are `GcePersistentDisk…` where the API's are `GCEPersistentDisk…`), by lowercase."""
+    if (path, name) in FLATTENED:
+        return FLATTENED[(path, name)]
     if path not in OA_INDEX:
         OA_INDEX[path] = {}
         for f in glob.glob(f"{OA}/{path}/*.rs"):
@@ -113,15 +125,30 @@ def const_name(path, name):
 ORDER, SEEN = [], set()
 
 
+# Embedded messages the API flattens into their parent (IngressRule's IngressRuleValue): their
+# JSON names are the parent's.
+FLATTENED = {}
+
+
+def embedded(path, field, rust_ty):
+    target = resolve(path, rust_ty)
+    return target if target[1].lower() == field.replace("_", "").lower() else None
+
+
 def visit(path, name, stack=()):
     key = (path, name)
+    if key not in SPECIAL and openapi_names(path, name) is None and stack:
+        parent = stack[-1]
+        for _, field, ty, _ in module(parent[0])[parent[1]]:
+            if embedded(parent[0], field, ty) == key:
+                FLATTENED[key] = openapi_names(*parent)
     if key in SPECIAL or key in SEEN or openapi_names(path, name) is None:
         # Types newer than the served API version are not read (decoding rejects them).
         return
     if key in stack:
         sys.exit(f"cycle through {path}/{name}")
     fields = module(path)[name]
-    for attr, field, ty in fields:
+    for attr, field, ty, _ in fields:
         if key in ROOTS and field == "status":
             continue  # the server computes status: read and dropped
         if attr.startswith("message") or "message" in attr.split("tag")[0]:
@@ -130,7 +157,7 @@ def visit(path, name, stack=()):
     ORDER.append(key)
 
 
-def ty_of(path, attr, rust_ty, top, field):
+def ty_of(path, attr, rust_ty, top, field, patch=None):
     if top and field == "status":
         return "Ty::Ignored"
     kind = attr.split(",")[0].strip()
@@ -149,8 +176,12 @@ def ty_of(path, attr, rust_ty, top, field):
             one = SPECIAL[target]
             return f"Ty::Many(&{one})" if repeated else one
         inner = const_name(*target)
+        if repeated and patch:
+            return f'Ty::Keyed({inner}, "{patch}")'
         return f"Ty::Msgs({inner})" if repeated else f"Ty::Msg({inner})"
     scalar = SCALARS[kind]
+    if repeated and patch == "":
+        sys.exit(f"{path}: a merged list of scalars ({field}) needs a Ty for it")
     if repeated:
         return f"Ty::Many(&Ty::{scalar})"
     return f"Ty::{scalar}" if field in KEEP_ZERO else f"Ty::OmitZero(&Ty::{scalar})"
@@ -169,7 +200,7 @@ root_set = set(ROOTS)
 for path, name in ORDER:
     names = openapi_names(path, name)
     rows = []
-    for attr, field, rust_ty in module(path)[name]:
+    for attr, field, rust_ty, patch in module(path)[name]:
         if "message" in attr.split("tag")[0]:
             target = resolve(path, rust_ty)
             if target not in SPECIAL and openapi_names(*target) is None:
@@ -188,7 +219,7 @@ for path, name in ORDER:
             continue
         if json_name == "metadata" and (path, name) in root_set:
             continue
-        rows.append(f'    ({tag}, "{json_name}", {ty_of(path, attr, rust_ty, (path, name) in root_set, json_name)}),')
+        rows.append(f'    ({tag}, "{json_name}", {ty_of(path, attr, rust_ty, (path, name) in root_set, json_name, patch)}),')
     print(f"pub(super) const {const_name(path, name)}: &[(u64, &str, Ty)] = &[")
     print("\n".join(rows))
     print("];")

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::protobuf::{ListMerge, PatchSchema};
 
 pub const MERGE_PATCH: &str = "application/merge-patch+json";
 pub const JSON_PATCH: &str = "application/json-patch+json";
@@ -71,7 +72,9 @@ pub fn apply_patch(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Valu
         }
         PatchKind::Strategic => {
             let patch = parse_json(body)?;
-            strategic_merge(&mut target, &patch, "")?;
+            let text = |k: &str| current.get(k).and_then(Value::as_str).unwrap_or_default();
+            let schema = PatchSchema::of(text("apiVersion"), text("kind"));
+            strategic_merge(&mut target, &patch, "", schema)?;
         }
         PatchKind::Apply => {
             return Err(ApiError::Internal(
@@ -86,14 +89,22 @@ pub fn apply_patch(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Valu
 enum ListStrategy {
     Replace,
     MergePrimitives,
-    MergeByKey(&'static str),
+    MergeByKey(&'static str, Option<PatchSchema>),
 }
 
-fn list_strategy(path: &str) -> ListStrategy {
+/// The strategy of a list: from the kind's schema where it has one (the workload and networking
+/// kinds), else the object metadata's and the remaining kinds' by path.
+fn list_strategy(path: &str, field: &str, schema: Option<PatchSchema>) -> ListStrategy {
+    if let Some(schema) = schema {
+        return match schema.list(field) {
+            ListMerge::Replace => ListStrategy::Replace,
+            ListMerge::ByKey(key, items) => ListStrategy::MergeByKey(key, Some(items)),
+        };
+    }
     match path {
         "/metadata/finalizers" => ListStrategy::MergePrimitives,
-        "/metadata/ownerReferences" => ListStrategy::MergeByKey("uid"),
-        "/secrets" | "/imagePullSecrets" => ListStrategy::MergeByKey("name"),
+        "/metadata/ownerReferences" => ListStrategy::MergeByKey("uid", None),
+        "/secrets" | "/imagePullSecrets" => ListStrategy::MergeByKey("name", None),
         _ => ListStrategy::Replace,
     }
 }
@@ -104,7 +115,12 @@ const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList/";
 const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
 
 /// Strategic merge patch over maps and the list strategies of the built-in kinds served here.
-fn strategic_merge(target: &mut Value, patch: &Value, path: &str) -> Result<(), ApiError> {
+fn strategic_merge(
+    target: &mut Value,
+    patch: &Value,
+    path: &str,
+    schema: Option<PatchSchema>,
+) -> Result<(), ApiError> {
     let Value::Object(patch_map) = patch else {
         *target = patch.clone();
         return Ok(());
@@ -156,10 +172,11 @@ fn strategic_merge(target: &mut Value, patch: &Value, path: &str) -> Result<(), 
                 let entry = target_map
                     .entry(key.clone())
                     .or_insert(Value::Object(Map::new()));
-                strategic_merge(entry, value, &child_path)?;
+                strategic_merge(entry, value, &child_path, schema.and_then(|s| s.field(key)))?;
             }
             Value::Array(items) => {
-                let merged = merge_list(target_map.get(key), items, &child_path)?;
+                let strategy = list_strategy(&child_path, key, schema);
+                let merged = merge_list(target_map.get(key), items, &child_path, strategy)?;
                 target_map.insert(key.clone(), merged);
             }
             scalar => {
@@ -183,12 +200,17 @@ fn strategic_merge(target: &mut Value, patch: &Value, path: &str) -> Result<(), 
     Ok(())
 }
 
-fn merge_list(current: Option<&Value>, patch: &[Value], path: &str) -> Result<Value, ApiError> {
+fn merge_list(
+    current: Option<&Value>,
+    patch: &[Value],
+    path: &str,
+    strategy: ListStrategy,
+) -> Result<Value, ApiError> {
     let current = current
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    match list_strategy(path) {
+    match strategy {
         ListStrategy::Replace => {
             if patch.iter().any(|i| i.get(DIRECTIVE).is_some()) {
                 return Err(ApiError::UnprocessablePatch(format!(
@@ -206,7 +228,7 @@ fn merge_list(current: Option<&Value>, patch: &[Value], path: &str) -> Result<Va
             }
             Ok(Value::Array(out))
         }
-        ListStrategy::MergeByKey(merge_key) => {
+        ListStrategy::MergeByKey(merge_key, items) => {
             let mut out = current;
             for item in patch {
                 let key = item.get(merge_key).cloned().ok_or_else(|| {
@@ -221,7 +243,7 @@ fn merge_list(current: Option<&Value>, patch: &[Value], path: &str) -> Result<Va
                         out.remove(i);
                     }
                     (None, true) => {}
-                    (Some(i), false) => strategic_merge(&mut out[i], item, path)?,
+                    (Some(i), false) => strategic_merge(&mut out[i], item, path, items)?,
                     (None, false) => out.push(item.clone()),
                 }
             }
@@ -288,5 +310,44 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code(), 422);
+    }
+
+    #[test]
+    fn strategic_patch_merges_a_deployments_containers_by_name_and_ports_by_container_port() {
+        let current = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "finalizers": ["a"]},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "nginx", "image": "nginx:1.27", "ports": [{"containerPort": 80, "protocol": "TCP"}]},
+                {"name": "sidecar", "image": "envoy"}],
+                "tolerations": [{"key": "a"}]}}}});
+        let patch = br#"{"metadata": {"finalizers": ["b"]}, "spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "nginx"}, {"name": "sidecar"}],
+            "containers": [{"name": "nginx", "image": "nginx:1.28", "ports": [{"containerPort": 80, "name": "http"}]}],
+            "tolerations": [{"key": "b"}]}}}}"#;
+        let out = apply_patch(PatchKind::Strategic, &current, patch).unwrap();
+        let containers = &out["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers.as_array().unwrap().len(), 2, "{out}");
+        assert_eq!(containers[0]["image"], "nginx:1.28");
+        assert_eq!(
+            containers[0]["ports"],
+            serde_json::json!([{"containerPort": 80, "protocol": "TCP", "name": "http"}])
+        );
+        assert_eq!(containers[1]["image"], "envoy");
+        assert_eq!(
+            out["spec"]["template"]["spec"]["tolerations"],
+            serde_json::json!([{"key": "b"}]),
+            "an atomic list is replaced"
+        );
+        assert_eq!(out["metadata"]["finalizers"], serde_json::json!(["a", "b"]));
+        // An ephemeral container's fields are inline (EphemeralContainerCommon): merged by key too.
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"ephemeralContainers": [{"name": "debug", "image": "busybox",
+                "env": [{"name": "A", "value": "1"}]}]}});
+        let patch = br#"{"spec": {"ephemeralContainers": [{"name": "debug", "env": [{"name": "B", "value": "2"}]}]}}"#;
+        let out = apply_patch(PatchKind::Strategic, &pod, patch).unwrap();
+        assert_eq!(
+            out["spec"]["ephemeralContainers"][0]["env"],
+            serde_json::json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+        );
     }
 }

@@ -4,7 +4,359 @@
 
 use super::Ty;
 
-pub(super) const CORE_V1_VOLUME: &[(u64, &str, Ty)] = &[(1, "name", Ty::OmitZero(&Ty::Str))];
+pub(super) const CORE_V1_HOSTPATHVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "path", Ty::OmitZero(&Ty::Str)),
+    (2, "type", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_EMPTYDIRVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "medium", Ty::OmitZero(&Ty::Str)),
+    (2, "sizeLimit", Ty::Quantity),
+];
+pub(super) const CORE_V1_GCEPERSISTENTDISKVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "pdName", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+    (3, "partition", Ty::Int),
+    (4, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_AWSELASTICBLOCKSTOREVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "volumeID", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+    (3, "partition", Ty::Int),
+    (4, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_GITREPOVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "repository", Ty::OmitZero(&Ty::Str)),
+    (2, "revision", Ty::OmitZero(&Ty::Str)),
+    (3, "directory", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_KEYTOPATH: &[(u64, &str, Ty)] = &[
+    (1, "key", Ty::OmitZero(&Ty::Str)),
+    (2, "path", Ty::OmitZero(&Ty::Str)),
+    (3, "mode", Ty::OmitZero(&Ty::Int)),
+];
+pub(super) const CORE_V1_SECRETVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "secretName", Ty::OmitZero(&Ty::Str)),
+    (2, "items", Ty::Msgs(CORE_V1_KEYTOPATH)),
+    (3, "defaultMode", Ty::Int),
+    (4, "optional", Ty::Bool),
+];
+pub(super) const CORE_V1_NFSVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "server", Ty::OmitZero(&Ty::Str)),
+    (2, "path", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_LOCALOBJECTREFERENCE: &[(u64, &str, Ty)] =
+    &[(1, "name", Ty::OmitZero(&Ty::Str))];
+pub(super) const CORE_V1_ISCSIVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "targetPortal", Ty::OmitZero(&Ty::Str)),
+    (2, "iqn", Ty::OmitZero(&Ty::Str)),
+    (3, "lun", Ty::OmitZero(&Ty::Int)),
+    (4, "iscsiInterface", Ty::OmitZero(&Ty::Str)),
+    (5, "fsType", Ty::OmitZero(&Ty::Str)),
+    (6, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (7, "portals", Ty::Many(&Ty::Str)),
+    (8, "chapAuthDiscovery", Ty::OmitZero(&Ty::Bool)),
+    (11, "chapAuthSession", Ty::OmitZero(&Ty::Bool)),
+    (10, "secretRef", Ty::Msg(CORE_V1_LOCALOBJECTREFERENCE)),
+    (12, "initiatorName", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_GLUSTERFSVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "endpoints", Ty::OmitZero(&Ty::Str)),
+    (2, "path", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_PERSISTENTVOLUMECLAIMVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "claimName", Ty::OmitZero(&Ty::Str)),
+    (2, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_RBDVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "monitors", Ty::Many(&Ty::Str)),
+    (2, "image", Ty::OmitZero(&Ty::Str)),
+    (3, "fsType", Ty::OmitZero(&Ty::Str)),
+    (4, "pool", Ty::OmitZero(&Ty::Str)),
+    (5, "user", Ty::OmitZero(&Ty::Str)),
+    (6, "keyring", Ty::OmitZero(&Ty::Str)),
+    (7, "secretRef", Ty::Msg(CORE_V1_LOCALOBJECTREFERENCE)),
+    (8, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_FLEXVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "driver", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+    (3, "secretRef", Ty::Msg(CORE_V1_LOCALOBJECTREFERENCE)),
+    (4, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (5, "options", Ty::StrMap),
+];
+pub(super) const CORE_V1_CINDERVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "volumeID", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (4, "secretRef", Ty::Msg(CORE_V1_LOCALOBJECTREFERENCE)),
+];
+pub(super) const CORE_V1_CEPHFSVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "monitors", Ty::Many(&Ty::Str)),
+    (2, "path", Ty::OmitZero(&Ty::Str)),
+    (3, "user", Ty::OmitZero(&Ty::Str)),
+    (4, "secretFile", Ty::OmitZero(&Ty::Str)),
+    (5, "secretRef", Ty::Msg(CORE_V1_LOCALOBJECTREFERENCE)),
+    (6, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_FLOCKERVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "datasetName", Ty::OmitZero(&Ty::Str)),
+    (2, "datasetUUID", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_OBJECTFIELDSELECTOR: &[(u64, &str, Ty)] = &[
+    (1, "apiVersion", Ty::OmitZero(&Ty::Str)),
+    (2, "fieldPath", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_RESOURCEFIELDSELECTOR: &[(u64, &str, Ty)] = &[
+    (1, "containerName", Ty::OmitZero(&Ty::Str)),
+    (2, "resource", Ty::OmitZero(&Ty::Str)),
+    (3, "divisor", Ty::Quantity),
+];
+pub(super) const CORE_V1_DOWNWARDAPIVOLUMEFILE: &[(u64, &str, Ty)] = &[
+    (1, "path", Ty::OmitZero(&Ty::Str)),
+    (2, "fieldRef", Ty::Msg(CORE_V1_OBJECTFIELDSELECTOR)),
+    (
+        3,
+        "resourceFieldRef",
+        Ty::Msg(CORE_V1_RESOURCEFIELDSELECTOR),
+    ),
+    (4, "mode", Ty::OmitZero(&Ty::Int)),
+];
+pub(super) const CORE_V1_DOWNWARDAPIVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "items", Ty::Msgs(CORE_V1_DOWNWARDAPIVOLUMEFILE)),
+    (2, "defaultMode", Ty::Int),
+];
+pub(super) const CORE_V1_FCVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "targetWWNs", Ty::Many(&Ty::Str)),
+    (2, "lun", Ty::OmitZero(&Ty::Int)),
+    (3, "fsType", Ty::OmitZero(&Ty::Str)),
+    (4, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (5, "wwids", Ty::Many(&Ty::Str)),
+];
+pub(super) const CORE_V1_AZUREFILEVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "secretName", Ty::OmitZero(&Ty::Str)),
+    (2, "shareName", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_CONFIGMAPVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "", Ty::Inline(CORE_V1_LOCALOBJECTREFERENCE)),
+    (2, "items", Ty::Msgs(CORE_V1_KEYTOPATH)),
+    (3, "defaultMode", Ty::Int),
+    (4, "optional", Ty::Bool),
+];
+pub(super) const CORE_V1_VSPHEREVIRTUALDISKVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "volumePath", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+    (3, "storagePolicyName", Ty::OmitZero(&Ty::Str)),
+    (4, "storagePolicyID", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_QUOBYTEVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "registry", Ty::OmitZero(&Ty::Str)),
+    (2, "volume", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (4, "user", Ty::OmitZero(&Ty::Str)),
+    (5, "group", Ty::OmitZero(&Ty::Str)),
+    (6, "tenant", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_AZUREDISKVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "diskName", Ty::OmitZero(&Ty::Str)),
+    (2, "diskURI", Ty::OmitZero(&Ty::Str)),
+    (3, "cachingMode", Ty::OmitZero(&Ty::Str)),
+    (4, "fsType", Ty::OmitZero(&Ty::Str)),
+    (5, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (6, "kind", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_PHOTONPERSISTENTDISKVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "pdID", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_SECRETPROJECTION: &[(u64, &str, Ty)] = &[
+    (1, "", Ty::Inline(CORE_V1_LOCALOBJECTREFERENCE)),
+    (2, "items", Ty::Msgs(CORE_V1_KEYTOPATH)),
+    (4, "optional", Ty::Bool),
+];
+pub(super) const CORE_V1_DOWNWARDAPIPROJECTION: &[(u64, &str, Ty)] =
+    &[(1, "items", Ty::Msgs(CORE_V1_DOWNWARDAPIVOLUMEFILE))];
+pub(super) const CORE_V1_CONFIGMAPPROJECTION: &[(u64, &str, Ty)] = &[
+    (1, "", Ty::Inline(CORE_V1_LOCALOBJECTREFERENCE)),
+    (2, "items", Ty::Msgs(CORE_V1_KEYTOPATH)),
+    (4, "optional", Ty::Bool),
+];
+pub(super) const CORE_V1_SERVICEACCOUNTTOKENPROJECTION: &[(u64, &str, Ty)] = &[
+    (1, "audience", Ty::OmitZero(&Ty::Str)),
+    (2, "expirationSeconds", Ty::OmitZero(&Ty::Int)),
+    (3, "path", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const APIS_META_V1_LABELSELECTORREQUIREMENT: &[(u64, &str, Ty)] = &[
+    (1, "key", Ty::OmitZero(&Ty::Str)),
+    (2, "operator", Ty::OmitZero(&Ty::Str)),
+    (3, "values", Ty::Many(&Ty::Str)),
+];
+pub(super) const APIS_META_V1_LABELSELECTOR: &[(u64, &str, Ty)] = &[
+    (1, "matchLabels", Ty::StrMap),
+    (
+        2,
+        "matchExpressions",
+        Ty::Msgs(APIS_META_V1_LABELSELECTORREQUIREMENT),
+    ),
+];
+pub(super) const CORE_V1_CLUSTERTRUSTBUNDLEPROJECTION: &[(u64, &str, Ty)] = &[
+    (1, "name", Ty::OmitZero(&Ty::Str)),
+    (2, "signerName", Ty::OmitZero(&Ty::Str)),
+    (3, "labelSelector", Ty::Msg(APIS_META_V1_LABELSELECTOR)),
+    (5, "optional", Ty::Bool),
+    (4, "path", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_VOLUMEPROJECTION: &[(u64, &str, Ty)] = &[
+    (1, "secret", Ty::Msg(CORE_V1_SECRETPROJECTION)),
+    (2, "downwardAPI", Ty::Msg(CORE_V1_DOWNWARDAPIPROJECTION)),
+    (3, "configMap", Ty::Msg(CORE_V1_CONFIGMAPPROJECTION)),
+    (
+        4,
+        "serviceAccountToken",
+        Ty::Msg(CORE_V1_SERVICEACCOUNTTOKENPROJECTION),
+    ),
+    (
+        5,
+        "clusterTrustBundle",
+        Ty::Msg(CORE_V1_CLUSTERTRUSTBUNDLEPROJECTION),
+    ),
+];
+pub(super) const CORE_V1_PROJECTEDVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "sources", Ty::Msgs(CORE_V1_VOLUMEPROJECTION)),
+    (2, "defaultMode", Ty::Int),
+];
+pub(super) const CORE_V1_PORTWORXVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "volumeID", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_SCALEIOVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "gateway", Ty::OmitZero(&Ty::Str)),
+    (2, "system", Ty::OmitZero(&Ty::Str)),
+    (3, "secretRef", Ty::Msg(CORE_V1_LOCALOBJECTREFERENCE)),
+    (4, "sslEnabled", Ty::OmitZero(&Ty::Bool)),
+    (5, "protectionDomain", Ty::OmitZero(&Ty::Str)),
+    (6, "storagePool", Ty::OmitZero(&Ty::Str)),
+    (7, "storageMode", Ty::OmitZero(&Ty::Str)),
+    (8, "volumeName", Ty::OmitZero(&Ty::Str)),
+    (9, "fsType", Ty::OmitZero(&Ty::Str)),
+    (10, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_STORAGEOSVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "volumeName", Ty::OmitZero(&Ty::Str)),
+    (2, "volumeNamespace", Ty::OmitZero(&Ty::Str)),
+    (3, "fsType", Ty::OmitZero(&Ty::Str)),
+    (4, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (5, "secretRef", Ty::Msg(CORE_V1_LOCALOBJECTREFERENCE)),
+];
+pub(super) const CORE_V1_CSIVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "driver", Ty::OmitZero(&Ty::Str)),
+    (2, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (3, "fsType", Ty::OmitZero(&Ty::Str)),
+    (4, "volumeAttributes", Ty::StrMap),
+    (
+        5,
+        "nodePublishSecretRef",
+        Ty::Msg(CORE_V1_LOCALOBJECTREFERENCE),
+    ),
+];
+pub(super) const CORE_V1_VOLUMERESOURCEREQUIREMENTS: &[(u64, &str, Ty)] = &[
+    (1, "limits", Ty::MsgMap(&Ty::Quantity)),
+    (2, "requests", Ty::MsgMap(&Ty::Quantity)),
+];
+pub(super) const CORE_V1_TYPEDLOCALOBJECTREFERENCE: &[(u64, &str, Ty)] = &[
+    (1, "apiGroup", Ty::OmitZero(&Ty::Str)),
+    (2, "kind", Ty::OmitZero(&Ty::Str)),
+    (3, "name", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_TYPEDOBJECTREFERENCE: &[(u64, &str, Ty)] = &[
+    (1, "apiGroup", Ty::OmitZero(&Ty::Str)),
+    (2, "kind", Ty::OmitZero(&Ty::Str)),
+    (3, "name", Ty::OmitZero(&Ty::Str)),
+    (4, "namespace", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_PERSISTENTVOLUMECLAIMSPEC: &[(u64, &str, Ty)] = &[
+    (1, "accessModes", Ty::Many(&Ty::Str)),
+    (4, "selector", Ty::Msg(APIS_META_V1_LABELSELECTOR)),
+    (2, "resources", Ty::Msg(CORE_V1_VOLUMERESOURCEREQUIREMENTS)),
+    (3, "volumeName", Ty::OmitZero(&Ty::Str)),
+    (5, "storageClassName", Ty::Str),
+    (6, "volumeMode", Ty::OmitZero(&Ty::Str)),
+    (7, "dataSource", Ty::Msg(CORE_V1_TYPEDLOCALOBJECTREFERENCE)),
+    (8, "dataSourceRef", Ty::Msg(CORE_V1_TYPEDOBJECTREFERENCE)),
+    (9, "volumeAttributesClassName", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_PERSISTENTVOLUMECLAIMTEMPLATE: &[(u64, &str, Ty)] = &[
+    (1, "metadata", Ty::Meta),
+    (2, "spec", Ty::Msg(CORE_V1_PERSISTENTVOLUMECLAIMSPEC)),
+];
+pub(super) const CORE_V1_EPHEMERALVOLUMESOURCE: &[(u64, &str, Ty)] = &[(
+    1,
+    "volumeClaimTemplate",
+    Ty::Msg(CORE_V1_PERSISTENTVOLUMECLAIMTEMPLATE),
+)];
+pub(super) const CORE_V1_IMAGEVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "reference", Ty::OmitZero(&Ty::Str)),
+    (2, "pullPolicy", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_VOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "hostPath", Ty::Msg(CORE_V1_HOSTPATHVOLUMESOURCE)),
+    (2, "emptyDir", Ty::Msg(CORE_V1_EMPTYDIRVOLUMESOURCE)),
+    (
+        3,
+        "gcePersistentDisk",
+        Ty::Msg(CORE_V1_GCEPERSISTENTDISKVOLUMESOURCE),
+    ),
+    (
+        4,
+        "awsElasticBlockStore",
+        Ty::Msg(CORE_V1_AWSELASTICBLOCKSTOREVOLUMESOURCE),
+    ),
+    (5, "gitRepo", Ty::Msg(CORE_V1_GITREPOVOLUMESOURCE)),
+    (6, "secret", Ty::Msg(CORE_V1_SECRETVOLUMESOURCE)),
+    (7, "nfs", Ty::Msg(CORE_V1_NFSVOLUMESOURCE)),
+    (8, "iscsi", Ty::Msg(CORE_V1_ISCSIVOLUMESOURCE)),
+    (9, "glusterfs", Ty::Msg(CORE_V1_GLUSTERFSVOLUMESOURCE)),
+    (
+        10,
+        "persistentVolumeClaim",
+        Ty::Msg(CORE_V1_PERSISTENTVOLUMECLAIMVOLUMESOURCE),
+    ),
+    (11, "rbd", Ty::Msg(CORE_V1_RBDVOLUMESOURCE)),
+    (12, "flexVolume", Ty::Msg(CORE_V1_FLEXVOLUMESOURCE)),
+    (13, "cinder", Ty::Msg(CORE_V1_CINDERVOLUMESOURCE)),
+    (14, "cephfs", Ty::Msg(CORE_V1_CEPHFSVOLUMESOURCE)),
+    (15, "flocker", Ty::Msg(CORE_V1_FLOCKERVOLUMESOURCE)),
+    (16, "downwardAPI", Ty::Msg(CORE_V1_DOWNWARDAPIVOLUMESOURCE)),
+    (17, "fc", Ty::Msg(CORE_V1_FCVOLUMESOURCE)),
+    (18, "azureFile", Ty::Msg(CORE_V1_AZUREFILEVOLUMESOURCE)),
+    (19, "configMap", Ty::Msg(CORE_V1_CONFIGMAPVOLUMESOURCE)),
+    (
+        20,
+        "vsphereVolume",
+        Ty::Msg(CORE_V1_VSPHEREVIRTUALDISKVOLUMESOURCE),
+    ),
+    (21, "quobyte", Ty::Msg(CORE_V1_QUOBYTEVOLUMESOURCE)),
+    (22, "azureDisk", Ty::Msg(CORE_V1_AZUREDISKVOLUMESOURCE)),
+    (
+        23,
+        "photonPersistentDisk",
+        Ty::Msg(CORE_V1_PHOTONPERSISTENTDISKVOLUMESOURCE),
+    ),
+    (26, "projected", Ty::Msg(CORE_V1_PROJECTEDVOLUMESOURCE)),
+    (24, "portworxVolume", Ty::Msg(CORE_V1_PORTWORXVOLUMESOURCE)),
+    (25, "scaleIO", Ty::Msg(CORE_V1_SCALEIOVOLUMESOURCE)),
+    (27, "storageos", Ty::Msg(CORE_V1_STORAGEOSVOLUMESOURCE)),
+    (28, "csi", Ty::Msg(CORE_V1_CSIVOLUMESOURCE)),
+    (29, "ephemeral", Ty::Msg(CORE_V1_EPHEMERALVOLUMESOURCE)),
+    (30, "image", Ty::Msg(CORE_V1_IMAGEVOLUMESOURCE)),
+];
+pub(super) const CORE_V1_VOLUME: &[(u64, &str, Ty)] = &[
+    (1, "name", Ty::OmitZero(&Ty::Str)),
+    (2, "", Ty::Inline(CORE_V1_VOLUMESOURCE)),
+];
 pub(super) const CORE_V1_CONTAINERPORT: &[(u64, &str, Ty)] = &[
     (1, "name", Ty::OmitZero(&Ty::Str)),
     (2, "hostPort", Ty::OmitZero(&Ty::Int)),
@@ -12,8 +364,6 @@ pub(super) const CORE_V1_CONTAINERPORT: &[(u64, &str, Ty)] = &[
     (4, "protocol", Ty::OmitZero(&Ty::Str)),
     (5, "hostIP", Ty::OmitZero(&Ty::Str)),
 ];
-pub(super) const CORE_V1_LOCALOBJECTREFERENCE: &[(u64, &str, Ty)] =
-    &[(1, "name", Ty::OmitZero(&Ty::Str))];
 pub(super) const CORE_V1_CONFIGMAPENVSOURCE: &[(u64, &str, Ty)] = &[
     (1, "", Ty::Inline(CORE_V1_LOCALOBJECTREFERENCE)),
     (2, "optional", Ty::Bool),
@@ -26,15 +376,6 @@ pub(super) const CORE_V1_ENVFROMSOURCE: &[(u64, &str, Ty)] = &[
     (1, "prefix", Ty::OmitZero(&Ty::Str)),
     (2, "configMapRef", Ty::Msg(CORE_V1_CONFIGMAPENVSOURCE)),
     (3, "secretRef", Ty::Msg(CORE_V1_SECRETENVSOURCE)),
-];
-pub(super) const CORE_V1_OBJECTFIELDSELECTOR: &[(u64, &str, Ty)] = &[
-    (1, "apiVersion", Ty::OmitZero(&Ty::Str)),
-    (2, "fieldPath", Ty::OmitZero(&Ty::Str)),
-];
-pub(super) const CORE_V1_RESOURCEFIELDSELECTOR: &[(u64, &str, Ty)] = &[
-    (1, "containerName", Ty::OmitZero(&Ty::Str)),
-    (2, "resource", Ty::OmitZero(&Ty::Str)),
-    (3, "divisor", Ty::Quantity),
 ];
 pub(super) const CORE_V1_CONFIGMAPKEYSELECTOR: &[(u64, &str, Ty)] = &[
     (1, "", Ty::Inline(CORE_V1_LOCALOBJECTREFERENCE)),
@@ -172,14 +513,26 @@ pub(super) const CORE_V1_CONTAINER: &[(u64, &str, Ty)] = &[
     (3, "command", Ty::Many(&Ty::Str)),
     (4, "args", Ty::Many(&Ty::Str)),
     (5, "workingDir", Ty::OmitZero(&Ty::Str)),
-    (6, "ports", Ty::Msgs(CORE_V1_CONTAINERPORT)),
+    (
+        6,
+        "ports",
+        Ty::Keyed(CORE_V1_CONTAINERPORT, "containerPort"),
+    ),
     (19, "envFrom", Ty::Msgs(CORE_V1_ENVFROMSOURCE)),
-    (7, "env", Ty::Msgs(CORE_V1_ENVVAR)),
+    (7, "env", Ty::Keyed(CORE_V1_ENVVAR, "name")),
     (8, "resources", Ty::Msg(CORE_V1_RESOURCEREQUIREMENTS)),
     (23, "resizePolicy", Ty::Msgs(CORE_V1_CONTAINERRESIZEPOLICY)),
     (24, "restartPolicy", Ty::OmitZero(&Ty::Str)),
-    (9, "volumeMounts", Ty::Msgs(CORE_V1_VOLUMEMOUNT)),
-    (21, "volumeDevices", Ty::Msgs(CORE_V1_VOLUMEDEVICE)),
+    (
+        9,
+        "volumeMounts",
+        Ty::Keyed(CORE_V1_VOLUMEMOUNT, "mountPath"),
+    ),
+    (
+        21,
+        "volumeDevices",
+        Ty::Keyed(CORE_V1_VOLUMEDEVICE, "devicePath"),
+    ),
     (10, "livenessProbe", Ty::Msg(CORE_V1_PROBE)),
     (11, "readinessProbe", Ty::Msg(CORE_V1_PROBE)),
     (22, "startupProbe", Ty::Msg(CORE_V1_PROBE)),
@@ -192,8 +545,48 @@ pub(super) const CORE_V1_CONTAINER: &[(u64, &str, Ty)] = &[
     (17, "stdinOnce", Ty::OmitZero(&Ty::Bool)),
     (18, "tty", Ty::OmitZero(&Ty::Bool)),
 ];
-pub(super) const CORE_V1_EPHEMERALCONTAINER: &[(u64, &str, Ty)] =
-    &[(2, "targetContainerName", Ty::OmitZero(&Ty::Str))];
+pub(super) const CORE_V1_EPHEMERALCONTAINERCOMMON: &[(u64, &str, Ty)] = &[
+    (1, "name", Ty::OmitZero(&Ty::Str)),
+    (2, "image", Ty::OmitZero(&Ty::Str)),
+    (3, "command", Ty::Many(&Ty::Str)),
+    (4, "args", Ty::Many(&Ty::Str)),
+    (5, "workingDir", Ty::OmitZero(&Ty::Str)),
+    (
+        6,
+        "ports",
+        Ty::Keyed(CORE_V1_CONTAINERPORT, "containerPort"),
+    ),
+    (19, "envFrom", Ty::Msgs(CORE_V1_ENVFROMSOURCE)),
+    (7, "env", Ty::Keyed(CORE_V1_ENVVAR, "name")),
+    (8, "resources", Ty::Msg(CORE_V1_RESOURCEREQUIREMENTS)),
+    (23, "resizePolicy", Ty::Msgs(CORE_V1_CONTAINERRESIZEPOLICY)),
+    (24, "restartPolicy", Ty::OmitZero(&Ty::Str)),
+    (
+        9,
+        "volumeMounts",
+        Ty::Keyed(CORE_V1_VOLUMEMOUNT, "mountPath"),
+    ),
+    (
+        21,
+        "volumeDevices",
+        Ty::Keyed(CORE_V1_VOLUMEDEVICE, "devicePath"),
+    ),
+    (10, "livenessProbe", Ty::Msg(CORE_V1_PROBE)),
+    (11, "readinessProbe", Ty::Msg(CORE_V1_PROBE)),
+    (22, "startupProbe", Ty::Msg(CORE_V1_PROBE)),
+    (12, "lifecycle", Ty::Msg(CORE_V1_LIFECYCLE)),
+    (13, "terminationMessagePath", Ty::OmitZero(&Ty::Str)),
+    (20, "terminationMessagePolicy", Ty::OmitZero(&Ty::Str)),
+    (14, "imagePullPolicy", Ty::OmitZero(&Ty::Str)),
+    (15, "securityContext", Ty::Msg(CORE_V1_SECURITYCONTEXT)),
+    (16, "stdin", Ty::OmitZero(&Ty::Bool)),
+    (17, "stdinOnce", Ty::OmitZero(&Ty::Bool)),
+    (18, "tty", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_EPHEMERALCONTAINER: &[(u64, &str, Ty)] = &[
+    (1, "", Ty::Inline(CORE_V1_EPHEMERALCONTAINERCOMMON)),
+    (2, "targetContainerName", Ty::OmitZero(&Ty::Str)),
+];
 pub(super) const CORE_V1_SYSCTL: &[(u64, &str, Ty)] = &[
     (1, "name", Ty::OmitZero(&Ty::Str)),
     (2, "value", Ty::OmitZero(&Ty::Str)),
@@ -246,19 +639,6 @@ pub(super) const CORE_V1_NODEAFFINITY: &[(u64, &str, Ty)] = &[
         2,
         "preferredDuringSchedulingIgnoredDuringExecution",
         Ty::Msgs(CORE_V1_PREFERREDSCHEDULINGTERM),
-    ),
-];
-pub(super) const APIS_META_V1_LABELSELECTORREQUIREMENT: &[(u64, &str, Ty)] = &[
-    (1, "key", Ty::OmitZero(&Ty::Str)),
-    (2, "operator", Ty::OmitZero(&Ty::Str)),
-    (3, "values", Ty::Many(&Ty::Str)),
-];
-pub(super) const APIS_META_V1_LABELSELECTOR: &[(u64, &str, Ty)] = &[
-    (1, "matchLabels", Ty::StrMap),
-    (
-        2,
-        "matchExpressions",
-        Ty::Msgs(APIS_META_V1_LABELSELECTORREQUIREMENT),
     ),
 ];
 pub(super) const CORE_V1_PODAFFINITYTERM: &[(u64, &str, Ty)] = &[
@@ -343,13 +723,13 @@ pub(super) const CORE_V1_PODRESOURCECLAIM: &[(u64, &str, Ty)] = &[
     (4, "resourceClaimTemplateName", Ty::OmitZero(&Ty::Str)),
 ];
 pub(super) const CORE_V1_PODSPEC: &[(u64, &str, Ty)] = &[
-    (1, "volumes", Ty::Msgs(CORE_V1_VOLUME)),
-    (20, "initContainers", Ty::Msgs(CORE_V1_CONTAINER)),
-    (2, "containers", Ty::Msgs(CORE_V1_CONTAINER)),
+    (1, "volumes", Ty::Keyed(CORE_V1_VOLUME, "name")),
+    (20, "initContainers", Ty::Keyed(CORE_V1_CONTAINER, "name")),
+    (2, "containers", Ty::Keyed(CORE_V1_CONTAINER, "name")),
     (
         34,
         "ephemeralContainers",
-        Ty::Msgs(CORE_V1_EPHEMERALCONTAINER),
+        Ty::Keyed(CORE_V1_EPHEMERALCONTAINER, "name"),
     ),
     (3, "restartPolicy", Ty::OmitZero(&Ty::Str)),
     (4, "terminationGracePeriodSeconds", Ty::Int),
@@ -368,14 +748,14 @@ pub(super) const CORE_V1_PODSPEC: &[(u64, &str, Ty)] = &[
     (
         15,
         "imagePullSecrets",
-        Ty::Msgs(CORE_V1_LOCALOBJECTREFERENCE),
+        Ty::Keyed(CORE_V1_LOCALOBJECTREFERENCE, "name"),
     ),
     (16, "hostname", Ty::OmitZero(&Ty::Str)),
     (17, "subdomain", Ty::OmitZero(&Ty::Str)),
     (18, "affinity", Ty::Msg(CORE_V1_AFFINITY)),
     (19, "schedulerName", Ty::OmitZero(&Ty::Str)),
     (22, "tolerations", Ty::Msgs(CORE_V1_TOLERATION)),
-    (23, "hostAliases", Ty::Msgs(CORE_V1_HOSTALIAS)),
+    (23, "hostAliases", Ty::Keyed(CORE_V1_HOSTALIAS, "ip")),
     (24, "priorityClassName", Ty::OmitZero(&Ty::Str)),
     (25, "priority", Ty::OmitZero(&Ty::Int)),
     (26, "dnsConfig", Ty::Msg(CORE_V1_PODDNSCONFIG)),
@@ -387,13 +767,21 @@ pub(super) const CORE_V1_PODSPEC: &[(u64, &str, Ty)] = &[
     (
         33,
         "topologySpreadConstraints",
-        Ty::Msgs(CORE_V1_TOPOLOGYSPREADCONSTRAINT),
+        Ty::Keyed(CORE_V1_TOPOLOGYSPREADCONSTRAINT, "topologyKey"),
     ),
     (35, "setHostnameAsFQDN", Ty::OmitZero(&Ty::Bool)),
     (36, "os", Ty::Msg(CORE_V1_PODOS)),
     (37, "hostUsers", Ty::Bool),
-    (38, "schedulingGates", Ty::Msgs(CORE_V1_PODSCHEDULINGGATE)),
-    (39, "resourceClaims", Ty::Msgs(CORE_V1_PODRESOURCECLAIM)),
+    (
+        38,
+        "schedulingGates",
+        Ty::Keyed(CORE_V1_PODSCHEDULINGGATE, "name"),
+    ),
+    (
+        39,
+        "resourceClaims",
+        Ty::Keyed(CORE_V1_PODRESOURCECLAIM, "name"),
+    ),
     (40, "resources", Ty::Msg(CORE_V1_RESOURCEREQUIREMENTS)),
 ];
 pub(super) const CORE_V1_POD: &[(u64, &str, Ty)] = &[
@@ -413,7 +801,7 @@ pub(super) const CORE_V1_CLIENTIPCONFIG: &[(u64, &str, Ty)] =
 pub(super) const CORE_V1_SESSIONAFFINITYCONFIG: &[(u64, &str, Ty)] =
     &[(1, "clientIP", Ty::Msg(CORE_V1_CLIENTIPCONFIG))];
 pub(super) const CORE_V1_SERVICESPEC: &[(u64, &str, Ty)] = &[
-    (1, "ports", Ty::Msgs(CORE_V1_SERVICEPORT)),
+    (1, "ports", Ty::Keyed(CORE_V1_SERVICEPORT, "port")),
     (2, "selector", Ty::StrMap),
     (3, "clusterIP", Ty::OmitZero(&Ty::Str)),
     (18, "clusterIPs", Ty::Many(&Ty::Str)),
@@ -470,32 +858,6 @@ pub(super) const CORE_V1_ENDPOINTSUBSET: &[(u64, &str, Ty)] = &[
 ];
 pub(super) const CORE_V1_ENDPOINTS: &[(u64, &str, Ty)] =
     &[(2, "subsets", Ty::Msgs(CORE_V1_ENDPOINTSUBSET))];
-pub(super) const CORE_V1_VOLUMERESOURCEREQUIREMENTS: &[(u64, &str, Ty)] = &[
-    (1, "limits", Ty::MsgMap(&Ty::Quantity)),
-    (2, "requests", Ty::MsgMap(&Ty::Quantity)),
-];
-pub(super) const CORE_V1_TYPEDLOCALOBJECTREFERENCE: &[(u64, &str, Ty)] = &[
-    (1, "apiGroup", Ty::OmitZero(&Ty::Str)),
-    (2, "kind", Ty::OmitZero(&Ty::Str)),
-    (3, "name", Ty::OmitZero(&Ty::Str)),
-];
-pub(super) const CORE_V1_TYPEDOBJECTREFERENCE: &[(u64, &str, Ty)] = &[
-    (1, "apiGroup", Ty::OmitZero(&Ty::Str)),
-    (2, "kind", Ty::OmitZero(&Ty::Str)),
-    (3, "name", Ty::OmitZero(&Ty::Str)),
-    (4, "namespace", Ty::OmitZero(&Ty::Str)),
-];
-pub(super) const CORE_V1_PERSISTENTVOLUMECLAIMSPEC: &[(u64, &str, Ty)] = &[
-    (1, "accessModes", Ty::Many(&Ty::Str)),
-    (4, "selector", Ty::Msg(APIS_META_V1_LABELSELECTOR)),
-    (2, "resources", Ty::Msg(CORE_V1_VOLUMERESOURCEREQUIREMENTS)),
-    (3, "volumeName", Ty::OmitZero(&Ty::Str)),
-    (5, "storageClassName", Ty::Str),
-    (6, "volumeMode", Ty::OmitZero(&Ty::Str)),
-    (7, "dataSource", Ty::Msg(CORE_V1_TYPEDLOCALOBJECTREFERENCE)),
-    (8, "dataSourceRef", Ty::Msg(CORE_V1_TYPEDOBJECTREFERENCE)),
-    (9, "volumeAttributesClassName", Ty::OmitZero(&Ty::Str)),
-];
 pub(super) const CORE_V1_PERSISTENTVOLUMECLAIM: &[(u64, &str, Ty)] = &[
     (2, "spec", Ty::Msg(CORE_V1_PERSISTENTVOLUMECLAIMSPEC)),
     (3, "status", Ty::Ignored),
@@ -747,8 +1109,19 @@ pub(super) const NETWORKING_V1_INGRESSTLS: &[(u64, &str, Ty)] = &[
     (1, "hosts", Ty::Many(&Ty::Str)),
     (2, "secretName", Ty::OmitZero(&Ty::Str)),
 ];
-pub(super) const NETWORKING_V1_INGRESSRULE: &[(u64, &str, Ty)] =
-    &[(1, "host", Ty::OmitZero(&Ty::Str))];
+pub(super) const NETWORKING_V1_HTTPINGRESSPATH: &[(u64, &str, Ty)] = &[
+    (1, "path", Ty::OmitZero(&Ty::Str)),
+    (3, "pathType", Ty::OmitZero(&Ty::Str)),
+    (2, "backend", Ty::Msg(NETWORKING_V1_INGRESSBACKEND)),
+];
+pub(super) const NETWORKING_V1_HTTPINGRESSRULEVALUE: &[(u64, &str, Ty)] =
+    &[(1, "paths", Ty::Msgs(NETWORKING_V1_HTTPINGRESSPATH))];
+pub(super) const NETWORKING_V1_INGRESSRULEVALUE: &[(u64, &str, Ty)] =
+    &[(1, "http", Ty::Msg(NETWORKING_V1_HTTPINGRESSRULEVALUE))];
+pub(super) const NETWORKING_V1_INGRESSRULE: &[(u64, &str, Ty)] = &[
+    (1, "host", Ty::OmitZero(&Ty::Str)),
+    (2, "", Ty::Inline(NETWORKING_V1_INGRESSRULEVALUE)),
+];
 pub(super) const NETWORKING_V1_INGRESSSPEC: &[(u64, &str, Ty)] = &[
     (4, "ingressClassName", Ty::OmitZero(&Ty::Str)),
     (1, "defaultBackend", Ty::Msg(NETWORKING_V1_INGRESSBACKEND)),

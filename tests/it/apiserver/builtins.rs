@@ -305,6 +305,27 @@ fn kubectl_get_shows_builtin_kinds_with_kube_apiserver_columns_and_defaults() {
         "None 80 Cluster"
     );
 
+    // `kubectl apply` of a changed image sends a strategic merge patch with only the changed
+    // fields of the container: merged by name, the container keeps its port.
+    let changed = write(
+        &cp,
+        "workloads-2.yaml",
+        &WORKLOADS.replace("image: \"nginx:1.27\"", "image: \"nginx:1.28\""),
+    );
+    cp.kubectl_ok(&["apply", "-f", &changed]);
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image} {.spec.template.spec.containers[0].ports[0].containerPort}",
+        ]),
+        "nginx:1.28 80"
+    );
+
     let sts = cp.kubectl_ok(&["get", "sts", "-n", "shop"]);
     assert_eq!(header(&sts), ["NAME", "READY", "AGE"]);
     assert_eq!(row(&sts, "db")[1], "0/1");
@@ -542,6 +563,54 @@ fn kubectl_create_deployment_service_job_cronjob_and_run_work_over_protobuf_and_
             "jsonpath={.spec.schedule} {.spec.jobTemplate.spec.template.spec.containers[0].image}",
         ]),
         "0 3 * * * busybox"
+    );
+    cp.kubectl_ok(&[
+        "create",
+        "ingress",
+        "web",
+        "-n",
+        "gen",
+        "--rule=shop.example.com/=web:80",
+    ]);
+    cp.kubectl_ok(&[
+        "create",
+        "poddisruptionbudget",
+        "web",
+        "-n",
+        "gen",
+        "--selector=app=web",
+        "--min-available=1",
+    ]);
+    cp.kubectl_ok(&[
+        "create",
+        "quota",
+        "small",
+        "-n",
+        "gen",
+        "--hard=pods=10,requests.cpu=2",
+    ]);
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "ingress",
+            "web",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.rules[0].host} {.spec.rules[0].http.paths[0].pathType} {.spec.rules[0].http.paths[0].backend.service.port.number}",
+        ]),
+        "shop.example.com Exact 80"
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "pdb,quota",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.items[0].spec.minAvailable} {.items[1].spec.hard.pods}",
+        ]),
+        "1 10"
     );
     cp.kubectl_ok(&["scale", "deployment", "web", "-n", "gen", "--replicas=5"]);
     let deploy = cp.kubectl_ok(&["get", "deploy", "web", "-n", "gen"]);
