@@ -22,6 +22,7 @@ ROOTS = [
     ("api/core/v1", "Pod"), ("api/core/v1", "Service"), ("api/core/v1", "Endpoints"),
     ("api/core/v1", "PersistentVolumeClaim"), ("api/core/v1", "LimitRange"),
     ("api/core/v1", "ResourceQuota"), ("api/core/v1", "Event"),
+    ("api/core/v1", "ReplicationController"), ("api/core/v1", "PersistentVolume"),
     ("api/apps/v1", "Deployment"), ("api/apps/v1", "StatefulSet"),
     ("api/apps/v1", "DaemonSet"), ("api/apps/v1", "ReplicaSet"),
     ("api/batch/v1", "Job"), ("api/batch/v1", "CronJob"),

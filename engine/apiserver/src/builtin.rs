@@ -234,6 +234,21 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value, creating: bool) {
             }
             default_template(obj, "/spec/template/spec");
         }
+        ("", "replicationcontrollers") => {
+            if let Some(spec) = at(obj, "/spec") {
+                default(spec, "replicas", json!(1));
+            }
+            default_template(obj, "/spec/template/spec");
+        }
+        ("", "persistentvolumes") => {
+            if let Some(spec) = at(obj, "/spec") {
+                default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+                default(spec, "volumeMode", json!("Filesystem"));
+            }
+            if creating {
+                obj["status"] = json!({"phase": "Pending"});
+            }
+        }
         ("apps", "replicasets") => {
             if let Some(spec) = at(obj, "/spec") {
                 default(spec, "replicas", json!(1));
@@ -360,6 +375,12 @@ const SCHEMAS: &[(&str, &str, MakeSchema)] = {
         // Stored (and so validated) as core Events.
         ("events.k8s.io", "events", schema_of::<core::Event>),
         ("", "limitranges", schema_of::<core::LimitRange>),
+        (
+            "",
+            "replicationcontrollers",
+            schema_of::<core::ReplicationController>,
+        ),
+        ("", "persistentvolumes", schema_of::<core::PersistentVolume>),
         ("", "resourcequotas", schema_of::<core::ResourceQuota>),
         ("", "configmaps", schema_of::<core::ConfigMap>),
         ("", "secrets", schema_of::<core::Secret>),

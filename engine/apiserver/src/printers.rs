@@ -144,7 +144,14 @@ pub fn selector_string(sel: Option<&Value>) -> String {
         return String::new();
     };
     let mut parts: Vec<(String, String)> = Vec::new();
-    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+    // A ReplicationController's selector is a plain map of labels.
+    let plain = sel.get("matchLabels").is_none() && sel.get("matchExpressions").is_none();
+    let labels = if plain {
+        sel.as_object()
+    } else {
+        sel.get("matchLabels").and_then(Value::as_object)
+    };
+    if let Some(m) = labels {
         for (k, v) in m {
             parts.push((k.clone(), format!("{k}={}", scalar(v))));
         }
@@ -621,6 +628,65 @@ pub fn columns(group: &str, resource: &str) -> Option<Vec<BuiltinColumn>> {
                     "<unset>"
                 ))
             }),
+            col("Age", "string", age),
+            wide("VolumeMode", "string", |o, _| {
+                json!(or(text(o, "/spec/volumeMode").to_owned(), "<unset>"))
+            }),
+        ],
+        ("", "replicationcontrollers") => vec![
+            name_column(),
+            col("Desired", "integer", |o, _| json!(int(o, "/spec/replicas"))),
+            col("Current", "integer", |o, _| {
+                json!(int(o, "/status/replicas"))
+            }),
+            col("Ready", "integer", |o, _| {
+                json!(int(o, "/status/readyReplicas"))
+            }),
+            col("Age", "string", age),
+            wide("Containers", "string", template_containers),
+            wide("Images", "string", template_images),
+            wide("Selector", "string", |o, _| {
+                json!(format_labels(o.pointer("/spec/selector")))
+            }),
+        ],
+        ("", "persistentvolumes") => vec![
+            name_column(),
+            col("Capacity", "string", |o, _| {
+                json!(
+                    o.pointer("/spec/capacity/storage")
+                        .map(scalar)
+                        .unwrap_or_default()
+                )
+            }),
+            col("Access Modes", "string", |o, _| {
+                json!(access_modes(items(o, "/spec/accessModes")))
+            }),
+            col("Reclaim Policy", "string", |o, _| {
+                json!(text(o, "/spec/persistentVolumeReclaimPolicy"))
+            }),
+            col("Status", "string", |o, _| {
+                json!(if o.pointer("/metadata/deletionTimestamp").is_some() {
+                    "Terminating"
+                } else {
+                    text(o, "/status/phase")
+                })
+            }),
+            col("Claim", "string", |o, _| {
+                json!(match text(o, "/spec/claimRef/name") {
+                    "" => String::new(),
+                    name => format!("{}/{name}", text(o, "/spec/claimRef/namespace")),
+                })
+            }),
+            col("StorageClass", "string", |o, _| {
+                json!(text(o, "/spec/storageClassName"))
+            }),
+            col("VolumeAttributesClass", "string", |o, _| {
+                json!(or(
+                    text(o, "/spec/volumeAttributesClassName").to_owned(),
+                    "<unset>"
+                ))
+            }),
+            col("Reason", "string", |o, _| json!(text(o, "/status/reason"))),
             col("Age", "string", age),
             wide("VolumeMode", "string", |o, _| {
                 json!(or(text(o, "/spec/volumeMode").to_owned(), "<unset>"))

@@ -921,6 +921,197 @@ pub(super) const CORE_V1_PODTEMPLATESPEC: &[(u64, &str, Ty)] = &[
     (1, "metadata", Ty::Meta),
     (2, "spec", Ty::Msg(CORE_V1_PODSPEC)),
 ];
+pub(super) const CORE_V1_REPLICATIONCONTROLLERSPEC: &[(u64, &str, Ty)] = &[
+    (1, "replicas", Ty::Int),
+    (4, "minReadySeconds", Ty::OmitZero(&Ty::Int)),
+    (2, "selector", Ty::StrMap),
+    (3, "template", Ty::Msg(CORE_V1_PODTEMPLATESPEC)),
+];
+pub(super) const CORE_V1_REPLICATIONCONTROLLER: &[(u64, &str, Ty)] = &[
+    (2, "spec", Ty::Msg(CORE_V1_REPLICATIONCONTROLLERSPEC)),
+    (3, "status", Ty::Ignored),
+];
+pub(super) const CORE_V1_GLUSTERFSPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "endpoints", Ty::OmitZero(&Ty::Str)),
+    (2, "path", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (4, "endpointsNamespace", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_SECRETREFERENCE: &[(u64, &str, Ty)] = &[
+    (1, "name", Ty::OmitZero(&Ty::Str)),
+    (2, "namespace", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_RBDPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "monitors", Ty::Many(&Ty::Str)),
+    (2, "image", Ty::OmitZero(&Ty::Str)),
+    (3, "fsType", Ty::OmitZero(&Ty::Str)),
+    (4, "pool", Ty::OmitZero(&Ty::Str)),
+    (5, "user", Ty::OmitZero(&Ty::Str)),
+    (6, "keyring", Ty::OmitZero(&Ty::Str)),
+    (7, "secretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+    (8, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_ISCSIPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "targetPortal", Ty::OmitZero(&Ty::Str)),
+    (2, "iqn", Ty::OmitZero(&Ty::Str)),
+    (3, "lun", Ty::OmitZero(&Ty::Int)),
+    (4, "iscsiInterface", Ty::OmitZero(&Ty::Str)),
+    (5, "fsType", Ty::OmitZero(&Ty::Str)),
+    (6, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (7, "portals", Ty::Many(&Ty::Str)),
+    (8, "chapAuthDiscovery", Ty::OmitZero(&Ty::Bool)),
+    (11, "chapAuthSession", Ty::OmitZero(&Ty::Bool)),
+    (10, "secretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+    (12, "initiatorName", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_CINDERPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "volumeID", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (4, "secretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+];
+pub(super) const CORE_V1_CEPHFSPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "monitors", Ty::Many(&Ty::Str)),
+    (2, "path", Ty::OmitZero(&Ty::Str)),
+    (3, "user", Ty::OmitZero(&Ty::Str)),
+    (4, "secretFile", Ty::OmitZero(&Ty::Str)),
+    (5, "secretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+    (6, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_FLEXPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "driver", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+    (3, "secretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+    (4, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (5, "options", Ty::StrMap),
+];
+pub(super) const CORE_V1_AZUREFILEPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "secretName", Ty::OmitZero(&Ty::Str)),
+    (2, "shareName", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (4, "secretNamespace", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_SCALEIOPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "gateway", Ty::OmitZero(&Ty::Str)),
+    (2, "system", Ty::OmitZero(&Ty::Str)),
+    (3, "secretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+    (4, "sslEnabled", Ty::OmitZero(&Ty::Bool)),
+    (5, "protectionDomain", Ty::OmitZero(&Ty::Str)),
+    (6, "storagePool", Ty::OmitZero(&Ty::Str)),
+    (7, "storageMode", Ty::OmitZero(&Ty::Str)),
+    (8, "volumeName", Ty::OmitZero(&Ty::Str)),
+    (9, "fsType", Ty::OmitZero(&Ty::Str)),
+    (10, "readOnly", Ty::OmitZero(&Ty::Bool)),
+];
+pub(super) const CORE_V1_LOCALVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "path", Ty::OmitZero(&Ty::Str)),
+    (2, "fsType", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_STORAGEOSPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "volumeName", Ty::OmitZero(&Ty::Str)),
+    (2, "volumeNamespace", Ty::OmitZero(&Ty::Str)),
+    (3, "fsType", Ty::OmitZero(&Ty::Str)),
+    (4, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (5, "secretRef", Ty::Msg(CORE_V1_OBJECTREFERENCE)),
+];
+pub(super) const CORE_V1_CSIPERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (1, "driver", Ty::OmitZero(&Ty::Str)),
+    (2, "volumeHandle", Ty::OmitZero(&Ty::Str)),
+    (3, "readOnly", Ty::OmitZero(&Ty::Bool)),
+    (4, "fsType", Ty::OmitZero(&Ty::Str)),
+    (5, "volumeAttributes", Ty::StrMap),
+    (
+        6,
+        "controllerPublishSecretRef",
+        Ty::Msg(CORE_V1_SECRETREFERENCE),
+    ),
+    (7, "nodeStageSecretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+    (8, "nodePublishSecretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+    (
+        9,
+        "controllerExpandSecretRef",
+        Ty::Msg(CORE_V1_SECRETREFERENCE),
+    ),
+    (10, "nodeExpandSecretRef", Ty::Msg(CORE_V1_SECRETREFERENCE)),
+];
+pub(super) const CORE_V1_PERSISTENTVOLUMESOURCE: &[(u64, &str, Ty)] = &[
+    (
+        1,
+        "gcePersistentDisk",
+        Ty::Msg(CORE_V1_GCEPERSISTENTDISKVOLUMESOURCE),
+    ),
+    (
+        2,
+        "awsElasticBlockStore",
+        Ty::Msg(CORE_V1_AWSELASTICBLOCKSTOREVOLUMESOURCE),
+    ),
+    (3, "hostPath", Ty::Msg(CORE_V1_HOSTPATHVOLUMESOURCE)),
+    (
+        4,
+        "glusterfs",
+        Ty::Msg(CORE_V1_GLUSTERFSPERSISTENTVOLUMESOURCE),
+    ),
+    (5, "nfs", Ty::Msg(CORE_V1_NFSVOLUMESOURCE)),
+    (6, "rbd", Ty::Msg(CORE_V1_RBDPERSISTENTVOLUMESOURCE)),
+    (7, "iscsi", Ty::Msg(CORE_V1_ISCSIPERSISTENTVOLUMESOURCE)),
+    (8, "cinder", Ty::Msg(CORE_V1_CINDERPERSISTENTVOLUMESOURCE)),
+    (9, "cephfs", Ty::Msg(CORE_V1_CEPHFSPERSISTENTVOLUMESOURCE)),
+    (10, "fc", Ty::Msg(CORE_V1_FCVOLUMESOURCE)),
+    (11, "flocker", Ty::Msg(CORE_V1_FLOCKERVOLUMESOURCE)),
+    (
+        12,
+        "flexVolume",
+        Ty::Msg(CORE_V1_FLEXPERSISTENTVOLUMESOURCE),
+    ),
+    (
+        13,
+        "azureFile",
+        Ty::Msg(CORE_V1_AZUREFILEPERSISTENTVOLUMESOURCE),
+    ),
+    (
+        14,
+        "vsphereVolume",
+        Ty::Msg(CORE_V1_VSPHEREVIRTUALDISKVOLUMESOURCE),
+    ),
+    (15, "quobyte", Ty::Msg(CORE_V1_QUOBYTEVOLUMESOURCE)),
+    (16, "azureDisk", Ty::Msg(CORE_V1_AZUREDISKVOLUMESOURCE)),
+    (
+        17,
+        "photonPersistentDisk",
+        Ty::Msg(CORE_V1_PHOTONPERSISTENTDISKVOLUMESOURCE),
+    ),
+    (18, "portworxVolume", Ty::Msg(CORE_V1_PORTWORXVOLUMESOURCE)),
+    (
+        19,
+        "scaleIO",
+        Ty::Msg(CORE_V1_SCALEIOPERSISTENTVOLUMESOURCE),
+    ),
+    (20, "local", Ty::Msg(CORE_V1_LOCALVOLUMESOURCE)),
+    (
+        21,
+        "storageos",
+        Ty::Msg(CORE_V1_STORAGEOSPERSISTENTVOLUMESOURCE),
+    ),
+    (22, "csi", Ty::Msg(CORE_V1_CSIPERSISTENTVOLUMESOURCE)),
+];
+pub(super) const CORE_V1_VOLUMENODEAFFINITY: &[(u64, &str, Ty)] =
+    &[(1, "required", Ty::Msg(CORE_V1_NODESELECTOR))];
+pub(super) const CORE_V1_PERSISTENTVOLUMESPEC: &[(u64, &str, Ty)] = &[
+    (1, "capacity", Ty::MsgMap(&Ty::Quantity)),
+    (2, "", Ty::Inline(CORE_V1_PERSISTENTVOLUMESOURCE)),
+    (3, "accessModes", Ty::Many(&Ty::Str)),
+    (4, "claimRef", Ty::Msg(CORE_V1_OBJECTREFERENCE)),
+    (5, "persistentVolumeReclaimPolicy", Ty::OmitZero(&Ty::Str)),
+    (6, "storageClassName", Ty::Str),
+    (7, "mountOptions", Ty::Many(&Ty::Str)),
+    (8, "volumeMode", Ty::OmitZero(&Ty::Str)),
+    (9, "nodeAffinity", Ty::Msg(CORE_V1_VOLUMENODEAFFINITY)),
+    (10, "volumeAttributesClassName", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const CORE_V1_PERSISTENTVOLUME: &[(u64, &str, Ty)] = &[
+    (2, "spec", Ty::Msg(CORE_V1_PERSISTENTVOLUMESPEC)),
+    (3, "status", Ty::Ignored),
+];
 pub(super) const APPS_V1_ROLLINGUPDATEDEPLOYMENT: &[(u64, &str, Ty)] = &[
     (1, "maxUnavailable", Ty::IntOrString),
     (2, "maxSurge", Ty::IntOrString),
@@ -1321,6 +1512,8 @@ pub(super) fn root(api_version: &str, kind: &str) -> Option<&'static [(u64, &'st
         ("v1", "LimitRange") => CORE_V1_LIMITRANGE,
         ("v1", "ResourceQuota") => CORE_V1_RESOURCEQUOTA,
         ("v1", "Event") => CORE_V1_EVENT,
+        ("v1", "ReplicationController") => CORE_V1_REPLICATIONCONTROLLER,
+        ("v1", "PersistentVolume") => CORE_V1_PERSISTENTVOLUME,
         ("apps/v1", "Deployment") => APPS_V1_DEPLOYMENT,
         ("apps/v1", "StatefulSet") => APPS_V1_STATEFULSET,
         ("apps/v1", "DaemonSet") => APPS_V1_DAEMONSET,

@@ -462,6 +462,26 @@ impl Registry {
             )
             .with_short_names(&["pvc"]),
             b("", "v1", "limitranges", "LimitRange", true, false).with_short_names(&["limits"]),
+            b(
+                "",
+                "v1",
+                "replicationcontrollers",
+                "ReplicationController",
+                true,
+                true,
+            )
+            .with_short_names(&["rc"])
+            .with_scale()
+            .in_all(),
+            b(
+                "",
+                "v1",
+                "persistentvolumes",
+                "PersistentVolume",
+                false,
+                true,
+            )
+            .with_short_names(&["pv"]),
             b("", "v1", "resourcequotas", "ResourceQuota", true, true).with_short_names(&["quota"]),
             b("apps", "v1", "deployments", "Deployment", true, true)
                 .with_scale()

@@ -729,3 +729,35 @@ fn a_developer_with_edit_runs_workloads_and_one_with_view_reads_them() {
         "view does not write"
     );
 }
+
+#[test]
+fn kubectl_cluster_info_and_apply_prune_work() {
+    let cp = ControlPlane::start("builtins-prune");
+    let info = cp.kubectl_ok(&["cluster-info"]);
+    assert!(
+        info.contains("Kubernetes control plane is running at https://127.0.0.1:"),
+        "{info}"
+    );
+    let dir = cp.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let both = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default, labels: {app: shop}}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: \"nginx:1.27\"}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default, labels: {app: shop}}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n";
+    std::fs::write(dir.join("app.yaml"), both).unwrap();
+    let dir_arg = dir.to_string_lossy().into_owned();
+    cp.kubectl_ok(&["apply", "--prune", "-l", "app=shop", "-f", &dir_arg]);
+    // The Service leaves the configuration: apply --prune deletes it.
+    let only_deploy = both.split("\n---\n").next().unwrap();
+    std::fs::write(dir.join("app.yaml"), only_deploy).unwrap();
+    let out = cp.kubectl_ok(&[
+        "apply",
+        "--prune",
+        "-l",
+        "app=shop",
+        "--prune-allowlist=core/v1/Service",
+        "--prune-allowlist=apps/v1/Deployment",
+        "-f",
+        &dir_arg,
+    ]);
+    assert!(out.contains("service/web pruned"), "{out}");
+    let left = cp.kubectl_ok(&["get", "deploy,svc", "-l", "app=shop", "-o", "name"]);
+    assert_eq!(left.trim(), "deployment.apps/web");
+}

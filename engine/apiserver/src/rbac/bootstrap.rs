@@ -275,7 +275,14 @@ pub fn cluster_roles() -> Vec<Value> {
                 r(
                     WRITE,
                     &[""],
-                    &["pods", "services", "endpoints", "persistentvolumeclaims"],
+                    &[
+                        "pods",
+                        "services",
+                        "endpoints",
+                        "persistentvolumeclaims",
+                        "replicationcontrollers",
+                        "replicationcontrollers/scale",
+                    ],
                 ),
                 r(
                     WRITE,
@@ -322,6 +329,9 @@ pub fn cluster_roles() -> Vec<Value> {
                         "limitranges",
                         "resourcequotas",
                         "resourcequotas/status",
+                        "replicationcontrollers",
+                        "replicationcontrollers/scale",
+                        "replicationcontrollers/status",
                     ],
                 ),
                 r(
