@@ -1744,7 +1744,8 @@ fn strata_up_controllers_are_least_privilege_and_an_ungranted_composed_kind_wait
     );
 
     // A labelled role granting just this Deployment by name is enough for the XR (the review
-    // asks by name when a nameless one is refused) ...
+    // asks by name when a nameless one is refused): patch to apply it, get to observe it on the
+    // passes after the first (without get, a later pass is refused reading it) ...
     let out = c.kubectl_apply(
         r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -1756,7 +1757,7 @@ rules:
 - apiGroups: [apps]
   resources: [deployments]
   resourceNames: [shop-server]
-  verbs: [patch]
+  verbs: [get, patch]
 "#,
     );
     assert!(
