@@ -1,0 +1,90 @@
+//! Reading the composed resources an XR recorded, and their connection Secrets.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use serde_json::Value;
+use strata_core::render::{Observed, ObservedResources};
+use strata_core::wire;
+
+use super::XrContext;
+use crate::error::{Error, Result};
+use crate::inventory::ResourceRef;
+
+/// Reads every recorded composed resource (and its connection Secret). Returns the observed
+/// resources by template name and the recorded references that still exist.
+pub(super) async fn observe(
+    ctx: &XrContext,
+    recorded: &[ResourceRef],
+) -> Result<(ObservedResources, Vec<ResourceRef>)> {
+    let mut observed = ObservedResources::new();
+    let mut present = Vec::new();
+    for r in recorded {
+        let (api, _) = ctx.shared.kinds.api_for(r).await?;
+        let Some(obj) = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| Error::kube("reading", r.display(), e))?
+        else {
+            continue;
+        };
+        present.push(r.clone());
+        let template = obj
+            .annotations()
+            .get(wire::ANNOTATION_RESOURCE_NAME)
+            .or_else(|| {
+                obj.annotations()
+                    .get(wire::CROSSPLANE_ANNOTATION_RESOURCE_NAME)
+            })
+            .cloned();
+        let resource = serde_json::to_value(&obj).map_err(|source| Error::Serialize {
+            object: r.display(),
+            source,
+        })?;
+        let connection_details = read_connection_secret(ctx, &resource, r).await?;
+        if let Some(t) = template {
+            observed.insert(
+                t,
+                Observed {
+                    resource,
+                    connection_details,
+                },
+            );
+        }
+    }
+    Ok((observed, present))
+}
+
+/// The data of a composed resource's connection Secret (`spec.writeConnectionSecretToRef`).
+pub(super) async fn read_connection_secret(
+    ctx: &XrContext,
+    resource: &Value,
+    r: &ResourceRef,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let Some(name) = resource
+        .pointer("/spec/writeConnectionSecretToRef/name")
+        .and_then(Value::as_str)
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(ns) = resource
+        .pointer("/spec/writeConnectionSecretToRef/namespace")
+        .and_then(Value::as_str)
+        .or(r.namespace.as_deref())
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), ns);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube("reading the connection Secret of", r.display(), e))?;
+    Ok(secret
+        .and_then(|s| s.data)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect())
+}
