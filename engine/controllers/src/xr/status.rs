@@ -240,3 +240,257 @@ async fn publish_results(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use std::collections::BTreeMap;
+
+    use strata_core::render::RenderOutput;
+
+    use super::*;
+    use crate::holds::Hold;
+
+    const NOW: &str = "2026-01-02T03:04:05Z";
+    const EARLIER: &str = "2026-01-01T00:00:00Z";
+    const RESYNC: Duration = Duration::from_secs(600);
+
+    fn output(conditions: Value, unready: &[&str]) -> RenderOutput {
+        RenderOutput {
+            composite_status: json!({"conditions": conditions}),
+            resources: Vec::new(),
+            withheld: Vec::new(),
+            skipped: Vec::new(),
+            unready: unready.iter().map(|s| (*s).to_owned()).collect(),
+            connection_details: BTreeMap::new(),
+            environment: Value::Null,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn pass(status: Value, output: RenderOutput) -> Pass {
+        Pass {
+            output,
+            status,
+            failures: Vec::new(),
+            ttl: None,
+            results: Vec::new(),
+            holds: BTreeMap::new(),
+        }
+    }
+
+    fn ready(status: &str, reason: &str) -> Value {
+        json!({"type": "Ready", "status": status, "reason": reason})
+    }
+
+    fn stamped(mut c: Value, at: &str) -> Value {
+        c["lastTransitionTime"] = json!(at);
+        c
+    }
+
+    fn synced_ok(at: &str) -> Value {
+        stamped(
+            json!({"type": "Synced", "status": "True", "reason": "ReconcileSuccess"}),
+            at,
+        )
+    }
+
+    fn pending() -> Hold {
+        Hold::CreatePending {
+            kind: "Bucket".into(),
+            name: "b-1".into(),
+        }
+    }
+
+    /// The converged XR: what a clean pass of `pass(…, ready True)` decides.
+    fn converged() -> Value {
+        json!({"status": {"address": "x", "conditions": [
+            stamped(ready("True", "Available"), EARLIER),
+            synced_ok(EARLIER),
+        ]}})
+    }
+
+    #[test]
+    fn the_status_decision_follows_its_table() {
+        let fresh = json!({"metadata": {"name": "xr"}});
+        let composed_ready = || {
+            pass(
+                json!({"address": "x"}),
+                output(json!([ready("True", "Available")]), &[]),
+            )
+        };
+        struct Row {
+            reason: &'static str,
+            xr: Value,
+            outcome: Result<Pass>,
+            status: Value,
+            write: bool,
+            requeue: Duration,
+            hold_events: usize,
+        }
+        let rows = [
+            Row {
+                reason: "a first clean pass writes the render's status, Ready and Synced",
+                xr: fresh.clone(),
+                outcome: Ok(composed_ready()),
+                status: json!({"address": "x", "conditions": [
+                    stamped(ready("True", "Available"), NOW),
+                    synced_ok(NOW),
+                ]}),
+                write: true,
+                requeue: RESYNC,
+                hold_events: 0,
+            },
+            Row {
+                reason: "a converged XR writes nothing and keeps its transition times",
+                xr: converged(),
+                outcome: Ok(composed_ready()),
+                status: converged()["status"].clone(),
+                write: false,
+                requeue: RESYNC,
+                hold_events: 0,
+            },
+            Row {
+                reason: "a pipeline's TTL shortens the requeue",
+                xr: converged(),
+                outcome: Ok(Pass {
+                    ttl: Some(Duration::from_secs(30)),
+                    ..composed_ready()
+                }),
+                status: converged()["status"].clone(),
+                write: false,
+                requeue: Duration::from_secs(30),
+                hold_events: 0,
+            },
+            Row {
+                reason: "a TTL below the floor is raised to it",
+                xr: converged(),
+                outcome: Ok(Pass {
+                    ttl: Some(Duration::from_millis(10)),
+                    ..composed_ready()
+                }),
+                status: converged()["status"].clone(),
+                write: false,
+                requeue: MIN_TTL,
+                hold_events: 0,
+            },
+            Row {
+                reason: "a TTL above the resync interval is cut to it",
+                xr: converged(),
+                outcome: Ok(Pass {
+                    ttl: Some(Duration::from_secs(86_400)),
+                    ..composed_ready()
+                }),
+                status: converged()["status"].clone(),
+                write: false,
+                requeue: RESYNC,
+                hold_events: 0,
+            },
+            Row {
+                reason: "failed applies are named in Synced and retried soon",
+                xr: converged(),
+                outcome: Ok(Pass {
+                    failures: vec![
+                        ("db".into(), "denied".into()),
+                        ("net".into(), "timeout".into()),
+                    ],
+                    ..composed_ready()
+                }),
+                status: json!({"address": "x", "conditions": [
+                    stamped(ready("True", "Available"), EARLIER),
+                    stamped(json!({"type": "Synced", "status": "False", "reason": "ReconcileError",
+                        "message": "cannot apply composed resources: db: denied; net: timeout"}), NOW),
+                ]}),
+                write: true,
+                requeue: FAILED_APPLY_RETRY,
+                hold_events: 0,
+            },
+            Row {
+                reason: "a hold replaces the render's Ready and raises its event once",
+                xr: fresh.clone(),
+                outcome: Ok(Pass {
+                    holds: BTreeMap::from([("bucket".to_owned(), pending())]),
+                    ..pass(
+                        json!({}),
+                        output(json!([ready("False", "Creating")]), &["bucket"]),
+                    )
+                }),
+                status: json!({"conditions": [
+                    stamped(json!({"type": "Ready", "status": "False", "reason": "Creating",
+                        "message": format!("Unready resources: bucket ({})", pending().explain())}), NOW),
+                    synced_ok(NOW),
+                ]}),
+                write: true,
+                requeue: RESYNC,
+                hold_events: 1,
+            },
+            Row {
+                reason: "a hold the observed Ready message already names raises no event",
+                xr: json!({"status": {"conditions": [
+                    stamped(json!({"type": "Ready", "status": "False", "reason": "Creating",
+                        "message": format!("Unready resources: bucket ({})", pending().explain())}), EARLIER),
+                    synced_ok(EARLIER),
+                ]}}),
+                outcome: Ok(Pass {
+                    holds: BTreeMap::from([("bucket".to_owned(), pending())]),
+                    ..pass(
+                        json!({}),
+                        output(json!([ready("False", "Creating")]), &["bucket"]),
+                    )
+                }),
+                status: json!({"conditions": [
+                    stamped(json!({"type": "Ready", "status": "False", "reason": "Creating",
+                        "message": format!("Unready resources: bucket ({})", pending().explain())}), EARLIER),
+                    synced_ok(EARLIER),
+                ]}),
+                write: false,
+                requeue: RESYNC,
+                hold_events: 0,
+            },
+            Row {
+                reason: "missing data waits: Synced says Waiting, and a new XR is not Ready yet",
+                xr: fresh.clone(),
+                outcome: Err(Error::waiting("XDb db", "no CompositionRevision yet")),
+                status: json!({"conditions": [
+                    stamped(json!({"type": "Synced", "status": "False", "reason": "Waiting",
+                        "message": Error::waiting("XDb db", "no CompositionRevision yet").to_string()}), NOW),
+                    stamped(json!({"type": "Ready", "status": "False", "reason": "Creating",
+                        "message": "the composite resource has not been composed yet"}), NOW),
+                ]}),
+                write: true,
+                requeue: Duration::from_secs(5),
+                hold_events: 0,
+            },
+            Row {
+                reason: "a mistake keeps the XR's Ready and waits for the resync",
+                xr: converged(),
+                outcome: Err(Error::invalid("XDb db", "does not compile")),
+                status: json!({"address": "x", "conditions": [
+                    stamped(ready("True", "Available"), EARLIER),
+                    stamped(json!({"type": "Synced", "status": "False", "reason": "ReconcileError",
+                        "message": Error::invalid("XDb db", "does not compile").to_string()}), NOW),
+                ]}),
+                write: true,
+                requeue: RESYNC,
+                hold_events: 0,
+            },
+        ];
+        for row in rows {
+            let got = decide(&StatusFacts {
+                xr: &row.xr,
+                outcome: &row.outcome,
+                now: NOW,
+                resync: RESYNC,
+            });
+            assert_eq!(got.status, row.status, "{}: status", row.reason);
+            assert_eq!(got.write, row.write, "{}: write", row.reason);
+            assert_eq!(got.requeue, row.requeue, "{}: requeue", row.reason);
+            assert_eq!(
+                got.hold_events.len(),
+                row.hold_events,
+                "{}: hold events",
+                row.reason
+            );
+        }
+    }
+}
