@@ -456,76 +456,37 @@ impl Run<'_> {
         Ok(Action::requeue(delay))
     }
 
+    /// Observe → decide → act. The gates are decided by [`next_step`] from the object alone;
+    /// only when it asks to [`Step::Observe`] does the pass connect and observe the cloud, and
+    /// then it decides again with the observation.
     async fn reconcile(&self, object: Object) -> Result<Action, Error> {
         let name = object.name.clone();
-        if object.deleting && !object.has_finalizer {
-            return Ok(Action::await_change());
-        }
-        if object
-            .annotations
-            .get(ANNOTATION_PAUSED)
-            .is_some_and(|value| value == "true")
-        {
-            self.record(
-                &name,
-                &object.conditions,
-                &object.status,
-                vec![Desired::paused()],
-                None,
-            )
-            .await?;
-            return Ok(Action::await_change());
-        }
-        let policies = match ManagementPolicies::parse(&object.spec.management_policies) {
-            Ok(policies) => policies,
-            Err(error) => {
-                self.record(
-                    &name,
-                    &object.conditions,
-                    &object.status,
-                    vec![Desired::sync_error(error.to_string())],
-                    None,
-                )
-                .await?;
-                return Ok(Action::await_change());
-            }
+        let policies = ManagementPolicies::parse(&object.spec.management_policies);
+        let validation = self.ctx.provider.validate(&object.managed);
+        let facts = Facts {
+            observation: None,
+            deleting: object.deleting,
+            has_finalizer: object.has_finalizer,
+            external_name_recorded: object.annotations.contains_key(ANNOTATION_EXTERNAL_NAME),
+            paused: object
+                .annotations
+                .get(ANNOTATION_PAUSED)
+                .is_some_and(|value| value == "true"),
+            policies: policies.as_ref(),
+            validation: validation.as_ref().map(|_| ()),
+            backoff: self.ctx.failures.wait_left(&name, object.retry_key),
+            deletion_policy: object.spec.deletion_policy,
+            create: CreateRecord {
+                pending: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_PENDING),
+                succeeded: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_SUCCEEDED),
+                failed: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_FAILED),
+            },
+            now: now().as_millisecond(),
         };
-        if !object.deleting
-            && let Err(error) = self.ctx.provider.validate(&object.managed)
-        {
-            // A bad spec never reaches the cloud; the next spec change brings us back.
-            self.record(
-                &name,
-                &object.conditions,
-                &object.status,
-                vec![Desired::sync_error(error.to_string())],
-                None,
-            )
-            .await?;
-            return Ok(Action::await_change());
-        }
-        if !object.deleting
-            && (!object.has_finalizer || !object.annotations.contains_key(ANNOTATION_EXTERNAL_NAME))
-        {
-            // One metadata write; its watch event brings us back.
-            let mut finalizers = self.object.finalizers().to_vec();
-            if !object.has_finalizer {
-                finalizers.push(FINALIZER.to_owned());
-            }
-            let body = json!({ "metadata": {
-                "finalizers": finalizers,
-                "annotations": { ANNOTATION_EXTERNAL_NAME: object.managed.external_name.as_str() },
-                "resourceVersion": self.object.resource_version(),
-            }});
-            self.patch(&name, "add finalizer and external name", body)
-                .await?;
-            return Ok(Action::await_change());
-        }
-
-        // Still backing off from a failure of this same spec: our own status and annotation
-        // writes woke us, not a change worth a cloud call.
-        if let Some(left) = self.ctx.failures.wait_left(&name, object.retry_key) {
-            return Ok(Action::requeue(left));
+        let step = next_step(&facts);
+        if step != Step::Observe {
+            tracing::debug!(name, ?step, "managed-resource gate");
+            return self.settle(&object, step).await;
         }
         let external = match self.ctx.connect(&object.config_name).await {
             Ok(external) => external,
@@ -548,23 +509,55 @@ impl Run<'_> {
             Ok(observed) => observed,
             Err(error) => return self.fail(&object, None, None, error).await,
         };
-        let facts = Facts {
-            observation: &observed.observation,
-            deleting: object.deleting,
-            policies: &policies,
-            deletion_policy: object.spec.deletion_policy,
-            create: CreateRecord {
-                pending: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_PENDING),
-                succeeded: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_SUCCEEDED),
-                failed: millis(&object.annotations, ANNOTATION_EXTERNAL_CREATE_FAILED),
-            },
-            paused: false,
+        let step = next_step(&Facts {
+            observation: Some(&observed.observation),
             now: now().as_millisecond(),
-        };
-        let step = next_step(&facts);
+            ..facts
+        });
         tracing::debug!(name, ?step, "managed-resource step");
-        self.act(object, observed, step, &policies, external.as_ref(), &scope)
+        self.act(object, observed, step, &facts, external.as_ref(), &scope)
             .await
+    }
+
+    /// Performs a step decided without an observation: the gates. None calls the cloud.
+    async fn settle(&self, object: &Object, step: Step) -> Result<Action, Error> {
+        let name = &object.name;
+        let record = |desired| self.record(name, &object.conditions, &object.status, desired, None);
+        match step {
+            Step::Released => Ok(Action::await_change()),
+            Step::Stop {
+                reason: StopReason::Paused,
+            } => {
+                record(vec![Desired::paused()]).await?;
+                Ok(Action::await_change())
+            }
+            Step::Refuse { message } => {
+                record(vec![Desired::sync_error(message)]).await?;
+                Ok(Action::await_change())
+            }
+            Step::AddFinalizer => {
+                // One metadata write; its watch event brings us back.
+                let mut finalizers = self.object.finalizers().to_vec();
+                if !object.has_finalizer {
+                    finalizers.push(FINALIZER.to_owned());
+                }
+                let body = json!({ "metadata": {
+                    "finalizers": finalizers,
+                    "annotations": { ANNOTATION_EXTERNAL_NAME: object.managed.external_name.as_str() },
+                    "resourceVersion": self.object.resource_version(),
+                }});
+                self.patch(name, "add finalizer and external name", body)
+                    .await?;
+                Ok(Action::await_change())
+            }
+            Step::Backoff(left) => Ok(Action::requeue(left)),
+            // The observed steps are decided only with an observation (`act` performs them);
+            // asked for without one, the pass looks again soon.
+            step => {
+                tracing::debug!(name, ?step, "an observed step without an observation");
+                Ok(Action::requeue(strata_core::provider::NOT_READY_POLL))
+            }
+        }
     }
 
     /// Observes the cloud resource: from the scope's listing when it can answer, else by a read
@@ -653,7 +646,7 @@ impl Run<'_> {
             record,
         }: Observed,
         step: Step,
-        policies: &ManagementPolicies,
+        facts: &Facts<'_>,
         external: &dyn External,
         scope: &Scope,
     ) -> Result<Action, Error> {
@@ -702,11 +695,17 @@ impl Run<'_> {
                 .await?;
                 Ok(Action::requeue(delay))
             }
+            // The gates are decided (and performed) before the observation.
+            step @ (Step::Released
+            | Step::Refuse { .. }
+            | Step::AddFinalizer
+            | Step::Backoff(_)
+            | Step::Observe
+            | Step::Stop {
+                reason: StopReason::Paused,
+            }) => self.settle(&object, step).await,
             Step::Stop { reason } => {
-                let mut desired = vec![Desired::stopped(reason)];
-                if reason != StopReason::Paused {
-                    desired.push(ready_now);
-                }
+                let desired = vec![Desired::stopped(reason), ready_now];
                 self.record(
                     &name,
                     &object.conditions,
@@ -759,13 +758,10 @@ impl Run<'_> {
                         let follow = present.as_ref().map(|present| {
                             let observation = Observation::Present(present.clone());
                             next_step(&Facts {
-                                observation: &observation,
-                                deleting: false,
-                                policies,
-                                deletion_policy: object.spec.deletion_policy,
+                                observation: Some(&observation),
                                 create: CreateRecord::default(),
-                                paused: false,
                                 now: now().as_millisecond(),
+                                ..*facts
                             })
                         });
                         let done = follow == Some(Step::Nothing);

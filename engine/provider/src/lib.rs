@@ -603,21 +603,32 @@ impl CreateRecord {
     }
 }
 
-/// Everything [`next_step`] decides from.
-#[derive(Clone, Debug)]
+/// Everything [`next_step`] decides from: the object's gates (finalizer, pause, policies,
+/// validation, a failure's backoff) and, once the gates let the cloud be observed, the
+/// observation.
+#[derive(Clone, Copy, Debug)]
 pub struct Facts<'a> {
-    /// What the last observe found.
-    pub observation: &'a Observation,
+    /// What observing the cloud found; `None` before it was observed (the gates decide first,
+    /// and [`Step::Observe`] asks for it).
+    pub observation: Option<&'a Observation>,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
-    /// `spec.managementPolicies`.
-    pub policies: &'a ManagementPolicies,
+    /// The runtime's finalizer is on the object.
+    pub has_finalizer: bool,
+    /// The external name is recorded in its annotation (`strata.dev/external-name`).
+    pub external_name_recorded: bool,
+    /// `strata.dev/paused: "true"`.
+    pub paused: bool,
+    /// `spec.managementPolicies`, parsed, or why they cannot be honoured.
+    pub policies: Result<&'a ManagementPolicies, &'a PolicyError>,
+    /// The provider's validation of the spec ([`Provider::validate`]).
+    pub validation: Result<(), &'a ProviderError>,
+    /// Time left before a failure of this same spec may be retried; `None` when it may be now.
+    pub backoff: Option<Duration>,
     /// `spec.deletionPolicy`.
     pub deletion_policy: DeletionPolicy,
     /// The create bookkeeping annotations.
     pub create: CreateRecord,
-    /// `strata.dev/paused: "true"`.
-    pub paused: bool,
     /// Unix milliseconds, supplied by the caller so the decision stays a pure function.
     pub now: i64,
 }
@@ -652,8 +663,23 @@ impl StopReason {
 }
 
 /// What the runtime does next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// Being deleted and the runtime's finalizer is gone: nothing is ours to do.
+    Released,
+    /// Refuse the spec (`Synced=False` with this message) until it changes; nothing reaches
+    /// the cloud.
+    Refuse {
+        /// Why, for the `Synced` condition.
+        message: String,
+    },
+    /// Record the finalizer and the external name on the object before any cloud call.
+    AddFinalizer,
+    /// A failure of this same spec is still backing off: look again after this long, without
+    /// a cloud call.
+    Backoff(Duration),
+    /// The gates let the cloud be observed: observe it, then decide again with the observation.
+    Observe,
     /// Create the cloud resource.
     Create,
     /// Update the cloud resource to match `spec.forProvider`.
@@ -675,24 +701,65 @@ pub enum Step {
     Nothing,
 }
 
-/// Decides the next step of a managed resource from plain facts. Order of precedence:
-/// pause, deletion, absence (create or refuse), late initialization, update, readiness.
+/// Decides the next step of a managed resource from plain facts. Order of precedence: a
+/// deletion that is no longer ours, pause, management policies that cannot be honoured, a spec
+/// the provider refuses, the finalizer and external name, a failure's backoff; then, with the
+/// observation, deletion, absence (create or refuse), late initialization, update, readiness.
 pub fn next_step(facts: &Facts<'_>) -> Step {
+    if facts.deleting && !facts.has_finalizer {
+        return Step::Released;
+    }
     if facts.paused {
         return Step::Stop {
             reason: StopReason::Paused,
         };
     }
-    let allows = |action| facts.policies.allows(action);
+    let policies = match facts.policies {
+        Ok(policies) => policies,
+        Err(error) => {
+            return Step::Refuse {
+                message: error.to_string(),
+            };
+        }
+    };
+    if !facts.deleting {
+        // A bad spec never reaches the cloud; the next spec change brings us back.
+        if let Err(error) = facts.validation {
+            return Step::Refuse {
+                message: error.to_string(),
+            };
+        }
+        if !facts.has_finalizer || !facts.external_name_recorded {
+            return Step::AddFinalizer;
+        }
+    }
+    // Still backing off from a failure of this same spec: our own status and annotation
+    // writes woke us, not a change worth a cloud call.
+    if let Some(left) = facts.backoff {
+        return Step::Backoff(left);
+    }
+    let Some(observation) = facts.observation else {
+        return Step::Observe;
+    };
+    observed_step(facts, policies, observation)
+}
+
+/// The step once the gates passed and the cloud was observed.
+fn observed_step(
+    facts: &Facts<'_>,
+    policies: &ManagementPolicies,
+    observation: &Observation,
+) -> Step {
+    let allows = |action| policies.allows(action);
     if facts.deleting {
         let ours_to_delete =
             facts.deletion_policy == DeletionPolicy::Delete && allows(ManagementAction::Delete);
-        return match facts.observation {
+        return match observation {
             Observation::Present(_) if ours_to_delete => Step::Delete,
             _ => Step::RemoveFinalizer,
         };
     }
-    match facts.observation {
+    match observation {
         Observation::Absent => {
             if facts.create.incomplete() {
                 Step::Stop {
@@ -760,15 +827,194 @@ mod tests {
         })
     }
 
+    /// An object past every gate (finalized, named, valid, not backing off), observed.
     fn facts<'a>(observation: &'a Observation, policies: &'a ManagementPolicies) -> Facts<'a> {
         Facts {
-            observation,
+            observation: Some(observation),
             deleting: false,
-            policies,
+            has_finalizer: true,
+            external_name_recorded: true,
+            paused: false,
+            policies: Ok(policies),
+            validation: Ok(()),
+            backoff: None,
             deletion_policy: DeletionPolicy::Delete,
             create: CreateRecord::default(),
-            paused: false,
             now: 1_000_000,
+        }
+    }
+
+    /// A new object before any gate: no finalizer, no external name, not observed.
+    fn new_object(policies: &ManagementPolicies) -> Facts<'_> {
+        Facts {
+            observation: None,
+            has_finalizer: false,
+            external_name_recorded: false,
+            policies: Ok(policies),
+            validation: Ok(()),
+            deleting: false,
+            paused: false,
+            backoff: None,
+            deletion_policy: DeletionPolicy::Delete,
+            create: CreateRecord::default(),
+            now: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn the_gates_decide_before_the_cloud_is_observed() {
+        let all = ManagementPolicies::all();
+        let bad_policies = PolicyError::MissingObserve;
+        let invalid = ProviderError::terminal("validate", "db", "spec.forProvider.size: required");
+        let synced = present(true, false, true);
+        let gated = Facts {
+            has_finalizer: true,
+            external_name_recorded: true,
+            ..new_object(&all)
+        };
+        struct Row<'a> {
+            reason: &'a str,
+            facts: Facts<'a>,
+            expected: Step,
+        }
+        let rows = [
+            Row {
+                reason: "a deleted object without our finalizer is not ours any more",
+                facts: Facts {
+                    deleting: true,
+                    paused: true,
+                    policies: Err(&bad_policies),
+                    ..new_object(&all)
+                },
+                expected: Step::Released,
+            },
+            Row {
+                reason: "paused wins over every other gate",
+                facts: Facts {
+                    paused: true,
+                    policies: Err(&bad_policies),
+                    validation: Err(&invalid),
+                    backoff: Some(Duration::from_secs(3)),
+                    ..new_object(&all)
+                },
+                expected: Step::Stop {
+                    reason: StopReason::Paused,
+                },
+            },
+            Row {
+                reason: "paused blocks a deletion behind our finalizer",
+                facts: Facts {
+                    paused: true,
+                    deleting: true,
+                    ..gated
+                },
+                expected: Step::Stop {
+                    reason: StopReason::Paused,
+                },
+            },
+            Row {
+                reason: "policies that cannot be honoured are refused, with their error",
+                facts: Facts {
+                    policies: Err(&bad_policies),
+                    ..gated
+                },
+                expected: Step::Refuse {
+                    message: bad_policies.to_string(),
+                },
+            },
+            Row {
+                reason: "policies that cannot be honoured block a deletion too",
+                facts: Facts {
+                    policies: Err(&bad_policies),
+                    deleting: true,
+                    ..gated
+                },
+                expected: Step::Refuse {
+                    message: bad_policies.to_string(),
+                },
+            },
+            Row {
+                reason: "a spec the provider refuses never reaches the cloud",
+                facts: Facts {
+                    validation: Err(&invalid),
+                    ..new_object(&all)
+                },
+                expected: Step::Refuse {
+                    message: invalid.to_string(),
+                },
+            },
+            Row {
+                reason: "an invalid spec is still deleted",
+                facts: Facts {
+                    validation: Err(&invalid),
+                    deleting: true,
+                    ..gated
+                },
+                expected: Step::Observe,
+            },
+            Row {
+                reason: "a new object gets the finalizer and external name first",
+                facts: new_object(&all),
+                expected: Step::AddFinalizer,
+            },
+            Row {
+                reason: "an object that lost its external-name annotation records it again",
+                facts: Facts {
+                    external_name_recorded: false,
+                    ..gated
+                },
+                expected: Step::AddFinalizer,
+            },
+            Row {
+                reason: "the finalizer is recorded before a backoff is honoured",
+                facts: Facts {
+                    backoff: Some(Duration::from_secs(3)),
+                    ..new_object(&all)
+                },
+                expected: Step::AddFinalizer,
+            },
+            Row {
+                reason: "a failure of the same spec backs off without a cloud call",
+                facts: Facts {
+                    backoff: Some(Duration::from_secs(3)),
+                    ..gated
+                },
+                expected: Step::Backoff(Duration::from_secs(3)),
+            },
+            Row {
+                reason: "a deletion backs off after its failure too",
+                facts: Facts {
+                    backoff: Some(Duration::from_secs(3)),
+                    deleting: true,
+                    ..gated
+                },
+                expected: Step::Backoff(Duration::from_secs(3)),
+            },
+            Row {
+                reason: "past every gate, the cloud is observed",
+                facts: gated,
+                expected: Step::Observe,
+            },
+            Row {
+                reason: "a deletion behind our finalizer observes before it decides",
+                facts: Facts {
+                    deleting: true,
+                    external_name_recorded: false,
+                    ..gated
+                },
+                expected: Step::Observe,
+            },
+            Row {
+                reason: "with the observation, the observed step",
+                facts: Facts {
+                    observation: Some(&synced),
+                    ..gated
+                },
+                expected: Step::Nothing,
+            },
+        ];
+        for row in rows {
+            assert_eq!(next_step(&row.facts), row.expected, "{}", row.reason);
         }
     }
 
