@@ -555,7 +555,7 @@ impl Run<'_> {
             // asked for without one, the pass looks again soon.
             step => {
                 tracing::debug!(name, ?step, "an observed step without an observation");
-                Ok(Action::requeue(strata_core::provider::NOT_READY_POLL))
+                Ok(Action::requeue(strata_provider::NOT_READY_POLL))
             }
         }
     }
@@ -636,6 +636,98 @@ impl Run<'_> {
         }
         tracing::debug!(scope = %scope.rate_key, resources = records.len(), "listed");
         Ok(Snapshot { taken, records })
+    }
+
+    /// Creates the cloud resource behind the create-pending mark, and decides on the create's
+    /// answer at once ([`next_step`] with it as the observation).
+    async fn create(
+        &self,
+        object: &Object,
+        facts: &Facts<'_>,
+        external: &dyn External,
+        scope: &Scope,
+    ) -> Result<Action, Error> {
+        let name = &object.name;
+        let poll = self.ctx.settings.poll_interval;
+        // Pending first: if we crash after the cloud call, the next pass sees a pending
+        // mark newer than any outcome and stops instead of creating a duplicate.
+        self.annotate(name, ANNOTATION_EXTERNAL_CREATE_PENDING)
+            .await?;
+        self.ctx.limited(&scope.rate_key, Call::Create).await;
+        let created = external.create(&object.managed).await;
+        self.ctx.sweeps.wrote(name);
+        match created {
+            Ok(created) => {
+                self.annotate(name, ANNOTATION_EXTERNAL_CREATE_SUCCEEDED)
+                    .await?;
+                self.ctx.failures.clear(name);
+                // What the create answered is as good as a read: a resource the cloud
+                // made synchronously is Ready now, without another call.
+                let present = match &created.record {
+                    Some(record) => external.assess(&object.managed, record).await.ok(),
+                    None => None,
+                };
+                let mut details = created.connection_details;
+                if let Some(present) = &present {
+                    details.extend(present.connection_details.clone());
+                }
+                self.publish_connection(object, &details).await?;
+                // Decide on the answer at once: a late initialization is written now
+                // (its spec change brings us back), and only a resource with nothing
+                // left to do is Ready.
+                let follow = present.as_ref().map(|present| {
+                    let observation = Observation::Present(present.clone());
+                    next_step(&Facts {
+                        observation: Some(&observation),
+                        create: CreateRecord::default(),
+                        now: now().as_millisecond(),
+                        ..*facts
+                    })
+                });
+                let done = follow == Some(Step::Nothing);
+                let desired = vec![
+                    if done {
+                        Desired::ready(true, status::REASON_AVAILABLE)
+                    } else {
+                        Desired::ready(false, status::REASON_CREATING)
+                    },
+                    Desired::synced(),
+                ];
+                let at_provider = present.as_ref().map(|p| &p.at_provider);
+                self.record(
+                    name,
+                    &object.conditions,
+                    &object.status,
+                    desired,
+                    at_provider,
+                )
+                .await?;
+                match (follow, present.and_then(|p| p.late_init)) {
+                    (Some(Step::LateInitialize), Some(patch)) => {
+                        self.patch(
+                            name,
+                            "late-initialize spec.forProvider",
+                            json!({ "spec": { "forProvider": patch } }),
+                        )
+                        .await?;
+                        Ok(Action::await_change())
+                    }
+                    _ if done => Ok(Action::requeue(poll)),
+                    _ => Ok(Action::requeue(strata_provider::NOT_READY_POLL)),
+                }
+            }
+            Err(error) => {
+                self.annotate(name, ANNOTATION_EXTERNAL_CREATE_FAILED)
+                    .await?;
+                self.fail(
+                    object,
+                    Some(Desired::ready(false, status::REASON_UNAVAILABLE)),
+                    None,
+                    error,
+                )
+                .await
+            }
+        }
     }
 
     async fn act(
@@ -728,87 +820,7 @@ impl Run<'_> {
                 .await?;
                 Ok(Action::await_change())
             }
-            Step::Create => {
-                // Pending first: if we crash after the cloud call, the next pass sees a pending
-                // mark newer than any outcome and stops instead of creating a duplicate.
-                self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_PENDING)
-                    .await?;
-                self.ctx.limited(&scope.rate_key, Call::Create).await;
-                let created = external.create(&object.managed).await;
-                self.ctx.sweeps.wrote(&name);
-                match created {
-                    Ok(created) => {
-                        self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_SUCCEEDED)
-                            .await?;
-                        self.ctx.failures.clear(&name);
-                        // What the create answered is as good as a read: a resource the cloud
-                        // made synchronously is Ready now, without another call.
-                        let present = match &created.record {
-                            Some(record) => external.assess(&object.managed, record).await.ok(),
-                            None => None,
-                        };
-                        let mut details = created.connection_details;
-                        if let Some(present) = &present {
-                            details.extend(present.connection_details.clone());
-                        }
-                        self.publish_connection(&object, &details).await?;
-                        // Decide on the answer at once: a late initialization is written now
-                        // (its spec change brings us back), and only a resource with nothing
-                        // left to do is Ready.
-                        let follow = present.as_ref().map(|present| {
-                            let observation = Observation::Present(present.clone());
-                            next_step(&Facts {
-                                observation: Some(&observation),
-                                create: CreateRecord::default(),
-                                now: now().as_millisecond(),
-                                ..*facts
-                            })
-                        });
-                        let done = follow == Some(Step::Nothing);
-                        let desired = vec![
-                            if done {
-                                Desired::ready(true, status::REASON_AVAILABLE)
-                            } else {
-                                Desired::ready(false, status::REASON_CREATING)
-                            },
-                            Desired::synced(),
-                        ];
-                        let at_provider = present.as_ref().map(|p| &p.at_provider);
-                        self.record(
-                            &name,
-                            &object.conditions,
-                            &object.status,
-                            desired,
-                            at_provider,
-                        )
-                        .await?;
-                        match (follow, present.and_then(|p| p.late_init)) {
-                            (Some(Step::LateInitialize), Some(patch)) => {
-                                self.patch(
-                                    &name,
-                                    "late-initialize spec.forProvider",
-                                    json!({ "spec": { "forProvider": patch } }),
-                                )
-                                .await?;
-                                Ok(Action::await_change())
-                            }
-                            _ if done => Ok(Action::requeue(poll)),
-                            _ => Ok(Action::requeue(strata_provider::NOT_READY_POLL)),
-                        }
-                    }
-                    Err(error) => {
-                        self.annotate(&name, ANNOTATION_EXTERNAL_CREATE_FAILED)
-                            .await?;
-                        self.fail(
-                            &object,
-                            Some(Desired::ready(false, status::REASON_UNAVAILABLE)),
-                            None,
-                            error,
-                        )
-                        .await
-                    }
-                }
-            }
+            Step::Create => self.create(&object, facts, external, scope).await,
             Step::Update => {
                 let Some(record) = &record else {
                     // `next_step` updates only what it observed.
