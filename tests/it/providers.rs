@@ -126,13 +126,18 @@ fn decide(
     deleting: bool,
     deletion_policy: DeletionPolicy,
 ) -> Step {
+    // An object past the runtime's gates (finalized, named, valid, not backing off), observed.
     next_step(&Facts {
-        observation,
+        observation: Some(observation),
         deleting,
-        policies,
+        has_finalizer: true,
+        external_name_recorded: true,
+        paused: false,
+        policies: Ok(policies),
+        validation: Ok(()),
+        backoff: None,
         deletion_policy,
         create: CreateRecord::default(),
-        paused: false,
         now: 0,
     })
 }

@@ -39,34 +39,14 @@ pub(super) async fn delete(
         source,
     })?;
     let recorded = ResourceRef::list_of(&value);
-    let mut waves = deletion_waves(&value, ctx);
-    let mut observed = Vec::with_capacity(recorded.len());
-    let mut dependencies = Vec::new();
-    for r in &recorded {
-        let (rapi, _) = ctx.shared.kinds.api_for(r).await?;
-        let o = rapi
-            .get_opt(&r.name)
-            .await
-            .map_err(|e| Error::kube("reading", r.display(), e))?;
-        let observation = match o {
-            None => Observation::Absent,
-            Some(o) => {
-                let template = o.annotations().get(wire::ANNOTATION_RESOURCE_NAME).cloned();
-                if let Some(t) = &template {
-                    dependencies.push((t.clone(), functions::recorded_dependencies(&o)));
-                }
-                Observation::Present {
-                    template,
-                    deleting: o.metadata.deletion_timestamp.is_some(),
-                }
-            }
-        };
-        observed.push((r.clone(), observation));
-    }
+    let (observed, dependencies) = observe(ctx, &recorded).await?;
     // A pipeline's graph (or a native one whose revision is gone) is recorded on the objects.
-    if waves.is_none() && dependencies.iter().any(|(_, d)| !d.is_empty()) {
-        waves = Some(functions::waves_from_dependencies(&dependencies));
-    }
+    let waves = deletion_waves(&value, ctx).or_else(|| {
+        dependencies
+            .iter()
+            .any(|(_, d)| !d.is_empty())
+            .then(|| functions::waves_from_dependencies(&dependencies))
+    });
     match inventory::deletion_step(waves.as_deref(), &observed) {
         DeletionStep::Delete { wave, refs } => {
             tracing::info!(xr = %id, wave, count = refs.len(), "deleting composed resources");
@@ -96,6 +76,38 @@ pub(super) async fn delete(
             Ok(Action::await_change())
         }
     }
+}
+
+/// Each recorded composed resource as deletion sees it, and the dependencies recorded on those
+/// that exist (by template name).
+async fn observe(
+    ctx: &XrContext,
+    recorded: &[ResourceRef],
+) -> Result<(Vec<(ResourceRef, Observation)>, Vec<(String, Vec<String>)>)> {
+    let mut observed = Vec::with_capacity(recorded.len());
+    let mut dependencies = Vec::new();
+    for r in recorded {
+        let (rapi, _) = ctx.shared.kinds.api_for(r).await?;
+        let o = rapi
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| Error::kube("reading", r.display(), e))?;
+        let observation = match o {
+            None => Observation::Absent,
+            Some(o) => {
+                let template = o.annotations().get(wire::ANNOTATION_RESOURCE_NAME).cloned();
+                if let Some(t) = &template {
+                    dependencies.push((t.clone(), functions::recorded_dependencies(&o)));
+                }
+                Observation::Present {
+                    template,
+                    deleting: o.metadata.deletion_timestamp.is_some(),
+                }
+            }
+        };
+        observed.push((r.clone(), observation));
+    }
+    Ok((observed, dependencies))
 }
 
 /// The deletion waves (template names) of the native revision recorded on the XR, if it still
