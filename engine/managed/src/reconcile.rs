@@ -1,7 +1,9 @@
-//! One reconcile of one managed resource: read → connect → observe → decide → act → record.
-//! The decision is the core's pure [`next_step`]; this module only gathers its facts and
-//! performs the I/O it asks for. Every exit writes conditions (when they change) and returns
-//! when to look again.
+//! One reconcile of one managed resource: read → decide the gates → connect → observe → decide →
+//! act → record. Every decision is the core's pure [`next_step`]: first from the object alone
+//! (a deletion no longer ours, pause, policies, validation, finalizer and external name, a
+//! failure's backoff), and, when it asks to [`Step::Observe`], again with the observation. This
+//! module only gathers its facts and performs the I/O it asks for. Every exit writes conditions
+//! (when they change) and returns when to look again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
