@@ -3252,6 +3252,14 @@ mod runtime {
             },
         )
         .await;
+        // The proxy records a call once the emulator has answered it, so the corrected class can
+        // be read a moment before the modify that made it is counted.
+        eventually_async(
+            "the correcting modify to be recorded by the proxy",
+            Duration::from_secs(10),
+            || async { (proxy.count("ModifyDBInstance") > 0).then_some(()) },
+        )
+        .await;
         assert_eq!(proxy.count("ModifyDBInstance"), 1, "one correcting modify");
 
         let _ = stop.send(());
