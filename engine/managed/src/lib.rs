@@ -273,6 +273,9 @@ async fn run_controllers(
 }
 
 #[cfg(test)]
+mod scripted_tests;
+
+#[cfg(test)]
 mod tests {
     use serde_json::json;
 
