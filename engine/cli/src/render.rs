@@ -444,13 +444,7 @@ pub(crate) fn resolve_environment(
     composite: &Value,
     spec: Option<&EnvironmentSpec>,
 ) -> Result<Option<Value>, environment::EnvironmentError> {
-    let xr_refs: Vec<String> = composite
-        .pointer("/spec/environmentConfigRefs")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned))
-        .collect();
+    let xr_refs = environment::xr_config_refs(composite);
     let selects = spec.is_some_and(|e| !e.environment_configs.is_empty()) || !xr_refs.is_empty();
     let selected = if selects {
         environment::resolve(composite, &xr_refs, spec, &input.configs)?

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::fieldpath::{FieldPath, ParseError};
+use crate::fieldpath::FieldPath;
 use crate::graph::{DependencyGraph, EdgeKind, EdgeSpec, GraphError};
 use crate::model::{
-    CompositionMode, CompositionSpec, ConnectionDetail, ConnectionDetailType, FromFieldPathPolicy,
-    Patch, PatchType, ReadinessCheck, ReadinessCheckType, ToFieldPathPolicy, TypeReference,
+    CompositionMode, CompositionSpec, ConnectionDetail, FromFieldPathPolicy, Patch, PatchType,
+    ReadinessCheck, ToFieldPathPolicy, TypeReference,
 };
-use crate::transform::{CompiledTransform, TransformError, compile_all};
+use crate::rules;
+use crate::transform::{CompiledTransform, TransformError};
 
 /// A Composition, ready to render.
 #[derive(Clone, Debug)]
@@ -508,22 +509,6 @@ fn expand_patch_sets(
     Ok(out)
 }
 
-fn parse_path(
-    at: &Location,
-    index: usize,
-    kind: PatchType,
-    field: &'static str,
-    raw: &str,
-) -> Result<FieldPath, CompileError> {
-    FieldPath::parse(raw).map_err(|e: ParseError| CompileError::Patch {
-        at: at.clone(),
-        index,
-        kind: kind.as_str(),
-        field,
-        message: e.to_string(),
-    })
-}
-
 fn compile_patch(
     at: &Location,
     index: usize,
@@ -532,125 +517,49 @@ fn compile_patch(
     environment: bool,
 ) -> Result<CompiledPatch, CompileError> {
     let kind = patch.kind;
-    let missing = |field: &'static str| CompileError::Patch {
-        at: at.clone(),
-        index,
-        kind: kind.as_str(),
-        field,
-        message: "required".into(),
-    };
-    if environment && !allowed_in_environment(kind) {
-        return Err(CompileError::Patch {
+    let resource_index = |name: &str| names.iter().position(|n| n == name);
+    let resource_hint =
+        |name: &str| crate::suggest::did_you_mean(name, names.iter().map(String::as_str));
+    let checked = rules::patch(
+        patch,
+        &rules::PatchContext {
+            environment,
+            resource_index: &resource_index,
+            resource_hint: &resource_hint,
+        },
+    );
+    let refused = |problem: &rules::Problem| match &problem.refusal {
+        Some(rules::Refusal::Transform(source)) => CompileError::Transform {
             at: at.clone(),
             index,
             kind: kind.as_str(),
-            field: "type",
-            message: ENVIRONMENT_PATCH_TYPES.into(),
-        });
-    }
-    let combine = matches!(
-        kind,
-        PatchType::CombineFromComposite
-            | PatchType::CombineToComposite
-            | PatchType::CombineFromEnvironment
-            | PatchType::CombineToEnvironment
-    );
-    let source = if combine {
-        let Some(c) = &patch.combine else {
-            return Err(missing("combine"));
-        };
-        if c.variables.is_empty() {
-            return Err(missing("combine.variables"));
-        }
-        if c.strategy != "string" {
-            return Err(CompileError::Patch {
+            source: source.clone(),
+        },
+        Some(rules::Refusal::Patch { field, message }) => CompileError::Patch {
+            at: at.clone(),
+            index,
+            kind: kind.as_str(),
+            field,
+            message: message.clone(),
+        },
+        None => CompileError::Field {
+            at: at.clone(),
+            field: format!("patches[{index}].{}", problem.field),
+            message: problem.message.clone(),
+        },
+    };
+    let Some(parts) = checked.compiled else {
+        return Err(rules::first_error(&checked.problems).map_or_else(
+            || CompileError::Patch {
                 at: at.clone(),
                 index,
                 kind: kind.as_str(),
-                field: "combine.strategy",
-                message: format!(
-                    "combine strategy {:?} is not supported; supported: string",
-                    c.strategy
-                ),
-            });
-        }
-        let Some(s) = &c.string else {
-            return Err(missing("combine.string"));
-        };
-        if let Some(i) = c
-            .variables
-            .iter()
-            .position(|v| v.from_field_path.is_empty())
-        {
-            return Err(CompileError::Patch {
-                at: at.clone(),
-                index,
-                kind: kind.as_str(),
-                field: "combine.variables.fromFieldPath",
-                message: format!(
-                    "Required value: fromFieldPath must be set for each combine variable \
-                     (variable {i})"
-                ),
-            });
-        }
-        let variables = c
-            .variables
-            .iter()
-            .map(|v| {
-                parse_path(
-                    at,
-                    index,
-                    kind,
-                    "combine.variables.fromFieldPath",
-                    &v.from_field_path,
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        PatchSource::Combine {
-            variables,
-            format: s.fmt.clone(),
-        }
-    } else {
-        let Some(from) = patch.from_field_path.as_deref() else {
-            return Err(missing("fromFieldPath"));
-        };
-        PatchSource::Path(parse_path(at, index, kind, "fromFieldPath", from)?)
+                field: "type",
+                message: "cannot be compiled".into(),
+            },
+            refused,
+        ));
     };
-    let to_raw = match (&patch.to_field_path, &source) {
-        (Some(to), _) => to.clone(),
-        (None, PatchSource::Path(_)) => patch.from_field_path.clone().unwrap_or_default(),
-        (None, PatchSource::Combine { .. }) => return Err(missing("toFieldPath")),
-    };
-    let to = parse_path(at, index, kind, "toFieldPath", &to_raw)?;
-    if to.is_empty() {
-        return Err(missing("toFieldPath"));
-    }
-    let from_resource = if kind == PatchType::FromResourceFieldPath {
-        let Some(name) = patch.from_resource.as_deref() else {
-            return Err(missing("fromResource"));
-        };
-        let Some(i) = names.iter().position(|n| n == name) else {
-            return Err(CompileError::Patch {
-                at: at.clone(),
-                index,
-                kind: kind.as_str(),
-                field: "fromResource",
-                message: format!(
-                    "unknown resource `{name}`{}",
-                    crate::suggest::did_you_mean(name, names.iter().map(String::as_str))
-                ),
-            });
-        };
-        Some(i)
-    } else {
-        None
-    };
-    let transforms = compile_all(&patch.transforms).map_err(|source| CompileError::Transform {
-        at: at.clone(),
-        index,
-        kind: kind.as_str(),
-        source,
-    })?;
     let policy = patch.policy.clone().unwrap_or_default();
     let to_policy = match (policy.to_field_path, &policy.merge_options) {
         (Some(p), _) => p,
@@ -669,11 +578,11 @@ fn compile_patch(
     Ok(CompiledPatch {
         index,
         kind,
-        source,
-        to_wildcard: to_raw.contains("[*]"),
-        to,
-        from_resource,
-        transforms,
+        source: parts.source,
+        to_wildcard: parts.to_wildcard,
+        to: parts.to,
+        from_resource: parts.from_resource,
+        transforms: parts.transforms,
         from_policy: policy.from_field_path.unwrap_or_default(),
         to_policy,
         composite_read: None,
@@ -710,60 +619,31 @@ fn compile_connection_detail(
     index: usize,
     d: &ConnectionDetail,
 ) -> Result<CompiledConnectionDetail, CompileError> {
-    let err = |field: &str, message: &str| CompileError::Field {
-        at: at.clone(),
-        field: format!("connectionDetails[{index}].{field}"),
-        message: message.to_owned(),
-    };
-    // Crossplane infers the type from the field that is set.
-    let kind = match d.kind {
-        Some(k) => k,
-        None if d.value.is_some() => ConnectionDetailType::FromValue,
-        None if d.from_connection_secret_key.is_some() => {
-            ConnectionDetailType::FromConnectionSecretKey
-        }
-        None if d.from_field_path.is_some() => ConnectionDetailType::FromFieldPath,
-        None => {
-            return Err(err(
-                "type",
-                "cannot infer the type: set value, fromConnectionSecretKey or fromFieldPath",
-            ));
-        }
-    };
-    if d.name.as_deref() == Some("") {
-        return Err(err("name", "Required value: name is required"));
-    }
-    Ok(match kind {
-        ConnectionDetailType::FromConnectionSecretKey => {
-            let Some(key) = d.from_connection_secret_key.clone() else {
-                return Err(err(
-                    "fromConnectionSecretKey",
-                    "required for type FromConnectionSecretKey",
-                ));
-            };
-            CompiledConnectionDetail::FromConnectionSecretKey {
-                name: d.name.clone().unwrap_or_else(|| key.clone()),
-                key,
-            }
-        }
-        ConnectionDetailType::FromFieldPath => {
-            let Some(raw) = d.from_field_path.as_deref() else {
-                return Err(err("fromFieldPath", "required for type FromFieldPath"));
-            };
-            let Some(name) = d.name.clone() else {
-                return Err(err("name", "required for type FromFieldPath"));
-            };
-            let path = FieldPath::parse(raw).map_err(|e| err("fromFieldPath", &e.to_string()))?;
-            CompiledConnectionDetail::FromFieldPath { name, path }
-        }
-        ConnectionDetailType::FromValue => {
-            let Some(value) = d.value.clone() else {
-                return Err(err("value", "required for type FromValue"));
-            };
-            let Some(name) = d.name.clone() else {
-                return Err(err("name", "required for type FromValue"));
-            };
-            CompiledConnectionDetail::FromValue { name, value }
+    let (compiled, problems) = rules::connection_detail(d);
+    compiled_or_first_error(
+        at,
+        &format!("connectionDetails[{index}]"),
+        compiled,
+        &problems,
+    )
+}
+
+/// The compiled item, or its first problem as a [`CompileError::Field`] under `prefix`.
+fn compiled_or_first_error<T>(
+    at: &Location,
+    prefix: &str,
+    compiled: Option<T>,
+    problems: &[rules::Problem],
+) -> Result<T, CompileError> {
+    compiled.ok_or_else(|| {
+        let (field, message) = rules::first_error(problems)
+            .map_or(("", "cannot be compiled"), |p| {
+                (p.field.as_str(), p.message.as_str())
+            });
+        CompileError::Field {
+            at: at.clone(),
+            field: format!("{prefix}.{field}"),
+            message: message.to_owned(),
         }
     })
 }
@@ -773,57 +653,11 @@ fn compile_readiness_check(
     index: usize,
     c: &ReadinessCheck,
 ) -> Result<CompiledReadinessCheck, CompileError> {
-    let err = |field: &str, message: String| CompileError::Field {
-        at: at.clone(),
-        field: format!("readinessChecks[{index}].{field}"),
-        message,
-    };
-    let path = || -> Result<FieldPath, CompileError> {
-        let Some(raw) = c.field_path.as_deref() else {
-            return Err(err("fieldPath", format!("required for type {:?}", c.kind)));
-        };
-        FieldPath::parse(raw).map_err(|e| err("fieldPath", e.to_string()))
-    };
-    // A fieldPath that does not parse is the check's failure to evaluate, as in Crossplane: a
-    // warning and not ready, never a failed render.
-    let reads_path = !matches!(
-        c.kind,
-        ReadinessCheckType::None | ReadinessCheckType::MatchCondition
-    );
-    if reads_path
-        && let Some(raw) = c.field_path.as_deref()
-        && let Err(e) = FieldPath::parse(raw)
-    {
-        return Ok(CompiledReadinessCheck::Malformed(format!("fieldPath: {e}")));
-    }
-    Ok(match c.kind {
-        ReadinessCheckType::None => CompiledReadinessCheck::None,
-        ReadinessCheckType::NonEmpty => CompiledReadinessCheck::NonEmpty(path()?),
-        ReadinessCheckType::MatchString => {
-            let Some(s) = c.match_string.clone() else {
-                return Err(err("matchString", "required for type MatchString".into()));
-            };
-            CompiledReadinessCheck::MatchString(path()?, s)
-        }
-        ReadinessCheckType::MatchInteger => {
-            let Some(n) = c.match_integer else {
-                return Err(err("matchInteger", "required for type MatchInteger".into()));
-            };
-            CompiledReadinessCheck::MatchInteger(path()?, n)
-        }
-        ReadinessCheckType::MatchTrue => CompiledReadinessCheck::MatchTrue(path()?),
-        ReadinessCheckType::MatchFalse => CompiledReadinessCheck::MatchFalse(path()?),
-        ReadinessCheckType::MatchCondition => {
-            let Some(m) = c.match_condition.clone() else {
-                return Err(err(
-                    "matchCondition",
-                    "required for type MatchCondition".into(),
-                ));
-            };
-            CompiledReadinessCheck::MatchCondition {
-                kind: m.kind,
-                status: m.status,
-            }
-        }
-    })
+    let (compiled, problems) = rules::readiness_check(c);
+    compiled_or_first_error(
+        at,
+        &format!("readinessChecks[{index}]"),
+        compiled,
+        &problems,
+    )
 }

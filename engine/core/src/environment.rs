@@ -59,6 +59,17 @@ pub enum EnvironmentError {
     Merge { name: String, message: String },
 }
 
+/// The names the XR's `spec.environmentConfigRefs` list, in order (entries without a string
+/// `name` are skipped): the references that, when set, win over the Composition's sources.
+pub fn xr_config_refs(xr: &Value) -> Vec<String> {
+    xr.pointer("/spec/environmentConfigRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
 /// The environment of one XR: the selected configs' data merged in order; `None` when nothing
 /// is selected.
 pub fn resolve(
@@ -312,6 +323,16 @@ mod tests {
             cfg("prod", &[("env", "prod")], json!({"tier": {"b": 2}})),
             cfg("dev", &[("env", "dev")], json!({"region": "us"})),
         ]
+    }
+
+    #[test]
+    fn xr_config_refs_lists_the_named_refs_in_order() {
+        let xr = json!({"spec": {"environmentConfigRefs": [
+            {"name": "b"}, {"kind": "EnvironmentConfig"}, {"name": 3}, {"name": "a"}
+        ]}});
+        assert_eq!(xr_config_refs(&xr), ["b", "a"]);
+        assert!(xr_config_refs(&json!({"spec": {}})).is_empty());
+        assert!(xr_config_refs(&json!({"spec": {"environmentConfigRefs": "x"}})).is_empty());
     }
 
     fn by_ref(name: &str) -> EnvironmentSource {

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod position;
 pub mod readiness;
 pub mod render;
+mod rules;
 pub mod suggest;
 pub mod transform;
 pub mod wire;

@@ -30,11 +30,11 @@ use crate::crd::xrd_to_crds;
 use crate::fieldpath::{FieldPath, Segment};
 use crate::graph::{DependencyGraph, EdgeKind, EdgeSpec, GraphError};
 use crate::model::{
-    CompositeResourceDefinition, CompositionSpec, ConnectionDetail, ConnectionDetailType,
-    EnvironmentSource, EnvironmentSourceType, Patch, PatchType, ReadinessCheck, ReadinessCheckType,
+    CompositeResourceDefinition, CompositionSpec, ConnectionDetail, EnvironmentSource,
+    EnvironmentSourceType, Patch, PatchType, ReadinessCheck,
 };
+use crate::rules;
 use crate::suggest;
-use crate::transform::TransformErrorReason;
 use strata_schema::{Lookup, PathSegment, SchemaType, StructuralSchema};
 
 /// How bad a finding is: errors make `strata validate` fail, warnings do not.
@@ -366,96 +366,23 @@ impl<'a> Lint<'a> {
     }
 
     fn connection_detail(&mut self, at: &str, detail: &ConnectionDetail) {
-        // Crossplane infers the type from the field that is set; so does compile.
-        let kind = match detail.kind {
-            Some(kind) => kind,
-            None if detail.value.is_some() => ConnectionDetailType::FromValue,
-            None if detail.from_connection_secret_key.is_some() => {
-                ConnectionDetailType::FromConnectionSecretKey
-            }
-            None if detail.from_field_path.is_some() => ConnectionDetailType::FromFieldPath,
-            None => {
-                self.error(
-                    format!("{at}.type"),
-                    "cannot infer the type: set value, fromConnectionSecretKey or fromFieldPath",
-                );
-                return;
-            }
-        };
-        match kind {
-            ConnectionDetailType::FromConnectionSecretKey => {
-                if detail.from_connection_secret_key.is_none() {
-                    self.error(
-                        format!("{at}.fromConnectionSecretKey"),
-                        "required for type FromConnectionSecretKey",
-                    );
-                }
-            }
-            ConnectionDetailType::FromFieldPath => {
-                match detail.from_field_path.as_deref() {
-                    None => self.error(
-                        format!("{at}.fromFieldPath"),
-                        "required for type FromFieldPath",
-                    ),
-                    Some(raw) => {
-                        self.parse_path(&format!("{at}.fromFieldPath"), raw);
-                    }
-                }
-                if detail.name.is_none() {
-                    self.error(format!("{at}.name"), "required for type FromFieldPath");
-                }
-            }
-            ConnectionDetailType::FromValue => {
-                if detail.value.is_none() {
-                    self.error(format!("{at}.value"), "required for type FromValue");
-                }
-                if detail.name.is_none() {
-                    self.error(format!("{at}.name"), "required for type FromValue");
-                }
-            }
-        }
-        if detail.name.as_deref() == Some("") {
-            self.error(format!("{at}.name"), "Required value: name is required");
-        }
+        let (_, problems) = rules::connection_detail(detail);
+        self.problems(at, problems);
     }
 
     fn readiness_check(&mut self, at: &str, check: &ReadinessCheck) {
-        let kind = check.kind;
-        let needs_path = !matches!(
-            kind,
-            ReadinessCheckType::None | ReadinessCheckType::MatchCondition
-        );
-        if needs_path {
-            match check.field_path.as_deref() {
-                None => self.error(
-                    format!("{at}.fieldPath"),
-                    format!("required for type {kind:?}"),
-                ),
-                Some(raw) => {
-                    // Evaluating such a check fails; Crossplane warns and counts the resource
-                    // not ready, so does render.
-                    if let Err(e) = FieldPath::parse(raw) {
-                        self.warning(
-                            format!("{at}.fieldPath"),
-                            format!("{e}; the check never passes, so the resource is never ready"),
-                        );
-                    }
-                }
-            }
-        }
-        match kind {
-            ReadinessCheckType::MatchString if check.match_string.is_none() => {
-                self.error(format!("{at}.matchString"), "required for type MatchString")
-            }
-            ReadinessCheckType::MatchInteger if check.match_integer.is_none() => self.error(
-                format!("{at}.matchInteger"),
-                "required for type MatchInteger",
-            ),
-            ReadinessCheckType::MatchCondition if check.match_condition.is_none() => self.error(
-                format!("{at}.matchCondition"),
-                "required for type MatchCondition",
-            ),
-            _ => {}
+        let (_, problems) = rules::readiness_check(check);
+        self.problems(at, problems);
+    }
+
+    /// The problems the shared rules found in the item at `at`, as findings.
+    fn problems(&mut self, at: &str, problems: Vec<rules::Problem>) {
+        for problem in problems {
+            self.report(
+                problem.severity,
+                format!("{at}.{}", problem.field),
+                problem.message,
+            );
         }
     }
 
@@ -555,107 +482,22 @@ impl<'a> Lint<'a> {
             self.patch_set_reference(at, patch, site);
             return;
         }
-        if site == Site::Environment && !crate::compile::allowed_in_environment(kind) {
-            self.error(
-                format!("{at}.type"),
-                crate::compile::ENVIRONMENT_PATCH_TYPES,
-            );
-        }
-        let combine = matches!(
-            kind,
-            PatchType::CombineFromComposite
-                | PatchType::CombineToComposite
-                | PatchType::CombineFromEnvironment
-                | PatchType::CombineToEnvironment
+        let resources = &self.resources;
+        let resource_index = |name: &str| resources.get(name).copied();
+        let resource_hint = |name: &str| suggest::did_you_mean(name, resources.keys().copied());
+        let checked = rules::patch(
+            patch,
+            &rules::PatchContext {
+                environment: site == Site::Environment,
+                resource_index: &resource_index,
+                resource_hint: &resource_hint,
+            },
         );
-        // The paths the patch reads and the one it writes, once parsed: (field, path).
-        let mut reads: Vec<(String, FieldPath)> = Vec::new();
-        let mut write: Option<(String, FieldPath)> = None;
-        if combine {
-            match &patch.combine {
-                None => self.error(
-                    format!("{at}.combine"),
-                    format!("required for type {}", kind.as_str()),
-                ),
-                Some(c) => {
-                    if c.variables.is_empty() {
-                        self.error(
-                            format!("{at}.combine.variables"),
-                            "at least one variable is required",
-                        );
-                    }
-                    for (v, variable) in c.variables.iter().enumerate() {
-                        let field = format!("{at}.combine.variables[{v}].fromFieldPath");
-                        if variable.from_field_path.is_empty() {
-                            self.error(
-                                field,
-                                "Required value: fromFieldPath must be set for each combine variable",
-                            );
-                            continue;
-                        }
-                        if let Some(path) = self.parse_path(&field, &variable.from_field_path) {
-                            reads.push((field, path));
-                        }
-                    }
-                    if c.strategy != "string" {
-                        self.error(
-                            format!("{at}.combine.strategy"),
-                            format!(
-                                "combine strategy {:?} is not supported; supported: string",
-                                c.strategy
-                            ),
-                        );
-                    }
-                    if c.string.is_none() {
-                        self.error(
-                            format!("{at}.combine.string"),
-                            "required for strategy string (with fmt)",
-                        );
-                    }
-                }
-            }
-            match patch.to_field_path.as_deref() {
-                None => self.error(
-                    format!("{at}.toFieldPath"),
-                    format!("required for type {}", kind.as_str()),
-                ),
-                Some(raw) => write = self.parse_write_path(&format!("{at}.toFieldPath"), raw),
-            }
-        } else {
-            let from_field = format!("{at}.fromFieldPath");
-            match patch.from_field_path.as_deref() {
-                None => self.error(&from_field, format!("required for type {}", kind.as_str())),
-                Some(raw) => {
-                    if let Some(path) = self.parse_path(&from_field, raw) {
-                        reads.push((from_field.clone(), path));
-                    }
-                }
-            }
-            match patch.to_field_path.as_deref() {
-                Some(raw) => write = self.parse_write_path(&format!("{at}.toFieldPath"), raw),
-                // `toFieldPath` defaults to `fromFieldPath`.
-                None => match reads.first() {
-                    Some((_, from)) if from.is_empty() => self.error(
-                        format!("{at}.toFieldPath"),
-                        "required when fromFieldPath is empty",
-                    ),
-                    Some((_, from)) => write = Some((from_field, from.clone())),
-                    None => {}
-                },
-            }
-        }
-        self.resource_reference(at, patch, site);
-        for (t, transform) in patch.transforms.iter().enumerate() {
-            if let Err(e) = transform.compile() {
-                let at = format!("{at}.transforms[{t}]");
-                match e.reason {
-                    TransformErrorReason::Invalid { field, message } => {
-                        self.error(format!("{at}.{field}"), message)
-                    }
-                    TransformErrorReason::Failed(message) => self.error(at, message),
-                }
-            }
-        }
+        let at_field = |(field, path): (String, FieldPath)| (format!("{at}.{field}"), path);
+        let reads: Vec<(String, FieldPath)> = checked.reads.into_iter().map(at_field).collect();
+        let write = checked.write.map(at_field);
+        self.problems(at, checked.problems);
+        self.self_read(at, patch, site);
         match kind {
             PatchType::FromCompositeFieldPath | PatchType::CombineFromComposite => {
                 for (field, path) in &reads {
@@ -737,34 +579,19 @@ impl<'a> Lint<'a> {
         }
     }
 
-    /// `fromResource` names another resource of this Composition, and only on its own patch type.
-    fn resource_reference(&mut self, at: &str, patch: &Patch, site: Site) {
-        let field = format!("{at}.fromResource");
+    /// A resource's `FromResourceFieldPath` patch must not read the resource itself (a rule of
+    /// the dependency graph in compile, reported here where it is written).
+    fn self_read(&mut self, at: &str, patch: &Patch, site: Site) {
         if patch.kind != PatchType::FromResourceFieldPath {
-            if patch.from_resource.is_some() {
-                self.warning(
-                    field,
-                    format!(
-                        "ignored: only FromResourceFieldPath patches read it, this is {}",
-                        patch.kind.as_str()
-                    ),
-                );
-            }
             return;
         }
-        let Some(name) = patch.from_resource.as_deref() else {
-            self.error(field, "required for type FromResourceFieldPath");
-            return;
-        };
-        if !self.resources.contains_key(name) {
-            let hint = suggest::did_you_mean(name, self.resources.keys().copied());
-            self.error(field, format!("unknown resource `{name}`{hint}"));
-            return;
-        }
-        if let Site::Resource(own) = site
+        if let (Site::Resource(own), Some(name)) = (site, patch.from_resource.as_deref())
             && self.spec.resources[own].name == name
         {
-            self.error(field, format!("resource `{name}` cannot read itself"));
+            self.error(
+                format!("{at}.fromResource"),
+                format!("resource `{name}` cannot read itself"),
+            );
         }
     }
 
@@ -777,19 +604,6 @@ impl<'a> Lint<'a> {
                 None
             }
         }
-    }
-
-    /// Parses a destination: well-formed and not the whole object.
-    fn parse_write_path(&mut self, field: &str, raw: &str) -> Option<(String, FieldPath)> {
-        let path = self.parse_path(field, raw)?;
-        if path.is_empty() {
-            self.error(
-                field,
-                "must name a field: an empty path would replace the whole object",
-            );
-            return None;
-        }
-        Some((field.to_owned(), path))
     }
 
     /// A patch writes `path` of the XR: the schema must allow it, and only status survives.

@@ -163,13 +163,7 @@ fn select_environment(
     let sources = spec
         .map(|e| e.environment_configs.as_slice())
         .unwrap_or_default();
-    let xr_refs: Vec<String> = value
-        .pointer("/spec/environmentConfigRefs")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_owned))
-        .collect();
+    let xr_refs = environment::xr_config_refs(value);
     if sources.is_empty() && xr_refs.is_empty() {
         return Ok(None);
     }

@@ -127,7 +127,7 @@ impl Transform {
         self.compile_at(0)
     }
 
-    fn compile_at(&self, index: usize) -> Result<CompiledTransform, TransformError> {
+    pub(crate) fn compile_at(&self, index: usize) -> Result<CompiledTransform, TransformError> {
         let invalid = |field: &str, message: &str| TransformError {
             index,
             kind: self.kind,

@@ -1,0 +1,475 @@
+//! The rules a patch, a connection detail and a readiness check must follow, each written once.
+//!
+//! [`CompiledComposition::compile`](crate::compile::CompiledComposition::compile) and
+//! [`lint_composition`](crate::lint::lint_composition) both call these checkers: a checker walks
+//! one item, returns every [`Problem`] in it (named by the field path below the item) and the
+//! compiled item when the compile accepts it. Compile turns the first error into its
+//! [`CompileError`](crate::compile::CompileError) (worded as [`Problem::refusal`] says, when its
+//! wording is older than the lint's); lint reports them all as findings.
+//!
+//! Problems come in the order compile has always reported them, so its first error is unchanged.
+//! Rules that need the whole Composition (names, PatchSet references, `dependsOn`, cycles) or an
+//! XRD (schema checks) are not here: they stay with their caller.
+
+use crate::compile::{
+    CompiledConnectionDetail, CompiledReadinessCheck, ENVIRONMENT_PATCH_TYPES, PatchSource,
+    allowed_in_environment,
+};
+use crate::fieldpath::FieldPath;
+use crate::lint::Severity;
+use crate::model::{
+    ConnectionDetail, ConnectionDetailType, Patch, PatchType, ReadinessCheck, ReadinessCheckType,
+};
+use crate::transform::{CompiledTransform, TransformError, TransformErrorReason};
+
+/// One broken rule at one field of the checked item.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Problem {
+    pub(crate) severity: Severity,
+    /// The field below the item, as `strata validate` names it
+    /// (`combine.variables[1].fromFieldPath`).
+    pub(crate) field: String,
+    /// The message `strata validate` prints.
+    pub(crate) message: String,
+    /// How a patch's compile error words it; `None` for problems compile words as `field` and
+    /// `message` (or does not refuse: warnings).
+    pub(crate) refusal: Option<Refusal>,
+}
+
+/// A patch problem as [`crate::compile::CompileError::Patch`] or `Transform` words it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Refusal {
+    Patch {
+        field: &'static str,
+        message: String,
+    },
+    Transform(TransformError),
+}
+
+/// The problems of one item, in order.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.push(Severity::Error, field.into(), message.into(), None);
+    }
+
+    /// An error compile words as `refused` (a patch's field and message).
+    fn refuse(
+        &mut self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        refused: (&'static str, String),
+    ) {
+        let refusal = Refusal::Patch {
+            field: refused.0,
+            message: refused.1,
+        };
+        self.push(Severity::Error, field.into(), message.into(), Some(refusal));
+    }
+
+    fn warning(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.push(Severity::Warning, field.into(), message.into(), None);
+    }
+
+    fn push(&mut self, severity: Severity, field: String, message: String, r: Option<Refusal>) {
+        self.0.push(Problem {
+            severity,
+            field,
+            message,
+            refusal: r,
+        });
+    }
+}
+
+/// The first error of a list of problems, if any.
+pub(crate) fn first_error(problems: &[Problem]) -> Option<&Problem> {
+    problems.iter().find(|p| p.severity == Severity::Error)
+}
+
+/// A connection detail: the compiled detail when compile accepts it, and every problem.
+pub(crate) fn connection_detail(
+    d: &ConnectionDetail,
+) -> (Option<CompiledConnectionDetail>, Vec<Problem>) {
+    let mut out = Problems::default();
+    // Crossplane infers the type from the field that is set.
+    let kind = match d.kind {
+        Some(k) => k,
+        None if d.value.is_some() => ConnectionDetailType::FromValue,
+        None if d.from_connection_secret_key.is_some() => {
+            ConnectionDetailType::FromConnectionSecretKey
+        }
+        None if d.from_field_path.is_some() => ConnectionDetailType::FromFieldPath,
+        None => {
+            out.error(
+                "type",
+                "cannot infer the type: set value, fromConnectionSecretKey or fromFieldPath",
+            );
+            return (None, out.0);
+        }
+    };
+    if d.name.as_deref() == Some("") {
+        out.error("name", "Required value: name is required");
+    }
+    let compiled = match kind {
+        ConnectionDetailType::FromConnectionSecretKey => {
+            match d.from_connection_secret_key.clone() {
+                None => {
+                    out.error(
+                        "fromConnectionSecretKey",
+                        "required for type FromConnectionSecretKey",
+                    );
+                    None
+                }
+                Some(key) => Some(CompiledConnectionDetail::FromConnectionSecretKey {
+                    name: d.name.clone().unwrap_or_else(|| key.clone()),
+                    key,
+                }),
+            }
+        }
+        ConnectionDetailType::FromFieldPath => {
+            if d.from_field_path.is_none() {
+                out.error("fromFieldPath", "required for type FromFieldPath");
+            }
+            if d.name.is_none() {
+                out.error("name", "required for type FromFieldPath");
+            }
+            let path = d.from_field_path.as_deref().and_then(|raw| {
+                FieldPath::parse(raw)
+                    .map_err(|e| out.error("fromFieldPath", e.to_string()))
+                    .ok()
+            });
+            path.zip(d.name.clone())
+                .map(|(path, name)| CompiledConnectionDetail::FromFieldPath { name, path })
+        }
+        ConnectionDetailType::FromValue => {
+            if d.value.is_none() {
+                out.error("value", "required for type FromValue");
+            }
+            if d.name.is_none() {
+                out.error("name", "required for type FromValue");
+            }
+            d.value
+                .clone()
+                .zip(d.name.clone())
+                .map(|(value, name)| CompiledConnectionDetail::FromValue { name, value })
+        }
+    };
+    let compiled = compiled.filter(|_| first_error(&out.0).is_none());
+    (compiled, out.0)
+}
+
+/// A readiness check: the compiled check when compile accepts it, and every problem.
+///
+/// A `fieldPath` that does not parse is the check's failure to evaluate, as in Crossplane: a
+/// warning and a check that never passes ([`CompiledReadinessCheck::Malformed`]), never a
+/// refused Composition.
+pub(crate) fn readiness_check(
+    c: &ReadinessCheck,
+) -> (Option<CompiledReadinessCheck>, Vec<Problem>) {
+    let mut out = Problems::default();
+    let kind = c.kind;
+    let reads_path = !matches!(
+        kind,
+        ReadinessCheckType::None | ReadinessCheckType::MatchCondition
+    );
+    let mut malformed = None;
+    let mut path = None;
+    if reads_path {
+        match c.field_path.as_deref().map(FieldPath::parse) {
+            Some(Ok(p)) => path = Some(p),
+            Some(Err(e)) => {
+                out.warning(
+                    "fieldPath",
+                    format!("{e}; the check never passes, so the resource is never ready"),
+                );
+                malformed = Some(CompiledReadinessCheck::Malformed(format!("fieldPath: {e}")));
+            }
+            None => {}
+        }
+    }
+    let missing_path = |out: &mut Problems| {
+        if c.field_path.is_none() {
+            out.error("fieldPath", format!("required for type {kind:?}"));
+        }
+    };
+    let compiled = match kind {
+        ReadinessCheckType::None => Some(CompiledReadinessCheck::None),
+        ReadinessCheckType::NonEmpty => {
+            missing_path(&mut out);
+            path.map(CompiledReadinessCheck::NonEmpty)
+        }
+        ReadinessCheckType::MatchString => {
+            if c.match_string.is_none() {
+                out.error("matchString", "required for type MatchString");
+            }
+            missing_path(&mut out);
+            path.zip(c.match_string.clone())
+                .map(|(p, s)| CompiledReadinessCheck::MatchString(p, s))
+        }
+        ReadinessCheckType::MatchInteger => {
+            if c.match_integer.is_none() {
+                out.error("matchInteger", "required for type MatchInteger");
+            }
+            missing_path(&mut out);
+            path.zip(c.match_integer)
+                .map(|(p, n)| CompiledReadinessCheck::MatchInteger(p, n))
+        }
+        ReadinessCheckType::MatchTrue => {
+            missing_path(&mut out);
+            path.map(CompiledReadinessCheck::MatchTrue)
+        }
+        ReadinessCheckType::MatchFalse => {
+            missing_path(&mut out);
+            path.map(CompiledReadinessCheck::MatchFalse)
+        }
+        ReadinessCheckType::MatchCondition => match c.match_condition.clone() {
+            None => {
+                out.error("matchCondition", "required for type MatchCondition");
+                None
+            }
+            Some(m) => Some(CompiledReadinessCheck::MatchCondition {
+                kind: m.kind,
+                status: m.status,
+            }),
+        },
+    };
+    (malformed.or(compiled), out.0)
+}
+
+/// Where a patch is checked, for the rules that depend on it.
+pub(crate) struct PatchContext<'a> {
+    /// `spec.environment.patches`: only the environment's patch types.
+    pub(crate) environment: bool,
+    /// The declaration index of a resource by name (its first occurrence).
+    pub(crate) resource_index: &'a dyn Fn(&str) -> Option<usize>,
+    /// The "did you mean" hint for an unknown resource name.
+    pub(crate) resource_hint: &'a dyn Fn(&str) -> String,
+}
+
+/// A patch as its rules see it: what it reads and writes once parsed, and its problems.
+pub(crate) struct CheckedPatch {
+    /// Every problem, in the order compile reports them.
+    pub(crate) problems: Vec<Problem>,
+    /// The paths it reads, with their fields below the patch (`fromFieldPath`,
+    /// `combine.variables[0].fromFieldPath`).
+    pub(crate) reads: Vec<(String, FieldPath)>,
+    /// The path it writes, with its field below the patch (`toFieldPath`, or `fromFieldPath`
+    /// when the destination defaults to the source).
+    pub(crate) write: Option<(String, FieldPath)>,
+    /// The compiled parts, when the patch has no error.
+    pub(crate) compiled: Option<PatchParts>,
+}
+
+/// The parts of a [`crate::compile::CompiledPatch`] the rules produce.
+pub(crate) struct PatchParts {
+    pub(crate) source: PatchSource,
+    pub(crate) to: FieldPath,
+    pub(crate) to_wildcard: bool,
+    pub(crate) from_resource: Option<usize>,
+    pub(crate) transforms: Vec<CompiledTransform>,
+}
+
+/// A patch other than `type: PatchSet` (PatchSets are expanded or checked by the caller).
+pub(crate) fn patch(patch: &Patch, ctx: &PatchContext<'_>) -> CheckedPatch {
+    let mut out = Problems::default();
+    let kind = patch.kind;
+    let required = |field: &'static str| (field, "required".to_owned());
+    let for_type = format!("required for type {}", kind.as_str());
+    if ctx.environment && !allowed_in_environment(kind) {
+        out.refuse(
+            "type",
+            ENVIRONMENT_PATCH_TYPES,
+            ("type", ENVIRONMENT_PATCH_TYPES.into()),
+        );
+    }
+    let combine = matches!(
+        kind,
+        PatchType::CombineFromComposite
+            | PatchType::CombineToComposite
+            | PatchType::CombineFromEnvironment
+            | PatchType::CombineToEnvironment
+    );
+    let mut reads: Vec<(String, FieldPath)> = Vec::new();
+    let mut write: Option<(String, FieldPath)> = None;
+    let mut source = None;
+    let parse = |out: &mut Problems, field: String, refused: &'static str, raw: &str| {
+        FieldPath::parse(raw)
+            .map_err(|e| out.refuse(field, e.to_string(), (refused, e.to_string())))
+            .ok()
+    };
+    let mut parse_write = |out: &mut Problems, raw: &str| {
+        let path = parse(out, "toFieldPath".into(), "toFieldPath", raw)?;
+        if path.is_empty() {
+            out.refuse(
+                "toFieldPath",
+                "must name a field: an empty path would replace the whole object",
+                required("toFieldPath"),
+            );
+            return None;
+        }
+        Some(path)
+    };
+    if combine {
+        match &patch.combine {
+            None => out.refuse("combine", for_type.clone(), required("combine")),
+            Some(c) => {
+                if c.variables.is_empty() {
+                    out.refuse(
+                        "combine.variables",
+                        "at least one variable is required",
+                        required("combine.variables"),
+                    );
+                }
+                if c.strategy != "string" {
+                    let message = format!(
+                        "combine strategy {:?} is not supported; supported: string",
+                        c.strategy
+                    );
+                    out.refuse(
+                        "combine.strategy",
+                        message.clone(),
+                        ("combine.strategy", message),
+                    );
+                }
+                if c.string.is_none() {
+                    out.refuse(
+                        "combine.string",
+                        "required for strategy string (with fmt)",
+                        required("combine.string"),
+                    );
+                }
+                for (v, variable) in c.variables.iter().enumerate() {
+                    if variable.from_field_path.is_empty() {
+                        out.refuse(
+                            format!("combine.variables[{v}].fromFieldPath"),
+                            "Required value: fromFieldPath must be set for each combine variable",
+                            (
+                                "combine.variables.fromFieldPath",
+                                format!(
+                                    "Required value: fromFieldPath must be set for each combine \
+                                     variable (variable {v})"
+                                ),
+                            ),
+                        );
+                    }
+                }
+                for (v, variable) in c.variables.iter().enumerate() {
+                    if variable.from_field_path.is_empty() {
+                        continue;
+                    }
+                    let field = format!("combine.variables[{v}].fromFieldPath");
+                    let raw = &variable.from_field_path;
+                    if let Some(path) = parse(
+                        &mut out,
+                        field.clone(),
+                        "combine.variables.fromFieldPath",
+                        raw,
+                    ) {
+                        reads.push((field, path));
+                    }
+                }
+                if let Some(s) = &c.string
+                    && !c.variables.is_empty()
+                    && reads.len() == c.variables.len()
+                {
+                    source = Some(PatchSource::Combine {
+                        variables: reads.iter().map(|(_, p)| p.clone()).collect(),
+                        format: s.fmt.clone(),
+                    });
+                }
+            }
+        }
+        match patch.to_field_path.as_deref() {
+            None => out.refuse("toFieldPath", for_type.clone(), required("toFieldPath")),
+            Some(raw) => write = parse_write(&mut out, raw).map(|p| ("toFieldPath".into(), p)),
+        }
+    } else {
+        match patch.from_field_path.as_deref() {
+            None => out.refuse("fromFieldPath", for_type.clone(), required("fromFieldPath")),
+            Some(raw) => {
+                if let Some(path) = parse(&mut out, "fromFieldPath".into(), "fromFieldPath", raw) {
+                    source = Some(PatchSource::Path(path.clone()));
+                    reads.push(("fromFieldPath".into(), path));
+                }
+            }
+        }
+        match patch.to_field_path.as_deref() {
+            Some(raw) => write = parse_write(&mut out, raw).map(|p| ("toFieldPath".into(), p)),
+            // `toFieldPath` defaults to `fromFieldPath`.
+            None => match reads.first() {
+                Some((_, from)) if from.is_empty() => out.refuse(
+                    "toFieldPath",
+                    "required when fromFieldPath is empty",
+                    required("toFieldPath"),
+                ),
+                Some((field, from)) => write = Some((field.clone(), from.clone())),
+                None => {}
+            },
+        }
+    }
+    let mut from_resource = None;
+    if kind == PatchType::FromResourceFieldPath {
+        match patch.from_resource.as_deref() {
+            None => out.refuse(
+                "fromResource",
+                "required for type FromResourceFieldPath",
+                required("fromResource"),
+            ),
+            Some(name) => match (ctx.resource_index)(name) {
+                Some(i) => from_resource = Some(i),
+                None => {
+                    let message = format!("unknown resource `{name}`{}", (ctx.resource_hint)(name));
+                    out.refuse("fromResource", message.clone(), ("fromResource", message));
+                }
+            },
+        }
+    } else if patch.from_resource.is_some() {
+        out.warning(
+            "fromResource",
+            format!(
+                "ignored: only FromResourceFieldPath patches read it, this is {}",
+                kind.as_str()
+            ),
+        );
+    }
+    let mut transforms = Vec::with_capacity(patch.transforms.len());
+    for (t, transform) in patch.transforms.iter().enumerate() {
+        match transform.compile_at(t) {
+            Ok(compiled) => transforms.push(compiled),
+            Err(e) => {
+                let (field, message) = match &e.reason {
+                    TransformErrorReason::Invalid { field, message } => {
+                        (format!("transforms[{t}].{field}"), message.clone())
+                    }
+                    TransformErrorReason::Failed(message) => {
+                        (format!("transforms[{t}]"), message.clone())
+                    }
+                };
+                let refusal = Refusal::Transform(e.clone());
+                out.push(Severity::Error, field, message, Some(refusal));
+            }
+        }
+    }
+    let compiled = match (first_error(&out.0), source, &write) {
+        (None, Some(source), Some((_, to))) => Some(PatchParts {
+            source,
+            to: to.clone(),
+            to_wildcard: patch
+                .to_field_path
+                .as_deref()
+                .or(patch.from_field_path.as_deref())
+                .is_some_and(|raw| raw.contains("[*]")),
+            from_resource,
+            transforms,
+        }),
+        _ => None,
+    };
+    CheckedPatch {
+        problems: out.0,
+        reads,
+        write,
+        compiled,
+    }
+}
