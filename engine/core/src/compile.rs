@@ -654,10 +654,9 @@ fn compile_readiness_check(
     c: &ReadinessCheck,
 ) -> Result<CompiledReadinessCheck, CompileError> {
     let (compiled, problems) = rules::readiness_check(c);
-    compiled_or_first_error(
-        at,
-        &format!("readinessChecks[{index}]"),
-        compiled,
-        &problems,
-    )
+    let refused: Vec<rules::Problem> = rules::readiness_refusal(&problems)
+        .into_iter()
+        .cloned()
+        .collect();
+    compiled_or_first_error(at, &format!("readinessChecks[{index}]"), compiled, &refused)
 }

@@ -1601,54 +1601,6 @@ resources:
     }
 
     #[test]
-    fn lint_errors_and_compile_errors_agree_on_single_problems() {
-        // Each row has exactly one problem compile also refuses; lint must report an error too.
-        let rows: &[(&str, &str)] = &[
-            (
-                "unknown PatchSet",
-                "  patches: [{type: PatchSet, patchSetName: x}]\n",
-            ),
-            (
-                "missing fromFieldPath",
-                "  patches: [{toFieldPath: data.x}]\n",
-            ),
-            (
-                "malformed toFieldPath",
-                "  patches: [{fromFieldPath: spec.x, toFieldPath: 'a..b'}]\n",
-            ),
-            (
-                "bad transform",
-                "  patches: [{fromFieldPath: spec.x, transforms: [{type: map}]}]\n",
-            ),
-            (
-                "readiness without path",
-                "  readinessChecks: [{type: NonEmpty}]\n",
-            ),
-            (
-                "connection detail without name",
-                "  connectionDetails: [{type: FromFieldPath, fromFieldPath: a}]\n",
-            ),
-            ("unknown dependency", "  dependsOn: [x]\n"),
-            ("self dependency", "  dependsOn: [a]\n"),
-        ];
-        for (why, extra) in rows {
-            let yaml = with_resources(&format!(
-                "- name: a\n  base: {{apiVersion: v1, kind: ConfigMap}}\n{extra}"
-            ));
-            let findings = lint(&yaml);
-            assert!(
-                CompiledComposition::compile(&spec(&yaml)).is_err(),
-                "{why}: compile should refuse it"
-            );
-            assert_eq!(
-                findings.iter().filter(|f| f.is_error()).count(),
-                1,
-                "{why}: {findings:#?}"
-            );
-        }
-    }
-
-    #[test]
     fn a_finding_displays_object_field_and_message() {
         let finding = Finding {
             severity: Severity::Error,

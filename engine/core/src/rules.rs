@@ -162,6 +162,9 @@ pub(crate) fn connection_detail(
 
 /// A readiness check: the compiled check when compile accepts it, and every problem.
 ///
+/// Problems are in `strata validate`'s order (the path first); compile reports a missing
+/// `matchString`/`matchInteger` before a missing path ([`readiness_refusal`]).
+///
 /// A `fieldPath` that does not parse is the check's failure to evaluate, as in Crossplane: a
 /// warning and a check that never passes ([`CompiledReadinessCheck::Malformed`]), never a
 /// refused Composition.
@@ -201,18 +204,18 @@ pub(crate) fn readiness_check(
             path.map(CompiledReadinessCheck::NonEmpty)
         }
         ReadinessCheckType::MatchString => {
+            missing_path(&mut out);
             if c.match_string.is_none() {
                 out.error("matchString", "required for type MatchString");
             }
-            missing_path(&mut out);
             path.zip(c.match_string.clone())
                 .map(|(p, s)| CompiledReadinessCheck::MatchString(p, s))
         }
         ReadinessCheckType::MatchInteger => {
+            missing_path(&mut out);
             if c.match_integer.is_none() {
                 out.error("matchInteger", "required for type MatchInteger");
             }
-            missing_path(&mut out);
             path.zip(c.match_integer)
                 .map(|(p, n)| CompiledReadinessCheck::MatchInteger(p, n))
         }
@@ -236,6 +239,15 @@ pub(crate) fn readiness_check(
         },
     };
     (malformed.or(compiled), out.0)
+}
+
+/// The problem compile refuses a readiness check for: a missing option before a missing path.
+pub(crate) fn readiness_refusal(problems: &[Problem]) -> Option<&Problem> {
+    let mut errors = problems.iter().filter(|p| p.severity == Severity::Error);
+    errors
+        .clone()
+        .find(|p| p.field != "fieldPath")
+        .or_else(|| errors.next())
 }
 
 /// Where a patch is checked, for the rules that depend on it.
@@ -299,7 +311,7 @@ pub(crate) fn patch(patch: &Patch, ctx: &PatchContext<'_>) -> CheckedPatch {
             .map_err(|e| out.refuse(field, e.to_string(), (refused, e.to_string())))
             .ok()
     };
-    let mut parse_write = |out: &mut Problems, raw: &str| {
+    let parse_write = |out: &mut Problems, raw: &str| {
         let path = parse(out, "toFieldPath".into(), "toFieldPath", raw)?;
         if path.is_empty() {
             out.refuse(
@@ -471,5 +483,145 @@ pub(crate) fn patch(patch: &Patch, ctx: &PatchContext<'_>) -> CheckedPatch {
         reads,
         write,
         compiled,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn errors(problems: &[Problem]) -> Vec<(&str, &str)> {
+        problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| (p.field.as_str(), p.message.as_str()))
+            .collect()
+    }
+
+    fn check_patch(yaml: &str) -> CheckedPatch {
+        let wire: Patch = serde_saphyr::from_str(yaml).unwrap();
+        let index = |name: &str| (name == "a").then_some(0);
+        let hint = |name: &str| crate::suggest::did_you_mean(name, ["a"]);
+        patch(
+            &wire,
+            &PatchContext {
+                environment: false,
+                resource_index: &index,
+                resource_hint: &hint,
+            },
+        )
+    }
+
+    #[test]
+    fn one_broken_patch_rule_is_one_problem_with_the_compile_wording() {
+        let rows: &[(&str, &str, &str, &str)] = &[
+            (
+                "{toFieldPath: data.x}",
+                "fromFieldPath",
+                "required for type FromCompositeFieldPath",
+                "required",
+            ),
+            (
+                "{fromFieldPath: spec.x, toFieldPath: 'a..b'}",
+                "toFieldPath",
+                "",
+                "",
+            ),
+            (
+                "{fromFieldPath: spec.x, toFieldPath: ''}",
+                "toFieldPath",
+                "must name a field: an empty path would replace the whole object",
+                "required",
+            ),
+            (
+                "{type: FromResourceFieldPath, fromFieldPath: x}",
+                "fromResource",
+                "required for type FromResourceFieldPath",
+                "required",
+            ),
+            (
+                "{type: CombineFromComposite, toFieldPath: x}",
+                "combine",
+                "required for type CombineFromComposite",
+                "required",
+            ),
+        ];
+        for (yaml, field, message, compile_message) in rows {
+            let checked = check_patch(yaml);
+            let found = errors(&checked.problems);
+            assert_eq!(found.len(), 1, "{yaml}: {found:?}");
+            assert_eq!(found[0].0, *field, "{yaml}");
+            assert!(checked.compiled.is_none(), "{yaml}");
+            if !message.is_empty() {
+                assert_eq!(found[0].1, *message, "{yaml}");
+                let Some(Refusal::Patch {
+                    message: refused, ..
+                }) = &checked.problems[0].refusal
+                else {
+                    panic!("{yaml}: no compile wording");
+                };
+                assert_eq!(refused, compile_message, "{yaml}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_transform_is_refused_with_its_index() {
+        let checked = check_patch(
+            "{fromFieldPath: spec.x, transforms: [{type: string, string: {fmt: '%s'}}, {type: map}]}",
+        );
+        let found = errors(&checked.problems);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].0.starts_with("transforms[1]"), "{found:?}");
+        let Some(Refusal::Transform(e)) = &checked.problems[0].refusal else {
+            panic!("no transform refusal: {:?}", checked.problems);
+        };
+        assert_eq!(e.index, 1);
+    }
+
+    #[test]
+    fn a_valid_patch_compiles_with_its_reads_and_write() {
+        let checked = check_patch(
+            "{type: FromResourceFieldPath, fromResource: a, fromFieldPath: 'status.x', toFieldPath: 'spec.y[*]'}",
+        );
+        assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+        let parts = checked.compiled.unwrap();
+        assert_eq!(parts.from_resource, Some(0));
+        assert!(parts.to_wildcard);
+        assert_eq!(checked.reads[0].0, "fromFieldPath");
+    }
+
+    #[test]
+    fn connection_details_and_readiness_checks_name_the_broken_field() {
+        let detail: ConnectionDetail =
+            serde_saphyr::from_str("{type: FromFieldPath, fromFieldPath: a}").unwrap();
+        let (compiled, problems) = connection_detail(&detail);
+        assert!(compiled.is_none());
+        assert_eq!(
+            errors(&problems),
+            [("name", "required for type FromFieldPath")]
+        );
+
+        let check: ReadinessCheck = serde_saphyr::from_str("{type: MatchString}").unwrap();
+        let (compiled, problems) = readiness_check(&check);
+        assert!(compiled.is_none());
+        assert_eq!(
+            errors(&problems),
+            [
+                ("fieldPath", "required for type MatchString"),
+                ("matchString", "required for type MatchString")
+            ]
+        );
+        assert_eq!(readiness_refusal(&problems).unwrap().field, "matchString");
+
+        let check: ReadinessCheck =
+            serde_saphyr::from_str("{type: NonEmpty, fieldPath: 'a..b'}").unwrap();
+        let (compiled, problems) = readiness_check(&check);
+        assert!(matches!(
+            compiled,
+            Some(CompiledReadinessCheck::Malformed(_))
+        ));
+        assert!(errors(&problems).is_empty());
     }
 }
