@@ -163,7 +163,7 @@ fn select_environment(
     let sources = spec
         .map(|e| e.environment_configs.as_slice())
         .unwrap_or_default();
-    let xr_refs = environment::xr_config_refs(value);
+    let xr_refs = strata_core::environment::xr_config_refs(value);
     if sources.is_empty() && xr_refs.is_empty() {
         return Ok(None);
     }
