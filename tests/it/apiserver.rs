@@ -14,6 +14,7 @@ mod kube_client;
 mod kubectl;
 mod pagination;
 mod payloads;
+mod python_clients;
 mod rbac;
 mod ssa_lists;
 mod up_logs;

@@ -806,7 +806,13 @@ impl Cluster {
             let target = ErrorTarget::new(&t.rt.group, &t.rt.kind, object::name(obj));
             match (t.rt.group.as_str(), t.rt.resource.as_str()) {
                 (CRD_GROUP, CRD_RESOURCE) => crate::admission::admit_crd(obj, previous)?,
-                ("", "secrets") => crate::admission::fold_string_data(obj, &target)?,
+                ("", "secrets") => {
+                    crate::admission::check_base64(obj, "Secret", "data")?;
+                    crate::admission::fold_string_data(obj, &target)?;
+                }
+                ("", "configmaps") => {
+                    crate::admission::check_base64(obj, "ConfigMap", "binaryData")?
+                }
                 _ => {}
             }
             if let Some(old) = previous {

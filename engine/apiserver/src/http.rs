@@ -685,6 +685,12 @@ async fn resource_request_inner(
             }
         }
         ApiPath::Object { name, sub, .. } => {
+            if t.rt.group.is_empty()
+                && t.rt.resource == "pods"
+                && let Some(sub @ ("log" | "exec" | "attach" | "portforward")) = sub
+            {
+                return pod_connect(cluster, &t, name, sub, method, query);
+            }
             if sub == Some("scale")
                 && let Some(scale) = t.rt.scale(&t.version).cloned()
             {
@@ -753,6 +759,103 @@ async fn resource_request_inner(
                 _ => Err(ApiError::MethodNotAllowed),
             }
         }
+    }
+}
+
+/// A Pod's `log`, `exec`, `attach` and `portforward`, answered as kube-apiserver answers them
+/// for a Pod no node runs (this control plane has none): the container is checked first, then
+/// a log is empty (204, no stream to proxy) and a connection is refused with "does not have a
+/// host assigned". A Pod whose `spec.nodeName` names a node is refused with the node not found,
+/// as there is no node to proxy to.
+fn pod_connect(
+    cluster: &Cluster,
+    t: &Target,
+    name: &str,
+    sub: &str,
+    method: &Method,
+    query: &Query,
+) -> ApiResult<Response> {
+    let allowed = if sub == "log" {
+        *method == Method::GET
+    } else {
+        matches!(*method, Method::GET | Method::POST)
+    };
+    if !allowed {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let pod = cluster.get(t, name)?;
+    let names = |key: &str| -> Vec<String> {
+        pod.pointer(&format!("/spec/{key}"))
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if sub != "portforward" {
+        let containers = names("containers");
+        let init = names("initContainers");
+        let ephemeral = names("ephemeralContainers");
+        match query.get("container") {
+            None if containers.len() == 1 => {}
+            None if containers.is_empty() => {
+                return Err(ApiError::BadRequest(format!(
+                    "a container name must be specified for pod {name}"
+                )));
+            }
+            None if sub == "log" => {
+                let all: Vec<&String> = init.iter().chain(&containers).chain(&ephemeral).collect();
+                let all: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+                return Err(ApiError::BadRequest(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    all.join(" ")
+                )));
+            }
+            None => {
+                let mut message = format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    containers.join(" ")
+                );
+                if !init.is_empty() {
+                    message.push_str(&format!(
+                        " or one of the init containers: [{}]",
+                        init.join(" ")
+                    ));
+                }
+                return Err(ApiError::BadRequest(message));
+            }
+            Some(c) => {
+                if !containers
+                    .iter()
+                    .chain(&init)
+                    .chain(&ephemeral)
+                    .any(|n| n == c)
+                {
+                    return Err(ApiError::BadRequest(format!(
+                        "container {c} is not valid for pod {name}"
+                    )));
+                }
+            }
+        }
+    }
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    match node {
+        None if sub == "log" => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            Ok(r)
+        }
+        None => Err(ApiError::BadRequest(format!(
+            "pod {name} does not have a host assigned"
+        ))),
+        Some(node) => Err(ApiError::NotFound(crate::error::ErrorTarget::new(
+            "", "nodes", node,
+        ))),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod error;
 pub mod fields;
 pub mod gc;
 pub mod http;
+pub mod kubernetes_service;
 pub mod object;
 pub mod patch;
 pub mod printers;

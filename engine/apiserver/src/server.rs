@@ -173,6 +173,9 @@ impl Server {
             addr.ip()
         };
         let url = format!("https://{}", SocketAddr::new(host, addr.port()));
+        crate::kubernetes_service::publish(&cluster, SocketAddr::new(host, addr.port()))
+            .await
+            .map_err(ServerError::Bootstrap)?;
         let kubeconfig = config
             .kubeconfig
             .clone()

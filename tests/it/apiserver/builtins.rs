@@ -712,3 +712,76 @@ fn kubectl_cluster_info_and_apply_prune_work() {
     let left = cp.kubectl_ok(&["get", "deploy,svc", "-l", "app=shop", "-o", "name"]);
     assert_eq!(left.trim(), "deployment.apps/web");
 }
+
+#[test]
+fn the_kubernetes_service_points_at_the_server_and_pods_without_a_node_answer_as_kube_apiserver() {
+    let cp = ControlPlane::start("builtins-kubernetes");
+    let port = cp.addr.port();
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.ports[0].name} {.spec.ports[0].port} {.spec.ports[0].targetPort} {.metadata.labels.component}",
+        ]),
+        format!("10.96.0.1 https 443 {port} apiserver")
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        ]),
+        format!("127.0.0.1:{port}")
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+            "-o",
+            "jsonpath={.items[*].endpoints[0].addresses[0]}:{.items[*].ports[0].port}",
+        ]),
+        format!("127.0.0.1:{port}")
+    );
+    // A service created afterwards gets another cluster IP.
+    cp.kubectl_ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let ip = cp.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ip.starts_with("10.96.") && ip != "10.96.0.1", "{ip}");
+
+    cp.kubectl_ok(&["run", "web", "--image=nginx:1.27"]);
+    let logs = cp.kubectl(&["logs", "web"]);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert!(logs.stdout.is_empty(), "no node, no log");
+    let exec = cp.kubectl(&["exec", "web", "--", "ls"]);
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert!(!exec.status.success());
+    assert!(
+        stderr.contains("pod web does not have a host assigned"),
+        "{stderr}"
+    );
+    // kubectl checks the container itself: ask the server directly.
+    let wrong = cp.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/web/log?container=nope",
+    ]);
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("Error from server (BadRequest): container nope is not valid for pod web"),
+        "{stderr}"
+    );
+    let missing = cp.kubectl(&["logs", "nothing"]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains(r#"pods "nothing" not found"#), "{stderr}");
+}

@@ -16,14 +16,16 @@
 //! runtime touch themselves; the controllers add one labelled role per XRD (its XR and claim
 //! kinds), and the platform team one per other kind its Compositions compose.
 //!
-//! [`ensure`] creates what is missing and leaves every existing object as it is, so an
-//! operator's change to a default role survives restarts; deleting one restores the default.
+//! [`ensure`] creates what is missing and, as kube-apiserver does, adds the default rules a
+//! default ClusterRole marked `rbac.authorization.kubernetes.io/autoupdate: "true"` lacks; an
+//! operator who changes a default role and sets that annotation to `"false"` keeps the change
+//! across restarts, and deleting one restores the default.
 
 use serde_json::{Value, json};
 
 use super::policy::PolicyRule;
 use super::{Kind, RBAC_GROUP};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Subresource};
 use crate::error::ApiError;
 
 pub const AGGREGATE_TO_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
@@ -266,21 +268,162 @@ pub fn cluster_roles() -> Vec<Value> {
         role(
             "system:aggregate-to-edit",
             &[(AGGREGATE_TO_EDIT, "true")],
-            vec![
-                r(READ, &[""], &["secrets"]),
-                r(&["impersonate"], &[""], &["serviceaccounts"]),
-                r(WRITE, &[""], &["serviceaccounts", "configmaps", "secrets"]),
-                r(&["create"], &[""], &["serviceaccounts/token"]),
-            ],
+            aggregate_to_edit_rules(),
         ),
         role(
             "system:aggregate-to-view",
             &[(AGGREGATE_TO_VIEW, "true")],
-            vec![
-                r(READ, &[""], &["serviceaccounts", "configmaps"]),
-                r(READ, &[""], &["events", "namespaces/status"]),
-                r(READ, &[""], &["namespaces"]),
+            aggregate_to_view_rules(),
+        ),
+    ]
+}
+
+/// What `edit` adds to `view`: Kubernetes' `system:aggregate-to-edit`, for the kinds served
+/// here (no ReplicationControllers, no `extensions` group). Like Kubernetes since 1.22, it
+/// does not write Endpoints or EndpointSlices; like Kubernetes, it grants no Leases and no
+/// events.k8s.io Events (a ClusterRole labelled `aggregate-to-edit` adds them).
+fn aggregate_to_edit_rules() -> Vec<PolicyRule> {
+    let r = PolicyRule::resource;
+    vec![
+        r(
+            READ,
+            &[""],
+            &[
+                "pods/attach",
+                "pods/proxy",
+                "pods/exec",
+                "pods/portforward",
+                "secrets",
+                "services/proxy",
             ],
+        ),
+        r(&["impersonate"], &[""], &["serviceaccounts"]),
+        r(
+            WRITE,
+            &[""],
+            &[
+                "pods",
+                "pods/attach",
+                "pods/proxy",
+                "pods/exec",
+                "pods/portforward",
+            ],
+        ),
+        r(&["create"], &[""], &["pods/eviction"]),
+        r(
+            WRITE,
+            &[""],
+            &[
+                "serviceaccounts",
+                "services",
+                "services/proxy",
+                "persistentvolumeclaims",
+                "configmaps",
+                "secrets",
+                "events",
+            ],
+        ),
+        r(&["create"], &[""], &["serviceaccounts/token"]),
+        r(
+            WRITE,
+            &["apps"],
+            &[
+                "statefulsets",
+                "statefulsets/scale",
+                "daemonsets",
+                "deployments",
+                "deployments/scale",
+                "deployments/rollback",
+                "replicasets",
+                "replicasets/scale",
+            ],
+        ),
+        r(WRITE, &["autoscaling"], &["horizontalpodautoscalers"]),
+        r(WRITE, &["batch"], &["jobs", "cronjobs"]),
+        r(WRITE, &["policy"], &["poddisruptionbudgets"]),
+        r(
+            WRITE,
+            &["networking.k8s.io"],
+            &["networkpolicies", "ingresses"],
+        ),
+    ]
+}
+
+/// What `view` reads: Kubernetes' `system:aggregate-to-view` for the kinds served here;
+/// Secrets are deliberately not in it.
+fn aggregate_to_view_rules() -> Vec<PolicyRule> {
+    let r = PolicyRule::resource;
+    vec![
+        r(
+            READ,
+            &[""],
+            &[
+                "pods",
+                "serviceaccounts",
+                "services",
+                "services/status",
+                "endpoints",
+                "persistentvolumeclaims",
+                "persistentvolumeclaims/status",
+                "configmaps",
+            ],
+        ),
+        r(
+            READ,
+            &[""],
+            &[
+                "limitranges",
+                "resourcequotas",
+                "bindings",
+                "events",
+                "pods/status",
+                "resourcequotas/status",
+                "namespaces/status",
+                "pods/log",
+            ],
+        ),
+        r(READ, &[""], &["namespaces"]),
+        r(READ, &["discovery.k8s.io"], &["endpointslices"]),
+        r(
+            READ,
+            &["apps"],
+            &[
+                "controllerrevisions",
+                "statefulsets",
+                "statefulsets/scale",
+                "statefulsets/status",
+                "daemonsets",
+                "daemonsets/status",
+                "deployments",
+                "deployments/scale",
+                "deployments/status",
+                "replicasets",
+                "replicasets/scale",
+                "replicasets/status",
+            ],
+        ),
+        r(
+            READ,
+            &["autoscaling"],
+            &[
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status",
+            ],
+        ),
+        r(
+            READ,
+            &["batch"],
+            &["jobs", "cronjobs", "cronjobs/status", "jobs/status"],
+        ),
+        r(
+            READ,
+            &["policy"],
+            &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+        ),
+        r(
+            READ,
+            &["networking.k8s.io"],
+            &["networkpolicies", "ingresses", "ingresses/status"],
         ),
     ]
 }
@@ -327,7 +470,38 @@ pub fn objects() -> Vec<(Kind, Value)> {
         .collect()
 }
 
-/// Creates every default object that does not exist; existing ones are left untouched.
+/// An existing default ClusterRole still marked `autoupdate: "true"` with the default rules it
+/// lacks added (its other rules kept), as kube-apiserver reconciles its bootstrap roles at
+/// start: a data dir from an earlier version gains the rules of newly served kinds. `None`
+/// when nothing is missing, the operator turned autoupdate off, or the role is aggregated.
+fn reconciled(existing: &Value, default: &Value) -> Option<Value> {
+    let autoupdate = existing
+        .pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate")
+        .and_then(Value::as_str);
+    if autoupdate != Some("true") || default.get("aggregationRule").is_some() {
+        return None;
+    }
+    let rules = |obj: &Value| -> Vec<PolicyRule> {
+        obj.get("rules")
+            .cloned()
+            .and_then(|r| serde_json::from_value(r).ok())
+            .unwrap_or_default()
+    };
+    let have = rules(existing);
+    let missing: Vec<PolicyRule> = rules(default)
+        .into_iter()
+        .filter(|r| !have.contains(r))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut updated = existing.clone();
+    updated["rules"] = json!(have.into_iter().chain(missing).collect::<Vec<_>>());
+    Some(updated)
+}
+
+/// Creates every default object that does not exist, and reconciles the rules of existing
+/// default ClusterRoles ([`reconciled`]); bindings and roles an operator changed are left alone.
 /// Returns how many were created.
 pub async fn ensure(cluster: &Cluster) -> Result<usize, ApiError> {
     let mut created = 0;
@@ -337,7 +511,18 @@ pub async fn ensure(cluster: &Cluster) -> Result<usize, ApiError> {
             .ok_or_else(|| ApiError::Internal(format!("{} are not served", kind.resource())))?;
         let name = crate::object::name(&obj).to_owned();
         match cluster.get(&target, &name) {
-            Ok(_) => continue,
+            Ok(existing) => {
+                if let Some(updated) = reconciled(&existing, &obj) {
+                    match cluster
+                        .update(&target, &name, updated, Subresource::Main, MANAGER)
+                        .await
+                    {
+                        Ok(_) | Err(ApiError::Conflict { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                continue;
+            }
             Err(ApiError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
@@ -348,4 +533,61 @@ pub async fn ensure(cluster: &Cluster) -> Result<usize, ApiError> {
         }
     }
     Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_role(name: &str) -> Value {
+        cluster_roles()
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == name)
+            .unwrap()
+    }
+
+    fn rules(role: &Value) -> Vec<PolicyRule> {
+        serde_json::from_value(role["rules"].clone()).unwrap()
+    }
+
+    #[test]
+    fn an_autoupdated_default_role_gains_the_missing_rules_and_keeps_its_own() {
+        let default = default_role("system:aggregate-to-view");
+        let mut old = default.clone();
+        old["rules"] = json!([
+            {"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["namespaces"]},
+            {"verbs": ["get"], "apiGroups": ["example.com"], "resources": ["things"]},
+        ]);
+        let updated = reconciled(&old, &default).expect("rules were missing");
+        let have = rules(&updated);
+        assert!(have.contains(&PolicyRule::resource(
+            &["get"],
+            &["example.com"],
+            &["things"]
+        )));
+        for rule in rules(&default) {
+            assert!(have.contains(&rule), "{rule:?}");
+        }
+        assert_eq!(
+            have.len(),
+            rules(&default).len() + 1,
+            "no rule twice: {have:?}"
+        );
+        assert!(
+            reconciled(&updated, &default).is_none(),
+            "nothing more to add"
+        );
+
+        old["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+            json!("false");
+        assert!(
+            reconciled(&old, &default).is_none(),
+            "autoupdate turned off"
+        );
+        let edit = default_role("edit");
+        assert!(
+            reconciled(&edit, &edit).is_none(),
+            "aggregated roles are the controller's"
+        );
+    }
 }
