@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from kubernetes import client, config, dynamic, watch
+from kubernetes import client, config, dynamic, stream, watch
 from kubernetes.client.rest import ApiException
 
 import harness
@@ -343,12 +343,57 @@ def pods_without_nodes():
     eq(log, None, "the log of a pod with no node")
     e, body = api_error(core.read_namespaced_pod_log, "p", NS, container="nope")
     eq((e.status, body["reason"]), (400, "BadRequest"), "an unknown container")
-    e, body = api_error(core.connect_get_namespaced_pod_portforward, "p", NS, ports=80)
+    e, body = api_error(core.connect_get_namespaced_pod_portforward, "p", NS, ports="80")
     eq((e.status, body["message"]), (400, "pod p does not have a host assigned"), "portforward")
-    e, body = api_error(core.connect_post_namespaced_pod_exec, "p", NS, command="ls")
+    e, body = api_error(core.connect_post_namespaced_pod_exec, "p", NS, command=["ls"])
     eq((e.status, body["message"]), (400, "pod p does not have a host assigned"), "exec")
     e, body = api_error(core.connect_post_namespaced_pod_attach, "p", NS, container="c")
     eq((e.status, body["message"]), (400, "pod p does not have a host assigned"), "attach")
+    # The client's own exec over a WebSocket: the upgrade is refused with that Status.
+    try:
+        stream.stream(core.connect_get_namespaced_pod_exec, "p", NS, command=["ls"],
+                      stderr=True, stdin=False, stdout=True, tty=False, _request_timeout=10)
+        raise AssertionError("exec succeeded")
+    except ApiException as e:
+        assert "400" in str(e) and "does not have a host assigned" in str(e), str(e)
+
+
+def collections_and_options():
+    for i in range(3):
+        core.create_namespaced_config_map(NS, {"metadata": {"name": f"bulk-{i}", "labels": {"bulk": "yes"}}})
+    every = core.list_config_map_for_all_namespaces(label_selector="bulk=yes")
+    eq(sorted((c.metadata.namespace, c.metadata.name) for c in every.items),
+       [(NS, f"bulk-{i}") for i in range(3)], "list across namespaces")
+    dry = core.create_namespaced_config_map(NS, {"metadata": {"name": "dry"}}, dry_run="All")
+    eq(dry.metadata.name, "dry", "a dry run answers the object")
+    eq(api_error(core.read_namespaced_config_map, "dry", NS)[0].status, 404, "and stores nothing")
+    rv = every.metadata.resource_version
+    fresh = core.list_namespaced_config_map(NS, resource_version=rv, resource_version_match="NotOlderThan")
+    assert int(fresh.metadata.resource_version) >= int(rv), fresh.metadata
+    status = core.delete_collection_namespaced_config_map(NS, label_selector="bulk=yes")
+    eq(core.list_namespaced_config_map(NS, label_selector="bulk=yes").items, [], "deletecollection")
+    gone = core.delete_namespaced_config_map("dup", NS, propagation_policy="Background", grace_period_seconds=0)
+    # This client returns the body of a delete as it came: a Status for most built-in kinds.
+    eq((gone["kind"], gone["status"], gone["details"]["name"], gone["details"]["kind"]),
+       ("Status", "Success", "dup", "configmaps"), "a delete answers a Status")
+    deleted = apps.delete_namespaced_deployment("dyn", NS)
+    eq((deleted["status"], deleted["details"]["group"]), ("Success", "apps"), "a deployment's delete too")
+    svc = core.delete_namespaced_service("web", NS)
+    eq((svc.kind, svc.metadata.name), ("Service", "web"), "a Service's delete answers the Service (typed V1Service)")
+    # Bookmarks asked for are sent or not, never an error; events still arrive.
+    rv = core.list_namespaced_config_map(NS).metadata.resource_version
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "marked"}})
+    kinds = [ev["type"] for ev in watch.Watch().stream(
+        core.list_namespaced_config_map, NS, resource_version=rv, allow_watch_bookmarks=True,
+        timeout_seconds=1)]
+    assert "ADDED" in kinds and set(kinds) <= {"ADDED", "BOOKMARK"}, kinds
+    who = client.AuthenticationV1Api(api).create_self_subject_review({})
+    assert "system:masters" in who.status.user_info.groups, who.status.user_info
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+        {"spec": {"resourceAttributes": {"verb": "create", "resource": "deployments", "group": "apps",
+                                         "namespace": NS}}})
+    eq(review.status.allowed, True, "self subject access review")
+    eq(client.VersionApi(api).get_code().major, "1", "version")
 
 
 checks.run("namespaces", namespaces)
@@ -364,4 +409,5 @@ checks.run("crds_and_custom_objects", crds_and_custom_objects)
 checks.run("dynamic_client", dynamic_client)
 checks.run("events", events_both_apis)
 checks.run("pods_without_nodes", pods_without_nodes)
+checks.run("collections_and_options", collections_and_options)
 checks.report()

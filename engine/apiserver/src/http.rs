@@ -754,12 +754,40 @@ async fn resource_request_inner(
                         ..t
                     };
                     let deleted = cluster.delete(&t, name, &opts).await?;
-                    ok(&t.present(&deleted))
+                    ok(&delete_answer(&t, &deleted))
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
         }
     }
+}
+
+/// What deleting one object answers, as kube-apiserver: the object while finalizers hold it,
+/// and always for the kinds whose storage returns the deleted object (Pods, Services,
+/// Namespaces, PersistentVolumeClaims and PersistentVolumes, CRDs and custom resources); for
+/// every other built-in kind a `Success` Status naming it (kube-rs's `delete` tells the two
+/// apart; the Python clients hand the body on as it came).
+fn delete_answer(t: &Target, deleted: &Value) -> Value {
+    let returns_object = !t.rt.builtin
+        || t.rt.group == crate::resource::CRD_GROUP
+        || (t.rt.group.is_empty()
+            && matches!(
+                t.rt.resource.as_str(),
+                "pods" | "services" | "namespaces" | "persistentvolumeclaims" | "persistentvolumes"
+            ));
+    if returns_object || !crate::object::finalizers(deleted).is_empty() {
+        return t.present(deleted).into_owned();
+    }
+    let mut details = json!({
+        "name": crate::object::name(deleted),
+        "kind": t.rt.resource,
+        "uid": crate::object::uid(deleted),
+    });
+    if !t.rt.group.is_empty() {
+        details["group"] = json!(t.rt.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": details})
 }
 
 /// A Pod's `log`, `exec`, `attach` and `portforward`, answered as kube-apiserver answers them

@@ -114,6 +114,7 @@ fn the_official_python_client_behaves_as_against_kube_apiserver() {
             "dynamic_client",
             "events",
             "pods_without_nodes",
+            "collections_and_options",
         ],
     );
 }

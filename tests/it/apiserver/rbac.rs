@@ -532,7 +532,7 @@ fn edit_writes_the_workload_kinds_and_view_only_reads_them() {
         (
             &["scale", "deployment", "web", "--replicas=5"],
             "patch",
-            "deployments",
+            "deployments/scale",
         ),
         (&["delete", "job", "once"], "delete", "jobs"),
         (
