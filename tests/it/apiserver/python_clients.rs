@@ -9,6 +9,7 @@
 //! command (`scripts/test`) makes from `tests/clients/requirements.txt`: the official client
 //! needs a newer PyYAML than the composition function pinned in `tests/requirements.txt`.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ const HISTORY: u64 = 40;
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn clients_dir() -> PathBuf {
-    strata_test_support::repo_root().join("tests/clients")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
 fn python() -> PathBuf {
@@ -37,22 +38,22 @@ fn python() -> PathBuf {
     python
 }
 
-/// Runs `script` against a fresh control plane and returns its report once every check passed.
-fn run(script: &str, namespace: &str) -> Value {
-    let cp = ControlPlane::start_with(&format!("py-{namespace}"), |c| {
-        c.event_history = HISTORY;
-    });
-    let out_path = cp.dir.join(format!("{namespace}.json"));
-    let err_path = cp.dir.join(format!("{namespace}.stderr"));
+/// Runs `script` with `args` in the clients' environment, killed after [`SCRIPT_TIMEOUT`];
+/// returns its exit status, stdout and stderr (kept in files under `dir` meanwhile).
+fn run_script(
+    script: &str,
+    args: &[&OsStr],
+    dir: &std::path::Path,
+) -> (std::process::ExitStatus, String, String) {
+    let out_path = dir.join(format!("{script}.stdout"));
+    let err_path = dir.join(format!("{script}.stderr"));
     let child = Command::new(python())
         .arg(clients_dir().join(script))
-        .arg(&cp.kubeconfig)
-        .arg(namespace)
-        .arg(HISTORY.to_string())
+        .args(args)
         .current_dir(clients_dir())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("a report file"))
+        .stdout(std::fs::File::create(&out_path).expect("a stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("a stderr file"))
         .spawn()
         .expect("the clients' python runs");
@@ -68,8 +69,27 @@ fn run(script: &str, namespace: &str) -> Value {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    (
+        status,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+        std::fs::read_to_string(&err_path).unwrap_or_default(),
+    )
+}
+
+/// Runs `script` against a fresh control plane and returns its report once every check passed.
+fn run(script: &str, namespace: &str) -> Value {
+    let cp = ControlPlane::start_with(&format!("py-{namespace}"), |c| {
+        c.event_history = HISTORY;
+    });
+    let (status, stdout, stderr) = run_script(
+        script,
+        &[
+            cp.kubeconfig.as_os_str(),
+            OsStr::new(namespace),
+            OsStr::new(&HISTORY.to_string()),
+        ],
+        &cp.dir,
+    );
     let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!("{script} printed no report ({e}), exit {status}:\n{stdout}\n{stderr}")
     });
@@ -161,4 +181,49 @@ fn kr8s_behaves_as_against_kube_apiserver() {
             "async_api",
         ],
     );
+}
+
+#[test]
+fn the_python_clients_authenticate_with_a_client_certificate() {
+    let cp = ControlPlane::start("py-cert");
+    let carol = cp.dir.join("carol.kubeconfig");
+    let out = super::super::support::strata(
+        &[
+            "kubeconfig",
+            "--data-dir",
+            cp.dir.to_str().unwrap(),
+            "--user",
+            "carol",
+            "--group",
+            "dev",
+            "--out",
+            carol.to_str().unwrap(),
+        ],
+        &cp.dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cp.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "dev-namespaces",
+        "--clusterrole=view",
+        "--group=dev",
+    ]);
+    // `view` bound cluster-wide reads Namespaces (aggregation fills it in the background).
+    strata_test_support::eventually("view reads namespaces", Duration::from_secs(10), || {
+        let out = super::fixture::kubectl(&carol, &["get", "namespaces", "-o", "name"]);
+        out.status.success().then_some(())
+    });
+    let (status, stdout, stderr) = run_script("cert_auth.py", &[carol.as_os_str()], &cp.dir);
+    assert!(status.success(), "{stderr}");
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let namespaces =
+        serde_json::json!(["default", "kube-node-lease", "kube-public", "kube-system"]);
+    assert_eq!(seen["kubernetes"], serde_json::json!(["carol", namespaces]));
+    assert_eq!(seen["lightkube"][1], namespaces);
+    assert_eq!(seen["kr8s"], serde_json::json!(["carol", namespaces]));
 }

@@ -840,12 +840,26 @@ async fn bootstrap_creates_what_is_missing_and_keeps_what_an_operator_changed() 
         let t = cluster
             .target(RBAC_GROUP, "v1", "clusterroles", "")
             .unwrap();
-        // An operator narrows view; a restart-time ensure leaves it so.
-        cluster
-            .modify(&t, "system:aggregate-to-view", "operator", |o| {
+        // An operator narrows view: a restart-time ensure restores the default rules while the
+        // role is marked for autoupdate, as kube-apiserver does...
+        let narrow = |autoupdate: &'static str| {
+            move |o: &mut Value| {
                 o["rules"] =
                     json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"]}]);
-            })
+                o["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+                    json!(autoupdate);
+            }
+        };
+        cluster
+            .modify(&t, "system:aggregate-to-view", "operator", narrow("true"))
+            .await
+            .unwrap();
+        assert_eq!(bootstrap::ensure(&cluster).await.unwrap(), 0);
+        let restored = cluster.get(&t, "system:aggregate-to-view").unwrap();
+        assert!(policy::rules_of(&restored).len() > 1, "{restored}");
+        // ...and leaves it so once the operator turned autoupdate off.
+        cluster
+            .modify(&t, "system:aggregate-to-view", "operator", narrow("false"))
             .await
             .unwrap();
         assert_eq!(bootstrap::ensure(&cluster).await.unwrap(), 0);
