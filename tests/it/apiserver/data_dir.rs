@@ -151,3 +151,70 @@ async fn secret_values_are_encrypted_in_the_store_file_and_read_back_by_kubectl_
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_kubernetes_endpoints_follow_the_port_and_default_roles_regain_rules() {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+    use kube::Api;
+
+    let dir = temp_dir("kubernetes-endpoints");
+    let mut config = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse().unwrap());
+    let server = Server::start(config.clone()).await.unwrap();
+    let first = server.addr().port();
+    let client = super::fixture::client_for(server.kubeconfig_path()).await;
+    // Narrowed by an operator who left the role marked for autoupdate.
+    let roles: Api<ClusterRole> = Api::all(client);
+    let mut view = roles.get("system:aggregate-to-view").await.unwrap();
+    view.rules = Some(vec![PolicyRule {
+        verbs: vec!["get".into()],
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["configmaps".into()]),
+        ..Default::default()
+    }]);
+    roles
+        .replace("system:aggregate-to-view", &Default::default(), &view)
+        .await
+        .unwrap();
+    server.shutdown().await;
+
+    config.listen = loop {
+        let addr = strata_test_support::free_addr();
+        if addr.port() != first {
+            break addr;
+        }
+    };
+    let server = restart(&config).await;
+    let port = i32::from(server.addr().port());
+    let client = super::fixture::client_for(server.kubeconfig_path()).await;
+    let endpoints = Api::<Endpoints>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    let subset = &endpoints.subsets.unwrap()[0];
+    assert_eq!(subset.ports.as_ref().unwrap()[0].port, port);
+    let service = Api::<Service>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    let spec = service.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
+    assert_eq!(
+        spec.ports.unwrap()[0].target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port))
+    );
+    let view = Api::<ClusterRole>::all(client)
+        .get("system:aggregate-to-view")
+        .await
+        .unwrap();
+    let rules = view.rules.unwrap();
+    assert!(
+        rules.iter().any(|r| r
+            .resources
+            .as_ref()
+            .is_some_and(|rs| rs.iter().any(|x| x == "deployments"))),
+        "the default rules are back: {rules:?}"
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
