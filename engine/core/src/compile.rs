@@ -198,14 +198,13 @@ impl CompiledComposition {
             .collect();
         for set in &spec.patch_sets {
             for (index, p) in set.patches.iter().enumerate() {
-                if p.kind == PatchType::PatchSet {
-                    return Err(CompileError::Patch {
-                        at: Location::PatchSet(set.name.clone()),
-                        index,
-                        kind: p.kind.as_str(),
-                        field: "type",
-                        message: "a PatchSet cannot contain another PatchSet".into(),
-                    });
+                if p.kind != PatchType::PatchSet {
+                    continue;
+                }
+                let (_, problems) = rules::patch_set_reference(p, true, &patch_sets);
+                if let Some(problem) = rules::first_error(&problems) {
+                    let at = Location::PatchSet(set.name.clone());
+                    return Err(patch_refusal(&at, index, p.kind, problem));
                 }
             }
         }
@@ -213,28 +212,14 @@ impl CompiledComposition {
         let mut resources = Vec::with_capacity(spec.resources.len());
         for template in &spec.resources {
             let at = Location::Resource(template.name.clone());
-            if template.name.is_empty() {
-                return Err(CompileError::Field {
-                    at,
-                    field: "name".into(),
-                    message: "every resource needs a name".into(),
-                });
-            }
-            if !template.base.is_object() {
-                return Err(CompileError::Field {
-                    at,
-                    field: "base".into(),
-                    message: "must be an object with apiVersion and kind".into(),
-                });
-            }
-            for field in ["apiVersion", "kind"] {
-                if !template.base.get(field).is_some_and(Value::is_string) {
-                    return Err(CompileError::Field {
-                        at: at.clone(),
-                        field: format!("base.{field}"),
-                        message: "required string".into(),
-                    });
-                }
+            if let Some(problem) = rules::first_error(&rules::resource_template(template)) {
+                let (field, message) = match &problem.refusal {
+                    Some(rules::Refusal::Field { field, message }) => {
+                        ((*field).to_owned(), (*message).to_owned())
+                    }
+                    _ => (problem.field.clone(), problem.message.clone()),
+                };
+                return Err(CompileError::Field { at, field, message });
             }
             let expanded = expand_patch_sets(&at, &template.patches, &patch_sets)?;
             let mut patches = Vec::with_capacity(expanded.len());
@@ -285,23 +270,27 @@ impl CompiledComposition {
             }
         }
         let mut edges = Vec::new();
+        let resource_index = |name: &str| names.iter().position(|n| n == name);
+        let resource_hint =
+            |name: &str| crate::suggest::did_you_mean(name, names.iter().map(String::as_str));
         for (to, template) in spec.resources.iter().enumerate() {
-            for dep in &template.depends_on {
-                let Some(from) = names.iter().position(|n| n == dep) else {
-                    return Err(GraphError::Unknown {
-                        resource: template.name.clone(),
-                        missing: dep.clone(),
-                        hint: crate::suggest::did_you_mean(dep, names.iter().map(String::as_str)),
-                    }
-                    .into());
-                };
-                edges.push(EdgeSpec {
-                    from,
-                    to,
-                    kind: EdgeKind::DependsOn,
-                    detail: format!("dependsOn {dep}"),
+            let (found, problems) = rules::depends_on(template, &resource_index, &resource_hint);
+            if let Some(problem) = rules::first_error(&problems) {
+                return Err(match &problem.refusal {
+                    Some(rules::Refusal::Graph(e)) => e.clone().into(),
+                    _ => CompileError::Field {
+                        at: Location::Resource(template.name.clone()),
+                        field: problem.field.clone(),
+                        message: problem.message.clone(),
+                    },
                 });
             }
+            edges.extend(found.into_iter().map(|from| EdgeSpec {
+                from,
+                to,
+                kind: EdgeKind::DependsOn,
+                detail: format!("dependsOn {}", names[from]),
+            }));
         }
         for (to, resource) in resources.iter().enumerate() {
             for patch in &resource.patches {
@@ -483,26 +472,18 @@ fn expand_patch_sets(
             out.push(patch.clone());
             continue;
         }
-        let Some(name) = patch.patch_set_name.as_deref() else {
-            return Err(CompileError::Patch {
-                at: at.clone(),
-                index,
-                kind: "PatchSet",
-                field: "patchSetName",
-                message: "required".into(),
-            });
-        };
-        let Some(set) = sets.get(name) else {
-            return Err(CompileError::Patch {
-                at: at.clone(),
-                index,
-                kind: "PatchSet",
-                field: "patchSetName",
-                message: format!(
-                    "cannot find PatchSet by name {name}{}",
-                    crate::suggest::did_you_mean(name, sets.keys().copied())
-                ),
-            });
+        let (set, problems) = rules::patch_set_reference(patch, false, sets);
+        let Some(set) = set else {
+            return Err(rules::first_error(&problems).map_or_else(
+                || CompileError::Patch {
+                    at: at.clone(),
+                    index,
+                    kind: patch.kind.as_str(),
+                    field: "patchSetName",
+                    message: "cannot be resolved".into(),
+                },
+                |problem| patch_refusal(at, index, patch.kind, problem),
+            ));
         };
         out.extend(set.iter().cloned());
     }
@@ -528,26 +509,7 @@ fn compile_patch(
             resource_hint: &resource_hint,
         },
     );
-    let refused = |problem: &rules::Problem| match &problem.refusal {
-        Some(rules::Refusal::Transform(source)) => CompileError::Transform {
-            at: at.clone(),
-            index,
-            kind: kind.as_str(),
-            source: source.clone(),
-        },
-        Some(rules::Refusal::Patch { field, message }) => CompileError::Patch {
-            at: at.clone(),
-            index,
-            kind: kind.as_str(),
-            field,
-            message: message.clone(),
-        },
-        None => CompileError::Field {
-            at: at.clone(),
-            field: format!("patches[{index}].{}", problem.field),
-            message: problem.message.clone(),
-        },
-    };
+    let refused = |problem: &rules::Problem| patch_refusal(at, index, kind, problem);
     let Some(parts) = checked.compiled else {
         return Err(rules::first_error(&checked.problems).map_or_else(
             || CompileError::Patch {
@@ -590,6 +552,35 @@ fn compile_patch(
         to_present: false,
         to_position: None,
     })
+}
+
+/// A patch's problem as compile words it (see [`rules::Refusal`]).
+fn patch_refusal(
+    at: &Location,
+    index: usize,
+    kind: PatchType,
+    problem: &rules::Problem,
+) -> CompileError {
+    match &problem.refusal {
+        Some(rules::Refusal::Transform(source)) => CompileError::Transform {
+            at: at.clone(),
+            index,
+            kind: kind.as_str(),
+            source: source.clone(),
+        },
+        Some(rules::Refusal::Patch { field, message }) => CompileError::Patch {
+            at: at.clone(),
+            index,
+            kind: kind.as_str(),
+            field,
+            message: message.clone(),
+        },
+        _ => CompileError::Field {
+            at: at.clone(),
+            field: format!("patches[{index}].{}", problem.field),
+            message: problem.message.clone(),
+        },
+    }
 }
 
 /// The patch types allowed in `spec.environment.patches`: Crossplane's built-in names (the

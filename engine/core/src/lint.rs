@@ -24,8 +24,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde_json::Value;
-
 use crate::crd::xrd_to_crds;
 use crate::fieldpath::{FieldPath, Segment};
 use crate::graph::{DependencyGraph, EdgeKind, EdgeSpec, GraphError};
@@ -303,15 +301,13 @@ impl<'a> Lint<'a> {
         let spec = self.spec;
         let template = &spec.resources[index];
         let at = format!("spec.resources[{index}]");
-        if template.name.is_empty() {
-            self.error(
-                format!("{at}.name"),
-                "required: every resource needs a name",
-            );
-        } else if let Some(first) = self
+        let problems = rules::resource_template(template);
+        let (name, base): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.field == "name");
+        self.problems(&at, name);
+        if let Some(first) = self
             .resources
             .get(template.name.as_str())
-            .filter(|first| **first != index)
+            .filter(|first| **first != index && !template.name.is_empty())
         {
             self.error(
                 format!("{at}.name"),
@@ -321,25 +317,7 @@ impl<'a> Lint<'a> {
                 ),
             );
         }
-        if template.base.is_object() {
-            for field in ["apiVersion", "kind"] {
-                match template.base.get(field) {
-                    Some(Value::String(s)) if !s.is_empty() => {}
-                    Some(Value::String(_)) | None => {
-                        self.error(format!("{at}.base.{field}"), "required")
-                    }
-                    Some(other) => self.error(
-                        format!("{at}.base.{field}"),
-                        format!("must be a string, found {}", json_kind(other)),
-                    ),
-                }
-            }
-        } else {
-            self.error(
-                format!("{at}.base"),
-                "must be an object with apiVersion and kind",
-            );
-        }
+        self.problems(&at, base);
         for (p, patch) in template.patches.iter().enumerate() {
             self.patch(&format!("{at}.patches[{p}]"), patch, Site::Resource(index));
         }
@@ -349,20 +327,11 @@ impl<'a> Lint<'a> {
         for (c, check) in template.readiness_checks.iter().flatten().enumerate() {
             self.readiness_check(&format!("{at}.readinessChecks[{c}]"), check);
         }
-        for (d, dependency) in template.depends_on.iter().enumerate() {
-            let field = format!("{at}.dependsOn[{d}]");
-            match self.resources.get(dependency.as_str()) {
-                None => {
-                    let hint = suggest::did_you_mean(dependency, self.resources.keys().copied());
-                    self.error(field, format!("unknown resource `{dependency}`{hint}"))
-                }
-                Some(_) if *dependency == template.name => self.error(
-                    field,
-                    format!("resource `{dependency}` cannot depend on itself"),
-                ),
-                Some(_) => {}
-            }
-        }
+        let resources = &self.resources;
+        let resource_index = |name: &str| resources.get(name).copied();
+        let resource_hint = |name: &str| suggest::did_you_mean(name, resources.keys().copied());
+        let (_, problems) = rules::depends_on(template, &resource_index, &resource_hint);
+        self.problems(&at, problems);
     }
 
     fn connection_detail(&mut self, at: &str, detail: &ConnectionDetail) {
@@ -515,33 +484,12 @@ impl<'a> Lint<'a> {
 
     /// A `type: PatchSet` patch: the name must resolve, and nothing nests.
     fn patch_set_reference(&mut self, at: &str, patch: &Patch, site: Site) {
-        if site == Site::PatchSet {
-            self.error(
-                format!("{at}.type"),
-                "a PatchSet cannot contain another PatchSet",
-            );
-            return;
-        }
-        let Some(name) = patch.patch_set_name.as_deref() else {
-            self.error(format!("{at}.patchSetName"), "required for type PatchSet");
-            return;
+        let (set, problems) =
+            rules::patch_set_reference(patch, site == Site::PatchSet, &self.patch_sets);
+        let Some(&s) = set else {
+            return self.problems(at, problems);
         };
-        let Some(&s) = self.patch_sets.get(name) else {
-            let known: Vec<&str> = self.patch_sets.keys().copied().collect();
-            self.error(
-                format!("{at}.patchSetName"),
-                format!(
-                    "cannot find PatchSet by name {name} (defined: {}){}",
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    },
-                    suggest::did_you_mean(name, known.iter().copied())
-                ),
-            );
-            return;
-        };
+        let name = self.spec.patch_sets[s].name.as_str();
         // The set's own patches are linted once, under spec.patchSets; here only what depends on
         // where the set is expanded.
         let spec = self.spec;
@@ -718,17 +666,6 @@ impl<'a> Lint<'a> {
                 break;
             }
         }
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -1,4 +1,5 @@
-//! The rules a patch, a connection detail and a readiness check must follow, each written once.
+//! The rules a resource template, a PatchSet reference, a `dependsOn` entry, a patch, a
+//! connection detail and a readiness check must follow, each written once.
 //!
 //! [`CompiledComposition::compile`](crate::compile::CompiledComposition::compile) and
 //! [`lint_composition`](crate::lint::lint_composition) both call these checkers: a checker walks
@@ -8,17 +9,25 @@
 //! wording is older than the lint's); lint reports them all as findings.
 //!
 //! Problems come in the order compile has always reported them, so its first error is unchanged.
-//! Rules that need the whole Composition (names, PatchSet references, `dependsOn`, cycles) or an
-//! XRD (schema checks) are not here: they stay with their caller.
+//! A rule that needs other parts of the Composition is given what it needs to look them up (the
+//! PatchSets by name, a resource's position by name). Duplicate names and cycles need the whole
+//! Composition, and the schema checks an XRD: they stay with their caller (the cycles with
+//! [`DependencyGraph`](crate::graph::DependencyGraph), which both build).
 
 use crate::compile::{
     CompiledConnectionDetail, CompiledReadinessCheck, ENVIRONMENT_PATCH_TYPES, PatchSource,
     allowed_in_environment,
 };
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
 use crate::fieldpath::FieldPath;
+use crate::graph::GraphError;
 use crate::lint::Severity;
 use crate::model::{
-    ConnectionDetail, ConnectionDetailType, Patch, PatchType, ReadinessCheck, ReadinessCheckType,
+    ComposedTemplate, ConnectionDetail, ConnectionDetailType, Patch, PatchType, ReadinessCheck,
+    ReadinessCheckType,
 };
 use crate::transform::{CompiledTransform, TransformError, TransformErrorReason};
 
@@ -36,7 +45,8 @@ pub(crate) struct Problem {
     pub(crate) refusal: Option<Refusal>,
 }
 
-/// A patch problem as [`crate::compile::CompileError::Patch`] or `Transform` words it.
+/// A problem as compile words it: a patch's [`crate::compile::CompileError::Patch`] or
+/// `Transform`, a template's `Field`, or a `dependsOn` entry's `Graph` error.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Refusal {
     Patch {
@@ -44,6 +54,11 @@ pub(crate) enum Refusal {
         message: String,
     },
     Transform(TransformError),
+    Field {
+        field: &'static str,
+        message: &'static str,
+    },
+    Graph(GraphError),
 }
 
 /// The problems of one item, in order.
@@ -81,6 +96,140 @@ impl Problems {
             refusal: r,
         });
     }
+}
+
+/// A resource template's own fields: a name, and a base that is an object with string
+/// `apiVersion` and `kind`. (Unique names need the whole Composition: the callers check them.)
+pub(crate) fn resource_template(template: &ComposedTemplate) -> Vec<Problem> {
+    let mut out = Problems::default();
+    if template.name.is_empty() {
+        let refusal = Refusal::Field {
+            field: "name",
+            message: "every resource needs a name",
+        };
+        let message = "required: every resource needs a name";
+        out.push(
+            Severity::Error,
+            "name".into(),
+            message.into(),
+            Some(refusal),
+        );
+    }
+    if !template.base.is_object() {
+        out.error("base", "must be an object with apiVersion and kind");
+        return out.0;
+    }
+    for field in ["base.apiVersion", "base.kind"] {
+        let message = match template.base.get(&field["base.".len()..]) {
+            Some(Value::String(s)) if !s.is_empty() => continue,
+            Some(Value::String(_)) | None => "required".to_owned(),
+            Some(other) => format!("must be a string, found {}", json_kind(other)),
+        };
+        let refusal = Refusal::Field {
+            field,
+            message: "required string",
+        };
+        out.push(Severity::Error, field.into(), message, Some(refusal));
+    }
+    out.0
+}
+
+/// What a JSON value is, for messages (`a number`).
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A `type: PatchSet` patch: it names a PatchSet of the Composition (`sets`, by name), and is
+/// not itself inside one (`in_patch_set`). Returns what `sets` holds for the name, or the
+/// problem (a `patchSetName` or `type` one), as the other checkers do.
+pub(crate) fn patch_set_reference<'s, T>(
+    patch: &Patch,
+    in_patch_set: bool,
+    sets: &'s BTreeMap<&str, T>,
+) -> (Option<&'s T>, Vec<Problem>) {
+    let mut out = Problems::default();
+    let nested = "a PatchSet cannot contain another PatchSet";
+    if in_patch_set {
+        out.refuse("type", nested, ("type", nested.into()));
+    } else if let Some(name) = patch.patch_set_name.as_deref() {
+        if let Some(set) = sets.get(name) {
+            return (Some(set), Vec::new());
+        }
+        let known: Vec<&str> = sets.keys().copied().collect();
+        let hint = crate::suggest::did_you_mean(name, known.iter().copied());
+        let defined = if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        };
+        out.refuse(
+            "patchSetName",
+            format!("cannot find PatchSet by name {name} (defined: {defined}){hint}"),
+            (
+                "patchSetName",
+                format!("cannot find PatchSet by name {name}{hint}"),
+            ),
+        );
+    } else {
+        out.refuse(
+            "patchSetName",
+            "required for type PatchSet",
+            ("patchSetName", "required".into()),
+        );
+    }
+    (None, out.0)
+}
+
+/// A resource's `dependsOn`: every entry names another resource of the Composition. Returns the
+/// position of each dependency found (`resource_index`), and a problem (at `dependsOn[i]`) for
+/// each entry that names an unknown resource or the resource itself.
+pub(crate) fn depends_on(
+    template: &ComposedTemplate,
+    resource_index: &dyn Fn(&str) -> Option<usize>,
+    resource_hint: &dyn Fn(&str) -> String,
+) -> (Vec<usize>, Vec<Problem>) {
+    let mut found = Vec::new();
+    let mut out = Problems::default();
+    for (d, dependency) in template.depends_on.iter().enumerate() {
+        let field = format!("dependsOn[{d}]");
+        let (message, refusal) = match resource_index(dependency) {
+            None => {
+                let hint = resource_hint(dependency);
+                (
+                    format!("unknown resource `{dependency}`{hint}"),
+                    GraphError::Unknown {
+                        resource: template.name.clone(),
+                        missing: dependency.clone(),
+                        hint,
+                    },
+                )
+            }
+            Some(_) if *dependency == template.name => (
+                format!("resource `{dependency}` cannot depend on itself"),
+                GraphError::SelfDependency {
+                    resource: template.name.clone(),
+                },
+            ),
+            Some(index) => {
+                found.push(index);
+                continue;
+            }
+        };
+        out.push(
+            Severity::Error,
+            field,
+            message,
+            Some(Refusal::Graph(refusal)),
+        );
+    }
+    (found, out.0)
 }
 
 /// The first error of a list of problems, if any.
@@ -623,5 +772,142 @@ mod tests {
             Some(CompiledReadinessCheck::Malformed(_))
         ));
         assert!(errors(&problems).is_empty());
+    }
+
+    #[test]
+    fn a_template_needs_a_name_and_a_base_with_string_api_version_and_kind() {
+        type Expected = (&'static str, &'static str, Option<Refusal>);
+        let rows: &[(&str, &[Expected])] = &[
+            ("{name: a, base: {apiVersion: v1, kind: ConfigMap}}", &[]),
+            (
+                "{name: '', base: {apiVersion: v1, kind: ConfigMap}}",
+                &[(
+                    "name",
+                    "required: every resource needs a name",
+                    Some(Refusal::Field {
+                        field: "name",
+                        message: "every resource needs a name",
+                    }),
+                )],
+            ),
+            (
+                "{name: a, base: [1]}",
+                &[("base", "must be an object with apiVersion and kind", None)],
+            ),
+            (
+                "{name: a, base: {apiVersion: '', kind: 3}}",
+                &[
+                    (
+                        "base.apiVersion",
+                        "required",
+                        Some(Refusal::Field {
+                            field: "base.apiVersion",
+                            message: "required string",
+                        }),
+                    ),
+                    (
+                        "base.kind",
+                        "must be a string, found a number",
+                        Some(Refusal::Field {
+                            field: "base.kind",
+                            message: "required string",
+                        }),
+                    ),
+                ],
+            ),
+        ];
+        for (yaml, expected) in rows {
+            let template: ComposedTemplate = serde_saphyr::from_str(yaml).unwrap();
+            let problems = resource_template(&template);
+            let found: Vec<(&str, &str, Option<Refusal>)> = problems
+                .iter()
+                .map(|p| (p.field.as_str(), p.message.as_str(), p.refusal.clone()))
+                .collect();
+            assert_eq!(found, expected.to_vec(), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn a_patch_set_reference_resolves_by_name_outside_patch_sets_only() {
+        let sets = BTreeMap::from([("common", 0), ("network", 1)]);
+        let reference = |yaml: &str| -> Patch { serde_saphyr::from_str(yaml).unwrap() };
+        let named = reference("{type: PatchSet, patchSetName: network}");
+        assert_eq!(
+            patch_set_reference(&named, false, &sets),
+            (Some(&1), vec![])
+        );
+
+        let refused = |patch: &Patch, nested: bool| {
+            let (set, mut problems) = patch_set_reference(patch, nested, &sets);
+            assert_eq!((set, problems.len()), (None, 1));
+            let problem = problems.remove(0);
+            let Some(Refusal::Patch { field, message }) = problem.refusal else {
+                panic!("not a patch refusal: {problem:?}");
+            };
+            (problem.field, problem.message, field, message)
+        };
+        assert_eq!(
+            refused(&named, true),
+            (
+                "type".into(),
+                "a PatchSet cannot contain another PatchSet".into(),
+                "type",
+                "a PatchSet cannot contain another PatchSet".into()
+            )
+        );
+        assert_eq!(
+            refused(&reference("{type: PatchSet, patchSetName: netwrk}"), false),
+            (
+                "patchSetName".into(),
+                "cannot find PatchSet by name netwrk (defined: common, network); did you mean \
+                 `network`?"
+                    .into(),
+                "patchSetName",
+                "cannot find PatchSet by name netwrk; did you mean `network`?".into()
+            )
+        );
+        assert_eq!(
+            refused(&reference("{type: PatchSet}"), false),
+            (
+                "patchSetName".into(),
+                "required for type PatchSet".into(),
+                "patchSetName",
+                "required".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_dependency_names_another_known_resource() {
+        let template: ComposedTemplate = serde_saphyr::from_str(
+            "{name: db, base: {apiVersion: v1, kind: ConfigMap}, dependsOn: [net, ghost, db]}",
+        )
+        .unwrap();
+        let index = |name: &str| ["net", "db"].iter().position(|n| *n == name);
+        let hint = |name: &str| crate::suggest::did_you_mean(name, ["net", "db"]);
+        let (found, problems) = depends_on(&template, &index, &hint);
+        assert_eq!(found, vec![0]);
+        let found: Vec<(&str, &str, String)> = problems
+            .iter()
+            .map(|p| match &p.refusal {
+                Some(Refusal::Graph(e)) => (p.field.as_str(), p.message.as_str(), e.to_string()),
+                other => panic!("not a graph refusal: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "dependsOn[1]",
+                    "unknown resource `ghost`",
+                    "resource `db` depends on unknown resource `ghost`".to_owned()
+                ),
+                (
+                    "dependsOn[2]",
+                    "resource `db` cannot depend on itself",
+                    "resource `db` depends on itself".to_owned()
+                ),
+            ]
+        );
     }
 }
