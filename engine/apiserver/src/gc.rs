@@ -467,23 +467,32 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// waiting for the object layer's wake-up when nothing is marked.
 pub async fn run(cluster: Arc<Cluster>) {
     loop {
-        let actions = cluster.gc_sweep();
-        if actions.is_empty() {
+        let Some(failed) = sweep(&cluster).await else {
             cluster.gc_wake.notified().await;
             continue;
-        }
-        let mut failed = Vec::new();
-        for (action, entry) in actions {
-            let uid = action.uid().to_owned();
-            if !act(&cluster, &entry, action).await {
-                failed.push(uid);
-            }
-        }
+        };
         if !failed.is_empty() {
             tokio::time::sleep(RETRY_AFTER).await;
             cluster.gc_mark(failed.iter().map(String::as_str));
         }
     }
+}
+
+/// One sweep: carries out the actions for the objects marked since the previous sweep. `None`
+/// when there was nothing to do; else the uids whose action failed in a way worth retrying.
+pub async fn sweep(cluster: &Cluster) -> Option<Vec<String>> {
+    let actions = cluster.gc_sweep();
+    if actions.is_empty() {
+        return None;
+    }
+    let mut failed = Vec::new();
+    for (action, entry) in actions {
+        let uid = action.uid().to_owned();
+        if !act(cluster, &entry, action).await {
+            failed.push(uid);
+        }
+    }
+    Some(failed)
 }
 
 #[cfg(test)]

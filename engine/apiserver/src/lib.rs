@@ -15,6 +15,8 @@ pub mod builtin;
 pub mod cel;
 pub mod client_cert;
 pub mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 pub mod connections;
 pub mod discovery;
 pub mod encryption;

@@ -80,6 +80,19 @@ impl Kinds {
         Ok(resolved)
     }
 
+    /// Records a resolved kind, as a discovery would (tests against a scripted API).
+    #[cfg(test)]
+    pub(crate) fn know(&self, kind: Kind) {
+        let key = (
+            kind.resource.api_version.clone(),
+            kind.resource.kind.clone(),
+        );
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, kind);
+    }
+
     /// Forgets a kind (after its CRD was deleted or changed).
     pub fn forget(&self, api_version: &str, kind: &str) {
         self.cache

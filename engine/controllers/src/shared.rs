@@ -576,6 +576,67 @@ impl Shared {
     }
 }
 
+#[cfg(test)]
+impl Shared {
+    /// For unit tests against a scripted API: no reflectors and no watches. The caches hold
+    /// `compositions` and `revisions` (and no EnvironmentConfig), and `kinds` are resolved and
+    /// watched already, so the only requests are the ones a pass makes.
+    pub(crate) fn scripted(
+        client: Client,
+        compositions: Vec<Composition>,
+        revisions: Vec<CompositionRevision>,
+        kinds: &[crate::kinds::Kind],
+    ) -> Result<Arc<Self>> {
+        fn cached<K>(objects: Vec<K>) -> Store<K>
+        where
+            K: Resource<DynamicType = ()> + Clone + 'static,
+        {
+            let (store, mut writer) = reflector::store();
+            for object in objects {
+                writer.apply_watcher_event(&watcher::Event::Apply(object));
+            }
+            store
+        }
+        let settings = Settings::default();
+        let reporter = Reporter {
+            controller: settings.controller_name.clone(),
+            instance: None,
+        };
+        let resolved = Kinds::new(client.clone());
+        for kind in kinds {
+            resolved.know(kind.clone());
+        }
+        Ok(Arc::new(Self {
+            recorders: (0..RECORDER_SHARDS)
+                .map(|_| Recorder::new(client.clone(), reporter.clone()))
+                .collect(),
+            functions: Functions::new(&settings.functions)?,
+            function_packages: Default::default(),
+            kinds: resolved,
+            client,
+            metrics: Arc::new(Metrics::default()),
+            settings,
+            compositions: cached(compositions),
+            revisions: cached(revisions),
+            environments: cached(Vec::new()),
+            compiled: Mutex::new(HashMap::new()),
+            watched: Mutex::new(
+                kinds
+                    .iter()
+                    .map(|k| (k.resource.api_version.clone(), k.resource.kind.clone()))
+                    .collect(),
+            ),
+            routes: Arc::new(Mutex::new(HashMap::new())),
+            tasks: Mutex::new(Vec::new()),
+            written: WriteMemo::default(),
+            newest: Newest::default(),
+            allowed: Mutex::new(HashSet::new()),
+            user: Mutex::new(None),
+            environment_listeners: Arc::default(),
+        }))
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         self.stop();

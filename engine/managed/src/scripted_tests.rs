@@ -1,6 +1,6 @@
 //! The managed reconciler's I/O sequences against a scripted API: a real `kube::Client` over a
-//! mock service (tower-test's pair, as kube's own tests do) that answers every request and
-//! records it, and an in-process cloud behind the provider contract that logs every call. Each
+//! mock service (the tests' shared [`strata_test_support::scripted`] API) that answers every
+//! request and records it, and an in-process cloud behind the provider contract that logs every call. Each
 //! test drives the public entry point, [`reconcile`], and asserts the exact requests — method,
 //! path and the fields that matter in their bodies — in order, with nothing else sent, and the
 //! exact cloud calls. The emulator tests cover the same flows end to end; these pin down which
@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, StatusCode};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::DynamicObject;
-use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
@@ -27,8 +26,7 @@ use strata_provider::{
     CloudRecord, ConnectionDetails, Created, External, Managed, Present, Provider, ProviderError,
     RateLimit, RateLimitedVerbs, ResourceKind, Secrets,
 };
-use tokio::task::JoinHandle;
-use tower_test::mock;
+use strata_test_support::scripted::{self, MERGE_PATCH, ScriptedApi, Seen, condition, conditions};
 
 use crate::reconcile::{Context, reconcile};
 use crate::{FINALIZER, Settings};
@@ -37,7 +35,6 @@ const GROUP: &str = "test.strata.dev";
 const WIDGETS: &str = "/apis/test.strata.dev/v1alpha1/widgets";
 const CONFIG: &str = "/apis/test.strata.dev/v1alpha1/widgetproviderconfigs/default";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
-const MERGE_PATCH: &str = "application/merge-patch+json";
 const POLL: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
@@ -205,85 +202,17 @@ impl External for WidgetExternal {
 // The scripted API
 // ---------------------------------------------------------------------------------------------
 
-/// One request as the API saw it.
-#[derive(Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    content_type: Option<String>,
-    body: Value,
-}
-
-/// The API side: answers every request and records it.
-struct Api {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    server: JoinHandle<()>,
-}
-
-impl Api {
-    /// Serves `client`'s requests: the ProviderConfig `default`, any write to a widget (answered
-    /// with `widget`, as the API server answers with the object) and event creation.
-    fn start(widget: Value) -> (Client, Self) {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        let server = tokio::spawn(async move {
-            while let Some((request, respond)) = handle.next_request().await {
-                let method = request.method().clone();
-                let path = request.uri().path().to_owned();
-                let content_type = request
-                    .headers()
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_owned);
-                let bytes = request.into_body().collect_bytes().await.unwrap();
-                let body: Value = if bytes.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&bytes).unwrap()
-                };
-                let (status, answer) = match (&method, path.as_str()) {
-                    (&Method::GET, CONFIG) => (StatusCode::OK, provider_config()),
-                    (&Method::PATCH, p) if p.starts_with(WIDGETS) => {
-                        (StatusCode::OK, widget.clone())
-                    }
-                    (&Method::POST, EVENTS) => (StatusCode::CREATED, body.clone()),
-                    _ => (
-                        StatusCode::NOT_FOUND,
-                        json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                "reason": "NotFound", "code": 404, "message": "not scripted" }),
-                    ),
-                };
-                record.lock().unwrap().push(Seen {
-                    method,
-                    path,
-                    content_type,
-                    body,
-                });
-                let response = Response::builder()
-                    .status(status)
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                    .unwrap();
-                respond.send_response(response);
-            }
-        });
-        (Client::new(service, "default"), Self { seen, server })
-    }
-
-    /// The requests made since the last call, in order.
-    fn take(&self) -> Vec<Seen> {
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-
-    /// Waits until every client is gone and returns what was requested after the last `take`.
-    async fn finish(self) -> Vec<Seen> {
-        tokio::time::timeout(Duration::from_secs(10), self.server)
-            .await
-            .expect("the client is still alive")
-            .unwrap();
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
+/// Serves `client`'s requests: the ProviderConfig `default`, any write to a widget (answered
+/// with `widget`, as the API server answers with the object) and event creation.
+fn start(widget: Value) -> (Client, ScriptedApi) {
+    ScriptedApi::start(
+        move |request| match (&request.method, request.path.as_str()) {
+            (&Method::GET, CONFIG) => (StatusCode::OK, provider_config()),
+            (&Method::PATCH, p) if p.starts_with(WIDGETS) => (StatusCode::OK, widget.clone()),
+            (&Method::POST, EVENTS) => (StatusCode::CREATED, request.body.clone()),
+            (_, path) => scripted::not_found(path),
+        },
+    )
 }
 
 fn provider_config() -> Value {
@@ -371,29 +300,8 @@ async fn run(ctx: &Arc<Context>, object: &Value) -> Action {
         .expect("reconcile")
 }
 
-/// The `(type, status, reason)` of each condition in a status patch, in order.
-fn conditions(body: &Value) -> Vec<(String, String, String)> {
-    body["status"]["conditions"]
-        .as_array()
-        .expect("status.conditions")
-        .iter()
-        .map(|c| {
-            let field = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
-            (field("type"), field("status"), field("reason"))
-        })
-        .collect()
-}
-
-fn condition(type_: &str, status: &str, reason: &str) -> (String, String, String) {
-    (type_.to_owned(), status.to_owned(), reason.to_owned())
-}
-
 fn assert_request(seen: &Seen, method: Method, path: &str) {
-    assert_eq!(
-        (&seen.method, seen.path.as_str()),
-        (&method, path),
-        "request: {seen:?}"
-    );
+    scripted::assert_request(seen, method.clone(), path);
     if method == Method::PATCH {
         assert_eq!(seen.content_type.as_deref(), Some(MERGE_PATCH), "{seen:?}");
     }
@@ -423,7 +331,7 @@ fn assert_timestamp(value: &Value) {
 async fn a_new_resource_gets_its_finalizer_then_is_created_and_recorded() {
     let cloud = Arc::new(Cloud::default());
     let fresh = widget(json!({}), Value::Null);
-    let (client, api) = Api::start(fresh.clone());
+    let (client, api) = start(fresh.clone());
     let ctx = context(client, &cloud);
 
     // First pass: one metadata write, nothing else (its watch event brings the next pass).
@@ -459,7 +367,7 @@ async fn a_new_resource_gets_its_finalizer_then_is_created_and_recorded() {
     // The create answered with the resource: Ready at once, with its atProvider.
     assert_request(&seen[3], Method::PATCH, &format!("{WIDGETS}/w1/status"));
     assert_eq!(
-        conditions(&seen[3].body),
+        conditions(&seen[3].body["status"]),
         vec![
             condition("Ready", "True", "Available"),
             condition("Synced", "True", "ReconcileSuccess"),
@@ -491,7 +399,7 @@ async fn an_in_sync_resource_is_only_observed() {
         .unwrap()
         .insert("w1".into(), json!({ "size": 3 }));
     let object = widget(adopted(json!({})), in_sync_status());
-    let (client, api) = Api::start(object.clone());
+    let (client, api) = start(object.clone());
     let ctx = context(client, &cloud);
 
     assert_eq!(run(&ctx, &object).await, Action::requeue(POLL));
@@ -517,7 +425,7 @@ async fn a_drifted_resource_is_updated_without_a_kubernetes_write() {
     let mut status = in_sync_status();
     status["atProvider"] = at_provider("w1", &json!({ "size": 2 }));
     let object = widget(adopted(json!({})), status);
-    let (client, api) = Api::start(object.clone());
+    let (client, api) = start(object.clone());
     let ctx = context(client, &cloud);
 
     assert_eq!(
@@ -555,7 +463,7 @@ async fn a_deleted_resource_deletes_the_cloud_side_then_releases_its_finalizer()
         "generation": 2,
     }));
     let object = widget(metadata.clone(), in_sync_status());
-    let (client, api) = Api::start(object.clone());
+    let (client, api) = start(object.clone());
     let ctx = context(client, &cloud);
 
     // First pass: the cloud delete, then Ready=False (Deleting).
@@ -568,7 +476,7 @@ async fn a_deleted_resource_deletes_the_cloud_side_then_releases_its_finalizer()
     assert_request(&seen[0], Method::GET, CONFIG);
     assert_request(&seen[1], Method::PATCH, &format!("{WIDGETS}/w1/status"));
     assert_eq!(
-        conditions(&seen[1].body),
+        conditions(&seen[1].body["status"]),
         vec![
             condition("Ready", "False", "Deleting"),
             condition("Synced", "True", "ReconcileSuccess"),
@@ -611,7 +519,7 @@ async fn a_paused_resource_calls_no_cloud_and_writes_only_its_paused_condition_o
     // Drifted, so an unpaused reconcile would update the cloud.
     let paused = adopted(json!({ "annotations": { ANNOTATION_PAUSED: "true" } }));
     let object = widget(paused.clone(), in_sync_status());
-    let (client, api) = Api::start(object.clone());
+    let (client, api) = start(object.clone());
     let ctx = context(client, &cloud);
 
     // The first paused pass says so in Synced, and only that.
@@ -620,7 +528,7 @@ async fn a_paused_resource_calls_no_cloud_and_writes_only_its_paused_condition_o
     assert_eq!(seen.len(), 2, "{seen:#?}");
     assert_request(&seen[0], Method::PATCH, &format!("{WIDGETS}/w1/status"));
     assert_eq!(
-        conditions(&seen[0].body),
+        conditions(&seen[0].body["status"]),
         vec![
             condition("Ready", "True", "Available"),
             condition("Synced", "False", "ReconcilePaused"),

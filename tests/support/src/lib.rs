@@ -2,7 +2,8 @@
 //! once: waiting for a condition ([`eventually`]), running the real kubectl ([`kubectl`] and its
 //! variants), temporary directories removed on drop ([`TempDir`]), free loopback ports
 //! ([`free_port`]), child processes stopped by PID ([`Killed`]), the cloud emulators
-//! ([`Emulator`]) and a recording, fault-injecting proxy in front of them ([`cloud_proxy`]).
+//! ([`Emulator`]), a recording, fault-injecting proxy in front of them ([`cloud_proxy`]) and a
+//! scripted Kubernetes API for unit tests of controllers' request sequences ([`scripted`]).
 //!
 //! A dev-dependency only. It depends on no Strata crate, so any crate's tests may use it without
 //! building a second copy of that crate. Everything binds to 127.0.0.1 and stops what it started
@@ -12,6 +13,7 @@
 
 pub mod cloud_proxy;
 pub mod emulators;
+pub mod scripted;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};

@@ -19,6 +19,8 @@ mod apply;
 mod connection;
 mod deletion;
 mod observe;
+#[cfg(test)]
+mod scripted_tests;
 mod selection;
 mod status;
 mod writer;
