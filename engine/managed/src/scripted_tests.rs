@@ -1,9 +1,9 @@
 //! The managed reconciler's I/O sequences against a scripted API: a real `kube::Client` over a
 //! mock service (the tests' shared [`strata_test_support::scripted`] API) that answers every
-//! request and records it, and an in-process cloud behind the provider contract that logs every call. Each
-//! test drives the public entry point, [`reconcile`], and asserts the exact requests — method,
-//! path and the fields that matter in their bodies — in order, with nothing else sent, and the
-//! exact cloud calls. The emulator tests cover the same flows end to end; these pin down which
+//! request and records it, and an in-process cloud behind the provider contract that logs every
+//! call. Each test drives the public entry point, [`reconcile`], and asserts the exact requests —
+//! method, path and the fields that matter in their bodies — in order, with nothing else sent,
+//! and the exact cloud calls. The emulator tests cover the same flows end to end; these pin down which
 //! writes each step makes (and that an in-sync or paused resource makes none).
 
 use std::collections::BTreeMap;
