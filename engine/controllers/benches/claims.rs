@@ -13,6 +13,11 @@
 //! peak, divided by the objects the run added to the API server (claims, XRs, composed objects
 //! and Events); beside it the average size of those objects as JSON.
 //!
+//! Where the memory goes: at the end every claim, XR, composed object and Event is listed and
+//! sized as the `serde_json` tree the API server holds it as, and the part of it that is
+//! `managedFields`, from the standard library's layouts ([`tree_bytes`]; the workspace forbids
+//! `unsafe`, so a counting allocator is not an option).
+//!
 //! `STRATA_BENCH_BREAKDOWN=1` also watches claims, XRs, ConfigMaps, Secrets and Events during
 //! the convergence and prints how many times each was created or changed per claim (the
 //! watches cost memory, so the peak RSS of such a run is not the figure to quote).
@@ -297,6 +302,86 @@ async fn watch_changes(client: &kube::Client, kinds: &Kinds) -> Vec<Changes> {
     all
 }
 
+/// One kind's objects as the API server holds them: how many, and per object the bytes of its
+/// JSON, of the `serde_json` tree it is held as ([`tree_bytes`]), of that tree's
+/// `managedFields`, and of the tree without them (what the controllers cache of XRs and claims).
+struct Held {
+    label: &'static str,
+    count: usize,
+    json: usize,
+    tree: usize,
+    managed_fields: usize,
+}
+
+/// The heap bytes a `serde_json` tree asks the allocator for, from the standard library's
+/// layouts: a map is a B-tree whose every node has room for 11 entries (a key `String` of 24
+/// bytes and a `Value` of 32, so 632 bytes a leaf, 728 an inner node; a map of more than 11
+/// entries is counted as leaves half full plus one inner node per 12 of them), strings hold
+/// their length, arrays the capacity growth by doubling gives them.
+fn tree_bytes(v: &Value) -> usize {
+    const LEAF: usize = 632;
+    const INNER: usize = 728;
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => {
+            let capacity = if a.is_empty() {
+                0
+            } else {
+                a.len().next_power_of_two().max(4)
+            };
+            capacity * 32 + a.iter().map(tree_bytes).sum::<usize>()
+        }
+        Value::Object(m) => {
+            let nodes = match m.len() {
+                0 => 0,
+                1..=11 => LEAF,
+                n => {
+                    let leaves = n.div_ceil(6);
+                    leaves * LEAF + leaves.div_ceil(12) * INNER
+                }
+            };
+            nodes
+                + m.iter()
+                    .map(|(k, v)| k.len() + tree_bytes(v))
+                    .sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+/// Lists every object of the kinds the run adds and sizes each as the API server holds it.
+async fn held(client: &kube::Client, kinds: &Kinds) -> Vec<Held> {
+    let mut out = Vec::new();
+    for (label, api_version, kind) in [
+        ("claims", "example.org/v1", "Bench"),
+        ("XRs", "example.org/v1", "XBench"),
+        ("ConfigMaps", "v1", "ConfigMap"),
+        ("Secrets", "v1", "Secret"),
+        ("Events", "v1", "Event"),
+    ] {
+        let r = resource(kinds, api_version, kind).await;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &r);
+        let items = api.list(&ListParams::default()).await.unwrap().items;
+        let mut h = Held {
+            label,
+            count: items.len(),
+            json: 0,
+            tree: 0,
+            managed_fields: 0,
+        };
+        for item in items {
+            let value = serde_json::to_value(&item).unwrap();
+            h.json += serde_json::to_vec(&value).unwrap().len();
+            h.tree += tree_bytes(&value);
+            if let Some(mf) = value.pointer("/metadata/managedFields") {
+                h.managed_fields += tree_bytes(mf) + "managedFields".len();
+            }
+        }
+        out.push(h);
+    }
+    out
+}
+
 fn per_claim(w: &WriteCounts, n: usize) -> String {
     let n = n as f64;
     format!(
@@ -467,6 +552,7 @@ async fn bench(n: usize) {
     let resync_wall = resync_started.elapsed();
     let resync_writes = server.write_counts().since(&before_resync);
     controllers.stop().await;
+    let held = held(&client, &kinds).await;
     server.shutdown().await;
 
     println!("claims: {n} ({COMPOSED} composed objects each, 2 waves)");
@@ -500,6 +586,27 @@ async fn bench(n: usize) {
         rss_before_kb / 1024,
         rss_converged_kb / 1024
     );
+    let mb = |b: usize| b as f64 / 1e6;
+    let trees: usize = held.iter().map(|h| h.tree).sum();
+    let managed: usize = held.iter().map(|h| h.managed_fields).sum();
+    println!(
+        "where the memory goes: RSS {} MB converged; the API server's objects as trees: {:.0} MB, \
+         managedFields {:.0} MB of it",
+        rss_converged_kb / 1024,
+        mb(trees),
+        mb(managed)
+    );
+    for h in &held {
+        let each = |b: usize| b as f64 / h.count.max(1) as f64;
+        println!(
+            "    {:<10} {:>6} objects, each: JSON {:>5.0} B, tree {:>6.0} B, of it managedFields {:>5.0} B",
+            h.label,
+            h.count,
+            each(h.json),
+            each(h.tree),
+            each(h.managed_fields),
+        );
+    }
     println!(
         "full resync (controllers restarted): CPU {:.1} s over {:.1} s wall, writes {} \
          (POST {}, PATCH {}, PUT {}, DELETE {})",
@@ -523,6 +630,8 @@ async fn bench(n: usize) {
         "resync_cpu_s": resync_cpu.as_secs_f64(),
         "resync_cpu_ms_per_claim": resync_cpu.as_secs_f64() * 1000.0 / n as f64,
         "resync_writes": resync_writes.total(),
+        "object_trees_mb": trees / 1_000_000,
+        "managed_fields_mb": managed / 1_000_000,
     });
     println!("{FIGURES}{figures}");
 }
@@ -551,7 +660,7 @@ fn compare(sizes: &[usize]) {
             .expect("the run printed its figures");
         runs.push(serde_json::from_str(line).unwrap());
     }
-    let rows: [(&str, &str, usize); 9] = [
+    let rows: [(&str, &str, usize); 11] = [
         ("time to all Ready (s)", "ready_s", 1),
         ("process CPU (s)", "cpu_s", 1),
         ("CPU per claim (ms)", "cpu_ms_per_claim", 1),
@@ -561,6 +670,8 @@ fn compare(sizes: &[usize]) {
         ("API writes per claim", "writes_per_claim", 1),
         ("resync CPU (s)", "resync_cpu_s", 1),
         ("resync CPU per claim (ms)", "resync_cpu_ms_per_claim", 2),
+        ("API server trees (MB)", "object_trees_mb", 0),
+        ("  managedFields (MB)", "managed_fields_mb", 0),
     ];
     let header: Vec<String> = sizes.iter().map(|n| format!("{n} claims")).collect();
     println!();
