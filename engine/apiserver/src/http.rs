@@ -1112,6 +1112,14 @@ async fn list(
     Ok(bytes_response(StatusCode::OK, bytes))
 }
 
+/// One line of a watch, borrowing its object.
+#[derive(serde::Serialize)]
+struct WatchLine<'a> {
+    #[serde(rename = "type")]
+    type_: &'a str,
+    object: &'a Value,
+}
+
 /// How one watch renders and filters events.
 struct WatchView {
     t: Target,
@@ -1150,19 +1158,24 @@ impl WatchView {
         let object = if self.table {
             let include = !self.columns_sent;
             self.columns_sent = true;
-            crate::table::table(
+            std::borrow::Cow::Owned(crate::table::table(
                 &self.t.rt,
                 &self.t.version,
                 &[Arc::new(obj.clone())],
                 include,
                 false,
                 json!({"resourceVersion": crate::object::resource_version(obj)}),
-            )
+            ))
         } else {
-            self.t.present(obj).into_owned()
+            self.t.present(obj)
         };
-        let mut bytes =
-            serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
+        // Serialized straight from the stored object: a `json!` line copied its tree twice
+        // (`into_owned`, then `json!`'s `to_value`) for every watcher of every event.
+        let mut bytes = serde_json::to_vec(&WatchLine {
+            type_,
+            object: &object,
+        })
+        .unwrap_or_default();
         bytes.push(b'\n');
         Bytes::from(bytes)
     }
