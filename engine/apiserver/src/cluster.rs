@@ -508,9 +508,14 @@ impl Cluster {
         };
         let empty = BTreeMap::new();
         let now = st.objects.get(&gr).unwrap_or(&empty);
+        // Keys sort by namespace first: a namespaced list starts at its namespace and ends
+        // after it, so it costs what that namespace holds, not what every namespace does.
         let lower = match &start {
-            Some(token) => std::ops::Bound::Excluded(token.after.clone()),
-            None => std::ops::Bound::Unbounded,
+            Some(token) if all_namespaces || token.after.0 >= t.namespace => {
+                std::ops::Bound::Excluded(token.after.clone())
+            }
+            _ if all_namespaces => std::ops::Bound::Unbounded,
+            _ => std::ops::Bound::Included((t.namespace.clone(), String::new())),
         };
         let current = now
             .range((lower.clone(), std::ops::Bound::Unbounded))
@@ -523,7 +528,7 @@ impl Cluster {
         let mut next = None;
         for (key, obj) in merge_by_key(current, restored) {
             if !all_namespaces && key.0 != t.namespace {
-                continue;
+                break;
             }
             if !selector.matches(obj) {
                 continue;
