@@ -18,15 +18,23 @@ use crate::transform::{CompiledTransform, TransformError};
 /// A Composition, ready to render.
 #[derive(Clone, Debug)]
 pub struct CompiledComposition {
+    /// The kind of XR the Composition composes (`compositeTypeRef`).
     pub composite_type: TypeReference,
     /// How the Composition was written ([`CompositionSpec::mode`]): it decides whether a failing
     /// patch is fatal, which withheld resources the XR waits for, and the XR's scope.
     pub mode: Option<CompositionMode>,
+    /// The composed resource templates, in declaration order: a resource's index here is its node
+    /// in [`Self::graph`].
     pub resources: Vec<CompiledResource>,
+    /// Patches between the XR and the environment, PatchSets expanded; they run before any
+    /// resource's.
     pub environment_patches: Vec<CompiledPatch>,
     /// Environment data the render starts from, before selected EnvironmentConfigs.
     pub environment_defaults: Option<Value>,
+    /// Which resources wait for which (`dependsOn`, `FromResourceFieldPath` and inferred edges),
+    /// acyclic.
     pub graph: DependencyGraph,
+    /// The namespace of a v1 XR's connection Secret, unless the XR names one.
     pub write_connection_secrets_to_namespace: Option<String>,
     /// The distinct `fromFieldPath`s resource patches read from the XR
     /// ([`CompiledPatch::composite_read`] indexes them): a render reads each once.
@@ -45,7 +53,9 @@ pub const CONNECTION_SECRET_TYPE: &str = "connection.crossplane.io/v1alpha1";
 /// ([`crate::model::CompositionSpec::write_connection_secret_to_ref`]), compiled.
 #[derive(Clone, Debug)]
 pub struct CompiledConnectionSecret {
+    /// The Secret's name as written (empty counts as unset); patches may replace it.
     pub name: Option<String>,
+    /// The Secret's namespace as written (empty counts as unset); patches may replace it.
     pub namespace: Option<String>,
     /// `FromCompositeFieldPath`/`CombineFromComposite` patches onto `{name, namespace}`.
     pub patches: Vec<CompiledPatch>,
@@ -57,9 +67,13 @@ pub struct CompiledConnectionSecret {
 /// One composed resource template, compiled.
 #[derive(Clone, Debug)]
 pub struct CompiledResource {
+    /// The template's name, unique within the Composition.
     pub name: String,
+    /// The resource as written, before patches.
     pub base: Value,
+    /// The patches in order, PatchSets expanded.
     pub patches: Vec<CompiledPatch>,
+    /// What the resource contributes to the XR's connection details.
     pub connection_details: Vec<CompiledConnectionDetail>,
     /// Empty means the default check: the `Ready` condition is `True`.
     pub readiness_checks: Vec<CompiledReadinessCheck>,
@@ -78,9 +92,13 @@ pub struct CompiledResource {
 /// Where a patch reads from.
 #[derive(Clone, Debug)]
 pub enum PatchSource {
+    /// One field path (every patch type but the `Combine*` ones).
     Path(FieldPath),
+    /// Several field paths, formatted into one string (`Combine*` patches).
     Combine {
+        /// The paths read, in the order the format consumes them.
         variables: Vec<FieldPath>,
+        /// A Go `fmt` format with one verb per variable.
         format: String,
     },
 }
@@ -90,15 +108,22 @@ pub enum PatchSource {
 pub struct CompiledPatch {
     /// Position in the resource's patch list after PatchSets are expanded (as Crossplane counts).
     pub index: usize,
+    /// The patch type; decides the source and the destination.
     pub kind: PatchType,
+    /// Where in the source the value is read.
     pub source: PatchSource,
+    /// Where in the destination the value is written (`toFieldPath`, or `fromFieldPath` when
+    /// unset).
     pub to: FieldPath,
     /// `toFieldPath` contains `[*]`: write to every existing match.
     pub to_wildcard: bool,
     /// `FromResourceFieldPath`: the declaration index of the resource read.
     pub from_resource: Option<usize>,
+    /// Applied in order to the value read.
     pub transforms: Vec<CompiledTransform>,
+    /// What a missing source does.
     pub from_policy: FromFieldPathPolicy,
+    /// How the value is written over an existing one (`mergeOptions` already mapped onto it).
     pub to_policy: ToFieldPathPolicy,
     /// A resource's `FromCompositeFieldPath`: its source's index in
     /// [`CompiledComposition::composite_reads`].
@@ -116,22 +141,49 @@ pub struct CompiledPatch {
 /// A connection detail with its type resolved.
 #[derive(Clone, Debug)]
 pub enum CompiledConnectionDetail {
-    FromConnectionSecretKey { name: String, key: String },
-    FromFieldPath { name: String, path: FieldPath },
-    FromValue { name: String, value: String },
+    /// A key of the composed resource's own connection Secret.
+    FromConnectionSecretKey {
+        /// The key in the XR's connection details.
+        name: String,
+        /// The key in the resource's connection Secret.
+        key: String,
+    },
+    /// A field of the observed composed resource.
+    FromFieldPath {
+        /// The key in the XR's connection details.
+        name: String,
+        /// The field read; a missing one contributes nothing.
+        path: FieldPath,
+    },
+    /// A literal value.
+    FromValue {
+        /// The key in the XR's connection details.
+        name: String,
+        /// The value.
+        value: String,
+    },
 }
 
 /// A readiness check with parsed paths.
 #[derive(Clone, Debug)]
 pub enum CompiledReadinessCheck {
+    /// Always passes.
     None,
+    /// The field exists.
     NonEmpty(FieldPath),
+    /// The field is this string.
     MatchString(FieldPath, String),
+    /// The field is this integer.
     MatchInteger(FieldPath, i64),
+    /// The field is `true`.
     MatchTrue(FieldPath),
+    /// The field is `false`.
     MatchFalse(FieldPath),
+    /// A status condition of this type has this status.
     MatchCondition {
+        /// The condition type, such as `Ready`.
         kind: String,
+        /// The status wanted, such as `True`.
         status: String,
     },
     /// A check whose `fieldPath` does not parse: it never passes (a warning when evaluated).
@@ -141,8 +193,11 @@ pub enum CompiledReadinessCheck {
 /// Where in a Composition a problem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// A resource template, by name.
     Resource(String),
+    /// The environment's patches.
     Environment,
+    /// A PatchSet, by name.
     PatchSet(String),
     /// `writeConnectionSecretToRef`.
     ConnectionSecret,
@@ -162,28 +217,44 @@ impl std::fmt::Display for Location {
 /// Why a Composition does not compile. Every variant says where.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
+    /// A patch breaks a rule.
     #[error("{at}: patch {index} ({kind}): {field}: {message}")]
     Patch {
+        /// Where the patch is.
         at: Location,
+        /// The patch's position in its list, PatchSets expanded.
         index: usize,
+        /// The patch type.
         kind: &'static str,
+        /// The patch's field at fault (`toFieldPath`).
         field: &'static str,
+        /// What is wrong with it.
         message: String,
     },
+    /// A transform of a patch has invalid options.
     #[error("{at}: patch {index} ({kind}): {source}")]
     Transform {
+        /// Where the patch is.
         at: Location,
+        /// The patch's position in its list, PatchSets expanded.
         index: usize,
+        /// The patch type.
         kind: &'static str,
+        /// The transform and what is wrong with it.
         #[source]
         source: TransformError,
     },
+    /// A field of a resource template, connection detail or readiness check is missing or invalid.
     #[error("{at}: {field}: {message}")]
     Field {
+        /// The template (or environment) the field belongs to.
         at: Location,
+        /// The field, relative to the template (`base.kind`, `connectionDetails[0].name`).
         field: String,
+        /// What is wrong with it.
         message: String,
     },
+    /// The resources' dependencies do not form an acyclic graph of known resources.
     #[error("{0}")]
     Graph(#[from] GraphError),
 }

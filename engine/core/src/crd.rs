@@ -48,97 +48,178 @@ const MAX_RESOURCE_NAME_LENGTH: i64 = 63;
 /// Errors from generating or serializing CRDs.
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
+    /// The XRD lists no version.
     #[error("XRD `{xrd}`: spec.versions: at least one version is required")]
-    NoVersions { xrd: String },
+    NoVersions {
+        /// The XRD's name.
+        xrd: String,
+    },
+    /// Not exactly one version is referenceable.
     #[error(
         "XRD `{xrd}`: spec.versions: exactly one version must be referenceable, found {}",
         describe_versions(.referenceable)
     )]
     ReferenceableVersions {
+        /// The XRD's name.
         xrd: String,
+        /// The versions marked referenceable (none, or more than one).
         referenceable: Vec<String>,
     },
+    /// Two versions share a name.
     #[error("XRD `{xrd}`: spec.versions: version `{version}` is listed more than once")]
-    DuplicateVersion { xrd: String, version: String },
+    DuplicateVersion {
+        /// The XRD's name.
+        xrd: String,
+        /// The repeated version.
+        version: String,
+    },
+    /// A name in `spec.names`, `spec.claimNames` or `spec.group` is not one Kubernetes accepts.
     #[error("XRD `{xrd}`: {field}: `{value}` {reason}")]
     InvalidName {
+        /// The XRD's name.
         xrd: String,
+        /// The field (`spec.names.plural`).
         field: &'static str,
+        /// Its value.
         value: String,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// `metadata.name` is not `{plural}.{group}`, as a CRD's must be.
     #[error(
         "XRD `{xrd}`: metadata.name must be `{expected}` (spec.names.plural + \".\" + spec.group)"
     )]
-    NameMismatch { xrd: String, expected: String },
+    NameMismatch {
+        /// The XRD's name.
+        xrd: String,
+        /// The name it must have.
+        expected: String,
+    },
+    /// A claim name equals the XR's name of the same field, so the two CRDs would collide.
     #[error(
         "XRD `{xrd}`: spec.claimNames.{field}: `{value}` is also the composite resource's {field}"
     )]
     ClaimNamesConflict {
+        /// The XRD's name.
         xrd: String,
+        /// The field of `spec.claimNames` (`kind`, `plural`).
         field: &'static str,
+        /// The shared value.
         value: String,
     },
+    /// Claims are declared for an XR of a v2 scope, which has none.
     #[error(
         "XRD `{xrd}`: spec.claimNames: claims bind only to composite resources of scope LegacyCluster (the v1 shape), but spec.scope is {scope:?}"
     )]
-    ClaimsNeedLegacyScope { xrd: String, scope: XrScope },
+    ClaimsNeedLegacyScope {
+        /// The XRD's name.
+        xrd: String,
+        /// The declared scope.
+        scope: XrScope,
+    },
+    /// The schema's root, or a section the engine adds fields to, is not an object schema.
     #[error(
         "XRD `{xrd}`: spec.versions[{version}].schema.openAPIV3Schema{path}: must be an object schema, found {found}"
     )]
     NotAnObjectSchema {
+        /// The XRD's name.
         xrd: String,
+        /// The version's name.
         version: String,
+        /// The path below `openAPIV3Schema` (`.properties.spec`; empty for the root).
         path: String,
+        /// The type found instead.
         found: String,
     },
+    /// The schema does not deserialize as an OpenAPI v3 schema.
     #[error(
         "XRD `{xrd}`: spec.versions[{version}].schema.openAPIV3Schema: not a valid OpenAPI v3 schema: {source}"
     )]
     InvalidSchema {
+        /// The XRD's name.
         xrd: String,
+        /// The version's name.
         version: String,
+        /// Where and why it does not deserialize.
         #[source]
         source: serde_json::Error,
     },
+    /// The schema declares a field the engine adds (`compositionRef`, `conditions`, …) with
+    /// another type.
     #[error(
         "XRD `{xrd}`: spec.versions[{version}].schema.openAPIV3Schema.properties.{section}.properties.{field}: \
          type `{found}` conflicts with the engine's `{expected}` field of the same name"
     )]
     MachineryFieldConflict {
+        /// The XRD's name.
         xrd: String,
+        /// The version's name.
         version: String,
+        /// `spec` or `status`.
         section: &'static str,
+        /// The field.
         field: &'static str,
+        /// The type the engine's field has.
         expected: &'static str,
+        /// The type the schema declares.
         found: String,
     },
+    /// A printer column is not one a CRD accepts.
     #[error("XRD `{xrd}`: spec.versions[{version}].additionalPrinterColumns[{index}]: {reason}")]
     InvalidPrinterColumn {
+        /// The XRD's name.
         xrd: String,
+        /// The version's name.
         version: String,
+        /// The column's position in the list.
         index: usize,
+        /// What is wrong with it.
         reason: String,
     },
+    /// A path of the scale subresource is not one a CRD accepts.
     #[error("XRD `{xrd}`: spec.versions[{version}].subresources.scale.{field}: `{value}` {reason}")]
     InvalidScale {
+        /// The XRD's name.
         xrd: String,
+        /// The version's name.
         version: String,
+        /// The field (`specReplicasPath`).
         field: &'static str,
+        /// Its value.
         value: String,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// `spec.defaultCompositeDeletePolicy` is neither `Background` nor `Foreground`.
     #[error(
         "XRD `{xrd}`: spec.defaultCompositeDeletePolicy: `{value}` is not one of Background, Foreground"
     )]
-    InvalidDeletePolicy { xrd: String, value: String },
+    InvalidDeletePolicy {
+        /// The XRD's name.
+        xrd: String,
+        /// The value given.
+        value: String,
+    },
+    /// A CRD to be written lacks the group or plural its file is named after.
     #[error("CRD `{crd}`: spec.group and spec.names.plural are needed to name its file")]
-    UnnamedCrd { crd: String },
+    UnnamedCrd {
+        /// The CRD's name.
+        crd: String,
+    },
+    /// Two CRDs would be written to the same file.
     #[error("CRD `{crd}`: file `{file}` is already written by an earlier CRD")]
-    DuplicateCrdFile { crd: String, file: String },
+    DuplicateCrdFile {
+        /// The later CRD's name.
+        crd: String,
+        /// The file name (`{group}_{plural}.yaml`).
+        file: String,
+    },
+    /// A CRD cannot be serialized to YAML.
     #[error("CRD `{crd}`: serializing to YAML: {source}")]
     Serialize {
+        /// The CRD's name.
         crd: String,
+        /// Why.
         #[source]
         source: serde_saphyr::SerializeError,
     },

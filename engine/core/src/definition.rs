@@ -23,9 +23,11 @@ use strata_schema::StructuralSchema;
 /// Whether a defined kind is the XR itself or a claim of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// The composite resource (XR) kind.
     Composite,
     /// A claim; the XR it binds to has this type (the XRD's referenceable version).
     Claim {
+        /// `apiVersion` and `kind` of the XR.
         composite: TypeReference,
     },
 }
@@ -33,7 +35,9 @@ pub enum Role {
 /// One version of a defined kind.
 #[derive(Clone, Debug)]
 pub struct DefinedVersion {
+    /// The version, such as `v1alpha1`.
     pub name: String,
+    /// Whether the API serves it; objects of an unserved version are refused.
     pub served: bool,
     /// `None` when the XRD's version has no schema, or it did not compile (reported on the XRD).
     pub schema: Option<StructuralSchema>,
@@ -42,20 +46,26 @@ pub struct DefinedVersion {
 /// One kind an XRD defines (its XR or its claim), with a compiled schema per version.
 #[derive(Clone, Debug)]
 pub struct Definition {
+    /// The API group (the XRD's `spec.group`).
     pub group: String,
+    /// The kind (from `spec.names` or `spec.claimNames`).
     pub kind: String,
     /// `XRD xdatabases.example.org`, for messages.
     pub xrd: String,
+    /// XR or claim.
     pub role: Role,
     /// The kind is namespaced (a claim, or a Crossplane v2 namespaced XR).
     pub namespaced: bool,
+    /// The versions in the XRD's order.
     pub versions: Vec<DefinedVersion>,
 }
 
 /// A problem with the XRD itself, at a field of the XRD (empty: the XRD as a whole).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XrdProblem {
+    /// The field path in the XRD (`spec.versions[0].schema`).
     pub field: String,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -182,6 +192,7 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// True when no finding is an error: the API server would store [`Admission::object`].
     pub fn is_admitted(&self) -> bool {
         !self.findings.iter().any(Finding::is_error)
     }
@@ -359,7 +370,9 @@ pub fn composite_name(claim_name: &str, claim_uid: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("claim {claim}: {field}: required string")]
 pub struct ClaimError {
+    /// The claim as `Kind/name` (`?` for what it lacks).
     pub claim: String,
+    /// The missing field (`metadata.name`).
     pub field: &'static str,
 }
 

@@ -30,8 +30,11 @@ use crate::patch;
 /// An EnvironmentConfig as selection sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// `metadata.name`: what references and `spec.environmentConfigRefs` name.
     pub name: String,
+    /// `metadata.labels`: what selectors match.
     pub labels: BTreeMap<String, String>,
+    /// The top-level `data`, merged into the environment.
     pub data: Value,
 }
 
@@ -45,18 +48,37 @@ impl Config {
 /// Why the environment could not be assembled.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EnvironmentError {
+    /// A referenced EnvironmentConfig does not exist and the resolution is not `Optional`;
+    /// holds its name.
     #[error("Required environment config `{0}` not found")]
     Missing(String),
+    /// A source is incomplete or cannot be evaluated (no `ref.name`, a `Required` label whose
+    /// XR value is missing, configs that cannot be sorted).
     #[error("environmentConfigs[{index}]: {message}")]
-    Source { index: usize, message: String },
+    Source {
+        /// The source's position in `environment.environmentConfigs`.
+        index: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A selector matched a number of configs its mode does not allow.
     #[error("environmentConfigs[{index}]: selector matched {found} EnvironmentConfigs, {wanted}")]
     Count {
+        /// The source's position in `environment.environmentConfigs`.
         index: usize,
+        /// How many configs matched.
         found: usize,
+        /// What the mode needs (`mode Single needs exactly one`).
         wanted: String,
     },
+    /// A config's data cannot be merged into the environment.
     #[error("merging EnvironmentConfig `{name}`: {message}")]
-    Merge { name: String, message: String },
+    Merge {
+        /// The config's name.
+        name: String,
+        /// Why the merge failed.
+        message: String,
+    },
 }
 
 /// The names the XR's `spec.environmentConfigRefs` list, in order (entries without a string

@@ -19,7 +19,9 @@ pub const MAX_INDEX: u32 = 1024;
 /// One segment of a field path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Segment {
+    /// An object key (`*` is the wildcard).
     Field(String),
+    /// An array index.
     Index(u32),
 }
 
@@ -34,8 +36,11 @@ pub struct FieldPath {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid field path {path:?}: {reason} at position {position}")]
 pub struct ParseError {
+    /// The path as written.
     pub path: String,
+    /// What is wrong (`unterminated '['`).
     pub reason: &'static str,
+    /// The byte offset in `path` where it went wrong.
     pub position: usize,
 }
 
@@ -44,13 +49,19 @@ pub struct ParseError {
 pub enum AccessError {
     /// The value is not there (yet). Callers usually skip or wait.
     #[error("{path}: {what}")]
-    NotFound { path: String, what: &'static str },
+    NotFound {
+        /// The path up to the segment not found, or up to its `null` parent.
+        path: String,
+        /// Why it is not there (`no such field`).
+        what: &'static str,
+    },
     /// The path runs through a value of the wrong type, or beyond the index cap.
     #[error("{0}")]
     Invalid(String),
 }
 
 impl AccessError {
+    /// True when the value is missing rather than unreachable: the caller may wait for it.
     pub fn is_not_found(&self) -> bool {
         matches!(self, AccessError::NotFound { .. })
     }
@@ -127,10 +138,12 @@ impl FieldPath {
         })
     }
 
+    /// The segments in order; empty for the empty path, which addresses the whole value.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }
 
+    /// True for the empty path (the whole value).
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
     }

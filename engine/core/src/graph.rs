@@ -26,8 +26,12 @@ use petgraph::visit::EdgeRef;
 /// Why one resource depends on another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EdgeKind {
+    /// The dependent's `dependsOn` names the dependency; gates creation.
     DependsOn,
+    /// A `FromResourceFieldPath` patch of the dependent reads the dependency; gates creation.
     ResourceRef,
+    /// The dependency writes an XR field (`ToCompositeFieldPath`) that the dependent reads;
+    /// orders deletion only.
     ThroughComposite,
 }
 
@@ -37,6 +41,7 @@ impl EdgeKind {
         matches!(self, EdgeKind::DependsOn | EdgeKind::ResourceRef)
     }
 
+    /// The name `strata graph` prints (`dependsOn`, `fromResource`, `throughComposite`).
     pub fn as_str(self) -> &'static str {
         match self {
             EdgeKind::DependsOn => "dependsOn",
@@ -55,8 +60,11 @@ impl fmt::Display for EdgeKind {
 /// A proposed edge: `from` must come before `to`. Indexes are declaration positions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EdgeSpec {
+    /// The dependency.
     pub from: usize,
+    /// The dependent.
     pub to: usize,
+    /// Why; only gating kinds may form a cycle error, others are dropped instead.
     pub kind: EdgeKind,
     /// What created the edge, for people: the field path or the `dependsOn` entry.
     pub detail: String,
@@ -65,17 +73,29 @@ pub struct EdgeSpec {
 /// Why a graph could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
+    /// Gating edges form a cycle.
     #[error("dependency cycle: {}", .members.join(" -> "))]
-    Cycle { members: Vec<String> },
+    Cycle {
+        /// The resources on one cycle, in edge order, the first repeated at the end.
+        members: Vec<String>,
+    },
+    /// A resource's `dependsOn` names itself.
     #[error("resource `{resource}` depends on itself")]
-    SelfDependency { resource: String },
-    /// `hint` is a "did you mean" suffix, or empty.
+    SelfDependency {
+        /// The resource.
+        resource: String,
+    },
+    /// A resource's `dependsOn` names a resource the Composition does not declare.
     #[error("resource `{resource}` depends on unknown resource `{missing}`{hint}")]
     Unknown {
+        /// The dependent.
         resource: String,
+        /// The name it depends on.
         missing: String,
+        /// A "did you mean" suffix, or empty.
         hint: String,
     },
+    /// Two resources share a name; holds it.
     #[error("duplicate resource name `{0}`")]
     Duplicate(String),
 }
@@ -83,8 +103,11 @@ pub enum GraphError {
 /// An inferred edge that was not kept because it would have closed a cycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DroppedEdge {
+    /// The dependency's name.
     pub from: String,
+    /// The dependent's name.
     pub to: String,
+    /// What inferred the edge: the field path through the XR.
     pub detail: String,
 }
 
@@ -184,14 +207,17 @@ impl DependencyGraph {
         })
     }
 
+    /// The number of resources (nodes).
     pub fn len(&self) -> usize {
         self.graph.node_count()
     }
 
+    /// True for a Composition without resources.
     pub fn is_empty(&self) -> bool {
         self.graph.node_count() == 0
     }
 
+    /// The name of the resource at a declaration index; panics on an index out of range.
     pub fn name(&self, index: usize) -> &str {
         &self.graph[NodeIndex::new(index)]
     }

@@ -6,8 +6,8 @@
 //! Data enters as YAML/JSON documents ([`load`]), is compiled once per Composition
 //! ([`compile`], [`graph`]) and rendered per composite resource ([`render`]).
 
-// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
-#![warn(unreachable_pub)]
+// Every public item is documented, and a `pub` item must be reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod compile;
 pub mod connection;

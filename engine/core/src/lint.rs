@@ -38,11 +38,14 @@ use strata_schema::{Lookup, PathSegment, SchemaType, StructuralSchema};
 /// How bad a finding is: errors make `strata validate` fail, warnings do not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
+    /// The object would be refused, or would not work.
     Error,
+    /// The object works, but likely not as meant.
     Warning,
 }
 
 impl Severity {
+    /// `error` or `warning`, as `strata validate` prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
@@ -60,15 +63,18 @@ impl fmt::Display for Severity {
 /// One problem in one object, at one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
+    /// Whether `strata validate` fails on it.
     pub severity: Severity,
     /// `Kind/name`, e.g. `Composition/aws-postgres`.
     pub object: String,
     /// The field path inside the object, e.g. `spec.resources[1].patches[0].toFieldPath`.
     pub field: String,
+    /// What is wrong, and where it helps, what was probably meant.
     pub message: String,
 }
 
 impl Finding {
+    /// True for [`Severity::Error`].
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

@@ -25,16 +25,21 @@ pub const MAX_INPUT_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{location}: {message}")]
 pub struct LoadError {
+    /// The source and document ([`SourcedValue::location`]), or just the source when the
+    /// stream itself does not parse.
     pub location: String,
+    /// What is wrong.
     pub message: String,
 }
 
 /// One parsed document and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourcedValue {
+    /// Where the stream came from, as the caller names it (usually a file path).
     pub source: String,
     /// 1-based position in the stream.
     pub document: usize,
+    /// The document, as JSON.
     pub value: Value,
 }
 
@@ -68,8 +73,11 @@ impl SourcedValue {
 /// A classified document.
 #[derive(Debug, Clone)]
 pub enum Document {
+    /// A CompositeResourceDefinition, Strata's or Crossplane's, converted to Strata's.
     Xrd(Box<CompositeResourceDefinition>),
+    /// A Composition, Strata's or Crossplane's (its pipeline folded in where it can be).
     Composition(Box<Composition>),
+    /// An EnvironmentConfig, Strata's or Crossplane's.
     EnvironmentConfig(Box<EnvironmentConfig>),
     /// Anything else: an XR, a claim, an observed resource.
     Object(Value),

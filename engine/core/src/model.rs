@@ -86,7 +86,15 @@ pub struct CompositionSpec {
 }
 
 /// How a Composition composes: Crossplane's built-in composer, or a pipeline of functions.
+///
+/// Values:
+/// - `Resources`: Crossplane's built-in composer (`spec.resources`): a failing patch skips that
+///   resource with a warning.
+/// - `Pipeline`: A function pipeline (`spec.pipeline`): a failing patch is fatal.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum CompositionMode {
     Resources,
     Pipeline,
@@ -96,7 +104,9 @@ pub enum CompositionMode {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TypeReference {
+    /// `group/version`, or just `version` for the core group.
     pub api_version: String,
+    /// The kind, as in the object's `kind` field.
     pub kind: String,
 }
 
@@ -132,7 +142,9 @@ pub struct ConnectionSecretRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchSet {
+    /// What `type: PatchSet` patches name in `patchSetName`; unique within the Composition.
     pub name: String,
+    /// Patches expanded in place, in order, wherever the set is referenced.
     pub patches: Vec<Patch>,
 }
 
@@ -145,10 +157,14 @@ pub struct ComposedTemplate {
     /// The resource as it is before patches.
     #[schemars(schema_with = "preserve_unknown")]
     pub base: Value,
+    /// Patches applied to `base` in order on every render (PatchSets expanded in place).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patches: Vec<Patch>,
+    /// Details this resource contributes to the XR's connection Secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connection_details: Vec<ConnectionDetail>,
+    /// All must pass for the resource to be Ready. Unset or empty: its `Ready` condition must be
+    /// `True`; a `None` check: Ready as soon as it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_checks: Option<Vec<ReadinessCheck>>,
     /// Strata extension: names of resources that must exist and be Ready before this one is created,
@@ -158,7 +174,25 @@ pub struct ComposedTemplate {
 }
 
 /// The kinds of patch.
+///
+/// Values:
+/// - `FromCompositeFieldPath`: Copies an XR field into the composed resource.
+/// - `ToCompositeFieldPath`: Copies a field of the observed composed resource into the XR.
+/// - `CombineFromComposite`: Combines several XR fields into one composed resource field.
+/// - `CombineToComposite`: Combines several fields of the observed composed resource into one XR
+///   field.
+/// - `FromEnvironmentFieldPath`: Copies an environment field into the composed resource.
+/// - `ToEnvironmentFieldPath`: Copies a field of the observed composed resource into the
+///   environment.
+/// - `CombineFromEnvironment`: Combines several environment fields into one composed resource
+///   field.
+/// - `CombineToEnvironment`: Combines several fields of the observed composed resource into one
+///   environment field.
+/// - `PatchSet`: Expands the PatchSet named by `patchSetName` in place.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum PatchType {
     #[default]
     FromCompositeFieldPath,
@@ -175,6 +209,7 @@ pub enum PatchType {
 }
 
 impl PatchType {
+    /// The name as written in a Composition's `type` field.
     pub fn as_str(self) -> &'static str {
         match self {
             PatchType::FromCompositeFieldPath => "FromCompositeFieldPath",
@@ -195,21 +230,29 @@ impl PatchType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Patch {
+    /// The patch type; `FromCompositeFieldPath` when unset.
     #[serde(default, rename = "type")]
     pub kind: PatchType,
+    /// The field read from the source the type names (XR, environment or composed resource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_field_path: Option<String>,
+    /// The field written in the destination; defaults to `fromFieldPath`. `[*]` writes every
+    /// existing element.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_field_path: Option<String>,
+    /// How a `Combine*` patch turns its variables into one value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combine: Option<Combine>,
+    /// The PatchSet a `type: PatchSet` patch expands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch_set_name: Option<String>,
     /// Strata extension (`FromResourceFieldPath`): the composed resource to read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_resource: Option<String>,
+    /// Applied in order to the value read, before it is written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<Transform>,
+    /// What a missing source does, and how the value is written into an existing one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PatchPolicy>,
 }
@@ -218,30 +261,39 @@ pub struct Patch {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Combine {
+    /// The field paths read, in the order the format consumes them.
     pub variables: Vec<CombineVariable>,
     /// Only `string` is defined.
     pub strategy: String,
+    /// The format of the `string` strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub string: Option<CombineString>,
 }
 
+/// One value a `combine` reads.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CombineVariable {
+    /// A field path in the patch's source.
     pub from_field_path: String,
 }
 
+/// The `string` strategy of a `combine`: the variables formatted into one string.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CombineString {
+    /// A Go `fmt` format with one verb per variable (`%s-%d`).
     pub fmt: String,
 }
 
+/// How a patch treats a missing source and an existing destination.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchPolicy {
+    /// `Optional` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_field_path: Option<FromFieldPathPolicy>,
+    /// `Replace` when unset (and no `mergeOptions`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_field_path: Option<ToFieldPathPolicy>,
     /// Deprecated Crossplane field, mapped onto `toFieldPath`.
@@ -249,14 +301,37 @@ pub struct PatchPolicy {
     pub merge_options: Option<MergeOptions>,
 }
 
+/// What a patch does when its source field does not exist.
+///
+/// Values:
+/// - `Optional`: The patch is skipped.
+/// - `Required`: The patch fails: a composed resource not yet created is withheld until the field
+///   exists.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum FromFieldPathPolicy {
     #[default]
     Optional,
     Required,
 }
 
+/// How a patch writes a value where the destination may already hold one.
+///
+/// Values:
+/// - `Replace`: The value replaces whatever is there.
+/// - `MergeObjects`: Objects merge deeply, keeping the destination's existing values; arrays are
+///   replaced.
+/// - `MergeObjectsAppendArrays`: Objects merge deeply, keeping the destination's existing values;
+///   arrays are appended to.
+/// - `ForceMergeObjects`: Objects merge deeply, the patched values winning; arrays are replaced.
+/// - `ForceMergeObjectsAppendArrays`: Objects merge deeply, the patched values winning; arrays are
+///   appended to.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum ToFieldPathPolicy {
     #[default]
     Replace,
@@ -270,8 +345,10 @@ pub enum ToFieldPathPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MergeOptions {
+    /// `true`: existing object values win over the patched ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_map_values: Option<bool>,
+    /// `true`: arrays are appended to instead of replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub append_slice: Option<bool>,
 }
@@ -280,19 +357,34 @@ pub struct MergeOptions {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectionDetail {
+    /// The key in the connection Secret; for `FromConnectionSecretKey` it defaults to that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Inferred from which of the other fields is set when unset.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<ConnectionDetailType>,
+    /// A key of the composed resource's own connection Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_connection_secret_key: Option<String>,
+    /// A field of the observed composed resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_field_path: Option<String>,
+    /// A literal value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
+/// Where a connection detail's value comes from.
+///
+/// Values:
+/// - `FromConnectionSecretKey`: `fromConnectionSecretKey` of the composed resource's connection
+///   Secret.
+/// - `FromFieldPath`: `fromFieldPath` of the observed composed resource.
+/// - `FromValue`: The literal `value`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum ConnectionDetailType {
     FromConnectionSecretKey,
     FromFieldPath,
@@ -303,19 +395,38 @@ pub enum ConnectionDetailType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReadinessCheck {
+    /// What the check compares; `NonEmpty` when unset.
     #[serde(rename = "type")]
     pub kind: ReadinessCheckType,
+    /// The field of the observed composed resource the check reads (all types but `MatchCondition`
+    /// and `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_path: Option<String>,
+    /// The value `MatchString` wants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_string: Option<String>,
+    /// The value `MatchInteger` wants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_integer: Option<i64>,
+    /// The condition `MatchCondition` wants; `Ready=True` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_condition: Option<MatchConditionCheck>,
 }
 
+/// What a readiness check compares.
+///
+/// Values:
+/// - `NonEmpty`: The field exists.
+/// - `MatchString`: The field is the string `matchString`.
+/// - `MatchInteger`: The field is the integer `matchInteger`.
+/// - `MatchTrue`: The field is `true`.
+/// - `MatchFalse`: The field is `false`.
+/// - `MatchCondition`: A status condition has the type and status of `matchCondition`.
+/// - `None`: Always passes: the resource is Ready once it exists.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum ReadinessCheckType {
     #[default]
     NonEmpty,
@@ -327,11 +438,14 @@ pub enum ReadinessCheckType {
     None,
 }
 
+/// The status condition a `MatchCondition` readiness check wants.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchConditionCheck {
+    /// The condition type; `Ready` when unset.
     #[serde(rename = "type", default = "ready_type")]
     pub kind: String,
+    /// The condition status; `True` when unset.
     #[serde(default = "true_status")]
     pub status: String,
 }
@@ -366,6 +480,8 @@ pub struct EnvironmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown")]
     pub default_data: Option<Value>,
+    /// `resolution: Optional` skips a referenced EnvironmentConfig that does not exist instead of
+    /// failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown")]
     pub policy: Option<Value>,
@@ -375,54 +491,78 @@ pub struct EnvironmentSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvironmentSource {
+    /// `Reference` when unset.
     #[serde(rename = "type", default)]
     pub kind: EnvironmentSourceType,
+    /// The EnvironmentConfig a `Reference` source names.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<NameReference>,
+    /// How a `Selector` source picks EnvironmentConfigs by label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<EnvironmentSelector>,
 }
 
+/// How an environment source finds its EnvironmentConfigs.
+///
+/// Values:
+/// - `Reference`: By name (`ref.name`).
+/// - `Selector`: By labels (`selector`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum EnvironmentSourceType {
     #[default]
     Reference,
     Selector,
 }
 
+/// A reference to a cluster-scoped object by name.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NameReference {
+    /// The object's `metadata.name`.
     pub name: String,
 }
 
+/// Selects EnvironmentConfigs by label.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvironmentSelector {
     /// `Single` (default) or `Multiple`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// `Multiple` only: the field the matches are sorted by; `metadata.name` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sort_by_field_path: Option<String>,
+    /// `Multiple` only: keep at most this many matches, after sorting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_match: Option<u64>,
+    /// `Multiple` only: fewer matches than this is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_match: Option<u64>,
+    /// Labels a config must all carry; a selector whose labels are all skipped selects nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub match_labels: Vec<EnvironmentSelectorLabel>,
 }
 
+/// One label an EnvironmentConfig must carry.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvironmentSelectorLabel {
+    /// The label key.
     pub key: String,
     /// `FromCompositeFieldPath` (default) or `Value`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// `FromCompositeFieldPath`: the XR field holding the label value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from_field_path: Option<String>,
+    /// `Value`: the label value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// A missing `valueFromFieldPath` skips the label (`Optional`, the default) or is an error
+    /// (`Required`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_field_path_policy: Option<FromFieldPathPolicy>,
 }
@@ -447,6 +587,7 @@ pub struct EnvironmentSelectorLabel {
 pub struct CompositionRevisionSpec {
     /// Monotonic per Composition, starting at 1.
     pub revision: i64,
+    /// The Composition's spec as it was when the revision was taken.
     #[serde(flatten)]
     pub composition: CompositionSpec,
 }
@@ -461,8 +602,10 @@ pub struct CompositionRevisionSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentConfig {
+    /// Standard object metadata; selectors match its labels.
     #[serde(default)]
     pub metadata: kube::core::ObjectMeta,
+    /// The configuration, any JSON object; environment patches read and write it.
     #[serde(default)]
     #[schemars(schema_with = "preserve_unknown")]
     pub data: Value,
@@ -510,19 +653,28 @@ impl kube::Resource for EnvironmentConfig {
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CompositeResourceDefinitionSpec {
+    /// The API group of the defined kinds (the XR's and the claim's).
     pub group: String,
+    /// Names of the composite resource kind.
     pub names: Names,
+    /// Names of the namespaced claim kind; unset means no claims. Only the `LegacyCluster` scope
+    /// allows them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_names: Option<Names>,
     /// `LegacyCluster` (the default: the v1 shape, with claims), `Namespaced` or `Cluster` (the
     /// Crossplane v2 shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<XrScope>,
+    /// The versions served; exactly one is referenceable.
     pub versions: Vec<XrdVersion>,
+    /// The connection Secret keys the defined kind publishes, as Crossplane declares them.
+    /// Accepted, not enforced: the Secret holds every key the resources contribute.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connection_secret_keys: Vec<String>,
+    /// The Composition an XR uses when it selects none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_composition_ref: Option<NameReference>,
+    /// The Composition every XR uses, whatever it selects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforced_composition_ref: Option<NameReference>,
     /// `Automatic` (default) or `Manual`.
@@ -539,7 +691,15 @@ pub struct CompositeResourceDefinitionSpec {
 /// the v1 shape: cluster-scoped, composition machinery directly under `spec`, claims allowed.
 /// `Namespaced` (Crossplane's default for v2) and `Cluster` are the v2 shape: the machinery lives
 /// under `spec.crossplane`, and there are no claims.
+///
+/// Values:
+/// - `Cluster`: Cluster-scoped, v2 shape.
+/// - `Namespaced`: Namespaced, v2 shape.
+/// - `LegacyCluster`: Cluster-scoped, v1 shape.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum XrScope {
     Cluster,
     Namespaced,
@@ -554,7 +714,15 @@ impl XrScope {
     }
 }
 
+/// Whether an XR moves to a Composition's new revision by itself.
+///
+/// Values:
+/// - `Automatic`: The XR takes the newest revision.
+/// - `Manual`: The XR keeps its `spec.compositionRevisionRef` once set.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+// The values are documented on the enum: doc comments on them would turn the generated
+// CRD schema's `enum` into a `oneOf` and replace the fields' descriptions.
+#[allow(missing_docs)]
 pub enum UpdatePolicy {
     #[default]
     Automatic,
@@ -565,33 +733,47 @@ pub enum UpdatePolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Names {
+    /// The kind, in CamelCase.
     pub kind: String,
+    /// The lower-case plural, used in the resource's URL.
     pub plural: String,
+    /// The lower-case singular; the lower-cased kind when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub singular: Option<String>,
+    /// The kind of lists; `{kind}List` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_kind: Option<String>,
+    /// Short names `kubectl` accepts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub short_names: Vec<String>,
+    /// Groups of resources the kind belongs to (`kubectl get all`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
 }
 
+/// One version of the kinds an XRD defines.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct XrdVersion {
+    /// The version, such as `v1alpha1`.
     pub name: String,
+    /// Served by the API; `true` when unset.
     #[serde(default = "yes")]
     pub served: bool,
+    /// The version Compositions target; exactly one version is. `true` when unset.
     #[serde(default = "yes")]
     pub referenceable: bool,
+    /// The schema of the version's objects; unset accepts any object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<XrdSchema>,
+    /// Columns `kubectl get` prints, as a CRD's `additionalPrinterColumns`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "preserve_unknown_list")]
     pub additional_printer_columns: Vec<Value>,
+    /// The API warns clients that use a deprecated version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<bool>,
+    /// The warning a deprecated version's clients get instead of the default one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecation_warning: Option<String>,
     /// Subresources of the generated CRD besides `status` (which it always has).
@@ -612,8 +794,11 @@ pub struct XrdSubresources {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScaleSubresource {
+    /// Where the desired replicas are (`.spec.replicas`).
     pub spec_replicas_path: String,
+    /// Where the observed replicas are (`.status.replicas`).
     pub status_replicas_path: String,
+    /// Where the label selector (in string form) for the replicas is, if anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector_path: Option<String>,
 }
@@ -629,9 +814,11 @@ fn preserve_unknown_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema 
     })
 }
 
+/// The schema of one XRD version.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct XrdSchema {
+    /// A structural OpenAPI v3 schema, as in a CRD; Strata adds the composition machinery's fields.
     #[serde(rename = "openAPIV3Schema", default)]
     #[schemars(schema_with = "preserve_unknown")]
     pub open_api_v3_schema: Value,
@@ -641,6 +828,7 @@ pub struct XrdSchema {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct XrdStatus {
+    /// `Established` (the CRDs are served) and `Offered` (the claim CRD is served).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -649,15 +837,21 @@ pub struct XrdStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// The condition type, such as `Ready`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// A CamelCase reason for the last transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A human-readable detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When the status last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// The `metadata.generation` the condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }

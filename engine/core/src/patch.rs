@@ -15,6 +15,7 @@ use crate::transform::{TransformError, apply_all, gofmt};
 /// What happened when a patch ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The value was written (or the destination already held it).
     Applied,
     /// The source value does not exist.
     SourceMissing(MissingSource),
@@ -39,12 +40,22 @@ impl std::fmt::Display for MissingSource {
 /// Why a patch failed. The render adds which resource and which patch.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PatchError {
+    /// The source path runs through a value of the wrong type.
     #[error("{0}")]
     Read(String),
+    /// A transform refused the value read.
     #[error("{0}")]
     Transform(#[from] TransformError),
+    /// The value cannot be written at the destination.
     #[error("{path}: {message}")]
-    Write { path: String, message: String },
+    Write {
+        /// The destination path.
+        path: String,
+        /// Why it cannot be written (the wrong type on the way, an index beyond the cap, a
+        /// merge of incompatible values).
+        message: String,
+    },
+    /// A `toFieldPath` with `[*]` matches no existing field; holds the path.
     #[error("cannot expand ToFieldPath {0}: no field matches")]
     NoWildcardMatch(String),
 }

@@ -36,9 +36,13 @@ pub const ENVIRONMENT_CONTEXT_KEY: &str = "apiextensions.crossplane.io/environme
 /// The functions Strata runs in-process instead of calling them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NativeFunction {
+    /// function-patch-and-transform: the render of a `mode: Resources` Composition.
     PatchAndTransform,
+    /// function-environment-configs: selects and merges EnvironmentConfigs into the context.
     EnvironmentConfigs,
+    /// function-auto-ready: marks Ready the desired resources whose observed resource is.
     AutoReady,
+    /// function-sequencer: withholds resources until those sequenced before them are Ready.
     Sequencer,
 }
 
@@ -76,6 +80,7 @@ impl NativeFunction {
         }
     }
 
+    /// The function's package name (`function-auto-ready`), as results and errors name it.
     pub fn name(self) -> &'static str {
         match self {
             Self::PatchAndTransform => "function-patch-and-transform",
@@ -89,18 +94,24 @@ impl NativeFunction {
 /// A Secret a step receives as credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialSource {
+    /// The credential's name, under which the function finds it in its request.
     pub name: String,
+    /// `secretRef.namespace`.
     pub secret_namespace: String,
+    /// `secretRef.name`.
     pub secret_name: String,
 }
 
 /// One step of a pipeline.
 #[derive(Clone, Debug)]
 pub struct PipelineStep {
+    /// `step`: the step's name, unique within the pipeline.
     pub name: String,
     /// `functionRef.name`.
     pub function: String,
+    /// The step's `input`, as written; the function validates it.
     pub input: Option<Value>,
+    /// The Secrets passed to the function (only `source: Secret` is supported).
     pub credentials: Vec<CredentialSource>,
     /// Set when Strata runs the step in-process.
     pub native: Option<NativeFunction>,
@@ -111,8 +122,11 @@ pub struct PipelineStep {
 /// A Composition in `mode: Pipeline`.
 #[derive(Clone, Debug)]
 pub struct Pipeline {
+    /// The Composition's name, for messages.
     pub composition: String,
+    /// The kind of XR the Composition composes.
     pub composite_type: TypeReference,
+    /// The steps in order.
     pub steps: Vec<PipelineStep>,
 }
 
@@ -321,17 +335,23 @@ impl Pipeline {
 /// A function's readiness verdict for a composed resource.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Ready {
+    /// No step said; the resource counts as not Ready.
     #[default]
     Unspecified,
+    /// Ready.
     True,
+    /// Not Ready.
     False,
 }
 
 /// A desired composed resource as the steps left it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DesiredComposed {
+    /// The resource as the steps want it, not yet stamped with Strata's metadata.
     pub resource: Value,
+    /// The last verdict a step gave.
     pub ready: Ready,
+    /// Connection details the steps attached to the resource.
     pub connection_details: ConnectionDetails,
 }
 
@@ -340,6 +360,7 @@ pub struct DesiredComposed {
 pub struct DesiredState {
     /// The desired XR: only what functions set (its status is what is applied back).
     pub composite: Value,
+    /// The XR's connection details, as the steps set them.
     pub composite_connection_details: ConnectionDetails,
     /// By composition resource name, in the order the steps first produced them.
     pub resources: IndexMap<String, DesiredComposed>,
@@ -350,16 +371,21 @@ pub struct DesiredState {
 pub struct Observed<'a> {
     /// The observed XR (schema defaults applied).
     pub composite: &'a Value,
+    /// The composed resources that exist, by composition resource name.
     pub resources: &'a ObservedResources,
 }
 
 /// Why a native step failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StepError {
+    /// The step's input is invalid, or the step could not compute its output.
     #[error("step {step:?} ({function}): {message}")]
     Native {
+        /// The step's name.
         step: String,
+        /// The native function ([`NativeFunction::name`]).
         function: &'static str,
+        /// What went wrong, naming the input field where there is one.
         message: String,
     },
 }
@@ -369,6 +395,7 @@ pub enum StepError {
 pub struct PatchAndTransformReport {
     /// The environment after the step's environment patches.
     pub environment: Value,
+    /// The render's warnings ([`crate::render::RenderOutput::warnings`]).
     pub warnings: Vec<String>,
     /// Resources a `Required` patch left out of the desired state (template name, the patch
     /// and its missing source): the function reports each as a Warning result.
@@ -529,6 +556,7 @@ pub fn kubernetes_health(object: &Value) -> Option<bool> {
 /// before it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SequenceRules {
+    /// Each rule's `sequence`, in order, as written.
     pub rules: Vec<Vec<String>>,
 }
 
@@ -574,6 +602,7 @@ impl SequenceRules {
 /// A composed resource held back until its predecessors are Ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Withheld {
+    /// The composition resource name.
     pub name: String,
     /// The predecessors it waits for, each named once.
     pub waiting_for: Vec<String>,
@@ -586,8 +615,11 @@ pub struct Finished {
     pub composite_status: Value,
     /// Released resources in graph order (dependencies first, ties by pipeline order), stamped.
     pub resources: Vec<(String, Value, Ready)>,
+    /// Resources that do not exist yet and wait for a predecessor to exist and be Ready.
     pub withheld: Vec<Withheld>,
+    /// Desired resources not Ready (released or withheld), sorted.
     pub unready: Vec<String>,
+    /// The XR's connection details.
     pub connection_details: ConnectionDetails,
     /// Every desired resource, released or withheld, in graph order.
     pub order: Vec<String>,
@@ -598,10 +630,18 @@ pub struct Finished {
 /// Why the final pass failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FinishError {
+    /// The sequencer's rules and `dependsOn` annotations form a cycle; holds its members, the
+    /// first repeated at the end.
     #[error("dependency cycle between composed resources: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
+    /// A resource names an unknown dependency, or cannot be stamped.
     #[error("resource `{resource}`: {message}")]
-    Resource { resource: String, message: String },
+    Resource {
+        /// The composition resource name.
+        resource: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Gates, orders and stamps the desired state; decides the XR's Ready condition.

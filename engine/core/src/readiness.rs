@@ -11,13 +11,16 @@ use crate::fieldpath::AccessError;
 /// The verdict on one composed resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
+    /// Every check passed.
     Ready,
+    /// A check failed, or a field it reads is missing.
     NotReady,
     /// Not ready because a check could not be evaluated; the message says why.
     Unknown(String),
 }
 
 impl Readiness {
+    /// True only for [`Readiness::Ready`].
     pub fn is_ready(&self) -> bool {
         matches!(self, Readiness::Ready)
     }

@@ -34,7 +34,9 @@ use crate::wire;
 /// An observed composed resource and the data of its connection secret.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
+    /// The resource as the cluster returned it.
     pub resource: Value,
+    /// The data of its connection Secret (empty when it has none).
     pub connection_details: ConnectionDetails,
 }
 
@@ -46,6 +48,7 @@ pub type ObservedResources = BTreeMap<String, Observed>;
 pub struct RenderInput<'a> {
     /// The observed XR (schema defaults already applied).
     pub composite: &'a Value,
+    /// The composed resources that exist; a template missing here is to be created.
     pub observed: &'a ObservedResources,
     /// The merged environment data (an object), if any EnvironmentConfig was selected.
     pub environment: Option<&'a Value>,
@@ -58,14 +61,18 @@ pub struct DesiredResource {
     pub name: String,
     /// Declaration index of the template.
     pub index: usize,
+    /// The resource to apply: the template's base, patched and stamped with Strata's metadata.
     pub resource: Value,
+    /// The readiness checks' verdict on the *observed* resource (not ready when none exists).
     pub readiness: Readiness,
 }
 
 /// A composed resource the render does not release yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Withheld {
+    /// The Composition template name.
     pub name: String,
+    /// What it waits for, or why it was skipped, for events and the XR's Ready message.
     pub reason: String,
     /// Set when a `Required` patch's source is missing: the data the resource waits for.
     pub required: Option<RequiredSource>,
@@ -76,6 +83,7 @@ pub struct Withheld {
 pub struct RequiredSource {
     /// The patch's index in the resource's patch list (PatchSets expanded).
     pub patch: usize,
+    /// The patch's type.
     pub kind: PatchType,
     /// The `fromFieldPath` that is missing (a Combine patch's missing variable).
     pub from_field_path: String,
@@ -110,6 +118,8 @@ pub struct RenderOutput {
     pub composite_status: Value,
     /// Released resources in graph order (dependencies first, ties by declaration order).
     pub resources: Vec<DesiredResource>,
+    /// Resources not created yet because a dependency is missing or not Ready, or a `Required`
+    /// patch's source is missing. Only resources that do not exist are ever withheld.
     pub withheld: Vec<Withheld>,
     /// Resources a failing patch left out of this render (a Crossplane `mode: Resources`
     /// Composition, whose composer skips such a resource with a warning). One that exists
@@ -117,13 +127,17 @@ pub struct RenderOutput {
     pub skipped: Vec<Withheld>,
     /// Template names that are not Ready, sorted.
     pub unready: Vec<String>,
+    /// The XR's connection details, merged from every resource's (the last writer of a key wins).
     pub connection_details: ConnectionDetails,
     /// The environment after environment and resource patches.
     pub environment: Value,
+    /// Problems that did not fail the render (withheld or skipped resources, skipped patches,
+    /// checks that could not be evaluated), for events and `strata render`.
     pub warnings: Vec<String>,
 }
 
 impl RenderOutput {
+    /// True when every composed resource is Ready (nothing in [`RenderOutput::unready`]).
     pub fn ready(&self) -> bool {
         self.unready.is_empty()
     }
@@ -232,36 +246,62 @@ impl serde::Serialize for Normalized<'_> {
 /// Why a render failed. Every variant names the object and, for patches, the index.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RenderError {
+    /// The XR itself is malformed (not an object, no `apiVersion`), or so is the environment.
     #[error("composite resource: {0}")]
     Composite(String),
+    /// The XR is not of the kind the Composition composes.
     #[error(
         "composite resource {found} does not match the Composition's compositeTypeRef {expected}"
     )]
-    TypeMismatch { found: String, expected: String },
+    TypeMismatch {
+        /// The XR's `apiVersion` and `kind`.
+        found: String,
+        /// The Composition's `compositeTypeRef`.
+        expected: String,
+    },
+    /// A resource's patch failed (fatal unless the Composition is `mode: Resources`).
     #[error("resource `{resource}`: patch {index} ({kind}): {source}")]
     Patch {
+        /// The template name.
         resource: String,
+        /// The patch's position, PatchSets expanded.
         index: usize,
+        /// The patch type.
         kind: &'static str,
+        /// Why it failed.
         #[source]
         source: PatchError,
     },
+    /// An environment patch failed.
     #[error("environment: patch {index} ({kind}): {source}")]
     EnvironmentPatch {
+        /// The patch's position, PatchSets expanded.
         index: usize,
+        /// The patch type.
         kind: &'static str,
+        /// Why it failed.
         #[source]
         source: PatchError,
     },
-    /// `path` is the not-found message (`spec.a: no such field`).
+    /// A `Required` environment patch's source is missing.
     #[error("environment: patch {index} ({kind}): required source is missing: {path}")]
     EnvironmentRequired {
+        /// The patch's position, PatchSets expanded.
         index: usize,
+        /// The patch type.
         kind: &'static str,
+        /// The not-found message (`spec.a: no such field`).
         path: String,
     },
+    /// A resource cannot be composed for a reason other than a patch (the v2 connection
+    /// Secret's name or namespace cannot be decided).
     #[error("resource `{resource}`: {message}")]
-    Resource { resource: String, message: String },
+    Resource {
+        /// The template name.
+        resource: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Renders one XR. Pure: same input, same output, byte for byte.

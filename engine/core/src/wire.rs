@@ -23,9 +23,10 @@ pub const LABEL_COMPOSITE: &str = "strata.dev/composite";
 pub const LABEL_CLAIM_NAME: &str = "strata.dev/claim-name";
 /// Label naming the namespace of the claim bound to a composite resource.
 pub const LABEL_CLAIM_NAMESPACE: &str = "strata.dev/claim-namespace";
-/// Crossplane's labels naming the claim bound to a composite resource, set next to Strata's so
-/// that Crossplane Compositions patching from them work unchanged.
+/// Crossplane's label naming the claim bound to a composite resource, set next to Strata's so
+/// that Crossplane Compositions patching from it work unchanged.
 pub const CROSSPLANE_LABEL_CLAIM_NAME: &str = "crossplane.io/claim-name";
+/// Crossplane's label naming the namespace of the claim bound to a composite resource.
 pub const CROSSPLANE_LABEL_CLAIM_NAMESPACE: &str = "crossplane.io/claim-namespace";
 /// API group of the composition machinery.
 pub const GROUP_APIEXTENSIONS: &str = "apiextensions.strata.dev";
@@ -56,20 +57,36 @@ pub const LABEL_COMPOSITION_HASH: &str = "strata.dev/composition-hash";
 /// Hash of the desired state last applied to a composed resource or connection Secret; a pass
 /// whose desired state hashes the same and is still present skips the write.
 pub const ANNOTATION_APPLIED_HASH: &str = "strata.dev/applied-hash";
-/// Event reasons.
+// Event reasons: each names the step of a reconcile that failed, on the Warning event the
+// controller records against the object it reconciles.
+
+/// No Composition (or revision) could be selected for an XR.
 pub const REASON_SELECT_COMPOSITION: &str = "SelectComposition";
+/// The XR's Composition does not compile.
 pub const REASON_COMPILE_COMPOSITION: &str = "CompileComposition";
+/// The XR's render (or function pipeline) failed.
 pub const REASON_RENDER: &str = "RenderComposition";
+/// A composed resource could not be applied.
 pub const REASON_APPLY_RESOURCE: &str = "ApplyComposedResource";
+/// The XR's composed resources could not be read.
 pub const REASON_OBSERVE_RESOURCE: &str = "ObserveComposedResource";
+/// A composed resource the XR no longer wants could not be deleted.
 pub const REASON_PRUNE_RESOURCE: &str = "PruneComposedResource";
+/// A composed resource of a deleted XR could not be deleted.
 pub const REASON_DELETE_RESOURCE: &str = "DeleteComposedResource";
+/// The XR's connection Secret could not be written.
 pub const REASON_CONNECTION_SECRET: &str = "PublishConnectionSecret";
+/// The XR's environment could not be assembled.
 pub const REASON_ENVIRONMENT: &str = "SelectEnvironment";
+/// An XRD's CRDs could not be generated or applied.
 pub const REASON_APPLY_CRD: &str = "ApplyCustomResourceDefinition";
+/// A deleted XRD's CRDs could not be deleted.
 pub const REASON_DELETE_CRD: &str = "DeleteCustomResourceDefinition";
+/// A claim could not be bound to its XR.
 pub const REASON_BIND_COMPOSITE: &str = "BindCompositeResource";
+/// A Composition's revision could not be created.
 pub const REASON_CREATE_REVISION: &str = "CreateCompositionRevision";
+/// One of Crossplane's objects could not be converted to Strata's.
 pub const REASON_CONVERT_CROSSPLANE: &str = "ConvertCrossplaneObject";
 /// A function's Warning result, as Crossplane reports function results.
 pub const REASON_FUNCTION_RESULT: &str = "ComposeResources";

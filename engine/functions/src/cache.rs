@@ -27,6 +27,7 @@ pub struct Cached<R> {
 }
 
 impl<R> Cached<R> {
+    /// Wraps `inner`, holding at most `capacity` responses (at least one).
     pub fn new(inner: R, capacity: usize) -> Self {
         Self {
             inner,

@@ -24,15 +24,21 @@ pub const SERVER_NAME: &str = "localhost";
 /// Why certificates could not be made or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
+    /// A key or certificate could not be generated, signed or parsed.
     #[error("{doing}: {source}")]
     Certificate {
+        /// The step that failed (`self-signing the function CA`).
         doing: &'static str,
+        /// Why.
         #[source]
         source: rcgen::Error,
     },
+    /// A function's certificate directory or file could not be written.
     #[error("writing {path}: {source}")]
     Write {
+        /// The directory or file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -64,6 +70,8 @@ fn ca_params() -> Result<CertificateParams, CertError> {
 }
 
 impl FunctionCa {
+    /// A fresh CA with a new key, living as long as this value; fails only if the key or the
+    /// self-signed certificate cannot be generated.
     pub fn new() -> Result<Self, CertError> {
         let key = KeyPair::generate().map_err(cert_err("generating the function CA key"))?;
         let ca = ca_params()?

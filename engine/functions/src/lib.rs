@@ -17,8 +17,8 @@
 //! shared by `strata render` and the controllers: there is one implementation of the pipeline.
 //! [`cache::Cached`] re-uses a response within its TTL when a step's request did not change.
 
-// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
-#![warn(unreachable_pub)]
+// Every public item is documented, and a `pub` item must be reachable from outside the crate.
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod cache;
 pub mod certs;

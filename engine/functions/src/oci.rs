@@ -30,21 +30,47 @@ const MAX_LAYER: usize = 512 * 1024 * 1024;
 /// Why a package could not be pulled.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
+    /// The package is not `REGISTRY/REPOSITORY[:TAG|@DIGEST]`.
     #[error("package {package:?}: {message}")]
-    Reference { package: String, message: String },
+    Reference {
+        /// The package as written.
+        package: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A registry request failed: no connection, a timeout, or a status other than success.
     #[error("pulling {what}: {message}")]
-    Http { what: String, message: String },
+    Http {
+        /// The URL requested.
+        what: String,
+        /// Why it failed.
+        message: String,
+    },
+    /// A manifest or blob does not hash to the digest it was asked for by.
     #[error("{what}: digest {got} does not match {want}")]
     Digest {
+        /// The package or blob.
         what: String,
+        /// The digest expected.
         want: String,
+        /// The digest of what was received.
         got: String,
     },
+    /// The image cannot be run: no image for this platform, a malformed manifest or config, a
+    /// layer that does not unpack, no entrypoint.
     #[error("{what}: {message}")]
-    Image { what: String, message: String },
+    Image {
+        /// The package.
+        what: String,
+        /// What is wrong with the image.
+        message: String,
+    },
+    /// The cache directory could not be written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -53,13 +79,16 @@ pub enum OciError {
 /// `registry/repository[:tag][@digest]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {
+    /// The registry host, with its port if any (`registry.example:5000`).
     pub registry: String,
+    /// The repository path within the registry (`crossplane-contrib/function-auto-ready`).
     pub repository: String,
     /// A tag or a `sha256:` digest.
     pub reference: String,
 }
 
 impl Reference {
+    /// Parses a package reference; a missing tag is `latest`.
     pub fn parse(package: &str) -> Result<Self, OciError> {
         let err = |message: &str| OciError::Reference {
             package: package.to_owned(),
@@ -93,6 +122,7 @@ impl Reference {
 pub struct PulledFunction {
     /// The manifest's digest: what the cache is keyed by.
     pub digest: String,
+    /// The unpacked root filesystem, in the cache.
     pub rootfs: PathBuf,
     /// Entrypoint and command, the program resolved inside the root filesystem.
     pub argv: Vec<String>,
@@ -103,6 +133,7 @@ pub struct PulledFunction {
 pub struct Registry {
     /// Plain HTTP (a registry on loopback); HTTPS otherwise.
     pub plain_http: bool,
+    /// The limit on connecting and on each request, body included.
     pub timeout: Duration,
 }
 

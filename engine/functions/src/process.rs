@@ -33,33 +33,55 @@ const STABLE: Duration = Duration::from_secs(60);
 /// Why a function process could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
+    /// The configured command line has no program.
     #[error("function {name}: the command is empty")]
-    EmptyCommand { name: String },
+    EmptyCommand {
+        /// The function's name.
+        name: String,
+    },
+    /// No port on 127.0.0.1 could be reserved for the function.
     #[error("function {name}: no free loopback port: {source}")]
     Port {
+        /// The function's name.
         name: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The program could not be started (not found, not executable).
     #[error("function {name}: starting {program:?}: {source}")]
     Spawn {
+        /// The function's name.
         name: String,
+        /// The program as configured.
         program: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The process exited before its port accepted a connection.
     #[error("function {name}: exited before listening on {address} ({status})")]
     Exited {
+        /// The function's name.
         name: String,
+        /// `127.0.0.1:PORT`, where it should have listened.
         address: String,
+        /// Its exit status.
         status: String,
     },
+    /// The process did not listen within [`START_TIMEOUT`].
     #[error("function {name}: not listening on {address} after {}s", START_TIMEOUT.as_secs())]
-    NotListening { name: String, address: String },
+    NotListening {
+        /// The function's name.
+        name: String,
+        /// `127.0.0.1:PORT`, where it should listen.
+        address: String,
+    },
 }
 
 /// A function process under supervision.
 pub struct Supervised {
+    /// The function's name (its `Function` object's, as configured).
     pub name: String,
     /// `127.0.0.1:PORT`, where the function serves.
     pub address: String,

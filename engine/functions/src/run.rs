@@ -22,6 +22,8 @@ pub const MAX_REQUIREMENT_ITERATIONS: usize = 5;
 
 /// Answers a step's `requirements`: the resources a selector names (empty when none match).
 pub trait RequiredResources: Send + Sync {
+    /// The resources `selector` matches ([`selector_matches`]); `Err` when they cannot be
+    /// read, which fails the step.
     fn select(
         &self,
         selector: &proto::ResourceSelector,
@@ -37,6 +39,7 @@ pub trait RequiredResources: Send + Sync {
 /// Required resources from a fixed list (`strata render --required-resources`).
 #[derive(Clone, Debug, Default)]
 pub struct StaticResources {
+    /// Every resource a selector may match, in the order they are answered.
     pub resources: Vec<Value>,
     /// Schemas by `apiVersion/kind`.
     pub schemas: BTreeMap<String, Value>,
@@ -88,6 +91,7 @@ pub fn selector_matches(selector: &proto::ResourceSelector, object: &Value) -> b
 
 /// Everything a pipeline run reads besides the Composition.
 pub struct PipelineInputs<'a, Q> {
+    /// The observed XR and composed resources, sent to every step.
     pub observed: Observed<'a>,
     /// The merged environment (EnvironmentConfigs), passed under Crossplane's context key.
     pub environment: Option<&'a Value>,
@@ -95,15 +99,20 @@ pub struct PipelineInputs<'a, Q> {
     pub context: Map<String, Value>,
     /// Secret data by `(namespace, name)`, for steps' `credentials`.
     pub secrets: &'a BTreeMap<(String, String), ConnectionDetails>,
+    /// Answers the steps' `requirements`.
     pub required: &'a Q,
 }
 
 /// A result a step returned, kept with the step's name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepResult {
+    /// The step that returned it.
     pub step: String,
+    /// How bad it is; `Fatal` stops the pipeline.
     pub severity: Severity,
+    /// A CamelCase reason, when the function gave one (the event reason).
     pub reason: Option<String>,
+    /// The function's message.
     pub message: String,
     /// The result is meant for the claim too.
     pub claim: bool,
@@ -112,8 +121,11 @@ pub struct StepResult {
 /// A result's severity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
+    /// The pipeline stops; nothing is applied.
     Fatal,
+    /// Recorded as a Warning event.
     Warning,
+    /// Recorded as a Normal event.
     Normal,
 }
 
@@ -131,62 +143,97 @@ impl Severity {
 /// A condition a function set on the XR.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionCondition {
+    /// The condition type; never empty.
     pub kind: String,
+    /// `True`, `False` or `Unknown`.
     pub status: &'static str,
+    /// A CamelCase reason; never empty.
     pub reason: String,
+    /// The function's message, if any.
     pub message: Option<String>,
+    /// The condition is meant for the claim too.
     pub claim: bool,
 }
 
 /// What a pipeline run produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineRun {
+    /// The desired state gated, ordered and stamped, with the XR's Ready condition.
     pub finished: Finished,
+    /// Every step's results, in order.
     pub results: Vec<StepResult>,
+    /// Conditions the steps set on the XR, in order.
     pub conditions: Vec<FunctionCondition>,
     /// The context after the last step.
     pub context: Map<String, Value>,
     /// The shortest TTL any function asked for.
     pub ttl: Option<Duration>,
+    /// Warnings of the native steps (a native patch-and-transform step's render warnings).
     pub warnings: Vec<String>,
 }
 
 /// Why a pipeline stopped. Each names the step and its function.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PipelineError {
+    /// The function could not be called, or answered with an error status.
     #[error("step {step:?} (function {function:?}): {source}")]
     Call {
+        /// The step's name.
         step: String,
+        /// The step's `functionRef.name`.
         function: String,
+        /// Why the call failed.
         #[source]
         source: CallError,
     },
+    /// The function returned a `Fatal` result.
     #[error("step {step:?} (function {function:?}) returned a fatal result: {message}")]
     Fatal {
+        /// The step's name.
         step: String,
+        /// The step's `functionRef.name`.
         function: String,
+        /// The fatal result's message.
         message: String,
         /// Every result up to and including the fatal one.
         results: Vec<StepResult>,
     },
+    /// The function's response breaks the protocol (a condition without a type, a resource
+    /// that is not an object).
     #[error("step {step:?} (function {function:?}): malformed response: {message}")]
     Malformed {
+        /// The step's name.
         step: String,
+        /// The step's `functionRef.name`.
         function: String,
+        /// What is wrong with the response.
         message: String,
     },
+    /// The step asked for different resources on each of [`MAX_REQUIREMENT_ITERATIONS`] runs.
     #[error(
         "step {step:?} (function {function:?}): requirements still changing after {MAX_REQUIREMENT_ITERATIONS} runs"
     )]
-    Requirements { step: String, function: String },
+    Requirements {
+        /// The step's name.
+        step: String,
+        /// The step's `functionRef.name`.
+        function: String,
+    },
+    /// The step's request could not be built (a credentials Secret is missing, a required
+    /// resource cannot be read).
     #[error("step {step:?} (function {function:?}): {message}")]
     Input {
+        /// The step's name.
         step: String,
+        /// The step's `functionRef.name`.
         function: String,
+        /// What is missing.
         message: String,
     },
+    /// A native step failed.
     #[error(transparent)]
     Native(#[from] StepError),
+    /// The desired state could not be finished (a dependency cycle, an unknown dependency).
     #[error(transparent)]
     Finish(#[from] FinishError),
 }

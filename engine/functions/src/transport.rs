@@ -18,18 +18,41 @@ pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Why one call to a function failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
+    /// No endpoint is known for the function; holds its name.
     #[error("no Function named {0:?} is known (no functions file entry or Function object)")]
     UnknownFunction(String),
+    /// The endpoint's address or TLS material is unusable.
     #[error("invalid address {address:?}: {message}")]
-    Address { address: String, message: String },
+    Address {
+        /// The endpoint's `host:port`.
+        address: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The connection failed (refused, TLS handshake failed).
     #[error("cannot reach {address}: {message}")]
-    Unreachable { address: String, message: String },
+    Unreachable {
+        /// The endpoint's `host:port`.
+        address: String,
+        /// Why.
+        message: String,
+    },
+    /// The function did not answer within the call timeout.
     #[error("no answer from {address} within {timeout:?}")]
-    Timeout { address: String, timeout: Duration },
+    Timeout {
+        /// The endpoint's `host:port`.
+        address: String,
+        /// The call timeout.
+        timeout: Duration,
+    },
+    /// The function answered with a gRPC error status.
     #[error("{address} answered {code}: {message}")]
     Status {
+        /// The endpoint's `host:port`.
         address: String,
+        /// The gRPC status code's name (`Unimplemented`).
         code: String,
+        /// The status message.
         message: String,
     },
 }
@@ -47,8 +70,11 @@ pub trait FunctionRunner: Send + Sync {
 /// Which copy of the protocol a function serves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProtocolVersion {
+    /// `apiextensions.fn.proto.v1`; a function that answers `Unimplemented` is asked again
+    /// over `v1beta1`, as Crossplane does.
     #[default]
     V1,
+    /// `apiextensions.fn.proto.v1beta1` only.
     V1Beta1,
 }
 
@@ -64,8 +90,11 @@ impl ProtocolVersion {
 /// Client certificates for mTLS: PEM.
 #[derive(Clone, Debug)]
 pub struct ClientTls {
+    /// The CA the server's certificate must chain to.
     pub ca: Vec<u8>,
+    /// The client certificate presented to the function.
     pub cert: Vec<u8>,
+    /// The client certificate's private key.
     pub key: Vec<u8>,
     /// The name the server's certificate is checked against.
     pub server_name: String,
@@ -78,6 +107,7 @@ pub struct FunctionEndpoint {
     pub address: String,
     /// `None`: plain HTTP/2 (the function runs with `--insecure`).
     pub tls: Option<ClientTls>,
+    /// The protocol version tried first.
     pub protocol: ProtocolVersion,
 }
 

@@ -33,7 +33,9 @@ use super::{
 pub struct TransformError {
     /// Position of the transform in its patch's `transforms` list.
     pub index: usize,
+    /// The transform's type.
     pub kind: TransformType,
+    /// What was wrong.
     pub reason: TransformErrorReason,
 }
 
@@ -43,7 +45,12 @@ pub enum TransformErrorReason {
     /// The options are invalid; found when compiling. `field` is relative to the transform
     /// (`math.multiply`, `match.patterns[1].regexp`).
     #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The option, relative to the transform.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The transform cannot handle this input; the message is Crossplane's.
     #[error("{0}")]
     Failed(String),
@@ -408,10 +415,13 @@ fn normalize_in_place(value: &mut Value) {
 }
 
 impl CompiledTransform {
+    /// Position of the transform in its patch's `transforms` list
+    /// ([`TransformError::index`]).
     pub fn index(&self) -> usize {
         self.index
     }
 
+    /// The transform's type.
     pub fn kind(&self) -> TransformType {
         self.kind
     }

@@ -12,14 +12,18 @@ use thiserror::Error;
 /// Why a string is not a quantity; the messages are Kubernetes' own.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum QuantityError {
+    /// The string is not a number followed by a suffix.
     #[error(
         "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
     )]
     FormatWrong,
+    /// The number part does not parse.
     #[error("unable to parse numeric part of quantity")]
     Numeric,
+    /// The suffix is none of Kubernetes' (`m`, `k`, `Ki`, `e3`, …).
     #[error("unable to parse quantity's suffix")]
     Suffix,
+    /// The quantity was asked for as an integer and is beyond `i64`; holds the input.
     #[error("quantity {0} does not fit in a 64-bit integer")]
     Overflow(String),
 }
