@@ -71,7 +71,7 @@ fn openapi_v2(app: &AppState, accept: &str) -> ApiResult<Response> {
         let mut r = bytes_response(StatusCode::OK, doc.protobuf.clone());
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            header::HeaderValue::from_static(v2::PROTOBUF),
+            header::HeaderValue::from_static(v2::PROTOBUF_CONTENT_TYPE),
         );
         return Ok(r);
     }

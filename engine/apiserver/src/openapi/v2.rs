@@ -13,6 +13,10 @@ use crate::resource::Registry;
 
 /// The media type client-go asks `/openapi/v2` for.
 pub const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The content type the protobuf document is answered with: kube-apiserver's, whose `.` in
+/// place of the `@` keeps it a media type Go's `mime` package parses.
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// The document in both encodings.
 pub struct Encoded {
