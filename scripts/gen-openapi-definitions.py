@@ -5,8 +5,8 @@ kinds the control plane serves, and of every type they reference.
 The source is the Kubernetes OpenAPI definitions of one release as the `kubernetes-validate`
 package ships them (tests/requirements.txt pins it). That package rewrote them as JSON Schema:
 optional fields are `type: [T, "null"]`, `apiVersion`/`kind` carry an `enum`, references point at
-`#/$defs/`, and the int-or-string and quantity types are a `oneOf`. This script undoes those
-rewrites, so the output has the shape kube-apiserver serves under `components.schemas`:
+`#/$defs/`. This script undoes those rewrites, so the output has the shape kube-apiserver serves
+under `components.schemas` (where int-or-string and quantity are a `oneOf` of their JSON types):
 descriptions, `x-kubernetes-group-version-kind`, the list types and map keys and the strategic
 merge patch strategies and keys kept as they are.
 
@@ -96,15 +96,6 @@ def untype(node, gvk):
     return out
 
 
-def special(name, schema):
-    """The types whose JSON form is a string or a number, as the Kubernetes OpenAPI has them."""
-    if name == "io.k8s.apimachinery.pkg.util.intstr.IntOrString":
-        return {"type": "string", "format": "int-or-string"}
-    if name == "io.k8s.apimachinery.pkg.api.resource.Quantity":
-        return {"type": "string"}
-    return schema
-
-
 def refs(node, found):
     if isinstance(node, dict):
         for key, value in node.items():
@@ -127,7 +118,7 @@ def generate():
         if name in out:
             continue
         raw = defs[name]
-        schema = special(name, untype(raw, "x-kubernetes-group-version-kind" in raw))
+        schema = untype(raw, "x-kubernetes-group-version-kind" in raw)
         out[name] = schema
         found = set()
         refs(schema, found)

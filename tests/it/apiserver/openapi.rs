@@ -63,6 +63,14 @@ fn kubectl_explains_builtin_kinds_and_crd_fields_with_their_descriptions() {
         "the Kubernetes description: {replicas}"
     );
 
+    let target_port = cp.kubectl_ok(&["explain", "services.spec.ports.targetPort"]);
+    assert!(
+        target_port.contains("FIELD: targetPort <IntOrString>"),
+        "{target_port}"
+    );
+    let limits = cp.kubectl_ok(&["explain", "pods.spec.containers.resources.limits"]);
+    assert!(limits.contains("<map[string]Quantity>"), "{limits}");
+
     let containers = cp.kubectl_ok(&["explain", "pods.spec.containers", "--recursive"]);
     for field in ["containerPort", "mountPath", "readinessProbe", "valueFrom"] {
         assert!(

@@ -100,6 +100,21 @@ fn schema(v: &Value) -> Value {
             "type" if v.is_string() => {
                 out.insert(k.clone(), v.clone());
             }
+            // int-or-string and quantity: v3's `oneOf` of JSON types is a formatted string in v2.
+            "oneOf" => {
+                let types: Vec<&str> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.get("type").and_then(Value::as_str))
+                    .collect();
+                if types.contains(&"string") {
+                    out.insert("type".into(), json!("string"));
+                    if types.contains(&"integer") {
+                        out.insert("format".into(), json!("int-or-string"));
+                    }
+                }
+            }
             "description" | "format" | "required" | "additionalProperties" => {
                 out.insert(k.clone(), v.clone());
             }
@@ -446,6 +461,10 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|p| p["name"] == "fieldValidation")
+        );
+        assert_eq!(
+            doc["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"],
+            json!({"type": "string", "format": "int-or-string"})
         );
         assert!(!encode(&Registry::with_builtins()).protobuf.is_empty());
     }
