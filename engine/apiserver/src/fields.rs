@@ -1195,6 +1195,63 @@ mod tests {
         );
     }
 
+    fn deployment_writer(manager: &str) -> Writer<'_> {
+        Writer {
+            manager,
+            api_version: "apps/v1",
+            subresource: "",
+            now: "2026-01-01T00:00:00Z",
+            schema: FieldSchema::builtin("apps", "v1", "Deployment"),
+        }
+    }
+
+    fn deployment(containers: Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": containers}}}})
+    }
+
+    #[test]
+    fn a_deployments_containers_ports_and_env_are_owned_by_their_kubernetes_keys() {
+        let a = deployment(json!([{"name": "a", "image": "a:1",
+            "ports": [{"containerPort": 80}], "env": [{"name": "X", "value": "1"}]}]));
+        let b = deployment(json!([{"name": "b", "image": "b:1"}]));
+        let live = apply(None, &a, &deployment_writer("ma"), false).unwrap();
+        let live = apply(Some(&live), &b, &deployment_writer("mb"), false).unwrap();
+        let names: Vec<&str> = live["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let owned = &fields_of(&live, "ma")["f:spec"]["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"a"}"#];
+        assert!(owned["f:env"][r#"k:{"name":"X"}"#]["f:value"].is_object());
+        assert!(
+            owned["f:ports"][r#"k:{"containerPort":80,"protocol":"TCP"}"#].is_object(),
+            "a port without a protocol is keyed as the TCP port it is defaulted to: {owned}"
+        );
+        // The live port, defaulted, is the same item the applier owns.
+        let mut defaulted = live.clone();
+        defaulted["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] =
+            json!("TCP");
+        let again = apply(Some(&defaulted), &a, &deployment_writer("ma"), false).unwrap();
+        assert_eq!(
+            again["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 80, "protocol": "TCP"}])
+        );
+        let clash = deployment(json!([{"name": "a", "image": "a:2"}]));
+        let Err(ApplyError::Conflicts(c)) =
+            apply(Some(&live), &clash, &deployment_writer("mb"), false)
+        else {
+            panic!("a conflict")
+        };
+        let shown = c.messages.join("\n");
+        assert!(
+            shown.contains(r#".spec.template.spec.containers[name="a"].image"#),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn a_manager_that_stops_applying_an_item_removes_only_its_item() {
         let schema = crd_schema();
