@@ -12,6 +12,7 @@ mod field_selectors;
 mod fixture;
 mod kube_client;
 mod kubectl;
+mod openapi;
 mod pagination;
 mod payloads;
 mod python_clients;

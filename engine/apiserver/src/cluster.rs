@@ -82,7 +82,7 @@ impl Target {
     /// The list markers objects of `version` are owned and merged by (see [`fields`]).
     fn field_schema(&self, version: &str) -> fields::FieldSchema<'_> {
         if self.rt.builtin {
-            fields::FieldSchema::Builtin(&self.rt.kind)
+            fields::FieldSchema::builtin(&self.rt.group, version, &self.rt.kind)
         } else {
             fields::FieldSchema::Custom(self.rt.version(version).and_then(|v| v.compiled.as_ref()))
         }

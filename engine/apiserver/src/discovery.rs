@@ -1,5 +1,6 @@
 //! Discovery documents (`/api`, `/apis`, group and group-version resource lists, `/version`),
-//! built from the registry on every request so new CRDs appear at once.
+//! built from the registry on every request so new CRDs appear at once. The OpenAPI documents
+//! are [`crate::openapi`]'s.
 
 use serde_json::{Value, json};
 
@@ -104,9 +105,12 @@ fn is_service_accounts(t: &ResourceType) -> bool {
     t.builtin && t.group.is_empty() && t.resource == "serviceaccounts"
 }
 
+/// The Kubernetes version the control plane answers as.
+pub const GIT_VERSION: &str = "v1.32.0-strata";
+
 pub fn version() -> Value {
     json!({
-        "major": "1", "minor": "32", "gitVersion": "v1.32.0-strata", "gitCommit": "", "gitTreeState": "clean",
+        "major": "1", "minor": "32", "gitVersion": GIT_VERSION, "gitCommit": "", "gitTreeState": "clean",
         "buildDate": "", "goVersion": "", "compiler": "strata", "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
     })
 }
@@ -279,127 +283,6 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
         "metadata": {}, "items": items})
-}
-
-/// The group-version paths of `/openapi/v3`, each pointing at its document.
-pub fn openapi_v3_root(registry: &Registry) -> Value {
-    let mut paths = serde_json::Map::new();
-    for (group, versions) in served_groups(registry) {
-        for v in versions {
-            let key = if group.is_empty() {
-                format!("api/{v}")
-            } else {
-                format!("apis/{group}/{v}")
-            };
-            let hash = registry_hash(registry, &group, &v);
-            paths.insert(
-                key.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
-            );
-        }
-    }
-    json!({"paths": paths})
-}
-
-/// A fingerprint of what is served in a group-version, so clients re-fetch after CRD changes.
-fn registry_hash(registry: &Registry, group: &str, version: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for t in registry.all().filter(|t| t.group == group) {
-        if let Some(v) = t.version(version) {
-            h.update(t.resource.as_bytes());
-            h.update(t.kind.as_bytes());
-            h.update(
-                v.schema
-                    .as_ref()
-                    .map(Value::to_string)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            );
-        }
-    }
-    h.finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02X}"))
-        .collect()
-}
-
-/// The OpenAPI v3 document of one group-version: a PATCH operation per kind that declares the
-/// `fieldValidation` parameter (so kubectl validates on the server) and the kinds' schemas.
-pub fn openapi_v3_group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
-    let mut paths = serde_json::Map::new();
-    let mut schemas = serde_json::Map::new();
-    for t in registry.all().filter(|t| t.group == group) {
-        let Some(v) = t.version(version) else {
-            continue;
-        };
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let path = if t.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.resource)
-        } else {
-            format!("{prefix}/{}/{{name}}", t.resource)
-        };
-        let gvk = json!({"group": group, "version": version, "kind": t.kind});
-        let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-        let op = json!({
-            "x-kubernetes-group-version-kind": gvk,
-            "parameters": [query("dryRun"), query("fieldManager"), query("fieldValidation"), query("force")],
-            "responses": {"200": {"description": "OK"}},
-        });
-        paths.insert(path, json!({"patch": op.clone(), "put": op}));
-        let schema_name = format!(
-            "{}.{}.{}",
-            if group.is_empty() {
-                "io.k8s.api.core"
-            } else {
-                group
-            },
-            version,
-            t.kind
-        );
-        let mut schema = v.schema.clone().unwrap_or_else(
-            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-        );
-        schema["x-kubernetes-group-version-kind"] = json!([gvk]);
-        schemas.insert(schema_name, schema);
-    }
-    // The review kinds: created only, any body shape (the handler checks it). kubectl looks for
-    // the `fieldValidation` parameter on a PATCH operation of the kind to decide that the server
-    // validates; without one it wants the OpenAPI v2 document, which is not served, and
-    // `kubectl create -f` of a review fails. So the parameter is declared there.
-    for h in handled_in(group, version) {
-        let gvk = json!({"group": group, "version": version, "kind": h.kind});
-        let op = json!({"x-kubernetes-group-version-kind": gvk,
-            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}],
-            "responses": {"201": {"description": "Created"}}});
-        paths.insert(
-            format!("/apis/{group}/{version}/{}", h.resource),
-            json!({"post": op.clone(), "patch": op}),
-        );
-        schemas.insert(
-            format!(
-                "io.k8s.api.{}.{version}.{}",
-                group.split('.').next().unwrap_or(group),
-                h.kind
-            ),
-            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
-                "x-kubernetes-group-version-kind": [gvk]}),
-        );
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0"},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }))
 }
 
 #[cfg(test)]

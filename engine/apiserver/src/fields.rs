@@ -5,8 +5,12 @@
 //! kind comes from its schema ([`FieldSchema`]): `x-kubernetes-list-type: map` items are identified
 //! by their `x-kubernetes-list-map-keys` (`k:{"type":"Ready"}`), `set` items by their value
 //! (`v:"a"`), and anything else (the default for custom resources) is atomic and owned whole.
-//! `metadata.finalizers` is a set and `metadata.ownerReferences` a map keyed by `uid`, as in the
-//! Kubernetes OpenAPI. Every function here is pure.
+//! Built-in kinds are walked through their Kubernetes OpenAPI definitions
+//! ([`crate::openapi::definitions`], the ones `/openapi/v3` serves), so a Deployment's containers
+//! are keyed by `name`, their ports by `containerPort` and `protocol`, their env by `name`; a
+//! definition list without a list type but with a `merge` patch strategy is keyed by its patch
+//! merge key, as structured-merge-diff reads them. Every object's `metadata` is `ObjectMeta`'s
+//! definition (`finalizers` a set, `ownerReferences` keyed by `uid`). Every function here is pure.
 
 use std::collections::BTreeSet;
 
@@ -85,7 +89,7 @@ impl Element {
         match self {
             Element::Key(key) => key
                 .iter()
-                .all(|(k, v)| item.get(k).is_some_and(|x| encode(x) == *v)),
+                .all(|(k, v)| key_value(item, k).is_some_and(|x| x == *v)),
             Element::Value(v) => encode(item) == *v,
             Element::Field(_) | Element::Index(_) => false,
         }
@@ -105,32 +109,50 @@ fn key_json(key: &[(String, String)]) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
-/// The key of a map-list item, or `None` when a key field is missing.
+/// The encoded value of an item's key field, a port's `protocol` defaulted.
+fn key_value(item: &Value, key: &str) -> Option<String> {
+    match item.get(key) {
+        Some(v) => Some(encode(v)),
+        None if key == "protocol" => Some("\"TCP\"".to_owned()),
+        None => None,
+    }
+}
+
+/// The key of a map-list item, or `None` when a key field is missing. A port's `protocol` is a
+/// key that Kubernetes defaults (`TCP`), so an item without one is keyed as the defaulted item
+/// it becomes (ports of containers, Services and EndpointSlices).
 fn item_key(item: &Value, keys: &[String]) -> Option<Element> {
     let mut key: Vec<(String, String)> = keys
         .iter()
-        .map(|k| item.get(k).map(|v| (k.clone(), v.to_string())))
+        .map(|k| key_value(item, k).map(|v| (k.clone(), v)))
         .collect::<Option<_>>()?;
     key.sort();
     Some(Element::Key(key))
 }
 
-/// The list markers objects are walked with: the built-in kinds' well-known ones or a CRD schema.
+/// The list markers objects are walked with: a built-in kind's Kubernetes OpenAPI definition
+/// or a CRD schema.
 #[derive(Debug, Clone, Copy)]
 pub enum FieldSchema<'a> {
-    /// A built-in kind, by its `kind`.
-    Builtin(&'a str),
+    /// A built-in kind: its definition ([`crate::openapi::definition`]; none: all lists atomic).
+    Builtin(Option<&'static Value>),
     /// A custom resource: the structural schema of the version written (none: all lists atomic).
     Custom(Option<&'a StructuralSchema>),
 }
 
+impl FieldSchema<'_> {
+    /// The schema of the built-in kind `group/version` `kind`.
+    pub fn builtin(group: &str, version: &str, kind: &str) -> Self {
+        FieldSchema::Builtin(crate::openapi::definition(group, version, kind))
+    }
+}
+
 /// Where a walk is in the schema.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Cursor<'a> {
-    /// A built-in kind at a path of field names (`/status/conditions`).
-    Builtin { kind: &'a str, path: String },
-    /// Inside `ObjectMeta` (of any object, or of an embedded resource).
-    Meta { path: String },
+    /// A node of the Kubernetes OpenAPI definitions: inside a built-in kind, or inside the
+    /// `metadata` (`ObjectMeta`) of any object or embedded resource.
+    Def(&'static Value),
     /// A CRD schema node; `resource` when the node is an object's root (it has `metadata`).
     Node {
         node: &'a SchemaNode,
@@ -140,36 +162,62 @@ enum Cursor<'a> {
     Unknown,
 }
 
+fn object_meta() -> Cursor<'static> {
+    crate::openapi::definitions()
+        .get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+        .map_or(Cursor::Unknown, Cursor::Def)
+}
+
+/// The list type of a definition's array node, as structured-merge-diff reads the Kubernetes
+/// OpenAPI: `x-kubernetes-list-type` (with its map keys) when given, else a `merge` patch
+/// strategy makes a map keyed by the patch merge key (a set without one), else atomic.
+fn definition_list_type(node: &Value) -> ListType {
+    let ext = |k: &str| node.get(k).and_then(Value::as_str);
+    match ext("x-kubernetes-list-type") {
+        Some("map") => ListType::Map(
+            node.get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        Some("set") => ListType::Set,
+        Some(_) => ListType::Atomic,
+        None => match ext("x-kubernetes-patch-strategy") {
+            Some(s) if s.split(',').any(|s| s == "merge") => {
+                match ext("x-kubernetes-patch-merge-key") {
+                    Some(key) => ListType::Map(vec![key.to_owned()]),
+                    None => ListType::Set,
+                }
+            }
+            _ => ListType::Atomic,
+        },
+    }
+}
+
 impl<'a> Cursor<'a> {
     fn root(schema: FieldSchema<'a>) -> Self {
         match schema {
-            FieldSchema::Builtin(kind) => Cursor::Builtin {
-                kind,
-                path: String::new(),
-            },
+            FieldSchema::Builtin(Some(def)) => Cursor::Def(def),
             FieldSchema::Custom(Some(s)) => Cursor::Node {
                 node: s.root(),
                 resource: true,
             },
-            FieldSchema::Custom(None) => Cursor::Unknown,
+            FieldSchema::Builtin(None) | FieldSchema::Custom(None) => Cursor::Unknown,
         }
     }
 
     fn field(&self, name: &str) -> Self {
         match self {
-            Cursor::Builtin { path, .. } if path.is_empty() && name == "metadata" => Cursor::Meta {
-                path: String::new(),
-            },
-            Cursor::Builtin { kind, path } => Cursor::Builtin {
-                kind,
-                path: format!("{path}/{name}"),
-            },
-            Cursor::Meta { path } => Cursor::Meta {
-                path: format!("{path}/{name}"),
-            },
-            Cursor::Node { resource: true, .. } if name == "metadata" => Cursor::Meta {
-                path: String::new(),
-            },
+            Cursor::Def(node) => {
+                let node = crate::openapi::resolve(node);
+                node.get("properties")
+                    .and_then(|p| p.get(name))
+                    .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))
+                    .map_or(Cursor::Unknown, Cursor::Def)
+            }
+            Cursor::Node { resource: true, .. } if name == "metadata" => object_meta(),
             Cursor::Node { node, .. } => {
                 match node.property(name).or_else(|| node.additional_properties()) {
                     Some(child) => Cursor::Node {
@@ -185,13 +233,9 @@ impl<'a> Cursor<'a> {
 
     fn item(&self) -> Self {
         match self {
-            Cursor::Builtin { kind, path } => Cursor::Builtin {
-                kind,
-                path: format!("{path}/*"),
-            },
-            Cursor::Meta { path } => Cursor::Meta {
-                path: format!("{path}/*"),
-            },
+            Cursor::Def(node) => crate::openapi::resolve(node)
+                .get("items")
+                .map_or(Cursor::Unknown, Cursor::Def),
             Cursor::Node { node, .. } => match node.items() {
                 Some(child) => Cursor::Node {
                     node: child,
@@ -204,18 +248,8 @@ impl<'a> Cursor<'a> {
     }
 
     fn list_type(&self) -> ListType {
-        let map = |keys: &[&str]| ListType::Map(keys.iter().map(|k| (*k).to_owned()).collect());
         match self {
-            Cursor::Meta { path } => match path.as_str() {
-                "/finalizers" => ListType::Set,
-                "/ownerReferences" => map(&["uid"]),
-                _ => ListType::Atomic,
-            },
-            Cursor::Builtin { kind, path } => match (*kind, path.as_str()) {
-                ("Namespace" | "CustomResourceDefinition", "/status/conditions") => map(&["type"]),
-                ("ServiceAccount", "/secrets") => map(&["name"]),
-                _ => ListType::Atomic,
-            },
+            Cursor::Def(node) => definition_list_type(node),
             Cursor::Node { node, .. } => node.list_type().clone(),
             Cursor::Unknown => ListType::Atomic,
         }
@@ -891,7 +925,7 @@ mod tests {
             api_version: "v1",
             subresource: "",
             now: "2026-01-01T00:00:00Z",
-            schema: FieldSchema::Builtin("ConfigMap"),
+            schema: FieldSchema::builtin("", "v1", "ConfigMap"),
         }
     }
 
@@ -1158,6 +1192,63 @@ mod tests {
             comparable(&again),
             comparable(&live),
             "re-applying changes nothing"
+        );
+    }
+
+    fn deployment_writer(manager: &str) -> Writer<'_> {
+        Writer {
+            manager,
+            api_version: "apps/v1",
+            subresource: "",
+            now: "2026-01-01T00:00:00Z",
+            schema: FieldSchema::builtin("apps", "v1", "Deployment"),
+        }
+    }
+
+    fn deployment(containers: Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": containers}}}})
+    }
+
+    #[test]
+    fn a_deployments_containers_ports_and_env_are_owned_by_their_kubernetes_keys() {
+        let a = deployment(json!([{"name": "a", "image": "a:1",
+            "ports": [{"containerPort": 80}], "env": [{"name": "X", "value": "1"}]}]));
+        let b = deployment(json!([{"name": "b", "image": "b:1"}]));
+        let live = apply(None, &a, &deployment_writer("ma"), false).unwrap();
+        let live = apply(Some(&live), &b, &deployment_writer("mb"), false).unwrap();
+        let names: Vec<&str> = live["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let owned = &fields_of(&live, "ma")["f:spec"]["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"a"}"#];
+        assert!(owned["f:env"][r#"k:{"name":"X"}"#]["f:value"].is_object());
+        assert!(
+            owned["f:ports"][r#"k:{"containerPort":80,"protocol":"TCP"}"#].is_object(),
+            "a port without a protocol is keyed as the TCP port it is defaulted to: {owned}"
+        );
+        // The live port, defaulted, is the same item the applier owns.
+        let mut defaulted = live.clone();
+        defaulted["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] =
+            json!("TCP");
+        let again = apply(Some(&defaulted), &a, &deployment_writer("ma"), false).unwrap();
+        assert_eq!(
+            again["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 80, "protocol": "TCP"}])
+        );
+        let clash = deployment(json!([{"name": "a", "image": "a:2"}]));
+        let Err(ApplyError::Conflicts(c)) =
+            apply(Some(&live), &clash, &deployment_writer("mb"), false)
+        else {
+            panic!("a conflict")
+        };
+        let shown = c.messages.join("\n");
+        assert!(
+            shown.contains(r#".spec.template.spec.containers[name="a"].image"#),
+            "{shown}"
         );
     }
 

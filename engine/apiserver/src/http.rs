@@ -36,6 +36,8 @@ pub struct AppState {
     pub writes: Arc<crate::writes::WriteCounter>,
     /// How requests are authorized (RBAC unless measuring without it).
     pub authorization: crate::rbac::Mode,
+    /// The OpenAPI documents built so far.
+    pub openapi: crate::openapi::Cache,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -53,6 +55,27 @@ async fn dispatch(State(app): State<Arc<AppState>>, req: Request) -> Response {
         return yaml_response(response).await;
     }
     response
+}
+
+/// `/openapi/v2` in the encoding asked for: protobuf when client-go asks for it first, else JSON,
+/// and 406 for anything else, as kube-apiserver answers.
+fn openapi_v2(app: &AppState, accept: &str) -> ApiResult<Response> {
+    use crate::openapi::v2;
+    if !v2::acceptable(accept) {
+        let mut r = Response::new(Body::from("406: Not Acceptable"));
+        *r.status_mut() = StatusCode::NOT_ACCEPTABLE;
+        return Ok(r);
+    }
+    let doc = app.openapi.v2(&app.cluster.registry());
+    if v2::wants_protobuf(accept) {
+        let mut r = bytes_response(StatusCode::OK, doc.protobuf.clone());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(v2::PROTOBUF_CONTENT_TYPE),
+        );
+        return Ok(r);
+    }
+    Ok(bytes_response(StatusCode::OK, doc.json.clone()))
 }
 
 /// The client asks for YAML first (`Accept: application/yaml`), as kube-apiserver serves it.
@@ -116,8 +139,8 @@ fn json_response(code: StatusCode, body: &Value) -> Response {
     bytes_response(code, serde_json::to_vec(body).unwrap_or_default())
 }
 
-fn bytes_response(code: StatusCode, bytes: Vec<u8>) -> Response {
-    let mut r = Response::new(Body::from(bytes));
+fn bytes_response(code: StatusCode, bytes: impl Into<Body>) -> Response {
+    let mut r = Response::new(bytes.into());
     *r.status_mut() = code;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -391,16 +414,26 @@ async fn handle(app: &AppState, req: Request) -> ApiResult<Response> {
         ["apis", group, version] => crate::discovery::resource_list(&registry(), group, version)
             .ok_or_else(not_found)
             .and_then(|d| ok(&d)),
-        ["openapi", "v3"] => ok(&crate::discovery::openapi_v3_root(&registry())),
+        ["openapi", "v3"] => {
+            get_only(&parts.method).and_then(|()| ok(&crate::openapi::index(&registry())))
+        }
         ["openapi", "v3", "api", version] => {
-            crate::discovery::openapi_v3_group_version(&registry(), "", version)
+            get_only(&parts.method)?;
+            app.openapi
+                .group_version(&registry(), "", version)
                 .ok_or_else(not_found)
-                .and_then(|d| ok(&d))
+                .map(|doc| bytes_response(StatusCode::OK, doc))
         }
         ["openapi", "v3", "apis", group, version] => {
-            crate::discovery::openapi_v3_group_version(&registry(), group, version)
+            get_only(&parts.method)?;
+            app.openapi
+                .group_version(&registry(), group, version)
                 .ok_or_else(not_found)
-                .and_then(|d| ok(&d))
+                .map(|doc| bytes_response(StatusCode::OK, doc))
+        }
+        ["openapi", "v2"] => {
+            get_only(&parts.method)?;
+            openapi_v2(app, header_str(&parts.headers, header::ACCEPT))
         }
         ["apis", crate::rbac::AUTHORIZATION_GROUP, "v1", rest @ ..]
             if crate::rbac::review::ReviewKind::from_path(rest).is_some() =>

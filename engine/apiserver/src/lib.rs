@@ -26,6 +26,7 @@ pub mod gc;
 pub mod http;
 pub mod kubernetes_service;
 pub mod object;
+pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;

@@ -210,6 +210,7 @@ impl Server {
             stopping: stopping_rx,
             writes: writes.clone(),
             authorization: config.authorization,
+            openapi: Default::default(),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let app = crate::http::router(state);
