@@ -1,20 +1,25 @@
 //! Strata's managed-resource runtime: one generic reconciler that drives any provider's verbs.
 //!
 //! [`run`] starts one kube-runtime `Controller` per provider, over that provider's managed kind
-//! as dynamic objects. Each reconcile ([`reconcile`]) reads the object, connects with its
-//! ProviderConfig, observes the cloud, asks the core's pure `next_step` what to do, and does it:
-//! create (bracketed by the create-pending/succeeded/failed annotations), update, late
-//! initialization, delete, finalizer removal. Every exit writes the Ready and Synced conditions
-//! (only when they change), emits an event on each transition, and publishes connection details.
+//! as dynamic objects. Each reconcile (`reconcile`) reads the object, connects with its
+//! ProviderConfig, observes the cloud, asks the provider contract's pure `next_step` what to do,
+//! and does it: create (bracketed by the create-pending/succeeded/failed annotations), update,
+//! late initialization, delete, finalizer removal. Every exit writes the Ready and Synced
+//! conditions (only when they change), emits an event on each transition, and publishes
+//! connection details.
+//!
+//! The public surface is what a binary needs to start the runtime: [`run`], its [`Settings`]
+//! and [`Error`], and [`api_resource`] to address a provider's kind. The reconciler, its
+//! conditions (`status`), rate limits and backoff (`limits`), shared cloud listings (`sweep`)
+//! and the Secrets port (`secrets`) are private to it.
 
-// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod limits;
-pub mod reconcile;
-pub mod secrets;
-pub mod status;
-pub mod sweep;
+mod limits;
+mod reconcile;
+mod secrets;
+mod status;
+mod sweep;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,13 +74,29 @@ impl Default for Settings {
 /// Errors that stop the runtime itself (a single reconcile's errors never do).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A provider's managed kind cannot be listed, so its CRD is not installed (or, after
+    /// installing, was not served within 30 seconds).
     #[error("managed kind {kind} is not served: {source}")]
-    Watch { kind: String, source: kube::Error },
+    Watch {
+        /// The managed kind, e.g. `DBInstance`.
+        kind: String,
+        /// The API server's answer to the list.
+        source: kube::Error,
+    },
+    /// Applying one of a provider's CRDs was refused.
     #[error("install CRD {name}: {source}")]
-    InstallCrd { name: String, source: kube::Error },
+    InstallCrd {
+        /// The CRD's name, e.g. `dbinstances.rds.aws.strata.dev`.
+        name: String,
+        /// The API server's answer to the apply.
+        source: kube::Error,
+    },
+    /// The Lease could not be acquired, or was lost while the controllers ran.
     #[error("leader election on Lease {lease}: {source}")]
     LeaderElection {
+        /// The Lease as `NAMESPACE/NAME`.
         lease: String,
+        /// What went wrong with it.
         source: strata_leader::Error,
     },
 }

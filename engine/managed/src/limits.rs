@@ -9,25 +9,25 @@ use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
 use strata_provider::{ErrorClass, RateLimit, retry_delay};
 
 /// One token bucket per rate key (`aws/<ProviderConfig>`, `gcp/<ProviderConfig>`).
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     limit: RateLimit,
     buckets: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
 }
 
 impl RateLimits {
-    pub fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: RateLimit) -> Self {
         Self {
             limit,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn limit(&self) -> RateLimit {
+    pub(crate) fn limit(&self) -> RateLimit {
         self.limit
     }
 
     /// Waits until one more call against `key` is allowed.
-    pub async fn acquire(&self, key: &str) {
+    pub(crate) async fn acquire(&self, key: &str) {
         let bucket = {
             let mut buckets = self
                 .buckets
@@ -56,7 +56,7 @@ impl RateLimits {
 /// once — a hot loop against the cloud. A spec change (new generation) or a deletion retries
 /// immediately.
 #[derive(Default)]
-pub struct Failures(Mutex<HashMap<String, Backoff>>);
+pub(crate) struct Failures(Mutex<HashMap<String, Backoff>>);
 
 /// One object's failure record.
 struct Backoff {
@@ -68,9 +68,9 @@ struct Backoff {
 /// What must stay the same for a recorded backoff to hold: the spec (`metadata.generation`) and
 /// whether the object is being deleted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryKey {
-    pub generation: Option<i64>,
-    pub deleting: bool,
+pub(crate) struct RetryKey {
+    pub(crate) generation: Option<i64>,
+    pub(crate) deleting: bool,
 }
 
 impl Failures {
@@ -82,7 +82,7 @@ impl Failures {
 
     /// Records a failure of `name` and returns the delay before the next attempt: the core's
     /// delay for the class plus up to 20 % jitter, or `fallback` for terminal errors.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         name: &str,
         key: RetryKey,
@@ -111,14 +111,14 @@ impl Failures {
 
     /// How long `name` must still wait after its last failure, when that failure was recorded
     /// for the same spec and deletion state; `None` when it may be tried now.
-    pub fn wait_left(&self, name: &str, key: RetryKey) -> Option<Duration> {
+    pub(crate) fn wait_left(&self, name: &str, key: RetryKey) -> Option<Duration> {
         let failures = self.lock();
         let entry = failures.get(name).filter(|entry| entry.key == key)?;
         let left = entry.retry_at.saturating_duration_since(Instant::now());
         (!left.is_zero()).then_some(left)
     }
 
-    pub fn clear(&self, name: &str) {
+    pub(crate) fn clear(&self, name: &str) {
         self.lock().remove(name);
     }
 }

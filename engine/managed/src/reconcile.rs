@@ -33,7 +33,7 @@ use crate::{DEFAULT_PROVIDER_CONFIG, FINALIZER, Settings, api_resource};
 
 /// Errors of the Kubernetes side of a reconcile; cloud errors become conditions instead.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("managed resource without metadata.name")]
     MissingName,
     #[error("{kind} {name}: {action}: {source}")]
@@ -46,7 +46,7 @@ pub enum Error {
 }
 
 /// Shared state of one provider's controller.
-pub struct Context {
+pub(crate) struct Context {
     client: Client,
     provider: Arc<dyn Provider>,
     resource: ApiResource,
@@ -62,7 +62,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         provider: Arc<dyn Provider>,
         settings: Settings,
@@ -274,7 +274,10 @@ fn condition_time() -> String {
 }
 
 /// The controller's entry point.
-pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let run = Run {
         ctx: &ctx,
         object: &object,
@@ -298,7 +301,7 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
 }
 
 /// Requeue after a Kubernetes error (cloud errors are handled inside `reconcile`).
-pub fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, name = %object.name_any(), "managed-resource reconcile error");
     Action::requeue(ctx.failures.record(
         &object.name_any(),

@@ -15,12 +15,12 @@ use strata_provider::{BoxFuture, ErrorClass, ProviderError, SecretReference, Sec
 
 /// Secrets read and written through the Kubernetes API.
 #[derive(Clone)]
-pub struct KubeSecrets {
+pub(crate) struct KubeSecrets {
     client: Client,
 }
 
 impl KubeSecrets {
-    pub fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Client) -> Self {
         Self { client }
     }
 
@@ -30,7 +30,7 @@ impl KubeSecrets {
 
     /// Makes `secret` carry every key of `data` and, when given, `owner` among its owner
     /// references (other owners are kept); returns whether anything was written.
-    pub async fn ensure_keys(
+    pub(crate) async fn ensure_keys(
         &self,
         secret: &SecretReference,
         data: &BTreeMap<String, String>,

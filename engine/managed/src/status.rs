@@ -4,29 +4,29 @@
 use strata_provider::Condition;
 
 /// `Ready` condition reasons.
-pub const REASON_AVAILABLE: &str = "Available";
-pub const REASON_CREATING: &str = "Creating";
-pub const REASON_DELETING: &str = "Deleting";
-pub const REASON_UNAVAILABLE: &str = "Unavailable";
+pub(crate) const REASON_AVAILABLE: &str = "Available";
+pub(crate) const REASON_CREATING: &str = "Creating";
+pub(crate) const REASON_DELETING: &str = "Deleting";
+pub(crate) const REASON_UNAVAILABLE: &str = "Unavailable";
 /// `Synced` condition reasons.
-pub const REASON_RECONCILE_SUCCESS: &str = "ReconcileSuccess";
-pub const REASON_RECONCILE_ERROR: &str = "ReconcileError";
-pub const REASON_RECONCILE_PAUSED: &str = "ReconcilePaused";
+pub(crate) const REASON_RECONCILE_SUCCESS: &str = "ReconcileSuccess";
+pub(crate) const REASON_RECONCILE_ERROR: &str = "ReconcileError";
+pub(crate) const REASON_RECONCILE_PAUSED: &str = "ReconcilePaused";
 
-pub const TYPE_READY: &str = "Ready";
-pub const TYPE_SYNCED: &str = "Synced";
+pub(crate) const TYPE_READY: &str = "Ready";
+pub(crate) const TYPE_SYNCED: &str = "Synced";
 
 /// A condition without its transition time.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Desired {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: &'static str,
-    pub message: String,
+pub(crate) struct Desired {
+    pub(crate) type_: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
 }
 
 impl Desired {
-    pub fn ready(status: bool, reason: &'static str) -> Self {
+    pub(crate) fn ready(status: bool, reason: &'static str) -> Self {
         Self {
             type_: TYPE_READY,
             status,
@@ -35,7 +35,7 @@ impl Desired {
         }
     }
 
-    pub fn synced() -> Self {
+    pub(crate) fn synced() -> Self {
         Self {
             type_: TYPE_SYNCED,
             status: true,
@@ -44,7 +44,7 @@ impl Desired {
         }
     }
 
-    pub fn sync_error(message: impl Into<String>) -> Self {
+    pub(crate) fn sync_error(message: impl Into<String>) -> Self {
         Self {
             type_: TYPE_SYNCED,
             status: false,
@@ -55,7 +55,7 @@ impl Desired {
 
     /// `Synced=False` for a runtime that stopped on its own: the create-pending guard has a
     /// reason of its own, which the XR controller recognises to tell the claim how to release it.
-    pub fn stopped(reason: strata_provider::StopReason) -> Self {
+    pub(crate) fn stopped(reason: strata_provider::StopReason) -> Self {
         Self {
             type_: TYPE_SYNCED,
             status: false,
@@ -69,7 +69,7 @@ impl Desired {
         }
     }
 
-    pub fn paused() -> Self {
+    pub(crate) fn paused() -> Self {
         Self {
             type_: TYPE_SYNCED,
             status: false,
@@ -80,7 +80,7 @@ impl Desired {
 }
 
 /// Whether `existing` holds a condition of `type_` with status `True`.
-pub fn is_true(existing: &[Condition], type_: &str) -> bool {
+pub(crate) fn is_true(existing: &[Condition], type_: &str) -> bool {
     existing
         .iter()
         .any(|c| c.type_ == type_ && c.status == "True")
@@ -88,7 +88,7 @@ pub fn is_true(existing: &[Condition], type_: &str) -> bool {
 
 /// The Ready reason for an existing cloud resource that is not ready: `Creating` until it has
 /// been ready once, `Unavailable` after.
-pub fn not_ready_reason(existing: &[Condition]) -> &'static str {
+pub(crate) fn not_ready_reason(existing: &[Condition]) -> &'static str {
     let was_ready = existing
         .iter()
         .any(|c| c.type_ == TYPE_READY && (c.status == "True" || c.reason == REASON_UNAVAILABLE));
@@ -102,7 +102,7 @@ pub fn not_ready_reason(existing: &[Condition]) -> &'static str {
 /// Replaces the conditions of the given types, keeping `lastTransitionTime` when the status did
 /// not change, and keeping conditions of other types untouched. The result is sorted by type.
 /// Returns the merged list and the conditions whose status or reason changed (for events).
-pub fn merge(
+pub(crate) fn merge(
     existing: &[Condition],
     desired: &[Desired],
     now: &str,

@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 use strata_provider::{CloudRecord, ExternalName, NOT_READY_POLL};
 
 /// One listing of a scope.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// When the listing started: everything it holds is at least this new.
-    pub taken: Instant,
-    pub records: HashMap<ExternalName, CloudRecord>,
+    pub(crate) taken: Instant,
+    pub(crate) records: HashMap<ExternalName, CloudRecord>,
 }
 
 /// Where one observation comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// Read the resource on its own.
     Read,
     /// The current listing of the scope answers.
@@ -37,29 +37,29 @@ pub enum Source {
 
 /// What [`plan`] decides from.
 #[derive(Clone, Copy, Debug)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// The provider can list its resources.
-    pub can_sweep: bool,
+    pub(crate) can_sweep: bool,
     /// The object is being deleted: deletion needs a read of its own.
-    pub deleting: bool,
+    pub(crate) deleting: bool,
     /// The resource was seen in the cloud before (`status.atProvider` is set): a poll, not a
     /// first look that may lead to a create.
-    pub seen_before: bool,
+    pub(crate) seen_before: bool,
     /// It was ready when last seen: its polls are for drift, not for readiness.
-    pub ready: bool,
+    pub(crate) ready: bool,
     /// When the runtime last created, updated or deleted it, if since the process started.
-    pub last_write: Option<Instant>,
+    pub(crate) last_write: Option<Instant>,
     /// When the scope's current listing was taken, if there is one.
-    pub listing_taken: Option<Instant>,
-    pub now: Instant,
+    pub(crate) listing_taken: Option<Instant>,
+    pub(crate) now: Instant,
     /// The drift-detection poll interval.
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
 }
 
 /// How old a listing may be to answer a poll: half a poll interval for a ready resource (drift
 /// is seen within one and a half intervals), at most [`NOT_READY_POLL`] for one that is not
 /// ready yet.
-pub fn max_age(ready: bool, poll_interval: Duration) -> Duration {
+pub(crate) fn max_age(ready: bool, poll_interval: Duration) -> Duration {
     let half = poll_interval / 2;
     if ready {
         half
@@ -69,7 +69,7 @@ pub fn max_age(ready: bool, poll_interval: Duration) -> Duration {
 }
 
 /// Decides where an observation comes from. Pure.
-pub fn plan(facts: &Facts) -> Source {
+pub(crate) fn plan(facts: &Facts) -> Source {
     if !facts.can_sweep || facts.deleting || !facts.seen_before {
         return Source::Read;
     }
@@ -93,11 +93,11 @@ pub fn plan(facts: &Facts) -> Source {
 }
 
 /// A scope: the ProviderConfig and the provider's scope within it.
-pub type ScopeKey = (String, String);
+pub(crate) type ScopeKey = (String, String);
 
 /// The listings of every scope and the runtime's writes, shared by one provider's reconciles.
 #[derive(Default)]
-pub struct Sweeps {
+pub(crate) struct Sweeps {
     /// One lock per scope, so concurrent polls of a scope wait for one listing, not one each.
     listings: Mutex<HashMap<ScopeKey, Arc<tokio::sync::Mutex<Option<Snapshot>>>>>,
     writes: Mutex<HashMap<String, Instant>>,
@@ -105,7 +105,7 @@ pub struct Sweeps {
 
 impl Sweeps {
     /// The lock of a scope's listing.
-    pub fn listing(&self, scope: &ScopeKey) -> Arc<tokio::sync::Mutex<Option<Snapshot>>> {
+    pub(crate) fn listing(&self, scope: &ScopeKey) -> Arc<tokio::sync::Mutex<Option<Snapshot>>> {
         self.listings
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -115,7 +115,7 @@ impl Sweeps {
     }
 
     /// Records that the runtime just changed the cloud resource of object `name`.
-    pub fn wrote(&self, name: &str) {
+    pub(crate) fn wrote(&self, name: &str) {
         self.writes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -123,7 +123,7 @@ impl Sweeps {
     }
 
     /// When the runtime last changed the cloud resource of object `name`.
-    pub fn last_write(&self, name: &str) -> Option<Instant> {
+    pub(crate) fn last_write(&self, name: &str) -> Option<Instant> {
         self.writes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -132,7 +132,7 @@ impl Sweeps {
     }
 
     /// Forgets an object whose cloud side is settled and whose finalizer is gone.
-    pub fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         self.writes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
