@@ -6,19 +6,19 @@ use strata_core::wire;
 
 /// The claim binding itself lives in the core, so `strata render` binds a claim as this
 /// controller does.
-pub use strata_core::definition::{composite_name, composite_spec_from_claim};
+pub(crate) use strata_core::definition::{composite_name, composite_spec_from_claim};
 
 /// The identity of a claim, read once.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimIdentity {
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
-    pub namespace: String,
+pub(crate) struct ClaimIdentity {
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) namespace: String,
 }
 
 impl ClaimIdentity {
-    pub fn of(claim: &Value) -> Option<Self> {
+    pub(crate) fn of(claim: &Value) -> Option<Self> {
         let s = |p: &str| claim.pointer(p).and_then(Value::as_str).map(str::to_owned);
         Some(Self {
             api_version: s("/apiVersion")?,
@@ -31,7 +31,7 @@ impl ClaimIdentity {
 
 /// A new XR for a claim: `generateName` from the claim name, the claim labels (Strata's and
 /// Crossplane's, which Crossplane Compositions patch from), `spec.claimRef` and the claim's spec.
-pub fn new_composite(
+pub(crate) fn new_composite(
     claim: &Value,
     id: &ClaimIdentity,
     xr_api_version: &str,
@@ -59,7 +59,7 @@ pub fn new_composite(
 }
 
 /// True when the XR is bound to this claim (its `spec.claimRef` names it).
-pub fn bound_to(xr: &Value, id: &ClaimIdentity) -> bool {
+pub(crate) fn bound_to(xr: &Value, id: &ClaimIdentity) -> bool {
     let s = |p: &str| xr.pointer(p).and_then(Value::as_str);
     s("/spec/claimRef/name") == Some(id.name.as_str())
         && s("/spec/claimRef/namespace") == Some(id.namespace.as_str())
@@ -68,7 +68,7 @@ pub fn bound_to(xr: &Value, id: &ClaimIdentity) -> bool {
 /// The claim's status as copied from its XR: every XR status field except the XR-only
 /// `claimConditionTypes` and `functionResults` (the claim's CRD has neither: copying them would
 /// be pruned and written again every pass).
-pub fn claim_status_from_composite(xr: &Value) -> Value {
+pub(crate) fn claim_status_from_composite(xr: &Value) -> Value {
     let mut status = match xr.get("status") {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),

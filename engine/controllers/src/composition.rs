@@ -18,9 +18,9 @@ use crate::error::{Error, ErrorClass, Result, is_conflict, is_not_found};
 use crate::revision::{self, RevisionStep};
 use crate::shared::Shared;
 
-pub const CONTROLLER: &str = "composition-revision";
+pub(crate) const CONTROLLER: &str = "composition-revision";
 
-pub async fn reconcile(comp: Arc<Composition>, shared: Arc<Shared>) -> Result<Action> {
+pub(crate) async fn reconcile(comp: Arc<Composition>, shared: Arc<Shared>) -> Result<Action> {
     let start = Instant::now();
     let result = reconcile_composition(&comp, &shared).await;
     shared
@@ -38,7 +38,7 @@ pub async fn reconcile(comp: Arc<Composition>, shared: Arc<Shared>) -> Result<Ac
     result
 }
 
-pub fn error_policy(_comp: Arc<Composition>, error: &Error, shared: Arc<Shared>) -> Action {
+pub(crate) fn error_policy(_comp: Arc<Composition>, error: &Error, shared: Arc<Shared>) -> Action {
     Action::requeue(error.retry_after(shared.settings.resync))
 }
 

@@ -3,22 +3,22 @@
 
 use serde_json::{Map, Value, json};
 
-pub const SYNCED: &str = "Synced";
-pub const READY: &str = "Ready";
-pub const ESTABLISHED: &str = "Established";
-pub const OFFERED: &str = "Offered";
+pub(crate) const SYNCED: &str = "Synced";
+pub(crate) const READY: &str = "Ready";
+pub(crate) const ESTABLISHED: &str = "Established";
+pub(crate) const OFFERED: &str = "Offered";
 
 /// One condition the controller wants on an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Wanted {
-    pub kind: &'static str,
-    pub status: bool,
-    pub reason: String,
-    pub message: Option<String>,
+pub(crate) struct Wanted {
+    pub(crate) kind: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: String,
+    pub(crate) message: Option<String>,
 }
 
 impl Wanted {
-    pub fn yes(kind: &'static str, reason: &str) -> Self {
+    pub(crate) fn yes(kind: &'static str, reason: &str) -> Self {
         Self {
             kind,
             status: true,
@@ -27,7 +27,7 @@ impl Wanted {
         }
     }
 
-    pub fn no(kind: &'static str, reason: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn no(kind: &'static str, reason: &str, message: impl Into<String>) -> Self {
         Self {
             kind,
             status: false,
@@ -52,7 +52,7 @@ impl Wanted {
 /// Sets `condition` (a JSON condition with `type`) in `conditions`, replacing the one of the
 /// same type. `lastTransitionTime` is kept when the status did not change and set to `now` when
 /// it did, so re-deciding the same condition never changes the object.
-pub fn set(conditions: &mut Vec<Value>, condition: Value, now: &str) {
+pub(crate) fn set(conditions: &mut Vec<Value>, condition: Value, now: &str) {
     let kind = condition.get("type").cloned();
     let mut condition = condition;
     let existing = conditions
@@ -75,7 +75,7 @@ pub fn set(conditions: &mut Vec<Value>, condition: Value, now: &str) {
 }
 
 /// `status` with the wanted conditions set (see [`set`]).
-pub fn with_conditions(status: &Value, wanted: &[Wanted], now: &str) -> Value {
+pub(crate) fn with_conditions(status: &Value, wanted: &[Wanted], now: &str) -> Value {
     let mut out = match status {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
@@ -92,7 +92,7 @@ pub fn with_conditions(status: &Value, wanted: &[Wanted], now: &str) -> Value {
 }
 
 /// Merges render-produced conditions (JSON, without timestamps) into `status` by type.
-pub fn merge_json_conditions(status: &mut Value, produced: &[Value], now: &str) {
+pub(crate) fn merge_json_conditions(status: &mut Value, produced: &[Value], now: &str) {
     let Some(obj) = status.as_object_mut() else {
         return;
     };
@@ -109,7 +109,7 @@ pub fn merge_json_conditions(status: &mut Value, produced: &[Value], now: &str) 
 /// True when writing `desired` over `observed` would change something: every field of `desired`
 /// must already be present with the same value. Fields only `observed` has are ignored (other
 /// writers own them).
-pub fn differs(observed: Option<&Value>, desired: &Value) -> bool {
+pub(crate) fn differs(observed: Option<&Value>, desired: &Value) -> bool {
     match observed {
         None => !is_empty(desired),
         Some(o) => !contains(o, desired),
@@ -126,7 +126,7 @@ fn is_empty(v: &Value) -> bool {
 
 /// `superset` contains every field of `subset` with an equal value (objects recursively, arrays
 /// and scalars exactly).
-pub fn contains(superset: &Value, subset: &Value) -> bool {
+pub(crate) fn contains(superset: &Value, subset: &Value) -> bool {
     match (superset, subset) {
         (Value::Object(a), Value::Object(b)) => b.iter().all(|(k, v)| match a.get(k) {
             Some(av) => contains(av, v),
@@ -137,7 +137,7 @@ pub fn contains(superset: &Value, subset: &Value) -> bool {
 }
 
 /// The status of condition `kind` in a status object, if present.
-pub fn status_of<'a>(status: Option<&'a Value>, kind: &str) -> Option<&'a str> {
+pub(crate) fn status_of<'a>(status: Option<&'a Value>, kind: &str) -> Option<&'a str> {
     status?
         .get("conditions")?
         .as_array()?

@@ -29,7 +29,7 @@ const CROSSPLANE_LABEL_COMPOSITION_NAME: &str = "crossplane.io/composition-name"
 
 /// The Crossplane kinds Strata serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrossplaneKind {
+pub(crate) enum CrossplaneKind {
     Xrd,
     Composition,
     CompositionRevision,
@@ -37,14 +37,14 @@ pub enum CrossplaneKind {
 }
 
 impl CrossplaneKind {
-    pub const ALL: [CrossplaneKind; 4] = [
+    pub(crate) const ALL: [CrossplaneKind; 4] = [
         CrossplaneKind::Xrd,
         CrossplaneKind::Composition,
         CrossplaneKind::CompositionRevision,
         CrossplaneKind::EnvironmentConfig,
     ];
 
-    pub fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             CrossplaneKind::Xrd => "CompositeResourceDefinition",
             CrossplaneKind::Composition => "Composition",
@@ -71,7 +71,7 @@ impl CrossplaneKind {
     }
 
     /// The Crossplane resource.
-    pub fn crossplane(self) -> ApiResource {
+    pub(crate) fn crossplane(self) -> ApiResource {
         ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(
                 wire::CROSSPLANE_GROUP_APIEXTENSIONS,
@@ -83,7 +83,7 @@ impl CrossplaneKind {
     }
 
     /// The native resource it is converted to.
-    pub fn native(self) -> ApiResource {
+    pub(crate) fn native(self) -> ApiResource {
         ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(
                 wire::GROUP_APIEXTENSIONS,
@@ -95,14 +95,14 @@ impl CrossplaneKind {
     }
 
     /// The CRD's name (`plural.group`).
-    pub fn crd_name(self) -> String {
+    pub(crate) fn crd_name(self) -> String {
         format!("{}.{}", self.plural(), wire::CROSSPLANE_GROUP_APIEXTENSIONS)
     }
 }
 
 /// Why a Crossplane object has no native counterpart.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConvertError {
+pub(crate) enum ConvertError {
     /// The object does not load as Strata reads Crossplane's form (the message names the field
     /// or the pipeline step).
     #[error("{0}")]
@@ -112,7 +112,7 @@ pub enum ConvertError {
 }
 
 /// The native object (for server-side apply) that a Crossplane object converts to.
-pub fn convert(kind: CrossplaneKind, object: &Value) -> Result<Value, ConvertError> {
+pub(crate) fn convert(kind: CrossplaneKind, object: &Value) -> Result<Value, ConvertError> {
     let s = |p: &str| object.pointer(p).and_then(Value::as_str);
     let (Some(name), Some(uid)) = (s("/metadata/name"), s("/metadata/uid")) else {
         return Err(ConvertError::Unnamed);
@@ -223,7 +223,7 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ConvertError> {
 
 /// What the mirror controller does for one Crossplane object.
 #[derive(Clone, Debug, PartialEq)]
-pub enum MirrorStep {
+pub(crate) enum MirrorStep {
     /// Server-side apply the native object.
     Apply(Value),
     /// The native object already is what the conversion gives.
@@ -235,7 +235,7 @@ pub enum MirrorStep {
 }
 
 /// Decides from the Crossplane object and the native object of the same name, if any.
-pub fn plan(kind: CrossplaneKind, object: &Value, native: Option<&Value>) -> MirrorStep {
+pub(crate) fn plan(kind: CrossplaneKind, object: &Value, native: Option<&Value>) -> MirrorStep {
     let desired = match convert(kind, object) {
         Ok(d) => d,
         Err(e) => return MirrorStep::Invalid(e.to_string()),
@@ -270,7 +270,7 @@ pub fn plan(kind: CrossplaneKind, object: &Value, native: Option<&Value>) -> Mir
 
 /// The Crossplane object's status: the native object's conditions as they are, and `Synced`
 /// saying whether the conversion holds.
-pub fn status(
+pub(crate) fn status(
     step: &MirrorStep,
     observed: Option<&Value>,
     native: Option<&Value>,
@@ -329,7 +329,7 @@ fn sort_conditions(mut status: Value) -> Value {
 
 /// Whether Strata serves Crossplane's group on this cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Coexistence {
+pub(crate) enum Coexistence {
     /// No CRD of Crossplane's kinds exists, or only Strata's: install them and mirror.
     Serve,
     /// Crossplane (or someone else) owns these CRDs: leave them alone, serve only the native kinds.
@@ -337,7 +337,7 @@ pub enum Coexistence {
 }
 
 /// Decides from the labels of the Crossplane CRDs that exist (`None`: the CRD does not exist).
-pub fn coexistence(observed: &[(String, Option<BTreeMap<String, String>>)]) -> Coexistence {
+pub(crate) fn coexistence(observed: &[(String, Option<BTreeMap<String, String>>)]) -> Coexistence {
     let (key, value) = strata_core::crd::CROSSPLANE_CRD_LABEL;
     let foreign: Vec<String> = observed
         .iter()

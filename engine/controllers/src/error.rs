@@ -18,26 +18,49 @@ pub enum ErrorClass {
 /// Errors from the controllers. Every variant says what was being done and to which object.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A Kubernetes API call failed; 400, 403, 404, 405, 415 and 422 are terminal, anything
+    /// else transient.
     #[error("{action} {object}: {source}")]
     Kube {
+        /// What was being done, e.g. `applying`.
         action: &'static str,
+        /// The object it was done to, e.g. `ConfigMap default/app`.
         object: String,
+        /// The client's error, the API server's status included.
         #[source]
         source: kube::Error,
     },
+    /// A user's object (or the controllers' own configuration) is wrong: terminal.
     #[error("{object}: {message}")]
-    Invalid { object: String, message: String },
+    Invalid {
+        /// The object, e.g. `Composition app`.
+        object: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// Something another controller or a person must provide first is not there yet.
     #[error("{object}: waiting: {message}")]
-    Waiting { object: String, message: String },
+    Waiting {
+        /// The object that waits.
+        object: String,
+        /// What it waits for.
+        message: String,
+    },
+    /// An object could not be turned into JSON: terminal.
     #[error("cannot serialize {object}: {source}")]
     Serialize {
+        /// The object.
         object: String,
+        /// The serializer's error.
         #[source]
         source: serde_json::Error,
     },
+    /// The metrics server could not bind its address or stopped serving.
     #[error("metrics server on {addr}: {source}")]
     Metrics {
+        /// The address from [`Settings::metrics_addr`](crate::Settings::metrics_addr).
         addr: std::net::SocketAddr,
+        /// The listener's or server's error.
         #[source]
         source: std::io::Error,
     },
@@ -56,17 +79,26 @@ pub enum Error {
         crossplane_label = crate::roles::CROSSPLANE_AGGREGATE_TO_CROSSPLANE,
     )]
     Forbidden {
+        /// The composed resource's name in the Composition.
         template: String,
+        /// The XR being composed.
         object: String,
+        /// The missing permission and who lacks it.
         denial: Box<crate::shared::Denial>,
     },
+    /// The function endpoints in [`Settings::functions`](crate::Settings::functions) cannot be
+    /// set up (an endpoint whose address is invalid): terminal.
     #[error("function endpoints: {0}")]
     Functions(#[from] strata_functions::transport::CallError),
+    /// Leader election failed or the Lease was lost.
     #[error(transparent)]
     Leader(#[from] strata_leader::Error),
+    /// A controller or cache ended on its own, which only shutdown should make it do.
     #[error("{controller} controller stopped: {message}")]
     Stopped {
+        /// Which one, e.g. `cache`.
         controller: &'static str,
+        /// Why it stopped.
         message: String,
     },
 }
@@ -151,6 +183,7 @@ pub(crate) fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
+/// The controllers' result, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

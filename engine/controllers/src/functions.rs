@@ -2,17 +2,17 @@
 //!
 //! A Composition revision composes either natively (a compiled `mode: Resources` form, rendered
 //! by [`strata_core::render`]) or through a function pipeline kept as written
-//! (`spec.pipeline`, a step Strata does not run in-process): [`Composer`] is that choice, made
+//! (`spec.pipeline`, a step Strata does not run in-process): `Composer` is that choice, made
 //! once per revision. A pipeline runs with the same runner as `strata render`
 //! ([`strata_functions::run::run_pipeline`]): native steps in-process, every other step called
 //! over gRPC at the endpoint the operator configured for its Function ([`FunctionSettings`]),
 //! with the TTL response cache in front. Its outcome is turned into the [`RenderOutput`] the XR
 //! controller applies, so applying, pruning, readiness and connection details are one code path
 //! for both; what only pipelines have (step results, function conditions, the TTL, the graph
-//! edges) travels beside it in [`PipelineOutcome`].
+//! edges) travels beside it in `PipelineOutcome`.
 //!
 //! Steps are native by their Function's package (the `pkg.crossplane.io` Functions
-//! [`crate::package`] sees), or without a Function object by their input kind (and auto-ready by
+//! the `package` controller sees), or without a Function object by their input kind (and auto-ready by
 //! its name), as `strata render` decides.
 //! Required resources are read live from the API server, required schemas from the CRD that
 //! serves the kind. A step's `credentials` are read from their Secrets for each run and never
@@ -66,12 +66,12 @@ impl Default for FunctionSettings {
 const CACHE_CAPACITY: usize = 4096;
 
 /// The function runner the XR controllers share.
-pub struct Functions {
+pub(crate) struct Functions {
     runner: Cached<GrpcFunctions>,
 }
 
 impl Functions {
-    pub fn new(settings: &FunctionSettings) -> Result<Self, CallError> {
+    pub(crate) fn new(settings: &FunctionSettings) -> Result<Self, CallError> {
         let grpc = GrpcFunctions::new(settings.endpoints.clone(), settings.timeout)?;
         Ok(Self {
             runner: Cached::new(grpc, CACHE_CAPACITY),
@@ -81,7 +81,7 @@ impl Functions {
 
 /// How one Composition revision composes.
 #[derive(Debug)]
-pub enum Composer {
+pub(crate) enum Composer {
     Native(Box<CompiledComposition>),
     Pipeline(Pipeline),
 }
@@ -90,7 +90,7 @@ impl Composer {
     /// Compiles a revision's Composition: its pipeline when it keeps one, else its resources.
     /// A step is native by its Function's package (`packages`, by Function name), else by its
     /// input kind.
-    pub fn compile(
+    pub(crate) fn compile(
         name: &str,
         spec: &CompositionSpec,
         packages: &BTreeMap<String, String>,
@@ -123,7 +123,7 @@ impl Composer {
 
     /// The deletion waves (template names, dependents first) a native Composition gives;
     /// `None` for a pipeline, whose graph is recorded on the composed resources instead.
-    pub fn deletion_waves(&self) -> Option<Vec<Vec<String>>> {
+    pub(crate) fn deletion_waves(&self) -> Option<Vec<Vec<String>>> {
         let Composer::Native(c) = self else {
             return None;
         };
@@ -137,7 +137,7 @@ impl Composer {
     }
 
     /// How many render rounds one pass may take at most.
-    pub fn round_bound(&self) -> usize {
+    pub(crate) fn round_bound(&self) -> usize {
         match self {
             Composer::Native(c) => c.resources.len(),
             // Every step may release at most what it produced; the graph is known after a run.
@@ -147,19 +147,19 @@ impl Composer {
 }
 
 /// What a pipeline run gives the XR controller.
-pub struct PipelineOutcome {
-    pub output: RenderOutput,
-    pub results: Vec<StepResult>,
+pub(crate) struct PipelineOutcome {
+    pub(crate) output: RenderOutput,
+    pub(crate) results: Vec<StepResult>,
     /// The shortest TTL a function asked for: the XR is looked at again by then.
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
 }
 
 /// How many results are kept in the XR's status, and how long a message may be there.
-pub const MAX_KEPT_RESULTS: usize = 16;
+pub(crate) const MAX_KEPT_RESULTS: usize = 16;
 const MAX_RESULT_MESSAGE: usize = 1024;
 
 /// Runs the pipeline for one XR.
-pub async fn run(
+pub(crate) async fn run(
     functions: &Functions,
     kinds: &Kinds,
     pipeline: &Pipeline,
@@ -298,7 +298,7 @@ fn add_conditions(status: &mut Value, conditions: &[FunctionCondition]) {
 
 /// The results kept in the XR's status (`status.functionResults`): the newest
 /// [`MAX_KEPT_RESULTS`], messages cut at 1 KiB, so a failure stays visible after its event.
-pub fn kept_results(results: &[StepResult]) -> Value {
+pub(crate) fn kept_results(results: &[StepResult]) -> Value {
     let skip = results.len().saturating_sub(MAX_KEPT_RESULTS);
     Value::Array(
         results[skip..]
@@ -328,7 +328,7 @@ pub fn kept_results(results: &[StepResult]) -> Value {
 }
 
 /// A severity as Kubernetes events and Crossplane's conditions name it.
-pub fn severity(s: Severity) -> &'static str {
+pub(crate) fn severity(s: Severity) -> &'static str {
     match s {
         Severity::Fatal => "Fatal",
         Severity::Warning => "Warning",
@@ -454,7 +454,7 @@ impl RequiredResources for LiveResources<'_> {
 /// The template names of composed resources in deletion waves (dependents first), from the
 /// predecessors each one recorded (`strata.dev/depends-on`). Unknown names are ignored; a cycle
 /// (only possible by hand-edited annotations) puts the rest in one last wave.
-pub fn waves_from_dependencies(recorded: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
+pub(crate) fn waves_from_dependencies(recorded: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
     let names: Vec<&str> = recorded.iter().map(|(n, _)| n.as_str()).collect();
     let mut remaining: Vec<&str> = names.clone();
     let mut waves = Vec::new();
@@ -482,7 +482,7 @@ pub fn waves_from_dependencies(recorded: &[(String, Vec<String>)]) -> Vec<Vec<St
 }
 
 /// The predecessors a composed object recorded.
-pub fn recorded_dependencies(object: &DynamicObject) -> Vec<String> {
+pub(crate) fn recorded_dependencies(object: &DynamicObject) -> Vec<String> {
     object
         .metadata
         .annotations

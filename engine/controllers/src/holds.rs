@@ -29,7 +29,7 @@ const SHOWN: usize = 3;
 
 /// Why one composed resource holds the XR back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Hold {
+pub(crate) enum Hold {
     /// A `Required` patch's source is missing: the resource is not created until it exists.
     RequiredSource(RequiredSource),
     /// The managed runtime's create-pending guard stopped the resource.
@@ -45,7 +45,7 @@ pub enum Hold {
 
 impl Hold {
     /// The explanation that follows the template name in the Ready message.
-    pub fn explain(&self) -> String {
+    pub(crate) fn explain(&self) -> String {
         match self {
             Hold::RequiredSource(r) => r.explain(),
             Hold::CreatePending { kind, name } => format!(
@@ -72,7 +72,7 @@ impl Hold {
     }
 
     /// The reason of the Warning event this hold deserves, if any.
-    pub fn event_reason(&self) -> Option<&'static str> {
+    pub(crate) fn event_reason(&self) -> Option<&'static str> {
         match self {
             Hold::RequiredSource(_) => Some(wire::REASON_REQUIRED_SOURCE_MISSING),
             Hold::CreatePending { .. } => Some(wire::REASON_EXTERNAL_CREATE_PENDING),
@@ -83,7 +83,7 @@ impl Hold {
 
 /// What holds each unready resource back, by template name; resources merely in progress
 /// (created, not Ready yet, nothing wrong) are not listed.
-pub fn holds(output: &RenderOutput, observed: &ObservedResources) -> BTreeMap<String, Hold> {
+pub(crate) fn holds(output: &RenderOutput, observed: &ObservedResources) -> BTreeMap<String, Hold> {
     let mut out = BTreeMap::new();
     for name in &output.unready {
         let required = output
@@ -143,7 +143,7 @@ fn entry(name: &str, hold: &Hold) -> String {
 /// The XR's `Ready=False` condition naming `unready` with each hold explained (explained ones
 /// first, so they are never cut off), or `None` when nothing is held: the render's condition
 /// stands as it is.
-pub fn ready_condition(unready: &[String], holds: &BTreeMap<String, Hold>) -> Option<Value> {
+pub(crate) fn ready_condition(unready: &[String], holds: &BTreeMap<String, Hold>) -> Option<Value> {
     if holds.is_empty() {
         return None;
     }
@@ -167,7 +167,7 @@ pub fn ready_condition(unready: &[String], holds: &BTreeMap<String, Hold>) -> Op
 
 /// The Warning events (reason, note) the holds call for that the observed XR's `Ready`
 /// message (`observed_ready`) does not say yet.
-pub fn new_events(
+pub(crate) fn new_events(
     holds: &BTreeMap<String, Hold>,
     observed_ready: Option<&str>,
 ) -> Vec<(&'static str, String)> {
@@ -186,7 +186,7 @@ pub fn new_events(
 }
 
 /// The message of the observed XR's `Ready` condition.
-pub fn observed_ready_message(xr: &Value) -> Option<&str> {
+pub(crate) fn observed_ready_message(xr: &Value) -> Option<&str> {
     xr.pointer("/status/conditions")?
         .as_array()?
         .iter()

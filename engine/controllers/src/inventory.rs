@@ -11,16 +11,16 @@ use serde_json::{Value, json};
 
 /// A reference to one composed resource, as recorded in `spec.resourceRefs`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ResourceRef {
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
-    pub namespace: Option<String>,
+pub(crate) struct ResourceRef {
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) namespace: Option<String>,
 }
 
 impl ResourceRef {
     /// Reads a reference from a composed object (desired or observed).
-    pub fn of(object: &Value) -> Option<Self> {
+    pub(crate) fn of(object: &Value) -> Option<Self> {
         let s = |p: &str| object.pointer(p).and_then(Value::as_str).map(str::to_owned);
         Some(Self {
             api_version: s("/apiVersion")?,
@@ -33,7 +33,7 @@ impl ResourceRef {
     /// Reads the recorded inventory of an XR (`spec.resourceRefs`, or `spec.crossplane.resourceRefs`
     /// in the v2 shape); malformed entries are skipped. A namespaced XR
     /// records references without a namespace (its CRD has no such field): they are in its own.
-    pub fn list_of(xr: &Value) -> Vec<Self> {
+    pub(crate) fn list_of(xr: &Value) -> Vec<Self> {
         let own = xr.pointer("/metadata/namespace").and_then(Value::as_str);
         let mut refs = Self::recorded(xr);
         for r in &mut refs {
@@ -46,7 +46,7 @@ impl ResourceRef {
 
     /// The inventory as `spec.resourceRefs` of an XR in `xr_namespace` (namespaced XRs record
     /// no namespace).
-    pub fn to_inventory(refs: &[Self], xr_namespace: Option<&str>) -> Vec<Value> {
+    pub(crate) fn to_inventory(refs: &[Self], xr_namespace: Option<&str>) -> Vec<Value> {
         refs.iter()
             .map(|r| {
                 let mut v = r.to_value();
@@ -77,7 +77,7 @@ impl ResourceRef {
             .collect()
     }
 
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let mut v = json!({"apiVersion": self.api_version, "kind": self.kind, "name": self.name});
         if let (Some(ns), Some(o)) = (&self.namespace, v.as_object_mut()) {
             o.insert("namespace".into(), Value::String(ns.clone()));
@@ -86,7 +86,7 @@ impl ResourceRef {
     }
 
     /// `kind/name` or `kind/namespace/name`, for messages.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match &self.namespace {
             Some(ns) => format!("{} {}/{}", self.kind, ns, self.name),
             None => format!("{} {}", self.kind, self.name),
@@ -97,7 +97,7 @@ impl ResourceRef {
 /// The inventory to record before applying: every desired resource in apply order, then the
 /// recorded ones that are no longer desired (kept until pruned), so a crash mid-pass never
 /// leaves an object the XR does not know about.
-pub fn before_apply(recorded: &[ResourceRef], desired: &[ResourceRef]) -> Vec<ResourceRef> {
+pub(crate) fn before_apply(recorded: &[ResourceRef], desired: &[ResourceRef]) -> Vec<ResourceRef> {
     let mut out: Vec<ResourceRef> = Vec::with_capacity(recorded.len() + desired.len());
     for r in desired.iter().chain(recorded) {
         if !out.contains(r) {
@@ -109,7 +109,7 @@ pub fn before_apply(recorded: &[ResourceRef], desired: &[ResourceRef]) -> Vec<Re
 
 /// What to do with recorded resources that left the desired set.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Prune {
+pub(crate) enum Prune {
     /// Some apply of this pass failed (or the render did not complete): keep everything.
     Hold { stale: Vec<ResourceRef> },
     /// Delete these, then record `keep` as the inventory.
@@ -120,7 +120,7 @@ pub enum Prune {
 }
 
 /// Decides pruning. `all_applied` is true only when every apply of the pass succeeded.
-pub fn prune(recorded: &[ResourceRef], desired: &[ResourceRef], all_applied: bool) -> Prune {
+pub(crate) fn prune(recorded: &[ResourceRef], desired: &[ResourceRef], all_applied: bool) -> Prune {
     let wanted: BTreeSet<&ResourceRef> = desired.iter().collect();
     let stale: Vec<ResourceRef> = recorded
         .iter()
@@ -138,7 +138,7 @@ pub fn prune(recorded: &[ResourceRef], desired: &[ResourceRef], all_applied: boo
 
 /// One recorded composed resource during deletion.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Observation {
+pub(crate) enum Observation {
     Absent,
     /// Present; `deleting` when it already has a deletionTimestamp.
     Present {
@@ -149,7 +149,7 @@ pub enum Observation {
 
 /// The next step of an ordered deletion.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeletionStep {
+pub(crate) enum DeletionStep {
     /// Issue deletes for these (the current wave's members not yet deleting).
     Delete { wave: usize, refs: Vec<ResourceRef> },
     /// The current wave is deleting; wait until it is gone.
@@ -164,7 +164,7 @@ pub enum DeletionStep {
 /// Decides the next deletion step. `waves` are template names, first wave first (dependents
 /// before dependencies); `None` means the Composition is gone and everything goes at once.
 /// Resources whose template is not in any wave go in the first wave.
-pub fn deletion_step(
+pub(crate) fn deletion_step(
     waves: Option<&[Vec<String>]>,
     observed: &[(ResourceRef, Observation)],
 ) -> DeletionStep {

@@ -15,7 +15,9 @@ use crate::inventory::ResourceRef;
 /// A resolved kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Kind {
+    /// Group, version, kind and plural, for the dynamic API.
     pub resource: ApiResource,
+    /// Whether objects of the kind live in a namespace.
     pub namespaced: bool,
 }
 
@@ -33,6 +35,7 @@ pub fn gvk(api_version: &str, kind: &str) -> GroupVersionKind {
 }
 
 impl Kinds {
+    /// An empty cache that discovers through `client`.
     pub fn new(client: Client) -> Self {
         Self {
             client,
@@ -45,6 +48,10 @@ impl Kinds {
         self.client.clone()
     }
 
+    /// The API resource of `kind` in `api_version` (`group/version`, or `v1`), from the cache
+    /// or by discovery. A kind the API server does not serve (yet) is an
+    /// [`ErrorClass::Waiting`](crate::ErrorClass::Waiting) error; other discovery failures are
+    /// API errors.
     pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<Kind> {
         let key = (api_version.to_owned(), kind.to_owned());
         if let Some(k) = self
@@ -102,7 +109,7 @@ impl Kinds {
     }
 
     /// The dynamic API for one referenced object, checking namespace against scope.
-    pub async fn api_for(&self, r: &ResourceRef) -> Result<(Api<DynamicObject>, Kind)> {
+    pub(crate) async fn api_for(&self, r: &ResourceRef) -> Result<(Api<DynamicObject>, Kind)> {
         let kind = self.resolve(&r.api_version, &r.kind).await?;
         let api = match (&r.namespace, kind.namespaced) {
             (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &kind.resource),

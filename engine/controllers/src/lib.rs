@@ -1,47 +1,51 @@
 //! Strata's controllers: all of the engine's Kubernetes I/O.
 //!
-//! - [`xrd`]: XRD → XR CRD (+ claim CRD), and one XR (and claim) controller per XRD;
+//! - `xrd`: XRD → XR CRD (+ claim CRD), and one XR (and claim) controller per XRD;
 //! - [`xr`]: composes each XR with [`strata_core::render::render`] or its function pipeline
 //!   ([`functions`]), applies in graph order,
 //!   prunes after clean passes, deletes in reverse waves from the recorded inventory;
 //! - [`claim`]: binds claims to XRs and copies status and connection Secrets back;
-//! - [`composition`]: snapshots every Composition change as a CompositionRevision;
-//! - [`mirror`]: serves Crossplane's own kinds by converting each into the native one
-//!   ([`crossplane`] decides), unless Crossplane itself runs on the cluster;
-//! - [`package`]: `pkg.crossplane.io` Functions' status: how each is reached.
+//! - `composition`: snapshots every Composition change as a CompositionRevision;
+//! - `mirror`: serves Crossplane's own kinds by converting each into the native one
+//!   (`crossplane` decides), unless Crossplane itself runs on the cluster;
+//! - `package`: `pkg.crossplane.io` Functions' status: how each is reached.
 //!
-//! The decisions are pure modules ([`select`], [`inventory`], [`revision`], [`binding`],
-//! [`environment`], [`conditions`], [`shape`], [`crossplane`]), unit-tested; the controllers
+//! The decisions are pure modules (`select`, `inventory`, `revision`, `binding`,
+//! `environment`, `conditions`, `shape`, `crossplane`), unit-tested; the controllers
 //! observe, call them, then act.
 //! [`run`] starts everything on one `kube::Client`, so `strata run` (any cluster) and
 //! `strata up` (the embedded control plane) share one code path.
+//!
+//! The public surface is what the binary, the benchmarks and the integration tests use:
+//! [`run`] and its [`Settings`], the clients, [`trace`], the [`shared`] caches and one XR
+//! reconcile ([`xr::reconcile`]) for tests that drive a pass by hand. Everything else is
+//! private to the crate.
 
-// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod binding;
+mod binding;
 pub mod claim;
-pub mod composition;
-pub mod conditions;
-pub mod crossplane;
-pub mod environment;
-pub mod error;
+mod composition;
+mod conditions;
+mod crossplane;
+mod environment;
+mod error;
 pub mod functions;
-pub mod holds;
-pub mod inventory;
+mod holds;
+mod inventory;
 pub mod kinds;
 pub use strata_leader as leader;
 pub mod metrics;
-pub mod mirror;
-pub mod package;
-pub mod revision;
-pub mod roles;
-pub mod select;
-pub mod shape;
+mod mirror;
+mod package;
+mod revision;
+mod roles;
+mod select;
+mod shape;
 pub mod shared;
 pub mod trace;
 pub mod xr;
-pub mod xrd;
+mod xrd;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -84,11 +88,11 @@ pub struct Settings {
     /// thousands of claims arrive together, at no cost in throughput on a few cores.
     pub concurrency: u16,
     /// Write, per XRD, the ClusterRoles that aggregate its claim kinds (and namespaced XR kinds)
-    /// into Kubernetes' `edit` and `view` ([`roles`]). Needs the right to create ClusterRoles
+    /// into Kubernetes' `edit` and `view`. Needs the right to create ClusterRoles
     /// with those rules, so it is off unless asked for (`strata up` asks).
     pub aggregate_to_user_roles: bool,
     /// Write, per XRD, a ClusterRole labelled `rbac.strata.dev/aggregate-to-controllers` that
-    /// grants its XR and claim kinds to the controllers' own role ([`roles`]): on `strata up`
+    /// grants its XR and claim kinds to the controllers' own role: on `strata up`
     /// the controllers hold only what that role aggregates. Needs the right to create
     /// ClusterRoles (with `escalate`), so it is off unless asked for (`strata up` asks).
     pub aggregate_to_controllers: bool,
@@ -114,7 +118,13 @@ impl Default for Settings {
     }
 }
 
-/// Runs every controller until `shutdown` resolves.
+/// Runs every controller until `shutdown` resolves: the XRD and Composition controllers,
+/// through them one XR (and claim) controller per XRD, and Crossplane's kinds when Crossplane
+/// itself does not serve them.
+///
+/// With leader election, first waits for the Lease (returning `Ok` if shut down meanwhile).
+/// Fails when the CRDs cannot be installed, the caches do not sync, the metrics server fails,
+/// or the Lease is lost: the process should stop rather than risk two replicas writing.
 pub async fn run(
     client: Client,
     settings: Settings,
@@ -270,8 +280,6 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A client from a kubeconfig file, or inferred (`KUBECONFIG`, `~/.kube/config`, in-cluster)
-/// when `kubeconfig` is `None`.
 /// A client from a kubeconfig held in memory (YAML), as `strata up` hands its controllers
 /// their own identity without writing it to disk.
 pub async fn client_from_kubeconfig_yaml(yaml: &str) -> Result<Client> {
@@ -286,6 +294,9 @@ pub async fn client_from_kubeconfig_yaml(yaml: &str) -> Result<Client> {
         .map_err(|e| Error::kube("creating a client for", "the Kubernetes API", e))
 }
 
+/// A client from a kubeconfig file, or inferred (`KUBECONFIG`, `~/.kube/config`, in-cluster)
+/// when `kubeconfig` is `None`. An unreadable or invalid configuration is an
+/// [`Error::Invalid`] naming the file, if there is one.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
     install_crypto_provider();
     let config = match kubeconfig {

@@ -54,11 +54,12 @@ impl Metrics {
         }
     }
 
-    pub fn set_ready(&self) {
+    /// `/readyz` answers 200 from now on.
+    pub(crate) fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 

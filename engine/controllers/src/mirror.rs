@@ -25,18 +25,18 @@ use crate::error::{Error, Result};
 use crate::shared::{self, Shared};
 
 /// The metrics name of these controllers.
-pub const CONTROLLER: &str = "crossplane";
+pub(crate) const CONTROLLER: &str = "crossplane";
 
 /// What one mirror controller needs.
-pub struct MirrorContext {
-    pub shared: Arc<Shared>,
-    pub kind: CrossplaneKind,
+pub(crate) struct MirrorContext {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) kind: CrossplaneKind,
 }
 
 /// Decides whether to serve Crossplane's kinds, installing their CRDs when `install` is set.
 /// Returns `false` (after one clear error log) when another owner's CRDs are in the way, or
 /// when the CRDs are absent and not to be installed.
-pub async fn prepare(client: &kube::Client, install: bool) -> Result<bool> {
+pub(crate) async fn prepare(client: &kube::Client, install: bool) -> Result<bool> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut observed = Vec::new();
     for kind in CrossplaneKind::ALL {
@@ -66,7 +66,7 @@ pub async fn prepare(client: &kube::Client, install: bool) -> Result<bool> {
 }
 
 /// Runs one mirror controller per Crossplane kind until `stopped` resolves.
-pub async fn run<F, S>(shared: Arc<Shared>, stopped: S)
+pub(crate) async fn run<F, S>(shared: Arc<Shared>, stopped: S)
 where
     S: Fn() -> F,
     F: std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -89,11 +89,15 @@ where
     futures_util::future::join_all(controllers).await;
 }
 
-pub fn error_policy(_obj: Arc<DynamicObject>, error: &Error, ctx: Arc<MirrorContext>) -> Action {
+pub(crate) fn error_policy(
+    _obj: Arc<DynamicObject>,
+    error: &Error,
+    ctx: Arc<MirrorContext>,
+) -> Action {
     Action::requeue(error.retry_after(ctx.shared.settings.resync))
 }
 
-pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<MirrorContext>) -> Result<Action> {
+pub(crate) async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<MirrorContext>) -> Result<Action> {
     let start = Instant::now();
     let result = mirror(&obj, &ctx).await;
     ctx.shared

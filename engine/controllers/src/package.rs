@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::shared::{self, Shared};
 
 /// The metrics name of this controller.
-pub const CONTROLLER: &str = "function";
+pub(crate) const CONTROLLER: &str = "function";
 const INSTALLED: &str = "Installed";
 const HEALTHY: &str = "Healthy";
 /// How often a Function's health is looked at again.
@@ -35,7 +35,7 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `pkg.crossplane.io/v1 Function`.
-pub fn resource() -> ApiResource {
+pub(crate) fn resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(wire::CROSSPLANE_GROUP_PKG, "v1", "Function"),
         "functions",
@@ -44,7 +44,7 @@ pub fn resource() -> ApiResource {
 
 /// How Strata reaches a Function.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reach {
+pub(crate) enum Reach {
     /// Its package is one Strata runs in-process.
     Native(NativeFunction),
     /// The operator configured an endpoint for it.
@@ -53,7 +53,7 @@ pub enum Reach {
 }
 
 /// Decides how a Function is reached: by its package, then by the operator's configuration.
-pub fn reach(package: &str, endpoint: Option<&str>) -> Reach {
+pub(crate) fn reach(package: &str, endpoint: Option<&str>) -> Reach {
     if let Some(native) = NativeFunction::from_package(package) {
         return Reach::Native(native);
     }
@@ -64,7 +64,7 @@ pub fn reach(package: &str, endpoint: Option<&str>) -> Reach {
 }
 
 /// The conditions a Function gets; `reachable` is whether its endpoint accepted a connection.
-pub fn conditions_for(name: &str, reach: &Reach, reachable: bool) -> Vec<Wanted> {
+pub(crate) fn conditions_for(name: &str, reach: &Reach, reachable: bool) -> Vec<Wanted> {
     match reach {
         Reach::Native(n) => vec![
             Wanted::yes(INSTALLED, "ActivePackageRevision"),
@@ -103,7 +103,7 @@ pub fn conditions_for(name: &str, reach: &Reach, reachable: bool) -> Vec<Wanted>
 }
 
 /// Runs the Function controller until `stopped` resolves.
-pub async fn run<F>(shared: Arc<Shared>, stopped: F)
+pub(crate) async fn run<F>(shared: Arc<Shared>, stopped: F)
 where
     F: std::future::Future<Output = ()> + Send + Sync + 'static,
 {

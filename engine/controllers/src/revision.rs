@@ -8,13 +8,13 @@ use sha2::{Digest, Sha256};
 const SHORT_HASH: usize = 7;
 
 /// The content hash of a Composition spec (its JSON with sorted keys).
-pub fn spec_hash(spec: &Value) -> String {
+pub(crate) fn spec_hash(spec: &Value) -> String {
     let digest = Sha256::digest(spec.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `<composition>-<short hash>`, shortened to stay a valid 63-character name.
-pub fn revision_name(composition: &str, hash: &str) -> String {
+pub(crate) fn revision_name(composition: &str, hash: &str) -> String {
     let short = &hash[..SHORT_HASH.min(hash.len())];
     let keep = 63 - SHORT_HASH - 1;
     let prefix: String = composition.chars().take(keep).collect();
@@ -23,7 +23,7 @@ pub fn revision_name(composition: &str, hash: &str) -> String {
 
 /// What the revision controller must do for a Composition.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RevisionStep {
+pub(crate) enum RevisionStep {
     /// The newest revision already snapshots this spec.
     UpToDate,
     /// Create a new revision.
@@ -33,7 +33,11 @@ pub enum RevisionStep {
 }
 
 /// Decides from the revisions that exist for the Composition, as `(name, revision)`.
-pub fn plan_revision(composition: &str, hash: &str, existing: &[(String, i64)]) -> RevisionStep {
+pub(crate) fn plan_revision(
+    composition: &str,
+    hash: &str,
+    existing: &[(String, i64)],
+) -> RevisionStep {
     let name = revision_name(composition, hash);
     let newest = existing.iter().map(|(_, n)| *n).max().unwrap_or(0);
     match existing.iter().find(|(n, _)| *n == name) {
@@ -52,7 +56,7 @@ pub fn plan_revision(composition: &str, hash: &str, existing: &[(String, i64)]) 
 /// The revisions to garbage-collect: all but the newest `limit` by number. The newest revision
 /// and every revision in `in_use` (pinned or rendered with by an XR) are always kept, so the
 /// history can grow past `limit` while XRs hold on to old revisions. Sorted by name.
-pub fn to_collect(
+pub(crate) fn to_collect(
     existing: &[(String, i64)],
     limit: usize,
     in_use: &std::collections::BTreeSet<String>,

@@ -22,17 +22,18 @@ use strata_core::wire;
 use crate::conditions;
 use crate::error::{Error, Result};
 
-pub const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
-pub const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
-pub const CROSSPLANE_AGGREGATE_TO_EDIT: &str = "rbac.crossplane.io/aggregate-to-edit";
-pub const CROSSPLANE_AGGREGATE_TO_VIEW: &str = "rbac.crossplane.io/aggregate-to-view";
+pub(crate) const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
+pub(crate) const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
+pub(crate) const CROSSPLANE_AGGREGATE_TO_EDIT: &str = "rbac.crossplane.io/aggregate-to-edit";
+pub(crate) const CROSSPLANE_AGGREGATE_TO_VIEW: &str = "rbac.crossplane.io/aggregate-to-view";
 /// A ClusterRole with this label grants its rules to Strata's controllers (`strata up`'s
 /// `strata:controllers` role aggregates it).
-pub const AGGREGATE_TO_CONTROLLERS: &str = "rbac.strata.dev/aggregate-to-controllers";
+pub(crate) const AGGREGATE_TO_CONTROLLERS: &str = "rbac.strata.dev/aggregate-to-controllers";
 /// Crossplane's label for the same purpose, which `strata up` accepts too.
-pub const CROSSPLANE_AGGREGATE_TO_CROSSPLANE: &str = "rbac.crossplane.io/aggregate-to-crossplane";
+pub(crate) const CROSSPLANE_AGGREGATE_TO_CROSSPLANE: &str =
+    "rbac.crossplane.io/aggregate-to-crossplane";
 /// Names the XRD a role was made for.
-pub const LABEL_XRD: &str = "rbac.crossplane.io/xrd";
+pub(crate) const LABEL_XRD: &str = "rbac.crossplane.io/xrd";
 
 const READ: [&str; 3] = ["get", "list", "watch"];
 const CONTROL: [&str; 7] = [
@@ -51,7 +52,7 @@ fn namespaced_plurals(xrd: &CompositeResourceDefinition) -> Vec<String> {
 }
 
 /// The ClusterRoles for `xrd` (none when it has no namespaced kind), in the form applied.
-pub fn user_roles(xrd: &CompositeResourceDefinition) -> Vec<Value> {
+pub(crate) fn user_roles(xrd: &CompositeResourceDefinition) -> Vec<Value> {
     let plurals = namespaced_plurals(xrd);
     if plurals.is_empty() {
         return Vec::new();
@@ -88,7 +89,7 @@ pub fn user_roles(xrd: &CompositeResourceDefinition) -> Vec<Value> {
 }
 
 /// The ClusterRole granting the controllers the XRD's XR kind and claim kind (with status).
-pub fn controller_role(xrd: &CompositeResourceDefinition) -> Value {
+pub(crate) fn controller_role(xrd: &CompositeResourceDefinition) -> Value {
     let name = xrd.name_any();
     let spec = &xrd.spec;
     let resources: Vec<String> = std::iter::once(&spec.names.plural)
@@ -109,7 +110,7 @@ pub fn controller_role(xrd: &CompositeResourceDefinition) -> Value {
 
 /// Applies the roles of `xrd` (the controllers' one when `controllers`, then the `edit`/`view`
 /// ones when `users`) that differ from the API server's; writes nothing otherwise.
-pub async fn apply(
+pub(crate) async fn apply(
     client: &Client,
     xrd: &CompositeResourceDefinition,
     controllers: bool,

@@ -16,28 +16,28 @@ use strata_core::model::UpdatePolicy;
 
 /// What selection needs to know about one Composition.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CompositionCandidate {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
+pub(crate) struct CompositionCandidate {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
     /// `compositeTypeRef` as `apiVersion` and `kind`.
-    pub composite_api_version: String,
-    pub composite_kind: String,
+    pub(crate) composite_api_version: String,
+    pub(crate) composite_kind: String,
 }
 
 /// The selection-relevant fields of an XR and its XRD.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SelectionInput {
-    pub api_version: String,
-    pub kind: String,
-    pub enforced_ref: Option<String>,
-    pub composition_ref: Option<String>,
-    pub selector: Option<BTreeMap<String, String>>,
-    pub default_ref: Option<String>,
+pub(crate) struct SelectionInput {
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
+    pub(crate) enforced_ref: Option<String>,
+    pub(crate) composition_ref: Option<String>,
+    pub(crate) selector: Option<BTreeMap<String, String>>,
+    pub(crate) default_ref: Option<String>,
 }
 
 /// Why no Composition could be chosen.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SelectError {
+pub(crate) enum SelectError {
     #[error("Composition `{name}` ({source_field}) does not exist")]
     Missing {
         name: String,
@@ -57,7 +57,7 @@ pub enum SelectError {
 }
 
 /// Chooses the Composition for an XR.
-pub fn select_composition(
+pub(crate) fn select_composition(
     input: &SelectionInput,
     candidates: &[CompositionCandidate],
 ) -> Result<String, SelectError> {
@@ -116,15 +116,15 @@ pub fn select_composition(
 
 /// A CompositionRevision as revision selection sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RevisionCandidate {
-    pub name: String,
-    pub composition: String,
-    pub revision: i64,
+pub(crate) struct RevisionCandidate {
+    pub(crate) name: String,
+    pub(crate) composition: String,
+    pub(crate) revision: i64,
 }
 
 /// True when a revision's labels satisfy the XR's `spec.compositionRevisionSelector.matchLabels`
 /// (no selector matches everything).
-pub fn revision_matches(
+pub(crate) fn revision_matches(
     labels: &BTreeMap<String, String>,
     selector: Option<&BTreeMap<String, String>>,
 ) -> bool {
@@ -133,7 +133,7 @@ pub fn revision_matches(
 
 /// Chooses the revision an XR renders with, or `None` while the chosen Composition has no
 /// revision yet (the revision controller has not caught up).
-pub fn select_revision(
+pub(crate) fn select_revision(
     composition: &str,
     policy: UpdatePolicy,
     pinned: Option<&str>,

@@ -8,7 +8,7 @@ use strata_core::model::XrScope;
 
 /// The shape of an XR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// Machinery under `spec`.
     V1,
     /// Machinery under `spec.crossplane`.
@@ -17,7 +17,7 @@ pub enum Shape {
 
 impl Shape {
     /// The shape an XRD's scope gives its XRs.
-    pub fn of(scope: Option<XrScope>) -> Self {
+    pub(crate) fn of(scope: Option<XrScope>) -> Self {
         if scope.unwrap_or_default().is_legacy() {
             Shape::V1
         } else {
@@ -26,7 +26,7 @@ impl Shape {
     }
 
     /// The shape of an XR read without its XRD: v2 when it has a `spec.crossplane` object.
-    pub fn observed(xr: &Value) -> Self {
+    pub(crate) fn observed(xr: &Value) -> Self {
         if xr.pointer("/spec/crossplane").is_some_and(Value::is_object) {
             Shape::V2
         } else {
@@ -35,7 +35,7 @@ impl Shape {
     }
 
     /// The JSON pointer of a machinery field (`compositionRef`, `resourceRefs`, ...).
-    pub fn pointer(self, field: &str) -> String {
+    pub(crate) fn pointer(self, field: &str) -> String {
         match self {
             Shape::V1 => format!("/spec/{field}"),
             Shape::V2 => format!("/spec/crossplane/{field}"),
@@ -43,7 +43,7 @@ impl Shape {
     }
 
     /// Machinery fields as the content of a `spec` patch.
-    pub fn spec_patch(self, fields: Map<String, Value>) -> Map<String, Value> {
+    pub(crate) fn spec_patch(self, fields: Map<String, Value>) -> Map<String, Value> {
         match self {
             Shape::V1 => fields,
             Shape::V2 => Map::from_iter([("crossplane".to_owned(), Value::Object(fields))]),

@@ -25,7 +25,7 @@ use crate::kinds::Kinds;
 use crate::metrics::Metrics;
 
 /// A compiled revision, or why it does not compile (cached too: revisions are immutable).
-pub type Compiled = Arc<std::result::Result<Composer, String>>;
+pub(crate) type Compiled = Arc<std::result::Result<Composer, String>>;
 
 /// Where the composed-resource watches send an XR that needs a reconcile.
 type Route = (
@@ -34,30 +34,30 @@ type Route = (
     mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
 );
 
+/// What every controller of one process shares, started once by [`Shared::start`]: the caches
+/// the controllers read, the compiled revisions, the routes from composed kinds back to their
+/// XRs, and what the API server said the controllers may do. Dropping it stops its watches.
 pub struct Shared {
-    pub client: Client,
-    pub settings: Settings,
-    pub metrics: Arc<Metrics>,
-    pub kinds: Kinds,
+    pub(crate) client: Client,
+    pub(crate) settings: Settings,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) kinds: Kinds,
     /// Event recorders, one per shard of regarded objects (see [`RECORDER_SHARDS`]).
     recorders: Vec<Recorder>,
-    pub compositions: Store<Composition>,
-    pub revisions: Store<CompositionRevision>,
-    pub environments: Store<EnvironmentConfig>,
+    pub(crate) compositions: Store<Composition>,
+    pub(crate) revisions: Store<CompositionRevision>,
+    pub(crate) environments: Store<EnvironmentConfig>,
     /// Calls the functions of pipeline Compositions.
-    pub functions: Functions,
+    pub(crate) functions: Functions,
     /// The package of every `pkg.crossplane.io` Function by name, with a generation that
     /// changes with them (kept by [`crate::package`]).
-    pub function_packages: std::sync::RwLock<(u64, BTreeMap<String, String>)>,
+    pub(crate) function_packages: std::sync::RwLock<(u64, BTreeMap<String, String>)>,
     compiled: Mutex<HashMap<String, Compiled>>,
     watched: Mutex<HashSet<(String, String)>>,
     routes: Arc<Mutex<HashMap<(String, String), Route>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Statuses this process wrote, so a reconcile on a cache that has not caught up with our
-    /// own write does not send the same status again.
-    pub written: WriteMemo,
     /// The objects our own writes returned, read instead of a cache that lags behind them.
-    pub newest: Newest,
+    pub(crate) newest: Newest,
     /// What the API server said these controllers may do (`SelfSubjectAccessReview`), allowed
     /// answers only: a grant is looked up once, a denial again at every pass until granted.
     allowed: Mutex<HashSet<Access>>,
@@ -70,9 +70,13 @@ pub struct Shared {
 /// One permission: verb, API group, resource (plural) and namespace ("" at cluster scope).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Access {
+    /// The verb, e.g. `create` or `patch`.
     pub verb: &'static str,
+    /// The API group; empty for the core group.
     pub group: String,
+    /// The resource's plural name, e.g. `configmaps`.
     pub resource: String,
+    /// The namespace; empty at cluster scope.
     pub namespace: String,
 }
 
@@ -99,8 +103,11 @@ impl Access {
 /// A write the controllers may not make: the permission, the object's name and who asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
+    /// The permission that is missing.
     pub access: Access,
+    /// The object the write was for.
     pub name: String,
+    /// The user the controllers act as, as the API server names it.
     pub user: String,
 }
 
@@ -123,7 +130,7 @@ type Listeners = Arc<Mutex<Vec<mpsc::UnboundedSender<()>>>>;
 /// Versions are only compared for equality, as the API requires: a version we neither wrote
 /// nor superseded is newer than ours (someone else wrote), and the entry is dropped.
 #[derive(Default)]
-pub struct Newest(Mutex<HashMap<String, Superseding>>);
+pub(crate) struct Newest(Mutex<HashMap<String, Superseding>>);
 
 /// The object our last write returned and the versions our writes replaced.
 struct Superseding {
@@ -133,7 +140,7 @@ struct Superseding {
 
 impl Newest {
     /// `cached`, or the object our last write returned when `cached` is a version we replaced.
-    pub fn of(&self, cached: &DynamicObject) -> DynamicObject {
+    pub(crate) fn of(&self, cached: &DynamicObject) -> DynamicObject {
         let (Some(uid), Some(version)) = (
             cached.metadata.uid.as_deref(),
             cached.metadata.resource_version.as_deref(),
@@ -153,7 +160,7 @@ impl Newest {
     }
 
     /// Records that a write over `before` returned `after`.
-    pub fn wrote(&self, before: &DynamicObject, after: &DynamicObject) {
+    pub(crate) fn wrote(&self, before: &DynamicObject, after: &DynamicObject) {
         let (Some(uid), Some(old), Some(new)) = (
             after.metadata.uid.as_deref(),
             before.metadata.resource_version.as_deref(),
@@ -185,79 +192,9 @@ impl Newest {
     }
 
     /// Forgets an object (it is gone).
-    pub fn forget(&self, uid: &str) {
+    pub(crate) fn forget(&self, uid: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
     }
-}
-
-/// Remembers, per (purpose, object uid), the resourceVersion an object had when this process
-/// wrote its status and the status written (transition times left out). A later reconcile that
-/// still observes that old resourceVersion sees a cache lagging behind our own write: if it wants
-/// the same status, the write would change nothing and is skipped. Versions are only compared
-/// for equality, as the API requires; once the cache moves on the entry is dropped.
-#[derive(Default)]
-pub struct WriteMemo(Mutex<HashMap<(&'static str, String), Written>>);
-
-/// The resourceVersion an object had when its status was written, and the status written.
-type Written = (String, Value);
-
-impl WriteMemo {
-    /// True when `desired` is what we already wrote over the version `resource_version`.
-    pub fn already_written(
-        &self,
-        purpose: &'static str,
-        uid: &str,
-        resource_version: &str,
-        desired: &Value,
-    ) -> bool {
-        let Ok(mut memo) = self.0.lock() else {
-            return false;
-        };
-        let key = (purpose, uid.to_owned());
-        match memo.get(&key) {
-            Some((seen, written)) if seen == resource_version => {
-                *written == without_transition_times(desired)
-            }
-            Some(_) => {
-                memo.remove(&key);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Records a status written over the version `resource_version`.
-    pub fn remember(
-        &self,
-        purpose: &'static str,
-        uid: &str,
-        resource_version: &str,
-        desired: &Value,
-    ) {
-        if let Ok(mut memo) = self.0.lock() {
-            memo.insert(
-                (purpose, uid.to_owned()),
-                (
-                    resource_version.to_owned(),
-                    without_transition_times(desired),
-                ),
-            );
-        }
-    }
-}
-
-/// A status with `lastTransitionTime` removed from its conditions: a lagging cache recomputes
-/// transition times, which says nothing about whether the status itself changed.
-fn without_transition_times(status: &Value) -> Value {
-    let mut out = status.clone();
-    if let Some(conditions) = out.get_mut("conditions").and_then(Value::as_array_mut) {
-        for c in conditions {
-            if let Some(c) = c.as_object_mut() {
-                c.remove("lastTransitionTime");
-            }
-        }
-    }
-    out
 }
 
 impl Shared {
@@ -300,7 +237,6 @@ impl Shared {
             watched: Mutex::new(HashSet::new()),
             routes: Arc::new(Mutex::new(HashMap::new())),
             tasks: Mutex::new(tasks),
-            written: WriteMemo::default(),
             newest: Newest::default(),
             allowed: Mutex::new(HashSet::new()),
             user: Mutex::new(None),
@@ -310,7 +246,7 @@ impl Shared {
 
     /// The user name these controllers act as (`kubectl auth whoami`), asked once; `None` when
     /// the API server cannot say.
-    pub async fn user_name(&self) -> Option<String> {
+    pub(crate) async fn user_name(&self) -> Option<String> {
         use k8s_openapi::api::authentication::v1::SelfSubjectReview;
         if let Some(name) = self.user.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Some(name);
@@ -330,7 +266,7 @@ impl Shared {
     /// limited by `resourceNames` is asked about by name (and not remembered). A review that
     /// cannot be made (an API server without reviews) answers yes: the write itself is then
     /// what is refused.
-    pub async fn may(&self, access: &Access, name: &str) -> bool {
+    pub(crate) async fn may(&self, access: &Access, name: &str) -> bool {
         if self
             .allowed
             .lock()
@@ -378,6 +314,8 @@ impl Shared {
         }
     }
 
+    /// Waits until the Composition, CompositionRevision and EnvironmentConfig caches hold their
+    /// first list; an [`Error::Stopped`] names a cache that stopped before it did.
     pub async fn wait_ready(&self) -> Result<()> {
         for (what, r) in [
             ("Compositions", self.compositions.wait_until_ready().await),
@@ -399,7 +337,7 @@ impl Shared {
     }
 
     /// Stops every background task this struct started.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         for t in self
             .tasks
             .lock()
@@ -411,13 +349,13 @@ impl Shared {
     }
 
     /// Publishes a Warning event about `object`; failures to publish are logged, not returned.
-    pub async fn warn(&self, object: &ObjectReference, reason: &str, note: String) {
+    pub(crate) async fn warn(&self, object: &ObjectReference, reason: &str, note: String) {
         tracing::warn!(object = ?object.name, namespace = ?object.namespace, kind = ?object.kind, reason, "{note}");
         self.publish(object, EventType::Warning, reason, note).await;
     }
 
     /// Publishes a Normal event about `object`.
-    pub async fn normal(&self, object: &ObjectReference, reason: &str, note: String) {
+    pub(crate) async fn normal(&self, object: &ObjectReference, reason: &str, note: String) {
         tracing::info!(object = ?object.name, namespace = ?object.namespace, kind = ?object.kind, reason, "{note}");
         self.publish(object, EventType::Normal, reason, note).await;
     }
@@ -456,7 +394,7 @@ impl Shared {
     }
 
     /// The compiled form of a revision, compiled once.
-    pub fn compiled(&self, revision: &CompositionRevision) -> Compiled {
+    pub(crate) fn compiled(&self, revision: &CompositionRevision) -> Compiled {
         let name = revision.name_any();
         let packages = self
             .function_packages
@@ -485,7 +423,7 @@ impl Shared {
 
     /// Records a Function's package (`None`: the Function is gone); a change moves the
     /// generation the compiled revisions are keyed by.
-    pub fn set_function_package(&self, name: &str, package: Option<&str>) {
+    pub(crate) fn set_function_package(&self, name: &str, package: Option<&str>) {
         let mut p = self
             .function_packages
             .write()
@@ -501,7 +439,7 @@ impl Shared {
 
     /// Sends `()` to `tx` after every change of an EnvironmentConfig, once
     /// [`Shared::environments`] holds it (so a reconcile it triggers reads the new data).
-    pub fn on_environment_change(&self, tx: mpsc::UnboundedSender<()>) {
+    pub(crate) fn on_environment_change(&self, tx: mpsc::UnboundedSender<()>) {
         self.environment_listeners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -509,7 +447,7 @@ impl Shared {
     }
 
     /// Routes changes of resources controlled by XRs of `(apiVersion, kind)` to `sender`.
-    pub fn route(
+    pub(crate) fn route(
         &self,
         xr: &ApiResource,
         namespaced: bool,
@@ -524,7 +462,7 @@ impl Shared {
             );
     }
 
-    pub fn unroute(&self, xr: &ApiResource) {
+    pub(crate) fn unroute(&self, xr: &ApiResource) {
         self.routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -532,7 +470,7 @@ impl Shared {
     }
 
     /// Makes sure composed objects of this kind are watched (once per kind, for every XR).
-    pub fn watch_composed(&self, kind: &ApiResource) {
+    pub(crate) fn watch_composed(&self, kind: &ApiResource) {
         let key = (kind.api_version.clone(), kind.kind.clone());
         if !self
             .watched
@@ -686,12 +624,12 @@ where
 
 /// Drops what the controllers never read from an object before it is cached: its
 /// `managedFields`, often the larger part of a small object.
-pub fn slim(object: &mut DynamicObject) {
+pub(crate) fn slim(object: &mut DynamicObject) {
     object.metadata.managed_fields = None;
 }
 
 /// The current time as a Kubernetes timestamp (seconds precision).
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     let t = k8s_openapi::jiff::Timestamp::now();
     k8s_openapi::jiff::Timestamp::from_second(t.as_second())
         .map(|t| t.to_string())
@@ -699,7 +637,7 @@ pub fn now() -> String {
 }
 
 /// The hash Strata records in [`wire::ANNOTATION_APPLIED_HASH`] for a desired object.
-pub fn applied_hash(desired: &Value) -> String {
+pub(crate) fn applied_hash(desired: &Value) -> String {
     let digest = Sha256::digest(desired.to_string().as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
@@ -737,7 +675,11 @@ pub async fn apply(
 }
 
 /// The finalizer list with `finalizer` added or removed; `None` when nothing changes.
-pub fn finalizers_with(current: &[String], finalizer: &str, present: bool) -> Option<Vec<String>> {
+pub(crate) fn finalizers_with(
+    current: &[String],
+    finalizer: &str,
+    present: bool,
+) -> Option<Vec<String>> {
     let has = current.iter().any(|f| f == finalizer);
     match (has, present) {
         (true, true) | (false, false) => None,
@@ -760,7 +702,7 @@ pub fn finalizers_with(current: &[String], finalizer: &str, present: bool) -> Op
 
 /// Adds (`present`) or removes `finalizer` on an object; `Ok(false)` when nothing had to change.
 /// Removing from an object that is already gone is success.
-pub async fn set_finalizer<K>(
+pub(crate) async fn set_finalizer<K>(
     api: &Api<K>,
     object: &K,
     finalizer: &str,
@@ -795,7 +737,7 @@ where
 
 /// A merge patch that sets `metadata.finalizers`, guarded by the observed resourceVersion so a
 /// concurrent change of the list is retried instead of overwritten.
-pub fn finalizer_patch(finalizers: &[String], resource_version: Option<&str>) -> Value {
+pub(crate) fn finalizer_patch(finalizers: &[String], resource_version: Option<&str>) -> Value {
     let mut meta = json!({"finalizers": finalizers});
     if let (Some(rv), Some(m)) = (resource_version, meta.as_object_mut()) {
         m.insert("resourceVersion".into(), Value::String(rv.to_owned()));
@@ -889,37 +831,5 @@ mod write_memo_tests {
         let theirs = object("u", "9", json!({"spec": {"a": "theirs"}}));
         newest.wrote(&v1, &v2);
         assert_eq!(newest.of(&theirs).data, theirs.data);
-    }
-
-    #[test]
-    fn a_lagging_cache_does_not_rewrite_the_status_we_just_wrote() {
-        let memo = WriteMemo::default();
-        let status = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "t1"}]});
-        memo.remember("xr", "u1", "10", &status);
-        let recomputed = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "t2"}]});
-        assert!(
-            memo.already_written("xr", "u1", "10", &recomputed),
-            "same status over the same stale version"
-        );
-        let other = json!({"conditions": [{"type": "Ready", "status": "False"}]});
-        assert!(
-            !memo.already_written("xr", "u1", "10", &other),
-            "a different status is written"
-        );
-    }
-
-    #[test]
-    fn once_the_cache_moves_on_the_memo_is_forgotten() {
-        let memo = WriteMemo::default();
-        let status = json!({"x": 1});
-        memo.remember("xr", "u1", "10", &status);
-        assert!(
-            !memo.already_written("xr", "u1", "11", &status),
-            "a newer version is compared normally"
-        );
-        assert!(
-            !memo.already_written("xr", "u1", "10", &status),
-            "and the entry is gone"
-        );
     }
 }

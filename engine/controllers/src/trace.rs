@@ -34,9 +34,13 @@ const MAX_DEPTH: usize = 16;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceNode {
+    /// The object's `apiVersion`.
     pub api_version: String,
+    /// The object's kind.
     pub kind: String,
+    /// The object's name.
     pub name: String,
+    /// The object's namespace; `None` for cluster-scoped objects.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The Composition template this object was rendered from, for composed objects.
@@ -44,8 +48,11 @@ pub struct TraceNode {
     pub resource: Option<String>,
     /// `False` when the object does not exist (a dangling reference).
     pub exists: bool,
+    /// The status of its `Synced` condition (`True`, `False`, `Unknown`); `None` without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synced: Option<String>,
+    /// The status of its `Ready` condition; for a composed object, whether its Composition's
+    /// readiness checks pass (`True`/`False`). `None` when neither says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
     /// The message of the first non-True condition among Synced and Ready.
@@ -55,6 +62,8 @@ pub struct TraceNode {
     /// `step: Severity: message`, newest last.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<String>,
+    /// A claim's XR, or what an XR composed (in `spec.resourceRefs` order); nested XRs are
+    /// followed 16 levels deep.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<TraceNode>,
 }
@@ -342,7 +351,7 @@ async fn readiness_checks(
 }
 
 /// The node for one object, without children. Pure.
-pub fn summarize(r: &ResourceRef, observed: Option<&Value>) -> TraceNode {
+pub(crate) fn summarize(r: &ResourceRef, observed: Option<&Value>) -> TraceNode {
     let condition = |kind: &str| -> Option<&Value> {
         observed?
             .pointer("/status/conditions")?

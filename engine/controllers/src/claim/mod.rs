@@ -1,10 +1,10 @@
 //! The claim controller, one per claim kind, over `DynamicObject`, split by concern:
 //!
-//! - [`bind`]: a claim creates and binds one cluster-scoped XR (`generateName` from the claim
+//! - `bind`: a claim creates and binds one cluster-scoped XR (`generateName` from the claim
 //!   name, the claim labels, `spec.claimRef`) and keeps the XR's spec in line with the claim's;
-//! - [`status`]: copies the XR's status back to the claim;
-//! - [`connection`]: copies the XR's connection Secret into the claim's namespace;
-//! - [`deletion`]: deleting the claim deletes the XR (`compositeDeletePolicy`: `Background`
+//! - `status`: copies the XR's status back to the claim;
+//! - `connection`: copies the XR's connection Secret into the claim's namespace;
+//! - `deletion`: deleting the claim deletes the XR (`compositeDeletePolicy`: `Background`
 //!   lets go at once, `Foreground` waits).
 //!
 //! Each concern decides with a pure function of what was observed (tested beside it by a
@@ -27,19 +27,23 @@ use crate::binding::ClaimIdentity;
 use crate::error::{Error, Result};
 use crate::shared::Shared;
 
+/// The metrics name of this controller: its reconciles are counted under
+/// `controller="claim"`.
 pub const CONTROLLER: &str = "claim";
 
 /// The field manager under which claims apply their spec to their XR.
-pub const CLAIM_FIELD_MANAGER: &str = "strata-claim";
+pub(crate) const CLAIM_FIELD_MANAGER: &str = "strata-claim";
 
 /// Everything one claim kind's controller needs.
-pub struct ClaimContext {
-    pub shared: Arc<Shared>,
-    pub claim: ApiResource,
-    pub composite: ApiResource,
+pub(crate) struct ClaimContext {
+    pub(crate) shared: Arc<Shared>,
+    /// The claim kind.
+    pub(crate) claim: ApiResource,
+    /// The XR kind its claims bind to.
+    pub(crate) composite: ApiResource,
 }
 
-pub async fn reconcile(claim: Arc<DynamicObject>, ctx: Arc<ClaimContext>) -> Result<Action> {
+pub(crate) async fn reconcile(claim: Arc<DynamicObject>, ctx: Arc<ClaimContext>) -> Result<Action> {
     let start = Instant::now();
     let result = reconcile_claim(&claim, &ctx).await;
     ctx.shared
@@ -59,7 +63,11 @@ pub async fn reconcile(claim: Arc<DynamicObject>, ctx: Arc<ClaimContext>) -> Res
     result
 }
 
-pub fn error_policy(_claim: Arc<DynamicObject>, error: &Error, ctx: Arc<ClaimContext>) -> Action {
+pub(crate) fn error_policy(
+    _claim: Arc<DynamicObject>,
+    error: &Error,
+    ctx: Arc<ClaimContext>,
+) -> Action {
     Action::requeue(error.retry_after(ctx.shared.settings.resync))
 }
 

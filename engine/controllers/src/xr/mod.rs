@@ -1,19 +1,19 @@
 //! The composite resource (XR) controller, one per XR kind, over `DynamicObject`, split by
 //! concern as kro splits its instance controller:
 //!
-//! - [`apply`]: select the Composition and its revision ([`selection`]; written back to the XR
-//!   spec, or to `spec.crossplane` in Crossplane's v2 shape, see [`crate::shape`]), compile it
+//! - `apply`: select the Composition and its revision (`selection`; written back to the XR
+//!   spec, or to `spec.crossplane` in Crossplane's v2 shape, see `crate::shape`), compile it
 //!   (cached per revision), observe the composed resources recorded in `spec.resourceRefs`
-//!   ([`observe`]), select the environment, [`render`](strata_core::render::render), record the
-//!   inventory ([`writer`]), server-side apply the released resources in graph order, prune
+//!   (`observe`), select the environment, [`render`](strata_core::render::render), record the
+//!   inventory (`writer`), server-side apply the released resources in graph order, prune
 //!   what left the desired set only when every apply succeeded, publish the connection Secret
-//!   when it changed ([`connection`]);
-//! - [`status`]: decide `Synced`/`Ready` and the requeue from the pass's outcome (pure), and
+//!   when it changed (`connection`);
+//! - `status`: decide `Synced`/`Ready` and the requeue from the pass's outcome (pure), and
 //!   write them only when the status changed;
-//! - [`deletion`]: reverse dependency waves from the recorded inventory behind a finalizer.
+//! - `deletion`: reverse dependency waves from the recorded inventory behind a finalizer.
 //!
-//! A reconcile here only sequences them: observe the XR, decide ([`gate`], then the pass and
-//! [`status::decide`]), act.
+//! A reconcile here only sequences them: observe the XR, decide (`gate`, then the pass and
+//! `status::decide`), act.
 
 mod apply;
 mod connection;
@@ -43,8 +43,11 @@ use writer::XrWriter;
 
 /// Everything one XR kind's controller needs.
 pub struct XrContext {
+    /// The caches, clients and settings of the whole process.
     pub shared: Arc<Shared>,
+    /// The XR kind this controller reconciles.
     pub resource: ApiResource,
+    /// Whether XRs of this kind are namespaced (Crossplane v2's shape) or cluster scoped.
     pub namespaced: bool,
     /// The XRD, refreshed by the XRD controller on every change.
     pub xrd: Arc<RwLock<CompositeResourceDefinition>>,
@@ -66,6 +69,10 @@ impl XrContext {
 /// The metrics name of this controller.
 pub const CONTROLLER: &str = "composite";
 
+/// One pass over one XR: compose it (or run its deletion waves), then record the decided
+/// status, and say when to look again. A failed composition is reported through the `Synced`
+/// condition and an event, not returned; an error is returned when the XR itself could not be
+/// read or written, or a deletion wave failed.
 pub async fn reconcile(xr: Arc<DynamicObject>, ctx: Arc<XrContext>) -> Result<Action> {
     let start = Instant::now();
     let result = reconcile_xr(&xr, &ctx).await;
@@ -75,7 +82,7 @@ pub async fn reconcile(xr: Arc<DynamicObject>, ctx: Arc<XrContext>) -> Result<Ac
     result
 }
 
-pub fn error_policy(_xr: Arc<DynamicObject>, error: &Error, ctx: Arc<XrContext>) -> Action {
+pub(crate) fn error_policy(_xr: Arc<DynamicObject>, error: &Error, ctx: Arc<XrContext>) -> Action {
     Action::requeue(error.retry_after(ctx.shared.settings.resync))
 }
 

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::shared::{self, Shared};
 use status::Progress;
 
-pub const CONTROLLER: &str = "xrd";
+pub(crate) const CONTROLLER: &str = "xrd";
 
 /// The controllers running for one XRD.
 struct Running {
@@ -46,13 +46,13 @@ impl Drop for Running {
 }
 
 /// The XRD controller's context.
-pub struct XrdContext {
-    pub shared: Arc<Shared>,
+pub(crate) struct XrdContext {
+    pub(crate) shared: Arc<Shared>,
     running: Mutex<HashMap<String, Running>>,
 }
 
 impl XrdContext {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
             running: Mutex::new(HashMap::new()),
@@ -60,7 +60,7 @@ impl XrdContext {
     }
 
     /// Stops every XR and claim controller.
-    pub fn stop_all(&self) {
+    pub(crate) fn stop_all(&self) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         for (_, r) in running.drain() {
             self.shared.unroute(&r.composite);
@@ -68,7 +68,7 @@ impl XrdContext {
     }
 }
 
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     xrd: Arc<CompositeResourceDefinition>,
     ctx: Arc<XrdContext>,
 ) -> Result<Action> {
@@ -80,7 +80,7 @@ pub async fn reconcile(
     result
 }
 
-pub fn error_policy(
+pub(crate) fn error_policy(
     _xrd: Arc<CompositeResourceDefinition>,
     error: &Error,
     ctx: Arc<XrdContext>,
