@@ -20,10 +20,10 @@ const REVOKE: &str = "revoke bucket role";
 const REGRANT: &str = "move bucket role";
 
 /// How many times a write refused for a changed policy is read and tried again in one verb.
-pub const MAX_ATTEMPTS: usize = 5;
+pub(crate) const MAX_ATTEMPTS: usize = 5;
 
 /// A connected BucketIAMMember client.
-pub struct BucketIamExternal {
+pub(crate) struct BucketIamExternal {
     api: JsonApi,
 }
 
@@ -39,7 +39,7 @@ enum Written {
 }
 
 impl BucketIamExternal {
-    pub fn new(api: JsonApi) -> Self {
+    pub(crate) fn new(api: JsonApi) -> Self {
         Self { api }
     }
 

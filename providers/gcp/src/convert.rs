@@ -12,22 +12,22 @@ use crate::crd::{BucketObservation, BucketParameters, LifecycleRule};
 
 /// The bucket state Strata compares against.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObservedBucket {
-    pub location: String,
-    pub storage_class: String,
-    pub labels: BTreeMap<String, String>,
-    pub versioning: bool,
-    pub uniform_bucket_level_access: bool,
-    pub lifecycle_rules: Vec<LifecycleRule>,
-    pub retention_period_seconds: u64,
-    pub time_created: Option<String>,
-    pub metageneration: i64,
+pub(crate) struct ObservedBucket {
+    pub(crate) location: String,
+    pub(crate) storage_class: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) versioning: bool,
+    pub(crate) uniform_bucket_level_access: bool,
+    pub(crate) lifecycle_rules: Vec<LifecycleRule>,
+    pub(crate) retention_period_seconds: u64,
+    pub(crate) time_created: Option<String>,
+    pub(crate) metageneration: i64,
 }
 
 /// Reads the fields Strata manages out of a JSON API bucket resource; everything else in it is
 /// ignored. Label values that are not strings are skipped; int64 fields may be strings (as the
 /// API writes them) or numbers.
-pub fn observed_bucket(bucket: &Value) -> Result<ObservedBucket, String> {
+pub(crate) fn observed_bucket(bucket: &Value) -> Result<ObservedBucket, String> {
     let text = |pointer: &str| {
         bucket
             .pointer(pointer)
@@ -117,19 +117,19 @@ fn to_rule(index: usize, rule: &LifecycleRule) -> Result<Rule, String> {
 
 /// The spec fields that differ from GCS, by field name; immutable ones are listed separately.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Drift {
-    pub changed: Vec<&'static str>,
-    pub immutable: Vec<&'static str>,
+pub(crate) struct Drift {
+    pub(crate) changed: Vec<&'static str>,
+    pub(crate) immutable: Vec<&'static str>,
 }
 
 impl Drift {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.changed.is_empty() && self.immutable.is_empty()
     }
 }
 
 /// Compares only fields the spec sets.
-pub fn drift(desired: &BucketParameters, observed: &ObservedBucket) -> Drift {
+pub(crate) fn drift(desired: &BucketParameters, observed: &ObservedBucket) -> Drift {
     let mut drift = Drift::default();
     if !same_location(&desired.location, &observed.location) {
         drift.immutable.push("location");
@@ -177,7 +177,7 @@ pub fn drift(desired: &BucketParameters, observed: &ObservedBucket) -> Drift {
 }
 
 /// A merge patch for `spec.forProvider` filling unset fields, or `None` when nothing is unset.
-pub fn late_init(desired: &BucketParameters, observed: &ObservedBucket) -> Option<Value> {
+pub(crate) fn late_init(desired: &BucketParameters, observed: &ObservedBucket) -> Option<Value> {
     let mut patch = Map::new();
     if desired.storage_class.is_none() && !observed.storage_class.is_empty() {
         patch.insert(
@@ -198,7 +198,11 @@ pub fn late_init(desired: &BucketParameters, observed: &ObservedBucket) -> Optio
 }
 
 /// `status.atProvider`.
-pub fn at_provider(name: &str, endpoint: &str, observed: &ObservedBucket) -> BucketObservation {
+pub(crate) fn at_provider(
+    name: &str,
+    endpoint: &str,
+    observed: &ObservedBucket,
+) -> BucketObservation {
     BucketObservation {
         self_link: format!("{}/storage/v1/b/{name}", endpoint.trim_end_matches('/')),
         url: format!("gs://{name}"),
@@ -235,7 +239,7 @@ fn iam(enabled: bool) -> IamConfiguration {
 }
 
 /// The insert body.
-pub fn creation_config(desired: &BucketParameters) -> Result<BucketCreationConfig, String> {
+pub(crate) fn creation_config(desired: &BucketParameters) -> Result<BucketCreationConfig, String> {
     Ok(BucketCreationConfig {
         location: desired.location.clone(),
         storage_class: desired.storage_class.clone(),
@@ -262,7 +266,10 @@ pub fn creation_config(desired: &BucketParameters) -> Result<BucketCreationConfi
 ///
 /// Labels are merged key by key, so a label the spec no longer carries is sent as `null`. An
 /// empty rule list or a zero retention clears the setting.
-pub fn patch_body(desired: &BucketParameters, observed: &ObservedBucket) -> Result<Value, String> {
+pub(crate) fn patch_body(
+    desired: &BucketParameters,
+    observed: &ObservedBucket,
+) -> Result<Value, String> {
     let changed = drift(desired, observed).changed;
     let mut body = Map::new();
     for field in changed {
@@ -334,7 +341,7 @@ pub fn patch_body(desired: &BucketParameters, observed: &ObservedBucket) -> Resu
 /// configurable dual-region reports its multi-region (`US`) with the regions in
 /// `customPlacementConfig`, which Strata does not manage. So names compare case-insensitively
 /// and anything else is a real difference.
-pub fn same_location(desired: &str, observed: &str) -> bool {
+pub(crate) fn same_location(desired: &str, observed: &str) -> bool {
     desired.trim().eq_ignore_ascii_case(observed.trim())
 }
 

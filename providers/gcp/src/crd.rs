@@ -24,7 +24,11 @@ use strata_provider::{ResourceSpec, ResourceStatus, SecretKeySelector};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BucketSpec {
+    /// The bucket as it should be in Cloud Storage; unset optional fields are late-initialized
+    /// from GCS. The object's external name is the bucket's name.
     pub for_provider: BucketParameters,
+    /// The fields every managed resource shares: management and deletion policies, the
+    /// ProviderConfig and the connection Secret.
     #[serde(flatten)]
     pub resource: ResourceSpec,
 }
@@ -43,14 +47,16 @@ pub struct BucketParameters {
     /// When set, the bucket carries exactly these labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// Whether the bucket keeps noncurrent versions of overwritten and deleted objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versioning: Option<bool>,
+    /// Whether access is granted by bucket IAM only, with object ACLs disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uniform_bucket_level_access: Option<bool>,
     /// When set, the bucket carries exactly these lifecycle rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_rules: Option<Vec<LifecycleRule>>,
-    /// Minimum object retention; `0` removes the policy.
+    /// Minimum object retention, in seconds; `0` removes the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_period_seconds: Option<u64>,
 }
@@ -59,7 +65,9 @@ pub struct BucketParameters {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LifecycleRule {
+    /// What happens to an object the condition matches.
     pub action: LifecycleAction,
+    /// Which objects the action applies to; every set field must hold.
     #[serde(default)]
     pub condition: LifecycleCondition,
 }
@@ -83,12 +91,16 @@ pub struct LifecycleCondition {
     /// Days since creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age: Option<i32>,
+    /// Matches a noncurrent version with at least this many newer versions (versioned buckets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_newer_versions: Option<i32>,
+    /// `true` matches live objects, `false` noncurrent versions (versioned buckets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_live: Option<bool>,
+    /// Days since the object became noncurrent (versioned buckets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days_since_noncurrent_time: Option<i32>,
+    /// Matches objects in any of these storage classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matches_storage_class: Option<Vec<String>>,
 }
@@ -97,8 +109,10 @@ pub struct LifecycleCondition {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketStatus {
+    /// The Ready and Synced conditions every managed resource reports.
     #[serde(flatten)]
     pub resource: ResourceStatus,
+    /// The bucket as last observed; absent until it has been.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_provider: Option<BucketObservation>,
 }
@@ -107,11 +121,14 @@ pub struct BucketStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketObservation {
+    /// The bucket's JSON API URL on the configured endpoint (`…/storage/v1/b/NAME`).
     pub self_link: String,
     /// `gs://NAME`.
     pub url: String,
+    /// When the bucket was created (RFC 3339), as GCS reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_created: Option<String>,
+    /// The bucket metadata's generation: GCS increments it on every metadata change.
     pub metageneration: i64,
 }
 
@@ -127,6 +144,7 @@ pub struct BucketObservation {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderConfigSpec {
+    /// How to authenticate to Google Cloud.
     pub credentials: Credentials,
     /// Overrides the Cloud Storage endpoint (scheme, host and port), e.g. an emulator's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +159,7 @@ pub struct ProviderConfigSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Credentials {
+    /// Which kind of credentials; the matching field below must be set where one exists.
     pub source: CredentialsSource,
     /// For `Secret`: the key holding a service-account key JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,7 +218,11 @@ pub struct WorkloadIdentity {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BucketIAMMemberSpec {
+    /// The binding to hold on the bucket's policy. Exactly one of `member` and
+    /// `kubernetesServiceAccount` names the principal.
     pub for_provider: BucketIAMMemberParameters,
+    /// The fields every managed resource shares: management and deletion policies, the
+    /// ProviderConfig and the connection Secret.
     #[serde(flatten)]
     pub resource: ResourceSpec,
 }
@@ -209,6 +232,7 @@ pub struct BucketIAMMemberSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketIAMMemberParameters {
+    /// The bucket's name.
     pub bucket: String,
     /// `roles/storage.objectViewer`, `roles/storage.objectUser`, a custom role, …
     pub role: String,
@@ -230,6 +254,7 @@ pub struct WorkloadIdentityMember {
     pub project_number: String,
     /// The workload identity pool id.
     pub pool: String,
+    /// The ServiceAccount's namespace.
     pub namespace: String,
     /// The ServiceAccount's name.
     pub service_account: String,
@@ -239,8 +264,10 @@ pub struct WorkloadIdentityMember {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketIAMMemberStatus {
+    /// The Ready and Synced conditions every managed resource reports.
     #[serde(flatten)]
     pub resource: ResourceStatus,
+    /// The binding last granted; after a spec change, the old one until it is removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_provider: Option<BucketIAMMemberObservation>,
 }
@@ -251,7 +278,11 @@ pub struct BucketIAMMemberStatus {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BucketIAMMemberObservation {
+    /// The bucket's name.
     pub bucket: String,
+    /// The role the member holds.
     pub role: String,
+    /// The principal as IAM spells it (a Kubernetes ServiceAccount resolved to its
+    /// `principal://…`).
     pub member: String,
 }

@@ -29,13 +29,13 @@ const WHOLE_MEMBERS: &[&str] = &["allUsers", "allAuthenticatedUsers"];
 /// A `forProvider` field IAM would reject.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("spec.forProvider.{field}: {problem}")]
-pub struct InvalidMember {
-    pub field: &'static str,
-    pub problem: String,
+pub(crate) struct InvalidMember {
+    pub(crate) field: &'static str,
+    pub(crate) problem: String,
 }
 
 /// The workload identity federation principal of a Kubernetes ServiceAccount.
-pub fn workload_identity_principal(account: &WorkloadIdentityMember) -> String {
+pub(crate) fn workload_identity_principal(account: &WorkloadIdentityMember) -> String {
     format!(
         "principal://iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{}/subject/system:serviceaccount:{}:{}",
         account.project_number, account.pool, account.namespace, account.service_account
@@ -43,7 +43,7 @@ pub fn workload_identity_principal(account: &WorkloadIdentityMember) -> String {
 }
 
 /// The binding the spec asks for, validated: what IAM would reject is refused here by field.
-pub fn desired(
+pub(crate) fn desired(
     params: &BucketIAMMemberParameters,
 ) -> Result<BucketIAMMemberObservation, InvalidMember> {
     let invalid = |field, problem: &str| {
@@ -128,7 +128,7 @@ fn binding<'a>(policy: &'a Value, role: &str) -> Option<&'a Value> {
 }
 
 /// Whether the policy grants `role` to `member` without a condition.
-pub fn has_member(policy: &Value, role: &str, member: &str) -> bool {
+pub(crate) fn has_member(policy: &Value, role: &str, member: &str) -> bool {
     binding(policy, role)
         .and_then(|binding| binding["members"].as_array())
         .is_some_and(|members| members.iter().any(|m| m == member))
@@ -136,7 +136,7 @@ pub fn has_member(policy: &Value, role: &str, member: &str) -> bool {
 
 /// The policy with `member` added to the unconditional binding of `role` (created when
 /// missing); `None` when it is already there.
-pub fn with_member(policy: &Value, role: &str, member: &str) -> Option<Value> {
+pub(crate) fn with_member(policy: &Value, role: &str, member: &str) -> Option<Value> {
     if has_member(policy, role, member) {
         return None;
     }
@@ -167,7 +167,7 @@ pub fn with_member(policy: &Value, role: &str, member: &str) -> Option<Value> {
 
 /// The policy with `member` removed from the unconditional binding of `role` (and the binding
 /// dropped when it has no member left); `None` when the member is not there.
-pub fn without_member(policy: &Value, role: &str, member: &str) -> Option<Value> {
+pub(crate) fn without_member(policy: &Value, role: &str, member: &str) -> Option<Value> {
     if !has_member(policy, role, member) {
         return None;
     }
@@ -192,44 +192,44 @@ pub fn without_member(policy: &Value, role: &str, member: &str) -> Option<Value>
 /// A policy as read, judged against the desired binding and the one recorded in
 /// `status.atProvider` (which differs when the spec changed since it was granted).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ObservedPolicy {
+pub(crate) struct ObservedPolicy {
     /// The whole policy as read (with its etag).
-    pub policy: Value,
-    pub desired: BucketIAMMemberObservation,
+    pub(crate) policy: Value,
+    pub(crate) desired: BucketIAMMemberObservation,
     /// The binding granted for an earlier spec, still on the policy and to be removed.
-    pub stale: Option<BucketIAMMemberObservation>,
+    pub(crate) stale: Option<BucketIAMMemberObservation>,
 }
 
 impl ObservedPolicy {
     /// Whether the desired member is granted.
-    pub fn granted(&self) -> bool {
+    pub(crate) fn granted(&self) -> bool {
         has_member(&self.policy, &self.desired.role, &self.desired.member)
     }
 
     /// Exists for the runtime when either binding is on the policy.
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         self.granted() || self.stale.is_some()
     }
 
     /// Granted, and no earlier binding left behind.
-    pub fn up_to_date(&self) -> bool {
+    pub(crate) fn up_to_date(&self) -> bool {
         self.granted() && self.stale.is_none()
     }
 
     /// `status.atProvider`: the binding still to clean up if any, else the desired one, so a
     /// failed update never forgets a stale binding.
-    pub fn at_provider(&self) -> &BucketIAMMemberObservation {
+    pub(crate) fn at_provider(&self) -> &BucketIAMMemberObservation {
         self.stale.as_ref().unwrap_or(&self.desired)
     }
 }
 
 /// Reads `status.atProvider` as a binding; `None` when absent or not one.
-pub fn recorded(at_provider: &Value) -> Option<BucketIAMMemberObservation> {
+pub(crate) fn recorded(at_provider: &Value) -> Option<BucketIAMMemberObservation> {
     serde_json::from_value(at_provider.clone()).ok()
 }
 
 /// Judges a policy read for `desired`, given the binding `status.atProvider` recorded.
-pub fn observe(
+pub(crate) fn observe(
     policy: Value,
     desired: BucketIAMMemberObservation,
     recorded: Option<BucketIAMMemberObservation>,

@@ -2,20 +2,20 @@
 //! `BucketIAMMember` managed resources and the `gcp.strata.dev/v1alpha1 ProviderConfig` that
 //! says how to authenticate.
 //!
-//! [`GcsBucketProvider`] and [`GcsBucketIamMemberProvider`] implement the core's [`Provider`]
-//! trait over the Cloud Storage JSON API (`gcloud-storage`): `connect` turns a ProviderConfig
-//! into a client; the verbs ([`storage`], [`bucket_iam`]) convert the spec purely ([`convert`],
-//! [`iam_member`]) and make a call or two each.
+//! [`GcsBucketProvider`] and [`GcsBucketIamMemberProvider`] implement the managed-resource
+//! contract's [`Provider`] trait over the Cloud Storage JSON API (`gcloud-storage`): `connect`
+//! turns a ProviderConfig into a client; the verbs (`storage`, `bucket_iam`) convert the spec
+//! purely (`convert`, `iam_member`) and make a call or two each. Only the providers, the kinds
+//! ([`crd`]) and [`crds`] are public: the runtime reaches everything else through the trait.
 
-// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod bucket_iam;
-pub mod convert;
+mod bucket_iam;
+mod convert;
 pub mod crd;
-pub mod iam_member;
-pub mod spacing;
-pub mod storage;
+mod iam_member;
+mod spacing;
+mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// GCS's published limit: one metadata update per second per bucket.
-pub const BUCKET_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const BUCKET_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// When each bucket may next be updated.
 #[derive(Debug)]
-pub struct UpdateSpacing {
+pub(crate) struct UpdateSpacing {
     interval: Duration,
     next: Mutex<HashMap<String, Instant>>,
 }
@@ -25,7 +25,7 @@ impl Default for UpdateSpacing {
 }
 
 impl UpdateSpacing {
-    pub fn new(interval: Duration) -> Self {
+    pub(crate) fn new(interval: Duration) -> Self {
         Self {
             interval,
             next: Mutex::new(HashMap::new()),
@@ -35,7 +35,7 @@ impl UpdateSpacing {
     /// Waits until `bucket` may be updated and takes that turn: a bucket's first update goes at
     /// once, each later one at least `interval` after the turn before it. A turn is taken when
     /// the wait starts, so concurrent callers queue in the order they arrived.
-    pub async fn wait_turn(&self, bucket: &str) {
+    pub(crate) async fn wait_turn(&self, bucket: &str) {
         let turn = {
             let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();

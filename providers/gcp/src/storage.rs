@@ -37,7 +37,7 @@ const SWEEP_PAGE_SIZE: u32 = 1_000;
 
 /// The Cloud Storage JSON API over HTTP with the provider's credentials, for the calls the SDK
 /// cannot make faithfully.
-pub struct JsonApi {
+pub(crate) struct JsonApi {
     http: reqwest::Client,
     endpoint: Url,
     token_source: Option<Arc<dyn TokenSource>>,
@@ -46,7 +46,7 @@ pub struct JsonApi {
 impl JsonApi {
     /// `endpoint` is the scheme, host and port (and an optional path prefix) of the API;
     /// `token_source` is `None` for anonymous access.
-    pub fn new(
+    pub(crate) fn new(
         http: reqwest::Client,
         endpoint: Url,
         token_source: Option<Arc<dyn TokenSource>>,
@@ -102,7 +102,7 @@ impl JsonApi {
     /// `GET /storage/v1/b/NAME` as JSON, or `None` when there is no such bucket. The bucket is
     /// read as plain JSON because the SDK's bucket type rejects valid settings Strata does not
     /// manage (a CORS entry without `responseHeader`, say).
-    pub async fn get_bucket(&self, name: &str) -> Result<Option<Value>, ProviderError> {
+    pub(crate) async fn get_bucket(&self, name: &str) -> Result<Option<Value>, ProviderError> {
         let url = self.bucket_url(GET, name)?;
         let response = self.send(GET, name, self.http.get(url)).await?;
         match response.status().as_u16() {
@@ -119,7 +119,7 @@ impl JsonApi {
     /// `PATCH /storage/v1/b/NAME` with exactly `body`, only if the bucket is still at
     /// `metageneration` (`0`: unconditionally). Returns the bucket as the API reports it after
     /// the change.
-    pub async fn patch_bucket(
+    pub(crate) async fn patch_bucket(
         &self,
         name: &str,
         metageneration: i64,
@@ -146,7 +146,7 @@ impl JsonApi {
 
     /// `GET /storage/v1/b/NAME/iam` (policy version 3, so conditional bindings are shown as
     /// they are), or `None` when there is no such bucket.
-    pub async fn get_iam_policy(
+    pub(crate) async fn get_iam_policy(
         &self,
         operation: &'static str,
         bucket: &str,
@@ -173,7 +173,7 @@ impl JsonApi {
 
     /// `PUT /storage/v1/b/NAME/iam` with `policy`, which carries the etag it was read with:
     /// `Ok(false)` when the policy changed since (412 or 409) and must be read again.
-    pub async fn set_iam_policy(
+    pub(crate) async fn set_iam_policy(
         &self,
         operation: &'static str,
         bucket: &str,
@@ -196,7 +196,7 @@ impl JsonApi {
     }
 
     /// One page of `GET /storage/v1/b?project=PROJECT`: the buckets and the next page's token.
-    pub async fn list_buckets(
+    pub(crate) async fn list_buckets(
         &self,
         project: &str,
         page: Option<&str>,
@@ -265,7 +265,7 @@ fn api_message(body: &str) -> String {
 }
 
 /// A connected Bucket client.
-pub struct BucketExternal {
+pub(crate) struct BucketExternal {
     config_name: String,
     endpoint: String,
     client: Client,
@@ -274,7 +274,7 @@ pub struct BucketExternal {
 }
 
 impl BucketExternal {
-    pub fn new(config_name: String, endpoint: String, client: Client, api: JsonApi) -> Self {
+    pub(crate) fn new(config_name: String, endpoint: String, client: Client, api: JsonApi) -> Self {
         Self {
             config_name,
             endpoint,
