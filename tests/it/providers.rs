@@ -683,7 +683,7 @@ async fn iam_role_trusting_a_service_account_is_created_drift_corrected_and_dele
         .send()
         .await
         .unwrap();
-    let trust = strata_provider_aws::role::decode_policy(
+    let trust = strata_provider_aws::decode_policy(
         stored
             .role()
             .unwrap()

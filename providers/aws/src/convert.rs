@@ -11,33 +11,33 @@ use crate::crd::{DBInstanceObservation, DBInstanceParameters, Endpoint};
 
 /// The RDS state Strata compares against, extracted once from the SDK's `DBInstance`.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObservedInstance {
-    pub status: String,
-    pub engine: String,
-    pub engine_version: Option<String>,
-    pub db_instance_class: Option<String>,
-    pub allocated_storage: Option<i32>,
-    pub db_name: Option<String>,
-    pub master_username: Option<String>,
-    pub db_subnet_group_name: Option<String>,
+pub(crate) struct ObservedInstance {
+    pub(crate) status: String,
+    pub(crate) engine: String,
+    pub(crate) engine_version: Option<String>,
+    pub(crate) db_instance_class: Option<String>,
+    pub(crate) allocated_storage: Option<i32>,
+    pub(crate) db_name: Option<String>,
+    pub(crate) master_username: Option<String>,
+    pub(crate) db_subnet_group_name: Option<String>,
     /// Sorted.
-    pub vpc_security_group_ids: Vec<String>,
-    pub publicly_accessible: Option<bool>,
-    pub storage_encrypted: Option<bool>,
-    pub backup_retention_period: Option<i32>,
-    pub deletion_protection: Option<bool>,
-    pub endpoint: Option<Endpoint>,
-    pub arn: Option<String>,
-    pub resource_id: Option<String>,
-    pub iam_database_authentication_enabled: Option<bool>,
+    pub(crate) vpc_security_group_ids: Vec<String>,
+    pub(crate) publicly_accessible: Option<bool>,
+    pub(crate) storage_encrypted: Option<bool>,
+    pub(crate) backup_retention_period: Option<i32>,
+    pub(crate) deletion_protection: Option<bool>,
+    pub(crate) endpoint: Option<Endpoint>,
+    pub(crate) arn: Option<String>,
+    pub(crate) resource_id: Option<String>,
+    pub(crate) iam_database_authentication_enabled: Option<bool>,
     /// The ARN of the RDS-managed master password's secret, when RDS manages it.
-    pub master_user_secret_arn: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    pub(crate) master_user_secret_arn: Option<String>,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 impl ObservedInstance {
     /// `status.atProvider`.
-    pub fn at_provider(&self) -> DBInstanceObservation {
+    pub(crate) fn at_provider(&self) -> DBInstanceObservation {
         DBInstanceObservation {
             status: self.status.clone(),
             endpoint: self.endpoint.clone(),
@@ -49,45 +49,45 @@ impl ObservedInstance {
     }
 
     /// Usable by clients.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.status == "available"
     }
 }
 
 /// The fields ModifyDBInstance must set; `None` means unchanged.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Modification {
-    pub engine_version: Option<String>,
-    pub db_instance_class: Option<String>,
-    pub allocated_storage: Option<i32>,
-    pub db_subnet_group_name: Option<String>,
-    pub vpc_security_group_ids: Option<Vec<String>>,
-    pub publicly_accessible: Option<bool>,
-    pub backup_retention_period: Option<i32>,
-    pub deletion_protection: Option<bool>,
-    pub enable_iam_database_authentication: Option<bool>,
+pub(crate) struct Modification {
+    pub(crate) engine_version: Option<String>,
+    pub(crate) db_instance_class: Option<String>,
+    pub(crate) allocated_storage: Option<i32>,
+    pub(crate) db_subnet_group_name: Option<String>,
+    pub(crate) vpc_security_group_ids: Option<Vec<String>>,
+    pub(crate) publicly_accessible: Option<bool>,
+    pub(crate) backup_retention_period: Option<i32>,
+    pub(crate) deletion_protection: Option<bool>,
+    pub(crate) enable_iam_database_authentication: Option<bool>,
     /// Only ever `Some(true)`: handing the password to RDS.
-    pub manage_master_user_password: Option<bool>,
+    pub(crate) manage_master_user_password: Option<bool>,
 }
 
 impl Modification {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == Modification::default()
     }
 }
 
 /// Everything that differs between the spec and AWS.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Drift {
-    pub modify: Modification,
-    pub tags_to_add: BTreeMap<String, String>,
-    pub tags_to_remove: Vec<String>,
+pub(crate) struct Drift {
+    pub(crate) modify: Modification,
+    pub(crate) tags_to_add: BTreeMap<String, String>,
+    pub(crate) tags_to_remove: Vec<String>,
     /// Spec fields that differ but RDS cannot change in place.
-    pub immutable: Vec<&'static str>,
+    pub(crate) immutable: Vec<&'static str>,
 }
 
 impl Drift {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.modify.is_empty()
             && self.tags_to_add.is_empty()
             && self.tags_to_remove.is_empty()
@@ -105,7 +105,7 @@ fn engine_version_matches(desired: &str, observed: &str) -> bool {
 
 /// Compares only fields the spec sets; unset fields are the cloud's to choose (and get
 /// late-initialized).
-pub fn drift(desired: &DBInstanceParameters, observed: &ObservedInstance) -> Drift {
+pub(crate) fn drift(desired: &DBInstanceParameters, observed: &ObservedInstance) -> Drift {
     fn differs<T: PartialEq + Clone>(desired: &Option<T>, observed: &Option<T>) -> Option<T> {
         desired
             .as_ref()
@@ -189,7 +189,10 @@ pub fn drift(desired: &DBInstanceParameters, observed: &ObservedInstance) -> Dri
 
 /// A merge patch for `spec.forProvider` filling the fields the user left unset, or `None` when
 /// every such field is already set (so a second pass reports nothing).
-pub fn late_init(desired: &DBInstanceParameters, observed: &ObservedInstance) -> Option<Value> {
+pub(crate) fn late_init(
+    desired: &DBInstanceParameters,
+    observed: &ObservedInstance,
+) -> Option<Value> {
     let mut patch = Map::new();
     let mut fill = |name: &str, unset: bool, value: Option<Value>| {
         if let (true, Some(value)) = (unset, value) {
@@ -250,7 +253,7 @@ pub fn late_init(desired: &DBInstanceParameters, observed: &ObservedInstance) ->
 }
 
 /// The engines CreateDBInstance accepts.
-pub const RDS_ENGINES: &[&str] = &[
+pub(crate) const RDS_ENGINES: &[&str] = &[
     "aurora-mysql",
     "aurora-postgresql",
     "custom-oracle-ee",
@@ -278,19 +281,19 @@ pub const RDS_ENGINES: &[&str] = &[
 ];
 
 /// The largest `allocatedStorage` RDS accepts, in GiB.
-pub const MAX_ALLOCATED_STORAGE: i32 = 65_536;
+pub(crate) const MAX_ALLOCATED_STORAGE: i32 = 65_536;
 
 /// A `forProvider` field RDS would reject.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("spec.forProvider.{field}: {problem}")]
-pub struct InvalidParameter {
-    pub field: &'static str,
-    pub problem: String,
+pub(crate) struct InvalidParameter {
+    pub(crate) field: &'static str,
+    pub(crate) problem: String,
 }
 
 /// Rejects what RDS would reject, before any call: an unknown engine, a storage size out of
 /// range, an empty region or a class that is not a DB instance class.
-pub fn validate(params: &DBInstanceParameters) -> Result<(), InvalidParameter> {
+pub(crate) fn validate(params: &DBInstanceParameters) -> Result<(), InvalidParameter> {
     let invalid = |field, problem: String| Err(InvalidParameter { field, problem });
     if params.region.trim().is_empty() {
         return invalid("region", "must name an AWS region".into());
@@ -339,7 +342,7 @@ pub fn validate(params: &DBInstanceParameters) -> Result<(), InvalidParameter> {
 
 /// `endpoint`, `port`, `username` and (when known) `password`. With an RDS-managed password
 /// there is none to give: the password stays in AWS.
-pub fn connection_details(
+pub(crate) fn connection_details(
     observed: &ObservedInstance,
     password: Option<&str>,
 ) -> ConnectionDetails {

@@ -1,5 +1,6 @@
-//! The AWS provider's Kubernetes kinds: `rds.aws.strata.dev/v1alpha1 DBInstance` and
-//! `aws.strata.dev/v1alpha1 ProviderConfig`. Both are cluster scoped, like Crossplane's.
+//! The AWS provider's Kubernetes kinds: `rds.aws.strata.dev/v1alpha1 DBInstance`,
+//! `iam.aws.strata.dev/v1alpha1 Role` and `OpenIDConnectProvider`, and `aws.strata.dev/v1alpha1
+//! ProviderConfig`. All are cluster scoped, like Crossplane's.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +25,11 @@ use strata_provider::{ResourceSpec, ResourceStatus, SecretKeySelector, SecretRef
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DBInstanceSpec {
+    /// The instance as it should be in RDS; unset optional fields are late-initialized from
+    /// AWS. The object's external name is the instance identifier.
     pub for_provider: DBInstanceParameters,
+    /// The fields every managed resource shares: management and deletion policies, the
+    /// ProviderConfig and the connection Secret.
     #[serde(flatten)]
     pub resource: ResourceSpec,
 }
@@ -33,13 +38,17 @@ pub struct DBInstanceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DBInstanceParameters {
+    /// The AWS region the instance lives in, e.g. `us-east-1`.
     pub region: String,
     /// `postgres`, `mysql`, … (immutable).
     pub engine: String,
+    /// The engine version: `16.3`, or `16` to pin only the major version. A change is applied
+    /// as an upgrade, major upgrades allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_version: Option<String>,
+    /// The compute and memory class, e.g. `db.t3.micro`.
     pub db_instance_class: String,
-    /// GiB.
+    /// Storage to allocate, in GiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocated_storage: Option<i32>,
     /// Initial database name (immutable).
@@ -67,22 +76,30 @@ pub struct DBInstanceParameters {
         skip_serializing_if = "Option::is_none"
     )]
     pub enable_iam_database_authentication: Option<bool>,
+    /// The DB subnet group that places the instance in a VPC; the account's default VPC when
+    /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_subnet_group_name: Option<String>,
+    /// The VPC security groups (`sg-…`) attached to the instance. When set, exactly these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_security_group_ids: Option<Vec<String>>,
+    /// Whether the endpoint resolves to a public address reachable from outside the VPC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publicly_accessible: Option<bool>,
-    /// Immutable after creation.
+    /// Whether storage is encrypted at rest (immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_encrypted: Option<bool>,
+    /// Days automated backups are kept; `0` turns automated backups off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_retention_period: Option<i32>,
+    /// While true, RDS refuses to delete the instance: deleting the object fails (Synced=False)
+    /// until it is turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_protection: Option<bool>,
     /// Skip the final snapshot on delete; defaults to true unless `finalDBSnapshotIdentifier` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_final_snapshot: Option<bool>,
+    /// The identifier of the snapshot taken when the instance is deleted.
     #[serde(
         default,
         rename = "finalDBSnapshotIdentifier",
@@ -98,8 +115,10 @@ pub struct DBInstanceParameters {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DBInstanceStatus {
+    /// The Ready and Synced conditions every managed resource reports.
     #[serde(flatten)]
     pub resource: ResourceStatus,
+    /// The instance as last observed; absent until it has been.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_provider: Option<DBInstanceObservation>,
 }
@@ -110,10 +129,14 @@ pub struct DBInstanceStatus {
 pub struct DBInstanceObservation {
     /// `creating`, `available`, `modifying`, `deleting`, …
     pub status: String,
+    /// Where clients connect; absent until RDS has assigned it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Endpoint>,
+    /// The instance's ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
+    /// The instance's immutable, region-unique id (`db-…`), which IAM database authentication
+    /// policies name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
     /// Whether IAM database authentication is on.
@@ -132,7 +155,9 @@ pub struct DBInstanceObservation {
 /// A network endpoint.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct Endpoint {
+    /// The DNS name of the instance.
     pub address: String,
+    /// The TCP port the database listens on.
     pub port: i32,
 }
 
@@ -148,6 +173,7 @@ pub struct Endpoint {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderConfigSpec {
+    /// How to authenticate to AWS.
     pub credentials: Credentials,
     /// Overrides every AWS endpoint (RDS, IAM and STS), e.g. an emulator's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +189,7 @@ pub struct ProviderConfigSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Credentials {
+    /// Which kind of credentials; the matching field below must be set where one exists.
     pub source: CredentialsSource,
     /// For `Secret`: a Secret with keys `aws_access_key_id`, `aws_secret_access_key` and
     /// optionally `aws_session_token`.
@@ -189,9 +216,12 @@ pub enum CredentialsSource {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebIdentity {
+    /// The role whose credentials the token is exchanged for.
     pub role_arn: String,
     /// A projected service-account token, re-read on every refresh.
     pub token_file: String,
+    /// The session name CloudTrail records; `strata-` and the ProviderConfig's name by
+    /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_session_name: Option<String>,
 }
@@ -199,6 +229,7 @@ pub struct WebIdentity {
 /// A custom endpoint.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct EndpointOverride {
+    /// Scheme, host and port, e.g. `http://127.0.0.1:5000`.
     pub url: String,
 }
 
@@ -231,7 +262,11 @@ fn any_value_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RoleSpec {
+    /// The role as it should be in IAM. Exactly one of `assumeRolePolicy` and
+    /// `trustServiceAccount` says who may assume it; the external name is the role name.
     pub for_provider: RoleParameters,
+    /// The fields every managed resource shares: management and deletion policies, the
+    /// ProviderConfig and the connection Secret.
     #[serde(flatten)]
     pub resource: ResourceSpec,
 }
@@ -255,6 +290,7 @@ pub struct RoleParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_value_map")]
     pub inline_policies: Option<BTreeMap<String, serde_json::Value>>,
+    /// A human-readable description, at most 1000 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// `/` by default; starts and ends with `/` (immutable).
@@ -272,6 +308,7 @@ pub struct ServiceAccountTrust {
     /// The IAM OIDC identity provider of the cluster's issuer,
     /// `arn:aws:iam::ACCOUNT:oidc-provider/ISSUER-HOST-AND-PATH`.
     pub oidc_provider_arn: String,
+    /// The ServiceAccount's namespace.
     pub namespace: String,
     /// The ServiceAccount's name.
     pub service_account: String,
@@ -284,8 +321,10 @@ pub struct ServiceAccountTrust {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleStatus {
+    /// The Ready and Synced conditions every managed resource reports.
     #[serde(flatten)]
     pub resource: ResourceStatus,
+    /// The role as last observed; absent until it has been.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_provider: Option<RoleObservation>,
 }
@@ -294,7 +333,10 @@ pub struct RoleStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleObservation {
+    /// The role's ARN, also published as the connection detail `roleArn`.
     pub arn: String,
+    /// IAM's unique id for the role (`AROA…`), which changes if the role is deleted and
+    /// recreated under the same name.
     pub role_id: String,
 }
 
@@ -315,7 +357,10 @@ pub struct RoleObservation {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct OpenIDConnectProviderSpec {
+    /// The identity provider as it should be in IAM.
     pub for_provider: OpenIDConnectProviderParameters,
+    /// The fields every managed resource shares: management and deletion policies, the
+    /// ProviderConfig and the connection Secret.
     #[serde(flatten)]
     pub resource: ResourceSpec,
 }
@@ -343,8 +388,10 @@ pub struct OpenIDConnectProviderParameters {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenIDConnectProviderStatus {
+    /// The Ready and Synced conditions every managed resource reports.
     #[serde(flatten)]
     pub resource: ResourceStatus,
+    /// The identity provider as last observed; absent until it has been.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_provider: Option<OpenIDConnectProviderObservation>,
 }

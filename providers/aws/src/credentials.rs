@@ -17,13 +17,13 @@ use crate::crd::{CredentialsSource, ProviderConfigSpec};
 /// The region the loader starts from; every RDS client overrides it with `forProvider.region`.
 const LOADER_REGION: &str = "us-east-1";
 /// How long one cloud call may take, retries included, unless the ProviderConfig says otherwise.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to an endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every call bounded: connecting, each attempt and the whole call with its retries. The SDK sets
 /// only a connect timeout by default, so a stalled endpoint would hold a call forever.
-pub fn timeouts(spec: &ProviderConfigSpec) -> TimeoutConfig {
+pub(crate) fn timeouts(spec: &ProviderConfigSpec) -> TimeoutConfig {
     let call = spec
         .call_timeout_seconds
         .map(|seconds| Duration::from_secs(u64::from(seconds.max(1))))
@@ -36,7 +36,7 @@ pub fn timeouts(spec: &ProviderConfigSpec) -> TimeoutConfig {
 }
 
 /// Builds the SDK configuration for one ProviderConfig.
-pub async fn sdk_config(
+pub(crate) async fn sdk_config(
     config_name: &str,
     spec: &ProviderConfigSpec,
     secrets: &dyn Secrets,

@@ -15,13 +15,13 @@ use crate::rds::{classify_at, error_code};
 use crate::role::{self, ObservedRole};
 
 /// The rate-limit scope of every IAM call: IAM has no regions.
-pub const IAM_SCOPE: &str = "global";
+pub(crate) const IAM_SCOPE: &str = "global";
 
 /// IAM's not-found error code.
 const NO_SUCH_ENTITY: &str = "NoSuchEntity";
 
 /// A connected Role client.
-pub struct IamExternal {
+pub(crate) struct IamExternal {
     api: IamApi,
 }
 
@@ -65,7 +65,7 @@ impl IamApi {
 }
 
 impl IamExternal {
-    pub fn new(config_name: String, sdk: &SdkConfig) -> Self {
+    pub(crate) fn new(config_name: String, sdk: &SdkConfig) -> Self {
         Self {
             api: IamApi::new(config_name, sdk),
         }
@@ -171,7 +171,7 @@ impl IamExternal {
 }
 
 /// Parses `spec.forProvider`.
-pub fn parameters(managed: &Managed) -> Result<RoleParameters, ProviderError> {
+pub(crate) fn parameters(managed: &Managed) -> Result<RoleParameters, ProviderError> {
     serde_json::from_value(managed.for_provider.clone()).map_err(|error| {
         ProviderError::terminal(
             "read spec.forProvider",

@@ -1,22 +1,25 @@
-//! Strata's AWS provider: `rds.aws.strata.dev/v1alpha1 DBInstance` and
-//! `iam.aws.strata.dev/v1alpha1 Role` and `OpenIDConnectProvider` managed resources and the `aws.strata.dev/v1alpha1
+//! Strata's AWS provider: `rds.aws.strata.dev/v1alpha1 DBInstance`, `iam.aws.strata.dev/v1alpha1
+//! Role` and `OpenIDConnectProvider` managed resources and the `aws.strata.dev/v1alpha1
 //! ProviderConfig` that says how to authenticate.
 //!
-//! [`AwsRdsProvider`] and [`AwsIamRoleProvider`] implement the core's [`Provider`] trait:
-//! `connect` turns a ProviderConfig into SDK configuration ([`credentials`]); the returned
-//! client's verbs ([`rds`], [`iam`]) convert the spec purely ([`convert`], [`role`]) and make a
-//! few calls to RDS or IAM.
+//! [`AwsRdsProvider`], [`AwsIamRoleProvider`] and [`AwsIamOidcProvider`] implement the
+//! managed-resource contract's [`Provider`] trait: `connect` turns a ProviderConfig into SDK
+//! configuration (`credentials`); the returned client's verbs (`rds`, `iam`, `oidc`) convert the
+//! spec purely (`convert`, `role`) and make a few calls to RDS or IAM. Only the providers, the
+//! kinds ([`crd`]), [`crds`] and [`decode_policy`] are public: the runtime reaches everything
+//! else through the trait.
 
-// A `pub` item must be reachable from outside the crate; `missing_docs` is not enforced here yet.
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod convert;
+mod convert;
 pub mod crd;
-pub mod credentials;
-pub mod iam;
-pub mod oidc;
-pub mod rds;
-pub mod role;
+mod credentials;
+mod iam;
+mod oidc;
+mod rds;
+mod role;
+
+pub use role::decode_policy;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,41 +21,41 @@ use crate::rds::error_code;
 use crate::role::DEFAULT_AUDIENCE;
 
 /// The connection-detail key of the provider's ARN.
-pub const OIDC_PROVIDER_ARN_KEY: &str = "oidcProviderArn";
+pub(crate) const OIDC_PROVIDER_ARN_KEY: &str = "oidcProviderArn";
 
 /// What IAM holds for one provider.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObservedOidcProvider {
-    pub arn: String,
+pub(crate) struct ObservedOidcProvider {
+    pub(crate) arn: String,
     /// `HOST/PATH`, as IAM reports it (without `https://`).
-    pub url: String,
+    pub(crate) url: String,
     /// Sorted.
-    pub client_ids: Vec<String>,
+    pub(crate) client_ids: Vec<String>,
     /// Sorted, lower case.
-    pub thumbprints: Vec<String>,
-    pub tags: BTreeMap<String, String>,
+    pub(crate) thumbprints: Vec<String>,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 /// What differs between the spec and IAM.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OidcDrift {
-    pub client_ids_to_add: Vec<String>,
-    pub client_ids_to_remove: Vec<String>,
+pub(crate) struct OidcDrift {
+    pub(crate) client_ids_to_add: Vec<String>,
+    pub(crate) client_ids_to_remove: Vec<String>,
     /// The whole list to set, when it differs.
-    pub thumbprints: Option<Vec<String>>,
-    pub tags_to_add: BTreeMap<String, String>,
-    pub tags_to_remove: Vec<String>,
-    pub immutable: Vec<&'static str>,
+    pub(crate) thumbprints: Option<Vec<String>>,
+    pub(crate) tags_to_add: BTreeMap<String, String>,
+    pub(crate) tags_to_remove: Vec<String>,
+    pub(crate) immutable: Vec<&'static str>,
 }
 
 impl OidcDrift {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == OidcDrift::default()
     }
 }
 
 /// `HOST/PATH` of an `https://` issuer URL: how IAM names the provider.
-pub fn issuer_host_path(url: &str) -> Option<&str> {
+pub(crate) fn issuer_host_path(url: &str) -> Option<&str> {
     url.strip_prefix("https://")
         .map(|rest| rest.trim_end_matches('/'))
         .filter(|rest| !rest.is_empty() && !rest.contains(['?', '#']))
@@ -68,7 +68,7 @@ fn sorted(mut items: Vec<String>) -> Vec<String> {
 }
 
 /// The audiences the spec asks for.
-pub fn desired_client_ids(params: &OpenIDConnectProviderParameters) -> Vec<String> {
+pub(crate) fn desired_client_ids(params: &OpenIDConnectProviderParameters) -> Vec<String> {
     sorted(
         params
             .client_id_list
@@ -78,7 +78,7 @@ pub fn desired_client_ids(params: &OpenIDConnectProviderParameters) -> Vec<Strin
 }
 
 /// Rejects what IAM would reject, before any call.
-pub fn validate(params: &OpenIDConnectProviderParameters) -> Result<(), InvalidParameter> {
+pub(crate) fn validate(params: &OpenIDConnectProviderParameters) -> Result<(), InvalidParameter> {
     if issuer_host_path(&params.url).is_none() {
         return Err(InvalidParameter {
             field: "url",
@@ -106,7 +106,7 @@ pub fn validate(params: &OpenIDConnectProviderParameters) -> Result<(), InvalidP
 }
 
 /// Compares what the spec sets.
-pub fn drift(
+pub(crate) fn drift(
     params: &OpenIDConnectProviderParameters,
     observed: &ObservedOidcProvider,
 ) -> OidcDrift {
@@ -153,12 +153,14 @@ pub fn drift(
 // ---------------------------------------------------------------------------------------------
 
 /// A connected OpenIDConnectProvider client.
-pub struct OidcExternal {
+pub(crate) struct OidcExternal {
     api: crate::iam::IamApi,
 }
 
 /// Parses `spec.forProvider`.
-pub fn parameters(managed: &Managed) -> Result<OpenIDConnectProviderParameters, ProviderError> {
+pub(crate) fn parameters(
+    managed: &Managed,
+) -> Result<OpenIDConnectProviderParameters, ProviderError> {
     serde_json::from_value(managed.for_provider.clone()).map_err(|error| {
         ProviderError::terminal(
             "read spec.forProvider",
@@ -183,7 +185,7 @@ fn tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ProviderError> {
 }
 
 impl OidcExternal {
-    pub fn new(config_name: String, sdk: &SdkConfig) -> Self {
+    pub(crate) fn new(config_name: String, sdk: &SdkConfig) -> Self {
         Self {
             api: crate::iam::IamApi::new(config_name, sdk),
         }

@@ -17,7 +17,7 @@ use crate::convert::{self, ObservedInstance};
 use crate::crd::{DBInstanceParameters, Endpoint};
 
 /// A connected DBInstance client: one SDK configuration, one RDS client per region.
-pub struct RdsExternal {
+pub(crate) struct RdsExternal {
     config_name: String,
     sdk: SdkConfig,
     clients: Mutex<BTreeMap<String, aws_sdk_rds::Client>>,
@@ -25,7 +25,7 @@ pub struct RdsExternal {
 }
 
 impl RdsExternal {
-    pub fn new(config_name: String, sdk: SdkConfig, secrets: Arc<dyn Secrets>) -> Self {
+    pub(crate) fn new(config_name: String, sdk: SdkConfig, secrets: Arc<dyn Secrets>) -> Self {
         Self {
             config_name,
             sdk,
@@ -153,7 +153,7 @@ fn instance<'a>(
 }
 
 /// Parses `spec.forProvider`.
-pub fn parameters(managed: &Managed) -> Result<DBInstanceParameters, ProviderError> {
+pub(crate) fn parameters(managed: &Managed) -> Result<DBInstanceParameters, ProviderError> {
     serde_json::from_value(managed.for_provider.clone()).map_err(|error| {
         ProviderError::terminal(
             "read spec.forProvider",

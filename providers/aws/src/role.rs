@@ -18,28 +18,28 @@ use crate::convert::InvalidParameter;
 use crate::crd::{RoleObservation, RoleParameters, ServiceAccountTrust};
 
 /// The audience a ServiceAccount token for AWS carries unless the spec says otherwise.
-pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+pub(crate) const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// The connection-detail key of the role's ARN.
-pub const ROLE_ARN_KEY: &str = "roleArn";
+pub(crate) const ROLE_ARN_KEY: &str = "roleArn";
 
 /// The IAM state Strata compares against, extracted once from GetRole and the inline policies.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObservedRole {
-    pub arn: String,
-    pub role_id: String,
-    pub path: String,
-    pub description: Option<String>,
+pub(crate) struct ObservedRole {
+    pub(crate) arn: String,
+    pub(crate) role_id: String,
+    pub(crate) path: String,
+    pub(crate) description: Option<String>,
     /// The trust policy, parsed; `Null` when IAM returned none or an unreadable one.
-    pub assume_role_policy: Value,
-    pub tags: BTreeMap<String, String>,
+    pub(crate) assume_role_policy: Value,
+    pub(crate) tags: BTreeMap<String, String>,
     /// Inline policies by name, parsed.
-    pub inline_policies: BTreeMap<String, Value>,
+    pub(crate) inline_policies: BTreeMap<String, Value>,
 }
 
 impl ObservedRole {
     /// `status.atProvider`.
-    pub fn at_provider(&self) -> RoleObservation {
+    pub(crate) fn at_provider(&self) -> RoleObservation {
         RoleObservation {
             arn: self.arn.clone(),
             role_id: self.role_id.clone(),
@@ -49,22 +49,22 @@ impl ObservedRole {
 
 /// Everything that differs between the spec and IAM.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct RoleDrift {
+pub(crate) struct RoleDrift {
     /// The trust policy to set (serialized), when it differs.
-    pub assume_role_policy: Option<String>,
+    pub(crate) assume_role_policy: Option<String>,
     /// The description to set, when it differs.
-    pub description: Option<String>,
-    pub tags_to_add: BTreeMap<String, String>,
-    pub tags_to_remove: Vec<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) tags_to_add: BTreeMap<String, String>,
+    pub(crate) tags_to_remove: Vec<String>,
     /// Inline policies to put (serialized), by name.
-    pub policies_to_put: BTreeMap<String, String>,
-    pub policies_to_delete: Vec<String>,
+    pub(crate) policies_to_put: BTreeMap<String, String>,
+    pub(crate) policies_to_delete: Vec<String>,
     /// Spec fields that differ but IAM cannot change in place.
-    pub immutable: Vec<&'static str>,
+    pub(crate) immutable: Vec<&'static str>,
 }
 
 impl RoleDrift {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == RoleDrift::default()
     }
 }
@@ -83,7 +83,10 @@ pub fn decode_policy(raw: &str) -> Value {
 }
 
 /// A policy document from the spec: a JSON object, or a string holding one.
-pub fn policy_document(field: &'static str, value: &Value) -> Result<Value, InvalidParameter> {
+pub(crate) fn policy_document(
+    field: &'static str,
+    value: &Value,
+) -> Result<Value, InvalidParameter> {
     let document = match value {
         Value::String(text) => serde_json::from_str(text).map_err(|error| InvalidParameter {
             field,
@@ -103,7 +106,7 @@ pub fn policy_document(field: &'static str, value: &Value) -> Result<Value, Inva
 /// The trust policy letting one ServiceAccount assume the role with its OIDC token:
 /// `sts:AssumeRoleWithWebIdentity` from the OIDC provider, with `ISSUER:sub` and `ISSUER:aud`
 /// conditions (ISSUER is the provider ARN's part after `oidc-provider/`, as IAM expects).
-pub fn service_account_trust_policy(
+pub(crate) fn service_account_trust_policy(
     trust: &ServiceAccountTrust,
 ) -> Result<Value, InvalidParameter> {
     let issuer = oidc_issuer(&trust.oidc_provider_arn).ok_or_else(|| InvalidParameter {
@@ -140,7 +143,7 @@ pub fn service_account_trust_policy(
 }
 
 /// `host/path` of `arn:PARTITION:iam::ACCOUNT:oidc-provider/host/path`.
-pub fn oidc_issuer(arn: &str) -> Option<&str> {
+pub(crate) fn oidc_issuer(arn: &str) -> Option<&str> {
     let mut parts = arn.splitn(6, ':');
     let (arn_word, _partition, service, region, account, resource) = (
         parts.next()?,
@@ -160,7 +163,7 @@ pub fn oidc_issuer(arn: &str) -> Option<&str> {
 }
 
 /// The trust policy the spec asks for.
-pub fn desired_trust_policy(params: &RoleParameters) -> Result<Value, InvalidParameter> {
+pub(crate) fn desired_trust_policy(params: &RoleParameters) -> Result<Value, InvalidParameter> {
     match (&params.assume_role_policy, &params.trust_service_account) {
         (Some(policy), None) => policy_document("assumeRolePolicy", policy),
         (None, Some(trust)) => service_account_trust_policy(trust),
@@ -177,7 +180,7 @@ pub fn desired_trust_policy(params: &RoleParameters) -> Result<Value, InvalidPar
 }
 
 /// The inline policies the spec asks for, parsed.
-pub fn desired_inline_policies(
+pub(crate) fn desired_inline_policies(
     params: &RoleParameters,
 ) -> Result<Option<BTreeMap<String, Value>>, InvalidParameter> {
     let Some(policies) = &params.inline_policies else {
@@ -209,7 +212,7 @@ fn valid_name(name: &str, max: usize) -> bool {
 }
 
 /// Rejects what IAM would reject, before any call.
-pub fn validate(role_name: &str, params: &RoleParameters) -> Result<(), InvalidParameter> {
+pub(crate) fn validate(role_name: &str, params: &RoleParameters) -> Result<(), InvalidParameter> {
     if !valid_name(role_name, 64) {
         return Err(InvalidParameter {
             field: "metadata.annotations[strata.dev/external-name]",
@@ -248,7 +251,7 @@ pub fn validate(role_name: &str, params: &RoleParameters) -> Result<(), InvalidP
 /// A policy document in a canonical form: every array's elements normalized, sorted and
 /// deduplicated, and a one-element array replaced by its element. Two documents IAM treats the
 /// same compare equal after this (see the module doc for what is not covered).
-pub fn normalize(document: &Value) -> Value {
+pub(crate) fn normalize(document: &Value) -> Value {
     match document {
         Value::Object(map) => Value::Object(
             map.iter()
@@ -270,12 +273,12 @@ pub fn normalize(document: &Value) -> Value {
 }
 
 /// Whether IAM would treat the two documents the same.
-pub fn equivalent(a: &Value, b: &Value) -> bool {
+pub(crate) fn equivalent(a: &Value, b: &Value) -> bool {
     normalize(a) == normalize(b)
 }
 
 /// Compares only what the spec sets; unset optional fields are IAM's.
-pub fn drift(
+pub(crate) fn drift(
     params: &RoleParameters,
     observed: &ObservedRole,
 ) -> Result<RoleDrift, InvalidParameter> {
@@ -327,7 +330,7 @@ pub fn drift(
 }
 
 /// `roleArn`: what a workload needs to assume the role (no secret).
-pub fn connection_details(observed: &ObservedRole) -> ConnectionDetails {
+pub(crate) fn connection_details(observed: &ObservedRole) -> ConnectionDetails {
     ConnectionDetails::from([(ROLE_ARN_KEY.to_owned(), observed.arn.clone())])
 }
 
