@@ -566,7 +566,6 @@ impl Shared {
             ),
             routes: Arc::new(Mutex::new(HashMap::new())),
             tasks: Mutex::new(Vec::new()),
-            written: WriteMemo::default(),
             newest: Newest::default(),
             allowed: Mutex::new(HashSet::new()),
             user: Mutex::new(None),
