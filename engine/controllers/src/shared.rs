@@ -336,8 +336,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Stops every background task this struct started.
-    pub(crate) fn stop(&self) {
+    /// Stops every background task this struct started (the caches' watches and what they
+    /// feed); the caches then serve what they last saw. Calling it again does nothing.
+    pub fn stop(&self) {
         for t in self
             .tasks
             .lock()
