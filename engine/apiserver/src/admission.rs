@@ -22,7 +22,7 @@ fn invalid(target: &ErrorTarget, field: &str, message: &str) -> ApiError {
 }
 
 /// Checks a CRD defines a servable resource and fills its status as kube-apiserver reports it.
-pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiError> {
+pub(crate) fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiError> {
     let name = crate::object::name(crd).to_owned();
     let target = ErrorTarget::new(
         crate::resource::CRD_GROUP,
@@ -141,7 +141,7 @@ pub fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(), ApiErr
 /// With `strict` (`fieldValidation=Strict`), fields the schema does not know are an error
 /// instead of being pruned; with `warnings` (`Warn`) they are pruned and named there.
 /// `old` is the stored object on update, for the CEL rules' `oldSelf`.
-pub fn admit_custom_object(
+pub(crate) fn admit_custom_object(
     rt: &ResourceType,
     version: &str,
     obj: &mut Value,
@@ -181,7 +181,7 @@ pub fn admit_custom_object(
 /// kube-apiserver's decoding of the request does: anything else is a 400 in its words
 /// (`Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte 3`),
 /// never stored for a reader to fail on.
-pub fn check_base64(obj: &Value, kind: &str, field: &str) -> Result<(), ApiError> {
+pub(crate) fn check_base64(obj: &Value, kind: &str, field: &str) -> Result<(), ApiError> {
     use base64::Engine;
     let Some(Value::Object(entries)) = obj.get(field) else {
         return Ok(());
@@ -222,7 +222,7 @@ pub fn check_base64(obj: &Value, kind: &str, field: &str) -> Result<(), ApiError
 
 /// Folds a Secret's `stringData` into `data` (base64), as kube-apiserver's conversion does:
 /// `stringData` wins over `data` for the same key and is never stored or returned.
-pub fn fold_string_data(secret: &mut Value, target: &ErrorTarget) -> Result<(), ApiError> {
+pub(crate) fn fold_string_data(secret: &mut Value, target: &ErrorTarget) -> Result<(), ApiError> {
     use base64::Engine;
     let Value::Object(obj) = secret else {
         return Ok(());
@@ -272,7 +272,7 @@ pub fn fold_string_data(secret: &mut Value, target: &ErrorTarget) -> Result<(), 
 
 /// The payload fields `immutable: true` freezes, per kind (Secrets' `stringData` is folded into
 /// `data` before this check, so a change made through it shows as a change of `data`).
-pub fn immutable_fields(kind: &str) -> &'static [&'static str] {
+pub(crate) fn immutable_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "ConfigMap" => &["data", "binaryData"],
         "Secret" => &["data"],
@@ -283,7 +283,7 @@ pub fn immutable_fields(kind: &str) -> &'static [&'static str] {
 /// Rejects an update of an `immutable: true` ConfigMap or Secret that changes its payload or
 /// unsets `immutable`, with one cause per changed field, as kube-apiserver does.
 /// An absent map and an empty one are the same payload.
-pub fn check_immutable(
+pub(crate) fn check_immutable(
     kind: &str,
     old: &Value,
     new: &Value,

@@ -1,6 +1,6 @@
 //! Authentication: who a request is ([`UserInfo`], Kubernetes' `user.Info`), from a verified
 //! client certificate ([`crate::client_cert`]), the admin token, a token-file user
-//! ([`crate::token_file`]) or a ServiceAccount token ([`crate::service_account`]); and the
+//! (`token_file`) or a ServiceAccount token (`service_account`); and the
 //! kubeconfigs that carry those credentials to clients.
 //!
 //! As in kube-apiserver: the `Authorization` scheme is case-insensitive; a request without
@@ -35,10 +35,15 @@ pub const ADMIN_USER: &str = "strata-admin";
 /// `user.Info`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserInfo {
+    /// The user name, e.g. `system:serviceaccount:default:builder`; what RBAC subjects of kind
+    /// `User` match.
     pub name: String,
+    /// A stable id for the user, if the authenticator knows one ("" otherwise).
     pub uid: String,
     /// Including `system:authenticated` for every authenticated user.
     pub groups: Vec<String>,
+    /// Further facts an authenticator recorded (e.g. a ServiceAccount token's credential id),
+    /// passed on to SubjectAccessReviews and impersonation checks.
     pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
@@ -122,7 +127,10 @@ impl BoundObjects for crate::cluster::Cluster {
 /// A token's user and the audiences it was accepted for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenUser {
+    /// The authenticated user.
     pub user: UserInfo,
+    /// The token's audiences among those asked for (the API server's by default); never empty, as
+    /// a token with none of them does not authenticate.
     pub audiences: Vec<String>,
 }
 
@@ -147,6 +155,8 @@ impl std::fmt::Debug for Authenticator {
 pub const EXTRA_CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
 
 impl Authenticator {
+    /// Builds an authenticator from the admin bearer token, the static token-file users and the
+    /// ServiceAccount token issuer.
     pub fn new(
         admin_token: String,
         users: crate::token_file::TokenFile,
@@ -159,6 +169,8 @@ impl Authenticator {
         }
     }
 
+    /// The issuer that signs and verifies ServiceAccount tokens (TokenRequest uses it to mint
+    /// them).
     pub fn service_accounts(&self) -> &crate::service_account::TokenIssuer {
         &self.service_accounts
     }
@@ -278,9 +290,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// What a kubeconfig's user presents.
 pub enum Credentials<'a> {
+    /// A bearer token.
     Token(&'a str),
+    /// A client certificate and its private key, both PEM, for mutual TLS.
     ClientCertificate {
+        /// The certificate.
         certificate_pem: &'a str,
+        /// The certificate's private key.
         key_pem: &'a str,
     },
 }

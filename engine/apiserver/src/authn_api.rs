@@ -14,11 +14,11 @@ use crate::service_account::{
     DEFAULT_EXPIRATION_SECONDS, Grant, MAX_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS, ObjectRef,
 };
 
-pub const GROUP: &str = "authentication.k8s.io";
-pub const VERSION: &str = "v1";
+pub(crate) const GROUP: &str = "authentication.k8s.io";
+pub(crate) const VERSION: &str = "v1";
 const API_VERSION: &str = "authentication.k8s.io/v1";
 /// The media type kube-apiserver serves the JWKS with.
-pub const JWKS_CONTENT_TYPE: &str = "application/jwk-set+json";
+pub(crate) const JWKS_CONTENT_TYPE: &str = "application/jwk-set+json";
 
 fn user_info(user: &UserInfo) -> Value {
     let mut v = json!({"username": user.name, "groups": user.groups});
@@ -46,7 +46,7 @@ fn body_object(body: &[u8], kind: &str) -> ApiResult<Value> {
 }
 
 /// The answer to a `SelfSubjectReview`: the requesting user.
-pub fn self_subject_review(user: &UserInfo) -> Value {
+pub(crate) fn self_subject_review(user: &UserInfo) -> Value {
     json!({
         "kind": "SelfSubjectReview",
         "apiVersion": API_VERSION,
@@ -57,7 +57,7 @@ pub fn self_subject_review(user: &UserInfo) -> Value {
 
 /// The answer to a `TokenReview`: whether `spec.token` authenticates (for `spec.audiences`, or
 /// the API server's), as whom and for which audiences.
-pub fn token_review(
+pub(crate) fn token_review(
     authn: &Authenticator,
     objects: &dyn BoundObjects,
     body: &[u8],
@@ -120,7 +120,7 @@ fn strings(value: Option<&Value>, field: &str, kind: &str) -> ApiResult<Vec<Stri
 /// A TokenRequest's spec, checked: the audiences, the lifetime (defaulted and cut to the
 /// longest allowed) and the bound object, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRequestSpec {
+pub(crate) struct TokenRequestSpec {
     pub audiences: Vec<String>,
     pub expiration_seconds: i64,
     pub bound: Option<BoundRef>,
@@ -129,13 +129,13 @@ pub struct TokenRequestSpec {
 /// `spec.boundObjectRef`: a Secret (the only kind this control plane serves of those a token may
 /// be bound to).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BoundRef {
+pub(crate) struct BoundRef {
     pub name: String,
     pub uid: Option<String>,
 }
 
 /// Reads a TokenRequest for ServiceAccount `name`: one `Invalid` error listing every bad field.
-pub fn token_request_spec(name: &str, body: &[u8]) -> ApiResult<TokenRequestSpec> {
+pub(crate) fn token_request_spec(name: &str, body: &[u8]) -> ApiResult<TokenRequestSpec> {
     let request = body_object(body, "TokenRequest")?;
     let spec = request.get("spec").cloned().unwrap_or(json!({}));
     let mut causes = Vec::new();
@@ -228,7 +228,7 @@ pub fn token_request_spec(name: &str, body: &[u8]) -> ApiResult<TokenRequestSpec
 
 /// Issues a token for ServiceAccount `namespace/name`: it must exist, as must the bound Secret
 /// (with the given uid, when one is given).
-pub fn token_request(
+pub(crate) fn token_request(
     authn: &Authenticator,
     objects: &dyn BoundObjects,
     namespace: &str,

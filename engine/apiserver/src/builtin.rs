@@ -31,7 +31,7 @@ fn rename(obj: &mut Map<String, Value>, pairs: impl Iterator<Item = (&'static st
 }
 
 /// An object as stored, in the shape `rt` serves it at `version`.
-pub fn present(rt: &ResourceType, version: &str, stored: &Value) -> Value {
+pub(crate) fn present(rt: &ResourceType, version: &str, stored: &Value) -> Value {
     let mut out = stored.clone();
     if let Value::Object(m) = &mut out {
         if is_events_api(rt) {
@@ -44,7 +44,7 @@ pub fn present(rt: &ResourceType, version: &str, stored: &Value) -> Value {
 }
 
 /// A written object in the shape it is stored in (the identity for most kinds).
-pub fn to_storage(rt: &ResourceType, mut body: Value) -> Value {
+pub(crate) fn to_storage(rt: &ResourceType, mut body: Value) -> Value {
     if is_events_api(rt)
         && let Value::Object(m) = &mut body
     {
@@ -151,7 +151,7 @@ fn qos_class(spec: &Value) -> &'static str {
 /// (`kubectl get` columns, `-o yaml`): replicas, strategies, history limits, a Service's type
 /// and session affinity, a Job's completions and selector, pod template defaults, a new Pod's
 /// phase and QoS class. `creating` is true for a new object.
-pub fn apply_defaults(rt: &ResourceType, obj: &mut Value, creating: bool) {
+pub(crate) fn apply_defaults(rt: &ResourceType, obj: &mut Value, creating: bool) {
     if !obj.is_object() {
         return;
     }
@@ -319,7 +319,7 @@ fn default_job_spec(obj: &mut Value, pointer: &str, uid: &str, name: String) {
 
 /// The unknown fields of a built-in object by its Kubernetes type's schema, pruned from `obj`
 /// (kube-apiserver drops them when decoding); `None` for kinds without a known schema.
-pub fn prune_unknown(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
+pub(crate) fn prune_unknown(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
     let Some(schema) = schema_for(rt) else {
         return Vec::new();
     };
@@ -438,7 +438,7 @@ fn schema_for(rt: &ResourceType) -> Option<Compiled> {
 
 /// A Service's cluster IP and node ports, allocated as kube-apiserver's allocators do (from
 /// 10.96.0.0/12 and 30000-32767, the lowest free), unless the client chose them.
-pub fn allocate_service(svc: &mut Value, existing: &[&Value]) {
+pub(crate) fn allocate_service(svc: &mut Value, existing: &[&Value]) {
     let Some(spec) = at(svc, "/spec") else {
         return;
     };
@@ -502,7 +502,7 @@ pub fn allocate_service(svc: &mut Value, existing: &[&Value]) {
 
 /// An update keeps what the server allocated when the client left it out (a Service's cluster
 /// IPs and node ports), as kube-apiserver does.
-pub fn keep_allocated(rt: &ResourceType, old: &Value, new: &mut Value) {
+pub(crate) fn keep_allocated(rt: &ResourceType, old: &Value, new: &mut Value) {
     if !(rt.group.is_empty() && rt.resource == "services") {
         return;
     }

@@ -48,15 +48,15 @@ use kube_cel::cel::{Context, IdedExpr, Program, Value as Cel};
 use serde_json::Value;
 
 /// kube-apiserver's limit on one expression's estimated cost (`StaticEstimatedCostLimit`).
-pub const STATIC_ESTIMATED_COST_LIMIT: u64 = 10_000_000;
+pub(crate) const STATIC_ESTIMATED_COST_LIMIT: u64 = 10_000_000;
 /// kube-apiserver's limit on the estimated cost of all rules of one schema, each multiplied by
 /// how many times it can run (`StaticEstimatedCRDCostLimit`).
-pub const STATIC_ESTIMATED_CRD_COST_LIMIT: u64 = 100_000_000;
+pub(crate) const STATIC_ESTIMATED_CRD_COST_LIMIT: u64 = 100_000_000;
 /// The request size kube-apiserver assumes for lists, maps and strings without bounds.
 const MAX_REQUEST_SIZE: u64 = 3 * 1024 * 1024;
 
 /// The error kube-apiserver adds when structural errors keep the rules from running.
-pub const NOT_CHECKED: &str = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+pub(crate) const NOT_CHECKED: &str = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
 
 /// A compiled version's rules, compiled on first use and shared by the clones of its resource
 /// type. `None` inside: the schema has no rules (or could not be compiled, which admission
@@ -98,7 +98,7 @@ impl Rules {
 /// schema's causes). As kube-apiserver, rules run when the object is structurally valid or its
 /// errors are not of a blocking kind (wrong type, missing, unsupported, too long, too many);
 /// otherwise they are skipped with one cause saying so.
-pub fn admit(
+pub(crate) fn admit(
     rules: &Rules,
     obj: &Value,
     old: Option<&Value>,
@@ -162,7 +162,7 @@ pub fn admit(
 /// Refuses a CRD whose versions declare rules kube-apiserver would not admit, naming each
 /// rule's path (`spec.versions[0].schema.openAPIV3Schema.properties[spec]
 /// .x-kubernetes-validations[0].rule`).
-pub fn admit_crd_rules(
+pub(crate) fn admit_crd_rules(
     versions: &[Value],
     target: &crate::error::ErrorTarget,
 ) -> Result<(), crate::error::ApiError> {

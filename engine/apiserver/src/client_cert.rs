@@ -87,10 +87,18 @@ fn attribute_text(value: &Any) -> Option<&str> {
     }
 }
 
+/// Why a client certificate could not be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
+    /// A key or certificate operation failed; `doing` names the step, `detail` the cause.
     #[error("issuing a client certificate: {doing}: {detail}")]
-    Failed { doing: &'static str, detail: String },
+    Failed {
+        /// The step that failed, e.g. signing the certificate.
+        doing: &'static str,
+        /// The underlying error's message.
+        detail: String,
+    },
+    /// The user name (the certificate's common name) is empty, which would authenticate no one.
     #[error("issuing a client certificate: the user name is empty")]
     EmptyUser,
 }
@@ -104,7 +112,10 @@ fn failed<E: std::fmt::Display>(doing: &'static str) -> impl FnOnce(E) -> IssueE
 
 /// A client certificate and its private key, both PEM.
 pub struct IssuedCertificate {
+    /// The certificate, signed by the cluster CA, with the user as common name and groups as
+    /// organizations.
     pub certificate_pem: String,
+    /// The certificate's private key; whoever holds it is the user.
     pub private_key_pem: String,
 }
 

@@ -25,15 +25,21 @@ type ObjectKey = (String, String);
 
 /// Finalizers the server itself manages.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// Deletion with `propagationPolicy: Orphan`: the garbage collector removes this object's
+/// `ownerReferences` from its dependents before the object goes.
 pub const ORPHAN_FINALIZER: &str = "orphan";
+/// Set on a CustomResourceDefinition being deleted until all its custom objects are gone.
 pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// The longest a read or no-op waits for the store to make what it shows durable.
 const DURABILITY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Which part of an object a write changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subresource {
+    /// The object itself; its `status` is kept as stored (for resources with a status subresource).
     Main,
+    /// The `status` subresource: only `status` changes, whatever else the body says.
     Status,
 }
 
@@ -50,8 +56,12 @@ impl Subresource {
 /// cluster-scoped).
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The resource type: group, kind, plural, scope, versions and schema.
     pub rt: Arc<ResourceType>,
+    /// The API version the request speaks; bodies are converted from and to it.
     pub version: String,
+    /// The namespace; "" for cluster-scoped resources (and, for lists, across all namespaces when
+    /// asked so).
     pub namespace: String,
     /// `fieldValidation=Strict`: unknown fields of custom objects are rejected, not pruned.
     pub strict_fields: bool,
@@ -109,17 +119,26 @@ impl Target {
     }
 }
 
+/// What deleting an object does to its dependents (`propagationPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Propagation {
+    /// The object goes now; the garbage collector deletes its dependents afterwards (the default).
     Background,
+    /// The object stays, marked with the foreground finalizer, until dependents that block owner
+    /// deletion are gone.
     Foreground,
+    /// The dependents stay, with their owner reference to this object removed.
     Orphan,
 }
 
+/// A delete request's options.
 #[derive(Debug, Clone)]
 pub struct DeleteOptions {
+    /// What happens to dependents.
     pub propagation: Propagation,
+    /// Delete only if the object's uid is this; otherwise a 409.
     pub precondition_uid: Option<String>,
+    /// Delete only if the object's `resourceVersion` is this; otherwise a 409.
     pub precondition_rv: Option<String>,
 }
 
@@ -142,10 +161,15 @@ pub struct ObjectStats {
     pub json_bytes: usize,
 }
 
+/// One page of a list, consistent at one revision.
 pub struct ListPage {
+    /// The matching objects, ordered by namespace and name.
     pub items: Vec<Arc<Value>>,
+    /// The revision the page shows; later pages of the same list show the same one.
     pub resource_version: u64,
+    /// The token for the next page; `None` on the last.
     pub continue_token: Option<String>,
+    /// How many matching objects later pages hold (`remainingItemCount`), when there are any.
     pub remaining: Option<usize>,
 }
 
@@ -210,12 +234,16 @@ struct Outcome {
     durable: Option<oneshot::Receiver<Result<(), String>>>,
 }
 
+/// The control plane's state: every object in memory under one lock, each write decided there,
+/// handed to the store's writer and acknowledged once durable, then fanned out to watchers. Readers
+/// never see a write that is not yet durable.
 pub struct Cluster {
     state: Mutex<State>,
     writer: crate::store::Writer<Arc<WatchEvent>>,
     /// The highest resource version known durable; reads wait for it so no client ever sees
     /// a write a crash could still lose.
     durable: tokio::sync::watch::Sender<u64>,
+    /// The watch fan-out: every committed change is published here in revision order.
     pub hub: Arc<Hub>,
     /// Woken whenever a write may give the garbage collector work.
     pub gc_wake: Arc<Notify>,
@@ -223,14 +251,24 @@ pub struct Cluster {
     pub rbac: crate::rbac::Rbac,
 }
 
+/// Why the stored state could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// Reading the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A stored object's key or JSON cannot be read; Strata refuses to start rather than drop it.
     #[error("store: object `{key}` is corrupt: {detail}")]
-    CorruptObject { key: String, detail: String },
+    CorruptObject {
+        /// The store key.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
+/// The store key of an object: group, resource, namespace and name joined by `|`, so objects of
+/// one resource (and namespace) are adjacent.
 pub fn store_key(gr: &GroupResource, ns: &str, name: &str) -> String {
     format!("{}|{}|{}|{}", gr.group, gr.resource, ns, name)
 }
@@ -412,6 +450,7 @@ impl Cluster {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A snapshot of the served resource types (built-in and from CustomResourceDefinitions).
     pub fn registry(&self) -> Registry {
         self.lock().registry.clone()
     }
@@ -441,10 +480,13 @@ impl Cluster {
         })
     }
 
+    /// The latest committed revision.
     pub fn resource_version(&self) -> u64 {
         self.lock().rv
     }
 
+    /// The stored object `name` in the target's namespace; [`ApiError::NotFound`] if there is
+    /// none.
     pub fn get(&self, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
         let st = self.lock();
         st.objects
@@ -564,7 +606,7 @@ impl Cluster {
     }
 
     /// The garbage collector's actions for the objects marked since the last sweep, each with
-    /// the object it is for (see [`crate::gc`]).
+    /// the object it is for (see the `gc` module).
     pub fn gc_sweep(&self) -> Vec<(crate::gc::Action, crate::gc::Entry)> {
         let mut st = self.lock();
         let marked = st.gc.take_marked();
@@ -633,6 +675,10 @@ impl Cluster {
         Ok(outcome.object)
     }
 
+    /// Creates `body` in the target's namespace as `manager` (recorded in `managedFields`) and
+    /// returns it once durable, with uid, `resourceVersion` and timestamps set. Errors: 400 for a
+    /// body that is not an object of the target's kind or names another namespace, 422 when
+    /// validation fails, 409 when the name is taken.
     pub async fn create(&self, t: &Target, body: Value, manager: &str) -> ApiResult<Arc<Value>> {
         let outcome = {
             let mut st = self.lock();

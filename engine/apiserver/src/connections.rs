@@ -74,17 +74,30 @@ impl Default for Limits {
     }
 }
 
+/// Why connection [`Limits`] are unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitsError {
+    /// A timeout or bound is zero, which would refuse or drop every connection.
     #[error("connection limits: {field} must be greater than zero")]
-    Zero { field: &'static str },
+    Zero {
+        /// The limit, as the error message names it.
+        field: &'static str,
+    },
+    /// The per-client bound exceeds the overall one, so it could never apply.
     #[error(
         "connection limits: max connections per client ({per_client}) exceeds max connections ({total})"
     )]
-    PerClientAboveTotal { per_client: usize, total: usize },
+    PerClientAboveTotal {
+        /// The per-client bound.
+        per_client: usize,
+        /// The overall bound.
+        total: usize,
+    },
 }
 
 impl Limits {
+    /// Checks the limits before a server starts: every value non-zero and the per-client bound
+    /// within the overall one. The error names the offending limit.
     pub fn validate(&self) -> Result<(), LimitsError> {
         let zero = |field| Err(LimitsError::Zero { field });
         if self.request_header_timeout.is_zero() {
@@ -119,13 +132,16 @@ pub struct OpenConnections {
 /// Whether a new connection from a client may be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
+    /// Serve it; both bounds have room.
     Admit,
     /// The client already has this many open connections, the per-client bound.
     RefuseClient {
+        /// The client's open connections.
         open: usize,
     },
     /// All clients have this many open connections, the overall bound.
     RefuseTotal {
+        /// The open connections in total.
         open: usize,
     },
 }
@@ -188,8 +204,12 @@ pub enum Phase {
     Serving,
     /// Waiting for a request head since `since`; `first_byte` is when its first byte arrived.
     Waiting {
+        /// When the connection was accepted or its last response was sent.
         since: Instant,
+        /// When the next request's first byte arrived, if it has.
         first_byte: Option<Instant>,
+        /// Whether no request was served yet: a new connection gets the header timeout, not the
+        /// idle one.
         first_request: bool,
     },
 }
@@ -197,7 +217,9 @@ pub enum Phase {
 /// Why a connection was closed by its supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
+    /// A request head did not arrive in full within the request-header timeout.
     HeaderTimeout,
+    /// No request started within the idle timeout after the previous response.
     IdleTimeout,
 }
 

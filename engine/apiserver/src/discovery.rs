@@ -18,7 +18,7 @@ const VERBS: [&str; 8] = [
 ];
 
 /// A resource a handler answers instead of the store: the create-only review kinds.
-pub struct HandledResource {
+pub(crate) struct HandledResource {
     pub group: &'static str,
     pub version: &'static str,
     pub resource: &'static str,
@@ -28,7 +28,7 @@ pub struct HandledResource {
 }
 
 /// The handled resources, listed in discovery beside the registry's.
-pub const HANDLED: &[HandledResource] = &[
+pub(crate) const HANDLED: &[HandledResource] = &[
     HandledResource {
         group: crate::authn_api::GROUP,
         version: crate::authn_api::VERSION,
@@ -106,16 +106,16 @@ fn is_service_accounts(t: &ResourceType) -> bool {
 }
 
 /// The Kubernetes version the control plane answers as.
-pub const GIT_VERSION: &str = "v1.32.0-strata";
+pub(crate) const GIT_VERSION: &str = "v1.32.0-strata";
 
-pub fn version() -> Value {
+pub(crate) fn version() -> Value {
     json!({
         "major": "1", "minor": "32", "gitVersion": GIT_VERSION, "gitCommit": "", "gitTreeState": "clean",
         "buildDate": "", "goVersion": "", "compiler": "strata", "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
     })
 }
 
-pub fn core_versions(server_address: &str) -> Value {
+pub(crate) fn core_versions(server_address: &str) -> Value {
     json!({"kind": "APIVersions", "versions": ["v1"],
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]})
 }
@@ -129,7 +129,7 @@ fn group_doc(group: &str, versions: &[String]) -> Value {
     json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions, "preferredVersion": preferred})
 }
 
-pub fn group_list(registry: &Registry) -> Value {
+pub(crate) fn group_list(registry: &Registry) -> Value {
     let groups: Vec<Value> = served_groups(registry)
         .iter()
         .filter(|(g, _)| !g.is_empty())
@@ -138,7 +138,7 @@ pub fn group_list(registry: &Registry) -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn group(registry: &Registry, group: &str) -> Option<Value> {
+pub(crate) fn group(registry: &Registry, group: &str) -> Option<Value> {
     served_groups(registry)
         .get(group)
         .map(|v| group_doc(group, v))
@@ -173,7 +173,7 @@ fn resource_entries(t: &ResourceType) -> Vec<Value> {
 }
 
 /// The APIResourceList of `group/version`, `None` when nothing is served there.
-pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub(crate) fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let resources: Vec<Value> = registry
         .all()
         .filter(|t| t.group == group && t.version(version).is_some())
@@ -198,12 +198,12 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
 
 /// The media type of aggregated discovery (`apidiscovery.k8s.io/v2`), which kubectl asks for
 /// first on `/api` and `/apis` to learn every resource in two requests.
-pub const AGGREGATED_DISCOVERY: &str =
+pub(crate) const AGGREGATED_DISCOVERY: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether an `Accept` header prefers aggregated discovery v2 over the plain documents: the first
 /// media range that is either aggregated v2 or plain JSON decides.
-pub fn wants_aggregated(accept: &str) -> bool {
+pub(crate) fn wants_aggregated(accept: &str) -> bool {
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default();
@@ -256,7 +256,7 @@ fn discovery_resource(t: &ResourceType, version: &str) -> Value {
 
 /// The `APIGroupDiscoveryList` of `/api` (`core`: the legacy group only) or `/apis` (every
 /// named group), versions in preference order.
-pub fn aggregated(registry: &Registry, core: bool) -> Value {
+pub(crate) fn aggregated(registry: &Registry, core: bool) -> Value {
     let items: Vec<Value> = served_groups(registry)
         .iter()
         .filter(|(g, _)| g.is_empty() == core)

@@ -26,9 +26,9 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 
 /// The keys file in the data dir.
-pub const KEYS_FILE: &str = "encryption-keys.json";
+pub(crate) const KEYS_FILE: &str = "encryption-keys.json";
 /// The prefix of every sealed value, before the key name.
-pub const PREFIX: &[u8] = b"k8s:enc:aesgcm:v1:";
+pub(crate) const PREFIX: &[u8] = b"k8s:enc:aesgcm:v1:";
 const KEY_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +237,7 @@ impl Keyring {
 }
 
 /// The key name of a sealed value; `None` for plaintext.
-pub fn sealed_with(stored: &[u8]) -> Option<&[u8]> {
+pub(crate) fn sealed_with(stored: &[u8]) -> Option<&[u8]> {
     let rest = stored.strip_prefix(PREFIX)?;
     let end = rest.iter().position(|&b| b == b':')?;
     Some(&rest[..end])

@@ -9,12 +9,17 @@ use serde_json::{Value, json};
 /// Names the object an error is about, for the `details` of a `Status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorTarget {
+    /// The API group; "" for the core group.
     pub group: String,
+    /// What `details.kind` says and the message qualifies the name with: the plural resource for
+    /// lookups (`secrets "db" not found`), the kind for validation, as kube-apiserver does.
     pub kind: String,
+    /// The object's name; "" when the error is about no single object.
     pub name: String,
 }
 
 impl ErrorTarget {
+    /// A target from its three parts.
     pub fn new(group: &str, kind: &str, name: &str) -> Self {
         Self {
             group: group.to_owned(),
@@ -35,63 +40,112 @@ impl ErrorTarget {
 /// One field-level cause of an `Invalid` error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldCause {
+    /// The field's path, e.g. `spec.replicas` or `metadata.labels[app]`.
     pub field: String,
+    /// What is wrong with it, starting with the Kubernetes cause type (`Required value`,
+    /// `Unsupported value: …`), which sets the cause's `reason`.
     pub message: String,
 }
 
+/// Why a request failed. Each variant is one kube-apiserver `Status` reason and HTTP code (see
+/// [`ApiError::code`] and [`ApiError::reason`]); the `Display` text is the `Status` message, worded
+/// as kube-apiserver words it, since clients and tests match on it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 404: the object does not exist.
     #[error("{} \"{}\" not found", .0.qualified_kind(), .0.name)]
     NotFound(ErrorTarget),
+    /// 404: no API resource is served at the path.
     #[error("the server could not find the requested resource")]
-    UnknownResource { path: String },
+    UnknownResource {
+        /// The request path.
+        path: String,
+    },
+    /// 409: a create named an object that exists.
     #[error("{} \"{}\" already exists", .0.qualified_kind(), .0.name)]
     AlreadyExists(ErrorTarget),
+    /// 409: a write lost an optimistic-concurrency race (stale `resourceVersion`) or hit a state
+    /// that forbids it (e.g. a namespace being deleted).
     #[error("Operation cannot be fulfilled on {} \"{}\": {message}", .target.qualified_kind(), .target.name)]
     Conflict {
+        /// The object written.
         target: ErrorTarget,
+        /// Why, e.g. "the object has been modified; please apply your changes to the latest
+        /// version and try again".
         message: String,
     },
+    /// 409: server-side apply would take fields another manager owns; `force` overrides.
     #[error("Apply failed with {} conflict{}: {}", .conflicts.len(), if .conflicts.len() == 1 { "" } else { "s" }, .conflicts.join("\n"))]
     ApplyConflict {
+        /// The object applied.
         target: ErrorTarget,
+        /// One line per conflicting field: its owner and path.
         conflicts: Vec<String>,
+        /// The same conflicts as `FieldManagerConflict` causes.
         causes: Vec<FieldCause>,
     },
+    /// 422: the object fails validation; one cause per bad field.
     #[error("{} \"{}\" is invalid: {}", .target.qualified_kind(), .target.name, invalid_summary(.causes))]
     Invalid {
+        /// The object written.
         target: ErrorTarget,
+        /// The failing fields; never empty.
         causes: Vec<FieldCause>,
     },
+    /// 400: the request itself is malformed (undecodable body, bad query parameter, mismatched
+    /// name or namespace).
     #[error("{0}")]
     BadRequest(String),
+    /// 403 with a complete message and no target.
     #[error("{0}")]
     Forbidden(String),
     /// A 403 about one resource (authorization): the message is complete, the target fills the
     /// `details`.
     #[error("{message}")]
     ForbiddenOn {
+        /// The resource the request was refused on.
         target: ErrorTarget,
+        /// The complete message, naming the user and the verb.
         message: String,
     },
+    /// 401: the request's credentials authenticate no one.
     #[error("Unauthorized")]
     Unauthorized,
+    /// 405: the resource does not support the verb.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// 415: the body's content type is not one the endpoint decodes.
     #[error(
         "the body of the request was in an unknown format - accepted media types include: {accepted}"
     )]
-    UnsupportedMediaType { accepted: String },
+    UnsupportedMediaType {
+        /// The content types the endpoint accepts, comma-separated.
+        accepted: String,
+    },
+    /// 413: the body exceeds the size limit.
     #[error("the request is too large: the body must be at most {limit} bytes")]
-    RequestTooLarge { limit: usize },
+    RequestTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// 410: a watch or list asked for a `resourceVersion` older than the history kept.
     #[error("too old resource version: {requested} ({oldest})")]
-    Expired { requested: u64, oldest: u64 },
+    Expired {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision still kept.
+        oldest: u64,
+    },
+    /// 410: a paginated list's continue token refers to a revision the store no longer keeps.
     #[error(
         "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
     )]
     ContinueExpired,
+    /// 422: the patch cannot be applied to the object (a failed JSON-patch `test`, a path that does
+    /// not exist).
     #[error("{0}")]
     UnprocessablePatch(String),
+    /// 500: the server failed, not the request (storage, encoding).
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -109,6 +163,7 @@ fn invalid_summary(causes: &[FieldCause]) -> String {
 }
 
 impl ApiError {
+    /// The HTTP status code.
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownResource { .. } => 404,
@@ -127,6 +182,8 @@ impl ApiError {
         }
     }
 
+    /// The `Status` `reason`, the machine-readable cause clients branch on (`IsNotFound`,
+    /// `IsConflict`, …).
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownResource { .. } => "NotFound",
@@ -223,6 +280,7 @@ fn field_cause_reason(message: &str) -> &'static str {
         .unwrap_or("FieldValueInvalid")
 }
 
+/// The result of an API operation.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]

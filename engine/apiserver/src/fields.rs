@@ -133,7 +133,7 @@ fn item_key(item: &Value, keys: &[String]) -> Option<Element> {
 /// The list markers objects are walked with: a built-in kind's Kubernetes OpenAPI definition
 /// or a CRD schema.
 #[derive(Debug, Clone, Copy)]
-pub enum FieldSchema<'a> {
+pub(crate) enum FieldSchema<'a> {
     /// A built-in kind: its definition ([`crate::openapi::definition`]; none: all lists atomic).
     Builtin(Option<&'static Value>),
     /// A custom resource: the structural schema of the version written (none: all lists atomic).
@@ -142,7 +142,7 @@ pub enum FieldSchema<'a> {
 
 impl FieldSchema<'_> {
     /// The schema of the built-in kind `group/version` `kind`.
-    pub fn builtin(group: &str, version: &str, kind: &str) -> Self {
+    pub(crate) fn builtin(group: &str, version: &str, kind: &str) -> Self {
         FieldSchema::Builtin(crate::openapi::definition(group, version, kind))
     }
 }
@@ -283,7 +283,7 @@ fn list_shape(items: &[Value], list_type: &ListType) -> ListShape {
 
 /// A set of owned field paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldSet(BTreeSet<FieldPath>);
+pub(crate) struct FieldSet(BTreeSet<FieldPath>);
 
 const IDENTITY_METADATA: [&str; 10] = [
     "name",
@@ -311,13 +311,13 @@ fn is_identity(path: &[Element]) -> bool {
 impl FieldSet {
     /// The owned paths of an object, identity fields excluded: leaves (scalars, empty maps,
     /// atomic lists) and, for associative lists, each item and the leaves within it.
-    pub fn of(value: &Value, schema: FieldSchema<'_>) -> Self {
+    pub(crate) fn of(value: &Value, schema: FieldSchema<'_>) -> Self {
         let mut set = BTreeSet::new();
         collect(value, &Cursor::root(schema), &mut Vec::new(), &mut set);
         FieldSet(set)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
@@ -335,7 +335,7 @@ impl FieldSet {
 
     /// FieldsV1 JSON: `{"f:spec":{"f:size":{}}}`; a path that is owned and has owned paths below
     /// it carries `".": {}`, as in `{"k:{\"type\":\"Ready\"}":{".":{},"f:status":{}}}`.
-    pub fn to_fields_v1(&self) -> Value {
+    pub(crate) fn to_fields_v1(&self) -> Value {
         let mut root = Map::new();
         for path in &self.0 {
             let mut node = &mut root;
@@ -354,7 +354,7 @@ impl FieldSet {
     }
 
     /// Reads FieldsV1; keys this server does not understand are skipped.
-    pub fn from_fields_v1(v: &Value) -> Self {
+    pub(crate) fn from_fields_v1(v: &Value) -> Self {
         let mut set = BTreeSet::new();
         read_fields_v1(v, &mut Vec::new(), &mut set);
         FieldSet(set)
@@ -570,7 +570,7 @@ fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
 /// Who is writing: manager name, the apiVersion used, the subresource ("" or "status"), when,
 /// and the schema whose list markers say how lists are owned and merged.
 #[derive(Debug, Clone)]
-pub struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     pub manager: &'a str,
     pub api_version: &'a str,
     pub subresource: &'a str,
@@ -579,7 +579,7 @@ pub struct Writer<'a> {
 }
 
 /// Records an update: the writer takes ownership of every field it changed, others lose them.
-pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
+pub(crate) fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
     let mut entries = old.map(read_entries).unwrap_or_default();
     let new_fields = FieldSet::of(new, w.schema);
     let changed: BTreeSet<FieldPath> = match old {
@@ -629,14 +629,14 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
 
 /// Fields another manager owns with a different value than the applied configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApplyConflicts {
+pub(crate) struct ApplyConflicts {
     pub messages: Vec<String>,
     pub causes: Vec<FieldCause>,
 }
 
 /// Why an apply was refused.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     /// Other managers own applied fields with other values (409 unless forced).
     Conflicts(ApplyConflicts),
     /// The configuration repeats an item of an associative list (422).
@@ -737,7 +737,7 @@ fn recompute_conflicts(
 }
 
 /// Server-side apply of `config` by `w` onto `live` (absent: the object is created).
-pub fn apply(
+pub(crate) fn apply(
     live: Option<&Value>,
     config: &Value,
     w: &Writer<'_>,
@@ -900,7 +900,7 @@ fn merge(target: &mut Value, config: &Value, cursor: &Cursor<'_>) {
 /// The object as no-op detection compares it: without its resource version and without the
 /// timestamps of `managedFields`, so re-applying or re-writing the same content changes nothing
 /// while a change of field ownership still counts.
-pub fn comparable(obj: &Value) -> Value {
+pub(crate) fn comparable(obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(Value::Object(meta)) = v.get_mut("metadata") {
         meta.remove("resourceVersion");

@@ -28,7 +28,7 @@ use crate::resource::{CRD_GROUP, CRD_RESOURCE, ResourceType};
 const MANAGER: &str = "strata-garbage-collector";
 
 /// An object with its resource type.
-pub type Entry = (Arc<ResourceType>, Arc<Value>);
+pub(crate) type Entry = (Arc<ResourceType>, Arc<Value>);
 
 /// One thing a sweep does, to the object with this uid.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +70,7 @@ pub(crate) fn is_namespace(rt: &ResourceType) -> bool {
 }
 
 /// What [`decide`] reads besides the object it decides for.
-pub trait Lookup {
+pub(crate) trait Lookup {
     /// The object with this uid, if it exists.
     fn object(&self, uid: &str) -> Option<Entry>;
     /// The existing objects naming `uid` among their owners.
@@ -87,7 +87,7 @@ fn has_finalizer(o: &Value, finalizer: &str) -> bool {
 
 /// Decides the actions for one object, from what `lookup` says about its owners, its
 /// dependents, and (for a terminating namespace or CRD) its contents.
-pub fn decide(lookup: &impl Lookup, (rt, o): &Entry) -> Vec<Action> {
+pub(crate) fn decide(lookup: &impl Lookup, (rt, o): &Entry) -> Vec<Action> {
     let mut actions = Vec::new();
     let uid = object::uid(o);
     let owners = object::owner_uids(o);
@@ -192,7 +192,7 @@ fn delete_all(objects: Vec<Entry>) -> impl Iterator<Item = Action> {
 /// Objects by uid and owners' dependents, kept current by every write, and the uids whose
 /// collection decision a write may have changed since the last sweep.
 #[derive(Default)]
-pub struct Index {
+pub(crate) struct Index {
     by_uid: HashMap<Box<str>, Entry>,
     /// Owner uid (of an existing owner or not) → uids of the existing objects naming it.
     dependents: HashMap<Box<str>, BTreeSet<Box<str>>>,
@@ -220,7 +220,7 @@ impl Facts {
 impl Index {
     /// An index of `objects`, with every object that has owners or is being deleted marked
     /// (the one full pass: at start).
-    pub fn build(objects: impl IntoIterator<Item = Entry>) -> Index {
+    pub(crate) fn build(objects: impl IntoIterator<Item = Entry>) -> Index {
         let mut index = Index::default();
         for (rt, o) in objects {
             index.note(&rt, None, Some(&o));
@@ -230,7 +230,7 @@ impl Index {
 
     /// Records a write: `old` was replaced by `new` (`None`: absent before / removed now), and
     /// marks what the change may concern.
-    pub fn note(
+    pub(crate) fn note(
         &mut self,
         rt: &Arc<ResourceType>,
         old: Option<&Arc<Value>>,
@@ -312,19 +312,19 @@ impl Index {
     }
 
     /// Marks an existing object for the next sweep.
-    pub fn mark(&mut self, uid: &str) {
+    pub(crate) fn mark(&mut self, uid: &str) {
         if self.by_uid.contains_key(uid) {
             self.marked.insert(uid.into());
         }
     }
 
     /// Whether anything is marked.
-    pub fn has_marked(&self) -> bool {
+    pub(crate) fn has_marked(&self) -> bool {
         !self.marked.is_empty()
     }
 
     /// The marked objects, unmarked.
-    pub fn take_marked(&mut self) -> Vec<Entry> {
+    pub(crate) fn take_marked(&mut self) -> Vec<Entry> {
         std::mem::take(&mut self.marked)
             .into_iter()
             .filter_map(|u| self.by_uid.get(&u).cloned())
@@ -332,12 +332,12 @@ impl Index {
     }
 
     /// The object with this uid.
-    pub fn object(&self, uid: &str) -> Option<Entry> {
+    pub(crate) fn object(&self, uid: &str) -> Option<Entry> {
         self.by_uid.get(uid).cloned()
     }
 
     /// The existing objects naming `uid` among their owners.
-    pub fn dependents(&self, uid: &str) -> Vec<Entry> {
+    pub(crate) fn dependents(&self, uid: &str) -> Vec<Entry> {
         self.dependents
             .get(uid)
             .into_iter()
@@ -347,13 +347,9 @@ impl Index {
     }
 
     /// How many objects the index holds.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_uid.len()
-    }
-
-    /// Whether the index holds no object.
-    pub fn is_empty(&self) -> bool {
-        self.by_uid.is_empty()
     }
 }
 
@@ -386,7 +382,8 @@ impl Lookup for Index {
 }
 
 /// Decides every action for a set of objects at once (a full pass, in the order given).
-pub fn plan(objects: &[Entry]) -> Vec<Action> {
+#[cfg(test)]
+pub(crate) fn plan(objects: &[Entry]) -> Vec<Action> {
     let index = Index::build(objects.iter().cloned());
     objects.iter().flat_map(|e| decide(&index, e)).collect()
 }
@@ -465,7 +462,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Runs sweeps until the process ends: each over the objects marked since the previous one,
 /// waiting for the object layer's wake-up when nothing is marked.
-pub async fn run(cluster: Arc<Cluster>) {
+pub(crate) async fn run(cluster: Arc<Cluster>) {
     loop {
         let Some(failed) = sweep(&cluster).await else {
             cluster.gc_wake.notified().await;
@@ -480,7 +477,7 @@ pub async fn run(cluster: Arc<Cluster>) {
 
 /// One sweep: carries out the actions for the objects marked since the previous sweep. `None`
 /// when there was nothing to do; else the uids whose action failed in a way worth retrying.
-pub async fn sweep(cluster: &Cluster) -> Option<Vec<String>> {
+pub(crate) async fn sweep(cluster: &Cluster) -> Option<Vec<String>> {
     let actions = cluster.gc_sweep();
     if actions.is_empty() {
         return None;

@@ -20,12 +20,12 @@ use crate::selector::Selector;
 use crate::watch::{EventType, WatchEvent};
 
 /// The largest request body accepted, as kube-apiserver's limit.
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Bookmarks are sent this often on watches that allow them.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
-pub struct AppState {
+pub(crate) struct AppState {
     pub cluster: Arc<Cluster>,
     /// Who a request is: [`crate::auth`].
     pub authn: Arc<crate::auth::Authenticator>,
@@ -40,7 +40,7 @@ pub struct AppState {
     pub openapi: crate::openapi::Cache,
 }
 
-pub fn router(state: Arc<AppState>) -> axum::Router {
+pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(state)
 }
 
@@ -118,7 +118,7 @@ async fn yaml_response(response: Response) -> Response {
     }
 }
 
-pub fn error_response(e: &ApiError) -> Response {
+pub(crate) fn error_response(e: &ApiError) -> Response {
     json_response(
         StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         &e.status(),

@@ -5,18 +5,18 @@ use serde_json::{Map, Value, json};
 use crate::error::{ApiError, ErrorTarget, FieldCause};
 
 /// Now, as Kubernetes writes timestamps (RFC 3339, whole seconds, UTC).
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
 
-pub fn new_uid() -> String {
+pub(crate) fn new_uid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 /// `generateName` suffix: five characters from kube-apiserver's alphabet.
-pub fn name_suffix() -> String {
+pub(crate) fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes: [u8; 5] = rand::random();
     bytes
@@ -25,11 +25,11 @@ pub fn name_suffix() -> String {
         .collect()
 }
 
-pub fn meta(obj: &Value) -> Option<&Map<String, Value>> {
+pub(crate) fn meta(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata").and_then(Value::as_object)
 }
 
-pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.is_object() {
         *obj = json!({});
     }
@@ -42,27 +42,27 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
-pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     meta(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
 }
 
-pub fn name(obj: &Value) -> &str {
+pub(crate) fn name(obj: &Value) -> &str {
     meta_str(obj, "name").unwrap_or_default()
 }
 
-pub fn namespace(obj: &Value) -> &str {
+pub(crate) fn namespace(obj: &Value) -> &str {
     meta_str(obj, "namespace").unwrap_or_default()
 }
 
-pub fn uid(obj: &Value) -> &str {
+pub(crate) fn uid(obj: &Value) -> &str {
     meta_str(obj, "uid").unwrap_or_default()
 }
 
-pub fn resource_version(obj: &Value) -> &str {
+pub(crate) fn resource_version(obj: &Value) -> &str {
     meta_str(obj, "resourceVersion").unwrap_or_default()
 }
 
-pub fn finalizers(obj: &Value) -> Vec<String> {
+pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     meta(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
@@ -74,13 +74,13 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub fn is_deleting(obj: &Value) -> bool {
+pub(crate) fn is_deleting(obj: &Value) -> bool {
     meta(obj)
         .and_then(|m| m.get("deletionTimestamp"))
         .is_some_and(|v| !v.is_null())
 }
 
-pub fn set_finalizers(obj: &mut Value, finalizers: Vec<String>) {
+pub(crate) fn set_finalizers(obj: &mut Value, finalizers: Vec<String>) {
     let m = meta_mut(obj);
     if finalizers.is_empty() {
         m.remove("finalizers");
@@ -90,7 +90,7 @@ pub fn set_finalizers(obj: &mut Value, finalizers: Vec<String>) {
 }
 
 /// Owner references as (uid, blockOwnerDeletion).
-pub fn owner_uids(obj: &Value) -> Vec<(String, bool)> {
+pub(crate) fn owner_uids(obj: &Value) -> Vec<(String, bool)> {
     meta(obj)
         .and_then(|m| m.get("ownerReferences"))
         .and_then(Value::as_array)
@@ -111,7 +111,7 @@ pub fn owner_uids(obj: &Value) -> Vec<(String, bool)> {
 
 /// Which rule a kind's object names follow in kube-apiserver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameRule {
+pub(crate) enum NameRule {
     /// Custom resources: anything usable as a path segment.
     PathSegment,
     /// Most built-in kinds: a lowercase RFC 1123 subdomain (at most 253 characters).
@@ -121,7 +121,11 @@ pub enum NameRule {
 }
 
 /// Checks a name as kube-apiserver does for a kind following `rule`.
-pub fn validate_name(name: &str, rule: NameRule, target: &ErrorTarget) -> Result<(), ApiError> {
+pub(crate) fn validate_name(
+    name: &str,
+    rule: NameRule,
+    target: &ErrorTarget,
+) -> Result<(), ApiError> {
     let invalid = |message: String| ApiError::Invalid {
         target: target.clone(),
         causes: vec![FieldCause {

@@ -24,15 +24,15 @@ use serde_json::{Map, Value, json};
 use crate::discovery::{HANDLED, HandledResource};
 use crate::resource::{Registry, ResourceType};
 
-pub mod v2;
+pub(crate) mod v2;
 
 /// Where OpenAPI v3 documents point at a component schema.
-pub const REF_PREFIX: &str = "#/components/schemas/";
+pub(crate) const REF_PREFIX: &str = "#/components/schemas/";
 const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 const GVK: &str = "x-kubernetes-group-version-kind";
 
 /// The Kubernetes OpenAPI definitions of the built-in kinds and all they reference, by name.
-pub fn definitions() -> &'static Map<String, Value> {
+pub(crate) fn definitions() -> &'static Map<String, Value> {
     static DEFINITIONS: OnceLock<Map<String, Value>> = OnceLock::new();
     DEFINITIONS.get_or_init(|| {
         // A test parses the file; an unparsable file leaves every built-in kind without schema.
@@ -41,7 +41,7 @@ pub fn definitions() -> &'static Map<String, Value> {
 }
 
 /// The name of the definition of a built-in kind, found by its `x-kubernetes-group-version-kind`.
-pub fn definition_name(group: &str, version: &str, kind: &str) -> Option<&'static str> {
+pub(crate) fn definition_name(group: &str, version: &str, kind: &str) -> Option<&'static str> {
     static BY_GVK: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
     BY_GVK
         .get_or_init(|| {
@@ -65,13 +65,13 @@ pub fn definition_name(group: &str, version: &str, kind: &str) -> Option<&'stati
 }
 
 /// The definition of a built-in kind.
-pub fn definition(group: &str, version: &str, kind: &str) -> Option<&'static Value> {
+pub(crate) fn definition(group: &str, version: &str, kind: &str) -> Option<&'static Value> {
     definition_name(group, version, kind).and_then(|n| definitions().get(n))
 }
 
 /// `node` with its reference followed: a `$ref`, or an `allOf` of one reference (the form a
 /// field with a description of its own takes).
-pub fn resolve(mut node: &'static Value) -> &'static Value {
+pub(crate) fn resolve(mut node: &'static Value) -> &'static Value {
     for _ in 0..8 {
         let target = node
             .get("$ref")
@@ -188,7 +188,7 @@ fn hash(registry: &Registry, group: &str, version: &str) -> String {
 }
 
 /// `/openapi/v3`: every served group-version with the URL of its document, the hash in it.
-pub fn index(registry: &Registry) -> Value {
+pub(crate) fn index(registry: &Registry) -> Value {
     let mut paths = Map::new();
     for (group, version) in served(registry) {
         let key = gv_key(&group, &version);
@@ -203,14 +203,19 @@ pub fn index(registry: &Registry) -> Value {
 
 /// The documents built so far, per group-version with the hash they were built at.
 #[derive(Default)]
-pub struct Cache {
+pub(crate) struct Cache {
     v3: Mutex<HashMap<String, (String, Bytes)>>,
     v2: Mutex<Option<(String, Arc<v2::Encoded>)>>,
 }
 
 impl Cache {
     /// The serialized OpenAPI v3 document of `group/version` (`None`: nothing served there).
-    pub fn group_version(&self, registry: &Registry, group: &str, version: &str) -> Option<Bytes> {
+    pub(crate) fn group_version(
+        &self,
+        registry: &Registry,
+        group: &str,
+        version: &str,
+    ) -> Option<Bytes> {
         let key = gv_key(group, version);
         let hash = hash(registry, group, version);
         if let Some((h, doc)) = self.lock_v3().get(&key)
@@ -224,7 +229,7 @@ impl Cache {
     }
 
     /// The OpenAPI v2 document of everything served, in JSON and protobuf.
-    pub fn v2(&self, registry: &Registry) -> Arc<v2::Encoded> {
+    pub(crate) fn v2(&self, registry: &Registry) -> Arc<v2::Encoded> {
         let hash: String = served(registry)
             .iter()
             .map(|(g, v)| hash(registry, g, v))
@@ -464,7 +469,7 @@ fn handled_paths(paths: &mut Map<String, Value>, h: &HandledResource) -> Option<
 }
 
 /// The OpenAPI v3 document of `group/version`, `None` when nothing is served there.
-pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub(crate) fn group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     let mut roots: Vec<&'static str> = Vec::new();

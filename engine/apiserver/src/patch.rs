@@ -6,21 +6,32 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::protobuf::{ListMerge, PatchSchema};
 
+/// Content type of a JSON merge patch (RFC 7386).
 pub const MERGE_PATCH: &str = "application/merge-patch+json";
+/// Content type of a JSON patch (RFC 6902).
 pub const JSON_PATCH: &str = "application/json-patch+json";
+/// Content type of a strategic merge patch (built-in kinds only).
 pub const STRATEGIC_PATCH: &str = "application/strategic-merge-patch+json";
+/// Content type of a server-side apply request in YAML (or JSON).
 pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
-pub const APPLY_PATCH_CBOR: &str = "application/apply-patch+cbor";
 
+/// How a PATCH body is applied, as chosen by its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
+    /// JSON merge patch: objects merge recursively, `null` deletes, lists are replaced.
     Merge,
+    /// JSON patch: a list of `add`/`remove`/`replace`/`move`/`copy`/`test` operations.
     Json,
+    /// Strategic merge patch: like a merge patch, but lists merge by the key the kind's schema
+    /// names.
     Strategic,
+    /// Server-side apply: the body is the caller's full intent for the fields it manages.
     Apply,
 }
 
 impl PatchKind {
+    /// The patch kind of a `Content-Type` header (parameters ignored); `None` for anything else,
+    /// which the server answers with 415 listing [`accepted_patch_types`].
     pub fn from_content_type(content_type: &str) -> Option<Self> {
         let base = content_type.split(';').next().unwrap_or_default().trim();
         match base {
@@ -33,6 +44,7 @@ impl PatchKind {
     }
 }
 
+/// The patch content types the server accepts, comma-separated, for a 415 message.
 pub fn accepted_patch_types() -> String {
     [JSON_PATCH, MERGE_PATCH, APPLY_PATCH, STRATEGIC_PATCH].join(", ")
 }

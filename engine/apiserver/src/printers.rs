@@ -7,10 +7,10 @@
 use serde_json::{Value, json};
 
 /// How a cell is computed from an object and the current time.
-pub type CellFn = fn(&Value, jiff::Timestamp) -> Value;
+pub(crate) type CellFn = fn(&Value, jiff::Timestamp) -> Value;
 
 /// One built-in column: name, type, priority and how its cell is computed.
-pub struct BuiltinColumn {
+pub(crate) struct BuiltinColumn {
     pub name: &'static str,
     pub type_: &'static str,
     pub priority: i64,
@@ -64,7 +64,7 @@ fn scalar(v: &Value) -> String {
 }
 
 /// `translateTimestampSince`: a duration since `ts`, `<unknown>` when unset.
-pub fn since(ts: &str, now: jiff::Timestamp) -> String {
+pub(crate) fn since(ts: &str, now: jiff::Timestamp) -> String {
     if ts.is_empty() {
         return "<unknown>".into();
     }
@@ -75,7 +75,7 @@ pub fn since(ts: &str, now: jiff::Timestamp) -> String {
 }
 
 /// `duration.HumanDuration` of Kubernetes' apimachinery.
-pub fn human_duration(secs: i64) -> String {
+pub(crate) fn human_duration(secs: i64) -> String {
     if secs < -1 {
         return "<invalid>".into();
     }
@@ -139,7 +139,7 @@ fn format_labels(map: Option<&Value>) -> String {
 }
 
 /// A label selector in its string form (`app=web,tier in (a,b)`), "" when it selects everything.
-pub fn selector_string(sel: Option<&Value>) -> String {
+pub(crate) fn selector_string(sel: Option<&Value>) -> String {
     let Some(sel) = sel else {
         return String::new();
     };
@@ -468,7 +468,7 @@ fn hpa_targets(o: &Value) -> String {
 }
 
 /// The columns of a built-in kind, `None` for kinds shown with Name and Age only.
-pub fn columns(group: &str, resource: &str) -> Option<Vec<BuiltinColumn>> {
+pub(crate) fn columns(group: &str, resource: &str) -> Option<Vec<BuiltinColumn>> {
     Some(match (group, resource) {
         ("", "events") | ("events.k8s.io", "events") => vec![
             col("Last Seen", "string", |o, n| json!(event_last(o, n))),

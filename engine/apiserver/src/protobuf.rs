@@ -245,7 +245,7 @@ fn token_request_spec(buf: &[u8]) -> Result<Value, ApiError> {
 
 /// The JSON form of a protobuf-encoded Namespace, ConfigMap, Secret, ServiceAccount (metadata
 /// only) or TokenRequest.
-pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let unknown = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("missing the k8s envelope"))?;
@@ -354,7 +354,7 @@ enum Ty {
 }
 
 /// How strategic merge patch merges a list field.
-pub enum ListMerge {
+pub(crate) enum ListMerge {
     /// Replaced as a whole (`atomic` lists).
     Replace,
     /// Items merged by a key, each a message of the given schema.
@@ -364,11 +364,11 @@ pub enum ListMerge {
 /// The patch strategies of a built-in kind's fields (`+patchStrategy`, `+patchMergeKey` of the
 /// Kubernetes types), read from the same tables as protobuf decoding.
 #[derive(Clone, Copy)]
-pub struct PatchSchema(&'static [(u64, &'static str, Ty)]);
+pub(crate) struct PatchSchema(&'static [(u64, &'static str, Ty)]);
 
 impl PatchSchema {
     /// The schema of a kind by its `apiVersion` and kind, for the kinds the tables cover.
-    pub fn of(api_version: &str, kind: &str) -> Option<Self> {
+    pub(crate) fn of(api_version: &str, kind: &str) -> Option<Self> {
         protobuf_fields::root(api_version, kind).map(PatchSchema)
     }
 
@@ -382,7 +382,7 @@ impl PatchSchema {
     }
 
     /// The schema of an object-valued field.
-    pub fn field(&self, field: &str) -> Option<PatchSchema> {
+    pub(crate) fn field(&self, field: &str) -> Option<PatchSchema> {
         match self.ty(field)? {
             Ty::Msg(inner) => Some(PatchSchema(inner)),
             _ => None,
@@ -390,7 +390,7 @@ impl PatchSchema {
     }
 
     /// How a list-valued field merges.
-    pub fn list(&self, field: &str) -> ListMerge {
+    pub(crate) fn list(&self, field: &str) -> ListMerge {
         match self.ty(field) {
             Some(Ty::Keyed(inner, key)) => ListMerge::ByKey(key, PatchSchema(inner)),
             _ => ListMerge::Replace,

@@ -2,7 +2,7 @@
 //!
 //! Every request, once authenticated, is decided here before it is routed: impersonation headers
 //! first (each identity asked for needs the `impersonate` verb, then the request runs as that
-//! identity), then the request's [attributes](attributes) against the rules the user's bindings
+//! identity), then the request's [attributes](Attributes) against the rules the user's bindings
 //! grant ([`index`]). Default deny; `system:masters` is always allowed. A denial is a 403
 //! `Status` worded as kube-apiserver words it.
 //!
@@ -35,19 +35,26 @@ use crate::auth::UserInfo;
 use crate::error::{ApiError, ErrorTarget};
 use crate::resource::GroupResource;
 
+/// The API group of Roles, ClusterRoles and their bindings.
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+/// The API group of the access reviews.
 pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
 
 /// The four RBAC kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
+    /// Rules in one namespace.
     Role,
+    /// Rules for cluster-scoped resources, non-resource URLs, or every namespace when bound so.
     ClusterRole,
+    /// Grants a Role or ClusterRole to subjects in one namespace.
     RoleBinding,
+    /// Grants a ClusterRole to subjects cluster-wide.
     ClusterRoleBinding,
 }
 
 impl Kind {
+    /// Every RBAC kind.
     pub const ALL: [Kind; 4] = [
         Kind::Role,
         Kind::ClusterRole,
@@ -63,6 +70,7 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.resource() == gr.resource)
     }
 
+    /// The plural resource name, as in paths and rules.
     pub fn resource(self) -> &'static str {
         match self {
             Kind::Role => "roles",
@@ -72,6 +80,7 @@ impl Kind {
         }
     }
 
+    /// The `kind` field of objects of this kind.
     pub fn kind(self) -> &'static str {
         match self {
             Kind::Role => "Role",
@@ -81,10 +90,12 @@ impl Kind {
         }
     }
 
+    /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
         matches!(self, Kind::Role | Kind::RoleBinding)
     }
 
+    /// Whether this kind binds a role to subjects (rather than holding rules).
     pub fn is_binding(self) -> bool {
         matches!(self, Kind::RoleBinding | Kind::ClusterRoleBinding)
     }
@@ -108,12 +119,14 @@ pub struct Rbac {
 }
 
 impl Rbac {
+    /// An authorizer over `index` (usually built from the stored RBAC objects at start).
     pub fn new(index: Index) -> Self {
         Rbac {
             index: RwLock::new(index),
         }
     }
 
+    /// The index, for a decision or a review; held briefly, as writers of RBAC objects wait on it.
     pub fn read(&self) -> RwLockReadGuard<'_, Index> {
         self.index
             .read()

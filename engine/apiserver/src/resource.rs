@@ -424,8 +424,8 @@ fn printer_column(col: &Value) -> Option<PrinterColumn> {
     })
 }
 
-pub const CRD_GROUP: &str = "apiextensions.k8s.io";
-pub const CRD_RESOURCE: &str = "customresourcedefinitions";
+pub(crate) const CRD_GROUP: &str = "apiextensions.k8s.io";
+pub(crate) const CRD_RESOURCE: &str = "customresourcedefinitions";
 const RBAC: &str = crate::rbac::RBAC_GROUP;
 
 /// The resource types served by the control plane, keyed by group and plural.
@@ -615,7 +615,8 @@ impl Registry {
         self.types.values()
     }
 
-    /// Groups in discovery order (core first, then by name) with their versions, the preferred first.
+    /// Groups in discovery order (core first, then by name) with their versions, the preferred
+    /// first.
     pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for t in self.types.values() {

@@ -125,6 +125,10 @@ fn parse_field(req: &str) -> Result<FieldRequirement, ApiError> {
 }
 
 impl Selector {
+    /// Parses a list request's `labelSelector` and `fieldSelector` query parameters (either may be
+    /// absent). Field requirements still name field labels; [`Selector::resolve_fields`] maps them
+    /// to object paths once the kind is known. A malformed requirement is a 400
+    /// (`ApiError::BadRequest`) quoting it.
     pub fn parse(
         label_selector: Option<&str>,
         field_selector: Option<&str>,
@@ -170,10 +174,13 @@ impl Selector {
         Ok(self)
     }
 
+    /// Whether the selector has no requirement, so every object matches.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
+    /// Whether `object` meets every label and field requirement. A missing label fails `=`, `in`
+    /// and `exists` and satisfies `!=` and `notin`; a missing field compares as the empty string.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = object.pointer("/metadata/labels");
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);

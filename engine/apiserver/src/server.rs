@@ -21,7 +21,9 @@ use crate::store::{Store, StoreError};
 /// Validated settings for one control plane.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Where the store, the CA, the signing keys and the kubeconfig live; created if missing.
     pub data_dir: PathBuf,
+    /// The HTTPS address; port 0 picks a free one (see [`Server::addr`]).
     pub listen: SocketAddr,
     /// Where to write the kubeconfig; `<data_dir>/kubeconfig` when `None`.
     pub kubeconfig: Option<PathBuf>,
@@ -43,6 +45,8 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// The defaults `strata up` uses: RBAC, the default event history and connection limits, no
+    /// token file, the server's URL as issuer, no key rotation.
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
         ServerConfig {
             data_dir,
@@ -59,34 +63,51 @@ impl ServerConfig {
     }
 }
 
+/// Why a control plane could not start. Each names what was being done; none leaves a server
+/// half-running.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// Opening the store in the data dir failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Loading the stored objects failed.
     #[error(transparent)]
     Open(#[from] OpenError),
+    /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The CA or the serving certificate could not be loaded or made.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The connection limits are unusable.
     #[error(transparent)]
     Limits(#[from] crate::connections::LimitsError),
+    /// The Secret encryption keys could not be loaded, made or rotated.
     #[error(transparent)]
     Encryption(#[from] crate::encryption::EncryptionError),
+    /// Writing the default RBAC roles and bindings failed.
     #[error("creating the default RBAC roles: {0}")]
     Bootstrap(crate::error::ApiError),
+    /// The token file could not be read or has a malformed line.
     #[error(transparent)]
     TokenFile(#[from] crate::token_file::TokenFileError),
+    /// The ServiceAccount signing keys could not be loaded, made or rotated.
     #[error(transparent)]
     ServiceAccountKeys(#[from] crate::service_account::KeyError),
+    /// The in-process controllers' client certificate could not be issued.
     #[error("the controllers' client certificate: {0}")]
     ControllersIdentity(#[from] crate::client_cert::IssueError),
+    /// The admin kubeconfig could not be written.
     #[error("writing the kubeconfig {path}: {source}")]
     Kubeconfig {
+        /// The kubeconfig's path.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
 }
@@ -243,6 +264,7 @@ impl Server {
         })
     }
 
+    /// The address the server listens on, with the port actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -262,10 +284,12 @@ impl Server {
         &self.issuer
     }
 
+    /// The admin bearer token (user `strata-admin`, group `system:masters`), as in the kubeconfig.
     pub fn token(&self) -> &str {
         &self.token
     }
 
+    /// Where the admin kubeconfig was written.
     pub fn kubeconfig_path(&self) -> &std::path::Path {
         &self.kubeconfig
     }

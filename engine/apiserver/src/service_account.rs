@@ -27,21 +27,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Where the keys are kept in the store's settings.
-pub const SIGNING_KEYS_META: &str = "service-account-signing-keys";
+pub(crate) const SIGNING_KEYS_META: &str = "service-account-signing-keys";
 /// The signing algorithm of every token.
-pub const ALGORITHM: Algorithm = Algorithm::ES256;
+pub(crate) const ALGORITHM: Algorithm = Algorithm::ES256;
 /// A TokenRequest without `expirationSeconds` gets an hour, as with kube-apiserver.
-pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
+pub(crate) const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 /// The shortest lifetime a TokenRequest may ask for (kube-apiserver's).
-pub const MIN_EXPIRATION_SECONDS: i64 = 600;
+pub(crate) const MIN_EXPIRATION_SECONDS: i64 = 600;
 /// Longer requests are cut to this (kube-apiserver's `--service-account-max-token-expiration`,
 /// here fixed at 48 h); it is also how long a retired key keeps verifying.
-pub const MAX_EXPIRATION_SECONDS: i64 = 48 * 3600;
+pub(crate) const MAX_EXPIRATION_SECONDS: i64 = 48 * 3600;
 /// Tolerated clock skew for `nbf`.
 const NOT_BEFORE_LEEWAY: i64 = 60;
 /// The path of the JWKS, relative to the issuer (kube-apiserver's).
-pub const JWKS_PATH: &str = "/openid/v1/jwks";
-pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub(crate) const JWKS_PATH: &str = "/openid/v1/jwks";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -105,7 +104,7 @@ fn public_jwk(private_key_pem: &str) -> Result<Jwk, KeyError> {
 /// The keys to keep after this start, and whether they differ from the stored ones (and so
 /// must be written back): a signing key always exists, `rotate` retires it for a new one, and
 /// retired keys are dropped once no token they signed can still be unexpired.
-pub fn plan_keys(
+pub(crate) fn plan_keys(
     stored: Vec<StoredKey>,
     rotate: bool,
     now: i64,
@@ -128,7 +127,7 @@ pub fn plan_keys(
 }
 
 /// Reads the stored keys (none at first start).
-pub fn parse_stored(text: Option<&str>) -> Result<Vec<StoredKey>, KeyError> {
+pub(crate) fn parse_stored(text: Option<&str>) -> Result<Vec<StoredKey>, KeyError> {
     match text {
         None => Ok(Vec::new()),
         Some(t) => serde_json::from_str(t).map_err(|e| KeyError::Stored(e.to_string())),
@@ -177,7 +176,7 @@ pub struct Grant {
 }
 
 /// The username of a ServiceAccount.
-pub fn username(namespace: &str, name: &str) -> String {
+pub(crate) fn username(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")
 }
 
@@ -202,7 +201,7 @@ impl std::fmt::Debug for TokenIssuer {
 }
 
 /// Checks an issuer URL: https, no query or fragment; a trailing `/` is dropped.
-pub fn validate_issuer(issuer: &str) -> Result<String, KeyError> {
+pub(crate) fn validate_issuer(issuer: &str) -> Result<String, KeyError> {
     let trimmed = issuer.trim_end_matches('/');
     let host = trimmed.strip_prefix("https://").unwrap_or_default();
     if host.is_empty()
@@ -341,7 +340,7 @@ impl TokenIssuer {
 }
 
 /// The audiences of `token_audiences` that are also `wanted`, in `wanted`'s order.
-pub fn matching_audiences(token_audiences: &[String], wanted: &[String]) -> Vec<String> {
+pub(crate) fn matching_audiences(token_audiences: &[String], wanted: &[String]) -> Vec<String> {
     wanted
         .iter()
         .filter(|w| token_audiences.contains(w))

@@ -5,7 +5,7 @@
 //! transaction with immediate durability (group commit) and only then acknowledges the writers
 //! and hands the committed batch to the caller's publish function, in resource-version order.
 //! Concurrent writers are grouped: a batch waits briefly for as many writes as the previous
-//! commit acknowledged ([`gather`]), so sixteen writers share an fsync instead of racing the
+//! commit acknowledged (`gather`), so sixteen writers share an fsync instead of racing the
 //! writer thread into batches of one or two; a lone writer never waits.
 //!
 //! The store holds the admin token, the CA key and every Secret, so the data dir is private to
@@ -16,7 +16,7 @@
 //! [`LOCK_FILE`], which records the holder's process id so a second server can say who holds it.
 //! The operating system releases the lock when the process ends, even by `kill -9`.
 //!
-//! Secrets are encrypted at rest once a [`Keyring`] is given ([`Store::with_secret_encryption`]):
+//! Secrets are encrypted at rest once a `Keyring` is given ([`Store::with_secret_encryption`]):
 //! every Secret object and every watch event of a Secret is sealed as it is committed, and
 //! Secrets stored before (plaintext, or sealed with a rotated-out key) are re-sealed at open in
 //! one transaction. Sealed values are opened at [`Store::load`]; a plaintext value is read as is,
@@ -46,6 +46,7 @@ pub const FORMAT: &str = "strata-apiserver/2";
 const FORMAT_V1: &str = "strata-apiserver/1";
 const RV_KEY: &str = "resource-version";
 const TOKEN_KEY: &str = "token";
+/// The database file in the data dir.
 pub const STORE_FILE: &str = "store.redb";
 /// Locked while a server uses the data dir; holds that server's process id.
 pub const LOCK_FILE: &str = "strata.pid";
@@ -59,51 +60,93 @@ const CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// The most writes committed in one transaction.
 const MAX_BATCH: usize = 2_000;
 
+/// Why the store could not be opened, read or written. Errors about the data dir name it and
+/// say what to do where there is something to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The data dir does not exist and cannot be created.
     #[error("data dir {dir}: cannot create it: {source}")]
     CreateDir {
+        /// The data dir.
         dir: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// Another live process holds the data dir's lock file; two servers never share a store.
     #[error("data dir {dir} is in use by {}: stop it or choose another data dir", holder(.pid))]
-    InUse { dir: PathBuf, pid: Option<u32> },
+    InUse {
+        /// The data dir.
+        dir: PathBuf,
+        /// The process holding the data dir, when its id could be read.
+        pid: Option<u32>,
+    },
+    /// The lock file cannot be created, read or locked.
     #[error("data dir {dir}: locking {LOCK_FILE}: {source}")]
     Lock {
+        /// The data dir.
         dir: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The data dir or a file in it cannot be made owner-only.
     #[error("data dir {dir}: cannot make {file} private to its owner: {source}")]
     Permissions {
+        /// The data dir.
         dir: PathBuf,
+        /// The file, in the data dir.
         file: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The store file cannot be opened as a database.
     #[error(
         "data dir {dir}: {file} is not a readable Strata store (corrupt or foreign file): {source}"
     )]
     Open {
+        /// The data dir.
         dir: PathBuf,
+        /// The store file in it.
         file: String,
+        /// The underlying error.
         source: redb::DatabaseError,
     },
+    /// The file is a database, but not one Strata wrote.
     #[error(
         "data dir {dir}: {file} is not a Strata store: it has tables but no format marker `{FORMAT}`"
     )]
-    Foreign { dir: PathBuf, file: String },
+    Foreign {
+        /// The data dir.
+        dir: PathBuf,
+        /// The store file in it.
+        file: String,
+    },
+    /// The store has a format marker this server does not read (e.g. from a newer version).
     #[error("data dir {dir}: {file} has format `{found}`, this server reads `{FORMAT}`")]
     WrongFormat {
+        /// The data dir.
         dir: PathBuf,
+        /// The store file in it.
         file: String,
+        /// The format marker the file has.
         found: String,
     },
+    /// A database operation failed.
     #[error("store: {doing}: {source}")]
     Db {
+        /// The operation that failed.
         doing: &'static str,
+        /// The underlying error.
         source: redb::Error,
     },
+    /// Stored data cannot be decoded.
     #[error("store: stored {what} is corrupt: {detail}")]
-    Corrupt { what: String, detail: String },
+    Corrupt {
+        /// What was being decoded.
+        what: String,
+        /// How it is corrupt.
+        detail: String,
+    },
+    /// Sealing or opening a Secret failed (missing or wrong key).
     #[error("store: {0}")]
     Encryption(#[from] EncryptionError),
 }
@@ -125,19 +168,29 @@ fn db_err<E: Into<redb::Error>>(doing: &'static str) -> impl FnOnce(E) -> StoreE
 /// One object write: `object: None` removes the key.
 #[derive(Debug, Clone)]
 pub struct Write {
+    /// The revision this write makes; strictly greater than every earlier write's.
     pub rv: u64,
+    /// The object's store key (`cluster::store_key`).
     pub key: String,
+    /// The object as JSON; `None` deletes it.
     pub object: Option<Vec<u8>>,
+    /// The watch event this write publishes, kept in the event history for resuming watches.
     pub event: Vec<u8>,
 }
 
 /// Everything read back at start.
 pub struct Loaded {
+    /// Every stored object as (store key, JSON), Secrets unsealed.
     pub objects: Vec<(String, Vec<u8>)>,
+    /// The retained watch events as (revision, encoded event), oldest first.
     pub events: Vec<(u64, Vec<u8>)>,
+    /// The last committed revision; the next write takes a greater one.
     pub resource_version: u64,
 }
 
+/// The durable store of one data dir: objects, the recent watch events and server settings, in
+/// one database file, locked against a second server for as long as it is open. Writes go through
+/// a [`Writer`], which commits them in groups.
 pub struct Store {
     db: Database,
     history: u64,
@@ -192,6 +245,7 @@ impl Store {
         self
     }
 
+    /// How many watch events are kept; older ones are pruned as writes commit.
     pub fn event_history(&self) -> u64 {
         self.history
     }
@@ -330,6 +384,8 @@ impl Store {
         txn.commit().map_err(db_err("commit format marker"))
     }
 
+    /// Reads back everything stored, for the cluster to serve from memory. Errors if a sealed
+    /// Secret cannot be opened with the configured keys, or stored data is corrupt.
     pub fn load(&self) -> Result<Loaded, StoreError> {
         let txn = self.db.begin_read().map_err(db_err("begin read"))?;
         let objects_table = txn
@@ -397,6 +453,7 @@ impl Store {
             .map(|v| v.value().to_owned()))
     }
 
+    /// Stores server settings, all in one durable transaction.
     pub fn put_meta(&self, entries: &[(&str, &str)]) -> Result<(), StoreError> {
         let txn = self
             .db
@@ -411,6 +468,7 @@ impl Store {
         txn.commit().map_err(db_err("commit settings"))
     }
 
+    /// Persists the admin API token, so restarts keep existing kubeconfigs valid.
     pub fn save_token(&self, token: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err("begin token write"))?;
         txn.open_table(META)
@@ -502,8 +560,11 @@ fn event_context(rv: u64) -> String {
 
 /// A queued write and whom to tell once it is durable.
 pub struct Pending<T> {
+    /// What to commit.
     pub write: Write,
+    /// Handed to the writer's `publish` callback after the commit (the cluster's watch event).
     pub payload: T,
+    /// Answered once the write is durable, or with the reason it never will be.
     pub ack: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
@@ -541,7 +602,8 @@ impl CommitStats {
 }
 
 impl<T: Send + 'static> Writer<T> {
-    /// Starts the writer thread; `publish` runs after each durable commit with the batch's payloads.
+    /// Starts the writer thread; `publish` runs after each durable commit with the batch's
+    /// payloads.
     pub fn start(store: Store, publish: impl Fn(Vec<T>) + Send + 'static) -> Self {
         let (tx, rx) = mpsc::channel::<Pending<T>>();
         let stats = Arc::new(CommitStats::default());
@@ -704,7 +766,9 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
 pub mod private {
     use std::path::Path;
 
+    /// The mode of the data dir and its subdirectories.
     pub const DIR_MODE: u32 = 0o700;
+    /// The mode of files holding state, keys or credentials.
     pub const FILE_MODE: u32 = 0o600;
 
     /// Creates `dir` (and missing parents) accessible to its owner only.

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::resource::{PrinterColumn, ResourceType};
 
 /// Whether an Accept header asks for a Table.
-pub fn wants_table(accept: &str) -> bool {
+pub(crate) fn wants_table(accept: &str) -> bool {
     accept
         .split(',')
         .next()
@@ -155,7 +155,7 @@ fn plain(v: &Value) -> String {
 /// `[?(@.k=="v")]`, `\.` for a dot inside a key) with `jsonpath-rust`, after writing it in
 /// RFC 9535 form: every member as a bracketed name, so keys like `strata.dev/external-name`
 /// need no escaping there. A path it cannot read matches nothing.
-pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
+pub(crate) fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
     use jsonpath_rust::JsonPath;
     let Some(query) = rfc9535(path) else {
         return Vec::new();
@@ -236,7 +236,7 @@ fn rfc9535(path: &str) -> Option<String> {
 }
 
 /// A Table of `objects`; column definitions are left out for watch events after the first.
-pub fn table(
+pub(crate) fn table(
     rt: &ResourceType,
     version: &str,
     objects: &[Arc<Value>],

@@ -32,23 +32,34 @@ pub const CA_CERT_FILE: &str = "ca.crt";
 pub const CA_KEY_FILE: &str = "ca.key";
 const CA_COMMON_NAME: &str = "strata-apiserver-ca";
 
+/// Why the TLS material could not be loaded, created or turned into a server configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// Reading or writing the serving certificate in the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Generating or signing a certificate failed; `doing` names the step.
     #[error("TLS: {doing}: {source}")]
     Certificate {
+        /// The step that failed.
         doing: &'static str,
+        /// The certificate library's error.
         source: rcgen::Error,
     },
+    /// rustls refused the certificate or key.
     #[error("TLS: building the server configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The CA could not be installed as the verifier of client certificates.
     #[error("TLS: trusting the CA for client certificates: {0}")]
     ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    /// Reading or writing a CA file in the data dir failed.
     #[error("TLS: {doing} {}: {source}", .path.display())]
     CaFile {
+        /// What was being done, e.g. reading.
         doing: &'static str,
+        /// The file.
         path: std::path::PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
 }
@@ -67,7 +78,10 @@ fn cert_err(doing: &'static str) -> impl FnOnce(rcgen::Error) -> TlsError {
 
 /// What serving TLS needs: the CA clients trust and the server's configuration.
 pub struct TlsMaterial {
+    /// The CA certificate (PEM) that clients, kubeconfigs and in-process controllers trust.
     pub ca_pem: String,
+    /// The server's rustls configuration: its certificate for the serving addresses, and client
+    /// certificates verified against the CA but optional (bearer tokens are the alternative).
     pub config: Arc<rustls::ServerConfig>,
 }
 
@@ -89,7 +103,9 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
 
 /// The CA of a data dir: certificate and key, PEM.
 pub struct CaFiles {
+    /// The CA certificate.
     pub cert_pem: String,
+    /// The CA's private key; whoever holds it can issue any client certificate.
     pub key_pem: String,
 }
 

@@ -7,7 +7,7 @@ use strata_schema::StructuralSchema;
 use crate::error::FieldCause;
 
 /// Compiles an `openAPIV3Schema`, for rejecting CRDs whose schema cannot be served.
-pub fn compile_schema(schema: &Value) -> Result<(), String> {
+pub(crate) fn compile_schema(schema: &Value) -> Result<(), String> {
     StructuralSchema::compile(schema)
         .map(drop)
         .map_err(|e| e.to_string())
@@ -15,7 +15,7 @@ pub fn compile_schema(schema: &Value) -> Result<(), String> {
 
 /// Prunes unknown fields, applies defaults and validates; every violation becomes a cause.
 /// Returns the paths of the unknown fields it pruned.
-pub fn validate_and_default(
+pub(crate) fn validate_and_default(
     schema: &StructuralSchema,
     obj: &mut Value,
 ) -> Result<Vec<String>, Vec<FieldCause>> {
@@ -67,7 +67,7 @@ impl Warnings {
 
 /// An HTTP `Warning` header value as kube-apiserver writes it: code 299, no agent, the text
 /// quoted (RFC 7234).
-pub fn warning_header(text: &str) -> String {
+pub(crate) fn warning_header(text: &str) -> String {
     let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
     format!("299 - \"{escaped}\"")
 }
@@ -76,7 +76,7 @@ pub fn warning_header(text: &str) -> String {
 /// (`spec.replicas`), in the order met; empty for a body that is not JSON (its parse error is
 /// reported where it is decoded). serde_json keeps the last of duplicate keys silently, so they
 /// are found with a walk of their own, which allocates only a key at a time.
-pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+pub(crate) fn duplicate_fields(body: &[u8]) -> Vec<String> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use std::cell::RefCell;
 

@@ -91,7 +91,7 @@ struct HubState {
 }
 
 /// Retained events to replay, and the live receiver that continues after them.
-pub type Subscription = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>);
+pub(crate) type Subscription = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>);
 
 pub struct Hub {
     state: Mutex<HubState>,

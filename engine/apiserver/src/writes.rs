@@ -17,9 +17,13 @@ pub struct WriteCounter {
 /// A snapshot of [`WriteCounter`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WriteCounts {
+    /// Creates (`POST`).
     pub post: u64,
+    /// Replacements (`PUT`), including status and scale subresources.
     pub put: u64,
+    /// Patches of any patch type.
     pub patch: u64,
+    /// Deletions, of one object or a collection.
     pub delete: u64,
 }
 
@@ -36,6 +40,8 @@ impl WriteCounter {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The counts so far; each verb is read on its own, so a snapshot taken under load may be off
+    /// by writes in flight.
     pub fn snapshot(&self) -> WriteCounts {
         WriteCounts {
             post: self.post.load(Ordering::Relaxed),
@@ -47,6 +53,7 @@ impl WriteCounter {
 }
 
 impl WriteCounts {
+    /// All writes, whatever the verb.
     pub fn total(&self) -> u64 {
         self.post + self.put + self.patch + self.delete
     }

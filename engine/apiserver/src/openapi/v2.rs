@@ -12,20 +12,20 @@ use serde_json::{Map, Value, json};
 use crate::resource::Registry;
 
 /// The media type client-go asks `/openapi/v2` for.
-pub const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+pub(crate) const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 /// The content type the protobuf document is answered with: kube-apiserver's, whose `.` in
 /// place of the `@` keeps it a media type Go's `mime` package parses.
-pub const PROTOBUF_CONTENT_TYPE: &str =
+pub(crate) const PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// The document in both encodings.
-pub struct Encoded {
+pub(crate) struct Encoded {
     pub json: axum::body::Bytes,
     pub protobuf: axum::body::Bytes,
 }
 
 /// Builds and encodes the v2 document of `registry`.
-pub fn encode(registry: &Registry) -> Encoded {
+pub(crate) fn encode(registry: &Registry) -> Encoded {
     let doc = document(registry);
     let mut protobuf = Vec::new();
     write_document(&mut protobuf, &doc);
@@ -36,7 +36,7 @@ pub fn encode(registry: &Registry) -> Encoded {
 }
 
 /// Whether an `Accept` header takes the protobuf form before JSON.
-pub fn wants_protobuf(accept: &str) -> bool {
+pub(crate) fn wants_protobuf(accept: &str) -> bool {
     for range in accept.split(',') {
         let media = range.split(';').next().unwrap_or_default().trim();
         match media {
@@ -49,7 +49,7 @@ pub fn wants_protobuf(accept: &str) -> bool {
 }
 
 /// Whether an `Accept` header takes either form (kube-apiserver answers 406 otherwise).
-pub fn acceptable(accept: &str) -> bool {
+pub(crate) fn acceptable(accept: &str) -> bool {
     accept.is_empty()
         || accept.split(',').any(|range| {
             let media = range.split(';').next().unwrap_or_default().trim();
@@ -192,7 +192,7 @@ fn parameter(p: &Value) -> Value {
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
 /// The Swagger 2.0 document of every group-version served.
-pub fn document(registry: &Registry) -> Value {
+pub(crate) fn document(registry: &Registry) -> Value {
     let mut paths = Map::new();
     let mut definitions = Map::new();
     for (group, version) in super::served(registry) {

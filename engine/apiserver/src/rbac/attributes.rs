@@ -6,23 +6,40 @@
 /// A resource request's attributes (`authorizer.Attributes` with `ResourceRequest` true).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResourceAttributes {
+    /// The RBAC verb: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `deletecollection`, or a special verb such as `impersonate`, `bind` or `escalate`.
     pub verb: String,
+    /// The API group; "" for the core group.
     pub api_group: String,
+    /// The API version; `*` when the request does not name one (reviews).
     pub api_version: String,
+    /// The plural resource name.
     pub resource: String,
+    /// The subresource (`status`, `scale`, …); "" for the object itself.
     pub subresource: String,
+    /// The object's name; "" for a list, a collection delete or a create without one.
     pub name: String,
+    /// The namespace; "" for cluster-scoped resources and requests across all namespaces.
     pub namespace: String,
 }
 
 /// What a request asks to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attributes {
+    /// A request for an API resource.
     Resource(ResourceAttributes),
-    NonResource { verb: String, path: String },
+    /// A request for any other path (`/healthz`, `/version`, discovery): the lower-case HTTP verb
+    /// and the path.
+    NonResource {
+        /// The verb, e.g. `get`.
+        verb: String,
+        /// The request path, without query.
+        path: String,
+    },
 }
 
 impl Attributes {
+    /// The RBAC verb, whichever the request.
     pub fn verb(&self) -> &str {
         match self {
             Attributes::Resource(r) => &r.verb,
@@ -50,6 +67,7 @@ impl Attributes {
         })
     }
 
+    /// A non-resource request's attributes.
     pub fn non_resource(verb: &str, path: &str) -> Self {
         Attributes::NonResource {
             verb: verb.to_owned(),

@@ -28,8 +28,12 @@ use super::{Kind, RBAC_GROUP};
 use crate::cluster::{Cluster, Subresource};
 use crate::error::ApiError;
 
+/// Label on a ClusterRole whose rules the default `admin` role aggregates.
 pub const AGGREGATE_TO_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
+/// Label on a ClusterRole whose rules the default `edit` (and so `admin`) role aggregates.
 pub const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
+/// Label on a ClusterRole whose rules the default `view` (and so `edit` and `admin`) role
+/// aggregates.
 pub const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
 
 /// The user Strata's in-process controllers authenticate as (a client certificate).
@@ -501,7 +505,7 @@ fn reconciled(existing: &Value, default: &Value) -> Option<Value> {
 }
 
 /// Creates every default object that does not exist, and reconciles the rules of existing
-/// default ClusterRoles ([`reconciled`]); bindings and roles an operator changed are left alone.
+/// default ClusterRoles (`reconciled`); bindings and roles an operator changed are left alone.
 /// Returns how many were created.
 pub async fn ensure(cluster: &Cluster) -> Result<usize, ApiError> {
     let mut created = 0;

@@ -12,21 +12,33 @@ use super::policy::SERVICE_ACCOUNT_PREFIX;
 use crate::auth::{GROUP_AUTHENTICATED, UserInfo};
 use crate::error::ApiError;
 
+/// The header naming the user to act as; every other impersonation header needs it.
 pub const HEADER_USER: &str = "impersonate-user";
+/// A header naming one group to act with; repeat it for more.
 pub const HEADER_GROUP: &str = "impersonate-group";
+/// The header naming the uid to act as.
 pub const HEADER_UID: &str = "impersonate-uid";
+/// The prefix of headers setting an `extra` entry (the rest of the name is its key).
 pub const HEADER_EXTRA_PREFIX: &str = "impersonate-extra-";
 
+/// The user of unauthenticated requests.
 pub const ANONYMOUS: &str = "system:anonymous";
+/// The group of unauthenticated requests.
 pub const GROUP_UNAUTHENTICATED: &str = "system:unauthenticated";
+/// The group of every ServiceAccount, given to an impersonated one asked without groups.
 pub const GROUP_SERVICE_ACCOUNTS: &str = "system:serviceaccounts";
 
 /// The identity a request asks to act as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Impersonation {
+    /// The user name to act as.
     pub user: String,
+    /// The groups to act with; none asked for a ServiceAccount user means its ServiceAccount
+    /// groups.
     pub groups: Vec<String>,
+    /// The uid to act as, if asked for.
     pub uid: Option<String>,
+    /// The `extra` entries to act with, keys lower-case.
     pub extra: BTreeMap<String, Vec<String>>,
 }
 

@@ -21,11 +21,15 @@ use crate::auth::{GROUP_MASTERS, UserInfo};
 /// What a binding grants: the rules of a Role in its namespace, or of a ClusterRole.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RoleRef {
+    /// A Role, named, in the binding's namespace.
     Role(String),
+    /// A ClusterRole, named.
     ClusterRole(String),
 }
 
 impl RoleRef {
+    /// Reads a RoleBinding's or ClusterRoleBinding's `roleRef`; `None` if it is missing or names a
+    /// kind other than Role or ClusterRole.
     pub fn from_binding(obj: &Value) -> Option<Self> {
         let r = obj.get("roleRef")?;
         let name = r.get("name")?.as_str()?.to_owned();
@@ -44,6 +48,7 @@ impl RoleRef {
         }
     }
 
+    /// The referenced role's name.
     pub fn name(&self) -> &str {
         match self {
             RoleRef::Role(n) | RoleRef::ClusterRole(n) => n,
@@ -79,20 +84,24 @@ type Scoped = HashMap<String, Vec<Arc<Binding>>>;
 /// An authorization decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// Some rule of a binding of the user or one of its groups allows the request.
     Allow,
     /// No rule allows it; `reason` carries resolution errors (a binding to a missing role), as
     /// kube-apiserver appends them to the 403 (`RBAC: role… not found`).
     Deny {
+        /// Why, for the 403's message; may be empty.
         reason: String,
     },
 }
 
 impl Decision {
+    /// Whether the decision is [`Decision::Allow`].
     pub fn allowed(&self) -> bool {
         matches!(self, Decision::Allow)
     }
 }
 
+/// Every RBAC object's rules and bindings, indexed by subject; see the module docs.
 #[derive(Debug, Default)]
 pub struct Index {
     roles: HashMap<String, HashMap<String, Arc<Vec<PolicyRule>>>>,

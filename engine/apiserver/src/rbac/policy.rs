@@ -9,17 +9,23 @@ use serde_json::Value;
 
 use super::attributes::Attributes;
 
+/// The wildcard of `verbs`: every verb.
 pub const VERB_ALL: &str = "*";
+/// The wildcard of `apiGroups`: every group.
 pub const GROUP_ALL: &str = "*";
+/// The wildcard of `resources`: every resource (and, as `*/sub`, every resource's subresource).
 pub const RESOURCE_ALL: &str = "*";
 
 /// One `rules[]` entry of a Role or ClusterRole.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PolicyRule {
+    /// The verbs allowed, or [`VERB_ALL`].
     #[serde(default)]
     pub verbs: Vec<String>,
+    /// The API groups of the resources ("" is the core group), or [`GROUP_ALL`].
     #[serde(default, rename = "apiGroups", skip_serializing_if = "Vec::is_empty")]
     pub api_groups: Vec<String>,
+    /// The resources, `resource/subresource` for a subresource, or [`RESOURCE_ALL`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
     #[serde(
@@ -27,12 +33,14 @@ pub struct PolicyRule {
         rename = "resourceNames",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// When not empty, only objects with these names are covered.
     pub resource_names: Vec<String>,
     #[serde(
         default,
         rename = "nonResourceURLs",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// Non-resource paths; a trailing `*` matches any suffix. Only meaningful in ClusterRoles.
     pub non_resource_urls: Vec<String>,
 }
 
@@ -60,6 +68,7 @@ impl PolicyRule {
         }
     }
 
+    /// This rule confined to the objects named `names`.
     pub fn with_names(mut self, names: &[&str]) -> Self {
         self.resource_names = strings(names);
         self
@@ -248,6 +257,8 @@ pub struct LabelSelector {
 }
 
 impl LabelSelector {
+    /// Reads a `labelSelector` object; unknown operators never match, so a malformed selector
+    /// selects nothing rather than everything.
     pub fn from_value(v: &Value) -> Self {
         let match_labels = v
             .get("matchLabels")
@@ -308,6 +319,7 @@ impl LabelSelector {
     }
 }
 
+/// An object's string-valued `metadata.labels`.
 pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     crate::object::meta(obj)
         .and_then(|m| m.get("labels"))
@@ -324,10 +336,13 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
 /// the user `system:serviceaccount:NS:NAME`) or a group name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Subject {
+    /// A user name.
     User(String),
+    /// A group name.
     Group(String),
 }
 
+/// The prefix of a ServiceAccount's user name, followed by `NAMESPACE:NAME`.
 pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
 /// The subjects of a binding in `namespace` ("" for a ClusterRoleBinding). A ServiceAccount

@@ -15,15 +15,21 @@ use super::policy::PolicyRule;
 use crate::auth::UserInfo;
 use crate::error::{ApiError, ErrorTarget, FieldCause};
 
+/// One of the review resources of `authorization.k8s.io/v1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReviewKind {
+    /// Whether the requesting user may do one thing (`kubectl auth can-i`).
     SelfSubjectAccess,
+    /// Whether a named user (with groups) may do one thing, in any namespace.
     SubjectAccess,
+    /// Like `SubjectAccess`, but confined to the review's own namespace.
     LocalSubjectAccess,
+    /// Every rule the requesting user has in a namespace (`kubectl auth can-i --list`).
     SelfSubjectRules,
 }
 
 impl ReviewKind {
+    /// Every review kind.
     pub const ALL: [ReviewKind; 4] = [
         ReviewKind::SelfSubjectAccess,
         ReviewKind::SubjectAccess,
@@ -31,6 +37,7 @@ impl ReviewKind {
         ReviewKind::SelfSubjectRules,
     ];
 
+    /// The plural resource name, as it appears in paths and discovery.
     pub fn resource(self) -> &'static str {
         match self {
             ReviewKind::SelfSubjectAccess => "selfsubjectaccessreviews",
@@ -40,6 +47,7 @@ impl ReviewKind {
         }
     }
 
+    /// The `kind` of the review's request and response bodies.
     pub fn kind(self) -> &'static str {
         match self {
             ReviewKind::SelfSubjectAccess => "SelfSubjectAccessReview",
@@ -49,6 +57,7 @@ impl ReviewKind {
         }
     }
 
+    /// Whether the resource is namespaced (only LocalSubjectAccessReview is).
     pub fn namespaced(self) -> bool {
         self == ReviewKind::LocalSubjectAccess
     }
