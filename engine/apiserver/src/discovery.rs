@@ -80,7 +80,9 @@ pub(crate) const HANDLED: &[HandledResource] = &[
 ];
 
 /// The registry's groups and versions with those of the handled resources.
-fn served_groups(registry: &Registry) -> std::collections::BTreeMap<String, Vec<String>> {
+pub(crate) fn served_groups(
+    registry: &Registry,
+) -> std::collections::BTreeMap<String, Vec<String>> {
     let mut groups = registry.groups();
     for h in HANDLED {
         let versions = groups.entry(h.group.to_owned()).or_default();

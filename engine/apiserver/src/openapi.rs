@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::body::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::discovery::{HANDLED, HandledResource};
+use crate::discovery::{HANDLED, HandledResource, served_groups};
 use crate::resource::{Registry, ResourceType};
 
 pub(crate) mod v2;
@@ -132,14 +132,7 @@ fn gv_key(group: &str, version: &str) -> String {
 
 /// The group-versions served (the registry's and the review kinds').
 fn served(registry: &Registry) -> Vec<(String, String)> {
-    let mut groups = registry.groups();
-    for h in HANDLED {
-        let versions = groups.entry(h.group.to_owned()).or_default();
-        if !versions.iter().any(|v| v == h.version) {
-            versions.push(h.version.to_owned());
-        }
-    }
-    groups
+    served_groups(registry)
         .into_iter()
         .flat_map(|(g, vs)| vs.into_iter().map(move |v| (g.clone(), v)))
         .collect()
