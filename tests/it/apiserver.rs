@@ -12,6 +12,7 @@ mod field_selectors;
 mod fixture;
 mod kube_client;
 mod kubectl;
+mod managed_fields;
 mod openapi;
 mod pagination;
 mod payloads;

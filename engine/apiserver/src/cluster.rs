@@ -117,6 +117,14 @@ impl Target {
         }
         std::borrow::Cow::Owned(out)
     }
+
+    /// A copy of `obj` as [`Self::present`] shows it, with its managedFields decoded: the base
+    /// a patch or a change is applied to.
+    pub(crate) fn editable(&self, obj: &Value) -> Value {
+        let mut out = self.present(obj).into_owned();
+        crate::compact::expand(&mut out);
+        out
+    }
 }
 
 /// What deleting an object does to its dependents (`propagationPolicy`).
@@ -291,11 +299,18 @@ impl Cluster {
                 key: key.clone(),
                 detail: "malformed key".into(),
             })?;
-            let value: Value =
+            let mut value: Value =
                 serde_json::from_slice(&bytes).map_err(|e| OpenError::CorruptObject {
                     key: key.clone(),
                     detail: e.to_string(),
                 })?;
+            if crate::compact::check_input(&value).is_err() {
+                return Err(OpenError::CorruptObject {
+                    key,
+                    detail: "metadata.managedFields is not a list".into(),
+                });
+            }
+            crate::compact::compact(&mut value);
             if gr.group == CRD_GROUP
                 && gr.resource == CRD_RESOURCE
                 && let Some(t) = ResourceType::from_crd(&value)
@@ -422,7 +437,10 @@ impl Cluster {
                         .get(&storage_rt.storage_gr())
                         .is_some_and(|m| m.contains_key(&(ns.clone(), name.clone())));
                     if !taken {
-                        let mut moved = crate::builtin::to_storage(&rt, (*obj).clone());
+                        let mut moved = crate::builtin::to_storage(
+                            &rt,
+                            crate::compact::expanded(&obj).into_owned(),
+                        );
                         moved["kind"] = json!(storage_rt.kind);
                         outcomes.push(self.commit(&mut st, &target(&storage_rt), None, moved));
                     }
@@ -627,7 +645,7 @@ impl Cluster {
         let mut stats = ObjectStats::default();
         for o in st.objects.values().flat_map(BTreeMap::values) {
             stats.objects += 1;
-            stats.json_bytes += serde_json::to_vec(&**o).map(|b| b.len()).unwrap_or(0);
+            stats.json_bytes += crate::compact::object_json(o).len();
         }
         stats
     }
@@ -709,8 +727,9 @@ impl Cluster {
         Ok(self.commit(st, t, None, obj))
     }
 
-    fn prepare_create(&self, st: &State, t: &Target, body: Value) -> ApiResult<Value> {
+    fn prepare_create(&self, st: &State, t: &Target, mut body: Value) -> ApiResult<Value> {
         check_type_meta(t, &body)?;
+        crate::compact::expand(&mut body);
         if !body.is_object() {
             return Err(ApiError::BadRequest(
                 "the request body must be a JSON object".into(),
@@ -919,10 +938,11 @@ impl Cluster {
         &self,
         t: &Target,
         old: &Value,
-        body: Value,
+        mut body: Value,
         sub: Subresource,
         managed: ManagedFields<'_>,
     ) -> ApiResult<Value> {
+        crate::compact::expand(&mut body);
         let body = crate::builtin::to_storage(&t.rt, body);
         let requested_rv = object::resource_version(&body).to_owned();
         if !requested_rv.is_empty() && requested_rv != object::resource_version(old) {
@@ -949,6 +969,7 @@ impl Cluster {
             }
             Subresource::Status => {
                 let mut new = old.clone();
+                crate::compact::expand(&mut new);
                 match body.get("status") {
                     Some(s) => new["status"] = s.clone(),
                     None => {
@@ -969,7 +990,8 @@ impl Cluster {
                 new
             }
         };
-        let old_meta = object::meta(old).cloned().unwrap_or_default();
+        let mut old_meta = object::meta(old).cloned().unwrap_or_default();
+        crate::compact::expand_meta(&mut old_meta);
         {
             let m = meta_mut(&mut new);
             for f in [
@@ -1039,7 +1061,7 @@ impl Cluster {
         old: Arc<Value>,
         new: Value,
     ) -> ApiResult<Outcome> {
-        if fields::comparable(&old) == fields::comparable(&new) {
+        if fields::unchanged(&old, &new) {
             return Ok(Outcome {
                 object: old,
                 durable: None,
@@ -1068,6 +1090,7 @@ impl Cluster {
         st.rv += 1;
         let rv = st.rv;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        crate::compact::compact(&mut obj);
         let gr = t.rt.storage_gr();
         let name = object::name(&obj).to_owned();
         let obj = Arc::new(obj);
@@ -1124,6 +1147,7 @@ impl Cluster {
         st.rv += 1;
         let rv = st.rv;
         meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
+        crate::compact::compact(&mut last);
         let gr = t.rt.storage_gr();
         let name = object::name(old).to_owned();
         if let Some(m) = st.objects.get_mut(&gr) {
@@ -1232,7 +1256,7 @@ impl Cluster {
         event: WatchEvent,
     ) -> oneshot::Receiver<Result<(), String>> {
         let (ack, durable) = oneshot::channel();
-        let object = obj.map(|o| serde_json::to_vec(&**o).unwrap_or_default());
+        let object = obj.map(|o| crate::compact::object_json(o));
         let event_bytes = match (&object, event.type_) {
             (Some(bytes), _) => event.to_stored_with(bytes),
             (None, _) => event.to_stored(),
@@ -1282,7 +1306,8 @@ impl Cluster {
                 self.server_side_apply(&mut st, t, name, body, sub, manager, force)?
             } else {
                 let old = self.existing(&st, t, name)?;
-                let patched = apply_patch(kind, &t.present(&old), body)?;
+                let patched = apply_patch(kind, &t.editable(&old), body)?;
+                crate::compact::check_input(&patched)?;
                 let manager = manager.unwrap_or("unknown");
                 let new = self.prepare_update(
                     t,
@@ -1364,7 +1389,7 @@ impl Cluster {
             }
             Some(old) => {
                 let applied =
-                    fields::apply(Some(&t.present(&old)), &config, &w, force).map_err(conflict)?;
+                    fields::apply(Some(&t.editable(&old)), &config, &w, force).map_err(conflict)?;
                 let new = self.prepare_update(t, &old, applied, sub, ManagedFields::Given)?;
                 self.write_update(st, t, old, new)
             }
@@ -1382,7 +1407,7 @@ impl Cluster {
         let outcome = {
             let mut st = self.lock();
             let old = self.existing(&st, t, name)?;
-            let mut new = t.present(&old).into_owned();
+            let mut new = t.editable(&old);
             change(&mut new);
             let new = self.prepare_update(
                 t,

@@ -125,16 +125,6 @@ pub(crate) fn error_response(e: &ApiError) -> Response {
     )
 }
 
-/// A list body serialized straight from the stored objects, without copying them.
-#[derive(serde::Serialize)]
-struct ListBody<'a> {
-    kind: &'a str,
-    #[serde(rename = "apiVersion")]
-    api_version: String,
-    metadata: Value,
-    items: Vec<std::borrow::Cow<'a, Value>>,
-}
-
 fn json_response(code: StatusCode, body: &Value) -> Response {
     bytes_response(code, serde_json::to_vec(body).unwrap_or_default())
 }
@@ -151,6 +141,15 @@ fn bytes_response(code: StatusCode, bytes: impl Into<Body>) -> Response {
 
 fn ok(body: &Value) -> ApiResult<Response> {
     Ok(json_response(StatusCode::OK, body))
+}
+
+/// An object the cluster stored (or a Status in its place), its managedFields written out.
+fn ok_object(obj: &Value) -> ApiResult<Response> {
+    Ok(object_response(StatusCode::OK, obj))
+}
+
+fn object_response(code: StatusCode, obj: &Value) -> Response {
+    bytes_response(code, crate::compact::object_json(obj))
 }
 
 struct Query(HashMap<String, String>);
@@ -513,6 +512,7 @@ fn parse_json_body(body: &[u8]) -> ApiResult<Value> {
             "the request body must be a JSON object".into(),
         ));
     }
+    crate::compact::check_input(&v)?;
     Ok(v)
 }
 
@@ -688,7 +688,7 @@ async fn resource_request_inner(
                         return Err(ApiError::MethodNotAllowed);
                     }
                     let created = cluster.create(&t, parse_json_body(body)?, &manager).await?;
-                    Ok(json_response(StatusCode::CREATED, &t.present(&created)))
+                    Ok(object_response(StatusCode::CREATED, &t.present(&created)))
                 }
                 Method::DELETE => {
                     let opts = delete_options(query, body)?;
@@ -709,10 +709,12 @@ async fn resource_request_inner(
                             Err(e) => return Err(e),
                         }
                     }
-                    ok(
-                        &json!({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(&t.version),
-                        "metadata": {"resourceVersion": cluster.resource_version().to_string()}, "items": deleted}),
-                    )
+                    let head = json!({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(&t.version),
+                        "metadata": {"resourceVersion": cluster.resource_version().to_string()}});
+                    Ok(bytes_response(
+                        StatusCode::OK,
+                        crate::compact::list_json(&head, &deleted),
+                    ))
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
@@ -755,13 +757,13 @@ async fn resource_request_inner(
                         );
                         return ok(&table);
                     }
-                    ok(&t.present(&obj))
+                    ok_object(&t.present(&obj))
                 }
                 Method::PUT => {
                     let updated = cluster
                         .update(&t, name, parse_json_body(body)?, sub, &manager)
                         .await?;
-                    ok(&t.present(&updated))
+                    ok_object(&t.present(&updated))
                 }
                 Method::PATCH => {
                     let content_type = header_str(headers, header::CONTENT_TYPE);
@@ -778,7 +780,7 @@ async fn resource_request_inner(
                     let patched = cluster
                         .patch(&t, name, kind, body, sub, manager, query.flag("force"))
                         .await?;
-                    ok(&t.present(&patched))
+                    ok_object(&t.present(&patched))
                 }
                 Method::DELETE => {
                     let opts = delete_options(query, body)?;
@@ -787,7 +789,7 @@ async fn resource_request_inner(
                         ..t
                     };
                     let deleted = cluster.delete(&t, name, &opts).await?;
-                    ok(&delete_answer(&t, &deleted))
+                    ok_object(&delete_answer(&t, &deleted))
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
@@ -968,7 +970,7 @@ async fn scale_request(
     if replicas < 0 {
         return Err(invalid("Invalid value: must be greater than or equal to 0"));
     }
-    let mut updated = (*current).clone();
+    let mut updated = crate::compact::expanded(&current).into_owned();
     set_pointer(&mut updated, &scale.spec_replicas, json!(replicas));
     if let Some(rv) = wanted
         .pointer("/metadata/resourceVersion")
@@ -1134,23 +1136,12 @@ async fn list(
             list_meta,
         ));
     }
-    let body = ListBody {
-        kind: &t.rt.list_kind,
-        api_version: t.rt.api_version(&t.version),
-        metadata: list_meta,
-        items: page.items.iter().map(|o| t.present(o)).collect(),
-    };
-    let bytes = serde_json::to_vec(&body)
-        .map_err(|e| ApiError::Internal(format!("encoding a list: {e}")))?;
+    // Serialized straight from the stored objects, without copying them.
+    let head = json!({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(&t.version),
+        "metadata": list_meta});
+    let items: Vec<std::borrow::Cow<'_, Value>> = page.items.iter().map(|o| t.present(o)).collect();
+    let bytes = crate::compact::list_json(&head, items.iter().map(|o| &**o));
     Ok(bytes_response(StatusCode::OK, bytes))
-}
-
-/// One line of a watch, borrowing its object.
-#[derive(serde::Serialize)]
-struct WatchLine<'a> {
-    #[serde(rename = "type")]
-    type_: &'a str,
-    object: &'a Value,
 }
 
 /// How one watch renders and filters events.
@@ -1204,12 +1195,12 @@ impl WatchView {
         };
         // Serialized straight from the stored object: a `json!` line copied its tree twice
         // (`into_owned`, then `json!`'s `to_value`) for every watcher of every event.
-        let mut bytes = serde_json::to_vec(&WatchLine {
-            type_,
-            object: &object,
-        })
-        .unwrap_or_default();
-        bytes.push(b'\n');
+        let mut bytes = Vec::with_capacity(1024);
+        bytes.extend_from_slice(b"{\"type\":");
+        let _ = serde_json::to_writer(&mut bytes, type_);
+        bytes.extend_from_slice(b",\"object\":");
+        crate::compact::write_object(&mut bytes, &object);
+        bytes.extend_from_slice(b"}\n");
         Bytes::from(bytes)
     }
 

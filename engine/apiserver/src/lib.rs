@@ -21,6 +21,7 @@ pub mod client_cert;
 pub mod cluster;
 #[cfg(test)]
 mod cluster_tests;
+mod compact;
 pub mod connections;
 mod discovery;
 mod encryption;

@@ -257,11 +257,12 @@ pub(crate) fn table(
         .iter()
         .map(|o| {
             let cells: Vec<Value> = cols.iter().map(|c| cell_value(&c.cell, o, now)).collect();
-            let object = if include_object {
+            let mut object = if include_object {
                 crate::builtin::present(rt, version, o)
             } else {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
             };
+            crate::compact::expand(&mut object);
             json!({"cells": cells, "object": object})
         })
         .collect();

@@ -53,8 +53,7 @@ pub struct WatchEvent {
 impl WatchEvent {
     /// The durable form kept in the store's event history.
     pub fn to_stored(&self) -> Vec<u8> {
-        let v = json!({"type": self.type_.as_str(), "group": self.gr.group, "resource": self.gr.resource, "object": &*self.object});
-        serde_json::to_vec(&v).unwrap_or_default()
+        self.to_stored_with(&crate::compact::object_json(&self.object))
     }
 
     /// The durable form, reusing the object's already serialized bytes.
@@ -76,7 +75,11 @@ impl WatchEvent {
             rv,
             type_: EventType::parse(v.get("type")?.as_str()?)?,
             gr: GroupResource::new(v.get("group")?.as_str()?, v.get("resource")?.as_str()?),
-            object: Arc::new(v.get("object")?.clone()),
+            object: Arc::new({
+                let mut object = v.get("object")?.clone();
+                crate::compact::compact(&mut object);
+                object
+            }),
             previous: None,
         })
     }

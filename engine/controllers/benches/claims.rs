@@ -14,8 +14,8 @@
 //! and Events); beside it the average size of those objects as JSON.
 //!
 //! Where the memory goes: at the end every claim, XR, composed object and Event is listed and
-//! sized as the `serde_json` tree the API server holds it as, and the part of it that is
-//! `managedFields`, from the standard library's layouts ([`tree_bytes`]; the workspace forbids
+//! sized as the API server holds it: a `serde_json` tree with its `managedFields` as one string
+//! of their JSON, from the standard library's layouts ([`tree_bytes`]; the workspace forbids
 //! `unsafe`, so a counting allocator is not an option).
 //!
 //! `STRATA_BENCH_BREAKDOWN=1` also watches claims, XRs, ConfigMaps, Secrets and Events during
@@ -303,8 +303,8 @@ async fn watch_changes(client: &kube::Client, kinds: &Kinds) -> Vec<Changes> {
 }
 
 /// One kind's objects as the API server holds them: how many, and per object the bytes of its
-/// JSON, of the `serde_json` tree it is held as ([`tree_bytes`]), of that tree's
-/// `managedFields`, and of the tree without them (what the controllers cache of XRs and claims).
+/// JSON, of the `serde_json` tree it is held as ([`tree_bytes`]; `managedFields` as the string
+/// of their JSON), and of that `managedFields` string.
 struct Held {
     label: &'static str,
     count: usize,
@@ -370,12 +370,18 @@ async fn held(client: &kube::Client, kinds: &Kinds) -> Vec<Held> {
             managed_fields: 0,
         };
         for item in items {
-            let value = serde_json::to_value(&item).unwrap();
+            let mut value = serde_json::to_value(&item).unwrap();
             h.json += serde_json::to_vec(&value).unwrap().len();
-            h.tree += tree_bytes(&value);
-            if let Some(mf) = value.pointer("/metadata/managedFields") {
+            if let Some(mf) = value
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+                .and_then(|m| m.get_mut("managedFields"))
+            {
+                // Held as one string of their JSON.
+                *mf = Value::String(serde_json::to_string(mf).unwrap());
                 h.managed_fields += tree_bytes(mf) + "managedFields".len();
             }
+            h.tree += tree_bytes(&value);
         }
         out.push(h);
     }
