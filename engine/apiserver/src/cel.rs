@@ -55,6 +55,10 @@ pub(crate) const STATIC_ESTIMATED_CRD_COST_LIMIT: u64 = 100_000_000;
 /// The request size kube-apiserver assumes for lists, maps and strings without bounds.
 const MAX_REQUEST_SIZE: u64 = 3 * 1024 * 1024;
 
+/// kube-apiserver's error when the rules of one object have spent the request's budget.
+const OUT_OF_BUDGET: &str =
+    "validation failed due to running out of cost budget, no further validation rules will be run";
+
 /// The error kube-apiserver adds when structural errors keep the rules from running.
 pub(crate) const NOT_CHECKED: &str = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
 
@@ -174,8 +178,18 @@ pub(crate) fn admit_crd_rules(
         else {
             continue;
         };
+        let base = format!("spec.versions[{i}].schema.openAPIV3Schema");
+        let mut nested = Vec::new();
+        nested_rules(schema, "", false, &mut nested);
+        if !nested.is_empty() {
+            nested.sort();
+            causes.extend(nested.into_iter().map(|path| crate::error::FieldCause {
+                field: format!("{base}.{path}"),
+                message: "Forbidden: must be empty to be structural".into(),
+            }));
+            continue;
+        }
         if let Err(errors) = Validator::compile(schema) {
-            let base = format!("spec.versions[{i}].schema.openAPIV3Schema");
             causes.extend(errors.into_iter().map(|e| crate::error::FieldCause {
                 field: if e.path.is_empty() {
                     base.clone()
@@ -193,6 +207,54 @@ pub(crate) fn admit_crd_rules(
             target: target.clone(),
             causes,
         })
+    }
+}
+
+/// The paths of `x-kubernetes-validations` under `allOf`, `anyOf`, `oneOf` or `not`, which
+/// kube-apiserver refuses in a CRD (a structural schema keeps rules out of its logical junctors;
+/// its validator would not know which branch a rule belongs to).
+fn nested_rules(schema: &Value, path: &str, nested: bool, out: &mut Vec<String>) {
+    let Some(map) = schema.as_object() else {
+        return;
+    };
+    let join = |segment: &str| {
+        if path.is_empty() {
+            segment.to_owned()
+        } else {
+            format!("{path}.{segment}")
+        }
+    };
+    if nested
+        && map
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    {
+        out.push(join("x-kubernetes-validations"));
+    }
+    if let Some(props) = map.get("properties").and_then(Value::as_object) {
+        for (name, sub) in props {
+            nested_rules(sub, &join(&format!("properties[{name}]")), nested, out);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(sub) = map.get(key) {
+            nested_rules(sub, &join(key), nested, out);
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for (i, sub) in map
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            nested_rules(sub, &join(&format!("{key}[{i}]")), true, out);
+        }
+    }
+    if let Some(sub) = map.get("not") {
+        nested_rules(sub, &join("not"), true, out);
     }
 }
 
@@ -247,6 +309,7 @@ enum Reason {
 struct CompiledRule {
     rule: String,
     message: Option<String>,
+    message_expression: Option<String>,
     program: Program,
     message_program: Option<Program>,
     reason: Reason,
@@ -426,7 +489,8 @@ impl Validator {
     /// on update, its stored predecessor.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Violation> {
         let mut out = Vec::new();
-        BASE.with(|base| self.walk(base, 0, obj, old, false, None, &mut out));
+        let mut budget = RUNTIME_COST_BUDGET as i64;
+        BASE.with(|base| self.walk(base, 0, obj, old, false, None, &mut budget, &mut out));
         out
     }
 
@@ -439,10 +503,11 @@ impl Validator {
         old: Option<&Value>,
         unchanged_ancestor: bool,
         path: Option<&str>,
+        budget: &mut i64,
         out: &mut Vec<Violation>,
     ) {
         let node = &self.nodes[index];
-        if !node.has_rules || value.is_null() {
+        if !node.has_rules || value.is_null() || *budget < 0 {
             return;
         }
         let old = old.filter(|o| !o.is_null());
@@ -453,7 +518,7 @@ impl Validator {
             None => unchanged_ancestor,
         };
         if !node.rules.is_empty() {
-            self.evaluate(base, index, value, old, unchanged, path, out);
+            self.evaluate(base, index, value, old, unchanged, path, budget, out);
         }
         let child = |segment: &str| match path {
             None => segment.to_owned(),
@@ -471,6 +536,7 @@ impl Validator {
                             old.and_then(|o| o.get(name)),
                             false,
                             Some(&p),
+                            budget,
                             out,
                         );
                     }
@@ -485,6 +551,7 @@ impl Validator {
                             old.and_then(|o| o.get(key)),
                             false,
                             Some(&p),
+                            budget,
                             out,
                         );
                     }
@@ -501,7 +568,16 @@ impl Validator {
                         };
                         let p = format!("{}[{i}]", path.unwrap_or_default());
                         let inherited = node.map_keys.is_none() && unchanged;
-                        self.walk(base, items_index, item, old_item, inherited, Some(&p), out);
+                        self.walk(
+                            base,
+                            items_index,
+                            item,
+                            old_item,
+                            inherited,
+                            Some(&p),
+                            budget,
+                            out,
+                        );
                     }
                 }
             }
@@ -518,17 +594,28 @@ impl Validator {
         old: Option<&Value>,
         unchanged: bool,
         path: Option<&str>,
+        budget: &mut i64,
         out: &mut Vec<Violation>,
     ) {
         let node = &self.nodes[index];
         let field = path.unwrap_or("<nil>");
         let type_value = go_quote(&node.ty);
+        let invalid = |at: &str, text: String| Violation {
+            field: at.to_owned(),
+            message: format!("Invalid value: {type_value}: {text}"),
+            ratcheted: false,
+        };
         let mut ctx = base.new_inner_scope();
         ctx.add_variable_from_value("self", self.to_cel(index, value));
         let old_cel = old.map(|o| self.to_cel(index, o));
         for rule in &node.rules {
             if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
                 continue;
+            }
+            if *budget <= 0 {
+                out.push(invalid(field, OUT_OF_BUDGET.into()));
+                *budget = -1;
+                return;
             }
             let mut scope = ctx.new_inner_scope();
             if rule.uses_old_self {
@@ -543,29 +630,66 @@ impl Validator {
                 .message
                 .clone()
                 .unwrap_or_else(|| rule.rule.trim().to_owned());
-            match execute(&rule.program, &scope) {
+            // As kube-apiserver: one evaluation may cost up to the per-call limit, and what it
+            // cost comes out of the request's budget; either running out stops all rules.
+            let limit = PER_CALL_LIMIT.min(u64::try_from(*budget).unwrap_or(0));
+            let run = Meter::run(rule.program.expression(), &scope, limit);
+            if run.cost > u64::try_from(*budget).unwrap_or(0) {
+                out.push(invalid(field, OUT_OF_BUDGET.into()));
+                *budget = -1;
+                return;
+            }
+            let Some(result) = run.value else {
+                out.push(invalid(
+                    field,
+                    format!("'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: {error_string}"),
+                ));
+                *budget = -1;
+                return;
+            };
+            *budget -= i64::try_from(run.cost).unwrap_or(i64::MAX);
+            match result {
                 Ok(Cel::Bool(true)) => {}
                 Ok(Cel::Bool(false)) => {
-                    let detail = rule
-                        .message_program
-                        .as_ref()
-                        .and_then(|p| match execute(p, &scope) {
-                            Ok(Cel::String(s)) => {
-                                let t = s.trim();
-                                (!t.is_empty() && !t.contains(['\n', '\r']) && t.len() <= 5120)
-                                    .then(|| t.to_owned())
-                            }
-                            _ => None,
-                        })
-                        .unwrap_or_else(|| match &rule.message {
-                            Some(m) => m.clone(),
-                            None => format!("failed rule: {}", rule.rule.trim()),
-                        });
                     let at = match (&rule.field_path, path) {
                         (Some(fp), Some(p)) => format!("{p}.{fp}"),
                         (Some(fp), None) => fp.clone(),
                         (None, _) => field.to_owned(),
                     };
+                    let ratcheted = unchanged && !rule.uses_old_self;
+                    let mut detail = None;
+                    if let Some(p) = &rule.message_program {
+                        let limit = PER_CALL_LIMIT.min(u64::try_from(*budget).unwrap_or(0));
+                        let run = Meter::run(p.expression(), &scope, limit);
+                        if run.cost > u64::try_from(*budget).unwrap_or(0) || run.value.is_none() {
+                            let text = if run.cost > u64::try_from(*budget).unwrap_or(0) {
+                                "messageExpression evaluation failed due to running out of cost budget, no further validation rules will be run".to_owned()
+                            } else {
+                                format!(
+                                    "no further validation rules will be run due to call cost exceeds limit for messageExpression: {}",
+                                    go_quote(
+                                        rule.message_expression.as_deref().unwrap_or_default()
+                                    )
+                                )
+                            };
+                            let mut v = invalid(&at, text);
+                            v.ratcheted = ratcheted;
+                            out.push(v);
+                            *budget = -1;
+                            return;
+                        }
+                        *budget -= i64::try_from(run.cost).unwrap_or(i64::MAX);
+                        if let Some(Ok(Cel::String(s))) = run.value {
+                            let t = s.trim();
+                            if !t.is_empty() && !t.contains('\n') && t.len() <= 5120 {
+                                detail = Some(t.to_owned());
+                            }
+                        }
+                    }
+                    let detail = detail.unwrap_or_else(|| match &rule.message {
+                        Some(m) => m.clone(),
+                        None => format!("failed rule: {}", rule.rule.trim()),
+                    });
                     let message = match rule.reason {
                         Reason::Invalid => format!("Invalid value: {type_value}: {detail}"),
                         Reason::Forbidden => format!("Forbidden: {detail}"),
@@ -575,17 +699,16 @@ impl Validator {
                     out.push(Violation {
                         field: at,
                         message,
-                        ratcheted: unchanged && !rule.uses_old_self,
+                        ratcheted,
                     });
                 }
-                Ok(other) => out.push(Violation {
-                    ratcheted: false,
-                    field: field.to_owned(),
-                    message: format!(
-                        "Invalid value: {type_value}: rule did not evaluate to bool (got {}) evaluating rule: {error_string}",
+                Ok(other) => out.push(invalid(
+                    field,
+                    format!(
+                        "rule did not evaluate to bool (got {}) evaluating rule: {error_string}",
                         other.type_of()
                     ),
-                }),
+                )),
                 Err(e) => {
                     let text = match &e {
                         kube_cel::cel::ExecutionError::NoSuchOverload => format!(
@@ -596,11 +719,7 @@ impl Validator {
                         }
                         other => format!("{other} evaluating rule: {error_string}"),
                     };
-                    out.push(Violation {
-                        field: field.to_owned(),
-                        message: format!("Invalid value: {type_value}: {text}"),
-                        ratcheted: false,
-                    });
+                    out.push(invalid(field, text));
                 }
             }
         }
@@ -677,19 +796,6 @@ impl Validator {
             }
         }
     }
-}
-
-/// Runs a program; a panic inside the interpreter (a bug there) becomes an evaluation error
-/// instead of unwinding through the caller, which holds the cluster's lock.
-fn execute(program: &Program, ctx: &Context<'_>) -> Result<Cel, kube_cel::cel::ExecutionError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(ctx))).unwrap_or_else(
-        |_| {
-            Err(kube_cel::cel::ExecutionError::function_error(
-                "evaluation",
-                "internal error in the expression interpreter",
-            ))
-        },
-    )
 }
 
 fn string_value(s: &str, format: Format, int_or_string: bool) -> Cel {
@@ -968,6 +1074,26 @@ impl Builder {
         index
     }
 
+    /// Type-checks an expression with `self` at a node and estimates its cost: (cost, result
+    /// type, errors at expression ids).
+    fn check(
+        &self,
+        index: usize,
+        program: &Program,
+        optional_old_self: bool,
+    ) -> (u64, Ty, Vec<(u64, String)>) {
+        let mut checker = Checker {
+            b: self,
+            self_node: index,
+            optional_old_self,
+            scopes: Vec::new(),
+            accumulators: Vec::new(),
+            errors: Vec::new(),
+        };
+        let (cost, _, ty) = checker.expr(program.expression());
+        (cost, ty, checker.errors)
+    }
+
     /// The most elements (items, properties, characters) a value at this node can have.
     fn size(&self, index: usize) -> u64 {
         let n = &self.nodes[index];
@@ -1080,6 +1206,7 @@ impl Builder {
                 }
             },
         };
+        let optional_old_self = raw.get("optionalOldSelf").and_then(Value::as_bool);
         let program = match Program::compile(&rule) {
             Ok(p) => p,
             Err(e) => {
@@ -1089,28 +1216,32 @@ impl Builder {
                     format!(
                         "Invalid value: {}: compilation failed: {}",
                         go_rule(raw),
-                        e.to_string().lines().next().unwrap_or_default()
+                        parse_issues(&rule, &e)
                     ),
                 );
                 return None;
             }
         };
         let uses_old_self = program.references().has_variable("oldSelf");
-        let mut checker = Checker {
-            b: self,
-            self_node: index,
-            scopes: Vec::new(),
-            accumulators: Vec::new(),
-            errors: Vec::new(),
-        };
-        let (cost, _) = checker.expr(&program.expression().expr);
-        let type_errors = std::mem::take(&mut checker.errors);
-        if let Some(first) = type_errors.first() {
+        let (cost, ty, errors) = self.check(index, &program, optional_old_self == Some(true));
+        if !errors.is_empty() {
             fail(
                 self,
                 "rule",
                 format!(
-                    "Invalid value: {}: compilation failed: ERROR: <input>: {first}",
+                    "Invalid value: {}: compilation failed: {}",
+                    go_rule(raw),
+                    check_issues(&rule, &errors)
+                ),
+            );
+            return None;
+        }
+        if ty.known() && ty != Ty::Bool || ty == Ty::Dyn {
+            fail(
+                self,
+                "rule",
+                format!(
+                    "Invalid value: {}: cel expression must evaluate to a bool",
                     go_rule(raw)
                 ),
             );
@@ -1140,21 +1271,23 @@ impl Builder {
             }
             Some(expr) => match Program::compile(&expr) {
                 Ok(p) => {
-                    let mut checker = Checker {
-                        b: self,
-                        self_node: index,
-                        scopes: Vec::new(),
-                        accumulators: Vec::new(),
-                        errors: Vec::new(),
-                    };
-                    let (c, _) = checker.expr(&p.expression().expr);
-                    let errors = std::mem::take(&mut checker.errors);
-                    if let Some(first) = errors.first() {
+                    let (c, ty, errors) = self.check(index, &p, optional_old_self == Some(true));
+                    if !errors.is_empty() {
                         fail(
                             self,
                             "messageExpression",
                             format!(
-                                "Invalid value: {}: messageExpression compilation failed: ERROR: <input>: {first}",
+                                "Invalid value: {}: messageExpression compilation failed: {}",
+                                go_rule(raw),
+                                check_issues(&expr, &errors)
+                            ),
+                        );
+                    } else if ty.known() && ty != Ty::String || ty == Ty::Dyn {
+                        fail(
+                            self,
+                            "messageExpression",
+                            format!(
+                                "Invalid value: {}: messageExpression must evaluate to a string",
                                 go_rule(raw)
                             ),
                         );
@@ -1184,14 +1317,13 @@ impl Builder {
                         format!(
                             "Invalid value: {}: messageExpression compilation failed: {}",
                             go_rule(raw),
-                            e.to_string().lines().next().unwrap_or_default()
+                            parse_issues(&expr, &e)
                         ),
                     );
                     None
                 }
             },
         };
-        let optional_old_self = raw.get("optionalOldSelf").and_then(Value::as_bool);
         if uses_old_self {
             if let Some(within) = uncorrelatable {
                 fail(
@@ -1213,6 +1345,7 @@ impl Builder {
         Some(CompiledRule {
             rule,
             message: message.map(|m| m.trim().to_owned()),
+            message_expression: text("messageExpression"),
             program,
             message_program,
             reason,
@@ -1232,16 +1365,101 @@ enum Shape {
     Sized(u64),
 }
 
+/// A CEL type as the checker infers it from the schema and the expression. `Dyn` is the
+/// schema's own dynamic type (`x-kubernetes-int-or-string`, preserved unknown fields);
+/// `Unknown` is where this checker does not model the type (a function it has no signature
+/// for, an error already reported), which passes everywhere.
+#[derive(Clone, Debug, PartialEq)]
+enum Ty {
+    Int,
+    Uint,
+    Double,
+    String,
+    Bool,
+    Bytes,
+    Null,
+    Timestamp,
+    Duration,
+    List(Box<Ty>),
+    Map(Box<Ty>, Box<Ty>),
+    /// An object the schema declares the properties of.
+    Object,
+    Optional(Box<Ty>),
+    Dyn,
+    Unknown,
+}
+
+impl Ty {
+    /// Known well enough to refuse an operator or function that does not take it.
+    fn known(&self) -> bool {
+        !matches!(self, Ty::Dyn | Ty::Unknown)
+    }
+
+    /// A type without type parameters, the ones whose mismatch is certain.
+    fn scalar(&self) -> bool {
+        matches!(
+            self,
+            Ty::Int
+                | Ty::Uint
+                | Ty::Double
+                | Ty::String
+                | Ty::Bool
+                | Ty::Bytes
+                | Ty::Timestamp
+                | Ty::Duration
+        )
+    }
+
+    fn numeric(&self) -> bool {
+        matches!(self, Ty::Int | Ty::Uint | Ty::Double)
+    }
+
+    /// The type's name as cel-go prints it in an overload error.
+    fn name(&self) -> String {
+        match self {
+            Ty::Int => "int".into(),
+            Ty::Uint => "uint".into(),
+            Ty::Double => "double".into(),
+            Ty::String => "string".into(),
+            Ty::Bool => "bool".into(),
+            Ty::Bytes => "bytes".into(),
+            Ty::Null => "null_type".into(),
+            Ty::Timestamp => "google.protobuf.Timestamp".into(),
+            Ty::Duration => "google.protobuf.Duration".into(),
+            Ty::List(t) => format!("list({})", t.name()),
+            Ty::Map(k, v) => format!("map({}, {})", k.name(), v.name()),
+            Ty::Object => "object".into(),
+            Ty::Optional(t) => format!("optional_type({})", t.name()),
+            Ty::Dyn | Ty::Unknown => "dyn".into(),
+        }
+    }
+
+    /// Either side when they agree, else the known one, else unknown.
+    fn join(a: &Ty, b: &Ty) -> Ty {
+        if a == b || !b.known() {
+            a.clone()
+        } else if !a.known() {
+            b.clone()
+        } else {
+            Ty::Unknown
+        }
+    }
+}
+
 /// Walks a rule's syntax tree: estimates its worst-case cost (kube-apiserver's model, coarser:
 /// a comprehension costs its range's size times its body, string and list functions their
-/// operand's size) and reports variables and fields that do not exist.
+/// operand's size), infers types from the schema and reports what cel-go's checker would:
+/// variables and fields that do not exist, operators and functions applied to types they do not
+/// take. Errors carry the id of the expression they are at, for their position.
 struct Checker<'a> {
     b: &'a Builder,
     self_node: usize,
-    scopes: Vec<(String, Shape)>,
+    /// `oldSelf` is an optional (`optionalOldSelf: true`).
+    optional_old_self: bool,
+    scopes: Vec<(String, Shape, Ty)>,
     /// The accumulators of the comprehensions being walked.
     accumulators: Vec<String>,
-    errors: Vec<String>,
+    errors: Vec<(u64, String)>,
 }
 
 impl Checker<'_> {
@@ -1252,72 +1470,145 @@ impl Checker<'_> {
         }
     }
 
-    fn expr(&mut self, e: &Expr) -> (u64, Shape) {
-        match e {
+    /// The CEL type of values at a schema node, as kube-apiserver declares it.
+    fn node_ty(&self, index: usize) -> Ty {
+        let n = &self.b.nodes[index];
+        if n.int_or_string {
+            return Ty::Dyn;
+        }
+        match n.ty.as_str() {
+            "integer" => Ty::Int,
+            "number" => Ty::Double,
+            "boolean" => Ty::Bool,
+            "string" => match n.format {
+                Format::DateTime => Ty::Timestamp,
+                Format::Duration => Ty::Duration,
+                Format::Bytes => Ty::Bytes,
+                Format::None => Ty::String,
+            },
+            "array" => Ty::List(Box::new(
+                n.items.map(|i| self.node_ty(i)).unwrap_or(Ty::Dyn),
+            )),
+            "object" => match n.additional {
+                Some(a) => Ty::Map(Box::new(Ty::String), Box::new(self.node_ty(a))),
+                None if !n.properties.is_empty() || n.resource_root => Ty::Object,
+                None => Ty::Dyn,
+            },
+            _ => Ty::Dyn,
+        }
+    }
+
+    fn fail(&mut self, id: u64, message: String) -> Ty {
+        self.errors.push((id, message));
+        Ty::Unknown
+    }
+
+    fn no_overload(&mut self, id: u64, name: &str, target: Option<&Ty>, args: &[Ty]) -> Ty {
+        let args = args.iter().map(Ty::name).collect::<Vec<_>>().join(", ");
+        let applied = match target {
+            Some(t) => format!("{}.({args})", t.name()),
+            None => format!("({args})"),
+        };
+        self.fail(
+            id,
+            format!("found no matching overload for '{name}' applied to '{applied}'"),
+        )
+    }
+
+    fn expr(&mut self, e: &IdedExpr) -> (u64, Shape, Ty) {
+        match &e.expr {
             Expr::Ident(name) => {
-                if let Some((_, shape)) = self.scopes.iter().rev().find(|(n, _)| n == name) {
-                    return (1, *shape);
+                if let Some((_, shape, ty)) = self.scopes.iter().rev().find(|(n, _, _)| n == name) {
+                    return (1, *shape, ty.clone());
                 }
                 match name.as_str() {
-                    "self" | "oldSelf" => (1, Shape::Node(self.self_node)),
+                    "self" => (1, Shape::Node(self.self_node), self.node_ty(self.self_node)),
+                    "oldSelf" => {
+                        let ty = self.node_ty(self.self_node);
+                        let ty = if self.optional_old_self {
+                            Ty::Optional(Box::new(ty))
+                        } else {
+                            ty
+                        };
+                        (1, Shape::Node(self.self_node), ty)
+                    }
                     _ => {
-                        self.errors.push(format!(
-                            "undeclared reference to '{name}' (in container '')"
-                        ));
-                        (1, Shape::Sized(1))
+                        let ty = self.fail(
+                            e.id,
+                            format!("undeclared reference to '{name}' (in container '')"),
+                        );
+                        (1, Shape::Sized(1), ty)
                     }
                 }
             }
             Expr::Literal(lit) => {
                 use kube_cel::cel::common::ast::LiteralValue;
-                let size = match lit {
-                    LiteralValue::String(s) => s.inner().len() as u64,
-                    LiteralValue::Bytes(b) => b.inner().len() as u64,
-                    _ => 1,
+                let (size, ty) = match lit {
+                    LiteralValue::String(s) => (s.inner().len() as u64, Ty::String),
+                    LiteralValue::Bytes(b) => (b.inner().len() as u64, Ty::Bytes),
+                    LiteralValue::Boolean(_) => (1, Ty::Bool),
+                    LiteralValue::Double(_) => (1, Ty::Double),
+                    LiteralValue::Int(_) => (1, Ty::Int),
+                    LiteralValue::UInt(_) => (1, Ty::Uint),
+                    LiteralValue::Null => (1, Ty::Null),
                 };
-                (0, Shape::Sized(size))
+                (0, Shape::Sized(size), ty)
             }
             Expr::Select(sel) => {
-                let (c, shape) = self.expr(&sel.operand.expr);
-                (
-                    c.saturating_add(1),
-                    self.select(shape, &sel.field, sel.test),
-                )
+                let (c, shape, ty) = self.expr(&sel.operand);
+                let (shape, field_ty) = self.select(e.id, shape, &ty, &sel.field);
+                let ty = if sel.test { Ty::Bool } else { field_ty };
+                (c.saturating_add(1), shape, ty)
             }
             Expr::List(list) => {
                 let mut cost = 1u64;
-                for el in &list.elements {
-                    cost = cost.saturating_add(self.expr(&el.expr).0);
+                let mut elem = Ty::Unknown;
+                for (i, el) in list.elements.iter().enumerate() {
+                    let (c, _, t) = self.expr(el);
+                    cost = cost.saturating_add(c);
+                    elem = if i == 0 { t } else { Ty::join(&elem, &t) };
                 }
-                (cost, Shape::Sized(list.elements.len() as u64))
+                (
+                    cost,
+                    Shape::Sized(list.elements.len() as u64),
+                    Ty::List(Box::new(elem)),
+                )
             }
             Expr::Map(map) => {
                 let mut cost = 1u64;
-                for entry in &map.entries {
+                let (mut key, mut value) = (Ty::Unknown, Ty::Unknown);
+                for (i, entry) in map.entries.iter().enumerate() {
                     if let EntryExpr::MapEntry(m) = &entry.expr {
-                        cost = cost
-                            .saturating_add(self.expr(&m.key.expr).0)
-                            .saturating_add(self.expr(&m.value.expr).0);
+                        let (kc, _, kt) = self.expr(&m.key);
+                        let (vc, _, vt) = self.expr(&m.value);
+                        cost = cost.saturating_add(kc).saturating_add(vc);
+                        if i == 0 {
+                            (key, value) = (kt, vt);
+                        } else {
+                            (key, value) = (Ty::join(&key, &kt), Ty::join(&value, &vt));
+                        }
                     }
                 }
-                (cost, Shape::Sized(map.entries.len() as u64))
+                (
+                    cost,
+                    Shape::Sized(map.entries.len() as u64),
+                    Ty::Map(Box::new(key), Box::new(value)),
+                )
             }
             Expr::Struct(s) => {
                 let mut cost = 1u64;
                 for entry in &s.entries {
                     match &entry.expr {
-                        EntryExpr::MapEntry(m) => {
-                            cost = cost.saturating_add(self.expr(&m.value.expr).0)
-                        }
+                        EntryExpr::MapEntry(m) => cost = cost.saturating_add(self.expr(&m.value).0),
                         EntryExpr::StructField(f) => {
-                            cost = cost.saturating_add(self.expr(&f.value.expr).0)
+                            cost = cost.saturating_add(self.expr(&f.value).0)
                         }
                     }
                 }
-                (cost, Shape::Sized(1))
+                (cost, Shape::Sized(1), Ty::Unknown)
             }
             Expr::Comprehension(c) => {
-                let (range_cost, range) = self.expr(&c.iter_range.expr);
+                let (range_cost, range, range_ty) = self.expr(&c.iter_range);
                 let n = self.size_of(range);
                 let element = match range {
                     Shape::Node(i) => {
@@ -1330,17 +1621,37 @@ impl Checker<'_> {
                     }
                     Shape::Sized(_) => Shape::Sized(MAX_REQUEST_SIZE),
                 };
-                let (init_cost, _) = self.expr(&c.accu_init.expr);
-                self.scopes.push((c.iter_var.clone(), element));
+                let element_ty = match &range_ty {
+                    Ty::List(t) => (**t).clone(),
+                    Ty::Map(k, _) => (**k).clone(),
+                    Ty::Dyn | Ty::Unknown => range_ty.clone(),
+                    other => {
+                        let other = other.clone();
+                        self.fail(
+                            c.iter_range.id,
+                            format!(
+                                "expression of type '{}' cannot be range of a comprehension (must be list, map, or dynamic)",
+                                other.name()
+                            ),
+                        )
+                    }
+                };
+                let (init_cost, _, init_ty) = self.expr(&c.accu_init);
+                self.scopes.push((c.iter_var.clone(), element, element_ty));
                 if let Some(v2) = &c.iter_var2 {
                     self.scopes
-                        .push((v2.clone(), Shape::Sized(MAX_REQUEST_SIZE)));
+                        .push((v2.clone(), Shape::Sized(MAX_REQUEST_SIZE), Ty::Unknown));
                 }
-                self.scopes.push((c.accu_var.clone(), Shape::Sized(n)));
+                self.scopes
+                    .push((c.accu_var.clone(), Shape::Sized(n), init_ty.clone()));
                 self.accumulators.push(c.accu_var.clone());
-                let (cond, _) = self.expr(&c.loop_cond.expr);
-                let (step, _) = self.expr(&c.loop_step.expr);
-                let (result, _) = self.expr(&c.result.expr);
+                let (cond, _, _) = self.expr(&c.loop_cond);
+                let (step, _, step_ty) = self.expr(&c.loop_step);
+                // The accumulator takes the type the step gives it (`map`'s `[] + [f(x)]`).
+                if let Some(accu) = self.scopes.last_mut() {
+                    accu.2 = Ty::join(&step_ty, &init_ty);
+                }
+                let (result, _, result_ty) = self.expr(&c.result);
                 self.accumulators.pop();
                 self.scopes.pop();
                 if c.iter_var2.is_some() {
@@ -1351,16 +1662,42 @@ impl Checker<'_> {
                     .saturating_add(init_cost)
                     .saturating_add(n.saturating_mul(cond.saturating_add(step).max(1)))
                     .saturating_add(result);
-                (cost, Shape::Sized(n))
+                (cost, Shape::Sized(n), result_ty)
             }
-            Expr::Call(call) => self.call(call),
-            Expr::Unspecified => (1, Shape::Sized(1)),
+            Expr::Call(call) => self.call(e.id, call),
+            Expr::Unspecified => (1, Shape::Sized(1), Ty::Unknown),
         }
     }
 
-    fn select(&mut self, shape: Shape, field: &str, test: bool) -> Shape {
+    fn select(&mut self, id: u64, shape: Shape, ty: &Ty, field: &str) -> (Shape, Ty) {
+        let unknown = (Shape::Sized(MAX_REQUEST_SIZE), Ty::Unknown);
+        match ty {
+            Ty::Map(_, v) => {
+                let shape = match shape {
+                    Shape::Node(i) => self.b.nodes[i]
+                        .additional
+                        .map(Shape::Node)
+                        .unwrap_or(unknown.0),
+                    Shape::Sized(_) => unknown.0,
+                };
+                return (shape, (**v).clone());
+            }
+            Ty::Object => {}
+            Ty::Optional(_) => return unknown,
+            Ty::Dyn | Ty::Unknown => {
+                // Declared properties still resolve below a dynamic value's node.
+            }
+            other => {
+                let other = other.clone();
+                self.fail(
+                    id,
+                    format!("type '{}' does not support field selection", other.name()),
+                );
+                return unknown;
+            }
+        }
         let Shape::Node(i) = shape else {
-            return Shape::Sized(MAX_REQUEST_SIZE);
+            return unknown;
         };
         let node = &self.b.nodes[i];
         if let Some((_, child)) = node
@@ -1368,36 +1705,45 @@ impl Checker<'_> {
             .iter()
             .find(|(name, _)| escape(name).as_deref() == Some(field))
         {
-            return Shape::Node(*child);
+            let child = *child;
+            return (Shape::Node(child), self.node_ty(child));
         }
         if let Some(additional) = node.additional {
-            return Shape::Node(additional);
+            return (Shape::Node(additional), self.node_ty(additional));
         }
-        if node.resource_root && matches!(field, "apiVersion" | "kind" | "metadata") {
-            return Shape::Sized(MAX_REQUEST_SIZE);
+        if node.resource_root && matches!(field, "apiVersion" | "kind") {
+            return (Shape::Sized(MAX_REQUEST_SIZE), Ty::String);
         }
-        if node.ty == "object" && !node.properties.is_empty() {
-            let _ = test;
-            self.errors.push(format!("undefined field '{field}'"));
+        if node.resource_root && field == "metadata" {
+            return (
+                Shape::Sized(MAX_REQUEST_SIZE),
+                Ty::Map(Box::new(Ty::String), Box::new(Ty::String)),
+            );
         }
-        Shape::Sized(MAX_REQUEST_SIZE)
+        if node.ty == "object" && !node.properties.is_empty() && *ty == Ty::Object {
+            self.fail(id, format!("undefined field '{field}'"));
+        }
+        unknown
     }
 
-    fn call(&mut self, call: &kube_cel::cel::common::ast::CallExpr) -> (u64, Shape) {
+    fn call(&mut self, id: u64, call: &kube_cel::cel::common::ast::CallExpr) -> (u64, Shape, Ty) {
         // A qualified function (`sets.contains`, `optional.none`) may parse as a call on an
         // identifier that is no variable: that identifier is a namespace.
-        let (target_cost, target) = match call.target.as_deref() {
+        let (target_cost, target, target_ty) = match call.target.as_deref() {
             Some(IdedExpr {
                 expr: Expr::Ident(ns),
                 ..
-            }) if ns != "self" && ns != "oldSelf" && !self.scopes.iter().any(|(n, _)| n == ns) => {
-                (0, None)
+            }) if ns != "self"
+                && ns != "oldSelf"
+                && !self.scopes.iter().any(|(n, _, _)| n == ns) =>
+            {
+                (0, None, None)
             }
             Some(t) => {
-                let (c, s) = self.expr(&t.expr);
-                (c, Some(s))
+                let (c, s, ty) = self.expr(t);
+                (c, Some(s), Some(ty))
             }
-            None => (0, None),
+            None => (0, None, None),
         };
         // Logical operators and the conditional cost only what they evaluate (the costlier
         // branch of a conditional).
@@ -1406,7 +1752,13 @@ impl Checker<'_> {
             name,
             "_&&_" | "_||_" | "!_" | "@not_strictly_false" | "_?_:_"
         ) {
-            let costs: Vec<u64> = call.args.iter().map(|a| self.expr(&a.expr).0).collect();
+            let mut costs = Vec::with_capacity(call.args.len());
+            let mut tys = Vec::with_capacity(call.args.len());
+            for a in &call.args {
+                let (c, _, t) = self.expr(a);
+                costs.push(c);
+                tys.push(t);
+            }
             let cost = if let (true, Some((condition, branches))) =
                 (name == "_?_:_", costs.split_first())
             {
@@ -1414,15 +1766,32 @@ impl Checker<'_> {
             } else {
                 costs.iter().fold(0u64, |sum, c| sum.saturating_add(*c))
             };
-            return (cost, Shape::Sized(1));
+            let ty = match (name, tys.as_slice()) {
+                ("_?_:_", [c, a, b]) => {
+                    if (c.known() && *c != Ty::Bool) || (a.scalar() && b.scalar() && a != b) {
+                        self.no_overload(id, name, None, &tys)
+                    } else {
+                        Ty::join(a, b)
+                    }
+                }
+                ("@not_strictly_false", _) => Ty::Bool,
+                (_, tys) if tys.iter().any(|t| t.known() && *t != Ty::Bool) => {
+                    self.no_overload(id, name, None, tys)
+                }
+                _ => Ty::Bool,
+            };
+            return (cost, Shape::Sized(1), ty);
         }
         let mut cost = target_cost.saturating_add(1);
         let mut args = Vec::with_capacity(call.args.len());
+        let mut tys = Vec::with_capacity(call.args.len());
         for a in &call.args {
-            let (c, s) = self.expr(&a.expr);
+            let (c, s, t) = self.expr(a);
             cost = cost.saturating_add(c);
             args.push(s);
+            tys.push(t);
         }
+        let ty = self.call_type(id, name, target_ty.as_ref(), &tys);
         let first = target.or_else(|| args.first().copied());
         let first_size = first.map(|s| self.size_of(s)).unwrap_or(1);
         let linear = |n: u64| n / 10 + 1;
@@ -1438,12 +1807,12 @@ impl Checker<'_> {
                     }
                     _ => Shape::Sized(MAX_REQUEST_SIZE),
                 };
-                (cost, shape)
+                (cost, shape, ty)
             }
             "_==_" | "_!=_" | "_<_" | "_<=_" | "_>_" | "_>=_" => {
                 let n = args.iter().map(|s| self.size_of(*s)).min().unwrap_or(1);
                 let traversal = if n > 1 { linear(n) } else { 0 };
-                (cost.saturating_add(traversal), Shape::Sized(1))
+                (cost.saturating_add(traversal), Shape::Sized(1), ty)
             }
             "_+_" => {
                 let n = args
@@ -1455,17 +1824,17 @@ impl Checker<'_> {
                     |a| matches!(&a.expr, Expr::Ident(name) if self.accumulators.contains(name)),
                 );
                 if appends_to_accumulator {
-                    return (cost, Shape::Sized(n));
+                    return (cost, Shape::Sized(n), ty);
                 }
-                (cost.saturating_add(linear(n)), Shape::Sized(n))
+                (cost.saturating_add(linear(n)), Shape::Sized(n), ty)
             }
             "@in" => {
                 let n = args.get(1).map(|s| self.size_of(*s)).unwrap_or(1);
-                (cost.saturating_add(n), Shape::Sized(1))
+                (cost.saturating_add(n), Shape::Sized(1), ty)
             }
             "startsWith" | "endsWith" => {
                 let n = args.iter().map(|s| self.size_of(*s)).max().unwrap_or(1);
-                (cost.saturating_add(linear(n)), Shape::Sized(1))
+                (cost.saturating_add(linear(n)), Shape::Sized(1), ty)
             }
             "contains" | "matches" | "find" | "lowerAscii" | "upperAscii" | "trim" | "indexOf"
             | "lastIndexOf" | "substring" | "charAt" | "replace" | "reverse" | "isURL" | "url"
@@ -1475,11 +1844,12 @@ impl Checker<'_> {
                     .iter()
                     .fold(0u64, |sum, s| sum.saturating_add(self.size_of(*s)));
                 let n = linear(first_size).saturating_mul(linear(args_size).max(1));
-                (cost.saturating_add(n), Shape::Sized(first_size))
+                (cost.saturating_add(n), Shape::Sized(first_size), ty)
             }
             "split" | "findAll" | "join" => (
                 cost.saturating_add(linear(first_size)),
                 Shape::Sized(first_size),
+                ty,
             ),
             "sum" | "min" | "max" | "isSorted" | "distinct" | "sort" | "flatten" | "slice"
             | "sets.contains" | "sets.equivalent" | "sets.intersects" => {
@@ -1490,10 +1860,590 @@ impl Checker<'_> {
                 (
                     cost.saturating_add(n.saturating_mul(n.min(1 << 16))),
                     Shape::Sized(n),
+                    ty,
                 )
             }
-            _ => (cost, Shape::Sized(first_size)),
+            _ => (cost, Shape::Sized(first_size), ty),
         }
+    }
+
+    /// The result type of an operator or function, or cel-go's overload error when its
+    /// operands are known not to fit. Functions without a modelled signature are `Unknown`.
+    fn call_type(&mut self, id: u64, name: &str, target: Option<&Ty>, args: &[Ty]) -> Ty {
+        use Ty::*;
+        let refuse = |c: &mut Self| c.no_overload(id, name, target, args);
+        let any_unknown = args.iter().chain(target).any(|t| !t.known());
+        match (name, target, args) {
+            ("_+_", None, [a, b]) => match (a, b) {
+                _ if !a.known() || !b.known() => Ty::join(a, b),
+                (Int, Int)
+                | (Uint, Uint)
+                | (Double, Double)
+                | (String, String)
+                | (Bytes, Bytes)
+                | (Duration, Duration) => a.clone(),
+                (Timestamp, Duration) | (Duration, Timestamp) => Timestamp,
+                (List(x), List(y)) => List(Box::new(Ty::join(x, y))),
+                _ => refuse(self),
+            },
+            ("_-_", None, [a, b]) => match (a, b) {
+                _ if !a.known() || !b.known() => Ty::join(a, b),
+                (Int, Int) | (Uint, Uint) | (Double, Double) | (Duration, Duration) => a.clone(),
+                (Timestamp, Timestamp) => Duration,
+                (Timestamp, Duration) => Timestamp,
+                _ => refuse(self),
+            },
+            ("_*_" | "_/_", None, [a, b]) => match (a, b) {
+                _ if !a.known() || !b.known() => Ty::join(a, b),
+                (Int, Int) | (Uint, Uint) | (Double, Double) => a.clone(),
+                _ => refuse(self),
+            },
+            ("_%_", None, [a, b]) => match (a, b) {
+                _ if !a.known() || !b.known() => Ty::join(a, b),
+                (Int, Int) | (Uint, Uint) => a.clone(),
+                _ => refuse(self),
+            },
+            ("-_", None, [a]) => match a {
+                Int | Double | Dyn | Unknown => a.clone(),
+                _ => refuse(self),
+            },
+            ("_<_" | "_<=_" | "_>_" | "_>=_", None, [a, b]) => {
+                let ok = !a.known()
+                    || !b.known()
+                    || (a.numeric() && b.numeric())
+                    || (a == b && matches!(a, String | Bytes | Bool | Timestamp | Duration));
+                if ok { Bool } else { refuse(self) }
+            }
+            ("_==_" | "_!=_", None, [a, b]) => {
+                if a.scalar() && b.scalar() && a != b {
+                    refuse(self)
+                } else {
+                    Bool
+                }
+            }
+            ("@in", None, [a, b]) => match b {
+                List(e) if a.scalar() && e.scalar() && a != &**e => refuse(self),
+                Map(k, _) if a.scalar() && k.scalar() && a != &**k => refuse(self),
+                List(_) | Map(_, _) | Dyn | Unknown => Bool,
+                _ => refuse(self),
+            },
+            ("_[_]", None, [a, i]) => match a {
+                List(e) if matches!(i, Int | Uint | Dyn | Unknown) => (**e).clone(),
+                Map(k, v) if !(i.scalar() && k.scalar() && i != &**k) => (**v).clone(),
+                Dyn | Unknown | Object | Optional(_) => Unknown,
+                _ => refuse(self),
+            },
+            ("size", None, [a]) | ("size", Some(a), []) => match a {
+                String | Bytes | List(_) | Map(_, _) | Dyn | Unknown => Int,
+                _ => refuse(self),
+            },
+            ("int", None, [_]) => Int,
+            ("uint", None, [_]) => Uint,
+            ("double", None, [_]) => Double,
+            ("string", None, [_]) => String,
+            ("bytes", None, [_]) => Bytes,
+            ("bool", None, [_]) => Bool,
+            ("timestamp", None, [_]) => Timestamp,
+            ("duration", None, [_]) => Duration,
+            ("dyn", None, [_]) => Dyn,
+            ("contains" | "startsWith" | "endsWith" | "matches", Some(t), [a]) => {
+                if any_unknown || (*t == String && *a == String) {
+                    Bool
+                } else {
+                    refuse(self)
+                }
+            }
+            ("matches", None, [t, a]) => {
+                if any_unknown || (*t == String && *a == String) {
+                    Bool
+                } else {
+                    refuse(self)
+                }
+            }
+            ("lowerAscii" | "upperAscii" | "trim", Some(t), []) => match t {
+                String | Dyn | Unknown => String,
+                _ => refuse(self),
+            },
+            ("isURL" | "isIP" | "isCIDR" | "isQuantity" | "isSemver", None, [a]) => match a {
+                String | Dyn | Unknown => Bool,
+                _ => refuse(self),
+            },
+            _ => Unknown,
+        }
+    }
+}
+
+/// One compile error as cel-go prints it: location, message, and the source line with a caret.
+fn issue(source: &str, line: usize, column: usize, message: &str) -> String {
+    let snippet = source
+        .lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or_default();
+    let dots: String = snippet
+        .chars()
+        .take(column.saturating_sub(1))
+        .map(|c| if c.len_utf8() > 1 { '\u{ff0e}' } else { '.' })
+        .collect();
+    format!("ERROR: <input>:{line}:{column}: {message}\n | {snippet}\n | {dots}^")
+}
+
+/// cel-go's rendering of parse errors.
+fn parse_issues(source: &str, errors: &kube_cel::cel::ParseErrors) -> String {
+    errors
+        .errors
+        .iter()
+        .map(|e| {
+            issue(
+                source,
+                usize::try_from(e.pos.0).unwrap_or(1),
+                usize::try_from(e.pos.1).unwrap_or(1),
+                &e.msg,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Renders checker errors at the positions of their expressions. The parser keeps positions
+/// only when it fails, so the source is parsed again with a stray `)` after it: the parser skips
+/// that token and builds the same tree with the same ids, and its error carries the positions.
+fn check_issues(source: &str, errors: &[(u64, String)]) -> String {
+    let info = kube_cel::cel::parser::Parser::default()
+        .parse(&format!("{source} )"))
+        .err()
+        .and_then(|e| e.errors.into_iter().find_map(|e| e.source_info));
+    let mut located: Vec<(usize, usize, &str)> = errors
+        .iter()
+        .map(|(id, message)| {
+            let offset = info
+                .as_ref()
+                .and_then(|i| i.offset_for(*id))
+                .map(|(start, _)| start as usize)
+                .unwrap_or(0);
+            let before = source.get(..offset).unwrap_or(source);
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .count()
+                + 1;
+            (line, column, message.as_str())
+        })
+        .collect();
+    located.sort();
+    located.dedup();
+    located
+        .into_iter()
+        .map(|(line, column, message)| issue(source, line, column, message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// kube-apiserver's limit on the actual cost of one evaluation of one expression
+/// (`PerCallLimit`).
+pub(crate) const PER_CALL_LIMIT: u64 = 1_000_000;
+/// kube-apiserver's budget for the actual cost of all rules run for one object
+/// (`RuntimeCELCostBudget`).
+pub(crate) const RUNTIME_COST_BUDGET: u64 = 10_000_000;
+
+/// cel-go's cost factors: a character of a traversed string, and of a regular expression.
+const STRING_TRAVERSAL: f64 = 0.1;
+const REGEX_LENGTH: f64 = 0.25;
+
+/// Why a metered evaluation stopped short of a value.
+#[derive(Debug)]
+enum Halt {
+    /// The running cost passed the limit; evaluation stopped there, as cel-go cancels it.
+    Limit,
+    /// An evaluation error (a value in CEL: `&&`, `||` and `@not_strictly_false` absorb it).
+    Error(kube_cel::cel::ExecutionError),
+}
+
+impl From<kube_cel::cel::ExecutionError> for Halt {
+    fn from(e: kube_cel::cel::ExecutionError) -> Self {
+        Halt::Error(e)
+    }
+}
+
+/// The outcome of a metered evaluation: the value (or error, or `None` when the limit stopped
+/// it) and the actual cost spent.
+struct Metered {
+    value: Option<Result<Cel, kube_cel::cel::ExecutionError>>,
+    cost: u64,
+}
+
+/// Evaluates an expression while counting its actual cost the way cel-go's cost tracker does
+/// (see the module doc): control flow (`&&`, `||`, `?:`, comprehensions) is walked here,
+/// because its cost depends on which branches and iterations run; every other step is handed
+/// to the interpreter with its operands already evaluated, so values are the interpreter's own.
+struct Meter {
+    cost: u64,
+    limit: u64,
+}
+
+/// The variable names operands are bound to when a step is handed to the interpreter; `@` keeps
+/// them apart from anything a rule can name.
+const OPERANDS: [&str; 8] = ["@a0", "@a1", "@a2", "@a3", "@a4", "@a5", "@a6", "@a7"];
+
+fn ident(id: u64, name: &str) -> IdedExpr {
+    IdedExpr {
+        id,
+        expr: Expr::Ident(name.to_owned()),
+    }
+}
+
+/// cel-go's `actualSize`: characters of a string, bytes, items of a list or map, else 1.
+fn actual_size(v: &Cel) -> u64 {
+    match v {
+        Cel::String(s) => s.chars().count() as u64,
+        Cel::Bytes(b) => b.len() as u64,
+        Cel::List(l) => l.len() as u64,
+        Cel::Map(m) => m.map.len() as u64,
+        _ => 1,
+    }
+}
+
+fn scaled(size: u64, factor: f64) -> u64 {
+    (size as f64 * factor).ceil() as u64
+}
+
+/// Kubernetes' `traversalCost`: the cost of walking a value as a data tree.
+fn traversal_cost(v: &Cel) -> u64 {
+    match v {
+        Cel::String(s) => (s.len() as f64 * STRING_TRAVERSAL) as u64,
+        Cel::Bytes(b) => (b.len() as f64 * STRING_TRAVERSAL) as u64,
+        Cel::List(l) => l
+            .iter()
+            .fold(0u64, |sum, i| sum.saturating_add(traversal_cost(i))),
+        Cel::Map(m) => m.map.iter().fold(0u64, |sum, (k, v)| {
+            let key = match k {
+                Key::String(s) => (s.len() as f64 * STRING_TRAVERSAL) as u64,
+                _ => 1,
+            };
+            sum.saturating_add(key).saturating_add(traversal_cost(v))
+        }),
+        _ => 1,
+    }
+}
+
+/// The actual cost of one call with its evaluated operands (the receiver first), as cel-go's
+/// `costCall` and Kubernetes' library estimator (`CallCost`) charge it.
+fn call_cost(name: &str, args: &[Cel], result: &Cel) -> u64 {
+    let size = |i: usize| args.get(i).map(actual_size).unwrap_or(1);
+    let textual = |i: usize| matches!(args.get(i), Some(Cel::String(_) | Cel::Bytes(_)));
+    match name {
+        "isSorted" | "sum" | "max" | "min" | "indexOf" | "lastIndexOf" => {
+            args.first().map(traversal_cost).unwrap_or(0)
+        }
+        "url" | "lowerAscii" | "upperAscii" | "substring" | "trim" | "cidr" | "isIP" | "isCIDR"
+        | "quantity" | "isQuantity" | "isURL" | "semver" | "isSemver" => {
+            scaled(size(0), STRING_TRAVERSAL)
+        }
+        "ip" if matches!(args.first(), Some(Cel::String(_))) => scaled(size(0), STRING_TRAVERSAL),
+        "replace" | "split" => scaled(size(0), 2.0 * STRING_TRAVERSAL),
+        "join" => scaled(actual_size(result), 2.0 * STRING_TRAVERSAL),
+        "find" | "findAll" => {
+            scaled(size(0) + 1, STRING_TRAVERSAL).saturating_mul(scaled(size(1), REGEX_LENGTH))
+        }
+        "matches" => {
+            scaled(size(0) + 1, STRING_TRAVERSAL).saturating_mul(scaled(size(1), REGEX_LENGTH))
+        }
+        "contains" if textual(0) => {
+            scaled(size(0), STRING_TRAVERSAL).saturating_mul(scaled(size(1), STRING_TRAVERSAL))
+        }
+        "startsWith" | "endsWith" => scaled(size(0), STRING_TRAVERSAL),
+        "string" | "bytes" if textual(0) => scaled(size(0), STRING_TRAVERSAL),
+        "@in" if matches!(args.get(1), Some(Cel::List(_))) => size(1),
+        "_==_" | "_!=_" => scaled(size(0).min(size(1)), STRING_TRAVERSAL),
+        "_<_" | "_<=_" | "_>_" | "_>=_" if textual(0) && textual(1) => {
+            scaled(size(0).min(size(1)), STRING_TRAVERSAL)
+        }
+        "_+_" if textual(0) && textual(1) => {
+            scaled(size(0).saturating_add(size(1)), STRING_TRAVERSAL)
+        }
+        "sets.contains" | "sets.equivalent" | "sets.intersects" => size(0).saturating_mul(size(1)),
+        _ => 1,
+    }
+}
+
+/// A literal, or a list or map of constants: cel-go folds these into constants, which cost
+/// nothing to evaluate.
+fn is_constant(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(_) => true,
+        Expr::List(l) => {
+            l.optional_indices.is_empty() && l.elements.iter().all(|x| is_constant(&x.expr))
+        }
+        Expr::Map(m) => m.entries.iter().all(|x| match &x.expr {
+            EntryExpr::MapEntry(m) => {
+                !m.optional && is_constant(&m.key.expr) && is_constant(&m.value.expr)
+            }
+            EntryExpr::StructField(_) => false,
+        }),
+        _ => false,
+    }
+}
+
+impl Meter {
+    /// Evaluates `e` in `ctx`, stopping once the cost passes `limit`.
+    fn run(e: &IdedExpr, ctx: &Context<'_>, limit: u64) -> Metered {
+        let mut meter = Meter { cost: 0, limit };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| meter.eval(e, ctx)));
+        let value = match outcome {
+            Ok(Ok(v)) => Some(Ok(v)),
+            Ok(Err(Halt::Error(e))) => Some(Err(e)),
+            Ok(Err(Halt::Limit)) => None,
+            Err(_) => Some(Err(kube_cel::cel::ExecutionError::function_error(
+                "evaluation",
+                "internal error in the expression interpreter",
+            ))),
+        };
+        Metered {
+            value,
+            cost: meter.cost,
+        }
+    }
+
+    fn charge(&mut self, cost: u64) -> Result<(), Halt> {
+        self.cost = self.cost.saturating_add(cost);
+        if self.cost > self.limit {
+            return Err(Halt::Limit);
+        }
+        Ok(())
+    }
+
+    /// Hands one step to the interpreter: `step` refers to its operands as `@a0`, `@a1`, ...
+    fn delegate(ctx: &Context<'_>, step: &IdedExpr, operands: Vec<Cel>) -> Result<Cel, Halt> {
+        let mut scope = ctx.new_inner_scope();
+        for (name, v) in OPERANDS.iter().zip(operands) {
+            scope.add_variable_from_value(*name, v);
+        }
+        Ok(Cel::resolve(step, &scope)?)
+    }
+
+    fn eval_bool(
+        &mut self,
+        e: &IdedExpr,
+        ctx: &Context<'_>,
+    ) -> Result<Result<bool, kube_cel::cel::ExecutionError>, Halt> {
+        match self.eval(e, ctx) {
+            Ok(Cel::Bool(b)) => Ok(Ok(b)),
+            Ok(_) => Ok(Err(kube_cel::cel::ExecutionError::NoSuchOverload)),
+            Err(Halt::Error(e)) => Ok(Err(e)),
+            Err(Halt::Limit) => Err(Halt::Limit),
+        }
+    }
+
+    fn eval(&mut self, e: &IdedExpr, ctx: &Context<'_>) -> Result<Cel, Halt> {
+        match &e.expr {
+            Expr::Literal(_) => Ok(Cel::resolve(e, ctx)?),
+            Expr::Ident(_) => {
+                self.charge(1)?;
+                Ok(Cel::resolve(e, ctx)?)
+            }
+            Expr::Select(sel) => {
+                let operand = self.eval(&sel.operand, ctx)?;
+                self.charge(1)?;
+                let step = IdedExpr {
+                    id: e.id,
+                    expr: Expr::Select(kube_cel::cel::common::ast::SelectExpr {
+                        operand: Box::new(ident(sel.operand.id, OPERANDS[0])),
+                        field: sel.field.clone(),
+                        test: sel.test,
+                    }),
+                };
+                Self::delegate(ctx, &step, vec![operand])
+            }
+            Expr::List(_) | Expr::Map(_) if is_constant(&e.expr) => Ok(Cel::resolve(e, ctx)?),
+            Expr::List(list) => {
+                let mut items = Vec::with_capacity(list.elements.len());
+                for el in &list.elements {
+                    items.push(self.eval(el, ctx)?);
+                }
+                self.charge(10)?;
+                if list.optional_indices.is_empty() {
+                    return Ok(Cel::List(Arc::new(items)));
+                }
+                // Optional elements (`[?x]`) are unwrapped by the interpreter.
+                let mut scope = ctx.new_inner_scope();
+                let mut elements = Vec::with_capacity(items.len());
+                for (i, v) in items.into_iter().enumerate() {
+                    let name = format!("@e{i}");
+                    scope.add_variable_from_value(name.clone(), v);
+                    elements.push(ident(e.id, &name));
+                }
+                let step = IdedExpr {
+                    id: e.id,
+                    expr: Expr::List(kube_cel::cel::common::ast::ListExpr {
+                        elements,
+                        optional_indices: list.optional_indices.clone(),
+                    }),
+                };
+                Ok(Cel::resolve(&step, &scope)?)
+            }
+            Expr::Map(map) => {
+                let mut scope = ctx.new_inner_scope();
+                let mut entries = Vec::with_capacity(map.entries.len());
+                for (i, entry) in map.entries.iter().enumerate() {
+                    let EntryExpr::MapEntry(m) = &entry.expr else {
+                        return Err(Halt::Error(kube_cel::cel::ExecutionError::function_error(
+                            "map",
+                            "struct fields in a map literal",
+                        )));
+                    };
+                    let k = self.eval(&m.key, ctx)?;
+                    let v = self.eval(&m.value, ctx)?;
+                    let (kn, vn) = (format!("@k{i}"), format!("@v{i}"));
+                    scope.add_variable_from_value(kn.clone(), k);
+                    scope.add_variable_from_value(vn.clone(), v);
+                    entries.push(kube_cel::cel::common::ast::IdedEntryExpr {
+                        id: entry.id,
+                        expr: EntryExpr::MapEntry(kube_cel::cel::common::ast::MapEntryExpr {
+                            key: ident(m.key.id, &kn),
+                            value: ident(m.value.id, &vn),
+                            optional: m.optional,
+                        }),
+                    });
+                }
+                self.charge(30)?;
+                let step = IdedExpr {
+                    id: e.id,
+                    expr: Expr::Map(kube_cel::cel::common::ast::MapExpr { entries }),
+                };
+                Ok(Cel::resolve(&step, &scope)?)
+            }
+            Expr::Struct(_) | Expr::Unspecified => {
+                self.charge(40)?;
+                Err(Halt::Error(kube_cel::cel::ExecutionError::function_error(
+                    "struct",
+                    "message construction is not supported",
+                )))
+            }
+            Expr::Comprehension(c) => {
+                let init = self.eval(&c.accu_init, ctx)?;
+                let range = self.eval(&c.iter_range, ctx)?;
+                let items: Vec<Cel> = match range {
+                    Cel::List(l) => l.iter().cloned().collect(),
+                    Cel::Map(m) => m
+                        .map
+                        .keys()
+                        .map(|k| match k {
+                            Key::Int(i) => Cel::Int(*i),
+                            Key::Uint(u) => Cel::UInt(*u),
+                            Key::Bool(b) => Cel::Bool(*b),
+                            Key::String(s) => Cel::String(s.clone()),
+                        })
+                        .collect(),
+                    _ => return Err(Halt::Error(kube_cel::cel::ExecutionError::NoSuchOverload)),
+                };
+                let mut scope = ctx.new_inner_scope();
+                scope.add_variable_from_value(c.accu_var.clone(), init);
+                for item in items {
+                    match self.eval_bool(&c.loop_cond, &scope)? {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => return Err(Halt::Error(e)),
+                    }
+                    scope.add_variable_from_value(c.iter_var.clone(), item);
+                    let accu = self.eval(&c.loop_step, &scope)?;
+                    scope.add_variable_from_value(c.accu_var.clone(), accu);
+                }
+                self.eval(&c.result, &scope)
+            }
+            Expr::Call(call) => self.call(e, call, ctx),
+        }
+    }
+
+    fn call(
+        &mut self,
+        e: &IdedExpr,
+        call: &kube_cel::cel::common::ast::CallExpr,
+        ctx: &Context<'_>,
+    ) -> Result<Cel, Halt> {
+        use kube_cel::cel::ExecutionError as E;
+        let name = call.func_name.as_str();
+        match (name, call.args.as_slice()) {
+            ("_?_:_", [cond, yes, no]) => {
+                return match self.eval_bool(cond, ctx)? {
+                    Ok(true) => self.eval(yes, ctx),
+                    Ok(false) => self.eval(no, ctx),
+                    Err(e) => Err(Halt::Error(e)),
+                };
+            }
+            ("_||_" | "_&&_", [lhs, rhs]) => {
+                let short = name == "_||_";
+                let left = self.eval_bool(lhs, ctx)?;
+                if left == Ok(short) {
+                    return Ok(Cel::Bool(short));
+                }
+                let right = match self.eval(rhs, ctx)? {
+                    Cel::Bool(b) => Some(b),
+                    _ => None,
+                };
+                return match (left, right) {
+                    (Ok(_), Some(r)) => Ok(Cel::Bool(r)),
+                    (Err(_), Some(r)) if r == short => Ok(Cel::Bool(short)),
+                    (l, _) => Err(Halt::Error(l.err().unwrap_or(E::NoSuchOverload))),
+                };
+            }
+            ("@not_strictly_false", [arg]) => {
+                let v = self.eval_bool(arg, ctx)?;
+                self.charge(1)?;
+                return Ok(Cel::Bool(v.unwrap_or(true)));
+            }
+            _ => {}
+        }
+        // A qualified function (`sets.contains`) parses as a call on a namespace, which is no
+        // value: the interpreter gets it as written.
+        let namespace = match call.target.as_deref() {
+            Some(
+                t @ IdedExpr {
+                    expr: Expr::Ident(_),
+                    ..
+                },
+            ) => Cel::resolve(t, ctx).is_err(),
+            _ => false,
+        };
+        let mut operands = Vec::with_capacity(call.args.len() + 1);
+        let target = match call.target.as_deref() {
+            Some(t) if namespace => Some(Box::new(t.clone())),
+            Some(t) => {
+                operands.push(self.eval(t, ctx)?);
+                Some(Box::new(ident(t.id, OPERANDS[0])))
+            }
+            None => None,
+        };
+        let first_arg = operands.len();
+        if first_arg + call.args.len() > OPERANDS.len() {
+            return Err(Halt::Error(E::function_error(name, "too many arguments")));
+        }
+        for a in &call.args {
+            operands.push(self.eval(a, ctx)?);
+        }
+        let step = IdedExpr {
+            id: e.id,
+            expr: Expr::Call(kube_cel::cel::common::ast::CallExpr {
+                func_name: call.func_name.clone(),
+                target,
+                args: call
+                    .args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| ident(a.id, OPERANDS[first_arg + i]))
+                    .collect(),
+            }),
+        };
+        let result = Self::delegate(ctx, &step, operands.clone());
+        let cost = match (&result, name) {
+            // Indexing is a qualifier on an attribute in cel-go.
+            (_, "_[_]" | "_[?_]" | "_?._") => 1,
+            (Ok(v), _) => call_cost(name, &operands, v),
+            (Err(_), _) => 1,
+        };
+        self.charge(cost)?;
+        result
     }
 }
 
@@ -1769,12 +2719,16 @@ mod tests {
         );
         let errors = compile_errors(json!([{"rule": "self.replica > 0"}]));
         assert!(
-            errors[0].ends_with("undefined field 'replica'"),
+            errors[0].ends_with(
+                "compilation failed: ERROR: <input>:1:5: undefined field 'replica'\n | self.replica > 0\n | ....^"
+            ),
             "{errors:?}"
         );
         let errors = compile_errors(json!([{"rule": "foo > 0"}]));
         assert!(
-            errors[0].ends_with("undeclared reference to 'foo' (in container '')"),
+            errors[0].ends_with(
+                "ERROR: <input>:1:1: undeclared reference to 'foo' (in container '')\n | foo > 0\n | ^"
+            ),
             "{errors:?}"
         );
         let errors = compile_errors(json!([{"rule": "true", "reason": "Nope"}]));
@@ -1835,6 +2789,301 @@ mod tests {
                 {"rule": "self.xs.filter(x, x > 0).size() < 3"},
                 {"rule": "self.xs.exists_one(x, x == 1)"}]}}});
         Validator::compile(&single).unwrap();
+    }
+
+    #[test]
+    fn operators_and_functions_on_the_wrong_types_are_refused_as_cel_go_reports_them() {
+        let refused = |rule: &str| -> String {
+            let errors = compile_errors(json!([{ "rule": rule }]));
+            assert_eq!(errors.len(), 1, "{rule}: {errors:?}");
+            let (_, detail) = errors[0]
+                .split_once("compilation failed: ")
+                .unwrap_or_else(|| panic!("{rule}: {errors:?}"));
+            detail.to_owned()
+        };
+        assert_eq!(
+            refused("self.replicas + \"a\" > 0"),
+            "ERROR: <input>:1:15: found no matching overload for '_+_' applied to '(int, string)'\n | self.replicas + \"a\" > 0\n | ..............^"
+        );
+        assert_eq!(
+            refused("self.mode > 3"),
+            "ERROR: <input>:1:11: found no matching overload for '_>_' applied to '(string, int)'\n | self.mode > 3\n | ..........^"
+        );
+        assert_eq!(
+            refused("size(self.replicas) > 0"),
+            "ERROR: <input>:1:5: found no matching overload for 'size' applied to '(int)'\n | size(self.replicas) > 0\n | ....^"
+        );
+        assert!(
+            refused("self.ratio == 'x'")
+                .contains("found no matching overload for '_==_' applied to '(double, string)'")
+        );
+        assert!(
+            refused("self.mode.startsWith(1)")
+                .contains("found no matching overload for 'startsWith' applied to 'string.(int)'")
+        );
+        assert!(
+            refused("self.expires + self.expires < self.expires")
+                .contains("applied to '(google.protobuf.Timestamp, google.protobuf.Timestamp)'")
+        );
+        assert!(
+            refused("self.ports.all(p, p.port + 'x' == '')")
+                .contains("'_+_' applied to '(int, string)'")
+        );
+        assert!(refused("self.replicas && true").contains("'_&&_' applied to '(int, bool)'"));
+        // Two errors on one line are both reported, in order.
+        let both = refused("self.mode > 3 || self.replicas < 'a'");
+        assert_eq!(both.matches("ERROR: <input>:1:").count(), 2, "{both}");
+
+        // Well-typed rules, dynamic values and functions without a modelled signature pass.
+        for rule in [
+            "self.replicas + 1 > self.maxReplicas - 2",
+            "self.ratio > 1 && self.ratio < 2.5",
+            "self.expires - duration('1h') < timestamp('2030-01-01T00:00:00Z')",
+            "size(self.mode) < 10 && self.mode.size() < 10",
+            "self.labels.all(k, self.labels[k].size() < 10)",
+            "self.ports.map(p, p.port).all(x, x > 0)",
+            "self.ports.exists(p, p.name == 'http')",
+            "'a' in self.labels && self.mode in ['a', 'b']",
+            "self.mode.matches('^a') ? self.replicas > 0 : self.replicas == 0",
+            "isURL(self.mode) || quantity('1Gi').isGreaterThan(quantity('1Mi'))",
+            "string(self.replicas) + 'x' != ''",
+        ] {
+            assert_eq!(
+                compile_errors(json!([{ "rule": rule }])),
+                Vec::<String>::new(),
+                "{rule}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rule_must_be_bool_and_a_message_expression_a_string() {
+        let errors = compile_errors(json!([{"rule": "self.replicas"}]));
+        assert!(
+            errors[0].ends_with("}: cel expression must evaluate to a bool"),
+            "{errors:?}"
+        );
+        let errors = compile_errors(json!([{"rule": "self.replicas + 1"}]));
+        assert!(
+            errors[0].ends_with("cel expression must evaluate to a bool"),
+            "{errors:?}"
+        );
+        let errors =
+            compile_errors(json!([{"rule": "true", "messageExpression": "self.replicas"}]));
+        assert!(
+            errors[0].contains(".messageExpression: Invalid value: apiextensions.ValidationRule{")
+                && errors[0].ends_with("}: messageExpression must evaluate to a string"),
+            "{errors:?}"
+        );
+        assert!(
+            compile_errors(
+                json!([{"rule": "true", "messageExpression": "'n=' + string(self.replicas)"}])
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn int_or_string_and_preserved_fields_stay_dynamic() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {
+            "port": {"x-kubernetes-int-or-string": true},
+            "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+        },
+        "x-kubernetes-validations": [
+            {"rule": "self.port == 80 || self.port == 'http'"},
+            {"rule": "!has(self.extra) || self.extra.depth + 1 > 0"},
+            {"rule": "!has(self.extra) || self.extra.name.startsWith('x')"}
+        ]}}});
+        let v = Validator::compile(&s).unwrap();
+        let obj = json!({"spec": {"port": "http", "extra": {"depth": 1, "name": "xy"}}});
+        assert_eq!(v.validate(&obj, None), Vec::<Violation>::new());
+        // A rule that is only the dynamic value is not known to be a bool.
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"port": {"x-kubernetes-int-or-string": true}},
+            "x-kubernetes-validations": [{"rule": "self.port"}]}}});
+        let errors = Validator::compile(&s).unwrap_err();
+        assert!(
+            errors[0]
+                .message
+                .ends_with("cel expression must evaluate to a bool")
+        );
+    }
+
+    /// The actual cost of a rule with `self` bound to `spec`, as the meter counts it.
+    fn actual_cost(
+        rule: &str,
+        spec: Value,
+    ) -> (u64, Option<Result<Cel, kube_cel::cel::ExecutionError>>) {
+        let v = Validator::compile(&schema(json!([]))).unwrap();
+        let spec_node = v.nodes[0].properties[0].1;
+        let program = Program::compile(rule).unwrap();
+        BASE.with(|base| {
+            let mut ctx = base.new_inner_scope();
+            ctx.add_variable_from_value("self", v.to_cel(spec_node, &spec));
+            let run = Meter::run(program.expression(), &ctx, PER_CALL_LIMIT);
+            (run.cost, run.value)
+        })
+    }
+
+    #[test]
+    fn the_cost_walk_counts_as_cel_go_does() {
+        // Identifiers and selections cost 1 each; constants nothing; a call 1.
+        assert_eq!(
+            actual_cost("self.replicas > 0", json!({"replicas": 1})).0,
+            3
+        );
+        assert_eq!(actual_cost("[1, 2] == [1, 2]", json!({})).0, 1);
+        // A list built at run time costs 10, a map 30.
+        assert_eq!(
+            actual_cost("[self.replicas, 1].size() == 2", json!({"replicas": 1})).0,
+            14
+        );
+        assert_eq!(
+            actual_cost("{'a': self.replicas}.size() == 1", json!({"replicas": 1})).0,
+            34
+        );
+        // all(): the range, then per item the loop condition (2) and the step (3), then the result.
+        let xs = json!({"ports": [{"name": "a", "port": 1}, {"name": "b", "port": 2}, {"name": "c", "port": 3}]});
+        assert_eq!(
+            actual_cost("self.ports.all(p, p.port > 0)", xs.clone()).0,
+            2 + 3 * 6 + 1
+        );
+        // It stops at the first false: the condition is checked once more, then the result.
+        assert_eq!(
+            actual_cost("self.ports.all(p, p.port > 1)", xs.clone()).0,
+            2 + 6 + 2 + 1
+        );
+        // && and || evaluate their right side only when needed.
+        assert_eq!(
+            actual_cost(
+                "self.replicas > 5 && self.mode == 'a'",
+                json!({"replicas": 1, "mode": "a"})
+            )
+            .0,
+            3
+        );
+        assert_eq!(
+            actual_cost(
+                "self.replicas > 5 || self.mode == 'a'",
+                json!({"replicas": 1, "mode": "a"})
+            )
+            .0,
+            6
+        );
+        // Strings: equality traverses the shorter side, contains multiplies both, matches
+        // multiplies the string by a quarter of the pattern.
+        let long = "x".repeat(1000);
+        assert_eq!(
+            actual_cost("self.mode == self.mode", json!({"mode": long})).0,
+            4 + 100
+        );
+        assert_eq!(
+            actual_cost(
+                "self.mode.contains('xxxxxxxxxxxxxxxxxxxx')",
+                json!({"mode": long})
+            )
+            .0,
+            2 + 100 * 2
+        );
+        assert_eq!(
+            actual_cost("self.mode.matches('^x+$|^y+$')", json!({"mode": long})).0,
+            2 + 101 * 3
+        );
+        // The value is the interpreter's.
+        let (_, value) = actual_cost("self.ports.map(p, p.port).filter(x, x > 1).size() == 2", xs);
+        assert_eq!(value.map(|v| v.ok()), Some(Some(Cel::Bool(true))));
+        // Past the limit the walk stops without a value.
+        let many: Vec<Value> = (0..2000).map(|i| json!({"name": "p", "port": i})).collect();
+        let (cost, value) = actual_cost(
+            "self.ports.all(a, self.ports.all(b, a.port == b.port || a.port != b.port))",
+            json!({"ports": many}),
+        );
+        assert!(
+            value.is_none() && cost > PER_CALL_LIMIT && cost < PER_CALL_LIMIT + 100,
+            "{cost}"
+        );
+    }
+
+    fn nested_lists(max: u64, rules: Value) -> Value {
+        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "groups": {"type": "array", "maxItems": 16, "items": {"type": "object",
+                "properties": {
+                    "xs": {"type": "array", "maxItems": max, "items": {"type": "integer"}},
+                    "ys": {"type": "array", "maxItems": max, "items": {"type": "integer"}}
+                },
+                "x-kubernetes-validations": rules}},
+            "xs": {"type": "array", "maxItems": max, "items": {"type": "integer"}},
+            "ys": {"type": "array", "maxItems": max, "items": {"type": "integer"}}},
+            "x-kubernetes-validations": [{"rule": "!has(self.xs) || self.xs.all(x, self.ys.all(y, x != y))", "message": "xs and ys overlap"}]}}})
+    }
+
+    fn disjoint(n: i64) -> (Vec<i64>, Vec<i64>) {
+        ((0..n).collect(), (n..2 * n).collect())
+    }
+
+    #[test]
+    fn a_rule_admitted_by_its_estimate_is_stopped_at_the_per_call_limit() {
+        // 1000 × 1000 comparisons: an estimate of about 5M is within the 10M a CRD may declare,
+        // but running it over full lists passes the 1M one evaluation may spend.
+        let v = Validator::compile(&nested_lists(1000, json!([]))).unwrap();
+        let (xs, ys) = disjoint(100);
+        assert!(
+            v.validate(&json!({"spec": {"xs": xs, "ys": ys}}), None)
+                .is_empty()
+        );
+        let (xs, ys) = disjoint(1000);
+        assert_eq!(
+            v.validate(&json!({"spec": {"xs": xs, "ys": ys}}), None),
+            [Violation {
+                field: "spec".into(),
+                message: "Invalid value: \"object\": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: xs and ys overlap".into(),
+                ratcheted: false,
+            }]
+        );
+    }
+
+    #[test]
+    fn rules_each_within_the_per_call_limit_run_out_of_the_request_budget() {
+        // Four rules on each of up to 16 items, each about 200k per run: every rule's estimate
+        // times 16 is within the limits, but 16 full items need about 13M of the 10M budget.
+        let rules = json!([
+            {"rule": "self.xs.all(x, self.ys.all(y, x != y))"},
+            {"rule": "self.xs.all(x, self.ys.all(y, x < y))"},
+            {"rule": "self.xs.all(x, self.ys.all(y, x + 1 <= y))"},
+            {"rule": "self.ys.all(y, self.xs.all(x, y > x))"}
+        ]);
+        let v = Validator::compile(&nested_lists(200, rules)).unwrap();
+        let (xs, ys) = disjoint(200);
+        let groups = |n: usize| json!({"spec": {"groups": vec![json!({"xs": xs, "ys": ys}); n]}});
+        assert!(v.validate(&groups(8), None).is_empty());
+        let got = v.validate(&groups(16), None);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].field.starts_with("spec.groups["), "{got:?}");
+        assert_eq!(
+            got[0].message,
+            "Invalid value: \"object\": validation failed due to running out of cost budget, no further validation rules will be run"
+        );
+    }
+
+    #[test]
+    fn rules_under_logical_junctors_are_not_structural() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"a": {"type": "string"}},
+            "allOf": [{"x-kubernetes-validations": [{"rule": "true"}]}],
+            "anyOf": [{"properties": {"a": {"x-kubernetes-validations": [{"rule": "true"}]}}}],
+            "not": {"x-kubernetes-validations": [{"rule": "true"}]}}}});
+        let mut paths = Vec::new();
+        nested_rules(&s, "", false, &mut paths);
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "properties[spec].allOf[0].x-kubernetes-validations",
+                "properties[spec].anyOf[0].properties[a].x-kubernetes-validations",
+                "properties[spec].not.x-kubernetes-validations",
+            ]
+        );
     }
 
     #[test]
