@@ -605,8 +605,7 @@ impl Validator {
             message: format!("Invalid value: {type_value}: {text}"),
             ratcheted: false,
         };
-        let mut ctx = base.new_inner_scope();
-        ctx.add_variable_from_value("self", self.to_cel(index, value));
+        let self_cel = self.to_cel(index, value);
         let old_cel = old.map(|o| self.to_cel(index, o));
         for rule in &node.rules {
             if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
@@ -617,14 +616,14 @@ impl Validator {
                 *budget = -1;
                 return;
             }
-            let mut scope = ctx.new_inner_scope();
+            let mut vars = vec![("self".to_owned(), self_cel.clone())];
             if rule.uses_old_self {
                 let bound = match (&old_cel, rule.optional_old_self) {
                     (Some(o), false) => o.clone(),
                     (Some(o), true) => Cel::Opaque(Arc::new(OptionalValue::of(o.clone()))),
                     (None, _) => Cel::Opaque(Arc::new(OptionalValue::none())),
                 };
-                scope.add_variable_from_value("oldSelf", bound);
+                vars.push(("oldSelf".to_owned(), bound));
             }
             let error_string = rule
                 .message
@@ -633,7 +632,7 @@ impl Validator {
             // As kube-apiserver: one evaluation may cost up to the per-call limit, and what it
             // cost comes out of the request's budget; either running out stops all rules.
             let limit = PER_CALL_LIMIT.min(u64::try_from(*budget).unwrap_or(0));
-            let run = Meter::run(rule.program.expression(), &scope, limit);
+            let run = Meter::run(rule.program.expression(), base, vars.clone(), limit);
             if run.cost > u64::try_from(*budget).unwrap_or(0) {
                 out.push(invalid(field, OUT_OF_BUDGET.into()));
                 *budget = -1;
@@ -660,7 +659,7 @@ impl Validator {
                     let mut detail = None;
                     if let Some(p) = &rule.message_program {
                         let limit = PER_CALL_LIMIT.min(u64::try_from(*budget).unwrap_or(0));
-                        let run = Meter::run(p.expression(), &scope, limit);
+                        let run = Meter::run(p.expression(), base, vars.clone(), limit);
                         if run.cost > u64::try_from(*budget).unwrap_or(0) || run.value.is_none() {
                             let text = if run.cost > u64::try_from(*budget).unwrap_or(0) {
                                 "messageExpression evaluation failed due to running out of cost budget, no further validation rules will be run".to_owned()
@@ -2075,12 +2074,17 @@ struct Metered {
 }
 
 /// Evaluates an expression while counting its actual cost the way cel-go's cost tracker does
-/// (see the module doc): control flow (`&&`, `||`, `?:`, comprehensions) is walked here,
-/// because its cost depends on which branches and iterations run; every other step is handed
-/// to the interpreter with its operands already evaluated, so values are the interpreter's own.
-struct Meter {
+/// (see the module doc). Variables, field selection, indexing, literals, comprehensions and the
+/// logical operators are evaluated here on shared values (a value is never copied to be looked
+/// at); every other function or operator is handed to the interpreter with its operands bound
+/// as variables, so values and errors are the interpreter's own.
+struct Meter<'c> {
     cost: u64,
     limit: u64,
+    /// The interpreter's context: functions only.
+    base: &'c Context<'c>,
+    /// Variables in scope, innermost last: `self`, `oldSelf`, then comprehension variables.
+    vars: Vec<(String, Cel)>,
 }
 
 /// The variable names operands are bound to when a step is handed to the interpreter; `@` keeps
@@ -2141,13 +2145,10 @@ fn call_cost(name: &str, args: &[Cel], result: &Cel) -> u64 {
         | "quantity" | "isQuantity" | "isURL" | "semver" | "isSemver" => {
             scaled(size(0), STRING_TRAVERSAL)
         }
-        "ip" if matches!(args.first(), Some(Cel::String(_))) => scaled(size(0), STRING_TRAVERSAL),
+        "ip" if textual(0) => scaled(size(0), STRING_TRAVERSAL),
         "replace" | "split" => scaled(size(0), 2.0 * STRING_TRAVERSAL),
         "join" => scaled(actual_size(result), 2.0 * STRING_TRAVERSAL),
-        "find" | "findAll" => {
-            scaled(size(0) + 1, STRING_TRAVERSAL).saturating_mul(scaled(size(1), REGEX_LENGTH))
-        }
-        "matches" => {
+        "find" | "findAll" | "matches" => {
             scaled(size(0) + 1, STRING_TRAVERSAL).saturating_mul(scaled(size(1), REGEX_LENGTH))
         }
         "contains" if textual(0) => {
@@ -2186,11 +2187,33 @@ fn is_constant(e: &Expr) -> bool {
     }
 }
 
-impl Meter {
-    /// Evaluates `e` in `ctx`, stopping once the cost passes `limit`.
-    fn run(e: &IdedExpr, ctx: &Context<'_>, limit: u64) -> Metered {
-        let mut meter = Meter { cost: 0, limit };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| meter.eval(e, ctx)));
+fn map_key(v: &Cel) -> Option<Key> {
+    match v {
+        Cel::String(s) => Some(Key::String(s.clone())),
+        Cel::Int(i) => Some(Key::Int(*i)),
+        Cel::UInt(u) => Some(Key::Uint(*u)),
+        Cel::Bool(b) => Some(Key::Bool(*b)),
+        _ => None,
+    }
+}
+
+fn optional(v: &Cel) -> Option<&OptionalValue> {
+    match v {
+        Cel::Opaque(o) => o.downcast_ref::<OptionalValue>(),
+        _ => None,
+    }
+}
+
+impl<'c> Meter<'c> {
+    /// Evaluates `e` with `vars` bound, stopping once the cost passes `limit`.
+    fn run(e: &IdedExpr, base: &'c Context<'c>, vars: Vec<(String, Cel)>, limit: u64) -> Metered {
+        let mut meter = Meter {
+            cost: 0,
+            limit,
+            base,
+            vars,
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| meter.eval(e)));
         let value = match outcome {
             Ok(Ok(v)) => Some(Ok(v)),
             Ok(Err(Halt::Error(e))) => Some(Err(e)),
@@ -2215,20 +2238,27 @@ impl Meter {
     }
 
     /// Hands one step to the interpreter: `step` refers to its operands as `@a0`, `@a1`, ...
-    fn delegate(ctx: &Context<'_>, step: &IdedExpr, operands: Vec<Cel>) -> Result<Cel, Halt> {
-        let mut scope = ctx.new_inner_scope();
+    fn delegate(&self, step: &IdedExpr, operands: &[Cel]) -> Result<Cel, Halt> {
+        let mut scope = self.base.new_inner_scope();
         for (name, v) in OPERANDS.iter().zip(operands) {
-            scope.add_variable_from_value(*name, v);
+            scope.add_variable_from_value(*name, v.clone());
         }
         Ok(Cel::resolve(step, &scope)?)
+    }
+
+    fn variable(&self, name: &str) -> Option<&Cel> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     fn eval_bool(
         &mut self,
         e: &IdedExpr,
-        ctx: &Context<'_>,
     ) -> Result<Result<bool, kube_cel::cel::ExecutionError>, Halt> {
-        match self.eval(e, ctx) {
+        match self.eval(e) {
             Ok(Cel::Bool(b)) => Ok(Ok(b)),
             Ok(_) => Ok(Err(kube_cel::cel::ExecutionError::NoSuchOverload)),
             Err(Halt::Error(e)) => Ok(Err(e)),
@@ -2236,94 +2266,92 @@ impl Meter {
         }
     }
 
-    fn eval(&mut self, e: &IdedExpr, ctx: &Context<'_>) -> Result<Cel, Halt> {
+    fn eval(&mut self, e: &IdedExpr) -> Result<Cel, Halt> {
+        use kube_cel::cel::ExecutionError as E;
         match &e.expr {
-            Expr::Literal(_) => Ok(Cel::resolve(e, ctx)?),
-            Expr::Ident(_) => {
+            Expr::Literal(_) => Ok(Cel::resolve(e, self.base)?),
+            Expr::List(_) | Expr::Map(_) if is_constant(&e.expr) => Ok(Cel::resolve(e, self.base)?),
+            Expr::Ident(name) => {
                 self.charge(1)?;
-                Ok(Cel::resolve(e, ctx)?)
+                match self.variable(name) {
+                    Some(v) => Ok(v.clone()),
+                    None => Err(Halt::Error(E::undeclared_reference(name))),
+                }
             }
             Expr::Select(sel) => {
-                let operand = self.eval(&sel.operand, ctx)?;
+                let operand = self.eval(&sel.operand)?;
                 self.charge(1)?;
-                let step = IdedExpr {
-                    id: e.id,
-                    expr: Expr::Select(kube_cel::cel::common::ast::SelectExpr {
-                        operand: Box::new(ident(sel.operand.id, OPERANDS[0])),
-                        field: sel.field.clone(),
-                        test: sel.test,
-                    }),
+                let Cel::Map(m) = &operand else {
+                    return Ok(Cel::Bool(false));
                 };
-                Self::delegate(ctx, &step, vec![operand])
+                let key = Key::String(Arc::new(sel.field.clone()));
+                match (m.get(&key), sel.test) {
+                    (found, true) => Ok(Cel::Bool(found.is_some())),
+                    (Some(v), false) => Ok(v.clone()),
+                    (None, false) => Err(Halt::Error(E::no_such_key(&sel.field))),
+                }
             }
-            Expr::List(_) | Expr::Map(_) if is_constant(&e.expr) => Ok(Cel::resolve(e, ctx)?),
             Expr::List(list) => {
                 let mut items = Vec::with_capacity(list.elements.len());
                 for el in &list.elements {
-                    items.push(self.eval(el, ctx)?);
+                    items.push(self.eval(el)?);
                 }
                 self.charge(10)?;
                 if list.optional_indices.is_empty() {
                     return Ok(Cel::List(Arc::new(items)));
                 }
                 // Optional elements (`[?x]`) are unwrapped by the interpreter.
-                let mut scope = ctx.new_inner_scope();
-                let mut elements = Vec::with_capacity(items.len());
-                for (i, v) in items.into_iter().enumerate() {
-                    let name = format!("@e{i}");
-                    scope.add_variable_from_value(name.clone(), v);
-                    elements.push(ident(e.id, &name));
+                if items.len() > OPERANDS.len() {
+                    return Err(Halt::Error(E::function_error(
+                        "list",
+                        "too many optional elements",
+                    )));
                 }
                 let step = IdedExpr {
                     id: e.id,
                     expr: Expr::List(kube_cel::cel::common::ast::ListExpr {
-                        elements,
+                        elements: (0..items.len()).map(|i| ident(e.id, OPERANDS[i])).collect(),
                         optional_indices: list.optional_indices.clone(),
                     }),
                 };
-                Ok(Cel::resolve(&step, &scope)?)
+                self.delegate(&step, &items)
             }
             Expr::Map(map) => {
-                let mut scope = ctx.new_inner_scope();
-                let mut entries = Vec::with_capacity(map.entries.len());
-                for (i, entry) in map.entries.iter().enumerate() {
+                let mut out = HashMap::with_capacity(map.entries.len());
+                for entry in &map.entries {
                     let EntryExpr::MapEntry(m) = &entry.expr else {
-                        return Err(Halt::Error(kube_cel::cel::ExecutionError::function_error(
+                        return Err(Halt::Error(E::function_error(
                             "map",
-                            "struct fields in a map literal",
+                            "struct field in a map",
                         )));
                     };
-                    let k = self.eval(&m.key, ctx)?;
-                    let v = self.eval(&m.value, ctx)?;
-                    let (kn, vn) = (format!("@k{i}"), format!("@v{i}"));
-                    scope.add_variable_from_value(kn.clone(), k);
-                    scope.add_variable_from_value(vn.clone(), v);
-                    entries.push(kube_cel::cel::common::ast::IdedEntryExpr {
-                        id: entry.id,
-                        expr: EntryExpr::MapEntry(kube_cel::cel::common::ast::MapEntryExpr {
-                            key: ident(m.key.id, &kn),
-                            value: ident(m.value.id, &vn),
-                            optional: m.optional,
-                        }),
-                    });
+                    let k = self.eval(&m.key)?;
+                    let v = self.eval(&m.value)?;
+                    let key = map_key(&k).ok_or(E::UnsupportedKeyType(k))?;
+                    match (m.optional, optional(&v)) {
+                        (true, Some(o)) => {
+                            if let Some(inner) = o.value() {
+                                out.insert(key, inner.clone());
+                            }
+                        }
+                        _ => {
+                            out.insert(key, v);
+                        }
+                    }
                 }
                 self.charge(30)?;
-                let step = IdedExpr {
-                    id: e.id,
-                    expr: Expr::Map(kube_cel::cel::common::ast::MapExpr { entries }),
-                };
-                Ok(Cel::resolve(&step, &scope)?)
+                Ok(Cel::Map(Map { map: Arc::new(out) }))
             }
             Expr::Struct(_) | Expr::Unspecified => {
                 self.charge(40)?;
-                Err(Halt::Error(kube_cel::cel::ExecutionError::function_error(
+                Err(Halt::Error(E::function_error(
                     "struct",
                     "message construction is not supported",
                 )))
             }
             Expr::Comprehension(c) => {
-                let init = self.eval(&c.accu_init, ctx)?;
-                let range = self.eval(&c.iter_range, ctx)?;
+                let init = self.eval(&c.accu_init)?;
+                let range = self.eval(&c.iter_range)?;
                 let items: Vec<Cel> = match range {
                     Cel::List(l) => l.iter().cloned().collect(),
                     Cel::Map(m) => m
@@ -2336,23 +2364,42 @@ impl Meter {
                             Key::String(s) => Cel::String(s.clone()),
                         })
                         .collect(),
-                    _ => return Err(Halt::Error(kube_cel::cel::ExecutionError::NoSuchOverload)),
+                    _ => return Err(Halt::Error(E::NoSuchOverload)),
                 };
-                let mut scope = ctx.new_inner_scope();
-                scope.add_variable_from_value(c.accu_var.clone(), init);
+                let depth = self.vars.len();
+                self.vars.push((c.accu_var.clone(), init));
+                let accu = self.vars.len() - 1;
+                self.vars.push((c.iter_var.clone(), Cel::Null));
+                let item_slot = self.vars.len() - 1;
+                let mut outcome = Ok(());
                 for item in items {
-                    match self.eval_bool(&c.loop_cond, &scope)? {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(e) => return Err(Halt::Error(e)),
+                    // The interpreter checks the condition before binding the item.
+                    match self.eval_bool(&c.loop_cond) {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => break,
+                        Ok(Err(e)) => {
+                            outcome = Err(Halt::Error(e));
+                            break;
+                        }
+                        Err(h) => {
+                            outcome = Err(h);
+                            break;
+                        }
                     }
-                    scope.add_variable_from_value(c.iter_var.clone(), item);
-                    let accu = self.eval(&c.loop_step, &scope)?;
-                    scope.add_variable_from_value(c.accu_var.clone(), accu);
+                    self.vars[item_slot].1 = item;
+                    match self.eval(&c.loop_step) {
+                        Ok(v) => self.vars[accu].1 = v,
+                        Err(h) => {
+                            outcome = Err(h);
+                            break;
+                        }
+                    }
                 }
-                self.eval(&c.result, &scope)
+                let result = outcome.and_then(|()| self.eval(&c.result));
+                self.vars.truncate(depth);
+                result
             }
-            Expr::Call(call) => self.call(e, call, ctx),
+            Expr::Call(call) => self.call(e, call),
         }
     }
 
@@ -2360,25 +2407,24 @@ impl Meter {
         &mut self,
         e: &IdedExpr,
         call: &kube_cel::cel::common::ast::CallExpr,
-        ctx: &Context<'_>,
     ) -> Result<Cel, Halt> {
         use kube_cel::cel::ExecutionError as E;
         let name = call.func_name.as_str();
-        match (name, call.args.as_slice()) {
-            ("_?_:_", [cond, yes, no]) => {
-                return match self.eval_bool(cond, ctx)? {
-                    Ok(true) => self.eval(yes, ctx),
-                    Ok(false) => self.eval(no, ctx),
+        match (name, call.target.as_deref(), call.args.as_slice()) {
+            ("_?_:_", None, [cond, yes, no]) => {
+                return match self.eval_bool(cond)? {
+                    Ok(true) => self.eval(yes),
+                    Ok(false) => self.eval(no),
                     Err(e) => Err(Halt::Error(e)),
                 };
             }
-            ("_||_" | "_&&_", [lhs, rhs]) => {
+            ("_||_" | "_&&_", None, [lhs, rhs]) => {
                 let short = name == "_||_";
-                let left = self.eval_bool(lhs, ctx)?;
+                let left = self.eval_bool(lhs)?;
                 if left == Ok(short) {
                     return Ok(Cel::Bool(short));
                 }
-                let right = match self.eval(rhs, ctx)? {
+                let right = match self.eval(rhs)? {
                     Cel::Bool(b) => Some(b),
                     _ => None,
                 };
@@ -2388,45 +2434,115 @@ impl Meter {
                     (l, _) => Err(Halt::Error(l.err().unwrap_or(E::NoSuchOverload))),
                 };
             }
-            ("@not_strictly_false", [arg]) => {
-                let v = self.eval_bool(arg, ctx)?;
+            ("@not_strictly_false", None, [arg]) => {
+                let v = self.eval_bool(arg)?;
                 self.charge(1)?;
                 return Ok(Cel::Bool(v.unwrap_or(true)));
+            }
+            // A macro's accumulator growing by a list (`map`, `filter`): the accumulator is
+            // moved, not copied, so the list grows in place as in the interpreter.
+            (
+                "_+_",
+                None,
+                [
+                    IdedExpr {
+                        expr: Expr::Ident(accu),
+                        ..
+                    },
+                    rhs,
+                ],
+            ) if accu.starts_with('@') => {
+                let right = self.eval(rhs)?;
+                self.charge(1)?;
+                let slot = self.vars.iter().rposition(|(n, _)| n == accu);
+                let left = match slot {
+                    Some(i) => std::mem::replace(&mut self.vars[i].1, Cel::Null),
+                    None => return Err(Halt::Error(E::undeclared_reference(accu))),
+                };
+                self.charge(1)?;
+                if let (Cel::List(_), Cel::List(_)) = (&left, &right) {
+                    return Ok((left + right)?);
+                }
+                return self.generic(e, call, None, vec![left, right]);
             }
             _ => {}
         }
         // A qualified function (`sets.contains`) parses as a call on a namespace, which is no
         // value: the interpreter gets it as written.
-        let namespace = match call.target.as_deref() {
-            Some(
-                t @ IdedExpr {
-                    expr: Expr::Ident(_),
-                    ..
-                },
-            ) => Cel::resolve(t, ctx).is_err(),
-            _ => false,
-        };
-        let mut operands = Vec::with_capacity(call.args.len() + 1);
         let target = match call.target.as_deref() {
-            Some(t) if namespace => Some(Box::new(t.clone())),
-            Some(t) => {
-                operands.push(self.eval(t, ctx)?);
-                Some(Box::new(ident(t.id, OPERANDS[0])))
-            }
+            Some(IdedExpr {
+                expr: Expr::Ident(ns),
+                ..
+            }) if self.variable(ns).is_none() => None,
+            Some(t) => Some(self.eval(t)?),
             None => None,
         };
-        let first_arg = operands.len();
-        if first_arg + call.args.len() > OPERANDS.len() {
+        let mut operands = Vec::with_capacity(call.args.len() + 1);
+        operands.extend(target.clone());
+        for a in &call.args {
+            operands.push(self.eval(a)?);
+        }
+        // Steps on values that may be large, answered here so that nothing is copied.
+        let direct = match (name, target.is_some(), operands.as_slice()) {
+            ("size", _, [v]) => match v {
+                Cel::String(s) => Some(Cel::Int(s.chars().count() as i64)),
+                Cel::Bytes(b) => Some(Cel::Int(b.len() as i64)),
+                Cel::List(l) => Some(Cel::Int(l.len() as i64)),
+                Cel::Map(m) => Some(Cel::Int(m.map.len() as i64)),
+                _ => None,
+            },
+            ("_[_]", false, [Cel::List(l), i]) => match i {
+                Cel::Int(i) => usize::try_from(*i).ok().and_then(|i| l.get(i)).cloned(),
+                Cel::UInt(u) => usize::try_from(*u).ok().and_then(|i| l.get(i)).cloned(),
+                _ => None,
+            },
+            ("_[_]", false, [Cel::Map(m), k]) => map_key(k).and_then(|k| m.get(&k)).cloned(),
+            ("@in", false, [k, Cel::Map(m)]) => map_key(k).map(|k| Cel::Bool(m.get(&k).is_some())),
+            ("_==_" | "_!=_", false, [a, b])
+                if !matches!(a, Cel::Opaque(_)) && !matches!(b, Cel::Opaque(_)) =>
+            {
+                Some(Cel::Bool((a == b) == (name == "_==_")))
+            }
+            ("hasValue", true, [o]) => optional(o).map(|o| Cel::Bool(o.value().is_some())),
+            ("value", true, [o]) => optional(o).and_then(|o| o.value().cloned()),
+            ("dyn", false, [v]) => Some(v.clone()),
+            _ => None,
+        };
+        if let Some(v) = direct {
+            let cost = match name {
+                "_[_]" => 1,
+                _ => call_cost(name, &operands, &v),
+            };
+            self.charge(cost)?;
+            return Ok(v);
+        }
+        self.generic(e, call, target.as_ref().map(|_| ()), operands)
+    }
+
+    /// A call handed to the interpreter; `target`: the first operand is the receiver.
+    fn generic(
+        &mut self,
+        e: &IdedExpr,
+        call: &kube_cel::cel::common::ast::CallExpr,
+        target: Option<()>,
+        operands: Vec<Cel>,
+    ) -> Result<Cel, Halt> {
+        use kube_cel::cel::ExecutionError as E;
+        let name = call.func_name.as_str();
+        if operands.len() > OPERANDS.len() {
             return Err(Halt::Error(E::function_error(name, "too many arguments")));
         }
-        for a in &call.args {
-            operands.push(self.eval(a, ctx)?);
-        }
+        let first_arg = usize::from(target.is_some());
         let step = IdedExpr {
             id: e.id,
             expr: Expr::Call(kube_cel::cel::common::ast::CallExpr {
                 func_name: call.func_name.clone(),
-                target,
+                target: match (target, call.target.as_deref()) {
+                    (Some(()), Some(t)) => Some(Box::new(ident(t.id, OPERANDS[0]))),
+                    // A namespace, as written.
+                    (None, Some(t)) => Some(Box::new(t.clone())),
+                    (_, None) => None,
+                },
                 args: call
                     .args
                     .iter()
@@ -2435,9 +2551,9 @@ impl Meter {
                     .collect(),
             }),
         };
-        let result = Self::delegate(ctx, &step, operands.clone());
+        let result = self.delegate(&step, &operands);
         let cost = match (&result, name) {
-            // Indexing is a qualifier on an attribute in cel-go.
+            // Indexing and optional selection are qualifiers on an attribute in cel-go.
             (_, "_[_]" | "_[?_]" | "_?._") => 1,
             (Ok(v), _) => call_cost(name, &operands, v),
             (Err(_), _) => 1,
@@ -2919,9 +3035,8 @@ mod tests {
         let spec_node = v.nodes[0].properties[0].1;
         let program = Program::compile(rule).unwrap();
         BASE.with(|base| {
-            let mut ctx = base.new_inner_scope();
-            ctx.add_variable_from_value("self", v.to_cel(spec_node, &spec));
-            let run = Meter::run(program.expression(), &ctx, PER_CALL_LIMIT);
+            let vars = vec![("self".to_owned(), v.to_cel(spec_node, &spec))];
+            let run = Meter::run(program.expression(), base, vars, PER_CALL_LIMIT);
             (run.cost, run.value)
         })
     }

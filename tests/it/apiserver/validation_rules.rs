@@ -307,3 +307,174 @@ fn kubectl_is_refused_a_crd_whose_rule_does_not_compile_naming_the_rule() {
         "{err}"
     );
 }
+
+/// Lists of up to 1000 integers checked pairwise on `spec` (an estimate of about 5M, within the
+/// 10M a rule may declare), and up to 16 groups of two 200-item lists, each group under four
+/// rules of about 200k each.
+const METERED: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: meters.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: meters, singular: meter, kind: Meter}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "!has(self.xs) || self.xs.all(x, self.ys.all(y, x != y))"
+              message: xs and ys overlap
+            properties:
+              xs: {type: array, maxItems: 1000, items: {type: integer}}
+              ys: {type: array, maxItems: 1000, items: {type: integer}}
+              groups:
+                type: array
+                maxItems: 16
+                items:
+                  type: object
+                  x-kubernetes-validations:
+                  - rule: self.xs.all(x, self.ys.all(y, x != y))
+                  - rule: self.xs.all(x, self.ys.all(y, x < y))
+                  - rule: self.xs.all(x, self.ys.all(y, x + 1 <= y))
+                  - rule: self.ys.all(y, self.xs.all(x, y > x))
+                  properties:
+                    xs: {type: array, maxItems: 200, items: {type: integer}}
+                    ys: {type: array, maxItems: 200, items: {type: integer}}
+"#;
+
+fn meter(name: &str, spec: serde_json::Value) -> String {
+    serde_json::json!({"apiVersion": "example.com/v1", "kind": "Meter",
+        "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+    .to_string()
+}
+
+fn disjoint(n: i64) -> serde_json::Value {
+    serde_json::json!({"xs": (0..n).collect::<Vec<_>>(), "ys": (n..2 * n).collect::<Vec<_>>()})
+}
+
+#[test]
+fn kubectl_sees_the_runtime_cost_limits_of_validation_rules() {
+    let cp = ControlPlane::start("cel-cost");
+    let crd = write(&cp, "crd.yaml", METERED);
+    cp.kubectl_ok(&["apply", "-f", &crd]);
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/meters.example.com",
+        "--timeout=10s",
+    ]);
+
+    // Within the limits: 100 × 100 pairs on spec, 8 full groups.
+    let groups = |n: usize| serde_json::json!({"groups": vec![disjoint(200); n]});
+    let small = write(&cp, "small.json", &meter("small", disjoint(100)));
+    cp.kubectl_ok(&["create", "-f", &small]);
+    let eight = write(&cp, "eight.json", &meter("eight", groups(8)));
+    cp.kubectl_ok(&["create", "-f", &eight]);
+
+    // 1000 × 1000 pairs: one evaluation passes the per-call limit.
+    let large = write(&cp, "large.json", &meter("large", disjoint(1000)));
+    let err = refused(&cp, &["create", "-f", &large]);
+    assert!(
+        err.contains(
+            "The Meter \"large\" is invalid: spec: Invalid value: \"object\": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: xs and ys overlap"
+        ),
+        "{err}"
+    );
+
+    // 16 full groups: every evaluation is within its limit, together they spend the budget.
+    let sixteen = write(&cp, "sixteen.json", &meter("sixteen", groups(16)));
+    let err = refused(&cp, &["create", "-f", &sixteen]);
+    assert!(
+        err.contains("The Meter \"sixteen\" is invalid: spec.groups["),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "Invalid value: \"object\": validation failed due to running out of cost budget, no further validation rules will be run"
+        ),
+        "{err}"
+    );
+    let listed = cp.kubectl_ok(&["get", "meters", "-n", "default", "-o", "name"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+}
+
+#[test]
+fn kubectl_is_refused_a_crd_with_ill_typed_or_nested_rules() {
+    let cp = ControlPlane::start("cel-types");
+    let crd = |rule: &str| {
+        CRD.replace("gadgets", "typeds")
+            .replace("Gadget", "Typed")
+            .replace("gadget", "typed")
+            .replace("self.replicas <= self.maxReplicas", rule)
+    };
+    let ill = write(&cp, "ill.yaml", &crd("self.replicas + 'a' > 0"));
+    let err = refused(&cp, &["apply", "-f", &ill]);
+    assert!(
+        err.contains(
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.replicas + 'a' > 0\""
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "compilation failed: ERROR: <input>:1:15: found no matching overload for '_+_' applied to '(int, string)'\n | self.replicas + 'a' > 0\n | ..............^"
+        ),
+        "{err}"
+    );
+    let not_bool = write(&cp, "notbool.yaml", &crd("self.replicas"));
+    let err = refused(&cp, &["apply", "-f", &not_bool]);
+    assert!(
+        err.contains("cel expression must evaluate to a bool"),
+        "{err}"
+    );
+
+    // Rules under allOf are not structural, as kube-apiserver has it.
+    let nested = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: typeds.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: typeds, singular: typed, kind: Typed}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              replicas: {type: integer}
+            allOf:
+            - x-kubernetes-validations:
+              - rule: self.replicas >= 0
+"#;
+    let nested = write(&cp, "nested.yaml", nested);
+    let err = refused(&cp, &["apply", "-f", &nested]);
+    assert!(
+        err.contains(
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].allOf[0].x-kubernetes-validations: Forbidden: must be empty to be structural"
+        ),
+        "{err}"
+    );
+    assert!(
+        !cp.kubectl(&["get", "crd", "typeds.example.com"])
+            .status
+            .success(),
+        "no CRD is stored"
+    );
+}
