@@ -489,7 +489,10 @@ impl Validator {
     /// on update, its stored predecessor.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Violation> {
         let mut out = Vec::new();
-        let mut budget = RUNTIME_COST_BUDGET as i64;
+        let mut budget = Budget {
+            cost: RUNTIME_COST_BUDGET as i64,
+            work: WORK_BUDGET,
+        };
         BASE.with(|base| self.walk(base, 0, obj, old, false, None, &mut budget, &mut out));
         out
     }
@@ -503,11 +506,11 @@ impl Validator {
         old: Option<&Value>,
         unchanged_ancestor: bool,
         path: Option<&str>,
-        budget: &mut i64,
+        budget: &mut Budget,
         out: &mut Vec<Violation>,
     ) {
         let node = &self.nodes[index];
-        if !node.has_rules || value.is_null() || *budget < 0 {
+        if !node.has_rules || value.is_null() || budget.cost < 0 {
             return;
         }
         let old = old.filter(|o| !o.is_null());
@@ -594,7 +597,7 @@ impl Validator {
         old: Option<&Value>,
         unchanged: bool,
         path: Option<&str>,
-        budget: &mut i64,
+        budget: &mut Budget,
         out: &mut Vec<Violation>,
     ) {
         let node = &self.nodes[index];
@@ -611,9 +614,9 @@ impl Validator {
             if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
                 continue;
             }
-            if *budget <= 0 {
+            if budget.cost <= 0 {
                 out.push(invalid(field, OUT_OF_BUDGET.into()));
-                *budget = -1;
+                budget.cost = -1;
                 return;
             }
             let mut vars = vec![("self".to_owned(), self_cel.clone())];
@@ -631,11 +634,18 @@ impl Validator {
                 .unwrap_or_else(|| rule.rule.trim().to_owned());
             // As kube-apiserver: one evaluation may cost up to the per-call limit, and what it
             // cost comes out of the request's budget; either running out stops all rules.
-            let limit = PER_CALL_LIMIT.min(u64::try_from(*budget).unwrap_or(0));
-            let run = Meter::run(rule.program.expression(), base, vars.clone(), limit);
-            if run.cost > u64::try_from(*budget).unwrap_or(0) {
+            let limit = PER_CALL_LIMIT.min(u64::try_from(budget.cost).unwrap_or(0));
+            let run = Meter::run(
+                rule.program.expression(),
+                base,
+                vars.clone(),
+                limit,
+                budget.work,
+            );
+            budget.work = budget.work.saturating_sub(run.work);
+            if run.cost > u64::try_from(budget.cost).unwrap_or(0) {
                 out.push(invalid(field, OUT_OF_BUDGET.into()));
-                *budget = -1;
+                budget.cost = -1;
                 return;
             }
             let Some(result) = run.value else {
@@ -643,10 +653,10 @@ impl Validator {
                     field,
                     format!("'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: {error_string}"),
                 ));
-                *budget = -1;
+                budget.cost = -1;
                 return;
             };
-            *budget -= i64::try_from(run.cost).unwrap_or(i64::MAX);
+            budget.cost -= i64::try_from(run.cost).unwrap_or(i64::MAX);
             match result {
                 Ok(Cel::Bool(true)) => {}
                 Ok(Cel::Bool(false)) => {
@@ -658,10 +668,13 @@ impl Validator {
                     let ratcheted = unchanged && !rule.uses_old_self;
                     let mut detail = None;
                     if let Some(p) = &rule.message_program {
-                        let limit = PER_CALL_LIMIT.min(u64::try_from(*budget).unwrap_or(0));
-                        let run = Meter::run(p.expression(), base, vars.clone(), limit);
-                        if run.cost > u64::try_from(*budget).unwrap_or(0) || run.value.is_none() {
-                            let text = if run.cost > u64::try_from(*budget).unwrap_or(0) {
+                        let limit = PER_CALL_LIMIT.min(u64::try_from(budget.cost).unwrap_or(0));
+                        let run =
+                            Meter::run(p.expression(), base, vars.clone(), limit, budget.work);
+                        budget.work = budget.work.saturating_sub(run.work);
+                        if run.cost > u64::try_from(budget.cost).unwrap_or(0) || run.value.is_none()
+                        {
+                            let text = if run.cost > u64::try_from(budget.cost).unwrap_or(0) {
                                 "messageExpression evaluation failed due to running out of cost budget, no further validation rules will be run".to_owned()
                             } else {
                                 format!(
@@ -674,10 +687,10 @@ impl Validator {
                             let mut v = invalid(&at, text);
                             v.ratcheted = ratcheted;
                             out.push(v);
-                            *budget = -1;
+                            budget.cost = -1;
                             return;
                         }
-                        *budget -= i64::try_from(run.cost).unwrap_or(i64::MAX);
+                        budget.cost -= i64::try_from(run.cost).unwrap_or(i64::MAX);
                         if let Some(Ok(Cel::String(s))) = run.value {
                             let t = s.trim();
                             if !t.is_empty() && !t.contains('\n') && t.len() <= 5120 {
@@ -2048,6 +2061,20 @@ pub(crate) const PER_CALL_LIMIT: u64 = 1_000_000;
 pub(crate) const RUNTIME_COST_BUDGET: u64 = 10_000_000;
 
 /// cel-go's cost factors: a character of a traversed string, and of a regular expression.
+/// How many values the meter may copy into the interpreter for one request (operands handed
+/// to it, lists concatenated). cel-go shares these where the interpreter copies them, so a rule
+/// can make the copies far outrun its cost (`(self.xs + self.ys).size()` in a loop over
+/// `self.xs` costs a few units per item and copies both lists each time). An evaluation that
+/// would copy more is stopped as if over its cost limit; ordinary rules copy a tiny fraction.
+const WORK_BUDGET: u64 = 2 * RUNTIME_COST_BUDGET;
+
+/// What the rules of one request may still spend: kube-apiserver's cost budget, and the copies
+/// above.
+struct Budget {
+    cost: i64,
+    work: u64,
+}
+
 const STRING_TRAVERSAL: f64 = 0.1;
 const REGEX_LENGTH: f64 = 0.25;
 
@@ -2071,6 +2098,7 @@ impl From<kube_cel::cel::ExecutionError> for Halt {
 struct Metered {
     value: Option<Result<Cel, kube_cel::cel::ExecutionError>>,
     cost: u64,
+    work: u64,
 }
 
 /// Evaluates an expression while counting its actual cost the way cel-go's cost tracker does
@@ -2081,6 +2109,9 @@ struct Metered {
 struct Meter<'c> {
     cost: u64,
     limit: u64,
+    /// Values copied so far, and how many may be ([`WORK_BUDGET`]).
+    work: u64,
+    work_limit: u64,
     /// The interpreter's context: functions only.
     base: &'c Context<'c>,
     /// Variables in scope, innermost last: `self`, `oldSelf`, then comprehension variables.
@@ -2105,6 +2136,20 @@ fn actual_size(v: &Cel) -> u64 {
         Cel::Bytes(b) => b.len() as u64,
         Cel::List(l) => l.len() as u64,
         Cel::Map(m) => m.map.len() as u64,
+        _ => 1,
+    }
+}
+
+/// How many values the interpreter copies to take this one: itself and everything inside.
+fn values_in(v: &Cel) -> u64 {
+    match v {
+        Cel::List(l) => l
+            .iter()
+            .fold(1u64, |sum, i| sum.saturating_add(values_in(i))),
+        Cel::Map(m) => m
+            .map
+            .values()
+            .fold(1u64, |sum, i| sum.saturating_add(values_in(i))),
         _ => 1,
     }
 }
@@ -2206,10 +2251,18 @@ fn optional(v: &Cel) -> Option<&OptionalValue> {
 
 impl<'c> Meter<'c> {
     /// Evaluates `e` with `vars` bound, stopping once the cost passes `limit`.
-    fn run(e: &IdedExpr, base: &'c Context<'c>, vars: Vec<(String, Cel)>, limit: u64) -> Metered {
+    fn run(
+        e: &IdedExpr,
+        base: &'c Context<'c>,
+        vars: Vec<(String, Cel)>,
+        limit: u64,
+        work_limit: u64,
+    ) -> Metered {
         let mut meter = Meter {
             cost: 0,
             limit,
+            work: 0,
+            work_limit,
             base,
             vars,
         };
@@ -2226,6 +2279,7 @@ impl<'c> Meter<'c> {
         Metered {
             value,
             cost: meter.cost,
+            work: meter.work,
         }
     }
 
@@ -2237,8 +2291,18 @@ impl<'c> Meter<'c> {
         Ok(())
     }
 
+    /// Counts values copied; past the work budget the evaluation stops as over its limit.
+    fn copy(&mut self, values: u64) -> Result<(), Halt> {
+        self.work = self.work.saturating_add(values);
+        if self.work > self.work_limit {
+            return Err(Halt::Limit);
+        }
+        Ok(())
+    }
+
     /// Hands one step to the interpreter: `step` refers to its operands as `@a0`, `@a1`, ...
-    fn delegate(&self, step: &IdedExpr, operands: &[Cel]) -> Result<Cel, Halt> {
+    fn delegate(&mut self, step: &IdedExpr, operands: &[Cel]) -> Result<Cel, Halt> {
+        self.copy(operands.iter().map(values_in).sum())?;
         let mut scope = self.base.new_inner_scope();
         for (name, v) in OPERANDS.iter().zip(operands) {
             scope.add_variable_from_value(*name, v.clone());
@@ -2461,6 +2525,7 @@ impl<'c> Meter<'c> {
                 };
                 self.charge(1)?;
                 if let (Cel::List(_), Cel::List(_)) = (&left, &right) {
+                    self.copy(values_in(&right))?;
                     return Ok((left + right)?);
                 }
                 return self.generic(e, call, None, vec![left, right]);
@@ -2497,6 +2562,9 @@ impl<'c> Meter<'c> {
                 _ => None,
             },
             ("_[_]", false, [Cel::Map(m), k]) => map_key(k).and_then(|k| m.get(&k)).cloned(),
+            ("@in", false, [k, Cel::List(l)]) if !matches!(k, Cel::Opaque(_)) => {
+                Some(Cel::Bool(l.iter().any(|x| x == k)))
+            }
             ("@in", false, [k, Cel::Map(m)]) => map_key(k).map(|k| Cel::Bool(m.get(&k).is_some())),
             ("_==_" | "_!=_", false, [a, b])
                 if !matches!(a, Cel::Opaque(_)) && !matches!(b, Cel::Opaque(_)) =>
@@ -3036,7 +3104,13 @@ mod tests {
         let program = Program::compile(rule).unwrap();
         BASE.with(|base| {
             let vars = vec![("self".to_owned(), v.to_cel(spec_node, &spec))];
-            let run = Meter::run(program.expression(), base, vars, PER_CALL_LIMIT);
+            let run = Meter::run(
+                program.expression(),
+                base,
+                vars,
+                PER_CALL_LIMIT,
+                WORK_BUDGET,
+            );
             (run.cost, run.value)
         })
     }
@@ -3117,6 +3191,34 @@ mod tests {
         assert!(
             value.is_none() && cost > PER_CALL_LIMIT && cost < PER_CALL_LIMIT + 100,
             "{cost}"
+        );
+        // A rule that costs little but would have the interpreter copy both lists per item is
+        // stopped all the same.
+        let v = Validator::compile(&schema(json!([]))).unwrap();
+        let ports: Vec<Value> = (0..100).map(|i| json!({"name": "p", "port": i})).collect();
+        let program =
+            Program::compile("self.ports.all(p, (self.ports + self.ports).size() > 0)").unwrap();
+        let run = |work_limit: u64| {
+            BASE.with(|base| {
+                let vars = vec![(
+                    "self".to_owned(),
+                    v.to_cel(v.nodes[0].properties[0].1, &json!({"ports": ports})),
+                )];
+                Meter::run(program.expression(), base, vars, PER_CALL_LIMIT, work_limit)
+            })
+        };
+        // Each item copies both lists of 100 two-field objects: 602 values, and two integers.
+        let done = run(100_000);
+        assert!(
+            done.value.is_some() && done.work == 100 * 604,
+            "{}",
+            done.work
+        );
+        let stopped = run(50 * 602);
+        assert!(
+            stopped.value.is_none() && stopped.cost < 1000,
+            "{}",
+            stopped.cost
         );
     }
 
