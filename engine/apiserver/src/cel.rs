@@ -16,6 +16,21 @@
 //!   the per-expression limit, or a schema whose rules together exceed the per-schema limit,
 //!   is refused with the API server's "estimated rule cost exceeds budget" error. The result
 //!   is cached with the resource type ([`Rules`]), so requests never compile.
+//! - Type checking at CRD write (the `cel` crate parses but does not check): types are
+//!   inferred from the schema (`integer` → int, `number` → double, `date-time` → timestamp,
+//!   `additionalProperties` → map, ...) and through literals, operators, macros and the common
+//!   functions, and an operator or function applied to operands it has no overload for is
+//!   refused with cel-go's text and position (`compilation failed: ERROR: <input>:1:15: found
+//!   no matching overload for '_+_' applied to '(int, string)'` and the source line with a
+//!   caret), as are a rule whose type is not bool ("cel expression must evaluate to a bool")
+//!   and a `messageExpression` whose type is not string. `x-kubernetes-int-or-string` and
+//!   preserved unknown fields are `dyn` and pass every operator, as in cel-go; so does
+//!   anything this checker has no signature for (less common library functions), where cel-go
+//!   would check further.
+//! - `x-kubernetes-validations` under `allOf`, `anyOf`, `oneOf` or `not` make the schema
+//!   non-structural for kube-apiserver (`ValidateStructural` forbids them in a CRD; only its
+//!   declarative validation of built-in types allows them under `allOf`), so such a CRD is
+//!   refused with its "must be empty to be structural" error.
 //! - [`Validator::validate`] walks an object with the schema, binding `self` to the value at
 //!   each node that declares rules (scalars, objects, maps, lists; property names escaped as
 //!   `__dash__`, `__dot__`, ...; `date-time`, `duration` and `byte` strings as timestamps,
@@ -32,11 +47,33 @@
 //!   that fails on a value equal to its correlated old value answers with a `Warning` instead
 //!   of refusing the write, so a rule added later does not freeze existing objects.
 //!
-//! Runtime cost: the `cel` interpreter has no cost meter, so the bound is static. Rules run only
-//! on objects that passed the structural schema (bounds included; otherwise the rules are
-//! skipped with kube-apiserver's "some validation rules were not checked" error) and every
-//! compiled rule's estimate is within the per-expression limit, so no single request can make
-//! a rule loop longer than its admitted estimate.
+//! Runtime cost: as kube-apiserver, one evaluation of a rule or `messageExpression` may cost
+//! up to 1,000,000 (`PerCallLimit`) and all evaluations for one object 10,000,000
+//! (`RuntimeCELCostBudget`); running out of either stops every further rule with the API
+//! server's errors ("'operation cancelled: actual cost limit exceeded': no further validation
+//! rules will be run due to call cost exceeds limit for rule: ..." and "validation failed due
+//! to running out of cost budget, no further validation rules will be run"). The `cel`
+//! interpreter has no cost meter, so `Meter` evaluates the expression itself and counts as
+//! cel-go's cost tracker does, on the actual values: 1 per variable, field selection, index
+//! and call, nothing for constants (a list or map of constants included, which cel-go folds),
+//! 10 per list and 30 per map built at run time; comprehensions (the macros) cost their range,
+//! then per item their loop condition and step as evaluated, stopping where the condition
+//! fails; `&&`, `||` and `?:` only what they evaluate. Calls cost what cel-go's `costCall` and
+//! Kubernetes' library estimator charge for the operand sizes (characters, bytes, items):
+//! string equality and ordering a tenth of the shorter side, `+` on strings a tenth of both,
+//! `contains` the product of both tenths, `matches`/`find` the string's tenth times a quarter
+//! of the pattern, `in` a list's length, `startsWith`, `lowerAscii`, `trim`, `url`, `ip`,
+//! `quantity`, `semver`, ... a tenth, `replace`/`split` a fifth, `join` a fifth of the
+//! result, `sum`/`min`/`max`/`isSorted`/`indexOf` a traversal of the list, everything else 1.
+//! It matches cel-go for the standard operators, macros and those functions; other library
+//! functions count 1 where Kubernetes may charge a size-dependent cost (`sets.*` count the
+//! product of both sizes, an approximation), and errors are values in cel-go, so an
+//! evaluation that fails may stop a few units earlier here than there. The meter walks
+//! variables, selections, indexes, literals and comprehensions on shared values and hands
+//! each other call to the interpreter with its operands, so results are the interpreter's;
+//! because the interpreter copies operands it is handed (where cel-go shares them), the values
+//! copied per object are bounded too (twice the cost budget), an evaluation past that is
+//! stopped as over its cost limit — no ordinary rule comes near it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
