@@ -34,9 +34,9 @@
 //! - [`Validator::validate`] walks an object with the schema, binding `self` to the value at
 //!   each node that declares rules (scalars, objects, maps, lists; property names escaped as
 //!   `__dash__`, `__dot__`, ...; `date-time`, `duration` and `byte` strings as timestamps,
-//!   durations and bytes; `number` fields as doubles) and `oldSelf` to the correlated old
-//!   value: map keys and object fields by name, items of `x-kubernetes-list-type: map` lists
-//!   by their keys, nothing else. Transition rules run only when an old value exists, unless
+//!   durations and bytes, `date` strings as timestamps at midnight UTC; `number` fields as
+//!   doubles) and `oldSelf` to the correlated old value: map keys and object fields by name,
+//!   items of `x-kubernetes-list-type: map` lists by their keys, nothing else. Transition rules run only when an old value exists, unless
 //!   `optionalOldSelf` binds `oldSelf` as an optional.
 //! - Failures become kube-apiserver's field errors: `spec.replicas: Invalid value: "integer":
 //!   <message>` (the schema type stands for the value, as kube-apiserver up to 1.33 prints it),
@@ -331,6 +331,7 @@ pub struct Violation {
 enum Format {
     None,
     DateTime,
+    Date,
     Duration,
     Bytes,
 }
@@ -852,6 +853,11 @@ fn string_value(s: &str, format: Format, int_or_string: bool) -> Cel {
         return Cel::String(Arc::new(s.to_owned()));
     }
     match format {
+        Format::Date => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| Cel::Timestamp(t.and_utc().fixed_offset()))
+            .unwrap_or_else(|| Cel::String(Arc::new(s.to_owned()))),
         Format::DateTime => chrono::DateTime::parse_from_rfc3339(s)
             .map(Cel::Timestamp)
             .unwrap_or_else(|_| Cel::String(Arc::new(s.to_owned()))),
@@ -1012,6 +1018,7 @@ impl Builder {
         let text = |k: &str| schema.get(k).and_then(Value::as_str).unwrap_or_default();
         let format = match text("format") {
             "date-time" => Format::DateTime,
+            "date" => Format::Date,
             "duration" => Format::Duration,
             "byte" => Format::Bytes,
             _ => Format::None,
@@ -1530,7 +1537,7 @@ impl Checker<'_> {
             "number" => Ty::Double,
             "boolean" => Ty::Bool,
             "string" => match n.format {
-                Format::DateTime => Ty::Timestamp,
+                Format::DateTime | Format::Date => Ty::Timestamp,
                 Format::Duration => Ty::Duration,
                 Format::Bytes => Ty::Bytes,
                 Format::None => Ty::String,
@@ -2690,7 +2697,8 @@ mod tests {
                             {"rule": "self == oldSelf", "message": "port is immutable"}]}}}},
                 "my-field": {"type": "string", "maxLength": 8},
                 "expires": {"type": "string", "format": "date-time"},
-                "timeout": {"type": "string", "format": "duration"}
+                "timeout": {"type": "string", "format": "duration"},
+                "since": {"type": "string", "format": "date"}
             },
             "x-kubernetes-validations": rules_on_spec
         }}})
@@ -2842,15 +2850,17 @@ mod tests {
             {"rule": "self.ratio > 0.5"},
             {"rule": "self.expires > timestamp('2024-01-01T00:00:00Z')"},
             {"rule": "self.timeout <= duration('1h')"},
+            {"rule": "self.since < timestamp('2024-06-01T00:00:00Z')"},
             {"rule": "self.labels.all(k, k.startsWith('app'))"},
             {"rule": "self.mode.matches('^[a-z]+$') && self.mode.upperAscii() == 'ABC'"},
         ]);
         let good = json!({"my-field": "x", "ratio": 1, "expires": "2025-01-01T00:00:00Z",
-            "timeout": "30m", "labels": {"app.kubernetes.io/name": "x"}, "mode": "abc"});
+            "timeout": "30m", "labels": {"app.kubernetes.io/name": "x"}, "mode": "abc",
+            "since": "2024-05-31"});
         assert_eq!(run(rules.clone(), good, None), Vec::<String>::new());
         let bad = json!({"my-field": "y", "ratio": 0, "expires": "2023-01-01T00:00:00Z",
-            "timeout": "2h", "labels": {"team": "x"}, "mode": "ABC"});
-        assert_eq!(run(rules, bad, None).len(), 6);
+            "timeout": "2h", "labels": {"team": "x"}, "mode": "ABC", "since": "2024-06-01"});
+        assert_eq!(run(rules, bad, None).len(), 7);
     }
 
     #[test]
