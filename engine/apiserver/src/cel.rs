@@ -646,16 +646,16 @@ impl Validator {
             message: format!("Invalid value: {type_value}: {text}"),
             ratcheted: false,
         };
+        if budget.cost <= 0 {
+            out.push(invalid(field, OUT_OF_BUDGET.into()));
+            budget.cost = -1;
+            return;
+        }
         let self_cel = self.to_cel(index, value);
         let old_cel = old.map(|o| self.to_cel(index, o));
         for rule in &node.rules {
             if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
                 continue;
-            }
-            if budget.cost <= 0 {
-                out.push(invalid(field, OUT_OF_BUDGET.into()));
-                budget.cost = -1;
-                return;
             }
             let mut vars = vec![("self".to_owned(), self_cel.clone())];
             if rule.uses_old_self {
