@@ -2244,7 +2244,13 @@ fn call_cost(name: &str, args: &[Cel], result: &Cel) -> u64 {
             scaled(size(0), STRING_TRAVERSAL).saturating_mul(scaled(size(1), STRING_TRAVERSAL))
         }
         "startsWith" | "endsWith" => scaled(size(0), STRING_TRAVERSAL),
-        "string" | "bytes" if textual(0) => scaled(size(0), STRING_TRAVERSAL),
+        // The conversions between strings and bytes (not a string's to itself).
+        "string" if matches!(args.first(), Some(Cel::Bytes(_))) => {
+            scaled(size(0), STRING_TRAVERSAL)
+        }
+        "bytes" if matches!(args.first(), Some(Cel::String(_))) => {
+            scaled(size(0), STRING_TRAVERSAL)
+        }
         "@in" if matches!(args.get(1), Some(Cel::List(_))) => size(1),
         "_==_" | "_!=_" => scaled(size(0).min(size(1)), STRING_TRAVERSAL),
         "_<_" | "_<=_" | "_>_" | "_>=_" if textual(0) && textual(1) => {
