@@ -3314,6 +3314,39 @@ mod tests {
     }
 
     #[test]
+    fn a_message_expression_is_metered_like_its_rule() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {
+                "xs": {"type": "array", "maxItems": 1000, "items": {"type": "integer"}},
+                "ys": {"type": "array", "maxItems": 1000, "items": {"type": "integer"}}},
+            "x-kubernetes-validations": [
+                {"rule": "size(self.xs) < 5",
+                 "messageExpression": "self.xs.all(x, self.ys.all(y, x != y)) ? 'too many' : 'overlap'"},
+                {"rule": "false", "message": "never reached"}]}}});
+        let v = Validator::compile(&s).unwrap();
+        let (xs, ys) = disjoint(10);
+        assert_eq!(
+            v.validate(&json!({"spec": {"xs": xs, "ys": ys}}), None)
+                .into_iter()
+                .map(|v| v.message)
+                .collect::<Vec<_>>(),
+            [
+                "Invalid value: \"object\": too many",
+                "Invalid value: \"object\": never reached"
+            ]
+        );
+        let (xs, ys) = disjoint(1000);
+        assert_eq!(
+            v.validate(&json!({"spec": {"xs": xs, "ys": ys}}), None),
+            [Violation {
+                field: "spec".into(),
+                message: "Invalid value: \"object\": no further validation rules will be run due to call cost exceeds limit for messageExpression: \"self.xs.all(x, self.ys.all(y, x != y)) ? 'too many' : 'overlap'\"".into(),
+                ratcheted: false,
+            }]
+        );
+    }
+
+    #[test]
     fn rules_each_within_the_per_call_limit_run_out_of_the_request_budget() {
         // Four rules on each of up to 16 items, each about 200k per run: every rule's estimate
         // times 16 is within the limits, but 16 full items need about 13M of the 10M budget.
