@@ -126,11 +126,7 @@ impl Rules {
     /// The compiled validator, compiling it the first time.
     pub fn get(&self) -> Option<&Validator> {
         self.compiled
-            .get_or_init(|| {
-                self.schema
-                    .as_deref()
-                    .and_then(|s| Validator::compile(s).ok())
-            })
+            .get_or_init(|| self.schema.as_deref().and_then(Validator::stored))
             .as_ref()
     }
 }
@@ -477,6 +473,8 @@ fn go_rule(raw: &Value) -> String {
 struct Builder {
     nodes: Vec<Node>,
     errors: Vec<RuleError>,
+    /// Keep a rule that parses but fails the type checks (see [`Validator::stored`]).
+    keep_ill_typed: bool,
     /// (schema path of the expression, estimated cost × cardinality)
     costs: Vec<(String, u64)>,
 }
@@ -485,9 +483,23 @@ impl Validator {
     /// Compiles every rule of an `openAPIV3Schema`; `Err` lists each rule that kube-apiserver
     /// would refuse, with its path and the error's body.
     pub fn compile(schema: &Value) -> Result<Self, Vec<RuleError>> {
+        Self::build(schema, false)
+    }
+
+    /// The rules of a stored CRD. It was admitted when written, but by an earlier build that
+    /// did not check types: a rule that parses and now fails the type checks still runs (and
+    /// fails where its types do), instead of the version losing all of its rules.
+    fn stored(schema: &Value) -> Option<Self> {
+        Self::build(schema, false)
+            .or_else(|_| Self::build(schema, true))
+            .ok()
+    }
+
+    fn build(schema: &Value, keep_ill_typed: bool) -> Result<Self, Vec<RuleError>> {
         let mut b = Builder {
             nodes: Vec::new(),
             errors: Vec::new(),
+            keep_ill_typed,
             costs: Vec::new(),
         };
         b.node(schema, true, "", None, 1);
@@ -1280,7 +1292,10 @@ impl Builder {
         };
         let uses_old_self = program.references().has_variable("oldSelf");
         let (cost, ty, errors) = self.check(index, &program, optional_old_self == Some(true));
-        if !errors.is_empty() {
+        let ill_typed = !errors.is_empty() || ty.known() && ty != Ty::Bool || ty == Ty::Dyn;
+        if ill_typed && self.keep_ill_typed {
+            // Checked when its CRD was written, by the rules of that time.
+        } else if !errors.is_empty() {
             fail(
                 self,
                 "rule",
@@ -1291,8 +1306,7 @@ impl Builder {
                 ),
             );
             return None;
-        }
-        if ty.known() && ty != Ty::Bool || ty == Ty::Dyn {
+        } else if ty.known() && ty != Ty::Bool || ty == Ty::Dyn {
             fail(
                 self,
                 "rule",
@@ -1328,7 +1342,9 @@ impl Builder {
             Some(expr) => match Program::compile(&expr) {
                 Ok(p) => {
                     let (c, ty, errors) = self.check(index, &p, optional_old_self == Some(true));
-                    if !errors.is_empty() {
+                    if self.keep_ill_typed {
+                        // As for the rule.
+                    } else if !errors.is_empty() {
                         fail(
                             self,
                             "messageExpression",
@@ -3118,6 +3134,20 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_stored_crd_with_a_rule_that_now_fails_the_type_checks_keeps_its_rules() {
+        let s = schema(json!([
+            {"rule": "self.mode > 3", "message": "mode"},
+            {"rule": "self.replicas < 3", "message": "too many"}
+        ]));
+        assert!(Validator::compile(&s).is_err());
+        let v = Validator::stored(&s).unwrap();
+        let got = v.validate(&json!({"spec": {"mode": "a", "replicas": 5}}), None);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1].message, "Invalid value: \"object\": too many");
+        assert!(Rules::new(Some(&s)).get().is_some());
     }
 
     #[test]
