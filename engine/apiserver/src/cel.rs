@@ -55,10 +55,10 @@
 //! to running out of cost budget, no further validation rules will be run"). The `cel`
 //! interpreter has no cost meter, so `Meter` evaluates the expression itself and counts as
 //! cel-go's cost tracker does, on the actual values: 1 per variable, field selection, index
-//! and call, nothing for constants (a list or map of constants included, which cel-go folds),
-//! 10 per list and 30 per map built at run time; comprehensions (the macros) cost their range,
-//! then per item their loop condition and step as evaluated, stopping where the condition
-//! fails; `&&`, `||` and `?:` only what they evaluate. Calls cost what cel-go's `costCall` and
+//! and call, nothing for constants (lists and maps of constants, conversions of constants and
+//! `in` a constant list included, which cel-go folds), 10 per list and 30 per map built at
+//! run time; comprehensions (the macros) cost their range, then per item their loop condition
+//! and step as evaluated, stopping where the condition fails; `&&`, `||` and `?:` only what they evaluate. Calls cost what cel-go's `costCall` and
 //! Kubernetes' library estimator charge for the operand sizes (characters, bytes, items):
 //! string equality and ordering a tenth of the shorter side, `+` on strings a tenth of both,
 //! `contains` the product of both tenths, `matches`/`find` the string's tenth times a quarter
@@ -2298,6 +2298,27 @@ fn is_constant(e: &Expr) -> bool {
     }
 }
 
+/// A call cel-go's planner answers without calling anything (`OptOptimize`): a type conversion
+/// of constants (`duration('1h')`) becomes a constant, and `in` a constant list a set lookup.
+fn folded(call: &kube_cel::cel::common::ast::CallExpr) -> bool {
+    match (
+        call.func_name.as_str(),
+        call.target.as_deref(),
+        call.args.as_slice(),
+    ) {
+        (
+            "bool" | "bytes" | "double" | "duration" | "dyn" | "int" | "string" | "timestamp"
+            | "type" | "uint",
+            None,
+            args,
+        ) => !args.is_empty() && args.iter().all(|a| matches!(a.expr, Expr::Literal(_))),
+        ("@in", None, [_, list]) => {
+            matches!(&list.expr, Expr::List(l) if l.elements.iter().all(|x| matches!(x.expr, Expr::Literal(_))))
+        }
+        _ => false,
+    }
+}
+
 fn map_key(v: &Cel) -> Option<Key> {
     match v {
         Cel::String(s) => Some(Key::String(s.clone())),
@@ -2645,6 +2666,7 @@ impl<'c> Meter<'c> {
         if let Some(v) = direct {
             let cost = match name {
                 "_[_]" => 1,
+                _ if folded(call) => 0,
                 _ => call_cost(name, &operands, &v),
             };
             self.charge(cost)?;
@@ -2689,6 +2711,7 @@ impl<'c> Meter<'c> {
         let cost = match (&result, name) {
             // Indexing and optional selection are qualifiers on an attribute in cel-go.
             (_, "_[_]" | "_[?_]" | "_?._") => 1,
+            (Ok(_), _) if folded(call) => 0,
             (Ok(v), _) => call_cost(name, &operands, v),
             (Err(_), _) => 1,
         };
@@ -3206,6 +3229,19 @@ mod tests {
             3
         );
         assert_eq!(actual_cost("[1, 2] == [1, 2]", json!({})).0, 1);
+        // Conversions of constants and membership in a constant list are folded by cel-go.
+        assert_eq!(
+            actual_cost("self.timeout < duration('1h')", json!({"timeout": "1m"})).0,
+            3
+        );
+        assert_eq!(
+            actual_cost("self.mode in ['a', 'b', 'c']", json!({"mode": "a"})).0,
+            2
+        );
+        assert_eq!(
+            actual_cost("self.mode in [self.mode]", json!({"mode": "a"})).0,
+            2 + 2 + 10 + 1
+        );
         // A list built at run time costs 10, a map 30.
         assert_eq!(
             actual_cost("[self.replicas, 1].size() == 2", json!({"replicas": 1})).0,
