@@ -70,7 +70,8 @@
 //! product of both sizes, an approximation), and errors are values in cel-go, so an
 //! evaluation that fails may stop a few units earlier here than there. The meter walks
 //! variables, selections, indexes, literals and comprehensions on shared values and hands
-//! each other call to the interpreter with its operands, so results are the interpreter's;
+//! each other call to the interpreter with its operands, so results are the interpreter's
+//! (`type()` and type names such as `int`, which the interpreter lacks, it answers itself);
 //! because the interpreter copies operands it is handed (where cel-go shares them), the values
 //! copied per object are bounded too (twice the cost budget), an evaluation past that is
 //! stopped as over its cost limit — no ordinary rule comes near it.
@@ -1457,6 +1458,8 @@ enum Ty {
     /// An object the schema declares the properties of.
     Object,
     Optional(Box<Ty>),
+    /// A type as a value (`type(x)`, `int`).
+    Type,
     Dyn,
     Unknown,
 }
@@ -1479,6 +1482,7 @@ impl Ty {
                 | Ty::Bytes
                 | Ty::Timestamp
                 | Ty::Duration
+                | Ty::Type
         )
     }
 
@@ -1502,6 +1506,7 @@ impl Ty {
             Ty::Map(k, v) => format!("map({}, {})", k.name(), v.name()),
             Ty::Object => "object".into(),
             Ty::Optional(t) => format!("optional_type({})", t.name()),
+            Ty::Type => "type".into(),
             Ty::Dyn | Ty::Unknown => "dyn".into(),
         }
     }
@@ -1594,6 +1599,7 @@ impl Checker<'_> {
                     return (1, *shape, ty.clone());
                 }
                 match name.as_str() {
+                    t if TYPE_NAMES.contains(&t) => (0, Shape::Sized(1), Ty::Type),
                     "self" => (1, Shape::Node(self.self_node), self.node_ty(self.self_node)),
                     "oldSelf" => {
                         let ty = self.node_ty(self.self_node);
@@ -2018,6 +2024,7 @@ impl Checker<'_> {
             ("timestamp", None, [_]) => Timestamp,
             ("duration", None, [_]) => Duration,
             ("dyn", None, [_]) => Dyn,
+            ("type", None, [_]) => Type,
             ("contains" | "startsWith" | "endsWith" | "matches", Some(t), [a]) => {
                 if any_unknown || (*t == String && *a == String) {
                     Bool
@@ -2319,6 +2326,58 @@ fn folded(call: &kube_cel::cel::common::ast::CallExpr) -> bool {
     }
 }
 
+/// The type names a rule can use as values (`type(self) == string`).
+const TYPE_NAMES: [&str; 10] = [
+    "bool",
+    "bytes",
+    "double",
+    "int",
+    "list",
+    "map",
+    "null_type",
+    "string",
+    "type",
+    "uint",
+];
+
+/// A CEL type as a value (`type(x)`, `int`), which the `cel` interpreter has none of: the meter
+/// answers `type()` and type names itself, and compares them.
+#[derive(Debug, PartialEq, Eq)]
+struct TypeValue(&'static str);
+
+impl kube_cel::cel::objects::Opaque for TypeValue {
+    fn runtime_type_name(&self) -> &str {
+        "type"
+    }
+}
+
+fn type_value(v: &Cel) -> Option<&TypeValue> {
+    match v {
+        Cel::Opaque(o) => o.downcast_ref::<TypeValue>(),
+        _ => None,
+    }
+}
+
+/// The name of a value's CEL type, as `type()` gives it.
+fn type_name(v: &Cel) -> &'static str {
+    match v {
+        Cel::Bool(_) => "bool",
+        Cel::Bytes(_) => "bytes",
+        Cel::Float(_) => "double",
+        Cel::Int(_) => "int",
+        Cel::List(_) => "list",
+        Cel::Map(_) => "map",
+        Cel::Null => "null_type",
+        Cel::String(_) => "string",
+        Cel::UInt(_) => "uint",
+        Cel::Timestamp(_) => "google.protobuf.Timestamp",
+        Cel::Duration(_) => "google.protobuf.Duration",
+        Cel::Opaque(o) if o.downcast_ref::<TypeValue>().is_some() => "type",
+        Cel::Opaque(o) if o.downcast_ref::<OptionalValue>().is_some() => "optional_type",
+        _ => "dyn",
+    }
+}
+
 fn map_key(v: &Cel) -> Option<Key> {
     match v {
         Cel::String(s) => Some(Key::String(s.clone())),
@@ -2423,6 +2482,12 @@ impl<'c> Meter<'c> {
             Expr::Literal(_) => Ok(Cel::resolve(e, self.base)?),
             Expr::List(_) | Expr::Map(_) if is_constant(&e.expr) => Ok(Cel::resolve(e, self.base)?),
             Expr::Ident(name) => {
+                if self.variable(name).is_none()
+                    && let Some(t) = TYPE_NAMES.iter().find(|t| *t == name)
+                {
+                    // A type name is a constant in cel-go.
+                    return Ok(Cel::Opaque(Arc::new(TypeValue(t))));
+                }
                 self.charge(1)?;
                 match self.variable(name) {
                     Some(v) => Ok(v.clone()),
@@ -2654,13 +2719,15 @@ impl<'c> Meter<'c> {
             }
             ("@in", false, [k, Cel::Map(m)]) => map_key(k).map(|k| Cel::Bool(m.get(&k).is_some())),
             ("_==_" | "_!=_", false, [a, b])
-                if !matches!(a, Cel::Opaque(_)) && !matches!(b, Cel::Opaque(_)) =>
+                if (!matches!(a, Cel::Opaque(_)) && !matches!(b, Cel::Opaque(_)))
+                    || (type_value(a).is_some() && type_value(b).is_some()) =>
             {
                 Some(Cel::Bool((a == b) == (name == "_==_")))
             }
             ("hasValue", true, [o]) => optional(o).map(|o| Cel::Bool(o.value().is_some())),
             ("value", true, [o]) => optional(o).and_then(|o| o.value().cloned()),
             ("dyn", false, [v]) => Some(v.clone()),
+            ("type", false, [v]) => Some(Cel::Opaque(Arc::new(TypeValue(type_name(v))))),
             _ => None,
         };
         if let Some(v) = direct {
@@ -3123,6 +3190,7 @@ mod tests {
             "self.mode.matches('^a') ? self.replicas > 0 : self.replicas == 0",
             "isURL(self.mode) || quantity('1Gi').isGreaterThan(quantity('1Mi'))",
             "string(self.replicas) + 'x' != ''",
+            "type(self.replicas) == int && type(self.mode) != uint",
         ] {
             assert_eq!(
                 compile_errors(json!([{ "rule": rule }])),
@@ -3177,7 +3245,9 @@ mod tests {
     fn int_or_string_and_preserved_fields_stay_dynamic() {
         let s = json!({"type": "object", "properties": {"spec": {"type": "object",
         "properties": {
-            "port": {"x-kubernetes-int-or-string": true},
+            "port": {"x-kubernetes-int-or-string": true, "x-kubernetes-validations": [
+                {"rule": "type(self) == int ? self > 0 : self.matches('^[a-z]+$')",
+                 "message": "a positive port or a name"}]},
             "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
         },
         "x-kubernetes-validations": [
@@ -3188,6 +3258,14 @@ mod tests {
         let v = Validator::compile(&s).unwrap();
         let obj = json!({"spec": {"port": "http", "extra": {"depth": 1, "name": "xy"}}});
         assert_eq!(v.validate(&obj, None), Vec::<Violation>::new());
+        let obj = json!({"spec": {"port": 0, "extra": {"depth": 1, "name": "xy"}}});
+        let got = v.validate(&obj, None);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got.iter().any(|v| v.field == "spec.port"
+                && v.message == "Invalid value: \"\": a positive port or a name"),
+            "{got:?}"
+        );
         // A rule that is only the dynamic value is not known to be a bool.
         let s = json!({"type": "object", "properties": {"spec": {"type": "object",
             "properties": {"port": {"x-kubernetes-int-or-string": true}},
