@@ -38,6 +38,7 @@ ROOTS = [
     "io.k8s.api.networking.v1.Ingress", "io.k8s.api.networking.v1.NetworkPolicy",
     "io.k8s.api.policy.v1.PodDisruptionBudget",
     "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
+    "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler",
     "io.k8s.api.autoscaling.v1.Scale",
     "io.k8s.api.discovery.v1.EndpointSlice",
     "io.k8s.api.events.v1.Event",

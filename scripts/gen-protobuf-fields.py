@@ -29,6 +29,7 @@ ROOTS = [
     ("api/networking/v1", "Ingress"), ("api/networking/v1", "NetworkPolicy"),
     ("api/policy/v1", "PodDisruptionBudget"),
     ("api/autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("api/autoscaling/v1", "HorizontalPodAutoscaler"),
     ("api/discovery/v1", "EndpointSlice"), ("api/coordination/v1", "Lease"),
 ]
 # Messages with a JSON form of their own.

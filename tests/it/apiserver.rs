@@ -2,11 +2,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod authn;
+mod autoscaling;
 mod bad_requests;
 mod builtins;
 mod connections;
 mod crash;
 mod data_dir;
+mod default_roles;
 mod discovery;
 mod field_selectors;
 mod fixture;

@@ -1,9 +1,16 @@
 //! What the built-in kinds need beyond storage: the shape a resource that shares another's
-//! storage is served in (events.k8s.io/v1 Events are core/v1 Events), the defaults Kubernetes
-//! applies that change what a client sees, and validation against the Kubernetes types.
+//! storage is served in (events.k8s.io/v1 Events are core/v1 Events), the versions a kind
+//! is converted between (autoscaling/v1 and v2 HorizontalPodAutoscalers, see [`autoscaling`]),
+//! the defaults Kubernetes applies that change what a client sees, and validation against the
+//! Kubernetes types.
+
+mod autoscaling;
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
+use crate::cluster::Target;
 use crate::resource::ResourceType;
 
 /// events.k8s.io/v1 field ↔ core/v1 field, as kube-apiserver's conversion maps them.
@@ -30,9 +37,23 @@ fn rename(obj: &mut Map<String, Value>, pairs: impl Iterator<Item = (&'static st
     }
 }
 
+fn is_hpa(rt: &ResourceType) -> bool {
+    rt.builtin && rt.group == "autoscaling" && rt.resource == "horizontalpodautoscalers"
+}
+
+fn is_hpa_object(obj: &Value) -> bool {
+    let text = |k: &str| obj.get(k).and_then(Value::as_str);
+    text("kind") == Some("HorizontalPodAutoscaler")
+        && text("apiVersion").is_some_and(|v| v.starts_with("autoscaling/"))
+}
+
 /// An object as stored, in the shape `rt` serves it at `version`.
 pub(crate) fn present(rt: &ResourceType, version: &str, stored: &Value) -> Value {
-    let mut out = stored.clone();
+    let mut out = if is_hpa(rt) && version == "v1" {
+        autoscaling::to_v1(stored)
+    } else {
+        stored.clone()
+    };
     if let Value::Object(m) = &mut out {
         if is_events_api(rt) {
             rename(m, EVENT_FIELDS.iter().map(|(e, c)| (*c, *e)));
@@ -43,6 +64,30 @@ pub(crate) fn present(rt: &ResourceType, version: &str, stored: &Value) -> Value
     out
 }
 
+/// An object as the request's target serves it: converted where the target's version is not
+/// the storage version's shape, else [`Target::present`] (borrowed when nothing changes).
+pub(crate) fn served<'a>(t: &Target, stored: &'a Value) -> Cow<'a, Value> {
+    if is_hpa(&t.rt) && t.version != t.rt.storage_version() {
+        return Cow::Owned(present(&t.rt, &t.version, stored));
+    }
+    t.present(stored)
+}
+
+/// An object the server handed around in its storage shape but labelled with the version a
+/// request speaks, in that version's shape (the base a patch in that version applies to);
+/// anything else as it is.
+pub(crate) fn in_labelled_version(obj: &Value) -> Cow<'_, Value> {
+    if is_hpa_object(obj)
+        && obj.get("apiVersion").and_then(Value::as_str) == Some("autoscaling/v1")
+        && autoscaling::is_v2_shaped(obj)
+    {
+        let mut v1 = autoscaling::to_v1(obj);
+        v1["apiVersion"] = json!("autoscaling/v1");
+        return Cow::Owned(v1);
+    }
+    Cow::Borrowed(obj)
+}
+
 /// A written object in the shape it is stored in (the identity for most kinds).
 pub(crate) fn to_storage(rt: &ResourceType, mut body: Value) -> Value {
     if is_events_api(rt)
@@ -50,6 +95,21 @@ pub(crate) fn to_storage(rt: &ResourceType, mut body: Value) -> Value {
     {
         rename(m, EVENT_FIELDS.iter().copied());
         m.insert("apiVersion".into(), json!(rt.storage_api_version()));
+    }
+    if is_hpa(rt) {
+        let v1 = body.get("apiVersion").and_then(Value::as_str) == Some("autoscaling/v1");
+        // The stored object relabelled v1 by the server itself (a change made through the v1
+        // target by the server) is already in the storage shape.
+        body = if v1 && !autoscaling::is_v2_shaped(&body) {
+            autoscaling::to_v2(body)
+        } else {
+            let mut b = body;
+            autoscaling::drop_round_trip_annotations(&mut b);
+            b
+        };
+        if v1 {
+            body["apiVersion"] = json!(rt.storage_api_version());
+        }
     }
     body
 }
@@ -270,13 +330,7 @@ pub(crate) fn apply_defaults(rt: &ResourceType, obj: &mut Value, creating: bool)
         }
         ("autoscaling", "horizontalpodautoscalers") => {
             if let Some(spec) = at(obj, "/spec") {
-                default(spec, "minReplicas", json!(1));
-                default(
-                    spec,
-                    "metrics",
-                    json!([{"type": "Resource", "resource": {"name": "cpu",
-                        "target": {"type": "Utilization", "averageUtilization": 80}}}]),
-                );
+                autoscaling::apply_defaults(spec);
             }
         }
         _ => {}

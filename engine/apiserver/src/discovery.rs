@@ -354,6 +354,31 @@ mod tests {
     }
 
     #[test]
+    fn autoscaling_serves_hpas_at_v2_preferred_and_at_v1() {
+        let registry = Registry::with_builtins();
+        let doc = group(&registry, "autoscaling").unwrap();
+        assert_eq!(doc["preferredVersion"]["version"], "v2");
+        assert_eq!(doc["versions"][1]["groupVersion"], "autoscaling/v1");
+        for v in ["v1", "v2"] {
+            let list = resource_list(&registry, "autoscaling", v).unwrap();
+            let names: Vec<&str> = list["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["name"].as_str())
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    "horizontalpodautoscalers",
+                    "horizontalpodautoscalers/status"
+                ],
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
     fn group_list_excludes_the_core_group() {
         let list = group_list(&Registry::with_builtins());
         let groups: Vec<&str> = list["groups"]

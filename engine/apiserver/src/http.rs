@@ -688,7 +688,10 @@ async fn resource_request_inner(
                         return Err(ApiError::MethodNotAllowed);
                     }
                     let created = cluster.create(&t, parse_json_body(body)?, &manager).await?;
-                    Ok(object_response(StatusCode::CREATED, &t.present(&created)))
+                    Ok(object_response(
+                        StatusCode::CREATED,
+                        &crate::builtin::served(&t, &created),
+                    ))
                 }
                 Method::DELETE => {
                     let opts = delete_options(query, body)?;
@@ -704,7 +707,7 @@ async fn resource_request_inner(
                             ..t.clone()
                         };
                         match cluster.delete(&t, crate::object::name(&obj), &opts).await {
-                            Ok(o) => deleted.push(t.present(&o).into_owned()),
+                            Ok(o) => deleted.push(crate::builtin::served(&t, &o).into_owned()),
                             Err(ApiError::NotFound(_)) => {}
                             Err(e) => return Err(e),
                         }
@@ -757,13 +760,13 @@ async fn resource_request_inner(
                         );
                         return ok(&table);
                     }
-                    ok_object(&t.present(&obj))
+                    ok_object(&crate::builtin::served(&t, &obj))
                 }
                 Method::PUT => {
                     let updated = cluster
                         .update(&t, name, parse_json_body(body)?, sub, &manager)
                         .await?;
-                    ok_object(&t.present(&updated))
+                    ok_object(&crate::builtin::served(&t, &updated))
                 }
                 Method::PATCH => {
                     let content_type = header_str(headers, header::CONTENT_TYPE);
@@ -780,7 +783,7 @@ async fn resource_request_inner(
                     let patched = cluster
                         .patch(&t, name, kind, body, sub, manager, query.flag("force"))
                         .await?;
-                    ok_object(&t.present(&patched))
+                    ok_object(&crate::builtin::served(&t, &patched))
                 }
                 Method::DELETE => {
                     let opts = delete_options(query, body)?;
@@ -811,7 +814,7 @@ fn delete_answer(t: &Target, deleted: &Value) -> Value {
                 "pods" | "services" | "namespaces" | "persistentvolumeclaims" | "persistentvolumes"
             ));
     if returns_object || !crate::object::finalizers(deleted).is_empty() {
-        return t.present(deleted).into_owned();
+        return crate::builtin::served(t, deleted).into_owned();
     }
     let mut details = json!({
         "name": crate::object::name(deleted),
@@ -1139,7 +1142,11 @@ async fn list(
     // Serialized straight from the stored objects, without copying them.
     let head = json!({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(&t.version),
         "metadata": list_meta});
-    let items: Vec<std::borrow::Cow<'_, Value>> = page.items.iter().map(|o| t.present(o)).collect();
+    let items: Vec<std::borrow::Cow<'_, Value>> = page
+        .items
+        .iter()
+        .map(|o| crate::builtin::served(t, o))
+        .collect();
     let bytes = crate::compact::list_json(&head, items.iter().map(|o| &**o));
     Ok(bytes_response(StatusCode::OK, bytes))
 }
@@ -1191,7 +1198,7 @@ impl WatchView {
                 json!({"resourceVersion": crate::object::resource_version(obj)}),
             ))
         } else {
-            self.t.present(obj)
+            crate::builtin::served(&self.t, obj)
         };
         // Serialized straight from the stored object: a `json!` line copied its tree twice
         // (`into_owned`, then `json!`'s `to_value`) for every watcher of every event.

@@ -582,6 +582,27 @@ mod tests {
     }
 
     #[test]
+    fn a_horizontal_pod_autoscaler_is_described_in_each_version_it_is_served_at() {
+        let registry = Registry::with_builtins();
+        let path = "/apis/autoscaling/{v}/namespaces/{namespace}/horizontalpodautoscalers/{name}";
+        for (v, field) in [("v1", "targetCPUUtilizationPercentage"), ("v2", "metrics")] {
+            let doc = group_version(&registry, "autoscaling", v).unwrap();
+            let schemas = &doc["components"]["schemas"];
+            let name = format!("io.k8s.api.autoscaling.{v}.HorizontalPodAutoscaler");
+            assert_eq!(schemas[&name][GVK][0]["version"], v);
+            let spec = resolve(&definitions()[&name]["properties"]["spec"]);
+            assert!(spec["properties"][field].is_object(), "{v}: {field}");
+            let get = &doc["paths"][path.replace("{v}", v)]["get"];
+            assert_eq!(get[GVK]["version"], v);
+        }
+        let v2 = super::v2::document(&registry);
+        for v in ["v1", "v2"] {
+            let name = format!("io.k8s.api.autoscaling.{v}.HorizontalPodAutoscaler");
+            assert!(v2["definitions"][&name].is_object(), "{name}");
+        }
+    }
+
+    #[test]
     fn a_crd_schema_is_published_under_its_reversed_group_with_object_meta() {
         assert_eq!(
             crd_schema_name("example.com", "v1", "Widget"),

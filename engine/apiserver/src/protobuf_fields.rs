@@ -1458,6 +1458,29 @@ pub(super) const AUTOSCALING_V2_HORIZONTALPODAUTOSCALER: &[(u64, &str, Ty)] = &[
     ),
     (3, "status", Ty::Ignored),
 ];
+pub(super) const AUTOSCALING_V1_CROSSVERSIONOBJECTREFERENCE: &[(u64, &str, Ty)] = &[
+    (1, "kind", Ty::OmitZero(&Ty::Str)),
+    (2, "name", Ty::OmitZero(&Ty::Str)),
+    (3, "apiVersion", Ty::OmitZero(&Ty::Str)),
+];
+pub(super) const AUTOSCALING_V1_HORIZONTALPODAUTOSCALERSPEC: &[(u64, &str, Ty)] = &[
+    (
+        1,
+        "scaleTargetRef",
+        Ty::Msg(AUTOSCALING_V1_CROSSVERSIONOBJECTREFERENCE),
+    ),
+    (2, "minReplicas", Ty::Int),
+    (3, "maxReplicas", Ty::OmitZero(&Ty::Int)),
+    (4, "targetCPUUtilizationPercentage", Ty::OmitZero(&Ty::Int)),
+];
+pub(super) const AUTOSCALING_V1_HORIZONTALPODAUTOSCALER: &[(u64, &str, Ty)] = &[
+    (
+        2,
+        "spec",
+        Ty::Msg(AUTOSCALING_V1_HORIZONTALPODAUTOSCALERSPEC),
+    ),
+    (3, "status", Ty::Ignored),
+];
 pub(super) const DISCOVERY_V1_ENDPOINTCONDITIONS: &[(u64, &str, Ty)] = &[
     (1, "ready", Ty::OmitZero(&Ty::Bool)),
     (2, "serving", Ty::OmitZero(&Ty::Bool)),
@@ -1524,6 +1547,7 @@ pub(super) fn root(api_version: &str, kind: &str) -> Option<&'static [(u64, &'st
         ("networking.k8s.io/v1", "NetworkPolicy") => NETWORKING_V1_NETWORKPOLICY,
         ("policy/v1", "PodDisruptionBudget") => POLICY_V1_PODDISRUPTIONBUDGET,
         ("autoscaling/v2", "HorizontalPodAutoscaler") => AUTOSCALING_V2_HORIZONTALPODAUTOSCALER,
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => AUTOSCALING_V1_HORIZONTALPODAUTOSCALER,
         ("discovery.k8s.io/v1", "EndpointSlice") => DISCOVERY_V1_ENDPOINTSLICE,
         ("coordination.k8s.io/v1", "Lease") => COORDINATION_V1_LEASE,
         _ => return None,

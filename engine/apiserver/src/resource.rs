@@ -319,6 +319,19 @@ impl ResourceType {
         self
     }
 
+    /// Also served at `version`, converted from and to the storage version (listed after it:
+    /// discovery prefers the storage version).
+    fn also_served_at(mut self, version: &str) -> Self {
+        if let Some(first) = self.versions.first() {
+            self.versions.push(ResourceVersion {
+                name: version.to_owned(),
+                storage: false,
+                ..first.clone()
+            });
+        }
+        self
+    }
+
     /// In the `all` category (`kubectl get all`), as kube-apiserver puts the workload kinds.
     fn in_all(mut self) -> Self {
         self.categories = vec!["all".to_owned()];
@@ -538,6 +551,7 @@ impl Registry {
                 true,
             )
             .with_short_names(&["hpa"])
+            .also_served_at("v1")
             .in_all(),
             b(
                 "discovery.k8s.io",

@@ -274,10 +274,10 @@ fn default_roles_exist_and_aggregated_roles_gather_their_parts() {
         r#"apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: leases-view
+  name: events-api-view
   labels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}
 rules:
-- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, list, watch]}
+- {apiGroups: [events.k8s.io], resources: [events], verbs: [get, list, watch]}
 "#,
     )
     .unwrap();
@@ -295,7 +295,7 @@ rules:
         "auth",
         "can-i",
         "list",
-        "leases.coordination.k8s.io",
+        "events.events.k8s.io",
     ]);
     assert_eq!(stdout(&out).trim(), "yes", "{}", stderr(&out));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -305,11 +305,14 @@ rules:
             "clusterrole",
             "edit",
             "-o",
-            "jsonpath={.rules[*].resources}",
+            "jsonpath={.rules[*].apiGroups}",
         ])
-        .contains("leases")
+        .contains("events.k8s.io")
     {
-        assert!(Instant::now() < deadline, "edit never gathered leases");
+        assert!(
+            Instant::now() < deadline,
+            "edit never gathered events.k8s.io"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

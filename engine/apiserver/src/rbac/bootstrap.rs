@@ -283,9 +283,10 @@ pub fn cluster_roles() -> Vec<Value> {
 }
 
 /// What `edit` adds to `view`: Kubernetes' `system:aggregate-to-edit`, for the kinds served
-/// here (no ReplicationControllers, no `extensions` group). Like Kubernetes since 1.22, it
-/// does not write Endpoints or EndpointSlices; like Kubernetes, it grants no Leases and no
-/// events.k8s.io Events (a ClusterRole labelled `aggregate-to-edit` adds them).
+/// here (no `extensions` group). Like Kubernetes since 1.22, it does not write Endpoints or
+/// EndpointSlices; like Kubernetes since 1.25 it reads and writes coordination.k8s.io Leases
+/// (leader election by namespace editors); like Kubernetes, it grants no events.k8s.io Events,
+/// only core Events (a ClusterRole labelled `aggregate-to-edit` adds them).
 fn aggregate_to_edit_rules() -> Vec<PolicyRule> {
     let r = PolicyRule::resource;
     vec![
@@ -318,6 +319,8 @@ fn aggregate_to_edit_rules() -> Vec<PolicyRule> {
             WRITE,
             &[""],
             &[
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
                 "serviceaccounts",
                 "services",
                 "services/proxy",
@@ -350,11 +353,13 @@ fn aggregate_to_edit_rules() -> Vec<PolicyRule> {
             &["networking.k8s.io"],
             &["networkpolicies", "ingresses"],
         ),
+        r(READ_WRITE, &["coordination.k8s.io"], &["leases"]),
     ]
 }
 
 /// What `view` reads: Kubernetes' `system:aggregate-to-view` for the kinds served here;
-/// Secrets are deliberately not in it.
+/// Secrets are deliberately not in it, and neither are Leases nor events.k8s.io Events (core
+/// Events are), as in Kubernetes.
 fn aggregate_to_view_rules() -> Vec<PolicyRule> {
     let r = PolicyRule::resource;
     vec![
@@ -363,6 +368,8 @@ fn aggregate_to_view_rules() -> Vec<PolicyRule> {
             &[""],
             &[
                 "pods",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
                 "serviceaccounts",
                 "services",
                 "services/status",
@@ -383,6 +390,7 @@ fn aggregate_to_view_rules() -> Vec<PolicyRule> {
                 "pods/status",
                 "resourcequotas/status",
                 "namespaces/status",
+                "replicationcontrollers/status",
                 "pods/log",
             ],
         ),
