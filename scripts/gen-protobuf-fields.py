@@ -62,16 +62,8 @@ def parse_module(path):
     structs = {}
     for m in re.finditer(r"pub struct (\w+) \{(.*?)\n\}", text, re.S):
         body = m.group(2) + "\n"
-        fields, last = [], 0
-        for f in FIELD.finditer(body):
-            # The doc comment before the field carries its strategic merge patch markers.
-            doc = body[last:f.start()]
-            last = f.end()
-            key = re.search(r"\+patchMergeKey=(\w+)", doc)
-            merge = re.search(r"\+patchStrategy=\S*merge", doc)
-            patch = (key.group(1) if key else "") if merge else None
-            fields.append((f.group("attr"), f.group("name"), f.group("ty"), patch))
-        structs[m.group(1)] = fields
+        structs[m.group(1)] = [(f.group("attr"), f.group("name"), f.group("ty"))
+                               for f in FIELD.finditer(body)]
     return structs
 
 
@@ -141,7 +133,7 @@ def visit(path, name, stack=()):
     key = (path, name)
     if key not in SPECIAL and openapi_names(path, name) is None and stack:
         parent = stack[-1]
-        for _, field, ty, _ in module(parent[0])[parent[1]]:
+        for _, field, ty in module(parent[0])[parent[1]]:
             if embedded(parent[0], field, ty) == key:
                 FLATTENED[key] = openapi_names(*parent)
     if key in SPECIAL or key in SEEN or openapi_names(path, name) is None:
@@ -150,7 +142,7 @@ def visit(path, name, stack=()):
     if key in stack:
         sys.exit(f"cycle through {path}/{name}")
     fields = module(path)[name]
-    for attr, field, ty, _ in fields:
+    for attr, field, ty in fields:
         if key in ROOTS and field == "status":
             continue  # the server computes status: read and dropped
         if attr.startswith("message") or "message" in attr.split("tag")[0]:
@@ -159,7 +151,7 @@ def visit(path, name, stack=()):
     ORDER.append(key)
 
 
-def ty_of(path, attr, rust_ty, top, field, patch=None):
+def ty_of(path, attr, rust_ty, top, field):
     if top and field == "status":
         return "Ty::Ignored"
     kind = attr.split(",")[0].strip()
@@ -178,12 +170,8 @@ def ty_of(path, attr, rust_ty, top, field, patch=None):
             one = SPECIAL[target]
             return f"Ty::Many(&{one})" if repeated else one
         inner = const_name(*target)
-        if repeated and patch:
-            return f'Ty::Keyed({inner}, "{patch}")'
         return f"Ty::Msgs({inner})" if repeated else f"Ty::Msg({inner})"
     scalar = SCALARS[kind]
-    if repeated and patch == "":
-        sys.exit(f"{path}: a merged list of scalars ({field}) needs a Ty for it")
     if repeated:
         return f"Ty::Many(&Ty::{scalar})"
     return f"Ty::{scalar}" if field in KEEP_ZERO else f"Ty::OmitZero(&Ty::{scalar})"
@@ -202,7 +190,7 @@ root_set = set(ROOTS)
 for path, name in ORDER:
     names = openapi_names(path, name)
     rows = []
-    for attr, field, rust_ty, patch in module(path)[name]:
+    for attr, field, rust_ty in module(path)[name]:
         if "message" in attr.split("tag")[0]:
             target = resolve(path, rust_ty)
             if target not in SPECIAL and openapi_names(*target) is None:
@@ -221,7 +209,7 @@ for path, name in ORDER:
             continue
         if json_name == "metadata" and (path, name) in root_set:
             continue
-        rows.append(f'    ({tag}, "{json_name}", {ty_of(path, attr, rust_ty, (path, name) in root_set, json_name, patch)}),')
+        rows.append(f'    ({tag}, "{json_name}", {ty_of(path, attr, rust_ty, (path, name) in root_set, json_name)}),')
     print(f"pub(super) const {const_name(path, name)}: &[(u64, &str, Ty)] = &[")
     print("\n".join(rows))
     print("];")

@@ -21,6 +21,7 @@ mod payloads;
 mod python_clients;
 mod rbac;
 mod ssa_lists;
+mod strategic_patch;
 mod up_logs;
 mod validation_rules;
 mod watch_stall;

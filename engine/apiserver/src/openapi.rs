@@ -87,6 +87,25 @@ pub(crate) fn resolve(mut node: &'static Value) -> &'static Value {
     node
 }
 
+/// The schema of field `name` of an object node: its property, else its `additionalProperties`
+/// (a map's values); `None` where the definitions say nothing of it.
+pub(crate) fn property(node: &'static Value, name: &str) -> Option<&'static Value> {
+    let node = resolve(node);
+    node.get("properties")
+        .and_then(|p| p.get(name))
+        .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))
+}
+
+/// The schema of the items of an array node.
+pub(crate) fn items(node: &'static Value) -> Option<&'static Value> {
+    resolve(node).get("items")
+}
+
+/// `ObjectMeta`'s definition: the `metadata` of every object, built-in or custom.
+pub(crate) fn object_meta() -> Option<&'static Value> {
+    definitions().get(OBJECT_META)
+}
+
 /// The definitions `roots` reference, directly or through others, themselves included.
 fn closure<'a>(roots: impl IntoIterator<Item = &'a str>) -> BTreeSet<&'static str> {
     fn refs(node: &Value, found: &mut Vec<String>) {

@@ -349,53 +349,6 @@ enum Ty {
     Inline(&'static [(u64, &'static str, Ty)]),
     /// A scalar left out of the JSON when it is zero ("", 0, false), as Go's `omitempty`.
     OmitZero(&'static Ty),
-    /// A repeated message that strategic merge patch merges by the named key.
-    Keyed(&'static [(u64, &'static str, Ty)], &'static str),
-}
-
-/// How strategic merge patch merges a list field.
-pub(crate) enum ListMerge {
-    /// Replaced as a whole (`atomic` lists).
-    Replace,
-    /// Items merged by a key, each a message of the given schema.
-    ByKey(&'static str, PatchSchema),
-}
-
-/// The patch strategies of a built-in kind's fields (`+patchStrategy`, `+patchMergeKey` of the
-/// Kubernetes types), read from the same tables as protobuf decoding.
-#[derive(Clone, Copy)]
-pub(crate) struct PatchSchema(&'static [(u64, &'static str, Ty)]);
-
-impl PatchSchema {
-    /// The schema of a kind by its `apiVersion` and kind, for the kinds the tables cover.
-    pub(crate) fn of(api_version: &str, kind: &str) -> Option<Self> {
-        protobuf_fields::root(api_version, kind).map(PatchSchema)
-    }
-
-    fn ty(&self, field: &str) -> Option<&'static Ty> {
-        self.0.iter().find_map(|(_, n, t)| match t {
-            // An embedded struct's fields are its parent's.
-            Ty::Inline(inner) => PatchSchema(inner).ty(field),
-            _ if *n == field => Some(t),
-            _ => None,
-        })
-    }
-
-    /// The schema of an object-valued field.
-    pub(crate) fn field(&self, field: &str) -> Option<PatchSchema> {
-        match self.ty(field)? {
-            Ty::Msg(inner) => Some(PatchSchema(inner)),
-            _ => None,
-        }
-    }
-
-    /// How a list-valued field merges.
-    pub(crate) fn list(&self, field: &str) -> ListMerge {
-        match self.ty(field) {
-            Some(Ty::Keyed(inner, key)) => ListMerge::ByKey(key, PatchSchema(inner)),
-            _ => ListMerge::Replace,
-        }
-    }
 }
 
 const POLICY_RULE: &[(u64, &str, Ty)] = &[
@@ -533,7 +486,6 @@ fn decode_field(
             }
         }
         Ty::Ignored => {}
-        Ty::Keyed(inner, _) => push(obj, name, message(bytes(f)?, inner, kind)?),
         Ty::Many(inner) => {
             // Repeated scalars may come packed (one length-delimited run of varints).
             if let (Ty::Int | Ty::Bool, Field::Bytes(run)) = (inner, f) {
@@ -627,13 +579,7 @@ fn single(ty: &Ty, f: &Field<'_>, kind: &str) -> Result<Value, ApiError> {
             })
         }
         Ty::OmitZero(inner) => single(inner, f, kind)?,
-        Ty::StrMap
-        | Ty::ExtraMap
-        | Ty::MsgMap(_)
-        | Ty::Many(_)
-        | Ty::Keyed(..)
-        | Ty::Inline(_)
-        | Ty::Ignored => {
+        Ty::StrMap | Ty::ExtraMap | Ty::MsgMap(_) | Ty::Many(_) | Ty::Inline(_) | Ty::Ignored => {
             return Err(bad("a map or list inside a list is not read"));
         }
     })
