@@ -98,12 +98,15 @@ pub(crate) fn to_storage(rt: &ResourceType, mut body: Value) -> Value {
     }
     if is_hpa(rt) {
         let v1 = body.get("apiVersion").and_then(Value::as_str) == Some("autoscaling/v1");
-        // The stored object relabelled v1 by the server itself (a change made through the v1
-        // target by the server) is already in the storage shape.
+        // A v1-labelled body already in the storage shape is the stored object the server
+        // handed a v1 change (server-side apply merges a v1 configuration over it).
         body = if v1 && !autoscaling::is_v2_shaped(&body) {
             autoscaling::to_v2(body)
         } else {
             let mut b = body;
+            if v1 {
+                autoscaling::fold_v1_fields(&mut b);
+            }
             autoscaling::drop_round_trip_annotations(&mut b);
             b
         };

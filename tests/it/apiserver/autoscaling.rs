@@ -145,9 +145,31 @@ fn kubectl_autoscale_makes_one_hpa_served_as_autoscaling_v1_and_v2() {
             .is_none(),
         "v2 never shows the round-trip annotations: {v2}"
     );
+    // Server-side apply of a v1 configuration sets the CPU target and keeps the other metric.
+    let path = cp.dir.join("apply-v1.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\n\
+         spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  \
+         minReplicas: 3\n  maxReplicas: 7\n  targetCPUUtilizationPercentage: 60\n",
+    )
+    .unwrap();
+    cp.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    let v2 = get_json(&cp, "horizontalpodautoscalers.v2.autoscaling");
+    assert_eq!(
+        v2["spec"]["metrics"][1]["resource"]["target"]["averageUtilization"], 60,
+        "{v2}"
+    );
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["name"], "memory");
     let table = cp.kubectl_ok(&["get", "horizontalpodautoscalers.v1.autoscaling", "web"]);
     assert!(
-        table.contains("cpu: <unknown>/50%") && table.contains("memory: <unknown>/200Mi"),
+        table.contains("cpu: <unknown>/60%") && table.contains("memory: <unknown>/200Mi"),
         "{table}"
     );
 }
