@@ -16,6 +16,7 @@ mod kube_client;
 mod kubectl;
 mod managed_fields;
 mod openapi;
+mod openapi_v2_crds;
 mod pagination;
 mod payloads;
 mod python_clients;
