@@ -83,6 +83,20 @@ fn kubectl_autoscale_makes_one_hpa_served_as_autoscaling_v1_and_v2() {
     );
     assert_eq!(v1["metadata"]["uid"], v2["metadata"]["uid"]);
 
+    // `kubectl explain` reads each version's schema.
+    let explained = cp.kubectl_ok(&[
+        "explain",
+        "hpa.spec.targetCPUUtilizationPercentage",
+        "--api-version=autoscaling/v1",
+    ]);
+    assert!(
+        explained.contains("VERSION:    v1")
+            && explained.contains("FIELD: targetCPUUtilizationPercentage <integer>"),
+        "{explained}"
+    );
+    let explained = cp.kubectl_ok(&["explain", "hpa.spec.metrics"]);
+    assert!(explained.contains("VERSION:    v2"), "{explained}");
+
     // A v1 patch (merge and strategic) shows in v2.
     cp.kubectl_ok(&[
         "patch",
