@@ -41,12 +41,6 @@ fn is_hpa(rt: &ResourceType) -> bool {
     rt.builtin && rt.group == "autoscaling" && rt.resource == "horizontalpodautoscalers"
 }
 
-fn is_hpa_object(obj: &Value) -> bool {
-    let text = |k: &str| obj.get(k).and_then(Value::as_str);
-    text("kind") == Some("HorizontalPodAutoscaler")
-        && text("apiVersion").is_some_and(|v| v.starts_with("autoscaling/"))
-}
-
 /// An object as stored, in the shape `rt` serves it at `version`.
 pub(crate) fn present(rt: &ResourceType, version: &str, stored: &Value) -> Value {
     let mut out = if is_hpa(rt) && version == "v1" {
@@ -73,21 +67,6 @@ pub(crate) fn served<'a>(t: &Target, stored: &'a Value) -> Cow<'a, Value> {
     t.present(stored)
 }
 
-/// An object the server handed around in its storage shape but labelled with the version a
-/// request speaks, in that version's shape (the base a patch in that version applies to);
-/// anything else as it is.
-pub(crate) fn in_labelled_version(obj: &Value) -> Cow<'_, Value> {
-    if is_hpa_object(obj)
-        && obj.get("apiVersion").and_then(Value::as_str) == Some("autoscaling/v1")
-        && autoscaling::is_v2_shaped(obj)
-    {
-        let mut v1 = autoscaling::to_v1(obj);
-        v1["apiVersion"] = json!("autoscaling/v1");
-        return Cow::Owned(v1);
-    }
-    Cow::Borrowed(obj)
-}
-
 /// A written object in the shape it is stored in (the identity for most kinds).
 pub(crate) fn to_storage(rt: &ResourceType, mut body: Value) -> Value {
     if is_events_api(rt)
@@ -97,21 +76,13 @@ pub(crate) fn to_storage(rt: &ResourceType, mut body: Value) -> Value {
         m.insert("apiVersion".into(), json!(rt.storage_api_version()));
     }
     if is_hpa(rt) {
-        let v1 = body.get("apiVersion").and_then(Value::as_str) == Some("autoscaling/v1");
-        // A v1-labelled body already in the storage shape is the stored object the server
-        // handed a v1 change (server-side apply merges a v1 configuration over it).
-        body = if v1 && !autoscaling::is_v2_shaped(&body) {
-            autoscaling::to_v2(body)
-        } else {
-            let mut b = body;
-            if v1 {
-                autoscaling::fold_v1_fields(&mut b);
-            }
-            autoscaling::drop_round_trip_annotations(&mut b);
-            b
-        };
-        if v1 {
+        // Every change in v1 is made to the object as v1 shows it (`Target::editable`), so a
+        // v1 body is all v1.
+        if body.get("apiVersion").and_then(Value::as_str) == Some("autoscaling/v1") {
+            body = autoscaling::to_v2(body);
             body["apiVersion"] = json!(rt.storage_api_version());
+        } else {
+            autoscaling::drop_round_trip_annotations(&mut body);
         }
     }
     body

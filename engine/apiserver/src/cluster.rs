@@ -118,10 +118,11 @@ impl Target {
         std::borrow::Cow::Owned(out)
     }
 
-    /// A copy of `obj` as [`Self::present`] shows it, with its managedFields decoded: the base
-    /// a patch or a change is applied to.
+    /// A copy of the stored `obj` as the target's version shows it (converted where that
+    /// version has another shape), with its managedFields decoded: the base a patch, an applied
+    /// configuration or a change in that version is applied to.
     pub(crate) fn editable(&self, obj: &Value) -> Value {
-        let mut out = self.present(obj).into_owned();
+        let mut out = crate::builtin::served(self, obj).into_owned();
         crate::compact::expand(&mut out);
         out
     }
@@ -969,7 +970,6 @@ impl Cluster {
             }
             Subresource::Status => {
                 let mut new = old.clone();
-                crate::compact::expand(&mut new);
                 match body.get("status") {
                     Some(s) => new["status"] = s.clone(),
                     None => {
@@ -990,8 +990,7 @@ impl Cluster {
                 new
             }
         };
-        let mut old_meta = object::meta(old).cloned().unwrap_or_default();
-        crate::compact::expand_meta(&mut old_meta);
+        let old_meta = object::meta(old).cloned().unwrap_or_default();
         {
             let m = meta_mut(&mut new);
             for f in [
@@ -1009,11 +1008,10 @@ impl Cluster {
                 };
             }
             m.remove("selfLink");
+            // What was sent is not kept: recording the update below writes the entries anew
+            // from the old object's (the stored, compact ones are never part of a new body).
             if let ManagedFields::RecordUpdate(_) = managed {
-                match old_meta.get("managedFields") {
-                    Some(v) => m.insert("managedFields".into(), v.clone()),
-                    None => m.remove("managedFields"),
-                };
+                m.remove("managedFields");
             }
         }
         if sub == Subresource::Main {

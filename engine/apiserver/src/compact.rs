@@ -60,7 +60,7 @@ pub(crate) fn expand(obj: &mut Value) {
 }
 
 /// [`expand`] for an object's metadata map.
-pub(crate) fn expand_meta(meta: &mut Map<String, Value>) {
+fn expand_meta(meta: &mut Map<String, Value>) {
     if let Some(Value::String(text)) = meta.get(MANAGED_FIELDS) {
         match serde_json::from_str::<Value>(text) {
             Ok(list) => {

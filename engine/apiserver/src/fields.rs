@@ -917,11 +917,14 @@ pub(crate) fn unchanged(old: &Value, new: &Value) -> bool {
                 .all(|(k, v)| y.get(k) == Some(v))
             && same_ownership(x, y)
     };
-    a.iter().all(|(k, v)| match b.get(k) {
-        Some(w) if k == "metadata" => same_meta(v, w),
-        Some(w) => v == w,
-        None => false,
-    })
+    // Metadata last: comparing ownership may decode it, and most writes differ elsewhere.
+    a.iter()
+        .filter(|(k, _)| *k != "metadata")
+        .all(|(k, v)| b.get(k) == Some(v))
+        && match (a.get("metadata"), b.get("metadata")) {
+            (Some(v), Some(w)) => same_meta(v, w),
+            (x, y) => x == y,
+        }
 }
 
 /// Whether two metadata maps record the same field ownership (timestamps aside).

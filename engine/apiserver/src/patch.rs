@@ -62,8 +62,6 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 
 /// Applies a merge, JSON or strategic patch to `current`, returning the patched object.
 pub fn apply_patch(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
-    // A patch applies to the object in the version the request speaks.
-    let current = &*crate::builtin::in_labelled_version(current);
     let mut target = current.clone();
     match kind {
         PatchKind::Merge => {

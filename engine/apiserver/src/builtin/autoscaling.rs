@@ -74,44 +74,6 @@ fn is_cpu_utilization(metric: &Value) -> bool {
         && get(metric, "/resource/target/averageUtilization").is_some()
 }
 
-/// Whether a v1-labelled object is in fact in the v2 shape: the stored object relabelled
-/// (stored HorizontalPodAutoscalers always have `spec.metrics`, a default).
-pub(crate) fn is_v2_shaped(obj: &Value) -> bool {
-    get(obj, "/spec/metrics").is_some()
-        || get(obj, "/spec/behavior").is_some()
-        || get(obj, "/status/currentMetrics").is_some()
-        || get(obj, "/status/conditions").is_some()
-}
-
-/// A v1-labelled object in both shapes, the stored object with a v1 configuration merged
-/// over it (server-side apply through autoscaling/v1), in the v2 shape: v1's CPU target sets
-/// the first CPU resource metric's utilization (or joins the metrics), and v1's own fields go.
-pub(crate) fn fold_v1_fields(obj: &mut Value) {
-    let target = obj
-        .pointer_mut("/spec")
-        .and_then(Value::as_object_mut)
-        .and_then(|spec| spec.remove("targetCPUUtilizationPercentage"))
-        .filter(|v| !v.is_null());
-    if let Some(Value::Object(status)) = obj.get_mut("status") {
-        status.remove("currentCPUUtilizationPercentage");
-    }
-    let (Some(pct), Some(Value::Array(metrics))) = (target, obj.pointer_mut("/spec/metrics"))
-    else {
-        return;
-    };
-    let cpu = metrics.iter_mut().find(|m| {
-        m.get("type").and_then(Value::as_str) == Some("Resource")
-            && get(m, "/resource/name").and_then(Value::as_str) == Some("cpu")
-    });
-    match cpu {
-        Some(m) => {
-            m["resource"]["target"] = json!({"type": "Utilization", "averageUtilization": pct});
-        }
-        None => metrics.push(json!({"type": "Resource", "resource": {"name": "cpu",
-            "target": {"type": "Utilization", "averageUtilization": pct}}})),
-    }
-}
-
 /// A v2 `MetricSpec` in v1's (v2beta1) shape.
 fn metric_spec_to_v1(m: &Value) -> Value {
     let type_ = m.get("type").cloned().unwrap_or(Value::Null);
@@ -882,24 +844,5 @@ mod tests {
         let mut plain = json!({"maxReplicas": 3});
         apply_defaults(&mut plain);
         assert!(plain.get("behavior").is_none());
-    }
-
-    #[test]
-    fn a_v1_configuration_applied_over_the_stored_object_sets_its_cpu_target() {
-        let mut both = stored();
-        both["spec"]["targetCPUUtilizationPercentage"] = json!(40);
-        fold_v1_fields(&mut both);
-        assert!(both["spec"].get("targetCPUUtilizationPercentage").is_none());
-        assert_eq!(
-            both["spec"]["metrics"][0]["resource"]["target"],
-            json!({"type": "Utilization", "averageUtilization": 40})
-        );
-        assert_eq!(both["spec"]["metrics"].as_array().unwrap().len(), 5);
-    }
-
-    #[test]
-    fn the_stored_object_relabelled_v1_is_told_from_a_v1_object() {
-        assert!(is_v2_shaped(&stored()));
-        assert!(!is_v2_shaped(&to_v1(&stored())));
     }
 }
