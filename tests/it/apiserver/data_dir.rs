@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use strata_apiserver::{Server, ServerConfig};
 
-use super::fixture::{Killed, temp_dir};
+use super::fixture::{Killed, restart, temp_dir};
 use crate::support::{strata_up, strata_up_started};
 
 fn mode(path: &Path) -> u32 {
@@ -15,21 +15,6 @@ fn mode(path: &Path) -> u32 {
 
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Starts a server on a data dir a server of this process just shut down: its store closes once
-/// the store writer thread has finished, a moment after `shutdown` returns.
-async fn restart(config: &ServerConfig) -> Server {
-    for _ in 0..100 {
-        match Server::start(config.clone()).await {
-            Ok(server) => return server,
-            Err(e) if e.to_string().contains("in use") => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("restarting: {e}"),
-        }
-    }
-    panic!("the data dir was not released after shutdown");
 }
 
 #[tokio::test]

@@ -88,3 +88,18 @@ pub async fn client_for(kubeconfig: &Path) -> kube::Client {
             .unwrap();
     kube::Client::try_from(config).unwrap()
 }
+
+/// Starts a server on a data dir a server of this process just shut down: its store closes once
+/// the store writer thread has finished, a moment after `shutdown` returns.
+pub async fn restart(config: &ServerConfig) -> Server {
+    for _ in 0..100 {
+        match Server::start(config.clone()).await {
+            Ok(server) => return server,
+            Err(e) if e.to_string().contains("in use") => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("restarting: {e}"),
+        }
+    }
+    panic!("the data dir was not released after shutdown");
+}

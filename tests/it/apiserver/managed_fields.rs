@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 use strata_apiserver::{Server, ServerConfig};
 
-use super::fixture::{client_for, temp_dir};
+use super::fixture::{client_for, restart, temp_dir};
 
 const PATH: &str = "/api/v1/namespaces/default/configmaps";
 
@@ -58,21 +58,6 @@ async fn json(client: &kube::Client, method: &str, path: &str, accept: &str) -> 
         String::from_utf8_lossy(&body)
     );
     serde_json::from_slice(&body).unwrap()
-}
-
-/// Starts a server on a data dir a server of this process just shut down (its store is
-/// released a moment after `shutdown` returns).
-async fn restart(config: &ServerConfig) -> Server {
-    for _ in 0..100 {
-        match Server::start(config.clone()).await {
-            Ok(server) => return server,
-            Err(e) if e.to_string().contains("in use") => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("restarting: {e}"),
-        }
-    }
-    panic!("the data dir was not released after shutdown");
 }
 
 #[tokio::test]
