@@ -74,12 +74,50 @@ fn is_cpu_utilization(metric: &Value) -> bool {
         && get(metric, "/resource/target/averageUtilization").is_some()
 }
 
+/// Which half of a metric a conversion reads: the spec's `target` or the status's `current`.
+/// v1 (v2beta1-shaped) prefixes its fields with the same word, and makes some of them plain
+/// (zero when unset) quantities where v2 has optional ones.
+#[derive(Clone, Copy)]
+struct Half {
+    /// `target` or `current`: the v2 sub-object, and the prefix of v1's field names.
+    word: &'static str,
+    /// v1's Resource average value and External value are plain quantities (the status's).
+    plain_quantities: bool,
+}
+
+const SPEC: Half = Half {
+    word: "target",
+    plain_quantities: false,
+};
+const STATUS: Half = Half {
+    word: "current",
+    plain_quantities: true,
+};
+
 /// A v2 `MetricSpec` in v1's (v2beta1) shape.
 fn metric_spec_to_v1(m: &Value) -> Value {
+    metric_to_v1(m, SPEC)
+}
+
+/// A v2 `MetricStatus` in v1's shape.
+fn metric_status_to_v1(m: &Value) -> Value {
+    metric_to_v1(m, STATUS)
+}
+
+fn metric_to_v1(m: &Value, half: Half) -> Value {
     let type_ = m.get("type").cloned().unwrap_or(Value::Null);
     let mut out = Map::new();
     out.insert("type".into(), type_.clone());
-    let target = |key: &str, field: &str| get(m, &format!("/{key}/target/{field}"));
+    let value = |key: &str, field: &str| get(m, &format!("/{key}/{}/{field}", half.word));
+    let named = |field: &str| format!("{}{field}", half.word);
+    // A v1 field that is a plain quantity on this half (zero when unset), else optional.
+    let quantity = |out: &mut Map<String, Value>, field: &str, v: Option<&Value>, plain: bool| {
+        if plain {
+            out.insert(named(field), quantity_or_zero(v));
+        } else {
+            put(out, &named(field), v);
+        }
+    };
     match type_.as_str().unwrap_or_default() {
         kind @ ("Resource" | "ContainerResource") => {
             let key = if kind == "Resource" {
@@ -91,10 +129,15 @@ fn metric_spec_to_v1(m: &Value) -> Value {
             put(&mut r, "name", get(m, &format!("/{key}/name")));
             put(
                 &mut r,
-                "targetAverageUtilization",
-                target(key, "averageUtilization"),
+                &named("AverageUtilization"),
+                value(key, "averageUtilization"),
             );
-            put(&mut r, "targetAverageValue", target(key, "averageValue"));
+            quantity(
+                &mut r,
+                "AverageValue",
+                value(key, "averageValue"),
+                half.plain_quantities,
+            );
             if kind == "ContainerResource" {
                 put(&mut r, "container", get(m, "/containerResource/container"));
             }
@@ -103,10 +146,7 @@ fn metric_spec_to_v1(m: &Value) -> Value {
         "Pods" => {
             let mut p = Map::new();
             put(&mut p, "metricName", get(m, "/pods/metric/name"));
-            p.insert(
-                "targetAverageValue".into(),
-                quantity_or_zero(target("pods", "averageValue")),
-            );
+            quantity(&mut p, "AverageValue", value("pods", "averageValue"), true);
             put(&mut p, "selector", get(m, "/pods/metric/selector"));
             out.insert("pods".into(), Value::Object(p));
         }
@@ -114,12 +154,9 @@ fn metric_spec_to_v1(m: &Value) -> Value {
             let mut o = Map::new();
             put(&mut o, "target", get(m, "/object/describedObject"));
             put(&mut o, "metricName", get(m, "/object/metric/name"));
-            o.insert(
-                "targetValue".into(),
-                quantity_or_zero(target("object", "value")),
-            );
+            quantity(&mut o, "Value", value("object", "value"), true);
             put(&mut o, "selector", get(m, "/object/metric/selector"));
-            put(&mut o, "averageValue", target("object", "averageValue"));
+            put(&mut o, "averageValue", value("object", "averageValue"));
             out.insert("object".into(), Value::Object(o));
         }
         "External" => {
@@ -130,11 +167,16 @@ fn metric_spec_to_v1(m: &Value) -> Value {
                 "metricSelector",
                 get(m, "/external/metric/selector"),
             );
-            put(&mut e, "targetValue", target("external", "value"));
+            quantity(
+                &mut e,
+                "Value",
+                value("external", "value"),
+                half.plain_quantities,
+            );
             put(
                 &mut e,
-                "targetAverageValue",
-                target("external", "averageValue"),
+                &named("AverageValue"),
+                value("external", "averageValue"),
             );
             out.insert("external".into(), Value::Object(e));
         }
@@ -234,81 +276,6 @@ fn metric_spec_to_v2(m: &Value) -> Value {
                 json!({"metric": metric_identifier(get(m, "/external/metricName"), get(m, "/external/metricSelector")),
                     "target": target}),
             );
-        }
-        _ => {}
-    }
-    Value::Object(out)
-}
-
-/// A v2 `MetricStatus` in v1's shape.
-fn metric_status_to_v1(m: &Value) -> Value {
-    let type_ = m.get("type").cloned().unwrap_or(Value::Null);
-    let mut out = Map::new();
-    out.insert("type".into(), type_.clone());
-    let current = |key: &str, field: &str| get(m, &format!("/{key}/current/{field}"));
-    match type_.as_str().unwrap_or_default() {
-        kind @ ("Resource" | "ContainerResource") => {
-            let key = if kind == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
-            let mut r = Map::new();
-            put(&mut r, "name", get(m, &format!("/{key}/name")));
-            put(
-                &mut r,
-                "currentAverageUtilization",
-                current(key, "averageUtilization"),
-            );
-            r.insert(
-                "currentAverageValue".into(),
-                quantity_or_zero(current(key, "averageValue")),
-            );
-            if kind == "ContainerResource" {
-                put(&mut r, "container", get(m, "/containerResource/container"));
-            }
-            out.insert(key.into(), Value::Object(r));
-        }
-        "Pods" => {
-            let mut p = Map::new();
-            put(&mut p, "metricName", get(m, "/pods/metric/name"));
-            p.insert(
-                "currentAverageValue".into(),
-                quantity_or_zero(current("pods", "averageValue")),
-            );
-            put(&mut p, "selector", get(m, "/pods/metric/selector"));
-            out.insert("pods".into(), Value::Object(p));
-        }
-        "Object" => {
-            let mut o = Map::new();
-            put(&mut o, "target", get(m, "/object/describedObject"));
-            put(&mut o, "metricName", get(m, "/object/metric/name"));
-            o.insert(
-                "currentValue".into(),
-                quantity_or_zero(current("object", "value")),
-            );
-            put(&mut o, "selector", get(m, "/object/metric/selector"));
-            put(&mut o, "averageValue", current("object", "averageValue"));
-            out.insert("object".into(), Value::Object(o));
-        }
-        "External" => {
-            let mut e = Map::new();
-            put(&mut e, "metricName", get(m, "/external/metric/name"));
-            put(
-                &mut e,
-                "metricSelector",
-                get(m, "/external/metric/selector"),
-            );
-            e.insert(
-                "currentValue".into(),
-                quantity_or_zero(current("external", "value")),
-            );
-            put(
-                &mut e,
-                "currentAverageValue",
-                current("external", "averageValue"),
-            );
-            out.insert("external".into(), Value::Object(e));
         }
         _ => {}
     }
