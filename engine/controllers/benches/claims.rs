@@ -714,6 +714,9 @@ fn compare(sizes: &[usize]) {
 }
 
 fn main() {
+    // As the `strata` binary runs: no transparent huge pages (see its `main`).
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let sizes: Vec<usize> = match std::env::var("STRATA_BENCH_CLAIMS") {
         Ok(v) => v
             .split(',')
