@@ -3,7 +3,8 @@
 //! objects in 2 waves: ConfigMaps `a` and `b`, then ConfigMaps `c`, `d` and a Secret `e` that
 //! depend on them. Reports the time until every claim is Ready, the process CPU, the
 //! controllers' API writes per claim by verb, the process's peak RSS and bytes per object, and
-//! the CPU time and writes of one full resync of the converged state.
+//! the CPU time and writes of one full resync of the converged state, and the CPU and writes of
+//! 10 s of the converged state idle (the controllers running with nothing to do).
 //!
 //! Sizes: 1,000 and 10,000 claims by default, each in its own process (so each peak RSS is its
 //! own), then printed side by side with the ratio of the last to the first.
@@ -535,6 +536,12 @@ async fn bench(n: usize) {
         .collect();
 
     let rss_converged_kb = proc_status_kb("VmRSS");
+    // Idle: the converged state, the controllers running with nothing to do.
+    let idle_writes_before = server.write_counts();
+    let idle_cpu_before = cpu_time();
+    tokio::time::sleep(IDLE).await;
+    let idle_cpu = cpu_time().saturating_sub(idle_cpu_before);
+    let idle_writes = server.write_counts().since(&idle_writes_before);
     controllers.stop().await;
     let before_resync = server.write_counts();
     let cpu_before = cpu_time();
@@ -614,6 +621,12 @@ async fn bench(n: usize) {
         );
     }
     println!(
+        "idle (converged, controllers running): CPU {:.0} ms over {} s, writes {}",
+        idle_cpu.as_secs_f64() * 1000.0,
+        IDLE.as_secs(),
+        idle_writes.total()
+    );
+    println!(
         "full resync (controllers restarted): CPU {:.1} s over {:.1} s wall, writes {} \
          (POST {}, PATCH {}, PUT {}, DELETE {})",
         resync_cpu.as_secs_f64(),
@@ -636,6 +649,9 @@ async fn bench(n: usize) {
         "resync_cpu_s": resync_cpu.as_secs_f64(),
         "resync_cpu_ms_per_claim": resync_cpu.as_secs_f64() * 1000.0 / n as f64,
         "resync_writes": resync_writes.total(),
+        "idle_cpu_ms": idle_cpu.as_secs_f64() * 1000.0,
+        "idle_cpu_us_per_claim_s": idle_cpu.as_secs_f64() * 1e6 / n as f64 / IDLE.as_secs_f64(),
+        "idle_writes": idle_writes.total(),
         "object_trees_mb": trees / 1_000_000,
         "managed_fields_mb": managed / 1_000_000,
     });
@@ -644,6 +660,9 @@ async fn bench(n: usize) {
 
 /// The line a size's run ends with, read by the run that prints the table.
 const FIGURES: &str = "figures: ";
+
+/// How long the converged state is watched idle.
+const IDLE: Duration = Duration::from_secs(10);
 
 /// Runs each size in a child process and prints the figures side by side.
 fn compare(sizes: &[usize]) {
@@ -666,7 +685,7 @@ fn compare(sizes: &[usize]) {
             .expect("the run printed its figures");
         runs.push(serde_json::from_str(line).unwrap());
     }
-    let rows: [(&str, &str, usize); 11] = [
+    let rows: [(&str, &str, usize); 13] = [
         ("time to all Ready (s)", "ready_s", 1),
         ("process CPU (s)", "cpu_s", 1),
         ("CPU per claim (ms)", "cpu_ms_per_claim", 1),
@@ -676,6 +695,8 @@ fn compare(sizes: &[usize]) {
         ("API writes per claim", "writes_per_claim", 1),
         ("resync CPU (s)", "resync_cpu_s", 1),
         ("resync CPU per claim (ms)", "resync_cpu_ms_per_claim", 2),
+        ("idle CPU in 10 s (ms)", "idle_cpu_ms", 1),
+        ("idle CPU per claim (µs/s)", "idle_cpu_us_per_claim_s", 3),
         ("API server trees (MB)", "object_trees_mb", 0),
         ("  managedFields (MB)", "managed_fields_mb", 0),
     ];
@@ -704,12 +725,16 @@ fn compare(sizes: &[usize]) {
         };
         println!("{label:<26} {cells}  {ratio:>10}");
     }
-    println!(
-        "resync writes: {}",
+    let listed = |key: &str| {
         runs.iter()
-            .map(|r| r["resync_writes"].to_string())
+            .map(|r| r[key].to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    };
+    println!(
+        "resync writes: {}; idle writes: {}",
+        listed("resync_writes"),
+        listed("idle_writes")
     );
 }
 
