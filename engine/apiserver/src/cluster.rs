@@ -119,8 +119,8 @@ impl Target {
     }
 
     /// A copy of the stored `obj` as the target's version shows it (converted where that
-    /// version has another shape), with its managedFields decoded: the base a patch, an applied
-    /// configuration or a change in that version is applied to.
+    /// version has another shape), with its managedFields decoded: the base a patch or a
+    /// change in that version is applied to.
     pub(crate) fn editable(&self, obj: &Value) -> Value {
         let mut out = crate::builtin::served(self, obj).into_owned();
         crate::compact::expand(&mut out);
@@ -1304,7 +1304,7 @@ impl Cluster {
                 self.server_side_apply(&mut st, t, name, body, sub, manager, force)?
             } else {
                 let old = self.existing(&st, t, name)?;
-                let patched = apply_patch(kind, &t.editable(&old), body)?;
+                let patched = apply_patch(kind, t.editable(&old), body)?;
                 crate::compact::check_input(&patched)?;
                 let manager = manager.unwrap_or("unknown");
                 let new = self.prepare_update(
@@ -1386,8 +1386,9 @@ impl Cluster {
                 self.insert_new(st, t, obj)
             }
             Some(old) => {
-                let applied =
-                    fields::apply(Some(&t.editable(&old)), &config, &w, force).map_err(conflict)?;
+                // Field ownership reads the stored (compact) managedFields itself.
+                let live = crate::builtin::served(t, &old);
+                let applied = fields::apply(Some(&live), &config, &w, force).map_err(conflict)?;
                 let new = self.prepare_update(t, &old, applied, sub, ManagedFields::Given)?;
                 self.write_update(st, t, old, new)
             }

@@ -952,7 +952,7 @@ async fn scale_request(
                 .ok_or_else(|| ApiError::UnsupportedMediaType {
                     accepted: crate::patch::accepted_patch_types(),
                 })?;
-            crate::patch::apply_patch(kind, &view, body)?
+            crate::patch::apply_patch(kind, view, body)?
         }
         _ => return Err(ApiError::MethodNotAllowed),
     };

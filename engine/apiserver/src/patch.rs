@@ -60,9 +60,9 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))
 }
 
-/// Applies a merge, JSON or strategic patch to `current`, returning the patched object.
-pub fn apply_patch(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
-    let mut target = current.clone();
+/// Applies a merge, JSON or strategic patch to `target` (the current object, taken: a patch is
+/// applied to a copy the caller has made already), returning the patched object.
+pub fn apply_patch(kind: PatchKind, mut target: Value, body: &[u8]) -> Result<Value, ApiError> {
     match kind {
         PatchKind::Merge => {
             let patch = parse_json(body)?;
@@ -90,7 +90,7 @@ pub fn apply_patch(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Valu
         }
         PatchKind::Strategic => {
             let patch = parse_json(body)?;
-            let text = |k: &str| current.get(k).and_then(Value::as_str).unwrap_or_default();
+            let text = |k: &str| target.get(k).and_then(Value::as_str).unwrap_or_default();
             let schema = PatchSchema::of(text("apiVersion"), text("kind"));
             strategic_merge(&mut target, &patch, "", schema)?;
         }
@@ -437,21 +437,21 @@ mod tests {
     fn json_patch_test_operation_failure_is_unprocessable() {
         let obj = json!({"metadata": {"finalizers": ["a"]}});
         let patch = br#"[{"op":"test","path":"/metadata/finalizers","value":["b"]},{"op":"remove","path":"/metadata/finalizers/0"}]"#;
-        let err = apply_patch(PatchKind::Json, &obj, patch).unwrap_err();
+        let err = apply_patch(PatchKind::Json, obj.clone(), patch).unwrap_err();
         assert_eq!(err.code(), 422);
     }
 
     #[test]
     fn json_patch_test_for_null_passes_on_a_missing_path_like_kube_apiserver() {
         let patch = br#"[{"op":"test","path":"/metadata/finalizers","value":null},{"op":"add","path":"/metadata/finalizers","value":["f"]}]"#;
-        let out = apply_patch(PatchKind::Json, &json!({"metadata": {}}), patch).unwrap();
+        let out = apply_patch(PatchKind::Json, json!({"metadata": {}}), patch).unwrap();
         assert_eq!(out, json!({"metadata": {"finalizers": ["f"]}}));
     }
 
     #[test]
     fn merge_patch_null_removes_a_key() {
         let obj = json!({"data": {"a": "1", "b": "2"}});
-        let out = apply_patch(PatchKind::Merge, &obj, br#"{"data":{"a":null}}"#).unwrap();
+        let out = apply_patch(PatchKind::Merge, obj.clone(), br#"{"data":{"a":null}}"#).unwrap();
         assert_eq!(out, json!({"data": {"b": "2"}}));
     }
 
@@ -459,7 +459,7 @@ mod tests {
     fn strategic_patch_merges_finalizers_and_replaces_other_lists() {
         let obj = json!({"metadata": {"finalizers": ["a"], "labels": {"x": "1"}}, "list": [1, 2]});
         let patch = br#"{"metadata":{"finalizers":["b"],"labels":{"y":"2"}},"list":[3]}"#;
-        let out = apply_patch(PatchKind::Strategic, &obj, patch).unwrap();
+        let out = apply_patch(PatchKind::Strategic, obj.clone(), patch).unwrap();
         assert_eq!(
             out,
             json!({"metadata": {"finalizers": ["a", "b"], "labels": {"x": "1", "y": "2"}}, "list": [3]})
@@ -470,7 +470,7 @@ mod tests {
     fn strategic_patch_directives_delete_and_retain_keys() {
         let obj = json!({"metadata": {"finalizers": ["a", "b"]}, "data": {"k": "v", "j": "w"}, "spec": {"x": 1, "y": 2}});
         let patch = br#"{"$deleteFromPrimitiveList/finalizers":["a"],"metadata":{"$deleteFromPrimitiveList/finalizers":["a"]},"data":{"$patch":"delete"},"spec":{"$retainKeys":["x"],"x":3}}"#;
-        let out = apply_patch(PatchKind::Strategic, &obj, patch).unwrap();
+        let out = apply_patch(PatchKind::Strategic, obj.clone(), patch).unwrap();
         assert_eq!(
             out,
             json!({"metadata": {"finalizers": ["b"]}, "spec": {"x": 3}})
@@ -481,7 +481,7 @@ mod tests {
     fn unknown_strategic_directive_is_rejected() {
         let err = apply_patch(
             PatchKind::Strategic,
-            &json!({}),
+            json!({}),
             br#"{"spec":{"$patch":"explode"}}"#,
         )
         .unwrap_err();
@@ -500,7 +500,7 @@ mod tests {
             "$setElementOrder/containers": [{"name": "nginx"}, {"name": "sidecar"}],
             "containers": [{"name": "nginx", "image": "nginx:1.28", "ports": [{"containerPort": 80, "name": "http"}]}],
             "tolerations": [{"key": "b"}]}}}}"#;
-        let out = apply_patch(PatchKind::Strategic, &current, patch).unwrap();
+        let out = apply_patch(PatchKind::Strategic, current.clone(), patch).unwrap();
         let containers = &out["spec"]["template"]["spec"]["containers"];
         assert_eq!(containers.as_array().unwrap().len(), 2, "{out}");
         assert_eq!(containers[0]["image"], "nginx:1.28");
@@ -520,14 +520,14 @@ mod tests {
             "spec": {"ephemeralContainers": [{"name": "debug", "image": "busybox",
                 "env": [{"name": "A", "value": "1"}]}]}});
         let patch = br#"{"spec": {"ephemeralContainers": [{"name": "debug", "env": [{"name": "B", "value": "2"}]}]}}"#;
-        let out = apply_patch(PatchKind::Strategic, &pod, patch).unwrap();
+        let out = apply_patch(PatchKind::Strategic, pod.clone(), patch).unwrap();
         assert_eq!(
             out["spec"]["ephemeralContainers"][0]["env"],
             serde_json::json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
         );
     }
     fn strategic(current: &Value, patch: &str) -> Result<Value, ApiError> {
-        apply_patch(PatchKind::Strategic, current, patch.as_bytes())
+        apply_patch(PatchKind::Strategic, current.clone(), patch.as_bytes())
     }
 
     #[test]
