@@ -182,6 +182,9 @@ impl Selector {
     /// Whether `object` meets every label and field requirement. A missing label fails `=`, `in`
     /// and `exists` and satisfies `!=` and `notin`; a missing field compares as the empty string.
     pub fn matches(&self, object: &Value) -> bool {
+        if self.is_empty() {
+            return true;
+        }
         let labels = object.pointer("/metadata/labels");
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         let labels_ok = self.labels.iter().all(|r| match r {

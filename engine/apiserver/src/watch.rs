@@ -128,20 +128,27 @@ impl Hub {
     }
 
     pub fn publish(&self, events: Vec<Arc<WatchEvent>>) {
-        let mut state = self.lock();
-        for e in events {
-            state.head = state.head.max(e.rv);
-            state.history.push_back(e.clone());
-            let _ = self.sender.send(e);
+        // Events leaving the history are dropped after the lock is released: the last
+        // reference to a replaced version frees its whole tree, which subscribers need not wait
+        // for.
+        let mut evicted = Vec::new();
+        {
+            let mut state = self.lock();
+            for e in events {
+                state.head = state.head.max(e.rv);
+                state.history.push_back(e.clone());
+                let _ = self.sender.send(e);
+            }
+            while state.history.len() as u64 > state.limit {
+                evicted.extend(state.history.pop_front());
+                state.oldest = state
+                    .history
+                    .front()
+                    .map(|e| e.rv)
+                    .unwrap_or(state.head + 1);
+            }
         }
-        while state.history.len() as u64 > state.limit {
-            state.history.pop_front();
-            state.oldest = state
-                .history
-                .front()
-                .map(|e| e.rv)
-                .unwrap_or(state.head + 1);
-        }
+        drop(evicted);
     }
 
     pub fn head(&self) -> u64 {

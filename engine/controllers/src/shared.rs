@@ -3,6 +3,7 @@
 //! the watches on composed kinds that route changes back to their owning XR.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use crate::functions::{Composer, Functions};
@@ -638,8 +639,16 @@ pub(crate) fn now() -> String {
 
 /// The hash Strata records in [`wire::ANNOTATION_APPLIED_HASH`] for a desired object.
 pub(crate) fn applied_hash(desired: &Value) -> String {
-    let digest = Sha256::digest(desired.to_string().as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    // Serialized straight into the hasher: the same bytes as `desired.to_string()`, without
+    // holding the object's JSON in a string first. Writing a `Value` (string keys) to a hasher
+    // (whose writes always succeed) cannot fail.
+    let mut hasher = Sha256::new();
+    let _ = serde_json::to_writer(&mut hasher, desired);
+    let mut hex = String::with_capacity(32);
+    for b in hasher.finalize().iter().take(16) {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// The desired object stamped with its applied hash, and whether the observed object already
@@ -749,6 +758,15 @@ pub(crate) fn finalizer_patch(finalizers: &[String], resource_version: Option<&s
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_applied_hash_is_of_the_objects_compact_json() {
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a\"b"}, "data": {"k": "é"}});
+        let digest = Sha256::digest(desired.to_string().as_bytes());
+        let expected: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(applied_hash(&desired), expected);
+        assert_eq!(expected.len(), 32);
+    }
 
     #[test]
     fn an_unchanged_desired_object_that_is_present_needs_no_write() {
