@@ -1,5 +1,7 @@
 //! Label and field selectors as lists and watches take them (`labelSelector`, `fieldSelector`).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -185,7 +187,7 @@ impl Selector {
         if self.is_empty() {
             return true;
         }
-        let labels = object.pointer("/metadata/labels");
+        let labels = object.get("metadata").and_then(|m| m.get("labels"));
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         let labels_ok = self.labels.iter().all(|r| match r {
             LabelRequirement::Equals(k, v) => label(k) == Some(v.as_str()),
@@ -206,12 +208,15 @@ impl Selector {
 }
 
 /// A field's value as field selectors compare it: scalars as text, absent as "".
-fn field_value(object: &Value, path: &str) -> String {
-    let pointer: String = path.split('.').map(|p| format!("/{p}")).collect();
-    match object.pointer(&pointer) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
+fn field_value<'a>(object: &'a Value, path: &str) -> Cow<'a, str> {
+    let found = path.split('.').try_fold(object, |v, key| match v {
+        Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => v.get(key),
+    });
+    match found {
+        Some(Value::String(s)) => Cow::Borrowed(s),
+        Some(Value::Null) | None => Cow::Borrowed(""),
+        Some(other) => Cow::Owned(other.to_string()),
     }
 }
 
@@ -253,6 +258,26 @@ mod tests {
                 .unwrap()
                 .matches(&obj)
         );
+    }
+
+    #[test]
+    fn field_selectors_compare_scalars_as_text_and_absent_fields_as_empty() {
+        let obj = json!({"metadata": {"name": "a"}, "spec": {"replicas": 3, "paused": false, "gone": null}});
+        for (sel, want) in [
+            ("spec.replicas=3", true),
+            ("spec.replicas=4", false),
+            ("spec.paused=false", true),
+            ("spec.gone=", true),
+            ("spec.absent=", true),
+            ("spec.absent!=", false),
+            ("metadata.name.deeper=", true),
+        ] {
+            assert_eq!(
+                Selector::parse(None, Some(sel)).unwrap().matches(&obj),
+                want,
+                "{sel}"
+            );
+        }
     }
 
     #[test]
