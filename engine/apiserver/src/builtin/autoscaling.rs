@@ -192,167 +192,123 @@ fn metric_identifier(name: Option<&Value>, selector: Option<&Value>) -> Value {
     Value::Object(id)
 }
 
-/// A v1 (v2beta1-shaped) `MetricSpec` in v2's shape.
-fn metric_spec_to_v2(m: &Value) -> Value {
+/// A v1 (v2beta1-shaped) metric in v2's shape: the source's identity nested as v2 nests it
+/// (resource name and container, described object, metric name and selector), with `leaf`
+/// (`target` of a spec, `current` of a status) made by `values` from the source's key and the v1
+/// source object.
+fn metric_to_v2(
+    m: &Value,
+    leaf: &str,
+    values: impl Fn(&str, &Value) -> Map<String, Value>,
+) -> Value {
     let type_ = m.get("type").cloned().unwrap_or(Value::Null);
     let mut out = Map::new();
     out.insert("type".into(), type_.clone());
-    match type_.as_str().unwrap_or_default() {
-        kind @ ("Resource" | "ContainerResource") => {
-            let key = if kind == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
-            let src = |f: &str| get(m, &format!("/{key}/{f}"));
-            let mut target = Map::new();
-            let type_ = if src("targetAverageValue").is_some() {
-                "AverageValue"
-            } else {
-                "Utilization"
-            };
-            target.insert("type".into(), json!(type_));
-            put(
-                &mut target,
-                "averageUtilization",
-                src("targetAverageUtilization"),
-            );
-            put(&mut target, "averageValue", src("targetAverageValue"));
-            let mut r = Map::new();
-            put(&mut r, "name", src("name"));
-            if kind == "ContainerResource" {
-                put(&mut r, "container", src("container"));
+    let key = match type_.as_str().unwrap_or_default() {
+        "Resource" => "resource",
+        "ContainerResource" => "containerResource",
+        "Pods" => "pods",
+        "Object" => "object",
+        "External" => "external",
+        _ => return Value::Object(out),
+    };
+    let v1 = m.get(key).unwrap_or(&Value::Null);
+    let src = |f: &str| v1.get(f).filter(|v| !v.is_null());
+    let mut source = Map::new();
+    match key {
+        "resource" | "containerResource" => {
+            put(&mut source, "name", src("name"));
+            if key == "containerResource" {
+                put(&mut source, "container", src("container"));
             }
-            r.insert("target".into(), Value::Object(target));
-            out.insert(key.into(), Value::Object(r));
         }
-        "Pods" => {
-            let mut target = Map::new();
-            target.insert("type".into(), json!("AverageValue"));
-            put(
-                &mut target,
-                "averageValue",
-                get(m, "/pods/targetAverageValue"),
-            );
-            out.insert(
-                "pods".into(),
-                json!({"metric": metric_identifier(get(m, "/pods/metricName"), get(m, "/pods/selector")),
-                    "target": target}),
-            );
+        "object" => {
+            put(&mut source, "describedObject", src("target"));
+            let id = metric_identifier(src("metricName"), src("selector"));
+            source.insert("metric".into(), id);
         }
-        "Object" => {
-            let average = get(m, "/object/averageValue");
-            let mut target = Map::new();
-            let type_ = if average.is_some() {
-                "AverageValue"
-            } else {
-                "Value"
-            };
-            target.insert("type".into(), json!(type_));
-            put(&mut target, "value", get(m, "/object/targetValue"));
-            put(&mut target, "averageValue", average);
-            let mut o = Map::new();
-            put(&mut o, "describedObject", get(m, "/object/target"));
-            o.insert(
-                "metric".into(),
-                metric_identifier(get(m, "/object/metricName"), get(m, "/object/selector")),
-            );
-            o.insert("target".into(), Value::Object(target));
-            out.insert("object".into(), Value::Object(o));
+        "pods" => {
+            let id = metric_identifier(src("metricName"), src("selector"));
+            source.insert("metric".into(), id);
         }
-        "External" => {
-            let average = get(m, "/external/targetAverageValue");
-            let mut target = Map::new();
-            let type_ = if average.is_some() {
-                "AverageValue"
-            } else {
-                "Value"
-            };
-            target.insert("type".into(), json!(type_));
-            put(&mut target, "averageValue", average);
-            put(&mut target, "value", get(m, "/external/targetValue"));
-            out.insert(
-                "external".into(),
-                json!({"metric": metric_identifier(get(m, "/external/metricName"), get(m, "/external/metricSelector")),
-                    "target": target}),
-            );
+        _ => {
+            let id = metric_identifier(src("metricName"), src("metricSelector"));
+            source.insert("metric".into(), id);
         }
-        _ => {}
     }
+    source.insert(leaf.into(), Value::Object(values(key, v1)));
+    out.insert(key.into(), Value::Object(source));
     Value::Object(out)
+}
+
+/// A v1 (v2beta1-shaped) `MetricSpec` in v2's shape.
+fn metric_spec_to_v2(m: &Value) -> Value {
+    metric_to_v2(m, "target", |key, v1| {
+        let src = |f: &str| v1.get(f).filter(|v| !v.is_null());
+        let mut target = Map::new();
+        let (type_, average_value) = match key {
+            "resource" | "containerResource" => {
+                put(
+                    &mut target,
+                    "averageUtilization",
+                    src("targetAverageUtilization"),
+                );
+                let average = src("targetAverageValue");
+                let type_ = if average.is_some() {
+                    "AverageValue"
+                } else {
+                    "Utilization"
+                };
+                (type_, average)
+            }
+            "pods" => ("AverageValue", src("targetAverageValue")),
+            _ => {
+                put(&mut target, "value", src("targetValue"));
+                let average = src(if key == "object" {
+                    "averageValue"
+                } else {
+                    "targetAverageValue"
+                });
+                let type_ = if average.is_some() {
+                    "AverageValue"
+                } else {
+                    "Value"
+                };
+                (type_, average)
+            }
+        };
+        target.insert("type".into(), json!(type_));
+        put(&mut target, "averageValue", average_value);
+        target
+    })
 }
 
 /// A v1 `MetricStatus` in v2's shape.
 fn metric_status_to_v2(m: &Value) -> Value {
-    let type_ = m.get("type").cloned().unwrap_or(Value::Null);
-    let mut out = Map::new();
-    out.insert("type".into(), type_.clone());
-    match type_.as_str().unwrap_or_default() {
-        kind @ ("Resource" | "ContainerResource") => {
-            let key = if kind == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
-            let src = |f: &str| get(m, &format!("/{key}/{f}"));
-            let mut current = Map::new();
-            put(&mut current, "averageValue", src("currentAverageValue"));
-            put(
-                &mut current,
-                "averageUtilization",
-                src("currentAverageUtilization"),
-            );
-            let mut r = Map::new();
-            put(&mut r, "name", src("name"));
-            if kind == "ContainerResource" {
-                put(&mut r, "container", src("container"));
+    metric_to_v2(m, "current", |key, v1| {
+        let src = |f: &str| v1.get(f).filter(|v| !v.is_null());
+        let mut current = Map::new();
+        match key {
+            "resource" | "containerResource" => {
+                put(
+                    &mut current,
+                    "averageUtilization",
+                    src("currentAverageUtilization"),
+                );
+                put(&mut current, "averageValue", src("currentAverageValue"));
             }
-            r.insert("current".into(), Value::Object(current));
-            out.insert(key.into(), Value::Object(r));
+            "pods" => put(&mut current, "averageValue", src("currentAverageValue")),
+            "object" => {
+                put(&mut current, "value", src("currentValue"));
+                put(&mut current, "averageValue", src("averageValue"));
+            }
+            _ => {
+                put(&mut current, "value", src("currentValue"));
+                put(&mut current, "averageValue", src("currentAverageValue"));
+            }
         }
-        "Pods" => {
-            let mut current = Map::new();
-            put(
-                &mut current,
-                "averageValue",
-                get(m, "/pods/currentAverageValue"),
-            );
-            out.insert(
-                "pods".into(),
-                json!({"metric": metric_identifier(get(m, "/pods/metricName"), get(m, "/pods/selector")),
-                    "current": current}),
-            );
-        }
-        "Object" => {
-            let mut current = Map::new();
-            put(&mut current, "value", get(m, "/object/currentValue"));
-            put(&mut current, "averageValue", get(m, "/object/averageValue"));
-            let mut o = Map::new();
-            put(&mut o, "describedObject", get(m, "/object/target"));
-            o.insert(
-                "metric".into(),
-                metric_identifier(get(m, "/object/metricName"), get(m, "/object/selector")),
-            );
-            o.insert("current".into(), Value::Object(current));
-            out.insert("object".into(), Value::Object(o));
-        }
-        "External" => {
-            let mut current = Map::new();
-            put(&mut current, "value", get(m, "/external/currentValue"));
-            put(
-                &mut current,
-                "averageValue",
-                get(m, "/external/currentAverageValue"),
-            );
-            out.insert(
-                "external".into(),
-                json!({"metric": metric_identifier(get(m, "/external/metricName"), get(m, "/external/metricSelector")),
-                    "current": current}),
-            );
-        }
-        _ => {}
-    }
-    Value::Object(out)
+        current
+    })
 }
 
 /// The (JSON name, Go field name) pairs of the behavior types, as Kubernetes' internal
