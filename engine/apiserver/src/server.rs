@@ -306,6 +306,11 @@ impl Server {
         self.writes.snapshot()
     }
 
+    /// What the store has committed since the server started: `(durable transactions, writes)`.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.cluster.commit_stats()
+    }
+
     /// How many objects the server stores and their size as JSON (O(objects): for benchmarks).
     pub fn object_stats(&self) -> crate::cluster::ObjectStats {
         self.cluster.object_stats()

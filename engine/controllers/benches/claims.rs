@@ -8,7 +8,13 @@
 //!
 //! Sizes: 1,000 and 10,000 claims by default, each in its own process (so each peak RSS is its
 //! own), then printed side by side with the ratio of the last to the first.
-//! `STRATA_BENCH_CLAIMS=1000` (or `=1000,10000,...`) chooses them.
+//! `STRATA_BENCH_CLAIMS=1000` (or `=1000,10000,...`) chooses them. The sizes run 3 times,
+//! alternating (`STRATA_BENCH_ROUNDS=N` for N), and the table gives the median of each figure
+//! with every round's ratios below it: time and CPU move by several per cent between runs of
+//! one binary here, more than the goals' margins.
+//!
+//! The CPU until Ready is also split: the store's writer thread (its commits and fsyncs, read
+//! from `/proc/self/task`) and the durable commits it made, with the writes per commit.
 //!
 //! Bytes per object: the growth of the resident set from just before the first claim to the
 //! peak, divided by the objects the run added to the API server (claims, XRs, composed objects
@@ -244,6 +250,29 @@ fn cpu_time() -> Duration {
     Duration::from_millis((fields[11] + fields[12]) * 10)
 }
 
+/// User + system CPU time of the store's writer thread (named `strata-store-writer`; Linux
+/// shows the first 15 bytes of a thread's name), from `/proc/self/task/*/stat`.
+fn store_writer_cpu_time() -> Duration {
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !"strata-store-writer".starts_with(&stat[open + 1..close]) {
+            continue;
+        }
+        let fields: Vec<u64> = stat[close + 2..]
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        ticks += fields[11] + fields[12];
+    }
+    Duration::from_millis(ticks * 10)
+}
+
 /// Reconciles the controllers have run, per controller, read from their `/metrics`.
 async fn reconciles(metrics: SocketAddr, controller: &str) -> u64 {
     let Ok(mut stream) = tokio::net::TcpStream::connect(metrics).await else {
@@ -474,6 +503,8 @@ async fn bench(n: usize) {
     let objects_before = server.object_stats();
     let rss_before_kb = proc_status_kb("VmRSS");
     let cpu_at_start = cpu_time();
+    let writer_cpu_at_start = store_writer_cpu_time();
+    let commits_at_start = server.commit_stats();
     let started = Instant::now();
     let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n));
     let next = Arc::new(AtomicUsize::new(0));
@@ -505,6 +536,11 @@ async fn bench(n: usize) {
         .unwrap();
     let ready_in = started.elapsed();
     let ready_cpu = cpu_time().saturating_sub(cpu_at_start);
+    let writer_cpu = store_writer_cpu_time().saturating_sub(writer_cpu_at_start);
+    let commits = {
+        let now = server.commit_stats();
+        (now.0 - commits_at_start.0, now.1 - commits_at_start.1)
+    };
     // Writes still in flight when the last claim turned Ready are the convergence's too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The bench's own writes are the N claim creations.
@@ -578,6 +614,12 @@ async fn bench(n: usize) {
         ready_in.as_secs_f64(),
         ready_cpu.as_secs_f64()
     );
+    println!(
+        "of it the store's writer thread: {:.1} s, {} durable commits of {:.1} writes each",
+        writer_cpu.as_secs_f64(),
+        commits.0,
+        commits.1 as f64 / commits.0.max(1) as f64
+    );
     println!("API writes per claim: {}", per_claim(&converge, n));
     println!(
         "reconciles per claim: composite {:.1}, claim {:.1}",
@@ -642,6 +684,8 @@ async fn bench(n: usize) {
         "ready_s": ready_in.as_secs_f64(),
         "cpu_s": ready_cpu.as_secs_f64(),
         "cpu_ms_per_claim": ready_cpu.as_secs_f64() * 1000.0 / n as f64,
+        "writer_cpu_ms_per_claim": writer_cpu.as_secs_f64() * 1000.0 / n as f64,
+        "writes_per_commit": commits.1 as f64 / commits.0.max(1) as f64,
         "peak_rss_mb": peak_rss_kb / 1024,
         "bytes_per_object": bytes_per_object,
         "json_bytes_per_object": json_per_object,
@@ -664,31 +708,49 @@ const FIGURES: &str = "figures: ";
 /// How long the converged state is watched idle.
 const IDLE: Duration = Duration::from_secs(10);
 
-/// Runs each size in a child process and prints the figures side by side.
-fn compare(sizes: &[usize]) {
+/// Runs each size in a child process, `rounds` times alternating sizes (1,000, 10,000, 1,000,
+/// 10,000, …), and prints the median of each figure side by side with the ratio of the last
+/// size to the first, then the ratios of each round.
+fn compare(sizes: &[usize], rounds: usize) {
     let exe = std::env::current_exe().unwrap();
-    let mut runs: Vec<Value> = Vec::new();
-    for n in sizes {
-        println!("--- {n} claims");
-        let out = std::process::Command::new(&exe)
-            .env("STRATA_BENCH_CLAIMS", n.to_string())
-            .env("STRATA_BENCH_ONE", "1")
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        print!("{text}");
-        assert!(out.status.success(), "the run of {n} claims failed");
-        let line = text
-            .lines()
-            .find_map(|l| l.strip_prefix(FIGURES))
-            .expect("the run printed its figures");
-        runs.push(serde_json::from_str(line).unwrap());
+    // runs[size][round]
+    let mut runs: Vec<Vec<Value>> = vec![Vec::new(); sizes.len()];
+    for round in 1..=rounds {
+        for (i, n) in sizes.iter().enumerate() {
+            println!("--- {n} claims (round {round} of {rounds})");
+            let out = std::process::Command::new(&exe)
+                .env("STRATA_BENCH_CLAIMS", n.to_string())
+                .env("STRATA_BENCH_ONE", "1")
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!("{text}");
+            assert!(out.status.success(), "the run of {n} claims failed");
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(FIGURES))
+                .expect("the run printed its figures");
+            runs[i].push(serde_json::from_str(line).unwrap());
+        }
     }
-    let rows: [(&str, &str, usize); 13] = [
+    let figure = |run: &Value, key: &str| run[key].as_f64().unwrap_or(0.0);
+    let median = |size: &[Value], key: &str| {
+        let mut values: Vec<f64> = size.iter().map(|r| figure(r, key)).collect();
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        }
+    };
+    let rows: [(&str, &str, usize); 15] = [
         ("time to all Ready (s)", "ready_s", 1),
         ("process CPU (s)", "cpu_s", 1),
         ("CPU per claim (ms)", "cpu_ms_per_claim", 1),
+        ("  store writer (ms)", "writer_cpu_ms_per_claim", 2),
+        ("  writes per commit", "writes_per_commit", 1),
         ("peak RSS (MB)", "peak_rss_mb", 0),
         ("bytes per object (RSS)", "bytes_per_object", 0),
         ("bytes per object (JSON)", "json_bytes_per_object", 0),
@@ -702,6 +764,9 @@ fn compare(sizes: &[usize]) {
     ];
     let header: Vec<String> = sizes.iter().map(|n| format!("{n} claims")).collect();
     println!();
+    if rounds > 1 {
+        println!("medians of {rounds} rounds:");
+    }
     println!(
         "{:<26} {}  last/first",
         "",
@@ -711,10 +776,7 @@ fn compare(sizes: &[usize]) {
             .collect::<String>()
     );
     for (label, key, digits) in rows {
-        let values: Vec<f64> = runs
-            .iter()
-            .map(|r| r[key].as_f64().unwrap_or(0.0))
-            .collect();
+        let values: Vec<f64> = runs.iter().map(|size| median(size, key)).collect();
         let cells: String = values
             .iter()
             .map(|v| format!("{:>14}", format!("{v:.digits$}")))
@@ -725,8 +787,26 @@ fn compare(sizes: &[usize]) {
         };
         println!("{label:<26} {cells}  {ratio:>10}");
     }
+    if rounds > 1 && sizes.len() > 1 {
+        // Each round's last size against the first size of the same round.
+        for (label, key) in [
+            ("time to all Ready", "ready_s"),
+            ("CPU per claim", "cpu_ms_per_claim"),
+            ("resync CPU per claim", "resync_cpu_ms_per_claim"),
+        ] {
+            let ratios: Vec<String> = (0..rounds)
+                .map(|r| {
+                    let first = figure(&runs[0][r], key);
+                    let last = figure(&runs[sizes.len() - 1][r], key);
+                    format!("{:.2}", last / first.max(f64::MIN_POSITIVE))
+                })
+                .collect();
+            println!("{label}, last/first by round: {}", ratios.join(", "));
+        }
+    }
     let listed = |key: &str| {
         runs.iter()
+            .flatten()
             .map(|r| r[key].to_string())
             .collect::<Vec<_>>()
             .join(", ")
@@ -758,7 +838,18 @@ fn main() {
         Err(_) => vec![1000, 10_000],
     };
     if std::env::var_os("STRATA_BENCH_ONE").is_none() {
-        compare(&sizes);
+        let rounds = match std::env::var("STRATA_BENCH_ROUNDS") {
+            Ok(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|r| *r > 0)
+                .unwrap_or_else(|| {
+                    panic!("STRATA_BENCH_ROUNDS must be a positive count, not {v:?}")
+                }),
+            Err(_) => 3,
+        };
+        compare(&sizes, rounds);
         return;
     }
     tokio::runtime::Builder::new_multi_thread()
