@@ -237,40 +237,37 @@ fn proc_status_kb(field: &str) -> u64 {
         .unwrap()
 }
 
-/// User + system CPU time of the whole process (`/proc/self/stat` fields 14 and 15).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // The command name (field 2) is parenthesized and may contain spaces: split after it.
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<u64> = after_comm
+/// The command name and user + system CPU time in a `stat` line of `/proc` (fields 2, 14, 15).
+fn stat_cpu(stat: &str) -> (&str, Duration) {
+    // The command name is parenthesized and may contain spaces: split after it.
+    let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+    let fields: Vec<u64> = stat[close + 2..]
         .split_whitespace()
         .map(|f| f.parse().unwrap_or(0))
         .collect();
     // Fields 14 and 15 of the line are at 11 and 12 after the command name; USER_HZ is 100.
-    Duration::from_millis((fields[11] + fields[12]) * 10)
+    let ticks = fields[11] + fields[12];
+    (&stat[open + 1..close], Duration::from_millis(ticks * 10))
 }
 
-/// User + system CPU time of the store's writer thread (named `strata-store-writer`; Linux
-/// shows the first 15 bytes of a thread's name), from `/proc/self/task/*/stat`.
+/// User + system CPU time of the whole process.
+fn cpu_time() -> Duration {
+    stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap()).1
+}
+
+/// CPU time of the store's writer thread (named `strata-store-writer`; Linux shows the first
+/// 15 bytes of a thread's name), from `/proc/self/task/*/stat`.
 fn store_writer_cpu_time() -> Duration {
-    let mut ticks = 0;
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue; // the thread ended meanwhile
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !"strata-store-writer".starts_with(&stat[open + 1..close]) {
-            continue;
-        }
-        let fields: Vec<u64> = stat[close + 2..]
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        ticks += fields[11] + fields[12];
-    }
-    Duration::from_millis(ticks * 10)
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        // A thread that ended meanwhile has no stat to read.
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .map(|stat| match stat_cpu(&stat) {
+            (name, cpu) if "strata-store-writer".starts_with(name) => cpu,
+            _ => Duration::ZERO,
+        })
+        .sum()
 }
 
 /// Reconciles the controllers have run, per controller, read from their `/metrics`.
@@ -818,6 +815,16 @@ fn compare(sizes: &[usize], rounds: usize) {
     );
 }
 
+/// A positive count from the environment variable `var`, or a panic naming it.
+fn positive_count(var: &str, value: &str) -> usize {
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| panic!("{var} must be positive counts, not {value:?}"))
+}
+
 fn main() {
     // As the `strata` binary runs: no transparent huge pages (see its `main`).
     #[cfg(target_os = "linux")]
@@ -825,30 +832,13 @@ fn main() {
     let sizes: Vec<usize> = match std::env::var("STRATA_BENCH_CLAIMS") {
         Ok(v) => v
             .split(',')
-            .map(|n| {
-                n.trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .unwrap_or_else(|| {
-                        panic!("STRATA_BENCH_CLAIMS must be positive counts, not {v:?}")
-                    })
-            })
+            .map(|n| positive_count("STRATA_BENCH_CLAIMS", n))
             .collect(),
         Err(_) => vec![1000, 10_000],
     };
     if std::env::var_os("STRATA_BENCH_ONE").is_none() {
-        let rounds = match std::env::var("STRATA_BENCH_ROUNDS") {
-            Ok(v) => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|r| *r > 0)
-                .unwrap_or_else(|| {
-                    panic!("STRATA_BENCH_ROUNDS must be a positive count, not {v:?}")
-                }),
-            Err(_) => 3,
-        };
+        let rounds = std::env::var("STRATA_BENCH_ROUNDS")
+            .map_or(3, |v| positive_count("STRATA_BENCH_ROUNDS", &v));
         compare(&sizes, rounds);
         return;
     }
