@@ -35,6 +35,9 @@
 //! controllers and the write count has been still for a moment.
 //!
 //! `STRATA_BENCH_CONCURRENCY=N` overrides the controllers' per-controller concurrency (0: none).
+//! `STRATA_BENCH_HISTORY=N` sets the API server's watch event history (default 10,000 events).
+//! `STRATA_BENCH_TIMELINE=1` prints, every second of the convergence, the claims Ready, the
+//! cores the process used and the store writer's share of them.
 //!
 //! Run: `cargo bench -p strata-controllers --bench claims`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
@@ -202,7 +205,7 @@ async fn wait_until(what: &str, every: Duration, mut check: impl AsyncFnMut() ->
 
 /// Returns once `n` claims are Ready, as a watch tells (a list per poll would cost the bench
 /// more per claim the more claims there are).
-async fn every_claim_ready(claims: Api<DynamicObject>, n: usize) {
+async fn every_claim_ready(claims: Api<DynamicObject>, n: usize, count: Arc<AtomicUsize>) {
     let stream = watcher(claims, watcher::Config::default());
     futures_util::pin_mut!(stream);
     let mut ready = std::collections::HashSet::new();
@@ -221,10 +224,35 @@ async fn every_claim_ready(claims: Api<DynamicObject>, n: usize) {
             }
             Ok(_) | Err(_) => {}
         }
+        count.store(ready.len(), Ordering::Relaxed);
         if ready.len() == n {
             return;
         }
     }
+}
+
+/// With `STRATA_BENCH_TIMELINE=1`, prints every second: claims Ready, the cores the process
+/// used and the store writer's share of them.
+fn timeline(ready: Arc<AtomicUsize>) -> Option<tokio::task::JoinHandle<()>> {
+    if std::env::var("STRATA_BENCH_TIMELINE").ok()? != "1" {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let started = Instant::now();
+        let (mut cpu, mut writer) = (cpu_time(), store_writer_cpu_time());
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (c, w) = (cpu_time(), store_writer_cpu_time());
+            eprintln!(
+                "t {:5.1} s  ready {:6}  cores {:.2}  writer {:.2}",
+                started.elapsed().as_secs_f64(),
+                ready.load(Ordering::Relaxed),
+                (c - cpu).as_secs_f64(),
+                (w - writer).as_secs_f64()
+            );
+            (cpu, writer) = (c, w);
+        }
+    }))
 }
 
 /// A field of `/proc/self/status`, in kB.
@@ -429,12 +457,12 @@ fn per_claim(w: &WriteCounts, n: usize) -> String {
 
 async fn bench(n: usize) {
     let dir = TempDir::new("bench-claims");
-    let server = strata_apiserver::Server::start(strata_apiserver::ServerConfig::new(
-        dir.0.join("data"),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
+    let mut config =
+        strata_apiserver::ServerConfig::new(dir.0.join("data"), "127.0.0.1:0".parse().unwrap());
+    if let Ok(v) = std::env::var("STRATA_BENCH_HISTORY") {
+        config.event_history = positive_count("STRATA_BENCH_HISTORY", &v) as u64;
+    }
+    let server = strata_apiserver::Server::start(config).await.unwrap();
     let client = strata_controllers::client(Some(server.kubeconfig_path()))
         .await
         .unwrap();
@@ -503,7 +531,9 @@ async fn bench(n: usize) {
     let writer_cpu_at_start = store_writer_cpu_time();
     let commits_at_start = server.commit_stats();
     let started = Instant::now();
-    let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n));
+    let ready_count = Arc::new(AtomicUsize::new(0));
+    let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n, ready_count.clone()));
+    let timeline = timeline(ready_count);
     let next = Arc::new(AtomicUsize::new(0));
     let creators: Vec<_> = (0..CREATORS)
         .map(|_| {
@@ -532,6 +562,9 @@ async fn bench(n: usize) {
         .expect("timed out waiting for every claim to be Ready")
         .unwrap();
     let ready_in = started.elapsed();
+    if let Some(t) = timeline {
+        t.abort();
+    }
     let ready_cpu = cpu_time().saturating_sub(cpu_at_start);
     let writer_cpu = store_writer_cpu_time().saturating_sub(writer_cpu_at_start);
     let commits = {
@@ -822,7 +855,9 @@ fn positive_count(var: &str, value: &str) -> usize {
         .parse::<usize>()
         .ok()
         .filter(|n| *n > 0)
-        .unwrap_or_else(|| panic!("{var} must be positive counts, not {value:?}"))
+        .unwrap_or_else(|| {
+            panic!("{var} must be a positive count (or, for sizes, a list of them), not {value:?}")
+        })
 }
 
 fn main() {
