@@ -205,7 +205,7 @@ async fn apply(
         .transpose()?;
     let (stamped, current) = strata_controllers::shared::plan_apply(desired, observed.as_ref());
     if !current {
-        strata_controllers::shared::apply(&api, name, &stamped, &what)
+        strata_controllers::shared::apply::<serde_json::Value>(&api, name, &stamped, &what)
             .await
             .with_context(|| format!("applying {what}"))?;
     }

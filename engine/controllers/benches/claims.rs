@@ -247,8 +247,8 @@ fn timeline(ready: Arc<AtomicUsize>) -> Option<tokio::task::JoinHandle<()>> {
                 "t {:5.1} s  ready {:6}  cores {:.2}  writer {:.2}",
                 started.elapsed().as_secs_f64(),
                 ready.load(Ordering::Relaxed),
-                (c - cpu).as_secs_f64(),
-                (w - writer).as_secs_f64()
+                c.saturating_sub(cpu).as_secs_f64(),
+                w.saturating_sub(writer).as_secs_f64()
             );
             (cpu, writer) = (c, w);
         }

@@ -671,16 +671,48 @@ pub fn plan_apply(desired: &Value, observed: Option<&Value>) -> (Value, bool) {
 }
 
 /// Server-side applies `object` through `api` with Strata's field manager, forcing conflicts.
-pub async fn apply(
+/// The answer is read as `K`: a `serde_json::Value` for callers that work on the object as JSON,
+/// which skips the buffering a `DynamicObject` costs (its flattened fields make serde hold the
+/// whole object once more while it is read) and the conversion back.
+pub async fn apply<K: serde::de::DeserializeOwned>(
     api: &Api<DynamicObject>,
     name: &str,
     object: &Value,
     what: &str,
-) -> Result<DynamicObject> {
-    let params = PatchParams::apply(wire::FIELD_MANAGER).force();
-    api.patch(name, &params, &Patch::Apply(object))
+) -> Result<K> {
+    apply_as(api, name, object, wire::FIELD_MANAGER)
         .await
         .map_err(|e| Error::kube("applying", what.to_owned(), e))
+}
+
+/// Server-side applies `object` through `api` as `manager`, forcing conflicts; the answer read
+/// as `K` (see [`apply`]).
+pub(crate) async fn apply_as<K: serde::de::DeserializeOwned>(
+    api: &Api<DynamicObject>,
+    name: &str,
+    object: &Value,
+    manager: &str,
+) -> kube::Result<K> {
+    let params = PatchParams::apply(manager).force();
+    let mut req = kube::core::Request::new(api.resource_url())
+        .patch(name, &params, &Patch::Apply(object))
+        .map_err(kube::Error::BuildRequest)?;
+    req.extensions_mut().insert("patch");
+    api.clone().into_client().request::<K>(req).await
+}
+
+/// The object `name` through `api` as JSON, `None` when there is none; read straight into a
+/// `serde_json::Value` for the reasons given at [`apply`].
+pub(crate) async fn get_json(api: &Api<DynamicObject>, name: &str) -> kube::Result<Option<Value>> {
+    let mut req = kube::core::Request::new(api.resource_url())
+        .get(name, &kube::api::GetParams::default())
+        .map_err(kube::Error::BuildRequest)?;
+    req.extensions_mut().insert("get");
+    match api.clone().into_client().request::<Value>(req).await {
+        Ok(obj) => Ok(Some(obj)),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The finalizer list with `finalizer` added or removed; `None` when nothing changes.

@@ -148,17 +148,9 @@ impl Pass<'_> {
         name: &str,
     ) -> Result<Value> {
         let composite = &self.ctx.composite;
-        let existing =
-            self.composites.get_opt(name).await.map_err(|e| {
-                Error::kube("reading", format!("the composite of {}", self.what), e)
-            })?;
-        let existing = existing
-            .map(|x| serde_json::to_value(&x))
-            .transpose()
-            .map_err(|source| Error::Serialize {
-                object: name.to_owned(),
-                source,
-            })?;
+        let existing = shared::get_json(&self.composites, name)
+            .await
+            .map_err(|e| Error::kube("reading", format!("the composite of {}", self.what), e))?;
         let kind = (composite.api_version.as_str(), composite.kind.as_str());
         let desired = desired_composite(value, &self.id, kind, name);
         let (stamped, create) = match composite_step(existing, &self.id, &desired) {
@@ -171,21 +163,16 @@ impl Pass<'_> {
             CompositeStep::Current(xr) => return Ok(xr),
             CompositeStep::Apply { stamped, create } => (stamped, create),
         };
-        let written = self
-            .composites
-            .patch(
-                name,
-                &PatchParams::apply(CLAIM_FIELD_MANAGER).force(),
-                &Patch::Apply(&stamped),
-            )
-            .await
-            .map_err(|e| {
-                Error::kube(
-                    "applying the claim's spec to",
-                    format!("{} {name}", composite.kind),
-                    e,
-                )
-            })?;
+        let written: Value =
+            shared::apply_as(&self.composites, name, &stamped, CLAIM_FIELD_MANAGER)
+                .await
+                .map_err(|e| {
+                    Error::kube(
+                        "applying the claim's spec to",
+                        format!("{} {name}", composite.kind),
+                        e,
+                    )
+                })?;
         if create {
             self.ctx
                 .shared
@@ -196,10 +183,7 @@ impl Pass<'_> {
                 )
                 .await;
         }
-        serde_json::to_value(&written).map_err(|source| Error::Serialize {
-            object: name.to_owned(),
-            source,
-        })
+        Ok(written)
     }
 }
 

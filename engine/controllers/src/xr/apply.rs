@@ -445,11 +445,7 @@ async fn apply_one(
     if current {
         return Ok(None);
     }
-    let live = shared::apply(&api, &r.name, &stamped, &r.display()).await?;
-    let live = serde_json::to_value(&live).map_err(|source| Error::Serialize {
-        object: r.display(),
-        source,
-    })?;
+    let live: Value = shared::apply(&api, &r.name, &stamped, &r.display()).await?;
     Ok(Some(live))
 }
 

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::Value;
 use strata_core::render::{Observed, ObservedResources};
@@ -23,26 +22,22 @@ pub(super) async fn observe(
     let mut present = Vec::new();
     for r in recorded {
         let (api, _) = ctx.shared.kinds.api_for(r).await?;
-        let Some(obj) = api
-            .get_opt(&r.name)
+        let Some(resource) = crate::shared::get_json(&api, &r.name)
             .await
             .map_err(|e| Error::kube("reading", r.display(), e))?
         else {
             continue;
         };
         present.push(r.clone());
-        let template = obj
-            .annotations()
-            .get(wire::ANNOTATION_RESOURCE_NAME)
-            .or_else(|| {
-                obj.annotations()
-                    .get(wire::CROSSPLANE_ANNOTATION_RESOURCE_NAME)
-            })
-            .cloned();
-        let resource = serde_json::to_value(&obj).map_err(|source| Error::Serialize {
-            object: r.display(),
-            source,
-        })?;
+        let annotation = |key: &str| {
+            resource
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let template = annotation(wire::ANNOTATION_RESOURCE_NAME)
+            .or_else(|| annotation(wire::CROSSPLANE_ANNOTATION_RESOURCE_NAME));
         let connection_details = read_connection_secret(ctx, &resource, r).await?;
         if let Some(t) = template {
             observed.insert(
