@@ -160,11 +160,8 @@ async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action>
     }
     // The finalizer and the selection are recorded even when a later step failed.
     writer.flush().await?;
+    let value = writer.value()?;
     let xr = writer.current;
-    let value = serde_json::to_value(&xr).map_err(|source| Error::Serialize {
-        object: id.clone(),
-        source,
-    })?;
     let decision = status::decide(&StatusFacts {
         xr: &value,
         outcome: &outcome,

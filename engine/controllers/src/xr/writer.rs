@@ -2,6 +2,8 @@
 //! and revision, and the inventory. What to write is decided by [`XrWriter::patch`] (pure);
 //! [`XrWriter::flush`] writes it.
 
+use std::sync::Arc;
+
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
@@ -22,6 +24,9 @@ pub(super) struct XrWriter<'a> {
     api: Api<DynamicObject>,
     /// The newest version: what the last write returned, or what the pass started from.
     pub(super) current: DynamicObject,
+    /// `current` as JSON, made once per version: a pass reads it at every step (selection,
+    /// each render round, the connection details, the status).
+    json: Option<Arc<Value>>,
     id: String,
     /// Machinery fields to write with the next flush (under `spec`, or `spec.crossplane`).
     spec: Map<String, Value>,
@@ -39,17 +44,27 @@ impl<'a> XrWriter<'a> {
             ctx,
             api,
             current,
+            json: None,
             id,
             spec: Map::new(),
             shape: ctx.shape(),
         }
     }
 
-    pub(super) fn value(&self) -> Result<Value> {
-        serde_json::to_value(&self.current).map_err(|source| Error::Serialize {
-            object: self.id.clone(),
-            source,
-        })
+    /// `current` as JSON.
+    pub(super) fn value(&mut self) -> Result<Arc<Value>> {
+        if let Some(json) = &self.json {
+            return Ok(json.clone());
+        }
+        let json =
+            Arc::new(
+                serde_json::to_value(&self.current).map_err(|source| Error::Serialize {
+                    object: self.id.clone(),
+                    source,
+                })?,
+            );
+        self.json = Some(json.clone());
+        Ok(json)
     }
 
     /// Queues spec fields (the selection) for the next flush.
@@ -116,6 +131,7 @@ impl<'a> XrWriter<'a> {
             })?;
         self.ctx.shared.newest.wrote(&self.current, &written);
         self.current = written;
+        self.json = None;
         Ok(())
     }
 }
