@@ -197,12 +197,9 @@ async fn apply(
         .unwrap_or_default();
     let what = format!("{} {namespace}/{name}", ar.kind);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
-    let observed = api
-        .get_opt(name)
+    let observed = strata_controllers::shared::get_json(&api, name)
         .await
-        .with_context(|| format!("reading {what}"))?
-        .map(|o| serde_json::to_value(&o))
-        .transpose()?;
+        .with_context(|| format!("reading {what}"))?;
     let (stamped, current) = strata_controllers::shared::plan_apply(desired, observed.as_ref());
     if !current {
         strata_controllers::shared::apply::<serde_json::Value>(&api, name, &stamped, &what)

@@ -571,6 +571,7 @@ async fn bench(n: usize) {
         let now = server.commit_stats();
         (now.0 - commits_at_start.0, now.1 - commits_at_start.1)
     };
+    let writes_per_commit = commits.1 as f64 / commits.0.max(1) as f64;
     // Writes still in flight when the last claim turned Ready are the convergence's too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The bench's own writes are the N claim creations.
@@ -648,7 +649,7 @@ async fn bench(n: usize) {
         "of it the store's writer thread: {:.1} s, {} durable commits of {:.1} writes each",
         writer_cpu.as_secs_f64(),
         commits.0,
-        commits.1 as f64 / commits.0.max(1) as f64
+        writes_per_commit
     );
     println!("API writes per claim: {}", per_claim(&converge, n));
     println!(
@@ -715,7 +716,7 @@ async fn bench(n: usize) {
         "cpu_s": ready_cpu.as_secs_f64(),
         "cpu_ms_per_claim": ready_cpu.as_secs_f64() * 1000.0 / n as f64,
         "writer_cpu_ms_per_claim": writer_cpu.as_secs_f64() * 1000.0 / n as f64,
-        "writes_per_commit": commits.1 as f64 / commits.0.max(1) as f64,
+        "writes_per_commit": writes_per_commit,
         "peak_rss_mb": peak_rss_kb / 1024,
         "bytes_per_object": bytes_per_object,
         "json_bytes_per_object": json_per_object,

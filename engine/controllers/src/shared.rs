@@ -702,8 +702,12 @@ pub(crate) async fn apply_as<K: serde::de::DeserializeOwned>(
 }
 
 /// The object `name` through `api` as JSON, `None` when there is none; read straight into a
-/// `serde_json::Value` for the reasons given at [`apply`].
-pub(crate) async fn get_json(api: &Api<DynamicObject>, name: &str) -> kube::Result<Option<Value>> {
+/// `serde_json::Value` for the reasons given at [`apply`] (and, for a typed `api`, without the
+/// round trip through its Rust type).
+pub async fn get_json<K: kube::Resource + Clone>(
+    api: &Api<K>,
+    name: &str,
+) -> kube::Result<Option<Value>> {
     let mut req = kube::core::Request::new(api.resource_url())
         .get(name, &kube::api::GetParams::default())
         .map_err(kube::Error::BuildRequest)?;

@@ -263,16 +263,9 @@ impl Drop for Watches {
 
 async fn observe(kinds: &Kinds, r: &ResourceRef) -> Result<Option<Value>> {
     let (api, _): (Api<DynamicObject>, _) = kinds.api_for(r).await?;
-    let obj = api
-        .get_opt(&r.name)
+    crate::shared::get_json(&api, &r.name)
         .await
-        .map_err(|e| Error::kube("reading", r.display(), e))?;
-    obj.map(|o| serde_json::to_value(&o))
-        .transpose()
-        .map_err(|source| Error::Serialize {
-            object: r.display(),
-            source,
-        })
+        .map_err(|e| Error::kube("reading", r.display(), e))
 }
 
 async fn node(

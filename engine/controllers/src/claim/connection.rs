@@ -149,17 +149,9 @@ impl Pass<'_> {
         let desired = desired_secret(owner, &self.id.namespace, target, data);
         let to: Api<Secret> = Api::namespaced(self.ctx.shared.client.clone(), &self.id.namespace);
         let what = format!("connection Secret {}/{target}", self.id.namespace);
-        let observed = to
-            .get_opt(target)
+        let observed = shared::get_json(&to, target)
             .await
             .map_err(|e| Error::kube("reading", what.clone(), e))?;
-        let observed = observed
-            .map(|s| serde_json::to_value(&s))
-            .transpose()
-            .map_err(|source| Error::Serialize {
-                object: what.clone(),
-                source,
-            })?;
         let (stamped, current) = shared::plan_apply(&desired, observed.as_ref());
         if !current {
             to.patch(
