@@ -1146,7 +1146,7 @@ async fn a_write_that_loses_a_conflict_is_retried_on_the_newer_version_without_d
         namespaced: false,
         xrd: Arc::new(std::sync::RwLock::new(definition)),
     });
-    let action = strata_controllers::xr::reconcile(Arc::new(stale), ctx.clone())
+    let action = strata_controllers::xr::reconcile(Arc::new(stale.into()), ctx.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -1170,7 +1170,7 @@ async fn a_write_that_loses_a_conflict_is_retried_on_the_newer_version_without_d
     );
 
     // The retry reads the newer version and composes everything in one pass.
-    strata_controllers::xr::reconcile(Arc::new(after), ctx.clone())
+    strata_controllers::xr::reconcile(Arc::new(after.into()), ctx.clone())
         .await
         .unwrap();
     let composed = xrs.get("direct").await.unwrap();

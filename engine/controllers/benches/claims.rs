@@ -366,6 +366,25 @@ struct Held {
     json: usize,
     tree: usize,
     managed_fields: usize,
+    /// For the kinds the XR and claim controllers cache (claims and XRs): the bytes of their
+    /// cached copies as held ([`cached_bytes`]), and as whole trees without managedFields.
+    cached: Option<(usize, usize)>,
+}
+
+/// The heap bytes of an object as the XR and claim controllers cache it
+/// (`strata_controllers::cached::Cached`): its metadata without managedFields (counted as a
+/// tree, an upper bound for the typed struct) and the rest as one string of JSON.
+fn cached_bytes(value: &Value) -> usize {
+    let Some(object) = value.as_object() else {
+        return 0;
+    };
+    object
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "metadata" | "apiVersion" | "kind" => tree_bytes(v),
+            _ => k.len() + 3 + serde_json::to_string(v).map_or(0, |s| s.len()),
+        })
+        .sum()
 }
 
 /// The heap bytes a `serde_json` tree asks the allocator for, from the standard library's
@@ -407,12 +426,12 @@ fn tree_bytes(v: &Value) -> usize {
 /// Lists every object of the kinds the run adds and sizes each as the API server holds it.
 async fn held(client: &kube::Client, kinds: &Kinds) -> Vec<Held> {
     let mut out = Vec::new();
-    for (label, api_version, kind) in [
-        ("claims", "example.org/v1", "Bench"),
-        ("XRs", "example.org/v1", "XBench"),
-        ("ConfigMaps", "v1", "ConfigMap"),
-        ("Secrets", "v1", "Secret"),
-        ("Events", "v1", "Event"),
+    for (label, api_version, kind, cached) in [
+        ("claims", "example.org/v1", "Bench", true),
+        ("XRs", "example.org/v1", "XBench", true),
+        ("ConfigMaps", "v1", "ConfigMap", false),
+        ("Secrets", "v1", "Secret", false),
+        ("Events", "v1", "Event", false),
     ] {
         let r = resource(kinds, api_version, kind).await;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &r);
@@ -423,10 +442,19 @@ async fn held(client: &kube::Client, kinds: &Kinds) -> Vec<Held> {
             json: 0,
             tree: 0,
             managed_fields: 0,
+            cached: cached.then_some((0, 0)),
         };
         for item in items {
             let mut value = serde_json::to_value(&item).unwrap();
             h.json += serde_json::to_vec(&value).unwrap().len();
+            if let Some((packed, whole)) = &mut h.cached {
+                let mut slim = value.clone();
+                if let Some(m) = slim.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("managedFields");
+                }
+                *packed += cached_bytes(&slim);
+                *whole += tree_bytes(&slim);
+            }
             if let Some(mf) = value
                 .get_mut("metadata")
                 .and_then(Value::as_object_mut)
@@ -682,15 +710,29 @@ async fn bench(n: usize) {
         mb(trees),
         mb(managed)
     );
+    let (packed, whole) = held
+        .iter()
+        .filter_map(|h| h.cached)
+        .fold((0, 0), |(p, w), (a, b)| (p + a, w + b));
+    println!(
+        "the XR and claim controllers' caches: {:.0} MB (as whole trees they would be {:.0} MB)",
+        mb(packed),
+        mb(whole)
+    );
     for h in &held {
         let each = |b: usize| b as f64 / h.count.max(1) as f64;
         println!(
-            "    {:<10} {:>6} objects, each: JSON {:>5.0} B, tree {:>6.0} B, of it managedFields {:>5.0} B",
+            "    {:<10} {:>6} objects, each: JSON {:>5.0} B, tree {:>6.0} B, of it managedFields {:>5.0} B{}",
             h.label,
             h.count,
             each(h.json),
             each(h.tree),
             each(h.managed_fields),
+            h.cached.map_or(String::new(), |(packed, whole)| format!(
+                "; cached by the controllers {:.0} B (as a tree {:.0} B)",
+                each(packed),
+                each(whole)
+            )),
         );
     }
     println!(

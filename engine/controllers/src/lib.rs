@@ -18,12 +18,13 @@
 //!
 //! The public surface is what the binary, the benchmarks and the integration tests use:
 //! [`run`] and its [`Settings`], the clients, [`trace`], the [`shared`] caches and one XR
-//! reconcile ([`xr::reconcile`]) for tests that drive a pass by hand. Everything else is
+//! reconcile ([`xr::reconcile`], over a [`cached::Cached`] XR) for tests that drive a pass by hand. Everything else is
 //! private to the crate.
 
 #![warn(missing_docs, unreachable_pub)]
 
 mod binding;
+pub mod cached;
 pub mod claim;
 mod composition;
 mod conditions;

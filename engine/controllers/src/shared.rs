@@ -21,6 +21,7 @@ use strata_core::wire;
 use tokio::sync::mpsc;
 
 use crate::Settings;
+use crate::cached::Cached;
 use crate::error::{Error, Result};
 use crate::kinds::Kinds;
 use crate::metrics::Metrics;
@@ -29,11 +30,7 @@ use crate::metrics::Metrics;
 pub(crate) type Compiled = Arc<std::result::Result<Composer, String>>;
 
 /// Where the composed-resource watches send an XR that needs a reconcile.
-type Route = (
-    ApiResource,
-    bool,
-    mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
-);
+type Route = (ApiResource, bool, mpsc::UnboundedSender<ObjectRef<Cached>>);
 
 /// What every controller of one process shares, started once by [`Shared::start`]: the caches
 /// the controllers read, the compiled revisions, the routes from composed kinds back to their
@@ -141,23 +138,25 @@ struct Superseding {
 
 impl Newest {
     /// `cached`, or the object our last write returned when `cached` is a version we replaced.
-    pub(crate) fn of(&self, cached: &DynamicObject) -> DynamicObject {
+    pub(crate) fn of(&self, cached: &Cached) -> DynamicObject {
         let (Some(uid), Some(version)) = (
             cached.metadata.uid.as_deref(),
             cached.metadata.resource_version.as_deref(),
         ) else {
-            return cached.clone();
+            return cached.object();
         };
         let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = memo.get(uid) else {
-            return cached.clone();
+            drop(memo);
+            return cached.object();
         };
         if entry.superseded.iter().any(|v| v == version) {
             return entry.object.clone();
         }
         // The cache caught up with our write, or moved past it.
         memo.remove(uid);
-        cached.clone()
+        drop(memo);
+        cached.object()
     }
 
     /// Records that a write over `before` returned `after`.
@@ -453,7 +452,7 @@ impl Shared {
         &self,
         xr: &ApiResource,
         namespaced: bool,
-        sender: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+        sender: mpsc::UnboundedSender<ObjectRef<Cached>>,
     ) {
         self.routes
             .lock()
@@ -867,11 +866,23 @@ mod write_memo_tests {
         let v3 = object("u", "3", json!({"spec": {"a": 2}}));
         newest.wrote(&v1, &v2);
         newest.wrote(&v2, &v3);
-        assert_eq!(newest.of(&v1).data, v3.data, "two writes behind");
-        assert_eq!(newest.of(&v2).data, v3.data, "one write behind");
-        assert_eq!(newest.of(&v3).data, v3.data, "caught up");
         assert_eq!(
-            newest.of(&v1).data,
+            newest.of(&Cached::from(v1.clone())).data,
+            v3.data,
+            "two writes behind"
+        );
+        assert_eq!(
+            newest.of(&Cached::from(v2.clone())).data,
+            v3.data,
+            "one write behind"
+        );
+        assert_eq!(
+            newest.of(&Cached::from(v3.clone())).data,
+            v3.data,
+            "caught up"
+        );
+        assert_eq!(
+            newest.of(&Cached::from(v1.clone())).data,
             v1.data,
             "once caught up, the memo is gone"
         );
@@ -884,6 +895,6 @@ mod write_memo_tests {
         let v2 = object("u", "2", json!({"spec": {"a": 1}}));
         let theirs = object("u", "9", json!({"spec": {"a": "theirs"}}));
         newest.wrote(&v1, &v2);
-        assert_eq!(newest.of(&theirs).data, theirs.data);
+        assert_eq!(newest.of(&Cached::from(theirs.clone())).data, theirs.data);
     }
 }

@@ -24,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use strata_core::wire;
 
 use crate::binding::ClaimIdentity;
+use crate::cached::Cached;
 use crate::error::{Error, Result};
 use crate::shared::Shared;
 
@@ -43,7 +44,7 @@ pub(crate) struct ClaimContext {
     pub(crate) composite: ApiResource,
 }
 
-pub(crate) async fn reconcile(claim: Arc<DynamicObject>, ctx: Arc<ClaimContext>) -> Result<Action> {
+pub(crate) async fn reconcile(claim: Arc<Cached>, ctx: Arc<ClaimContext>) -> Result<Action> {
     let start = Instant::now();
     let result = reconcile_claim(&claim, &ctx).await;
     ctx.shared
@@ -63,11 +64,7 @@ pub(crate) async fn reconcile(claim: Arc<DynamicObject>, ctx: Arc<ClaimContext>)
     result
 }
 
-pub(crate) fn error_policy(
-    _claim: Arc<DynamicObject>,
-    error: &Error,
-    ctx: Arc<ClaimContext>,
-) -> Action {
+pub(crate) fn error_policy(_claim: Arc<Cached>, error: &Error, ctx: Arc<ClaimContext>) -> Action {
     Action::requeue(error.retry_after(ctx.shared.settings.resync))
 }
 
@@ -105,7 +102,7 @@ struct Pass<'a> {
 }
 
 /// Observe the claim, decide ([`gate`], then each concern's decision), act.
-async fn reconcile_claim(cached: &DynamicObject, ctx: &ClaimContext) -> Result<Action> {
+async fn reconcile_claim(cached: &Cached, ctx: &ClaimContext) -> Result<Action> {
     // Our own last write, when the cache has not caught up with it yet.
     let claim = ctx.shared.newest.of(cached);
     let value = serde_json::to_value(&claim).map_err(|source| Error::Serialize {

@@ -35,6 +35,7 @@ use kube::{Resource, ResourceExt};
 use strata_core::model::CompositeResourceDefinition;
 use strata_core::wire;
 
+use crate::cached::Cached;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::shared::{self, Shared};
@@ -73,7 +74,7 @@ pub const CONTROLLER: &str = "composite";
 /// status, and say when to look again. A failed composition is reported through the `Synced`
 /// condition and an event, not returned; an error is returned when the XR itself could not be
 /// read or written, or a deletion wave failed.
-pub async fn reconcile(xr: Arc<DynamicObject>, ctx: Arc<XrContext>) -> Result<Action> {
+pub async fn reconcile(xr: Arc<Cached>, ctx: Arc<XrContext>) -> Result<Action> {
     let start = Instant::now();
     let result = reconcile_xr(&xr, &ctx).await;
     ctx.shared
@@ -82,7 +83,7 @@ pub async fn reconcile(xr: Arc<DynamicObject>, ctx: Arc<XrContext>) -> Result<Ac
     result
 }
 
-pub(crate) fn error_policy(_xr: Arc<DynamicObject>, error: &Error, ctx: Arc<XrContext>) -> Action {
+pub(crate) fn error_policy(_xr: Arc<Cached>, error: &Error, ctx: Arc<XrContext>) -> Action {
     Action::requeue(error.retry_after(ctx.shared.settings.resync))
 }
 
@@ -131,7 +132,7 @@ fn gate(paused: bool, deleting: bool) -> Gate {
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
 /// Observe the XR, decide, act: compose it (or delete it), then record the decided status.
-async fn reconcile_xr(cached: &DynamicObject, ctx: &XrContext) -> Result<Action> {
+async fn reconcile_xr(cached: &Cached, ctx: &XrContext) -> Result<Action> {
     // Our own last write, when the cache has not caught up with it yet.
     let xr = ctx.shared.newest.of(cached);
     let id = describe(&ctx.resource.kind, &xr);

@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
+
+use crate::cached::Cached;
 use serde_json::{Value, json};
 use strata_core::model::{CompositeResourceDefinition, Composition, CompositionRevision};
 use strata_core::wire;
@@ -169,7 +171,7 @@ impl Harness {
 
     /// One reconcile of the XR as the API server has it.
     async fn reconcile(&self) -> Action {
-        let xr: DynamicObject = serde_json::from_value(self.xr()).unwrap();
+        let xr: Cached = serde_json::from_value(self.xr()).unwrap();
         reconcile(Arc::new(xr), self.ctx.clone())
             .await
             .expect("reconcile")

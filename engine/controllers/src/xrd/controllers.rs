@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -19,9 +19,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Running, XrdContext};
+use crate::cached::{self, Cached};
 use crate::claim::{self, ClaimContext};
 use crate::shape::Shape;
-use crate::shared::{self, Shared};
+use crate::shared::Shared;
 use crate::xr::{self, XrContext};
 
 /// Starts (or, for an unchanged kind, refreshes the XRD snapshot of) the XR and claim
@@ -50,12 +51,12 @@ pub(super) fn start(
 
     // The XR controller: its own watch, composed-resource changes routed in, and revisions of
     // the Composition an XR uses.
-    let (tx, rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
+    let (tx, rx) = mpsc::unbounded_channel::<ObjectRef<Cached>>();
     shared.route(&composite, namespaced, tx);
     // One watch of the XR kind fills the XR controller's cache (without managedFields), triggers
     // it, and tells the claim controller which claim's XR changed.
-    let (xr_tx, xr_rx) = mpsc::unbounded_channel::<DynamicObject>();
-    let (claim_tx, claim_rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
+    let (xr_tx, xr_rx) = mpsc::unbounded_channel::<Cached>();
+    let (claim_tx, claim_rx) = mpsc::unbounded_channel::<ObjectRef<Cached>>();
     let writer = reflector::store::Writer::new(composite.clone());
     let xr_store = writer.as_reader();
     let mut tasks = vec![watch_composites(
@@ -104,46 +105,59 @@ fn watch_composites(
     shared: &Shared,
     composite: &ApiResource,
     claim_type: Option<ApiResource>,
-    writer: reflector::store::Writer<DynamicObject>,
+    mut writer: reflector::store::Writer<Cached>,
     (xr_tx, claim_tx): (
-        mpsc::UnboundedSender<DynamicObject>,
-        mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+        mpsc::UnboundedSender<Cached>,
+        mpsc::UnboundedSender<ObjectRef<Cached>>,
     ),
 ) -> JoinHandle<()> {
     let xr_api: Api<DynamicObject> = Api::all_with(shared.client.clone(), composite);
     tokio::spawn(async move {
-        let stream = watcher(xr_api, watcher::Config::default())
-            .default_backoff()
-            .modify(shared::slim)
-            .reflect(writer);
+        let stream = watcher(xr_api, watcher::Config::default()).default_backoff();
         futures_util::pin_mut!(stream);
         // The claim controller copies status, so it hears of an XR only when its status (or
         // deletion) changed: our own metadata and inventory writes are not its business.
         let mut told: HashMap<String, u64> = HashMap::new();
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Apply(xr) | watcher::Event::InitApply(xr)) => {
+            // What the claim controller needs is read from the decoded XR; the cache and the
+            // XR controller get it packed.
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "composite watch failed; retrying");
+                    continue;
+                }
+            };
+            match &event {
+                watcher::Event::Apply(xr) | watcher::Event::InitApply(xr) => {
                     if let Some(t) = &claim_type
-                        && let Some(r) = claim_of(&xr, t)
+                        && let Some(r) = claim_of(xr, t)
                     {
-                        let seen = claim_facing_hash(&xr);
+                        let seen = claim_facing_hash(xr);
                         if told.insert(xr.uid().unwrap_or_default(), seen) != Some(seen) {
                             let _ = claim_tx.send(r);
                         }
                     }
-                    let _ = xr_tx.send(xr);
                 }
-                Ok(watcher::Event::Delete(xr)) => {
+                watcher::Event::Delete(xr) => {
                     told.remove(&xr.uid().unwrap_or_default());
                     if let Some(t) = &claim_type
-                        && let Some(r) = claim_of(&xr, t)
+                        && let Some(r) = claim_of(xr, t)
                     {
                         let _ = claim_tx.send(r);
                     }
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+            let event = cached::event(event);
+            writer.apply_watcher_event(&event);
+            match event {
+                watcher::Event::Apply(xr)
+                | watcher::Event::InitApply(xr)
+                | watcher::Event::Delete(xr) => {
                     let _ = xr_tx.send(xr);
                 }
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
-                Err(e) => tracing::warn!(error = %e, "composite watch failed; retrying"),
+                watcher::Event::Init | watcher::Event::InitDone => {}
             }
         }
     })
@@ -154,9 +168,9 @@ fn watch_composites(
 /// EnvironmentConfig changes.
 fn run_composite_controller(
     xr_ctx: Arc<XrContext>,
-    xr_store: Store<DynamicObject>,
-    xr_rx: mpsc::UnboundedReceiver<DynamicObject>,
-    composed: impl futures_util::Stream<Item = ObjectRef<DynamicObject>> + Send + 'static,
+    xr_store: Store<Cached>,
+    xr_rx: mpsc::UnboundedReceiver<Cached>,
+    composed: impl futures_util::Stream<Item = ObjectRef<Cached>> + Send + 'static,
 ) -> JoinHandle<()> {
     let shared = xr_ctx.shared.clone();
     let composite = xr_ctx.resource.clone();
@@ -203,7 +217,7 @@ fn run_composite_controller(
             })
             .map(|r| r.name_any())
             .collect();
-        let refs: Vec<ObjectRef<DynamicObject>> = store
+        let refs: Vec<ObjectRef<Cached>> = store
             .state()
             .into_iter()
             .filter(|x| may_select_environment(x, &with_environment))
@@ -223,7 +237,7 @@ fn run_composite_controller(
 /// The claim controller over its own watch, triggered also by the XR watch (`claim_rx`).
 fn run_claim_controller(
     claim_ctx: Arc<ClaimContext>,
-    claim_rx: mpsc::UnboundedReceiver<ObjectRef<DynamicObject>>,
+    claim_rx: mpsc::UnboundedReceiver<ObjectRef<Cached>>,
 ) -> JoinHandle<()> {
     let shared = &claim_ctx.shared;
     let claim_ar = &claim_ctx.claim;
@@ -232,7 +246,7 @@ fn run_claim_controller(
     let claim_store = writer.as_reader();
     let claim_watch = watcher(claims, watcher::Config::default())
         .default_backoff()
-        .modify(shared::slim)
+        .map_ok(cached::event)
         .reflect(writer)
         .touched_objects();
     let controller = Controller::for_stream_with(claim_watch, claim_store, claim_ar.clone())
@@ -255,15 +269,14 @@ fn controller_config(shared: &Shared) -> kube::runtime::controller::Config {
 
 /// An XR on `composition`, or not bound to a revision yet (waiting for one): a new revision
 /// of the Composition concerns it.
-fn on_composition(xr: &DynamicObject, composition: &str) -> bool {
-    let shape = Shape::observed(&xr.data);
-    let on = xr
-        .data
+fn on_composition(xr: &Cached, composition: &str) -> bool {
+    let data = xr.data();
+    let shape = Shape::observed(&data);
+    let on = data
         .pointer(&shape.pointer("compositionRef/name"))
         .and_then(Value::as_str);
     on == Some(composition)
-        || xr
-            .data
+        || data
             .pointer(&shape.pointer("compositionRevisionRef/name"))
             .is_none()
 }
@@ -271,17 +284,17 @@ fn on_composition(xr: &DynamicObject, composition: &str) -> bool {
 /// An XR that may have selected a changed EnvironmentConfig: it names configs in
 /// `spec.environmentConfigRefs`, or its revision is one that selects environments
 /// (`with_environment`).
-fn may_select_environment(xr: &DynamicObject, with_environment: &HashSet<String>) -> bool {
-    xr.data.pointer("/spec/environmentConfigRefs").is_some()
-        || xr
-            .data
-            .pointer(&Shape::observed(&xr.data).pointer("compositionRevisionRef/name"))
+fn may_select_environment(xr: &Cached, with_environment: &HashSet<String>) -> bool {
+    let data = xr.data();
+    data.pointer("/spec/environmentConfigRefs").is_some()
+        || data
+            .pointer(&Shape::observed(&data).pointer("compositionRevisionRef/name"))
             .and_then(Value::as_str)
             .is_some_and(|r| with_environment.contains(r))
 }
 
 /// The XR as a reference of its kind.
-fn object_ref(xr: &DynamicObject, dyntype: &ApiResource) -> ObjectRef<DynamicObject> {
+fn object_ref(xr: &Cached, dyntype: &ApiResource) -> ObjectRef<Cached> {
     let r = ObjectRef::new_with(&xr.name_any(), dyntype.clone());
     match xr.namespace() {
         Some(ns) => r.within(&ns),
@@ -290,7 +303,7 @@ fn object_ref(xr: &DynamicObject, dyntype: &ApiResource) -> ObjectRef<DynamicObj
 }
 
 /// The claim an XR is bound to (`spec.claimRef`), as a reference of the claim kind.
-fn claim_of(xr: &DynamicObject, claim: &ApiResource) -> Option<ObjectRef<DynamicObject>> {
+fn claim_of(xr: &DynamicObject, claim: &ApiResource) -> Option<ObjectRef<Cached>> {
     let s = |p: &str| xr.data.pointer(p).and_then(Value::as_str);
     match (s("/spec/claimRef/name"), s("/spec/claimRef/namespace")) {
         (Some(n), Some(ns)) => Some(ObjectRef::new_with(n, claim.clone()).within(ns)),
@@ -365,7 +378,11 @@ mod tests {
             ),
         ];
         for (data, expected, reason) in rows {
-            assert_eq!(on_composition(&xr(data), "c"), expected, "{reason}");
+            assert_eq!(
+                on_composition(&Cached::from(xr(data)), "c"),
+                expected,
+                "{reason}"
+            );
         }
     }
 
@@ -392,7 +409,7 @@ mod tests {
         ];
         for (data, expected, reason) in rows {
             assert_eq!(
-                may_select_environment(&xr(data), &selecting),
+                may_select_environment(&Cached::from(xr(data)), &selecting),
                 expected,
                 "{reason}"
             );
