@@ -563,6 +563,10 @@ async fn bench(n: usize) {
     let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n, ready_count.clone()));
     let timeline = timeline(ready_count);
     let next = Arc::new(AtomicUsize::new(0));
+    // `STRATA_BENCH_RATE`: claims created per second at most (all clients together).
+    let rate = std::env::var("STRATA_BENCH_RATE")
+        .ok()
+        .map(|v| positive_count("STRATA_BENCH_RATE", &v) as f64);
     let creators: Vec<_> = (0..CREATORS)
         .map(|_| {
             let claims = claims.clone();
@@ -572,6 +576,10 @@ async fn bench(n: usize) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
                         break;
+                    }
+                    if let Some(rate) = rate {
+                        let at = started + Duration::from_secs_f64(i as f64 / rate);
+                        tokio::time::sleep_until(at.into()).await;
                     }
                     claims
                         .create(&PostParams::default(), &claim(i))
