@@ -622,8 +622,9 @@ where
     store
 }
 
-/// Drops what the controllers never read from an object before it is cached: its
-/// `managedFields`, often the larger part of a small object.
+/// Drops what the controllers never read from an object before the write memo ([`Newest`])
+/// keeps it: its `managedFields`, often the larger part of a small object. (The XR and claim
+/// caches drop them too, in `cached`.)
 pub(crate) fn slim(object: &mut DynamicObject) {
     object.metadata.managed_fields = None;
 }

@@ -53,8 +53,8 @@ pub(super) fn start(
     // the Composition an XR uses.
     let (tx, rx) = mpsc::unbounded_channel::<ObjectRef<Cached>>();
     shared.route(&composite, namespaced, tx);
-    // One watch of the XR kind fills the XR controller's cache (without managedFields), triggers
-    // it, and tells the claim controller which claim's XR changed.
+    // One watch of the XR kind fills the XR controller's cache (compact: `cached`), triggers it,
+    // and tells the claim controller which claim's XR changed.
     let (xr_tx, xr_rx) = mpsc::unbounded_channel::<Cached>();
     let (claim_tx, claim_rx) = mpsc::unbounded_channel::<ObjectRef<Cached>>();
     let writer = reflector::store::Writer::new(composite.clone());
