@@ -3,7 +3,7 @@
 //!
 //! Both controllers keep every XR and every claim of their kinds in memory (kube-runtime's
 //! reflector store), while a pass reads one object and the mappers that fan a change out to
-//! XRs read metadata and a few fields. As a `serde_json` tree an object takes four to six times
+//! XRs read metadata and a few fields. As a `serde_json` tree an object takes four to five times
 //! its JSON (every non-empty map is a B-tree node with room for eleven entries), and with ten
 //! thousand claims those trees were about 175 MB of the process: another full copy of what the
 //! embedded API server already holds. [`Cached`] keeps the metadata (what the controller's
@@ -14,6 +14,11 @@
 //! The watch still decodes each event into a [`DynamicObject`] (what the watch's own consumers
 //! read), which [`Cached::from`] then packs; `managedFields` are dropped on the way, as the
 //! controllers never read them.
+//!
+//! Written by hand: kube offers metadata-only objects (`PartialObjectMeta`, with no body at all)
+//! but nothing that keeps a body compactly, and serde_json's `RawValue` needs its `raw_value`
+//! feature, which would change (and rebuild) every crate of the workspace that uses serde_json;
+//! a string of the body's JSON is all this needs.
 
 use std::borrow::Cow;
 
