@@ -867,26 +867,12 @@ mod write_memo_tests {
         let v3 = object("u", "3", json!({"spec": {"a": 2}}));
         newest.wrote(&v1, &v2);
         newest.wrote(&v2, &v3);
-        assert_eq!(
-            newest.of(&Cached::from(v1.clone())).data,
-            v3.data,
-            "two writes behind"
-        );
-        assert_eq!(
-            newest.of(&Cached::from(v2.clone())).data,
-            v3.data,
-            "one write behind"
-        );
-        assert_eq!(
-            newest.of(&Cached::from(v3.clone())).data,
-            v3.data,
-            "caught up"
-        );
-        assert_eq!(
-            newest.of(&Cached::from(v1.clone())).data,
-            v1.data,
-            "once caught up, the memo is gone"
-        );
+        // What a pass starts from when the cache holds `o`.
+        let read = |o: &DynamicObject| newest.of(&Cached::from(o.clone())).data;
+        assert_eq!(read(&v1), v3.data, "two writes behind");
+        assert_eq!(read(&v2), v3.data, "one write behind");
+        assert_eq!(read(&v3), v3.data, "caught up");
+        assert_eq!(read(&v1), v1.data, "once caught up, the memo is gone");
     }
 
     #[test]
