@@ -7,6 +7,7 @@
 //! ([`fold_string_data`]) and `immutable: true` freezes the payload ([`check_immutable`]).
 
 use serde_json::{Value, json};
+use strata_schema::pointer::Pointer;
 
 use crate::error::{ApiError, ErrorTarget, FieldCause};
 use crate::resource::ResourceType;
@@ -30,7 +31,7 @@ pub(crate) fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(),
         &name,
     );
     let text = |p: &str| {
-        crd.pointer(p)
+        crd.at(p)
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned()
@@ -62,7 +63,7 @@ pub(crate) fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(),
         ));
     }
     let versions = crd
-        .pointer("/spec/versions")
+        .at("/spec/versions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -86,7 +87,7 @@ pub(crate) fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(),
         ));
     }
     for (i, v) in versions.iter().enumerate() {
-        if let Some(schema) = v.pointer("/schema/openAPIV3Schema")
+        if let Some(schema) = v.at("/schema/openAPIV3Schema")
             && let Err(message) = crate::validation::compile_schema(schema)
         {
             return Err(invalid(
@@ -99,7 +100,7 @@ pub(crate) fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(),
     crate::cel::admit_crd_rules(&versions, &target)?;
     let stored: Vec<Value> = {
         let mut s: Vec<Value> = previous
-            .and_then(|p| p.pointer("/status/storedVersions"))
+            .and_then(|p| p.at("/status/storedVersions"))
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
@@ -110,7 +111,7 @@ pub(crate) fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(),
     };
     let since = |condition: &str| -> String {
         previous
-            .and_then(|p| p.pointer("/status/conditions"))
+            .and_then(|p| p.at("/status/conditions"))
             .and_then(Value::as_array)
             .and_then(|cs| {
                 cs.iter()
@@ -120,10 +121,7 @@ pub(crate) fn admit_crd(crd: &mut Value, previous: Option<&Value>) -> Result<(),
             .map(str::to_owned)
             .unwrap_or_else(crate::object::now)
     };
-    let accepted_names = crd
-        .pointer("/spec/names")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let accepted_names = crd.at("/spec/names").cloned().unwrap_or_else(|| json!({}));
     crd["status"] = json!({
         "acceptedNames": accepted_names,
         "conditions": [

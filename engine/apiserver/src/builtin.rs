@@ -7,6 +7,7 @@
 mod autoscaling;
 
 use std::borrow::Cow;
+use strata_schema::pointer::Pointer;
 
 use serde_json::{Map, Value, json};
 
@@ -98,11 +99,11 @@ fn default(obj: &mut Value, key: &str, value: Value) {
 }
 
 fn at<'a>(obj: &'a mut Value, pointer: &str) -> Option<&'a mut Value> {
-    obj.pointer_mut(pointer).filter(|v| v.is_object())
+    obj.at_mut(pointer).filter(|v| v.is_object())
 }
 
 fn each_item(obj: &mut Value, pointer: &str, f: impl FnMut(&mut Value)) {
-    if let Some(Value::Array(items)) = obj.pointer_mut(pointer) {
+    if let Some(Value::Array(items)) = obj.at_mut(pointer) {
         items.iter_mut().for_each(f);
     }
 }
@@ -165,8 +166,8 @@ fn qos_class(spec: &Value) -> &'static str {
         .unwrap_or(&[]);
     let (mut any, mut guaranteed) = (false, !containers.is_empty());
     for c in containers {
-        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        let requests = c.at("/resources/requests").and_then(Value::as_object);
+        let limits = c.at("/resources/limits").and_then(Value::as_object);
         any |= requests.is_some_and(|m| !m.is_empty()) || limits.is_some_and(|m| !m.is_empty());
         for r in ["cpu", "memory"] {
             let limit = limits.and_then(|m| m.get(r));
@@ -480,7 +481,7 @@ pub(crate) fn allocate_service(svc: &mut Value, existing: &[&Value]) {
     }
     let used_ips: std::collections::HashSet<&str> = existing
         .iter()
-        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
+        .filter_map(|s| s.at("/spec/clusterIP").and_then(Value::as_str))
         .collect();
     let ip = match spec.get("clusterIP").and_then(Value::as_str) {
         Some(ip) if !ip.is_empty() => ip.to_owned(),
@@ -500,7 +501,7 @@ pub(crate) fn allocate_service(svc: &mut Value, existing: &[&Value]) {
         let mut used_ports: std::collections::HashSet<i64> = existing
             .iter()
             .flat_map(|s| {
-                s.pointer("/spec/ports")
+                s.at("/spec/ports")
                     .and_then(Value::as_array)
                     .map(Vec::as_slice)
                     .unwrap_or(&[])
@@ -538,12 +539,12 @@ pub(crate) fn keep_allocated(rt: &ResourceType, old: &Value, new: &mut Value) {
         return;
     };
     for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-        if let Some(v) = old.pointer(&format!("/spec/{key}")) {
+        if let Some(v) = old.at(&format!("/spec/{key}")) {
             default(spec, key, v.clone());
         }
     }
     let old_ports = old
-        .pointer("/spec/ports")
+        .at("/spec/ports")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();

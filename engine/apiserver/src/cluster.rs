@@ -990,7 +990,7 @@ impl Cluster {
                 new
             }
         };
-        let old_meta = object::meta(old).cloned().unwrap_or_default();
+        let old_meta = object::meta(old);
         {
             let m = meta_mut(&mut new);
             for f in [
@@ -1002,7 +1002,7 @@ impl Cluster {
                 "deletionGracePeriodSeconds",
                 "generation",
             ] {
-                match old_meta.get(f) {
+                match old_meta.and_then(|o| o.get(f)) {
                     Some(v) => m.insert(f.into(), v.clone()),
                     None => m.remove(f),
                 };
@@ -1030,7 +1030,7 @@ impl Cluster {
         new["kind"] = json!(t.rt.kind);
         if spec_changed(old, &new, isolate_status) {
             let generation = old_meta
-                .get("generation")
+                .and_then(|o| o.get("generation"))
                 .and_then(Value::as_i64)
                 .unwrap_or(1)
                 + 1;
@@ -1592,19 +1592,21 @@ fn check_type_meta(t: &Target, body: &Value) -> ApiResult<()> {
 /// Whether a write changes what `generation` counts: everything but metadata (and status, when
 /// status is a subresource).
 fn spec_changed(old: &Value, new: &Value, isolate_status: bool) -> bool {
-    let strip = |v: &Value| -> Value {
-        let mut v = v.clone();
-        if let Value::Object(m) = &mut v {
-            m.remove("metadata");
-            m.remove("apiVersion");
-            m.remove("kind");
-            if isolate_status {
-                m.remove("status");
-            }
-        }
-        v
+    let counted = |k: &String| match k.as_str() {
+        "metadata" | "apiVersion" | "kind" => false,
+        "status" => !isolate_status,
+        _ => true,
     };
-    strip(old) != strip(new)
+    match (old, new) {
+        // Compared field by field in place, not on copies stripped of the rest.
+        (Value::Object(a), Value::Object(b)) => {
+            a.keys().filter(|k| counted(k)).count() != b.keys().filter(|k| counted(k)).count()
+                || a.iter()
+                    .filter(|(k, _)| counted(k))
+                    .any(|(k, v)| b.get(k) != Some(v))
+        }
+        _ => old != new,
+    }
 }
 
 /// Two key-ordered sequences of distinct keys as one.

@@ -13,6 +13,7 @@
 //! definition (`finalizers` a set, `ownerReferences` keyed by `uid`). Every function here is pure.
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use serde_json::{Map, Value, json};
 use strata_schema::{ListType, SchemaNode, StructuralSchema};
@@ -22,8 +23,9 @@ use crate::error::FieldCause;
 /// One step of a field path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Element {
-    /// A field of an object (`f:name`).
-    Field(String),
+    /// A field of an object (`f:name`). Shared, not owned: a walk copies its whole path into
+    /// the set at every leaf, and the names are what those copies would allocate.
+    Field(Rc<str>),
     /// An item of a map list, by its key fields: (name, JSON value) sorted by name (`k:{…}`).
     Key(Vec<(String, String)>),
     /// An item of a set list, by its JSON value (`v:…`).
@@ -47,7 +49,7 @@ impl Element {
     fn from_fields_v1_key(key: &str) -> Option<Self> {
         let (prefix, rest) = key.split_at_checked(2)?;
         match prefix {
-            "f:" => Some(Element::Field(rest.to_owned())),
+            "f:" => Some(Element::Field(rest.into())),
             "k:" => {
                 let Value::Object(fields) = serde_json::from_str(rest).ok()? else {
                     return None;
@@ -300,9 +302,9 @@ const IDENTITY_METADATA: [&str; 10] = [
 
 fn is_identity(path: &[Element]) -> bool {
     match path {
-        [Element::Field(top)] => top == "apiVersion" || top == "kind",
+        [Element::Field(top)] => &**top == "apiVersion" || &**top == "kind",
         [Element::Field(meta), Element::Field(field), ..] => {
-            meta == "metadata" && IDENTITY_METADATA.contains(&field.as_str())
+            &**meta == "metadata" && IDENTITY_METADATA.contains(&&**field)
         }
         _ => false,
     }
@@ -336,21 +338,13 @@ impl FieldSet {
     /// FieldsV1 JSON: `{"f:spec":{"f:size":{}}}`; a path that is owned and has owned paths below
     /// it carries `".": {}`, as in `{"k:{\"type\":\"Ready\"}":{".":{},"f:status":{}}}`.
     pub(crate) fn to_fields_v1(&self) -> Value {
-        let mut root = Map::new();
-        for path in &self.0 {
-            let mut node = &mut root;
-            for (depth, part) in path.iter().enumerate() {
-                if depth > 0 && self.0.contains(&path[..depth]) {
-                    node.entry(".").or_insert_with(|| json!({}));
-                }
-                let entry = node
-                    .entry(part.fields_v1_key())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                let Value::Object(next) = entry else { break };
-                node = next;
-            }
-        }
-        Value::Object(root)
+        let paths: Vec<&[Element]> = self
+            .0
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|p| !p.is_empty())
+            .collect();
+        Value::Object(fields_v1_nodes(&paths, 0))
     }
 
     /// Reads FieldsV1; keys this server does not understand are skipped.
@@ -359,6 +353,28 @@ impl FieldSet {
         read_fields_v1(v, &mut Vec::new(), &mut set);
         FieldSet(set)
     }
+}
+
+/// The FieldsV1 nodes at `depth` of `paths`, which are sorted, share their first `depth`
+/// elements and are longer than that. Paths under one element are adjacent and a path comes
+/// before the paths below it, so each node's key is formatted once, from its group.
+fn fields_v1_nodes(paths: &[&[Element]], depth: usize) -> Map<String, Value> {
+    let mut nodes = Map::new();
+    let mut rest = paths;
+    while let Some(first) = rest.first() {
+        let element = &first[depth];
+        let end = rest.iter().take_while(|p| &p[depth] == element).count();
+        let (group, after) = rest.split_at(end);
+        let owned = first.len() == depth + 1;
+        let below = if owned { &group[1..] } else { group };
+        let mut node = fields_v1_nodes(below, depth + 1);
+        if owned && !node.is_empty() {
+            node.insert(".".into(), Value::Object(Map::new()));
+        }
+        nodes.insert(element.fields_v1_key(), Value::Object(node));
+        rest = after;
+    }
+    nodes
 }
 
 fn collect(
@@ -373,7 +389,7 @@ fn collect(
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
-                path.push(Element::Field(k.clone()));
+                path.push(Element::Field(k.as_str().into()));
                 collect(v, &cursor.field(k), path, out);
                 path.pop();
             }
@@ -390,7 +406,7 @@ fn collect(
                     out.insert(path.clone());
                     if let Value::Object(fields) = item {
                         for (k, v) in fields {
-                            path.push(Element::Field(k.clone()));
+                            path.push(Element::Field(k.as_str().into()));
                             collect(v, &item_cursor.field(k), path, out);
                             path.pop();
                         }
@@ -428,7 +444,7 @@ fn read_fields_v1(v: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>
 
 fn child<'a>(node: &'a Value, element: &Element) -> Option<&'a Value> {
     match element {
-        Element::Field(name) => node.get(name),
+        Element::Field(name) => node.get(&**name),
         Element::Index(i) => node.get(i),
         Element::Key(_) | Element::Value(_) => {
             node.as_array()?.iter().find(|item| element.matches(item))
@@ -438,7 +454,7 @@ fn child<'a>(node: &'a Value, element: &Element) -> Option<&'a Value> {
 
 fn child_mut<'a>(node: &'a mut Value, element: &Element) -> Option<&'a mut Value> {
     match element {
-        Element::Field(name) => node.get_mut(name),
+        Element::Field(name) => node.get_mut(&**name),
         Element::Index(i) => node.get_mut(i),
         Element::Key(_) | Element::Value(_) => node
             .as_array_mut()?
@@ -464,7 +480,7 @@ fn remove_at(obj: &mut Value, path: &[Element]) {
     }
     match (node, last) {
         (Value::Object(map), Element::Field(name)) => {
-            map.remove(name);
+            map.remove(&**name);
         }
         (Value::Array(items), Element::Index(i)) if *i < items.len() => {
             items.remove(*i);
@@ -491,7 +507,7 @@ fn differs(old: &Value, new: &Value, p: &[Element]) -> bool {
 /// Whether the path is a key field of a map-list item (`…[type="Ready"].type`).
 fn is_key_field(path: &[Element]) -> bool {
     match path {
-        [.., Element::Key(key), Element::Field(name)] => key.iter().any(|(k, _)| k == name),
+        [.., Element::Key(key), Element::Field(name)] => key.iter().any(|(k, _)| **k == **name),
         _ => false,
     }
 }
@@ -647,7 +663,7 @@ fn check_unique_items(
     match value {
         Value::Object(map) => {
             for (k, v) in map {
-                path.push(Element::Field(k.clone()));
+                path.push(Element::Field(k.as_str().into()));
                 check_unique_items(v, &cursor.field(k), path)?;
                 path.pop();
             }

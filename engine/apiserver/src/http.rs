@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_schema::pointer::Pointer;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -851,7 +852,7 @@ fn pod_connect(
     }
     let pod = cluster.get(t, name)?;
     let names = |key: &str| -> Vec<String> {
-        pod.pointer(&format!("/spec/{key}"))
+        pod.at(&format!("/spec/{key}"))
             .and_then(Value::as_array)
             .map(|cs| {
                 cs.iter()
@@ -907,7 +908,7 @@ fn pod_connect(
         }
     }
     let node = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty());
     match node {
@@ -963,7 +964,7 @@ async fn scale_request(
             message: message.into(),
         }],
     };
-    let replicas = match wanted.pointer("/spec/replicas") {
+    let replicas = match wanted.at("/spec/replicas") {
         Some(Value::Number(n)) => n
             .as_i64()
             .ok_or_else(|| invalid("Invalid value: must be an integer"))?,
@@ -976,7 +977,7 @@ async fn scale_request(
     let mut updated = crate::compact::expanded(&current).into_owned();
     set_pointer(&mut updated, &scale.spec_replicas, json!(replicas));
     if let Some(rv) = wanted
-        .pointer("/metadata/resourceVersion")
+        .at("/metadata/resourceVersion")
         .filter(|v| !v.is_null())
         && let Some(meta) = updated.get_mut("metadata").and_then(Value::as_object_mut)
     {
@@ -993,20 +994,18 @@ fn scale_view(obj: &Value, scale: &crate::resource::ScaleSubresource) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
     let mut status = json!({
-        "replicas": obj.pointer(&scale.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+        "replicas": obj.at(&scale.status_replicas).and_then(Value::as_i64).unwrap_or(0),
     });
     if let Some(selector) = scale
         .label_selector
         .as_deref()
-        .and_then(|p| obj.pointer(p))
+        .and_then(|p| obj.at(p))
         .and_then(Value::as_str)
     {
         status["selector"] = json!(selector);
     }
     if scale.selector_from_spec {
-        status["selector"] = json!(crate::printers::selector_string(
-            obj.pointer("/spec/selector")
-        ));
+        status["selector"] = json!(crate::printers::selector_string(obj.at("/spec/selector")));
     }
     let mut metadata = json!({
         "name": pick("name"),
@@ -1021,7 +1020,7 @@ fn scale_view(obj: &Value, scale: &crate::resource::ScaleSubresource) -> Value {
         "apiVersion": "autoscaling/v1",
         "kind": "Scale",
         "metadata": metadata,
-        "spec": {"replicas": obj.pointer(&scale.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
+        "spec": {"replicas": obj.at(&scale.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
         "status": status,
     })
 }
@@ -1079,7 +1078,7 @@ fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
             )));
         }
     };
-    let text = |p: &str| opts.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    let text = |p: &str| opts.at(p).and_then(Value::as_str).map(str::to_owned);
     Ok(DeleteOptions {
         propagation,
         precondition_uid: text("/preconditions/uid"),
@@ -1170,7 +1169,7 @@ impl WatchView {
 
     /// The event type this watcher sees for a committed event, if any.
     fn visible(&self, e: &WatchEvent) -> Option<EventType> {
-        if e.gr != self.t.rt.storage_gr() {
+        if !self.t.rt.is_stored_as(&e.gr) {
             return None;
         }
         let now = self.in_scope(&e.object);

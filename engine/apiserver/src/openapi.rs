@@ -75,7 +75,7 @@ pub(crate) fn resolve(mut node: &'static Value) -> &'static Value {
     for _ in 0..8 {
         let target = node
             .get("$ref")
-            .or_else(|| node.pointer("/allOf/0/$ref"))
+            .or_else(|| node.get("allOf")?.get(0)?.get("$ref"))
             .and_then(Value::as_str)
             .and_then(|r| r.strip_prefix(REF_PREFIX))
             .and_then(|name| definitions().get(name));

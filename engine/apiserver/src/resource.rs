@@ -180,6 +180,15 @@ impl ResourceType {
         }
     }
 
+    /// Whether objects of this type are stored under `gr`; [`Self::storage_gr`] without the
+    /// copy, for checks made per event and watcher.
+    pub fn is_stored_as(&self, gr: &GroupResource) -> bool {
+        match &self.stored_as {
+            Some((stored, _)) => stored == gr,
+            None => self.group == gr.group && self.resource == gr.resource,
+        }
+    }
+
     /// The `apiVersion` objects of this type are stored in.
     pub fn storage_api_version(&self) -> String {
         match &self.stored_as {

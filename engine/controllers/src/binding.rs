@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 /// The claim binding itself lives in the core, so `strata render` binds a claim as this
 /// controller does.
@@ -19,7 +20,7 @@ pub(crate) struct ClaimIdentity {
 
 impl ClaimIdentity {
     pub(crate) fn of(claim: &Value) -> Option<Self> {
-        let s = |p: &str| claim.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        let s = |p: &str| claim.at(p).and_then(Value::as_str).map(str::to_owned);
         Some(Self {
             api_version: s("/apiVersion")?,
             kind: s("/kind")?,
@@ -60,7 +61,7 @@ pub(crate) fn new_composite(
 
 /// True when the XR is bound to this claim (its `spec.claimRef` names it).
 pub(crate) fn bound_to(xr: &Value, id: &ClaimIdentity) -> bool {
-    let s = |p: &str| xr.pointer(p).and_then(Value::as_str);
+    let s = |p: &str| xr.at(p).and_then(Value::as_str);
     s("/spec/claimRef/name") == Some(id.name.as_str())
         && s("/spec/claimRef/namespace") == Some(id.namespace.as_str())
 }

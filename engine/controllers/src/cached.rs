@@ -22,6 +22,7 @@
 
 use std::borrow::Cow;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{ApiResource, DynamicObject, ObjectMeta, TypeMeta};
 use kube::core::DynamicResourceScope;
@@ -84,36 +85,88 @@ impl<'de> Deserialize<'de> for Cached {
 }
 
 /// Of the kind its [`ApiResource`] names, like [`DynamicObject`].
-impl Resource for Cached {
-    type DynamicType = ApiResource;
-    type Scope = DynamicResourceScope;
+macro_rules! dynamic_resource {
+    ($type:ty) => {
+        impl Resource for $type {
+            type DynamicType = ApiResource;
+            type Scope = DynamicResourceScope;
 
-    fn group(dt: &ApiResource) -> Cow<'_, str> {
-        dt.group.as_str().into()
-    }
+            fn group(dt: &ApiResource) -> Cow<'_, str> {
+                dt.group.as_str().into()
+            }
 
-    fn version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.version.as_str().into()
-    }
+            fn version(dt: &ApiResource) -> Cow<'_, str> {
+                dt.version.as_str().into()
+            }
 
-    fn kind(dt: &ApiResource) -> Cow<'_, str> {
-        dt.kind.as_str().into()
-    }
+            fn kind(dt: &ApiResource) -> Cow<'_, str> {
+                dt.kind.as_str().into()
+            }
 
-    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.api_version.as_str().into()
-    }
+            fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+                dt.api_version.as_str().into()
+            }
 
-    fn plural(dt: &ApiResource) -> Cow<'_, str> {
-        dt.plural.as_str().into()
-    }
+            fn plural(dt: &ApiResource) -> Cow<'_, str> {
+                dt.plural.as_str().into()
+            }
 
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
 
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+dynamic_resource!(Cached);
+dynamic_resource!(Owned);
+
+/// A composed object as the composed watches read it: which XR controls it, nothing else.
+///
+/// Those watches only route a change to the controlling XR, but decoded as a
+/// [`DynamicObject`] every event built the whole object as trees (its `managedFields`
+/// included, and the body buffered once more for the flattened fields). This reads the
+/// metadata's identity and owner references and skips the rest unparsed.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(from = "OwnedWire")]
+pub struct Owned {
+    /// Name, namespace, uid, resourceVersion and owner references; nothing else.
+    pub metadata: ObjectMeta,
+}
+
+#[derive(Deserialize)]
+struct OwnedWire {
+    #[serde(default)]
+    metadata: OwnedMeta,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnedMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    owner_references: Option<Vec<OwnerReference>>,
+}
+
+impl From<OwnedWire> for Owned {
+    fn from(wire: OwnedWire) -> Self {
+        let m = wire.metadata;
+        Owned {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                owner_references: m.owner_references,
+                ..ObjectMeta::default()
+            },
+        }
     }
 }
 
@@ -193,6 +246,47 @@ mod tests {
             cached.types.as_ref().map(|t| t.kind.as_str()),
             Some("XDatabase")
         );
+    }
+
+    #[test]
+    fn an_owned_object_reads_its_identity_and_owners_only() {
+        let wire = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "db-config",
+                "namespace": "team-a",
+                "uid": "u-1",
+                "resourceVersion": "42",
+                "labels": {"a": "b"},
+                "ownerReferences": [{
+                    "apiVersion": "example.org/v1", "kind": "XDatabase", "name": "db",
+                    "uid": "u-0", "controller": true
+                }],
+                "managedFields": [{"manager": "m", "fieldsV1": {"f:data": {}}}],
+            },
+            "data": {"k": "v"},
+        });
+        let owned: Owned = serde_json::from_value(wire).unwrap();
+        assert_eq!(owned.meta().name.as_deref(), Some("db-config"));
+        assert_eq!(owned.meta().namespace.as_deref(), Some("team-a"));
+        assert_eq!(owned.meta().resource_version.as_deref(), Some("42"));
+        assert_eq!(owned.meta().uid.as_deref(), Some("u-1"));
+        let owners = owned.meta().owner_references.as_deref().unwrap_or_default();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].name.as_str()),
+            ("XDatabase", "db")
+        );
+        assert_eq!(owners[0].controller, Some(true));
+        assert_eq!(
+            owned.meta().labels,
+            None,
+            "what routing does not read is skipped"
+        );
+        assert_eq!(owned.meta().managed_fields, None);
+        let bare: Owned = serde_json::from_value(json!({"kind": "ConfigMap"})).unwrap();
+        assert_eq!(bare.metadata, ObjectMeta::default());
     }
 
     #[test]

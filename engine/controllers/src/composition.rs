@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
+use strata_schema::pointer::Pointer;
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
@@ -177,9 +178,7 @@ async fn collect_revisions(
         };
         in_use.extend(list.items.iter().filter_map(|x| {
             x.data
-                .pointer(
-                    &crate::shape::Shape::observed(&x.data).pointer("compositionRevisionRef/name"),
-                )
+                .at(&crate::shape::Shape::observed(&x.data).pointer("compositionRevisionRef/name"))
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned)
         }));

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use strata_schema::pointer::Pointer;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -182,7 +183,7 @@ pub(crate) async fn run(
     let required = LiveResources {
         kinds,
         namespace: composite
-            .pointer("/metadata/namespace")
+            .at("/metadata/namespace")
             .and_then(Value::as_str)
             .map(str::to_owned),
     };

@@ -19,6 +19,7 @@
 //! XR's `Ready` message does not say it yet: a stuck XR does not repeat the event every pass.
 
 use std::collections::BTreeMap;
+use strata_schema::pointer::Pointer;
 
 use serde_json::{Map, Value};
 use strata_core::render::{ObservedResources, RenderOutput, RequiredSource};
@@ -105,7 +106,7 @@ pub(crate) fn holds(output: &RenderOutput, observed: &ObservedResources) -> BTre
 /// The hold of an observed composed resource whose `Synced` condition is False.
 fn not_synced(resource: &Value) -> Option<Hold> {
     let synced = resource
-        .pointer("/status/conditions")?
+        .at("/status/conditions")?
         .as_array()?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("Synced"))?;
@@ -119,7 +120,7 @@ fn not_synced(resource: &Value) -> Option<Hold> {
         .unwrap_or_default()
         .to_owned();
     let name = resource
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
@@ -187,7 +188,7 @@ pub(crate) fn new_events(
 
 /// The message of the observed XR's `Ready` condition.
 pub(crate) fn observed_ready_message(xr: &Value) -> Option<&str> {
-    xr.pointer("/status/conditions")?
+    xr.at("/status/conditions")?
         .as_array()?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?

@@ -6,6 +6,7 @@
 //! Composition that changed or vanished cannot make Strata forget what it created.
 
 use std::collections::BTreeSet;
+use strata_schema::pointer::Pointer;
 
 use serde_json::{Value, json};
 
@@ -21,7 +22,7 @@ pub(crate) struct ResourceRef {
 impl ResourceRef {
     /// Reads a reference from a composed object (desired or observed).
     pub(crate) fn of(object: &Value) -> Option<Self> {
-        let s = |p: &str| object.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        let s = |p: &str| object.at(p).and_then(Value::as_str).map(str::to_owned);
         Some(Self {
             api_version: s("/apiVersion")?,
             kind: s("/kind")?,
@@ -34,7 +35,7 @@ impl ResourceRef {
     /// in the v2 shape); malformed entries are skipped. A namespaced XR
     /// records references without a namespace (its CRD has no such field): they are in its own.
     pub(crate) fn list_of(xr: &Value) -> Vec<Self> {
-        let own = xr.pointer("/metadata/namespace").and_then(Value::as_str);
+        let own = xr.at("/metadata/namespace").and_then(Value::as_str);
         let mut refs = Self::recorded(xr);
         for r in &mut refs {
             if r.namespace.is_none() {
@@ -61,7 +62,7 @@ impl ResourceRef {
     }
 
     fn recorded(xr: &Value) -> Vec<Self> {
-        xr.pointer(&crate::shape::Shape::observed(xr).pointer("resourceRefs"))
+        xr.at(&crate::shape::Shape::observed(xr).pointer("resourceRefs"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 use strata_core::model::XrScope;
+use strata_schema::pointer::Pointer;
 
 /// The shape of an XR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +28,7 @@ impl Shape {
 
     /// The shape of an XR read without its XRD: v2 when it has a `spec.crossplane` object.
     pub(crate) fn observed(xr: &Value) -> Self {
-        if xr.pointer("/spec/crossplane").is_some_and(Value::is_object) {
+        if xr.at("/spec/crossplane").is_some_and(Value::is_object) {
             Shape::V2
         } else {
             Shape::V1

@@ -18,6 +18,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use strata_schema::pointer::Pointer;
 
 use serde_json::{Value, json};
 
@@ -84,7 +85,7 @@ pub enum EnvironmentError {
 /// The names the XR's `spec.environmentConfigRefs` list, in order (entries without a string
 /// `name` are skipped): the references that, when set, win over the Composition's sources.
 pub fn xr_config_refs(xr: &Value) -> Vec<String> {
-    xr.pointer("/spec/environmentConfigRefs")
+    xr.at("/spec/environmentConfigRefs")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -18,6 +18,7 @@
 //! XR does not wait for a resource a `Required` patch withholds, as the function leaves it out.
 
 use std::collections::BTreeMap;
+use strata_schema::pointer::Pointer;
 
 use serde_json::map::Entry;
 use serde_json::{Map, Value, json};
@@ -595,7 +596,7 @@ fn compose_connection_secret(
 ) -> Result<Option<DesiredResource>, RenderError> {
     use base64::Engine as _;
     let cs = &comp.connection_secret;
-    let v2 = xr.pointer("/spec/crossplane").is_some_and(Value::is_object);
+    let v2 = xr.at("/spec/crossplane").is_some_and(Value::is_object);
     if !v2 || details.is_empty() {
         return Ok(None);
     }
@@ -611,7 +612,7 @@ fn compose_connection_secret(
         return Ok(None);
     }
     // The reference: the Composition's, else the XR's own, else `{xr-name}-connection`.
-    let xr_ref = xr.pointer("/spec/writeConnectionSecretToRef");
+    let xr_ref = xr.at("/spec/writeConnectionSecretToRef");
     let xr_string = |key: &str| {
         xr_ref
             .and_then(|r| r.get(key))
@@ -1147,10 +1148,7 @@ impl<'a> CompositeMeta<'a> {
         let Some(ns) = self.namespace else {
             return Ok(());
         };
-        match desired
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-        {
+        match desired.at("/metadata/namespace").and_then(Value::as_str) {
             Some(found) if found != ns => Err(RenderError::Resource {
                 resource: resource.to_owned(),
                 message: format!(

@@ -27,6 +27,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod pointer;
+
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;

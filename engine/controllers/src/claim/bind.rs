@@ -7,6 +7,7 @@ use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Map, Value, json};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 use super::{CLAIM_FIELD_MANAGER, Pass};
 use crate::binding::{self, ClaimIdentity};
@@ -107,9 +108,7 @@ impl Pass<'_> {
         let resource_version = claim.resource_version();
         let composite = &self.ctx.composite;
         let (name, patch) = binding_patch(&BindingFacts {
-            bound: value
-                .pointer("/spec/resourceRef/name")
-                .and_then(Value::as_str),
+            bound: value.at("/spec/resourceRef/name").and_then(Value::as_str),
             uid: &uid,
             finalizers: claim.finalizers(),
             resource_version: resource_version.as_deref(),

@@ -2,6 +2,7 @@
 //! [`desired_secret`] what the claim's copy holds, and [`requeue`] when to look again.
 
 use std::time::Duration;
+use strata_schema::pointer::Pointer;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -21,7 +22,7 @@ const SECRET_POLL: Duration = Duration::from_secs(5);
 /// or else the Composition's `writeConnectionSecretsToNamespace` (`composition_namespace`, of
 /// the XR's revision) with the XR's UID as the name. `None` when neither says.
 fn source(xr: &Value, composition_namespace: Option<String>) -> Option<(String, String)> {
-    let s = |p: &str| xr.pointer(p).and_then(Value::as_str);
+    let s = |p: &str| xr.at(p).and_then(Value::as_str);
     match (
         s("/spec/writeConnectionSecretToRef/name"),
         s("/spec/writeConnectionSecretToRef/namespace"),
@@ -78,7 +79,7 @@ impl Pass<'_> {
         xr: &Value,
     ) -> Result<Action> {
         let target = value
-            .pointer("/spec/writeConnectionSecretToRef/name")
+            .at("/spec/writeConnectionSecretToRef/name")
             .and_then(Value::as_str);
         let copied = match target {
             Some(target) => self.copy_secret(claim, xr, target).await?,
@@ -91,7 +92,7 @@ impl Pass<'_> {
     /// The namespace the Composition of the XR's revision writes connection Secrets to.
     fn composition_namespace(&self, xr: &Value) -> Option<String> {
         let revision = xr
-            .pointer("/spec/compositionRevisionRef/name")
+            .at("/spec/compositionRevisionRef/name")
             .and_then(Value::as_str)?;
         self.ctx
             .shared
@@ -110,11 +111,9 @@ impl Pass<'_> {
     /// Copies the XR's connection Secret into the claim's namespace as `target`. `false` while
     /// the XR has not published one yet.
     async fn copy_secret(&self, claim: &DynamicObject, xr: &Value, target: &str) -> Result<bool> {
-        let has_ref = xr
-            .pointer("/spec/writeConnectionSecretToRef/name")
-            .is_some()
+        let has_ref = xr.at("/spec/writeConnectionSecretToRef/name").is_some()
             && xr
-                .pointer("/spec/writeConnectionSecretToRef/namespace")
+                .at("/spec/writeConnectionSecretToRef/namespace")
                 .is_some();
         // The revision is looked up only when the XR does not name its Secret itself.
         let composition_namespace = if has_ref {

@@ -4,6 +4,7 @@
 //! is gone (`Foreground`). [`step`] decides.
 
 use std::time::Duration;
+use strata_schema::pointer::Pointer;
 
 use kube::ResourceExt;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
@@ -65,12 +66,10 @@ impl Pass<'_> {
     /// Observe the bound XR, decide with [`step`], act.
     pub(super) async fn delete(&self, claim: &DynamicObject, value: &Value) -> Result<Action> {
         let foreground = value
-            .pointer("/spec/compositeDeletePolicy")
+            .at("/spec/compositeDeletePolicy")
             .and_then(Value::as_str)
             == Some("Foreground");
-        let recorded = value
-            .pointer("/spec/resourceRef/name")
-            .and_then(Value::as_str);
+        let recorded = value.at("/spec/resourceRef/name").and_then(Value::as_str);
         let xr = self.bound_composite(recorded).await?;
         let composite = match &xr {
             None => Composite::Absent,

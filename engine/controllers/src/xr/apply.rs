@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use strata_schema::pointer::Pointer;
 
 use kube::ResourceExt;
 use kube::api::DeleteParams;
@@ -277,9 +278,18 @@ async fn apply_round(
     composed: &mut Composed,
 ) -> Result<()> {
     let (resources, refs) = (&rendered.output.resources, &rendered.refs);
+    // Which resources already are as desired, decided once for the access check and the
+    // applies (each answer hashes the desired object).
+    let current: Vec<bool> = resources
+        .iter()
+        .map(|d| {
+            let observed = composed.observed.get(&d.name).map(|o| &o.resource);
+            shared::is_applied(&d.resource, observed)
+        })
+        .collect();
     // Every write of this round must be allowed before any is made: a kind the
     // controllers may not write fails the pass with nothing applied (no partial apply).
-    let access = check_access(ctx, resources, refs, &composed.observed).await;
+    let access = check_access(ctx, resources, refs, &current).await;
     noted(events, wire::REASON_APPLY_RESOURCE, access)?;
     // Record first: a crash after a create must never orphan the object.
     let inventory = inventory::before_apply(&composed.present, refs);
@@ -289,9 +299,8 @@ async fn apply_round(
     }
     w.flush().await?;
 
-    for (d, r) in resources.iter().zip(refs) {
-        let observed = composed.observed.get(&d.name).map(|o| &o.resource);
-        match apply_one(ctx, d, r, observed).await {
+    for ((d, r), current) in resources.iter().zip(refs).zip(current) {
+        match apply_one(ctx, d, r, current).await {
             Ok(None) => {}
             Ok(Some(live)) => {
                 let connection_details = observe::read_connection_secret(ctx, &live, r).await?;
@@ -379,7 +388,7 @@ fn pipeline_error(id: &str, revision: &str, e: PipelineError) -> Error {
 /// Keeps the steps' results in the XR's status (`status.functionResults`, bounded). The field
 /// is cleared when a pass has no results.
 fn keep_results(status: &mut Value, observed_xr: &Value, results: &[StepResult]) {
-    let had = observed_xr.pointer("/status/functionResults").is_some();
+    let had = observed_xr.at("/status/functionResults").is_some();
     if let Some(o) = status.as_object_mut() {
         if results.is_empty() {
             if had {
@@ -397,11 +406,10 @@ async fn check_access(
     ctx: &XrContext,
     desired: &[render::DesiredResource],
     refs: &[ResourceRef],
-    observed: &ObservedResources,
+    current: &[bool],
 ) -> Result<()> {
-    for (d, r) in desired.iter().zip(refs) {
-        let current = observed.get(&d.name).map(|o| &o.resource);
-        if shared::plan_apply(&d.resource, current).1 {
+    for ((d, r), current) in desired.iter().zip(refs).zip(current) {
+        if *current {
             continue;
         }
         let (_, kind) = ctx.shared.kinds.api_for(r).await?;
@@ -431,20 +439,21 @@ async fn check_access(
     Ok(())
 }
 
-/// Applies one desired resource unless the observed object already is it; returns the live
-/// object an apply returned (`None` when nothing was written).
+/// Applies one desired resource unless the observed object already is it (`current`, from
+/// [`shared::is_applied`]); returns the live object an apply returned (`None` when nothing was
+/// written). Its kind is watched either way.
 async fn apply_one(
     ctx: &XrContext,
     desired: &render::DesiredResource,
     r: &ResourceRef,
-    observed: Option<&Value>,
+    current: bool,
 ) -> Result<Option<Value>> {
     let (api, kind) = ctx.shared.kinds.api_for(r).await?;
     ctx.shared.watch_composed(&kind.resource);
-    let (stamped, current) = shared::plan_apply(&desired.resource, observed);
     if current {
         return Ok(None);
     }
+    let stamped = shared::stamped(&desired.resource);
     let live: Value = shared::apply(&api, &r.name, &stamped, &r.display()).await?;
     Ok(Some(live))
 }

@@ -2,6 +2,7 @@
 //! render's connection details there when they changed.
 
 use std::collections::BTreeMap;
+use strata_schema::pointer::Pointer;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -23,10 +24,10 @@ fn connection_secret_target(
     namespace: Option<&str>,
 ) -> Option<(String, String)> {
     let name = value
-        .pointer("/spec/writeConnectionSecretToRef/name")
+        .at("/spec/writeConnectionSecretToRef/name")
         .and_then(Value::as_str);
     let ns = value
-        .pointer("/spec/writeConnectionSecretToRef/namespace")
+        .at("/spec/writeConnectionSecretToRef/namespace")
         .and_then(Value::as_str)
         .map(str::to_owned)
         .or_else(|| xr.namespace());

@@ -2,6 +2,7 @@
 //! inventory ([`inventory::deletion_step`] decides), then the finalizer goes.
 
 use std::time::Duration;
+use strata_schema::pointer::Pointer;
 
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
@@ -115,7 +116,7 @@ async fn observe(
 /// or when the revision is gone.
 fn deletion_waves(value: &Value, ctx: &XrContext) -> Option<Vec<Vec<String>>> {
     let name = value
-        .pointer(&Shape::observed(value).pointer("compositionRevisionRef/name"))
+        .at(&Shape::observed(value).pointer("compositionRevisionRef/name"))
         .and_then(Value::as_str)?;
     let revision = ctx
         .shared

@@ -1,6 +1,7 @@
 //! Reading the composed resources an XR recorded, and their connection Secrets.
 
 use std::collections::BTreeMap;
+use strata_schema::pointer::Pointer;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -31,7 +32,7 @@ pub(super) async fn observe(
         present.push(r.clone());
         let annotation = |key: &str| {
             resource
-                .pointer("/metadata/annotations")
+                .at("/metadata/annotations")
                 .and_then(|a| a.get(key))
                 .and_then(Value::as_str)
                 .map(str::to_owned)
@@ -59,13 +60,13 @@ pub(super) async fn read_connection_secret(
     r: &ResourceRef,
 ) -> Result<BTreeMap<String, Vec<u8>>> {
     let Some(name) = resource
-        .pointer("/spec/writeConnectionSecretToRef/name")
+        .at("/spec/writeConnectionSecretToRef/name")
         .and_then(Value::as_str)
     else {
         return Ok(BTreeMap::new());
     };
     let Some(ns) = resource
-        .pointer("/spec/writeConnectionSecretToRef/namespace")
+        .at("/spec/writeConnectionSecretToRef/namespace")
         .and_then(Value::as_str)
         .or(r.namespace.as_deref())
     else {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use strata_schema::pointer::Pointer;
 
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
@@ -23,8 +24,8 @@ pub(super) fn choose_revision(
     id: &str,
 ) -> Result<(Arc<CompositionRevision>, Option<Value>)> {
     let sh = &ctx.shared;
-    let xrd = ctx.xrd.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let s = |p: &str| value.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    let xrd = ctx.xrd.read().unwrap_or_else(|e| e.into_inner());
+    let s = |p: &str| value.at(p).and_then(Value::as_str).map(str::to_owned);
     let shape = Shape::of(xrd.spec.scope);
     let at = |field: &str| shape.pointer(field);
     let input = SelectionInput {
@@ -37,7 +38,7 @@ pub(super) fn choose_revision(
             .map(|r| r.name.clone()),
         composition_ref: s(&at("compositionRef/name")),
         selector: value
-            .pointer(&at("compositionSelector/matchLabels"))
+            .at(&at("compositionSelector/matchLabels"))
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
@@ -81,7 +82,7 @@ pub(super) fn choose_revision(
     };
     let all = sh.revisions.state();
     let revision_selector: Option<BTreeMap<String, String>> = value
-        .pointer(&at("compositionRevisionSelector/matchLabels"))
+        .at(&at("compositionRevisionSelector/matchLabels"))
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -182,7 +183,7 @@ fn select_environment(
         format!(
             "environment of {}",
             value
-                .pointer("/metadata/name")
+                .at("/metadata/name")
                 .and_then(Value::as_str)
                 .unwrap_or("")
         )

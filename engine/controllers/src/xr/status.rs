@@ -4,6 +4,7 @@
 //! an event every pass.
 
 use std::time::Duration;
+use strata_schema::pointer::Pointer;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::ResourceExt;
@@ -191,7 +192,7 @@ pub(super) async fn record(
 /// The claim an XR is bound to (`spec.claimRef`), if any.
 fn claim_of(value: &Value) -> Option<ObjectReference> {
     value
-        .pointer("/spec/claimRef")
+        .at("/spec/claimRef")
         .and_then(|r| serde_json::from_value::<ObjectReference>(r.clone()).ok())
 }
 

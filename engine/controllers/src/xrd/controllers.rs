@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use strata_schema::pointer::Pointer;
 
 use futures_util::{StreamExt, TryStreamExt};
 use kube::ResourceExt;
@@ -273,11 +274,11 @@ fn on_composition(xr: &Cached, composition: &str) -> bool {
     let data = xr.data();
     let shape = Shape::observed(&data);
     let on = data
-        .pointer(&shape.pointer("compositionRef/name"))
+        .at(&shape.pointer("compositionRef/name"))
         .and_then(Value::as_str);
     on == Some(composition)
         || data
-            .pointer(&shape.pointer("compositionRevisionRef/name"))
+            .at(&shape.pointer("compositionRevisionRef/name"))
             .is_none()
 }
 
@@ -286,9 +287,9 @@ fn on_composition(xr: &Cached, composition: &str) -> bool {
 /// (`with_environment`).
 fn may_select_environment(xr: &Cached, with_environment: &HashSet<String>) -> bool {
     let data = xr.data();
-    data.pointer("/spec/environmentConfigRefs").is_some()
+    data.at("/spec/environmentConfigRefs").is_some()
         || data
-            .pointer(&Shape::observed(&data).pointer("compositionRevisionRef/name"))
+            .at(&Shape::observed(&data).pointer("compositionRevisionRef/name"))
             .and_then(Value::as_str)
             .is_some_and(|r| with_environment.contains(r))
 }
@@ -304,7 +305,7 @@ fn object_ref(xr: &Cached, dyntype: &ApiResource) -> ObjectRef<Cached> {
 
 /// The claim an XR is bound to (`spec.claimRef`), as a reference of the claim kind.
 fn claim_of(xr: &DynamicObject, claim: &ApiResource) -> Option<ObjectRef<Cached>> {
-    let s = |p: &str| xr.data.pointer(p).and_then(Value::as_str);
+    let s = |p: &str| xr.data.at(p).and_then(Value::as_str);
     match (s("/spec/claimRef/name"), s("/spec/claimRef/namespace")) {
         (Some(n), Some(ns)) => Some(ObjectRef::new_with(n, claim.clone()).within(ns)),
         _ => None,
@@ -315,14 +316,30 @@ fn claim_of(xr: &DynamicObject, claim: &ApiResource) -> Option<ObjectRef<Cached>
 /// (without what the XR controller records: inventory and selected revision) and deletion.
 fn claim_facing_hash(xr: &DynamicObject) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    xr.data.get("status").map(Value::to_string).hash(&mut h);
-    let mut spec = xr.data.get("spec").cloned().unwrap_or(Value::Null);
-    if let Some(o) = spec.as_object_mut() {
-        o.remove("resourceRefs");
-        o.remove("compositionRevisionRef");
+    // The JSON of those parts, one per line, written into one buffer: no copy of the spec
+    // without the recorded fields. Serializing JSON to a `Vec` cannot fail.
+    fn put<T: serde::Serialize + ?Sized>(json: &mut Vec<u8>, v: &T) {
+        let _ = serde_json::to_writer(&mut *json, v);
+        json.push(b'\n');
     }
-    spec.to_string().hash(&mut h);
+    let mut json = Vec::with_capacity(1024);
+    match xr.data.get("status") {
+        Some(status) => put(&mut json, status),
+        None => json.push(b'\n'),
+    }
+    match xr.data.get("spec") {
+        Some(Value::Object(spec)) => {
+            for (k, v) in spec {
+                if k != "resourceRefs" && k != "compositionRevisionRef" {
+                    put(&mut json, k);
+                    put(&mut json, v);
+                }
+            }
+        }
+        spec => put(&mut json, spec.unwrap_or(&Value::Null)),
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    json.hash(&mut h);
     xr.metadata.deletion_timestamp.is_some().hash(&mut h);
     h.finish()
 }
@@ -434,5 +451,16 @@ mod tests {
         let mut spec = base.clone();
         spec["spec"]["size"] = json!(2);
         assert_ne!(hash(&base), hash(&spec), "a spec change is");
+        let mut renamed = base.clone();
+        renamed["spec"] =
+            json!({"size": 1, "claimRef": {"name": "c", "namespace": "n"}, "extra": null});
+        assert_ne!(hash(&base), hash(&renamed), "a new spec field is");
+        let no_status = json!({"spec": base["spec"].clone()});
+        assert_ne!(hash(&base), hash(&no_status), "a status going away is");
+        assert_ne!(
+            hash(&json!({"spec": {}, "status": null})),
+            hash(&json!({"spec": {}})),
+            "a null status is not a missing one"
+        );
     }
 }
