@@ -246,6 +246,12 @@ struct Outcome {
 /// The control plane's state: every object in memory under one lock, each write decided there,
 /// handed to the store's writer and acknowledged once durable, then fanned out to watchers. Readers
 /// never see a write that is not yet durable.
+///
+/// A patch or server-side apply of an existing object computes its new version outside the lock,
+/// from the stored version it read, and commits only if that version is still the stored one
+/// (else computes again from the newer one), as kube-apiserver's optimistic `GuaranteedUpdate`
+/// does: decoding, field ownership, merging and admission are most of a write's work, and done
+/// under the lock they kept every other request waiting ([`Cluster::update_from`]).
 pub struct Cluster {
     state: Mutex<State>,
     writer: crate::store::Writer<Arc<WatchEvent>>,
@@ -699,18 +705,19 @@ impl Cluster {
     /// body that is not an object of the target's kind or names another namespace, 422 when
     /// validation fails, 409 when the name is taken.
     pub async fn create(&self, t: &Target, body: Value, manager: &str) -> ApiResult<Arc<Value>> {
+        let mut obj = self.prepare_create(t, body)?;
+        let now = object::now();
+        let w = fields::Writer {
+            manager,
+            api_version: &t.api_version(),
+            subresource: "",
+            now: &now,
+            schema: t.field_schema(t.rt.storage_version()),
+        };
+        fields::record_update(None, &mut obj, &w);
         let outcome = {
             let mut st = self.lock();
-            let mut obj = self.prepare_create(&st, t, body)?;
-            let now = object::now();
-            let w = fields::Writer {
-                manager,
-                api_version: &t.api_version(),
-                subresource: "",
-                now: &now,
-                schema: t.field_schema(t.rt.storage_version()),
-            };
-            fields::record_update(None, &mut obj, &w);
+            self.complete_create(&st, t, &mut obj)?;
             self.insert_new(&mut st, t, obj)?
         };
         self.finish(outcome).await
@@ -728,7 +735,9 @@ impl Cluster {
         Ok(self.commit(st, t, None, obj))
     }
 
-    fn prepare_create(&self, st: &State, t: &Target, mut body: Value) -> ApiResult<Value> {
+    /// A new object from `body`, checked and admitted, outside the lock; what depends on other
+    /// objects is checked again, and completed, under it ([`Cluster::complete_create`]).
+    fn prepare_create(&self, t: &Target, mut body: Value) -> ApiResult<Value> {
         check_type_meta(t, &body)?;
         crate::compact::expand(&mut body);
         if !body.is_object() {
@@ -784,29 +793,9 @@ impl Cluster {
         ] {
             m.remove(f);
         }
-        if t.rt.namespaced {
-            let ns_gr = GroupResource::new("", "namespaces");
-            match st
-                .objects
-                .get(&ns_gr)
-                .and_then(|m| m.get(&(String::new(), t.namespace.clone())))
-            {
-                None => {
-                    return Err(ApiError::NotFound(ErrorTarget::new(
-                        "",
-                        "namespaces",
-                        &t.namespace,
-                    )));
-                }
-                Some(ns) if object::is_deleting(ns) => {
-                    return Err(ApiError::Forbidden(format!(
-                        "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
-                        t.rt.resource, t.namespace
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
+        // Where kube-apiserver's namespace lifecycle admission would refuse it: before
+        // anything is validated.
+        Self::namespace_open(&self.lock(), t, &name)?;
         if t.rt.has_status_subresource()
             && !(t.rt.builtin && t.rt.resource == "namespaces")
             && let Value::Object(m) = &mut body
@@ -827,17 +816,48 @@ impl Cluster {
             body["status"] = json!({"phase": "Active"});
         }
         self.admit(t, None, &mut body)?;
+        body["apiVersion"] = json!(t.rt.storage_api_version());
+        body["kind"] = json!(t.rt.kind);
+        Ok(body)
+    }
+
+    /// Under the lock, what a create depends on other objects for: its namespace is still
+    /// there and not terminating, and a Service gets its cluster IP and node ports.
+    fn complete_create(&self, st: &State, t: &Target, obj: &mut Value) -> ApiResult<()> {
+        Self::namespace_open(st, t, object::name(obj))?;
         if t.rt.builtin && t.rt.group.is_empty() && t.rt.resource == "services" {
             let existing: Vec<&Value> = st
                 .objects
                 .get(&t.rt.storage_gr())
                 .map(|m| m.values().map(|v| &**v).collect())
                 .unwrap_or_default();
-            crate::builtin::allocate_service(&mut body, &existing);
+            crate::builtin::allocate_service(obj, &existing);
         }
-        body["apiVersion"] = json!(t.rt.storage_api_version());
-        body["kind"] = json!(t.rt.kind);
-        Ok(body)
+        Ok(())
+    }
+
+    /// Whether objects may be created in the target's namespace (always, when not namespaced).
+    fn namespace_open(st: &State, t: &Target, name: &str) -> ApiResult<()> {
+        if !t.rt.namespaced {
+            return Ok(());
+        }
+        let ns_gr = GroupResource::new("", "namespaces");
+        match st
+            .objects
+            .get(&ns_gr)
+            .and_then(|m| m.get(&(String::new(), t.namespace.clone())))
+        {
+            None => Err(ApiError::NotFound(ErrorTarget::new(
+                "",
+                "namespaces",
+                &t.namespace,
+            ))),
+            Some(ns) if object::is_deleting(ns) => Err(ApiError::Forbidden(format!(
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                t.rt.resource, t.namespace
+            ))),
+            Some(_) => Ok(()),
+        }
     }
 
     fn admit(&self, t: &Target, previous: Option<&Value>, obj: &mut Value) -> ApiResult<()> {
@@ -1293,37 +1313,72 @@ impl Cluster {
                     .replace(", application/strategic-merge-patch+json", ""),
             });
         }
-        let outcome = {
-            let mut st = self.lock();
-            if kind == PatchKind::Apply {
-                let manager = manager.filter(|m| !m.is_empty()).ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "PATCH with apply requires a non-empty fieldManager".into(),
-                    )
-                })?;
-                self.server_side_apply(&mut st, t, name, body, sub, manager, force)?
-            } else {
-                let old = self.existing(&st, t, name)?;
-                let patched = apply_patch(kind, t.editable(&old), body)?;
+        let outcome = if kind == PatchKind::Apply {
+            let manager = manager.filter(|m| !m.is_empty()).ok_or_else(|| {
+                ApiError::BadRequest("PATCH with apply requires a non-empty fieldManager".into())
+            })?;
+            self.server_side_apply(t, name, body, sub, manager, force)?
+        } else {
+            let manager = manager.unwrap_or("unknown");
+            self.update_from(t, name, |old| {
+                let patched = apply_patch(kind, t.editable(old), body)?;
                 crate::compact::check_input(&patched)?;
-                let manager = manager.unwrap_or("unknown");
-                let new = self.prepare_update(
-                    t,
-                    &old,
-                    patched,
-                    sub,
-                    ManagedFields::RecordUpdate(manager),
-                )?;
-                self.write_update(&mut st, t, old, new)?
-            }
+                self.prepare_update(t, old, patched, sub, ManagedFields::RecordUpdate(manager))
+            })?
         };
         self.finish(outcome).await
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The stored version of `name`, or `None`, read under a short hold of the lock.
+    fn stored(&self, t: &Target, name: &str) -> Option<Arc<Value>> {
+        let st = self.lock();
+        st.objects
+            .get(&t.rt.storage_gr())
+            .and_then(|m| m.get(&t.key(name)))
+            .cloned()
+    }
+
+    /// Whether `read` (a version read earlier, or its absence) is still what is stored.
+    fn still_stored(st: &State, t: &Target, name: &str, read: Option<&Arc<Value>>) -> bool {
+        let now = st
+            .objects
+            .get(&t.rt.storage_gr())
+            .and_then(|m| m.get(&t.key(name)));
+        match (now, read) {
+            (Some(now), Some(read)) => Arc::ptr_eq(now, read),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Updates the existing object `name` to what `change` makes of its stored version: computed
+    /// outside the lock, committed under it only if that version is still the stored one, and
+    /// computed again from the newer version otherwise. An error `change` returns stands only if
+    /// the version it was computed from is still the stored one (so a precondition or conflict
+    /// is always judged against the current object).
+    fn update_from(
+        &self,
+        t: &Target,
+        name: &str,
+        mut change: impl FnMut(&Arc<Value>) -> ApiResult<Value>,
+    ) -> ApiResult<Outcome> {
+        loop {
+            let Some(old) = self.stored(t, name) else {
+                return Err(ApiError::NotFound(t.error_target(name)));
+            };
+            let new = change(&old);
+            let mut st = self.lock();
+            if !Self::still_stored(&st, t, name, Some(&old)) {
+                continue;
+            }
+            return self.write_update(&mut st, t, old, new?);
+        }
+    }
+
+    /// Server-side apply of `body` (YAML or JSON) to `name`: decoded once, outside the lock; an
+    /// existing object is updated by [`Cluster::update_from`], a new one created under the lock.
     fn server_side_apply(
         &self,
-        st: &mut State,
         t: &Target,
         name: &str,
         body: &[u8],
@@ -1354,11 +1409,6 @@ impl Cluster {
             now: &now,
             schema: t.field_schema(&t.version),
         };
-        let old = st
-            .objects
-            .get(&t.rt.storage_gr())
-            .and_then(|m| m.get(&t.key(name)))
-            .cloned();
         let conflict = |e: fields::ApplyError| match e {
             fields::ApplyError::Conflicts(c) => ApiError::ApplyConflict {
                 target: t.error_target(name),
@@ -1370,28 +1420,38 @@ impl Cluster {
                 causes: vec![FieldCause { field, message }],
             },
         };
-        match old {
-            None => {
-                if sub == Subresource::Status {
-                    return Err(ApiError::NotFound(t.error_target(name)));
+        loop {
+            if self.stored(t, name).is_some() {
+                match self.update_from(t, name, |old| {
+                    // Field ownership reads the stored (compact) managedFields itself.
+                    let live = crate::builtin::served(t, old);
+                    let applied =
+                        fields::apply(Some(&live), &config, &w, force).map_err(conflict)?;
+                    self.prepare_update(t, old, applied, sub, ManagedFields::Given)
+                }) {
+                    // Deleted since: applied again, as a create.
+                    Err(ApiError::NotFound(_)) if self.stored(t, name).is_none() => continue,
+                    outcome => return outcome,
                 }
-                let applied = fields::apply(None, &config, &w, force).map_err(conflict)?;
-                let managed = object::meta(&applied)
-                    .and_then(|m| m.get("managedFields"))
-                    .cloned();
-                let mut obj = self.prepare_create(st, t, applied)?;
-                if let Some(mf) = managed {
-                    meta_mut(&mut obj).insert("managedFields".into(), mf);
-                }
-                self.insert_new(st, t, obj)
             }
-            Some(old) => {
-                // Field ownership reads the stored (compact) managedFields itself.
-                let live = crate::builtin::served(t, &old);
-                let applied = fields::apply(Some(&live), &config, &w, force).map_err(conflict)?;
-                let new = self.prepare_update(t, &old, applied, sub, ManagedFields::Given)?;
-                self.write_update(st, t, old, new)
+            if sub == Subresource::Status {
+                return Err(ApiError::NotFound(t.error_target(name)));
             }
+            let applied = fields::apply(None, &config, &w, force).map_err(conflict)?;
+            let managed = object::meta(&applied)
+                .and_then(|m| m.get("managedFields"))
+                .cloned();
+            let mut obj = self.prepare_create(t, applied)?;
+            if let Some(mf) = managed {
+                meta_mut(&mut obj).insert("managedFields".into(), mf);
+            }
+            let mut st = self.lock();
+            if !Self::still_stored(&st, t, name, None) {
+                // Created since: applied again, as an update.
+                continue;
+            }
+            self.complete_create(&st, t, &mut obj)?;
+            return self.insert_new(&mut st, t, obj);
         }
     }
 
@@ -1656,7 +1716,162 @@ fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    async fn fresh_cluster(name: &str) -> (Arc<Cluster>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("strata-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cluster = Cluster::open(Store::open(&dir).unwrap()).await.unwrap();
+        (cluster, dir)
+    }
+
+    fn labels(obj: &Value) -> Vec<String> {
+        obj.pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_patch_computed_from_a_version_replaced_meanwhile_is_computed_again() {
+        let (cluster, dir) = fresh_cluster("optimistic").await;
+        let t = cluster.target("", "v1", "configmaps", "default").unwrap();
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}});
+        cluster.create(&t, body, "test").await.unwrap();
+        let mut calls = 0;
+        let outcome = cluster
+            .update_from(&t, "cm", |old| {
+                calls += 1;
+                if calls == 1 {
+                    // Another write lands while this one is being computed, outside the lock.
+                    let mut intruder = t.editable(old);
+                    intruder["metadata"]["labels"] = json!({"intruder": "yes"});
+                    let mut st = cluster.lock();
+                    let new = cluster.prepare_update(
+                        &t,
+                        old,
+                        intruder,
+                        Subresource::Main,
+                        ManagedFields::RecordUpdate("intruder"),
+                    )?;
+                    cluster.write_update(&mut st, &t, old.clone(), new)?;
+                }
+                let mut mine = t.editable(old);
+                mine["data"] = json!({"mine": "yes"});
+                cluster.prepare_update(
+                    &t,
+                    old,
+                    mine,
+                    Subresource::Main,
+                    ManagedFields::RecordUpdate("me"),
+                )
+            })
+            .unwrap();
+        assert_eq!(calls, 2, "computed again from the newer version");
+        assert_eq!(
+            labels(&outcome.object),
+            ["intruder"],
+            "the other write is kept"
+        );
+        assert_eq!(outcome.object["data"]["mine"], "yes");
+        let stored = cluster.get(&t, "cm").unwrap();
+        assert_eq!(
+            stored["metadata"]["resourceVersion"],
+            outcome.object["metadata"]["resourceVersion"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_patches_and_applies_of_one_object_all_land() {
+        let (cluster, dir) = fresh_cluster("concurrent-writes").await;
+        let t = cluster.target("", "v1", "configmaps", "default").unwrap();
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}});
+        let created = cluster.create(&t, body, "test").await.unwrap();
+        let first_rv: u64 = object::resource_version(&created).parse().unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let (cluster, t) = (cluster.clone(), t.clone());
+            tasks.push(tokio::spawn(async move {
+                if i % 2 == 0 {
+                    let patch = json!({"metadata": {"labels": {format!("p{i}"): "x"}}});
+                    cluster
+                        .patch(
+                            &t,
+                            "shared",
+                            PatchKind::Merge,
+                            patch.to_string().as_bytes(),
+                            Subresource::Main,
+                            Some("patcher"),
+                            false,
+                        )
+                        .await
+                } else {
+                    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "shared"}, "data": {format!("k{i}"): "v"}});
+                    cluster
+                        .patch(
+                            &t,
+                            "shared",
+                            PatchKind::Apply,
+                            applied.to_string().as_bytes(),
+                            Subresource::Main,
+                            Some(&format!("m{i}")),
+                            false,
+                        )
+                        .await
+                }
+            }));
+        }
+        // And a new object applied by several managers at once: one create, then updates.
+        for i in 0..6 {
+            let (cluster, t) = (cluster.clone(), t.clone());
+            tasks.push(tokio::spawn(async move {
+                let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "fresh"}, "data": {format!("f{i}"): "v"}});
+                cluster
+                    .patch(
+                        &t,
+                        "fresh",
+                        PatchKind::Apply,
+                        applied.to_string().as_bytes(),
+                        Subresource::Main,
+                        Some(&format!("f{i}")),
+                        false,
+                    )
+                    .await
+            }));
+        }
+        let mut uids = BTreeSet::new();
+        for task in tasks {
+            let obj = task.await.unwrap().unwrap();
+            if object::name(&obj) == "fresh" {
+                uids.insert(obj["metadata"]["uid"].as_str().unwrap().to_owned());
+            }
+        }
+        let shared = cluster.get(&t, "shared").unwrap();
+        let mut expected_labels: Vec<String> =
+            (0..24).step_by(2).map(|i| format!("p{i}")).collect();
+        expected_labels.sort();
+        assert_eq!(labels(&shared), expected_labels, "no patch lost");
+        let data = shared["data"].as_object().unwrap();
+        assert_eq!(data.len(), 12, "no apply lost: {data:?}");
+        let rv: u64 = object::resource_version(&shared).parse().unwrap();
+        assert!(rv >= first_rv + 24, "each write made a version");
+        let managers: BTreeSet<String> = crate::compact::managed_fields(&shared)
+            .iter()
+            .filter_map(|e| e.get("manager").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        for i in (1..24).step_by(2) {
+            assert!(managers.contains(&format!("m{i}")), "m{i} owns its field");
+        }
+        let fresh = cluster.get(&t, "fresh").unwrap();
+        assert_eq!(fresh["data"].as_object().unwrap().len(), 6, "{fresh}");
+        assert_eq!(uids.len(), 1, "created once");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn events_stored_under_events_k8s_io_by_an_earlier_version_move_to_core_events() {
