@@ -7,12 +7,12 @@
 mod autoscaling;
 
 use std::borrow::Cow;
-use strata_schema::pointer::Pointer;
 
 use serde_json::{Map, Value, json};
 
 use crate::cluster::Target;
 use crate::resource::ResourceType;
+use strata_schema::pointer::Pointer;
 
 /// events.k8s.io/v1 field ↔ core/v1 field, as kube-apiserver's conversion maps them.
 const EVENT_FIELDS: &[(&str, &str)] = &[

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_schema::pointer::Pointer;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
+use strata_schema::pointer::Pointer;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cluster::{Cluster, DeleteOptions, Propagation, Subresource, Target};

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
-use strata_schema::pointer::Pointer;
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
@@ -14,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use strata_core::model::{Composition, CompositionRevision, CompositionRevisionSpec};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 use crate::error::{Error, ErrorClass, Result, is_conflict, is_not_found};
 use crate::revision::{self, RevisionStep};

@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use strata_schema::pointer::Pointer;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -41,6 +40,7 @@ use strata_functions::run::{
     run_pipeline,
 };
 use strata_functions::transport::{CallError, FunctionEndpoint, GrpcFunctions};
+use strata_schema::pointer::Pointer;
 
 use crate::kinds::Kinds;
 

@@ -19,11 +19,11 @@
 //! XR's `Ready` message does not say it yet: a stuck XR does not repeat the event every pass.
 
 use std::collections::BTreeMap;
-use strata_schema::pointer::Pointer;
 
 use serde_json::{Map, Value};
 use strata_core::render::{ObservedResources, RenderOutput, RequiredSource};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 /// How many unready resources the Ready message names (Crossplane names three).
 const SHOWN: usize = 3;

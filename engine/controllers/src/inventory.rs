@@ -6,9 +6,9 @@
 //! Composition that changed or vanished cannot make Strata forget what it created.
 
 use std::collections::BTreeSet;
-use strata_schema::pointer::Pointer;
 
 use serde_json::{Value, json};
+use strata_schema::pointer::Pointer;
 
 /// A reference to one composed resource, as recorded in `spec.resourceRefs`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,8 +6,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use strata_schema::pointer::Pointer;
-
 use crate::functions::{Composer, Functions};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -20,6 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use strata_core::model::{Composition, CompositionRevision, EnvironmentConfig};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 use tokio::sync::mpsc;
 
 use crate::Settings;

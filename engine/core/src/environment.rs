@@ -18,9 +18,9 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use strata_schema::pointer::Pointer;
 
 use serde_json::{Value, json};
+use strata_schema::pointer::Pointer;
 
 use crate::fieldpath::FieldPath;
 use crate::model::{

@@ -18,11 +18,11 @@
 //! XR does not wait for a resource a `Required` patch withholds, as the function leaves it out.
 
 use std::collections::BTreeMap;
-use strata_schema::pointer::Pointer;
 
 use serde_json::map::Entry;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use strata_schema::pointer::Pointer;
 
 use crate::compile::{CompiledComposition, CompiledPatch, CompiledResource, PatchSource};
 use crate::connection::{self, ConnectionDetails};

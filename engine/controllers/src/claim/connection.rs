@@ -2,7 +2,6 @@
 //! [`desired_secret`] what the claim's copy holds, and [`requeue`] when to look again.
 
 use std::time::Duration;
-use strata_schema::pointer::Pointer;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -10,6 +9,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 use super::Pass;
 use crate::error::{Error, Result};

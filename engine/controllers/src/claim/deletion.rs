@@ -4,13 +4,13 @@
 //! is gone (`Foreground`). [`step`] decides.
 
 use std::time::Duration;
-use strata_schema::pointer::Pointer;
 
 use kube::ResourceExt;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::runtime::controller::Action;
 use serde_json::Value;
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 use super::Pass;
 use crate::binding;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use strata_schema::pointer::Pointer;
 
 use kube::ResourceExt;
 use kube::api::DeleteParams;
@@ -14,6 +13,7 @@ use strata_core::model::CompositionRevision;
 use strata_core::render::{self, Observed, ObservedResources, RenderInput, RenderOutput};
 use strata_core::wire;
 use strata_functions::run::{PipelineError, StepResult};
+use strata_schema::pointer::Pointer;
 
 use super::writer::XrWriter;
 use super::{XrContext, connection, observe, selection};

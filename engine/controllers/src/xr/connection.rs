@@ -2,7 +2,6 @@
 //! render's connection details there when they changed.
 
 use std::collections::BTreeMap;
-use strata_schema::pointer::Pointer;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -11,6 +10,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use strata_core::render::RenderOutput;
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 use super::XrContext;
 use crate::error::{Error, Result};

@@ -2,13 +2,13 @@
 //! inventory ([`inventory::deletion_step`] decides), then the finalizer goes.
 
 use std::time::Duration;
-use strata_schema::pointer::Pointer;
 
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::Action;
 use serde_json::Value;
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 use super::apply::delete_one;
 use super::{XrContext, reference};

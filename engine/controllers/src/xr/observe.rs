@@ -1,13 +1,13 @@
 //! Reading the composed resources an XR recorded, and their connection Secrets.
 
 use std::collections::BTreeMap;
-use strata_schema::pointer::Pointer;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::Value;
 use strata_core::render::{Observed, ObservedResources};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 use super::XrContext;
 use crate::error::{Error, Result};

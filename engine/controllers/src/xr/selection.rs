@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use strata_schema::pointer::Pointer;
 
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 use strata_core::model::{CompositionRevision, EnvironmentSpec, UpdatePolicy};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 
 use super::XrContext;
 use crate::environment;

@@ -4,7 +4,6 @@
 //! an event every pass.
 
 use std::time::Duration;
-use strata_schema::pointer::Pointer;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::ResourceExt;
@@ -12,6 +11,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use strata_core::wire;
 use strata_functions::run::{Severity, StepResult};
+use strata_schema::pointer::Pointer;
 
 use super::XrContext;
 use super::apply::{Events, Pass};

@@ -6,16 +6,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use strata_schema::pointer::Pointer;
 
 use futures_util::{StreamExt, TryStreamExt};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use serde_json::Value;
 use strata_core::model::{CompositeResourceDefinition, CompositionRevision, XrScope};
 use strata_core::wire;
+use strata_schema::pointer::Pointer;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -249,7 +249,8 @@ fn run_claim_controller(
         .default_backoff()
         .map_ok(cached::event)
         .reflect(writer)
-        .touched_objects();
+        .touched_objects()
+        .predicate_filter(claim_desired_state, PredicateConfig::default());
     let controller = Controller::for_stream_with(claim_watch, claim_store, claim_ar.clone())
         .reconcile_on(receive(claim_rx))
         .with_config(controller_config(shared));
@@ -259,6 +260,22 @@ fn run_claim_controller(
             .for_each(|_| async {})
             .await;
     })
+}
+
+/// What a claim's own change must touch to start a claim pass: its generation (the spec),
+/// labels, annotations, finalizers or deletion — Crossplane's `DesiredStateChanged`. The status
+/// the claim controller writes itself starts none; the cache still holds it, and the XR's
+/// changes start passes through the XR watch.
+fn claim_desired_state(claim: &Cached) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &claim.metadata;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
 }
 
 /// The XR and claim controllers' debounce and concurrency, from the settings.
@@ -430,6 +447,38 @@ mod tests {
                 expected,
                 "{reason}"
             );
+        }
+    }
+
+    #[test]
+    fn a_claim_pass_starts_on_its_desired_state_not_on_its_status() {
+        let mut claim = xr(json!({"spec": {"size": 1}, "status": {"a": 1}}));
+        claim.metadata.generation = Some(1);
+        let state = |c: &DynamicObject| claim_desired_state(&Cached::from(c.clone()));
+        let base = state(&claim);
+        let mut status = claim.clone();
+        status.data["status"]["a"] = json!(2);
+        status.metadata.resource_version = Some("99".into());
+        assert_eq!(state(&status), base, "its own status write starts no pass");
+        let mut changes: Vec<(&str, DynamicObject)> = Vec::new();
+        let mut c = claim.clone();
+        c.metadata.generation = Some(2);
+        changes.push(("the spec (generation)", c));
+        let mut c = claim.clone();
+        c.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+        changes.push(("labels", c));
+        let mut c = claim.clone();
+        c.metadata.annotations = Some([("note".to_owned(), "x".to_owned())].into());
+        changes.push(("annotations", c));
+        let mut c = claim.clone();
+        c.metadata.finalizers = Some(vec!["f".to_owned()]);
+        changes.push(("finalizers", c));
+        let mut c = claim.clone();
+        c.metadata.deletion_timestamp = serde_json::from_value(json!("2026-01-01T00:00:00Z")).ok();
+        assert!(c.metadata.deletion_timestamp.is_some());
+        changes.push(("deletion", c));
+        for (what, changed) in changes {
+            assert_ne!(state(&changed), base, "{what} starts a pass");
         }
     }
 
