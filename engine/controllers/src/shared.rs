@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::functions::{Composer, Functions};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -131,11 +131,21 @@ type Listeners = Arc<Mutex<Vec<mpsc::UnboundedSender<()>>>>;
 #[derive(Default)]
 pub(crate) struct Newest(Mutex<HashMap<String, Superseding>>);
 
-/// The object our last write returned and the versions our writes replaced.
+/// The object our last write returned (packed as the caches hold objects: a fraction of its
+/// tree's size) and the versions our writes replaced.
 struct Superseding {
-    object: DynamicObject,
+    object: Cached,
     superseded: Vec<String>,
+    /// When the last write was recorded.
+    at: std::time::Instant,
 }
+
+/// How long an entry may outlive the watch catching up unnoticed (its event arrived before
+/// the write was recorded): far longer than a cache lags behind a write.
+const MEMO_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The memo's size from which, at each power of two, entries older than [`MEMO_TTL`] go.
+const MEMO_SWEEP_FROM: usize = 1024;
 
 impl Newest {
     /// `cached`, or the object our last write returned when `cached` is a version we replaced.
@@ -152,7 +162,7 @@ impl Newest {
             return cached.object();
         };
         if entry.superseded.iter().any(|v| v == version) {
-            return entry.object.clone();
+            return entry.object.object();
         }
         // The cache caught up with our write, or moved past it.
         memo.remove(uid);
@@ -172,13 +182,14 @@ impl Newest {
         if old == new {
             return;
         }
-        let mut object = after.clone();
-        slim(&mut object);
+        let object = Cached::from(after);
         let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let at = std::time::Instant::now();
         match memo.get_mut(uid) {
             Some(entry) => {
                 entry.superseded.push(old.to_owned());
                 entry.object = object;
+                entry.at = at;
             }
             None => {
                 memo.insert(
@@ -186,9 +197,30 @@ impl Newest {
                     Superseding {
                         object,
                         superseded: vec![old.to_owned()],
+                        at,
                     },
                 );
+                if memo.len() >= MEMO_SWEEP_FROM && memo.len().is_power_of_two() {
+                    memo.retain(|_, e| at.duration_since(e.at) < MEMO_TTL);
+                }
             }
+        }
+    }
+
+    /// Drops the entry of an object once the watch delivers a version our writes did not
+    /// supersede (the one we wrote, or a newer one): the cache has caught up, and no pass may
+    /// come to read it (a claim's own status write starts none).
+    pub(crate) fn caught_up(&self, meta: &ObjectMeta) {
+        let (Some(uid), Some(version)) = (meta.uid.as_deref(), meta.resource_version.as_deref())
+        else {
+            return;
+        };
+        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if memo
+            .get(uid)
+            .is_some_and(|entry| !entry.superseded.iter().any(|v| v == version))
+        {
+            memo.remove(uid);
         }
     }
 
@@ -624,13 +656,6 @@ where
     store
 }
 
-/// Drops what the controllers never read from an object before the write memo ([`Newest`])
-/// keeps it: its `managedFields`, often the larger part of a small object. (The XR and claim
-/// caches drop them too, in `cached`.)
-pub(crate) fn slim(object: &mut DynamicObject) {
-    object.metadata.managed_fields = None;
-}
-
 /// The current time as a Kubernetes timestamp (seconds precision).
 pub(crate) fn now() -> String {
     let t = k8s_openapi::jiff::Timestamp::now();
@@ -960,6 +985,23 @@ mod write_memo_tests {
         assert_eq!(read(&v2), v3.data, "one write behind");
         assert_eq!(read(&v3), v3.data, "caught up");
         assert_eq!(read(&v1), v1.data, "once caught up, the memo is gone");
+    }
+
+    #[test]
+    fn the_memo_is_dropped_when_the_watch_catches_up_without_a_pass() {
+        let newest = Newest::default();
+        let v1 = object("u", "1", json!({"spec": {}}));
+        let v2 = object("u", "2", json!({"spec": {"a": 1}}));
+        newest.wrote(&v1, &v2);
+        newest.caught_up(&v1.metadata);
+        let read = |o: &DynamicObject| newest.of(&Cached::from(o.clone())).data;
+        assert_eq!(read(&v1), v2.data, "a superseded version keeps the memo");
+        newest.caught_up(&v2.metadata);
+        assert!(
+            newest.0.lock().unwrap().is_empty(),
+            "the version we wrote arrived: nothing held"
+        );
+        assert_eq!(read(&v1), v1.data);
     }
 
     #[test]

@@ -245,8 +245,14 @@ fn run_claim_controller(
     let claims: Api<DynamicObject> = Api::all_with(shared.client.clone(), claim_ar);
     let writer = reflector::store::Writer::new(claim_ar.clone());
     let claim_store = writer.as_reader();
+    let memo = claim_ctx.shared.clone();
     let claim_watch = watcher(claims, watcher::Config::default())
         .default_backoff()
+        .inspect_ok(move |event| {
+            if let watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) = event {
+                memo.newest.caught_up(&claim.metadata);
+            }
+        })
         .map_ok(cached::event)
         .reflect(writer)
         .touched_objects()
