@@ -1716,16 +1716,7 @@ fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
-
-    async fn fresh_cluster(name: &str) -> (Arc<Cluster>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("strata-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cluster = Cluster::open(Store::open(&dir).unwrap()).await.unwrap();
-        (cluster, dir)
-    }
 
     fn labels(obj: &Value) -> Vec<String> {
         obj.pointer("/metadata/labels")
@@ -1736,7 +1727,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_patch_computed_from_a_version_replaced_meanwhile_is_computed_again() {
-        let (cluster, dir) = fresh_cluster("optimistic").await;
+        let dir = strata_test_support::TempDir::new("optimistic");
+        let cluster = Cluster::open(Store::open(dir.path()).unwrap())
+            .await
+            .unwrap();
         let t = cluster.target("", "v1", "configmaps", "default").unwrap();
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}});
         cluster.create(&t, body, "test").await.unwrap();
@@ -1781,96 +1775,6 @@ mod tests {
             stored["metadata"]["resourceVersion"],
             outcome.object["metadata"]["resourceVersion"]
         );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_patches_and_applies_of_one_object_all_land() {
-        let (cluster, dir) = fresh_cluster("concurrent-writes").await;
-        let t = cluster.target("", "v1", "configmaps", "default").unwrap();
-        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}});
-        let created = cluster.create(&t, body, "test").await.unwrap();
-        let first_rv: u64 = object::resource_version(&created).parse().unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..24 {
-            let (cluster, t) = (cluster.clone(), t.clone());
-            tasks.push(tokio::spawn(async move {
-                if i % 2 == 0 {
-                    let patch = json!({"metadata": {"labels": {format!("p{i}"): "x"}}});
-                    cluster
-                        .patch(
-                            &t,
-                            "shared",
-                            PatchKind::Merge,
-                            patch.to_string().as_bytes(),
-                            Subresource::Main,
-                            Some("patcher"),
-                            false,
-                        )
-                        .await
-                } else {
-                    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "shared"}, "data": {format!("k{i}"): "v"}});
-                    cluster
-                        .patch(
-                            &t,
-                            "shared",
-                            PatchKind::Apply,
-                            applied.to_string().as_bytes(),
-                            Subresource::Main,
-                            Some(&format!("m{i}")),
-                            false,
-                        )
-                        .await
-                }
-            }));
-        }
-        // And a new object applied by several managers at once: one create, then updates.
-        for i in 0..6 {
-            let (cluster, t) = (cluster.clone(), t.clone());
-            tasks.push(tokio::spawn(async move {
-                let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "fresh"}, "data": {format!("f{i}"): "v"}});
-                cluster
-                    .patch(
-                        &t,
-                        "fresh",
-                        PatchKind::Apply,
-                        applied.to_string().as_bytes(),
-                        Subresource::Main,
-                        Some(&format!("f{i}")),
-                        false,
-                    )
-                    .await
-            }));
-        }
-        let mut uids = BTreeSet::new();
-        for task in tasks {
-            let obj = task.await.unwrap().unwrap();
-            if object::name(&obj) == "fresh" {
-                uids.insert(obj["metadata"]["uid"].as_str().unwrap().to_owned());
-            }
-        }
-        let shared = cluster.get(&t, "shared").unwrap();
-        let mut expected_labels: Vec<String> =
-            (0..24).step_by(2).map(|i| format!("p{i}")).collect();
-        expected_labels.sort();
-        assert_eq!(labels(&shared), expected_labels, "no patch lost");
-        let data = shared["data"].as_object().unwrap();
-        assert_eq!(data.len(), 12, "no apply lost: {data:?}");
-        let rv: u64 = object::resource_version(&shared).parse().unwrap();
-        assert!(rv >= first_rv + 24, "each write made a version");
-        let managers: BTreeSet<String> = crate::compact::managed_fields(&shared)
-            .iter()
-            .filter_map(|e| e.get("manager").and_then(Value::as_str).map(str::to_owned))
-            .collect();
-        for i in (1..24).step_by(2) {
-            assert!(managers.contains(&format!("m{i}")), "m{i} owns its field");
-        }
-        let fresh = cluster.get(&t, "fresh").unwrap();
-        assert_eq!(fresh["data"].as_object().unwrap().len(), 6, "{fresh}");
-        assert_eq!(uids.len(), 1, "created once");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

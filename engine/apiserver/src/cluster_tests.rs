@@ -352,3 +352,105 @@ async fn a_foreground_deletion_removes_the_dependents_first_and_the_owner_last()
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_patches_and_applies_of_one_object_all_land() {
+    let mut tap = Tap::open("concurrent-writes").await;
+    let (cluster, t) = (tap.cluster.clone(), tap.config_maps());
+    let created = tap
+        .create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}}))
+        .await;
+    tap.changes();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let (cluster, t) = (cluster.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let patch = json!({"metadata": {"labels": {format!("p{i}"): "x"}}});
+                cluster
+                    .patch(
+                        &t,
+                        "shared",
+                        PatchKind::Merge,
+                        patch.to_string().as_bytes(),
+                        Subresource::Main,
+                        Some("patcher"),
+                        false,
+                    )
+                    .await
+            } else {
+                let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "shared"}, "data": {format!("k{i}"): "v"}});
+                cluster
+                    .patch(
+                        &t,
+                        "shared",
+                        PatchKind::Apply,
+                        applied.to_string().as_bytes(),
+                        Subresource::Main,
+                        Some(&format!("m{i}")),
+                        false,
+                    )
+                    .await
+            }
+        }));
+    }
+    // And a new object applied by several managers at once: one create, then updates.
+    for i in 0..6 {
+        let (cluster, t) = (cluster.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "fresh"}, "data": {format!("f{i}"): "v"}});
+            cluster
+                .patch(
+                    &t,
+                    "fresh",
+                    PatchKind::Apply,
+                    applied.to_string().as_bytes(),
+                    Subresource::Main,
+                    Some(&format!("f{i}")),
+                    false,
+                )
+                .await
+        }));
+    }
+    let mut uids = std::collections::BTreeSet::new();
+    for task in tasks {
+        let obj = task.await.expect("a task").expect("a write");
+        if obj["metadata"]["name"].as_str().unwrap_or_default() == "fresh" {
+            uids.insert(
+                obj["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+    }
+    let writes = tap.changes();
+    assert_eq!(writes.len(), 30, "each write made one version: {writes:?}");
+    let shared = cluster.get(&t, "shared").expect("shared");
+    let mut expected_labels: Vec<String> = (0..24).step_by(2).map(|i| format!("p{i}")).collect();
+    expected_labels.sort();
+    let labels: Vec<String> = shared["metadata"]["labels"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(labels, expected_labels, "no patch lost");
+    let data = shared["data"].as_object().expect("data");
+    assert_eq!(data.len(), 12, "no apply lost: {data:?}");
+    let managers: std::collections::BTreeSet<String> = crate::compact::managed_fields(&shared)
+        .iter()
+        .filter_map(|e| e.get("manager").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    for i in (1..24).step_by(2) {
+        assert!(managers.contains(&format!("m{i}")), "m{i} owns its field");
+    }
+    let fresh = cluster.get(&t, "fresh").expect("fresh");
+    assert_eq!(
+        fresh["data"].as_object().map(|d| d.len()),
+        Some(6),
+        "{fresh}"
+    );
+    assert_eq!(uids.len(), 1, "created once");
+    assert_eq!(created["metadata"]["name"], "shared");
+}

@@ -21,37 +21,54 @@ pub trait Pointer {
 
 impl Pointer for Value {
     fn at(&self, pointer: &str) -> Option<&Value> {
-        if pointer.contains('~') {
-            return self.pointer(pointer);
-        }
-        if pointer.is_empty() {
-            return Some(self);
-        }
-        pointer
-            .strip_prefix('/')?
-            .split('/')
-            .try_fold(self, |node, token| match node {
+        match tokens(pointer) {
+            Tokens::Whole => Some(self),
+            Tokens::Escaped => self.pointer(pointer),
+            Tokens::Plain(mut tokens) => tokens.try_fold(self, |node, token| match node {
                 Value::Object(map) => map.get(token),
                 Value::Array(items) => index(token).and_then(|i| items.get(i)),
                 _ => None,
-            })
+            }),
+            Tokens::Invalid => None,
+        }
     }
 
     fn at_mut(&mut self, pointer: &str) -> Option<&mut Value> {
-        if pointer.contains('~') {
-            return self.pointer_mut(pointer);
-        }
-        if pointer.is_empty() {
-            return Some(self);
-        }
-        pointer
-            .strip_prefix('/')?
-            .split('/')
-            .try_fold(self, |node, token| match node {
+        match tokens(pointer) {
+            Tokens::Whole => Some(self),
+            Tokens::Escaped => self.pointer_mut(pointer),
+            Tokens::Plain(mut tokens) => tokens.try_fold(self, |node, token| match node {
                 Value::Object(map) => map.get_mut(token),
                 Value::Array(items) => index(token).and_then(|i| items.get_mut(i)),
                 _ => None,
-            })
+            }),
+            Tokens::Invalid => None,
+        }
+    }
+}
+
+/// What a pointer names, before any value is looked at.
+enum Tokens<'a> {
+    /// `""`: the whole document.
+    Whole,
+    /// A token holds `~0` or `~1`: left to serde_json, which unescapes.
+    Escaped,
+    /// The tokens, none escaped.
+    Plain(std::str::Split<'a, char>),
+    /// Not a pointer (it does not start with `/`).
+    Invalid,
+}
+
+fn tokens(pointer: &str) -> Tokens<'_> {
+    if pointer.is_empty() {
+        Tokens::Whole
+    } else if pointer.contains('~') {
+        Tokens::Escaped
+    } else {
+        match pointer.strip_prefix('/') {
+            Some(rest) => Tokens::Plain(rest.split('/')),
+            None => Tokens::Invalid,
+        }
     }
 }
 
