@@ -513,12 +513,7 @@ impl Cluster {
     /// The stored object `name` in the target's namespace; [`ApiError::NotFound`] if there is
     /// none.
     pub fn get(&self, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
-        let st = self.lock();
-        st.objects
-            .get(&t.rt.storage_gr())
-            .and_then(|m| m.get(&t.key(name)))
-            .cloned()
-            .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
+        self.existing(&self.lock(), t, name)
     }
 
     /// Objects of `t` (all namespaces when `all_namespaces`), filtered, paged after `continue`.
@@ -948,9 +943,7 @@ impl Cluster {
     }
 
     fn existing(&self, st: &State, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
-        st.objects
-            .get(&t.rt.storage_gr())
-            .and_then(|m| m.get(&t.key(name)))
+        stored(st, t, name)
             .cloned()
             .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
     }
@@ -1320,58 +1313,42 @@ impl Cluster {
             self.server_side_apply(t, name, body, sub, manager, force)?
         } else {
             let manager = manager.unwrap_or("unknown");
-            self.update_from(t, name, |old| {
+            let read = self.get(t, name)?;
+            self.update_from(t, name, read, |old| {
                 let patched = apply_patch(kind, t.editable(old), body)?;
                 crate::compact::check_input(&patched)?;
                 self.prepare_update(t, old, patched, sub, ManagedFields::RecordUpdate(manager))
-            })?
+            })
+            .unwrap_or_else(|| Err(ApiError::NotFound(t.error_target(name))))?
         };
         self.finish(outcome).await
     }
 
-    /// The stored version of `name`, or `None`, read under a short hold of the lock.
-    fn stored(&self, t: &Target, name: &str) -> Option<Arc<Value>> {
-        let st = self.lock();
-        st.objects
-            .get(&t.rt.storage_gr())
-            .and_then(|m| m.get(&t.key(name)))
-            .cloned()
-    }
-
-    /// Whether `read` (a version read earlier, or its absence) is still what is stored.
-    fn still_stored(st: &State, t: &Target, name: &str, read: Option<&Arc<Value>>) -> bool {
-        let now = st
-            .objects
-            .get(&t.rt.storage_gr())
-            .and_then(|m| m.get(&t.key(name)));
-        match (now, read) {
-            (Some(now), Some(read)) => Arc::ptr_eq(now, read),
-            (None, None) => true,
-            _ => false,
-        }
-    }
-
-    /// Updates the existing object `name` to what `change` makes of its stored version: computed
-    /// outside the lock, committed under it only if that version is still the stored one, and
-    /// computed again from the newer version otherwise. An error `change` returns stands only if
-    /// the version it was computed from is still the stored one (so a precondition or conflict
-    /// is always judged against the current object).
+    /// Updates `name` from `old`, a version read earlier, to what `change` makes of it: computed
+    /// outside the lock, committed under it only if `old` is still the stored version, and
+    /// computed again from the newer version otherwise. An error `change` returns stands only
+    /// if the version it was computed from is still the stored one (so a precondition or
+    /// conflict is always judged against the current object). `None`: the object was deleted
+    /// meanwhile.
     fn update_from(
         &self,
         t: &Target,
         name: &str,
+        mut old: Arc<Value>,
         mut change: impl FnMut(&Arc<Value>) -> ApiResult<Value>,
-    ) -> ApiResult<Outcome> {
+    ) -> Option<ApiResult<Outcome>> {
         loop {
-            let Some(old) = self.stored(t, name) else {
-                return Err(ApiError::NotFound(t.error_target(name)));
-            };
             let new = change(&old);
             let mut st = self.lock();
-            if !Self::still_stored(&st, t, name, Some(&old)) {
-                continue;
+            let newer = match stored(&st, t, name) {
+                Some(now) if Arc::ptr_eq(now, &old) => None,
+                Some(now) => Some(now.clone()),
+                None => return None,
+            };
+            match newer {
+                None => return Some(new.and_then(|new| self.write_update(&mut st, t, old, new))),
+                Some(now) => old = now,
             }
-            return self.write_update(&mut st, t, old, new?);
         }
     }
 
@@ -1421,17 +1398,18 @@ impl Cluster {
             },
         };
         loop {
-            if self.stored(t, name).is_some() {
-                match self.update_from(t, name, |old| {
+            if let Ok(read) = self.get(t, name) {
+                let updated = self.update_from(t, name, read, |old| {
                     // Field ownership reads the stored (compact) managedFields itself.
                     let live = crate::builtin::served(t, old);
                     let applied =
                         fields::apply(Some(&live), &config, &w, force).map_err(conflict)?;
                     self.prepare_update(t, old, applied, sub, ManagedFields::Given)
-                }) {
+                });
+                match updated {
+                    Some(outcome) => return outcome,
                     // Deleted since: applied again, as a create.
-                    Err(ApiError::NotFound(_)) if self.stored(t, name).is_none() => continue,
-                    outcome => return outcome,
+                    None => continue,
                 }
             }
             if sub == Subresource::Status {
@@ -1446,7 +1424,7 @@ impl Cluster {
                 meta_mut(&mut obj).insert("managedFields".into(), mf);
             }
             let mut st = self.lock();
-            if !Self::still_stored(&st, t, name, None) {
+            if stored(&st, t, name).is_some() {
                 // Created since: applied again, as an update.
                 continue;
             }
@@ -1649,6 +1627,13 @@ fn check_type_meta(t: &Target, body: &Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// The stored version of `name` in the target's resource.
+fn stored<'s>(st: &'s State, t: &Target, name: &str) -> Option<&'s Arc<Value>> {
+    st.objects
+        .get(&t.rt.storage_gr())
+        .and_then(|m| m.get(&t.key(name)))
+}
+
 /// Whether a write changes what `generation` counts: everything but metadata (and status, when
 /// status is a subresource).
 fn spec_changed(old: &Value, new: &Value, isolate_status: bool) -> bool {
@@ -1735,8 +1720,9 @@ mod tests {
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}});
         cluster.create(&t, body, "test").await.unwrap();
         let mut calls = 0;
+        let read = cluster.get(&t, "cm").unwrap();
         let outcome = cluster
-            .update_from(&t, "cm", |old| {
+            .update_from(&t, "cm", read, |old| {
                 calls += 1;
                 if calls == 1 {
                     // Another write lands while this one is being computed, outside the lock.
@@ -1762,6 +1748,7 @@ mod tests {
                     ManagedFields::RecordUpdate("me"),
                 )
             })
+            .expect("still stored")
             .unwrap();
         assert_eq!(calls, 2, "computed again from the newer version");
         assert_eq!(
