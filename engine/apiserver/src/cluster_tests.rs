@@ -13,6 +13,7 @@ use strata_test_support::TempDir;
 use tokio::sync::broadcast;
 
 use crate::cluster::{Cluster, DeleteOptions, Propagation, Subresource, Target};
+use crate::error::ApiResult;
 use crate::patch::PatchKind;
 use crate::store::Store;
 use crate::watch::{EventType, WatchEvent};
@@ -353,6 +354,29 @@ async fn a_foreground_deletion_removes_the_dependents_first_and_the_owner_last()
     }
 }
 
+/// Server-side apply, as `manager`, of ConfigMap `name` with the one data key `key`.
+async fn apply_data(
+    cluster: &Cluster,
+    t: &Target,
+    name: &str,
+    key: &str,
+    manager: &str,
+) -> ApiResult<Arc<Value>> {
+    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name}, "data": {key: "v"}});
+    cluster
+        .patch(
+            t,
+            name,
+            PatchKind::Apply,
+            applied.to_string().as_bytes(),
+            Subresource::Main,
+            Some(manager),
+            false,
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_patches_and_applies_of_one_object_all_land() {
     let mut tap = Tap::open("concurrent-writes").await;
@@ -379,19 +403,7 @@ async fn concurrent_patches_and_applies_of_one_object_all_land() {
                     )
                     .await
             } else {
-                let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "shared"}, "data": {format!("k{i}"): "v"}});
-                cluster
-                    .patch(
-                        &t,
-                        "shared",
-                        PatchKind::Apply,
-                        applied.to_string().as_bytes(),
-                        Subresource::Main,
-                        Some(&format!("m{i}")),
-                        false,
-                    )
-                    .await
+                apply_data(&cluster, &t, "shared", &format!("k{i}"), &format!("m{i}")).await
             }
         }));
     }
@@ -399,19 +411,8 @@ async fn concurrent_patches_and_applies_of_one_object_all_land() {
     for i in 0..6 {
         let (cluster, t) = (cluster.clone(), t.clone());
         tasks.push(tokio::spawn(async move {
-            let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "fresh"}, "data": {format!("f{i}"): "v"}});
-            cluster
-                .patch(
-                    &t,
-                    "fresh",
-                    PatchKind::Apply,
-                    applied.to_string().as_bytes(),
-                    Subresource::Main,
-                    Some(&format!("f{i}")),
-                    false,
-                )
-                .await
+            let key = format!("f{i}");
+            apply_data(&cluster, &t, "fresh", &key, &key).await
         }));
     }
     let mut uids = std::collections::BTreeSet::new();
