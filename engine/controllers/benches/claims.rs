@@ -38,6 +38,8 @@
 //! `STRATA_BENCH_HISTORY=N` sets the API server's watch event history (default 10,000 events).
 //! `STRATA_BENCH_TIMELINE=1` prints, every second of the convergence, the claims Ready, the
 //! cores the process used and the store writer's share of them.
+//! `STRATA_BENCH_CREATE_FIRST=1` creates every claim with the controllers stopped and starts
+//! them once the last is stored: the creation's CPU apart from the convergence's.
 //!
 //! Run: `cargo bench -p strata-controllers --bench claims`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
@@ -232,7 +234,8 @@ async fn every_claim_ready(claims: Api<DynamicObject>, n: usize, count: Arc<Atom
 }
 
 /// With `STRATA_BENCH_TIMELINE=1`, prints every second: claims Ready, the cores the process
-/// used and the store writer's share of them.
+/// used and the store writer's share of them (and a line when the first claim is created and
+/// when the last turns Ready: marks for a profiler to start and stop by).
 fn timeline(ready: Arc<AtomicUsize>) -> Option<tokio::task::JoinHandle<()>> {
     if std::env::var("STRATA_BENCH_TIMELINE").ok()? != "1" {
         return None;
@@ -552,6 +555,15 @@ async fn bench(n: usize) {
         Ok(v) if v == "1" => watch_changes(&client, &kinds).await,
         _ => Vec::new(),
     };
+    // `STRATA_BENCH_CREATE_FIRST=1`: every claim is created with the controllers stopped, and
+    // they start once the last one is stored, so the creation's own CPU is measured apart.
+    let create_first = std::env::var("STRATA_BENCH_CREATE_FIRST").is_ok_and(|v| v == "1");
+    let running = if create_first {
+        controllers.stop().await;
+        None
+    } else {
+        Some(controllers)
+    };
     let before = server.write_counts();
     let objects_before = server.object_stats();
     let rss_before_kb = proc_status_kb("VmRSS");
@@ -562,6 +574,9 @@ async fn bench(n: usize) {
     let ready_count = Arc::new(AtomicUsize::new(0));
     let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n, ready_count.clone()));
     let timeline = timeline(ready_count);
+    if timeline.is_some() {
+        eprintln!("t   0.0 s  creating {n} claims");
+    }
     let next = Arc::new(AtomicUsize::new(0));
     // `STRATA_BENCH_RATE`: claims created per second at most (all clients together).
     let rate = std::env::var("STRATA_BENCH_RATE")
@@ -593,6 +608,8 @@ async fn bench(n: usize) {
         c.await.unwrap();
     }
     let created_in = started.elapsed();
+    let creation_cpu = cpu_time().saturating_sub(cpu_at_start);
+    let controllers = running.unwrap_or_else(|| Controllers::start(client.clone(), metrics));
     tokio::time::timeout(TIMEOUT, all_ready)
         .await
         .expect("timed out waiting for every claim to be Ready")
@@ -600,6 +617,7 @@ async fn bench(n: usize) {
     let ready_in = started.elapsed();
     if let Some(t) = timeline {
         t.abort();
+        eprintln!("t {:5.1} s  all {n} Ready", ready_in.as_secs_f64());
     }
     let ready_cpu = cpu_time().saturating_sub(cpu_at_start);
     let writer_cpu = store_writer_cpu_time().saturating_sub(writer_cpu_at_start);
@@ -673,8 +691,16 @@ async fn bench(n: usize) {
 
     println!("claims: {n} ({COMPOSED} composed objects each, 2 waves)");
     println!(
-        "claims created in: {:.1} s ({CREATORS} clients)",
-        created_in.as_secs_f64()
+        "claims created in: {:.1} s ({CREATORS} clients; process CPU meanwhile {:.1} s, {:.2} ms \
+         per claim{})",
+        created_in.as_secs_f64(),
+        creation_cpu.as_secs_f64(),
+        creation_cpu.as_secs_f64() * 1000.0 / n as f64,
+        if create_first {
+            ", the controllers stopped"
+        } else {
+            ""
+        }
     );
     println!(
         "time to all Ready: {:.1} s (process CPU {:.1} s: controllers, API server and the bench)",
@@ -765,6 +791,7 @@ async fn bench(n: usize) {
         "ready_s": ready_in.as_secs_f64(),
         "cpu_s": ready_cpu.as_secs_f64(),
         "cpu_ms_per_claim": ready_cpu.as_secs_f64() * 1000.0 / n as f64,
+        "creation_cpu_ms_per_claim": creation_cpu.as_secs_f64() * 1000.0 / n as f64,
         "writer_cpu_ms_per_claim": writer_cpu.as_secs_f64() * 1000.0 / n as f64,
         "writes_per_commit": writes_per_commit,
         "peak_rss_mb": peak_rss_kb / 1024,
@@ -826,10 +853,11 @@ fn compare(sizes: &[usize], rounds: usize) {
             (values[mid - 1] + values[mid]) / 2.0
         }
     };
-    let rows: [(&str, &str, usize); 15] = [
+    let rows: [(&str, &str, usize); 16] = [
         ("time to all Ready (s)", "ready_s", 1),
         ("process CPU (s)", "cpu_s", 1),
         ("CPU per claim (ms)", "cpu_ms_per_claim", 1),
+        ("  while creating (ms)", "creation_cpu_ms_per_claim", 2),
         ("  store writer (ms)", "writer_cpu_ms_per_claim", 2),
         ("  writes per commit", "writes_per_commit", 1),
         ("peak RSS (MB)", "peak_rss_mb", 0),
