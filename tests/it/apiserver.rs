@@ -15,6 +15,7 @@ mod fixture;
 mod kube_client;
 mod kubectl;
 mod managed_fields;
+mod memory;
 mod openapi;
 mod openapi_v2_crds;
 mod pagination;

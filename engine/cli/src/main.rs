@@ -56,13 +56,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // mimalloc hands freed memory back to the OS and faults it in again as it is needed; with
-    // transparent huge pages every such fault zeroes 2 MiB, which cost the claims bench (the
-    // control plane and the controllers in one process) 13 % of its CPU at 10,000 claims.
-    // Small pages only, for this process; where the kernel refuses, nothing changes.
-    #[cfg(target_os = "linux")]
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
+    // The control plane and the controllers keep their heap in huge pages (restarting this
+    // process once with the allocator's settings); short commands keep small pages.
+    match cli.command {
+        Command::Up(_) | Command::Run(_) => strata_controllers::process::tune_memory(),
+        _ => strata_controllers::process::small_pages_only(),
+    }
     strata_apiserver::tls::install_default_crypto_provider();
     let result = match cli.command {
         Command::Render(args) => render::run(args),

@@ -940,9 +940,9 @@ fn positive_count(var: &str, value: &str) -> usize {
 }
 
 fn main() {
-    // As the `strata` binary runs: no transparent huge pages (see its `main`).
-    #[cfg(target_os = "linux")]
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
+    // As `strata up` runs: the allocator keeps freed memory and maps huge pages, unless
+    // `MIMALLOC_*` variables say otherwise (`strata_controllers::process`).
+    strata_controllers::process::tune_memory();
     let sizes: Vec<usize> = match std::env::var("STRATA_BENCH_CLAIMS") {
         Ok(v) => v
             .split(',')

@@ -39,6 +39,7 @@ pub use strata_leader as leader;
 pub mod metrics;
 mod mirror;
 mod package;
+pub mod process;
 mod revision;
 mod roles;
 mod select;
