@@ -2,12 +2,13 @@
 //! process (freed memory kept, huge pages allowed), unless the operator set mimalloc's options;
 //! `strata_controllers::process` says why.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use strata_test_support::eventually;
 
 use super::fixture::{Killed, temp_dir};
+use crate::support::strata_up;
 
 /// The environment and the transparent-huge-page switch of the process with `pid`.
 fn environment_and_thp(pid: u32) -> (Vec<String>, String) {
@@ -32,18 +33,8 @@ fn environment_and_thp(pid: u32) -> (Vec<String>, String) {
 fn started_with(name: &str, env: &[(&str, &str)]) -> (Vec<String>, String) {
     let dir = temp_dir(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
-    command
-        .args([
-            "up",
-            "--no-controllers",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = strata_up(&dir);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
     for (name, _) in std::env::vars() {
         if name.starts_with("MIMALLOC_") {
             command.env_remove(name);
