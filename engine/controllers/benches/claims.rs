@@ -40,6 +40,10 @@
 //! cores the process used and the store writer's share of them.
 //! `STRATA_BENCH_CREATE_FIRST=1` creates every claim with the controllers stopped and starts
 //! them once the last is stored: the creation's CPU apart from the convergence's.
+//! `RUST_LOG` (as `strata up` reads it) prints the API server's and the controllers' logs.
+//!
+//! A convergence that stops (no claim turning Ready for 15 s) prints what the API server holds
+//! for a few claims that are not Ready, and their XRs.
 //!
 //! Run: `cargo bench -p strata-controllers --bench claims`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
@@ -232,6 +236,76 @@ async fn every_claim_ready(claims: Api<DynamicObject>, n: usize, count: Arc<Atom
         }
     }
 }
+
+/// When no claim has turned Ready for [`STALL`], prints what the API server holds for a few
+/// claims that are not Ready, and their XRs (once): a convergence that stops is a defect to
+/// diagnose, not a benchmark figure.
+async fn report_stall(client: kube::Client, claims: Api<DynamicObject>, ready: Arc<AtomicUsize>) {
+    let mut last = (ready.load(Ordering::Relaxed), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = ready.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+            continue;
+        }
+        if last.1.elapsed() < STALL {
+            continue;
+        }
+        let Ok(list) = claims.list(&ListParams::default()).await else {
+            continue;
+        };
+        let not_ready: Vec<_> = list
+            .items
+            .iter()
+            .filter(|c| !is_true(&c.data, "Ready"))
+            .collect();
+        eprintln!(
+            "stalled: {now} claims seen Ready by the watch for {} s; the API server lists {} \
+             claims, {} not Ready",
+            STALL.as_secs(),
+            list.items.len(),
+            not_ready.len()
+        );
+        for c in not_ready.iter().take(3) {
+            eprintln!(
+                "  claim {}: rv {} status {}",
+                c.metadata.name.as_deref().unwrap_or_default(),
+                c.metadata.resource_version.as_deref().unwrap_or_default(),
+                c.data.get("status").cloned().unwrap_or_default()
+            );
+            eprintln!(
+                "    spec {}",
+                c.data.get("spec").cloned().unwrap_or_default()
+            );
+            let xr = c
+                .data
+                .pointer("/spec/resourceRef/name")
+                .and_then(Value::as_str);
+            if let Some(xr) = xr {
+                let api: Api<DynamicObject> = Api::all_with(
+                    client.clone(),
+                    &ApiResource::from_gvk_with_plural(
+                        &kube::api::GroupVersionKind::gvk("example.org", "v1", "XBench"),
+                        "xbenches",
+                    ),
+                );
+                match api.get(xr).await {
+                    Ok(x) => eprintln!(
+                        "    XR {xr}: rv {} status {}",
+                        x.metadata.resource_version.as_deref().unwrap_or_default(),
+                        x.data.get("status").cloned().unwrap_or_default()
+                    ),
+                    Err(e) => eprintln!("    XR {xr}: {e}"),
+                }
+            }
+        }
+        return;
+    }
+}
+
+/// How long no claim turning Ready counts as a stalled convergence.
+const STALL: Duration = Duration::from_secs(15);
 
 /// With `STRATA_BENCH_TIMELINE=1`, prints every second: claims Ready, the cores the process
 /// used and the store writer's share of them (and a line when the first claim is created and
@@ -573,7 +647,12 @@ async fn bench(n: usize) {
     let started = Instant::now();
     let ready_count = Arc::new(AtomicUsize::new(0));
     let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n, ready_count.clone()));
-    let timeline = timeline(ready_count);
+    let timeline = timeline(ready_count.clone());
+    let stall = tokio::spawn(report_stall(
+        client.clone(),
+        claims.clone(),
+        ready_count.clone(),
+    ));
     if timeline.is_some() {
         eprintln!("t   0.0 s  creating {n} claims");
     }
@@ -615,6 +694,7 @@ async fn bench(n: usize) {
         .expect("timed out waiting for every claim to be Ready")
         .unwrap();
     let ready_in = started.elapsed();
+    stall.abort();
     if let Some(t) = timeline {
         t.abort();
         eprintln!("t {:5.1} s  all {n} Ready", ready_in.as_secs_f64());
@@ -684,6 +764,8 @@ async fn bench(n: usize) {
     }
     let resync_cpu = cpu_time().saturating_sub(cpu_before);
     let resync_wall = resync_started.elapsed();
+    // The peak so far includes the resync; what `held` lists afterwards is the bench's own.
+    let resync_peak_rss_kb = proc_status_kb("VmHWM");
     let resync_writes = server.write_counts().since(&before_resync);
     controllers.stop().await;
     let held = held(&client, &kinds).await;
@@ -777,14 +859,15 @@ async fn bench(n: usize) {
     );
     println!(
         "full resync (controllers restarted): CPU {:.1} s over {:.1} s wall, writes {} \
-         (POST {}, PATCH {}, PUT {}, DELETE {})",
+         (POST {}, PATCH {}, PUT {}, DELETE {}); peak RSS through it {} MB",
         resync_cpu.as_secs_f64(),
         resync_wall.as_secs_f64(),
         resync_writes.total(),
         resync_writes.post,
         resync_writes.patch,
         resync_writes.put,
-        resync_writes.delete
+        resync_writes.delete,
+        resync_peak_rss_kb / 1024
     );
     let figures = json!({
         "claims": n,
@@ -943,6 +1026,13 @@ fn main() {
     // As `strata up` runs: the allocator keeps freed memory and maps huge pages, unless
     // `MIMALLOC_*` variables say otherwise (`strata_controllers::process`).
     strata_controllers::process::tune_memory();
+    // `RUST_LOG` (e.g. `kube_runtime=debug`): the controllers' and API server's logs on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let sizes: Vec<usize> = match std::env::var("STRATA_BENCH_CLAIMS") {
         Ok(v) => v
             .split(',')

@@ -40,6 +40,7 @@ pub mod metrics;
 mod mirror;
 mod package;
 pub mod process;
+mod relist;
 mod revision;
 mod roles;
 mod select;
@@ -57,7 +58,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use strata_core::model::{CompositeResourceDefinition, Composition, CompositionRevision};
@@ -188,21 +189,22 @@ pub async fn run(
         tracing::info!("caches synced; controllers running");
         let xrd_ctx = Arc::new(xrd::XrdContext::new(shared.clone()));
         let xrds: Api<CompositeResourceDefinition> = Api::all(client.clone());
-        let xrd_controller = Controller::new(xrds, watcher::Config::default())
+        let xrd_controller = relist::controller(xrds, watcher::Config::default(), ())
             .graceful_shutdown_on(stopped())
             .run(xrd::reconcile, xrd::error_policy, xrd_ctx.clone())
             .for_each(|_| async {});
         let compositions: Api<Composition> = Api::all(client.clone());
         let revisions: Api<CompositionRevision> = Api::all(client.clone());
-        let composition_controller = Controller::new(compositions, watcher::Config::default())
-            .owns(revisions, watcher::Config::default())
-            .graceful_shutdown_on(stopped())
-            .run(
-                composition::reconcile,
-                composition::error_policy,
-                shared.clone(),
-            )
-            .for_each(|_| async {});
+        let composition_controller =
+            relist::controller(compositions, watcher::Config::default(), ())
+                .owns(revisions, watcher::Config::default())
+                .graceful_shutdown_on(stopped())
+                .run(
+                    composition::reconcile,
+                    composition::error_policy,
+                    shared.clone(),
+                )
+                .for_each(|_| async {});
         let mirrors = async {
             if crossplane {
                 futures_util::future::join(

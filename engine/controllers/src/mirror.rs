@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use strata_core::wire;
@@ -80,7 +80,7 @@ where
             shared: shared.clone(),
             kind,
         });
-        Controller::new_with(objects, watcher::Config::default(), crossplane_ar)
+        crate::relist::controller(objects, watcher::Config::default(), crossplane_ar)
             .owns_with(natives, native_ar, watcher::Config::default())
             .graceful_shutdown_on(stopped())
             .run(reconcile, error_policy, ctx)

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use strata_core::pipeline::NativeFunction;
 use strata_core::wire;
@@ -109,7 +109,7 @@ where
 {
     let ar = resource();
     let api: Api<DynamicObject> = Api::all_with(shared.client.clone(), &ar);
-    Controller::new_with(api, watcher::Config::default(), ar)
+    crate::relist::controller(api, watcher::Config::default(), ar)
         .graceful_shutdown_on(stopped)
         .run(reconcile, error_policy, shared)
         .for_each(|_| async {})

@@ -635,10 +635,12 @@ where
     let (store, writer) = reflector::store();
     let api: Api<K> = Api::all(client.clone());
     tasks.push(tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .touched_objects();
+        // A relist's objects are announced once the cache holds them all (`relist`).
+        let stream = crate::relist::touched_after_relist(
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer),
+        );
         futures_util::pin_mut!(stream);
         while let Some(item) = stream.next().await {
             match item {

@@ -119,6 +119,9 @@ fn watch_composites(
         // The claim controller copies status, so it hears of an XR only when its status (or
         // deletion) changed: our own metadata and inventory writes are not its business.
         let mut told: HashMap<String, u64> = HashMap::new();
+        // A relist's XRs and claims are held until its `InitDone` puts them in the caches
+        // (`relist`): a pass started before that would not find a new object and be dropped.
+        let mut held: Option<(Vec<Cached>, Vec<ObjectRef<Cached>>)> = None;
         while let Some(event) = stream.next().await {
             // What the claim controller needs is read from the decoded XR; the cache and the
             // XR controller get it packed.
@@ -129,6 +132,7 @@ fn watch_composites(
                     continue;
                 }
             };
+            let mut claim = None;
             match &event {
                 watcher::Event::Apply(xr) | watcher::Event::InitApply(xr) => {
                     if let Some(t) = &claim_type
@@ -136,29 +140,47 @@ fn watch_composites(
                     {
                         let seen = claim_facing_hash(xr);
                         if told.insert(xr.uid().unwrap_or_default(), seen) != Some(seen) {
-                            let _ = claim_tx.send(r);
+                            claim = Some(r);
                         }
                     }
                 }
                 watcher::Event::Delete(xr) => {
                     told.remove(&xr.uid().unwrap_or_default());
-                    if let Some(t) = &claim_type
-                        && let Some(r) = claim_of(xr, t)
-                    {
-                        let _ = claim_tx.send(r);
+                    if let Some(t) = &claim_type {
+                        claim = claim_of(xr, t);
                     }
                 }
-                watcher::Event::Init | watcher::Event::InitDone => {}
+                watcher::Event::Init => held = Some((Vec::new(), Vec::new())),
+                watcher::Event::InitDone => {}
             }
             let event = cached::event(event);
             writer.apply_watcher_event(&event);
-            match event {
-                watcher::Event::Apply(xr)
-                | watcher::Event::InitApply(xr)
-                | watcher::Event::Delete(xr) => {
+            match (event, &mut held) {
+                (watcher::Event::InitApply(xr), Some((xrs, claims))) => {
+                    xrs.push(xr);
+                    claims.extend(claim);
+                }
+                (
+                    watcher::Event::Apply(xr)
+                    | watcher::Event::InitApply(xr)
+                    | watcher::Event::Delete(xr),
+                    _,
+                ) => {
+                    if let Some(r) = claim {
+                        let _ = claim_tx.send(r);
+                    }
                     let _ = xr_tx.send(xr);
                 }
-                watcher::Event::Init | watcher::Event::InitDone => {}
+                (watcher::Event::InitDone, _) => {
+                    let (xrs, claims) = held.take().unwrap_or_default();
+                    for r in claims {
+                        let _ = claim_tx.send(r);
+                    }
+                    for xr in xrs {
+                        let _ = xr_tx.send(xr);
+                    }
+                }
+                (watcher::Event::Init, _) => {}
             }
         }
     })
@@ -254,8 +276,8 @@ fn run_claim_controller(
             }
         })
         .map_ok(cached::event)
-        .reflect(writer)
-        .touched_objects()
+        .reflect(writer);
+    let claim_watch = crate::relist::touched_after_relist(claim_watch)
         .predicate_filter(claim_desired_state, PredicateConfig::default());
     let controller = Controller::for_stream_with(claim_watch, claim_store, claim_ar.clone())
         .reconcile_on(receive(claim_rx))
