@@ -7,9 +7,10 @@
 //! `InitDone`; kube-runtime's own trigger streams (`touched_objects`, and `Controller::new`'s)
 //! hand every `InitApply` object to the controller at once. A pass started before `InitDone`
 //! looks the object up in the old cache, and an object created while the watch was down is not
-//! there: the pass is dropped (`ObjectNotFound`), and since its watch has nothing more to say
-//! about the object, nothing starts it again until the hourly resync. Under load (10,000
-//! claims on one core) a relist lost a few hundred new claims this way, never bound.
+//! there: the pass is dropped (`ObjectNotFound`), and nothing starts it again: its watch has
+//! nothing more to say about the object, and a pass that never ran asked for no requeue. Under
+//! load (10,000 claims on one core) a relist lost a few hundred new claims this way, never
+//! bound.
 //!
 //! [`touched_after_relist`] passes `Apply` and `Delete` objects through as they come (the
 //! reflector has written them before the trigger sees them) and holds a relist's objects until

@@ -150,7 +150,12 @@ fn watch_composites(
                         claim = claim_of(xr, t);
                     }
                 }
-                watcher::Event::Init => held = Some((Vec::new(), Vec::new())),
+                // A relist that starts over lists every XR again, but the claims already
+                // noted are not noted twice (`told`): they stay held.
+                watcher::Event::Init => {
+                    let claims = held.take().map(|(_, claims)| claims).unwrap_or_default();
+                    held = Some((Vec::new(), claims));
+                }
                 watcher::Event::InitDone => {}
             }
             let event = cached::event(event);
