@@ -1,61 +1,12 @@
-//! Triggers from a watch that has to list again, held until its cache has the new list.
-//!
-//! When a watch cannot resume (the API server answers 410 Gone: the client fell further behind
-//! than the server's event history, or its watch was closed as stalled), kube-runtime's watcher
-//! lists everything again: `Init`, one `InitApply` per object, `InitDone`. Its reflector
-//! collects the `InitApply` objects in a side buffer and swaps them into the cache only at
-//! `InitDone`; kube-runtime's own trigger streams (`touched_objects`, and `Controller::new`'s)
-//! hand every `InitApply` object to the controller at once. A pass started before `InitDone`
-//! looks the object up in the old cache, and an object created while the watch was down is not
-//! there: the pass is dropped (`ObjectNotFound`), and nothing starts it again: its watch has
-//! nothing more to say about the object, and a pass that never ran asked for no requeue. Under
-//! load (10,000 claims on one core) a relist lost a few hundred new claims this way, never
-//! bound.
-//!
-//! [`touched_after_relist`] passes `Apply` and `Delete` objects through as they come (the
-//! reflector has written them before the trigger sees them) and holds a relist's objects until
-//! its `InitDone`, by which the cache holds every one. [`controller`] is `Controller::new` with
-//! that trigger. The hold costs the listed objects once more, for the length of the list.
-//!
-//! Written here because kube-runtime has no trigger stream that waits for the cache's swap.
+//! Controllers over their own watch, triggered once a relist has reached their cache
+//! ([`strata_leader::relist`] says why): kube-runtime's `Controller::new` with the held trigger.
 
-use futures_util::{Stream, StreamExt};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
-
-/// Every object a watch applied or deleted, in order, with a relist's objects held until the
-/// relist is complete (`InitDone`). A relist that starts over (`Init` again after a failed
-/// page) drops what it held.
-pub(crate) fn touched_after_relist<K, E>(
-    events: impl Stream<Item = Result<watcher::Event<K>, E>>,
-) -> impl Stream<Item = Result<K, E>> {
-    events
-        .scan(Vec::new(), |held, event| {
-            let (now, listed) = match event {
-                Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
-                    (Some(Ok(obj)), Vec::new())
-                }
-                Ok(watcher::Event::Init) => {
-                    held.clear();
-                    (None, Vec::new())
-                }
-                Ok(watcher::Event::InitApply(obj)) => {
-                    held.push(obj);
-                    (None, Vec::new())
-                }
-                Ok(watcher::Event::InitDone) => (None, std::mem::take(held)),
-                Err(e) => (Some(Err(e)), Vec::new()),
-            };
-            let ok: fn(K) -> Result<K, E> = Ok;
-            futures_util::future::ready(Some(futures_util::stream::iter(
-                now.into_iter().chain(listed.into_iter().map(ok)),
-            )))
-        })
-        .flatten()
-}
+pub(crate) use strata_leader::relist::touched_after_relist;
 
 /// A controller over its own watch of `api`, as `Controller::new_with`, triggered through
 /// [`touched_after_relist`].
@@ -90,44 +41,6 @@ mod tests {
     use strata_test_support::scripted::ScriptedApi;
 
     use super::*;
-
-    fn events(list: Vec<watcher::Event<u32>>) -> Vec<u32> {
-        let stream = futures_util::stream::iter(list.into_iter().map(Ok::<_, ()>));
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(
-                touched_after_relist(stream)
-                    .map(|r| r.unwrap())
-                    .collect::<Vec<_>>(),
-            )
-    }
-
-    #[test]
-    fn a_relists_objects_come_after_it_is_complete() {
-        use watcher::Event::*;
-        assert_eq!(
-            events(vec![Apply(1), Init, InitApply(2), InitApply(3)]),
-            vec![1],
-            "nothing of an unfinished relist"
-        );
-        assert_eq!(
-            events(vec![
-                Init,
-                InitApply(2),
-                InitApply(3),
-                InitDone,
-                Delete(2),
-                Apply(4)
-            ]),
-            vec![2, 3, 2, 4]
-        );
-        assert_eq!(
-            events(vec![Init, InitApply(2), Init, InitApply(3), InitDone]),
-            vec![3],
-            "a relist started over forgets the first attempt's objects"
-        );
-    }
 
     fn config_map(name: &str) -> serde_json::Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap",

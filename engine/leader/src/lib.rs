@@ -11,6 +11,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod relist;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};

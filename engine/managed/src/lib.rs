@@ -273,11 +273,13 @@ async fn run_controllers(
             let store = writer.as_reader();
             // Wake only on what can change the decision: our own status and create-bookkeeping
             // writes would otherwise each cost one more cloud read.
-            let trigger = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .reflect(writer)
-                .applied_objects()
-                .predicate_filter(wake_key, PredicateConfig::default());
+            // A relist's objects trigger once the cache holds them (`strata_leader::relist`).
+            let trigger = strata_leader::relist::applied_after_relist(
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .reflect(writer),
+            )
+            .predicate_filter(wake_key, PredicateConfig::default());
             Controller::for_stream_with(trigger, store, resource)
                 .graceful_shutdown_on(stop)
                 .run(reconcile::reconcile, reconcile::error_policy, context)
