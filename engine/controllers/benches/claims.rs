@@ -240,7 +240,11 @@ async fn every_claim_ready(claims: Api<DynamicObject>, n: usize, count: Arc<Atom
 /// When no claim has turned Ready for [`STALL`], prints what the API server holds for a few
 /// claims that are not Ready, and their XRs (once): a convergence that stops is a defect to
 /// diagnose, not a benchmark figure.
-async fn report_stall(client: kube::Client, claims: Api<DynamicObject>, ready: Arc<AtomicUsize>) {
+async fn report_stall(
+    xrs: Api<DynamicObject>,
+    claims: Api<DynamicObject>,
+    ready: Arc<AtomicUsize>,
+) {
     let mut last = (ready.load(Ordering::Relaxed), Instant::now());
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -283,14 +287,7 @@ async fn report_stall(client: kube::Client, claims: Api<DynamicObject>, ready: A
                 .pointer("/spec/resourceRef/name")
                 .and_then(Value::as_str);
             if let Some(xr) = xr {
-                let api: Api<DynamicObject> = Api::all_with(
-                    client.clone(),
-                    &ApiResource::from_gvk_with_plural(
-                        &kube::api::GroupVersionKind::gvk("example.org", "v1", "XBench"),
-                        "xbenches",
-                    ),
-                );
-                match api.get(xr).await {
+                match xrs.get(xr).await {
                     Ok(x) => eprintln!(
                         "    XR {xr}: rv {} status {}",
                         x.metadata.resource_version.as_deref().unwrap_or_default(),
@@ -648,11 +645,11 @@ async fn bench(n: usize) {
     let ready_count = Arc::new(AtomicUsize::new(0));
     let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n, ready_count.clone()));
     let timeline = timeline(ready_count.clone());
-    let stall = tokio::spawn(report_stall(
+    let xrs: Api<DynamicObject> = Api::all_with(
         client.clone(),
-        claims.clone(),
-        ready_count.clone(),
-    ));
+        &resource(&kinds, "example.org/v1", "XBench").await,
+    );
+    let stall = tokio::spawn(report_stall(xrs, claims.clone(), ready_count.clone()));
     if timeline.is_some() {
         eprintln!("t   0.0 s  creating {n} claims");
     }
