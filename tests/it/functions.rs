@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{repo_root, strata};
+use crate::support::{repo_root, strata, strata_up};
 
 use strata_test_support::{TempDir, emulators, free_port};
 
@@ -133,6 +133,85 @@ fn an_unreachable_function_is_one_error_naming_the_step_and_the_function() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// `strata up --functions`: every bad entry of the file is one error naming the entry and its
+/// field, and the command stops before it starts anything or writes to its data directory.
+#[test]
+fn a_bad_functions_file_for_strata_up_is_one_error_naming_the_field_and_changes_nothing() {
+    let scratch = TempDir::new("functions-file");
+    let path = scratch.0.join("functions.yaml");
+    let data = scratch.0.join("data");
+    for (text, message) in [
+        (
+            "functions:\n- {name: b, address: 'x:1'}\n",
+            "functions[0].tls (b)",
+        ),
+        (
+            "functions:\n- {name: b, command: [x], tls: {caFile: a, certFile: b, keyFile: c, serverName: d}}\n",
+            "a command's certificates are Strata's own",
+        ),
+        (
+            "functions:\n- {name: b, address: 'x:1', insecure: true, tls: {caFile: a, certFile: b, keyFile: c, serverName: d}}\n",
+            "give tls or insecure, not both",
+        ),
+        (
+            "functions:\n- {name: b}\n",
+            "functions[0] (b): address, command or package is required",
+        ),
+        (
+            "functions:\n- {name: b, address: 'x:1', insecure: true, command: [x]}\n",
+            "give one of address, command or package",
+        ),
+        (
+            "functions:\n- {name: b, command: []}\n",
+            "functions[0].command (b)",
+        ),
+        (
+            "functions:\n- {name: b, command: [x]}\n- {name: b, command: [y]}\n",
+            "functions[1].name: function \"b\" is configured twice",
+        ),
+        (
+            "functions:\n- {name: b, comand: [x]}\n",
+            "not a functions file",
+        ),
+        (
+            "functions:\n- {name: b, package: 'r.example/b:1', runtime: Pod}\n",
+            "functions[0].runtime (b): unknown runtime \"Pod\"",
+        ),
+        (
+            "functions:\n- {name: b, package: 'r.example/b:1', namespace: x}\n",
+            "functions[0].namespace (b): only for runtime: Deployment",
+        ),
+        (
+            "functions:\n- {name: b, command: [x], runtime: Deployment}\n",
+            "runtime and namespace are for a package",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let out = strata_up(&data)
+            .arg("--functions")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{text}: a usage error: {stderr}"
+        );
+        assert!(stderr.starts_with("error: "), "{text}: {stderr}");
+        assert!(stderr.contains(message), "{text}: {stderr}");
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "{text}: one error (with a YAML error's excerpt) and nothing else: {stderr}"
+        );
+        assert!(
+            !data.exists(),
+            "{text}: nothing is written before the file is checked"
+        );
+    }
 }
 
 #[test]

@@ -5,12 +5,14 @@ use std::process::Command;
 
 use super::fixture::ControlPlane;
 
-/// Opens a watch of ConfigMaps over TLS with the kubeconfig's token, reads nothing for
-/// `stall` seconds (a file appearing first tells the test it is connected), then reads to the
-/// end (at most 60 s) and prints how many events it got and whether the stream ended.
+/// Opens a watch of ConfigMaps over TLS with the kubeconfig's token (a file appearing tells the
+/// test it is connected), reads nothing until the test has written every event (a second file
+/// appears) and `stall` seconds more, then reads to the end and prints how many events it got
+/// and whether the stream ended. Waiting for the writes, not a fixed time, keeps the test
+/// independent of how fast a loaded machine creates them.
 const STALLED_CLIENT: &str = r#"
-import base64, json, socket, ssl, sys, time, urllib.parse, yaml
-kubeconfig, ready, stall = sys.argv[1], sys.argv[2], float(sys.argv[3])
+import base64, json, os, socket, ssl, sys, time, urllib.parse, yaml
+kubeconfig, ready, written, stall = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 config = yaml.safe_load(open(kubeconfig))
 server = urllib.parse.urlparse(config["clusters"][0]["cluster"]["server"])
 token = config["users"][0]["user"]["token"]
@@ -23,6 +25,9 @@ conn = context.wrap_socket(raw, server_hostname=server.hostname)
 conn.sendall(("GET /api/v1/namespaces/default/configmaps?watch=1 HTTP/1.1\r\nHost: x\r\n"
               "Authorization: Bearer " + token + "\r\nConnection: close\r\n\r\n").encode())
 open(ready, "w").close()
+deadline = time.time() + 120
+while not os.path.exists(written) and time.time() < deadline:
+    time.sleep(0.05)
 time.sleep(stall)
 conn.settimeout(20)
 data = b""
@@ -46,14 +51,18 @@ async fn a_watcher_that_stops_reading_is_closed_and_others_are_served() {
 
     let cp = ControlPlane::start("watch-stall");
     let ready = cp.dir.join("watching");
+    let written = cp.dir.join("written");
     let client_run = {
         let kubeconfig = cp.kubeconfig.clone();
         let ready = ready.clone();
+        let written = written.clone();
         std::thread::spawn(move || {
             Command::new("python3")
                 .args(["-c", STALLED_CLIENT])
                 .arg(&kubeconfig)
                 .arg(&ready)
+                .arg(&written)
+                // More than the 5 s a full buffer is allowed before the server closes the watch.
                 .arg("7")
                 .output()
                 .unwrap()
@@ -78,6 +87,7 @@ async fn a_watcher_that_stops_reading_is_closed_and_others_are_served() {
         api.get("big-399").await.unwrap().metadata.name.as_deref(),
         Some("big-399")
     );
+    std::fs::write(&written, b"").unwrap();
     let out = tokio::task::spawn_blocking(move || client_run.join().unwrap())
         .await
         .unwrap();
