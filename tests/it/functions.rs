@@ -136,7 +136,8 @@ fn an_unreachable_function_is_one_error_naming_the_step_and_the_function() {
 }
 
 /// `strata up --functions`: every bad entry of the file is one error naming the entry and its
-/// field, and the command stops before it starts anything or writes to its data directory.
+/// field, and the command stops before it starts anything or writes to its data directory; a
+/// good file lets it start.
 #[test]
 fn a_bad_functions_file_for_strata_up_is_one_error_naming_the_field_and_changes_nothing() {
     let scratch = TempDir::new("functions-file");
@@ -212,6 +213,28 @@ fn a_bad_functions_file_for_strata_up_is_one_error_naming_the_field_and_changes_
             "{text}: nothing is written before the file is checked"
         );
     }
+    // A good file (a function at an address, dialled without TLS) passes the check: the
+    // control plane starts and writes its kubeconfig.
+    std::fs::write(
+        &path,
+        "functions:\n- {name: b, address: '127.0.0.1:9', insecure: true}\n",
+    )
+    .unwrap();
+    let _up = strata_test_support::Killed(
+        strata_up(&data)
+            .arg("--functions")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let kubeconfig = data.join("kubeconfig");
+    strata_test_support::eventually(
+        "strata up with a good functions file to write its kubeconfig",
+        std::time::Duration::from_secs(60),
+        || kubeconfig.exists().then_some(()),
+    );
 }
 
 #[test]
