@@ -525,6 +525,31 @@ struct Entry {
     time: String,
     subresource: String,
     fields: FieldSet,
+    /// The FieldsV1 the entry was read from, while `fields` still holds what it did: written
+    /// back as it is instead of rebuilt from the set. Most writes change one manager's fields
+    /// and leave the others' entries alone, and rebuilding every entry was most of the cost of
+    /// recording a write.
+    read_as: Option<Value>,
+}
+
+impl Entry {
+    /// Keeps the paths `keep` accepts; the entry is rebuilt when written if any went.
+    fn retain(&mut self, keep: impl FnMut(&FieldPath) -> bool) {
+        let before = self.fields.0.len();
+        self.fields.0.retain(keep);
+        if self.fields.0.len() != before {
+            self.read_as = None;
+        }
+    }
+
+    /// Adds `paths`; the entry is rebuilt when written if any was new.
+    fn extend(&mut self, paths: impl IntoIterator<Item = FieldPath>) {
+        let before = self.fields.0.len();
+        self.fields.0.extend(paths);
+        if self.fields.0.len() != before {
+            self.read_as = None;
+        }
+    }
 }
 
 fn read_entries(obj: &Value) -> Vec<Entry> {
@@ -534,18 +559,25 @@ fn read_entries(obj: &Value) -> Vec<Entry> {
             .unwrap_or_default()
             .to_owned()
     };
+    // A stored object's entries are decoded from their compact text, so taking their FieldsV1
+    // copies nothing.
     crate::compact::managed_fields(obj)
-        .iter()
-        .map(|e| Entry {
-            manager: text(e, "manager"),
-            operation: text(e, "operation"),
-            api_version: text(e, "apiVersion"),
-            time: text(e, "time"),
-            subresource: text(e, "subresource"),
-            fields: e
-                .get("fieldsV1")
-                .map(FieldSet::from_fields_v1)
-                .unwrap_or_default(),
+        .into_owned()
+        .into_iter()
+        .map(|mut e| {
+            let read_as = e.get_mut("fieldsV1").map(Value::take);
+            Entry {
+                manager: text(&e, "manager"),
+                operation: text(&e, "operation"),
+                api_version: text(&e, "apiVersion"),
+                time: text(&e, "time"),
+                subresource: text(&e, "subresource"),
+                fields: read_as
+                    .as_ref()
+                    .map(FieldSet::from_fields_v1)
+                    .unwrap_or_default(),
+                read_as,
+            }
         })
         .collect()
 }
@@ -555,13 +587,17 @@ fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
         .into_iter()
         .filter(|e| !e.fields.is_empty())
         .map(|e| {
+            let fields_v1 = match e.read_as {
+                Some(read_as) => read_as,
+                None => e.fields.to_fields_v1(),
+            };
             let mut v = json!({
                 "manager": e.manager,
                 "operation": e.operation,
                 "apiVersion": e.api_version,
                 "time": e.time,
                 "fieldsType": "FieldsV1",
-                "fieldsV1": e.fields.to_fields_v1(),
+                "fieldsV1": fields_v1,
             });
             if !e.subresource.is_empty() {
                 v["subresource"] = json!(e.subresource);
@@ -589,40 +625,93 @@ pub(crate) struct Writer<'a> {
     pub schema: FieldSchema<'a>,
 }
 
+/// The owned paths of `old` and of `new` below the subtrees where the two differ (`old_out`,
+/// `new_out`): what [`FieldSet::of`] gives for each, without the parts the two share. A path
+/// under a field whose value is the same in both cannot differ, so only the differing subtrees
+/// are walked; an update that changes a status condition walks the status, not the spec.
+fn collect_differing(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    cursor: &Cursor<'_>,
+    path: &mut FieldPath,
+    old_out: &mut BTreeSet<FieldPath>,
+    new_out: &mut BTreeSet<FieldPath>,
+) {
+    if is_identity(path) {
+        return;
+    }
+    match (old, new) {
+        (Some(a), Some(b)) if a == b => {}
+        (Some(Value::Object(a)), Some(Value::Object(b))) if !a.is_empty() && !b.is_empty() => {
+            let only_new = b.keys().filter(|k| !a.contains_key(*k));
+            for k in a.keys().chain(only_new) {
+                path.push(Element::Field(k.as_str().into()));
+                collect_differing(a.get(k), b.get(k), &cursor.field(k), path, old_out, new_out);
+                path.pop();
+            }
+        }
+        (a, b) => {
+            if let Some(a) = a {
+                collect(a, cursor, path, old_out);
+            }
+            if let Some(b) = b {
+                collect(b, cursor, path, new_out);
+            }
+        }
+    }
+}
+
+/// What an update changes: the paths of either object whose value differs, and of those the
+/// ones `new` has (which the writer comes to own).
+fn changed_fields(
+    old: Option<&Value>,
+    new: &Value,
+    schema: FieldSchema<'_>,
+) -> (BTreeSet<FieldPath>, BTreeSet<FieldPath>) {
+    let Some(old) = old else {
+        let all = FieldSet::of(new, schema).0;
+        return (all.clone(), all);
+    };
+    let (mut old_part, mut new_part) = (BTreeSet::new(), BTreeSet::new());
+    collect_differing(
+        Some(old),
+        Some(new),
+        &Cursor::root(schema),
+        &mut Vec::new(),
+        &mut old_part,
+        &mut new_part,
+    );
+    let changed: BTreeSet<FieldPath> = new_part
+        .iter()
+        .chain(old_part.iter())
+        .filter(|p| differs(old, new, p))
+        .cloned()
+        .collect();
+    let owned = changed
+        .iter()
+        .filter(|p| new_part.contains(*p))
+        .cloned()
+        .collect();
+    (changed, owned)
+}
+
 /// Records an update: the writer takes ownership of every field it changed, others lose them.
 pub(crate) fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
     let mut entries = old.map(read_entries).unwrap_or_default();
-    let new_fields = FieldSet::of(new, w.schema);
-    let changed: BTreeSet<FieldPath> = match old {
-        None => new_fields.0.clone(),
-        Some(old) => {
-            let old_fields = FieldSet::of(old, w.schema);
-            new_fields
-                .0
-                .iter()
-                .chain(old_fields.0.iter())
-                .filter(|p| differs(old, new, p))
-                .cloned()
-                .collect()
-        }
-    };
+    let (changed, owned) = changed_fields(old, new, w.schema);
     if changed.is_empty() {
         write_entries(new, entries);
         return;
     }
     for e in &mut entries {
-        e.fields.0.retain(|p| !changed.contains(p));
+        e.retain(|p| !changed.contains(p));
     }
-    let owned: BTreeSet<FieldPath> = changed
-        .into_iter()
-        .filter(|p| new_fields.contains(p))
-        .collect();
     let pos = entries.iter().position(|e| {
         e.manager == w.manager && e.operation == "Update" && e.subresource == w.subresource
     });
     match pos {
         Some(i) => {
-            entries[i].fields.0.extend(owned);
+            entries[i].extend(owned);
             entries[i].time = w.now.to_owned();
             entries[i].api_version = w.api_version.to_owned();
         }
@@ -633,6 +722,7 @@ pub(crate) fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>
             time: w.now.to_owned(),
             subresource: w.subresource.to_owned(),
             fields: FieldSet(owned),
+            read_as: None,
         }),
     }
     write_entries(new, entries);
@@ -817,9 +907,7 @@ pub(crate) fn apply(
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     for e in entries.iter_mut().filter(|e| !mine(e)) {
-        e.fields
-            .0
-            .retain(|p| !(force && applied.contains(p) && conflicts.iter().any(|(_, c)| c == p)));
+        e.retain(|p| !(force && applied.contains(p) && conflicts.iter().any(|(_, c)| c == p)));
     }
     let mut result = live.cloned().unwrap_or_else(|| json!({}));
     // Shallowest first: a released item goes whole; a kept item keeps its key fields.
@@ -861,6 +949,7 @@ pub(crate) fn apply(
         time: w.now.to_owned(),
         subresource: w.subresource.to_owned(),
         fields: applied,
+        read_as: None,
     };
     // Replaced in place: re-applying must not reorder managedFields (that would be a write).
     match entries.iter().position(mine) {
@@ -1236,6 +1325,223 @@ mod tests {
         );
         let again = apply(Some(&live), &ready, &custom("a", &schema), false).unwrap();
         assert!(unchanged(&again, &live), "re-applying changes nothing");
+    }
+
+    /// What an update changes as it was computed before the walk skipped shared subtrees:
+    /// every path of both objects, kept when its value differs. [`changed_fields`] must agree.
+    fn changed_by_full_walk(
+        old: Option<&Value>,
+        new: &Value,
+        schema: FieldSchema<'_>,
+    ) -> (BTreeSet<FieldPath>, BTreeSet<FieldPath>) {
+        let new_fields = FieldSet::of(new, schema);
+        let changed: BTreeSet<FieldPath> = match old {
+            None => new_fields.0.clone(),
+            Some(old) => new_fields
+                .0
+                .iter()
+                .chain(FieldSet::of(old, schema).0.iter())
+                .filter(|p| differs(old, new, p))
+                .cloned()
+                .collect(),
+        };
+        let owned = changed
+            .iter()
+            .filter(|p| new_fields.contains(p))
+            .cloned()
+            .collect();
+        (changed, owned)
+    }
+
+    #[test]
+    fn the_changed_fields_of_an_update_are_those_of_a_walk_of_both_whole_objects() {
+        let schema = crd_schema();
+        let ready = |status: &str| {
+            widget(
+                json!({"spec": {"tags": ["a", "b"], "env": [{"name": "X", "scope": "s", "value": "1"}]},
+                "status": {"conditions": [{"type": "Ready", "status": status}]}}),
+            )
+        };
+        let cases = [
+            (ready("True"), ready("False")),
+            (ready("True"), ready("True")),
+            (
+                ready("True"),
+                widget(json!({"spec": {"tags": ["b"], "env": []}, "status": {}})),
+            ),
+            (
+                ready("True"),
+                widget(json!({"spec": "scalar", "status": {"conditions": 3}})),
+            ),
+            (
+                widget(json!({"metadata": {"labels": {"a": "1"}, "resourceVersion": "1"}})),
+                widget(
+                    json!({"metadata": {"labels": {"a": "2", "b": "1"}, "resourceVersion": "2"}}),
+                ),
+            ),
+        ];
+        for (old, new) in &cases {
+            for s in [
+                FieldSchema::Custom(Some(&schema)),
+                FieldSchema::Custom(None),
+            ] {
+                assert_eq!(
+                    changed_fields(Some(old), new, s),
+                    changed_by_full_walk(Some(old), new, s),
+                    "{old} -> {new}"
+                );
+                assert_eq!(
+                    changed_fields(None, new, s),
+                    changed_by_full_walk(None, new, s)
+                );
+            }
+        }
+        // Containers, ports and env of a Deployment: lists keyed by name, port and name.
+        let old = deployment(json!([{"name": "a", "image": "a:1",
+            "ports": [{"containerPort": 80}], "env": [{"name": "X", "value": "1"}]}]));
+        let new = deployment(json!([{"name": "a", "image": "a:2",
+            "ports": [{"containerPort": 80}, {"containerPort": 81}]}, {"name": "b"}]));
+        let s = FieldSchema::builtin("apps", "v1", "Deployment");
+        assert_eq!(
+            changed_fields(Some(&old), &new, s),
+            changed_by_full_walk(Some(&old), &new, s)
+        );
+        assert!(!changed_fields(Some(&old), &new, s).0.is_empty());
+    }
+
+    /// Objects of a few field names, shaped to meet the CRD schema's set and map lists.
+    fn arbitrary_object() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0..3i64).prop_map(Value::from),
+            prop::sample::select(vec!["a", "b", "X", "Ready"]).prop_map(Value::from),
+        ];
+        let keys = prop::sample::select(vec![
+            "spec",
+            "status",
+            "tags",
+            "env",
+            "conditions",
+            "name",
+            "scope",
+            "type",
+            "value",
+        ]);
+        leaf.prop_recursive(4, 48, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(keys.clone().prop_map(String::from), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_update_changes_the_fields_a_walk_of_both_whole_objects_finds(
+            old in arbitrary_object(),
+            patch in arbitrary_object(),
+        ) {
+            let schema = crd_schema();
+            let old = widget(json!({"spec": old.clone(), "status": old}));
+            let mut new = old.clone();
+            json_patch::merge(&mut new, &json!({"spec": patch.clone(), "status": patch}));
+            for s in [FieldSchema::Custom(Some(&schema)), FieldSchema::Custom(None)] {
+                proptest::prop_assert_eq!(
+                    changed_fields(Some(&old), &new, s),
+                    changed_by_full_walk(Some(&old), &new, s)
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The FieldsV1 this server writes reads back as the same set and writes out the same:
+        /// an entry no write touched is written back as it was read, which equals rebuilding it.
+        #[test]
+        fn an_untouched_entry_is_written_back_as_rebuilding_it_would(
+            first in arbitrary_object(),
+            second in arbitrary_object(),
+            third in arbitrary_object(),
+        ) {
+            let schema = crd_schema();
+            let body = |v: &Value| widget(json!({"spec": v.clone(), "status": v.clone()}));
+            let mut live = body(&first);
+            record_update(None, &mut live, &custom("a", &schema));
+            let mut next = body(&second);
+            json_patch::merge(&mut next, &json!({"metadata": live["metadata"].clone()}));
+            record_update(Some(&live), &mut next, &custom("b", &schema));
+            let config = body(&third);
+            let applied = match apply(Some(&next), &config, &custom("c", &schema), true) {
+                Ok(applied) => applied,
+                Err(_) => next,
+            };
+            let rebuilt = {
+                let mut entries = read_entries(&applied);
+                for e in &mut entries {
+                    e.read_as = None;
+                }
+                let mut obj = applied.clone();
+                write_entries(&mut obj, entries);
+                obj
+            };
+            let reused = {
+                let mut obj = applied.clone();
+                write_entries(&mut obj, read_entries(&applied));
+                obj
+            };
+            proptest::prop_assert_eq!(
+                &rebuilt["metadata"]["managedFields"],
+                &reused["metadata"]["managedFields"]
+            );
+            proptest::prop_assert_eq!(
+                &reused["metadata"]["managedFields"],
+                &applied["metadata"]["managedFields"]
+            );
+        }
+    }
+
+    #[test]
+    fn an_update_rebuilds_only_the_entries_whose_fields_it_changed() {
+        let schema = crd_schema();
+        let mut live = widget(json!({"spec": {"tags": ["a"]}, "status": {"conditions": [
+            {"type": "Ready", "status": "True"}]}}));
+        record_update(None, &mut live, &custom("creator", &schema));
+        let mut next = live.clone();
+        next["status"]["conditions"][0]["status"] = json!("False");
+        record_update(Some(&live), &mut next, &custom("status-writer", &schema));
+        let entries = read_entries(&next);
+        assert_eq!(entries.len(), 2, "{next}");
+        // A FieldsV1 key this server does not read marks the creator's entry as read.
+        let mut marked = next.clone();
+        marked["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["x:unread"] = json!({});
+        let mut after = marked.clone();
+        after["status"]["conditions"][0]["reason"] = json!("Why");
+        record_update(Some(&marked), &mut after, &custom("status-writer", &schema));
+        assert_eq!(
+            fields_of(&after, "creator"),
+            fields_of(&marked, "creator"),
+            "the entry the update did not touch is written as it was read"
+        );
+        assert_eq!(
+            fields_of(&after, "status-writer"),
+            &json!({"f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {
+                "f:reason": {}, "f:status": {}}}}}),
+            "the writer's entry is rebuilt with what it now owns (the item stays the creator's)"
+        );
+        // The creator loses spec.tags to another writer: its entry is rebuilt without them.
+        let mut taken = after.clone();
+        taken["spec"]["tags"] = json!(["b"]);
+        record_update(Some(&after), &mut taken, &custom("tagger", &schema));
+        assert!(
+            fields_of(&taken, "creator")
+                .pointer("/f:spec/x:unread")
+                .is_none(),
+            "rebuilt from its set: {}",
+            fields_of(&taken, "creator")
+        );
     }
 
     fn deployment_writer(manager: &str) -> Writer<'_> {
