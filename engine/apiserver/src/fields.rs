@@ -681,9 +681,9 @@ fn changed_fields(
         &mut old_part,
         &mut new_part,
     );
+    // A path both objects have is checked once.
     let changed: BTreeSet<FieldPath> = new_part
-        .iter()
-        .chain(old_part.iter())
+        .union(&old_part)
         .filter(|p| differs(old, new, p))
         .cloned()
         .collect();
