@@ -9,9 +9,13 @@
 //! Sizes: 1,000 and 10,000 claims by default, each in its own process (so each peak RSS is its
 //! own), then printed side by side with the ratio of the last to the first.
 //! `STRATA_BENCH_CLAIMS=1000` (or `=1000,10000,...`) chooses them. The sizes run 3 times,
-//! alternating (`STRATA_BENCH_ROUNDS=N` for N), and the table gives the median of each figure
-//! with every round's ratios below it: time and CPU move by several per cent between runs of
-//! one binary here, more than the goals' margins.
+//! alternating (`STRATA_BENCH_ROUNDS=N` for N), and the first size once more at the end, so
+//! every round of the larger sizes is bracketed by a run of the first before and after it
+//! (1,000, 10,000, 1,000, 10,000, 1,000, 10,000, 1,000). The table gives the median of each
+//! figure; below it every round's ratios, the larger size against the mean of the two runs of
+//! the first size around it: time and CPU move by several per cent between runs of one binary
+//! here, more than the goals' margins, and the host's speed drifts over minutes, which a
+//! baseline taken on both sides of the measured run cancels to first order.
 //!
 //! The CPU until Ready is also split: the store's writer thread (its commits and fsyncs, read
 //! from `/proc/self/task`) and the durable commits it made, with the writes per commit.
@@ -897,42 +901,42 @@ const FIGURES: &str = "figures: ";
 const IDLE: Duration = Duration::from_secs(10);
 
 /// Runs each size in a child process, `rounds` times alternating sizes (1,000, 10,000, 1,000,
-/// 10,000, …), and prints the median of each figure side by side with the ratio of the last
-/// size to the first, then the ratios of each round.
+/// 10,000, …), then the first size once more, and prints the median of each figure side by
+/// side with the ratio of the last size to the first, then the ratios of each round (the last
+/// size against the mean of the first size's runs before and after it).
 fn compare(sizes: &[usize], rounds: usize) {
     let exe = std::env::current_exe().unwrap();
-    // runs[size][round]
+    // runs[size][round]; the first size has one run more, closing the last round.
     let mut runs: Vec<Vec<Value>> = vec![Vec::new(); sizes.len()];
-    for round in 1..=rounds {
-        for (i, n) in sizes.iter().enumerate() {
+    let bracketed = sizes.len() > 1;
+    let schedule = (1..=rounds)
+        .flat_map(|round| (0..sizes.len()).map(move |i| (round, i)))
+        .chain(bracketed.then_some((rounds + 1, 0)));
+    for (round, i) in schedule {
+        let n = sizes[i];
+        if round > rounds {
+            println!("--- {n} claims (closing round {rounds})");
+        } else {
             println!("--- {n} claims (round {round} of {rounds})");
-            let out = std::process::Command::new(&exe)
-                .env("STRATA_BENCH_CLAIMS", n.to_string())
-                .env("STRATA_BENCH_ONE", "1")
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            print!("{text}");
-            assert!(out.status.success(), "the run of {n} claims failed");
-            let line = text
-                .lines()
-                .find_map(|l| l.strip_prefix(FIGURES))
-                .expect("the run printed its figures");
-            runs[i].push(serde_json::from_str(line).unwrap());
         }
+        let out = std::process::Command::new(&exe)
+            .env("STRATA_BENCH_CLAIMS", n.to_string())
+            .env("STRATA_BENCH_ONE", "1")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        assert!(out.status.success(), "the run of {n} claims failed");
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(FIGURES))
+            .expect("the run printed its figures");
+        runs[i].push(serde_json::from_str(line).unwrap());
     }
     let figure = |run: &Value, key: &str| run[key].as_f64().unwrap_or(0.0);
-    let median = |size: &[Value], key: &str| {
-        let mut values: Vec<f64> = size.iter().map(|r| figure(r, key)).collect();
-        values.sort_by(f64::total_cmp);
-        let mid = values.len() / 2;
-        if values.len() % 2 == 1 {
-            values[mid]
-        } else {
-            (values[mid - 1] + values[mid]) / 2.0
-        }
-    };
+    let median =
+        |size: &[Value], key: &str| median_of(size.iter().map(|r| figure(r, key)).collect());
     let rows: [(&str, &str, usize); 16] = [
         ("time to all Ready (s)", "ready_s", 1),
         ("process CPU (s)", "cpu_s", 1),
@@ -953,8 +957,12 @@ fn compare(sizes: &[usize], rounds: usize) {
     ];
     let header: Vec<String> = sizes.iter().map(|n| format!("{n} claims")).collect();
     println!();
-    if rounds > 1 {
-        println!("medians of {rounds} rounds:");
+    if rounds > 1 || bracketed {
+        let first = runs[0].len();
+        println!(
+            "medians of {rounds} rounds ({first} runs of {} claims):",
+            sizes[0]
+        );
     }
     println!(
         "{:<26} {}  last/first",
@@ -976,21 +984,26 @@ fn compare(sizes: &[usize], rounds: usize) {
         };
         println!("{label:<26} {cells}  {ratio:>10}");
     }
-    if rounds > 1 && sizes.len() > 1 {
-        // Each round's last size against the first size of the same round.
+    if bracketed {
+        // Each round's last size against the mean of the first size's runs just before and
+        // just after it.
         for (label, key) in [
             ("time to all Ready", "ready_s"),
             ("CPU per claim", "cpu_ms_per_claim"),
             ("resync CPU per claim", "resync_cpu_ms_per_claim"),
         ] {
-            let ratios: Vec<String> = (0..rounds)
+            let ratios: Vec<f64> = (0..rounds)
                 .map(|r| {
-                    let first = figure(&runs[0][r], key);
-                    let last = figure(&runs[sizes.len() - 1][r], key);
-                    format!("{:.2}", last / first.max(f64::MIN_POSITIVE))
+                    let first = (figure(&runs[0][r], key) + figure(&runs[0][r + 1], key)) / 2.0;
+                    figure(&runs[sizes.len() - 1][r], key) / first.max(f64::MIN_POSITIVE)
                 })
                 .collect();
-            println!("{label}, last/first by round: {}", ratios.join(", "));
+            let median = median_of(ratios.clone());
+            let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "{label}, last / first around it, by round: {} (median {median:.2})",
+                listed.join(", ")
+            );
         }
     }
     let listed = |key: &str| {
@@ -1005,6 +1018,17 @@ fn compare(sizes: &[usize], rounds: usize) {
         listed("resync_writes"),
         listed("idle_writes")
     );
+}
+
+/// The median of `values` (the mean of the middle two when there is an even number).
+fn median_of(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[mid],
+        _ => (values[mid - 1] + values[mid]) / 2.0,
+    }
 }
 
 /// A positive count from the environment variable `var`, or a panic naming it.
