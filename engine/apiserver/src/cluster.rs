@@ -1140,8 +1140,9 @@ impl Cluster {
             gr: gr.clone(),
             object: obj.clone(),
             previous: old,
+            json: None,
         };
-        let durable = self.queue(&gr, &t.namespace, &name, Some(&obj), event);
+        let durable = self.queue(&gr, &t.namespace, &name, true, event);
         Outcome {
             object: obj,
             durable: Some(durable),
@@ -1207,8 +1208,9 @@ impl Cluster {
             gr: gr.clone(),
             object: last.clone(),
             previous: Some(old.clone()),
+            json: None,
         };
-        let durable = self.queue(&gr, &t.namespace, &name, None, event);
+        let durable = self.queue(&gr, &t.namespace, &name, false, event);
         if let Some(kind) = crate::rbac::Kind::of(&gr) {
             self.rbac.apply(kind, &t.namespace, &name, None);
         }
@@ -1263,21 +1265,20 @@ impl Cluster {
         gr: &GroupResource,
         ns: &str,
         name: &str,
-        obj: Option<&Arc<Value>>,
-        event: WatchEvent,
+        stored: bool,
+        mut event: WatchEvent,
     ) -> oneshot::Receiver<Result<(), String>> {
         let (ack, durable) = oneshot::channel();
-        let object = obj.map(|o| crate::compact::object_json(o));
-        let event_bytes = match (&object, event.type_) {
-            (Some(bytes), _) => event.to_stored_with(bytes),
-            (None, _) => event.to_stored(),
-        };
+        // The object's JSON is written once: the store keeps it (unless the write deletes the
+        // object), the event history holds it inside the event's bytes, and watchers send it.
+        let json = bytes::Bytes::from(crate::compact::object_json(&event.object));
         let write = Write {
             rv: event.rv,
             key: store_key(gr, ns, name),
-            object,
-            event: event_bytes,
+            object: stored.then(|| json.clone()),
+            event: event.to_stored_with(&json),
         };
+        event.json = Some(json);
         if let Err(e) = self.writer.submit(Pending {
             write,
             payload: Arc::new(event),

@@ -149,6 +149,19 @@ fn ok_object(obj: &Value) -> ApiResult<Response> {
     Ok(object_response(StatusCode::OK, obj))
 }
 
+/// A stored object as `t` serves it: the bytes the store wrote for it when `t` shows it as
+/// stored and its version is still in the watch history (an object just written or recently
+/// changed), else serialized.
+fn ok_stored(cluster: &Cluster, t: &Target, obj: &Arc<Value>) -> ApiResult<Response> {
+    let served = crate::builtin::served(t, obj);
+    if matches!(served, std::borrow::Cow::Borrowed(_))
+        && let Some(json) = cluster.hub.stored_json(obj)
+    {
+        return Ok(bytes_response(StatusCode::OK, json));
+    }
+    ok_object(&served)
+}
+
 fn object_response(code: StatusCode, obj: &Value) -> Response {
     bytes_response(code, crate::compact::object_json(obj))
 }
@@ -761,13 +774,13 @@ async fn resource_request_inner(
                         );
                         return ok(&table);
                     }
-                    ok_object(&crate::builtin::served(&t, &obj))
+                    ok_stored(cluster, &t, &obj)
                 }
                 Method::PUT => {
                     let updated = cluster
                         .update(&t, name, parse_json_body(body)?, sub, &manager)
                         .await?;
-                    ok_object(&crate::builtin::served(&t, &updated))
+                    ok_stored(cluster, &t, &updated)
                 }
                 Method::PATCH => {
                     let content_type = header_str(headers, header::CONTENT_TYPE);
@@ -784,7 +797,7 @@ async fn resource_request_inner(
                     let patched = cluster
                         .patch(&t, name, kind, body, sub, manager, query.flag("force"))
                         .await?;
-                    ok_object(&crate::builtin::served(&t, &patched))
+                    ok_stored(cluster, &t, &patched)
                 }
                 Method::DELETE => {
                     let opts = delete_options(query, body)?;
@@ -1184,7 +1197,8 @@ impl WatchView {
         }
     }
 
-    fn line(&mut self, type_: &str, obj: &Value) -> Bytes {
+    /// One event line; `json` is `obj` as compact JSON when the caller has it already.
+    fn line(&mut self, type_: &str, obj: &Value, json: Option<&[u8]>) -> Bytes {
         let object = if self.table {
             let include = !self.columns_sent;
             self.columns_sent = true;
@@ -1205,7 +1219,13 @@ impl WatchView {
         bytes.extend_from_slice(b"{\"type\":");
         let _ = serde_json::to_writer(&mut bytes, type_);
         bytes.extend_from_slice(b",\"object\":");
-        crate::compact::write_object(&mut bytes, &object);
+        match (&object, json) {
+            // The watcher sees the object as stored: its bytes are the ones the store wrote.
+            (std::borrow::Cow::Borrowed(served), Some(json)) if std::ptr::eq(*served, obj) => {
+                bytes.extend_from_slice(json);
+            }
+            _ => crate::compact::write_object(&mut bytes, &object),
+        }
         bytes.extend_from_slice(b"}\n");
         Bytes::from(bytes)
     }
@@ -1304,7 +1324,7 @@ fn watch(
             return;
         }
         for obj in &initial {
-            if !deliver(&tx, view.line("ADDED", obj)).await {
+            if !deliver(&tx, view.line("ADDED", obj, None)).await {
                 return;
             }
         }
@@ -1314,7 +1334,7 @@ fn watch(
         for e in replay {
             last = last.max(e.rv);
             if let Some(ty) = view.visible(&e)
-                && !deliver(&tx, view.line(ty.as_str(), &e.object)).await
+                && !deliver(&tx, view.line(ty.as_str(), &e.object, e.json.as_deref())).await
             {
                 return;
             }
@@ -1330,7 +1350,7 @@ fn watch(
                     Ok(e) => {
                         last = e.rv;
                         match view.visible(&e) {
-                            Some(ty) => view.line(ty.as_str(), &e.object),
+                            Some(ty) => view.line(ty.as_str(), &e.object, e.json.as_deref()),
                             None => continue,
                         }
                     }
@@ -1389,4 +1409,106 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
         header::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_test_support::TempDir;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn view(cluster: &Cluster, version: &str) -> WatchView {
+        WatchView {
+            t: cluster
+                .target(
+                    "autoscaling",
+                    version,
+                    "horizontalpodautoscalers",
+                    "default",
+                )
+                .expect("HPAs are served"),
+            all_namespaces: false,
+            selector: Selector::parse(None, None).expect("no selector"),
+            table: false,
+            columns_sent: false,
+        }
+    }
+
+    fn parsed(line: &Bytes) -> Value {
+        serde_json::from_slice(line).expect("a JSON line")
+    }
+
+    /// A committed event carries the bytes the store wrote; a watcher or a response that shows
+    /// the object as stored sends them, and one that shows it converted (autoscaling/v1 of a v2
+    /// HPA) does not.
+    #[tokio::test]
+    async fn watch_lines_and_responses_send_the_stored_json_only_in_the_stored_shape() {
+        let dir = TempDir::new("watch-line");
+        let cluster = Cluster::open(Store::open(dir.path()).expect("a store"))
+            .await
+            .expect("the object layer");
+        let mut events = cluster.hub.subscribe();
+        let v2 = view(&cluster, "v2");
+        let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1, "maxReplicas": 3,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 70}}}]}});
+        let created = cluster.create(&v2.t, hpa, "test").await.expect("create");
+        let event = events.recv().await.expect("the create's event");
+        let stored = event
+            .json
+            .clone()
+            .expect("a committed event carries its JSON");
+        assert_eq!(
+            &stored[..],
+            &crate::compact::object_json(&event.object)[..],
+            "the event's bytes are its object's"
+        );
+        // Responses find them by the object itself, not by an equal copy.
+        assert_eq!(cluster.hub.stored_json(&created), Some(stored.clone()));
+        assert_eq!(cluster.hub.stored_json(&Arc::new((*created).clone())), None);
+        let body = |r: Response| async move {
+            axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .expect("a body")
+        };
+        assert_eq!(
+            body(ok_stored(&cluster, &v2.t, &created).expect("a response")).await,
+            stored
+        );
+        let as_v1: Value = serde_json::from_slice(
+            &body(ok_stored(&cluster, &view(&cluster, "v1").t, &created).expect("a response"))
+                .await,
+        )
+        .expect("JSON");
+        assert_eq!(as_v1["apiVersion"], "autoscaling/v1");
+        assert_eq!(as_v1["spec"]["targetCPUUtilizationPercentage"], 70);
+
+        let mut v2 = v2;
+        let from_bytes = v2.line("ADDED", &event.object, Some(&stored));
+        assert_eq!(from_bytes, v2.line("ADDED", &event.object, None));
+        assert_eq!(
+            parsed(&from_bytes)["object"]["apiVersion"],
+            "autoscaling/v2"
+        );
+        assert!(
+            parsed(&from_bytes)["object"]["metadata"]["managedFields"].is_array(),
+            "managedFields are sent as a list"
+        );
+
+        // Bytes that are not the object's show whether they were used.
+        let mut v1 = view(&cluster, "v1");
+        let marker = Bytes::from_static(b"{\"kind\":\"NotThisObject\"}");
+        let line = parsed(&v1.line("ADDED", &event.object, Some(&marker)));
+        assert_eq!(line["object"]["apiVersion"], "autoscaling/v1");
+        assert_eq!(line["object"]["spec"]["targetCPUUtilizationPercentage"], 70);
+        let line = parsed(&v2.line("MODIFIED", &event.object, Some(&marker)));
+        assert_eq!(
+            line["object"]["kind"], "NotThisObject",
+            "a watcher of the stored shape sends the bytes it is given"
+        );
+    }
 }

@@ -172,8 +172,8 @@ pub struct Write {
     pub rv: u64,
     /// The object's store key (`cluster::store_key`).
     pub key: String,
-    /// The object as JSON; `None` deletes it.
-    pub object: Option<Vec<u8>>,
+    /// The object as JSON; `None` deletes it. Shared with the watch event that publishes it.
+    pub object: Option<bytes::Bytes>,
     /// The watch event this write publishes, kept in the event history for resuming watches.
     pub event: Vec<u8>,
 }
@@ -499,9 +499,7 @@ impl Store {
                             keys.seal(w.key.as_bytes(), bytes).as_slice(),
                         )
                         .map(drop),
-                    (Some(bytes), None) => {
-                        objects.insert(w.key.as_str(), bytes.as_slice()).map(drop)
-                    }
+                    (Some(bytes), None) => objects.insert(w.key.as_str(), &bytes[..]).map(drop),
                     (None, _) => objects.remove(w.key.as_str()).map(drop),
                 }
                 .map_err(db_err("write object"))?;
@@ -870,7 +868,7 @@ mod tests {
             .commit(&[&Write {
                 rv: 7,
                 key: "k".into(),
-                object: Some(b"{}".to_vec()),
+                object: Some(bytes::Bytes::from_static(b"{}")),
                 event: b"e".to_vec(),
             }])
             .unwrap();
@@ -930,7 +928,7 @@ mod tests {
         Write {
             rv,
             key: "|secrets|team-a|db".into(),
-            object: Some(object.clone().into_bytes()),
+            object: Some(object.clone().into_bytes().into()),
             event: format!(
                 r#"{{"type":"ADDED","group":"","resource":"secrets","object":{object}}}"#
             )

@@ -48,6 +48,10 @@ pub struct WatchEvent {
     pub gr: GroupResource,
     pub object: Arc<Value>,
     pub previous: Option<Arc<Value>>,
+    /// `object` as compact JSON ([`crate::compact::object_json`]), when it was written for the
+    /// store: watchers that see the object as stored send these bytes instead of serializing
+    /// it again, once per watcher.
+    pub json: Option<bytes::Bytes>,
 }
 
 impl WatchEvent {
@@ -81,6 +85,7 @@ impl WatchEvent {
                 object
             }),
             previous: None,
+            json: None,
         })
     }
 }
@@ -174,6 +179,21 @@ impl Hub {
         Ok((replay, self.sender.subscribe()))
     }
 
+    /// `object`'s compact JSON as the store wrote it, when `object` is the very object of a
+    /// retained event (a version committed within the history's reach): a response sends these
+    /// bytes instead of serializing the object again.
+    pub fn stored_json(&self, object: &Arc<Value>) -> Option<bytes::Bytes> {
+        let rv: u64 = crate::object::resource_version(object).parse().ok()?;
+        let state = self.lock();
+        let at = state.history.binary_search_by_key(&rv, |e| e.rv).ok()?;
+        let event = &state.history[at];
+        if Arc::ptr_eq(&event.object, object) {
+            event.json.clone()
+        } else {
+            None
+        }
+    }
+
     /// A live receiver only, for watches that start from a fresh listing.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
         let _state = self.lock();
@@ -192,6 +212,7 @@ mod tests {
             gr: GroupResource::new("", "secrets"),
             object: Arc::new(json!({"metadata": {"name": format!("s{rv}")}})),
             previous: None,
+            json: None,
         }
     }
 
