@@ -1271,7 +1271,11 @@ impl Cluster {
         let (ack, durable) = oneshot::channel();
         // The object's JSON is written once: the store keeps it (unless the write deletes the
         // object), the event history holds it inside the event's bytes, and watchers send it.
-        let json = bytes::Bytes::from(crate::compact::object_json(&event.object));
+        let mut json = crate::compact::object_json(&event.object);
+        // Held by the watch history as long as the event: without the spare room the
+        // serializer grew into.
+        json.shrink_to_fit();
+        let json = bytes::Bytes::from(json);
         let write = Write {
             rv: event.rv,
             key: store_key(gr, ns, name),
