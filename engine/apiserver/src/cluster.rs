@@ -1134,14 +1134,7 @@ impl Cluster {
         } else {
             EventType::Added
         };
-        let event = WatchEvent {
-            rv,
-            type_,
-            gr: gr.clone(),
-            object: obj.clone(),
-            previous: old,
-            json: None,
-        };
+        let event = WatchEvent::new(rv, type_, gr.clone(), obj.clone(), old);
         let durable = self.queue(&gr, &t.namespace, &name, true, event);
         Outcome {
             object: obj,
@@ -1202,14 +1195,13 @@ impl Cluster {
             self.gc_wake.notify_one();
         }
         let last = Arc::new(last);
-        let event = WatchEvent {
+        let event = WatchEvent::new(
             rv,
-            type_: EventType::Deleted,
-            gr: gr.clone(),
-            object: last.clone(),
-            previous: Some(old.clone()),
-            json: None,
-        };
+            EventType::Deleted,
+            gr.clone(),
+            last.clone(),
+            Some(old.clone()),
+        );
         let durable = self.queue(&gr, &t.namespace, &name, false, event);
         if let Some(kind) = crate::rbac::Kind::of(&gr) {
             self.rbac.apply(kind, &t.namespace, &name, None);
@@ -1266,7 +1258,7 @@ impl Cluster {
         ns: &str,
         name: &str,
         stored: bool,
-        mut event: WatchEvent,
+        event: WatchEvent,
     ) -> oneshot::Receiver<Result<(), String>> {
         let (ack, durable) = oneshot::channel();
         // The object's JSON is written once: the store keeps it (unless the write deletes the
@@ -1282,10 +1274,9 @@ impl Cluster {
             object: stored.then(|| json.clone()),
             event: event.to_stored_with(&json),
         };
-        event.json = Some(json);
         if let Err(e) = self.writer.submit(Pending {
             write,
-            payload: Arc::new(event),
+            payload: Arc::new(event.with_json(json)),
             ack,
         }) {
             tracing::error!("queueing a write: {e}");

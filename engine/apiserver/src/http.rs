@@ -1334,7 +1334,7 @@ fn watch(
         for e in replay {
             last = last.max(e.rv);
             if let Some(ty) = view.visible(&e)
-                && !deliver(&tx, view.line(ty.as_str(), &e.object, e.json.as_deref())).await
+                && !deliver(&tx, view.line(ty.as_str(), &e.object, e.json().as_deref())).await
             {
                 return;
             }
@@ -1350,7 +1350,7 @@ fn watch(
                     Ok(e) => {
                         last = e.rv;
                         match view.visible(&e) {
-                            Some(ty) => view.line(ty.as_str(), &e.object, e.json.as_deref()),
+                            Some(ty) => view.line(ty.as_str(), &e.object, e.json().as_deref()),
                             None => continue,
                         }
                     }
@@ -1458,10 +1458,7 @@ mod tests {
                     "target": {"type": "Utilization", "averageUtilization": 70}}}]}});
         let created = cluster.create(&v2.t, hpa, "test").await.expect("create");
         let event = events.recv().await.expect("the create's event");
-        let stored = event
-            .json
-            .clone()
-            .expect("a committed event carries its JSON");
+        let stored = event.json().expect("a committed event carries its JSON");
         assert_eq!(
             &stored[..],
             &crate::compact::object_json(&event.object)[..],

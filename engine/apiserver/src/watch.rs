@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -41,20 +43,66 @@ impl EventType {
 }
 
 /// One committed change. `previous` lets a filtered watch turn "stopped matching" into DELETED.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WatchEvent {
     pub rv: u64,
     pub type_: EventType,
     pub gr: GroupResource,
     pub object: Arc<Value>,
     pub previous: Option<Arc<Value>>,
-    /// `object` as compact JSON ([`crate::compact::object_json`]), when it was written for the
-    /// store: watchers that see the object as stored send these bytes instead of serializing
-    /// it again, once per watcher.
-    pub json: Option<bytes::Bytes>,
+    /// `object` as compact JSON ([`crate::compact::object_json`]) as it was written for the
+    /// store, while the event is among the hub's [`RECENT_JSON`] newest: watchers and responses
+    /// that show the object as stored send these bytes instead of serializing it again (once
+    /// per watcher). Older events let them go, so the history holds no second copy.
+    json: Mutex<Option<Bytes>>,
 }
 
+/// How many of the newest events keep their object's JSON ([`WatchEvent::json`]): a write's
+/// response and its watch lines are sent right after the event is published.
+pub(crate) const RECENT_JSON: usize = 1_024;
+
 impl WatchEvent {
+    /// A committed change, without its object's JSON.
+    pub fn new(
+        rv: u64,
+        type_: EventType,
+        gr: GroupResource,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) -> Self {
+        WatchEvent {
+            rv,
+            type_,
+            gr,
+            object,
+            previous,
+            json: Mutex::new(None),
+        }
+    }
+
+    /// The event with `json`, its object's compact JSON.
+    pub(crate) fn with_json(self, json: Bytes) -> Self {
+        WatchEvent {
+            json: Mutex::new(Some(json)),
+            ..self
+        }
+    }
+
+    /// The object's compact JSON as the store wrote it, while the event is recent.
+    pub fn json(&self) -> Option<Bytes> {
+        self.json
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn take_json(&self) -> Option<Bytes> {
+        self.json
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     /// The durable form kept in the store's event history.
     pub fn to_stored(&self) -> Vec<u8> {
         self.to_stored_with(&crate::compact::object_json(&self.object))
@@ -75,18 +123,17 @@ impl WatchEvent {
 
     pub fn from_stored(rv: u64, bytes: &[u8]) -> Option<Self> {
         let v: Value = serde_json::from_slice(bytes).ok()?;
-        Some(WatchEvent {
+        Some(WatchEvent::new(
             rv,
-            type_: EventType::parse(v.get("type")?.as_str()?)?,
-            gr: GroupResource::new(v.get("group")?.as_str()?, v.get("resource")?.as_str()?),
-            object: Arc::new({
+            EventType::parse(v.get("type")?.as_str()?)?,
+            GroupResource::new(v.get("group")?.as_str()?, v.get("resource")?.as_str()?),
+            Arc::new({
                 let mut object = v.get("object")?.clone();
                 crate::compact::compact(&mut object);
                 object
             }),
-            previous: None,
-            json: None,
-        })
+            None,
+        ))
     }
 }
 
@@ -137,12 +184,17 @@ impl Hub {
         // reference to a replaced version frees its whole tree, which subscribers need not wait
         // for.
         let mut evicted = Vec::new();
+        let mut released = Vec::new();
         {
             let mut state = self.lock();
             for e in events {
                 state.head = state.head.max(e.rv);
                 state.history.push_back(e.clone());
                 let _ = self.sender.send(e);
+                let older = state.history.len().checked_sub(RECENT_JSON + 1);
+                if let Some(older) = older.and_then(|at| state.history.get(at)) {
+                    released.extend(older.take_json());
+                }
             }
             while state.history.len() as u64 > state.limit {
                 evicted.extend(state.history.pop_front());
@@ -154,6 +206,7 @@ impl Hub {
             }
         }
         drop(evicted);
+        drop(released);
     }
 
     pub fn head(&self) -> u64 {
@@ -182,13 +235,13 @@ impl Hub {
     /// `object`'s compact JSON as the store wrote it, when `object` is the very object of a
     /// retained event (a version committed within the history's reach): a response sends these
     /// bytes instead of serializing the object again.
-    pub fn stored_json(&self, object: &Arc<Value>) -> Option<bytes::Bytes> {
+    pub fn stored_json(&self, object: &Arc<Value>) -> Option<Bytes> {
         let rv: u64 = crate::object::resource_version(object).parse().ok()?;
         let state = self.lock();
         let at = state.history.binary_search_by_key(&rv, |e| e.rv).ok()?;
         let event = &state.history[at];
         if Arc::ptr_eq(&event.object, object) {
-            event.json.clone()
+            event.json()
         } else {
             None
         }
@@ -206,14 +259,13 @@ mod tests {
     use super::*;
 
     fn event(rv: u64) -> WatchEvent {
-        WatchEvent {
+        WatchEvent::new(
             rv,
-            type_: EventType::Added,
-            gr: GroupResource::new("", "secrets"),
-            object: Arc::new(json!({"metadata": {"name": format!("s{rv}")}})),
-            previous: None,
-            json: None,
-        }
+            EventType::Added,
+            GroupResource::new("", "secrets"),
+            Arc::new(json!({"metadata": {"name": format!("s{rv}")}})),
+            None,
+        )
     }
 
     #[test]
@@ -234,6 +286,35 @@ mod tests {
             hub.subscribe_after(3),
             Err(ApiError::Expired { .. })
         ));
+    }
+
+    #[test]
+    fn only_the_newest_events_keep_their_json_and_responses_find_it_by_the_object() {
+        let limit = RECENT_JSON as u64 * 3;
+        let hub = Hub::new(Vec::new(), 0, limit);
+        let published: Vec<Arc<WatchEvent>> = (1..=RECENT_JSON as u64 + 2)
+            .map(|rv| {
+                let mut object = (*event(rv).object).clone();
+                object["metadata"]["resourceVersion"] = json!(rv.to_string());
+                let json = Bytes::from(serde_json::to_vec(&object).unwrap());
+                Arc::new(
+                    WatchEvent::new(rv, EventType::Added, event(rv).gr, Arc::new(object), None)
+                        .with_json(json),
+                )
+            })
+            .collect();
+        hub.publish(published.clone());
+        let kept: Vec<bool> = published.iter().map(|e| e.json().is_some()).collect();
+        assert_eq!(kept.iter().filter(|k| !**k).count(), 2, "two fell out");
+        assert!(!kept[0] && !kept[1] && kept[2..].iter().all(|k| *k));
+        let newest = published.last().unwrap();
+        assert_eq!(hub.stored_json(&newest.object), newest.json());
+        assert_eq!(hub.stored_json(&published[0].object), None);
+        // An equal object that is not the stored one is not answered from the history.
+        assert_eq!(hub.stored_json(&Arc::new((*newest.object).clone())), None);
+        // The history itself still holds every event, for watches that resume.
+        let (replay, _rx) = hub.subscribe_after(0).unwrap();
+        assert_eq!(replay.len(), RECENT_JSON + 2);
     }
 
     #[test]
