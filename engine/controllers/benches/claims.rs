@@ -17,6 +17,10 @@
 //! here, more than the goals' margins, and the host's speed drifts over minutes, which a
 //! baseline taken on both sides of the measured run cancels to first order.
 //!
+//! Time to Ready is process CPU over the cores the process got: beside it the cores used and the
+//! cores the hypervisor gave other guests meanwhile (`steal` in `/proc/stat`), which stretch
+//! the time on a shared host and not the CPU.
+//!
 //! The CPU until Ready is also split: the store's writer thread (its commits and fsyncs, read
 //! from `/proc/self/task`) and the durable commits it made, with the writes per commit.
 //!
@@ -361,6 +365,20 @@ fn cpu_time() -> Duration {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap()).1
 }
 
+/// CPU time the hypervisor gave other guests while this machine's CPUs wanted it (`steal` in
+/// `/proc/stat`, all CPUs together): on a shared host, time to Ready stretches by it while CPU
+/// time does not.
+fn host_steal_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let steal = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .and_then(|l| l.split_whitespace().nth(7)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // USER_HZ is 100.
+    Duration::from_millis(steal * 10)
+}
+
 /// CPU time of the store's writer thread (named `strata-store-writer`; Linux shows the first
 /// 15 bytes of a thread's name), from `/proc/self/task/*/stat`.
 fn store_writer_cpu_time() -> Duration {
@@ -645,6 +663,7 @@ async fn bench(n: usize) {
     let cpu_at_start = cpu_time();
     let writer_cpu_at_start = store_writer_cpu_time();
     let commits_at_start = server.commit_stats();
+    let steal_at_start = host_steal_time();
     let started = Instant::now();
     let ready_count = Arc::new(AtomicUsize::new(0));
     let all_ready = tokio::spawn(every_claim_ready(claims.clone(), n, ready_count.clone()));
@@ -701,6 +720,7 @@ async fn bench(n: usize) {
         eprintln!("t {:5.1} s  all {n} Ready", ready_in.as_secs_f64());
     }
     let ready_cpu = cpu_time().saturating_sub(cpu_at_start);
+    let stolen = host_steal_time().saturating_sub(steal_at_start);
     let writer_cpu = store_writer_cpu_time().saturating_sub(writer_cpu_at_start);
     let commits = {
         let now = server.commit_stats();
@@ -791,6 +811,11 @@ async fn bench(n: usize) {
         ready_cpu.as_secs_f64()
     );
     println!(
+        "cores used: {:.2}; meanwhile the host gave other guests {:.2} of this machine's cores (steal)",
+        ready_cpu.as_secs_f64() / ready_in.as_secs_f64(),
+        stolen.as_secs_f64() / ready_in.as_secs_f64()
+    );
+    println!(
         "of it the store's writer thread: {:.1} s, {} durable commits of {:.1} writes each",
         writer_cpu.as_secs_f64(),
         commits.0,
@@ -878,6 +903,8 @@ async fn bench(n: usize) {
         "creation_cpu_ms_per_claim": creation_cpu.as_secs_f64() * 1000.0 / n as f64,
         "writer_cpu_ms_per_claim": writer_cpu.as_secs_f64() * 1000.0 / n as f64,
         "writes_per_commit": writes_per_commit,
+        "cores_used": ready_cpu.as_secs_f64() / ready_in.as_secs_f64(),
+        "steal_cores": stolen.as_secs_f64() / ready_in.as_secs_f64(),
         "peak_rss_mb": peak_rss_kb / 1024,
         "bytes_per_object": bytes_per_object,
         "json_bytes_per_object": json_per_object,
@@ -937,9 +964,11 @@ fn compare(sizes: &[usize], rounds: usize) {
     let figure = |run: &Value, key: &str| run[key].as_f64().unwrap_or(0.0);
     let median =
         |size: &[Value], key: &str| median_of(size.iter().map(|r| figure(r, key)).collect());
-    let rows: [(&str, &str, usize); 16] = [
+    let rows: [(&str, &str, usize); 18] = [
         ("time to all Ready (s)", "ready_s", 1),
         ("process CPU (s)", "cpu_s", 1),
+        ("  cores used", "cores_used", 2),
+        ("  cores stolen by the host", "steal_cores", 2),
         ("CPU per claim (ms)", "cpu_ms_per_claim", 1),
         ("  while creating (ms)", "creation_cpu_ms_per_claim", 2),
         ("  store writer (ms)", "writer_cpu_ms_per_claim", 2),
