@@ -103,12 +103,7 @@ impl WatchEvent {
             .take()
     }
 
-    /// The durable form kept in the store's event history.
-    pub fn to_stored(&self) -> Vec<u8> {
-        self.to_stored_with(&crate::compact::object_json(&self.object))
-    }
-
-    /// The durable form, reusing the object's already serialized bytes.
+    /// The durable form kept in the store's event history, from the object's serialized bytes.
     pub fn to_stored_with(&self, object_json: &[u8]) -> Vec<u8> {
         let head = json!({"type": self.type_.as_str(), "group": self.gr.group, "resource": self.gr.resource});
         let mut out = serde_json::to_vec(&head).unwrap_or_default();
@@ -232,9 +227,9 @@ impl Hub {
         Ok((replay, self.sender.subscribe()))
     }
 
-    /// `object`'s compact JSON as the store wrote it, when `object` is the very object of a
-    /// retained event (a version committed within the history's reach): a response sends these
-    /// bytes instead of serializing the object again.
+    /// `object`'s compact JSON as the store wrote it, when `object` is the very object of one of
+    /// the [`RECENT_JSON`] newest events (a version just written or recently changed): a
+    /// response sends these bytes instead of serializing the object again.
     pub fn stored_json(&self, object: &Arc<Value>) -> Option<Bytes> {
         let rv: u64 = crate::object::resource_version(object).parse().ok()?;
         let state = self.lock();
@@ -320,7 +315,8 @@ mod tests {
     #[test]
     fn stored_form_round_trips() {
         let e = event(9);
-        let back = WatchEvent::from_stored(9, &e.to_stored()).unwrap();
+        let json = crate::compact::object_json(&e.object);
+        let back = WatchEvent::from_stored(9, &e.to_stored_with(&json)).unwrap();
         assert_eq!(back.gr, e.gr);
         assert_eq!(back.object, e.object);
         let bytes = serde_json::to_vec(&*e.object).unwrap();
