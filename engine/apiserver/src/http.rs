@@ -150,16 +150,21 @@ fn ok_object(obj: &Value) -> ApiResult<Response> {
 }
 
 /// A stored object as `t` serves it: the bytes the store wrote for it when `t` shows it as
-/// stored and its version is still in the watch history (an object just written or recently
+/// stored and it is the object of one of the newest events (just written or recently
 /// changed), else serialized.
-fn ok_stored(cluster: &Cluster, t: &Target, obj: &Arc<Value>) -> ApiResult<Response> {
+fn stored_response(cluster: &Cluster, code: StatusCode, t: &Target, obj: &Arc<Value>) -> Response {
     let served = crate::builtin::served(t, obj);
     if matches!(served, std::borrow::Cow::Borrowed(_))
         && let Some(json) = cluster.hub.stored_json(obj)
     {
-        return Ok(bytes_response(StatusCode::OK, json));
+        return bytes_response(code, json);
     }
-    ok_object(&served)
+    object_response(code, &served)
+}
+
+/// [`stored_response`] with 200.
+fn ok_stored(cluster: &Cluster, t: &Target, obj: &Arc<Value>) -> ApiResult<Response> {
+    Ok(stored_response(cluster, StatusCode::OK, t, obj))
 }
 
 fn object_response(code: StatusCode, obj: &Value) -> Response {
@@ -702,10 +707,7 @@ async fn resource_request_inner(
                         return Err(ApiError::MethodNotAllowed);
                     }
                     let created = cluster.create(&t, parse_json_body(body)?, &manager).await?;
-                    Ok(object_response(
-                        StatusCode::CREATED,
-                        &crate::builtin::served(&t, &created),
-                    ))
+                    Ok(stored_response(cluster, StatusCode::CREATED, &t, &created))
                 }
                 Method::DELETE => {
                     let opts = delete_options(query, body)?;
