@@ -957,7 +957,7 @@ impl Cluster {
         managed: ManagedFields<'_>,
     ) -> ApiResult<Value> {
         crate::compact::expand(&mut body);
-        let body = crate::builtin::to_storage(&t.rt, body);
+        let mut body = crate::builtin::to_storage(&t.rt, body);
         let requested_rv = object::resource_version(&body).to_owned();
         if !requested_rv.is_empty() && requested_rv != object::resource_version(old) {
             return Err(ApiError::Conflict {
@@ -983,8 +983,9 @@ impl Cluster {
             }
             Subresource::Status => {
                 let mut new = old.clone();
-                match body.get("status") {
-                    Some(s) => new["status"] = s.clone(),
+                // The body's status is moved, not copied: nothing reads the body's after this.
+                match body.as_object_mut().and_then(|b| b.remove("status")) {
+                    Some(s) => new["status"] = s,
                     None => {
                         if let Value::Object(m) = &mut new {
                             m.remove("status");
