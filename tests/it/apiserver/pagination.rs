@@ -142,3 +142,105 @@ async fn a_continue_token_older_than_the_remembered_changes_is_expired() {
         other => panic!("expected 410 Expired, got {other}"),
     }
 }
+
+/// Past the newest thousand changes the server holds a change as JSON alone (the versions it
+/// replaced are no longer kept as objects): a list continued at a version from before them, and
+/// a filtered watch resumed from it, still see exactly what they would have seen then.
+#[tokio::test]
+async fn a_list_continued_and_a_filtered_watch_resumed_after_a_thousand_changes_see_the_old_versions()
+ {
+    use futures_util::{StreamExt, TryStreamExt};
+    use kube::api::{WatchEvent, WatchParams};
+
+    let cp = ControlPlane::start("paging-old");
+    let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
+    for i in 0..4 {
+        let mut c = cm(&format!("k{i}"), "old");
+        c.metadata.labels = Some(BTreeMap::from([("keep".to_owned(), "yes".to_owned())]));
+        api.create(&PostParams::default(), &c).await.unwrap();
+    }
+    api.create(&PostParams::default(), &cm("z-churn", "0"))
+        .await
+        .unwrap();
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    let first_rv = first.metadata.resource_version.clone().unwrap();
+    api.patch(
+        "k2",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"keep": null}}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "k3",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "new"}})),
+    )
+    .await
+    .unwrap();
+    for i in 1..=1_100 {
+        api.patch(
+            "z-churn",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": i.to_string()}})),
+        )
+        .await
+        .unwrap();
+    }
+
+    let mut token = first.metadata.continue_.clone().unwrap();
+    let mut rest = Vec::new();
+    loop {
+        let page = api
+            .list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .unwrap();
+        rest.extend(page.items);
+        match page.metadata.continue_ {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    assert_eq!(
+        names_and_values(&rest),
+        [
+            ("k2".into(), "old".into()),
+            ("k3".into(), "old".into()),
+            ("z-churn".into(), "0".into()),
+        ],
+        "later pages show k2, k3 and z-churn as they were at the first page"
+    );
+    let labels = rest[0].metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("keep").map(String::as_str), Some("yes"));
+
+    let mut stream = api
+        .watch(
+            &WatchParams::default().labels("keep=yes").timeout(2),
+            &first_rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let mut seen = Vec::new();
+    while let Some(ev) = stream.try_next().await.unwrap() {
+        match ev {
+            WatchEvent::Added(c) => seen.push(("ADDED", c.metadata.name.unwrap(), c.data)),
+            WatchEvent::Modified(c) => seen.push(("MODIFIED", c.metadata.name.unwrap(), c.data)),
+            WatchEvent::Deleted(c) => seen.push(("DELETED", c.metadata.name.unwrap(), c.data)),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("the watch failed: {e:?}"),
+        }
+    }
+    let seen: Vec<(&str, String, String)> = seen
+        .into_iter()
+        .map(|(t, n, d)| (t, n, d.unwrap_or_default()["v"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("DELETED", "k2".into(), "old".into()),
+            ("MODIFIED", "k3".into(), "new".into()),
+        ],
+        "k2 stopped matching (told from the version it replaced), k3 changed, churn never matched"
+    );
+}
