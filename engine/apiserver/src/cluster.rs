@@ -193,6 +193,8 @@ struct State {
 
 /// One change, whose event tells what the object was before it (`None`: it did not exist).
 struct Undo {
+    /// The event's, kept here: the log reads it for every entry it drops or passes over.
+    rv: u64,
     key: ObjectKey,
     event: Arc<WatchEvent>,
 }
@@ -212,7 +214,7 @@ impl UndoLog {
         if self.entries.len() >= self.limit
             && let Some(dropped) = self.entries.pop_front()
         {
-            self.complete_after = dropped.event.rv;
+            self.complete_after = dropped.rv;
         }
         self.entries.push_back(undo);
     }
@@ -231,7 +233,7 @@ impl UndoLog {
         for u in self
             .entries
             .iter()
-            .filter(|u| u.event.rv > rv && &u.event.gr == gr)
+            .filter(|u| u.rv > rv && &u.event.gr == gr)
         {
             then.entry(u.key.clone())
                 .or_insert_with(|| u.event.previous());
@@ -1135,6 +1137,7 @@ impl Cluster {
         let event = WatchEvent::new(rv, type_, gr.clone(), obj.clone(), old);
         let (durable, event) = self.queue(&gr, &t.namespace, &name, true, event);
         st.undo.record(Undo {
+            rv,
             key: t.key(&name),
             event,
         });
@@ -1200,6 +1203,7 @@ impl Cluster {
         );
         let (durable, event) = self.queue(&gr, &t.namespace, &name, false, event);
         st.undo.record(Undo {
+            rv,
             key: t.key(&name),
             event,
         });

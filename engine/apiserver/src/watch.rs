@@ -56,6 +56,9 @@ pub struct WatchEvent {
     pub rv: u64,
     pub type_: EventType,
     pub gr: GroupResource,
+    /// The resource version of what the change replaced, read when the event is made (while
+    /// that object is warm), so turning the event old does not read the replaced tree again.
+    previous_rv: Option<u64>,
     body: Mutex<Body>,
 }
 
@@ -99,6 +102,9 @@ impl WatchEvent {
             rv,
             type_,
             gr,
+            previous_rv: previous
+                .as_deref()
+                .and_then(|p| crate::object::resource_version(p).parse().ok()),
             body: Mutex::new(Body::Recent {
                 object,
                 previous,
@@ -183,9 +189,7 @@ impl WatchEvent {
             .clone()
             .unwrap_or_else(|| Bytes::from(crate::compact::object_json(object)));
         let previous_json = previous.as_ref().map(|p| {
-            crate::object::resource_version(p)
-                .parse()
-                .ok()
+            self.previous_rv
                 .and_then(&previous_json)
                 .unwrap_or_else(|| Bytes::from(crate::compact::object_json(p)))
         });
