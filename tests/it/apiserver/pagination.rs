@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, VersionMatch};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectList, Patch, PatchParams, PostParams, VersionMatch,
+};
 use serde_json::json;
 
 use super::fixture::ControlPlane;
@@ -26,6 +28,28 @@ fn names_and_values(items: &[ConfigMap]) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The items of every page after `first`, pages of 2, each checked to show `first`'s version.
+async fn later_pages(api: &Api<ConfigMap>, first: &ObjectList<ConfigMap>) -> Vec<ConfigMap> {
+    let mut token = first.metadata.continue_.clone().unwrap();
+    let mut rest = Vec::new();
+    loop {
+        let page = api
+            .list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.metadata.resource_version, first.metadata.resource_version,
+            "every page reports the snapshot's version"
+        );
+        rest.extend(page.items);
+        match page.metadata.continue_ {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    rest
 }
 
 #[tokio::test]
@@ -59,24 +83,7 @@ async fn later_pages_reflect_the_version_of_the_first_page() {
         .await
         .unwrap();
 
-    let mut token = first.metadata.continue_.clone().unwrap();
-    let mut rest = Vec::new();
-    loop {
-        let page = api
-            .list(&ListParams::default().limit(2).continue_token(&token))
-            .await
-            .unwrap();
-        assert_eq!(
-            page.metadata.resource_version.as_deref(),
-            Some(first_rv.as_str()),
-            "every page reports the snapshot's version"
-        );
-        rest.extend(page.items);
-        match page.metadata.continue_ {
-            Some(next) => token = next,
-            None => break,
-        }
-    }
+    let rest = later_pages(&api, &first).await;
     assert_eq!(
         names_and_values(&rest),
         [
@@ -188,19 +195,7 @@ async fn a_list_continued_and_a_filtered_watch_resumed_after_a_thousand_changes_
         .unwrap();
     }
 
-    let mut token = first.metadata.continue_.clone().unwrap();
-    let mut rest = Vec::new();
-    loop {
-        let page = api
-            .list(&ListParams::default().limit(2).continue_token(&token))
-            .await
-            .unwrap();
-        rest.extend(page.items);
-        match page.metadata.continue_ {
-            Some(next) => token = next,
-            None => break,
-        }
-    }
+    let rest = later_pages(&api, &first).await;
     assert_eq!(
         names_and_values(&rest),
         [
