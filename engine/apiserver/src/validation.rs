@@ -75,22 +75,46 @@ pub(crate) fn warning_header(text: &str) -> String {
 /// The dotted paths of keys that appear twice in one object of a JSON body
 /// (`spec.replicas`), in the order met; empty for a body that is not JSON (its parse error is
 /// reported where it is decoded). serde_json keeps the last of duplicate keys silently, so they
-/// are found with a walk of their own, which allocates only a key at a time.
+/// are found with a walk of their own, which borrows the keys from the body (every write's body
+/// is walked: a key that needs no unescaping allocates nothing) and joins a path only for a
+/// duplicate.
 pub(crate) fn duplicate_fields(body: &[u8]) -> Vec<String> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
     use std::cell::RefCell;
 
-    struct Walk<'a> {
-        path: &'a RefCell<Vec<String>>,
+    /// A key as the body holds it: borrowed unless it had escapes.
+    struct Key;
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+    }
+
+    struct Walk<'a, 'de> {
+        path: &'a RefCell<Vec<Cow<'de, str>>>,
         found: &'a RefCell<Vec<String>>,
     }
-    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    impl<'de> DeserializeSeed<'de> for Walk<'_, 'de> {
         type Value = ();
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
             d.deserialize_any(self)
         }
     }
-    impl<'de> Visitor<'de> for Walk<'_> {
+    impl<'de> Visitor<'de> for Walk<'_, 'de> {
         type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("any JSON value")
@@ -124,21 +148,25 @@ pub(crate) fn duplicate_fields(body: &[u8]) -> Vec<String> {
             Ok(())
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut seen: Vec<String> = Vec::new();
-            while let Some(key) = map.next_key::<String>()? {
-                let duplicate = seen.contains(&key);
-                self.path.borrow_mut().push(key.clone());
-                if duplicate {
-                    self.found.borrow_mut().push(self.path.borrow().join("."));
+            let mut seen: Vec<Cow<'de, str>> = Vec::new();
+            while let Some(key) = map.next_key_seed(Key)? {
+                if seen.contains(&key) {
+                    let mut path = self.path.borrow().join(".");
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&key);
+                    self.found.borrow_mut().push(path);
                     map.next_value::<IgnoredAny>()?;
                 } else {
+                    self.path.borrow_mut().push(key.clone());
                     map.next_value_seed(Walk {
                         path: self.path,
                         found: self.found,
                     })?;
+                    self.path.borrow_mut().pop();
                     seen.push(key);
                 }
-                self.path.borrow_mut().pop();
             }
             Ok(())
         }
@@ -171,6 +199,13 @@ mod tests {
         );
         assert!(duplicate_fields(br#"{"a": {"b": 1}, "c": {"b": 2}}"#).is_empty());
         assert!(duplicate_fields(b"not json").is_empty());
+        // Escaped keys are compared unescaped, as serde_json reads them.
+        assert_eq!(
+            duplicate_fields(
+                br#"{"m\u0065ta": {"a": 1}, "meta": {"b": 2}, "x": {"\"q\"": 1, "\"q\"": 2}}"#
+            ),
+            ["meta", "x.\"q\""]
+        );
     }
 
     #[test]
