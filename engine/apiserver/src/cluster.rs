@@ -1623,7 +1623,6 @@ fn check_type_meta(t: &Target, body: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// The stored version of `name` in the target's resource.
 /// A server-side apply body, which is YAML by its media type (`application/apply-patch+yaml`)
 /// and JSON as kube-rs, client-go and kubectl send it. JSON is read by `serde_json` first: the
 /// YAML parser took ten times as long on the same bytes and was a tenth of the instructions of
@@ -1639,6 +1638,7 @@ fn decode_apply_body(body: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
 }
 
+/// The stored version of `name` in the target's resource.
 fn stored<'s>(st: &'s State, t: &Target, name: &str) -> Option<&'s Arc<Value>> {
     st.objects
         .get(&t.rt.storage_gr())
