@@ -40,22 +40,6 @@ pub(crate) fn definitions() -> &'static Map<String, Value> {
     })
 }
 
-/// The definition called `name`, hashed: field ownership follows a reference for every field of
-/// a built-in object it walks, and the names share long prefixes (`io.k8s.api.core.v1.`), which
-/// a search of the sorted map compares byte by byte at each step.
-fn named_definition(name: &str) -> Option<&'static Value> {
-    static BY_NAME: OnceLock<HashMap<&'static str, &'static Value>> = OnceLock::new();
-    BY_NAME
-        .get_or_init(|| {
-            definitions()
-                .iter()
-                .map(|(name, schema)| (name.as_str(), schema))
-                .collect()
-        })
-        .get(name)
-        .copied()
-}
-
 /// The name of the definition of a built-in kind, found by its `x-kubernetes-group-version-kind`.
 pub(crate) fn definition_name(group: &str, version: &str, kind: &str) -> Option<&'static str> {
     static BY_GVK: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
@@ -82,7 +66,7 @@ pub(crate) fn definition_name(group: &str, version: &str, kind: &str) -> Option<
 
 /// The definition of a built-in kind.
 pub(crate) fn definition(group: &str, version: &str, kind: &str) -> Option<&'static Value> {
-    definition_name(group, version, kind).and_then(named_definition)
+    definition_name(group, version, kind).and_then(|n| definitions().get(n))
 }
 
 /// `node` with its reference followed: a `$ref`, or an `allOf` of one reference (the form a
@@ -94,7 +78,7 @@ pub(crate) fn resolve(mut node: &'static Value) -> &'static Value {
             .or_else(|| node.get("allOf")?.get(0)?.get("$ref"))
             .and_then(Value::as_str)
             .and_then(|r| r.strip_prefix(REF_PREFIX))
-            .and_then(named_definition);
+            .and_then(|name| definitions().get(name));
         match target {
             Some(t) => node = t,
             None => break,
@@ -119,7 +103,7 @@ pub(crate) fn items(node: &'static Value) -> Option<&'static Value> {
 
 /// `ObjectMeta`'s definition: the `metadata` of every object, built-in or custom.
 pub(crate) fn object_meta() -> Option<&'static Value> {
-    named_definition(OBJECT_META)
+    definitions().get(OBJECT_META)
 }
 
 /// The definitions `roots` reference, directly or through others, themselves included.
