@@ -191,16 +191,17 @@ struct State {
     gc: crate::gc::Index,
 }
 
-/// One change, with what the object was before it (`None`: it did not exist).
+/// One change, whose event tells what the object was before it (`None`: it did not exist).
 struct Undo {
+    /// The event's, kept here: the log reads it for every entry it drops or passes over.
     rv: u64,
-    gr: GroupResource,
     key: ObjectKey,
-    previous: Option<Arc<Value>>,
+    event: Arc<WatchEvent>,
 }
 
 /// The most recent changes, oldest first, so later pages of a list can be served as of the
-/// version of its first page. The previous objects are shared with the watch history.
+/// version of its first page. The events are the watch history's: as they turn old, the
+/// versions they replaced are held as JSON and parsed when a list reads them.
 struct UndoLog {
     entries: std::collections::VecDeque<Undo>,
     /// Every change after this version is in `entries`.
@@ -229,9 +230,13 @@ impl UndoLog {
             return None;
         }
         let mut then = BTreeMap::new();
-        for u in self.entries.iter().filter(|u| u.rv > rv && &u.gr == gr) {
+        for u in self
+            .entries
+            .iter()
+            .filter(|u| u.rv > rv && &u.event.gr == gr)
+        {
             then.entry(u.key.clone())
-                .or_insert_with(|| u.previous.clone());
+                .or_insert_with(|| u.event.previous());
         }
         Some(then)
     }
@@ -1110,12 +1115,6 @@ impl Cluster {
             .entry(gr.clone())
             .or_default()
             .insert(t.key(&name), obj.clone());
-        st.undo.record(Undo {
-            rv,
-            gr: gr.clone(),
-            key: t.key(&name),
-            previous: old.clone(),
-        });
         st.gc.note(&t.rt, old.as_ref(), Some(&obj));
         if st.gc.has_marked() {
             self.gc_wake.notify_one();
@@ -1136,7 +1135,12 @@ impl Cluster {
             EventType::Added
         };
         let event = WatchEvent::new(rv, type_, gr.clone(), obj.clone(), old);
-        let durable = self.queue(&gr, &t.namespace, &name, true, event);
+        let (durable, event) = self.queue(&gr, &t.namespace, &name, true, event);
+        st.undo.record(Undo {
+            rv,
+            key: t.key(&name),
+            event,
+        });
         Outcome {
             object: obj,
             durable: Some(durable),
@@ -1159,12 +1163,6 @@ impl Cluster {
         if let Some(m) = st.objects.get_mut(&gr) {
             m.remove(&t.key(&name));
         }
-        st.undo.record(Undo {
-            rv,
-            gr: gr.clone(),
-            key: t.key(&name),
-            previous: Some(old.clone()),
-        });
         st.gc.note(&t.rt, Some(old), None);
         // A terminating namespace or CRD waits for its last content to go.
         let containers = [
@@ -1203,7 +1201,12 @@ impl Cluster {
             last.clone(),
             Some(old.clone()),
         );
-        let durable = self.queue(&gr, &t.namespace, &name, false, event);
+        let (durable, event) = self.queue(&gr, &t.namespace, &name, false, event);
+        st.undo.record(Undo {
+            rv,
+            key: t.key(&name),
+            event,
+        });
         if let Some(kind) = crate::rbac::Kind::of(&gr) {
             self.rbac.apply(kind, &t.namespace, &name, None);
         }
@@ -1260,11 +1263,11 @@ impl Cluster {
         name: &str,
         stored: bool,
         event: WatchEvent,
-    ) -> oneshot::Receiver<Result<(), String>> {
+    ) -> (oneshot::Receiver<Result<(), String>>, Arc<WatchEvent>) {
         let (ack, durable) = oneshot::channel();
         // The object's JSON is written once: the store keeps it (unless the write deletes the
         // object), the event history holds it inside the event's bytes, and watchers send it.
-        let mut json = crate::compact::object_json(&event.object);
+        let mut json = crate::compact::object_json(&event.object());
         // Held by the watch history as long as the event: without the spare room the
         // serializer grew into.
         json.shrink_to_fit();
@@ -1275,14 +1278,15 @@ impl Cluster {
             object: stored.then(|| json.clone()),
             event: event.to_stored_with(&json),
         };
+        let event = Arc::new(event.with_json(json));
         if let Err(e) = self.writer.submit(Pending {
             write,
-            payload: Arc::new(event.with_json(json)),
+            payload: event.clone(),
             ack,
         }) {
             tracing::error!("queueing a write: {e}");
         }
-        durable
+        (durable, event)
     }
 
     /// PATCH: merge, JSON, strategic or server-side apply.

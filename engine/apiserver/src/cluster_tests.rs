@@ -46,7 +46,7 @@ impl Tap {
     fn writes(&mut self) -> Vec<(EventType, String, u64)> {
         let mut out = Vec::new();
         while let Ok(event) = self.events.try_recv() {
-            let name = event.object["metadata"]["name"]
+            let name = event.object()["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();

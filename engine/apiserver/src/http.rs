@@ -1182,21 +1182,29 @@ impl WatchView {
             && self.selector.matches(obj)
     }
 
-    /// The event type this watcher sees for a committed event, if any.
-    fn visible(&self, e: &WatchEvent) -> Option<EventType> {
+    /// The event type this watcher sees for a committed event, if any, with its object.
+    fn visible(&self, e: &WatchEvent) -> Option<(EventType, Arc<Value>)> {
         if !self.t.rt.is_stored_as(&e.gr) {
             return None;
         }
-        let now = self.in_scope(&e.object);
-        let before = e.previous.as_ref().map_or(now, |p| self.in_scope(p));
-        match (e.type_, before, now) {
+        let object = e.object();
+        let now = self.in_scope(&object);
+        // Only a filtered watch looks at what the change replaced.
+        let filtered = !self.selector.is_empty() || (!self.all_namespaces && self.t.rt.namespaced);
+        let before = if filtered {
+            e.previous().map_or(now, |p| self.in_scope(&p))
+        } else {
+            now
+        };
+        let type_ = match (e.type_, before, now) {
             (EventType::Added, _, true) => Some(EventType::Added),
             (EventType::Deleted, b, n) if b || n => Some(EventType::Deleted),
             (EventType::Modified, true, true) => Some(EventType::Modified),
             (EventType::Modified, false, true) => Some(EventType::Added),
             (EventType::Modified, true, false) => Some(EventType::Deleted),
             _ => None,
-        }
+        }?;
+        Some((type_, object))
     }
 
     /// One event line; `json` is `obj` as compact JSON when the caller has it already.
@@ -1335,8 +1343,8 @@ fn watch(
         }
         for e in replay {
             last = last.max(e.rv);
-            if let Some(ty) = view.visible(&e)
-                && !deliver(&tx, view.line(ty.as_str(), &e.object, e.json().as_deref())).await
+            if let Some((ty, object)) = view.visible(&e)
+                && !deliver(&tx, view.line(ty.as_str(), &object, e.json().as_deref())).await
             {
                 return;
             }
@@ -1352,7 +1360,7 @@ fn watch(
                     Ok(e) => {
                         last = e.rv;
                         match view.visible(&e) {
-                            Some(ty) => view.line(ty.as_str(), &e.object, e.json().as_deref()),
+                            Some((ty, object)) => view.line(ty.as_str(), &object, e.json().as_deref()),
                             None => continue,
                         }
                     }
@@ -1463,7 +1471,7 @@ mod tests {
         let stored = event.json().expect("a committed event carries its JSON");
         assert_eq!(
             &stored[..],
-            &crate::compact::object_json(&event.object)[..],
+            &crate::compact::object_json(&event.object())[..],
             "the event's bytes are its object's"
         );
         // Responses find them by the object itself, not by an equal copy.
@@ -1487,8 +1495,8 @@ mod tests {
         assert_eq!(as_v1["spec"]["targetCPUUtilizationPercentage"], 70);
 
         let mut v2 = v2;
-        let from_bytes = v2.line("ADDED", &event.object, Some(&stored));
-        assert_eq!(from_bytes, v2.line("ADDED", &event.object, None));
+        let from_bytes = v2.line("ADDED", &event.object(), Some(&stored));
+        assert_eq!(from_bytes, v2.line("ADDED", &event.object(), None));
         assert_eq!(
             parsed(&from_bytes)["object"]["apiVersion"],
             "autoscaling/v2"
@@ -1501,10 +1509,10 @@ mod tests {
         // Bytes that are not the object's show whether they were used.
         let mut v1 = view(&cluster, "v1");
         let marker = Bytes::from_static(b"{\"kind\":\"NotThisObject\"}");
-        let line = parsed(&v1.line("ADDED", &event.object, Some(&marker)));
+        let line = parsed(&v1.line("ADDED", &event.object(), Some(&marker)));
         assert_eq!(line["object"]["apiVersion"], "autoscaling/v1");
         assert_eq!(line["object"]["spec"]["targetCPUUtilizationPercentage"], 70);
-        let line = parsed(&v2.line("MODIFIED", &event.object, Some(&marker)));
+        let line = parsed(&v2.line("MODIFIED", &event.object(), Some(&marker)));
         assert_eq!(
             line["object"]["kind"], "NotThisObject",
             "a watcher of the stored shape sends the bytes it is given"

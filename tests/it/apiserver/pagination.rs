@@ -150,9 +150,10 @@ async fn a_continue_token_older_than_the_remembered_changes_is_expired() {
     }
 }
 
-/// A list continued, and a filtered watch resumed, at a version a thousand changes back see
-/// exactly what they would have seen then: the versions replaced since, from the server's
-/// history of changes (a watch told "stopped matching" by the version a change replaced).
+/// Past its newest few dozen changes the server holds a change as JSON alone (the versions it
+/// replaced are no longer kept as objects), and past 10,000 not at all: a list continued at a
+/// version a thousand changes back, and a filtered watch resumed from it, still see exactly
+/// what they would have seen then.
 #[tokio::test]
 async fn a_list_continued_and_a_filtered_watch_resumed_after_a_thousand_changes_see_the_old_versions()
  {
