@@ -1182,20 +1182,23 @@ impl WatchView {
             && self.selector.matches(obj)
     }
 
-    /// The event type this watcher sees for a committed event, if any, with its object.
-    fn visible(&self, e: &WatchEvent) -> Option<(EventType, Arc<Value>)> {
+    /// The event type this watcher sees for a committed event, if any, with the object when
+    /// telling needed it: only a watch with a selector looks at the object and at what the
+    /// change replaced (an old event's are parsed for it, [`WatchEvent`]).
+    fn visible(&self, e: &WatchEvent) -> Option<(EventType, Option<Arc<Value>>)> {
         if !self.t.rt.is_stored_as(&e.gr) {
             return None;
         }
+        if self.selector.is_empty() {
+            // Seen or not by namespace alone, which no change moves: what the change replaced
+            // was in scope exactly when the object is, and the change is seen as it happened.
+            let seen =
+                self.all_namespaces || !self.t.rt.namespaced || e.in_namespace(&self.t.namespace);
+            return seen.then_some((e.type_, None));
+        }
         let object = e.object();
         let now = self.in_scope(&object);
-        // Only a filtered watch looks at what the change replaced.
-        let filtered = !self.selector.is_empty() || (!self.all_namespaces && self.t.rt.namespaced);
-        let before = if filtered {
-            e.previous().map_or(now, |p| self.in_scope(&p))
-        } else {
-            now
-        };
+        let before = e.previous().map_or(now, |p| self.in_scope(&p));
         let type_ = match (e.type_, before, now) {
             (EventType::Added, _, true) => Some(EventType::Added),
             (EventType::Deleted, b, n) if b || n => Some(EventType::Deleted),
@@ -1204,7 +1207,51 @@ impl WatchView {
             (EventType::Modified, true, false) => Some(EventType::Deleted),
             _ => None,
         }?;
-        Some((type_, object))
+        Some((type_, Some(object)))
+    }
+
+    /// The line of an event this watcher sees ([`WatchView::visible`]). An old event's JSON is
+    /// sent as it is, unparsed, to a watcher that sees the object as stored.
+    fn event_line(
+        &mut self,
+        type_: EventType,
+        e: &WatchEvent,
+        object: Option<Arc<Value>>,
+    ) -> Bytes {
+        if object.is_none()
+            && let Some(json) = e.json_alone()
+            && self.sends_as_stored(&json)
+        {
+            return framed(type_.as_str(), |out| out.extend_from_slice(&json));
+        }
+        let object = object.unwrap_or_else(|| e.object());
+        self.line(type_.as_str(), &object, e.json().as_deref())
+    }
+
+    /// Whether this watcher sends an object exactly as stored, told from the `apiVersion` and
+    /// `kind` of its JSON without parsing the rest: [`crate::builtin::served`] converts or
+    /// restamps an object by its resource, the version asked for and those two fields alone
+    /// (`watch_lines_send_an_old_events_json_unparsed_only_in_the_stored_shape` holds it to that).
+    fn sends_as_stored(&self, json: &[u8]) -> bool {
+        /// The two fields; every other is skipped unread.
+        #[derive(serde::Deserialize)]
+        struct TypeMeta {
+            #[serde(rename = "apiVersion", default)]
+            api_version: Option<String>,
+            #[serde(default)]
+            kind: Option<String>,
+        }
+        if self.table {
+            return false;
+        }
+        let Ok(meta) = serde_json::from_slice::<TypeMeta>(json) else {
+            return false;
+        };
+        let head = json!({"apiVersion": meta.api_version, "kind": meta.kind});
+        matches!(
+            crate::builtin::served(&self.t, &head),
+            std::borrow::Cow::Borrowed(_)
+        )
     }
 
     /// One event line; `json` is `obj` as compact JSON when the caller has it already.
@@ -1225,19 +1272,13 @@ impl WatchView {
         };
         // Serialized straight from the stored object: a `json!` line copied its tree twice
         // (`into_owned`, then `json!`'s `to_value`) for every watcher of every event.
-        let mut bytes = Vec::with_capacity(1024);
-        bytes.extend_from_slice(b"{\"type\":");
-        let _ = serde_json::to_writer(&mut bytes, type_);
-        bytes.extend_from_slice(b",\"object\":");
-        match (&object, json) {
+        framed(type_, |bytes| match (&object, json) {
             // The watcher sees the object as stored: its bytes are the ones the store wrote.
             (std::borrow::Cow::Borrowed(served), Some(json)) if std::ptr::eq(*served, obj) => {
                 bytes.extend_from_slice(json);
             }
-            _ => crate::compact::write_object(&mut bytes, &object),
-        }
-        bytes.extend_from_slice(b"}\n");
-        Bytes::from(bytes)
+            _ => crate::compact::write_object(bytes, &object),
+        })
     }
 
     fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {
@@ -1251,6 +1292,17 @@ impl WatchView {
         bytes.push(b'\n');
         Bytes::from(bytes)
     }
+}
+
+/// A watch line, `{"type":…,"object":…}`, the object written by `object`.
+fn framed(type_: &str, object: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut bytes = Vec::with_capacity(1024);
+    bytes.extend_from_slice(b"{\"type\":");
+    let _ = serde_json::to_writer(&mut bytes, type_);
+    bytes.extend_from_slice(b",\"object\":");
+    object(&mut bytes);
+    bytes.extend_from_slice(b"}\n");
+    Bytes::from(bytes)
 }
 
 fn error_line(e: &ApiError) -> Bytes {
@@ -1344,7 +1396,7 @@ fn watch(
         for e in replay {
             last = last.max(e.rv);
             if let Some((ty, object)) = view.visible(&e)
-                && !deliver(&tx, view.line(ty.as_str(), &object, e.json().as_deref())).await
+                && !deliver(&tx, view.event_line(ty, &e, object)).await
             {
                 return;
             }
@@ -1360,7 +1412,7 @@ fn watch(
                     Ok(e) => {
                         last = e.rv;
                         match view.visible(&e) {
-                            Some((ty, object)) => view.line(ty.as_str(), &object, e.json().as_deref()),
+                            Some((ty, object)) => view.event_line(ty, &e, object),
                             None => continue,
                         }
                     }
@@ -1516,6 +1568,96 @@ mod tests {
         assert_eq!(
             line["object"]["kind"], "NotThisObject",
             "a watcher of the stored shape sends the bytes it is given"
+        );
+    }
+
+    /// An old event (its object held as JSON alone) goes to a watcher that sees the object as
+    /// stored as those very bytes, unparsed, and to one that sees it converted (autoscaling/v1
+    /// of a v2 HPA) from its parsed object: the same lines a recent event gives.
+    #[tokio::test]
+    async fn watch_lines_send_an_old_events_json_unparsed_only_in_the_stored_shape() {
+        use crate::watch::{Hub, RECENT};
+        let dir = TempDir::new("watch-old-line");
+        let cluster = Cluster::open(Store::open(dir.path()).expect("a store"))
+            .await
+            .expect("the object layer");
+        let mut events = cluster.hub.subscribe();
+        let (mut v1, mut v2) = (view(&cluster, "v1"), view(&cluster, "v2"));
+        let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1, "maxReplicas": 3,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 70}}}]}});
+        cluster.create(&v2.t, hpa, "test").await.expect("create");
+        let recent = events.recv().await.expect("the create's event");
+        let stored = recent.json().expect("a committed event carries its JSON");
+        // Written with spaces, as no serializer here writes: bytes sent as they are keep them.
+        let spaced = Bytes::from(
+            serde_json::to_string_pretty(&serde_json::from_slice::<Value>(&stored).expect("JSON"))
+                .expect("JSON"),
+        );
+        // A history loaded with more than the newest events holds its oldest as JSON alone.
+        let filler = |rv| {
+            WatchEvent::new(
+                rv,
+                EventType::Added,
+                crate::resource::GroupResource::new("", "configmaps"),
+                Arc::new(json!({"metadata": {"name": format!("c{rv}")}})),
+                None,
+            )
+        };
+        let first = WatchEvent::new(1, recent.type_, recent.gr.clone(), recent.object(), None)
+            .with_json(spaced.clone());
+        let loaded: Vec<WatchEvent> = std::iter::once(first)
+            .chain((2..=RECENT as u64 + 1).map(filler))
+            .collect();
+        let hub = Hub::new(loaded, RECENT as u64 + 1, RECENT as u64 * 2);
+        let (replay, _live) = hub.subscribe_after(0).expect("the history");
+        let old = &replay[0];
+        assert_eq!(old.json_alone(), Some(spaced.clone()), "the event is old");
+
+        let (ty, object) = v2.visible(old).expect("a watcher of its namespace sees it");
+        assert!(
+            object.is_none(),
+            "a watcher without a selector does not parse it"
+        );
+        let mut elsewhere = view(&cluster, "v2");
+        elsewhere.t.namespace = "other".into();
+        assert!(
+            elsewhere.visible(old).is_none(),
+            "nor one of another namespace"
+        );
+        elsewhere.all_namespaces = true;
+        assert!(
+            elsewhere.visible(old).is_some(),
+            "one of every namespace does"
+        );
+        let line = v2.event_line(ty, old, object);
+        let mut expected = b"{\"type\":\"ADDED\",\"object\":".to_vec();
+        expected.extend_from_slice(&spaced);
+        expected.extend_from_slice(b"}\n");
+        assert_eq!(
+            line, expected,
+            "the stored shape is sent as the old event's very bytes"
+        );
+        assert_eq!(
+            parsed(&line),
+            parsed(&v2.line("ADDED", &recent.object(), None)),
+            "and says what a recent event's line says"
+        );
+
+        let (ty, object) = v1.visible(old).expect("seen");
+        let line = v1.event_line(ty, old, object);
+        assert_eq!(
+            line,
+            v1.line("ADDED", &recent.object(), None),
+            "a converted watcher's line is the recent event's"
+        );
+        assert_eq!(parsed(&line)["object"]["apiVersion"], "autoscaling/v1");
+        assert_eq!(
+            parsed(&line)["object"]["spec"]["targetCPUUtilizationPercentage"],
+            70
         );
     }
 }

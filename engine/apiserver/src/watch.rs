@@ -165,6 +165,36 @@ impl WatchEvent {
         }
     }
 
+    /// The object's JSON when the event holds nothing else (an old one): a watcher that sends
+    /// the object as stored sends these bytes without parsing them.
+    pub fn json_alone(&self) -> Option<Bytes> {
+        match &*self.body() {
+            Body::Old { object, .. } => Some(object.clone()),
+            Body::Recent { .. } => None,
+        }
+    }
+
+    /// Whether the object is in namespace `ns` (`""` for a cluster-scoped object); an old
+    /// event's is read from its JSON without building the rest.
+    pub fn in_namespace(&self, ns: &str) -> bool {
+        /// `metadata.namespace`; every other field is skipped unread.
+        #[derive(serde::Deserialize)]
+        struct Object {
+            #[serde(default)]
+            metadata: Metadata,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Metadata {
+            #[serde(default)]
+            namespace: String,
+        }
+        let json = match &*self.body() {
+            Body::Recent { object, .. } => return crate::object::namespace(object) == ns,
+            Body::Old { object, .. } => object.clone(),
+        };
+        serde_json::from_slice::<Object>(&json).is_ok_and(|o| o.metadata.namespace == ns)
+    }
+
     /// The object's JSON if `object` is this event's very object (not an equal copy: a dry
     /// run's answer, say, keeps the version it changed).
     fn json_of(&self, object: &Arc<Value>) -> Option<Bytes> {
