@@ -1501,23 +1501,34 @@ mod tests {
         serde_json::from_slice(line).expect("a JSON line")
     }
 
+    /// A durable object layer in a temporary directory (removed when the first is dropped).
+    async fn object_layer(name: &str) -> (TempDir, Arc<Cluster>) {
+        let dir = TempDir::new(name);
+        let cluster = Cluster::open(Store::open(dir.path()).expect("a store"))
+            .await
+            .expect("the object layer");
+        (dir, cluster)
+    }
+
+    /// An autoscaling/v2 HPA whose v1 form has `targetCPUUtilizationPercentage: 70`.
+    fn web_hpa() -> Value {
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1, "maxReplicas": 3,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 70}}}]}})
+    }
+
     /// A committed event carries the bytes the store wrote; a watcher or a response that shows
     /// the object as stored sends them, and one that shows it converted (autoscaling/v1 of a v2
     /// HPA) does not.
     #[tokio::test]
     async fn watch_lines_and_responses_send_the_stored_json_only_in_the_stored_shape() {
-        let dir = TempDir::new("watch-line");
-        let cluster = Cluster::open(Store::open(dir.path()).expect("a store"))
-            .await
-            .expect("the object layer");
+        let (_dir, cluster) = object_layer("watch-line").await;
         let mut events = cluster.hub.subscribe();
         let v2 = view(&cluster, "v2");
-        let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "minReplicas": 1, "maxReplicas": 3,
-                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": 70}}}]}});
+        let hpa = web_hpa();
         let created = cluster.create(&v2.t, hpa, "test").await.expect("create");
         let event = events.recv().await.expect("the create's event");
         let stored = event.json().expect("a committed event carries its JSON");
@@ -1577,18 +1588,10 @@ mod tests {
     #[tokio::test]
     async fn watch_lines_send_an_old_events_json_unparsed_only_in_the_stored_shape() {
         use crate::watch::{Hub, RECENT};
-        let dir = TempDir::new("watch-old-line");
-        let cluster = Cluster::open(Store::open(dir.path()).expect("a store"))
-            .await
-            .expect("the object layer");
+        let (_dir, cluster) = object_layer("watch-old-line").await;
         let mut events = cluster.hub.subscribe();
         let (mut v1, mut v2) = (view(&cluster, "v1"), view(&cluster, "v2"));
-        let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "minReplicas": 1, "maxReplicas": 3,
-                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": 70}}}]}});
+        let hpa = web_hpa();
         cluster.create(&v2.t, hpa, "test").await.expect("create");
         let recent = events.recv().await.expect("the create's event");
         let stored = recent.json().expect("a committed event carries its JSON");
