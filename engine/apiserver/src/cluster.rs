@@ -15,13 +15,12 @@ use tokio::sync::{Notify, oneshot};
 use crate::error::{ApiError, ApiResult, ErrorTarget, FieldCause};
 use crate::fields;
 use crate::object::{self, meta_mut};
+use crate::objects::{ObjectKey, Objects};
 use crate::patch::{PatchKind, apply_patch};
 use crate::resource::{CRD_GROUP, CRD_RESOURCE, GroupResource, Registry, ResourceType};
 use crate::selector::Selector;
 use crate::store::{Pending, Store, StoreError, Write};
 use crate::watch::{EventType, Hub, WatchEvent};
-
-type ObjectKey = (String, String);
 
 /// Finalizers the server itself manages.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
@@ -185,7 +184,7 @@ pub struct ListPage {
 struct State {
     rv: u64,
     registry: Registry,
-    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>>,
+    objects: BTreeMap<GroupResource, Objects>,
     undo: UndoLog,
     /// The garbage collector's index, kept current by every commit and removal.
     gc: crate::gc::Index,
@@ -305,7 +304,7 @@ impl Cluster {
     pub async fn open(store: Store) -> Result<Arc<Cluster>, OpenError> {
         let loaded = store.load()?;
         let mut registry = Registry::with_builtins();
-        let mut objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>> = BTreeMap::new();
+        let mut objects: BTreeMap<GroupResource, Objects> = BTreeMap::new();
         for (key, bytes) in loaded.objects {
             let (gr, okey) = parse_store_key(&key).ok_or_else(|| OpenError::CorruptObject {
                 key: key.clone(),
@@ -447,7 +446,7 @@ impl Cluster {
                     let taken = st
                         .objects
                         .get(&storage_rt.storage_gr())
-                        .is_some_and(|m| m.contains_key(&(ns.clone(), name.clone())));
+                        .is_some_and(|m| m.contains(&ns, &name));
                     if !taken {
                         let mut moved = crate::builtin::to_storage(
                             &rt,
@@ -573,7 +572,7 @@ impl Cluster {
         } else {
             BTreeMap::new()
         };
-        let empty = BTreeMap::new();
+        let empty = Objects::default();
         let now = st.objects.get(&gr).unwrap_or(&empty);
         // Keys sort by namespace first: a namespaced list starts at its namespace and ends
         // after it, so it costs what that namespace holds, not what every namespace does.
@@ -650,7 +649,7 @@ impl Cluster {
     pub fn object_stats(&self) -> ObjectStats {
         let st = self.lock();
         let mut stats = ObjectStats::default();
-        for o in st.objects.values().flat_map(BTreeMap::values) {
+        for o in st.objects.values().flat_map(Objects::values) {
             stats.objects += 1;
             stats.json_bytes += crate::compact::object_json(o).len();
         }
@@ -728,7 +727,7 @@ impl Cluster {
         if st
             .objects
             .get(&t.rt.storage_gr())
-            .is_some_and(|m| m.contains_key(&t.key(&name)))
+            .is_some_and(|m| m.contains(&t.namespace, &name))
         {
             return Err(ApiError::AlreadyExists(t.error_target(&name)));
         }
@@ -842,11 +841,7 @@ impl Cluster {
             return Ok(());
         }
         let ns_gr = GroupResource::new("", "namespaces");
-        match st
-            .objects
-            .get(&ns_gr)
-            .and_then(|m| m.get(&(String::new(), t.namespace.clone())))
-        {
+        match st.objects.get(&ns_gr).and_then(|m| m.get("", &t.namespace)) {
             None => Err(ApiError::NotFound(ErrorTarget::new(
                 "",
                 "namespaces",
@@ -1161,7 +1156,7 @@ impl Cluster {
         let gr = t.rt.storage_gr();
         let name = object::name(old).to_owned();
         if let Some(m) = st.objects.get_mut(&gr) {
-            m.remove(&t.key(&name));
+            m.remove(&t.namespace, &name);
         }
         st.gc.note(&t.rt, Some(old), None);
         // A terminating namespace or CRD waits for its last content to go.
@@ -1183,7 +1178,7 @@ impl Cluster {
             let uid = st
                 .objects
                 .get(&cgr)
-                .and_then(|m| m.get(&key))
+                .and_then(|m| m.get(&key.0, &key.1))
                 .filter(|c| object::is_deleting(c))
                 .map(|c| object::uid(c).to_owned());
             if let Some(uid) = uid {
@@ -1646,7 +1641,7 @@ fn decode_apply_body(body: &[u8]) -> ApiResult<Value> {
 fn stored<'s>(st: &'s State, t: &Target, name: &str) -> Option<&'s Arc<Value>> {
     st.objects
         .get(&t.rt.storage_gr())
-        .and_then(|m| m.get(&t.key(name)))
+        .and_then(|m| m.get(&t.namespace, name))
 }
 
 /// Whether a write changes what `generation` counts: everything but metadata (and status, when
@@ -1830,7 +1825,7 @@ mod tests {
                     .lock()
                     .objects
                     .get(&GroupResource::new("events.k8s.io", "events"))
-                    .is_none_or(BTreeMap::is_empty),
+                    .is_none_or(Objects::is_empty),
                 "nothing is left under the old key"
             );
         }

@@ -31,6 +31,7 @@ mod gc;
 mod http;
 pub mod kubernetes_service;
 mod object;
+mod objects;
 mod openapi;
 pub mod patch;
 mod printers;
