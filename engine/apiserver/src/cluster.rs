@@ -15,12 +15,13 @@ use tokio::sync::{Notify, oneshot};
 use crate::error::{ApiError, ApiResult, ErrorTarget, FieldCause};
 use crate::fields;
 use crate::object::{self, meta_mut};
-use crate::objects::{ObjectKey, Objects};
 use crate::patch::{PatchKind, apply_patch};
 use crate::resource::{CRD_GROUP, CRD_RESOURCE, GroupResource, Registry, ResourceType};
 use crate::selector::Selector;
 use crate::store::{Pending, Store, StoreError, Write};
 use crate::watch::{EventType, Hub, WatchEvent};
+
+type ObjectKey = (String, String);
 
 /// Finalizers the server itself manages.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
@@ -184,7 +185,7 @@ pub struct ListPage {
 struct State {
     rv: u64,
     registry: Registry,
-    objects: BTreeMap<GroupResource, Objects>,
+    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>>,
     undo: UndoLog,
     /// The garbage collector's index, kept current by every commit and removal.
     gc: crate::gc::Index,
@@ -304,7 +305,7 @@ impl Cluster {
     pub async fn open(store: Store) -> Result<Arc<Cluster>, OpenError> {
         let loaded = store.load()?;
         let mut registry = Registry::with_builtins();
-        let mut objects: BTreeMap<GroupResource, Objects> = BTreeMap::new();
+        let mut objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>> = BTreeMap::new();
         for (key, bytes) in loaded.objects {
             let (gr, okey) = parse_store_key(&key).ok_or_else(|| OpenError::CorruptObject {
                 key: key.clone(),
@@ -446,7 +447,7 @@ impl Cluster {
                     let taken = st
                         .objects
                         .get(&storage_rt.storage_gr())
-                        .is_some_and(|m| m.contains(&ns, &name));
+                        .is_some_and(|m| m.contains_key(&(ns.clone(), name.clone())));
                     if !taken {
                         let mut moved = crate::builtin::to_storage(
                             &rt,
@@ -572,7 +573,7 @@ impl Cluster {
         } else {
             BTreeMap::new()
         };
-        let empty = Objects::default();
+        let empty = BTreeMap::new();
         let now = st.objects.get(&gr).unwrap_or(&empty);
         // Keys sort by namespace first: a namespaced list starts at its namespace and ends
         // after it, so it costs what that namespace holds, not what every namespace does.
@@ -649,7 +650,7 @@ impl Cluster {
     pub fn object_stats(&self) -> ObjectStats {
         let st = self.lock();
         let mut stats = ObjectStats::default();
-        for o in st.objects.values().flat_map(Objects::values) {
+        for o in st.objects.values().flat_map(BTreeMap::values) {
             stats.objects += 1;
             stats.json_bytes += crate::compact::object_json(o).len();
         }
@@ -727,7 +728,7 @@ impl Cluster {
         if st
             .objects
             .get(&t.rt.storage_gr())
-            .is_some_and(|m| m.contains(&t.namespace, &name))
+            .is_some_and(|m| m.contains_key(&t.key(&name)))
         {
             return Err(ApiError::AlreadyExists(t.error_target(&name)));
         }
@@ -841,7 +842,11 @@ impl Cluster {
             return Ok(());
         }
         let ns_gr = GroupResource::new("", "namespaces");
-        match st.objects.get(&ns_gr).and_then(|m| m.get("", &t.namespace)) {
+        match st
+            .objects
+            .get(&ns_gr)
+            .and_then(|m| m.get(&(String::new(), t.namespace.clone())))
+        {
             None => Err(ApiError::NotFound(ErrorTarget::new(
                 "",
                 "namespaces",
@@ -1156,7 +1161,7 @@ impl Cluster {
         let gr = t.rt.storage_gr();
         let name = object::name(old).to_owned();
         if let Some(m) = st.objects.get_mut(&gr) {
-            m.remove(&t.namespace, &name);
+            m.remove(&t.key(&name));
         }
         st.gc.note(&t.rt, Some(old), None);
         // A terminating namespace or CRD waits for its last content to go.
@@ -1178,7 +1183,7 @@ impl Cluster {
             let uid = st
                 .objects
                 .get(&cgr)
-                .and_then(|m| m.get(&key.0, &key.1))
+                .and_then(|m| m.get(&key))
                 .filter(|c| object::is_deleting(c))
                 .map(|c| object::uid(c).to_owned());
             if let Some(uid) = uid {
@@ -1641,7 +1646,7 @@ fn decode_apply_body(body: &[u8]) -> ApiResult<Value> {
 fn stored<'s>(st: &'s State, t: &Target, name: &str) -> Option<&'s Arc<Value>> {
     st.objects
         .get(&t.rt.storage_gr())
-        .and_then(|m| m.get(&t.namespace, name))
+        .and_then(|m| m.get(&t.key(name)))
 }
 
 /// Whether a write changes what `generation` counts: everything but metadata (and status, when
@@ -1825,7 +1830,7 @@ mod tests {
                     .lock()
                     .objects
                     .get(&GroupResource::new("events.k8s.io", "events"))
-                    .is_none_or(Objects::is_empty),
+                    .is_none_or(BTreeMap::is_empty),
                 "nothing is left under the old key"
             );
         }

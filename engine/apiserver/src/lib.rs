@@ -31,7 +31,6 @@ mod gc;
 mod http;
 pub mod kubernetes_service;
 mod object;
-mod objects;
 mod openapi;
 pub mod patch;
 mod printers;
