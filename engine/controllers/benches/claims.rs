@@ -10,11 +10,14 @@
 //! own), then printed side by side with the ratio of the last to the first.
 //! `STRATA_BENCH_CLAIMS=1000` (or `=1000,10000,...`) chooses them. The sizes run 3 times,
 //! alternating (`STRATA_BENCH_ROUNDS=N` for N), and the first size once more at the end, so
-//! every round of the larger sizes is bracketed by a run of the first before and after it
-//! (1,000, 10,000, 1,000, 10,000, 1,000, 10,000, 1,000). The table gives the median of each
-//! figure; below it every round's ratios, the larger size against the mean of the two runs of
-//! the first size around it: time and CPU move by several per cent between runs of one binary
-//! here, more than the goals' margins, and the host's speed drifts over minutes, which a
+//! every round of the larger sizes is bracketed by a turn of the first before and after it
+//! (1,000, 10,000, 1,000, 10,000, 1,000, 10,000, 1,000). A turn of the first size is 3 runs in a
+//! row (`STRATA_BENCH_BASELINE_RUNS=N` for N), read as their median: a 1,000-claim convergence
+//! lasts about 3 s, short enough for a few slow or fast seconds of the host to move its CPU per
+//! claim by 15 % either way, where a 10,000 run spans half a minute. The table gives the median
+//! of each figure; below it every round's ratios, the larger size against the mean of the two
+//! turns of the first size around it: time and CPU move by several per cent between runs of one
+//! binary here, more than the goals' margins, and the host's speed drifts over minutes, which a
 //! baseline taken on both sides of the measured run cancels to first order.
 //!
 //! Time to Ready is process CPU over the cores the process got: beside it the cores used and the
@@ -930,40 +933,46 @@ const IDLE: Duration = Duration::from_secs(10);
 /// Runs each size in a child process, `rounds` times alternating sizes (1,000, 10,000, 1,000,
 /// 10,000, …), then the first size once more, and prints the median of each figure side by
 /// side with the ratio of the last size to the first, then the ratios of each round (the last
-/// size against the mean of the first size's runs before and after it).
-fn compare(sizes: &[usize], rounds: usize) {
+/// size against the first size's runs before and after it). With more than one size, each turn
+/// of the first size is `baseline_runs` runs in a row, read as their median.
+fn compare(sizes: &[usize], rounds: usize, baseline_runs: usize) {
     let exe = std::env::current_exe().unwrap();
-    // runs[size][round]; the first size has one run more, closing the last round.
-    let mut runs: Vec<Vec<Value>> = vec![Vec::new(); sizes.len()];
+    // runs[size][turn][run]; the first size has one turn more, closing the last round.
+    let mut runs: Vec<Vec<Vec<Value>>> = vec![Vec::new(); sizes.len()];
     let bracketed = sizes.len() > 1;
     let schedule = (1..=rounds)
         .flat_map(|round| (0..sizes.len()).map(move |i| (round, i)))
         .chain(bracketed.then_some((rounds + 1, 0)));
     for (round, i) in schedule {
         let n = sizes[i];
-        if round > rounds {
-            println!("--- {n} claims (closing round {rounds})");
+        let turn = if round > rounds {
+            format!("closing round {rounds}")
         } else {
-            println!("--- {n} claims (round {round} of {rounds})");
+            format!("round {round} of {rounds}")
+        };
+        let repeats = if bracketed && i == 0 {
+            baseline_runs
+        } else {
+            1
+        };
+        let mut turn_runs = Vec::new();
+        for run in 1..=repeats {
+            if repeats > 1 {
+                println!("--- {n} claims ({turn}, run {run} of {repeats})");
+            } else {
+                println!("--- {n} claims ({turn})");
+            }
+            turn_runs.push(run_one(&exe, n));
         }
-        let out = std::process::Command::new(&exe)
-            .env("STRATA_BENCH_CLAIMS", n.to_string())
-            .env("STRATA_BENCH_ONE", "1")
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        print!("{text}");
-        assert!(out.status.success(), "the run of {n} claims failed");
-        let line = text
-            .lines()
-            .find_map(|l| l.strip_prefix(FIGURES))
-            .expect("the run printed its figures");
-        runs[i].push(serde_json::from_str(line).unwrap());
+        runs[i].push(turn_runs);
     }
     let figure = |run: &Value, key: &str| run[key].as_f64().unwrap_or(0.0);
-    let median =
-        |size: &[Value], key: &str| median_of(size.iter().map(|r| figure(r, key)).collect());
+    // A turn's figure: the median of its runs (a turn of the larger sizes is one run).
+    let of_turn =
+        |turn: &[Value], key: &str| median_of(turn.iter().map(|r| figure(r, key)).collect());
+    let median = |size: &[Vec<Value>], key: &str| {
+        median_of(size.iter().map(|turn| of_turn(turn, key)).collect())
+    };
     let rows: [(&str, &str, usize); 18] = [
         ("time to all Ready (s)", "ready_s", 1),
         ("process CPU (s)", "cpu_s", 1),
@@ -987,9 +996,14 @@ fn compare(sizes: &[usize], rounds: usize) {
     let header: Vec<String> = sizes.iter().map(|n| format!("{n} claims")).collect();
     println!();
     if rounds > 1 || bracketed {
-        let first = runs[0].len();
+        let turns = runs[0].len();
+        let each = if bracketed && baseline_runs > 1 {
+            format!(", each the median of {baseline_runs} runs")
+        } else {
+            String::new()
+        };
         println!(
-            "medians of {rounds} rounds ({first} runs of {} claims):",
+            "medians of {rounds} rounds ({turns} turns of {} claims{each}):",
             sizes[0]
         );
     }
@@ -1014,7 +1028,7 @@ fn compare(sizes: &[usize], rounds: usize) {
         println!("{label:<26} {cells}  {ratio:>10}");
     }
     if bracketed {
-        // Each round's last size against the mean of the first size's runs just before and
+        // Each round's last size against the mean of the first size's turns just before and
         // just after it.
         for (label, key) in [
             ("time to all Ready", "ready_s"),
@@ -1023,8 +1037,8 @@ fn compare(sizes: &[usize], rounds: usize) {
         ] {
             let ratios: Vec<f64> = (0..rounds)
                 .map(|r| {
-                    let first = (figure(&runs[0][r], key) + figure(&runs[0][r + 1], key)) / 2.0;
-                    figure(&runs[sizes.len() - 1][r], key) / first.max(f64::MIN_POSITIVE)
+                    let first = (of_turn(&runs[0][r], key) + of_turn(&runs[0][r + 1], key)) / 2.0;
+                    of_turn(&runs[sizes.len() - 1][r], key) / first.max(f64::MIN_POSITIVE)
                 })
                 .collect();
             let median = median_of(ratios.clone());
@@ -1038,6 +1052,7 @@ fn compare(sizes: &[usize], rounds: usize) {
     let listed = |key: &str| {
         runs.iter()
             .flatten()
+            .flatten()
             .map(|r| r[key].to_string())
             .collect::<Vec<_>>()
             .join(", ")
@@ -1047,6 +1062,24 @@ fn compare(sizes: &[usize], rounds: usize) {
         listed("resync_writes"),
         listed("idle_writes")
     );
+}
+
+/// One run of `n` claims in a child process: its figures.
+fn run_one(exe: &std::path::Path, n: usize) -> Value {
+    let out = std::process::Command::new(exe)
+        .env("STRATA_BENCH_CLAIMS", n.to_string())
+        .env("STRATA_BENCH_ONE", "1")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    assert!(out.status.success(), "the run of {n} claims failed");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(FIGURES))
+        .expect("the run printed its figures");
+    serde_json::from_str(line).unwrap()
 }
 
 /// The median of `values` (the mean of the middle two when there is an even number).
@@ -1093,7 +1126,9 @@ fn main() {
     if std::env::var_os("STRATA_BENCH_ONE").is_none() {
         let rounds = std::env::var("STRATA_BENCH_ROUNDS")
             .map_or(3, |v| positive_count("STRATA_BENCH_ROUNDS", &v));
-        compare(&sizes, rounds);
+        let baseline_runs = std::env::var("STRATA_BENCH_BASELINE_RUNS")
+            .map_or(3, |v| positive_count("STRATA_BENCH_BASELINE_RUNS", &v));
+        compare(&sizes, rounds, baseline_runs);
         return;
     }
     tokio::runtime::Builder::new_multi_thread()
