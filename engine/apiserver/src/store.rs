@@ -59,12 +59,6 @@ pub const DEFAULT_EVENT_HISTORY: u64 = 10_000;
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// The most writes committed in one transaction.
 const MAX_BATCH: usize = 2_000;
-/// Watch events past the history are deleted from the database this many at a time: deleting
-/// the few a commit pushed out rewrote the oldest leaf of the events table in every commit
-/// (at 10,000 claims, 44 µs of CPU per claim, against 11 in a run too short to fill the
-/// history), where a batch frees whole pages at once. The disk holds up to this many events
-/// more than the history; [`Store::load`] reads the history alone.
-const TRIM_BATCH: u64 = 512;
 
 /// Why the store could not be opened, read or written. Errors about the data dir name it and
 /// say what to do where there is something to do.
@@ -200,9 +194,6 @@ pub struct Loaded {
 pub struct Store {
     db: Database,
     history: u64,
-    /// Events below this revision are known to be deleted (0: not known yet; the first commit
-    /// that pushes events out of the history deletes all those older).
-    trimmed: AtomicU64,
     /// Opens sealed values; seals Secrets on commit.
     secrets: Option<Arc<Keyring>>,
     /// Held for as long as the database is open (declared after it, so dropped after it).
@@ -241,7 +232,6 @@ impl Store {
         let store = Store {
             db,
             history: DEFAULT_EVENT_HISTORY,
-            trimmed: AtomicU64::new(0),
             secrets: None,
             _lock: lock,
         };
@@ -413,25 +403,11 @@ impl Store {
             )?;
             objects.push((key, value));
         }
-        let meta = txn.open_table(META).map_err(db_err("open meta table"))?;
-        let resource_version: u64 =
-            match meta.get(RV_KEY).map_err(db_err("read resource version"))? {
-                Some(v) => v.value().parse().map_err(|_| StoreError::Corrupt {
-                    what: "resource version".into(),
-                    detail: format!("`{}` is not a number", v.value()),
-                })?,
-                None => 0,
-            };
         let events_table = txn
             .open_table(EVENTS)
             .map_err(db_err("open events table"))?;
         let mut events = Vec::new();
-        // The history: older events may still be on disk, waiting for a batch to be deleted.
-        let oldest = resource_version.saturating_sub(self.history);
-        for row in events_table
-            .range(oldest..)
-            .map_err(db_err("iterate events"))?
-        {
+        for row in events_table.iter().map_err(db_err("iterate events"))? {
             let (k, v) = row.map_err(db_err("read event"))?;
             let rv = k.value();
             let value = Keyring::open(
@@ -442,6 +418,14 @@ impl Store {
             )?;
             events.push((rv, value));
         }
+        let meta = txn.open_table(META).map_err(db_err("open meta table"))?;
+        let resource_version = match meta.get(RV_KEY).map_err(db_err("read resource version"))? {
+            Some(v) => v.value().parse().map_err(|_| StoreError::Corrupt {
+                what: "resource version".into(),
+                detail: format!("`{}` is not a number", v.value()),
+            })?,
+            None => 0,
+        };
         Ok(Loaded {
             objects,
             events,
@@ -529,14 +513,11 @@ impl Store {
                 }
                 .map_err(db_err("write event"))?;
             }
-            // Events below `horizon` are past the history; they go once a batch has gathered.
             let horizon = last.rv.saturating_sub(self.history);
-            let trimmed = self.trimmed.load(Ordering::Relaxed);
-            if horizon > 0 && (trimmed == 0 || horizon >= trimmed + TRIM_BATCH) {
+            if horizon > 0 {
                 events
                     .retain_in(..horizon, |_, _| false)
                     .map_err(db_err("trim event history"))?;
-                self.trimmed.store(horizon, Ordering::Relaxed);
             }
             let rv = last.rv.to_string();
             txn.open_table(META)
@@ -896,69 +877,6 @@ mod tests {
         assert_eq!(loaded.resource_version, 7);
         assert_eq!(loaded.objects, vec![("k".to_owned(), b"{}".to_vec())]);
         assert_eq!(loaded.events.len(), 1);
-    }
-
-    #[test]
-    fn events_past_the_history_are_deleted_in_batches_and_never_loaded() {
-        let dir = temp_dir("trim");
-        let history = 10;
-        let store = Store::open(&dir).unwrap().with_event_history(history);
-        let on_disk = |store: &Store| {
-            let txn = store.db.begin_read().unwrap();
-            let events = txn.open_table(EVENTS).unwrap();
-            events
-                .iter()
-                .unwrap()
-                .map(|r| r.unwrap().0.value())
-                .collect::<Vec<u64>>()
-        };
-        let write = |rv: u64| Write {
-            rv,
-            key: "k".into(),
-            object: Some(bytes::Bytes::from_static(b"{}")),
-            event: format!("e{rv}").into_bytes(),
-        };
-        // Commits of 3 writes each, past the history and a batch and a half more.
-        let last = history + TRIM_BATCH * 3 / 2;
-        let mut rv = 1;
-        let mut most = 0;
-        while rv <= last {
-            let writes: Vec<Write> = (rv..(rv + 3).min(last + 1)).map(write).collect();
-            store.commit(&writes.iter().collect::<Vec<_>>()).unwrap();
-            rv += 3;
-            let rvs = on_disk(&store);
-            most = most.max(rvs.len() as u64);
-            let newest = *rvs.last().unwrap();
-            assert_eq!(rvs.len() as u64, newest - rvs[0] + 1, "no gaps: {rvs:?}");
-            assert!(
-                rvs[0] <= newest.saturating_sub(history).max(1),
-                "the history stays whole"
-            );
-        }
-        // The first commit past the history deleted at once; then one batch gathered and
-        // went, and half of another is waiting.
-        assert!(most <= history + TRIM_BATCH + 3, "{most}");
-        assert!(
-            most > history + TRIM_BATCH / 2,
-            "deleted in batches: {most}"
-        );
-        let waiting = on_disk(&store).len() as u64;
-        assert!(waiting > history + 1, "{waiting}");
-
-        // Loaded, the history alone, as before any batch gathered.
-        drop(store);
-        let loaded = Store::open(&dir)
-            .unwrap()
-            .with_event_history(history)
-            .load()
-            .unwrap();
-        assert_eq!(loaded.resource_version, last);
-        let rvs: Vec<u64> = loaded.events.iter().map(|(rv, _)| *rv).collect();
-        assert_eq!(rvs, ((last - history)..=last).collect::<Vec<_>>());
-        assert_eq!(
-            loaded.events[0].1,
-            format!("e{}", last - history).into_bytes()
-        );
     }
 
     #[test]
