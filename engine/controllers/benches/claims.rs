@@ -933,7 +933,7 @@ const IDLE: Duration = Duration::from_secs(10);
 /// Runs each size in a child process, `rounds` times alternating sizes (1,000, 10,000, 1,000,
 /// 10,000, …), then the first size once more, and prints the median of each figure side by
 /// side with the ratio of the last size to the first, then the ratios of each round (the last
-/// size against the first size's runs before and after it). With more than one size, each turn
+/// size against the first size's turns before and after it). With more than one size, each turn
 /// of the first size is `baseline_runs` runs in a row, read as their median.
 fn compare(sizes: &[usize], rounds: usize, baseline_runs: usize) {
     let exe = std::env::current_exe().unwrap();
