@@ -266,6 +266,10 @@ struct Outcome {
 /// under the lock they kept every other request waiting ([`Cluster::update_from`]).
 pub struct Cluster {
     state: Mutex<State>,
+    /// The state's registry as last committed, republished under the state lock whenever a
+    /// CustomResourceDefinition changes it: resolving a request's resource (every request does)
+    /// then takes no lock, where it used to queue behind writes for the state's.
+    served: arc_swap::ArcSwap<Registry>,
     writer: crate::store::Writer<Arc<WatchEvent>>,
     /// The highest resource version known durable; reads wait for it so no client ever sees
     /// a write a crash could still lose.
@@ -375,6 +379,7 @@ impl Cluster {
             publish_hub.publish(events);
         });
         let cluster = Arc::new(Cluster {
+            served: arc_swap::ArcSwap::from_pointee(registry.clone()),
             state: Mutex::new(State {
                 rv: loaded.resource_version,
                 registry,
@@ -489,7 +494,7 @@ impl Cluster {
 
     /// A snapshot of the served resource types (built-in and from CustomResourceDefinitions).
     pub fn registry(&self) -> Registry {
-        self.lock().registry.clone()
+        Registry::clone(&self.served.load())
     }
 
     /// The target for `group/version/resource` in `namespace`, if that resource is served.
@@ -500,7 +505,7 @@ impl Cluster {
         resource: &str,
         namespace: &str,
     ) -> Option<Target> {
-        let rt = self.lock().registry.lookup(group, version, resource)?;
+        let rt = self.served.load().lookup(group, version, resource)?;
         let namespace = if rt.namespaced {
             namespace.to_owned()
         } else {
@@ -1131,6 +1136,7 @@ impl Cluster {
             && let Some(crd_type) = ResourceType::from_crd(&obj)
         {
             st.registry.insert(crd_type);
+            self.served.store(Arc::new(st.registry.clone()));
         }
         if let Some(kind) = crate::rbac::Kind::of(&gr) {
             self.rbac
@@ -1259,6 +1265,7 @@ impl Cluster {
         }
         st.objects.remove(&gr);
         st.registry.remove(&gr);
+        self.served.store(Arc::new(st.registry.clone()));
     }
 
     /// What the store has committed: `(durable transactions, writes)`.
