@@ -114,8 +114,8 @@ pub struct Denial {
 /// repeated one into a series) and sweeps that whole cache at each publish: with one event per
 /// claim, the cost of an event grew with the number of claims. Events of one object always go
 /// through the same shard, so series still form, and each sweep covers 1/1024 of the events (at
-/// 10,000 claims about ten; with 64 shards the sweeps still cost 20 µs more per claim there than
-/// at 1,000). A recorder is a few pointers until it publishes.
+/// 10,000 claims about ten, where 64 shards left about 160). A recorder is a few pointers until
+/// it publishes.
 const RECORDER_SHARDS: usize = 1024;
 
 /// Who is told that an EnvironmentConfig changed, once the cache holds the change.
