@@ -19,6 +19,7 @@ use crate::patch::{PatchKind, apply_patch};
 use crate::resource::{CRD_GROUP, CRD_RESOURCE, GroupResource, Registry, ResourceType};
 use crate::selector::Selector;
 use crate::store::{Pending, Store, StoreError, Write};
+use crate::stored::Stored;
 use crate::watch::{EventType, Hub, WatchEvent};
 use compact_str::CompactString;
 
@@ -180,7 +181,7 @@ pub struct ObjectStats {
 /// One page of a list, consistent at one revision.
 pub struct ListPage {
     /// The matching objects, ordered by namespace and name.
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Stored>,
     /// The revision the page shows; later pages of the same list show the same one.
     pub resource_version: u64,
     /// The token for the next page; `None` on the last.
@@ -192,7 +193,7 @@ pub struct ListPage {
 struct State {
     rv: u64,
     registry: Registry,
-    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>>,
+    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Stored>>,
     undo: UndoLog,
     /// The garbage collector's index, kept current by every commit and removal.
     gc: crate::gc::Index,
@@ -228,11 +229,7 @@ impl UndoLog {
 
     /// For objects of `gr` changed after `rv`: what each was at `rv` (`None`: absent then).
     /// `None` when changes after `rv` are no longer all remembered.
-    fn as_of(
-        &self,
-        gr: &GroupResource,
-        rv: u64,
-    ) -> Option<BTreeMap<ObjectKey, Option<Arc<Value>>>> {
+    fn as_of(&self, gr: &GroupResource, rv: u64) -> Option<BTreeMap<ObjectKey, Option<Stored>>> {
         if rv < self.complete_after {
             return None;
         }
@@ -243,7 +240,7 @@ impl UndoLog {
             .filter(|u| u.rv > rv && &u.event.gr == gr)
         {
             then.entry(u.key.clone())
-                .or_insert_with(|| u.event.previous());
+                .or_insert_with(|| u.event.previous().map(|p| Stored::of_tree(&p)));
         }
         Some(then)
     }
@@ -316,31 +313,27 @@ impl Cluster {
     pub async fn open(store: Store) -> Result<Arc<Cluster>, OpenError> {
         let loaded = store.load()?;
         let mut registry = Registry::with_builtins();
-        let mut objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>> = BTreeMap::new();
+        let mut objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Stored>> = BTreeMap::new();
+        // The trees, for the indexes built below; dropped once they are.
+        let mut trees: Vec<(GroupResource, Arc<Value>, Stored)> = Vec::new();
         for (key, bytes) in loaded.objects {
             let (gr, okey) = parse_store_key(&key).ok_or_else(|| OpenError::CorruptObject {
                 key: key.clone(),
                 detail: "malformed key".into(),
             })?;
-            let mut value: Value =
-                serde_json::from_slice(&bytes).map_err(|e| OpenError::CorruptObject {
-                    key: key.clone(),
-                    detail: e.to_string(),
-                })?;
-            if crate::compact::check_input(&value).is_err() {
-                return Err(OpenError::CorruptObject {
-                    key,
-                    detail: "metadata.managedFields is not a list".into(),
-                });
-            }
-            crate::compact::compact(&mut value);
+            let (stored, value) = Stored::load(bytes::Bytes::from(bytes))
+                .map_err(|detail| OpenError::CorruptObject { key, detail })?;
             if gr.group == CRD_GROUP
                 && gr.resource == CRD_RESOURCE
                 && let Some(t) = ResourceType::from_crd(&value)
             {
                 registry.insert(t);
             }
-            objects.entry(gr).or_default().insert(okey, Arc::new(value));
+            objects
+                .entry(gr.clone())
+                .or_default()
+                .insert(okey, stored.clone());
+            trees.push((gr, value, stored));
         }
         let history: Vec<WatchEvent> = loaded
             .events
@@ -349,18 +342,16 @@ impl Cluster {
             .collect();
         let history_limit = store.event_history();
         let hub = Arc::new(Hub::new(history, loaded.resource_version, history_limit));
-        let rbac = crate::rbac::Rbac::new(crate::rbac::Index::build(objects.iter().flat_map(
-            |(gr, objs)| {
-                crate::rbac::Kind::of(gr)
-                    .into_iter()
-                    .flat_map(move |kind| objs.values().map(move |o| (kind, &**o)))
-            },
-        )));
-        let gc = crate::gc::Index::build(objects.iter().flat_map(|(gr, objs)| {
-            let rt = registry.get(gr);
-            objs.values()
-                .filter_map(move |o| rt.clone().map(|rt| (rt, o.clone())))
-        }));
+        let rbac = crate::rbac::Rbac::new(crate::rbac::Index::build(
+            trees
+                .iter()
+                .filter_map(|(gr, o, _)| crate::rbac::Kind::of(gr).map(|kind| (kind, &**o))),
+        ));
+        let gc =
+            crate::gc::Index::build(trees.iter().filter_map(|(gr, o, stored)| {
+                registry.get(gr).map(|rt| (rt, &**o, stored.clone()))
+            }));
+        drop(trees);
         let gc_wake = Arc::new(Notify::new());
         if gc.has_marked() {
             gc_wake.notify_one();
@@ -447,6 +438,7 @@ impl Cluster {
                     ..(*rt).clone()
                 });
                 for ((ns, name), obj) in legacy_objects {
+                    let obj = obj.tree();
                     let target = |rt: &Arc<ResourceType>| Target {
                         rt: rt.clone(),
                         version: rt.storage_version().to_owned(),
@@ -530,7 +522,14 @@ impl Cluster {
     /// The stored object `name` in the target's namespace; [`ApiError::NotFound`] if there is
     /// none.
     pub fn get(&self, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
-        self.existing(&self.lock(), t, name)
+        // Copied out under the lock (two reference counts), its tree built outside it.
+        self.get_stored(t, name).map(|s| s.tree())
+    }
+
+    /// [`Self::get`] in the stored form.
+    pub fn get_stored(&self, t: &Target, name: &str) -> ApiResult<Stored> {
+        let found = stored(&self.lock(), t, name).cloned();
+        found.ok_or_else(|| ApiError::NotFound(t.error_target(name)))
     }
 
     /// Objects of `t` (all namespaces when `all_namespaces`), filtered, paged after `continue`.
@@ -609,7 +608,7 @@ impl Cluster {
             if !all_namespaces && key.0 != t.namespace {
                 break;
             }
-            if !selector.matches(obj) {
+            if !selector.is_empty() && !selector.matches(&obj.tree()) {
                 continue;
             }
             if limit.is_some_and(|l| items.len() >= l) {
@@ -657,14 +656,14 @@ impl Cluster {
             .collect()
     }
 
-    /// How many objects are stored and their size as stored JSON. Serializes every object:
-    /// O(objects), for benchmarks and diagnostics.
+    /// How many objects are stored and their size as stored JSON: O(objects), for benchmarks
+    /// and diagnostics.
     pub fn object_stats(&self) -> ObjectStats {
         let st = self.lock();
         let mut stats = ObjectStats::default();
         for o in st.objects.values().flat_map(BTreeMap::values) {
             stats.objects += 1;
-            stats.json_bytes += crate::compact::object_json(o).len();
+            stats.json_bytes += o.json().len();
         }
         stats
     }
@@ -838,11 +837,12 @@ impl Cluster {
     fn complete_create(&self, st: &State, t: &Target, obj: &mut Value) -> ApiResult<()> {
         Self::namespace_open(st, t, object::name(obj))?;
         if t.rt.builtin && t.rt.group.is_empty() && t.rt.resource == "services" {
-            let existing: Vec<&Value> = st
+            let existing: Vec<Arc<Value>> = st
                 .objects
                 .get(&t.rt.storage_gr())
-                .map(|m| m.values().map(|v| &**v).collect())
+                .map(|m| m.values().map(Stored::tree).collect())
                 .unwrap_or_default();
+            let existing: Vec<&Value> = existing.iter().map(|v| &**v).collect();
             crate::builtin::allocate_service(obj, &existing);
         }
         Ok(())
@@ -864,7 +864,7 @@ impl Cluster {
                 "namespaces",
                 &t.namespace,
             ))),
-            Some(ns) if object::is_deleting(ns) => Err(ApiError::Forbidden(format!(
+            Some(ns) if ns.is_deleting() => Err(ApiError::Forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
                 t.rt.resource, t.namespace
             ))),
@@ -961,7 +961,7 @@ impl Cluster {
 
     fn existing(&self, st: &State, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
         stored(st, t, name)
-            .cloned()
+            .map(Stored::tree)
             .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
     }
 
@@ -1123,11 +1123,13 @@ impl Cluster {
         let gr = t.rt.storage_gr();
         let name = object::name(&obj).to_owned();
         let obj = Arc::new(obj);
+        let json = stored_json(&obj);
+        let stored = Stored::new(&obj, json.clone());
+        st.gc.note(&t.rt, old.as_deref(), Some((&obj, &stored)));
         st.objects
             .entry(gr.clone())
             .or_default()
-            .insert(t.key(&name), obj.clone());
-        st.gc.note(&t.rt, old.as_ref(), Some(&obj));
+            .insert(t.key(&name), stored);
         if st.gc.has_marked() {
             self.gc_wake.notify_one();
         }
@@ -1148,7 +1150,7 @@ impl Cluster {
             EventType::Added
         };
         let event = WatchEvent::new(rv, type_, gr.clone(), obj.clone(), old);
-        let (durable, event) = self.queue(&gr, &t.namespace, &name, true, event);
+        let (durable, event) = self.queue(&gr, &t.namespace, &name, Some(json), event);
         st.undo.record(Undo {
             rv,
             key: t.key(&name),
@@ -1176,7 +1178,7 @@ impl Cluster {
         if let Some(m) = st.objects.get_mut(&gr) {
             m.remove(&t.key(&name));
         }
-        st.gc.note(&t.rt, Some(old), None);
+        st.gc.note(&t.rt, Some(&**old), None);
         // A terminating namespace or CRD waits for its last content to go.
         let containers = [
             t.rt.namespaced.then(|| {
@@ -1200,8 +1202,8 @@ impl Cluster {
                 .objects
                 .get(&cgr)
                 .and_then(|m| m.get(&key))
-                .filter(|c| object::is_deleting(c))
-                .map(|c| object::uid(c).to_owned());
+                .filter(|c| c.is_deleting())
+                .map(|c| object::uid(&c.tree()).to_owned());
             if let Some(uid) = uid {
                 st.gc.mark(&uid);
             }
@@ -1217,7 +1219,7 @@ impl Cluster {
             last.clone(),
             Some(old.clone()),
         );
-        let (durable, event) = self.queue(&gr, &t.namespace, &name, false, event);
+        let (durable, event) = self.queue(&gr, &t.namespace, &name, None, event);
         st.undo.record(Undo {
             rv,
             key: t.key(&name),
@@ -1247,7 +1249,7 @@ impl Cluster {
         let leftovers: Vec<Arc<Value>> = st
             .objects
             .get(&gr)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(Stored::tree).collect())
             .unwrap_or_default();
         for obj in leftovers {
             let t = Target {
@@ -1278,21 +1280,20 @@ impl Cluster {
         gr: &GroupResource,
         ns: &str,
         name: &str,
-        stored: bool,
+        stored: Option<bytes::Bytes>,
         event: WatchEvent,
     ) -> (oneshot::Receiver<Result<(), String>>, Arc<WatchEvent>) {
         let (ack, durable) = oneshot::channel();
-        // The object's JSON is written once: the store keeps it (unless the write deletes the
-        // object), the event history holds it inside the event's bytes, and watchers send it.
-        let mut json = crate::compact::object_json(&event.object());
-        // Held by the watch history as long as the event: without the spare room the
-        // serializer grew into.
-        json.shrink_to_fit();
-        let json = bytes::Bytes::from(json);
+        // The object's JSON is written once: the object layer and the store keep it (unless
+        // the write deletes the object), the event history holds it inside the event's bytes,
+        // and watchers send it.
+        let json = stored
+            .clone()
+            .unwrap_or_else(|| stored_json(&event.object()));
         let write = Write {
             rv: event.rv,
             key: store_key(gr, ns, name),
-            object: stored.then(|| json.clone()),
+            object: stored,
             event: event.to_stored_with(&json),
         };
         let event = Arc::new(event.with_json(json));
@@ -1357,15 +1358,19 @@ impl Cluster {
     ) -> Option<ApiResult<Outcome>> {
         loop {
             let new = change(&old);
+            let read_rv = object::resource_version(&old).parse::<u64>().ok();
             let mut st = self.lock();
             let newer = match stored(&st, t, name) {
-                Some(now) if Arc::ptr_eq(now, &old) => None,
+                Some(now) if Some(now.rv()) == read_rv => None,
                 Some(now) => Some(now.clone()),
                 None => return None,
             };
             match newer {
                 None => return Some(new.and_then(|new| self.write_update(&mut st, t, old, new))),
-                Some(now) => old = now,
+                Some(now) => {
+                    drop(st);
+                    old = now.tree();
+                }
             }
         }
     }
@@ -1596,7 +1601,7 @@ impl crate::gc::Lookup for GcView<'_> {
             .flat_map(|(rt, objs)| {
                 objs.range(from.clone()..)
                     .take_while(|(k, _)| k.0 == ns)
-                    .map(move |(_, o)| (rt.clone(), o.clone()))
+                    .map(move |(_, o)| (rt.clone(), o.tree()))
             })
             .collect()
     }
@@ -1605,7 +1610,7 @@ impl crate::gc::Lookup for GcView<'_> {
         let gr = GroupResource::new(group, resource);
         match (self.st.registry.get(&gr), self.st.objects.get(&gr)) {
             (Some(rt), Some(objs)) if !rt.builtin => {
-                objs.values().map(|o| (rt.clone(), o.clone())).collect()
+                objs.values().map(|o| (rt.clone(), o.tree())).collect()
             }
             _ => Vec::new(),
         }
@@ -1660,7 +1665,7 @@ fn decode_apply_body(body: &[u8]) -> ApiResult<Value> {
 }
 
 /// The stored version of `name` in the target's resource.
-fn stored<'s>(st: &'s State, t: &Target, name: &str) -> Option<&'s Arc<Value>> {
+fn stored<'s>(st: &'s State, t: &Target, name: &str) -> Option<&'s Stored> {
     st.objects
         .get(&t.rt.storage_gr())
         .and_then(|m| m.get(&t.key(name)))
@@ -1686,11 +1691,19 @@ fn spec_changed(old: &Value, new: &Value, isolate_status: bool) -> bool {
     }
 }
 
+/// An object's compact JSON as the store, the object layer and the watch history hold it:
+/// without the spare room the serializer grew into.
+fn stored_json(obj: &Value) -> bytes::Bytes {
+    let mut json = crate::compact::object_json(obj);
+    json.shrink_to_fit();
+    bytes::Bytes::from(json)
+}
+
 /// Two key-ordered sequences of distinct keys as one.
 fn merge_by_key<'a>(
-    a: impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)>,
-    b: impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)>,
-) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> {
+    a: impl Iterator<Item = (&'a ObjectKey, &'a Stored)>,
+    b: impl Iterator<Item = (&'a ObjectKey, &'a Stored)>,
+) -> impl Iterator<Item = (&'a ObjectKey, &'a Stored)> {
     let (mut a, mut b) = (a.peekable(), b.peekable());
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
         (Some(x), Some(y)) if y.0 < x.0 => b.next(),

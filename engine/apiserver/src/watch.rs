@@ -86,13 +86,6 @@ enum Body {
 /// where 1,024 freed the same trees cold and saved nothing.
 pub(crate) const RECENT: usize = 64;
 
-/// A stored object's tree from its compact JSON, in the shape the cluster holds it.
-fn parse_stored(json: &[u8]) -> Option<Value> {
-    let mut object: Value = serde_json::from_slice(json).ok()?;
-    crate::compact::compact(&mut object);
-    Some(object)
-}
-
 impl WatchEvent {
     /// A committed change, without its object's JSON.
     pub fn new(
@@ -144,7 +137,7 @@ impl WatchEvent {
             Body::Recent { object, .. } => return object.clone(),
             Body::Old { object, .. } => object.clone(),
         };
-        Arc::new(parse_stored(&json).unwrap_or(Value::Null))
+        Arc::new(crate::stored::parse(&json).unwrap_or(Value::Null))
     }
 
     /// What the change replaced, if anything (for an old event, parsed from its JSON).
@@ -153,7 +146,7 @@ impl WatchEvent {
             Body::Recent { previous, .. } => return previous.clone(),
             Body::Old { previous, .. } => previous.clone()?,
         };
-        parse_stored(&json).map(Arc::new)
+        crate::stored::parse(&json).map(Arc::new)
     }
 
     /// The object's compact JSON as the store wrote it, when the event has it (every

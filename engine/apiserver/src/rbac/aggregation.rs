@@ -47,7 +47,10 @@ pub async fn reconcile(cluster: &Cluster) -> usize {
     let stored: BTreeMap<String, Vec<PolicyRule>> = page
         .items
         .iter()
-        .map(|o| (crate::object::name(o).to_owned(), rules_of(o)))
+        .map(|o| {
+            let o = o.tree();
+            (crate::object::name(&o).to_owned(), rules_of(&o))
+        })
         .collect();
     let mut written = 0;
     for (name, rules) in plan(&wanted, &stored) {
