@@ -601,29 +601,34 @@ impl Cluster {
         let restored = then
             .range((lower, std::ops::Bound::Unbounded))
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
-        let mut items = Vec::new();
-        let mut remaining = 0usize;
-        let mut next = None;
-        for (key, obj) in merge_by_key(current, restored) {
-            if !all_namespaces && key.0 != t.namespace {
-                break;
-            }
-            if !selector.is_empty() && !selector.matches(&obj.tree()) {
-                continue;
-            }
-            if limit.is_some_and(|l| items.len() >= l) {
-                remaining += 1;
-                // As kube-apiserver, a filtered list does not count what remains
-                // (`remainingItemCount` is for unfiltered lists): one more match is enough to
-                // know a next page exists, and a page costs no more the more objects follow it.
-                if !selector.is_empty() {
+        let in_scope = |key: &ObjectKey| all_namespaces || key.0 == t.namespace;
+        let mut page = Page::new(limit);
+        if selector.is_empty() {
+            for (key, obj) in merge_by_key(current, restored).take_while(|(k, _)| in_scope(k)) {
+                if !page.take(key, obj, false) {
                     break;
                 }
-                continue;
             }
-            items.push(obj.clone());
-            next = Some(key.clone());
+        } else {
+            // A selector reads each object's tree, which may have to be parsed: copied out
+            // under the lock (two reference counts each), matched outside it.
+            let candidates: Vec<(ObjectKey, Stored)> = merge_by_key(current, restored)
+                .take_while(|(k, _)| in_scope(k))
+                .map(|(k, o)| (k.clone(), o.clone()))
+                .collect();
+            drop(st);
+            for (key, obj) in &candidates {
+                if selector.matches(&obj.tree()) && !page.take(key, obj, true) {
+                    break;
+                }
+            }
         }
+        let Page {
+            items,
+            remaining,
+            next,
+            ..
+        } = page;
         let continue_token = if remaining > 0 {
             next.map(|after| encode_continue(&after, snapshot_rv))
         } else {
@@ -1591,9 +1596,10 @@ impl crate::gc::Lookup for GcView<'_> {
         self.st.gc.dependents(uid)
     }
 
-    fn namespace_contents(&self, ns: &str) -> Vec<crate::gc::Entry> {
+    fn namespace_contents(&self, ns: &str) -> crate::gc::Contents {
         let from: ObjectKey = (ns.into(), CompactString::default());
-        self.st
+        let held = self
+            .st
             .objects
             .iter()
             .filter_map(|(gr, objs)| self.st.registry.get(gr).map(|rt| (rt, objs)))
@@ -1601,20 +1607,33 @@ impl crate::gc::Lookup for GcView<'_> {
             .flat_map(|(rt, objs)| {
                 objs.range(from.clone()..)
                     .take_while(|(k, _)| k.0 == ns)
-                    .map(move |(_, o)| (rt.clone(), o.tree()))
-            })
-            .collect()
+                    .map(move |(_, o)| (rt.clone(), o))
+            });
+        contents(held)
     }
 
-    fn instances(&self, group: &str, resource: &str) -> Vec<crate::gc::Entry> {
+    fn instances(&self, group: &str, resource: &str) -> crate::gc::Contents {
         let gr = GroupResource::new(group, resource);
         match (self.st.registry.get(&gr), self.st.objects.get(&gr)) {
             (Some(rt), Some(objs)) if !rt.builtin => {
-                objs.values().map(|o| (rt.clone(), o.tree())).collect()
+                contents(objs.values().map(|o| (rt.clone(), o)))
             }
-            _ => Vec::new(),
+            _ => contents(std::iter::empty()),
         }
     }
+}
+
+/// What a namespace or CRD holds, built from the trees of only the objects not being deleted.
+fn contents<'a>(
+    held: impl Iterator<Item = (Arc<ResourceType>, &'a Stored)>,
+) -> crate::gc::Contents {
+    let mut any = false;
+    let live = held
+        .inspect(|_| any = true)
+        .filter(|(_, o)| !o.is_deleting())
+        .map(|(rt, o)| (rt, o.tree()))
+        .collect();
+    crate::gc::Contents { any, live }
 }
 
 /// How managedFields are maintained on an update.
@@ -1697,6 +1716,41 @@ fn stored_json(obj: &Value) -> bytes::Bytes {
     let mut json = crate::compact::object_json(obj);
     json.shrink_to_fit();
     bytes::Bytes::from(json)
+}
+
+/// A list page being filled with matching objects, in key order.
+struct Page {
+    limit: Option<usize>,
+    items: Vec<Stored>,
+    /// Matches after the page's last item.
+    remaining: usize,
+    /// The key of the page's last item.
+    next: Option<ObjectKey>,
+}
+
+impl Page {
+    fn new(limit: Option<usize>) -> Self {
+        Page {
+            limit,
+            items: Vec::new(),
+            remaining: 0,
+            next: None,
+        }
+    }
+
+    /// Takes one more match; `false` once the page needs no more.
+    fn take(&mut self, key: &ObjectKey, obj: &Stored, filtered: bool) -> bool {
+        if self.limit.is_some_and(|l| self.items.len() >= l) {
+            self.remaining += 1;
+            // As kube-apiserver, a filtered list does not count what remains
+            // (`remainingItemCount` is for unfiltered lists): one more match is enough to know
+            // a next page exists, and a page costs no more the more objects follow it.
+            return !filtered;
+        }
+        self.items.push(obj.clone());
+        self.next = Some(key.clone());
+        true
+    }
 }
 
 /// Two key-ordered sequences of distinct keys as one.

@@ -176,6 +176,66 @@ async fn a_create_and_an_update_write_once_each_and_a_no_op_update_writes_nothin
     assert_eq!(tap.cluster.get(&t, "a").unwrap()["data"]["k"], "2");
 }
 
+/// An object is held as its stored JSON: once nothing holds the tree its write made (the
+/// response is dropped and its watch event is no longer among the newest), reading it and
+/// patching it build the tree again from the bytes, with the same answers and writes as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_whose_tree_was_dropped_is_read_and_patched_from_its_stored_json() {
+    let mut tap = Tap::open("cluster-io-stored").await;
+    let t = tap.config_maps();
+    let created = tap.create(config_map("held", json!({ "a": "1" }))).await;
+    assert!(tap.cluster.get_stored(&t, "held").unwrap().tree_is_held());
+    let created_rv = rv(&created);
+    drop(created);
+    for i in 0..=crate::watch::RECENT {
+        tap.create(config_map(&format!("other-{i}"), json!({})))
+            .await;
+    }
+    assert_eq!(tap.writes().len(), crate::watch::RECENT + 2);
+
+    let stored = tap.cluster.get_stored(&t, "held").unwrap();
+    assert!(
+        !stored.tree_is_held(),
+        "nothing holds the tree of a version written {} writes ago",
+        crate::watch::RECENT + 1
+    );
+    let read = tap.cluster.get(&t, "held").unwrap();
+    assert_eq!(read["data"], json!({ "a": "1" }));
+    assert_eq!(rv(&read), created_rv);
+    assert_eq!(
+        stored.json().as_ref(),
+        crate::compact::object_json(&read).as_slice(),
+        "the bytes held are the object's JSON"
+    );
+    drop(read);
+
+    // A patch that sets what is there: no write, the stored version answered.
+    let same = tap
+        .merge("held", json!({ "data": { "a": "1" } }))
+        .await
+        .unwrap();
+    assert_eq!(rv(&same), created_rv);
+    assert_eq!(tap.changes(), vec![]);
+    drop(same);
+    // A change: one write, computed from the version parsed again.
+    let patched = tap
+        .merge("held", json!({ "data": { "b": "2" } }))
+        .await
+        .unwrap();
+    assert_eq!(patched["data"], json!({ "a": "1", "b": "2" }));
+    assert_eq!(
+        tap.writes(),
+        vec![(EventType::Modified, "held".into(), rv(&patched))]
+    );
+    let now = tap.cluster.get_stored(&t, "held").unwrap();
+    assert!(
+        now.tree_is_held(),
+        "the new version's tree is shared while held"
+    );
+    assert!(Arc::ptr_eq(&now.tree(), &patched));
+    assert_eq!(now.rv(), rv(&patched));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_writes_only_what_changes_and_its_precondition_fails_without_a_write() {
     let mut tap = Tap::open("cluster-io-patch").await;

@@ -85,9 +85,30 @@ pub(crate) trait Lookup {
     /// The existing objects naming `uid` among their owners.
     fn dependents(&self, uid: &str) -> Vec<Entry>;
     /// The namespaced objects in namespace `ns`.
-    fn namespace_contents(&self, ns: &str) -> Vec<Entry>;
+    fn namespace_contents(&self, ns: &str) -> Contents;
     /// The objects of the custom resource `group`/`resource`.
-    fn instances(&self, group: &str, resource: &str) -> Vec<Entry>;
+    fn instances(&self, group: &str, resource: &str) -> Contents;
+}
+
+/// What a terminating namespace or CRD still holds: whether anything, and the objects not
+/// being deleted yet (the others are not read: a namespace waiting for thousands of objects'
+/// finalizers is decided again after each one goes).
+pub(crate) struct Contents {
+    pub(crate) any: bool,
+    pub(crate) live: Vec<Entry>,
+}
+
+impl Contents {
+    /// From every object held, tree or not.
+    pub(crate) fn of(all: Vec<Entry>) -> Contents {
+        Contents {
+            any: !all.is_empty(),
+            live: all
+                .into_iter()
+                .filter(|(_, o)| !object::is_deleting(o))
+                .collect(),
+        }
+    }
 }
 
 fn has_finalizer(o: &Value, finalizer: &str) -> bool {
@@ -160,14 +181,14 @@ pub(crate) fn decide(lookup: &impl Lookup, (rt, o): &Entry) -> Vec<Action> {
     }
     if is_namespace(rt) {
         let contents = lookup.namespace_contents(object::name(o));
-        if contents.is_empty() {
+        if !contents.any {
             if finalizers.is_empty() {
                 actions.push(Action::RemoveNamespace {
                     uid: uid.to_owned(),
                 });
             }
         } else {
-            actions.extend(delete_all(contents));
+            actions.extend(delete_all(contents.live));
         }
     }
     if is_crd(rt)
@@ -175,13 +196,13 @@ pub(crate) fn decide(lookup: &impl Lookup, (rt, o): &Entry) -> Vec<Action> {
         && let Some(served) = ResourceType::from_crd(o)
     {
         let instances = lookup.instances(&served.group, &served.resource);
-        if instances.is_empty() {
+        if !instances.any {
             actions.push(Action::RemoveFinalizer {
                 uid: uid.to_owned(),
                 finalizer: CRD_CLEANUP_FINALIZER,
             });
         } else {
-            actions.extend(delete_all(instances));
+            actions.extend(delete_all(instances.live));
         }
     }
     actions
@@ -377,20 +398,24 @@ impl Lookup for Index {
         Index::dependents(self, uid)
     }
 
-    fn namespace_contents(&self, ns: &str) -> Vec<Entry> {
-        self.by_uid
-            .values()
-            .map(entry)
-            .filter(|(t, o)| t.namespaced && object::namespace(o) == ns)
-            .collect()
+    fn namespace_contents(&self, ns: &str) -> Contents {
+        Contents::of(
+            self.by_uid
+                .values()
+                .map(entry)
+                .filter(|(t, o)| t.namespaced && object::namespace(o) == ns)
+                .collect(),
+        )
     }
 
-    fn instances(&self, group: &str, resource: &str) -> Vec<Entry> {
-        self.by_uid
-            .values()
-            .filter(|(t, _)| t.group == group && t.resource == resource && !t.builtin)
-            .map(entry)
-            .collect()
+    fn instances(&self, group: &str, resource: &str) -> Contents {
+        Contents::of(
+            self.by_uid
+                .values()
+                .filter(|(t, _)| t.group == group && t.resource == resource && !t.builtin)
+                .map(entry)
+                .collect(),
+        )
     }
 }
 

@@ -72,6 +72,12 @@ impl Stored {
         Arc::new(parse(&self.json).unwrap_or(Value::Null))
     }
 
+    /// Whether the tree its write made is still held (by anything but this).
+    #[cfg(test)]
+    pub(crate) fn tree_is_held(&self) -> bool {
+        self.tree.strong_count() > 0
+    }
+
     /// Its resource version.
     pub fn rv(&self) -> u64 {
         self.rv
