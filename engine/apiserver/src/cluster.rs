@@ -252,9 +252,9 @@ struct Outcome {
     durable: Option<oneshot::Receiver<Result<(), String>>>,
 }
 
-/// The control plane's state: every object in memory under one lock, each write decided there,
-/// handed to the store's writer and acknowledged once durable, then fanned out to watchers. Readers
-/// never see a write that is not yet durable.
+/// The control plane's state: every object in memory (as its stored JSON, [`Stored`]) under one
+/// lock, each write decided there, handed to the store's writer and acknowledged once durable,
+/// then fanned out to watchers. Readers never see a write that is not yet durable.
 ///
 /// A patch or server-side apply of an existing object computes its new version outside the lock,
 /// from the stored version it read, and commits only if that version is still the stored one
@@ -314,9 +314,17 @@ impl Cluster {
         let loaded = store.load()?;
         let mut registry = Registry::with_builtins();
         let mut objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Stored>> = BTreeMap::new();
-        // The trees, for the indexes built below; dropped once they are.
-        let mut trees: Vec<(GroupResource, Arc<Value>, Stored)> = Vec::new();
-        for (key, bytes) in loaded.objects {
+        let mut rbac_objects: Vec<(crate::rbac::Kind, Arc<Value>)> = Vec::new();
+        let mut gc = crate::gc::Index::default();
+        // CustomResourceDefinitions first, so every object after them has its type registered
+        // when it is indexed; each tree is dropped once indexed (all of them at once would be
+        // about four times the objects' JSON).
+        let crd_prefix = format!("{CRD_GROUP}|{CRD_RESOURCE}|");
+        let (crds, rest): (Vec<_>, Vec<_>) = loaded
+            .objects
+            .into_iter()
+            .partition(|(key, _)| key.starts_with(&crd_prefix));
+        for (key, bytes) in crds.into_iter().chain(rest) {
             let (gr, okey) = parse_store_key(&key).ok_or_else(|| OpenError::CorruptObject {
                 key: key.clone(),
                 detail: "malformed key".into(),
@@ -329,11 +337,13 @@ impl Cluster {
             {
                 registry.insert(t);
             }
-            objects
-                .entry(gr.clone())
-                .or_default()
-                .insert(okey, stored.clone());
-            trees.push((gr, value, stored));
+            if let Some(rt) = registry.get(&gr) {
+                gc.note(&rt, None, Some((&value, &stored)));
+            }
+            if let Some(kind) = crate::rbac::Kind::of(&gr) {
+                rbac_objects.push((kind, value));
+            }
+            objects.entry(gr).or_default().insert(okey, stored);
         }
         let history: Vec<WatchEvent> = loaded
             .events
@@ -343,15 +353,9 @@ impl Cluster {
         let history_limit = store.event_history();
         let hub = Arc::new(Hub::new(history, loaded.resource_version, history_limit));
         let rbac = crate::rbac::Rbac::new(crate::rbac::Index::build(
-            trees
-                .iter()
-                .filter_map(|(gr, o, _)| crate::rbac::Kind::of(gr).map(|kind| (kind, &**o))),
+            rbac_objects.iter().map(|(kind, o)| (*kind, &**o)),
         ));
-        let gc =
-            crate::gc::Index::build(trees.iter().filter_map(|(gr, o, stored)| {
-                registry.get(gr).map(|rt| (rt, &**o, stored.clone()))
-            }));
-        drop(trees);
+        drop(rbac_objects);
         let gc_wake = Arc::new(Notify::new());
         if gc.has_marked() {
             gc_wake.notify_one();

@@ -249,7 +249,9 @@ impl Facts {
 
 impl Index {
     /// An index of `objects` (each with its tree), with every object that has owners or is
-    /// being deleted marked (the one full pass: at start).
+    /// being deleted marked (the one full pass: at start, which notes each object as it is
+    /// read back).
+    #[cfg(test)]
     pub(crate) fn build<'a>(
         objects: impl IntoIterator<Item = (Arc<ResourceType>, &'a Value, Stored)>,
     ) -> Index {
