@@ -952,8 +952,7 @@ impl Cluster {
         manager: &str,
     ) -> ApiResult<Arc<Value>> {
         let outcome = {
-            let mut st = self.lock();
-            let old = self.existing(&st, t, name)?;
+            let (mut st, old) = self.current(t, name)?;
             check_type_meta(t, &body)?;
             let body_name = object::name(&body);
             if !body_name.is_empty() && body_name != name {
@@ -968,10 +967,28 @@ impl Cluster {
         self.finish(outcome).await
     }
 
-    fn existing(&self, st: &State, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
-        stored(st, t, name)
-            .map(Stored::tree)
-            .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
+    /// The state lock, with `name`'s stored version as a tree. A tree nothing holds any more
+    /// is built outside the lock (parsing under it kept every other request waiting), and the
+    /// version is then checked to be still the stored one.
+    fn current(&self, t: &Target, name: &str) -> ApiResult<(MutexGuard<'_, State>, Arc<Value>)> {
+        let mut read: Option<(u64, Arc<Value>)> = None;
+        loop {
+            let st = self.lock();
+            let Some(now) = stored(&st, t, name) else {
+                return Err(ApiError::NotFound(t.error_target(name)));
+            };
+            if let Some(tree) = now.held_tree() {
+                return Ok((st, tree));
+            }
+            if let Some((rv, tree)) = read.take()
+                && rv == now.rv()
+            {
+                return Ok((st, tree));
+            }
+            let now = now.clone();
+            drop(st);
+            read = Some((now.rv(), now.tree()));
+        }
     }
 
     fn prepare_update(
@@ -1473,8 +1490,7 @@ impl Cluster {
         change: impl FnOnce(&mut Value),
     ) -> ApiResult<Arc<Value>> {
         let outcome = {
-            let mut st = self.lock();
-            let old = self.existing(&st, t, name)?;
+            let (mut st, old) = self.current(t, name)?;
             let mut new = t.editable(&old);
             change(&mut new);
             let new = self.prepare_update(
@@ -1493,8 +1509,7 @@ impl Cluster {
     /// contents are gone). `uid` guards against removing a re-created object of the same name.
     pub async fn purge(&self, t: &Target, name: &str, uid: &str) -> ApiResult<Arc<Value>> {
         let outcome = {
-            let mut st = self.lock();
-            let old = self.existing(&st, t, name)?;
+            let (mut st, old) = self.current(t, name)?;
             if object::uid(&old) != uid || !object::is_deleting(&old) {
                 return Err(ApiError::Conflict {
                     target: t.error_target(name),
@@ -1515,8 +1530,7 @@ impl Cluster {
         opts: &DeleteOptions,
     ) -> ApiResult<Arc<Value>> {
         let outcome: ApiResult<Outcome> = {
-            let mut st = self.lock();
-            let old = self.existing(&st, t, name)?;
+            let (mut st, old) = self.current(t, name)?;
             if opts
                 .precondition_uid
                 .as_deref()

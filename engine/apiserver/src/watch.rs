@@ -137,7 +137,7 @@ impl WatchEvent {
             Body::Recent { object, .. } => return object.clone(),
             Body::Old { object, .. } => object.clone(),
         };
-        Arc::new(crate::stored::parse(&json).unwrap_or(Value::Null))
+        Arc::new(crate::stored::parse_compact(&json).unwrap_or(Value::Null))
     }
 
     /// What the change replaced, if anything (for an old event, parsed from its JSON).
@@ -146,7 +146,7 @@ impl WatchEvent {
             Body::Recent { previous, .. } => return previous.clone(),
             Body::Old { previous, .. } => previous.clone()?,
         };
-        crate::stored::parse(&json).map(Arc::new)
+        crate::stored::parse_compact(&json).map(Arc::new)
     }
 
     /// The object's compact JSON as the store wrote it, when the event has it (every
