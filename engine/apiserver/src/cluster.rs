@@ -1152,7 +1152,8 @@ impl Cluster {
         let json = stored_json(&obj);
         let stored = Stored::new(&obj, json.clone());
         st.gc.note(&t.rt, old.as_deref(), Some((&obj, &stored)));
-        st.objects
+        let replaced = st
+            .objects
             .entry(gr.clone())
             .or_default()
             .insert(t.key(&name), stored);
@@ -1176,7 +1177,8 @@ impl Cluster {
             EventType::Added
         };
         let event = WatchEvent::new(rv, type_, gr.clone(), obj.clone(), old);
-        let (durable, event) = self.queue(&gr, &t.namespace, &name, Some(json), event);
+        let replaced = replaced.map(|r| r.json().clone());
+        let (durable, event) = self.queue(&gr, &t.namespace, &name, Some(json), replaced, event);
         st.undo.record(Undo {
             rv,
             key: t.key(&name),
@@ -1201,9 +1203,11 @@ impl Cluster {
         crate::compact::compact(&mut last);
         let gr = t.rt.storage_gr();
         let name = object::name(old).to_owned();
-        if let Some(m) = st.objects.get_mut(&gr) {
-            m.remove(&t.key(&name));
-        }
+        let replaced = st
+            .objects
+            .get_mut(&gr)
+            .and_then(|m| m.remove(&t.key(&name)))
+            .map(|r| r.json().clone());
         st.gc.note(&t.rt, Some(&**old), None);
         // A terminating namespace or CRD waits for its last content to go.
         let containers = [
@@ -1245,7 +1249,7 @@ impl Cluster {
             last.clone(),
             Some(old.clone()),
         );
-        let (durable, event) = self.queue(&gr, &t.namespace, &name, None, event);
+        let (durable, event) = self.queue(&gr, &t.namespace, &name, None, replaced, event);
         st.undo.record(Undo {
             rv,
             key: t.key(&name),
@@ -1307,6 +1311,7 @@ impl Cluster {
         ns: &str,
         name: &str,
         stored: Option<bytes::Bytes>,
+        replaced: Option<bytes::Bytes>,
         event: WatchEvent,
     ) -> (oneshot::Receiver<Result<(), String>>, Arc<WatchEvent>) {
         let (ack, durable) = oneshot::channel();
@@ -1322,7 +1327,7 @@ impl Cluster {
             object: stored,
             event: event.to_stored_with(&json),
         };
-        let event = Arc::new(event.with_json(json));
+        let event = Arc::new(event.with_jsons(json, replaced));
         if let Err(e) = self.writer.submit(Pending {
             write,
             payload: event.clone(),
