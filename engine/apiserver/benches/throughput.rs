@@ -7,6 +7,10 @@
 //!
 //! Run: `cargo bench -p strata-apiserver --bench throughput`
 
+// The allocator the `strata` binary (and so `strata up`) runs with: what these figures are of.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
