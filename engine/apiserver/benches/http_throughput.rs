@@ -14,10 +14,6 @@
 //!
 //! Run: `cargo bench -p strata-apiserver --bench http_throughput`
 
-// The allocator the `strata` binary (and so `strata up`) runs with: what these figures are of.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::time::{Duration, Instant};
 
 use kube::api::{

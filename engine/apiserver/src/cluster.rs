@@ -19,7 +19,6 @@ use crate::patch::{PatchKind, apply_patch};
 use crate::resource::{CRD_GROUP, CRD_RESOURCE, GroupResource, Registry, ResourceType};
 use crate::selector::Selector;
 use crate::store::{Pending, Store, StoreError, Write};
-use crate::stored::Stored;
 use crate::watch::{EventType, Hub, WatchEvent};
 use compact_str::CompactString;
 
@@ -181,7 +180,7 @@ pub struct ObjectStats {
 /// One page of a list, consistent at one revision.
 pub struct ListPage {
     /// The matching objects, ordered by namespace and name.
-    pub items: Vec<Stored>,
+    pub items: Vec<Arc<Value>>,
     /// The revision the page shows; later pages of the same list show the same one.
     pub resource_version: u64,
     /// The token for the next page; `None` on the last.
@@ -193,7 +192,7 @@ pub struct ListPage {
 struct State {
     rv: u64,
     registry: Registry,
-    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Stored>>,
+    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>>,
     undo: UndoLog,
     /// The garbage collector's index, kept current by every commit and removal.
     gc: crate::gc::Index,
@@ -229,7 +228,11 @@ impl UndoLog {
 
     /// For objects of `gr` changed after `rv`: what each was at `rv` (`None`: absent then).
     /// `None` when changes after `rv` are no longer all remembered.
-    fn as_of(&self, gr: &GroupResource, rv: u64) -> Option<BTreeMap<ObjectKey, Option<Stored>>> {
+    fn as_of(
+        &self,
+        gr: &GroupResource,
+        rv: u64,
+    ) -> Option<BTreeMap<ObjectKey, Option<Arc<Value>>>> {
         if rv < self.complete_after {
             return None;
         }
@@ -240,7 +243,7 @@ impl UndoLog {
             .filter(|u| u.rv > rv && &u.event.gr == gr)
         {
             then.entry(u.key.clone())
-                .or_insert_with(|| u.event.previous().map(|p| Stored::of_tree(&p)));
+                .or_insert_with(|| u.event.previous());
         }
         Some(then)
     }
@@ -252,9 +255,9 @@ struct Outcome {
     durable: Option<oneshot::Receiver<Result<(), String>>>,
 }
 
-/// The control plane's state: every object in memory (as its stored JSON, [`Stored`]) under one
-/// lock, each write decided there, handed to the store's writer and acknowledged once durable,
-/// then fanned out to watchers. Readers never see a write that is not yet durable.
+/// The control plane's state: every object in memory under one lock, each write decided there,
+/// handed to the store's writer and acknowledged once durable, then fanned out to watchers. Readers
+/// never see a write that is not yet durable.
 ///
 /// A patch or server-side apply of an existing object computes its new version outside the lock,
 /// from the stored version it read, and commits only if that version is still the stored one
@@ -313,37 +316,31 @@ impl Cluster {
     pub async fn open(store: Store) -> Result<Arc<Cluster>, OpenError> {
         let loaded = store.load()?;
         let mut registry = Registry::with_builtins();
-        let mut objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Stored>> = BTreeMap::new();
-        let mut rbac_objects: Vec<(crate::rbac::Kind, Arc<Value>)> = Vec::new();
-        let mut gc = crate::gc::Index::default();
-        // CustomResourceDefinitions first, so every object after them has its type registered
-        // when it is indexed; each tree is dropped once indexed (all of them at once would be
-        // about four times the objects' JSON).
-        let crd_prefix = format!("{CRD_GROUP}|{CRD_RESOURCE}|");
-        let (crds, rest): (Vec<_>, Vec<_>) = loaded
-            .objects
-            .into_iter()
-            .partition(|(key, _)| key.starts_with(&crd_prefix));
-        for (key, bytes) in crds.into_iter().chain(rest) {
+        let mut objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>> = BTreeMap::new();
+        for (key, bytes) in loaded.objects {
             let (gr, okey) = parse_store_key(&key).ok_or_else(|| OpenError::CorruptObject {
                 key: key.clone(),
                 detail: "malformed key".into(),
             })?;
-            let (stored, value) = Stored::load(bytes::Bytes::from(bytes))
-                .map_err(|detail| OpenError::CorruptObject { key, detail })?;
+            let mut value: Value =
+                serde_json::from_slice(&bytes).map_err(|e| OpenError::CorruptObject {
+                    key: key.clone(),
+                    detail: e.to_string(),
+                })?;
+            if crate::compact::check_input(&value).is_err() {
+                return Err(OpenError::CorruptObject {
+                    key,
+                    detail: "metadata.managedFields is not a list".into(),
+                });
+            }
+            crate::compact::compact(&mut value);
             if gr.group == CRD_GROUP
                 && gr.resource == CRD_RESOURCE
                 && let Some(t) = ResourceType::from_crd(&value)
             {
                 registry.insert(t);
             }
-            if let Some(rt) = registry.get(&gr) {
-                gc.note(&rt, None, Some((&value, &stored)));
-            }
-            if let Some(kind) = crate::rbac::Kind::of(&gr) {
-                rbac_objects.push((kind, value));
-            }
-            objects.entry(gr).or_default().insert(okey, stored);
+            objects.entry(gr).or_default().insert(okey, Arc::new(value));
         }
         let history: Vec<WatchEvent> = loaded
             .events
@@ -352,10 +349,18 @@ impl Cluster {
             .collect();
         let history_limit = store.event_history();
         let hub = Arc::new(Hub::new(history, loaded.resource_version, history_limit));
-        let rbac = crate::rbac::Rbac::new(crate::rbac::Index::build(
-            rbac_objects.iter().map(|(kind, o)| (*kind, &**o)),
-        ));
-        drop(rbac_objects);
+        let rbac = crate::rbac::Rbac::new(crate::rbac::Index::build(objects.iter().flat_map(
+            |(gr, objs)| {
+                crate::rbac::Kind::of(gr)
+                    .into_iter()
+                    .flat_map(move |kind| objs.values().map(move |o| (kind, &**o)))
+            },
+        )));
+        let gc = crate::gc::Index::build(objects.iter().flat_map(|(gr, objs)| {
+            let rt = registry.get(gr);
+            objs.values()
+                .filter_map(move |o| rt.clone().map(|rt| (rt, o.clone())))
+        }));
         let gc_wake = Arc::new(Notify::new());
         if gc.has_marked() {
             gc_wake.notify_one();
@@ -442,7 +447,6 @@ impl Cluster {
                     ..(*rt).clone()
                 });
                 for ((ns, name), obj) in legacy_objects {
-                    let obj = obj.tree();
                     let target = |rt: &Arc<ResourceType>| Target {
                         rt: rt.clone(),
                         version: rt.storage_version().to_owned(),
@@ -526,14 +530,7 @@ impl Cluster {
     /// The stored object `name` in the target's namespace; [`ApiError::NotFound`] if there is
     /// none.
     pub fn get(&self, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
-        // Copied out under the lock (two reference counts), its tree built outside it.
-        self.get_stored(t, name).map(|s| s.tree())
-    }
-
-    /// [`Self::get`] in the stored form.
-    pub fn get_stored(&self, t: &Target, name: &str) -> ApiResult<Stored> {
-        let found = stored(&self.lock(), t, name).cloned();
-        found.ok_or_else(|| ApiError::NotFound(t.error_target(name)))
+        self.existing(&self.lock(), t, name)
     }
 
     /// Objects of `t` (all namespaces when `all_namespaces`), filtered, paged after `continue`.
@@ -605,34 +602,29 @@ impl Cluster {
         let restored = then
             .range((lower, std::ops::Bound::Unbounded))
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
-        let in_scope = |key: &ObjectKey| all_namespaces || key.0 == t.namespace;
-        let mut page = Page::new(limit);
-        if selector.is_empty() {
-            for (key, obj) in merge_by_key(current, restored).take_while(|(k, _)| in_scope(k)) {
-                if !page.take(key, obj, false) {
+        let mut items = Vec::new();
+        let mut remaining = 0usize;
+        let mut next = None;
+        for (key, obj) in merge_by_key(current, restored) {
+            if !all_namespaces && key.0 != t.namespace {
+                break;
+            }
+            if !selector.matches(obj) {
+                continue;
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                remaining += 1;
+                // As kube-apiserver, a filtered list does not count what remains
+                // (`remainingItemCount` is for unfiltered lists): one more match is enough to
+                // know a next page exists, and a page costs no more the more objects follow it.
+                if !selector.is_empty() {
                     break;
                 }
+                continue;
             }
-        } else {
-            // A selector reads each object's tree, which may have to be parsed: copied out
-            // under the lock (two reference counts each), matched outside it.
-            let candidates: Vec<(ObjectKey, Stored)> = merge_by_key(current, restored)
-                .take_while(|(k, _)| in_scope(k))
-                .map(|(k, o)| (k.clone(), o.clone()))
-                .collect();
-            drop(st);
-            for (key, obj) in &candidates {
-                if selector.matches(&obj.tree()) && !page.take(key, obj, true) {
-                    break;
-                }
-            }
+            items.push(obj.clone());
+            next = Some(key.clone());
         }
-        let Page {
-            items,
-            remaining,
-            next,
-            ..
-        } = page;
         let continue_token = if remaining > 0 {
             next.map(|after| encode_continue(&after, snapshot_rv))
         } else {
@@ -665,14 +657,14 @@ impl Cluster {
             .collect()
     }
 
-    /// How many objects are stored and their size as stored JSON: O(objects), for benchmarks
-    /// and diagnostics.
+    /// How many objects are stored and their size as stored JSON. Serializes every object:
+    /// O(objects), for benchmarks and diagnostics.
     pub fn object_stats(&self) -> ObjectStats {
         let st = self.lock();
         let mut stats = ObjectStats::default();
         for o in st.objects.values().flat_map(BTreeMap::values) {
             stats.objects += 1;
-            stats.json_bytes += o.json().len();
+            stats.json_bytes += crate::compact::object_json(o).len();
         }
         stats
     }
@@ -846,12 +838,11 @@ impl Cluster {
     fn complete_create(&self, st: &State, t: &Target, obj: &mut Value) -> ApiResult<()> {
         Self::namespace_open(st, t, object::name(obj))?;
         if t.rt.builtin && t.rt.group.is_empty() && t.rt.resource == "services" {
-            let existing: Vec<Arc<Value>> = st
+            let existing: Vec<&Value> = st
                 .objects
                 .get(&t.rt.storage_gr())
-                .map(|m| m.values().map(Stored::tree).collect())
+                .map(|m| m.values().map(|v| &**v).collect())
                 .unwrap_or_default();
-            let existing: Vec<&Value> = existing.iter().map(|v| &**v).collect();
             crate::builtin::allocate_service(obj, &existing);
         }
         Ok(())
@@ -873,7 +864,7 @@ impl Cluster {
                 "namespaces",
                 &t.namespace,
             ))),
-            Some(ns) if ns.is_deleting() => Err(ApiError::Forbidden(format!(
+            Some(ns) if object::is_deleting(ns) => Err(ApiError::Forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
                 t.rt.resource, t.namespace
             ))),
@@ -952,7 +943,8 @@ impl Cluster {
         manager: &str,
     ) -> ApiResult<Arc<Value>> {
         let outcome = {
-            let (mut st, old) = self.current(t, name)?;
+            let mut st = self.lock();
+            let old = self.existing(&st, t, name)?;
             check_type_meta(t, &body)?;
             let body_name = object::name(&body);
             if !body_name.is_empty() && body_name != name {
@@ -967,28 +959,10 @@ impl Cluster {
         self.finish(outcome).await
     }
 
-    /// The state lock, with `name`'s stored version as a tree. A tree nothing holds any more
-    /// is built outside the lock (parsing under it kept every other request waiting), and the
-    /// version is then checked to be still the stored one.
-    fn current(&self, t: &Target, name: &str) -> ApiResult<(MutexGuard<'_, State>, Arc<Value>)> {
-        let mut read: Option<(u64, Arc<Value>)> = None;
-        loop {
-            let st = self.lock();
-            let Some(now) = stored(&st, t, name) else {
-                return Err(ApiError::NotFound(t.error_target(name)));
-            };
-            if let Some(tree) = now.held_tree() {
-                return Ok((st, tree));
-            }
-            if let Some((rv, tree)) = read.take()
-                && rv == now.rv()
-            {
-                return Ok((st, tree));
-            }
-            let now = now.clone();
-            drop(st);
-            read = Some((now.rv(), now.tree()));
-        }
+    fn existing(&self, st: &State, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
+        stored(st, t, name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(t.error_target(name)))
     }
 
     fn prepare_update(
@@ -1149,14 +1123,11 @@ impl Cluster {
         let gr = t.rt.storage_gr();
         let name = object::name(&obj).to_owned();
         let obj = Arc::new(obj);
-        let json = stored_json(&obj);
-        let stored = Stored::new(&obj, json.clone());
-        st.gc.note(&t.rt, old.as_deref(), Some((&obj, &stored)));
-        let replaced = st
-            .objects
+        st.objects
             .entry(gr.clone())
             .or_default()
-            .insert(t.key(&name), stored);
+            .insert(t.key(&name), obj.clone());
+        st.gc.note(&t.rt, old.as_ref(), Some(&obj));
         if st.gc.has_marked() {
             self.gc_wake.notify_one();
         }
@@ -1177,8 +1148,7 @@ impl Cluster {
             EventType::Added
         };
         let event = WatchEvent::new(rv, type_, gr.clone(), obj.clone(), old);
-        let replaced = replaced.map(|r| r.json().clone());
-        let (durable, event) = self.queue(&gr, &t.namespace, &name, Some(json), replaced, event);
+        let (durable, event) = self.queue(&gr, &t.namespace, &name, true, event);
         st.undo.record(Undo {
             rv,
             key: t.key(&name),
@@ -1203,12 +1173,10 @@ impl Cluster {
         crate::compact::compact(&mut last);
         let gr = t.rt.storage_gr();
         let name = object::name(old).to_owned();
-        let replaced = st
-            .objects
-            .get_mut(&gr)
-            .and_then(|m| m.remove(&t.key(&name)))
-            .map(|r| r.json().clone());
-        st.gc.note(&t.rt, Some(&**old), None);
+        if let Some(m) = st.objects.get_mut(&gr) {
+            m.remove(&t.key(&name));
+        }
+        st.gc.note(&t.rt, Some(old), None);
         // A terminating namespace or CRD waits for its last content to go.
         let containers = [
             t.rt.namespaced.then(|| {
@@ -1232,8 +1200,8 @@ impl Cluster {
                 .objects
                 .get(&cgr)
                 .and_then(|m| m.get(&key))
-                .filter(|c| c.is_deleting())
-                .map(|c| object::uid(&c.tree()).to_owned());
+                .filter(|c| object::is_deleting(c))
+                .map(|c| object::uid(c).to_owned());
             if let Some(uid) = uid {
                 st.gc.mark(&uid);
             }
@@ -1249,7 +1217,7 @@ impl Cluster {
             last.clone(),
             Some(old.clone()),
         );
-        let (durable, event) = self.queue(&gr, &t.namespace, &name, None, replaced, event);
+        let (durable, event) = self.queue(&gr, &t.namespace, &name, false, event);
         st.undo.record(Undo {
             rv,
             key: t.key(&name),
@@ -1279,7 +1247,7 @@ impl Cluster {
         let leftovers: Vec<Arc<Value>> = st
             .objects
             .get(&gr)
-            .map(|m| m.values().map(Stored::tree).collect())
+            .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         for obj in leftovers {
             let t = Target {
@@ -1310,24 +1278,24 @@ impl Cluster {
         gr: &GroupResource,
         ns: &str,
         name: &str,
-        stored: Option<bytes::Bytes>,
-        replaced: Option<bytes::Bytes>,
+        stored: bool,
         event: WatchEvent,
     ) -> (oneshot::Receiver<Result<(), String>>, Arc<WatchEvent>) {
         let (ack, durable) = oneshot::channel();
-        // The object's JSON is written once: the object layer and the store keep it (unless
-        // the write deletes the object), the event history holds it inside the event's bytes,
-        // and watchers send it.
-        let json = stored
-            .clone()
-            .unwrap_or_else(|| stored_json(&event.object()));
+        // The object's JSON is written once: the store keeps it (unless the write deletes the
+        // object), the event history holds it inside the event's bytes, and watchers send it.
+        let mut json = crate::compact::object_json(&event.object());
+        // Held by the watch history as long as the event: without the spare room the
+        // serializer grew into.
+        json.shrink_to_fit();
+        let json = bytes::Bytes::from(json);
         let write = Write {
             rv: event.rv,
             key: store_key(gr, ns, name),
-            object: stored,
+            object: stored.then(|| json.clone()),
             event: event.to_stored_with(&json),
         };
-        let event = Arc::new(event.with_jsons(json, replaced));
+        let event = Arc::new(event.with_json(json));
         if let Err(e) = self.writer.submit(Pending {
             write,
             payload: event.clone(),
@@ -1389,19 +1357,15 @@ impl Cluster {
     ) -> Option<ApiResult<Outcome>> {
         loop {
             let new = change(&old);
-            let read_rv = object::resource_version(&old).parse::<u64>().ok();
             let mut st = self.lock();
             let newer = match stored(&st, t, name) {
-                Some(now) if Some(now.rv()) == read_rv => None,
+                Some(now) if Arc::ptr_eq(now, &old) => None,
                 Some(now) => Some(now.clone()),
                 None => return None,
             };
             match newer {
                 None => return Some(new.and_then(|new| self.write_update(&mut st, t, old, new))),
-                Some(now) => {
-                    drop(st);
-                    old = now.tree();
-                }
+                Some(now) => old = now,
             }
         }
     }
@@ -1495,7 +1459,8 @@ impl Cluster {
         change: impl FnOnce(&mut Value),
     ) -> ApiResult<Arc<Value>> {
         let outcome = {
-            let (mut st, old) = self.current(t, name)?;
+            let mut st = self.lock();
+            let old = self.existing(&st, t, name)?;
             let mut new = t.editable(&old);
             change(&mut new);
             let new = self.prepare_update(
@@ -1514,7 +1479,8 @@ impl Cluster {
     /// contents are gone). `uid` guards against removing a re-created object of the same name.
     pub async fn purge(&self, t: &Target, name: &str, uid: &str) -> ApiResult<Arc<Value>> {
         let outcome = {
-            let (mut st, old) = self.current(t, name)?;
+            let mut st = self.lock();
+            let old = self.existing(&st, t, name)?;
             if object::uid(&old) != uid || !object::is_deleting(&old) {
                 return Err(ApiError::Conflict {
                     target: t.error_target(name),
@@ -1535,7 +1501,8 @@ impl Cluster {
         opts: &DeleteOptions,
     ) -> ApiResult<Arc<Value>> {
         let outcome: ApiResult<Outcome> = {
-            let (mut st, old) = self.current(t, name)?;
+            let mut st = self.lock();
+            let old = self.existing(&st, t, name)?;
             if opts
                 .precondition_uid
                 .as_deref()
@@ -1619,10 +1586,9 @@ impl crate::gc::Lookup for GcView<'_> {
         self.st.gc.dependents(uid)
     }
 
-    fn namespace_contents(&self, ns: &str) -> crate::gc::Contents {
+    fn namespace_contents(&self, ns: &str) -> Vec<crate::gc::Entry> {
         let from: ObjectKey = (ns.into(), CompactString::default());
-        let held = self
-            .st
+        self.st
             .objects
             .iter()
             .filter_map(|(gr, objs)| self.st.registry.get(gr).map(|rt| (rt, objs)))
@@ -1630,33 +1596,20 @@ impl crate::gc::Lookup for GcView<'_> {
             .flat_map(|(rt, objs)| {
                 objs.range(from.clone()..)
                     .take_while(|(k, _)| k.0 == ns)
-                    .map(move |(_, o)| (rt.clone(), o))
-            });
-        contents(held)
+                    .map(move |(_, o)| (rt.clone(), o.clone()))
+            })
+            .collect()
     }
 
-    fn instances(&self, group: &str, resource: &str) -> crate::gc::Contents {
+    fn instances(&self, group: &str, resource: &str) -> Vec<crate::gc::Entry> {
         let gr = GroupResource::new(group, resource);
         match (self.st.registry.get(&gr), self.st.objects.get(&gr)) {
             (Some(rt), Some(objs)) if !rt.builtin => {
-                contents(objs.values().map(|o| (rt.clone(), o)))
+                objs.values().map(|o| (rt.clone(), o.clone())).collect()
             }
-            _ => contents(std::iter::empty()),
+            _ => Vec::new(),
         }
     }
-}
-
-/// What a namespace or CRD holds, built from the trees of only the objects not being deleted.
-fn contents<'a>(
-    held: impl Iterator<Item = (Arc<ResourceType>, &'a Stored)>,
-) -> crate::gc::Contents {
-    let mut any = false;
-    let live = held
-        .inspect(|_| any = true)
-        .filter(|(_, o)| !o.is_deleting())
-        .map(|(rt, o)| (rt, o.tree()))
-        .collect();
-    crate::gc::Contents { any, live }
 }
 
 /// How managedFields are maintained on an update.
@@ -1707,7 +1660,7 @@ fn decode_apply_body(body: &[u8]) -> ApiResult<Value> {
 }
 
 /// The stored version of `name` in the target's resource.
-fn stored<'s>(st: &'s State, t: &Target, name: &str) -> Option<&'s Stored> {
+fn stored<'s>(st: &'s State, t: &Target, name: &str) -> Option<&'s Arc<Value>> {
     st.objects
         .get(&t.rt.storage_gr())
         .and_then(|m| m.get(&t.key(name)))
@@ -1733,54 +1686,11 @@ fn spec_changed(old: &Value, new: &Value, isolate_status: bool) -> bool {
     }
 }
 
-/// An object's compact JSON as the store, the object layer and the watch history hold it:
-/// without the spare room the serializer grew into.
-fn stored_json(obj: &Value) -> bytes::Bytes {
-    let mut json = crate::compact::object_json(obj);
-    json.shrink_to_fit();
-    bytes::Bytes::from(json)
-}
-
-/// A list page being filled with matching objects, in key order.
-struct Page {
-    limit: Option<usize>,
-    items: Vec<Stored>,
-    /// Matches after the page's last item.
-    remaining: usize,
-    /// The key of the page's last item.
-    next: Option<ObjectKey>,
-}
-
-impl Page {
-    fn new(limit: Option<usize>) -> Self {
-        Page {
-            limit,
-            items: Vec::new(),
-            remaining: 0,
-            next: None,
-        }
-    }
-
-    /// Takes one more match; `false` once the page needs no more.
-    fn take(&mut self, key: &ObjectKey, obj: &Stored, filtered: bool) -> bool {
-        if self.limit.is_some_and(|l| self.items.len() >= l) {
-            self.remaining += 1;
-            // As kube-apiserver, a filtered list does not count what remains
-            // (`remainingItemCount` is for unfiltered lists): one more match is enough to know
-            // a next page exists, and a page costs no more the more objects follow it.
-            return !filtered;
-        }
-        self.items.push(obj.clone());
-        self.next = Some(key.clone());
-        true
-    }
-}
-
 /// Two key-ordered sequences of distinct keys as one.
 fn merge_by_key<'a>(
-    a: impl Iterator<Item = (&'a ObjectKey, &'a Stored)>,
-    b: impl Iterator<Item = (&'a ObjectKey, &'a Stored)>,
-) -> impl Iterator<Item = (&'a ObjectKey, &'a Stored)> {
+    a: impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)>,
+    b: impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)>,
+) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> {
     let (mut a, mut b) = (a.peekable(), b.peekable());
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
         (Some(x), Some(y)) if y.0 < x.0 => b.next(),

@@ -149,15 +149,10 @@ pub(crate) fn object_json(obj: &Value) -> Vec<u8> {
     out
 }
 
-/// A list as compact JSON: `head`'s fields (kind, apiVersion, metadata), then `items`, each
-/// written by `write` (about `size` bytes in all).
-pub(crate) fn list_json<I>(
-    head: &Value,
-    size: usize,
-    items: impl IntoIterator<Item = I>,
-    mut write: impl FnMut(&mut Vec<u8>, I),
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size + 256);
+/// A list of objects as compact JSON: `head`'s fields (kind, apiVersion, metadata), then
+/// `items`, each written by [`write_object`].
+pub(crate) fn list_json<'a>(head: &Value, items: impl IntoIterator<Item = &'a Value>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
     write_value(&mut out, head);
     if out.last() == Some(&b'}') {
         out.pop();
@@ -169,7 +164,7 @@ pub(crate) fn list_json<I>(
             if i > 0 {
                 out.push(b',');
             }
-            write(&mut out, item);
+            write_object(&mut out, item);
         }
         out.extend_from_slice(b"]}");
     }
@@ -248,14 +243,12 @@ mod tests {
         let mut held = full.clone();
         compact(&mut held);
         let head = json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}});
-        let bytes = list_json(&head, 0, [&held, &held], write_object);
+        let bytes = list_json(&head, [&held, &held]);
         let parsed: Value = serde_json::from_slice(&bytes).unwrap();
         let mut expected = head.clone();
         expected["items"] = json!([full, full]);
         assert_eq!(parsed, expected);
-        let empty: Value =
-            serde_json::from_slice(&list_json(&head, 0, Vec::<&Value>::new(), write_object))
-                .unwrap();
+        let empty: Value = serde_json::from_slice(&list_json(&head, [])).unwrap();
         assert_eq!(empty["items"], json!([]));
     }
 

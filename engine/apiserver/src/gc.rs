@@ -24,20 +24,11 @@ use crate::cluster::{
 };
 use crate::object;
 use crate::resource::{CRD_GROUP, CRD_RESOURCE, ResourceType};
-use crate::stored::Stored;
 
 const MANAGER: &str = "strata-garbage-collector";
 
 /// An object with its resource type.
 pub(crate) type Entry = (Arc<ResourceType>, Arc<Value>);
-
-/// An object as the index holds it: its stored form, whose tree is built again when a sweep
-/// reads it and nothing else holds it ([`Stored::tree`]).
-type Held = (Arc<ResourceType>, Stored);
-
-fn entry((rt, stored): &Held) -> Entry {
-    (rt.clone(), stored.tree())
-}
 
 /// One thing a sweep does, to the object with this uid.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,30 +76,9 @@ pub(crate) trait Lookup {
     /// The existing objects naming `uid` among their owners.
     fn dependents(&self, uid: &str) -> Vec<Entry>;
     /// The namespaced objects in namespace `ns`.
-    fn namespace_contents(&self, ns: &str) -> Contents;
+    fn namespace_contents(&self, ns: &str) -> Vec<Entry>;
     /// The objects of the custom resource `group`/`resource`.
-    fn instances(&self, group: &str, resource: &str) -> Contents;
-}
-
-/// What a terminating namespace or CRD still holds: whether anything, and the objects not
-/// being deleted yet (the others are not read: a namespace waiting for thousands of objects'
-/// finalizers is decided again after each one goes).
-pub(crate) struct Contents {
-    pub(crate) any: bool,
-    pub(crate) live: Vec<Entry>,
-}
-
-impl Contents {
-    /// From every object held, tree or not.
-    pub(crate) fn of(all: Vec<Entry>) -> Contents {
-        Contents {
-            any: !all.is_empty(),
-            live: all
-                .into_iter()
-                .filter(|(_, o)| !object::is_deleting(o))
-                .collect(),
-        }
-    }
+    fn instances(&self, group: &str, resource: &str) -> Vec<Entry>;
 }
 
 fn has_finalizer(o: &Value, finalizer: &str) -> bool {
@@ -181,14 +151,14 @@ pub(crate) fn decide(lookup: &impl Lookup, (rt, o): &Entry) -> Vec<Action> {
     }
     if is_namespace(rt) {
         let contents = lookup.namespace_contents(object::name(o));
-        if !contents.any {
+        if contents.is_empty() {
             if finalizers.is_empty() {
                 actions.push(Action::RemoveNamespace {
                     uid: uid.to_owned(),
                 });
             }
         } else {
-            actions.extend(delete_all(contents.live));
+            actions.extend(delete_all(contents));
         }
     }
     if is_crd(rt)
@@ -196,13 +166,13 @@ pub(crate) fn decide(lookup: &impl Lookup, (rt, o): &Entry) -> Vec<Action> {
         && let Some(served) = ResourceType::from_crd(o)
     {
         let instances = lookup.instances(&served.group, &served.resource);
-        if !instances.any {
+        if instances.is_empty() {
             actions.push(Action::RemoveFinalizer {
                 uid: uid.to_owned(),
                 finalizer: CRD_CLEANUP_FINALIZER,
             });
         } else {
-            actions.extend(delete_all(instances.live));
+            actions.extend(delete_all(instances));
         }
     }
     actions
@@ -223,7 +193,7 @@ fn delete_all(objects: Vec<Entry>) -> impl Iterator<Item = Action> {
 /// collection decision a write may have changed since the last sweep.
 #[derive(Default)]
 pub(crate) struct Index {
-    by_uid: HashMap<Box<str>, Held>,
+    by_uid: HashMap<Box<str>, Entry>,
     /// Owner uid (of an existing owner or not) → uids of the existing objects naming it.
     dependents: HashMap<Box<str>, BTreeSet<Box<str>>>,
     marked: BTreeSet<Box<str>>,
@@ -248,42 +218,36 @@ impl Facts {
 }
 
 impl Index {
-    /// An index of `objects` (each with its tree), with every object that has owners or is
-    /// being deleted marked (the one full pass: at start, which notes each object as it is
-    /// read back).
-    #[cfg(test)]
-    pub(crate) fn build<'a>(
-        objects: impl IntoIterator<Item = (Arc<ResourceType>, &'a Value, Stored)>,
-    ) -> Index {
+    /// An index of `objects`, with every object that has owners or is being deleted marked
+    /// (the one full pass: at start).
+    pub(crate) fn build(objects: impl IntoIterator<Item = Entry>) -> Index {
         let mut index = Index::default();
-        for (rt, o, stored) in objects {
-            index.note(&rt, None, Some((o, &stored)));
+        for (rt, o) in objects {
+            index.note(&rt, None, Some(&o));
         }
         index
     }
 
-    /// Records a write: `old` was replaced by `new`, given with its stored form (`None`: absent
-    /// before / removed now), and marks what the change may concern.
+    /// Records a write: `old` was replaced by `new` (`None`: absent before / removed now), and
+    /// marks what the change may concern.
     pub(crate) fn note(
         &mut self,
         rt: &Arc<ResourceType>,
-        old: Option<&Value>,
-        new: Option<(&Value, &Stored)>,
+        old: Option<&Arc<Value>>,
+        new: Option<&Arc<Value>>,
     ) {
-        let new_stored = new.map(|(_, s)| s);
-        let new = new.map(|(o, _)| o);
-        let Some(uid) = new.or(old).map(object::uid) else {
+        let Some(uid) = new.or(old).map(|o| object::uid(o)) else {
             return;
         };
         if uid.is_empty() {
             return;
         }
-        let before = old.map(Facts::of);
-        let after = new.map(Facts::of);
+        let before = old.map(|o| Facts::of(o));
+        let after = new.map(|o| Facts::of(o));
         if before == after && old.is_some() {
             // Nothing the collector reads changed; keep the stored version current.
-            if let Some(s) = new_stored {
-                self.by_uid.insert(uid.into(), (rt.clone(), s.clone()));
+            if let Some(o) = new {
+                self.by_uid.insert(uid.into(), (rt.clone(), o.clone()));
             }
             return;
         }
@@ -309,9 +273,9 @@ impl Index {
                 .or_default()
                 .insert(uid.into());
         }
-        match new_stored {
-            Some(s) => {
-                self.by_uid.insert(uid.into(), (rt.clone(), s.clone()));
+        match new {
+            Some(o) => {
+                self.by_uid.insert(uid.into(), (rt.clone(), o.clone()));
             }
             None => {
                 self.by_uid.remove(uid);
@@ -363,13 +327,13 @@ impl Index {
     pub(crate) fn take_marked(&mut self) -> Vec<Entry> {
         std::mem::take(&mut self.marked)
             .into_iter()
-            .filter_map(|u| self.by_uid.get(&u).map(entry))
+            .filter_map(|u| self.by_uid.get(&u).cloned())
             .collect()
     }
 
     /// The object with this uid.
     pub(crate) fn object(&self, uid: &str) -> Option<Entry> {
-        self.by_uid.get(uid).map(entry)
+        self.by_uid.get(uid).cloned()
     }
 
     /// The existing objects naming `uid` among their owners.
@@ -378,7 +342,7 @@ impl Index {
             .get(uid)
             .into_iter()
             .flatten()
-            .filter_map(|d| self.by_uid.get(d).map(entry))
+            .filter_map(|d| self.by_uid.get(d).cloned())
             .collect()
     }
 
@@ -400,31 +364,27 @@ impl Lookup for Index {
         Index::dependents(self, uid)
     }
 
-    fn namespace_contents(&self, ns: &str) -> Contents {
-        Contents::of(
-            self.by_uid
-                .values()
-                .map(entry)
-                .filter(|(t, o)| t.namespaced && object::namespace(o) == ns)
-                .collect(),
-        )
+    fn namespace_contents(&self, ns: &str) -> Vec<Entry> {
+        self.by_uid
+            .values()
+            .filter(|(t, o)| t.namespaced && object::namespace(o) == ns)
+            .cloned()
+            .collect()
     }
 
-    fn instances(&self, group: &str, resource: &str) -> Contents {
-        Contents::of(
-            self.by_uid
-                .values()
-                .filter(|(t, _)| t.group == group && t.resource == resource && !t.builtin)
-                .map(entry)
-                .collect(),
-        )
+    fn instances(&self, group: &str, resource: &str) -> Vec<Entry> {
+        self.by_uid
+            .values()
+            .filter(|(t, _)| t.group == group && t.resource == resource && !t.builtin)
+            .cloned()
+            .collect()
     }
 }
 
 /// Decides every action for a set of objects at once (a full pass, in the order given).
 #[cfg(test)]
 pub(crate) fn plan(objects: &[Entry]) -> Vec<Action> {
-    let index = tests::index(objects.iter().cloned());
+    let index = Index::build(objects.iter().cloned());
     objects.iter().flat_map(|e| decide(&index, e)).collect()
 }
 
@@ -537,31 +497,6 @@ mod tests {
     use super::*;
     use crate::resource::{GroupResource, Registry};
     use serde_json::json;
-
-    /// An index of `objects`, as the cluster builds one at start.
-    pub(crate) fn index(objects: impl IntoIterator<Item = Entry>) -> Index {
-        let objects: Vec<Entry> = objects.into_iter().collect();
-        Index::build(
-            objects
-                .iter()
-                .map(|(rt, o)| (rt.clone(), &**o, Stored::of_tree(o))),
-        )
-    }
-
-    /// [`Index::note`] of trees.
-    fn note(
-        index: &mut Index,
-        rt: &Arc<ResourceType>,
-        old: Option<&Arc<Value>>,
-        new: Option<&Arc<Value>>,
-    ) {
-        let stored = new.map(Stored::of_tree);
-        index.note(
-            rt,
-            old.map(|o| &**o),
-            new.map(|o| &**o).zip(stored.as_ref()),
-        );
-    }
 
     fn cm(name: &str, uid: &str, owners: Value, deleting: Option<&[&str]>) -> Entry {
         let rt = Registry::with_builtins()
@@ -697,17 +632,17 @@ mod tests {
         let owner = cm("owner", "o", json!([]), None);
         let a = cm("a", "a", json!([{"uid": "o"}]), None);
         let b = cm("b", "b", json!([{"uid": "o"}, {"uid": "p"}]), None);
-        let mut index = index([owner.clone(), a.clone(), b.clone()]);
+        let mut index = Index::build([owner.clone(), a.clone(), b.clone()]);
         assert_eq!(uids(&index.dependents("o")), ["a", "b"]);
         assert_eq!(uids(&index.dependents("p")), ["b"]);
         assert_eq!(index.len(), 3);
 
         // b drops owner o: only a remains o's dependent.
         let b2 = cm("b", "b", json!([{"uid": "p"}]), None);
-        note(&mut index, &b2.0, Some(&b.1), Some(&b2.1));
+        index.note(&b2.0, Some(&b.1), Some(&b2.1));
         assert_eq!(uids(&index.dependents("o")), ["a"]);
         // a is removed: o has no dependents left, and the index no longer holds a.
-        note(&mut index, &a.0, Some(&a.1), None);
+        index.note(&a.0, Some(&a.1), None);
         assert!(index.dependents("o").is_empty());
         assert!(index.object("a").is_none());
         assert_eq!(index.len(), 2);
@@ -718,7 +653,7 @@ mod tests {
         let plain = cm("plain", "p", json!([]), None);
         let owned = cm("owned", "c", json!([{"uid": "p"}]), None);
         let deleting = cm("deleting", "d", json!([]), Some(&["example.com/hold"]));
-        let mut index = index([plain, owned, deleting]);
+        let mut index = Index::build([plain, owned, deleting]);
         assert_eq!(marked_uids(&mut index), ["c", "d"]);
         assert!(!index.has_marked(), "taking the marks clears them");
     }
@@ -729,9 +664,9 @@ mod tests {
         let child = cm("child", "c", json!([{"uid": "o"}]), None);
         let other = cm("other", "x", json!([{"uid": "y"}]), None);
         let unrelated = cm("y", "y", json!([]), None);
-        let mut index = index([owner.clone(), child, other, unrelated]);
+        let mut index = Index::build([owner.clone(), child, other, unrelated]);
         index.take_marked();
-        note(&mut index, &owner.0, Some(&owner.1), None);
+        index.note(&owner.0, Some(&owner.1), None);
         assert_eq!(marked_uids(&mut index), ["c"]);
         // The dependent, decided alone against the index, is collected.
         let child = index.object("c").unwrap();
@@ -748,12 +683,12 @@ mod tests {
     fn a_write_that_changes_nothing_the_collector_reads_marks_nothing() {
         let owner = cm("owner", "o", json!([]), None);
         let child = cm("child", "c", json!([{"uid": "o"}]), None);
-        let mut index = index([owner.clone(), child.clone()]);
+        let mut index = Index::build([owner.clone(), child.clone()]);
         index.take_marked();
         let mut changed = (*child.1).clone();
         changed["data"] = json!({"k": "v"});
         let changed = Arc::new(changed);
-        note(&mut index, &child.0, Some(&child.1), Some(&changed));
+        index.note(&child.0, Some(&child.1), Some(&changed));
         assert!(!index.has_marked());
         assert_eq!(
             index.object("c").unwrap().1,
@@ -771,9 +706,9 @@ mod tests {
             json!([{"uid": "o", "blockOwnerDeletion": true}]),
             None,
         );
-        let mut index = index([owner, child.clone()]);
+        let mut index = Index::build([owner, child.clone()]);
         index.take_marked();
-        note(&mut index, &child.0, Some(&child.1), None);
+        index.note(&child.0, Some(&child.1), None);
         assert_eq!(marked_uids(&mut index), ["o"]);
     }
 
@@ -781,10 +716,10 @@ mod tests {
     fn an_owner_starting_to_orphan_marks_its_dependents() {
         let owner = cm("owner", "o", json!([]), None);
         let child = cm("child", "c", json!([{"uid": "o"}]), None);
-        let mut index = index([owner.clone(), child]);
+        let mut index = Index::build([owner.clone(), child]);
         index.take_marked();
         let orphaning = cm("owner", "o", json!([]), Some(&["orphan"]));
-        note(&mut index, &orphaning.0, Some(&owner.1), Some(&orphaning.1));
+        index.note(&orphaning.0, Some(&owner.1), Some(&orphaning.1));
         assert_eq!(marked_uids(&mut index), ["c", "o"]);
     }
 }

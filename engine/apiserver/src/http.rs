@@ -18,7 +18,6 @@ use crate::cluster::{Cluster, DeleteOptions, Propagation, Subresource, Target};
 use crate::error::{ApiError, ApiResult, ErrorTarget, FieldCause};
 use crate::patch::PatchKind;
 use crate::selector::Selector;
-use crate::stored::Stored;
 use crate::watch::{EventType, WatchEvent};
 
 /// The largest request body accepted, as kube-apiserver's limit.
@@ -719,7 +718,6 @@ async fn resource_request_inner(
                     let page = cluster.list(&t, all_namespaces, &selector, None, None)?;
                     let mut deleted = Vec::new();
                     for obj in page.items {
-                        let obj = obj.tree();
                         let t = Target {
                             namespace: crate::object::namespace(&obj).to_owned(),
                             ..t.clone()
@@ -734,7 +732,7 @@ async fn resource_request_inner(
                         "metadata": {"resourceVersion": cluster.resource_version().to_string()}});
                     Ok(bytes_response(
                         StatusCode::OK,
-                        crate::compact::list_json(&head, 0, &deleted, crate::compact::write_object),
+                        crate::compact::list_json(&head, &deleted),
                     ))
                 }
                 _ => Err(ApiError::MethodNotAllowed),
@@ -764,23 +762,21 @@ async fn resource_request_inner(
             };
             match *method {
                 Method::GET => {
-                    let obj = cluster.get_stored(&t, name)?;
-                    cluster.wait_durable(obj.rv()).await?;
+                    let obj = cluster.get(&t, name)?;
+                    let rv = crate::object::resource_version(&obj).parse().unwrap_or(0);
+                    cluster.wait_durable(rv).await?;
                     if crate::table::wants_table(accept) {
                         let table = crate::table::table(
                             &t.rt,
                             &t.version,
-                            &[obj.tree()],
+                            &[obj],
                             true,
                             query.get("includeObject") == Some("Object"),
                             json!({}),
                         );
                         return ok(&table);
                     }
-                    if crate::stored::AsStored::new(&t).check(obj.json()) {
-                        return Ok(bytes_response(StatusCode::OK, obj.json().clone()));
-                    }
-                    ok_object(&crate::builtin::served(&t, &obj.tree()))
+                    ok_stored(cluster, &t, &obj)
                 }
                 Method::PUT => {
                     let updated = cluster
@@ -1148,20 +1144,25 @@ async fn list(
         list_meta["remainingItemCount"] = json!(r);
     }
     if crate::table::wants_table(accept) {
-        let objects: Vec<Arc<Value>> = page.items.iter().map(Stored::tree).collect();
         return ok(&crate::table::table(
             &t.rt,
             &t.version,
-            &objects,
+            &page.items,
             true,
             query.get("includeObject") == Some("Object"),
             list_meta,
         ));
     }
-    Ok(bytes_response(
-        StatusCode::OK,
-        crate::stored::list_json(t, &page, list_meta),
-    ))
+    // Serialized straight from the stored objects, without copying them.
+    let head = json!({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(&t.version),
+        "metadata": list_meta});
+    let items: Vec<std::borrow::Cow<'_, Value>> = page
+        .items
+        .iter()
+        .map(|o| crate::builtin::served(t, o))
+        .collect();
+    let bytes = crate::compact::list_json(&head, items.iter().map(|o| &**o));
+    Ok(bytes_response(StatusCode::OK, bytes))
 }
 
 /// How one watch renders and filters events.
@@ -1227,18 +1228,30 @@ impl WatchView {
         self.line(type_.as_str(), &object, e.json().as_deref())
     }
 
-    /// Whether this watcher sends an object exactly as stored ([`crate::stored::AsStored`]).
+    /// Whether this watcher sends an object exactly as stored, told from the `apiVersion` and
+    /// `kind` of its JSON without parsing the rest: [`crate::builtin::served`] converts or
+    /// restamps an object by its resource, the version asked for and those two fields alone
+    /// (`watch_lines_send_an_old_events_json_unparsed_only_in_the_stored_shape` holds it to that).
     fn sends_as_stored(&self, json: &[u8]) -> bool {
-        !self.table && crate::stored::AsStored::new(&self.t).check(json)
-    }
-
-    /// The ADDED line of an object of the initial listing: its stored bytes, unparsed, when
-    /// this watcher sees it as stored.
-    fn initial_line(&mut self, obj: &Stored) -> Bytes {
-        if self.sends_as_stored(obj.json()) {
-            return framed("ADDED", |out| out.extend_from_slice(obj.json()));
+        /// The two fields; every other is skipped unread.
+        #[derive(serde::Deserialize)]
+        struct TypeMeta {
+            #[serde(rename = "apiVersion", default)]
+            api_version: Option<String>,
+            #[serde(default)]
+            kind: Option<String>,
         }
-        self.line("ADDED", &obj.tree(), None)
+        if self.table {
+            return false;
+        }
+        let Ok(meta) = serde_json::from_slice::<TypeMeta>(json) else {
+            return false;
+        };
+        let head = json!({"apiVersion": meta.api_version, "kind": meta.kind});
+        matches!(
+            crate::builtin::served(&self.t, &head),
+            std::borrow::Cow::Borrowed(_)
+        )
     }
 
     /// One event line; `json` is `obj` as compact JSON when the caller has it already.
@@ -1373,7 +1386,7 @@ fn watch(
             return;
         }
         for obj in &initial {
-            if !deliver(&tx, view.initial_line(obj)).await {
+            if !deliver(&tx, view.line("ADDED", obj, None)).await {
                 return;
             }
         }
@@ -1442,7 +1455,7 @@ async fn deliver(tx: &mpsc::Sender<Bytes>, line: Bytes) -> bool {
 }
 
 struct WatchStart {
-    initial: Vec<Stored>,
+    initial: Vec<Arc<Value>>,
     replay: Vec<Arc<WatchEvent>>,
     live: broadcast::Receiver<Arc<WatchEvent>>,
     from: u64,

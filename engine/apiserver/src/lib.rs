@@ -41,7 +41,6 @@ pub mod selector;
 pub mod server;
 mod service_account;
 pub mod store;
-pub mod stored;
 mod table;
 pub mod tls;
 mod token_file;

@@ -71,9 +71,6 @@ enum Body {
         /// watchers and responses that show the object as stored send these bytes instead of
         /// serializing it again (once per watcher).
         json: Option<Bytes>,
-        /// `previous` as the store wrote it, when the writer had it (the object layer holds
-        /// every stored version as its JSON): turning the event old then serializes nothing.
-        previous_json: Option<Bytes>,
     },
     Old {
         object: Bytes,
@@ -88,6 +85,13 @@ enum Body {
 /// (`scripts/profile-claims`), 64 took a fifth of the last-level read misses per claim off,
 /// where 1,024 freed the same trees cold and saved nothing.
 pub(crate) const RECENT: usize = 64;
+
+/// A stored object's tree from its compact JSON, in the shape the cluster holds it.
+fn parse_stored(json: &[u8]) -> Option<Value> {
+    let mut object: Value = serde_json::from_slice(json).ok()?;
+    crate::compact::compact(&mut object);
+    Some(object)
+}
 
 impl WatchEvent {
     /// A committed change, without its object's JSON.
@@ -109,32 +113,18 @@ impl WatchEvent {
                 object,
                 previous,
                 json: None,
-                previous_json: None,
             }),
         }
     }
 
     /// The event with `json`, its object's compact JSON.
-    #[cfg(test)]
     pub(crate) fn with_json(self, json: Bytes) -> Self {
-        self.with_jsons(json, None)
-    }
-
-    /// The event with `json`, its object's compact JSON, and `previous`, that of the version
-    /// the change replaced.
-    pub(crate) fn with_jsons(self, json: Bytes, previous: Option<Bytes>) -> Self {
         let mut body = self
             .body
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Body::Recent {
-            json: held,
-            previous_json,
-            ..
-        } = &mut body
-        {
+        if let Body::Recent { json: held, .. } = &mut body {
             *held = Some(json);
-            *previous_json = previous;
         }
         WatchEvent {
             body: Mutex::new(body),
@@ -154,7 +144,7 @@ impl WatchEvent {
             Body::Recent { object, .. } => return object.clone(),
             Body::Old { object, .. } => object.clone(),
         };
-        Arc::new(crate::stored::parse_compact(&json).unwrap_or(Value::Null))
+        Arc::new(parse_stored(&json).unwrap_or(Value::Null))
     }
 
     /// What the change replaced, if anything (for an old event, parsed from its JSON).
@@ -163,7 +153,7 @@ impl WatchEvent {
             Body::Recent { previous, .. } => return previous.clone(),
             Body::Old { previous, .. } => previous.clone()?,
         };
-        crate::stored::parse_compact(&json).map(Arc::new)
+        parse_stored(&json).map(Arc::new)
     }
 
     /// The object's compact JSON as the store wrote it, when the event has it (every
@@ -225,7 +215,6 @@ impl WatchEvent {
             object,
             previous,
             json,
-            previous_json: held_previous,
         } = &*body
         else {
             return None;
@@ -234,9 +223,8 @@ impl WatchEvent {
             .clone()
             .unwrap_or_else(|| Bytes::from(crate::compact::object_json(object)));
         let previous_json = previous.as_ref().map(|p| {
-            held_previous
-                .clone()
-                .or_else(|| self.previous_rv.and_then(&previous_json))
+            self.previous_rv
+                .and_then(&previous_json)
                 .unwrap_or_else(|| Bytes::from(crate::compact::object_json(p)))
         });
         Some(std::mem::replace(
@@ -303,38 +291,6 @@ pub(crate) type Subscription = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<Wa
 pub struct Hub {
     state: Mutex<HubState>,
     sender: broadcast::Sender<Arc<WatchEvent>>,
-    /// Where [`Hub::publish`] sends what it lets go of, to be freed on a thread of its own.
-    released: std::sync::mpsc::Sender<Released>,
-}
-
-/// What a publish lets go of: events that left the history, and the trees of events turned
-/// old. `publish` runs on the store's writer thread, which every write waits for; freeing a
-/// tree is a walk over its allocations (the created object's and the version it replaced, now
-/// that the object layer keeps no tree), which cost the writer a tenth of its time in the
-/// object-layer bench. They are freed by a thread of their own instead.
-type Released = (Vec<Arc<WatchEvent>>, Vec<Body>);
-
-/// How many events and old events' bodies one publish lets go of before they are freed on the
-/// release thread rather than inline: in the object-layer bench (`throughput`) a single
-/// writer's updates were 17 % slower with every publish handing its one or two over.
-const RELEASE_APART: usize = 8;
-
-/// Starts the thread that frees what publishes let go of; it ends when the hub does. Failing
-/// to start one (the process is out of threads), the sender's end is closed and publish frees
-/// inline.
-fn release_thread() -> std::sync::mpsc::Sender<Released> {
-    let (tx, rx) = std::sync::mpsc::channel::<Released>();
-    let started = std::thread::Builder::new()
-        .name("strata-watch-release".into())
-        .spawn(move || {
-            while let Ok(released) = rx.recv() {
-                drop(released);
-            }
-        });
-    if let Err(e) = started {
-        tracing::warn!("starting the thread that frees old watch events: {e}");
-    }
-    tx
 }
 
 const LIVE_BUFFER: usize = 16_384;
@@ -358,7 +314,6 @@ impl Hub {
         Hub {
             state: Mutex::new(state),
             sender,
-            released: release_thread(),
         }
     }
 
@@ -393,12 +348,8 @@ impl Hub {
                     .unwrap_or(state.head + 1);
             }
         }
-        // A lone writer's publish lets go of a version or two: freed here, as a wake-up of the
-        // release thread would cost its write more than the frees. A batch of concurrent
-        // writes' is freed off the writer thread (inline only if that thread is gone).
-        if evicted.len() + released.len() >= RELEASE_APART {
-            let _ = self.released.send((evicted, released));
-        }
+        drop(evicted);
+        drop(released);
     }
 
     pub fn head(&self) -> u64 {
@@ -444,18 +395,6 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Whether nothing holds `tree` within a few seconds (the release thread frees it).
-    fn freed_soon(tree: &std::sync::Weak<Value>) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while tree.strong_count() > 0 {
-            if std::time::Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        true
-    }
 
     fn event(rv: u64) -> WatchEvent {
         WatchEvent::new(
@@ -557,13 +496,12 @@ mod tests {
                 assert_eq!(*previous, expected[at - 3], "event {at}'s previous");
             }
             // A version's tree is freed once the events that wrote and replaced it are old
-            // (the one replacing event `at` is `at + 3`), by the release thread; the recent
-            // ones keep theirs.
-            if at + 3 >= old {
-                assert!(trees[at].upgrade().is_some(), "event {at}'s tree is held");
-            } else {
-                assert!(freed_soon(&trees[at]), "event {at}'s tree is freed");
-            }
+            // (the one replacing event `at` is `at + 3`); the recent ones keep theirs.
+            assert_eq!(
+                trees[at].upgrade().is_some(),
+                at + 3 >= old,
+                "event {at}'s tree"
+            );
         }
         // An old event's previous is the JSON of the event that wrote it, not another copy.
         let Body::Old { previous, .. } = &*events[4].body() else {

@@ -47,10 +47,7 @@ pub async fn reconcile(cluster: &Cluster) -> usize {
     let stored: BTreeMap<String, Vec<PolicyRule>> = page
         .items
         .iter()
-        .map(|o| {
-            let o = o.tree();
-            (crate::object::name(&o).to_owned(), rules_of(&o))
-        })
+        .map(|o| (crate::object::name(o).to_owned(), rules_of(o)))
         .collect();
     let mut written = 0;
     for (name, rules) in plan(&wanted, &stored) {
